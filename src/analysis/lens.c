@@ -1,0 +1,101 @@
+/* lens.c - see lens.h. */
+#include "lens.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/kernels.h"
+#include "engine/util.h"
+
+void
+lens_vectors(const fl_model *m, const float *x, int n, float *out)
+{
+	int D = m->cfg.d_model;
+	float *ln = xmalloc((size_t)n * D * sizeof *ln);
+	float *mean = xmalloc((size_t)n * sizeof *mean);
+	float *scale = xmalloc((size_t)n * sizeof *scale);
+
+	kern_ln_stats(mean, scale, x, n, D, m->cfg.ln_eps);
+	kern_ln_apply(ln, x, mean, scale, m->lnf_w, m->lnf_b, n, D);
+	kern_unembed(out, ln, m->unembed, n, D, m->cfg.n_vocab);
+	free(ln);
+	free(mean);
+	free(scale);
+}
+
+int
+lens_streams(const fl_model *m, const fl_cache *c, int pos, float *out)
+{
+	int L = c->n_layer, D = c->d_model, T = c->n_tok;
+	float *x;
+
+	if (pos < 0 || pos >= T)
+		return -1;
+	x = xmalloc((size_t)(L + 1) * D * sizeof *x);
+	for (int l = 0; l <= L; l++)
+		memcpy(x + (size_t)l * D, c->resid_pre + ((size_t)l * T + pos) * D,
+		    (size_t)D * sizeof *x);
+	lens_vectors(m, x, L + 1, out);
+	free(x);
+	return 0;
+}
+
+double
+lens_prob_of(const float *logits, int V, int id)
+{
+	float mx = -INFINITY;
+	double sum = 0;
+
+	for (int i = 0; i < V; i++)
+		if (logits[i] > mx)
+			mx = logits[i];
+	for (int i = 0; i < V; i++)
+		sum += exp((double)logits[i] - mx);
+	return exp((double)logits[id] - mx) / sum;
+}
+
+int
+lens_rank_of(const float *logits, int V, int id)
+{
+	int rank = 1;
+	float v = logits[id];
+
+	/* Ties go to the lower id, as a stable sort would order them. */
+	for (int i = 0; i < V; i++)
+		if (logits[i] > v || (logits[i] == v && i < id))
+			rank++;
+	return rank;
+}
+
+int
+lens_topk(const float *logits, int V, int k, int *ids, float *probs)
+{
+	int n = 0;
+
+	if (k > V)
+		k = V;
+	/* Insertion into a sorted array of k: O(V k), fine for k <= 100. */
+	for (int i = 0; i < V; i++) {
+		int j;
+
+		if (n == k && logits[i] <= logits[ids[n - 1]])
+			continue;
+		j = n < k ? n++ : n - 1;
+		while (j > 0 && logits[ids[j - 1]] < logits[i]) {
+			ids[j] = ids[j - 1];
+			j--;
+		}
+		ids[j] = i;
+	}
+	if (probs != NULL && n > 0) {
+		float mx = logits[ids[0]];
+		double sum = 0;
+
+		for (int i = 0; i < V; i++)
+			sum += exp((double)logits[i] - mx);
+		for (int i = 0; i < n; i++)
+			probs[i] = (float)(exp((double)logits[ids[i]] - mx) / sum);
+	}
+	return n;
+}

@@ -1,0 +1,29 @@
+/*
+ * lens.h - the logit lens and the small vocabulary helpers every view uses:
+ * a residual stream read through the final LayerNorm and the unembedding.
+ */
+#ifndef FL_LENS_H
+#define FL_LENS_H
+
+#include "engine/forward.h"
+
+/* Logits of the L + 1 residual streams (resid_pre of each layer, then the
+ * final resid_post) at position pos, each through its own final LN, in one
+ * product so the unembedding is read once. out is (L + 1, V); row L equals
+ * the model's logits. Returns 0, or -1 if pos is outside the cache. */
+int lens_streams(const fl_model *m, const fl_cache *c, int pos, float *out);
+
+/* The same for any (n, D) vectors: out (n, V). */
+void lens_vectors(const fl_model *m, const float *x, int n, float *out);
+
+/* Softmax probability of id, in double for small values. */
+double lens_prob_of(const float *logits, int V, int id);
+
+/* 1-based rank of id among V logits (1 = top). */
+int lens_rank_of(const float *logits, int V, int id);
+
+/* The k largest logits, best first: ids[k] and, if probs != NULL, their
+ * softmax probabilities. Returns the number written (min(k, V)). */
+int lens_topk(const float *logits, int V, int k, int *ids, float *probs);
+
+#endif

@@ -1,0 +1,241 @@
+/* cmd_bench.c - factlens bench: the engine's speed and memory figures on a
+ * model directory (the README's performance section comes from here). */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "analysis/lens.h"
+#include "cli.h"
+#include "engine/kernels.h"
+#include "engine/util.h"
+
+#ifndef FL_SRCDIR
+#define FL_SRCDIR "."
+#endif
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double
+peak_rss_mb(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* Deterministic pseudo-random prompt ids. */
+static void
+bench_ids(int *ids, int n, int V, int bos)
+{
+	unsigned s = 12345;
+
+	for (int i = 0; i < n; i++) {
+		s = s * 1103515245u + 12345u;
+		ids[i] = (int)((s >> 8) % (unsigned)V);
+	}
+	if (bos >= 0)
+		ids[0] = bos;
+}
+
+/* One full pass with the cache and the lens of every stream at the last
+ * position; the final stream's lens row is the logits. */
+static int
+bench_forward(fl_model *m, fl_run *r, fl_cache *c, const int *ids, int n,
+    float *lens, const fl_pass *base)
+{
+	fl_pass p = *base;
+	char *cause = NULL;
+
+	p.cache = c;
+	p.no_logits = true;
+	if (run_forward(r, ids, &n, 1, &p, &cause) < 0) {
+		cli_fail(1, "%s", cause);
+		free(cause);
+		return -1;
+	}
+	lens_streams(m, c, n - 1, lens);
+	return 0;
+}
+
+static double
+torch_ms(const char *dir, int tokens, int threads, int reps)
+{
+	char cmd[8192], line[4096];
+	double ms = -1;
+	FILE *f;
+
+	snprintf(cmd, sizeof cmd, "'%s/tools/torch-bench' --tokens %d --threads %d "
+	    "--reps %d '%s' 2>/dev/null", FL_SRCDIR, tokens, threads, reps, dir);
+	f = popen(cmd, "r");
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f) != NULL) {
+		cJSON *j = cJSON_Parse(line);
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "median_ms");
+
+		if (cJSON_IsNumber(v))
+			ms = v->valuedouble;
+		cJSON_Delete(j);
+	}
+	pclose(f);
+	return ms;
+}
+
+int
+cmd_bench(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "tokens", required_argument, NULL, 'n' },
+		{ "reps", required_argument, NULL, 'r' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "torch", no_argument, NULL, 'T' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *dir = NULL;
+	int tokens = 16, reps = 20, threads = 2, c, L, V, rss_tokens = 64;
+	bool torch = false, json = false;
+	double *t_fwd, *t_last, t_load[5], load_ms, fwd_ms, last_ms, rss, tms = -1;
+	fl_model *m;
+	fl_run *r;
+	fl_cache *cache;
+	float *lens;
+	int *ids;
+	fl_self_mask mask = { 0 };
+	fl_hook hook = { HOOK_ATTN_SCORES, -1, hook_self_mask, &mask };
+	fl_pass p0 = { 0 }, pm = { 0 };
+	char *cause = NULL;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "m:n:r:t:Tj", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': dir = optarg; break;
+		case 'n': if (cli_int("--tokens", optarg, 1, 1 << 16, &tokens)) return 2; break;
+		case 'r': if (cli_int("--reps", optarg, 1, 100000, &reps)) return 2; break;
+		case 't': if (cli_int("--threads", optarg, 1, 256, &threads)) return 2; break;
+		case 'T': torch = true; break;
+		case 'j': json = true; break;
+		default:
+			return cli_fail(2, "usage: factlens bench [--model DIR] [--tokens N] "
+			    "[--reps N] [--threads N] [--torch] [--json]");
+		}
+	}
+	if (dir == NULL)
+		dir = cli_default_model();
+	kern_set_threads(threads);
+
+	for (int i = 0; i < 5; i++) {
+		double t0 = fl_now();
+
+		m = model_load(dir, &cause);
+		if (m == NULL) {
+			cli_fail(1, "%s", cause);
+			free(cause);
+			return 1;
+		}
+		t_load[i] = (fl_now() - t0) * 1e3;
+		if (i < 4)
+			model_free(m);
+	}
+	load_ms = median(t_load, 5);
+	L = m->cfg.n_layer;
+	V = m->cfg.n_vocab;
+	if (tokens > m->cfg.n_ctx)
+		tokens = m->cfg.n_ctx;
+	if (rss_tokens > m->cfg.n_ctx)
+		rss_tokens = m->cfg.n_ctx;
+
+	ids = xcalloc((size_t)rss_tokens > (size_t)tokens ? (size_t)rss_tokens :
+	    (size_t)tokens, sizeof *ids);
+	bench_ids(ids, tokens, V, m->cfg.bos_id);
+	r = run_new(m, tokens, tokens);
+	cache = cache_new(m, tokens, FL_CACHE_PATTERN);
+	lens = xmalloc((size_t)(L + 1) * V * sizeof *lens);
+	t_fwd = xcalloc((size_t)reps, sizeof *t_fwd);
+	t_last = xcalloc((size_t)reps, sizeof *t_last);
+
+	hook.layer = L - 1;
+	pm.hooks = &hook;
+	pm.n_hooks = 1;
+	pm.cache = cache;
+	pm.start_layer = L - 1;
+	pm.logits = lens + (size_t)L * V;
+	for (int i = -2; i < reps; i++) {	/* two warm-up passes */
+		double t0 = fl_now();
+
+		if (bench_forward(m, r, cache, ids, tokens, lens, &p0) != 0)
+			return 1;
+		if (i >= 0)
+			t_fwd[i] = (fl_now() - t0) * 1e3;
+		t0 = fl_now();
+		if (run_forward(r, ids, &tokens, 1, &pm, &cause) < 0) {
+			cli_fail(1, "%s", cause);
+			free(cause);
+			return 1;
+		}
+		if (i >= 0)
+			t_last[i] = (fl_now() - t0) * 1e3;
+	}
+	fwd_ms = median(t_fwd, reps);
+	last_ms = median(t_last, reps);
+	run_free(r);
+	cache_free(cache);
+
+	/* Peak memory at rss_tokens with the full cache and the lens. */
+	bench_ids(ids, rss_tokens, V, m->cfg.bos_id);
+	r = run_new(m, rss_tokens, rss_tokens);
+	cache = cache_new(m, rss_tokens, FL_CACHE_PATTERN);
+	bench_forward(m, r, cache, ids, rss_tokens, lens, &p0);
+	rss = peak_rss_mb();
+	run_free(r);
+	cache_free(cache);
+
+	if (torch)
+		tms = torch_ms(dir, tokens, threads, reps);
+
+	if (json) {
+		printf("{\"model\": \"%s\", \"threads\": %d, \"tokens\": %d, \"reps\": %d, "
+		    "\"weights_mb\": %.1f, \"load_ms\": %.2f, \"forward_lens_ms\": %.2f, "
+		    "\"last_layer_ms\": %.2f, \"last_layer_ratio\": %.3f, "
+		    "\"peak_rss_mb\": %.1f, \"rss_tokens\": %d, \"torch_ms\": %.2f}\n",
+		    dir, threads, tokens, reps, m->weight_bytes / 1048576.0, load_ms,
+		    fwd_ms, last_ms, last_ms / fwd_ms, rss, rss_tokens, tms);
+	} else {
+		printf("model            %s (%d layers, d_model %d, vocab %d, %.1f MB "
+		    "of weights)\n", dir, L, m->cfg.d_model, V, m->weight_bytes / 1048576.0);
+		printf("threads          %d\n", threads);
+		printf("load             %.2f ms (open, validate, mmap; median of 5)\n", load_ms);
+		printf("forward + lens   %.2f ms (%d tokens, full cache, lens of %d "
+		    "streams; median of %d)\n", fwd_ms, tokens, L + 1, reps);
+		printf("last layer only  %.2f ms (%.1f%% of the full pass: the mask "
+		    "toggle)\n", last_ms, 100 * last_ms / fwd_ms);
+		printf("peak RSS         %.1f MB (after a %d-token pass)\n", rss, rss_tokens);
+		if (torch)
+			printf("pytorch          %.2f ms (same work, tools/torch-bench): "
+			    "factlens is %.2fx faster\n", tms, tms / fwd_ms);
+	}
+	free(lens);
+	free(ids);
+	free(t_fwd);
+	free(t_last);
+	model_free(m);
+	return 0;
+}

@@ -1,0 +1,108 @@
+/* cmd_tokenize.c - factlens tokenize: prompt text to token ids. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "engine/util.h"
+
+/* Reads all of standard input, bytes as they are. */
+static char *
+read_stdin(size_t *len)
+{
+	size_t cap = 1 << 16, n = 0, got;
+	char *buf = xmalloc(cap);
+
+	while ((got = fread(buf + n, 1, cap - n, stdin)) > 0) {
+		n += got;
+		if (n == cap)
+			buf = xrealloc(buf, cap *= 2);
+	}
+	*len = n;
+	return buf;
+}
+
+int
+cmd_tokenize(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *dir = NULL;
+	bool json = false;
+	fl_tokenizer *tok;
+	char *text, *cause = NULL;
+	size_t len;
+	int *ids = NULL, n, c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "m:j", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			dir = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		default:
+			return cli_fail(2, "usage: factlens tokenize [--model DIR] "
+			    "[--json] [TEXT]");
+		}
+	}
+	if (argc - optind > 1)
+		return cli_fail(2, "tokenize takes one TEXT argument (quote it), or "
+		    "reads standard input");
+	if (dir == NULL)
+		dir = cli_default_model();
+	tok = tok_load_dir(dir, &cause);
+	if (tok == NULL) {
+		cli_fail(1, "%s", cause);
+		free(cause);
+		return 1;
+	}
+	if (optind < argc) {
+		text = xstrdup(argv[optind]);
+		len = strlen(text);
+	} else
+		text = read_stdin(&len);
+	n = tok_encode(tok, text, len, &ids, &cause);
+	if (n < 0) {
+		cli_fail(1, "%s", cause);
+		free(cause);
+		free(text);
+		tok_free(tok);
+		return 1;
+	}
+	if (json) {
+		cJSON *root = cJSON_CreateObject(), *jids, *jtoks;
+		char *out;
+
+		jids = cJSON_AddArrayToObject(root, "ids");
+		jtoks = cJSON_AddArrayToObject(root, "tokens");
+		for (int i = 0; i < n; i++) {
+			size_t bl;
+			const char *b = tok_token_bytes(tok, ids[i], &bl);
+			char *s = xstrndup(b, bl);
+
+			cJSON_AddItemToArray(jids, cJSON_CreateNumber(ids[i]));
+			cJSON_AddItemToArray(jtoks, cJSON_CreateString(s));
+			free(s);
+		}
+		out = cJSON_PrintUnformatted(root);
+		puts(out);
+		free(out);
+		cJSON_Delete(root);
+	} else {
+		for (int i = 0; i < n; i++)
+			printf(i ? " %d" : "%d", ids[i]);
+		putchar('\n');
+	}
+	free(ids);
+	free(text);
+	tok_free(tok);
+	return 0;
+}

@@ -1,0 +1,150 @@
+/* main.c - factlens entry point and subcommand table. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "engine/util.h"
+
+#ifndef FL_PKGDATADIR
+#define FL_PKGDATADIR "/usr/local/share/factlens"
+#endif
+#ifndef FL_SRCDIR
+#define FL_SRCDIR "."
+#endif
+
+static const struct {
+	const char	*name;
+	int		(*fn)(int, char **);
+	const char	*usage;
+} commands[] = {
+	{ "tokenize", cmd_tokenize, "tokenize [--model DIR] [--json] [TEXT]" },
+	{ "run", cmd_run, "run [--model DIR] --prompt TEXT [--answer TEXT] [--top K] "
+	    "[--lens] [--json] [--dump-logits FILE] [--final-mask] [--threads N]" },
+	{ "bench", cmd_bench, "bench [--model DIR] [--tokens N] [--reps N] "
+	    "[--threads N] [--torch] [--json]" },
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: factlens COMMAND [OPTIONS]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "  factlens %s\n", commands[i].usage);
+	fprintf(f, "\nWithout a command, factlens runs the demo prompt on the bundled "
+	    "model\n(\"The capital of France is\", with the layer-by-layer lens).\n"
+	    "See factlens(1).\n");
+}
+
+const char *
+cli_default_model(void)
+{
+	static char path[4096];
+	const char *env = getenv("FACTLENS_MODEL");
+
+	if (env != NULL && *env != '\0')
+		return env;
+	snprintf(path, sizeof path, "%s/models/demo/config.json", FL_PKGDATADIR);
+	if (fl_file_exists(path)) {
+		snprintf(path, sizeof path, "%s/models/demo", FL_PKGDATADIR);
+		return path;
+	}
+	snprintf(path, sizeof path, "%s/data/models/demo", FL_SRCDIR);
+	return path;
+}
+
+int
+cli_fail(int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("factlens: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return status;
+}
+
+fl_model *
+cli_load_model(const char *dir)
+{
+	char *cause = NULL;
+	fl_model *m = model_load(dir, &cause);
+
+	if (m == NULL) {
+		cli_fail(1, "%s", cause);
+		free(cause);
+	}
+	return m;
+}
+
+int
+cli_int(const char *opt, const char *arg, int lo, int hi, int *out)
+{
+	char *end;
+	long v = strtol(arg, &end, 10);
+
+	if (*arg == '\0' || *end != '\0' || v < lo || v > hi)
+		return cli_fail(2, "%s takes an integer from %d to %d, not '%s'", opt,
+		    lo, hi, arg);
+	*out = (int)v;
+	return 0;
+}
+
+char *
+cli_token_repr(const fl_tokenizer *tok, int id)
+{
+	size_t n, i, o = 0;
+	const char *b = tok_token_bytes(tok, id, &n);
+	char *s;
+
+	if (b == NULL)
+		return xasprintf("<%d>", id);
+	s = xmalloc(4 * n + 3);
+	s[o++] = '"';
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)b[i];
+
+		if (c == '"' || c == '\\') {
+			s[o++] = '\\';
+			s[o++] = (char)c;
+		} else if (c == '\n') {
+			s[o++] = '\\';
+			s[o++] = 'n';
+		} else if (c < 0x20 || c == 0x7f)
+			o += (size_t)sprintf(s + o, "\\x%02x", c);
+		else
+			s[o++] = (char)c;
+	}
+	s[o++] = '"';
+	s[o] = '\0';
+	return s;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 2) {
+		char *demo[] = { "run", "--prompt", "The capital of France is",
+		    "--answer", " Paris", "--lens", NULL };
+
+		return cmd_run(6, demo);
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("factlens %s\n", PACKAGE_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].fn(argc - 1, argv + 1);
+	cli_fail(2, "unknown command '%s'", argv[1]);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,205 @@
+/* config.c - see config.h. */
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+const char *
+config_arch_name(fl_arch arch)
+{
+	return arch == FL_ARCH_OPT ? "opt" : "gpt2";
+}
+
+/* Reads an integer field in [lo, hi]. Absent: *out = dflt, or an error when
+ * dflt < 0. */
+static int
+config_int(const cJSON *root, const char *key, int dflt, int lo, int hi,
+    int *out, const char *label, char **cause)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+
+	if (j == NULL || cJSON_IsNull(j)) {
+		if (dflt < 0)
+			return fl_error(cause, "%s: missing field '%s' (an integer)",
+			    label, key);
+		*out = dflt;
+		return 0;
+	}
+	if (!cJSON_IsNumber(j) || floor(j->valuedouble) != j->valuedouble ||
+	    j->valuedouble < lo || j->valuedouble > hi)
+		return fl_error(cause, "%s: field '%s' must be an integer in [%d, %d]",
+		    label, key, lo, hi);
+	*out = (int)j->valuedouble;
+	return 0;
+}
+
+static int
+config_bool(const cJSON *root, const char *key, bool dflt, bool *out,
+    const char *label, char **cause)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+
+	if (j == NULL || cJSON_IsNull(j)) {
+		*out = dflt;
+		return 0;
+	}
+	if (!cJSON_IsBool(j))
+		return fl_error(cause, "%s: field '%s' must be true or false", label, key);
+	*out = cJSON_IsTrue(j);
+	return 0;
+}
+
+static int
+config_act(const cJSON *root, const char *key, const char *dflt, fl_act_fn *out,
+    const char *label, char **cause)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+	const char *s = dflt;
+
+	if (j != NULL && !cJSON_IsNull(j)) {
+		if (!cJSON_IsString(j))
+			return fl_error(cause, "%s: field '%s' must be a string", label, key);
+		s = j->valuestring;
+	}
+	if (strcmp(s, "gelu_new") == 0 || strcmp(s, "gelu_pytorch_tanh") == 0 ||
+	    strcmp(s, "gelu_fast") == 0)
+		*out = FL_ACT_GELU_TANH;
+	else if (strcmp(s, "gelu") == 0)
+		*out = FL_ACT_GELU;
+	else if (strcmp(s, "relu") == 0)
+		*out = FL_ACT_RELU;
+	else
+		return fl_error(cause, "%s: field '%s' is '%s'; expected gelu_new, gelu "
+		    "or relu", label, key, s);
+	return 0;
+}
+
+static int
+config_parse_gpt2(fl_config *c, const cJSON *root, const char *label, char **cause)
+{
+	const int big = 1 << 20;
+	const cJSON *eps;
+	int n_inner, n_pos;
+
+	c->arch = FL_ARCH_GPT2;
+	if (config_int(root, "n_layer", -1, 1, 1024, &c->n_layer, label, cause) ||
+	    config_int(root, "n_head", -1, 1, 1024, &c->n_head, label, cause) ||
+	    config_int(root, "n_embd", -1, 1, big, &c->d_model, label, cause) ||
+	    config_int(root, "vocab_size", -1, 1, 1 << 24, &c->n_vocab, label, cause) ||
+	    config_int(root, "n_positions", -1, 1, big, &n_pos, label, cause) ||
+	    config_int(root, "n_inner", 0, 0, big, &n_inner, label, cause) ||
+	    config_act(root, "activation_function", "gelu_new", &c->act, label, cause) ||
+	    config_bool(root, "tie_word_embeddings", true, &c->tie_embed, label, cause))
+		return -1;
+	c->n_ctx = n_pos;
+	c->d_mlp = n_inner > 0 ? n_inner : 4 * c->d_model;
+	c->pos_offset = 0;
+	c->bos_id = -1;
+	c->ln_before = true;
+	c->ln_eps = 1e-5f;
+	eps = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_epsilon");
+	if (eps != NULL) {
+		if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0 && eps->valuedouble < 1))
+			return fl_error(cause, "%s: field 'layer_norm_epsilon' must be a "
+			    "number in (0, 1)", label);
+		c->ln_eps = (float)eps->valuedouble;
+	}
+	return 0;
+}
+
+static int
+config_parse_opt(fl_config *c, const cJSON *root, const char *label, char **cause)
+{
+	const int big = 1 << 20;
+	int proj;
+
+	c->arch = FL_ARCH_OPT;
+	if (config_int(root, "num_hidden_layers", -1, 1, 1024, &c->n_layer, label, cause) ||
+	    config_int(root, "num_attention_heads", -1, 1, 1024, &c->n_head, label, cause) ||
+	    config_int(root, "hidden_size", -1, 1, big, &c->d_model, label, cause) ||
+	    config_int(root, "ffn_dim", -1, 1, big, &c->d_mlp, label, cause) ||
+	    config_int(root, "vocab_size", -1, 1, 1 << 24, &c->n_vocab, label, cause) ||
+	    config_int(root, "max_position_embeddings", -1, 1, big, &c->n_ctx, label, cause) ||
+	    config_int(root, "bos_token_id", 2, 0, 1 << 24, &c->bos_id, label, cause) ||
+	    config_int(root, "word_embed_proj_dim", c->d_model, 1, big, &proj, label, cause) ||
+	    config_act(root, "activation_function", "relu", &c->act, label, cause) ||
+	    config_bool(root, "do_layer_norm_before", true, &c->ln_before, label, cause) ||
+	    config_bool(root, "tie_word_embeddings", true, &c->tie_embed, label, cause))
+		return -1;
+	if (proj != c->d_model)
+		return fl_error(cause, "%s: word_embed_proj_dim %d differs from "
+		    "hidden_size %d (project_in/project_out models are not supported yet)",
+		    label, proj, c->d_model);
+	if (!c->ln_before)
+		return fl_error(cause, "%s: do_layer_norm_before is false (post-LN OPT "
+		    "models such as opt-350m are not supported yet)", label);
+	if (c->bos_id >= c->n_vocab)
+		return fl_error(cause, "%s: bos_token_id %d is not below vocab_size %d",
+		    label, c->bos_id, c->n_vocab);
+	c->pos_offset = 2;
+	c->ln_eps = 1e-5f;
+	return 0;
+}
+
+int
+config_parse(fl_config *c, const char *json, const char *label, char **cause)
+{
+	cJSON *root;
+	const cJSON *mt;
+	int rc;
+
+	memset(c, 0, sizeof *c);
+	root = cJSON_Parse(json);
+	if (root == NULL)
+		return fl_error(cause, "%s: not valid JSON", label);
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return fl_error(cause, "%s: not a JSON object", label);
+	}
+	mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+	if (!cJSON_IsString(mt)) {
+		cJSON_Delete(root);
+		return fl_error(cause, "%s: missing string field 'model_type' (expected "
+		    "\"gpt2\" or \"opt\")", label);
+	}
+	if (strcmp(mt->valuestring, "gpt2") == 0)
+		rc = config_parse_gpt2(c, root, label, cause);
+	else if (strcmp(mt->valuestring, "opt") == 0)
+		rc = config_parse_opt(c, root, label, cause);
+	else
+		rc = fl_error(cause, "%s: model_type '%s' is not supported (expected "
+		    "\"gpt2\" or \"opt\")", label, mt->valuestring);
+	if (rc == 0) {
+		snprintf(c->model_type, sizeof c->model_type, "%s", mt->valuestring);
+		if (c->d_model % c->n_head != 0)
+			rc = fl_error(cause, "%s: hidden size %d is not a multiple of the "
+			    "%d heads", label, c->d_model, c->n_head);
+		else
+			c->d_head = c->d_model / c->n_head;
+	}
+	cJSON_Delete(root);
+	return rc;
+}
+
+int
+config_load(fl_config *c, const char *dir, char **cause)
+{
+	char *path = fl_path_join(dir, "config.json");
+	char *text;
+	int rc;
+
+	text = fl_read_file(path, NULL, 1u << 20, cause);
+	if (text == NULL) {
+		free(path);
+		return -1;
+	}
+	rc = config_parse(c, text, path, cause);
+	free(text);
+	free(path);
+	return rc;
+}

@@ -1,0 +1,50 @@
+/*
+ * config.h - a model's hyperparameters, read from a Hugging Face config.json.
+ *
+ * Supported model_type values: "gpt2" (GPT2LMHeadModel) and "opt"
+ * (OPTForCausalLM). Unknown types, missing or inconsistent sizes get an
+ * error naming the field.
+ */
+#ifndef FL_CONFIG_H
+#define FL_CONFIG_H
+
+#include <stdbool.h>
+
+typedef enum {
+	FL_ARCH_GPT2,
+	FL_ARCH_OPT,
+} fl_arch;
+
+typedef enum {
+	FL_ACT_GELU_TANH,	/* GPT-2 "gelu_new" */
+	FL_ACT_GELU,		/* exact erf GELU */
+	FL_ACT_RELU,		/* OPT */
+} fl_act_fn;
+
+typedef struct {
+	fl_arch		arch;
+	int		n_layer;
+	int		n_head;
+	int		d_model;
+	int		d_head;
+	int		d_mlp;
+	int		n_ctx;		/* longest prompt the positions allow */
+	int		n_vocab;
+	float		ln_eps;
+	fl_act_fn	act;
+	int		pos_offset;	/* OPT's learned positions start at row 2 */
+	int		bos_id;		/* prepended to every prompt, or -1 (GPT-2) */
+	bool		ln_before;	/* pre-LN blocks (OPT-350m is post-LN) */
+	bool		tie_embed;
+	char		model_type[16];
+} fl_config;
+
+/* Parses config.json text. 0, or -1 with *cause naming `label` and the field. */
+int config_parse(fl_config *cfg, const char *json, const char *label, char **cause);
+
+/* Reads and parses DIR/config.json. */
+int config_load(fl_config *cfg, const char *dir, char **cause);
+
+const char *config_arch_name(fl_arch arch);
+
+#endif

@@ -1,0 +1,656 @@
+/* forward.c - the instrumented forward pass; see forward.h. */
+#include "forward.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "util.h"
+
+static const struct {
+	const char	*name;	/* after "blocks.L." for block points */
+	bool		 block;
+} hook_points[HOOK_POINT_COUNT] = {
+	[HOOK_EMBED] = { "hook_embed", false },
+	[HOOK_POS_EMBED] = { "hook_pos_embed", false },
+	[HOOK_RESID_PRE] = { "hook_resid_pre", true },
+	[HOOK_LN1_SCALE] = { "ln1.hook_scale", true },
+	[HOOK_LN1_NORMALIZED] = { "ln1.hook_normalized", true },
+	[HOOK_Q] = { "attn.hook_q", true },
+	[HOOK_K] = { "attn.hook_k", true },
+	[HOOK_V] = { "attn.hook_v", true },
+	[HOOK_ATTN_SCORES] = { "attn.hook_attn_scores", true },
+	[HOOK_PATTERN] = { "attn.hook_pattern", true },
+	[HOOK_Z] = { "attn.hook_z", true },
+	[HOOK_RESULT] = { "attn.hook_result", true },
+	[HOOK_ATTN_OUT] = { "hook_attn_out", true },
+	[HOOK_RESID_MID] = { "hook_resid_mid", true },
+	[HOOK_LN2_SCALE] = { "ln2.hook_scale", true },
+	[HOOK_LN2_NORMALIZED] = { "ln2.hook_normalized", true },
+	[HOOK_MLP_PRE] = { "mlp.hook_pre", true },
+	[HOOK_MLP_POST] = { "mlp.hook_post", true },
+	[HOOK_MLP_OUT] = { "hook_mlp_out", true },
+	[HOOK_RESID_POST] = { "hook_resid_post", true },
+	[HOOK_LNF_SCALE] = { "ln_final.hook_scale", false },
+	[HOOK_LNF_NORMALIZED] = { "ln_final.hook_normalized", false },
+	[HOOK_LOGITS] = { "logits", false },
+};
+
+const char *
+hook_point_name(fl_hook_point p, int layer, char *buf, size_t n)
+{
+	if (p >= HOOK_POINT_COUNT)
+		snprintf(buf, n, "?");
+	else if (hook_points[p].block)
+		snprintf(buf, n, "blocks.%d.%s", layer, hook_points[p].name);
+	else
+		snprintf(buf, n, "%s", hook_points[p].name);
+	return buf;
+}
+
+int
+hook_point_parse(const char *name, fl_hook_point *p, int *layer)
+{
+	int l = -1, used = 0;
+	const char *rest = name;
+
+	if (sscanf(name, "blocks.%d.%n", &l, &used) == 1 && used > 0) {
+		if (l < 0)
+			return -1;
+		rest = name + used;
+	}
+	for (int i = 0; i < HOOK_POINT_COUNT; i++)
+		if (hook_points[i].block == (l >= 0) &&
+		    strcmp(rest, hook_points[i].name) == 0) {
+			*p = (fl_hook_point)i;
+			*layer = l;
+			return 0;
+		}
+	return -1;
+}
+
+/* ---- cache ---------------------------------------------------------- */
+
+fl_cache *
+cache_new(const fl_model *m, int T, int flags)
+{
+	const fl_config *c = &m->cfg;
+	size_t L = (size_t)c->n_layer, D = (size_t)c->d_model, H = (size_t)c->n_head;
+	size_t n = 0, off = 0;
+	fl_cache *k = xcalloc(1, sizeof *k);
+	size_t sz_resid = (L + 1) * T * D, sz_l = L * T * D, sz_scale = L * T;
+	size_t sz_pat = (flags & FL_CACHE_PATTERN) ? L * H * T * T : 0;
+	size_t sz_post = (flags & FL_CACHE_MLP_POST) ? L * T * (size_t)c->d_mlp : 0;
+	size_t sz_logits = ((flags & FL_CACHE_LOGITS_ALL) ? (size_t)T : 1) *
+	    (size_t)c->n_vocab;
+
+	k->n_layer = c->n_layer;
+	k->n_tok = T;
+	k->d_model = c->d_model;
+	k->n_head = c->n_head;
+	k->d_mlp = c->d_mlp;
+	k->n_vocab = c->n_vocab;
+	k->flags = flags;
+	k->ids = xcalloc((size_t)T, sizeof *k->ids);
+	n = sz_resid + 7 * sz_l + 2 * sz_scale + T + sz_pat + sz_post + T * D + sz_logits;
+	k->block = xcalloc(n, sizeof(float));
+#define SLICE(field, size) do { k->field = (size) != 0 ? k->block + off : NULL; off += (size); } while (0)
+	SLICE(resid_pre, sz_resid);
+	SLICE(resid_mid, sz_l);
+	SLICE(attn_out, sz_l);
+	SLICE(mlp_out, sz_l);
+	SLICE(q, sz_l);
+	SLICE(k, sz_l);
+	SLICE(v, sz_l);
+	SLICE(z, sz_l);
+	SLICE(ln1_scale, sz_scale);
+	SLICE(ln2_scale, sz_scale);
+	SLICE(lnf_scale, (size_t)T);
+	SLICE(pattern, sz_pat);
+	SLICE(mlp_post, sz_post);
+	SLICE(lnf, (size_t)T * D);
+	SLICE(logits, sz_logits);
+#undef SLICE
+	return k;
+}
+
+void
+cache_free(fl_cache *k)
+{
+	if (k == NULL)
+		return;
+	free(k->ids);
+	free(k->block);
+	free(k);
+}
+
+/* ---- run state ------------------------------------------------------ */
+
+struct fl_run {
+	const fl_model	*m;
+	int		 max_rows, max_seq;
+	float		*x;		/* (N, D) residual stream */
+	float		*ln;		/* (N, D) LayerNorm output */
+	float		*q, *k, *v, *z;	/* (N, D) */
+	float		*attn;		/* (N, D) attention output */
+	float		*mlp_h;		/* (N, F) */
+	float		*mlp;		/* (N, D) MLP output */
+	float		*mean, *scale;	/* (N) */
+	float		*scores;	/* (H, S, S) one sequence */
+	float		*result;	/* (S, H, D) one sequence, on demand */
+	float		*last;		/* (N, D) rows gathered for the unembedding */
+	float		*logits;	/* (N, V) on demand */
+	size_t		 logits_cap;
+	float		*block;
+};
+
+fl_run *
+run_new(const fl_model *m, int max_rows, int max_seq)
+{
+	const fl_config *c = &m->cfg;
+	size_t N = (size_t)max_rows, D = (size_t)c->d_model, S = (size_t)max_seq;
+	size_t off = 0, n;
+	fl_run *r = xcalloc(1, sizeof *r);
+
+	r->m = m;
+	r->max_rows = max_rows;
+	r->max_seq = max_seq;
+	n = 10 * N * D + N * (size_t)c->d_mlp + 2 * N + (size_t)c->n_head * S * S;
+	r->block = xcalloc(n, sizeof(float));
+#define SLICE(field, size) do { r->field = r->block + off; off += (size); } while (0)
+	SLICE(x, N * D);
+	SLICE(ln, N * D);
+	SLICE(q, N * D);
+	SLICE(k, N * D);
+	SLICE(v, N * D);
+	SLICE(z, N * D);
+	SLICE(attn, N * D);
+	SLICE(mlp, N * D);
+	SLICE(last, N * D);
+	SLICE(mlp_h, N * (size_t)c->d_mlp);
+	SLICE(mean, N);
+	SLICE(scale, N);
+	SLICE(scores, (size_t)c->n_head * S * S);
+#undef SLICE
+	return r;
+}
+
+void
+run_free(fl_run *r)
+{
+	if (r == NULL)
+		return;
+	free(r->block);
+	free(r->result);
+	free(r->logits);
+	free(r);
+}
+
+/* ---- hooks ---------------------------------------------------------- */
+
+static bool
+hook_wanted(const fl_pass *p, fl_hook_point pt, int layer)
+{
+	for (int i = 0; i < p->n_hooks; i++)
+		if (p->hooks[i].point == pt &&
+		    (p->hooks[i].layer < 0 || p->hooks[i].layer == layer))
+			return true;
+	return false;
+}
+
+static int
+hook_fire(const fl_pass *p, fl_hook_point pt, int layer, int seq, float *data,
+    int ndim, int d0, int d1, int d2)
+{
+	char name[64];
+	fl_act a;
+
+	if (!hook_wanted(p, pt, layer))
+		return FL_HOOK_CONTINUE;
+	a.point = pt;
+	a.layer = hook_points[pt].block ? layer : -1;
+	a.seq = seq;
+	a.name = hook_point_name(pt, layer, name, sizeof name);
+	a.data = data;
+	a.ndim = ndim;
+	a.shape[0] = d0;
+	a.shape[1] = d1;
+	a.shape[2] = d2;
+	for (int i = 0; i < p->n_hooks; i++) {
+		const fl_hook *h = &p->hooks[i];
+
+		if (h->point != pt || (h->layer >= 0 && h->layer != layer))
+			continue;
+		if (h->fn(h->ud, &a) != FL_HOOK_CONTINUE)
+			return FL_HOOK_STOP;
+	}
+	return FL_HOOK_CONTINUE;
+}
+
+/* Fires a row-wise point (T, w) for every sequence. */
+static int
+hook_rows(const fl_pass *p, fl_hook_point pt, int layer, float *buf, int w,
+    const int *lens, int n_seq)
+{
+	int off = 0;
+
+	if (!hook_wanted(p, pt, layer))
+		return FL_HOOK_CONTINUE;
+	for (int s = 0; s < n_seq; s++) {
+		if (hook_fire(p, pt, layer, s, buf + (size_t)off * w, 2, lens[s], w, 0))
+			return FL_HOOK_STOP;
+		off += lens[s];
+	}
+	return FL_HOOK_CONTINUE;
+}
+
+static int
+hook_heads(const fl_pass *p, fl_hook_point pt, int layer, float *buf, int H,
+    int dh, const int *lens, int n_seq)
+{
+	int off = 0;
+
+	if (!hook_wanted(p, pt, layer))
+		return FL_HOOK_CONTINUE;
+	for (int s = 0; s < n_seq; s++) {
+		if (hook_fire(p, pt, layer, s, buf + (size_t)off * H * dh, 3, lens[s], H, dh))
+			return FL_HOOK_STOP;
+		off += lens[s];
+	}
+	return FL_HOOK_CONTINUE;
+}
+
+static int
+hook_scale(const fl_pass *p, fl_hook_point pt, int layer, float *buf,
+    const int *lens, int n_seq)
+{
+	int off = 0;
+
+	if (!hook_wanted(p, pt, layer))
+		return FL_HOOK_CONTINUE;
+	for (int s = 0; s < n_seq; s++) {
+		if (hook_fire(p, pt, layer, s, buf + off, 1, lens[s], 0, 0))
+			return FL_HOOK_STOP;
+		off += lens[s];
+	}
+	return FL_HOOK_CONTINUE;
+}
+
+int
+hook_self_mask(void *ud, fl_act *a)
+{
+	const fl_self_mask *mk = ud;
+	int H = a->shape[0], T = a->shape[1];
+
+	for (int h = 0; h < H; h++) {
+		if (mk != NULL && mk->heads != NULL && !mk->heads[h])
+			continue;
+		for (int i = (mk != NULL && mk->all_queries) ? 0 : T - 1; i < T; i++) {
+			float *row = a->data + ((size_t)h * T + i) * T;
+
+			for (int j = 0; j < T; j++)
+				if (j != i)
+					row[j] = -INFINITY;
+		}
+	}
+	return FL_HOOK_CONTINUE;
+}
+
+/* ---- the pass ------------------------------------------------------- */
+
+/* A head's slice of the output projection: rows [h dh, (h+1) dh) of the
+ * logical (D, D) matrix. */
+static fl_linear
+head_out_linear(const fl_linear *o, int h, int dh)
+{
+	fl_linear s = *o;
+
+	s.w = o->trans ? o->w + (size_t)h * dh : o->w + (size_t)h * dh * o->ld;
+	s.b = NULL;
+	s.in = dh;
+	return s;
+}
+
+void
+model_head_result(const fl_model *m, int layer, int head, const float *z_row,
+    float *out)
+{
+	int dh = m->cfg.d_head;
+	fl_linear s = head_out_linear(&m->layers[layer].o, head, dh);
+
+	kern_linear(out, m->cfg.d_model, z_row + (size_t)head * dh, dh, &s, 1, false);
+}
+
+int
+model_encode(const fl_model *m, const char *text, size_t len, int **ids, char **cause)
+{
+	int *raw = NULL, n, bos = m->cfg.bos_id;
+
+	n = tok_encode(m->tok, text, len, &raw, cause);
+	if (n < 0)
+		return -1;
+	if (bos < 0) {
+		*ids = raw;
+		return n;
+	}
+	*ids = xcalloc((size_t)n + 1, sizeof **ids);
+	(*ids)[0] = bos;
+	if (n > 0)
+		memcpy(*ids + 1, raw, (size_t)n * sizeof *raw);
+	free(raw);
+	return n + 1;
+}
+
+static int
+check_input(fl_run *r, const int *ids, const int *lens, int n_seq,
+    const fl_pass *p, int *rows, char **cause)
+{
+	const fl_config *c = &r->m->cfg;
+	int N = 0;
+
+	if (n_seq < 1)
+		return fl_error(cause, "no sequence to run");
+	for (int s = 0; s < n_seq; s++) {
+		if (lens[s] < 1)
+			return fl_error(cause, "sequence %d is empty", s);
+		if (lens[s] > c->n_ctx)
+			return fl_error(cause, "the prompt is %d tokens, longer than the "
+			    "model's context of %d tokens", lens[s], c->n_ctx);
+		if (lens[s] > r->max_seq)
+			return fl_error(cause, "sequence %d has %d tokens; the run was "
+			    "sized for %d", s, lens[s], r->max_seq);
+		N += lens[s];
+	}
+	if (N > r->max_rows)
+		return fl_error(cause, "the batch has %d tokens; the run was sized "
+		    "for %d", N, r->max_rows);
+	for (int i = 0; i < N; i++)
+		if (ids[i] < 0 || ids[i] >= c->n_vocab)
+			return fl_error(cause, "token id %d at position %d is outside "
+			    "the vocabulary [0, %d)", ids[i], i, c->n_vocab);
+	if (p->cache != NULL) {
+		if (n_seq != 1 || p->cache->n_tok != lens[0])
+			return fl_error(cause, "the cache holds %d tokens; the pass has "
+			    "%d sequence(s) of %d", p->cache->n_tok, n_seq, lens[0]);
+	}
+	if (p->start_layer > 0) {
+		if (p->cache == NULL || p->start_layer > c->n_layer ||
+		    p->cache->valid < p->start_layer ||
+		    memcmp(p->cache->ids, ids, (size_t)N * sizeof *ids) != 0)
+			return fl_error(cause, "cannot resume at layer %d: the cache does "
+			    "not hold this prompt up to that layer", p->start_layer);
+	}
+	*rows = N;
+	return 0;
+}
+
+static void
+embed(fl_run *r, const int *ids, const int *lens, int n_seq)
+{
+	const fl_config *c = &r->m->cfg;
+	size_t D = (size_t)c->d_model;
+	int row = 0;
+
+	for (int s = 0; s < n_seq; s++)
+		for (int t = 0; t < lens[s]; t++, row++) {
+			memcpy(r->ln + row * D, r->m->wte + (size_t)ids[row] * D, D * sizeof(float));
+			memcpy(r->mlp + row * D, r->m->wpe + (size_t)(t + c->pos_offset) * D,
+			    D * sizeof(float));
+		}
+}
+
+static void
+add_rows(float *x, const float *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] += y[i];
+}
+
+/* Copies one sequence's rows into a per-layer cache slot. */
+static void
+cache_put(float *dst, const float *src, size_t n)
+{
+	if (dst != NULL)
+		memcpy(dst, src, n * sizeof(float));
+}
+
+/* Attention of one sequence whose rows start at `off`. */
+static int
+attend(fl_run *r, const fl_pass *p, int l, int s, int off, int T)
+{
+	const fl_config *c = &r->m->cfg;
+	const fl_layer *y = &r->m->layers[l];
+	int H = c->n_head, dh = c->d_head, D = c->d_model;
+	float scale = 1.0f / sqrtf((float)dh);
+	size_t TT = (size_t)T * T;
+	fl_cache *k = p->cache;
+
+	for (int h = 0; h < H; h++) {
+		float *sc = r->scores + h * TT;
+
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale,
+		    r->q + (size_t)off * D + h * dh, D, r->k + (size_t)off * D + h * dh, D,
+		    0.0f, sc, T);
+		for (int i = 0; i < T; i++)
+			for (int j = i + 1; j < T; j++)
+				sc[(size_t)i * T + j] = -INFINITY;
+	}
+	if (hook_fire(p, HOOK_ATTN_SCORES, l, s, r->scores, 3, H, T, T))
+		return FL_HOOK_STOP;
+	for (size_t i = 0; i < (size_t)H * T; i++)
+		kern_softmax(r->scores + i * T, T);
+	if (hook_fire(p, HOOK_PATTERN, l, s, r->scores, 3, H, T, T))
+		return FL_HOOK_STOP;
+	if (k != NULL && k->pattern != NULL)
+		cache_put(k->pattern + (size_t)l * H * TT, r->scores, H * TT);
+	for (int h = 0; h < H; h++)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f,
+		    r->scores + h * TT, T, r->v + (size_t)off * D + h * dh, D, 0.0f,
+		    r->z + (size_t)off * D + h * dh, D);
+	(void)y;
+	return FL_HOOK_CONTINUE;
+}
+
+/* attn_out from per-head results, so that a hook on hook_result can edit
+ * what each head writes. */
+static int
+attn_from_results(fl_run *r, const fl_pass *p, int l, const int *lens, int n_seq)
+{
+	const fl_config *c = &r->m->cfg;
+	const fl_layer *y = &r->m->layers[l];
+	int H = c->n_head, dh = c->d_head, D = c->d_model, off = 0;
+
+	if (r->result == NULL)
+		r->result = xcalloc((size_t)r->max_seq * H * D, sizeof(float));
+	for (int s = 0; s < n_seq; s++) {
+		int T = lens[s];
+
+		for (int h = 0; h < H; h++) {
+			fl_linear hs = head_out_linear(&y->o, h, dh);
+
+			kern_linear(r->result + (size_t)h * D, H * D,
+			    r->z + (size_t)off * D + h * dh, D, &hs, T, false);
+		}
+		if (hook_fire(p, HOOK_RESULT, l, s, r->result, 3, T, H, D))
+			return FL_HOOK_STOP;
+		for (int t = 0; t < T; t++) {
+			float *o = r->attn + (size_t)(off + t) * D;
+
+			for (int i = 0; i < D; i++)
+				o[i] = y->o.b != NULL ? y->o.b[i] : 0.0f;
+			for (int h = 0; h < H; h++)
+				add_rows(o, r->result + ((size_t)t * H + h) * D, (size_t)D);
+		}
+		off += T;
+	}
+	return FL_HOOK_CONTINUE;
+}
+
+#define FIRE(x) do { if ((x) != FL_HOOK_CONTINUE) return FL_HOOK_STOP; } while (0)
+
+static int
+block(fl_run *r, const fl_pass *p, int l, const int *lens, int n_seq, int N)
+{
+	const fl_config *c = &r->m->cfg;
+	const fl_layer *y = &r->m->layers[l];
+	size_t D = (size_t)c->d_model, F = (size_t)c->d_mlp, T = (size_t)N;
+	fl_cache *k = p->cache;
+	int off = 0;
+
+	FIRE(hook_rows(p, HOOK_RESID_PRE, l, r->x, (int)D, lens, n_seq));
+	if (k != NULL)
+		cache_put(k->resid_pre + l * T * D, r->x, T * D);
+
+	kern_ln_stats(r->mean, r->scale, r->x, N, (int)D, c->ln_eps);
+	FIRE(hook_scale(p, HOOK_LN1_SCALE, l, r->scale, lens, n_seq));
+	kern_ln_apply(r->ln, r->x, r->mean, r->scale, y->ln1_w, y->ln1_b, N, (int)D);
+	FIRE(hook_rows(p, HOOK_LN1_NORMALIZED, l, r->ln, (int)D, lens, n_seq));
+	if (k != NULL)
+		cache_put(k->ln1_scale + l * T, r->scale, T);
+
+	kern_linear(r->q, (int)D, r->ln, (int)D, &y->q, N, false);
+	kern_linear(r->k, (int)D, r->ln, (int)D, &y->k, N, false);
+	kern_linear(r->v, (int)D, r->ln, (int)D, &y->v, N, false);
+	FIRE(hook_heads(p, HOOK_Q, l, r->q, c->n_head, c->d_head, lens, n_seq));
+	FIRE(hook_heads(p, HOOK_K, l, r->k, c->n_head, c->d_head, lens, n_seq));
+	FIRE(hook_heads(p, HOOK_V, l, r->v, c->n_head, c->d_head, lens, n_seq));
+	for (int s = 0; s < n_seq; s++) {
+		FIRE(attend(r, p, l, s, off, lens[s]));
+		off += lens[s];
+	}
+	FIRE(hook_heads(p, HOOK_Z, l, r->z, c->n_head, c->d_head, lens, n_seq));
+	if (k != NULL) {
+		cache_put(k->q + l * T * D, r->q, T * D);
+		cache_put(k->k + l * T * D, r->k, T * D);
+		cache_put(k->v + l * T * D, r->v, T * D);
+		cache_put(k->z + l * T * D, r->z, T * D);
+	}
+
+	if (hook_wanted(p, HOOK_RESULT, l))
+		FIRE(attn_from_results(r, p, l, lens, n_seq));
+	else
+		kern_linear(r->attn, (int)D, r->z, (int)D, &y->o, N, false);
+	FIRE(hook_rows(p, HOOK_ATTN_OUT, l, r->attn, (int)D, lens, n_seq));
+	add_rows(r->x, r->attn, T * D);
+	FIRE(hook_rows(p, HOOK_RESID_MID, l, r->x, (int)D, lens, n_seq));
+	if (k != NULL) {
+		cache_put(k->attn_out + l * T * D, r->attn, T * D);
+		cache_put(k->resid_mid + l * T * D, r->x, T * D);
+	}
+
+	kern_ln_stats(r->mean, r->scale, r->x, N, (int)D, c->ln_eps);
+	FIRE(hook_scale(p, HOOK_LN2_SCALE, l, r->scale, lens, n_seq));
+	kern_ln_apply(r->ln, r->x, r->mean, r->scale, y->ln2_w, y->ln2_b, N, (int)D);
+	FIRE(hook_rows(p, HOOK_LN2_NORMALIZED, l, r->ln, (int)D, lens, n_seq));
+	if (k != NULL)
+		cache_put(k->ln2_scale + l * T, r->scale, T);
+
+	kern_linear(r->mlp_h, (int)F, r->ln, (int)D, &y->fc, N, false);
+	FIRE(hook_rows(p, HOOK_MLP_PRE, l, r->mlp_h, (int)F, lens, n_seq));
+	kern_activation(r->mlp_h, T * F, c->act);
+	FIRE(hook_rows(p, HOOK_MLP_POST, l, r->mlp_h, (int)F, lens, n_seq));
+	if (k != NULL && k->mlp_post != NULL)
+		cache_put(k->mlp_post + l * T * F, r->mlp_h, T * F);
+	kern_linear(r->mlp, (int)D, r->mlp_h, (int)F, &y->proj, N, false);
+	FIRE(hook_rows(p, HOOK_MLP_OUT, l, r->mlp, (int)D, lens, n_seq));
+	add_rows(r->x, r->mlp, T * D);
+	FIRE(hook_rows(p, HOOK_RESID_POST, l, r->x, (int)D, lens, n_seq));
+	if (k != NULL) {
+		cache_put(k->mlp_out + l * T * D, r->mlp, T * D);
+		cache_put(k->resid_pre + (l + 1) * T * D, r->x, T * D);
+		k->valid = l + 1;
+	}
+	return FL_HOOK_CONTINUE;
+}
+
+static int
+unembed(fl_run *r, const fl_pass *p, const int *lens, int n_seq, int N)
+{
+	const fl_config *c = &r->m->cfg;
+	size_t D = (size_t)c->d_model, V = (size_t)c->n_vocab;
+	fl_cache *k = p->cache;
+	int R = p->logits_all ? N : n_seq, off = 0;
+	float *out;
+	const float *src = r->ln;
+
+	if (p->no_logits ||
+	    (p->logits == NULL && k == NULL && !hook_wanted(p, HOOK_LOGITS, -1)))
+		return FL_HOOK_CONTINUE;
+	if (!p->logits_all) {
+		for (int s = 0; s < n_seq; s++) {
+			off += lens[s];
+			memcpy(r->last + s * D, r->ln + (size_t)(off - 1) * D, D * sizeof(float));
+		}
+		src = r->last;
+	}
+	out = p->logits;
+	if (out == NULL) {
+		if (r->logits_cap < (size_t)R * V) {
+			free(r->logits);
+			r->logits_cap = (size_t)R * V;
+			r->logits = xmalloc(r->logits_cap * sizeof(float));
+		}
+		out = r->logits;
+	}
+	kern_unembed(out, src, r->m->unembed, R, (int)D, (int)V);
+	off = 0;
+	for (int s = 0; s < n_seq; s++) {
+		int rows = p->logits_all ? lens[s] : 1;
+
+		FIRE(hook_fire(p, HOOK_LOGITS, -1, s, out + (size_t)off * V, 2, rows,
+		    (int)V, 0));
+		off += rows;
+	}
+	if (k != NULL) {
+		if (k->flags & FL_CACHE_LOGITS_ALL) {
+			if (p->logits_all)
+				cache_put(k->logits, out, (size_t)N * V);
+			else {
+				kern_unembed(k->logits, r->ln, r->m->unembed, N, (int)D, (int)V);
+			}
+		} else
+			cache_put(k->logits, out + (size_t)(R - 1) * V, V);
+	}
+	return FL_HOOK_CONTINUE;
+}
+
+int
+run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
+    const fl_pass *p, char **cause)
+{
+	const fl_config *c = &r->m->cfg;
+	size_t D = (size_t)c->d_model;
+	fl_cache *k = p->cache;
+	int N = 0, l0 = p->start_layer;
+
+	if (check_input(r, ids, lens, n_seq, p, &N, cause) != 0)
+		return -1;
+	if (l0 > 0)
+		memcpy(r->x, k->resid_pre + (size_t)l0 * N * D, (size_t)N * D * sizeof(float));
+	else {
+		embed(r, ids, lens, n_seq);
+		FIRE(hook_rows(p, HOOK_EMBED, -1, r->ln, (int)D, lens, n_seq));
+		FIRE(hook_rows(p, HOOK_POS_EMBED, -1, r->mlp, (int)D, lens, n_seq));
+		for (size_t i = 0; i < (size_t)N * D; i++)
+			r->x[i] = r->ln[i] + r->mlp[i];
+		if (k != NULL) {
+			memcpy(k->ids, ids, (size_t)N * sizeof *ids);
+			k->valid = 0;
+		}
+	}
+	for (int l = l0; l < c->n_layer; l++)
+		FIRE(block(r, p, l, lens, n_seq, N));
+
+	kern_ln_stats(r->mean, r->scale, r->x, N, (int)D, c->ln_eps);
+	FIRE(hook_scale(p, HOOK_LNF_SCALE, -1, r->scale, lens, n_seq));
+	kern_ln_apply(r->ln, r->x, r->mean, r->scale, r->m->lnf_w, r->m->lnf_b, N, (int)D);
+	FIRE(hook_rows(p, HOOK_LNF_NORMALIZED, -1, r->ln, (int)D, lens, n_seq));
+	if (k != NULL) {
+		cache_put(k->lnf_scale, r->scale, (size_t)N);
+		cache_put(k->lnf, r->ln, (size_t)N * D);
+	}
+	return unembed(r, p, lens, n_seq, N);
+}

@@ -1,0 +1,158 @@
+/*
+ * forward.h - the instrumented forward pass.
+ *
+ * A pass runs a batch of token sequences packed row after row (rows of all
+ * sequences share every matmul, so the weights are read once per batch;
+ * attention stays within a sequence). At each named hook point - the names
+ * TransformerLens uses, e.g. "blocks.5.attn.hook_pattern" - registered
+ * hooks see the activation of one sequence and may edit it in place; the
+ * pass continues from the edited values. Interventions (attention masks,
+ * ablations, patching, vector subtraction) are hooks, never special cases
+ * here. A hook may stop the pass.
+ *
+ * As in ggml's evaluation callback, the pass first asks which points are
+ * wanted: optional work (per-head results) is done only when a hook or the
+ * cache wants it.
+ *
+ * A cache (one sequence) keeps what the analyses read; with a filled cache a
+ * pass can resume at layer l from the cached resid_pre of l, so changing the
+ * last layer recomputes only the last layer.
+ */
+#ifndef FL_FORWARD_H
+#define FL_FORWARD_H
+
+#include <stdbool.h>
+
+#include "model.h"
+
+typedef enum {
+	HOOK_EMBED,		/* hook_embed            (T, D) token embedding */
+	HOOK_POS_EMBED,		/* hook_pos_embed        (T, D) */
+	HOOK_RESID_PRE,		/* blocks.L.hook_resid_pre   (T, D) */
+	HOOK_LN1_SCALE,		/* blocks.L.ln1.hook_scale   (T) sqrt(var + eps) */
+	HOOK_LN1_NORMALIZED,	/* blocks.L.ln1.hook_normalized (T, D) incl. w, b */
+	HOOK_Q,			/* blocks.L.attn.hook_q      (T, H, dh) */
+	HOOK_K,			/* blocks.L.attn.hook_k      (T, H, dh) */
+	HOOK_V,			/* blocks.L.attn.hook_v      (T, H, dh) */
+	HOOK_ATTN_SCORES,	/* blocks.L.attn.hook_attn_scores (H, T, T) scaled,
+				   causal entries -inf; edit to mask */
+	HOOK_PATTERN,		/* blocks.L.attn.hook_pattern (H, T, T) softmax */
+	HOOK_Z,			/* blocks.L.attn.hook_z      (T, H, dh) */
+	HOOK_RESULT,		/* blocks.L.attn.hook_result (T, H, D) per head,
+				   without the output bias; optional */
+	HOOK_ATTN_OUT,		/* blocks.L.hook_attn_out    (T, D) */
+	HOOK_RESID_MID,		/* blocks.L.hook_resid_mid   (T, D) */
+	HOOK_LN2_SCALE,		/* blocks.L.ln2.hook_scale   (T) */
+	HOOK_LN2_NORMALIZED,	/* blocks.L.ln2.hook_normalized (T, D) */
+	HOOK_MLP_PRE,		/* blocks.L.mlp.hook_pre     (T, F) */
+	HOOK_MLP_POST,		/* blocks.L.mlp.hook_post    (T, F) */
+	HOOK_MLP_OUT,		/* blocks.L.hook_mlp_out     (T, D) */
+	HOOK_RESID_POST,	/* blocks.L.hook_resid_post  (T, D) */
+	HOOK_LNF_SCALE,		/* ln_final.hook_scale       (T) */
+	HOOK_LNF_NORMALIZED,	/* ln_final.hook_normalized  (T, D) */
+	HOOK_LOGITS,		/* logits (R, V): R = T with logits_all, else 1 */
+	HOOK_POINT_COUNT
+} fl_hook_point;
+
+/* What a hook sees: one sequence's activation at one point. */
+typedef struct {
+	fl_hook_point	 point;
+	int		 layer;		/* -1 outside the blocks */
+	int		 seq;		/* index in the batch */
+	const char	*name;		/* TransformerLens name, e.g. blocks.3.hook_mlp_out */
+	float		*data;		/* contiguous, row-major; editable */
+	int		 ndim;
+	int		 shape[3];
+} fl_act;
+
+#define FL_HOOK_CONTINUE 0
+#define FL_HOOK_STOP 1
+typedef int (*fl_hook_fn)(void *ud, fl_act *act);
+
+typedef struct {
+	fl_hook_point	 point;
+	int		 layer;		/* one layer, or -1 for every layer */
+	fl_hook_fn	 fn;
+	void		*ud;
+} fl_hook;
+
+/* Formats a point's name ("blocks.3.attn.hook_pattern") into buf. */
+const char *hook_point_name(fl_hook_point p, int layer, char *buf, size_t n);
+
+/* Parses a TransformerLens name into (point, layer); -1 if unknown. */
+int hook_point_parse(const char *name, fl_hook_point *p, int *layer);
+
+enum {
+	FL_CACHE_PATTERN = 1 << 0,	/* keep attention patterns */
+	FL_CACHE_MLP_POST = 1 << 1,	/* keep MLP activations (L, T, F) */
+	FL_CACHE_LOGITS_ALL = 1 << 2,	/* logits of every position */
+};
+
+/* Activations of one sequence, sized up front from (layers, tokens, width).
+ * Each array is one slice of a single allocation. */
+typedef struct {
+	int	 n_layer, n_tok, d_model, n_head, d_mlp, n_vocab;
+	int	 flags;
+	int	*ids;		/* (T) the tokens the cache holds */
+	int	 valid;		/* layers filled by the last pass (n_layer: all) */
+	float	*resid_pre;	/* (L + 1, T, D): [L] is the last resid_post */
+	float	*resid_mid;	/* (L, T, D) */
+	float	*attn_out;	/* (L, T, D) */
+	float	*mlp_out;	/* (L, T, D) */
+	float	*ln1_scale;	/* (L, T) sqrt(var + eps) */
+	float	*ln2_scale;	/* (L, T) */
+	float	*lnf_scale;	/* (T) */
+	float	*q, *k, *v, *z;	/* (L, T, D): head h in columns [h dh, (h+1) dh) */
+	float	*pattern;	/* (L, H, T, T) or NULL */
+	float	*mlp_post;	/* (L, T, F) or NULL */
+	float	*lnf;		/* (T, D) final LN output */
+	float	*logits;	/* (T, V) with FL_CACHE_LOGITS_ALL, else (1, V) */
+	float	*block;
+} fl_cache;
+
+fl_cache *cache_new(const fl_model *m, int n_tok, int flags);
+void cache_free(fl_cache *c);
+
+typedef struct fl_run fl_run;
+
+/* Scratch for passes of up to max_rows rows in all, max_seq per sequence. */
+fl_run *run_new(const fl_model *m, int max_rows, int max_seq);
+void run_free(fl_run *r);
+
+typedef struct {
+	const fl_hook	*hooks;
+	int		 n_hooks;
+	fl_cache	*cache;		/* NULL, or sized for the one sequence */
+	int		 start_layer;	/* > 0: resume from the cache */
+	bool		 logits_all;	/* logits of every row, not only each last */
+	bool		 no_logits;	/* skip the unembedding (a lens does it) */
+	float		*logits;	/* out (R, V), may be NULL; R = rows or n_seq */
+} fl_pass;
+
+/* Runs n_seq sequences (lens[s] tokens each, ids packed). Returns 0 when
+ * done, FL_HOOK_STOP when a hook stopped the pass, -1 with *cause on bad
+ * input (an id out of range, a sequence longer than the context, more rows
+ * than the run was made for, a cache that does not fit). */
+int run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
+    const fl_pass *p, char **cause);
+
+/* The per-head output of head h at one position, from its z row:
+ * out (D) = z[h dh .. (h+1) dh) . W_O[h dh .. (h+1) dh, :], no bias. */
+void model_head_result(const fl_model *m, int layer, int head, const float *z_row,
+    float *out);
+
+/* Tokenizes a prompt for the model: prepends BOS where the model wants one
+ * (OPT). Returns the count and a heap array in *ids, or -1 with *cause. */
+int model_encode(const fl_model *m, const char *text, size_t len, int **ids,
+    char **cause);
+
+/* A ready-made intervention: in the given layer, the last query position of
+ * each sequence attends only to itself (all heads, or those with heads[h]
+ * set). Install with point HOOK_ATTN_SCORES. */
+typedef struct {
+	const bool	*heads;		/* (H) or NULL for all heads */
+	bool		 all_queries;	/* every query attends only to itself */
+} fl_self_mask;
+int hook_self_mask(void *ud, fl_act *act);
+
+#endif

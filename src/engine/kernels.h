@@ -1,0 +1,42 @@
+/*
+ * kernels.h - the numeric kernels of the forward pass. Outputs first, then
+ * inputs, then sizes. Each BLIS-backed kernel has a naive *_ref twin that
+ * the tests compare it with.
+ */
+#ifndef FL_KERNELS_H
+#define FL_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "model.h"
+
+/* Threads BLIS (and our own loops) may use; 0 or less means all cores. */
+void kern_set_threads(int n);
+int kern_threads(void);
+
+/* y (T, lin->out) = x (T, lin->in) . W + b, row strides ldy and ldx (in
+ * floats). With accumulate, y += x . W + b instead. */
+void kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
+    int T, bool accumulate);
+void kern_linear_ref(float *y, int ldy, const float *x, int ldx,
+    const fl_linear *lin, int T, bool accumulate);
+
+/* logits (T, V) = x (T, D) . U^T with U (V, D) row-major. */
+void kern_unembed(float *logits, const float *x, const float *U, int T, int D, int V);
+void kern_unembed_ref(float *logits, const float *x, const float *U, int T, int D, int V);
+
+/* LayerNorm in two steps, so that a hook can read or freeze the scale in
+ * between: stats gives each row's mean and scale = sqrt(var + eps)
+ * (TransformerLens' hook_scale); apply computes
+ * out (T, D) = (x - mean) / scale * w + b. out may equal x. */
+void kern_ln_stats(float *mean, float *scale, const float *x, int T, int D, float eps);
+void kern_ln_apply(float *out, const float *x, const float *mean,
+    const float *scale, const float *w, const float *b, int T, int D);
+
+void kern_activation(float *x, size_t n, fl_act_fn act);
+
+/* In-place softmax of n values; -INFINITY entries get 0. */
+void kern_softmax(float *x, int n);
+
+#endif

@@ -1,0 +1,333 @@
+/* model.c - loads a Hugging Face GPT-2 or OPT directory; see model.h. */
+#include "model.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* One tensor the architecture needs: its name, expected shape and where the
+ * f32 pointer goes. Collected first so that all conversions share one
+ * allocation. */
+typedef struct {
+	char		 name[160];
+	int		 ndim;
+	int64_t		 shape[2];
+	const float	**dst;
+	const st_tensor	*t;
+	bool		 optional;
+} want;
+
+typedef struct {
+	want	*v;
+	int	 n, cap;
+} want_list;
+
+static void
+want_add(want_list *l, const float **dst, bool optional, int ndim, int64_t d0,
+    int64_t d1, const char *fmt, ...) FL_PRINTF(7, 8);
+
+static void
+want_add(want_list *l, const float **dst, bool optional, int ndim, int64_t d0,
+    int64_t d1, const char *fmt, ...)
+{
+	va_list ap;
+	want *w;
+
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 64;
+		l->v = xreallocarray(l->v, (size_t)l->cap, sizeof *l->v);
+	}
+	w = &l->v[l->n++];
+	memset(w, 0, sizeof *w);
+	va_start(ap, fmt);
+	vsnprintf(w->name, sizeof w->name, fmt, ap);
+	va_end(ap);
+	w->ndim = ndim;
+	w->shape[0] = d0;
+	w->shape[1] = d1;
+	w->dst = dst;
+	w->optional = optional;
+}
+
+static bool
+is_float_dtype(st_dtype dt)
+{
+	return dt == ST_DTYPE_F32 || dt == ST_DTYPE_F16 || dt == ST_DTYPE_BF16 ||
+	    dt == ST_DTYPE_F64;
+}
+
+static void
+shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
+{
+	size_t off = 0;
+
+	off += (size_t)snprintf(buf + off, n - off, "[");
+	for (int i = 0; i < ndim && off < n; i++)
+		off += (size_t)snprintf(buf + off, n - off, "%s%lld", i ? ", " : "",
+		    (long long)shape[i]);
+	if (off < n)
+		snprintf(buf + off, n - off, "]");
+}
+
+/* Resolves every wanted tensor: checks presence, dtype and shape, then maps
+ * F32 in place and converts the others into one owned buffer. */
+static int
+model_bind(fl_model *m, want_list *l, char **cause)
+{
+	const char *src = m->weights->files[0].path;
+	size_t owned = 0, off = 0;
+	char got[96], exp[96];
+	int i;
+
+	for (i = 0; i < l->n; i++) {
+		want *w = &l->v[i];
+		const st_tensor *t = st_find(m->weights, w->name);
+		bool ok;
+
+		if (t == NULL) {
+			if (w->optional)
+				continue;
+			return fl_error(cause, "%s: missing tensor '%s' (shape %s)",
+			    m->weights->nfiles > 1 ? m->dir : src, w->name,
+			    (shape_str(exp, sizeof exp, w->ndim, w->shape), exp));
+		}
+		src = m->weights->files[t->file].path;
+		if (!is_float_dtype(t->dtype))
+			return fl_error(cause, "%s: tensor '%s' has dtype %s; expected "
+			    "F32, F16 or BF16", src, w->name, st_dtype_name(t->dtype));
+		ok = t->ndim == w->ndim;
+		for (int d = 0; ok && d < w->ndim; d++)
+			ok = t->shape[d] == w->shape[d];
+		if (!ok) {
+			shape_str(got, sizeof got, t->ndim, t->shape);
+			shape_str(exp, sizeof exp, w->ndim, w->shape);
+			return fl_error(cause, "%s: tensor '%s' has shape %s; config.json "
+			    "implies %s", src, w->name, got, exp);
+		}
+		w->t = t;
+		if (t->dtype != ST_DTYPE_F32 || ((uintptr_t)t->data & 3) != 0)
+			owned += (size_t)t->numel;
+		m->weight_bytes += t->nbytes;
+	}
+	if (owned > 0)
+		m->owned = xmalloc(owned * sizeof(float));
+	m->owned_floats = owned;
+	for (i = 0; i < l->n; i++) {
+		want *w = &l->v[i];
+		const st_tensor *t = w->t;
+
+		if (t == NULL)
+			continue;
+		if (t->dtype == ST_DTYPE_F32 && ((uintptr_t)t->data & 3) == 0) {
+			*w->dst = (const float *)(const void *)t->data;
+			continue;
+		}
+		st_to_f32(m->owned + off, t->data, t->dtype, (size_t)t->numel);
+		*w->dst = m->owned + off;
+		off += (size_t)t->numel;
+	}
+	return 0;
+}
+
+static void
+linear_set(fl_linear *lin, int in, int out, int ld, bool trans)
+{
+	lin->in = in;
+	lin->out = out;
+	lin->ld = ld;
+	lin->trans = trans;
+}
+
+/* GPT-2: Conv1D weights (in, out); c_attn holds q | k | v along out. */
+static const char *
+gpt2_prefix(const st_set *s)
+{
+	return st_find(s, "transformer.wte.weight") != NULL ? "transformer." : "";
+}
+
+static void
+gpt2_wants(fl_model *m, want_list *l, const float **qkv_w, const float **qkv_b)
+{
+	const fl_config *c = &m->cfg;
+	const char *p = gpt2_prefix(m->weights);
+	int64_t D = c->d_model, F = c->d_mlp;
+
+	want_add(l, &m->wte, false, 2, c->n_vocab, D, "%swte.weight", p);
+	want_add(l, &m->wpe, false, 2, c->n_ctx, D, "%swpe.weight", p);
+	for (int i = 0; i < c->n_layer; i++) {
+		fl_layer *y = &m->layers[i];
+
+		want_add(l, &y->ln1_w, false, 1, D, 0, "%sh.%d.ln_1.weight", p, i);
+		want_add(l, &y->ln1_b, false, 1, D, 0, "%sh.%d.ln_1.bias", p, i);
+		want_add(l, &qkv_w[i], false, 2, D, 3 * D, "%sh.%d.attn.c_attn.weight", p, i);
+		want_add(l, &qkv_b[i], false, 1, 3 * D, 0, "%sh.%d.attn.c_attn.bias", p, i);
+		want_add(l, &y->o.w, false, 2, D, D, "%sh.%d.attn.c_proj.weight", p, i);
+		want_add(l, &y->o.b, false, 1, D, 0, "%sh.%d.attn.c_proj.bias", p, i);
+		want_add(l, &y->ln2_w, false, 1, D, 0, "%sh.%d.ln_2.weight", p, i);
+		want_add(l, &y->ln2_b, false, 1, D, 0, "%sh.%d.ln_2.bias", p, i);
+		want_add(l, &y->fc.w, false, 2, D, F, "%sh.%d.mlp.c_fc.weight", p, i);
+		want_add(l, &y->fc.b, false, 1, F, 0, "%sh.%d.mlp.c_fc.bias", p, i);
+		want_add(l, &y->proj.w, false, 2, F, D, "%sh.%d.mlp.c_proj.weight", p, i);
+		want_add(l, &y->proj.b, false, 1, D, 0, "%sh.%d.mlp.c_proj.bias", p, i);
+	}
+	want_add(l, &m->lnf_w, false, 1, D, 0, "%sln_f.weight", p);
+	want_add(l, &m->lnf_b, false, 1, D, 0, "%sln_f.bias", p);
+	if (!c->tie_embed)
+		want_add(l, &m->unembed, false, 2, c->n_vocab, D, "lm_head.weight");
+}
+
+static void
+gpt2_finish(fl_model *m, const float **qkv_w, const float **qkv_b)
+{
+	int D = m->cfg.d_model, F = m->cfg.d_mlp;
+
+	for (int i = 0; i < m->cfg.n_layer; i++) {
+		fl_layer *y = &m->layers[i];
+
+		y->q.w = qkv_w[i];
+		y->k.w = qkv_w[i] + D;
+		y->v.w = qkv_w[i] + 2 * D;
+		y->q.b = qkv_b[i];
+		y->k.b = qkv_b[i] + D;
+		y->v.b = qkv_b[i] + 2 * D;
+		linear_set(&y->q, D, D, 3 * D, false);
+		linear_set(&y->k, D, D, 3 * D, false);
+		linear_set(&y->v, D, D, 3 * D, false);
+		linear_set(&y->o, D, D, D, false);
+		linear_set(&y->fc, D, F, F, false);
+		linear_set(&y->proj, F, D, D, false);
+	}
+}
+
+/* OPT: nn.Linear weights (out, in). */
+static const char *
+opt_prefix(const st_set *s)
+{
+	if (st_find(s, "model.decoder.embed_tokens.weight") != NULL)
+		return "model.decoder.";
+	return "decoder.";
+}
+
+static void
+opt_wants(fl_model *m, want_list *l)
+{
+	const fl_config *c = &m->cfg;
+	const char *p = opt_prefix(m->weights);
+	int64_t D = c->d_model, F = c->d_mlp;
+	static const char *const names[4] = { "q_proj", "k_proj", "v_proj", "out_proj" };
+
+	want_add(l, &m->wte, false, 2, c->n_vocab, D, "%sembed_tokens.weight", p);
+	want_add(l, &m->wpe, false, 2, c->n_ctx + c->pos_offset, D,
+	    "%sembed_positions.weight", p);
+	for (int i = 0; i < c->n_layer; i++) {
+		fl_layer *y = &m->layers[i];
+		fl_linear *lin[4] = { &y->q, &y->k, &y->v, &y->o };
+
+		want_add(l, &y->ln1_w, false, 1, D, 0,
+		    "%slayers.%d.self_attn_layer_norm.weight", p, i);
+		want_add(l, &y->ln1_b, false, 1, D, 0,
+		    "%slayers.%d.self_attn_layer_norm.bias", p, i);
+		for (int j = 0; j < 4; j++) {
+			want_add(l, &lin[j]->w, false, 2, D, D,
+			    "%slayers.%d.self_attn.%s.weight", p, i, names[j]);
+			want_add(l, &lin[j]->b, false, 1, D, 0,
+			    "%slayers.%d.self_attn.%s.bias", p, i, names[j]);
+		}
+		want_add(l, &y->ln2_w, false, 1, D, 0,
+		    "%slayers.%d.final_layer_norm.weight", p, i);
+		want_add(l, &y->ln2_b, false, 1, D, 0,
+		    "%slayers.%d.final_layer_norm.bias", p, i);
+		want_add(l, &y->fc.w, false, 2, F, D, "%slayers.%d.fc1.weight", p, i);
+		want_add(l, &y->fc.b, false, 1, F, 0, "%slayers.%d.fc1.bias", p, i);
+		want_add(l, &y->proj.w, false, 2, D, F, "%slayers.%d.fc2.weight", p, i);
+		want_add(l, &y->proj.b, false, 1, D, 0, "%slayers.%d.fc2.bias", p, i);
+	}
+	want_add(l, &m->lnf_w, false, 1, D, 0, "%sfinal_layer_norm.weight", p);
+	want_add(l, &m->lnf_b, false, 1, D, 0, "%sfinal_layer_norm.bias", p);
+	if (!c->tie_embed)
+		want_add(l, &m->unembed, false, 2, c->n_vocab, D, "lm_head.weight");
+}
+
+static void
+opt_finish(fl_model *m)
+{
+	int D = m->cfg.d_model, F = m->cfg.d_mlp;
+
+	for (int i = 0; i < m->cfg.n_layer; i++) {
+		fl_layer *y = &m->layers[i];
+
+		linear_set(&y->q, D, D, D, true);
+		linear_set(&y->k, D, D, D, true);
+		linear_set(&y->v, D, D, D, true);
+		linear_set(&y->o, D, D, D, true);
+		linear_set(&y->fc, D, F, D, true);
+		linear_set(&y->proj, F, D, F, true);
+	}
+}
+
+fl_model *
+model_load(const char *dir, char **cause)
+{
+	fl_model *m = xcalloc(1, sizeof *m);
+	want_list wants = { 0 };
+	const float **qkv_w = NULL, **qkv_b = NULL;
+	int n_tok;
+
+	m->dir = xstrdup(dir);
+	if (config_load(&m->cfg, dir, cause) != 0)
+		goto fail;
+	m->tok = tok_load_dir(dir, cause);
+	if (m->tok == NULL)
+		goto fail;
+	n_tok = tok_vocab_size(m->tok);
+	if (n_tok > m->cfg.n_vocab) {
+		fl_error(cause, "%s: the tokenizer has %d tokens but config.json's "
+		    "vocab_size is %d", dir, n_tok, m->cfg.n_vocab);
+		goto fail;
+	}
+	m->weights = st_open_dir(dir, cause);
+	if (m->weights == NULL)
+		goto fail;
+	m->layers = xcalloc((size_t)m->cfg.n_layer, sizeof *m->layers);
+	if (m->cfg.arch == FL_ARCH_GPT2) {
+		qkv_w = xcalloc((size_t)m->cfg.n_layer, sizeof *qkv_w);
+		qkv_b = xcalloc((size_t)m->cfg.n_layer, sizeof *qkv_b);
+		gpt2_wants(m, &wants, qkv_w, qkv_b);
+	} else
+		opt_wants(m, &wants);
+	if (model_bind(m, &wants, cause) != 0)
+		goto fail;
+	if (m->cfg.arch == FL_ARCH_GPT2)
+		gpt2_finish(m, qkv_w, qkv_b);
+	else
+		opt_finish(m);
+	if (m->cfg.tie_embed)
+		m->unembed = m->wte;
+	free(qkv_w);
+	free(qkv_b);
+	free(wants.v);
+	return m;
+fail:
+	free(qkv_w);
+	free(qkv_b);
+	free(wants.v);
+	model_free(m);
+	return NULL;
+}
+
+void
+model_free(fl_model *m)
+{
+	if (m == NULL)
+		return;
+	if (m->tok != NULL)
+		tok_free(m->tok);
+	st_close(m->weights);
+	free(m->layers);
+	free(m->owned);
+	free(m->dir);
+	free(m);
+}

@@ -1,0 +1,68 @@
+/*
+ * model.h - a loaded model: config, tokenizer and weights.
+ *
+ * Matmul orientation, written down once. Every linear layer computes
+ *     y (T, out) = x (T, in) . W + b
+ * where W is the logical (in, out) matrix. How W sits in memory:
+ *   - GPT-2 stores Conv1D weights as (in, out), row-major: trans = false,
+ *     element W[i][o] at w[i * ld + o]. The fused c_attn (D, 3D) is three
+ *     linears q, k, v that share one buffer with ld = 3D.
+ *   - OPT stores nn.Linear weights as (out, in): trans = true, element
+ *     W[i][o] at w[o * ld + i].
+ * The unembedding is always (V, D) row-major: logits = x . unembed^T.
+ *
+ * F32 tensors are used in place from the mmapped file; F16/BF16 tensors are
+ * converted once, at load, into one owned buffer.
+ */
+#ifndef FL_MODEL_H
+#define FL_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "st.h"
+#include "tok.h"
+
+typedef struct {
+	const float	*w;	/* see the orientation note above */
+	const float	*b;	/* (out), or NULL */
+	int		 in;
+	int		 out;
+	int		 ld;
+	bool		 trans;
+} fl_linear;
+
+typedef struct {
+	const float	*ln1_w, *ln1_b;	/* (D) */
+	fl_linear	 q, k, v;	/* D -> D each */
+	fl_linear	 o;		/* D -> D */
+	const float	*ln2_w, *ln2_b;	/* (D) */
+	fl_linear	 fc;		/* D -> F */
+	fl_linear	 proj;		/* F -> D */
+} fl_layer;
+
+typedef struct fl_model {
+	fl_config	 cfg;
+	fl_tokenizer	*tok;
+	st_set		*weights;
+	char		*dir;
+
+	const float	*wte;		/* (V, D) token embedding */
+	const float	*wpe;		/* (pos_offset + n_ctx, D) positions */
+	fl_layer	*layers;	/* (L) */
+	const float	*lnf_w, *lnf_b;	/* (D) */
+	const float	*unembed;	/* (V, D): wte when tied */
+
+	float		*owned;		/* converted F16/BF16 tensors */
+	size_t		 owned_floats;
+	size_t		 weight_bytes;	/* bytes of the parameters, as stored */
+} fl_model;
+
+/* Loads DIR (config.json, tokenizer files, safetensors). NULL and *cause on
+ * any problem, naming the file, tensor or field. */
+fl_model *model_load(const char *dir, char **cause);
+
+void model_free(fl_model *m);
+
+#endif

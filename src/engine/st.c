@@ -1,0 +1,509 @@
+/* st.c - safetensors reader; see st.h for the file layout. */
+#include "st.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+static const struct {
+	const char	*name;
+	size_t		 size;
+} st_dtypes[ST_DTYPE_COUNT] = {
+	[ST_DTYPE_F64] = { "F64", 8 },
+	[ST_DTYPE_F32] = { "F32", 4 },
+	[ST_DTYPE_F16] = { "F16", 2 },
+	[ST_DTYPE_BF16] = { "BF16", 2 },
+	[ST_DTYPE_I64] = { "I64", 8 },
+	[ST_DTYPE_I32] = { "I32", 4 },
+	[ST_DTYPE_I16] = { "I16", 2 },
+	[ST_DTYPE_I8] = { "I8", 1 },
+	[ST_DTYPE_U8] = { "U8", 1 },
+	[ST_DTYPE_BOOL] = { "BOOL", 1 },
+};
+
+const char *
+st_dtype_name(st_dtype dt)
+{
+	return dt < ST_DTYPE_COUNT ? st_dtypes[dt].name : "?";
+}
+
+size_t
+st_dtype_size(st_dtype dt)
+{
+	return dt < ST_DTYPE_COUNT ? st_dtypes[dt].size : 0;
+}
+
+static int
+st_dtype_parse(const char *s)
+{
+	for (int i = 0; i < ST_DTYPE_COUNT; i++)
+		if (strcmp(s, st_dtypes[i].name) == 0)
+			return i;
+	return -1;
+}
+
+static int
+st_cmp_name(const void *a, const void *b)
+{
+	return strcmp(((const st_tensor *)a)->name, ((const st_tensor *)b)->name);
+}
+
+static int
+st_cmp_offset(const void *a, const void *b)
+{
+	const st_tensor *x = *(const st_tensor *const *)a;
+	const st_tensor *y = *(const st_tensor *const *)b;
+
+	if (x->data != y->data)
+		return x->data < y->data ? -1 : 1;
+	return x->nbytes < y->nbytes ? -1 : (x->nbytes > y->nbytes);
+}
+
+static void
+st_free_tensors(st_tensor *t, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(t[i].name);
+	free(t);
+}
+
+/* A JSON number that is an exact non-negative integer below 2^53. */
+static int
+st_json_uint(const cJSON *j, uint64_t *out)
+{
+	double d;
+
+	if (!cJSON_IsNumber(j))
+		return -1;
+	d = j->valuedouble;
+	if (!(d >= 0 && d <= 9007199254740992.0) || floor(d) != d)
+		return -1;
+	*out = (uint64_t)d;
+	return 0;
+}
+
+static int
+st_parse_entry(const cJSON *e, const uint8_t *data, uint64_t data_size,
+    const char *label, st_tensor *t, char **cause)
+{
+	const cJSON *dt, *shape, *offs, *dim;
+	uint64_t begin, end, numel = 1, v;
+	int d;
+
+	if (!cJSON_IsObject(e))
+		return fl_error(cause, "%s: tensor '%s': header entry is not an object",
+		    label, t->name);
+	dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+	if (!cJSON_IsString(dt))
+		return fl_error(cause, "%s: tensor '%s': missing string field 'dtype'",
+		    label, t->name);
+	if ((d = st_dtype_parse(dt->valuestring)) < 0)
+		return fl_error(cause, "%s: tensor '%s': unknown dtype '%s' (expected "
+		    "F32, F16, BF16, F64, I64, I32, I16, I8, U8 or BOOL)",
+		    label, t->name, dt->valuestring);
+	t->dtype = (st_dtype)d;
+
+	shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
+	if (!cJSON_IsArray(shape))
+		return fl_error(cause, "%s: tensor '%s': missing array field 'shape'",
+		    label, t->name);
+	t->ndim = 0;
+	cJSON_ArrayForEach(dim, shape) {
+		if (t->ndim == ST_MAX_DIMS)
+			return fl_error(cause, "%s: tensor '%s': more than %d dimensions",
+			    label, t->name, ST_MAX_DIMS);
+		if (st_json_uint(dim, &v) != 0)
+			return fl_error(cause, "%s: tensor '%s': shape entry %d is not a "
+			    "non-negative integer", label, t->name, t->ndim);
+		if (v != 0 && numel > UINT64_MAX / 16 / v)
+			return fl_error(cause, "%s: tensor '%s': shape is too large",
+			    label, t->name);
+		numel *= v;
+		t->shape[t->ndim++] = (int64_t)v;
+	}
+	t->numel = (int64_t)numel;
+
+	offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+	if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 ||
+	    st_json_uint(cJSON_GetArrayItem(offs, 0), &begin) != 0 ||
+	    st_json_uint(cJSON_GetArrayItem(offs, 1), &end) != 0)
+		return fl_error(cause, "%s: tensor '%s': 'data_offsets' must be two "
+		    "non-negative integers [begin, end]", label, t->name);
+	if (begin > end || end > data_size)
+		return fl_error(cause, "%s: tensor '%s': data_offsets [%llu, %llu] out "
+		    "of bounds (data section is %llu bytes)", label, t->name,
+		    (unsigned long long)begin, (unsigned long long)end,
+		    (unsigned long long)data_size);
+	if (end - begin != numel * st_dtype_size(t->dtype))
+		return fl_error(cause, "%s: tensor '%s': data_offsets span %llu bytes "
+		    "but %s x %llu elements need %llu", label, t->name,
+		    (unsigned long long)(end - begin), st_dtype_name(t->dtype),
+		    (unsigned long long)numel,
+		    (unsigned long long)(numel * st_dtype_size(t->dtype)));
+	t->data = data + begin;
+	t->nbytes = (size_t)(end - begin);
+	return 0;
+}
+
+int
+st_parse(const uint8_t *buf, size_t size, const char *label,
+    st_tensor **tensors, int *ntensors, char **cause)
+{
+	uint64_t hlen = 0;
+	cJSON *root, *e;
+	st_tensor *t = NULL, **by_off = NULL;
+	const uint8_t *data;
+	uint64_t data_size;
+	int n = 0, cap, i;
+
+	if (size < 8)
+		return fl_error(cause, "%s: file is %zu bytes, too short for a "
+		    "safetensors header", label, size);
+	for (i = 0; i < 8; i++)
+		hlen |= (uint64_t)buf[i] << (8 * i);
+	if (hlen > ST_MAX_HEADER || hlen > size - 8)
+		return fl_error(cause, "%s: header length %llu does not fit the file "
+		    "(%zu bytes)", label, (unsigned long long)hlen, size);
+	if (hlen < 2)
+		return fl_error(cause, "%s: header length %llu is too short for JSON",
+		    label, (unsigned long long)hlen);
+	root = cJSON_ParseWithLength((const char *)buf + 8, (size_t)hlen);
+	if (root == NULL)
+		return fl_error(cause, "%s: header is not valid JSON", label);
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return fl_error(cause, "%s: header is not a JSON object", label);
+	}
+	data = buf + 8 + hlen;
+	data_size = size - 8 - hlen;
+
+	cap = cJSON_GetArraySize(root);
+	t = xcalloc(cap > 0 ? (size_t)cap : 1, sizeof *t);
+	cJSON_ArrayForEach(e, root) {
+		if (e->string == NULL)
+			continue;
+		if (strcmp(e->string, "__metadata__") == 0) {
+			if (!cJSON_IsObject(e))
+				goto bad_meta;
+			continue;
+		}
+		t[n].name = xstrdup(e->string);
+		n++;
+		if (st_parse_entry(e, data, data_size, label, &t[n - 1], cause) != 0)
+			goto fail;
+	}
+	cJSON_Delete(root);
+	root = NULL;
+
+	qsort(t, (size_t)n, sizeof *t, st_cmp_name);
+	for (i = 1; i < n; i++)
+		if (strcmp(t[i - 1].name, t[i].name) == 0) {
+			fl_error(cause, "%s: tensor '%s' appears twice in the header",
+			    label, t[i].name);
+			goto fail;
+		}
+	by_off = xcalloc(n > 0 ? (size_t)n : 1, sizeof *by_off);
+	for (i = 0; i < n; i++)
+		by_off[i] = &t[i];
+	qsort(by_off, (size_t)n, sizeof *by_off, st_cmp_offset);
+	for (i = 1; i < n; i++) {
+		const st_tensor *a = by_off[i - 1], *b = by_off[i];
+
+		if (b->nbytes > 0 && a->data + a->nbytes > b->data) {
+			fl_error(cause, "%s: tensors '%s' and '%s' overlap in the data "
+			    "section", label, a->name, b->name);
+			goto fail;
+		}
+	}
+	free(by_off);
+	*tensors = t;
+	*ntensors = n;
+	return 0;
+
+bad_meta:
+	fl_error(cause, "%s: '__metadata__' is not an object", label);
+fail:
+	cJSON_Delete(root);
+	free(by_off);
+	st_free_tensors(t, n);
+	return -1;
+}
+
+static int
+st_map(st_mapped *m, const char *path, char **cause)
+{
+	struct stat sb;
+	int fd;
+
+	memset(m, 0, sizeof *m);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fl_error(cause, "%s: cannot open: %s", path, strerror(errno));
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return fl_error(cause, "%s: not a regular file", path);
+	}
+	m->size = (size_t)sb.st_size;
+	if (m->size > 0) {
+		m->map = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (m->map == MAP_FAILED) {
+			m->map = NULL;
+			close(fd);
+			return fl_error(cause, "%s: cannot mmap: %s", path, strerror(errno));
+		}
+	}
+	close(fd);
+	m->path = xstrdup(path);
+	return 0;
+}
+
+static void
+st_unmap(st_mapped *m)
+{
+	if (m->map != NULL)
+		munmap(m->map, m->size);
+	free(m->path);
+}
+
+void
+st_close(st_set *set)
+{
+	if (set == NULL)
+		return;
+	for (int i = 0; i < set->nfiles; i++)
+		st_unmap(&set->files[i]);
+	free(set->files);
+	st_free_tensors(set->tensors, set->ntensors);
+	free(set);
+}
+
+/* Maps one more file into set and appends its tensors. */
+static int
+st_add_file(st_set *set, const char *path, char **cause)
+{
+	st_mapped m;
+	st_tensor *t;
+	int n, i;
+
+	if (st_map(&m, path, cause) != 0)
+		return -1;
+	if (st_parse(m.map, m.size, path, &t, &n, cause) != 0) {
+		st_unmap(&m);
+		return -1;
+	}
+	set->files = xreallocarray(set->files, (size_t)set->nfiles + 1, sizeof *set->files);
+	set->files[set->nfiles] = m;
+	set->tensors = xreallocarray(set->tensors, (size_t)set->ntensors + (size_t)n,
+	    sizeof *set->tensors);
+	for (i = 0; i < n; i++) {
+		t[i].file = set->nfiles;
+		set->tensors[set->ntensors + i] = t[i];
+	}
+	set->ntensors += n;
+	set->nfiles++;
+	free(t);
+	return 0;
+}
+
+st_set *
+st_open_file(const char *path, char **cause)
+{
+	st_set *set = xcalloc(1, sizeof *set);
+
+	if (st_add_file(set, path, cause) != 0) {
+		st_close(set);
+		return NULL;
+	}
+	return set;
+}
+
+const st_tensor *
+st_find(const st_set *set, const char *name)
+{
+	int lo = 0, hi = set->ntensors - 1;
+
+	while (lo <= hi) {
+		int mid = lo + (hi - lo) / 2;
+		int c = strcmp(name, set->tensors[mid].name);
+
+		if (c == 0)
+			return &set->tensors[mid];
+		if (c < 0)
+			hi = mid - 1;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* A shard name must be a plain file name inside the model directory. */
+static int
+st_shard_name_ok(const char *s)
+{
+	return s[0] != '\0' && s[0] != '.' && strchr(s, '/') == NULL;
+}
+
+static st_set *
+st_open_index(const char *dir, const char *index_path, char **cause)
+{
+	st_set *set = NULL;
+	cJSON *root = NULL, *map, *e;
+	char *text, *path;
+	int i;
+
+	text = fl_read_file(index_path, NULL, 64u << 20, cause);
+	if (text == NULL)
+		return NULL;
+	root = cJSON_Parse(text);
+	free(text);
+	if (root == NULL) {
+		fl_error(cause, "%s: not valid JSON", index_path);
+		return NULL;
+	}
+	map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+	if (!cJSON_IsObject(map)) {
+		fl_error(cause, "%s: missing object field 'weight_map'", index_path);
+		goto fail;
+	}
+	set = xcalloc(1, sizeof *set);
+	cJSON_ArrayForEach(e, map) {
+		int seen = 0;
+
+		if (!cJSON_IsString(e) || !st_shard_name_ok(e->valuestring)) {
+			fl_error(cause, "%s: weight_map entry '%s' must name a file in "
+			    "the model directory", index_path, e->string);
+			goto fail;
+		}
+		for (i = 0; i < set->nfiles && !seen; i++) {
+			const char *base = strrchr(set->files[i].path, '/');
+
+			seen = strcmp(base != NULL ? base + 1 : set->files[i].path,
+			    e->valuestring) == 0;
+		}
+		if (seen)
+			continue;
+		path = fl_path_join(dir, e->valuestring);
+		if (st_add_file(set, path, cause) != 0) {
+			free(path);
+			goto fail;
+		}
+		free(path);
+	}
+	qsort(set->tensors, (size_t)set->ntensors, sizeof *set->tensors, st_cmp_name);
+	for (i = 1; i < set->ntensors; i++)
+		if (strcmp(set->tensors[i - 1].name, set->tensors[i].name) == 0) {
+			fl_error(cause, "%s: tensor '%s' is stored in two shards (%s, %s)",
+			    index_path, set->tensors[i].name,
+			    set->files[set->tensors[i - 1].file].path,
+			    set->files[set->tensors[i].file].path);
+			goto fail;
+		}
+	cJSON_ArrayForEach(e, map) {
+		const st_tensor *t = st_find(set, e->string);
+		const char *base;
+
+		if (t == NULL) {
+			fl_error(cause, "%s: tensor '%s' is listed in weight_map but not "
+			    "found in %s", index_path, e->string, e->valuestring);
+			goto fail;
+		}
+		base = strrchr(set->files[t->file].path, '/');
+		if (strcmp(base != NULL ? base + 1 : set->files[t->file].path,
+		    e->valuestring) != 0) {
+			fl_error(cause, "%s: tensor '%s' is mapped to %s but stored in %s",
+			    index_path, e->string, e->valuestring,
+			    set->files[t->file].path);
+			goto fail;
+		}
+	}
+	cJSON_Delete(root);
+	return set;
+fail:
+	cJSON_Delete(root);
+	st_close(set);
+	return NULL;
+}
+
+st_set *
+st_open_dir(const char *dir, char **cause)
+{
+	char *single = fl_path_join(dir, "model.safetensors");
+	char *index = fl_path_join(dir, "model.safetensors.index.json");
+	st_set *set;
+
+	if (fl_file_exists(single))
+		set = st_open_file(single, cause);
+	else if (fl_file_exists(index))
+		set = st_open_index(dir, index, cause);
+	else {
+		fl_error(cause, "%s: no model.safetensors or model.safetensors.index.json "
+		    "(factlens reads Hugging Face safetensors checkpoints, not pickle "
+		    ".bin files)", dir);
+		set = NULL;
+	}
+	free(single);
+	free(index);
+	return set;
+}
+
+static float
+st_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+	uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+	float f;
+
+	if (exp == 0) {
+		/* zero or subnormal: man x 2^-24 */
+		f = (float)man * 5.9604644775390625e-8f;
+		memcpy(&bits, &f, 4);
+		bits |= sign;
+	} else if (exp == 31)
+		bits = sign | 0x7f800000u | (man << 13);
+	else
+		bits = sign | ((exp + 112) << 23) | (man << 13);
+	memcpy(&f, &bits, 4);
+	return f;
+}
+
+void
+st_to_f32(float *dst, const uint8_t *src, st_dtype dt, size_t n)
+{
+	size_t i;
+
+	switch (dt) {
+	case ST_DTYPE_F32:
+		memcpy(dst, src, n * 4);
+		break;
+	case ST_DTYPE_F16:
+		for (i = 0; i < n; i++)
+			dst[i] = st_f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+		break;
+	case ST_DTYPE_BF16:
+		for (i = 0; i < n; i++) {
+			uint32_t bits = (uint32_t)(src[2 * i] | src[2 * i + 1] << 8) << 16;
+
+			memcpy(&dst[i], &bits, 4);
+		}
+		break;
+	case ST_DTYPE_F64:
+		for (i = 0; i < n; i++) {
+			double d;
+
+			memcpy(&d, src + 8 * i, 8);
+			dst[i] = (float)d;
+		}
+		break;
+	default:
+		memset(dst, 0, n * 4);
+		break;
+	}
+}

@@ -1,0 +1,92 @@
+/*
+ * st.h - safetensors reader: validated, mmapped, never executes anything.
+ *
+ * File layout (all little-endian):
+ *   u64 N                      header length in bytes
+ *   N bytes of JSON            { "name": { "dtype": "F32", "shape": [d0, ...],
+ *                                          "data_offsets": [begin, end] }, ...,
+ *                                "__metadata__": { "key": "string", ... } }
+ *   data                       raw tensors; offsets are relative to the byte
+ *                              after the header
+ * Every field is checked before use: N against the file size, dtype known,
+ * shape entries non-negative integers, begin <= end <= data size,
+ * end - begin == numel x dtype size (overflow-checked), no two tensors
+ * overlapping, no duplicate names.
+ *
+ * A sharded checkpoint (model.safetensors.index.json: {"weight_map":
+ * {"tensor": "file"}}) opens as one set; each tensor must live in the file
+ * the map names.
+ */
+#ifndef FL_ST_H
+#define FL_ST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ST_MAX_DIMS 8
+#define ST_MAX_HEADER (100u << 20)
+
+typedef enum {
+	ST_DTYPE_F64,
+	ST_DTYPE_F32,
+	ST_DTYPE_F16,
+	ST_DTYPE_BF16,
+	ST_DTYPE_I64,
+	ST_DTYPE_I32,
+	ST_DTYPE_I16,
+	ST_DTYPE_I8,
+	ST_DTYPE_U8,
+	ST_DTYPE_BOOL,
+	ST_DTYPE_COUNT
+} st_dtype;
+
+typedef struct {
+	char		*name;
+	st_dtype	 dtype;
+	int		 ndim;
+	int64_t		 shape[ST_MAX_DIMS];
+	int64_t		 numel;
+	const uint8_t	*data;		/* into the mapping; nbytes long */
+	size_t		 nbytes;
+	int		 file;		/* index into st_set.files */
+} st_tensor;
+
+typedef struct {
+	char	*path;
+	void	*map;
+	size_t	 size;
+} st_mapped;
+
+typedef struct {
+	st_mapped	*files;
+	int		 nfiles;
+	st_tensor	*tensors;	/* sorted by name */
+	int		 ntensors;
+} st_set;
+
+const char *st_dtype_name(st_dtype dt);
+size_t st_dtype_size(st_dtype dt);
+
+/* Parses and validates the header of a whole safetensors image (buf, size).
+ * On success returns 0 and a heap array of tensors whose data pointers point
+ * into buf, sorted by name; `label` names the file in messages. On error
+ * returns -1 with *cause set. Used by the loader and the fuzz target. */
+int st_parse(const uint8_t *buf, size_t size, const char *label,
+    st_tensor **tensors, int *ntensors, char **cause);
+
+/* Opens one .safetensors file (mmapped read-only). NULL and *cause on error. */
+st_set *st_open_file(const char *path, char **cause);
+
+/* Opens a model directory's weights: model.safetensors, else
+ * model.safetensors.index.json and its shards. */
+st_set *st_open_dir(const char *dir, char **cause);
+
+/* Binary search by exact name; NULL when absent. */
+const st_tensor *st_find(const st_set *set, const char *name);
+
+void st_close(st_set *set);
+
+/* Converts n values of a float dtype (F32, F16, BF16, F64) to f32. */
+void st_to_f32(float *dst, const uint8_t *src, st_dtype dt, size_t n);
+
+#endif

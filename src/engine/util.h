@@ -1,0 +1,50 @@
+/*
+ * util.h - memory wrappers, error messages and small file helpers shared by
+ * every layer of factlens.
+ *
+ * Errors: a function that can fail on input returns -1 (or NULL) and, when
+ * `cause` is not NULL, stores in *cause a heap string naming the file, field
+ * and what was expected (tmux's `char **cause` convention). The caller frees
+ * it. Out-of-memory is not recoverable: x*alloc run the registered fatal
+ * hook (the UI restores the terminal there) and exit(1).
+ */
+#ifndef FL_UTIL_H
+#define FL_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define FL_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define FL_PRINTF(a, b)
+#endif
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+void *xreallocarray(void *p, size_t n, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) FL_PRINTF(1, 2);
+
+/* Called once before exiting on a fatal error; the UI uses it to end curses. */
+void fl_set_fatal_hook(void (*hook)(void));
+void fl_fatal(const char *fmt, ...) FL_PRINTF(1, 2) __attribute__((noreturn));
+
+/* Stores a formatted message in *cause (if cause != NULL). Always returns -1. */
+int fl_error(char **cause, const char *fmt, ...) FL_PRINTF(2, 3);
+
+/* Reads a whole file. Returns a NUL-terminated heap buffer (len excludes the
+ * NUL) or NULL with *cause set. `limit` caps the size (0: no cap). */
+char *fl_read_file(const char *path, size_t *len, size_t limit, char **cause);
+
+/* Joins dir and name with one '/'. Heap string. */
+char *fl_path_join(const char *dir, const char *name);
+int fl_file_exists(const char *path);
+
+/* Monotonic clock in seconds. */
+double fl_now(void);
+
+#endif

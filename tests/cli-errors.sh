@@ -1,0 +1,107 @@
+#!/bin/bash
+# Every bad input the loader can meet, fed to the real binary: each must exit
+# with status 1 (2 for usage errors) and a message that names the file, the
+# tensor or field, and what was expected. Never a crash.
+set -u
+fl=${FACTLENS:?FACTLENS is not set}
+fx=${FL_FIXTURES:?FL_FIXTURES is not set}/gpt2-f32
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+
+# expect NAME STATUS NEEDLE -- ARGS...
+expect() {
+	local name=$1 want=$2 needle=$3
+	shift 4
+	local out status
+	out=$("$fl" "$@" 2>&1 >/dev/null)
+	status=$?
+	if [ "$status" -eq "$want" ] && [[ "$out" == *"$needle"* ]]; then
+		echo "ok - $name"
+	else
+		echo "FAIL - $name: status $status (want $want), message: $out"
+		echo "    expected the message to contain: $needle"
+		fail=1
+	fi
+}
+
+# fresh DIR: a copy of the good fixture to break
+fresh() { rm -rf "$tmp/m"; cp -r "$fx" "$tmp/m"; }
+run() { echo "$tmp/m"; }
+
+fresh
+"$fl" run --model "$tmp/m" --prompt "Germany is" >/dev/null 2>&1 &&
+	echo "ok - the unbroken copy runs" || { echo "FAIL - the unbroken copy runs"; fail=1; }
+
+expect "missing model directory" 1 "nonexistent/config.json: cannot open" -- \
+	run --model "$tmp/nonexistent" --prompt hi
+fresh; rm "$tmp/m/config.json"
+expect "missing config.json" 1 "config.json: cannot open" -- run --model "$tmp/m" --prompt hi
+fresh; echo '{"model_type": "gpt2", ' > "$tmp/m/config.json"
+expect "config.json not JSON" 1 "config.json: not valid JSON" -- run --model "$tmp/m" --prompt hi
+fresh; sed -i 's/"n_layer": [0-9]*/"n_layer": "two"/' "$tmp/m/config.json"
+expect "n_layer not an integer" 1 "field 'n_layer' must be an integer" -- run --model "$tmp/m" --prompt hi
+fresh; sed -i 's/"model_type": "gpt2"/"model_type": "bert"/' "$tmp/m/config.json"
+expect "unknown model_type" 1 "model_type 'bert' is not supported" -- run --model "$tmp/m" --prompt hi
+fresh; sed -i 's/"n_head": [0-9]*/"n_head": 5/' "$tmp/m/config.json"
+expect "hidden size not divisible by heads" 1 "not a multiple of the 5 heads" -- run --model "$tmp/m" --prompt hi
+fresh; sed -i 's/"n_embd": [0-9]*/"n_embd": 128/' "$tmp/m/config.json"
+expect "config shape differs from the tensors" 1 "config.json implies" -- run --model "$tmp/m" --prompt hi
+fresh; sed -i 's/"vocab_size": [0-9]*/"vocab_size": 100/' "$tmp/m/config.json"
+expect "vocabulary larger than vocab_size" 1 "but config.json's vocab_size is 100" -- run --model "$tmp/m" --prompt hi
+fresh; rm "$tmp/m/model.safetensors"
+expect "missing weights" 1 "no model.safetensors" -- run --model "$tmp/m" --prompt hi
+fresh; rm "$tmp/m/merges.txt"
+expect "missing merges.txt" 1 "merges" -- run --model "$tmp/m" --prompt hi
+fresh; echo '{"a": 0' > "$tmp/m/vocab.json"
+expect "vocab.json not JSON" 1 "vocab.json" -- run --model "$tmp/m" --prompt hi
+fresh; printf '#version: 0.2\nzz\xc4\xa0 qq\n' >> "$tmp/m/merges.txt"
+expect "a merge whose parts are not in the vocabulary" 1 "merges.txt" -- run --model "$tmp/m" --prompt hi
+fresh; head -c 5 "$fx/model.safetensors" > "$tmp/m/model.safetensors"
+expect "truncated safetensors (5 bytes)" 1 "model.safetensors: file is 5 bytes" -- run --model "$tmp/m" --prompt hi
+fresh; head -c 4000 "$fx/model.safetensors" > "$tmp/m/model.safetensors"
+expect "truncated safetensors (data cut)" 1 "out of bounds" -- run --model "$tmp/m" --prompt hi
+fresh; printf '\xff\xff\xff\x00\x00\x00\x00\x00{}' > "$tmp/m/model.safetensors"
+expect "header length past the end" 1 "does not fit the file" -- run --model "$tmp/m" --prompt hi
+fresh; printf '\x08\x00\x00\x00\x00\x00\x00\x00{"a":1}x' > "$tmp/m/model.safetensors"
+expect "header entry not an object" 1 "tensor 'a': header entry is not an object" -- run --model "$tmp/m" --prompt hi
+# rename one tensor in place (same length keeps every offset valid)
+fresh; sed -i 's/"ln_f.weight"/"ln_X.weight"/' "$tmp/m/model.safetensors"
+expect "missing tensor" 1 "missing tensor 'ln_f.weight'" -- run --model "$tmp/m" --prompt hi
+fresh; sed -i 's/"ln_f.weight": *{"dtype": *"F32"/&/; s/\("ln_f.weight":{"dtype":"\)F32/\1I32/; s/\("ln_f.weight": {"dtype": "\)F32/\1I32/' "$tmp/m/model.safetensors"
+expect "integer dtype for a weight" 1 "'ln_f.weight' has dtype I32" -- run --model "$tmp/m" --prompt hi
+
+# sharded: a shard missing, a tensor mapped to the wrong shard
+sh=${FL_FIXTURES}/gpt2-sharded
+rm -rf "$tmp/s"; cp -r "$sh" "$tmp/s"; rm "$tmp/s/model-00002-of-00002.safetensors"
+expect "missing shard" 1 "model-00002-of-00002.safetensors: cannot open" -- run --model "$tmp/s" --prompt hi
+rm -rf "$tmp/s"; cp -r "$sh" "$tmp/s"; sed -i 's/"wte.weight": *"model-0000[12]/"wte.weight": "model-0000X/' "$tmp/s/model.safetensors.index.json"
+expect "index naming a missing shard" 1 "model-0000X" -- run --model "$tmp/s" --prompt hi
+rm -rf "$tmp/s"; cp -r "$sh" "$tmp/s"; sed -i 's#"wte.weight": *"#"wte.weight": "../#' "$tmp/s/model.safetensors.index.json"
+expect "index escaping the model directory" 1 "must name a file in the model directory" -- run --model "$tmp/s" --prompt hi
+
+# prompts and options
+long=$(printf 'the %.0s' $(seq 1 40))
+expect "prompt longer than the context" 1 "longer than the model's context of 32 tokens" -- \
+	run --model "$fx" --prompt "$long"
+expect "empty prompt" 1 "the prompt is empty" -- run --model "$fx" --prompt ""
+expect "missing --prompt" 2 "--prompt TEXT is required" -- run --model "$fx"
+expect "bad --top" 2 "--top takes an integer" -- run --model "$fx" --prompt hi --top x
+expect "unknown command" 2 "unknown command 'frobnicate'" -- frobnicate
+expect "unwritable --dump-logits" 1 "cannot create" -- run --model "$fx" --prompt hi --dump-logits "$tmp/no/such/dir/x.f32"
+
+# the good paths
+out=$("$fl" tokenize --model "$fx" "Germany is Berlin.")
+[ -n "$out" ] && echo "ok - tokenize prints ids ($out)" || { echo "FAIL - tokenize prints ids"; fail=1; }
+out2=$(printf 'Germany is Berlin.' | "$fl" tokenize --model "$fx")
+[ "$out" = "$out2" ] && echo "ok - tokenize reads standard input the same" ||
+	{ echo "FAIL - tokenize stdin ($out2) differs from argument ($out)"; fail=1; }
+"$fl" run --model "$fx" --prompt "Germany is" --dump-logits "$tmp/l.f32" >/dev/null
+n=$("$fl" tokenize --model "$fx" "Germany is" | wc -w)
+size=$(stat -c %s "$tmp/l.f32")
+[ "$size" -eq $((n * 300 * 4)) ] && echo "ok - --dump-logits writes tokens x vocab floats ($size bytes)" ||
+	{ echo "FAIL - --dump-logits wrote $size bytes, want $((n * 300 * 4))"; fail=1; }
+"$fl" run --model "$fx" --prompt "Germany is" --json --answer Berlin --lens > "$tmp/r.json" &&
+	grep -q '"answer"' "$tmp/r.json" && grep -q '"lens"' "$tmp/r.json" &&
+	echo "ok - run --json has the answer and the lens" || { echo "FAIL - run --json"; fail=1; }
+exit $fail

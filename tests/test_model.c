@@ -1,0 +1,338 @@
+/*
+ * test_model.c - the forward pass against PyTorch reference fixtures
+ * (tests/fixtures/<name>/ref.json, written by tools/make-fixtures), and the
+ * engine's own invariants: resuming from the cache, batching, stopping.
+ */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <string.h>
+
+#include "analysis/lens.h"
+#include "check.h"
+#include "engine/kernels.h"
+#include "engine/util.h"
+
+#define TOL 1e-4
+
+typedef struct {
+	const char	*name;		/* hook point name wanted */
+	float		*buf;		/* captured copy */
+	size_t		 n;
+} capture;
+
+static int
+capture_hook(void *ud, fl_act *a)
+{
+	capture *c = ud;
+	size_t n = (size_t)a->shape[0];
+
+	for (int i = 1; i < a->ndim; i++)
+		n *= (size_t)a->shape[i];
+	free(c->buf);
+	c->buf = xmalloc(n * sizeof(float));
+	memcpy(c->buf, a->data, n * sizeof(float));
+	c->n = n;
+	return FL_HOOK_CONTINUE;
+}
+
+static float *
+load_f32(const char *dir, const char *file, size_t *n)
+{
+	char *path = fl_path_join(dir, file), *cause = NULL;
+	size_t len;
+	char *buf = fl_read_file(path, &len, 0, &cause);
+
+	free(path);
+	if (buf == NULL) {
+		check(0, "read %s: %s", file, cause);
+		free(cause);
+		return NULL;
+	}
+	*n = len / 4;
+	return (float *)buf;
+}
+
+static size_t
+shape_numel(const cJSON *shape)
+{
+	size_t n = 1;
+	const cJSON *d;
+
+	cJSON_ArrayForEach(d, shape)
+		n *= (size_t)d->valuedouble;
+	return n;
+}
+
+/* Runs the fixture's prompt with hooks capturing every output it lists
+ * (those ending in _final_mask when masked), and compares. */
+static void
+compare_pass(const char *fx, const char *dir, fl_model *m, const int *ids, int T,
+    cJSON *outputs, bool masked)
+{
+	fl_hook hooks[64];
+	capture caps[64];
+	int nh = 0, V = m->cfg.n_vocab, L = m->cfg.n_layer;
+	fl_self_mask mask = { 0 };
+	fl_run *r = run_new(m, T, T);
+	fl_cache *cache = cache_new(m, T, FL_CACHE_PATTERN | FL_CACHE_LOGITS_ALL);
+	fl_pass p = { 0 };
+	float *logits = xmalloc((size_t)T * V * sizeof *logits);
+	float *lens = xmalloc((size_t)(L + 1) * V * sizeof *lens);
+	char *cause = NULL;
+	const cJSON *o;
+
+	memset(caps, 0, sizeof caps);
+	if (masked) {
+		hooks[nh] = (fl_hook){ HOOK_ATTN_SCORES, L - 1, hook_self_mask, &mask };
+		nh++;
+	}
+	cJSON_ArrayForEach(o, outputs) {
+		char name[128];
+		size_t len = strlen(o->string);
+		const char *suf = "_final_mask";
+		bool is_masked = len > strlen(suf) &&
+		    strcmp(o->string + len - strlen(suf), suf) == 0;
+		fl_hook_point pt;
+		int layer;
+
+		if (is_masked != masked)
+			continue;
+		snprintf(name, sizeof name, "%.*s", (int)(is_masked ? len - strlen(suf) : len),
+		    o->string);
+		if (strcmp(name, "logits") == 0 || strcmp(name, "logit_lens") == 0)
+			continue;
+		if (hook_point_parse(name, &pt, &layer) != 0) {
+			check(0, "%s: unknown hook point name '%s'", fx, name);
+			continue;
+		}
+		caps[nh].name = o->string;
+		hooks[nh] = (fl_hook){ pt, layer, capture_hook, &caps[nh] };
+		nh++;
+	}
+	p.hooks = hooks;
+	p.n_hooks = nh;
+	p.cache = cache;
+	p.logits_all = true;
+	p.logits = logits;
+	check(run_forward(r, ids, &T, 1, &p, &cause) == 0, "%s: forward%s runs",
+	    fx, masked ? " with the final-layer mask" : "");
+	cJSON_ArrayForEach(o, outputs) {
+		const cJSON *file = cJSON_GetObjectItem(o, "file");
+		size_t n, want_n = shape_numel(cJSON_GetObjectItem(o, "shape"));
+		const float *got = NULL;
+		float *want;
+		char label[256];
+
+		for (int i = 0; i < nh; i++)
+			if (caps[i].name != NULL && strcmp(caps[i].name, o->string) == 0)
+				got = caps[i].buf;
+		if (strcmp(o->string, masked ? "logits_final_mask" : "logits") == 0)
+			got = logits;
+		if (!masked && strcmp(o->string, "logit_lens") == 0) {
+			lens_streams(m, cache, T - 1, lens);
+			got = lens;
+		}
+		if (got == NULL)
+			continue;
+		want = load_f32(dir, file->valuestring, &n);
+		if (want == NULL)
+			continue;
+		snprintf(label, sizeof label, "%s: %s", fx, o->string);
+		if (n != want_n)
+			check(0, "%s: file has %zu floats, shape says %zu", label, n, want_n);
+		else
+			check_close(label, got, want, n, TOL);
+		free(want);
+	}
+	for (int i = 0; i < nh; i++)
+		free(caps[i].buf);
+	free(logits);
+	free(lens);
+	cache_free(cache);
+	run_free(r);
+}
+
+/* Resuming at the last layer from the cache gives the same logits as a full
+ * masked pass; batching two prompts gives each prompt's own logits. */
+static void
+check_invariants(const char *fx, fl_model *m, const int *ids, int T)
+{
+	int V = m->cfg.n_vocab, L = m->cfg.n_layer, T2 = T - 3;
+	fl_run *r = run_new(m, 2 * T, T);
+	fl_cache *cache = cache_new(m, T, 0);
+	float *full = xmalloc((size_t)2 * V * sizeof *full);
+	float *part = xmalloc((size_t)2 * V * sizeof *part);
+	fl_self_mask mask = { 0 };
+	fl_hook h = { HOOK_ATTN_SCORES, L - 1, hook_self_mask, &mask };
+	fl_pass p = { 0 };
+	int *both = xmalloc((size_t)2 * T * sizeof *both), lens[2] = { T, T2 };
+	char label[256], *cause = NULL;
+
+	p.hooks = &h;
+	p.n_hooks = 1;
+	p.logits = full;
+	run_forward(r, ids, &T, 1, &p, NULL);
+	p.logits = NULL;
+	p.hooks = NULL;
+	p.n_hooks = 0;
+	p.cache = cache;
+	run_forward(r, ids, &T, 1, &p, NULL);
+	p.hooks = &h;
+	p.n_hooks = 1;
+	p.start_layer = L - 1;
+	p.logits = part;
+	check(run_forward(r, ids, &T, 1, &p, &cause) == 0, "%s: resume at the last layer", fx);
+	snprintf(label, sizeof label, "%s: masked logits resumed from the cache = full pass", fx);
+	check_close(label, part, full, (size_t)V, 1e-5);
+
+	/* batch of two: the prompt and its first T2 tokens */
+	memcpy(both, ids, (size_t)T * sizeof *ids);
+	memcpy(both + T, ids, (size_t)T2 * sizeof *ids);
+	memset(&p, 0, sizeof p);
+	p.logits = full;
+	check(run_forward(r, both, lens, 2, &p, &cause) == 0, "%s: batch of two runs", fx);
+	p.logits = part;
+	run_forward(r, ids, &T, 1, &p, NULL);
+	snprintf(label, sizeof label, "%s: batched sequence 0 = alone", fx);
+	check_close(label, full, part, (size_t)V, 1e-5);
+	run_forward(r, ids, &T2, 1, &p, NULL);
+	snprintf(label, sizeof label, "%s: batched sequence 1 = alone", fx);
+	check_close(label, full + V, part, (size_t)V, 1e-5);
+
+	free(both);
+	free(full);
+	free(part);
+	cache_free(cache);
+	run_free(r);
+}
+
+static int
+stop_hook(void *ud, fl_act *a)
+{
+	(*(int *)ud)++;
+	return FL_HOOK_STOP;
+}
+
+static int
+count_hook(void *ud, fl_act *a)
+{
+	(*(int *)ud)++;
+	return FL_HOOK_CONTINUE;
+}
+
+static void
+check_errors(const char *fx, fl_model *m)
+{
+	int T = m->cfg.n_ctx + 1, *ids = xcalloc((size_t)T, sizeof *ids), stops = 0, later = 0;
+	fl_run *r = run_new(m, T, T);
+	fl_pass p = { 0 };
+	fl_hook hooks[2] = {
+		{ HOOK_RESID_POST, 0, stop_hook, &stops },
+		{ HOOK_RESID_PRE, 1, count_hook, &later },
+	};
+	char *cause = NULL;
+	int rc;
+
+	rc = run_forward(r, ids, &T, 1, &p, &cause);
+	check(rc == -1 && cause != NULL && strstr(cause, "longer than the model's context"),
+	    "%s: a prompt longer than the context is refused (%s)", fx,
+	    cause ? cause : "no message");
+	free(cause);
+	cause = NULL;
+	ids[0] = m->cfg.n_vocab;
+	T = 2;
+	rc = run_forward(r, ids, &T, 1, &p, &cause);
+	check(rc == -1 && cause != NULL && strstr(cause, "outside the vocabulary"),
+	    "%s: an id outside the vocabulary is refused (%s)", fx, cause ? cause : "");
+	free(cause);
+	ids[0] = 0;
+	p.hooks = hooks;
+	p.n_hooks = 2;
+	rc = run_forward(r, ids, &T, 1, &p, NULL);
+	check(rc == FL_HOOK_STOP && stops == 1 && later == 0,
+	    "%s: a hook stops the pass (rc %d, stop hook ran %d, later hook ran %d)",
+	    fx, rc, stops, later);
+	free(ids);
+	run_free(r);
+}
+
+static void
+run_fixture(const char *root, const char *fx)
+{
+	char *dir = fl_path_join(root, fx), *path = fl_path_join(dir, "ref.json");
+	char *text, *cause = NULL;
+	cJSON *ref, *jids, *e, *outputs, *jtext;
+	fl_model *m;
+	int *ids, T = 0;
+
+	text = fl_read_file(path, NULL, 0, &cause);
+	ref = text ? cJSON_Parse(text) : NULL;
+	free(text);
+	if (ref == NULL) {
+		check(0, "%s: ref.json readable (%s)", fx, cause ? cause : "bad JSON");
+		free(cause);
+		goto out;
+	}
+	m = model_load(dir, &cause);
+	check(m != NULL, "%s: loads (%s)", fx, m ? "ok" : cause);
+	if (m == NULL) {
+		free(cause);
+		cJSON_Delete(ref);
+		goto out;
+	}
+	jids = cJSON_GetObjectItem(ref, "ids");
+	ids = xcalloc((size_t)cJSON_GetArraySize(jids), sizeof *ids);
+	cJSON_ArrayForEach(e, jids)
+		ids[T++] = (int)e->valuedouble;
+	jtext = cJSON_GetObjectItem(ref, "text");
+	if (cJSON_IsString(jtext)) {
+		int *got = NULL, n;
+
+		n = model_encode(m, jtext->valuestring, strlen(jtext->valuestring), &got, NULL);
+		check(n == T && memcmp(got, ids, (size_t)T * sizeof *ids) == 0,
+		    "%s: the prompt text encodes to the reference ids (%d vs %d ids)",
+		    fx, n, T);
+		free(got);
+	}
+	outputs = cJSON_GetObjectItem(ref, "outputs");
+	compare_pass(fx, dir, m, ids, T, outputs, false);
+	compare_pass(fx, dir, m, ids, T, outputs, true);
+	check_invariants(fx, m, ids, T);
+	check_errors(fx, m);
+	free(ids);
+	model_free(m);
+	cJSON_Delete(ref);
+out:
+	free(path);
+	free(dir);
+}
+
+int
+main(void)
+{
+	const char *root = getenv("FL_FIXTURES");
+	struct dirent *d;
+	DIR *dp;
+	int n = 0;
+
+	if (root == NULL) {
+		check(0, "FL_FIXTURES is set (run through make check)");
+		return check_done();
+	}
+	kern_set_threads(2);
+	dp = opendir(root);
+	while (dp != NULL && (d = readdir(dp)) != NULL) {
+		char *dir = fl_path_join(root, d->d_name), *ref = fl_path_join(dir, "ref.json");
+
+		if (d->d_name[0] != '.' && fl_file_exists(ref)) {
+			run_fixture(root, d->d_name);
+			n++;
+		}
+		free(ref);
+		free(dir);
+	}
+	if (dp != NULL)
+		closedir(dp);
+	check(n >= 7, "found %d reference fixtures (expected at least 7)", n);
+	return check_done();
+}

@@ -1,0 +1,200 @@
+/*
+ * test_st.c - the safetensors reader on crafted images: every validation
+ * fault gives its message, valid files read back their values, F16/BF16
+ * convert exactly; the kernels against their naive twins.
+ */
+#include <string.h>
+
+#include "check.h"
+#include "engine/kernels.h"
+#include "engine/st.h"
+#include "engine/util.h"
+
+/* Builds an image: 8-byte length, header, then `data` bytes of payload. */
+static uint8_t *
+image(const char *header, size_t data, size_t *size)
+{
+	size_t h = strlen(header);
+	uint8_t *buf = xcalloc(8 + h + data + 1, 1);
+
+	for (int i = 0; i < 8; i++)
+		buf[i] = (uint8_t)((uint64_t)h >> (8 * i));
+	memcpy(buf + 8, header, h);
+	for (size_t i = 0; i < data; i++)
+		buf[8 + h + i] = (uint8_t)i;
+	*size = 8 + h + data;
+	return buf;
+}
+
+static void
+expect_fault(const char *what, const char *header, size_t data, const char *needle)
+{
+	size_t size;
+	uint8_t *buf = image(header, data, &size);
+	st_tensor *t = NULL;
+	char *cause = NULL;
+	int n = 0, rc = st_parse(buf, size, "x.safetensors", &t, &n, &cause);
+
+	check(rc == -1 && cause != NULL && strstr(cause, needle) != NULL &&
+	    strstr(cause, "x.safetensors") != NULL,
+	    "%s is refused with \"%s\" (got: %s)", what, needle, cause ? cause : "success");
+	free(cause);
+	free(buf);
+}
+
+static void
+test_faults(void)
+{
+	st_tensor *t = NULL;
+	char *cause = NULL;
+	uint8_t tiny[4] = { 1, 2, 3, 4 }, big[16] = { 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0 };
+
+	check(st_parse(tiny, sizeof tiny, "x.safetensors", &t, &(int){ 0 }, &cause) == -1 &&
+	    strstr(cause, "too short") != NULL, "a 4-byte file is refused (%s)", cause ? cause : "no error");
+	free(cause);
+	cause = NULL;
+	check(st_parse(big, sizeof big, "x.safetensors", &t, &(int){ 0 }, &cause) == -1 &&
+	    strstr(cause, "does not fit") != NULL,
+	    "a header length past the end is refused (%s)", cause ? cause : "no error");
+	free(cause);
+
+	expect_fault("a header that is not JSON", "{\"a\": [", 0, "not valid JSON");
+	expect_fault("a header that is a JSON array", "[1, 2]", 0, "not a JSON object");
+	expect_fault("an unknown dtype",
+	    "{\"w\":{\"dtype\":\"F12\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
+	    "unknown dtype 'F12'");
+	expect_fault("a missing dtype",
+	    "{\"w\":{\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "'dtype'");
+	expect_fault("a negative shape entry",
+	    "{\"w\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8,
+	    "shape entry 0");
+	expect_fault("a fractional shape entry",
+	    "{\"w\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,8]}}", 8,
+	    "shape entry 0");
+	expect_fault("data_offsets past the end",
+	    "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8,
+	    "out of bounds");
+	expect_fault("data_offsets reversed",
+	    "{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,0]}}", 8,
+	    "out of bounds");
+	expect_fault("data_offsets not matching dtype x shape",
+	    "{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 16,
+	    "need 12");
+	expect_fault("data_offsets of the wrong form",
+	    "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}}", 8,
+	    "'data_offsets' must be");
+	expect_fault("overlapping tensors",
+	    "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+	    "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 16,
+	    "overlap");
+	expect_fault("a duplicate tensor name",
+	    "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+	    "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8,
+	    "appears twice");
+	expect_fault("a huge shape",
+	    "{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
+	    "\"data_offsets\":[0,8]}}", 8, "too large");
+	expect_fault("metadata that is not an object",
+	    "{\"__metadata__\": 3}", 0, "__metadata__");
+}
+
+static void
+test_valid(void)
+{
+	const char *hdr = "{\"__metadata__\":{\"format\":\"pt\"},"
+	    "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
+	    "\"a\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]},"
+	    "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[16,16]}}";
+	size_t size;
+	uint8_t *buf = image(hdr, 16, &size);
+	st_tensor *t = NULL;
+	char *cause = NULL;
+	int n = 0, rc = st_parse(buf, size, "ok.safetensors", &t, &n, &cause);
+
+	check(rc == 0 && n == 3, "a valid header parses (%d tensors, %s)", n,
+	    cause ? cause : "no error");
+	if (rc == 0 && n == 3) {
+		check(strcmp(t[0].name, "a") == 0 && strcmp(t[1].name, "b") == 0 &&
+		    strcmp(t[2].name, "e") == 0, "tensors are sorted by name");
+		check(t[0].ndim == 2 && t[0].shape[1] == 2 && t[0].nbytes == 8 &&
+		    t[0].data == buf + size - 16, "tensor 'a' points into the data section");
+		check(t[1].data[0] == 8, "tensor 'b' starts at data byte 8");
+		check(t[2].numel == 0, "an empty tensor is allowed");
+	}
+	for (int i = 0; i < n; i++)
+		free(t[i].name);
+	free(t);
+	free(cause);
+	free(buf);
+}
+
+static void
+test_convert(void)
+{
+	/* f16: 1.0 = 0x3c00, -2.0 = 0xc000, 65504 = 0x7bff, smallest subnormal
+	 * 0x0001 = 2^-24, 0.5 = 0x3800; bf16: 1.0 = 0x3f80, -3.0 = 0xc040 */
+	const uint8_t f16[] = { 0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b, 0x01, 0x00, 0x00, 0x38 };
+	const float f16_want[] = { 1.0f, -2.0f, 65504.0f, 5.9604644775390625e-8f, 0.5f };
+	const uint8_t bf16[] = { 0x80, 0x3f, 0x40, 0xc0 };
+	const float bf16_want[] = { 1.0f, -3.0f };
+	float got[5];
+
+	st_to_f32(got, f16, ST_DTYPE_F16, 5);
+	check_close("f16 to f32 exact", got, f16_want, 5, 0);
+	st_to_f32(got, bf16, ST_DTYPE_BF16, 2);
+	check_close("bf16 to f32 exact", got, bf16_want, 2, 0);
+}
+
+static float
+frand(unsigned *s)
+{
+	*s = *s * 1664525u + 1013904223u;
+	return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+/* The BLIS kernels against the naive ones, in both weight orientations,
+ * with strided weights (as c_attn's q, k, v) and accumulation. */
+static void
+test_kernels(void)
+{
+	enum { T = 7, IN = 33, OUT = 19, LD = 3 * OUT, V = 41 };
+	static float x[T * IN], w[IN * LD], b[OUT], y1[T * OUT], y2[T * OUT], U[V * IN];
+	static float l1[T * V], l2[T * V];
+	unsigned s = 7;
+
+	for (size_t i = 0; i < sizeof x / sizeof *x; i++)
+		x[i] = frand(&s);
+	for (size_t i = 0; i < sizeof w / sizeof *w; i++)
+		w[i] = frand(&s);
+	for (size_t i = 0; i < OUT; i++)
+		b[i] = frand(&s);
+	for (size_t i = 0; i < sizeof U / sizeof *U; i++)
+		U[i] = frand(&s);
+	for (int trans = 0; trans < 2; trans++)
+		for (int acc = 0; acc < 2; acc++) {
+			fl_linear lin = { w + OUT, b, IN, OUT, trans ? IN : LD, trans };
+			char name[96];
+
+			for (int i = 0; i < T * OUT; i++)
+				y1[i] = y2[i] = (float)i * 0.01f;
+			kern_linear(y1, OUT, x, IN, &lin, T, acc);
+			kern_linear_ref(y2, OUT, x, IN, &lin, T, acc);
+			snprintf(name, sizeof name, "kern_linear = naive (%s weights%s)",
+			    trans ? "(out, in)" : "(in, out) strided", acc ? ", accumulate" : "");
+			check_close(name, y1, y2, T * OUT, 1e-4);
+		}
+	kern_unembed(l1, x, U, T, IN, V);
+	kern_unembed_ref(l2, x, U, T, IN, V);
+	check_close("kern_unembed = naive", l1, l2, T * V, 1e-4);
+}
+
+int
+main(void)
+{
+	kern_set_threads(2);
+	test_faults();
+	test_valid();
+	test_convert();
+	test_kernels();
+	return check_done();
+}
