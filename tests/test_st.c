@@ -152,40 +152,120 @@ frand(unsigned *s)
 	return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
-/* The BLIS kernels against the naive ones, in both weight orientations,
- * with strided weights (as c_attn's q, k, v) and accumulation. */
+/* The fast kernels (streaming for few rows, BLIS for many) against the
+ * naive ones, in both weight orientations, with strided weights (as
+ * c_attn's q, k, v), column tails and accumulation. */
 static void
 test_kernels(void)
 {
-	enum { T = 7, IN = 33, OUT = 19, LD = 3 * OUT, V = 41 };
-	static float x[T * IN], w[IN * LD], b[OUT], y1[T * OUT], y2[T * OUT], U[V * IN];
-	static float l1[T * V], l2[T * V];
+	enum { MAXT = 40, IN = 35, MAXOUT = 70, V = 41 };
+	static float x[MAXT * IN], w[IN * 3 * MAXOUT], b[MAXOUT];
+	static float y1[MAXT * MAXOUT], y2[MAXT * MAXOUT], U[V * IN];
+	static float l1[MAXT * V], l2[MAXT * V];
+	const int Ts[] = { 1, 7, 13, 40 }, outs[] = { 19, 70 };
 	unsigned s = 7;
 
 	for (size_t i = 0; i < sizeof x / sizeof *x; i++)
 		x[i] = frand(&s);
 	for (size_t i = 0; i < sizeof w / sizeof *w; i++)
 		w[i] = frand(&s);
-	for (size_t i = 0; i < OUT; i++)
+	for (size_t i = 0; i < MAXOUT; i++)
 		b[i] = frand(&s);
 	for (size_t i = 0; i < sizeof U / sizeof *U; i++)
 		U[i] = frand(&s);
-	for (int trans = 0; trans < 2; trans++)
-		for (int acc = 0; acc < 2; acc++) {
-			fl_linear lin = { w + OUT, b, IN, OUT, trans ? IN : LD, trans };
-			char name[96];
+	for (int ti = 0; ti < 4; ti++)
+		for (int oi = 0; oi < 2; oi++)
+			for (int trans = 0; trans < 2; trans++)
+				for (int acc = 0; acc < 2; acc++) {
+					int T = Ts[ti], OUT = outs[oi];
+					fl_linear lin = { w + OUT, b, IN, OUT,
+					    trans ? IN : 3 * OUT, trans };
+					char name[128];
 
-			for (int i = 0; i < T * OUT; i++)
-				y1[i] = y2[i] = (float)i * 0.01f;
-			kern_linear(y1, OUT, x, IN, &lin, T, acc);
-			kern_linear_ref(y2, OUT, x, IN, &lin, T, acc);
-			snprintf(name, sizeof name, "kern_linear = naive (%s weights%s)",
-			    trans ? "(out, in)" : "(in, out) strided", acc ? ", accumulate" : "");
-			check_close(name, y1, y2, T * OUT, 1e-4);
+					for (int i = 0; i < T * OUT; i++)
+						y1[i] = y2[i] = (float)i * 0.01f;
+					kern_linear(y1, OUT, x, IN, &lin, T, acc);
+					kern_linear_ref(y2, OUT, x, IN, &lin, T, acc);
+					snprintf(name, sizeof name, "kern_linear = naive (%d rows, "
+					    "%d outputs, %s weights%s)", T, OUT,
+					    trans ? "(out, in)" : "(in, out) strided",
+					    acc ? ", accumulate" : "");
+					check_close(name, y1, y2, (size_t)T * OUT, 1e-4);
+				}
+	for (int ti = 0; ti < 4; ti++) {
+		char name[64];
+
+		kern_unembed(l1, x, U, Ts[ti], IN, V);
+		kern_unembed_ref(l2, x, U, Ts[ti], IN, V);
+		snprintf(name, sizeof name, "kern_unembed = naive (%d rows)", Ts[ti]);
+		check_close(name, l1, l2, (size_t)Ts[ti] * V, 1e-4);
+	}
+}
+
+/* Attention scores and mixing, loop path and BLIS path, against plain
+ * double-precision sums. */
+static void
+test_attention(void)
+{
+	enum { DH = 20, LD = 50 };
+	const int Ts[] = { 5, 120 };
+	unsigned s = 11;
+
+	for (int ti = 0; ti < 2; ti++) {
+		int T = Ts[ti];
+		float *q = xmalloc((size_t)T * LD * sizeof *q), *k = xmalloc((size_t)T * LD * 4);
+		float *v = xmalloc((size_t)T * LD * 4), *sc = xmalloc((size_t)T * T * 4);
+		float *want = xmalloc((size_t)T * T * 4), *z = xcalloc((size_t)T * LD, 4);
+		float *zw = xcalloc((size_t)T * LD, 4);
+		char name[96];
+		bool masked = true;
+
+		for (int i = 0; i < T * LD; i++) {
+			q[i] = frand(&s);
+			k[i] = frand(&s);
+			v[i] = frand(&s);
 		}
-	kern_unembed(l1, x, U, T, IN, V);
-	kern_unembed_ref(l2, x, U, T, IN, V);
-	check_close("kern_unembed = naive", l1, l2, T * V, 1e-4);
+		kern_attn_scores(sc, q, k, LD, T, DH, 0.5f);
+		for (int i = 0; i < T; i++)
+			for (int j = 0; j < T; j++) {
+				double d = 0;
+
+				for (int e = 0; e < DH; e++)
+					d += (double)q[i * LD + e] * k[j * LD + e];
+				want[i * T + j] = j <= i ? (float)(0.5 * d) : 0.0f;
+				if (j > i) {
+					masked &= isinf(sc[i * T + j]) && sc[i * T + j] < 0;
+					sc[i * T + j] = 0.0f;
+				}
+			}
+		snprintf(name, sizeof name, "attention scores = naive (%d tokens)", T);
+		check_close(name, sc, want, (size_t)T * T, 1e-5);
+		check(masked, "future positions are -inf (%d tokens)", T);
+		for (int i = 0; i < T; i++)
+			kern_softmax(want + (size_t)i * T, i + 1);
+		for (int i = 0; i < T; i++)
+			for (int j = 0; j < T; j++)
+				if (j > i)
+					want[i * T + j] = 0.0f;
+		kern_attn_mix(z, want, v, LD, T, DH);
+		for (int i = 0; i < T; i++)
+			for (int e = 0; e < DH; e++) {
+				double d = 0;
+
+				for (int j = 0; j <= i; j++)
+					d += (double)want[i * T + j] * v[j * LD + e];
+				zw[i * LD + e] = (float)d;
+			}
+		snprintf(name, sizeof name, "attention mix = naive (%d tokens)", T);
+		check_close(name, z, zw, (size_t)T * LD, 1e-5);
+		free(q);
+		free(k);
+		free(v);
+		free(sc);
+		free(want);
+		free(z);
+		free(zw);
+	}
 }
 
 int
@@ -196,5 +276,6 @@ main(void)
 	test_valid();
 	test_convert();
 	test_kernels();
+	test_attention();
 	return check_done();
 }

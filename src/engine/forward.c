@@ -1,7 +1,6 @@
 /* forward.c - the instrumented forward pass; see forward.h. */
 #include "forward.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -422,7 +421,6 @@ static int
 attend(fl_run *r, const fl_pass *p, int l, int s, int off, int T)
 {
 	const fl_config *c = &r->m->cfg;
-	const fl_layer *y = &r->m->layers[l];
 	int H = c->n_head, dh = c->d_head, D = c->d_model;
 	float scale = 1.0f / sqrtf((float)dh);
 	size_t TT = (size_t)T * T;
@@ -431,12 +429,8 @@ attend(fl_run *r, const fl_pass *p, int l, int s, int off, int T)
 	for (int h = 0; h < H; h++) {
 		float *sc = r->scores + h * TT;
 
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale,
-		    r->q + (size_t)off * D + h * dh, D, r->k + (size_t)off * D + h * dh, D,
-		    0.0f, sc, T);
-		for (int i = 0; i < T; i++)
-			for (int j = i + 1; j < T; j++)
-				sc[(size_t)i * T + j] = -INFINITY;
+		kern_attn_scores(sc, r->q + (size_t)off * D + h * dh,
+		    r->k + (size_t)off * D + h * dh, D, T, dh, scale);
 	}
 	if (hook_fire(p, HOOK_ATTN_SCORES, l, s, r->scores, 3, H, T, T))
 		return FL_HOOK_STOP;
@@ -447,10 +441,8 @@ attend(fl_run *r, const fl_pass *p, int l, int s, int off, int T)
 	if (k != NULL && k->pattern != NULL)
 		cache_put(k->pattern + (size_t)l * H * TT, r->scores, H * TT);
 	for (int h = 0; h < H; h++)
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f,
-		    r->scores + h * TT, T, r->v + (size_t)off * D + h * dh, D, 0.0f,
-		    r->z + (size_t)off * D + h * dh, D);
-	(void)y;
+		kern_attn_mix(r->z + (size_t)off * D + h * dh, r->scores + h * TT,
+		    r->v + (size_t)off * D + h * dh, D, T, dh);
 	return FL_HOOK_CONTINUE;
 }
 

@@ -3,9 +3,12 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "util.h"
 
 /* From BLIS; Debian ships its header only in the blis-openmp include dir. */
 extern void bli_thread_set_num_threads(int64_t n);
@@ -30,6 +33,285 @@ kern_threads(void)
 	return kern_nthreads;
 }
 
+
+/* ---- a small thread pool ---------------------------------------------
+ * BLIS packs the weight matrix before multiplying, which halves the
+ * bandwidth on the few-row products of a single prompt, and its OpenMP
+ * threads spin badly when the machine is busy. Few-row products therefore
+ * go through the streaming kernels below, split over our own workers. */
+
+typedef void (*kern_task)(void *ctx, int part, int nparts);
+
+static struct {
+	pthread_mutex_t	 lock;
+	pthread_cond_t	 go, done;
+	pthread_t	*threads;
+	int		 n;		/* workers, besides the caller */
+	unsigned	 gen;
+	int		 pending;
+	kern_task	 fn;
+	void		*ctx;
+} pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+	PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0, NULL, NULL };
+
+static void *
+pool_worker(void *arg)
+{
+	int part = (int)(intptr_t)arg;
+	unsigned seen = 0;
+
+	pthread_mutex_lock(&pool.lock);
+	for (;;) {
+		while (pool.gen == seen)
+			pthread_cond_wait(&pool.go, &pool.lock);
+		seen = pool.gen;
+		pthread_mutex_unlock(&pool.lock);
+		pool.fn(pool.ctx, part, pool.n + 1);
+		pthread_mutex_lock(&pool.lock);
+		if (--pool.pending == 0)
+			pthread_cond_signal(&pool.done);
+	}
+	return NULL;
+}
+
+static void
+pool_grow(int workers)
+{
+	pthread_mutex_lock(&pool.lock);
+	if (workers > pool.n) {
+		pool.threads = xreallocarray(pool.threads, (size_t)workers,
+		    sizeof *pool.threads);
+		for (int i = pool.n; i < workers; i++) {
+			pthread_attr_t attr;
+
+			pthread_attr_init(&attr);
+			pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+			if (pthread_create(&pool.threads[i], &attr, pool_worker,
+			    (void *)(intptr_t)(i + 1)) != 0)
+				fl_fatal("cannot start a worker thread");
+			pthread_attr_destroy(&attr);
+		}
+		pool.n = workers;
+	}
+	pthread_mutex_unlock(&pool.lock);
+}
+
+/* Runs fn(ctx, part, nparts) for every part, the caller taking part 0. The
+ * pool only grows: with fewer threads wanted, extra parts are empty work. */
+static void
+kern_parallel(kern_task fn, void *ctx)
+{
+	if (kern_nthreads <= 1) {
+		fn(ctx, 0, 1);
+		return;
+	}
+	if (pool.n < kern_nthreads - 1)
+		pool_grow(kern_nthreads - 1);
+	pthread_mutex_lock(&pool.lock);
+	pool.fn = fn;
+	pool.ctx = ctx;
+	pool.pending = pool.n;
+	pool.gen++;
+	pthread_cond_broadcast(&pool.go);
+	pthread_mutex_unlock(&pool.lock);
+	fn(ctx, 0, pool.n + 1);
+	pthread_mutex_lock(&pool.lock);
+	while (pool.pending > 0)
+		pthread_cond_wait(&pool.done, &pool.lock);
+	pthread_mutex_unlock(&pool.lock);
+}
+
+/* ---- streaming kernels for few rows ----------------------------------
+ * Each reads the weights once, in the order they lie in memory, and keeps
+ * the few input rows in L1. GCC's vector extension lets -march pick the
+ * instructions (AVX-512 here, AVX2 or SSE elsewhere). */
+
+typedef float vf __attribute__((vector_size(64)));
+#define VW 16
+
+static inline vf
+vload(const float *p)
+{
+	vf v;
+
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+static inline void
+vstore(float *p, vf v)
+{
+	memcpy(p, &v, sizeof v);
+}
+
+static inline float
+vsum(vf v)
+{
+	float s = 0;
+
+	for (int i = 0; i < VW; i++)
+		s += v[i];
+	return s;
+}
+
+#define STREAM_ROWS 32	/* at most this many rows take the streaming path */
+
+typedef struct {
+	float		*y;
+	int		 ldy;
+	const float	*x;
+	int		 ldx;
+	const float	*w;
+	int		 ld;
+	const float	*b;
+	int		 M, in, out;
+	bool		 acc;
+} stream_job;
+
+/* Weights stored (out, in): y[m][o] = x[m] . w[o]. A tile is four weight
+ * rows by four input rows: 16 accumulators in registers, 8 loads per 16
+ * fused multiply-adds. */
+static inline __attribute__((always_inline)) void
+trans_tile(vf a[4][4], const float *const w[4], const float *const x[4], int iv)
+{
+	for (int i = 0; i < iv; i += VW) {
+		vf w0 = vload(w[0] + i), w1 = vload(w[1] + i);
+		vf w2 = vload(w[2] + i), w3 = vload(w[3] + i);
+
+#pragma GCC unroll 4
+		for (int k = 0; k < 4; k++) {
+			vf xv = vload(x[k] + i);
+
+			a[k][0] += xv * w0;
+			a[k][1] += xv * w1;
+			a[k][2] += xv * w2;
+			a[k][3] += xv * w3;
+		}
+	}
+}
+
+static void
+stream_trans_part(void *ctx, int part, int nparts)
+{
+	const stream_job *j = ctx;
+	int per = (j->out + nparts - 1) / nparts;
+	int o0 = part * per, o1 = o0 + per > j->out ? j->out : o0 + per;
+	int in = j->in, iv = in - in % VW;
+
+	for (int o = o0; o < o1; o += 4) {
+		int ob = o1 - o < 4 ? o1 - o : 4;
+		const float *w[4];
+
+		for (int q = 0; q < 4; q++)
+			w[q] = j->w + (size_t)(o + (q < ob ? q : 0)) * j->ld;
+		for (int m0 = 0; m0 < j->M; m0 += 4) {
+			int mb = j->M - m0 < 4 ? j->M - m0 : 4;
+			const float *x[4];
+			vf a[4][4] = { { { 0 } } };
+
+			for (int k = 0; k < 4; k++)
+				x[k] = j->x + (size_t)(m0 + (k < mb ? k : 0)) * j->ldx;
+			trans_tile(a, w, x, iv);
+			for (int k = 0; k < mb; k++)
+				for (int q = 0; q < ob; q++) {
+					float *yp = j->y + (size_t)(m0 + k) * j->ldy + o + q;
+					float t = vsum(a[k][q]);
+
+					for (int i = iv; i < in; i++)
+						t += x[k][i] * w[q][i];
+					if (j->b != NULL)
+						t += j->b[o + q];
+					*yp = j->acc ? *yp + t : t;
+				}
+		}
+	}
+}
+
+/* Weights stored (in, out) with row stride ld: a strip of 32 output
+ * columns times MB input rows (MB a constant, so that the accumulators
+ * stay in registers); each weight row of the strip is read once. */
+static inline __attribute__((always_inline)) void
+plain_tile(const stream_job *j, int c, int m0, const int MB, float out[8][2 * VW])
+{
+	vf a[8][2] = { { { 0 } } };
+	const float *x = j->x + (size_t)m0 * j->ldx;
+
+	for (int i = 0; i < j->in; i++) {
+		const float *wr = j->w + (size_t)i * j->ld + c;
+		vf w0 = vload(wr), w1 = vload(wr + VW);
+
+#pragma GCC unroll 8
+		for (int k = 0; k < MB; k++) {
+			float xs = x[(size_t)k * j->ldx + i];
+
+			a[k][0] += xs * w0;
+			a[k][1] += xs * w1;
+		}
+	}
+#pragma GCC unroll 8
+	for (int k = 0; k < MB; k++) {
+		vstore(out[k], a[k][0]);
+		vstore(out[k] + VW, a[k][1]);
+	}
+}
+
+static void
+stream_plain_part(void *ctx, int part, int nparts)
+{
+	const stream_job *j = ctx;
+	int strips = (j->out + 2 * VW - 1) / (2 * VW);
+	int per = (strips + nparts - 1) / nparts;
+	int c0 = part * per * 2 * VW, c1 = c0 + per * 2 * VW;
+
+	if (c1 > j->out)
+		c1 = j->out;
+	for (int c = c0; c < c1; c += 2 * VW) {
+		int cw = c1 - c < 2 * VW ? c1 - c : 2 * VW;
+
+		for (int m0 = 0; m0 < j->M; m0 += 8) {
+			int mb = j->M - m0 < 8 ? j->M - m0 : 8;
+			float out[8][2 * VW];
+
+			if (cw == 2 * VW) {
+				switch (mb) {
+				case 1: plain_tile(j, c, m0, 1, out); break;
+				case 2: plain_tile(j, c, m0, 2, out); break;
+				case 3: plain_tile(j, c, m0, 3, out); break;
+				case 4: plain_tile(j, c, m0, 4, out); break;
+				case 5: plain_tile(j, c, m0, 5, out); break;
+				case 6: plain_tile(j, c, m0, 6, out); break;
+				case 7: plain_tile(j, c, m0, 7, out); break;
+				default: plain_tile(j, c, m0, 8, out); break;
+				}
+			} else {
+				memset(out, 0, sizeof out);
+				for (int i = 0; i < j->in; i++) {
+					const float *wr = j->w + (size_t)i * j->ld + c;
+
+					for (int k = 0; k < mb; k++) {
+						float xs = j->x[(size_t)(m0 + k) * j->ldx + i];
+
+						for (int q = 0; q < cw; q++)
+							out[k][q] += xs * wr[q];
+					}
+				}
+			}
+			for (int k = 0; k < mb; k++) {
+				float *yp = j->y + (size_t)(m0 + k) * j->ldy + c;
+
+				for (int q = 0; q < cw; q++) {
+					float v = out[k][q] + (j->b != NULL ? j->b[c + q] : 0);
+
+					yp[q] = j->acc ? yp[q] + v : v;
+				}
+			}
+		}
+	}
+}
+
+static void
+add_bias(float *y, int ldy, const float *b, int T, int n);
+
 static void
 add_bias(float *y, int ldy, const float *b, int T, int n)
 {
@@ -44,6 +326,13 @@ void
 kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
     int T, bool accumulate)
 {
+	if (T <= STREAM_ROWS) {
+		stream_job j = { y, ldy, x, ldx, lin->w, lin->ld, lin->b, T, lin->in,
+		    lin->out, accumulate };
+
+		kern_parallel(lin->trans ? stream_trans_part : stream_plain_part, &j);
+		return;
+	}
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, lin->trans ? CblasTrans : CblasNoTrans,
 	    T, lin->out, lin->in, 1.0f, x, ldx, lin->w, lin->ld,
 	    accumulate ? 1.0f : 0.0f, y, ldy);
@@ -76,6 +365,12 @@ kern_linear_ref(float *y, int ldy, const float *x, int ldx, const fl_linear *lin
 void
 kern_unembed(float *logits, const float *x, const float *U, int T, int D, int V)
 {
+	if (T <= STREAM_ROWS) {
+		stream_job j = { logits, V, x, D, U, D, NULL, T, D, V, false };
+
+		kern_parallel(stream_trans_part, &j);
+		return;
+	}
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, V, D, 1.0f, x, D,
 	    U, D, 0.0f, logits, V);
 }
@@ -125,6 +420,67 @@ kern_ln_apply(float *out, const float *x, const float *mean,
 
 		for (int i = 0; i < D; i++)
 			yr[i] = ((xr[i] - mu) * r) * w[i] + b[i];
+	}
+}
+
+/* Below this many tokens the per-head products are plain loops: BLIS's
+ * call overhead and threads cost more than they save there. */
+#define ATTN_BLAS_MIN 96
+
+static float
+dot(const float *a, const float *b, int n)
+{
+	vf acc = { 0 };
+	int i = 0;
+	float s;
+
+	for (; i + VW <= n; i += VW)
+		acc += vload(a + i) * vload(b + i);
+	s = vsum(acc);
+	for (; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+void
+kern_attn_scores(float *sc, const float *q, const float *k, int ld, int T,
+    int dh, float scale)
+{
+	if (T >= ATTN_BLAS_MIN)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale,
+		    q, ld, k, ld, 0.0f, sc, T);
+	else
+		for (int i = 0; i < T; i++)
+			for (int j = 0; j <= i; j++)
+				sc[(size_t)i * T + j] = scale *
+				    dot(q + (size_t)i * ld, k + (size_t)j * ld, dh);
+	for (int i = 0; i < T; i++)
+		for (int j = i + 1; j < T; j++)
+			sc[(size_t)i * T + j] = -INFINITY;
+}
+
+void
+kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int dh)
+{
+	if (T >= ATTN_BLAS_MIN) {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f,
+		    P, T, v, ld, 0.0f, z, ld);
+		return;
+	}
+	for (int i = 0; i < T; i++) {
+		float *zi = z + (size_t)i * ld;
+
+		memset(zi, 0, (size_t)dh * sizeof *zi);
+		/* P[i][j] is 0 above the diagonal (or a hook's edit); read all. */
+		for (int j = 0; j < T; j++) {
+			float p = P[(size_t)i * T + j];
+			const float *vj = v + (size_t)j * ld;
+
+			if (p == 0.0f)
+				continue;
+			for (int d = 0; d < dh; d++)
+				zi[d] += p * vj[d];
+		}
 	}
 }
 

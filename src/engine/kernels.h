@@ -34,6 +34,15 @@ void kern_ln_stats(float *mean, float *scale, const float *x, int T, int D, floa
 void kern_ln_apply(float *out, const float *x, const float *mean,
     const float *scale, const float *w, const float *b, int T, int D);
 
+/* One head's causal attention scores: sc (T, T) with sc[i][j] =
+ * scale * q_i . k_j for j <= i and -INFINITY above the diagonal; q and k
+ * rows are dh floats with row stride ld. */
+void kern_attn_scores(float *sc, const float *q, const float *k, int ld, int T,
+    int dh, float scale);
+
+/* z (T, dh) with row stride ld = P (T, T) . v (T, dh) with row stride ld. */
+void kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int dh);
+
 void kern_activation(float *x, size_t n, fl_act_fn act);
 
 /* In-place softmax of n values; -INFINITY entries get 0. */
