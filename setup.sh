@@ -12,7 +12,8 @@ cd "$(dirname "$0")"
 top=$(pwd)
 
 pkgs=(build-essential autoconf automake pkg-config libncurses-dev
-      libreadline-dev libcjson-dev libblis-dev libpcre2-dev nodejs npm tmux)
+      libreadline-dev libcjson-dev libblis-dev libpcre2-dev nodejs npm tmux
+      clang libclang-rt-14-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -93,10 +93,44 @@ cli_int(const char *opt, const char *arg, int lo, int hi, int *out)
 	return 0;
 }
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len;
+	unsigned cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if ((s[0] & 0xe0) == 0xc0) {
+		len = 2;
+		cp = s[0] & 0x1f;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		len = 3;
+		cp = s[0] & 0x0f;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		len = 4;
+		cp = s[0] & 0x07;
+	} else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
 char *
 cli_token_repr(const fl_tokenizer *tok, int id)
 {
-	size_t n, i, o = 0;
+	size_t n, i = 0, o = 0;
 	const char *b = tok_token_bytes(tok, id, &n);
 	char *s;
 
@@ -104,19 +138,25 @@ cli_token_repr(const fl_tokenizer *tok, int id)
 		return xasprintf("<%d>", id);
 	s = xmalloc(4 * n + 3);
 	s[o++] = '"';
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)b[i];
+	while (i < n) {
+		const unsigned char *c = (const unsigned char *)b + i;
+		size_t u = utf8_len(c, n - i);
 
-		if (c == '"' || c == '\\') {
+		if (*c == '"' || *c == '\\') {
 			s[o++] = '\\';
-			s[o++] = (char)c;
-		} else if (c == '\n') {
+			s[o++] = (char)*c;
+		} else if (*c == '\n') {
 			s[o++] = '\\';
 			s[o++] = 'n';
-		} else if (c < 0x20 || c == 0x7f)
-			o += (size_t)sprintf(s + o, "\\x%02x", c);
-		else
-			s[o++] = (char)c;
+		} else if (u == 0 || *c < 0x20 || *c == 0x7f)
+			o += (size_t)sprintf(s + o, "\\x%02x", *c);
+		else {
+			memcpy(s + o, c, u);
+			o += u;
+			i += u;
+			continue;
+		}
+		i++;
 	}
 	s[o++] = '"';
 	s[o] = '\0';
