@@ -32,6 +32,7 @@
 #include "util.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <pcre2.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,8 +40,8 @@
 #include <string.h>
 
 #define TOK_EOT_TEXT	"<|endoftext|>"
-#define TOK_MAX_ID	(1 << 24)		/* sanity cap on vocabulary ids */
-#define TOK_FILE_LIMIT	((size_t)1 << 30)	/* largest vocab/merges file read */
+#define TOK_MAX_ID	(1 << 24)		/* cap on vocabulary ids */
+#define TOK_FILE_LIMIT	((size_t)1 << 30)	/* largest file read */
 
 /* Unicode White_Space, the set \s stands for in Python's regex and Rust. */
 #define TOK_WS \
@@ -88,7 +89,7 @@ struct strtab {
 	char	*buf;		/* all strings, each NUL-terminated */
 	size_t	 used;
 	size_t	 size;
-	size_t	*off;		/* (n_vocab) offset in buf, SIZE_MAX for a hole */
+	size_t	*off;		/* (n_vocab) offset in buf; SIZE_MAX: hole */
 	size_t	*len;		/* (n_vocab) length without the NUL */
 	int	*slot;		/* (cap) id, or -1 for an empty slot */
 	size_t	 cap;		/* power of two */
@@ -115,7 +116,7 @@ struct fl_tokenizer {
 struct heap_entry {
 	int	rank;
 	int	pos;		/* index of the left symbol */
-	int	left;		/* the pair when queued, to spot stale entries */
+	int	left;		/* the pair when queued: spots stale ones */
 	int	right;
 	int	result;
 };
@@ -136,37 +137,37 @@ struct idbuf {
 	size_t	 cap;
 };
 
-/* GPT-2's byte-to-unicode map: printable Latin-1 bytes stand for themselves,
- * the other 68 bytes become U+0100 onwards in byte order. */
-static int
+/*
+ * GPT-2's byte-to-unicode map: the printable bytes 33-126, 161-172 and
+ * 174-255 stand for themselves; the other 68 (0-32, 127-160, 173) become
+ * U+0100 onwards in byte order.
+ */
+static uint32_t
 byte_to_cp(int b)
 {
-	int n = 0, i;
-
-	if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255))
-		return b;
-	for (i = 0; i < b; i++) {
-		if (!((i >= 33 && i <= 126) || (i >= 161 && i <= 172) || i >= 174))
-			n++;
-	}
-	return 256 + n;
+	if (b <= 32)
+		return 256 + (uint32_t)b;
+	if (b >= 127 && b <= 160)
+		return 256 + 33 + (uint32_t)(b - 127);
+	if (b == 173)
+		return 256 + 67;
+	return (uint32_t)b;
 }
 
+/* The byte a code point stands for, or -1 if it is none of the 256. */
 static int
 cp_to_byte(uint32_t cp)
 {
-	static int table[324];
-	static int ready;
-	int b;
-
-	if (!ready) {
-		for (b = 0; b < 324; b++)
-			table[b] = -1;
-		for (b = 0; b < 256; b++)
-			table[byte_to_cp(b)] = b;
-		ready = 1;
-	}
-	return cp < 324 ? table[cp] : -1;
+	if ((cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) ||
+	    (cp >= 174 && cp <= 255))
+		return (int)cp;
+	if (cp >= 256 && cp < 256 + 33)
+		return (int)cp - 256;
+	if (cp >= 256 + 33 && cp < 256 + 67)
+		return (int)cp - 256 - 33 + 127;
+	if (cp == 256 + 67)
+		return 173;
+	return -1;
 }
 
 static size_t
@@ -314,9 +315,11 @@ strtab_clear(struct strtab *t)
 static void
 strtab_set(struct strtab *t, int id, const char *s, size_t n)
 {
-	while (t->used + n + 1 > t->size)
-		t->size *= 2;
-	t->buf = xrealloc(t->buf, t->size);
+	if (t->used + n + 1 > t->size) {
+		while (t->used + n + 1 > t->size)
+			t->size *= 2;
+		t->buf = xrealloc(t->buf, t->size);
+	}
 	memcpy(t->buf + t->used, s, n);
 	t->buf[t->used + n] = '\0';
 	t->off[id] = t->used;
@@ -463,15 +466,15 @@ load_vocab(fl_tokenizer *tok, const char *path, char **cause)
 		size_t off = (at != NULL && at >= buf && at <= buf + len) ?
 		    (size_t)(at - buf) : 0;
 
-		fl_error(cause, "%s: bad JSON at line %d (byte %zu): expected an "
-		    "object mapping token strings to ids", path,
+		fl_error(cause, "%s: bad JSON at line %d (byte %zu): expected "
+		    "an object mapping token strings to ids", path,
 		    line_of(buf, off), off);
 		free(buf);
 		return -1;
 	}
 	if (!cJSON_IsObject(root)) {
-		fl_error(cause, "%s: expected a JSON object mapping token strings "
-		    "to ids", path);
+		fl_error(cause, "%s: expected a JSON object mapping token "
+		    "strings to ids", path);
 		goto out;
 	}
 
@@ -480,8 +483,8 @@ load_vocab(fl_tokenizer *tok, const char *path, char **cause)
 		v = cJSON_IsNumber(item) ? item->valuedouble : -1;
 		if (!(v >= 0 && v < TOK_MAX_ID) || v != (double)(int)v) {
 			q = quote(item->string, strlen(item->string));
-			fl_error(cause, "%s: token %s: id must be an integer from 0 "
-			    "to %d", path, q, TOK_MAX_ID - 1);
+			fl_error(cause, "%s: token %s: id must be an integer "
+			    "from 0 to %d", path, q, TOK_MAX_ID - 1);
 			free(q);
 			goto out;
 		}
@@ -520,9 +523,11 @@ load_vocab(fl_tokenizer *tok, const char *path, char **cause)
 
 	/* A duplicate key maps one string to two ids: the hash keeps one. */
 	cJSON_ArrayForEach(item, root) {
+		size_t n = strlen(item->string);
+
 		id = (int)item->valuedouble;
-		if (strtab_find(&tok->str, item->string, strlen(item->string)) != id) {
-			q = quote(item->string, strlen(item->string));
+		if (strtab_find(&tok->str, item->string, n) != id) {
+			q = quote(item->string, n);
 			fl_error(cause, "%s: token %s appears twice", path, q);
 			free(q);
 			goto out_owner;
@@ -531,19 +536,20 @@ load_vocab(fl_tokenizer *tok, const char *path, char **cause)
 
 	for (b = 0; b < 256; b++) {
 		char s[4];
-		size_t n = utf8_put(s, (uint32_t)byte_to_cp(b));
+		size_t n = utf8_put(s, byte_to_cp(b));
 
 		tok->byte_id[b] = strtab_find(&tok->str, s, n);
 		if (tok->byte_id[b] < 0) {
 			q = quote(s, n);
-			fl_error(cause, "%s: the byte token %s (byte 0x%02x) is "
-			    "missing: every byte-level vocabulary has all 256",
-			    path, q, b);
+			fl_error(cause, "%s: the byte token %s (byte 0x%02x) "
+			    "is missing: every byte-level vocabulary has all "
+			    "256", path, q, b);
 			free(q);
 			goto out_owner;
 		}
 	}
-	tok->eot_id = strtab_find(&tok->str, TOK_EOT_TEXT, strlen(TOK_EOT_TEXT));
+	tok->eot_id = strtab_find(&tok->str, TOK_EOT_TEXT,
+	    strlen(TOK_EOT_TEXT));
 	rc = 0;
 out_owner:
 	free(raw);
@@ -578,7 +584,8 @@ load_merges(fl_tokenizer *tok, const char *path, const char *vocab_path,
 	if (buf == NULL)
 		return -1;
 	if (memchr(buf, '\0', len) != NULL) {
-		fl_error(cause, "%s: contains a NUL byte: not a merges file", path);
+		fl_error(cause, "%s: contains a NUL byte: not a merges file",
+		    path);
 		free(buf);
 		return -1;
 	}
@@ -610,8 +617,8 @@ load_merges(fl_tokenizer *tok, const char *path, const char *vocab_path,
 		    strchr(sp + 1, ' ') != NULL) {
 			char *q = quote(line, (size_t)(end - line));
 
-			fl_error(cause, "%s:%d: expected two tokens separated by "
-			    "one space, got %s", path, lineno, q);
+			fl_error(cause, "%s:%d: expected two tokens separated "
+			    "by one space, got %s", path, lineno, q);
 			free(q);
 			goto out;
 		}
@@ -625,16 +632,16 @@ load_merges(fl_tokenizer *tok, const char *path, const char *vocab_path,
 		}
 		right = strtab_find(&tok->str, sp + 1, b);
 		if (right < 0) {
-			merge_error(cause, path, lineno, "merge part", sp + 1, b,
-			    vocab_path);
+			merge_error(cause, path, lineno, "merge part", sp + 1,
+			    b, vocab_path);
 			goto out;
 		}
 		memcpy(cat, line, a);
 		memcpy(cat + a, sp + 1, b);
 		result = strtab_find(&tok->str, cat, a + b);
 		if (result < 0) {
-			merge_error(cause, path, lineno, "merge result", cat, a + b,
-			    vocab_path);
+			merge_error(cause, path, lineno, "merge result", cat,
+			    a + b, vocab_path);
 			goto out;
 		}
 		merge_add(tok, left, right, rank++, result);
@@ -844,7 +851,7 @@ bpe_word(const fl_tokenizer *tok, struct bpe_work *w,
 	while (w->heap_len > 0) {
 		e = heap_pop(w);
 		j = w->next[e.pos];
-		/* Stale: the left symbol was merged away or either side changed. */
+		/* Stale: the left symbol merged away or a side changed. */
 		if (w->sym[e.pos] != e.left || j < 0 || w->sym[j] != e.right)
 			continue;
 		w->sym[e.pos] = e.result;
@@ -872,31 +879,21 @@ encode_run(const fl_tokenizer *tok, struct bpe_work *w, pcre2_match_data *md,
 	int rc;
 
 	while (pos < n) {
-		rc = pcre2_match(tok->re, s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-		if (rc == PCRE2_ERROR_NOMATCH) {
-			/* Cannot happen (every character matches a branch), but
-			 * the rest of the text must still be encoded. */
-			bpe_word(tok, w, s + pos, n - pos, out);
-			break;
-		}
-		if (rc < 0) {
+		rc = pcre2_match(tok->re, s, n, pos, PCRE2_NO_UTF_CHECK, md,
+		    NULL);
+		if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
 			pcre2_get_error_message(rc, msg, sizeof msg);
 			return fl_error(cause, "tokenizer pattern match: %s",
 			    (char *)msg);
 		}
-		if (ov[0] > pos)
-			bpe_word(tok, w, s + pos, ov[0] - pos, out);
-		if (ov[1] == ov[0]) {
-			/* An empty match cannot happen either; step one
-			 * character so the loop always ends. */
-			uint32_t cp;
-			size_t k = utf8_seq(s + ov[0], n - ov[0], &cp);
-
-			bpe_word(tok, w, s + ov[0], k, out);
-			pos = ov[0] + k;
-			continue;
+		/* Every branch matches any character it starts on, so a match
+		 * starts at pos and is never empty. Were that ever false, the
+		 * rest becomes one word rather than a loop or a lost byte. */
+		if (rc < 0 || ov[0] != pos || ov[1] <= ov[0] || ov[1] > n) {
+			bpe_word(tok, w, s + pos, n - pos, out);
+			break;
 		}
-		bpe_word(tok, w, s + ov[0], ov[1] - ov[0], out);
+		bpe_word(tok, w, s + pos, ov[1] - pos, out);
 		pos = ov[1];
 	}
 	return 0;
@@ -915,8 +912,8 @@ encode_plain(const fl_tokenizer *tok, struct bpe_work *w, pcre2_match_data *md,
 		start = i;
 		while (i < n && (k = utf8_seq(s + i, n - i, &cp)) > 0)
 			i += k;
-		if (i > start &&
-		    encode_run(tok, w, md, s + start, i - start, out, cause) != 0)
+		if (i > start && encode_run(tok, w, md, s + start, i - start,
+		    out, cause) != 0)
 			return -1;
 		if (i < n)
 			idbuf_push(out, tok->byte_id[s[i++]]);
@@ -929,13 +926,17 @@ tok_encode(const fl_tokenizer *tok, const char *text, size_t len, int **ids,
     char **cause)
 {
 	const char *eot = TOK_EOT_TEXT, *p = text, *end = text + len, *hit;
-	size_t eot_len = strlen(TOK_EOT_TEXT);
+	size_t eot_len = strlen(TOK_EOT_TEXT), n;
 	struct bpe_work w;
 	struct idbuf out;
 	pcre2_match_data *md;
 	int rc = 0;
 
 	*ids = NULL;
+	/* Positions and the returned count are ints. */
+	if (len > INT_MAX)
+		return fl_error(cause, "text of %zu bytes is too long to "
+		    "encode (at most %d)", len, INT_MAX);
 	memset(&w, 0, sizeof w);
 	memset(&out, 0, sizeof out);
 	md = pcre2_match_data_create(1, NULL);
@@ -946,8 +947,9 @@ tok_encode(const fl_tokenizer *tok, const char *text, size_t len, int **ids,
 		hit = NULL;
 		if (tok->eot_id >= 0)
 			hit = memmem(p, (size_t)(end - p), eot, eot_len);
-		if (encode_plain(tok, &w, md, (const unsigned char *)p,
-		    (size_t)((hit != NULL ? hit : end) - p), &out, cause) != 0) {
+		n = (size_t)((hit != NULL ? hit : end) - p);
+		if (encode_plain(tok, &w, md, (const unsigned char *)p, n, &out,
+		    cause) != 0) {
 			rc = -1;
 			break;
 		}
@@ -965,11 +967,6 @@ tok_encode(const fl_tokenizer *tok, const char *text, size_t len, int **ids,
 	if (rc != 0) {
 		free(out.ids);
 		return -1;
-	}
-	if (out.len > INT32_MAX) {
-		free(out.ids);
-		return fl_error(cause, "text of %zu bytes gives more than %d "
-		    "tokens", len, INT32_MAX);
 	}
 	*ids = out.ids;
 	return (int)out.len;

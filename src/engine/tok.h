@@ -34,7 +34,8 @@ int tok_eot_id(const fl_tokenizer *tok);
 
 /* Encodes len bytes of text. On success returns the number of ids and sets
  * *ids to a heap array the caller frees (NULL when 0 ids). Never fails on
- * content; returns -1 only for an internal PCRE2 error, with *cause set. */
+ * content; returns -1 only for an internal PCRE2 error or a text longer
+ * than INT_MAX bytes, with *cause set. */
 int tok_encode(const fl_tokenizer *tok, const char *text, size_t len, int **ids, char **cause);
 
 /* The raw bytes a token stands for (not NUL-terminated); NULL for an id out
