@@ -52,7 +52,7 @@ fi
 
 status=0
 make -s -C build check -j"$(nproc)" || status=1
-build build-asan --enable-sanitizers --disable-native
+build build-asan --enable-sanitizers
 ASAN_OPTIONS=detect_leaks=1 make -s -C build-asan check -j"$(nproc)" || status=1
 
 pass=0

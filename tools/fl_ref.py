@@ -579,7 +579,8 @@ class Model:
 
     # -- the forward pass ------------------------------------------------
 
-    def forward(self, ids, final_mask=False, result_layers=None, cache=None):
+    def forward(self, ids, final_mask=False, result_layers=None, cache=None,
+                freeze=None, patch=None):
         """Runs the model on one unpadded sequence of token ids.
 
         Returns a dict of activations under TransformerLens names:
@@ -589,18 +590,44 @@ class Model:
           blocks.L.attn.hook_result  [T, H, D]  (layers in result_layers; no bias)
           ln_final.hook_normalized [T, D]         logits [T, V]
         final_mask: in the last layer the last query attends only to itself.
-        cache: a dict to fill (default: a new one)."""
+        cache: a dict to fill (default: a new one).
+        freeze: a clean run's cache; q, k and v of every head of every layer
+          are taken from it (its blocks.L.attn.hook_q/k/v) instead of computed.
+        patch: (layer, head, value [D]): that head's result (no bias) at the
+          last position replaced by value - with freeze, one path-patched run."""
         if cache is None:
             cache = {}
         if result_layers is None:
             result_layers = range(self.n_layer)
         ids = torch.as_tensor(ids, dtype=torch.long)
         T = ids.shape[0]
+        self._freeze, self._patch = freeze, patch
         if self.arch == "gpt2":
             self._gpt2(ids, T, final_mask, set(result_layers), cache)
         else:
             self._opt(ids, T, final_mask, set(result_layers), cache)
         return cache
+
+    def _qkv(self, c, l, q, k, v):
+        """Records q, k, v (as computed, per head) and returns the frozen ones
+        when the pass freezes them."""
+        c["blocks.%d.attn.hook_q" % l] = q
+        c["blocks.%d.attn.hook_k" % l] = k
+        c["blocks.%d.attn.hook_v" % l] = v
+        f = self._freeze
+        if f is None:
+            return q, k, v
+        return tuple(f["blocks.%d.attn.hook_%s" % (l, n)] for n in "qkv")
+
+    def _patched_attn_out(self, l, z, W_O_heads, bias, attn_out):
+        """attn_out, or, when this layer holds the patched head, the sum of
+        the per-head results with that head's last row replaced, plus bias."""
+        if self._patch is None or self._patch[0] != l:
+            return attn_out
+        _, h, value = self._patch
+        result = torch.einsum("thd,hde->the", z, W_O_heads).clone()
+        result[-1, h] = value
+        return result.sum(dim=1) + bias
 
     def _heads(self, x):
         return x.reshape(x.shape[0], self.n_head, self.d_head)
@@ -614,10 +641,14 @@ class Model:
             h = layer_norm(x, w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps)
             qkv = h @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]
             q, k, v = (self._heads(t) for t in qkv.split(D, dim=-1))
+            q, k, v = self._qkv(c, l, q, k, v)
             fm = T - 1 if (final_mask and l == self.n_layer - 1) else None
             pattern, z = causal_attention(q / math.sqrt(dh), k, v, fm)
             W_O = w[p + "attn.c_proj.weight"]                    # [H*dh, D]
             attn_out = z.reshape(T, D) @ W_O + w[p + "attn.c_proj.bias"]
+            attn_out = self._patched_attn_out(
+                l, z, W_O.reshape(self.n_head, dh, D), w[p + "attn.c_proj.bias"],
+                attn_out)
             c["blocks.%d.attn.hook_pattern" % l] = pattern
             c["blocks.%d.attn.hook_z" % l] = z
             if l in result_layers:
@@ -651,10 +682,13 @@ class Model:
             k = lin(h, w[a + "k_proj.weight"], w[a + "k_proj.bias"])
             v = lin(h, w[a + "v_proj.weight"], w[a + "v_proj.bias"])
             fm = T - 1 if (final_mask and l == self.n_layer - 1) else None
-            pattern, z = causal_attention(self._heads(q), self._heads(k),
-                                          self._heads(v), fm)
+            qh, kh, vh = self._qkv(c, l, self._heads(q), self._heads(k), self._heads(v))
+            pattern, z = causal_attention(qh, kh, vh, fm)
             W_out = w[a + "out_proj.weight"]                     # [D, H*dh]
             attn_out = lin(z.reshape(T, D), W_out, w[a + "out_proj.bias"])
+            attn_out = self._patched_attn_out(
+                l, z, W_out.t().reshape(self.n_head, dh, D), w[a + "out_proj.bias"],
+                attn_out)
             c["blocks.%d.attn.hook_pattern" % l] = pattern
             c["blocks.%d.attn.hook_z" % l] = z
             if l in result_layers:

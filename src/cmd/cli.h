@@ -7,12 +7,20 @@
 #ifndef FL_CLI_H
 #define FL_CLI_H
 
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+
+#include "analysis/task.h"
 #include "engine/forward.h"
 #include "engine/util.h"
 
 int cmd_tokenize(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_heads(int argc, char **argv);
+int cmd_decompose(int argc, char **argv);
+int cmd_explore(int argc, char **argv);
 
 /* The bundled demo model's directory (FACTLENS_MODEL overrides). */
 const char *cli_default_model(void);
@@ -30,5 +38,57 @@ int cli_int(const char *opt, const char *arg, int lo, int hi, int *out);
 /* A token as printable text: its bytes with control and invalid bytes
  * escaped, quoted. Heap string. */
 char *cli_token_repr(const fl_tokenizer *tok, int id);
+
+/* ---- shared by the analysis commands (cli_common.c) ---- */
+
+/* A progress bar on stderr, only when stderr is a terminal (and
+ * FACTLENS_NO_PROGRESS is unset); cli_progress is an fl_progress_fn. */
+typedef struct {
+	const char	*label;
+	bool		 tty, shown;
+	double		 last;
+} cli_progress_state;
+void cli_progress_init(cli_progress_state *s, const char *label);
+void cli_progress(void *ud, long done, long total);
+void cli_progress_end(cli_progress_state *s);	/* erases the bar */
+
+/* The bundled country_capital task (FACTLENS_TASK overrides). */
+const char *cli_default_task(void);
+
+/* Loads a task or prints "factlens: <cause>" and returns NULL. */
+fl_task *cli_load_task(const char *path);
+
+/* The subject of a prompt: the given text (an error when it is not a word
+ * of the prompt), else the task's subject found latest in the prompt (the
+ * longest at one place), else none (*off = -1). *pair: its pair in the
+ * task, or -1. 0, or 1 after printing the error. */
+int cli_find_subject(const fl_task *t, const char *prompt, const char *subject,
+    int *off, int *len, int *pair);
+
+/* "0,3,5" -> (H) flags, heap; or a usage error naming the option. */
+int cli_parse_heads(const char *opt, const char *arg, int H, bool **out);
+
+/* A number option in [lo, hi], or a usage error naming the option. */
+int cli_parse_double(const char *opt, const char *arg, double lo, double hi,
+    double *out);
+
+/* A token's raw bytes as a heap string. */
+char *cli_token_text(const fl_model *m, int id);
+
+/* {"id", "token", "logit", "prob"} (no logit/prob when logits is NULL). */
+cJSON *cli_json_token(const fl_model *m, int id, const float *logits);
+
+/* The k best tokens of a logits row as a JSON array (with probs: their
+ * softmax probabilities). */
+cJSON *cli_json_topk(const fl_model *m, const float *logits, int k, bool probs);
+
+/* The k best tokens, quoted, space-separated, on stdout. */
+void cli_print_topk(const fl_model *m, const float *logits, int k);
+
+/* Prints and frees a JSON document. 0, or 1 on failure. */
+int cli_json_print(cJSON *root);
+
+/* A number, or null for NAN. */
+cJSON *cli_json_number(double v);
 
 #endif

@@ -1,13 +1,21 @@
-/* cmd_run.c - factlens run: one prompt through the model, top predictions,
- * the answer's probability and rank, optionally the logit lens per layer. */
+/* cmd_run.c - factlens run: one prompt through the model with the paper's
+ * per-prompt analyses - top predictions, the answer's probability and rank,
+ * the logit lens of every residual stream, direct contributions, mover-head
+ * scores, attention patterns, the MLP decomposition fitted on a task, and
+ * the two final-layer mitigations with the answer before and after. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "analysis/attrib.h"
+#include "analysis/decompose.h"
 #include "analysis/lens.h"
+#include "analysis/mitigate.h"
+#include "analysis/movers.h"
 #include "cli.h"
 #include "engine/kernels.h"
 #include "engine/util.h"
@@ -16,13 +24,28 @@ typedef struct {
 	const char	*dir;
 	const char	*prompt;
 	const char	*answer;
+	const char	*subject;
+	const char	*task;
 	const char	*dump;
+	const char	*mask_heads;
 	int		 top;
+	int		 lens_top;
+	int		 layer;
+	int		 batch;
 	int		 threads;
+	double		 threshold;
 	bool		 json;
 	bool		 lens;
 	bool		 final_mask;
+	bool		 intercept;
+	bool		 patterns;
 } run_args;
+
+static const char run_usage[] = "usage: factlens run [--model DIR] --prompt TEXT "
+    "[--answer TEXT] [--subject TEXT] [--task FILE [--layer L]] [--top K] "
+    "[--lens] [--lens-top K] [--json] [--patterns] [--dump-logits FILE] "
+    "[--final-mask] [--mask-heads LIST] [--intercept] [--mover-threshold X] "
+    "[--batch N] [--threads N]";
 
 static int
 run_parse(run_args *a, int argc, char **argv)
@@ -31,11 +54,20 @@ run_parse(run_args *a, int argc, char **argv)
 		{ "model", required_argument, NULL, 'm' },
 		{ "prompt", required_argument, NULL, 'p' },
 		{ "answer", required_argument, NULL, 'a' },
+		{ "subject", required_argument, NULL, 's' },
+		{ "task", required_argument, NULL, 'T' },
+		{ "layer", required_argument, NULL, 'L' },
 		{ "top", required_argument, NULL, 'k' },
+		{ "lens-top", required_argument, NULL, 'K' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "lens", no_argument, NULL, 'l' },
+		{ "patterns", no_argument, NULL, 'P' },
 		{ "dump-logits", required_argument, NULL, 'd' },
 		{ "final-mask", no_argument, NULL, 'f' },
+		{ "mask-heads", required_argument, NULL, 'H' },
+		{ "intercept", no_argument, NULL, 'i' },
+		{ "mover-threshold", required_argument, NULL, 'M' },
+		{ "batch", required_argument, NULL, 'b' },
 		{ "threads", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -43,28 +75,51 @@ run_parse(run_args *a, int argc, char **argv)
 
 	memset(a, 0, sizeof *a);
 	a->top = 10;
+	a->lens_top = 5;
+	a->layer = -1;
+	a->batch = 32;
+	a->threshold = MOVERS_THRESHOLD;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:p:a:k:jld:ft:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': a->dir = optarg; break;
 		case 'p': a->prompt = optarg; break;
 		case 'a': a->answer = optarg; break;
+		case 's': a->subject = optarg; break;
+		case 'T': a->task = optarg; break;
+		case 'L':
+			if (cli_int("--layer", optarg, 0, 4096, &a->layer))
+				return 2;
+			break;
 		case 'k':
 			if (cli_int("--top", optarg, 1, 1000, &a->top))
 				return 2;
 			break;
+		case 'K':
+			if (cli_int("--lens-top", optarg, 1, 100, &a->lens_top))
+				return 2;
+			break;
 		case 'j': a->json = true; break;
 		case 'l': a->lens = true; break;
+		case 'P': a->patterns = true; break;
 		case 'd': a->dump = optarg; break;
 		case 'f': a->final_mask = true; break;
+		case 'H': a->mask_heads = optarg; a->final_mask = true; break;
+		case 'i': a->intercept = true; break;
+		case 'M':
+			if (cli_parse_double("--mover-threshold", optarg, 0, 1, &a->threshold))
+				return 2;
+			break;
+		case 'b':
+			if (cli_int("--batch", optarg, 1, 4096, &a->batch))
+				return 2;
+			break;
 		case 't':
 			if (cli_int("--threads", optarg, 1, 256, &a->threads))
 				return 2;
 			break;
 		default:
-			return cli_fail(2, "usage: factlens run [--model DIR] --prompt TEXT "
-			    "[--answer TEXT] [--top K] [--lens] [--json] "
-			    "[--dump-logits FILE] [--final-mask] [--threads N]");
+			return cli_fail(2, "%s", run_usage);
 		}
 	}
 	if (optind < argc)
@@ -72,25 +127,12 @@ run_parse(run_args *a, int argc, char **argv)
 		    "after --prompt)", argv[optind]);
 	if (a->prompt == NULL)
 		return cli_fail(2, "run: --prompt TEXT is required");
+	if (a->intercept && a->task == NULL)
+		return cli_fail(2, "run: --intercept needs --task FILE (the intercept is "
+		    "fitted on the task's prompts)");
 	if (a->dir == NULL)
 		a->dir = cli_default_model();
 	return 0;
-}
-
-/* The answer token: the first token of the answer text as a continuation,
- * i.e. with a leading space unless the text has one. */
-static int
-answer_token(const fl_model *m, const char *text, int *n_tokens)
-{
-	char *s = text[0] == ' ' ? xstrdup(text) : xasprintf(" %s", text);
-	int *ids = NULL, n, id;
-
-	n = tok_encode(m->tok, s, strlen(s), &ids, NULL);
-	id = n > 0 ? ids[0] : -1;
-	*n_tokens = n;
-	free(ids);
-	free(s);
-	return id;
 }
 
 static int
@@ -106,204 +148,599 @@ write_logits(const char *path, const float *x, size_t n)
 	return 0;
 }
 
+/* Everything one run computes, for the two printers. */
+typedef struct {
+	run_args	*a;
+	fl_model	*m;
+	fl_task		*task;		/* --task, or NULL */
+	fl_prompt	 p;
+	int		 pair;		/* the subject's pair in the task, or -1 */
+	fl_cache	*c;
+	const float	*last;		/* (V) the final logits */
+	/* the answer before the mitigations */
+	double		 before_prob;
+	int		 before_rank, before_top;
+	bool		*heads;		/* --mask-heads */
+	/* the task fits */
+	fl_decomp	 dec;		/* at --layer */
+	fl_decomp	 icpt;		/* at the last layer (may alias dec) */
+	bool		 have_dec, have_icpt;
+	int		 fit_prompts;
+	fl_recon	 rec;
+	/* analyses */
+	float		*lens;		/* (3L, V): pre, mid, post of each layer */
+	fl_attrib	 at_logit, at_diff;
+	bool		 have_attrib;
+	fl_mover	*movers;	/* (L * H) or NULL */
+} run_state;
+
+/* Fits the decomposition (and the intercept) on the task's prompts, leaving
+ * out the prompts of this prompt's own subject. */
+static int
+run_fit(run_state *s, char **cause)
+{
+	run_args *a = s->a;
+	const fl_model *m = s->m;
+	int L = m->cfg.n_layer, rc = -1, k = 0;
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false };
+	fl_prompt_set ps;
+	fl_prompt *use;
+	fl_batch *b;
+	cli_progress_state prog;
+
+	if (task_prompts(&ps, m, s->task, &po, cause) != 0)
+		return -1;
+	use = xcalloc((size_t)ps.n, sizeof *use);
+	for (int i = 0; i < ps.n; i++)
+		if (ps.p[i].pair != s->pair)
+			use[k++] = ps.p[i];
+	s->fit_prompts = k;
+	b = batch_new(m, a->batch, ps.max_len);
+	cli_progress_init(&prog, "fitting");
+	b->progress = cli_progress;
+	b->progress_ud = &prog;
+	b->total = (long)k * (a->intercept && a->layer != L - 1 ? 2 : 1);
+	if (decomp_fit(&s->dec, b, use, k, a->layer, true, -1, cause) != 0)
+		goto out;
+	s->have_dec = true;
+	if (a->intercept) {
+		if (a->layer != L - 1) {
+			if (decomp_fit(&s->icpt, b, use, k, L - 1, true, -1, cause) != 0)
+				goto out;
+		}
+		s->have_icpt = true;
+	}
+	rc = 0;
+out:
+	cli_progress_end(&prog);
+	batch_free(b);
+	free(use);
+	prompt_set_clear(&ps);
+	return rc;
+}
+
+static const fl_decomp *
+run_intercept(const run_state *s)
+{
+	if (!s->have_icpt)
+		return NULL;
+	return s->a->layer == s->m->cfg.n_layer - 1 ? &s->dec : &s->icpt;
+}
+
+static const char *stream_names[3] = { "resid_pre", "resid_mid", "resid_post" };
+
 static cJSON *
-json_token(const fl_model *m, int id, const float *logits)
+json_attrib(const fl_attrib *x)
+{
+	cJSON *o = cJSON_CreateObject(), *arr;
+	int L = x->n_layer, H = x->n_head;
+
+	cJSON_AddNumberToObject(o, "embed", x->embed);
+	cJSON_AddNumberToObject(o, "pos_embed", x->pos_embed);
+	arr = cJSON_AddArrayToObject(o, "heads");
+	for (int l = 0; l < L; l++) {
+		cJSON *row = cJSON_CreateArray();
+
+		for (int h = 0; h < H; h++)
+			cJSON_AddItemToArray(row, cJSON_CreateNumber(x->head[l * H + h]));
+		cJSON_AddItemToArray(arr, row);
+	}
+	arr = cJSON_AddArrayToObject(o, "attn_bias");
+	for (int l = 0; l < L; l++)
+		cJSON_AddItemToArray(arr, cJSON_CreateNumber(x->attn_bias[l]));
+	arr = cJSON_AddArrayToObject(o, "mlp");
+	for (int l = 0; l < L; l++)
+		cJSON_AddItemToArray(arr, cJSON_CreateNumber(x->mlp[l]));
+	cJSON_AddNumberToObject(o, "lnf_bias", x->lnf_bias);
+	cJSON_AddNumberToObject(o, "rest", x->rest);
+	cJSON_AddNumberToObject(o, "sum", x->sum);
+	cJSON_AddNumberToObject(o, "value", x->logit);
+	return o;
+}
+
+static cJSON *
+json_prob_rank(const float *logits, int V, int id)
 {
 	cJSON *o = cJSON_CreateObject();
-	size_t bl;
-	const char *b = tok_token_bytes(m->tok, id, &bl);
-	char *s = b != NULL ? xstrndup(b, bl) : xstrdup("");
 
-	cJSON_AddNumberToObject(o, "id", id);
-	cJSON_AddStringToObject(o, "token", s);
+	cJSON_AddNumberToObject(o, "prob", lens_prob_of(logits, V, id));
+	cJSON_AddNumberToObject(o, "rank", lens_rank_of(logits, V, id));
 	cJSON_AddNumberToObject(o, "logit", logits[id]);
-	cJSON_AddNumberToObject(o, "prob", lens_prob_of(logits, m->cfg.n_vocab, id));
-	free(s);
 	return o;
+}
+
+static int
+run_print_json(run_state *s)
+{
+	run_args *a = s->a;
+	const fl_model *m = s->m;
+	const fl_prompt *p = &s->p;
+	int V = m->cfg.n_vocab, L = m->cfg.n_layer, H = m->cfg.n_head, T = p->n;
+	cJSON *root = cJSON_CreateObject(), *arr, *o;
+
+	cJSON_AddStringToObject(root, "model", a->dir);
+	cJSON_AddStringToObject(root, "prompt", a->prompt);
+	arr = cJSON_AddArrayToObject(root, "ids");
+	for (int i = 0; i < T; i++)
+		cJSON_AddItemToArray(arr, cJSON_CreateNumber(p->ids[i]));
+	arr = cJSON_AddArrayToObject(root, "tokens");
+	for (int i = 0; i < T; i++) {
+		char *t = cli_token_text(m, p->ids[i]);
+
+		cJSON_AddItemToArray(arr, cJSON_CreateString(t));
+		free(t);
+	}
+	cJSON_AddBoolToObject(root, "final_mask", a->final_mask);
+	cJSON_AddBoolToObject(root, "intercept", a->intercept);
+	arr = cJSON_AddArrayToObject(root, "top");
+	{
+		int *ids = xcalloc((size_t)a->top, sizeof *ids);
+		int k = lens_topk(s->last, V, a->top, ids, NULL);
+
+		for (int i = 0; i < k; i++)
+			cJSON_AddItemToArray(arr, cli_json_token(m, ids[i], s->last));
+		free(ids);
+	}
+	if (p->answer >= 0) {
+		o = cli_json_token(m, p->answer, s->last);
+		cJSON_AddNumberToObject(o, "rank", lens_rank_of(s->last, V, p->answer));
+		cJSON_AddNumberToObject(o, "answer_tokens", p->answer_tokens);
+		cJSON_AddItemToObject(root, "answer", o);
+	}
+	if (p->subject >= 0) {
+		o = cli_json_token(m, p->subject, NULL);
+		cJSON_AddNumberToObject(o, "position", p->subj_pos);
+		cJSON_AddNumberToObject(o, "tokens", p->subj_len);
+		if (s->pair >= 0 && s->task != NULL)
+			cJSON_AddStringToObject(o, "text", s->task->pairs[s->pair].subject);
+		else if (a->subject != NULL)
+			cJSON_AddStringToObject(o, "text", a->subject);
+		cJSON_AddItemToObject(root, "subject", o);
+	}
+	if (a->final_mask || a->intercept) {
+		cJSON *mit = cJSON_AddObjectToObject(root, "mitigation");
+
+		cJSON_AddBoolToObject(mit, "final_mask", a->final_mask);
+		if (s->heads != NULL) {
+			cJSON *hs = cJSON_AddArrayToObject(mit, "mask_heads");
+
+			for (int h = 0; h < H; h++)
+				if (s->heads[h])
+					cJSON_AddItemToArray(hs, cJSON_CreateNumber(h));
+		}
+		cJSON_AddBoolToObject(mit, "intercept", a->intercept);
+		if (a->intercept) {
+			cJSON_AddStringToObject(mit, "hook", "blocks.L-1.hook_resid_post, "
+			    "last position");
+			cJSON_AddNumberToObject(mit, "fit_prompts", s->fit_prompts);
+			cJSON_AddItemToObject(mit, "fit_r2",
+			    cli_json_number(run_intercept(s)->fit.r2));
+		}
+		if (p->answer >= 0) {
+			o = cJSON_AddObjectToObject(mit, "before");
+			cJSON_AddNumberToObject(o, "prob", s->before_prob);
+			cJSON_AddNumberToObject(o, "rank", s->before_rank);
+			cJSON_AddItemToObject(mit, "after", json_prob_rank(s->last, V, p->answer));
+		}
+	}
+	arr = cJSON_AddArrayToObject(root, "lens");
+	for (int l = 0; l < L; l++)
+		for (int k = 0; k < 3; k++) {
+			const float *lg = s->lens + ((size_t)l * 3 + k) * V;
+
+			o = cJSON_CreateObject();
+			cJSON_AddNumberToObject(o, "layer", l);
+			cJSON_AddStringToObject(o, "stream", stream_names[k]);
+			cJSON_AddItemToObject(o, "top", cli_json_topk(m, lg, a->lens_top, true));
+			if (p->answer >= 0)
+				cJSON_AddItemToObject(o, "answer", json_prob_rank(lg, V, p->answer));
+			if (p->subject >= 0)
+				cJSON_AddItemToObject(o, "subject", json_prob_rank(lg, V, p->subject));
+			cJSON_AddItemToArray(arr, o);
+		}
+	if (s->have_attrib) {
+		o = cJSON_AddObjectToObject(root, "attrib");
+		cJSON_AddNumberToObject(o, "token", p->answer);
+		cJSON_AddNumberToObject(o, "position", T - 1);
+		cJSON_AddStringToObject(o, "convention", "contribution = (x - mean(x)) / "
+		    "scale_final * w_lnf . W_U[:, answer], scale_final frozen from the run; "
+		    "heads without the output bias, attn_bias = b_O per layer, mlp = "
+		    "hook_mlp_out (its bias included), lnf_bias = b_lnf . W_U[:, answer]; "
+		    "logit_diff uses W_U[:, answer] - mean column");
+		cJSON_AddItemToObject(o, "logit", json_attrib(&s->at_logit));
+		cJSON_AddItemToObject(o, "logit_diff", json_attrib(&s->at_diff));
+	}
+	if (s->movers != NULL) {
+		cJSON *hs, *fl;
+
+		o = cJSON_AddObjectToObject(root, "movers");
+		cJSON_AddNumberToObject(o, "threshold", a->threshold);
+		cJSON_AddStringToObject(o, "score", "attn * (1 - ln(rank) / ln(vocab))");
+		hs = cJSON_AddArrayToObject(o, "heads");
+		fl = cJSON_AddArrayToObject(o, "flagged");
+		for (int l = 0; l < L; l++) {
+			cJSON *row = cJSON_CreateArray();
+
+			for (int h = 0; h < H; h++) {
+				const fl_mover *mv = &s->movers[l * H + h];
+				cJSON *e = cJSON_CreateObject();
+
+				cJSON_AddNumberToObject(e, "attn", mv->attn);
+				cJSON_AddNumberToObject(e, "logit", mv->logit);
+				cJSON_AddNumberToObject(e, "rank", mv->rank);
+				cJSON_AddNumberToObject(e, "score", mv->score);
+				cJSON_AddNumberToObject(e, "norm", mv->norm);
+				cJSON_AddBoolToObject(e, "mover", mv->mover);
+				cJSON_AddItemToArray(row, e);
+				if (mv->mover) {
+					cJSON *f = cJSON_CreateObject();
+
+					cJSON_AddNumberToObject(f, "layer", l);
+					cJSON_AddNumberToObject(f, "head", h);
+					cJSON_AddNumberToObject(f, "score", mv->score);
+					cJSON_AddItemToArray(fl, f);
+				}
+			}
+			cJSON_AddItemToArray(hs, row);
+		}
+	}
+	if (a->patterns) {
+		arr = cJSON_AddArrayToObject(root, "patterns");
+		for (int l = 0; l < L; l++) {
+			cJSON *lay = cJSON_CreateArray();
+
+			for (int h = 0; h < H; h++) {
+				const float *pt = s->c->pattern + ((size_t)l * H + h) * T * T;
+				cJSON *mat = cJSON_CreateArray();
+
+				for (int i = 0; i < T; i++)
+					cJSON_AddItemToArray(mat, cJSON_CreateFloatArray(pt +
+					    (size_t)i * T, i + 1));
+				cJSON_AddItemToArray(lay, mat);
+			}
+			cJSON_AddItemToArray(arr, lay);
+		}
+	}
+	if (s->have_dec) {
+		const fl_regress *f = &s->dec.fit;
+		float *lg = xmalloc((size_t)V * sizeof *lg);
+
+		o = cJSON_AddObjectToObject(root, "decomposition");
+		cJSON_AddNumberToObject(o, "layer", s->dec.layer);
+		cJSON_AddStringToObject(o, "task", s->task->name);
+		cJSON_AddNumberToObject(o, "prompts", f->n);
+		cJSON_AddItemToObject(o, "r2", cli_json_number(f->r2));
+		cJSON_AddItemToObject(o, "mean_cos", cli_json_number(f->mean_cos));
+		arr = cJSON_AddArrayToObject(o, "beta");
+		for (int j = 0; j < f->J; j++)
+			cJSON_AddItemToArray(arr, cJSON_CreateNumber(f->beta[j]));
+		cJSON_AddStringToObject(o, "regressors", "heads 0..H-1, then resid_pre");
+		attrib_vocab(m, f->intercept, 1, 1.0f, lg);
+		cJSON_AddItemToObject(o, "intercept_top", cli_json_topk(m, lg, a->lens_top,
+		    false));
+		cJSON_AddItemToObject(o, "prompt_cos", cli_json_number(s->rec.cos));
+		cJSON_AddItemToObject(o, "prompt_rel_err", cli_json_number(s->rec.rel_err));
+		cJSON_AddItemToObject(o, "prompt_r2", cli_json_number(s->rec.r2));
+		free(lg);
+	}
+	return cli_json_print(root);
+}
+
+/* Components sorted by |contribution|. */
+typedef struct {
+	char	name[32];
+	double	v;
+} run_comp;
+
+static int
+cmp_comp(const void *x, const void *y)
+{
+	double a = fabs(((const run_comp *)x)->v), b = fabs(((const run_comp *)y)->v);
+
+	return a < b ? 1 : a > b ? -1 : 0;
+}
+
+static const fl_mover *sort_movers;
+
+static int
+cmp_mover(const void *x, const void *y)
+{
+	float a = sort_movers[*(const int *)x].score, b = sort_movers[*(const int *)y].score;
+
+	return a < b ? 1 : a > b ? -1 : 0;
+}
+
+static void
+run_print_text(run_state *s)
+{
+	run_args *a = s->a;
+	const fl_model *m = s->m;
+	const fl_prompt *p = &s->p;
+	int V = m->cfg.n_vocab, L = m->cfg.n_layer, H = m->cfg.n_head, T = p->n;
+	int *top = xcalloc((size_t)a->top, sizeof *top), k;
+	float *probs = xcalloc((size_t)a->top, sizeof *probs);
+	char *str;
+
+	printf("model   %s (%s, %d layers x %d heads, d_model %d)\n", a->dir,
+	    m->cfg.model_type, L, H, m->cfg.d_model);
+	printf("prompt  %d tokens:", T);
+	for (int i = 0; i < T; i++) {
+		str = cli_token_repr(m->tok, p->ids[i]);
+		printf(" %s", str);
+		free(str);
+	}
+	putchar('\n');
+	if (p->subject >= 0) {
+		str = cli_token_repr(m->tok, p->subject);
+		printf("subject %s at position %d", str, p->subj_pos);
+		if (p->subj_len > 1)
+			printf(" (%d tokens)", p->subj_len);
+		putchar('\n');
+		free(str);
+	}
+	if (a->final_mask)
+		printf("final-layer mask: on (last position attends only to itself%s)\n",
+		    s->heads != NULL ? ", in the heads given" : "");
+	if (a->intercept)
+		printf("intercept removal: on (last layer's MLP intercept, fitted on %d "
+		    "prompts of %s without this subject, subtracted before ln_final)\n",
+		    s->fit_prompts, s->task->name);
+	k = lens_topk(s->last, V, a->top, top, probs);
+	printf("\ntop %d next tokens:\n", k);
+	for (int i = 0; i < k; i++) {
+		str = cli_token_repr(m->tok, top[i]);
+		printf("  %3d  %-20s p=%.4f  logit %.3f\n", i + 1, str, probs[i],
+		    s->last[top[i]]);
+		free(str);
+	}
+	if (p->answer >= 0) {
+		str = cli_token_repr(m->tok, p->answer);
+		printf("answer  %s (id %d%s): p=%.4f  rank %d", str, p->answer,
+		    p->answer_tokens > 1 ? ", first of its tokens" : "",
+		    lens_prob_of(s->last, V, p->answer), lens_rank_of(s->last, V, p->answer));
+		if (a->final_mask || a->intercept)
+			printf("   (without the mitigation: p=%.4f  rank %d)", s->before_prob,
+			    s->before_rank);
+		putchar('\n');
+		free(str);
+	}
+	if (a->lens) {
+		printf("\nlogit lens at the last position:\n");
+		printf("  %-16s %-20s %-18s %s\n", "stream", "top token",
+		    p->answer >= 0 ? "answer p / rank" : "",
+		    p->subject >= 0 ? "subject p / rank" : "");
+		for (int l = 0; l < L; l++)
+			for (int j = 0; j < 3; j++) {
+				const float *lg = s->lens + ((size_t)l * 3 + j) * V;
+				char name[32], pr[40] = "";
+				int t1;
+
+				snprintf(name, sizeof name, "%s %d", stream_names[j], l);
+				lens_topk(lg, V, 1, &t1, NULL);
+				str = cli_token_repr(m->tok, t1);
+				if (p->answer >= 0)
+					snprintf(pr, sizeof pr, "%.4f / %d",
+					    lens_prob_of(lg, V, p->answer),
+					    lens_rank_of(lg, V, p->answer));
+				printf("  %-16s %-20s %-18s", name, str, pr);
+				free(str);
+				if (p->subject >= 0)
+					printf(" %.4f / %d", lens_prob_of(lg, V, p->subject),
+					    lens_rank_of(lg, V, p->subject));
+				putchar('\n');
+			}
+	}
+	if (s->have_attrib) {
+		const fl_attrib *x = &s->at_diff;
+		int n = 0, nc = L * H + 2 * L + 4;
+		run_comp *cs = xcalloc((size_t)nc, sizeof *cs);
+
+		snprintf(cs[n].name, sizeof cs[n].name, "embed");
+		cs[n++].v = x->embed;
+		snprintf(cs[n].name, sizeof cs[n].name, "pos_embed");
+		cs[n++].v = x->pos_embed;
+		for (int l = 0; l < L; l++) {
+			for (int h = 0; h < H; h++) {
+				snprintf(cs[n].name, sizeof cs[n].name, "head %d.%d", l, h);
+				cs[n++].v = x->head[l * H + h];
+			}
+			snprintf(cs[n].name, sizeof cs[n].name, "mlp %d", l);
+			cs[n++].v = x->mlp[l];
+			snprintf(cs[n].name, sizeof cs[n].name, "attn bias %d", l);
+			cs[n++].v = x->attn_bias[l];
+		}
+		snprintf(cs[n].name, sizeof cs[n].name, "ln_final bias");
+		cs[n++].v = x->lnf_bias;
+		qsort(cs, (size_t)n, sizeof *cs, cmp_comp);
+		printf("\ndirect contributions to logit(answer) - mean logit (final LN "
+		    "scale frozen): %.3f in all\n", x->logit);
+		for (int i = 0; i < n && i < 8; i++)
+			printf("  %-14s %+8.3f\n", cs[i].name, cs[i].v);
+		printf("  (the %d terms sum to %.4f", n, x->sum);
+		if (fabs(x->rest) > 1e-4)
+			printf("; the intervention adds %+.4f", x->rest);
+		printf(")\n");
+		free(cs);
+	}
+	if (s->movers != NULL) {
+		int *order = xcalloc((size_t)L * H, sizeof *order);
+
+		for (int i = 0; i < L * H; i++)
+			order[i] = i;
+		sort_movers = s->movers;
+		qsort(order, (size_t)L * H, sizeof *order, cmp_mover);
+		printf("\nmover heads (attention to the subject x its rank in the head's "
+		    "output; threshold %.2f):\n", a->threshold);
+		for (int i = 0; i < L * H && i < 5; i++) {
+			const fl_mover *mv = &s->movers[order[i]];
+
+			printf("  %2d.%-3d attn %.3f  subject rank %6d  score %.3f%s\n",
+			    order[i] / H, order[i] % H, mv->attn, mv->rank, mv->score,
+			    mv->mover ? "  mover" : "");
+		}
+		free(order);
+	}
+	if (s->have_dec)
+		printf("\nMLP %d decomposition (fitted on %d prompts of %s): R^2 %.3f; "
+		    "this prompt: cos %.3f, |m - mhat| / |m| %.3f\n", s->dec.layer,
+		    s->dec.fit.n, s->task->name, s->dec.fit.r2, s->rec.cos, s->rec.rel_err);
+	free(top);
+	free(probs);
 }
 
 int
 cmd_run(int argc, char **argv)
 {
 	run_args a;
-	fl_model *m;
+	run_state s;
 	fl_run *r = NULL;
-	fl_cache *cache = NULL;
-	fl_self_mask mask = { 0 };
-	fl_hook hook;
 	fl_pass pass = { 0 };
+	fl_mitigation mit = { 0 };
 	char *cause = NULL;
-	int *ids = NULL, n, rc, V, L, answer = -1, answer_n = 0, *top = NULL;
-	float *last, *probs = NULL, *lens = NULL;
+	int rc, V, L, D, T, off = -1, len = 0;
+	fl_task *subjects = NULL;
 
 	if ((rc = run_parse(&a, argc, argv)) != 0)
 		return rc;
+	memset(&s, 0, sizeof s);
+	s.a = &a;
+	s.pair = -1;
 	kern_set_threads(a.threads);
-	if ((m = cli_load_model(a.dir)) == NULL)
+	if (a.task != NULL && (s.task = cli_load_task(a.task)) == NULL)
 		return 1;
-	V = m->cfg.n_vocab;
-	L = m->cfg.n_layer;
+	if ((s.m = cli_load_model(a.dir)) == NULL) {
+		task_free(s.task);
+		return 1;
+	}
+	V = s.m->cfg.n_vocab;
+	L = s.m->cfg.n_layer;
+	D = s.m->cfg.d_model;
 	rc = 1;
-	n = model_encode(m, a.prompt, strlen(a.prompt), &ids, &cause);
-	if (n < 0)
+	if (a.layer >= L) {
+		rc = cli_fail(2, "--layer takes a layer from 0 to %d", L - 1);
+		goto out;
+	}
+	if (a.layer < 0)
+		a.layer = L - 1;
+	if (a.mask_heads != NULL && cli_parse_heads("--mask-heads", a.mask_heads,
+	    s.m->cfg.n_head, &s.heads) != 0) {
+		rc = 2;
+		goto out;
+	}
+	/* The subject: given, or a subject of the task (or of the bundled
+	 * country_capital task) found in the prompt. */
+	subjects = s.task;
+	if (subjects == NULL && a.subject == NULL &&
+	    fl_file_exists(cli_default_task()))
+		subjects = task_load(cli_default_task(), NULL);
+	if (cli_find_subject(subjects, a.prompt, a.subject, &off, &len, &s.pair) != 0)
+		goto out;
+	if (subjects != s.task)
+		s.pair = -1;	/* the bundled task only names the subject */
+	if (a.answer == NULL && s.pair >= 0)
+		a.answer = s.task->pairs[s.pair].answer;
+	if (prompt_make(&s.p, s.m, a.prompt, off, len, a.answer, true, &cause) != 0)
 		goto fail_cause;
-	if (n == 0 || (n == 1 && m->cfg.bos_id >= 0)) {
-		cli_fail(1, "the prompt is empty");
-		goto out;
-	}
-	if (n > m->cfg.n_ctx) {
-		cli_fail(1, "the prompt is %d tokens, longer than the model's context "
-		    "of %d tokens (%s)", n, m->cfg.n_ctx, a.dir);
-		goto out;
-	}
-	if (a.answer != NULL) {
-		answer = answer_token(m, a.answer, &answer_n);
-		if (answer < 0) {
-			cli_fail(1, "the answer \"%s\" encodes to no token", a.answer);
-			goto out;
-		}
-	}
+	T = s.p.n;
 
-	r = run_new(m, n, n);
-	cache = cache_new(m, n, FL_CACHE_PATTERN | (a.dump ? FL_CACHE_LOGITS_ALL : 0));
-	if (a.final_mask) {
-		hook.point = HOOK_ATTN_SCORES;
-		hook.layer = L - 1;
-		hook.fn = hook_self_mask;
-		hook.ud = &mask;
-		pass.hooks = &hook;
-		pass.n_hooks = 1;
-	}
-	pass.cache = cache;
-	pass.logits_all = a.dump != NULL;
-	if (run_forward(r, ids, &n, 1, &pass, &cause) < 0)
+	if (s.task != NULL && run_fit(&s, &cause) != 0)
 		goto fail_cause;
-	last = a.dump ? cache->logits + (size_t)(n - 1) * V : cache->logits;
-	if (a.dump && write_logits(a.dump, cache->logits, (size_t)n * V) != 0)
+
+	r = run_new(s.m, T, T);
+	s.c = cache_new(s.m, T, FL_CACHE_PATTERN | (a.dump ? FL_CACHE_LOGITS_ALL : 0));
+	pass.cache = s.c;
+	if (run_forward(r, s.p.ids, &T, 1, &pass, &cause) < 0)
+		goto fail_cause;
+	s.last = a.dump ? s.c->logits + (size_t)(T - 1) * V : s.c->logits;
+	if (s.p.answer >= 0) {
+		s.before_prob = lens_prob_of(s.last, V, s.p.answer);
+		s.before_rank = lens_rank_of(s.last, V, s.p.answer);
+	}
+	/* the mitigations re-run the last layer from the cache */
+	mit.mask = a.final_mask;
+	mit.mask_heads = s.heads;
+	mit.intercept = a.intercept ? run_intercept(&s)->fit.intercept : NULL;
+	if ((mit.mask || mit.intercept != NULL) &&
+	    mitigate_rerun(r, s.m, s.c, &mit, &cause) != 0)
+		goto fail_cause;
+	if (a.dump && write_logits(a.dump, s.c->logits, (size_t)T * V) != 0)
 		goto out;
 
-	top = xcalloc((size_t)a.top, sizeof *top);
-	probs = xcalloc((size_t)a.top, sizeof *probs);
-	a.top = lens_topk(last, V, a.top, top, probs);
-	if (a.lens) {
-		lens = xmalloc((size_t)(L + 1) * V * sizeof *lens);
-		lens_streams(m, cache, n - 1, lens);
+	/* the analyses, on the run as the cache now holds it */
+	{
+		float *x = xmalloc((size_t)3 * L * D * sizeof *x);
+
+		for (int l = 0; l < L; l++) {
+			memcpy(x + ((size_t)l * 3 + 0) * D, s.c->resid_pre +
+			    ((size_t)l * T + T - 1) * D, (size_t)D * sizeof *x);
+			memcpy(x + ((size_t)l * 3 + 1) * D, s.c->resid_mid +
+			    ((size_t)l * T + T - 1) * D, (size_t)D * sizeof *x);
+			memcpy(x + ((size_t)l * 3 + 2) * D, s.c->resid_pre +
+			    ((size_t)(l + 1) * T + T - 1) * D, (size_t)D * sizeof *x);
+		}
+		s.lens = xmalloc((size_t)3 * L * V * sizeof *s.lens);
+		lens_vectors(s.m, x, 3 * L, s.lens);
+		free(x);
 	}
-
-	if (a.json) {
-		cJSON *root = cJSON_CreateObject(), *arr;
-		char *out;
-
-		cJSON_AddStringToObject(root, "model", a.dir);
-		cJSON_AddStringToObject(root, "prompt", a.prompt);
-		arr = cJSON_AddArrayToObject(root, "ids");
-		for (int i = 0; i < n; i++)
-			cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
-		arr = cJSON_AddArrayToObject(root, "tokens");
-		for (int i = 0; i < n; i++) {
-			size_t bl;
-			const char *b = tok_token_bytes(m->tok, ids[i], &bl);
-			char *s = xstrndup(b, bl);
-
-			cJSON_AddItemToArray(arr, cJSON_CreateString(s));
-			free(s);
-		}
-		cJSON_AddBoolToObject(root, "final_mask", a.final_mask);
-		arr = cJSON_AddArrayToObject(root, "top");
-		for (int i = 0; i < a.top; i++)
-			cJSON_AddItemToArray(arr, json_token(m, top[i], last));
-		if (answer >= 0) {
-			cJSON *ans = json_token(m, answer, last);
-
-			cJSON_AddNumberToObject(ans, "rank", lens_rank_of(last, V, answer));
-			cJSON_AddNumberToObject(ans, "answer_tokens", answer_n);
-			cJSON_AddItemToObject(root, "answer", ans);
-		}
-		if (lens != NULL) {
-			arr = cJSON_AddArrayToObject(root, "lens");
-			for (int l = 0; l <= L; l++) {
-				const float *lg = lens + (size_t)l * V;
-				cJSON *o = cJSON_CreateObject();
-				int t1;
-
-				cJSON_AddStringToObject(o, "stream", l < L ? "resid_pre" : "resid_post");
-				cJSON_AddNumberToObject(o, "layer", l < L ? l : L - 1);
-				lens_topk(lg, V, 1, &t1, NULL);
-				cJSON_AddItemToObject(o, "top", json_token(m, t1, lg));
-				if (answer >= 0) {
-					cJSON_AddNumberToObject(o, "answer_prob",
-					    lens_prob_of(lg, V, answer));
-					cJSON_AddNumberToObject(o, "answer_rank",
-					    lens_rank_of(lg, V, answer));
-				}
-				cJSON_AddItemToArray(arr, o);
-			}
-		}
-		out = cJSON_Print(root);
-		puts(out);
-		free(out);
-		cJSON_Delete(root);
-	} else {
-		char *s;
-
-		printf("model   %s (%s, %d layers x %d heads, d_model %d)\n", a.dir,
-		    m->cfg.model_type, L, m->cfg.n_head, m->cfg.d_model);
-		printf("prompt  %d tokens:", n);
-		for (int i = 0; i < n; i++) {
-			s = cli_token_repr(m->tok, ids[i]);
-			printf(" %s", s);
-			free(s);
-		}
-		printf("\n%s\n", a.final_mask ? "final-layer mask: on (last position "
-		    "attends only to itself)" : "");
-		printf("top %d next tokens:\n", a.top);
-		for (int i = 0; i < a.top; i++) {
-			s = cli_token_repr(m->tok, top[i]);
-			printf("  %3d  %-20s p=%.4f  logit %.3f\n", i + 1, s, probs[i],
-			    last[top[i]]);
-			free(s);
-		}
-		if (answer >= 0) {
-			s = cli_token_repr(m->tok, answer);
-			printf("answer  %s (id %d%s): p=%.4f  rank %d\n", s, answer,
-			    answer_n > 1 ? ", first of its tokens" : "",
-			    lens_prob_of(last, V, answer), lens_rank_of(last, V, answer));
-			free(s);
-		}
-		if (lens != NULL) {
-			printf("\nlogit lens at the last position:\n");
-			printf("  %-16s %-20s %s\n", "stream", "top token",
-			    answer >= 0 ? "answer p / rank" : "");
-			for (int l = 0; l <= L; l++) {
-				const float *lg = lens + (size_t)l * V;
-				char name[32];
-				int t1;
-
-				snprintf(name, sizeof name, l < L ? "resid_pre %d" :
-				    "resid_post %d", l < L ? l : L - 1);
-				lens_topk(lg, V, 1, &t1, NULL);
-				s = cli_token_repr(m->tok, t1);
-				printf("  %-16s %-20s", name, s);
-				free(s);
-				if (answer >= 0)
-					printf(" %.4f / %d", lens_prob_of(lg, V, answer),
-					    lens_rank_of(lg, V, answer));
-				putchar('\n');
-			}
-		}
+	if (s.p.answer >= 0) {
+		if (attrib_direct(&s.at_logit, &s.at_diff, s.m, s.c, T - 1, s.p.answer,
+		    &cause) != 0)
+			goto fail_cause;
+		s.have_attrib = true;
 	}
-	rc = 0;
+	if (s.p.subject >= 0) {
+		s.movers = xcalloc((size_t)L * s.m->cfg.n_head, sizeof *s.movers);
+		if (movers_score(s.movers, s.m, s.c, T - 1, s.p.subj_pos, s.p.subj_len,
+		    s.p.subject, (float)a.threshold, &cause) != 0)
+			goto fail_cause;
+	}
+	if (s.have_dec)
+		decomp_prompt(&s.dec, s.m, s.c, T - 1, NULL, NULL, NULL, &s.rec, NULL);
+
+	if (a.json)
+		rc = run_print_json(&s);
+	else {
+		run_print_text(&s);
+		rc = 0;
+	}
 	goto out;
 fail_cause:
 	cli_fail(1, "%s", cause);
 	free(cause);
 out:
-	free(top);
-	free(probs);
-	free(lens);
-	free(ids);
-	cache_free(cache);
+	if (subjects != s.task)
+		task_free(subjects);
+	attrib_clear(&s.at_logit);
+	attrib_clear(&s.at_diff);
+	free(s.movers);
+	free(s.lens);
+	free(s.heads);
+	decomp_clear(&s.dec);
+	decomp_clear(&s.icpt);
+	prompt_clear(&s.p);
+	cache_free(s.c);
 	run_free(r);
-	model_free(m);
+	task_free(s.task);
+	model_free(s.m);
 	return rc;
 }

@@ -20,10 +20,22 @@ static const struct {
 	const char	*usage;
 } commands[] = {
 	{ "tokenize", cmd_tokenize, "tokenize [--model DIR] [--json] [TEXT]" },
-	{ "run", cmd_run, "run [--model DIR] --prompt TEXT [--answer TEXT] [--top K] "
-	    "[--lens] [--json] [--dump-logits FILE] [--final-mask] [--threads N]" },
+	{ "run", cmd_run, "run [--model DIR] --prompt TEXT [--answer TEXT] "
+	    "[--subject TEXT] [--task FILE [--layer L]] [--top K] [--lens] "
+	    "[--lens-top K] [--json] [--patterns] [--dump-logits FILE] [--final-mask] "
+	    "[--mask-heads LIST] [--intercept] [--mover-threshold X] [--threads N]" },
+	{ "eval", cmd_eval, "eval [--model DIR] --task FILE [--shots K] "
+	    "[--templates SET] [--split subject|template] [--seed N] [--no-resid] "
+	    "[--ridge X] [--mask-heads LIST] [--batch N] [--json] [--threads N]" },
+	{ "heads", cmd_heads, "heads [--model DIR] --task FILE [--templates SET] "
+	    "[--seed N] [--receiver LAYER] [--batch N] [--top K] [--json] [--threads N]" },
+	{ "decompose", cmd_decompose, "decompose [--model DIR] --task FILE [--layer L] "
+	    "[--templates SET] [--no-resid] [--ridge X] [--top K] [--prompt TEXT "
+	    "[--subject TEXT]] [--batch N] [--json] [--threads N]" },
 	{ "bench", cmd_bench, "bench [--model DIR] [--tokens N] [--reps N] "
 	    "[--threads N] [--torch] [--json]" },
+	{ "explore", cmd_explore, "[explore] [--model DIR] [--theme NAME] "
+	    "[--batch FILE | -c \"CMD; CMD\"] [--size WxH] [--colors DEPTH] [--ascii] [--no-rc]" },
 };
 
 static void
@@ -32,9 +44,8 @@ usage(FILE *f)
 	fprintf(f, "usage: factlens COMMAND [OPTIONS]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(f, "  factlens %s\n", commands[i].usage);
-	fprintf(f, "\nWithout a command, factlens runs the demo prompt on the bundled "
-	    "model\n(\"The capital of France is\", with the layer-by-layer lens).\n"
-	    "See factlens(1).\n");
+	fprintf(f, "\nWithout a command (or with options only), factlens opens the "
+	    "explorer\non the bundled demo model. See factlens(1).\n");
 }
 
 const char *
@@ -166,12 +177,10 @@ cli_token_repr(const fl_tokenizer *tok, int id)
 int
 main(int argc, char **argv)
 {
-	if (argc < 2) {
-		char *demo[] = { "run", "--prompt", "The capital of France is",
-		    "--answer", " Paris", "--lens", NULL };
-
-		return cmd_run(6, demo);
-	}
+	/* No command, or options only: the explorer. */
+	if (argc < 2 || (argv[1][0] == '-' && strcmp(argv[1], "--help") != 0 &&
+	    strcmp(argv[1], "-h") != 0 && strcmp(argv[1], "--version") != 0))
+		return cmd_explore(argc, argv);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
 		usage(stdout);

@@ -177,7 +177,11 @@ typedef struct {
  * fused multiply-adds. The empty asm keeps each loaded vector in a
  * register: otherwise GCC folds the load into every multiply-add that uses
  * it, and the loop becomes bound by loads instead of arithmetic. */
+#if defined(__AVX512F__)
 #define KEEP(v) __asm__("" : "+v"(v))
+#else
+#define KEEP(v) ((void)0)	/* a 64-byte vector spans registers there */
+#endif
 
 static inline __attribute__((always_inline)) void
 trans_tile(vf a[4][4], const float *const w[4], const float *const x[4], int i0,

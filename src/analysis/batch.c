@@ -1,0 +1,99 @@
+/* batch.c - see batch.h. */
+#include "batch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/util.h"
+
+fl_batch *
+batch_new(const fl_model *m, int per_batch, int max_len)
+{
+	fl_batch *b = xcalloc(1, sizeof *b);
+
+	if (per_batch < 1)
+		per_batch = 1;
+	if (max_len < 1)
+		max_len = 1;
+	b->m = m;
+	b->per_batch = per_batch;
+	b->max_len = max_len;
+	b->run = run_new(m, per_batch * max_len, max_len);
+	b->ids = xcalloc((size_t)per_batch * max_len, sizeof *b->ids);
+	b->lens = xcalloc((size_t)per_batch, sizeof *b->lens);
+	return b;
+}
+
+void
+batch_free(fl_batch *b)
+{
+	if (b == NULL)
+		return;
+	run_free(b->run);
+	free(b->ids);
+	free(b->lens);
+	free(b);
+}
+
+int
+batch_run(fl_batch *b, const fl_prompt *p, int n, const fl_hook *hooks,
+    int n_hooks, const fl_pass *base, char **cause)
+{
+	fl_pass pass = { 0 };
+
+	for (int first = 0; first < n; first += b->per_batch) {
+		int count = n - first < b->per_batch ? n - first : b->per_batch;
+		int rows = 0, rc;
+
+		for (int i = 0; i < count; i++) {
+			const fl_prompt *q = &p[first + i];
+
+			if (q->n > b->max_len)
+				return fl_error(cause, "prompt %d has %d tokens; the batch "
+				    "was sized for %d", first + i, q->n, b->max_len);
+			memcpy(b->ids + rows, q->ids, (size_t)q->n * sizeof *q->ids);
+			b->lens[i] = q->n;
+			rows += q->n;
+		}
+		if (base != NULL)
+			pass = *base;
+		pass.hooks = hooks;
+		pass.n_hooks = n_hooks;
+		pass.cache = NULL;
+		pass.start_layer = 0;
+		b->first = first;
+		b->count = count;
+		rc = run_forward(b->run, b->ids, b->lens, count, &pass, cause);
+		if (rc < 0)
+			return -1;
+		b->passes++;
+		b->rows += rows;
+		b->done += count;
+		if (b->progress != NULL)
+			b->progress(b->progress_ud, b->done, b->total);
+	}
+	return 0;
+}
+
+int
+batch_grab_last(void *ud, fl_act *a)
+{
+	fl_grab *g = ud;
+	size_t row = 1;
+	int layer = a->layer < 0 ? 0 : a->layer;
+
+	for (int i = 1; i < a->ndim; i++)
+		row *= (size_t)a->shape[i];
+	memcpy(g->dst + (size_t)(g->b->first + a->seq) * g->stride +
+	    (size_t)layer * g->lstride, a->data + (size_t)(a->shape[0] - 1) * row,
+	    (size_t)g->width * sizeof(float));
+	return FL_HOOK_CONTINUE;
+}
+
+int
+batch_stop_after(void *ud, fl_act *a)
+{
+	const fl_batch *b = ud;
+
+	return a->seq == b->count - 1 ? FL_HOOK_STOP : FL_HOOK_CONTINUE;
+}

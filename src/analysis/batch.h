@@ -1,0 +1,60 @@
+/*
+ * batch.h - many prompts through the model, packed: each pass runs up to
+ * `per_batch` prompts as one packed batch, so the weights are read once per
+ * batch instead of once per prompt. The analyses read what they need with
+ * hooks; a hook finds its prompt as b->first + act->seq.
+ */
+#ifndef FL_BATCH_H
+#define FL_BATCH_H
+
+#include "analysis/task.h"
+
+typedef void (*fl_progress_fn)(void *ud, long done, long total);
+
+typedef struct {
+	const fl_model	*m;
+	fl_run		*run;
+	int		 per_batch;	/* prompts per pass */
+	int		 max_len;	/* tokens of the longest prompt allowed */
+	int		 first;		/* index of the current batch's first prompt */
+	int		 count;		/* prompts in the current batch */
+	int		*ids;		/* (per_batch * max_len) packed ids */
+	int		*lens;		/* (per_batch) */
+	long		 passes;	/* passes run so far */
+	long		 rows;		/* tokens run so far */
+	/* Progress, in prompt-passes: batch_run adds each pass's prompts to
+	 * done and calls fn. The caller sets total (and may reset done). */
+	fl_progress_fn	 progress;
+	void		*progress_ud;
+	long		 done, total;
+} fl_batch;
+
+/* A batcher for prompts of up to max_len tokens, per_batch (>= 1) at a time.
+ * Sized once: the scratch of one pass of per_batch * max_len rows. */
+fl_batch *batch_new(const fl_model *m, int per_batch, int max_len);
+void batch_free(fl_batch *b);
+
+/* Runs prompts p[0..n) with the given hooks (and pass settings in *base, or
+ * NULL: no logits unless a hook on HOOK_LOGITS wants them). A hook that
+ * stops a pass ends that batch only. 0, or -1 with *cause. */
+int batch_run(fl_batch *b, const fl_prompt *p, int n, const fl_hook *hooks,
+    int n_hooks, const fl_pass *base, char **cause);
+
+/* A hook that copies the last row of the activation it sees (the last
+ * position for (T, ...) points; the one row of HOOK_LOGITS) into
+ * dst + prompt * stride + layer * lstride (layer 0 outside the blocks).
+ * width floats are copied: the row's size, or fewer. */
+typedef struct {
+	const fl_batch	*b;
+	float		*dst;
+	size_t		 stride;	/* floats per prompt */
+	size_t		 lstride;	/* floats per layer */
+	int		 width;
+} fl_grab;
+int batch_grab_last(void *ud, fl_act *a);
+
+/* A hook that stops the pass after the batch's last sequence has been seen
+ * at its point: install it after the hooks that must see every sequence. */
+int batch_stop_after(void *ud, fl_act *a);	/* ud: the fl_batch */
+
+#endif

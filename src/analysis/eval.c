@@ -1,0 +1,246 @@
+/* eval.c - see eval.h. */
+#include "eval.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "analysis/decompose.h"
+#include "analysis/lens.h"
+#include "analysis/mitigate.h"
+#include "engine/util.h"
+
+#define EVAL_LENS_ROWS 32	/* final residuals unembedded at once */
+
+static const char *cond_names[EVAL_COND_COUNT] = {
+	"baseline", "mask", "intercept", "both",
+};
+
+const char *
+eval_cond_name(fl_eval_cond c)
+{
+	return c < EVAL_COND_COUNT ? cond_names[c] : "?";
+}
+
+const char *
+eval_split_name(fl_eval_split s)
+{
+	return s == EVAL_SPLIT_TEMPLATE ? "template" : "subject";
+}
+
+void
+eval_opts_init(fl_eval_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->set = TASK_TEMPLATES_MAIN;
+	o->seed = 1;
+	o->split = EVAL_SPLIT_SUBJECT;
+	o->with_resid = true;
+	o->ridge = -1;
+	o->batch = 32;
+}
+
+int
+eval_fold(const fl_prompt *p, fl_eval_split split)
+{
+	return (split == EVAL_SPLIT_TEMPLATE ? p->tmpl : p->pair) & 1;
+}
+
+void
+eval_clear(fl_eval_result *res)
+{
+	if (res == NULL)
+		return;
+	free(res->prob);
+	free(res->rank);
+	memset(res, 0, sizeof *res);
+}
+
+/* Scores each sequence's logits row (HOOK_LOGITS) for one condition. */
+typedef struct {
+	const fl_batch	*b;
+	const fl_prompt	*p;
+	fl_eval_result	*res;
+	fl_eval_cond	 cond;
+} eval_scorer;
+
+static void
+eval_score(fl_eval_result *res, int i, fl_eval_cond cond, const float *logits,
+    int V, int answer)
+{
+	res->prob[(size_t)i * EVAL_COND_COUNT + cond] = lens_prob_of(logits, V, answer);
+	res->rank[(size_t)i * EVAL_COND_COUNT + cond] = lens_rank_of(logits, V, answer);
+}
+
+static int
+eval_score_hook(void *ud, fl_act *a)
+{
+	eval_scorer *s = ud;
+	int i = s->b->first + a->seq;
+
+	eval_score(s->res, i, s->cond, a->data + (size_t)(a->shape[0] - 1) * a->shape[1],
+	    a->shape[1], s->p[i].answer);
+	return FL_HOOK_CONTINUE;
+}
+
+/* Scores x - intercept(fold) of every prompt through the final LN and the
+ * unembedding, a few rows at a time. */
+static void
+eval_score_intercept(fl_eval_result *res, const fl_model *m, const fl_prompt *p,
+    int n, const float *x, float *const icpt[2], fl_eval_split split,
+    fl_eval_cond cond)
+{
+	int D = m->cfg.d_model, V = m->cfg.n_vocab;
+	float *rows = xmalloc((size_t)EVAL_LENS_ROWS * D * sizeof *rows);
+	float *lg = xmalloc((size_t)EVAL_LENS_ROWS * V * sizeof *lg);
+
+	for (int i0 = 0; i0 < n; i0 += EVAL_LENS_ROWS) {
+		int k = n - i0 < EVAL_LENS_ROWS ? n - i0 : EVAL_LENS_ROWS;
+
+		for (int j = 0; j < k; j++) {
+			const float *b = icpt[eval_fold(&p[i0 + j], split)];
+
+			for (int d = 0; d < D; d++)
+				rows[(size_t)j * D + d] = x[(size_t)(i0 + j) * D + d] - b[d];
+		}
+		lens_vectors(m, rows, k, lg);
+		for (int j = 0; j < k; j++)
+			eval_score(res, i0 + j, cond, lg + (size_t)j * V, V, p[i0 + j].answer);
+	}
+	free(rows);
+	free(lg);
+}
+
+/* Fits the intercept of fold f on the prompts of the other fold. */
+static int
+eval_fit_fold(fl_eval_result *res, const fl_model *m, const fl_prompt *p, int n,
+    const fl_eval_opts *o, const float *x, const float *y, int f, float **icpt,
+    char **cause)
+{
+	int D = m->cfg.d_model, J = decomp_regressors(m, o->with_resid), k = 0;
+	float *cx = xmalloc((size_t)n * J * D * sizeof *cx);
+	float *cy = xmalloc((size_t)n * D * sizeof *cy);
+	fl_regress fit;
+	char *why = NULL;
+	int rc;
+
+	for (int i = 0; i < n; i++) {
+		if (eval_fold(&p[i], o->split) == f)
+			continue;
+		memcpy(cx + (size_t)k * J * D, x + (size_t)i * J * D,
+		    (size_t)J * D * sizeof *cx);
+		memcpy(cy + (size_t)k * D, y + (size_t)i * D, (size_t)D * sizeof *cy);
+		k++;
+	}
+	rc = regress_fit(&fit, cx, cy, k, J, D, o->ridge, &why);
+	free(cx);
+	free(cy);
+	if (rc != 0) {
+		fl_error(cause, "calibrating the intercept for fold %d (split by %s, "
+		    "%d prompts): %s", f, eval_split_name(o->split), k, why);
+		free(why);
+		return -1;
+	}
+	res->calib_r2[f] = fit.r2;
+	res->calib_n[f] = k;
+	*icpt = fit.intercept;
+	fit.intercept = NULL;
+	regress_clear(&fit);
+	return 0;
+}
+
+static void
+eval_stats(fl_eval_result *res)
+{
+	for (int c = 0; c < EVAL_COND_COUNT; c++) {
+		double p = 0, top = 0, rank = 0;
+
+		for (int i = 0; i < res->n; i++) {
+			size_t k = (size_t)i * EVAL_COND_COUNT + c;
+
+			p += res->prob[k];
+			top += res->rank[k] == 1;
+			rank += res->rank[k];
+		}
+		res->cond[c].mean_prob = p / res->n;
+		res->cond[c].top1 = top / res->n;
+		res->cond[c].mean_rank = rank / res->n;
+	}
+}
+
+int
+eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
+    const fl_eval_opts *o, int shots, fl_progress_fn progress, void *ud,
+    char **cause)
+{
+	int L = m->cfg.n_layer, D = m->cfg.d_model, J, nh, rc = -1, n;
+	fl_prompt_opts po = { o->set, shots, o->seed, false };
+	fl_prompt_set ps;
+	fl_batch *b = NULL;
+	fl_decomp_collect col = { 0 };
+	fl_mitigation_state ms;
+	fl_mitigation mit = { true, o->mask_heads, NULL };
+	float *xfinal = NULL, *icpt[2] = { NULL, NULL };
+	fl_grab gfin;
+	eval_scorer sc;
+	fl_hook hooks[8];
+	double t0 = fl_now();
+
+	memset(res, 0, sizeof *res);
+	if (task_prompts(&ps, m, t, &po, cause) != 0)
+		return -1;
+	n = ps.n;	/* task_prompts gives every prompt its answer */
+	res->shots = shots;
+	res->n = n;
+	res->multi_token = ps.multi_token;
+	res->prob = xcalloc((size_t)n * EVAL_COND_COUNT, sizeof *res->prob);
+	res->rank = xcalloc((size_t)n * EVAL_COND_COUNT, sizeof *res->rank);
+	J = decomp_regressors(m, o->with_resid);
+	b = batch_new(m, o->batch, ps.max_len);
+	b->progress = progress;
+	b->progress_ud = ud;
+	b->total = 2L * n;
+	col.b = b;
+	col.layer = L - 1;
+	col.with_resid = o->with_resid;
+	col.x = xmalloc((size_t)n * J * D * sizeof *col.x);
+	col.y = xmalloc((size_t)n * D * sizeof *col.y);
+	xfinal = xmalloc((size_t)n * D * sizeof *xfinal);
+	gfin = (fl_grab){ b, xfinal, (size_t)D, 0, D };
+	sc = (eval_scorer){ b, ps.p, res, EVAL_BASELINE };
+
+	/* the unmasked pass: baseline scores, regression data, final residuals */
+	nh = decomp_hooks(&col, false, hooks);
+	hooks[nh++] = (fl_hook){ HOOK_RESID_POST, L - 1, batch_grab_last, &gfin };
+	hooks[nh++] = (fl_hook){ HOOK_LOGITS, -1, eval_score_hook, &sc };
+	if (batch_run(b, ps.p, n, hooks, nh, NULL, cause) != 0)
+		goto out;
+	for (int f = 0; f < 2; f++)
+		if (eval_fit_fold(res, m, ps.p, n, o, col.x, col.y, f, &icpt[f], cause) != 0)
+			goto out;
+	eval_score_intercept(res, m, ps.p, n, xfinal, icpt, o->split, EVAL_INTERCEPT);
+
+	/* the masked pass */
+	nh = mitigate_hooks(m, &mit, &ms, hooks);
+	hooks[nh++] = (fl_hook){ HOOK_RESID_POST, L - 1, batch_grab_last, &gfin };
+	sc.cond = EVAL_MASK;
+	hooks[nh++] = (fl_hook){ HOOK_LOGITS, -1, eval_score_hook, &sc };
+	if (batch_run(b, ps.p, n, hooks, nh, NULL, cause) != 0)
+		goto out;
+	eval_score_intercept(res, m, ps.p, n, xfinal, icpt, o->split, EVAL_BOTH);
+	eval_stats(res);
+	res->passes = b->passes;
+	res->rows = b->rows;
+	res->seconds = fl_now() - t0;
+	rc = 0;
+out:
+	if (rc != 0)
+		eval_clear(res);
+	free(icpt[0]);
+	free(icpt[1]);
+	free(xfinal);
+	free(col.x);
+	free(col.y);
+	batch_free(b);
+	prompt_set_clear(&ps);
+	return rc;
+}

@@ -1,0 +1,87 @@
+/*
+ * eval.h - the paper's grid over a task: P(answer), top-1 accuracy and rank
+ * for baseline / mask (a) / intercept removal (b) / both (paper notes,
+ * sections 3 and 6).
+ *
+ * Calibration. The intercept of (b) is the last layer's MLP decomposition
+ * intercept (decompose.h), fitted on prompts disjoint from those it is used
+ * on, by two-fold cross-fitting: the prompts are split in two folds - by
+ * subject (pair index even / odd; the default, so no scored prompt's subject
+ * is ever a calibration prompt's subject) or by template (template index
+ * even / odd) - and each fold is scored with the intercept fitted on the
+ * other. Every prompt is scored, and none with an intercept that saw it.
+ * The mask-and-intercept condition subtracts the same intercepts (fitted on
+ * unmasked runs).
+ *
+ * Work. Two batched passes over the prompts per setting: one unmasked (which
+ * also collects the regression data), one with the mask. Because (b) edits
+ * only the final LN's input, its logits are the final LN and unembedding of
+ * the captured final residual minus the intercept - the same numbers the
+ * hook gives (mitigate.h; the tests check it), without two more passes.
+ */
+#ifndef FL_EVAL_H
+#define FL_EVAL_H
+
+#include "analysis/batch.h"
+
+typedef enum {
+	EVAL_BASELINE,
+	EVAL_MASK,
+	EVAL_INTERCEPT,
+	EVAL_BOTH,
+	EVAL_COND_COUNT
+} fl_eval_cond;
+
+typedef enum {
+	EVAL_SPLIT_SUBJECT,
+	EVAL_SPLIT_TEMPLATE,
+} fl_eval_split;
+
+typedef struct {
+	fl_template_set	 set;
+	unsigned	 seed;		/* k-shot demonstrations */
+	fl_eval_split	 split;
+	bool		 with_resid;	/* resid_pre as a regressor (default) */
+	double		 ridge;		/* < 0: DECOMP_RIDGE */
+	int		 batch;		/* prompts per pass */
+	const bool	*mask_heads;	/* (H) or NULL: mask every head */
+} fl_eval_opts;
+
+typedef struct {
+	double	mean_prob;
+	double	top1;		/* fraction of prompts with the answer ranked first */
+	double	mean_rank;
+} fl_eval_stats;
+
+typedef struct {
+	int		 shots;
+	int		 n;		/* prompts scored */
+	int		 multi_token;	/* of which the answer has several tokens */
+	fl_eval_stats	 cond[EVAL_COND_COUNT];
+	double		 calib_r2[2];	/* the intercept fit of each fold */
+	int		 calib_n[2];	/* its calibration prompts */
+	double		*prob;		/* (n, EVAL_COND_COUNT) per prompt */
+	int		*rank;		/* (n, EVAL_COND_COUNT) */
+	double		 seconds;
+	long		 passes, rows;	/* engine passes and tokens run */
+} fl_eval_result;
+
+const char *eval_cond_name(fl_eval_cond c);	/* "baseline", "mask", ... */
+const char *eval_split_name(fl_eval_split s);	/* "subject", "template" */
+
+/* Sets the defaults: main templates, seed 1, split by subject, resid_pre
+ * on, default ridge, batches of 32. */
+void eval_opts_init(fl_eval_opts *o);
+
+/* The grid for one setting (shots demonstrations; 0: zero-shot). progress
+ * (may be NULL) sees prompt-passes: 2 * n in all. 0, or -1 with *cause.
+ * Free with eval_clear. */
+int eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
+    const fl_eval_opts *o, int shots, fl_progress_fn progress, void *ud,
+    char **cause);
+void eval_clear(fl_eval_result *res);
+
+/* The fold (0 or 1) of a prompt under a split. */
+int eval_fold(const fl_prompt *p, fl_eval_split split);
+
+#endif

@@ -1,0 +1,52 @@
+/* mitigate.c - see mitigate.h. */
+#include "mitigate.h"
+
+#include "engine/util.h"
+
+int
+hook_sub_last(void *ud, fl_act *a)
+{
+	const fl_sub_last *s = ud;
+	int w = a->shape[1];
+	float *row = a->data + (size_t)(a->shape[0] - 1) * w;
+
+	for (int i = 0; i < w; i++)
+		row[i] -= s->vec[i];
+	return FL_HOOK_CONTINUE;
+}
+
+int
+mitigate_hooks(const fl_model *m, const fl_mitigation *mit,
+    fl_mitigation_state *st, fl_hook *hooks)
+{
+	int L = m->cfg.n_layer, n = 0;
+
+	if (mit == NULL)
+		return 0;
+	if (mit->mask) {
+		st->mask.heads = mit->mask_heads;
+		st->mask.all_queries = false;
+		hooks[n++] = (fl_hook){ HOOK_ATTN_SCORES, L - 1, hook_self_mask, &st->mask };
+	}
+	if (mit->intercept != NULL) {
+		st->sub.vec = mit->intercept;
+		hooks[n++] = (fl_hook){ HOOK_RESID_POST, L - 1, hook_sub_last, &st->sub };
+	}
+	return n;
+}
+
+int
+mitigate_rerun(fl_run *r, const fl_model *m, fl_cache *c,
+    const fl_mitigation *mit, char **cause)
+{
+	fl_mitigation_state st;
+	fl_hook hooks[2];
+	fl_pass p = { 0 };
+	int T = c->n_tok;
+
+	p.hooks = hooks;
+	p.n_hooks = mitigate_hooks(m, mit, &st, hooks);
+	p.cache = c;
+	p.start_layer = m->cfg.n_layer - 1;
+	return run_forward(r, c->ids, &T, 1, &p, cause) < 0 ? -1 : 0;
+}

@@ -1,0 +1,54 @@
+/*
+ * mitigate.h - the paper's two remedies for the final layer's
+ * anti-overconfidence (paper notes, section 6), as hooks:
+ *
+ * (a) final-layer mask: in the last layer the query at the last position
+ *     attends only to itself (all heads, or a subset) - the engine's
+ *     hook_self_mask on blocks.{L-1}.attn.hook_attn_scores;
+ * (b) intercept removal: the last layer's MLP intercept b (decompose.h,
+ *     fitted on calibration prompts) is subtracted from the residual at the
+ *     last position before the final LayerNorm. The hook point is
+ *     blocks.{L-1}.hook_resid_post, which is the final LN's input: the
+ *     subtraction changes nothing but the final LN and the unembedding, and
+ *     a cache filled by such a pass holds the edited final residual.
+ *
+ * Both act in the last layer only, so toggling them re-runs the last layer
+ * from a filled cache (start_layer = L - 1).
+ */
+#ifndef FL_MITIGATE_H
+#define FL_MITIGATE_H
+
+#include <stdbool.h>
+
+#include "engine/forward.h"
+
+typedef struct {
+	bool		 mask;		/* (a) */
+	const bool	*mask_heads;	/* (H): only these heads, or NULL for all */
+	const float	*intercept;	/* (b): (D) vector to subtract, or NULL */
+} fl_mitigation;
+
+/* Subtracts vec (the row's width) from the last row of the activation. */
+typedef struct {
+	const float	*vec;
+} fl_sub_last;
+int hook_sub_last(void *ud, fl_act *a);
+
+/* The hooks of a mitigation: writes up to 2 hooks using the caller's
+ * storage for their state, returns their count. */
+typedef struct {
+	fl_self_mask	mask;
+	fl_sub_last	sub;
+} fl_mitigation_state;
+int mitigate_hooks(const fl_model *m, const fl_mitigation *mit,
+    fl_mitigation_state *st, fl_hook *hooks);
+
+/* Re-runs the last layer of the prompt in the cache with the mitigation
+ * (none when mit is NULL or empty), from the cached resid_pre of the last
+ * layer; afterwards the cache (its last layer, final LN and logits) holds
+ * the mitigated run. r must be sized for the prompt. 0, or -1 with *cause
+ * when the cache does not hold the prompt. */
+int mitigate_rerun(fl_run *r, const fl_model *m, fl_cache *c,
+    const fl_mitigation *mit, char **cause);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * patch.h - path patching of every attention head (paper notes, section 4):
+ * which heads carry, straight to the output (through the MLPs but not
+ * through other heads), what the answer needs.
+ *
+ * For sender head (l, h), over the clean prompts D_orig:
+ *   1. corrupted run on D_new (each subject replaced by another pair's):
+ *      the sender's output (per-head result, no bias) at the last position,
+ *      averaged over D_new;
+ *   2. clean run on D_orig;
+ *   3. patched run on D_orig: q, k and v of every head frozen to their clean
+ *      values, MLPs free, the sender's output at the last position replaced
+ *      by the corrupted mean; the receiver is read: blocks.R.hook_resid_pre
+ *      at the last position, R = n_layer meaning the final residual (the
+ *      default, the paper's);
+ *   4. the metric M on the receiver: the mean over prompts of the logit
+ *      difference, logit(answer) - mean logit, of the receiver through the
+ *      final LN and the unembedding (with R = n_layer: the model's output);
+ *   5. effect(l, h) = 100 * (M_patched - M_clean) / M_clean.
+ * Senders at layers >= R have no path to the receiver: effect 0.
+ *
+ * Two implementations. patch_heads_ref does the above literally, with
+ * hooks, one engine pass per prompt and sender: the reference. patch_heads
+ * is the fast one and what the CLI uses: with q, k, v frozen every head's
+ * output is its clean one at every position, and no position but the last
+ * changes, so the patched run is the clean residual at the last position
+ * plus (mean - clean) of the sender, carried through the MLPs of layers
+ * l..R-1 (adding the clean attention outputs between them). It runs those
+ * MLPs on (heads x prompts) rows at once. The tests hold the two to 1e-4.
+ *
+ * Also the mover scatter per head over the prompts: x = attention from the
+ * last position to the subject (summed over its tokens), y = <head output at
+ * the last position, W_U[:, subject's first token]>, and Pearson's r.
+ */
+#ifndef FL_PATCH_H
+#define FL_PATCH_H
+
+#include "analysis/batch.h"
+
+typedef struct {
+	int		 receiver;	/* layer R (see above); < 0: n_layer */
+	const float	*sender_values;	/* (L, H, D): replacements instead of the
+					   corrupted means (tests), or NULL */
+} fl_patch_opts;
+
+typedef struct {
+	int	 n_layer, n_head, n_prompts, receiver;
+	double	 clean;		/* M_clean */
+	double	*patched;	/* (L, H) M_patched */
+	double	*effect;	/* (L, H) percent; NAN when M_clean is 0 */
+	double	*pearson;	/* (L, H) r of the scatter; NAN when undefined */
+	float	*attn;		/* (N, L, H) scatter x */
+	float	*proj;		/* (N, L, H) scatter y */
+} fl_patch;
+
+/* The fast path. b batches the clean and corrupted runs (b->progress sees
+ * n + n_corrupt + L * n units). Every clean prompt needs its answer and its
+ * subject (task_prompts gives both). corrupt may be NULL when
+ * o->sender_values is set. 0, or -1 with *cause. Free with patch_clear. */
+int patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
+    const fl_prompt *corrupt, int n_corrupt, const fl_patch_opts *o,
+    char **cause);
+
+/* The reference: the procedure above with hooks, one prompt at a time. */
+int patch_heads_ref(fl_patch *res, const fl_model *m, const fl_prompt *clean,
+    int n, const fl_prompt *corrupt, int n_corrupt, const fl_patch_opts *o,
+    char **cause);
+
+void patch_clear(fl_patch *res);
+
+/* The metric of one final (or intermediate) residual x (D): final LN, then
+ * logit(answer) - mean logit, using mean_u = attrib_mean_unembed. */
+double patch_logit_diff(const fl_model *m, const float *x, int answer,
+    const float *mean_u);
+
+/* Hooks the reference installs, for anyone patching by hand: copy the clean
+ * q, k or v of every layer from a cache (install on HOOK_Q/K/V, layer -1). */
+int hook_freeze_qkv(void *ud, fl_act *a);	/* ud: the clean fl_cache */
+
+/* Replaces head `head`'s result at the last position (install on
+ * HOOK_RESULT at the sender's layer). */
+typedef struct {
+	int		 head;
+	const float	*value;		/* (D) */
+} fl_patch_head;
+int hook_patch_head(void *ud, fl_act *a);
+
+#endif

@@ -1,0 +1,233 @@
+/* cli_common.c - what the analysis commands share: the progress bar, task
+ * loading, head lists, token JSON. See cli.h. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "analysis/lens.h"
+#include "cli.h"
+
+#ifndef FL_PKGDATADIR
+#define FL_PKGDATADIR "/usr/local/share/factlens"
+#endif
+#ifndef FL_SRCDIR
+#define FL_SRCDIR "."
+#endif
+
+void
+cli_progress_init(cli_progress_state *s, const char *label)
+{
+	memset(s, 0, sizeof *s);
+	s->label = label;
+	s->tty = isatty(STDERR_FILENO) && getenv("FACTLENS_NO_PROGRESS") == NULL;
+}
+
+void
+cli_progress(void *ud, long done, long total)
+{
+	cli_progress_state *s = ud;
+	double now = fl_now();
+	int width = 30, fill;
+
+	if (!s->tty || total <= 0)
+		return;
+	if (done < total && now - s->last < 0.1)
+		return;
+	s->last = now;
+	s->shown = true;
+	fill = (int)((double)width * done / total + 0.5);
+	fprintf(stderr, "\r%s [", s->label);
+	for (int i = 0; i < width; i++)
+		fputc(i < fill ? '#' : '.', stderr);
+	fprintf(stderr, "] %3d%% %ld/%ld", (int)(100.0 * done / total + 0.5), done, total);
+	fflush(stderr);
+}
+
+void
+cli_progress_end(cli_progress_state *s)
+{
+	if (s->tty && s->shown) {
+		fputs("\r\033[K", stderr);
+		fflush(stderr);
+	}
+	s->shown = false;
+}
+
+const char *
+cli_default_task(void)
+{
+	static char path[4096];
+	const char *env = getenv("FACTLENS_TASK");
+
+	if (env != NULL && *env != '\0')
+		return env;
+	snprintf(path, sizeof path, "%s/tasks/country_capital.json", FL_PKGDATADIR);
+	if (fl_file_exists(path))
+		return path;
+	snprintf(path, sizeof path, "%s/data/tasks/country_capital.json", FL_SRCDIR);
+	return path;
+}
+
+fl_task *
+cli_load_task(const char *path)
+{
+	char *cause = NULL;
+	fl_task *t = task_load(path, &cause);
+
+	if (t == NULL) {
+		cli_fail(1, "%s", cause);
+		free(cause);
+	}
+	return t;
+}
+
+int
+cli_parse_heads(const char *opt, const char *arg, int H, bool **out)
+{
+	bool *heads = xcalloc((size_t)H, sizeof *heads);
+	const char *p = arg;
+
+	while (*p != '\0') {
+		char *end;
+		long h = strtol(p, &end, 10);
+
+		if (end == p || h < 0 || h >= H || (*end != ',' && *end != '\0')) {
+			free(heads);
+			return cli_fail(2, "%s takes head numbers from 0 to %d separated by "
+			    "commas, not '%s'", opt, H - 1, arg);
+		}
+		heads[h] = true;
+		p = *end == ',' ? end + 1 : end;
+	}
+	*out = heads;
+	return 0;
+}
+
+int
+cli_parse_double(const char *opt, const char *arg, double lo, double hi, double *out)
+{
+	char *end;
+	double v = strtod(arg, &end);
+
+	if (*arg == '\0' || *end != '\0' || !(v >= lo && v <= hi))
+		return cli_fail(2, "%s takes a number from %g to %g, not '%s'", opt, lo,
+		    hi, arg);
+	*out = v;
+	return 0;
+}
+
+char *
+cli_token_text(const fl_model *m, int id)
+{
+	size_t bl;
+	const char *b = tok_token_bytes(m->tok, id, &bl);
+
+	return b != NULL ? xstrndup(b, bl) : xstrdup("");
+}
+
+cJSON *
+cli_json_token(const fl_model *m, int id, const float *logits)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *s = cli_token_text(m, id);
+
+	cJSON_AddNumberToObject(o, "id", id);
+	cJSON_AddStringToObject(o, "token", s);
+	if (logits != NULL) {
+		cJSON_AddNumberToObject(o, "logit", logits[id]);
+		cJSON_AddNumberToObject(o, "prob", lens_prob_of(logits, m->cfg.n_vocab, id));
+	}
+	free(s);
+	return o;
+}
+
+cJSON *
+cli_json_topk(const fl_model *m, const float *logits, int k, bool probs)
+{
+	cJSON *arr = cJSON_CreateArray();
+	int *ids = xcalloc((size_t)k, sizeof *ids);
+	float *p = xcalloc((size_t)k, sizeof *p);
+
+	k = lens_topk(logits, m->cfg.n_vocab, k, ids, probs ? p : NULL);
+	for (int i = 0; i < k; i++) {
+		cJSON *o = cJSON_CreateObject();
+		char *s = cli_token_text(m, ids[i]);
+
+		cJSON_AddNumberToObject(o, "id", ids[i]);
+		cJSON_AddStringToObject(o, "token", s);
+		cJSON_AddNumberToObject(o, "logit", logits[ids[i]]);
+		if (probs)
+			cJSON_AddNumberToObject(o, "prob", p[i]);
+		cJSON_AddItemToArray(arr, o);
+		free(s);
+	}
+	free(ids);
+	free(p);
+	return arr;
+}
+
+void
+cli_print_topk(const fl_model *m, const float *logits, int k)
+{
+	int *ids = xcalloc((size_t)k, sizeof *ids);
+
+	k = lens_topk(logits, m->cfg.n_vocab, k, ids, NULL);
+	for (int i = 0; i < k; i++) {
+		char *s = cli_token_repr(m->tok, ids[i]);
+
+		printf("%s%s", i ? " " : "", s);
+		free(s);
+	}
+	free(ids);
+}
+
+int
+cli_json_print(cJSON *root)
+{
+	char *out = cJSON_Print(root);
+
+	if (out == NULL)
+		return cli_fail(1, "out of memory printing JSON");
+	puts(out);
+	free(out);
+	cJSON_Delete(root);
+	return 0;
+}
+
+cJSON *
+cli_json_number(double v)
+{
+	/* JSON has no NaN: an undefined number is null. */
+	return v == v ? cJSON_CreateNumber(v) : cJSON_CreateNull();
+}
+
+int
+cli_find_subject(const fl_task *t, const char *prompt, const char *subject,
+    int *off, int *len, int *pair)
+{
+	*off = -1;
+	*len = 0;
+	*pair = -1;
+	if (subject != NULL) {
+		if ((*off = prompt_find_word(prompt, subject)) < 0)
+			return cli_fail(1, "the subject \"%s\" is not a word of the prompt "
+			    "\"%s\"", subject, prompt);
+		*len = (int)strlen(subject);
+		*pair = t != NULL ? task_find_pair(t, subject) : -1;
+		return 0;
+	}
+	for (int i = 0; t != NULL && i < t->n_pairs; i++) {
+		int at = prompt_find_word(prompt, t->pairs[i].subject);
+		int n = (int)strlen(t->pairs[i].subject);
+
+		/* the latest occurrence; at the same place, the longest name */
+		if (at >= 0 && (at > *off || (at == *off && n > *len))) {
+			*off = at;
+			*len = n;
+			*pair = i;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,356 @@
+/* cmd_decompose.c - factlens decompose: one layer's MLP output at the last
+ * position regressed on the layer's head outputs over a task's prompts
+ * (decompose.h): a coefficient per head (erased or amplified), the
+ * intercept and its top tokens, R^2; with --prompt, how well the fit
+ * reconstructs that prompt's MLP output. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analysis/attrib.h"
+#include "analysis/decompose.h"
+#include "analysis/lens.h"
+#include "cli.h"
+#include "engine/kernels.h"
+
+typedef struct {
+	const char	*dir;
+	const char	*task;
+	const char	*prompt;
+	const char	*subject;
+	int		 layer;
+	int		 set;
+	int		 top;
+	int		 batch;
+	int		 threads;
+	bool		 no_resid;
+	double		 ridge;
+	bool		 json;
+} decomp_args;
+
+static int
+decomp_parse(decomp_args *a, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "task", required_argument, NULL, 'T' },
+		{ "layer", required_argument, NULL, 'l' },
+		{ "templates", required_argument, NULL, 'S' },
+		{ "no-resid", no_argument, NULL, 'R' },
+		{ "ridge", required_argument, NULL, 'g' },
+		{ "top", required_argument, NULL, 'k' },
+		{ "prompt", required_argument, NULL, 'p' },
+		{ "subject", required_argument, NULL, 's' },
+		{ "batch", required_argument, NULL, 'b' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "threads", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int c;
+
+	memset(a, 0, sizeof *a);
+	a->layer = -1;
+	a->top = 8;
+	a->batch = 32;
+	a->ridge = -1;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': a->dir = optarg; break;
+		case 'T': a->task = optarg; break;
+		case 'l':
+			if (cli_int("--layer", optarg, 0, 4096, &a->layer))
+				return 2;
+			break;
+		case 'S':
+			if ((a->set = task_set_parse(optarg)) < 0)
+				return cli_fail(2, "--templates takes main, paraphrase or "
+				    "heldout, not '%s'", optarg);
+			break;
+		case 'R': a->no_resid = true; break;
+		case 'g':
+			if (cli_parse_double("--ridge", optarg, 0, 1, &a->ridge))
+				return 2;
+			break;
+		case 'k':
+			if (cli_int("--top", optarg, 1, 100, &a->top))
+				return 2;
+			break;
+		case 'p': a->prompt = optarg; break;
+		case 's': a->subject = optarg; break;
+		case 'b':
+			if (cli_int("--batch", optarg, 1, 4096, &a->batch))
+				return 2;
+			break;
+		case 'j': a->json = true; break;
+		case 't':
+			if (cli_int("--threads", optarg, 1, 256, &a->threads))
+				return 2;
+			break;
+		default:
+			return cli_fail(2, "usage: factlens decompose [--model DIR] --task "
+			    "FILE [--layer L] [--templates SET] [--no-resid] [--ridge X] "
+			    "[--top K] [--prompt TEXT [--subject TEXT]] [--batch N] "
+			    "[--json] [--threads N]");
+		}
+	}
+	if (optind < argc)
+		return cli_fail(2, "decompose: unexpected argument '%s'", argv[optind]);
+	if (a->task == NULL)
+		return cli_fail(2, "decompose: --task FILE is required");
+	if (a->dir == NULL)
+		a->dir = cli_default_model();
+	return 0;
+}
+
+/* What the erase/amplify reading says about a coefficient. */
+static const char *
+beta_reading(double beta)
+{
+	if (beta <= -0.5)
+		return "erased";
+	if (beta >= 0.5)
+		return "amplified";
+	return "kept";
+}
+
+/* The regressor's name: "head 3" or "resid_pre". */
+static void
+regressor_name(char *buf, size_t n, int j, int H)
+{
+	if (j < H)
+		snprintf(buf, n, "head %d", j);
+	else
+		snprintf(buf, n, "resid_pre");
+}
+
+int
+cmd_decompose(int argc, char **argv)
+{
+	decomp_args a;
+	fl_model *m = NULL;
+	fl_task *t = NULL;
+	fl_prompt_set ps = { 0 };
+	fl_prompt_opts po;
+	fl_prompt one = { 0 };
+	fl_decomp d = { 0 };
+	fl_batch *b = NULL;
+	fl_run *r = NULL;
+	fl_cache *c = NULL;
+	fl_recon rec = { 0 };
+	cli_progress_state prog;
+	char *cause = NULL, name[32];
+	int rc, L, H, D, V, J, n_ans = 0, *answers = NULL, *ranks = NULL;
+	float *comp_logits = NULL, *x1 = NULL, *mlp1 = NULL, *mhat1 = NULL, *vecs = NULL;
+
+	if ((rc = decomp_parse(&a, argc, argv)) != 0)
+		return rc;
+	kern_set_threads(a.threads);
+	if ((t = cli_load_task(a.task)) == NULL)
+		return 1;
+	if ((m = cli_load_model(a.dir)) == NULL) {
+		task_free(t);
+		return 1;
+	}
+	L = m->cfg.n_layer;
+	H = m->cfg.n_head;
+	D = m->cfg.d_model;
+	V = m->cfg.n_vocab;
+	rc = 1;
+	if (a.layer < 0)
+		a.layer = L - 1;
+	if (a.layer >= L) {
+		rc = cli_fail(2, "--layer takes a layer from 0 to %d", L - 1);
+		goto out;
+	}
+	po = (fl_prompt_opts){ (fl_template_set)a.set, 0, 1, false };
+	if (task_prompts(&ps, m, t, &po, &cause) != 0)
+		goto fail_cause;
+	b = batch_new(m, a.batch, ps.max_len);
+	cli_progress_init(&prog, "decompose");
+	b->progress = cli_progress;
+	b->progress_ud = &prog;
+	b->total = ps.n;
+	if (decomp_fit(&d, b, ps.p, ps.n, a.layer, !a.no_resid, a.ridge, &cause) != 0) {
+		cli_progress_end(&prog);
+		goto fail_cause;
+	}
+	cli_progress_end(&prog);
+	J = d.fit.J;
+
+	/* every component through the lens (frozen LN, unit scale): each
+	 * regressor's mean times (1 + beta), then the intercept */
+	vecs = xmalloc((size_t)(J + 1) * D * sizeof *vecs);
+	for (int j = 0; j < J; j++)
+		for (int i = 0; i < D; i++)
+			vecs[(size_t)j * D + i] = (float)((1 + d.fit.beta[j]) *
+			    d.fit.mean_x[(size_t)j * D + i]);
+	memcpy(vecs + (size_t)J * D, d.fit.intercept, (size_t)D * sizeof *vecs);
+	comp_logits = xmalloc((size_t)(J + 1) * V * sizeof *comp_logits);
+	attrib_vocab(m, vecs, J + 1, 1.0f, comp_logits);
+	/* the ranks of the task's distinct answers in the intercept's lens */
+	answers = xcalloc((size_t)ps.n, sizeof *answers);
+	ranks = xcalloc((size_t)ps.n, sizeof *ranks);
+	for (int i = 0; i < ps.n; i++) {
+		int k;
+
+		for (k = 0; k < n_ans && answers[k] != ps.p[i].answer; k++)
+			;
+		if (k == n_ans) {
+			answers[n_ans] = ps.p[i].answer;
+			ranks[n_ans++] = lens_rank_of(comp_logits + (size_t)J * V, V,
+			    ps.p[i].answer);
+		}
+	}
+
+	if (a.prompt != NULL) {
+		int off, len, pair;
+
+		if (cli_find_subject(t, a.prompt, a.subject, &off, &len, &pair) != 0)
+			goto out;
+		if (prompt_make(&one, m, a.prompt, off, len, pair >= 0 ?
+		    t->pairs[pair].answer : NULL, true, &cause) != 0)
+			goto fail_cause;
+		r = run_new(m, one.n, one.n);
+		c = cache_new(m, one.n, 0);
+		{
+			fl_pass p = { 0 };
+
+			p.cache = c;
+			p.no_logits = true;
+			if (run_forward(r, one.ids, &one.n, 1, &p, &cause) < 0)
+				goto fail_cause;
+		}
+		x1 = xmalloc((size_t)J * D * sizeof *x1);
+		mlp1 = xmalloc((size_t)D * sizeof *mlp1);
+		mhat1 = xmalloc((size_t)D * sizeof *mhat1);
+		decomp_prompt(&d, m, c, one.n - 1, x1, mlp1, mhat1, &rec, NULL);
+	}
+
+	if (a.json) {
+		cJSON *root = cJSON_CreateObject(), *o2, *arr;
+
+		cJSON_AddStringToObject(root, "model", a.dir);
+		o2 = cJSON_AddObjectToObject(root, "task");
+		cJSON_AddStringToObject(o2, "name", t->name);
+		cJSON_AddStringToObject(o2, "file", a.task);
+		cJSON_AddStringToObject(o2, "templates", task_set_name(po.set));
+		cJSON_AddNumberToObject(root, "layer", a.layer);
+		cJSON_AddNumberToObject(root, "prompts", ps.n);
+		cJSON_AddNumberToObject(root, "ridge", d.fit.ridge);
+		cJSON_AddItemToObject(root, "r2", cli_json_number(d.fit.r2));
+		cJSON_AddItemToObject(root, "mean_cos", cli_json_number(d.fit.mean_cos));
+		arr = cJSON_AddArrayToObject(root, "regressors");
+		for (int j = 0; j < J; j++) {
+			cJSON *e = cJSON_CreateObject();
+			double nrm = 0;
+
+			for (int i = 0; i < D; i++)
+				nrm += (double)d.fit.mean_x[(size_t)j * D + i] *
+				    d.fit.mean_x[(size_t)j * D + i];
+			regressor_name(name, sizeof name, j, H);
+			cJSON_AddStringToObject(e, "name", name);
+			if (j < H)
+				cJSON_AddNumberToObject(e, "head", j);
+			cJSON_AddNumberToObject(e, "beta", d.fit.beta[j]);
+			cJSON_AddNumberToObject(e, "net", 1 + d.fit.beta[j]);
+			cJSON_AddStringToObject(e, "reading", beta_reading(d.fit.beta[j]));
+			cJSON_AddNumberToObject(e, "mean_norm", sqrt(nrm));
+			cJSON_AddItemToObject(e, "top", cli_json_topk(m, comp_logits +
+			    (size_t)j * V, a.top, false));
+			cJSON_AddItemToArray(arr, e);
+		}
+		o2 = cJSON_AddObjectToObject(root, "intercept");
+		{
+			double nrm = 0;
+
+			for (int i = 0; i < D; i++)
+				nrm += (double)d.fit.intercept[i] * d.fit.intercept[i];
+			cJSON_AddNumberToObject(o2, "norm", sqrt(nrm));
+		}
+		cJSON_AddItemToObject(o2, "top", cli_json_topk(m, comp_logits +
+		    (size_t)J * V, a.top, false));
+		arr = cJSON_AddArrayToObject(o2, "answer_ranks");
+		for (int k = 0; k < n_ans; k++) {
+			cJSON *e = cli_json_token(m, answers[k], NULL);
+
+			cJSON_AddNumberToObject(e, "rank", ranks[k]);
+			cJSON_AddItemToArray(arr, e);
+		}
+		if (a.prompt != NULL) {
+			float *two = xmalloc((size_t)2 * V * sizeof *two), *pair2;
+
+			pair2 = xmalloc((size_t)2 * D * sizeof *pair2);
+			memcpy(pair2, mlp1, (size_t)D * sizeof *pair2);
+			memcpy(pair2 + D, mhat1, (size_t)D * sizeof *pair2);
+			attrib_vocab(m, pair2, 2, 1.0f, two);
+			o2 = cJSON_AddObjectToObject(root, "prompt");
+			cJSON_AddStringToObject(o2, "text", a.prompt);
+			cJSON_AddItemToObject(o2, "cos", cli_json_number(rec.cos));
+			cJSON_AddItemToObject(o2, "rel_err", cli_json_number(rec.rel_err));
+			cJSON_AddItemToObject(o2, "r2", cli_json_number(rec.r2));
+			cJSON_AddItemToObject(o2, "mlp_top", cli_json_topk(m, two, a.top, false));
+			cJSON_AddItemToObject(o2, "reconstruction_top", cli_json_topk(m,
+			    two + V, a.top, false));
+			free(two);
+			free(pair2);
+		}
+		rc = cli_json_print(root);
+		goto out;
+	}
+	printf("model      %s (%s, %d layers x %d heads)\n", a.dir, m->cfg.model_type, L, H);
+	printf("task       %s: %d prompts (%s templates), last position\n", t->name,
+	    ps.n, task_set_name(po.set));
+	snprintf(name, sizeof name, "layer %d", a.layer);
+	printf("%-10s mlp_out ~ sum_j beta_j x_j + intercept; R^2 %.4f, mean cos "
+	    "%.4f (ridge %.0e)\n\n", name, d.fit.r2, d.fit.mean_cos, d.fit.ridge);
+	printf("  %-10s %8s %8s  %-10s %s\n", "regressor", "beta", "1+beta", "reading",
+	    "top tokens of (1+beta) * mean x_j through the lens");
+	for (int j = 0; j < J; j++) {
+		regressor_name(name, sizeof name, j, H);
+		printf("  %-10s %8.3f %8.3f  %-10s ", name, d.fit.beta[j],
+		    1 + d.fit.beta[j], beta_reading(d.fit.beta[j]));
+		cli_print_topk(m, comp_logits + (size_t)j * V, a.top);
+		putchar('\n');
+	}
+	printf("  %-10s %29s ", "intercept", "");
+	cli_print_topk(m, comp_logits + (size_t)J * V, a.top);
+	printf("\n\nthe task's answers in the intercept's lens:");
+	for (int k = 0; k < n_ans; k++) {
+		char *s = cli_token_repr(m->tok, answers[k]);
+
+		printf(" %s %d", s, ranks[k]);
+		free(s);
+		if (k + 1 < n_ans)
+			putchar(',');
+	}
+	putchar('\n');
+	if (a.prompt != NULL)
+		printf("\nprompt     \"%s\": reconstruction cos %.4f, |m - mhat| / |m| "
+		    "%.4f, R^2 %.4f\n", a.prompt, rec.cos, rec.rel_err, rec.r2);
+	rc = 0;
+	goto out;
+fail_cause:
+	cli_fail(1, "%s", cause);
+	free(cause);
+out:
+	free(vecs);
+	free(comp_logits);
+	free(answers);
+	free(ranks);
+	free(x1);
+	free(mlp1);
+	free(mhat1);
+	cache_free(c);
+	run_free(r);
+	prompt_clear(&one);
+	decomp_clear(&d);
+	batch_free(b);
+	prompt_set_clear(&ps);
+	task_free(t);
+	model_free(m);
+	return rc;
+}

@@ -1,0 +1,275 @@
+/* cmd_eval.c - factlens eval: the paper's grid over a task - mean
+ * P(answer), top-1 accuracy and mean rank for baseline, the final-layer
+ * mask, intercept removal and both, zero-shot and k-shot (eval.h). */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analysis/decompose.h"
+#include "analysis/eval.h"
+#include "cli.h"
+#include "engine/kernels.h"
+
+typedef struct {
+	const char	*dir;
+	const char	*task;
+	const char	*mask_heads;
+	int		 shots;
+	int		 threads;
+	int		 batch;
+	int		 seed;
+	int		 set;
+	int		 split;
+	bool		 no_resid;
+	double		 ridge;
+	bool		 json;
+} eval_args;
+
+static const char eval_usage[] = "usage: factlens eval [--model DIR] --task FILE "
+    "[--shots K] [--templates main|paraphrase|heldout] [--split subject|template] "
+    "[--seed N] [--no-resid] [--ridge X] [--mask-heads LIST] [--batch N] "
+    "[--json] [--threads N]";
+
+static int
+eval_parse(eval_args *a, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "task", required_argument, NULL, 'T' },
+		{ "shots", required_argument, NULL, 'k' },
+		{ "templates", required_argument, NULL, 'S' },
+		{ "split", required_argument, NULL, 's' },
+		{ "seed", required_argument, NULL, 'r' },
+		{ "no-resid", no_argument, NULL, 'R' },
+		{ "ridge", required_argument, NULL, 'g' },
+		{ "mask-heads", required_argument, NULL, 'H' },
+		{ "batch", required_argument, NULL, 'b' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "threads", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int c;
+
+	memset(a, 0, sizeof *a);
+	a->batch = 32;
+	a->seed = 1;
+	a->ridge = -1;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': a->dir = optarg; break;
+		case 'T': a->task = optarg; break;
+		case 'k':
+			if (cli_int("--shots", optarg, 0, 64, &a->shots))
+				return 2;
+			break;
+		case 'S':
+			if ((a->set = task_set_parse(optarg)) < 0)
+				return cli_fail(2, "--templates takes main, paraphrase or "
+				    "heldout, not '%s'", optarg);
+			break;
+		case 's':
+			if (strcmp(optarg, "subject") == 0)
+				a->split = EVAL_SPLIT_SUBJECT;
+			else if (strcmp(optarg, "template") == 0)
+				a->split = EVAL_SPLIT_TEMPLATE;
+			else
+				return cli_fail(2, "--split takes subject or template, not "
+				    "'%s'", optarg);
+			break;
+		case 'r':
+			if (cli_int("--seed", optarg, 0, 1 << 30, &a->seed))
+				return 2;
+			break;
+		case 'R': a->no_resid = true; break;
+		case 'g':
+			if (cli_parse_double("--ridge", optarg, 0, 1, &a->ridge))
+				return 2;
+			break;
+		case 'H': a->mask_heads = optarg; break;
+		case 'b':
+			if (cli_int("--batch", optarg, 1, 4096, &a->batch))
+				return 2;
+			break;
+		case 'j': a->json = true; break;
+		case 't':
+			if (cli_int("--threads", optarg, 1, 256, &a->threads))
+				return 2;
+			break;
+		default:
+			return cli_fail(2, "%s", eval_usage);
+		}
+	}
+	if (optind < argc)
+		return cli_fail(2, "eval: unexpected argument '%s'", argv[optind]);
+	if (a->task == NULL)
+		return cli_fail(2, "eval: --task FILE is required (e.g. "
+		    "data/tasks/country_capital.json)");
+	if (a->dir == NULL)
+		a->dir = cli_default_model();
+	return 0;
+}
+
+static cJSON *
+json_setting(const fl_eval_result *r)
+{
+	cJSON *o = cJSON_CreateObject(), *conds, *arr;
+
+	cJSON_AddNumberToObject(o, "shots", r->shots);
+	cJSON_AddNumberToObject(o, "prompts", r->n);
+	cJSON_AddNumberToObject(o, "multi_token_answers", r->multi_token);
+	conds = cJSON_AddObjectToObject(o, "conditions");
+	for (int c = 0; c < EVAL_COND_COUNT; c++) {
+		cJSON *x = cJSON_AddObjectToObject(conds, eval_cond_name((fl_eval_cond)c));
+
+		cJSON_AddNumberToObject(x, "mean_prob", r->cond[c].mean_prob);
+		cJSON_AddNumberToObject(x, "top1", r->cond[c].top1);
+		cJSON_AddNumberToObject(x, "mean_rank", r->cond[c].mean_rank);
+	}
+	arr = cJSON_AddArrayToObject(o, "calibration_r2");
+	for (int f = 0; f < 2; f++)
+		cJSON_AddItemToArray(arr, cli_json_number(r->calib_r2[f]));
+	arr = cJSON_AddArrayToObject(o, "calibration_prompts");
+	for (int f = 0; f < 2; f++)
+		cJSON_AddItemToArray(arr, cJSON_CreateNumber(r->calib_n[f]));
+	cJSON_AddNumberToObject(o, "seconds", r->seconds);
+	cJSON_AddNumberToObject(o, "passes", (double)r->passes);
+	cJSON_AddNumberToObject(o, "tokens", (double)r->rows);
+	return o;
+}
+
+static const char *cond_labels[EVAL_COND_COUNT] = {
+	"baseline", "mask (a)", "intercept (b)", "both (a+b)",
+};
+
+int
+cmd_eval(int argc, char **argv)
+{
+	eval_args a;
+	fl_model *m = NULL;
+	fl_task *t = NULL;
+	fl_eval_opts o;
+	fl_eval_result res[2];
+	cli_progress_state prog;
+	bool *heads = NULL;
+	char *cause = NULL, label[64];
+	int rc, n_set = 0, H;
+	double t0 = fl_now(), total;
+
+	memset(res, 0, sizeof res);
+	if ((rc = eval_parse(&a, argc, argv)) != 0)
+		return rc;
+	kern_set_threads(a.threads);
+	if ((t = cli_load_task(a.task)) == NULL)
+		return 1;
+	if ((m = cli_load_model(a.dir)) == NULL) {
+		task_free(t);
+		return 1;
+	}
+	H = m->cfg.n_head;
+	rc = 1;
+	if (a.mask_heads != NULL && cli_parse_heads("--mask-heads", a.mask_heads, H,
+	    &heads) != 0) {
+		rc = 2;
+		goto out;
+	}
+	eval_opts_init(&o);
+	o.set = (fl_template_set)a.set;
+	o.seed = (unsigned)a.seed;
+	o.split = (fl_eval_split)a.split;
+	o.with_resid = !a.no_resid;
+	o.ridge = a.ridge;
+	o.batch = a.batch;
+	o.mask_heads = heads;
+	for (int s = 0; s < (a.shots > 0 ? 2 : 1); s++) {
+		int shots = s == 0 ? 0 : a.shots;
+
+		snprintf(label, sizeof label, "eval %d-shot", shots);
+		cli_progress_init(&prog, label);
+		if (eval_task(&res[s], m, t, &o, shots, cli_progress, &prog, &cause) != 0) {
+			cli_progress_end(&prog);
+			cli_fail(1, "%s", cause);
+			free(cause);
+			goto out;
+		}
+		cli_progress_end(&prog);
+		n_set++;
+	}
+	total = fl_now() - t0;
+
+	if (a.json) {
+		cJSON *root = cJSON_CreateObject(), *o2, *arr;
+
+		cJSON_AddStringToObject(root, "model", a.dir);
+		o2 = cJSON_AddObjectToObject(root, "task");
+		cJSON_AddStringToObject(o2, "name", t->name);
+		cJSON_AddStringToObject(o2, "file", a.task);
+		cJSON_AddStringToObject(o2, "templates", task_set_name(o.set));
+		cJSON_AddNumberToObject(o2, "pairs", t->n_pairs);
+		cJSON_AddNumberToObject(o2, "template_count", t->n_templates[o.set]);
+		o2 = cJSON_AddObjectToObject(root, "calibration");
+		cJSON_AddStringToObject(o2, "split", eval_split_name(o.split));
+		cJSON_AddNumberToObject(o2, "folds", 2);
+		cJSON_AddStringToObject(o2, "regressors", o.with_resid ?
+		    "heads+resid_pre" : "heads");
+		cJSON_AddNumberToObject(o2, "ridge", o.ridge < 0 ? DECOMP_RIDGE : o.ridge);
+		cJSON_AddStringToObject(o2, "hook", "subtracted at blocks.L-1.hook_resid_post, "
+		    "last position");
+		if (heads != NULL) {
+			arr = cJSON_AddArrayToObject(root, "mask_heads");
+			for (int h = 0; h < H; h++)
+				if (heads[h])
+					cJSON_AddItemToArray(arr, cJSON_CreateNumber(h));
+		}
+		arr = cJSON_AddArrayToObject(root, "settings");
+		for (int s = 0; s < n_set; s++)
+			cJSON_AddItemToArray(arr, json_setting(&res[s]));
+		cJSON_AddNumberToObject(root, "batch", a.batch);
+		cJSON_AddNumberToObject(root, "threads", kern_threads());
+		cJSON_AddNumberToObject(root, "seconds", total);
+		rc = cli_json_print(root);
+		goto out;
+	}
+	printf("model      %s (%s, %d layers x %d heads)\n", a.dir, m->cfg.model_type,
+	    m->cfg.n_layer, H);
+	printf("task       %s (%s): %d pairs x %d %s templates = %d prompts; %d with an "
+	    "answer of several tokens (scored on its first)\n", t->name, a.task,
+	    t->n_pairs, t->n_templates[o.set], task_set_name(o.set), res[0].n,
+	    res[0].multi_token);
+	printf("intercept  the last layer's MLP intercept, fitted on the other fold "
+	    "(2 folds by %s); regressors: %d heads%s\n", eval_split_name(o.split), H,
+	    o.with_resid ? " + resid_pre" : "");
+	if (heads != NULL) {
+		printf("mask       heads");
+		for (int h = 0; h < H; h++)
+			if (heads[h])
+				printf(" %d", h);
+		printf(" of the last layer\n");
+	}
+	printf("\n%-6s %-14s %14s %8s %12s\n", "shots", "condition", "mean P(ans)",
+	    "top-1", "mean rank");
+	for (int s = 0; s < n_set; s++) {
+		for (int c = 0; c < EVAL_COND_COUNT; c++)
+			printf("%-6d %-14s %13.2f%% %7.1f%% %12.1f\n", res[s].shots,
+			    cond_labels[c], 100 * res[s].cond[c].mean_prob,
+			    100 * res[s].cond[c].top1, res[s].cond[c].mean_rank);
+		printf("%-6s intercept fits: R^2 %.3f / %.3f on %d / %d calibration "
+		    "prompts; %.2f s, %ld passes, %ld tokens run\n", "",
+		    res[s].calib_r2[0], res[s].calib_r2[1],
+		    res[s].calib_n[0], res[s].calib_n[1], res[s].seconds, res[s].passes,
+		    res[s].rows);
+	}
+	printf("\n%.2f s in all, %d thread%s, batches of %d prompt%s\n", total,
+	    kern_threads(), kern_threads() == 1 ? "" : "s", a.batch,
+	    a.batch == 1 ? "" : "s");
+	rc = 0;
+out:
+	for (int s = 0; s < 2; s++)
+		eval_clear(&res[s]);
+	free(heads);
+	task_free(t);
+	model_free(m);
+	return rc;
+}

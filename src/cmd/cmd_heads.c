@@ -1,0 +1,271 @@
+/* cmd_heads.c - factlens heads: path patching of every head over a task's
+ * prompts (the layers x heads effect map) and the mover scatter's Pearson r
+ * per head (patch.h). */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analysis/patch.h"
+#include "cli.h"
+#include "engine/kernels.h"
+
+typedef struct {
+	const char	*dir;
+	const char	*task;
+	int		 set;
+	int		 seed;
+	int		 receiver;
+	int		 batch;
+	int		 top;
+	int		 threads;
+	bool		 json;
+} heads_args;
+
+static int
+heads_parse(heads_args *a, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "task", required_argument, NULL, 'T' },
+		{ "templates", required_argument, NULL, 'S' },
+		{ "seed", required_argument, NULL, 'r' },
+		{ "receiver", required_argument, NULL, 'R' },
+		{ "batch", required_argument, NULL, 'b' },
+		{ "top", required_argument, NULL, 'k' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "threads", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int c;
+
+	memset(a, 0, sizeof *a);
+	a->seed = 1;
+	a->receiver = -1;
+	a->batch = 32;
+	a->top = 10;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': a->dir = optarg; break;
+		case 'T': a->task = optarg; break;
+		case 'S':
+			if ((a->set = task_set_parse(optarg)) < 0)
+				return cli_fail(2, "--templates takes main, paraphrase or "
+				    "heldout, not '%s'", optarg);
+			break;
+		case 'r':
+			if (cli_int("--seed", optarg, 0, 1 << 30, &a->seed))
+				return 2;
+			break;
+		case 'R':
+			if (cli_int("--receiver", optarg, 1, 4096, &a->receiver))
+				return 2;
+			break;
+		case 'b':
+			if (cli_int("--batch", optarg, 1, 4096, &a->batch))
+				return 2;
+			break;
+		case 'k':
+			if (cli_int("--top", optarg, 1, 10000, &a->top))
+				return 2;
+			break;
+		case 'j': a->json = true; break;
+		case 't':
+			if (cli_int("--threads", optarg, 1, 256, &a->threads))
+				return 2;
+			break;
+		default:
+			return cli_fail(2, "usage: factlens heads [--model DIR] --task FILE "
+			    "[--templates SET] [--seed N] [--receiver LAYER] [--batch N] "
+			    "[--top K] [--json] [--threads N]");
+		}
+	}
+	if (optind < argc)
+		return cli_fail(2, "heads: unexpected argument '%s'", argv[optind]);
+	if (a->task == NULL)
+		return cli_fail(2, "heads: --task FILE is required");
+	if (a->dir == NULL)
+		a->dir = cli_default_model();
+	return 0;
+}
+
+/* Heads ordered by effect, most negative first (NANs last). */
+static const double *sort_effect;
+
+static int
+cmp_effect(const void *x, const void *y)
+{
+	double a = sort_effect[*(const int *)x], b = sort_effect[*(const int *)y];
+
+	if (isnan(a) || isnan(b))
+		return isnan(a) - isnan(b);
+	return a < b ? -1 : a > b;
+}
+
+static cJSON *
+json_grid(const double *v, int L, int H)
+{
+	cJSON *rows = cJSON_CreateArray();
+
+	for (int l = 0; l < L; l++) {
+		cJSON *row = cJSON_CreateArray();
+
+		for (int h = 0; h < H; h++)
+			cJSON_AddItemToArray(row, cli_json_number(v[l * H + h]));
+		cJSON_AddItemToArray(rows, row);
+	}
+	return rows;
+}
+
+static void
+print_grid(const char *title, const double *v, int L, int H, const char *fmt)
+{
+	printf("%s\n%6s", title, "layer");
+	for (int h = 0; h < H; h++)
+		printf(" %7d", h);
+	putchar('\n');
+	for (int l = 0; l < L; l++) {
+		printf("%6d", l);
+		for (int h = 0; h < H; h++) {
+			if (isnan(v[l * H + h]))
+				printf(" %7s", "-");
+			else
+				printf(fmt, v[l * H + h]);
+		}
+		putchar('\n');
+	}
+}
+
+int
+cmd_heads(int argc, char **argv)
+{
+	heads_args a;
+	fl_model *m = NULL;
+	fl_task *t = NULL;
+	fl_prompt_set clean = { 0 }, corrupt = { 0 };
+	fl_prompt_opts po;
+	fl_patch res = { 0 };
+	fl_patch_opts o;
+	fl_batch *b = NULL;
+	cli_progress_state prog;
+	char *cause = NULL;
+	int rc, L, H, *order = NULL;
+	double t0 = fl_now();
+
+	if ((rc = heads_parse(&a, argc, argv)) != 0)
+		return rc;
+	kern_set_threads(a.threads);
+	if ((t = cli_load_task(a.task)) == NULL)
+		return 1;
+	if ((m = cli_load_model(a.dir)) == NULL) {
+		task_free(t);
+		return 1;
+	}
+	L = m->cfg.n_layer;
+	H = m->cfg.n_head;
+	rc = 1;
+	if (a.receiver > L) {
+		rc = cli_fail(2, "--receiver takes a layer from 1 to %d (%d: the final "
+		    "residual)", L, L);
+		goto out;
+	}
+	po = (fl_prompt_opts){ (fl_template_set)a.set, 0, (unsigned)a.seed, false };
+	if (task_prompts(&clean, m, t, &po, &cause) != 0)
+		goto fail_cause;
+	po.corrupt = true;
+	if (task_prompts(&corrupt, m, t, &po, &cause) != 0)
+		goto fail_cause;
+	b = batch_new(m, a.batch, clean.max_len > corrupt.max_len ? clean.max_len :
+	    corrupt.max_len);
+	cli_progress_init(&prog, "heads");
+	b->progress = cli_progress;
+	b->progress_ud = &prog;
+	b->total = (long)clean.n + corrupt.n + (long)L * clean.n;
+	o = (fl_patch_opts){ a.receiver, NULL };
+	if (patch_heads(&res, b, clean.p, clean.n, corrupt.p, corrupt.n, &o, &cause) != 0) {
+		cli_progress_end(&prog);
+		goto fail_cause;
+	}
+	cli_progress_end(&prog);
+	order = xcalloc((size_t)L * H, sizeof *order);
+	for (int i = 0; i < L * H; i++)
+		order[i] = i;
+	sort_effect = res.effect;
+	qsort(order, (size_t)L * H, sizeof *order, cmp_effect);
+	if (a.top > L * H)
+		a.top = L * H;
+
+	if (a.json) {
+		cJSON *root = cJSON_CreateObject(), *o2, *arr;
+
+		cJSON_AddStringToObject(root, "model", a.dir);
+		o2 = cJSON_AddObjectToObject(root, "task");
+		cJSON_AddStringToObject(o2, "name", t->name);
+		cJSON_AddStringToObject(o2, "file", a.task);
+		cJSON_AddStringToObject(o2, "templates", task_set_name(po.set));
+		cJSON_AddNumberToObject(root, "prompts", clean.n);
+		cJSON_AddNumberToObject(root, "corrupted_prompts", corrupt.n);
+		cJSON_AddNumberToObject(root, "receiver_layer", res.receiver);
+		cJSON_AddStringToObject(root, "receiver", res.receiver == L ?
+		    "final residual, last position" : "resid_pre, last position");
+		cJSON_AddStringToObject(root, "metric", "mean logit(answer) - mean logit");
+		cJSON_AddNumberToObject(root, "clean", res.clean);
+		cJSON_AddItemToObject(root, "effect", json_grid(res.effect, L, H));
+		cJSON_AddItemToObject(root, "patched", json_grid(res.patched, L, H));
+		cJSON_AddItemToObject(root, "pearson", json_grid(res.pearson, L, H));
+		arr = cJSON_AddArrayToObject(root, "top");
+		for (int i = 0; i < a.top; i++) {
+			cJSON *e = cJSON_CreateObject();
+			int k = order[i];
+
+			cJSON_AddNumberToObject(e, "layer", k / H);
+			cJSON_AddNumberToObject(e, "head", k % H);
+			cJSON_AddItemToObject(e, "effect", cli_json_number(res.effect[k]));
+			cJSON_AddItemToObject(e, "pearson", cli_json_number(res.pearson[k]));
+			cJSON_AddItemToArray(arr, e);
+		}
+		cJSON_AddNumberToObject(root, "seconds", fl_now() - t0);
+		cJSON_AddNumberToObject(root, "threads", kern_threads());
+		rc = cli_json_print(root);
+		goto out;
+	}
+	printf("model     %s (%s, %d layers x %d heads)\n", a.dir, m->cfg.model_type, L, H);
+	printf("task      %s: %d prompts, each with a corrupted twin (the subject "
+	    "replaced by another pair's)\n", t->name, clean.n);
+	printf("receiver  %s at the last position; metric: mean logit(answer) - mean "
+	    "logit = %.4f clean\n\n", res.receiver == L ? "the final residual" :
+	    "resid_pre of a layer", res.clean);
+	if (res.receiver < L)
+		printf("          (resid_pre of layer %d)\n\n", res.receiver);
+	print_grid("path-patching effect, % change of the metric (negative: the head "
+	    "carries what the answer needs)", res.effect, L, H, " %7.1f");
+	putchar('\n');
+	print_grid("mover scatter: Pearson r of attention to the subject vs the head's "
+	    "output . W_U[subject]", res.pearson, L, H, " %7.2f");
+	printf("\nstrongest heads:\n");
+	for (int i = 0; i < a.top; i++) {
+		int k = order[i];
+
+		printf("  %2d.%-3d effect %8.2f%%   r %6.2f\n", k / H, k % H, res.effect[k],
+		    res.pearson[k]);
+	}
+	printf("\n%.2f s, %d thread%s\n", fl_now() - t0, kern_threads(),
+	    kern_threads() == 1 ? "" : "s");
+	rc = 0;
+	goto out;
+fail_cause:
+	cli_fail(1, "%s", cause);
+	free(cause);
+out:
+	free(order);
+	patch_clear(&res);
+	batch_free(b);
+	prompt_set_clear(&clean);
+	prompt_set_clear(&corrupt);
+	task_free(t);
+	model_free(m);
+	return rc;
+}

@@ -1,0 +1,751 @@
+/*
+ * commands.c - the command table: one entry per command, driving lookup,
+ * completion, :help and the man page (doc.c). Every key binding is one of
+ * these command strings.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "engine/util.h"
+#include "ui.h"
+
+void
+ctx_init(ui_ctx *c, ui_session *s, bool ascii)
+{
+	memset(c, 0, sizeof *c);
+	c->s = s;
+	c->ascii = ascii;
+	c->g = ui_glyphs_get(ascii);
+	theme_default(&c->theme);
+	keymap_default(&c->keys);
+}
+
+void
+ctx_clear(ui_ctx *c)
+{
+	keymap_clear(&c->keys);
+	free(c->message);
+	free(c->cmd_initial);
+	c->message = c->cmd_initial = NULL;
+}
+
+void
+ctx_message(ui_ctx *c, bool error, const char *fmt, ...)
+{
+	va_list ap;
+	char *m;
+
+	va_start(ap, fmt);
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	va_end(ap);
+	free(c->message);
+	c->message = m;
+	c->message_error = error;
+}
+
+/* ---- argument helpers --------------------------------------------- */
+
+static int
+parse_toggle(const char *arg, bool cur, bool *out, const char *cmd, char **cause)
+{
+	if (arg == NULL || strcmp(arg, "toggle") == 0)
+		*out = !cur;
+	else if (strcmp(arg, "on") == 0)
+		*out = true;
+	else if (strcmp(arg, "off") == 0)
+		*out = false;
+	else
+		return fl_error(cause, "%s: expected on, off or toggle, not '%s'", cmd, arg);
+	return 0;
+}
+
+static int
+parse_int(const char *s, long *v)
+{
+	char *end;
+
+	if (*s == '\0')
+		return -1;
+	*v = strtol(s, &end, 10);
+	return *end == '\0' ? 0 : -1;
+}
+
+/* Moves a cursor: N absolute, +N/-N relative, first/last, +page/-page. */
+static int
+cursor_arg(const char *arg, int cur, int n, int page, int *out)
+{
+	long v;
+
+	if (strcmp(arg, "first") == 0)
+		*out = 0;
+	else if (strcmp(arg, "last") == 0)
+		*out = n - 1;
+	else if (strcmp(arg, "+page") == 0)
+		*out = cur + page;
+	else if (strcmp(arg, "-page") == 0)
+		*out = cur - page;
+	else if ((arg[0] == '+' || arg[0] == '-') && parse_int(arg + 1, &v) == 0)
+		*out = cur + (arg[0] == '+' ? (int)v : -(int)v);
+	else if (parse_int(arg, &v) == 0)
+		*out = (int)v;
+	else
+		return -1;
+	if (*out < 0)
+		*out = 0;
+	if (*out > n - 1)
+		*out = n - 1;
+	return 0;
+}
+
+static int
+need_model(ui_ctx *c, const char *cmd, char **cause)
+{
+	if (c->s->model == NULL)
+		return fl_error(cause, "%s: no model loaded (use :model DIR)", cmd);
+	return 0;
+}
+
+/* ---- the commands --------------------------------------------------- */
+
+static int
+c_answer(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	const char *text = argc > 1 ? argv[1] : NULL;
+
+	if (text != NULL && (strcmp(text, "top") == 0 || text[0] == '\0'))
+		text = NULL;
+	if (text != NULL && session_answer_check(c->s, text, cause) != 0)
+		return -1;
+	return session_set_answer(c->s, text) | UI_REDRAW;
+}
+
+static int
+c_bind(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	if (keymap_bind(&c->keys, argv[1], argv[2], cause) != 0)
+		return -1;
+	return UI_REDRAW;
+}
+
+static int
+c_command_prompt(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	free(c->cmd_initial);
+	c->cmd_initial = argc > 1 ? xstrdup(argv[1]) : NULL;
+	return UI_COMMAND_LINE;
+}
+
+static int
+c_edit_prompt(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	return UI_EDIT_PROMPT;
+}
+
+static int
+c_eval(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	/* ANALYSIS HOOK: the task evaluation of issue 3 (baseline / mask /
+	 * intercept / both over a task's prompts) runs here, with progress and
+	 * Ctrl-C, when src/analysis provides it. */
+	return fl_error(cause, "eval: not available yet (the task evaluation of "
+	    "issue 3 is not built in)");
+}
+
+static int
+c_export(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	if (session_export(c->s, argv[1], cause) != 0)
+		return -1;
+	ctx_message(c, false, "exported to %s", argv[1]);
+	return UI_REDRAW;
+}
+
+static int
+c_head(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	ui_session *s = c->s;
+	int H, L, l = s->layer, h = s->head;
+	const char *dot;
+
+	if (need_model(c, "head", cause) != 0)
+		return -1;
+	H = session_heads(s);
+	L = session_layers(s);
+	if ((dot = strchr(argv[1], '.')) != NULL) {
+		long lv, hv;
+		char *ls = xstrndup(argv[1], (size_t)(dot - argv[1]));
+		int bad = parse_int(ls, &lv) != 0 || parse_int(dot + 1, &hv) != 0;
+
+		free(ls);
+		if (bad || lv < 0 || lv >= L || hv < 0 || hv >= H)
+			return fl_error(cause, "head: expected LAYER.HEAD within %d.%d, not '%s'",
+			    L - 1, H - 1, argv[1]);
+		l = (int)lv;
+		h = (int)hv;
+	} else if (cursor_arg(argv[1], s->head, H, 1, &h) != 0)
+		return fl_error(cause, "head: expected L.H, N, +N, -N, first or last, "
+		    "not '%s'", argv[1]);
+	s->layer = l;
+	s->head = h;
+	return SESSION_VIEW | UI_REDRAW;
+}
+
+static int
+c_help(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	const ui_cmd *cmd;
+
+	if (argc == 1 || strcmp(argv[1], "keys") == 0) {
+		c->help = !c->help || argc > 1;
+		return UI_REDRAW;
+	}
+	if ((cmd = cmd_find(argv[1])) == NULL)
+		return fl_error(cause, "help: no command '%s'", argv[1]);
+	ctx_message(c, false, "%s %s - %s", cmd->name, cmd->args, cmd->help);
+	return UI_REDRAW;
+}
+
+static int
+c_intercept(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	bool on;
+
+	if (parse_toggle(argc > 1 ? argv[1] : NULL, c->s->intercept, &on, "intercept",
+	    cause) != 0)
+		return -1;
+	if (on && c->s->intercept_vec == NULL)
+		/* ANALYSIS HOOK: the intercept comes from the MLP decomposition
+		 * fitted on a task (issue 3); set s->intercept_vec there. */
+		return fl_error(cause, "intercept: no intercept fitted yet (the MLP "
+		    "decomposition of issue 3 is not built in)");
+	c->s->intercept = on;
+	ctx_message(c, false, "intercept removal %s", on ? "on" : "off");
+	return SESSION_LAST | UI_REDRAW;
+}
+
+static int
+c_layer(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	int L, page;
+
+	if (need_model(c, "layer", cause) != 0)
+		return -1;
+	L = session_layers(c->s);
+	page = L / 4 > 1 ? L / 4 : 1;
+	if (cursor_arg(argv[1], c->s->layer, L, page, &c->s->layer) != 0)
+		return fl_error(cause, "layer: expected N, +N, -N, first, last, +page or "
+		    "-page, not '%s'", argv[1]);
+	return SESSION_VIEW | UI_REDRAW;
+}
+
+static int
+c_mask(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	bool on;
+
+	if (parse_toggle(argc > 1 ? argv[1] : NULL, c->s->mask, &on, "mask", cause) != 0)
+		return -1;
+	c->s->mask = on;
+	ctx_message(c, false, "final-layer mask %s", on ? "on" : "off");
+	return SESSION_LAST | UI_REDRAW;
+}
+
+static int
+c_metric(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	int m;
+
+	if (strcmp(argv[1], "next") == 0)
+		m = ((int)c->s->metric + 1) % METRIC_COUNT;
+	else if (strcmp(argv[1], "prev") == 0)
+		m = ((int)c->s->metric + METRIC_COUNT - 1) % METRIC_COUNT;
+	else if ((m = metric_parse(argv[1])) < 0)
+		return fl_error(cause, "metric: expected attn, direct, mover, patch, next "
+		    "or prev, not '%s'", argv[1]);
+	c->s->metric = (ui_metric)m;
+	return SESSION_GRID | UI_REDRAW;
+}
+
+static int
+c_model(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	return session_set_model(c->s, argv[1]) | UI_REDRAW;
+}
+
+static int
+c_prompt(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	return session_set_prompt(c->s, argv[1]) | UI_REDRAW;
+}
+
+static int
+c_quit(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	return UI_QUIT;
+}
+
+static int
+c_redraw(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	return UI_REPAINT | UI_REDRAW;
+}
+
+static int
+c_render(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	return UI_RENDER;
+}
+
+static int
+c_source(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	char *text, *p, *line;
+	size_t len;
+	int flags = 0, lineno = 0;
+
+	if (c->source_depth > 8)
+		return fl_error(cause, "source: %s: nested too deeply", argv[1]);
+	if ((text = fl_read_file(argv[1], &len, 1 << 20, cause)) == NULL)
+		return -1;
+	c->source_depth++;
+	for (p = text; p != NULL && *p != '\0'; ) {
+		char *nl = strchr(p, '\n');
+		char *sub = NULL;
+		int r;
+
+		if (nl != NULL)
+			*nl = '\0';
+		line = p;
+		p = nl != NULL ? nl + 1 : NULL;
+		lineno++;
+		while (isspace((unsigned char)*line))
+			line++;
+		if (*line == '\0' || *line == '#')
+			continue;
+		if ((r = cmd_run_line(c, line, &sub)) < 0) {
+			fl_error(cause, "%s:%d: %s", argv[1], lineno, sub);
+			free(sub);
+			flags = -1;
+			break;
+		}
+		flags |= r;
+	}
+	c->source_depth--;
+	free(text);
+	return flags;
+}
+
+static int
+c_subject(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	const char *text = argc > 1 ? argv[1] : NULL;
+
+	if (text != NULL && strcmp(text, "auto") == 0)
+		text = NULL;
+	if (text != NULL && session_subject_check(c->s, text, cause) != 0)
+		return -1;
+	return session_set_subject(c->s, text) | UI_REDRAW;
+}
+
+static int
+c_task(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	/* ANALYSIS HOOK: task loading (data/tasks/NAME.json) belongs to the
+	 * analyses of issue 3; :task sets prompt, answer and subject from it. */
+	return fl_error(cause, "task: not available yet (task loading of issue 3 "
+	    "is not built in); use :prompt, :answer and :subject");
+}
+
+static int
+c_theme(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	ui_theme t;
+	const char *name = argc > 1 ? argv[1] : NULL;
+	char *chosen = NULL;
+
+	if (name == NULL || strcmp(name, "next") == 0) {
+		int n, i;
+		char **names = theme_list(&n);
+
+		if (name == NULL) {
+			char buf[512];
+			size_t o = 0;
+
+			for (i = 0; i < n; i++)
+				o += (size_t)snprintf(buf + o, o < sizeof buf ? sizeof buf - o : 0,
+				    "%s%s", i ? " " : "", names[i]);
+			ctx_message(c, false, "themes: %s (now %s)", buf, c->theme.name);
+			theme_list_free(names, n);
+			return UI_REDRAW;
+		}
+		for (i = 0; i < n && strcmp(names[i], c->theme.name) != 0; i++)
+			;
+		chosen = xstrdup(names[(i + 1) % n]);
+		theme_list_free(names, n);
+		name = chosen;
+	}
+	if (theme_load(&t, name, cause) != 0) {
+		free(chosen);
+		return -1;
+	}
+	free(chosen);
+	c->theme = t;
+	ctx_message(c, false, "theme %s", t.name);
+	return UI_THEME | UI_REDRAW;
+}
+
+static int
+c_time(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	long n = 10;
+
+	if (argc > 1 && (parse_int(argv[1], &n) != 0 || n < 1 || n > 100000))
+		return fl_error(cause, "time: expected a count from 1 to 100000, not '%s'",
+		    argv[1]);
+	if (!session_ready(c->s))
+		return fl_error(cause, "time: run a prompt first");
+	c->time_reps = (int)n;
+	return UI_TIME | UI_REDRAW;
+}
+
+static int
+c_topk(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	long k;
+
+	if (parse_int(argv[1], &k) != 0 || k < 1 || k > UI_TOPK_MAX)
+		return fl_error(cause, "topk: expected 1 to %d, not '%s'", UI_TOPK_MAX,
+		    argv[1]);
+	c->s->topk = (int)k;
+	return UI_REDRAW;
+}
+
+/* Sorted by name: :help and the man page list them in this order. */
+const ui_cmd ui_cmds[] = {
+	{ "answer", "a", "[TEXT|top]", 0, -1, ARG_TEXT,
+	  "set the answer token (its first token, after a space); top or nothing: "
+	  "the model's top prediction", c_answer },
+	{ "bind", NULL, "KEY COMMAND", 2, 2, ARG_KEY,
+	  "bind a key to a command string", c_bind },
+	{ "command-prompt", NULL, "[TEXT]", 0, 1, ARG_TEXT,
+	  "open the : command line, optionally with TEXT typed in", c_command_prompt },
+	{ "edit-prompt", "e", "", 0, 0, ARG_NONE,
+	  "edit the prompt with readline (history with Up and Down); Enter runs it",
+	  c_edit_prompt },
+	{ "eval", NULL, "", 0, 0, ARG_NONE,
+	  "evaluate the mitigations over the loaded task (needs the analyses)", c_eval },
+	{ "export", NULL, "FILE", 1, 1, ARG_FILE,
+	  "write the prompt, lens, heads and cursor views as JSON", c_export },
+	{ "head", NULL, "L.H|N|+N|-N|first|last", 1, 1, ARG_NONE,
+	  "select a head (moves the layer cursor too with L.H)", c_head },
+	{ "help", NULL, "[COMMAND|keys]", 0, 1, ARG_COMMAND,
+	  "show the key map, or one command's usage", c_help },
+	{ "intercept", NULL, "[on|off|toggle]", 0, 1, ARG_TOGGLE,
+	  "mitigation (b): subtract the final MLP's intercept (re-runs the last layer)",
+	  c_intercept },
+	{ "layer", NULL, "N|+N|-N|first|last|+page|-page", 1, 1, ARG_LAYER,
+	  "move the layer cursor (a page is a quarter of the layers)", c_layer },
+	{ "mask", NULL, "[on|off|toggle]", 0, 1, ARG_TOGGLE,
+	  "mitigation (a): in the last layer the last position attends only to "
+	  "itself (re-runs the last layer)", c_mask },
+	{ "metric", NULL, "attn|direct|mover|patch|next|prev", 1, 1, ARG_METRIC,
+	  "what the heads grid shows", c_metric },
+	{ "model", NULL, "DIR", 1, 1, ARG_FILE,
+	  "load a model directory and re-run the prompt", c_model },
+	{ "prompt", "p", "TEXT", 1, -1, ARG_TEXT,
+	  "set the prompt and run it", c_prompt },
+	{ "quit", "q", "", 0, 0, ARG_NONE, "leave the explorer", c_quit },
+	{ "redraw", NULL, "", 0, 0, ARG_NONE, "repaint the whole terminal", c_redraw },
+	{ "render", NULL, "", 0, 0, ARG_NONE,
+	  "in --batch mode, print the screen now", c_render },
+	{ "source", NULL, "FILE", 1, 1, ARG_FILE,
+	  "run the commands in FILE, one per line ('#' starts a comment)", c_source },
+	{ "subject", "s", "[WORD|#POS|auto]", 0, -1, ARG_SUBJECT,
+	  "choose the subject token: the last token of WORD in the prompt, position "
+	  "POS, or a guess", c_subject },
+	{ "task", NULL, "NAME [N]", 1, 2, ARG_NONE,
+	  "load prompt N of a task from data/tasks (needs the analyses)", c_task },
+	{ "theme", NULL, "[NAME|next]", 0, 1, ARG_THEME,
+	  "switch the colour theme; no NAME lists the themes", c_theme },
+	{ "time", NULL, "[N]", 0, 1, ARG_NONE,
+	  "re-run the prompt N times (default 10) and report the median times; "
+	  "Ctrl-C stops", c_time },
+	{ "topk", NULL, "K", 1, 1, ARG_NONE,
+	  "the most top tokens each list shows (the panes show fewer when short)", c_topk },
+};
+const int ui_n_cmds = sizeof ui_cmds / sizeof ui_cmds[0];
+
+const ui_cmd *
+cmd_find(const char *name)
+{
+	for (int i = 0; i < ui_n_cmds; i++)
+		if (strcmp(ui_cmds[i].name, name) == 0 ||
+		    (ui_cmds[i].alias != NULL && strcmp(ui_cmds[i].alias, name) == 0))
+			return &ui_cmds[i];
+	return NULL;
+}
+
+/* ---- parsing ------------------------------------------------------ */
+
+int
+cmd_split_words(const char *s, char ***argvp, char **cause)
+{
+	char **argv = NULL, *w = xmalloc(strlen(s) + 1);
+	int argc = 0;
+
+	for (;;) {
+		size_t n = 0;
+		bool any = false;
+
+		while (isspace((unsigned char)*s))
+			s++;
+		if (*s == '\0')
+			break;
+		while (*s != '\0' && !isspace((unsigned char)*s)) {
+			if (*s == '"') {
+				for (s++; *s != '"'; s++) {
+					if (*s == '\0')
+						goto unterminated;
+					if (*s == '\\' && s[1] != '\0')
+						s++;
+					w[n++] = *s;
+				}
+				s++;
+			} else if (*s == '\'') {
+				for (s++; *s != '\''; s++) {
+					if (*s == '\0')
+						goto unterminated;
+					w[n++] = *s;
+				}
+				s++;
+			} else {
+				if (*s == '\\' && s[1] != '\0')
+					s++;
+				w[n++] = *s++;
+			}
+			any = true;
+		}
+		if (!any)
+			break;
+		argv = xreallocarray(argv, (size_t)argc + 2, sizeof *argv);
+		argv[argc++] = xstrndup(w, n);
+		argv[argc] = NULL;
+	}
+	free(w);
+	if (argv == NULL) {
+		argv = xcalloc(1, sizeof *argv);
+	}
+	*argvp = argv;
+	return argc;
+unterminated:
+	free(w);
+	argv = argv != NULL ? argv : xcalloc(1, sizeof *argv);
+	cmd_free_words(argv);
+	return fl_error(cause, "unterminated quote");
+}
+
+void
+cmd_free_words(char **argv)
+{
+	if (argv == NULL)
+		return;
+	for (char **p = argv; *p != NULL; p++)
+		free(*p);
+	free(argv);
+}
+
+static int
+cmd_run_one(ui_ctx *c, const char *text, char **cause)
+{
+	char **argv;
+	int argc = cmd_split_words(text, &argv, cause), r;
+	const ui_cmd *cmd;
+
+	if (argc < 0)
+		return -1;
+	if (argc == 0) {
+		cmd_free_words(argv);
+		return 0;
+	}
+	if ((cmd = cmd_find(argv[0])) == NULL) {
+		r = fl_error(cause, "unknown command '%s' (:help lists them)", argv[0]);
+		cmd_free_words(argv);
+		return r;
+	}
+	if (cmd->max_args < 0 && argc > 2) {
+		/* The rest of the line is one text. */
+		size_t len = 0;
+		char *joined;
+
+		for (int i = 1; i < argc; i++)
+			len += strlen(argv[i]) + 1;
+		joined = xmalloc(len);
+		joined[0] = '\0';
+		for (int i = 1; i < argc; i++) {
+			if (i > 1)
+				strcat(joined, " ");
+			strcat(joined, argv[i]);
+			free(argv[i]);
+			argv[i] = NULL;
+		}
+		argv[1] = joined;
+		argc = 2;
+	}
+	if (argc - 1 < cmd->min_args || (cmd->max_args >= 0 && argc - 1 > cmd->max_args)) {
+		r = fl_error(cause, "usage: %s %s", cmd->name, cmd->args);
+		cmd_free_words(argv);
+		return r;
+	}
+	r = cmd->fn(c, argc, argv, cause);
+	cmd_free_words(argv);
+	return r;
+}
+
+int
+cmd_run_line(ui_ctx *c, const char *line, char **cause)
+{
+	size_t n = strlen(line), start = 0;
+	char quote = 0;
+	int flags = 0;
+
+	for (size_t i = 0; i <= n; i++) {
+		char ch = line[i];
+
+		if (quote != 0 && ch != '\0') {
+			if (ch == '\\' && quote == '"' && i + 1 < n)
+				i++;
+			else if (ch == quote)
+				quote = 0;
+			continue;
+		}
+		if (ch == '"' || ch == '\'') {
+			quote = ch;
+			continue;
+		}
+		if (ch == '\\' && i + 1 < n) {
+			i++;
+			continue;
+		}
+		if (ch == ';' || ch == '\0') {
+			char *one = xstrndup(line + start, i - start);
+			int r = cmd_run_one(c, one, cause);
+
+			free(one);
+			/* Each command sees the results of the one before it. */
+			if (r >= 0 && c->apply != NULL)
+				r = c->apply(c, r, cause);
+			if (r < 0)
+				return -1;
+			flags |= r;
+			start = i + 1;
+		}
+	}
+	return flags;
+}
+
+/* ---- completion --------------------------------------------------- */
+
+typedef struct {
+	char	**v;
+	int	  n;
+} strvec;
+
+static void
+sv_add(strvec *sv, const char *prefix, const char *cand)
+{
+	if (strncmp(cand, prefix, strlen(prefix)) != 0)
+		return;
+	for (int i = 0; i < sv->n; i++)
+		if (strcmp(sv->v[i], cand) == 0)
+			return;
+	sv->v = xreallocarray(sv->v, (size_t)sv->n + 2, sizeof *sv->v);
+	sv->v[sv->n++] = xstrdup(cand);
+	sv->v[sv->n] = NULL;
+}
+
+char **
+cmd_complete(ui_ctx *c, char **words, int index, const char *text)
+{
+	strvec sv = { NULL, 0 };
+	const ui_cmd *cmd;
+
+	if (index == 0) {
+		for (int i = 0; i < ui_n_cmds; i++)
+			sv_add(&sv, text, ui_cmds[i].name);
+		return sv.v;
+	}
+	if (index != 1 || (cmd = cmd_find(words[0])) == NULL)
+		return NULL;
+	switch (cmd->arg) {
+	case ARG_TOGGLE:
+		sv_add(&sv, text, "on");
+		sv_add(&sv, text, "off");
+		sv_add(&sv, text, "toggle");
+		break;
+	case ARG_METRIC:
+		for (int i = 0; i < METRIC_COUNT; i++)
+			sv_add(&sv, text, metric_name((ui_metric)i));
+		sv_add(&sv, text, "next");
+		sv_add(&sv, text, "prev");
+		break;
+	case ARG_THEME: {
+		int n;
+		char **names = theme_list(&n);
+
+		for (int i = 0; i < n; i++)
+			sv_add(&sv, text, names[i]);
+		sv_add(&sv, text, "next");
+		theme_list_free(names, n);
+		break;
+	}
+	case ARG_COMMAND:
+		sv_add(&sv, text, "keys");
+		for (int i = 0; i < ui_n_cmds; i++)
+			sv_add(&sv, text, ui_cmds[i].name);
+		break;
+	case ARG_LAYER:
+		sv_add(&sv, text, "first");
+		sv_add(&sv, text, "last");
+		sv_add(&sv, text, "+page");
+		sv_add(&sv, text, "-page");
+		break;
+	case ARG_SUBJECT:
+		sv_add(&sv, text, "auto");
+		if (c->s->prompt != NULL) {
+			/* The prompt's words. */
+			const char *p = c->s->prompt;
+
+			while (*p != '\0') {
+				size_t n = 0;
+
+				while (*p != '\0' && !isalnum((unsigned char)*p) &&
+				    (unsigned char)*p < 0x80)
+					p++;
+				while (p[n] != '\0' && (isalnum((unsigned char)p[n]) ||
+				    (unsigned char)p[n] >= 0x80))
+					n++;
+				if (n > 0) {
+					char *w = xstrndup(p, n);
+
+					sv_add(&sv, text, w);
+					free(w);
+				}
+				p += n;
+			}
+		}
+		break;
+	case ARG_TEXT:
+		if (cmd->fn == c_answer)
+			sv_add(&sv, text, "top");
+		break;
+	default:
+		break;
+	}
+	return sv.v;
+}

@@ -1,0 +1,782 @@
+/*
+ * panes.c - formats the explorer's screen into a canvas: the layout, then
+ * one function per pane. Panes read the session and the context and write
+ * styled cells; they never compute model results and never touch curses.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/util.h"
+#include "ui.h"
+
+/* ---- small formatting helpers --------------------------------------- */
+
+const char *
+fmt_prob(double p, char *buf, size_t n)
+{
+	if (isnan(p))
+		snprintf(buf, n, "-");
+	else if (p >= 0.995)
+		snprintf(buf, n, "100%%");
+	else if (p >= 0.1)
+		snprintf(buf, n, "%.0f%%", 100 * p);
+	else if (p >= 0.001)
+		snprintf(buf, n, "%.1f%%", 100 * p);
+	else if (p > 0)
+		snprintf(buf, n, "<.1%%");
+	else
+		snprintf(buf, n, "0%%");
+	return buf;
+}
+
+/* A token's display text from a small ring of buffers (valid for the next
+ * seven calls). */
+static const char *
+tok_label(const ui_ctx *c, int id)
+{
+	static char ring[8][160];
+	static int next;
+	char *s = session_token_label(c->s, id, c->g->space, c->g->newline);
+	char *out = ring[next++ % 8];
+
+	snprintf(out, sizeof ring[0], "%s", s);
+	free(s);
+	return out;
+}
+
+static void
+pane_title(const ui_view *v, const ui_ctx *c, const char *title)
+{
+	int x;
+
+	for (int i = 0; i < v->r.w; i++)
+		view_put(v, i, 0, 1, UI_ROLE_BORDER, c->g->hline);
+	x = view_put(v, 1, 0, v->r.w - 2, UI_ROLE_TITLE, " ");
+	x += view_put(v, 1 + x, 0, v->r.w - 3 - x, UI_ROLE_TITLE, title);
+	view_put(v, 1 + x, 0, 1, UI_ROLE_TITLE, " ");
+}
+
+/* First row to show so that `cursor` stays visible among n rows in vis. */
+static int
+scroll_for(int cursor, int n, int vis)
+{
+	int off = cursor - vis / 2;
+
+	if (off > n - vis)
+		off = n - vis;
+	return off < 0 ? 0 : off;
+}
+
+/* ---- layout ----------------------------------------------------------- */
+
+typedef struct {
+	bool	too_small;
+	ui_rect	header, prompt, tokens, status, message, main;
+	ui_rect	layers, lens, heads, head, mlp;
+	int	n_sep;
+	ui_rect	sep[2];		/* vertical separators */
+} ui_layout;
+
+static ui_rect
+rect(int x, int y, int w, int h)
+{
+	ui_rect r = { x, y, w, h };
+
+	return r;
+}
+
+static void
+layout_compute(int W, int H, int L, ui_layout *o)
+{
+	int mh, want = L + 3;
+
+	memset(o, 0, sizeof *o);
+	if (W < UI_MIN_W || H < UI_MIN_H) {
+		o->too_small = true;
+		return;
+	}
+	o->header = rect(0, 0, W, 1);
+	o->prompt = rect(0, 1, W, 1);
+	o->tokens = rect(0, 2, W, 2);
+	o->status = rect(0, H - 2, W, 1);
+	o->message = rect(0, H - 1, W, 1);
+	o->main = rect(0, 4, W, H - 6);
+	mh = H - 6;
+	if (W >= 150 && mh >= 20) {
+		/* Three columns: layers and lens | heads and head | MLP. */
+		int w1 = W * 34 / 100, w2 = W * 36 / 100, w3 = W - w1 - w2 - 2;
+		int lh = want < mh - 12 ? want : mh - 12;
+		int hh = want < mh - 12 ? want : mh - 12;
+
+		o->layers = rect(0, 4, w1, lh);
+		o->lens = rect(0, 4 + lh, w1, mh - lh);
+		o->sep[o->n_sep++] = rect(w1, 4, 1, mh);
+		o->heads = rect(w1 + 1, 4, w2, hh + 1);
+		o->head = rect(w1 + 1, 5 + hh, w2, mh - hh - 1);
+		o->sep[o->n_sep++] = rect(w1 + 1 + w2, 4, 1, mh);
+		o->mlp = rect(w1 + w2 + 2, 4, w3, mh);
+	} else {
+		int w1 = W * 47 / 100, w2 = W - w1 - 1;
+		int lh = want < mh - 8 ? want : (mh - 8 > mh / 2 ? mh - 8 : mh / 2);
+		int hh = want + 1 < mh - 7 ? want + 1 : (mh - 7 > mh / 2 ? mh - 7 : mh / 2);
+		int rest = mh - hh;
+
+		o->layers = rect(0, 4, w1, lh);
+		o->lens = rect(0, 4 + lh, w1, mh - lh);
+		o->sep[o->n_sep++] = rect(w1, 4, 1, mh);
+		o->heads = rect(w1 + 1, 4, w2, hh);
+		if (rest >= 16) {
+			o->head = rect(w1 + 1, 4 + hh, w2, rest - 6);
+			o->mlp = rect(w1 + 1, 4 + hh + rest - 6, w2, 6);
+		} else
+			o->head = rect(w1 + 1, 4 + hh, w2, rest);
+	}
+}
+
+static ui_view
+view_rect(ui_canvas *cv, ui_rect r)
+{
+	return view_of(cv, r.x, r.y, r.w, r.h);
+}
+
+/* ---- top rows ------------------------------------------------------- */
+
+static void
+pane_header_draw(const ui_ctx *c, const ui_view *v)
+{
+	const ui_session *s = c->s;
+	int x = 0;
+
+	view_fill(v, UI_ROLE_HEADER);
+	x += view_put(v, x, 0, -1, UI_ROLE_HEADER, " factlens ");
+	if (s->model != NULL) {
+		const fl_config *k = &s->model->cfg;
+
+		x += view_printf(v, x, 0, -1, UI_ROLE_HEADER, "%s %s (%dL %dH d%d) ",
+		    c->g->vline, s->model_name, k->n_layer, k->n_head, k->d_model);
+	} else
+		x += view_printf(v, x, 0, -1, UI_ROLE_HEADER, "%s no model ", c->g->vline);
+	x += view_printf(v, x, 0, -1, UI_ROLE_HEADER, "%s mask ", c->g->vline);
+	x += view_put(v, x, 0, -1, s->mask ? UI_ROLE_ON : UI_ROLE_OFF, s->mask ? " on " : "off");
+	x += view_printf(v, x, 0, -1, UI_ROLE_HEADER, " %s intercept ", c->g->vline);
+	if (s->intercept_vec == NULL)
+		x += view_put(v, x, 0, -1, UI_ROLE_OFF, "n/a");
+	else
+		x += view_put(v, x, 0, -1, s->intercept ? UI_ROLE_ON : UI_ROLE_OFF,
+		    s->intercept ? " on " : "off");
+	x += view_printf(v, x, 0, -1, UI_ROLE_HEADER, " %s %s ", c->g->vline,
+	    c->theme.name);
+	if (v->r.w - x >= 8)
+		view_put(v, v->r.w - 8, 0, 8, UI_ROLE_HEADER, "? keys ");
+}
+
+static void
+pane_prompt_draw(const ui_ctx *c, const ui_view *v)
+{
+	const ui_session *s = c->s;
+	char right[200] = "";
+	int rw = 0, x;
+
+	if (session_ready(s)) {
+		snprintf(right, sizeof right, "answer %s%s", tok_label(c, s->answer_id),
+		    s->answer_text == NULL ? " (top)" : "");
+		rw = ui_text_width(right) + 1;
+		if (rw > v->r.w / 2)
+			rw = 0;
+	}
+	x = view_put(v, 0, 0, -1, UI_ROLE_DIM, " prompt ");
+	if (s->prompt != NULL && s->prompt[0] != '\0')
+		view_put(v, x, 0, v->r.w - x - rw - 1, UI_ROLE_PROMPT, s->prompt);
+	else
+		view_put(v, x, 0, v->r.w - x - rw - 1, UI_ROLE_DIM,
+		    "(none: press e to type one)");
+	if (rw > 0) {
+		int ax = v->r.w - rw;
+
+		x = view_put(v, ax, 0, -1, UI_ROLE_DIM, "answer ");
+		x += view_put(v, ax + x, 0, -1, UI_ROLE_ANSWER, tok_label(c, s->answer_id));
+		if (s->answer_text == NULL)
+			view_put(v, ax + x, 0, -1, UI_ROLE_DIM, " (top)");
+	}
+}
+
+static void
+pane_tokens_draw(const ui_ctx *c, const ui_view *v)
+{
+	const ui_session *s = c->s;
+	int T = s->n_tok, x0, first = 0, total, x, *w;
+	char tail[200];
+
+	x0 = view_put(v, 0, 0, -1, UI_ROLE_DIM, " tokens ");
+	if (!session_ready(s))
+		return;
+	w = xcalloc((size_t)T, sizeof *w);
+	for (int t = 0; t < T; t++)
+		w[t] = ui_text_width(tok_label(c, s->ids[t]));
+	/* Show as many tokens as fit, always ending with the last one. */
+	total = 0;
+	for (first = T; first > 0 && total + w[first - 1] + 1 <= v->r.w - x0 - 2; first--)
+		total += w[first - 1] + 1;
+	x = x0;
+	if (first > 0)
+		x += view_put(v, x, 0, -1, UI_ROLE_DIM, c->g->ellipsis);
+	for (int t = first; t < T; t++) {
+		int role = t == s->subject_pos ? UI_ROLE_SUBJECT : t == T - 1 ? UI_ROLE_LAST :
+		    (t % 2 ? UI_ROLE_TOKEN_ALT : UI_ROLE_TOKEN);
+
+		view_put(v, x, 0, w[t], role, tok_label(c, s->ids[t]));
+		if (t == s->subject_pos || t == T - 1)
+			for (int i = 0; i < w[t]; i++)
+				view_put(v, x + i, 1, 1, role, c->g->mark);
+		x += w[t] + 1;
+	}
+	if (s->subject_pos >= 0)
+		snprintf(tail, sizeof tail, " subject %s #%d%s, last #%d",
+		    tok_label(c, s->ids[s->subject_pos]), s->subject_pos,
+		    s->subject_guessed ? " (guessed)" : "", T - 1);
+	else
+		snprintf(tail, sizeof tail, " last #%d (no subject)", T - 1);
+	view_put(v, x, 1, -1, UI_ROLE_DIM, tail);
+	free(w);
+}
+
+/* ---- layers ----------------------------------------------------------- */
+
+static void
+pane_layers_draw(const ui_ctx *c, const ui_view *v)
+{
+	const ui_session *s = c->s;
+	int L = session_layers(s), n = L + 1, vis, off, barw, x;
+	char buf[32];
+
+	pane_title(v, c, "layers: answer at resid_post");
+	if (!session_ready(s) || v->r.h < 3)
+		return;
+	x = view_printf(v, 1, 1, -1, UI_ROLE_DIM, "P(");
+	x += view_put(v, 1 + x, 1, 16, UI_ROLE_ANSWER, tok_label(c, s->answer_id));
+	x += view_put(v, 1 + x, 1, -1, UI_ROLE_DIM, ") ");
+	{
+		double mx = 0;
+
+		for (int l = 0; l <= L; l++)
+			if (s->streams[l].prob > mx)
+				mx = s->streams[l].prob;
+		for (int l = 0; l <= L && 1 + x < v->r.w; l++) {
+			double p = s->streams[l].prob;
+			int lv = mx > 0 ? (int)(p / mx * 7 + 0.5) : 0;
+
+			view_put(v, 1 + x++, 1, 1, l == s->layer + 1 ? UI_ROLE_CURSOR :
+			    UI_ROLE_SPARK, c->g->spark[lv < 0 ? 0 : lv > 7 ? 7 : lv]);
+		}
+		view_printf(v, 2 + x, 1, -1, UI_ROLE_DIM, "max %s", fmt_prob(mx, buf, sizeof buf));
+	}
+	vis = v->r.h - 2;
+	off = scroll_for(s->layer + 1, n, vis);
+	barw = v->r.w / 5;
+	if (barw < 4) barw = 4;
+	if (barw > 20) barw = 20;
+	for (int i = off; i < n && i - off < vis; i++) {
+		const ui_lens_row *r = &s->streams[i];
+		int y = 2 + (i - off), cur = i == s->layer + 1, xx = 0;
+		int role = cur ? UI_ROLE_CURSOR : UI_ROLE_NORMAL;
+
+		if (cur)
+			view_fill(&(ui_view){ v->c, { v->r.x, v->r.y + y, v->r.w, 1 } }, role);
+		xx += view_put(v, 0, y, 2, role, cur ? c->g->cursor : " ");
+		xx = 2;
+		if (i == 0)
+			view_put(v, xx, y, 4, cur ? role : UI_ROLE_DIM, "emb");
+		else
+			view_printf(v, xx, y, 4, role, "%3d", i - 1);
+		xx += 4;
+		view_bar(v, c->g, xx, y, barw, r->prob, cur ? role : UI_ROLE_SPARK);
+		xx += barw + 1;
+		view_printf(v, xx, y, 5, role, "%5s", fmt_prob(r->prob, buf, sizeof buf));
+		xx += 6;
+		view_printf(v, xx, y, 7, role, "#%-6d", r->rank);
+		xx += 8;
+		if (r->n_top > 0)
+			view_put(v, xx, y, -1, cur ? role : r->top_ids[0] == s->answer_id ?
+			    UI_ROLE_ANSWER : UI_ROLE_NORMAL, tok_label(c, r->top_ids[0]));
+	}
+}
+
+/* ---- the lens of the cursor's layer -------------------------------- */
+
+static void
+lens_column(const ui_ctx *c, const ui_view *v, int x, int w, const char *name,
+    const ui_lens_row *r)
+{
+	char buf[32];
+	int rows = v->r.h - 3;
+
+	view_put(v, x, 1, w, UI_ROLE_TITLE, name);
+	if (r == NULL)
+		return;
+	view_printf(v, x, 2, w, UI_ROLE_DIM, "#%d %s", r->rank, fmt_prob(r->prob, buf,
+	    sizeof buf));
+	for (int i = 0; i < r->n_top && i < rows && i < c->s->topk; i++) {
+		int role = r->top_ids[i] == c->s->answer_id ? UI_ROLE_ANSWER : UI_ROLE_NORMAL;
+		const char *p = fmt_prob(r->top_val[i], buf, sizeof buf);
+		int pw = (int)strlen(p);
+
+		view_put(v, x, 3 + i, w - pw - 1, role, tok_label(c, r->top_ids[i]));
+		view_put(v, x + w - pw - 1, 3 + i, pw, UI_ROLE_DIM, p);
+	}
+}
+
+static void
+pane_lens_draw(const ui_ctx *c, const ui_view *v)
+{
+	const ui_session *s = c->s;
+	char title[64];
+	int cw;
+
+	snprintf(title, sizeof title, "layer %d: lens, last position", s->layer);
+	pane_title(v, c, title);
+	if (!session_ready(s) || v->r.h < 4)
+		return;
+	cw = (v->r.w - 1) / 3;
+	lens_column(c, v, 1, cw, "resid_pre", &s->streams[s->layer]);
+	lens_column(c, v, 1 + cw, cw, "resid_mid", s->view_layer == s->layer ? &s->view_mid : NULL);
+	lens_column(c, v, 1 + 2 * cw, cw, "resid_post", &s->streams[s->layer + 1]);
+}
+
+/* ---- heads --------------------------------------------------------- */
+
+static void
+heat_style(const ui_ctx *c, float val, float scale, bool is_signed, int *role,
+    const char **glyph)
+{
+	if (isnan(val)) {
+		*role = UI_ROLE_DIM;
+		*glyph = c->ascii ? "." : "·";
+		return;
+	}
+	if (is_signed) {
+		int lv = scale > 0 ? (int)lroundf(val / scale * 4) : 0;
+
+		lv = lv < -4 ? -4 : lv > 4 ? 4 : lv;
+		*role = UI_ROLE_DIV0 + lv + 4;
+		*glyph = c->g->shade[lv < 0 ? -lv : lv];
+	} else {
+		int lv = scale > 0 ? (int)lroundf(val / scale * 8) : 0;
+
+		lv = lv < 0 ? 0 : lv > 8 ? 8 : lv;
+		*role = UI_ROLE_HEAT0 + lv;
+		*glyph = c->g->shade[(lv + 1) / 2];
+	}
+}
+
+static float
+grid_scale(const ui_session *s, bool is_signed)
+{
+	int n = session_layers(s) * session_heads(s);
+	float mx = 0;
+
+	if (s->metric == METRIC_ATTN_SUBJECT)
+		return 1;
+	for (int i = 0; i < n; i++)
+		if (!isnan(s->grid[i]) && fabsf(s->grid[i]) > mx)
+			mx = fabsf(s->grid[i]);
+	(void)is_signed;
+	return mx;
+}
+
+static void
+pane_heads_draw(const ui_ctx *c, const ui_view *v)
+{
+	const ui_session *s = c->s;
+	int L = session_layers(s), H = session_heads(s), cw, vis, off, lw = 5;
+	bool sg = metric_signed(s->metric);
+	float scale;
+	char title[96], buf[32];
+
+	snprintf(title, sizeof title, "heads: %s (Tab)", metric_title(s->metric));
+	pane_title(v, c, title);
+	if (!session_ready(s) || v->r.h < 4)
+		return;
+	if (s->metric == METRIC_PATCH) {
+		/* ANALYSIS HOOK: path patching (paper notes 4) fills s->grid. */
+		view_put(v, 1, 2, -1, UI_ROLE_DIM, "path patching is not computed here yet:");
+		view_put(v, 1, 3, -1, UI_ROLE_DIM, "it needs the analyses of issue 3.");
+		view_put(v, 1, 4, -1, UI_ROLE_DIM, "Tab shows the other metrics.");
+		return;
+	}
+	scale = grid_scale(s, sg);
+	cw = (v->r.w - lw - 1) / H;
+	if (cw > 6) cw = 6;
+	if (cw < 1) cw = 1;
+	/* The column header: head numbers where they fit. */
+	for (int h = 0; h < H; h++) {
+		int x = lw + h * cw, step = cw >= 3 ? 1 : cw == 2 ? 2 : 5;
+
+		if (h == s->head)
+			view_printf(v, x, 1, cw < 2 ? 2 : cw, UI_ROLE_CURSOR, "%*d", cw < 2 ? 1 :
+			    cw - 1, h);
+		else if (h % step == 0)
+			view_printf(v, x, 1, cw, UI_ROLE_DIM, "%*d", cw < 2 ? 1 : cw - 1, h);
+	}
+	view_put(v, 0, 1, lw, UI_ROLE_DIM, "L\\H");
+	vis = v->r.h - 3;
+	off = scroll_for(s->layer, L, vis);
+	for (int l = off; l < L && l - off < vis; l++) {
+		int y = 2 + l - off;
+
+		view_printf(v, 0, y, lw, l == s->layer ? UI_ROLE_CURSOR : UI_ROLE_DIM, "%s%3d",
+		    l == s->layer ? c->g->cursor : " ", l);
+		for (int h = 0; h < H; h++) {
+			float val = s->grid[l * H + h];
+			int role, x = lw + h * cw;
+			const char *gl;
+			bool cur = l == s->layer && h == s->head;
+			bool mover = s->is_mover[l * H + h];
+
+			heat_style(c, val, scale, sg, &role, &gl);
+			if (cw >= 5 && !isnan(val)) {
+				if (sg)
+					view_printf(v, x, y, cw, role, "%+*.1f", cw - 1, val);
+				else
+					view_printf(v, x, y, cw, role, "%*.2f", cw - 1, val);
+			} else {
+				for (int i = cw > 1 ? 1 : 0; i < cw; i++)
+					view_put(v, x + i, y, 1, role, gl);
+				if (cw > 1 && sg && val < 0)
+					view_put(v, x, y, 1, role, "-");
+			}
+			if (mover && cw > 1)
+				view_put(v, x, y, 1, UI_ROLE_MOVER, "*");
+			if (cur)
+				view_restyle(v, x, y, cw, UI_ROLE_CURSOR);
+		}
+	}
+	if (v->r.h - 1 >= 2 + (L - off < vis ? L - off : vis)) {
+		int y = v->r.h - 1, x = 1;
+
+		if (sg)
+			x += view_printf(v, x, y, -1, UI_ROLE_DIM, "%+.2f ", -scale);
+		else
+			x += view_put(v, x, y, -1, UI_ROLE_DIM, "0 ");
+		for (int i = 0; i < UI_HEAT_LEVELS; i++) {
+			int role;
+			const char *gl;
+			float val = sg ? -scale + 2 * scale * i / 8 : scale * i / 8;
+
+			heat_style(c, val, scale, sg, &role, &gl);
+			x += view_put(v, x, y, 1, role, gl);
+		}
+		x += view_printf(v, x, y, -1, UI_ROLE_DIM, sg ? " %+.2f" : " %.2f", scale);
+		x += view_put(v, x + 2, y, -1, UI_ROLE_MOVER, "*");
+		view_put(v, x + 2, y, -1, UI_ROLE_DIM, " mover");
+		(void)buf;
+	}
+}
+
+static void
+pane_head_draw(const ui_ctx *c, const ui_view *v)
+{
+	const ui_session *s = c->s;
+	int L, H, T, l, h, y, rows, *order, n, barw;
+	const float *pat;
+	char title[96], buf[32];
+
+	snprintf(title, sizeof title, "head %d.%d", s->layer, s->head);
+	pane_title(v, c, title);
+	if (!session_ready(s) || v->r.h < 3 || s->view_layer != s->layer)
+		return;
+	L = session_layers(s);
+	H = session_heads(s);
+	T = s->n_tok;
+	l = s->layer;
+	h = s->head;
+	(void)L;
+	y = 1;
+	{
+		int x = view_put(v, 1, y, -1, UI_ROLE_DIM, "direct effect on ");
+
+		x += view_put(v, 1 + x, y, 16, UI_ROLE_ANSWER, tok_label(c, s->answer_id));
+		view_printf(v, 1 + x, y, -1, s->head_direct >= 0 ? UI_ROLE_POSITIVE :
+		    UI_ROLE_NEGATIVE, " %+.3f", s->head_direct);
+		y++;
+	}
+	if (y < v->r.h) {
+		int x = view_put(v, 1, y, -1, UI_ROLE_DIM, "writes ");
+
+		for (int i = 0; i < s->view_head.n_top && i < s->topk && 1 + x < v->r.w; i++) {
+			int id = s->view_head.top_ids[i];
+
+			x += view_put(v, 1 + x, y, -1, id == s->answer_id ? UI_ROLE_ANSWER :
+			    UI_ROLE_NORMAL, tok_label(c, id));
+			x += view_printf(v, 1 + x, y, -1, UI_ROLE_DIM, " %+.1f  ",
+			    s->view_head.top_val[i]);
+		}
+		y++;
+	}
+	if (y >= v->r.h)
+		return;
+	view_put(v, 1, y++, -1, UI_ROLE_DIM, "attention from the last position:");
+	pat = s->cache->pattern + (((size_t)l * H + h) * T + (T - 1)) * T;
+	rows = v->r.h - y;
+	if (rows <= 0)
+		return;
+	/* All tokens if they fit, else the most attended, in prompt order. */
+	order = xcalloc((size_t)T, sizeof *order);
+	for (int t = 0; t < T; t++)
+		order[t] = t;
+	n = T;
+	if (T > rows) {
+		for (int i = 0; i < rows; i++)
+			for (int j = i + 1; j < T; j++)
+				if (pat[order[j]] > pat[order[i]]) {
+					int tmp = order[i];
+
+					order[i] = order[j];
+					order[j] = tmp;
+				}
+		n = rows;
+		for (int i = 0; i < n; i++)
+			for (int j = i + 1; j < n; j++)
+				if (order[j] < order[i]) {
+					int tmp = order[i];
+
+					order[i] = order[j];
+					order[j] = tmp;
+				}
+	}
+	barw = v->r.w - 24;
+	if (barw > 30) barw = 30;
+	if (barw < 3) barw = 3;
+	for (int i = 0; i < n; i++, y++) {
+		int t = order[i];
+		int role = t == s->subject_pos ? UI_ROLE_SUBJECT : t == T - 1 ? UI_ROLE_LAST :
+		    UI_ROLE_NORMAL;
+
+		view_printf(v, 1, y, 4, UI_ROLE_DIM, "%3d", t);
+		view_put(v, 5, y, 12, role, tok_label(c, s->ids[t]));
+		view_bar(v, c->g, 18, y, barw, pat[t], UI_ROLE_SPARK);
+		view_printf(v, 19 + barw, y, -1, UI_ROLE_NORMAL, "%.2f", pat[t]);
+	}
+	(void)buf;
+	free(order);
+}
+
+static void
+pane_mlp_draw(const ui_ctx *c, const ui_view *v)
+{
+	const ui_session *s = c->s;
+	char title[64];
+	int y = 1;
+
+	snprintf(title, sizeof title, "MLP %d", s->layer);
+	pane_title(v, c, title);
+	if (!session_ready(s) || s->view_layer != s->layer)
+		return;
+	{
+		int x = view_put(v, 1, y, -1, UI_ROLE_DIM, "direct effect on ");
+
+		x += view_put(v, 1 + x, y, 16, UI_ROLE_ANSWER, tok_label(c, s->answer_id));
+		view_printf(v, 1 + x, y, -1, s->mlp_direct >= 0 ? UI_ROLE_POSITIVE :
+		    UI_ROLE_NEGATIVE, " %+.3f", s->mlp_direct);
+		y++;
+	}
+	{
+		int x = view_put(v, 1, y, -1, UI_ROLE_DIM, "writes ");
+
+		for (int i = 0; i < s->view_mlp.n_top && i < s->topk && 1 + x < v->r.w; i++) {
+			int id = s->view_mlp.top_ids[i];
+
+			x += view_put(v, 1 + x, y, -1, id == s->answer_id ? UI_ROLE_ANSWER :
+			    UI_ROLE_NORMAL, tok_label(c, id));
+			x += view_printf(v, 1 + x, y, -1, UI_ROLE_DIM, " %+.1f  ",
+			    s->view_mlp.top_val[i]);
+		}
+		y++;
+	}
+	/* ANALYSIS HOOK: the MLP decomposition of issue 3 (coefficients per
+	 * head, erase/amplify, R^2, and the intercept's top tokens) is drawn
+	 * here once src/analysis provides it. */
+	view_put(v, 1, y + 1, -1, UI_ROLE_DIM, "decomposition (coefficients, intercept):");
+	view_put(v, 1, y + 2, -1, UI_ROLE_DIM, "needs the analyses of issue 3");
+}
+
+/* ---- bottom rows and overlays ------------------------------------- */
+
+static void
+pane_status_draw(const ui_ctx *c, const ui_view *v)
+{
+	const ui_session *s = c->s;
+	int x = 0, L = session_layers(s);
+	char right[160];
+
+	view_fill(v, UI_ROLE_STATUS);
+	if (session_ready(s)) {
+		const ui_lens_row *f = &s->streams[L], *b = &s->base_final;
+		bool toggled = s->mask || (s->intercept && s->intercept_vec != NULL);
+
+		x += view_put(v, x, 0, -1, UI_ROLE_STATUS, " P(");
+		x += view_put(v, x, 0, 16, UI_ROLE_ANSWER, tok_label(c, s->answer_id));
+		x += view_printf(v, x, 0, -1, UI_ROLE_STATUS, ") %.2f%% #%d", 100 * b->prob,
+		    b->rank);
+		if (toggled) {
+			x += view_printf(v, x, 0, -1, UI_ROLE_STATUS, " %s ", c->g->arrow);
+			x += view_printf(v, x, 0, -1, f->prob >= b->prob ? UI_ROLE_POSITIVE :
+			    UI_ROLE_NEGATIVE, "%.2f%% #%d", 100 * f->prob, f->rank);
+			x += view_printf(v, x, 0, -1, UI_ROLE_STATUS, " (%s%s%s)",
+			    s->mask ? "mask" : "", s->mask && s->intercept ? "+" : "",
+			    s->intercept ? "intercept" : "");
+		}
+		snprintf(right, sizeof right, "layer %d %s head %d.%d %s %s", s->layer,
+		    c->g->vline, s->layer, s->head, c->g->vline, metric_name(s->metric));
+		if (!c->batch && c->last_action != NULL) {
+			size_t o = strlen(right);
+
+			snprintf(right + o, sizeof right - o, " %s %s %.0f ms", c->g->vline,
+			    c->last_action, c->ms_last_action);
+		}
+		if (v->r.w - x > ui_text_width(right) + 2)
+			view_put(v, v->r.w - ui_text_width(right) - 1, 0, -1, UI_ROLE_STATUS, right);
+	} else
+		view_put(v, 1, 0, -1, UI_ROLE_STATUS, s->model == NULL ? "no model" : "no prompt");
+}
+
+static void
+pane_message_draw(const ui_ctx *c, const ui_view *v)
+{
+	static const char *hints[][2] = {
+		{ "e", "prompt" }, { ":", "command" }, { "jk", "layer" }, { "hl", "head" },
+		{ "m", "mask" }, { "Tab", "metric" }, { "?", "keys" }, { "q", "quit" },
+	};
+	int x = 1;
+
+	if (c->message != NULL) {
+		view_put(v, 1, 0, -1, c->message_error ? UI_ROLE_ERROR : UI_ROLE_INFO, c->message);
+		return;
+	}
+	for (size_t i = 0; i < sizeof hints / sizeof hints[0] && x < v->r.w; i++) {
+		x += view_put(v, x, 0, -1, UI_ROLE_KEY, hints[i][0]);
+		x += view_put(v, x + 1, 0, -1, UI_ROLE_DIM, hints[i][1]) + 3;
+	}
+}
+
+static void
+pane_help_draw(const ui_ctx *c, const ui_view *v)
+{
+	const ui_keymap *k = &c->keys;
+	int cols, colw, rows, n = 0;
+	int *first = xcalloc((size_t)k->n + 1, sizeof *first);
+
+	view_fill(v, UI_ROLE_NORMAL);
+	pane_title(v, c, "keys: each runs a command (? or any key closes; :help CMD)");
+	/* One line per command, with every key bound to it. */
+	for (int i = 0; i < k->n; i++) {
+		bool seen = false;
+
+		for (int j = 0; j < i && !seen; j++)
+			seen = strcmp(k->b[j].command, k->b[i].command) == 0;
+		if (!seen)
+			first[n++] = i;
+	}
+	rows = v->r.h - 1;
+	cols = (n + rows - 1) / (rows > 0 ? rows : 1);
+	if (cols < 1) cols = 1;
+	colw = v->r.w / cols;
+	for (int e = 0; e < n; e++) {
+		int i = first[e], x = (e / rows) * colw + 1, y = 1 + e % rows, kx = 0;
+		char kb[32];
+
+		for (int j = i; j < k->n; j++) {
+			if (strcmp(k->b[j].command, k->b[i].command) != 0)
+				continue;
+			if (kx > 0)
+				kx += view_put(v, x + kx, y, -1, UI_ROLE_DIM, " ");
+			kx += view_put(v, x + kx, y, 12 - kx, UI_ROLE_KEY,
+			    ui_key_name(k->b[j].key, kb, sizeof kb));
+		}
+		{
+			const char *what = NULL;
+			int cx = x + 13;
+
+			for (int j = i; j < k->n && what == NULL; j++)
+				if (strcmp(k->b[j].command, k->b[i].command) == 0)
+					what = k->b[j].what;
+			if (what != NULL && colw >= 60) {
+				cx += view_put(v, cx, y, colw - 14 - 22, UI_ROLE_NORMAL, what) + 1;
+				view_put(v, cx, y, colw - (cx - x) - 1, UI_ROLE_DIM, k->b[i].command);
+			} else
+				view_put(v, cx, y, colw - 14, UI_ROLE_NORMAL, what != NULL ?
+				    what : k->b[i].command);
+		}
+	}
+	free(first);
+}
+
+static void
+pane_empty_draw(const ui_ctx *c, const ui_view *v)
+{
+	const ui_session *s = c->s;
+
+	view_fill(v, UI_ROLE_NORMAL);
+	if (s->model == NULL) {
+		view_put(v, 2, 1, -1, UI_ROLE_TITLE, "No model is loaded.");
+		if (s->model_dir != NULL)
+			view_printf(v, 2, 3, -1, UI_ROLE_DIM, "tried: %s", s->model_dir);
+		view_put(v, 2, 4, -1, UI_ROLE_NORMAL,
+		    "Load one with :model DIR (a Hugging Face GPT-2 or OPT directory),");
+		view_put(v, 2, 5, -1, UI_ROLE_NORMAL, "or start factlens with --model DIR.");
+	} else {
+		view_put(v, 2, 1, -1, UI_ROLE_TITLE, "Type a prompt: press e (or :prompt TEXT).");
+		view_put(v, 2, 3, -1, UI_ROLE_DIM, "For example: The capital of France is");
+	}
+}
+
+void
+ui_format(const ui_ctx *c, ui_canvas *cv)
+{
+	ui_layout lo;
+	ui_view v;
+
+	cv->ascii = c->ascii;
+	canvas_clear(cv, UI_ROLE_NORMAL);
+	layout_compute(cv->w, cv->h, session_layers(c->s), &lo);
+	if (lo.too_small) {
+		int y = cv->h / 2 - 1;
+
+		v = view_of(cv, 0, 0, cv->w, cv->h);
+		view_printf(&v, 1, y < 0 ? 0 : y, -1, UI_ROLE_ERROR, "factlens needs at least %dx%d",
+		    UI_MIN_W, UI_MIN_H);
+		view_printf(&v, 1, y + 1, -1, UI_ROLE_NORMAL, "this terminal is %dx%d", cv->w,
+		    cv->h);
+		view_put(&v, 1, y + 2, -1, UI_ROLE_DIM, "enlarge it, or q to quit");
+		return;
+	}
+	v = view_rect(cv, lo.header); pane_header_draw(c, &v);
+	v = view_rect(cv, lo.prompt); pane_prompt_draw(c, &v);
+	v = view_rect(cv, lo.tokens); pane_tokens_draw(c, &v);
+	v = view_rect(cv, lo.status); pane_status_draw(c, &v);
+	v = view_rect(cv, lo.message); pane_message_draw(c, &v);
+	if (c->help) {
+		v = view_rect(cv, lo.main);
+		pane_help_draw(c, &v);
+		return;
+	}
+	if (!session_ready(c->s)) {
+		v = view_rect(cv, lo.main);
+		pane_empty_draw(c, &v);
+		return;
+	}
+	for (int i = 0; i < lo.n_sep; i++) {
+		v = view_rect(cv, lo.sep[i]);
+		for (int y = 0; y < v.r.h; y++)
+			view_put(&v, 0, y, 1, UI_ROLE_BORDER, c->g->vline);
+	}
+	v = view_rect(cv, lo.layers); pane_layers_draw(c, &v);
+	v = view_rect(cv, lo.lens); pane_lens_draw(c, &v);
+	v = view_rect(cv, lo.heads); pane_heads_draw(c, &v);
+	v = view_rect(cv, lo.head); pane_head_draw(c, &v);
+	if (lo.mlp.w > 0) {
+		v = view_rect(cv, lo.mlp);
+		pane_mlp_draw(c, &v);
+	}
+}

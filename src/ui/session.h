@@ -1,0 +1,164 @@
+/*
+ * session.h - the explorer's state: the model, the prompt, what the user
+ * chose (answer, subject, layer, head, metric, toggles) and what was
+ * computed from them. Nothing here draws; panes read a session, commands
+ * change its choices and say which results went stale (SESSION_* flags),
+ * and session_update() recomputes exactly those.
+ *
+ * Costs, so that each action stays quick: a new prompt runs the full pass
+ * once with the activation cache and reads the unembedding once for every
+ * layer's lens at the last position; a toggle of the final-layer mask
+ * resumes the pass at the last layer from the cache; moving the cursor reads
+ * the unembedding once for the cursor's few rows (resid_mid, the MLP output
+ * and the selected head's output).
+ *
+ * Where the analyses of issue 3 plug in is marked "ANALYSIS HOOK": the
+ * path-patching metric, the MLP decomposition and the intercept that
+ * mitigation (b) subtracts.
+ */
+#ifndef FL_UI_SESSION_H
+#define FL_UI_SESSION_H
+
+#include <stdbool.h>
+
+#include "engine/forward.h"
+
+#define UI_TOPK_MAX 20
+
+typedef enum {
+	METRIC_ATTN_SUBJECT,	/* attention from the last position to the subject */
+	METRIC_DIRECT,		/* direct contribution to the answer's logit difference */
+	METRIC_MOVER,		/* mover score: attention to subject x its rank (movers.h) */
+	METRIC_PATCH,		/* path-patching effect (ANALYSIS HOOK: not computed here) */
+	METRIC_COUNT
+} ui_metric;
+
+const char *metric_name(ui_metric m);	/* "attn", "direct", "mover", "patch" */
+const char *metric_title(ui_metric m);	/* "attention to subject", ... */
+bool metric_signed(ui_metric m);
+int metric_parse(const char *s);	/* -1 when unknown */
+
+/* One row of a lens: the answer's probability and rank, the top tokens. For
+ * a component (a head's or an MLP's output) the "logits" are its direct
+ * contributions and probabilities are not meaningful: top_val holds logits. */
+typedef struct {
+	double	 prob;
+	int	 rank;
+	float	 answer_logit;
+	int	 n_top;
+	int	 top_ids[UI_TOPK_MAX];
+	float	 top_val[UI_TOPK_MAX];	/* probability (streams) or logit (components) */
+} ui_lens_row;
+
+/* The stream rows of the lens: resid_pre of layers 0..L-1, then the final
+ * resid_post (row L). resid_post of layer l is row l + 1. */
+
+enum {
+	SESSION_LOAD = 1 << 0,		/* load model_dir */
+	SESSION_RUN = 1 << 1,		/* the prompt changed: full pass */
+	SESSION_LAST = 1 << 2,		/* a toggle changed: re-run the last layer */
+	SESSION_ANSWER = 1 << 3,	/* the answer changed: lens statistics */
+	SESSION_SUBJECT = 1 << 4,	/* the subject changed */
+	SESSION_VIEW = 1 << 5,		/* the layer or head cursor moved */
+	SESSION_GRID = 1 << 6,		/* the heads metric changed */
+};
+
+/* Long work reports progress and may be cancelled (Ctrl-C). */
+typedef struct {
+	void	(*report)(void *ud, const char *what, int done, int total);
+	bool	(*cancelled)(void *ud);
+	void	*ud;
+} ui_progress;
+
+#define SESSION_CANCELLED 1
+
+typedef struct {
+	/* The model. */
+	fl_model	*model;		/* NULL until one is loaded */
+	char		*model_dir;	/* asked for (may not be loaded) */
+	char		*model_name;	/* last path component, for display */
+	float		*unembed_mean;	/* (D) mean unembedding row */
+
+	/* The user's choices. */
+	char		*prompt;
+	char		*answer_text;	/* NULL: the top prediction */
+	char		*subject_text;	/* NULL: guessed */
+	bool		 mask;		/* mitigation (a): final-layer self mask */
+	bool		 intercept;	/* mitigation (b): subtract the intercept */
+	int		 layer;		/* cursor, 0..L-1 */
+	int		 head;		/* cursor, 0..H-1 */
+	ui_metric	 metric;
+	int		 topk;
+
+	/* Results of the last successful run (valid when n_tok > 0). */
+	int		 n_tok;
+	int		*ids;		/* (T) */
+	int		*tok_end;	/* (T) byte offset in prompt where token t ends */
+	fl_cache	*cache;
+	fl_run		*run;
+	int		 run_rows;	/* rows the run was sized for */
+	int		 answer_id;
+	int		 subject_pos;	/* its last token; -1 when there is none */
+	int		 subject_first;	/* its first token */
+	bool		 subject_guessed;
+	float		*stream_logits;	/* (L + 1, V) */
+	ui_lens_row	*streams;	/* (L + 1) */
+	ui_lens_row	 base_final;	/* the final row without interventions */
+	float		*base_logits;	/* (V) its logits */
+	float		*view_logits;	/* (3, V): resid_mid, MLP out, head out */
+	ui_lens_row	 view_mid, view_mlp, view_head;
+	int		 view_layer, view_head_l, view_head_h;
+	float		 mlp_direct;	/* cursor layer's MLP, direct contribution */
+	float		 head_direct;	/* selected head, direct contribution */
+	float		*grid;		/* (L, H) current metric, NAN: not computed */
+	float		*attn_subj;	/* (L, H) attention to the subject */
+	float		*direct;	/* (L, H) direct contribution to the answer */
+	float		*direct_subj;	/* (L, H) what each head adds to the subject's logit */
+	float		*mover;		/* (L, H) mover score (movers.h) */
+	bool		*is_mover;	/* (L, H) highlighted argument-extracting heads */
+	bool		 movers_valid;	/* mover, direct_subj, is_mover hold this run's */
+
+	/* ANALYSIS HOOK: the intercept b of the final MLP (D), fitted on a task
+	 * (paper notes section 5); NULL until an analysis provides it. */
+	float		*intercept_vec;
+
+	/* Timings of the last update, in milliseconds. */
+	double		 ms_forward, ms_lens, ms_update;
+} ui_session;
+
+ui_session *session_new(void);
+void session_free(ui_session *s);
+
+/* Setters copy their arguments; they return the SESSION_* flags to update. */
+int session_set_model(ui_session *s, const char *dir);
+int session_set_prompt(ui_session *s, const char *prompt);
+int session_set_answer(ui_session *s, const char *text);	/* NULL: top */
+int session_set_subject(ui_session *s, const char *text);	/* NULL: guess */
+
+/* Checks that a subject (a word of the prompt, or #POS) or an answer can be
+ * used, before a command changes the choice. 0, or -1 with *cause. */
+int session_subject_check(const ui_session *s, const char *text, char **cause);
+int session_answer_check(const ui_session *s, const char *text, char **cause);
+
+/* Recomputes what flags name. 0 on success, SESSION_CANCELLED when the
+ * progress callback cancelled (the previous results stay), -1 with *cause.
+ * The cursor is clamped into the model. */
+int session_update(ui_session *s, int flags, const ui_progress *p, char **cause);
+
+/* Convenience for the panes. */
+static inline int session_layers(const ui_session *s)
+{ return s->model != NULL ? s->model->cfg.n_layer : 0; }
+static inline int session_heads(const ui_session *s)
+{ return s->model != NULL ? s->model->cfg.n_head : 0; }
+static inline bool session_ready(const ui_session *s)
+{ return s->model != NULL && s->n_tok > 0; }
+
+/* A token as display text: spaces as g_space, newlines as g_newline,
+ * control and invalid bytes as \xNN. Heap string. */
+char *session_token_label(const ui_session *s, int id, const char *g_space,
+    const char *g_newline);
+
+/* Writes the session's results as JSON to path. */
+int session_export(const ui_session *s, const char *path, char **cause);
+
+#endif

@@ -1,0 +1,174 @@
+/*
+ * ui.h - the explorer's shared state and its one command language.
+ *
+ * A ui_ctx holds the session (what is computed) and the view state (theme,
+ * overlay, message, key map); it has no curses in it, so batch mode and the
+ * tests use it unchanged. Every action is a command string: keys are bound
+ * to commands (keymap), the ':' line and the rc file run commands, and
+ * --batch runs them headless. A command returns reaction flags - the
+ * SESSION_* flags of what to recompute plus the UI_* flags below - and one
+ * loop applies them (explore.c; batch.c for headless runs).
+ */
+#ifndef FL_UI_UI_H
+#define FL_UI_UI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "canvas.h"
+#include "session.h"
+#include "theme.h"
+
+/* Reaction flags above the SESSION_* bits. */
+enum {
+	UI_SESSION_MASK = 0xff,
+	UI_REDRAW = 1 << 8,		/* re-format and repaint */
+	UI_QUIT = 1 << 9,
+	UI_THEME = 1 << 10,		/* the theme changed: reapply colours */
+	UI_EDIT_PROMPT = 1 << 11,	/* open the prompt editor */
+	UI_COMMAND_LINE = 1 << 12,	/* open the ':' line (initial text in ctx) */
+	UI_RENDER = 1 << 13,		/* batch: print the screen now */
+	UI_REPAINT = 1 << 14,		/* clear the terminal and repaint all */
+	UI_TIME = 1 << 15,		/* run the timing loop (ctx->time_reps) */
+};
+
+/* Keys: Unicode code points as themselves, control keys 1-31, and these. */
+enum {
+	UI_KEY_BASE = 0x110000,
+	UI_KEY_UP, UI_KEY_DOWN, UI_KEY_LEFT, UI_KEY_RIGHT,
+	UI_KEY_PGUP, UI_KEY_PGDN, UI_KEY_HOME, UI_KEY_END,
+	UI_KEY_BTAB, UI_KEY_DC, UI_KEY_BACKSPACE, UI_KEY_RESIZE,
+	UI_KEY_F1, UI_KEY_F12 = UI_KEY_F1 + 11,
+	UI_KEY_ENTER = '\r', UI_KEY_TAB = '\t', UI_KEY_ESC = 27,
+};
+
+typedef struct {
+	uint32_t	 key;
+	char		*command;
+	const char	*what;		/* a default's description, or NULL */
+} ui_binding;
+
+typedef struct {
+	ui_binding	*b;
+	int		 n;
+} ui_keymap;
+
+#define UI_MIN_W 60
+#define UI_MIN_H 16
+
+typedef struct ui_ctx {
+	ui_session	*s;
+	ui_theme	 theme;
+	ui_keymap	 keys;
+	const ui_glyphs	*g;
+	bool		 ascii;
+	bool		 batch;		/* headless: no timings on screen */
+	bool		 help;		/* the key map overlay is open */
+	char		*message;
+	bool		 message_error;
+	char		*cmd_initial;	/* text the ':' line opens with */
+	int		 time_reps;
+	int		 depth;		/* ui_depth the renderer uses (for :theme info) */
+	/* Last timings shown in the status line (interactive only). */
+	double		 ms_last_action, ms_last_draw;
+	const char	*last_action;
+	int		 source_depth;	/* nesting of :source */
+	/* Applies one command's flags before the next command of a line runs
+	 * (recomputes the session); returns the flags left for the caller's
+	 * loop, or -1 with *cause. NULL: the caller applies them all. */
+	int		(*apply)(struct ui_ctx *, int flags, char **cause);
+} ui_ctx;
+
+void ctx_init(ui_ctx *c, ui_session *s, bool ascii);
+void ctx_clear(ui_ctx *c);
+void ctx_message(ui_ctx *c, bool error, const char *fmt, ...) FL_PRINTF(3, 4);
+
+/* Re-runs the prompt ctx->time_reps times and puts the median times in the
+ * message line; draw (may be NULL) paints the screen after each run.
+ * Returns the runs done (fewer when cancelled). */
+int ctx_time(ui_ctx *c, const ui_progress *p, void (*draw)(void *), void *ud);
+
+/* ---- commands (commands.c) ---------------------------------------- */
+
+typedef enum {
+	ARG_NONE, ARG_TEXT, ARG_TOGGLE, ARG_THEME, ARG_METRIC, ARG_FILE,
+	ARG_COMMAND, ARG_SUBJECT, ARG_LAYER, ARG_KEY,
+} ui_arg_kind;
+
+typedef struct {
+	const char	*name;
+	const char	*alias;		/* or NULL */
+	const char	*args;		/* usage of the arguments */
+	int		 min_args, max_args;	/* max -1: the rest is one text */
+	ui_arg_kind	 arg;		/* what the first argument completes to */
+	const char	*help;		/* one line, for :help and the man page */
+	int		(*fn)(ui_ctx *, int, char **, char **);
+} ui_cmd;
+
+extern const ui_cmd ui_cmds[];
+extern const int ui_n_cmds;
+
+const ui_cmd *cmd_find(const char *name);
+
+/* Runs one line: commands separated by ';', each applied (ctx->apply)
+ * before the next. Returns the OR of the flags left, or -1 with *cause (the
+ * commands before the failing one ran). An unterminated quote runs as if
+ * closed at the end and fails in the word splitter. */
+int cmd_run_line(ui_ctx *c, const char *line, char **cause);
+
+/* Splits a command into words (quotes "..." with \ escapes and '...'), and
+ * lines into commands at ';' outside quotes. Heap arrays (argv NULL-ended). */
+int cmd_split_words(const char *s, char ***argv, char **cause);
+void cmd_free_words(char **argv);
+
+/* Candidates for completing `text` as word `index` of the line so far (the
+ * words before it in words[0..index)). NULL-terminated heap array. */
+char **cmd_complete(ui_ctx *c, char **words, int index, const char *text);
+
+/* ---- keys (keys.c) ------------------------------------------------- */
+
+void keymap_default(ui_keymap *k);
+void keymap_clear(ui_keymap *k);
+int keymap_bind(ui_keymap *k, const char *key, const char *command, char **cause);
+const char *keymap_lookup(const ui_keymap *k, uint32_t key);
+/* "Up", "C-l", "a"... into buf. */
+const char *ui_key_name(uint32_t key, char *buf, size_t n);
+int ui_key_parse(const char *s, uint32_t *key);	/* -1 when unknown */
+
+/* ---- formatting (panes.c) ------------------------------------------ */
+
+/* Formats the whole screen into the canvas (resized by the caller). */
+void ui_format(const ui_ctx *c, ui_canvas *cv);
+/* Probability as short text: "42%", "1.5%", "<.1%". */
+const char *fmt_prob(double p, char *buf, size_t n);
+
+/* ---- documentation (doc.c) ------------------------------------------ */
+
+/* The man page fragments the command table and key map generate: "keys",
+ * "commands" or "roles". -1 when what is unknown. */
+int ui_man_fragment(const char *what, FILE *f);
+
+/* ---- entry points ---------------------------------------------------- */
+
+typedef struct {
+	const char	*model_dir;
+	const char	*theme;		/* NULL: dark */
+	const char	*batch_file;	/* "-": standard input */
+	const char	*commands;	/* -c */
+	int		 width, height;	/* batch size */
+	int		 depth;		/* forced colour depth, or -1 */
+	bool		 ascii;
+	bool		 no_rc;
+} ui_options;
+
+int ui_batch_run(const ui_options *o);		/* batch.c */
+int ui_explore_run(const ui_options *o);	/* explore.c */
+
+/* The XDG directories: $XDG_STATE_HOME/factlens (history) and
+ * $XDG_CONFIG_HOME/factlens (rc, themes). Heap strings; the state directory
+ * is created when create is true. */
+char *ui_state_dir(bool create);
+char *ui_config_dir(void);
+
+#endif

@@ -1,0 +1,160 @@
+#!/bin/bash
+# The analysis commands through the real binary, on a fixture model and the
+# short test task: the JSON of run, eval, heads and decompose parses (no
+# NaN), has the fields scripts and the explorer read, and agrees with
+# itself (contributions sum to the logit, batching does not change eval's
+# numbers); bad options and files give status 2 or 1 with a message naming
+# the option or the file. JSON is read with node (setup.sh installs it).
+set -u
+fl=${FACTLENS:?FACTLENS is not set}
+fx=${FL_FIXTURES:?FL_FIXTURES is not set}
+task=${top_srcdir:-$fx/../..}/tests/tasks/tiny.json
+model=$fx/gpt2-f32
+opt=$fx/opt-f32
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+
+if ! command -v node >/dev/null 2>&1; then
+	echo "# skipped: node is not installed (setup.sh installs it)"
+	exit 77
+fi
+
+ok() { echo "ok - $1"; }
+bad() { echo "FAIL - $1"; fail=1; }
+
+# jsq FILE EXPR: evaluates a JavaScript expression over the parsed JSON `j`;
+# prints its value, exits 1 when the file is not JSON or EXPR throws.
+jsq() {
+	node -e '
+		const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+		const v = eval(process.argv[2]);
+		console.log(typeof v === "object" ? JSON.stringify(v) : String(v));
+	' "$1" "$2"
+}
+
+# check NAME FILE EXPR: passes when EXPR is true over the JSON in FILE.
+check() {
+	local name=$1 file=$2 expr=$3 got
+	if got=$(jsq "$file" "$expr" 2>&1) && [ "$got" = true ]; then
+		ok "$name"
+	else
+		bad "$name: $expr gave $got"
+	fi
+}
+
+# expect NAME STATUS NEEDLE -- ARGS...
+expect() {
+	local name=$1 want=$2 needle=$3
+	shift 4
+	local out status
+	out=$("$fl" "$@" 2>&1 >/dev/null)
+	status=$?
+	if [ "$status" -eq "$want" ] && [[ "$out" == *"$needle"* ]]; then
+		ok "$name"
+	else
+		bad "$name: status $status (want $want), message: $out (want: $needle)"
+	fi
+}
+
+# ---- run --------------------------------------------------------------
+if "$fl" run --model "$model" --prompt "The capital of France is:" --task "$task" \
+	--intercept --final-mask --patterns --json >"$tmp/run.json"; then
+	ok "run --json with --task --intercept --final-mask --patterns"
+else
+	bad "run --json with --task --intercept --final-mask --patterns exits 0"
+fi
+check "run: the subject comes from the task" "$tmp/run.json" \
+	'j.subject.text === "France" && j.subject.position === 4'
+check "run: lens at resid_pre, resid_mid, resid_post of each layer" "$tmp/run.json" \
+	'j.lens.length === 6 && j.lens[1].stream === "resid_mid" && j.lens[5].stream === "resid_post" && j.lens[0].top.length === 5 && j.lens[0].answer.rank >= 1 && j.lens[0].subject.prob >= 0'
+check "run: contributions + rest sum to the logit within 1e-3" "$tmp/run.json" \
+	'Math.abs(j.attrib.logit.sum + j.attrib.logit.rest - j.attrib.logit.value) < 1e-3 && Math.abs(j.attrib.logit_diff.sum + j.attrib.logit_diff.rest - j.attrib.logit_diff.value) < 1e-3 && j.attrib.logit.heads.length === 2 && j.attrib.logit.heads[0].length === 4'
+check "run: the final logit is the answer's logit" "$tmp/run.json" \
+	'Math.abs(j.attrib.logit.value - j.answer.logit) < 1e-4'
+check "run: mover scores per head" "$tmp/run.json" \
+	'j.movers.heads.length === 2 && j.movers.heads[1][3].rank >= 1 && j.movers.heads[0][0].attn >= 0 && Array.isArray(j.movers.flagged)'
+check "run: patterns are layers x heads x causal rows" "$tmp/run.json" \
+	'j.patterns.length === 2 && j.patterns[0].length === 4 && j.patterns[0][0].length === j.ids.length && j.patterns[0][0][2].length === 3 && Math.abs(j.patterns[1][2][5].reduce((a, b) => a + b) - 1) < 1e-5'
+check "run: mitigation before and after" "$tmp/run.json" \
+	'j.mitigation.final_mask && j.mitigation.intercept && j.mitigation.fit_prompts === 16 && j.mitigation.before.rank >= 1 && j.mitigation.after.rank === j.answer.rank'
+check "run: the decomposition fitted on the task" "$tmp/run.json" \
+	'j.decomposition.layer === 1 && j.decomposition.beta.length === 5 && j.decomposition.prompts === 16 && j.decomposition.prompt_cos <= 1'
+"$fl" run --model "$model" --prompt "The capital of France is:" --task "$task" \
+	--json >"$tmp/run0.json"
+"$fl" run --model "$model" --prompt "The capital of France is:" --task "$task" \
+	--final-mask --json >"$tmp/run1.json"
+p0=$(jsq "$tmp/run0.json" 'j.answer.prob')
+check "run: --final-mask reports the unmasked answer as 'before'" "$tmp/run1.json" \
+	"Math.abs(j.mitigation.before.prob - $p0) < 1e-9 && j.final_mask === true"
+"$fl" run --model "$opt" --prompt "So Italy is:" --subject Italy --json >"$tmp/run2.json"
+check "run: OPT, a given subject of three tokens after the BOS" "$tmp/run2.json" \
+	'j.ids[0] === 2 && j.subject.position === 3 && j.subject.tokens === 3 && !("attrib" in j)'
+
+# ---- eval -------------------------------------------------------------
+"$fl" eval --model "$model" --task "$task" --shots 1 --json >"$tmp/eval.json" ||
+	bad "eval --json exits 0"
+check "eval: zero-shot and 1-shot rows, 4 conditions each" "$tmp/eval.json" \
+	'j.settings.length === 2 && j.settings[1].shots === 1 && ["baseline", "mask", "intercept", "both"].every(c => j.settings[0].conditions[c].mean_prob >= 0 && j.settings[0].conditions[c].mean_prob <= 1 && j.settings[0].conditions[c].mean_rank >= 1)'
+check "eval: 20 prompts, 12 multi-token answers, calibration by subject" "$tmp/eval.json" \
+	'j.settings[0].prompts === 20 && j.settings[0].multi_token_answers === 12 && j.calibration.split === "subject" && j.settings[0].calibration_prompts[0] + j.settings[0].calibration_prompts[1] === 20'
+"$fl" eval --model "$model" --task "$task" --batch 1 --json >"$tmp/eval1.json"
+"$fl" eval --model "$model" --task "$task" --batch 7 --json >"$tmp/eval7.json"
+c1=$(jsq "$tmp/eval1.json" 'j.settings[0].conditions')
+check "eval: --batch 1 and --batch 7 give the same table" "$tmp/eval7.json" \
+	"(() => { const a = $c1, b = j.settings[0].conditions; return Object.keys(a).every(k => Math.abs(a[k].mean_prob - b[k].mean_prob) < 1e-7 && a[k].mean_rank === b[k].mean_rank); })() && j.settings[0].passes === 6"
+"$fl" eval --model "$model" --task "$task" >"$tmp/eval.txt" &&
+	grep -q "both (a+b)" "$tmp/eval.txt" && grep -q "2 folds by subject" "$tmp/eval.txt" &&
+	ok "eval prints the table as text" || bad "eval text table"
+
+# ---- heads ------------------------------------------------------------
+"$fl" heads --model "$model" --task "$task" --json >"$tmp/heads.json" ||
+	bad "heads --json exits 0"
+check "heads: effect, patched and pearson are layers x heads" "$tmp/heads.json" \
+	'j.effect.length === 2 && j.effect[0].length === 4 && j.pearson[1].length === 4 && j.prompts === 20 && j.receiver_layer === 2 && j.top.length === 8'
+check "heads: effect = 100 (patched - clean) / clean" "$tmp/heads.json" \
+	'Math.abs(j.effect[0][1] - 100 * (j.patched[0][1] - j.clean) / j.clean) < 1e-6 * Math.max(1, Math.abs(j.effect[0][1]))'
+"$fl" heads --model "$model" --task "$task" --receiver 1 --json >"$tmp/heads1.json"
+check "heads: no path from layer 1 to resid_pre 1: effect 0" "$tmp/heads1.json" \
+	'j.effect[1].every(e => e === 0) && j.effect[0].some(e => e !== 0)'
+
+# ---- decompose --------------------------------------------------------
+"$fl" decompose --model "$model" --task "$task" --layer 0 --prompt "So Japan is:" \
+	--json >"$tmp/dec.json" || bad "decompose --json exits 0"
+check "decompose: a coefficient per head and resid_pre, the intercept's tokens" "$tmp/dec.json" \
+	'j.layer === 0 && j.regressors.length === 5 && j.regressors[4].name === "resid_pre" && j.regressors[0].top.length === 8 && j.intercept.top.length === 8 && j.intercept.answer_ranks.length === 5 && j.r2 <= 1'
+check "decompose: the prompt's reconstruction" "$tmp/dec.json" \
+	'j.prompt.cos <= 1 && j.prompt.rel_err >= 0 && j.prompt.mlp_top.length === 8'
+"$fl" decompose --model "$model" --task "$task" --no-resid --json >"$tmp/dec2.json"
+check "decompose: --no-resid, default layer the last" "$tmp/dec2.json" \
+	'j.layer === 1 && j.regressors.length === 4'
+
+# ---- errors -----------------------------------------------------------
+expect "eval without --task" 2 "--task FILE is required" -- eval --model "$model"
+expect "heads without --task" 2 "--task FILE is required" -- heads --model "$model"
+expect "decompose without --task" 2 "--task FILE is required" -- decompose --model "$model"
+expect "a missing task file is named" 1 "$tmp/none.json" -- \
+	eval --model "$model" --task "$tmp/none.json"
+echo '{"pairs": [{"subject": "a"}]}' >"$tmp/bad.json"
+expect "a bad task file names the field" 1 "'pairs'" -- eval --model "$model" --task "$tmp/bad.json"
+expect "bad --split" 2 "--split takes subject or template" -- \
+	eval --model "$model" --task "$task" --split pair
+expect "bad --templates" 2 "--templates takes main" -- \
+	eval --model "$model" --task "$task" --templates other
+expect "a template set the task lacks" 1 "no 'heldout_templates'" -- \
+	eval --model "$model" --task "$task" --templates heldout
+expect "too many shots" 1 "5-shot prompts need 5 pairs" -- \
+	eval --model "$model" --task "$task" --shots 5
+expect "bad --mask-heads" 2 "--mask-heads takes head numbers from 0 to 3" -- \
+	eval --model "$model" --task "$task" --mask-heads 1,9
+expect "--intercept without --task" 2 "--intercept needs --task" -- \
+	run --model "$model" --prompt "So France is:" --intercept
+expect "a --subject not in the prompt" 1 "is not a word of the prompt" -- \
+	run --model "$model" --prompt "So France is:" --subject Spain
+expect "--layer past the last" 2 "--layer takes a layer from 0 to 1" -- \
+	decompose --model "$model" --task "$task" --layer 2
+expect "--receiver past the output" 2 "--receiver takes a layer from 1 to 2" -- \
+	heads --model "$model" --task "$task" --receiver 3
+expect "a prompt longer than the context in a task" 1 "longer than the model's context" -- \
+	eval --model "$model" --task "$task" --shots 4
+exit $fail

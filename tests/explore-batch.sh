@@ -1,0 +1,110 @@
+#!/bin/bash
+# The explorer's screens, rendered headless (--batch) on the tiny fixture
+# model and compared with the expected text in tests/explore/NAME.txt. The
+# first line of NAME.cmds gives the size and any extra options:
+#     # size 80x24 [--ascii] [--theme NAME]
+# Regenerate an expected file after an intended change with
+#     FL_UPDATE_EXPECTED=1 make check TESTS=tests/explore-batch.sh
+# and read the diff before committing it.
+set -u
+fl=${FACTLENS:?FACTLENS is not set}
+fx=${FL_FIXTURES:?FL_FIXTURES is not set}/gpt2-f32
+dir=${top_srcdir:-.}/tests/explore
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+# Nothing from the user's environment may change a render.
+unset NO_COLOR FACTLENS_MODEL
+export XDG_CONFIG_HOME=$tmp/config XDG_STATE_HOME=$tmp/state
+
+for cmds in "$dir"/*.cmds; do
+	name=$(basename "$cmds" .cmds)
+	read -r _ _ size extra < "$cmds"
+	# shellcheck disable=SC2086
+	"$fl" --model "$fx" --size "$size" $extra --batch "$cmds" > "$tmp/$name.txt" 2> "$tmp/$name.err"
+	status=$?
+	if [ "$status" -ne 0 ]; then
+		echo "FAIL - batch $name exits with $status: $(cat "$tmp/$name.err")"
+		fail=1
+		continue
+	fi
+	if [ -n "${FL_UPDATE_EXPECTED:-}" ]; then
+		cp "$tmp/$name.txt" "$dir/$name.txt"
+	fi
+	if diff -u "$dir/$name.txt" "$tmp/$name.txt" > "$tmp/$name.diff"; then
+		echo "ok - batch render $name ($size) matches tests/explore/$name.txt"
+	else
+		echo "FAIL - batch render $name differs from tests/explore/$name.txt:"
+		head -40 "$tmp/$name.diff"
+		fail=1
+	fi
+done
+
+# Every line of a render is at most the width, and there are exactly
+# height lines per screen.
+"$fl" --model "$fx" --size 80x24 -c "prompt The capital of France is" > "$tmp/w.txt"
+lines=$(wc -l < "$tmp/w.txt")
+wide=$(LC_ALL=C.UTF-8 wc -L < "$tmp/w.txt")
+if [ "$lines" -eq 24 ] && [ "$wide" -le 80 ]; then
+	echo "ok - an 80x24 render is 24 lines of at most 80 columns"
+else
+	echo "FAIL - an 80x24 render has $lines lines, the widest $wide columns"
+	fail=1
+fi
+
+# -c runs the same commands as --batch; ';' separates them.
+"$fl" --model "$fx" --size 100x30 -c "prompt The capital of France is; answer France; \
+subject capital; render; layer +1; head 1.2; metric direct; render; mask on; render; \
+mask toggle; metric mover; subject auto; answer top; layer first; head -1; topk 3" > "$tmp/c.txt"
+if cmp -s "$tmp/c.txt" "$dir/navigate.txt"; then
+	echo "ok - -c \"cmd; cmd\" renders what the same --batch file does"
+else
+	echo "FAIL - -c output differs from navigate.txt"
+	fail=1
+fi
+
+# Errors: a bad command stops the batch with status 1 and names the line.
+expect_err() { # NAME NEEDLE -- ARGS
+	local name=$1 needle=$2 out status
+	shift 3
+	out=$("$fl" --model "$fx" "$@" 2>&1 >/dev/null)
+	status=$?
+	if [ "$status" -ne 0 ] && [[ "$out" == *"$needle"* ]]; then
+		echo "ok - $name: status $status, \"$out\""
+	else
+		echo "FAIL - $name: status $status, message: $out (expected: $needle)"
+		fail=1
+	fi
+}
+printf 'prompt hi\nfrobnicate 3\n' > "$tmp/bad.cmds"
+expect_err "unknown command names file and line" "bad.cmds:2: unknown command 'frobnicate'" -- --batch "$tmp/bad.cmds"
+expect_err "bad layer argument" "layer: expected N" -- -c "prompt hi; layer up"
+expect_err "subject not in the prompt" "subject: no 'Paris' in the prompt" -- -c "prompt The capital of France is; subject Paris"
+expect_err "unknown metric" "metric: expected attn" -- -c "metric loudness"
+expect_err "unterminated quote" "unterminated quote" -- -c "prompt \"oops"
+expect_err "unknown theme" "no theme 'nope'" -- -c "theme nope"
+expect_err "bad theme file" "bad colour 'purpleish'" -- -c "theme $dir/bad.theme.in"
+expect_err "eval without the analyses task" "eval:" -- -c "eval"
+expect_err "missing batch file" "cannot open" -- --batch "$tmp/none.cmds"
+out=$("$fl" --model "$fx" --size 5x5 -c "quit" 2>&1) && echo "ok - a 5x5 render does not crash" ||
+	{ echo "FAIL - a 5x5 render: $out"; fail=1; }
+"$fl" --model "$fx" --size 10 -c quit > /dev/null 2>&1
+[ $? -eq 2 ] && echo "ok - --size without a height is a usage error" ||
+	{ echo "FAIL - --size 10 is not a usage error"; fail=1; }
+
+# :export writes the results as JSON.
+"$fl" --model "$fx" -c "prompt The capital of France is; mask on; export $tmp/x.json" > /dev/null &&
+	grep -q '"final_mask":	true' "$tmp/x.json" && grep -q '"attn_to_subject"' "$tmp/x.json" &&
+	echo "ok - :export writes the session as JSON" || { echo "FAIL - :export"; fail=1; }
+
+# Every theme file parses, and dark.theme is the built-in theme.
+for t in "${top_srcdir:-.}"/themes/*.theme; do
+	n=$(basename "$t" .theme)
+	if "$fl" --model "$fx" --theme "$t" -c "prompt hi" > /dev/null 2> "$tmp/t.err"; then
+		echo "ok - theme $n loads"
+	else
+		echo "FAIL - theme $n: $(cat "$tmp/t.err")"
+		fail=1
+	fi
+done
+exit $fail

@@ -1,0 +1,183 @@
+#!/bin/bash
+# The explorer as a user drives it: the real binary in a tmux pane (tmux is
+# the terminal, so this runs without a TTY, in CI too). Keys go in with
+# send-keys; each check reads the screen with capture-pane and waits up to a
+# few seconds for the expected text. Covers typing a prompt with readline,
+# stepping layers, selecting a head, the mask toggle, the command line with
+# Tab completion, the key map, resizing below the minimum and back, Ctrl-C
+# cancelling long work without leaving, the prompt history file, and the
+# terminal restored after q, SIGTERM and Ctrl-C twice.
+set -u
+fl=${FACTLENS:?FACTLENS is not set}
+fx=${FL_FIXTURES:?FL_FIXTURES is not set}/gpt2-f32
+if ! command -v tmux > /dev/null; then
+	echo "FAIL - tmux is not installed (setup.sh installs it)"
+	exit 1
+fi
+tmp=$(mktemp -d)
+sock=$tmp/tmux.sock
+tm() { tmux -S "$sock" "$@"; }
+cleanup() { tm kill-server 2> /dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+fail=0
+export LANG=C.UTF-8 LC_ALL=C.UTF-8
+export XDG_STATE_HOME=$tmp/state XDG_CONFIG_HOME=$tmp/config
+unset NO_COLOR FACTLENS_MODEL TMUX
+
+# start NAME [ARGS]: a pane running the explorer; after it exits, the
+# wrapper records its status and the terminal modes.
+start() {
+	local name=$1
+	shift
+	cat > "$tmp/$name.sh" <<EOS
+#!/bin/sh
+trap : INT
+"$fl" --model "$fx" --no-rc $*
+echo "status \$?" > "$tmp/$name.exit"
+stty -a >> "$tmp/$name.exit"
+tput rmcup 2>/dev/null
+sleep 60
+EOS
+	chmod +x "$tmp/$name.sh"
+	tm -f /dev/null new-session -d -s "$name" -x 100 -y 30 "$tmp/$name.sh"
+	tm set-option -g default-terminal screen-256color > /dev/null 2>&1
+}
+screen() { tm capture-pane -p -t "$1"; }
+# wait_for NAME TEXT [SECONDS]: until the screen shows TEXT.
+wait_for() {
+	local name=$1 text=$2 n=$(( ${3:-5} * 10 ))
+	for _ in $(seq "$n"); do
+		screen "$name" | grep -qF -- "$text" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+# check NAME WHAT TEXT [SECONDS]
+check() {
+	if wait_for "$1" "$3" "${4:-5}"; then
+		echo "ok - $2"
+	else
+		echo "FAIL - $2: the screen never showed \"$3\"; it shows:"
+		screen "$1" | sed 's/^/    | /'
+		fail=1
+	fi
+}
+check_not() {
+	sleep 0.3
+	if screen "$1" | grep -qF -- "$3"; then
+		echo "FAIL - $2: the screen still shows \"$3\""
+		fail=1
+	else
+		echo "ok - $2"
+	fi
+}
+keys() { tm send-keys -t "$1" "${@:2}"; }
+# restored NAME WHAT: the explorer exited and left the terminal sane.
+restored() {
+	local f=$tmp/$1.exit
+	for _ in $(seq 50); do [ -s "$f" ] && break; sleep 0.1; done
+	if [ ! -s "$f" ]; then
+		echo "FAIL - $2: the explorer did not exit"
+		fail=1
+	elif grep -qE '(^| )-icanon|(^| )-echo( |$)' "$f"; then
+		echo "FAIL - $2: the terminal is left raw: $(grep -o -- '-icanon\|-echo ' "$f" | tr '\n' ' ')"
+		fail=1
+	else
+		echo "ok - $2 ($(head -1 "$f"), terminal in icanon echo mode)"
+	fi
+}
+
+start a
+check a "the explorer opens on the fixture with the default prompt" "prompt The capital of France is"
+check a "the panes are drawn" "layers: answer at resid_post"
+
+# Type a new prompt with readline: e opens it pre-filled, C-u clears.
+keys a e
+check a "e opens the prompt line" "prompt> The capital of France is"
+keys a C-u "Germany is Berlin. Italy is" Enter
+check a "Enter runs the new prompt" "tokens Germany ·is · Berlin . ·It"
+check a "the status line shows how long it took" " ms"
+
+# Step layers and select a head.
+keys a j
+check a "j moves the layer cursor down" "layer 1 │ head 1.0"
+keys a k
+check a "k moves it back" "layer 0 │ head 0.0"
+keys a l l
+check a "l l selects head 0.2" "─ head 0.2 "
+keys a End
+check a "End goes to the last layer" "layer 1 │ head 1.2"
+
+# The mask toggle: before -> after in the status line.
+keys a m
+check a "m turns the final-layer mask on" "(mask)"
+check a "the header shows the mask on" "mask  on"
+keys a m
+check_not a "m again turns it off" "(mask)"
+
+# The command line, with Tab completion of commands and arguments.
+keys a : "met" Tab
+check a "Tab completes a command name" ":metric"
+keys a "dir" Tab Enter
+check a ":metric direct switches the heads metric" "heads: direct effect on answer"
+keys a : "theme li" Tab Enter
+check a "Tab completes a theme name; :theme light applies it" "│ light"
+keys a : "layer nine" Enter
+check a "a bad command shows an error and the explorer stays" "layer: expected N"
+keys a : "prompt oops" Escape
+check_not a "Escape closes the command line without running it" ":prompt oops"
+
+# The key map.
+keys a "?"
+check a "? shows the key map" "keys: each runs a command"
+keys a x
+check a "any key closes it" "layers: answer at resid_post"
+
+# Resize below the minimum, and back.
+tm resize-window -t a -x 50 -y 12
+check a "below the minimum size a clear message" "needs at least 60x16"
+tm resize-window -t a -x 120 -y 35
+check a "back to 120x35 the panes are redrawn" "layers: answer at resid_post"
+
+# Ctrl-C cancels long work and stays.
+keys a : "time 100000" Enter
+sleep 1
+keys a C-c
+check a "Ctrl-C cancels :time and the explorer stays" "(cancelled)" 10
+keys a C-c
+check a "Ctrl-C at rest asks for a second press" "press Ctrl-C again to quit"
+
+# The prompt history persists in the XDG state directory.
+if grep -qx "Germany is Berlin. Italy is" "$XDG_STATE_HOME/factlens/prompts" 2> /dev/null; then
+	echo "ok - the prompt went into \$XDG_STATE_HOME/factlens/prompts"
+else
+	echo "FAIL - no prompt history in $XDG_STATE_HOME/factlens/prompts"
+	fail=1
+fi
+
+sleep 2.1
+keys a q
+restored a "q quits and restores the terminal"
+
+# A second session: history comes back with Up; SIGTERM restores the terminal.
+start b
+check b "a second session opens" "layers: answer at resid_post"
+keys b e C-u Up
+check b "Up in the prompt line recalls the last session's prompt" "prompt> Germany is Berlin. Italy is"
+keys b Escape
+pid=$(pgrep -P "$(tm display-message -p -t b '#{pane_pid}')" -x factlens | head -1)
+if [ -n "$pid" ]; then
+	kill -TERM "$pid"
+	restored b "SIGTERM ends the explorer and restores the terminal"
+else
+	echo "FAIL - could not find the explorer's process"
+	fail=1
+fi
+
+start c
+check c "a third session opens" "layers: answer at resid_post"
+keys c C-c
+sleep 0.3
+keys c C-c
+restored c "Ctrl-C twice quits and restores the terminal"
+exit $fail

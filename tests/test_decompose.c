@@ -1,0 +1,203 @@
+/*
+ * test_decompose.c - the regression behind the MLP decomposition.
+ *
+ * On synthetic data with planted coefficients and intercept the closed form
+ * recovers them (exactly without noise, closely with it); collinear
+ * regressors need the ridge. On the fixtures, the decomposition collected in
+ * packed batches equals the one collected a prompt at a time, and its means
+ * and fit quality match what each prompt's own cache gives.
+ */
+#include "check.h"
+#include "fx.h"
+
+#include "analysis/decompose.h"
+#include "engine/kernels.h"
+
+static void
+check_planted(void)
+{
+	enum { N = 64, J = 5, D = 48 };
+	static float x[N * J * D], y[N * D], b[D], noise[N * D];
+	const double beta[J] = { -1.0, 0.5, 2.0, 0.0, -0.25 };
+	fl_regress f;
+	char *cause = NULL;
+	double maxb = 0, maxi = 0;
+	int rc;
+
+	fx_fill(x, (size_t)N * J * D, 1);
+	fx_fill(b, D, 2);
+	fx_fill(noise, (size_t)N * D, 3);
+	for (int n = 0; n < N; n++)
+		for (int i = 0; i < D; i++) {
+			double v = b[i];
+
+			for (int j = 0; j < J; j++)
+				v += beta[j] * x[((size_t)n * J + j) * D + i];
+			y[(size_t)n * D + i] = (float)v;
+		}
+	rc = regress_fit(&f, x, y, N, J, D, 0, &cause);
+	check(rc == 0, "planted: the fit runs (%s)", cause ? cause : "ok");
+	if (rc != 0)
+		return;
+	for (int j = 0; j < J; j++)
+		if (fabs(f.beta[j] - beta[j]) > maxb)
+			maxb = fabs(f.beta[j] - beta[j]);
+	for (int i = 0; i < D; i++)
+		if (fabs(f.intercept[i] - b[i]) > maxi)
+			maxi = fabs(f.intercept[i] - b[i]);
+	check(maxb < 1e-6, "planted: coefficients recovered (max error %.2e; beta "
+	    "%.6f %.6f %.6f %.6f %.6f)", maxb, f.beta[0], f.beta[1], f.beta[2],
+	    f.beta[3], f.beta[4]);
+	check(maxi < 1e-5, "planted: the vector intercept recovered (max error %.2e)", maxi);
+	check(fabs(f.r2 - 1) < 1e-9 && fabs(f.mean_cos - 1) < 1e-9,
+	    "planted: R^2 = 1 and mean cosine = 1 without noise (%.12f, %.12f)",
+	    f.r2, f.mean_cos);
+	regress_clear(&f);
+
+	/* the default ridge moves them by ~1e-6 */
+	regress_fit(&f, x, y, N, J, D, -1, NULL);
+	maxb = 0;
+	for (int j = 0; j < J; j++)
+		if (fabs(f.beta[j] - beta[j]) > maxb)
+			maxb = fabs(f.beta[j] - beta[j]);
+	check(maxb < 1e-4 && f.ridge == DECOMP_RIDGE, "planted: with the default "
+	    "ridge %.0e, coefficients within 1e-4 (%.2e)", f.ridge, maxb);
+	regress_clear(&f);
+
+	/* with noise of a third of the regressors' spread */
+	for (size_t i = 0; i < (size_t)N * D; i++)
+		y[i] += 0.3f * noise[i];
+	regress_fit(&f, x, y, N, J, D, 0, NULL);
+	maxb = 0;
+	for (int j = 0; j < J; j++)
+		if (fabs(f.beta[j] - beta[j]) > maxb)
+			maxb = fabs(f.beta[j] - beta[j]);
+	check(maxb < 0.03 && f.r2 < 0.999 && f.r2 > 0.9 && f.mean_cos < 1,
+	    "planted with noise: coefficients within 0.03 (%.3f), R^2 %.4f < 1", maxb,
+	    f.r2);
+	regress_clear(&f);
+
+	/* regressor 1 = regressor 0: singular without the ridge, split with it */
+	for (int n = 0; n < N; n++) {
+		memcpy(x + ((size_t)n * J + 1) * D, x + (size_t)n * J * D, D * sizeof *x);
+		for (int i = 0; i < D; i++) {
+			double v = b[i];
+
+			for (int j = 0; j < J; j++)
+				v += beta[j] * x[((size_t)n * J + j) * D + i];
+			y[(size_t)n * D + i] = (float)v;
+		}
+	}
+	rc = regress_fit(&f, x, y, N, J, D, 0, &cause);
+	check(rc == -1 && cause != NULL && strstr(cause, "singular"),
+	    "collinear regressors without ridge: refused (%s)", cause ? cause : "");
+	free(cause);
+	cause = NULL;
+	rc = regress_fit(&f, x, y, N, J, D, 1e-6, &cause);
+	check(rc == 0 && fabs(f.beta[0] + f.beta[1] - (beta[0] + beta[1])) < 1e-3 &&
+	    fabs(f.beta[0] - f.beta[1]) < 1e-3,
+	    "collinear regressors with the ridge: the pair shares its sum "
+	    "(%.4f + %.4f, planted sum %.2f)", rc == 0 ? f.beta[0] : 0,
+	    rc == 0 ? f.beta[1] : 0, beta[0] + beta[1]);
+	regress_clear(&f);
+	rc = regress_fit(&f, x, y, 1, J, D, 0, &cause);
+	check(rc == -1 && cause != NULL, "one sample is refused (%s)", cause ? cause : "");
+	free(cause);
+}
+
+static void
+check_fixture(const char *fx)
+{
+	fl_model *m = fx_model(fx);
+	fl_task *t = fx_tiny_task();
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false };
+	fl_prompt_set ps;
+	char *cause = NULL;
+
+	if (m == NULL || t == NULL || task_prompts(&ps, m, t, &po, &cause) != 0) {
+		if (cause)
+			check(0, "%s: prompts: %s", fx, cause);
+		free(cause);
+		task_free(t);
+		model_free(m);
+		return;
+	}
+	for (int l = 0; l < m->cfg.n_layer; l++)
+		for (int with_resid = 0; with_resid < 2; with_resid++) {
+			fl_decomp d1, d4;
+			fl_batch *b1 = batch_new(m, 1, ps.max_len), *b4 = batch_new(m, 4, ps.max_len);
+			int D = m->cfg.d_model, J = decomp_regressors(m, with_resid);
+			int rc1 = decomp_fit(&d1, b1, ps.p, ps.n, l, with_resid, -1, &cause);
+			int rc4 = decomp_fit(&d4, b4, ps.p, ps.n, l, with_resid, -1, &cause);
+			double db = 0, dm = 0, dc = 0, cos_sum = 0;
+			double *mx = xcalloc((size_t)J * D, sizeof *mx);
+			float *x = xmalloc((size_t)J * D * sizeof *x);
+			fl_run *r = run_new(m, ps.max_len, ps.max_len);
+
+			check(rc1 == 0 && rc4 == 0 && b1->passes == ps.n && b4->passes == 5,
+			    "%s layer %d%s: fits a prompt at a time and 4 at a time "
+			    "(%ld and %ld passes; %s)", fx, l, with_resid ? " +resid" : "",
+			    b1->passes, b4->passes, cause ? cause : "ok");
+			if (rc1 != 0 || rc4 != 0) {
+				free(cause);
+				cause = NULL;
+				goto next;
+			}
+			for (int j = 0; j < J; j++)
+				db = fmax(db, fabs(d1.fit.beta[j] - d4.fit.beta[j]));
+			check(db < 1e-4 && fabs(d1.fit.r2 - d4.fit.r2) < 1e-5,
+			    "%s layer %d%s: batched = one at a time (beta diff %.2e, R^2 "
+			    "%.5f vs %.5f)", fx, l, with_resid ? " +resid" : "", db,
+			    d1.fit.r2, d4.fit.r2);
+			/* means and cosines from each prompt's own cache */
+			for (int i = 0; i < ps.n; i++) {
+				fl_cache *c = fx_cache(m, r, ps.p[i].ids, ps.p[i].n);
+				fl_recon rec;
+
+				decomp_prompt(&d4, m, c, c->n_tok - 1, x, NULL, NULL, &rec, NULL);
+				for (size_t k = 0; k < (size_t)J * D; k++)
+					mx[k] += x[k] / ps.n;
+				cos_sum += rec.cos;
+				cache_free(c);
+			}
+			for (size_t k = 0; k < (size_t)J * D; k++)
+				dm = fmax(dm, fabs(mx[k] - d4.fit.mean_x[k]));
+			dc = fabs(cos_sum / ps.n - d4.fit.mean_cos);
+			check(dm < 1e-5 && dc < 1e-5 && d4.fit.r2 <= 1 && d4.fit.n == ps.n,
+			    "%s layer %d%s: the collected regressors and the mean cosine "
+			    "match each prompt's cache (%.2e, %.2e; R^2 %.4f, cos %.4f)", fx,
+			    l, with_resid ? " +resid" : "", dm, dc, d4.fit.r2, d4.fit.mean_cos);
+next:
+			decomp_clear(&d1);
+			decomp_clear(&d4);
+			batch_free(b1);
+			batch_free(b4);
+			run_free(r);
+			free(mx);
+			free(x);
+		}
+	{
+		fl_decomp d;
+		fl_batch *b = batch_new(m, 4, ps.max_len);
+		int rc = decomp_fit(&d, b, ps.p, ps.n, m->cfg.n_layer, false, -1, &cause);
+
+		check(rc == -1 && cause && strstr(cause, "the model has layers 0 to"),
+		    "%s: a layer past the last is refused (%s)", fx, cause ? cause : "");
+		free(cause);
+		batch_free(b);
+	}
+	prompt_set_clear(&ps);
+	task_free(t);
+	model_free(m);
+}
+
+int
+main(void)
+{
+	kern_set_threads(2);
+	check_planted();
+	check_fixture("gpt2-f32");
+	check_fixture("opt-f32");
+	(void)check_close;
+	return check_done();
+}

@@ -1,0 +1,192 @@
+/*
+ * test_eval.c - the grid over a task.
+ *
+ * Each prompt's numbers do not depend on how prompts are packed into
+ * batches; each condition's numbers equal the single-prompt path (a cached
+ * pass, then the mitigations re-run from the cache with mitigate.h's
+ * hooks), with the intercept refitted independently on the other fold; the
+ * calibration folds are disjoint from the scored prompts.
+ */
+#include "check.h"
+#include "fx.h"
+
+#include "analysis/decompose.h"
+#include "analysis/eval.h"
+#include "analysis/lens.h"
+#include "analysis/mitigate.h"
+#include "engine/kernels.h"
+
+static void
+check_fixture(const char *fx, fl_eval_split split)
+{
+	fl_model *m = fx_model(fx);
+	fl_task *t = fx_tiny_task();
+	fl_eval_opts o;
+	fl_eval_result r1, r3, r64;
+	fl_prompt_set ps;
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false };
+	char *cause = NULL;
+	int V, n, C = EVAL_COND_COUNT;
+	const char *sp = eval_split_name(split);
+
+	if (m == NULL || t == NULL)
+		goto out;
+	V = m->cfg.n_vocab;
+	eval_opts_init(&o);
+	o.split = split;
+	o.batch = 1;
+	if (eval_task(&r1, m, t, &o, 0, NULL, NULL, &cause) != 0)
+		goto out;
+	o.batch = 3;
+	if (eval_task(&r3, m, t, &o, 0, NULL, NULL, &cause) != 0) {
+		eval_clear(&r1);
+		goto out;
+	}
+	o.batch = 64;
+	if (eval_task(&r64, m, t, &o, 0, NULL, NULL, &cause) != 0) {
+		eval_clear(&r1);
+		eval_clear(&r3);
+		goto out;
+	}
+	n = r1.n;
+	check(n == 20 && r1.multi_token == 12 && r1.passes == 40 && r3.passes == 14 &&
+	    r64.passes == 2, "%s/%s: 20 prompts, 12 with multi-token answers, 2 x "
+	    "ceil(20 / batch) passes (%d, %d; %ld, %ld, %ld)", fx, sp, n,
+	    r1.multi_token, r1.passes, r3.passes, r64.passes);
+	{
+		double dp = 0;
+		int dr = 0;
+
+		for (int k = 0; k < n * C; k++) {
+			dp = fmax(dp, fabs(r1.prob[k] - r3.prob[k]));
+			dp = fmax(dp, fabs(r1.prob[k] - r64.prob[k]));
+			dr += r1.rank[k] != r3.rank[k] || r1.rank[k] != r64.rank[k];
+		}
+		check(dp < 1e-6 && dr == 0, "%s/%s: batches of 1, 3 and 64 give each "
+		    "prompt the same P and rank (max P diff %.2e, %d ranks differ)", fx,
+		    sp, dp, dr);
+	}
+	check(r1.calib_n[0] + r1.calib_n[1] == n && r1.calib_n[0] > 0 &&
+	    r1.calib_n[1] > 0, "%s/%s: the two calibration folds cover the prompts "
+	    "once (%d + %d)", fx, sp, r1.calib_n[0], r1.calib_n[1]);
+
+	/* the single-prompt path, with the intercept fitted again */
+	if (task_prompts(&ps, m, t, &po, &cause) == 0) {
+		fl_batch *b = batch_new(m, 8, ps.max_len);
+		fl_run *run = run_new(m, ps.max_len, ps.max_len);
+		fl_decomp dec[2];
+		fl_prompt *other = xcalloc((size_t)ps.n, sizeof *other);
+		double dmax = 0;
+		int rank_bad = 0;
+
+		for (int f = 0; f < 2; f++) {
+			int k = 0;
+
+			for (int i = 0; i < ps.n; i++)
+				if (eval_fold(&ps.p[i], split) != f)
+					other[k++] = ps.p[i];
+			check(decomp_fit(&dec[f], b, other, k, m->cfg.n_layer - 1, true, -1,
+			    &cause) == 0, "%s/%s: fold %d's intercept refitted on %d prompts",
+			    fx, sp, f, k);
+		}
+		for (int i = 0; i < ps.n; i++) {
+			fl_cache *c = fx_cache(m, run, ps.p[i].ids, ps.p[i].n);
+			const float *icpt = dec[eval_fold(&ps.p[i], split)].fit.intercept;
+			fl_mitigation mits[EVAL_COND_COUNT] = {
+				[EVAL_BASELINE] = { false, NULL, NULL },
+				[EVAL_MASK] = { true, NULL, NULL },
+				[EVAL_INTERCEPT] = { false, NULL, icpt },
+				[EVAL_BOTH] = { true, NULL, icpt },
+			};
+
+			for (int k = 0; k < C; k++) {
+				double p;
+				int rank;
+
+				mitigate_rerun(run, m, c, &mits[k], NULL);
+				p = lens_prob_of(c->logits, V, ps.p[i].answer);
+				rank = lens_rank_of(c->logits, V, ps.p[i].answer);
+				dmax = fmax(dmax, fabs(p - r64.prob[(size_t)i * C + k]));
+				rank_bad += rank != r64.rank[(size_t)i * C + k];
+			}
+			cache_free(c);
+		}
+		check(dmax < 1e-5 && rank_bad == 0, "%s/%s: every condition of every "
+		    "prompt = the cached single-prompt run with mitigate's hooks (max P "
+		    "diff %.2e, %d ranks differ)", fx, sp, dmax, rank_bad);
+		decomp_clear(&dec[0]);
+		decomp_clear(&dec[1]);
+		free(other);
+		run_free(run);
+		batch_free(b);
+		prompt_set_clear(&ps);
+	}
+	{
+		double mp = 0;
+
+		for (int i = 0; i < n; i++)
+			mp += r64.prob[(size_t)i * C + EVAL_BOTH];
+		check(fabs(mp / n - r64.cond[EVAL_BOTH].mean_prob) < 1e-9 &&
+		    r64.cond[EVAL_BASELINE].top1 >= 0 && r64.cond[EVAL_BASELINE].top1 <= 1 &&
+		    r64.cond[EVAL_MASK].mean_rank >= 1, "%s/%s: the table is the mean of "
+		    "the prompts", fx, sp);
+	}
+	eval_clear(&r1);
+	eval_clear(&r3);
+	eval_clear(&r64);
+out:
+	if (cause != NULL)
+		check(0, "%s: %s", fx, cause);
+	free(cause);
+	task_free(t);
+	model_free(m);
+}
+
+static void
+check_shots(void)
+{
+	fl_model *m = fx_model("gpt2-f32");
+	fl_task *t = fx_tiny_task();
+	fl_eval_opts o;
+	fl_eval_result r;
+	char *cause = NULL;
+	int rc;
+
+	if (m == NULL || t == NULL)
+		goto out;
+	eval_opts_init(&o);
+	rc = eval_task(&r, m, t, &o, 2, NULL, NULL, &cause);
+	check(rc == 0 && r.n == 20 && r.shots == 2, "2-shot grid runs (%s)",
+	    cause ? cause : "ok");
+	if (rc == 0)
+		eval_clear(&r);
+	free(cause);
+	cause = NULL;
+	rc = eval_task(&r, m, t, &o, 5, NULL, NULL, &cause);
+	check(rc == -1 && cause != NULL && strstr(cause, "5-shot prompts need"),
+	    "5-shot on 5 pairs is refused (%s)", cause ? cause : "");
+	free(cause);
+	cause = NULL;
+	o.set = TASK_TEMPLATES_PARAPHRASE;
+	rc = eval_task(&r, m, t, &o, 0, NULL, NULL, &cause);
+	check(rc == 0 && r.n == 5, "the paraphrase set: 5 prompts (%s)",
+	    cause ? cause : "ok");
+	if (rc == 0)
+		eval_clear(&r);
+	free(cause);
+out:
+	task_free(t);
+	model_free(m);
+}
+
+int
+main(void)
+{
+	kern_set_threads(2);
+	check_fixture("gpt2-f32", EVAL_SPLIT_SUBJECT);
+	check_fixture("gpt2-f32", EVAL_SPLIT_TEMPLATE);
+	check_fixture("opt-f32", EVAL_SPLIT_SUBJECT);
+	check_shots();
+	(void)check_close;
+	return check_done();
+}
