@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 top=$(pwd)
 
 pkgs=(build-essential autoconf automake pkg-config libncurses-dev
-      libreadline-dev libcjson-dev libblis-dev libpcre2-dev nodejs npm tmux
+      libreadline-dev libcjson-dev libblis-dev libpcre2-dev tmux
       clang libclang-rt-14-dev)
 
 missing=()
@@ -20,6 +20,9 @@ for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 		missing+=("$p")
 done
+# Node.js may come from elsewhere with its own npm: ask for the commands.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "setup: installing ${missing[*]}"
 	sudo=""
