@@ -184,6 +184,20 @@ check_invariants(const char *fx, fl_model *m, const int *ids, int T)
 	check(run_forward(r, ids, &T, 1, &p, &cause) == 0, "%s: resume at the last layer", fx);
 	snprintf(label, sizeof label, "%s: masked logits resumed from the cache = full pass", fx);
 	check_close(label, part, full, (size_t)V, 1e-5);
+	/* the same recomputing only the last position, twice: the second run
+	 * reads keys and values the first one left in the cache */
+	p.last_row_only = true;
+	for (int rep = 0; rep < 2; rep++) {
+		memset(part, 0, (size_t)V * sizeof *part);
+		check(run_forward(r, ids, &T, 1, &p, &cause) == 0,
+		    "%s: resume at the last layer, last row only (run %d)", fx, rep + 1);
+		snprintf(label, sizeof label, "%s: masked logits from the last row only = "
+		    "full pass (run %d)", fx, rep + 1);
+		check_close(label, part, full, (size_t)V, 1e-5);
+	}
+	snprintf(label, sizeof label, "%s: the cache's logits follow the last-row run", fx);
+	check_close(label, cache->logits, full, (size_t)V, 1e-5);
+	p.last_row_only = false;
 
 	/* batch of two: the prompt and its first T2 tokens */
 	memcpy(both, ids, (size_t)T * sizeof *ids);

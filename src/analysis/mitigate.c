@@ -48,5 +48,7 @@ mitigate_rerun(fl_run *r, const fl_model *m, fl_cache *c,
 	p.n_hooks = mitigate_hooks(m, mit, &st, hooks);
 	p.cache = c;
 	p.start_layer = m->cfg.n_layer - 1;
+	/* Both mitigations change only the last position's row. */
+	p.last_row_only = true;
 	return run_forward(r, c->ids, &T, 1, &p, cause) < 0 ? -1 : 0;
 }

@@ -177,6 +177,7 @@ cmd_bench(int argc, char **argv)
 	pm.n_hooks = 1;
 	pm.cache = cache;
 	pm.start_layer = L - 1;
+	pm.last_row_only = true;
 	pm.logits = lens + (size_t)L * V;
 	for (int i = -2; i < reps; i++) {	/* two warm-up passes */
 		double t0 = fl_now();

@@ -1,6 +1,7 @@
 /* forward.c - the instrumented forward pass; see forward.h. */
 #include "forward.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,9 @@ struct fl_run {
 	float		*logits;	/* (N, V) on demand */
 	size_t		 logits_cap;
 	float		*block;
+	/* The rows this pass computes, within the cached sequence: all of
+	 * them (row0 0, tc = rows), or only the last (row0 = tc - 1). */
+	int		 row0, tc;
 };
 
 fl_run *
@@ -282,16 +286,18 @@ int
 hook_self_mask(void *ud, fl_act *a)
 {
 	const fl_self_mask *mk = ud;
-	int H = a->shape[0], T = a->shape[1];
+	int H = a->shape[0], Q = a->shape[1], T = a->shape[2];
 
+	/* Query row i is position T - Q + i: Q = T in a full pass, 1 when
+	 * only the last position is recomputed. */
 	for (int h = 0; h < H; h++) {
 		if (mk != NULL && mk->heads != NULL && !mk->heads[h])
 			continue;
-		for (int i = (mk != NULL && mk->all_queries) ? 0 : T - 1; i < T; i++) {
-			float *row = a->data + ((size_t)h * T + i) * T;
+		for (int i = (mk != NULL && mk->all_queries) ? 0 : Q - 1; i < Q; i++) {
+			float *row = a->data + ((size_t)h * Q + i) * T;
 
 			for (int j = 0; j < T; j++)
-				if (j != i)
+				if (j != T - Q + i)
 					row[j] = -INFINITY;
 		}
 	}
@@ -481,6 +487,42 @@ attn_from_results(fl_run *r, const fl_pass *p, int l, const int *lens, int n_seq
 	return FL_HOOK_CONTINUE;
 }
 
+/* Attention of the last position alone, its keys and values of the other
+ * positions read from the cache (a causal model's earlier rows do not
+ * change when only the last one does). Scores and pattern are (H, 1, T). */
+static int
+attend_last(fl_run *r, const fl_pass *p, int l)
+{
+	const fl_config *c = &r->m->cfg;
+	int H = c->n_head, dh = c->d_head, D = c->d_model, T = r->tc, t = r->row0;
+	float scale = 1.0f / sqrtf((float)dh);
+	fl_cache *k = p->cache;
+	float *K = k->k + (size_t)l * T * D, *Vc = k->v + (size_t)l * T * D;
+
+	memcpy(K + (size_t)t * D, r->k, (size_t)D * sizeof(float));
+	memcpy(Vc + (size_t)t * D, r->v, (size_t)D * sizeof(float));
+	for (int h = 0; h < H; h++)
+		for (int j = 0; j < T; j++)
+			r->scores[(size_t)h * T + j] = scale * cblas_sdot(dh,
+			    r->q + h * dh, 1, K + (size_t)j * D + h * dh, 1);
+	if (hook_fire(p, HOOK_ATTN_SCORES, l, 0, r->scores, 3, H, 1, T))
+		return FL_HOOK_STOP;
+	for (int h = 0; h < H; h++)
+		kern_softmax(r->scores + (size_t)h * T, T);
+	if (hook_fire(p, HOOK_PATTERN, l, 0, r->scores, 3, H, 1, T))
+		return FL_HOOK_STOP;
+	memset(r->z, 0, (size_t)D * sizeof(float));
+	for (int h = 0; h < H; h++) {
+		if (k->pattern != NULL)
+			memcpy(k->pattern + (((size_t)l * H + h) * T + t) * T,
+			    r->scores + (size_t)h * T, (size_t)T * sizeof(float));
+		for (int j = 0; j < T; j++)
+			cblas_saxpy(dh, r->scores[(size_t)h * T + j],
+			    Vc + (size_t)j * D + h * dh, 1, r->z + h * dh, 1);
+	}
+	return FL_HOOK_CONTINUE;
+}
+
 #define FIRE(x) do { if ((x) != FL_HOOK_CONTINUE) return FL_HOOK_STOP; } while (0)
 
 static int
@@ -489,19 +531,21 @@ block(fl_run *r, const fl_pass *p, int l, const int *lens, int n_seq, int N)
 	const fl_config *c = &r->m->cfg;
 	const fl_layer *y = &r->m->layers[l];
 	size_t D = (size_t)c->d_model, F = (size_t)c->d_mlp, T = (size_t)N;
+	size_t at = (size_t)l * r->tc + r->row0;	/* this layer's first cached row */
+	size_t next = (size_t)(l + 1) * r->tc + r->row0;
 	fl_cache *k = p->cache;
 	int off = 0;
 
 	FIRE(hook_rows(p, HOOK_RESID_PRE, l, r->x, (int)D, lens, n_seq));
 	if (k != NULL)
-		cache_put(k->resid_pre + l * T * D, r->x, T * D);
+		cache_put(k->resid_pre + at * D, r->x, T * D);
 
 	kern_ln_stats(r->mean, r->scale, r->x, N, (int)D, c->ln_eps);
 	FIRE(hook_scale(p, HOOK_LN1_SCALE, l, r->scale, lens, n_seq));
 	kern_ln_apply(r->ln, r->x, r->mean, r->scale, y->ln1_w, y->ln1_b, N, (int)D);
 	FIRE(hook_rows(p, HOOK_LN1_NORMALIZED, l, r->ln, (int)D, lens, n_seq));
 	if (k != NULL)
-		cache_put(k->ln1_scale + l * T, r->scale, T);
+		cache_put(k->ln1_scale + at, r->scale, T);
 
 	kern_linear(r->q, (int)D, r->ln, (int)D, &y->q, N, false);
 	kern_linear(r->k, (int)D, r->ln, (int)D, &y->k, N, false);
@@ -509,16 +553,19 @@ block(fl_run *r, const fl_pass *p, int l, const int *lens, int n_seq, int N)
 	FIRE(hook_heads(p, HOOK_Q, l, r->q, c->n_head, c->d_head, lens, n_seq));
 	FIRE(hook_heads(p, HOOK_K, l, r->k, c->n_head, c->d_head, lens, n_seq));
 	FIRE(hook_heads(p, HOOK_V, l, r->v, c->n_head, c->d_head, lens, n_seq));
-	for (int s = 0; s < n_seq; s++) {
-		FIRE(attend(r, p, l, s, off, lens[s]));
-		off += lens[s];
-	}
+	if (r->row0 > 0)
+		FIRE(attend_last(r, p, l));
+	else
+		for (int s = 0; s < n_seq; s++) {
+			FIRE(attend(r, p, l, s, off, lens[s]));
+			off += lens[s];
+		}
 	FIRE(hook_heads(p, HOOK_Z, l, r->z, c->n_head, c->d_head, lens, n_seq));
 	if (k != NULL) {
-		cache_put(k->q + l * T * D, r->q, T * D);
-		cache_put(k->k + l * T * D, r->k, T * D);
-		cache_put(k->v + l * T * D, r->v, T * D);
-		cache_put(k->z + l * T * D, r->z, T * D);
+		cache_put(k->q + at * D, r->q, T * D);
+		cache_put(k->k + at * D, r->k, T * D);
+		cache_put(k->v + at * D, r->v, T * D);
+		cache_put(k->z + at * D, r->z, T * D);
 	}
 
 	if (hook_wanted(p, HOOK_RESULT, l))
@@ -529,8 +576,8 @@ block(fl_run *r, const fl_pass *p, int l, const int *lens, int n_seq, int N)
 	add_rows(r->x, r->attn, T * D);
 	FIRE(hook_rows(p, HOOK_RESID_MID, l, r->x, (int)D, lens, n_seq));
 	if (k != NULL) {
-		cache_put(k->attn_out + l * T * D, r->attn, T * D);
-		cache_put(k->resid_mid + l * T * D, r->x, T * D);
+		cache_put(k->attn_out + at * D, r->attn, T * D);
+		cache_put(k->resid_mid + at * D, r->x, T * D);
 	}
 
 	kern_ln_stats(r->mean, r->scale, r->x, N, (int)D, c->ln_eps);
@@ -538,21 +585,21 @@ block(fl_run *r, const fl_pass *p, int l, const int *lens, int n_seq, int N)
 	kern_ln_apply(r->ln, r->x, r->mean, r->scale, y->ln2_w, y->ln2_b, N, (int)D);
 	FIRE(hook_rows(p, HOOK_LN2_NORMALIZED, l, r->ln, (int)D, lens, n_seq));
 	if (k != NULL)
-		cache_put(k->ln2_scale + l * T, r->scale, T);
+		cache_put(k->ln2_scale + at, r->scale, T);
 
 	kern_linear(r->mlp_h, (int)F, r->ln, (int)D, &y->fc, N, false);
 	FIRE(hook_rows(p, HOOK_MLP_PRE, l, r->mlp_h, (int)F, lens, n_seq));
 	kern_activation(r->mlp_h, T * F, c->act);
 	FIRE(hook_rows(p, HOOK_MLP_POST, l, r->mlp_h, (int)F, lens, n_seq));
 	if (k != NULL && k->mlp_post != NULL)
-		cache_put(k->mlp_post + l * T * F, r->mlp_h, T * F);
+		cache_put(k->mlp_post + at * F, r->mlp_h, T * F);
 	kern_linear(r->mlp, (int)D, r->mlp_h, (int)F, &y->proj, N, false);
 	FIRE(hook_rows(p, HOOK_MLP_OUT, l, r->mlp, (int)D, lens, n_seq));
 	add_rows(r->x, r->mlp, T * D);
 	FIRE(hook_rows(p, HOOK_RESID_POST, l, r->x, (int)D, lens, n_seq));
 	if (k != NULL) {
-		cache_put(k->mlp_out + l * T * D, r->mlp, T * D);
-		cache_put(k->resid_pre + (l + 1) * T * D, r->x, T * D);
+		cache_put(k->mlp_out + at * D, r->mlp, T * D);
+		cache_put(k->resid_pre + next * D, r->x, T * D);
 		k->valid = l + 1;
 	}
 	return FL_HOOK_CONTINUE;
@@ -599,10 +646,10 @@ unembed(fl_run *r, const fl_pass *p, const int *lens, int n_seq, int N)
 	if (k != NULL) {
 		if (k->flags & FL_CACHE_LOGITS_ALL) {
 			if (p->logits_all)
-				cache_put(k->logits, out, (size_t)N * V);
-			else {
-				kern_unembed(k->logits, r->ln, r->m->unembed, N, (int)D, (int)V);
-			}
+				cache_put(k->logits + (size_t)r->row0 * V, out, (size_t)N * V);
+			else
+				kern_unembed(k->logits + (size_t)r->row0 * V, r->ln,
+				    r->m->unembed, N, (int)D, (int)V);
 		} else
 			cache_put(k->logits, out + (size_t)(R - 1) * V, V);
 	}
@@ -616,12 +663,22 @@ run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
 	const fl_config *c = &r->m->cfg;
 	size_t D = (size_t)c->d_model;
 	fl_cache *k = p->cache;
-	int N = 0, l0 = p->start_layer;
+	int N = 0, l0 = p->start_layer, one = 1;
 
 	if (check_input(r, ids, lens, n_seq, p, &N, cause) != 0)
 		return -1;
+	r->row0 = 0;
+	r->tc = N;
+	if (p->last_row_only) {
+		if (l0 < 1)
+			return fl_error(cause, "last_row_only needs a resumed pass");
+		r->row0 = N - 1;
+		N = 1;
+		lens = &one;
+	}
 	if (l0 > 0)
-		memcpy(r->x, k->resid_pre + (size_t)l0 * N * D, (size_t)N * D * sizeof(float));
+		memcpy(r->x, k->resid_pre + ((size_t)l0 * r->tc + r->row0) * D,
+		    (size_t)N * D * sizeof(float));
 	else {
 		embed(r, ids, lens, n_seq);
 		FIRE(hook_rows(p, HOOK_EMBED, -1, r->ln, (int)D, lens, n_seq));
@@ -641,8 +698,8 @@ run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
 	kern_ln_apply(r->ln, r->x, r->mean, r->scale, r->m->lnf_w, r->m->lnf_b, N, (int)D);
 	FIRE(hook_rows(p, HOOK_LNF_NORMALIZED, -1, r->ln, (int)D, lens, n_seq));
 	if (k != NULL) {
-		cache_put(k->lnf_scale, r->scale, (size_t)N);
-		cache_put(k->lnf, r->ln, (size_t)N * D);
+		cache_put(k->lnf_scale + r->row0, r->scale, (size_t)N);
+		cache_put(k->lnf + (size_t)r->row0 * D, r->ln, (size_t)N * D);
 	}
 	return unembed(r, p, lens, n_seq, N);
 }
