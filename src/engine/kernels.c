@@ -268,61 +268,69 @@ stream_trans_part(void *ctx, int part, int nparts)
 	}
 }
 
-/* Weights stored (in, out) with row stride ld: a strip of 32 output
- * columns times MB input rows (MB a constant, so that the accumulators
- * stay in registers); each weight row of the strip is read once. */
+/* Weights stored (in, out) with row stride ld: a strip of PLAIN_NV
+ * vectors of output columns times MB input rows (MB a constant, so that the
+ * accumulators stay in registers). Rows of the strip are ld apart, usually
+ * more than a page: a wide strip reads more bytes per page touched. */
+#define PLAIN_NV 4
+#define PLAIN_MT 4
+#define PLAIN_SW (PLAIN_NV * VW)
+
 static inline __attribute__((always_inline)) void
-plain_tile(const stream_job *j, int c, int m0, const int MB, float out[8][2 * VW])
+plain_tile(const stream_job *j, int c, int m0, const int MB,
+    float out[PLAIN_MT][PLAIN_SW])
 {
-	vf a[8][2] = { { { 0 } } };
+	vf a[PLAIN_MT][PLAIN_NV] = { { { 0 } } };
 	const float *x = j->x + (size_t)m0 * j->ldx;
 
 	for (int i = 0; i < j->in; i++) {
 		const float *wr = j->w + (size_t)i * j->ld + c;
-		vf w0 = vload(wr), w1 = vload(wr + VW);
+		vf w[PLAIN_NV];
 
+#pragma GCC unroll 8
+		for (int v = 0; v < PLAIN_NV; v++) {
+			w[v] = vload(wr + v * VW);
+			KEEP(w[v]);
+		}
 #pragma GCC unroll 8
 		for (int k = 0; k < MB; k++) {
 			float xs = x[(size_t)k * j->ldx + i];
 
-			a[k][0] += xs * w0;
-			a[k][1] += xs * w1;
+#pragma GCC unroll 8
+			for (int v = 0; v < PLAIN_NV; v++)
+				a[k][v] += xs * w[v];
 		}
 	}
 #pragma GCC unroll 8
-	for (int k = 0; k < MB; k++) {
-		vstore(out[k], a[k][0]);
-		vstore(out[k] + VW, a[k][1]);
-	}
+	for (int k = 0; k < MB; k++)
+#pragma GCC unroll 8
+		for (int v = 0; v < PLAIN_NV; v++)
+			vstore(out[k] + v * VW, a[k][v]);
 }
 
 static void
 stream_plain_part(void *ctx, int part, int nparts)
 {
 	const stream_job *j = ctx;
-	int strips = (j->out + 2 * VW - 1) / (2 * VW);
+	int strips = (j->out + PLAIN_SW - 1) / PLAIN_SW;
 	int per = (strips + nparts - 1) / nparts;
-	int c0 = part * per * 2 * VW, c1 = c0 + per * 2 * VW;
+	int c0 = part * per * PLAIN_SW, c1 = c0 + per * PLAIN_SW;
 
 	if (c1 > j->out)
 		c1 = j->out;
-	for (int c = c0; c < c1; c += 2 * VW) {
-		int cw = c1 - c < 2 * VW ? c1 - c : 2 * VW;
+	for (int c = c0; c < c1; c += PLAIN_SW) {
+		int cw = c1 - c < PLAIN_SW ? c1 - c : PLAIN_SW;
 
-		for (int m0 = 0; m0 < j->M; m0 += 8) {
-			int mb = j->M - m0 < 8 ? j->M - m0 : 8;
-			float out[8][2 * VW];
+		for (int m0 = 0; m0 < j->M; m0 += PLAIN_MT) {
+			int mb = j->M - m0 < PLAIN_MT ? j->M - m0 : PLAIN_MT;
+			float out[PLAIN_MT][PLAIN_SW];
 
-			if (cw == 2 * VW) {
+			if (cw == PLAIN_SW) {
 				switch (mb) {
 				case 1: plain_tile(j, c, m0, 1, out); break;
 				case 2: plain_tile(j, c, m0, 2, out); break;
 				case 3: plain_tile(j, c, m0, 3, out); break;
-				case 4: plain_tile(j, c, m0, 4, out); break;
-				case 5: plain_tile(j, c, m0, 5, out); break;
-				case 6: plain_tile(j, c, m0, 6, out); break;
-				case 7: plain_tile(j, c, m0, 7, out); break;
-				default: plain_tile(j, c, m0, 8, out); break;
+				default: plain_tile(j, c, m0, PLAIN_MT, out); break;
 				}
 			} else {
 				memset(out, 0, sizeof out);
