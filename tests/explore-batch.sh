@@ -9,19 +9,22 @@
 set -u
 fl=${FACTLENS:?FACTLENS is not set}
 fx=${FL_FIXTURES:?FL_FIXTURES is not set}/gpt2-f32
-dir=${top_srcdir:-.}/tests/explore
+dir=$(cd "${top_srcdir:-.}/tests/explore" && pwd)
+src=$(cd "${top_srcdir:-.}" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
 # Nothing from the user's environment may change a render.
-unset NO_COLOR FACTLENS_MODEL
+unset NO_COLOR FACTLENS_MODEL FACTLENS_TASK
 export XDG_CONFIG_HOME=$tmp/config XDG_STATE_HOME=$tmp/state
 
 for cmds in "$dir"/*.cmds; do
 	name=$(basename "$cmds" .cmds)
 	read -r _ _ size extra < "$cmds"
 	# shellcheck disable=SC2086
-	"$fl" --model "$fx" --size "$size" $extra --batch "$cmds" > "$tmp/$name.txt" 2> "$tmp/$name.err"
+	# From the source tree, so that a script names tests/tasks/tiny.json.
+	(cd "$src" && "$fl" --model "$fx" --size "$size" $extra --batch "$cmds") \
+	    > "$tmp/$name.txt" 2> "$tmp/$name.err"
 	status=$?
 	if [ "$status" -ne 0 ]; then
 		echo "FAIL - batch $name exits with $status: $(cat "$tmp/$name.err")"
@@ -84,13 +87,28 @@ expect_err "unknown metric" "metric: expected attn" -- -c "metric loudness"
 expect_err "unterminated quote" "unterminated quote" -- -c "prompt \"oops"
 expect_err "unknown theme" "no theme 'nope'" -- -c "theme nope"
 expect_err "bad theme file" "bad colour 'purpleish'" -- -c "theme $dir/bad.theme.in"
-expect_err "eval without the analyses task" "eval:" -- -c "eval"
+expect_err "eval without a task" "eval: no task loaded" -- -c "prompt hi; eval"
+expect_err "task file missing" "nope.json" -- -c "task $tmp/nope.json"
+expect_err "task prompt out of range" "task: tiny_capital has prompts 0 to 19, not 20" -- \
+    -c "task $src/tests/tasks/tiny.json 20"
 expect_err "missing batch file" "cannot open" -- --batch "$tmp/none.cmds"
 out=$("$fl" --model "$fx" --size 5x5 -c "quit" 2>&1) && echo "ok - a 5x5 render does not crash" ||
 	{ echo "FAIL - a 5x5 render: $out"; fail=1; }
 "$fl" --model "$fx" --size 10 -c quit > /dev/null 2>&1
 [ $? -eq 2 ] && echo "ok - --size without a height is a usage error" ||
 	{ echo "FAIL - --size 10 is not a usage error"; fail=1; }
+
+# i (intercept toggle) without a task loads the default one (FACTLENS_TASK
+# here, as for factlens run) and says so in the status line.
+out=$(FACTLENS_TASK=$src/tests/tasks/tiny.json "$fl" --model "$fx" --size 100x30 \
+    -c "prompt The capital of France is:; intercept toggle" 2>&1)
+if [[ "$out" == *"intercept removal on (loaded the default task tiny_capital"* ]] &&
+    [[ "$out" == *"(intercept)"* ]]; then
+	echo "ok - i without a task loads the default task and fits the intercept"
+else
+	echo "FAIL - i without a task: $(printf '%s\n' "$out" | tail -2)"
+	fail=1
+fi
 
 # :export writes the results as JSON.
 "$fl" --model "$fx" -c "prompt The capital of France is; mask on; export $tmp/x.json" > /dev/null &&

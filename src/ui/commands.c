@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "analysis/eval.h"
 #include "engine/util.h"
 #include "ui.h"
 
@@ -31,7 +32,9 @@ ctx_clear(ui_ctx *c)
 	keymap_clear(&c->keys);
 	free(c->message);
 	free(c->cmd_initial);
-	c->message = c->cmd_initial = NULL;
+	free(c->overlay);
+	free(c->overlay_title);
+	c->message = c->cmd_initial = c->overlay = c->overlay_title = NULL;
 }
 
 void
@@ -147,14 +150,64 @@ c_edit_prompt(ui_ctx *c, int argc, char **argv, char **cause)
 	return UI_EDIT_PROMPT;
 }
 
+static void
+eval_progress(void *ud, long done, long total)
+{
+	const ui_progress *p = ud;
+
+	if (p != NULL && p->report != NULL)
+		p->report(p->ud, "evaluating", (int)done, (int)total);
+}
+
+/* The grid of factlens eval (zero-shot, default options) for the loaded
+ * task, shown over the panes. */
 static int
 c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 {
-	/* ANALYSIS HOOK: the task evaluation of issue 3 (baseline / mask /
-	 * intercept / both over a task's prompts) runs here, with progress and
-	 * Ctrl-C, when src/analysis provides it. */
-	return fl_error(cause, "eval: not available yet (the task evaluation of "
-	    "issue 3 is not built in)");
+	ui_session *s = c->s;
+	fl_eval_opts o;
+	fl_eval_result r;
+	char *text = NULL, *t;
+	size_t len = 0;
+	FILE *f;
+
+	if (need_model(c, "eval", cause) != 0)
+		return -1;
+	if (s->task == NULL)
+		return fl_error(cause, "eval: no task loaded (use :task NAME)");
+	eval_opts_init(&o);
+	if (eval_task(&r, s->model, s->task, &o, 0, eval_progress, (void *)c->progress,
+	    cause) != 0)
+		return -1;
+	if ((f = open_memstream(&text, &len)) == NULL) {
+		eval_clear(&r);
+		return fl_error(cause, "eval: out of memory");
+	}
+	fprintf(f, "%d prompts (%s templates, zero-shot), %d with an answer of several "
+	    "tokens (scored on its first)\n", r.n, task_set_name(o.set), r.multi_token);
+	fprintf(f, "intercept cross-fitted by %s: R^2 %.3f and %.3f (%d and %d "
+	    "calibration prompts)\n\n", eval_split_name(o.split), r.calib_r2[0],
+	    r.calib_r2[1], r.calib_n[0], r.calib_n[1]);
+	fprintf(f, "%-12s %10s %8s %10s\n", "condition", "P(answer)", "top-1",
+	    "mean rank");
+	for (int k = 0; k < EVAL_COND_COUNT; k++)
+		fprintf(f, "%-12s %9.2f%% %7.1f%% %10.1f\n", eval_cond_name((fl_eval_cond)k),
+		    100 * r.cond[k].mean_prob, 100 * r.cond[k].top1, r.cond[k].mean_rank);
+	fprintf(f, "\nmask: the last position attends only to itself in the last "
+	    "layer; intercept: the\nlast MLP's intercept subtracted (factlens eval "
+	    "gives the same grid)\n");
+	fclose(f);
+	eval_clear(&r);
+	/* No trailing newline: the overlay splits at each. */
+	if (len > 0 && text[len - 1] == '\n')
+		text[len - 1] = '\0';
+	free(c->overlay);
+	free(c->overlay_title);
+	c->overlay = text;
+	t = xasprintf("eval: %s (any key closes)", s->task->name);
+	c->overlay_title = t;
+	ctx_message(c, false, "eval of %s done", s->task->name);
+	return UI_REDRAW;
 }
 
 static int
@@ -215,18 +268,29 @@ static int
 c_intercept(ui_ctx *c, int argc, char **argv, char **cause)
 {
 	bool on;
+	const char *loaded = NULL;
 
 	if (parse_toggle(argc > 1 ? argv[1] : NULL, c->s->intercept, &on, "intercept",
 	    cause) != 0)
 		return -1;
-	if (on && c->s->intercept_vec == NULL)
-		/* ANALYSIS HOOK: the intercept comes from the MLP decomposition
-		 * fitted on a task (issue 3); set s->intercept_vec there. */
-		return fl_error(cause, "intercept: no intercept fitted yet (the MLP "
-		    "decomposition of issue 3 is not built in)");
+	if (on && c->s->task == NULL) {
+		/* The intercept is fitted on a task: take the default one. */
+		const char *path = session_default_task();
+
+		if (session_load_task(c->s, path, cause) < 0)
+			return -1;
+		loaded = path;
+	}
 	c->s->intercept = on;
-	ctx_message(c, false, "intercept removal %s", on ? "on" : "off");
-	return SESSION_LAST | UI_REDRAW;
+	if (loaded != NULL)
+		ctx_message(c, false, "intercept removal on (loaded the default task %s "
+		    "to fit it)", c->s->task->name);
+	else if (on)
+		ctx_message(c, false, "intercept removal on (fitted on task %s)",
+		    c->s->task->name);
+	else
+		ctx_message(c, false, "intercept removal off");
+	return (loaded != NULL ? SESSION_TASK : 0) | SESSION_LAST | UI_REDRAW;
 }
 
 static int
@@ -356,10 +420,27 @@ c_subject(ui_ctx *c, int argc, char **argv, char **cause)
 static int
 c_task(ui_ctx *c, int argc, char **argv, char **cause)
 {
-	/* ANALYSIS HOOK: task loading (data/tasks/NAME.json) belongs to the
-	 * analyses of issue 3; :task sets prompt, answer and subject from it. */
-	return fl_error(cause, "task: not available yet (task loading of issue 3 "
-	    "is not built in); use :prompt, :answer and :subject");
+	ui_session *s = c->s;
+	long n = 0;
+	int flags;
+
+	if (argc > 2 && (parse_int(argv[2], &n) != 0 || n < 0))
+		return fl_error(cause, "task: expected a prompt number, not '%s'", argv[2]);
+	if ((flags = session_load_task(s, argv[1], cause)) < 0)
+		return -1;
+	/* A prompt of the task when asked for, or when there is none yet. */
+	if (argc > 2 || s->prompt == NULL || s->prompt[0] == '\0') {
+		int r;
+
+		if (s->model == NULL)
+			return fl_error(cause, "task: no model loaded (use :model DIR)");
+		if ((r = session_task_prompt(s, (int)n, cause)) < 0)
+			return -1;
+		flags |= r;
+	}
+	ctx_message(c, false, "task %s: %d pairs, %d prompts", s->task->name,
+	    s->task->n_pairs, session_task_prompts(s));
+	return flags | UI_REDRAW;
 }
 
 static int
@@ -439,7 +520,8 @@ const ui_cmd ui_cmds[] = {
 	  "edit the prompt with readline (history with Up and Down); Enter runs it",
 	  c_edit_prompt },
 	{ "eval", NULL, "", 0, 0, ARG_NONE,
-	  "evaluate the mitigations over the loaded task (needs the analyses)", c_eval },
+	  "evaluate baseline, mask, intercept and both over the loaded task's prompts "
+	  "(as factlens eval) and show the table until a key", c_eval },
 	{ "export", NULL, "FILE", 1, 1, ARG_FILE,
 	  "write the prompt, lens, heads and cursor views as JSON", c_export },
 	{ "head", NULL, "L.H|N|+N|-N|first|last", 1, 1, ARG_NONE,
@@ -469,8 +551,10 @@ const ui_cmd ui_cmds[] = {
 	{ "subject", "s", "[WORD|#POS|auto]", 0, -1, ARG_SUBJECT,
 	  "choose the subject token: the last token of WORD in the prompt, position "
 	  "POS, or a guess", c_subject },
-	{ "task", NULL, "NAME [N]", 1, 2, ARG_NONE,
-	  "load prompt N of a task from data/tasks (needs the analyses)", c_task },
+	{ "task", NULL, "NAME|FILE [N]", 1, 2, ARG_FILE,
+	  "load a task (data/tasks/NAME.json or a file) for the decomposition, the "
+	  "intercept, path patching and :eval; with N (or no prompt yet) run its "
+	  "prompt N", c_task },
 	{ "theme", NULL, "[NAME|next]", 0, 1, ARG_THEME,
 	  "switch the colour theme; no NAME lists the themes", c_theme },
 	{ "time", NULL, "[N]", 0, 1, ARG_NONE,
@@ -601,6 +685,12 @@ cmd_run_one(ui_ctx *c, const char *text, char **cause)
 		r = fl_error(cause, "usage: %s %s", cmd->name, cmd->args);
 		cmd_free_words(argv);
 		return r;
+	}
+	/* An overlay (:eval's table) stays until the next command but render. */
+	if (c->overlay != NULL && cmd->fn != c_render && cmd->fn != c_redraw) {
+		free(c->overlay);
+		free(c->overlay_title);
+		c->overlay = c->overlay_title = NULL;
 	}
 	r = cmd->fn(c, argc, argv, cause);
 	cmd_free_words(argv);

@@ -761,6 +761,13 @@ key_main(uint32_t key)
 		return UI_REDRAW;
 	free(c->message);
 	c->message = NULL;
+	if (c->overlay != NULL) {
+		free(c->overlay);
+		free(c->overlay_title);
+		c->overlay = c->overlay_title = NULL;
+		if (key == UI_KEY_ESC || key == 'q' || key == UI_KEY_ENTER)
+			return UI_REDRAW;
+	}
 	if (c->help && key != '?') {
 		c->help = false;
 		if (key == UI_KEY_ESC || key == 'q' || key == UI_KEY_ENTER)
@@ -915,6 +922,7 @@ ui_explore_run(const ui_options *o)
 	setlocale(LC_ALL, "");
 	T.utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0;
 	ctx_init(&c, s, o->ascii || !T.utf8);
+	c.progress = &progress;
 	c.apply = explore_apply;
 	T.c = &c;
 	T.forced_depth = o->depth;

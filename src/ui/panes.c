@@ -161,11 +161,15 @@ pane_header_draw(const ui_ctx *c, const ui_view *v)
 	x += view_printf(v, x, 0, -1, UI_ROLE_HEADER, "%s mask ", c->g->vline);
 	x += view_put(v, x, 0, -1, s->mask ? UI_ROLE_ON : UI_ROLE_OFF, s->mask ? " on " : "off");
 	x += view_printf(v, x, 0, -1, UI_ROLE_HEADER, " %s intercept ", c->g->vline);
-	if (s->intercept_vec == NULL)
+	/* n/a: nothing fitted and no task to fit it on yet (i loads one). */
+	if (s->intercept_vec == NULL && s->task == NULL)
 		x += view_put(v, x, 0, -1, UI_ROLE_OFF, "n/a");
 	else
 		x += view_put(v, x, 0, -1, s->intercept ? UI_ROLE_ON : UI_ROLE_OFF,
 		    s->intercept ? " on " : "off");
+	if (s->task != NULL)
+		x += view_printf(v, x, 0, -1, UI_ROLE_HEADER, " %s task %s", c->g->vline,
+		    s->task->name);
 	x += view_printf(v, x, 0, -1, UI_ROLE_HEADER, " %s %s ", c->g->vline,
 	    c->theme.name);
 	if (v->r.w - x >= 8)
@@ -398,11 +402,11 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 	pane_title(v, c, title);
 	if (!session_ready(s) || v->r.h < 4)
 		return;
-	if (s->metric == METRIC_PATCH) {
-		/* ANALYSIS HOOK: path patching (paper notes 4) fills s->grid. */
-		view_put(v, 1, 2, -1, UI_ROLE_DIM, "path patching is not computed here yet:");
-		view_put(v, 1, 3, -1, UI_ROLE_DIM, "it needs the analyses of issue 3.");
-		view_put(v, 1, 4, -1, UI_ROLE_DIM, "Tab shows the other metrics.");
+	if (s->metric == METRIC_PATCH && !s->patch_valid) {
+		/* session_update computes it (patch.h) when a task is loaded. */
+		view_put(v, 1, 2, -1, s->task != NULL ? UI_ROLE_ERROR : UI_ROLE_DIM,
+		    s->patch_error != NULL ? s->patch_error : "path patching not computed");
+		view_put(v, 1, 3, -1, UI_ROLE_DIM, "Tab shows the other metrics.");
 		return;
 	}
 	scale = grid_scale(s, sg);
@@ -436,7 +440,11 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 
 			heat_style(c, val, scale, sg, &role, &gl);
 			if (cw >= 5 && !isnan(val)) {
-				if (sg)
+				/* Wide values (patching percents) lose the decimal
+				 * so that neighbouring cells keep a space. */
+				if (sg && fabsf(val) >= 99.95f)
+					view_printf(v, x, y, cw, role, "%+*.0f", cw - 1, val);
+				else if (sg)
 					view_printf(v, x, y, cw, role, "%+*.1f", cw - 1, val);
 				else
 					view_printf(v, x, y, cw, role, "%*.2f", cw - 1, val);
@@ -562,6 +570,8 @@ pane_head_draw(const ui_ctx *c, const ui_view *v)
 	free(order);
 }
 
+static void pane_mlp_decomp(const ui_ctx *c, const ui_view *v, int y);
+
 static void
 pane_mlp_draw(const ui_ctx *c, const ui_view *v)
 {
@@ -594,11 +604,59 @@ pane_mlp_draw(const ui_ctx *c, const ui_view *v)
 		}
 		y++;
 	}
-	/* ANALYSIS HOOK: the MLP decomposition of issue 3 (coefficients per
-	 * head, erase/amplify, R^2, and the intercept's top tokens) is drawn
-	 * here once src/analysis provides it. */
-	view_put(v, 1, y + 1, -1, UI_ROLE_DIM, "decomposition (coefficients, intercept):");
-	view_put(v, 1, y + 2, -1, UI_ROLE_DIM, "needs the analyses of issue 3");
+	if (s->task == NULL) {
+		view_put(v, 1, y, -1, UI_ROLE_DIM, "decomposition: load a task (:task NAME) "
+		    "to fit it");
+		return;
+	}
+	if (s->recon_layer != s->layer) {
+		view_printf(v, 1, y, -1, UI_ROLE_ERROR, "decomposition: %s",
+		    s->decomp_error != NULL ? s->decomp_error : "not fitted");
+		return;
+	}
+	pane_mlp_decomp(c, v, y);
+}
+
+/* The decomposition of the cursor layer's MLP over the task (decompose.h):
+ * R^2 and this prompt's cosine, one coefficient per head (beta ~ -1: the
+ * MLP erases the head, beta > 0: amplifies it), the intercept's top tokens. */
+static void
+pane_mlp_decomp(const ui_ctx *c, const ui_view *v, int y)
+{
+	const ui_session *s = c->s;
+	const fl_regress *f = &s->decomp[s->layer].fit;
+	int H = session_heads(s), x;
+
+	view_printf(v, 1, y++, -1, UI_ROLE_DIM, "decomposition R^2 %.3f, this prompt "
+	    "cos %.3f (%s, %d prompts)", f->r2, s->recon.cos, s->task->name, f->n);
+	x = 1 + view_put(v, 1, y, -1, UI_ROLE_DIM, "coef ");
+	for (int j = 0; j < f->J && x < v->r.w; j++) {
+		double b = f->beta[j];
+		bool erase = b <= -0.5, amp = b >= 0.5;
+		char name[16];
+
+		if (j < H)
+			snprintf(name, sizeof name, "%d", j);
+		else
+			snprintf(name, sizeof name, "res");
+		x += view_printf(v, x, y, -1, j == s->head ? UI_ROLE_CURSOR : UI_ROLE_DIM,
+		    "%s", name);
+		x += view_printf(v, x, y, -1, erase ? UI_ROLE_NEGATIVE : amp ?
+		    UI_ROLE_POSITIVE : UI_ROLE_NORMAL, ":%+.2f%s ", b,
+		    erase ? "x" : amp ? "^" : "");
+	}
+	y++;
+	x = 1 + view_put(v, 1, y, -1, UI_ROLE_DIM, "intercept writes ");
+	for (int i = 0; i < s->decomp_icpt.n_top && i < s->topk && x < v->r.w; i++) {
+		int id = s->decomp_icpt.top_ids[i];
+
+		x += view_put(v, x, y, -1, id == s->answer_id ? UI_ROLE_ANSWER :
+		    UI_ROLE_NORMAL, tok_label(c, id));
+		x += view_printf(v, x, y, -1, UI_ROLE_DIM, " %+.1f  ",
+		    s->decomp_icpt.top_val[i]);
+	}
+	view_put(v, 1, y + 1, -1, UI_ROLE_DIM, "coef x: the MLP erases the head, "
+	    "^: amplifies it");
 }
 
 /* ---- bottom rows and overlays ------------------------------------- */
@@ -657,6 +715,25 @@ pane_message_draw(const ui_ctx *c, const ui_view *v)
 	for (size_t i = 0; i < sizeof hints / sizeof hints[0] && x < v->r.w; i++) {
 		x += view_put(v, x, 0, -1, UI_ROLE_KEY, hints[i][0]);
 		x += view_put(v, x + 1, 0, -1, UI_ROLE_DIM, hints[i][1]) + 3;
+	}
+}
+
+/* A command's text output (:eval) over the panes, one row a line. */
+static void
+pane_overlay_draw(const ui_ctx *c, const ui_view *v)
+{
+	const char *p = c->overlay;
+	int y = 1;
+
+	view_fill(v, UI_ROLE_NORMAL);
+	pane_title(v, c, c->overlay_title != NULL ? c->overlay_title : "");
+	while (p != NULL && y < v->r.h) {
+		const char *nl = strchr(p, '\n');
+		char *line = nl != NULL ? xstrndup(p, (size_t)(nl - p)) : xstrdup(p);
+
+		view_put(v, 1, y++, -1, UI_ROLE_NORMAL, line);
+		free(line);
+		p = nl != NULL ? nl + 1 : NULL;
 	}
 }
 
@@ -759,6 +836,11 @@ ui_format(const ui_ctx *c, ui_canvas *cv)
 	if (c->help) {
 		v = view_rect(cv, lo.main);
 		pane_help_draw(c, &v);
+		return;
+	}
+	if (c->overlay != NULL) {
+		v = view_rect(cv, lo.main);
+		pane_overlay_draw(c, &v);
 		return;
 	}
 	if (!session_ready(c->s)) {

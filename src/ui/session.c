@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "analysis/attrib.h"
+#include "analysis/batch.h"
 #include "analysis/lens.h"
 #include "analysis/mitigate.h"
 #include "analysis/movers.h"
@@ -48,6 +49,10 @@ session_new(void)
 	s->subject_pos = -1;
 	s->answer_id = -1;
 	s->view_layer = -1;
+	s->answer_space = true;
+	s->task_pair = -1;
+	s->intercept_pair = -1;
+	s->recon_layer = -1;
 	return s;
 }
 
@@ -78,9 +83,33 @@ results_clear(ui_session *s)
 	s->view_layer = -1;
 }
 
+/* Drops everything fitted on the task (the task stays). */
+static void
+task_fits_clear(ui_session *s)
+{
+	for (int l = 0; s->decomp_valid != NULL && l < session_layers(s); l++)
+		if (s->decomp_valid[l]) {
+			decomp_clear(&s->decomp[l]);
+			s->decomp_valid[l] = false;
+		}
+	s->recon_layer = -1;
+	free(s->decomp_error);
+	s->decomp_error = NULL;
+	free(s->intercept_vec);
+	s->intercept_vec = NULL;
+	s->intercept_pair = -1;
+	s->intercept = false;
+	if (s->patch_valid)
+		patch_clear(&s->patch);
+	s->patch_valid = false;
+	free(s->patch_error);
+	s->patch_error = NULL;
+}
+
 static void
 model_clear(ui_session *s)
 {
+	task_fits_clear(s);	/* while the model still gives L */
 	results_clear(s);
 	run_free(s->run);
 	s->run = NULL;
@@ -89,9 +118,10 @@ model_clear(ui_session *s)
 	s->model = NULL;
 	free(s->unembed_mean);
 	s->unembed_mean = NULL;
-	free(s->intercept_vec);
-	s->intercept_vec = NULL;
-	s->intercept = false;
+	free(s->decomp);
+	free(s->decomp_valid);
+	s->decomp = NULL;
+	s->decomp_valid = NULL;
 }
 
 void
@@ -100,6 +130,7 @@ session_free(ui_session *s)
 	if (s == NULL)
 		return;
 	model_clear(s);
+	task_free(s->task);
 	free(s->model_dir);
 	free(s->model_name);
 	free(s->prompt);
@@ -132,7 +163,14 @@ session_set_prompt(ui_session *s, const char *prompt)
 int
 session_set_answer(ui_session *s, const char *text)
 {
+	return session_set_answer_space(s, text, true);
+}
+
+int
+session_set_answer_space(ui_session *s, const char *text, bool space)
+{
 	set_str(&s->answer_text, text);
+	s->answer_space = space;
 	return SESSION_ANSWER;
 }
 
@@ -291,9 +329,10 @@ subject_find(const ui_session *s, const char *text, int *first, int *last, char 
 /* The answer's token: the first token of the text as a continuation (with a
  * leading space unless it has one). */
 static int
-answer_find(const ui_session *s, const char *text, char **cause)
+answer_find(const ui_session *s, const char *text, bool space, char **cause)
 {
-	char *t = text[0] == ' ' ? xstrdup(text) : xasprintf(" %s", text);
+	char *t = text[0] == ' ' || !space ? xstrdup(text) :
+	    xasprintf(" %s", text);
 	int *ids = NULL, n, id;
 
 	n = tok_encode(s->model->tok, t, strlen(t), &ids, cause);
@@ -502,7 +541,9 @@ grid_compute(ui_session *s)
 		case METRIC_ATTN_SUBJECT: s->grid[i] = s->attn_subj[i]; break;
 		case METRIC_DIRECT: s->grid[i] = s->direct[i]; break;
 		case METRIC_MOVER: s->grid[i] = s->mover[i]; break;
-		default: s->grid[i] = NAN; break;	/* ANALYSIS HOOK: patch_heads */
+		case METRIC_PATCH: s->grid[i] = s->patch_valid ?
+		    (float)s->patch.effect[i] : NAN; break;
+		default: s->grid[i] = NAN; break;
 		}
 	}
 	free(res);
@@ -666,7 +707,7 @@ run_prompt(ui_session *s, const ui_progress *p, char **cause)
 	if (s->subject_text != NULL &&
 	    subject_find(s, s->subject_text, &subj_first, &subj, NULL) != 0)
 		set_str(&s->subject_text, NULL);
-	if (s->answer_text != NULL && (ans = answer_find(s, s->answer_text, NULL)) < 0)
+	if (s->answer_text != NULL && (ans = answer_find(s, s->answer_text, s->answer_space, NULL)) < 0)
 		set_str(&s->answer_text, NULL);
 	s->subject_guessed = s->subject_text == NULL;
 	if (s->subject_text != NULL) {
@@ -687,6 +728,335 @@ run_prompt(ui_session *s, const ui_progress *p, char **cause)
 	s->base_final = s->streams[L];
 	memcpy(s->base_logits, s->stream_logits + (size_t)L * V, (size_t)V * sizeof *s->base_logits);
 	return 0;
+}
+
+
+/* ---- the task's analyses ------------------------------------------- */
+
+#ifndef FL_PKGDATADIR
+#define FL_PKGDATADIR "/usr/local/share/factlens"
+#endif
+#ifndef FL_SRCDIR
+#define FL_SRCDIR "."
+#endif
+
+/* data/tasks/NAME.json in the working directory, then the installed data,
+ * then the source tree; a name with a '/' or ending in .json is a file. */
+static char *
+task_resolve(const char *name)
+{
+	size_t n = strlen(name);
+	char *path;
+
+	if (strchr(name, '/') != NULL || (n > 5 && strcmp(name + n - 5, ".json") == 0))
+		return xstrdup(name);
+	path = xasprintf("data/tasks/%s.json", name);
+	if (fl_file_exists(path))
+		return path;
+	free(path);
+	path = xasprintf("%s/tasks/%s.json", FL_PKGDATADIR, name);
+	if (fl_file_exists(path))
+		return path;
+	free(path);
+	return xasprintf("%s/data/tasks/%s.json", FL_SRCDIR, name);
+}
+
+const char *
+session_default_task(void)
+{
+	static char *path;
+	const char *env = getenv("FACTLENS_TASK");
+
+	if (env != NULL && *env != '\0')
+		return env;
+	if (path == NULL)
+		path = task_resolve("country_capital");
+	return path;
+}
+
+int
+session_load_task(ui_session *s, const char *name, char **cause)
+{
+	char *path = task_resolve(name);
+	fl_task *t = task_load(path, cause);
+
+	free(path);
+	if (t == NULL)
+		return -1;
+	task_fits_clear(s);
+	task_free(s->task);
+	s->task = t;
+	s->task_pair = -1;
+	/* The intercept went with the old task: re-run the last layer without. */
+	return SESSION_TASK | SESSION_LAST;
+}
+
+static const fl_prompt_opts task_opts = { TASK_TEMPLATES_MAIN, 0, 1, false };
+
+int
+session_task_prompts(const ui_session *s)
+{
+	if (s->task == NULL)
+		return 0;
+	return s->task->n_pairs * s->task->n_templates[TASK_TEMPLATES_MAIN];
+}
+
+int
+session_task_prompt(ui_session *s, int n, char **cause)
+{
+	const fl_task *t = s->task;
+	int total = session_task_prompts(s), pair, tmpl, off;
+	bool space;
+	char *text, *subj;
+
+	if (t == NULL)
+		return fl_error(cause, "task: no task loaded");
+	if (n < 0 || n >= total)
+		return fl_error(cause, "task: %s has prompts 0 to %d, not %d", t->name,
+		    total - 1, n);
+	tmpl = n / t->n_pairs;
+	pair = n % t->n_pairs;
+	if ((text = task_prompt_text(t, &task_opts, tmpl, pair, pair, &off, &space,
+	    cause)) == NULL)
+		return -1;
+	/* The subject as #POS would need the tokens: name it by its word. */
+	subj = xstrdup(t->pairs[pair].subject);
+	set_str(&s->prompt, text);
+	set_str(&s->subject_text, subj);
+	set_str(&s->answer_text, t->pairs[pair].answer);
+	s->answer_space = space;
+	free(text);
+	free(subj);
+	return SESSION_RUN | SESSION_SUBJECT | SESSION_ANSWER;
+}
+
+/* The pair left out of the fits: the chosen subject's, else the task's
+ * subject found latest in the prompt (as factlens run --task). */
+static int
+task_pair_of(const ui_session *s)
+{
+	const fl_task *t = s->task;
+	int off = -1, len = 0, pair = -1;
+
+	if (t == NULL || s->prompt == NULL)
+		return -1;
+	if (s->subject_text != NULL && s->subject_text[0] != '#')
+		return task_find_pair(t, s->subject_text);
+	for (int i = 0; i < t->n_pairs; i++) {
+		int at = prompt_find_word(s->prompt, t->pairs[i].subject);
+		int n = (int)strlen(t->pairs[i].subject);
+
+		if (at >= 0 && (at > off || (at == off && n > len))) {
+			off = at;
+			len = n;
+			pair = i;
+		}
+	}
+	return pair;
+}
+
+typedef struct {
+	const ui_progress	*p;
+	const char		*what;
+} batch_progress_ud;
+
+static void
+batch_progress(void *ud, long done, long total)
+{
+	batch_progress_ud *u = ud;
+
+	if (u->p != NULL && u->p->report != NULL)
+		u->p->report(u->p->ud, u->what, (int)done, (int)total);
+}
+
+/* The task's main prompts without those of the left-out pair: *use points
+ * into ps. 0, or -1 with *cause. */
+static int
+task_fit_prompts(const ui_session *s, fl_prompt_set *ps, fl_prompt **use, int *k,
+    bool corrupt, char **cause)
+{
+	fl_prompt_opts po = task_opts;
+
+	po.corrupt = corrupt;
+	if (task_prompts(ps, s->model, s->task, &po, cause) != 0)
+		return -1;
+	*use = xcalloc((size_t)ps->n, sizeof **use);
+	*k = 0;
+	for (int i = 0; i < ps->n; i++)
+		if (corrupt || ps->p[i].pair != s->task_pair)
+			(*use)[(*k)++] = ps->p[i];
+	return 0;
+}
+
+/* Fits (once) the MLP decomposition of layer l, as factlens run --task
+ * --layer l does: resid_pre as a regressor, the default ridge. */
+static int
+decomp_ensure(ui_session *s, int l, const ui_progress *p, char **cause)
+{
+	int L = session_layers(s), k, rc;
+	fl_prompt_set ps;
+	fl_prompt *use;
+	fl_batch *b;
+	batch_progress_ud bu = { p, "fitting the MLP decomposition" };
+
+	if (s->decomp == NULL) {
+		s->decomp = xcalloc((size_t)L, sizeof *s->decomp);
+		s->decomp_valid = xcalloc((size_t)L, sizeof *s->decomp_valid);
+	}
+	if (s->decomp_valid[l])
+		return 0;
+	if (task_fit_prompts(s, &ps, &use, &k, false, cause) != 0)
+		return -1;
+	b = batch_new(s->model, 32, ps.max_len);
+	b->progress = batch_progress;
+	b->progress_ud = &bu;
+	b->total = k;
+	rc = decomp_fit(&s->decomp[l], b, use, k, l, true, -1, cause);
+	batch_free(b);
+	free(use);
+	prompt_set_clear(&ps);
+	if (rc == 0)
+		s->decomp_valid[l] = true;
+	return rc;
+}
+
+/* The intercept of mitigation (b): the last layer's decomposition
+ * intercept, fitted without this prompt's pair. */
+static int
+intercept_ensure(ui_session *s, const ui_progress *p, char **cause)
+{
+	int L = session_layers(s), D = s->model->cfg.d_model;
+
+	if (s->intercept_vec != NULL && s->intercept_pair == s->task_pair)
+		return 0;
+	if (s->task == NULL)
+		return fl_error(cause, "intercept: no task loaded (use :task NAME)");
+	if (decomp_ensure(s, L - 1, p, cause) != 0)
+		return -1;
+	if (s->intercept_vec == NULL)
+		s->intercept_vec = xcalloc((size_t)D, sizeof *s->intercept_vec);
+	memcpy(s->intercept_vec, s->decomp[L - 1].fit.intercept,
+	    (size_t)D * sizeof *s->intercept_vec);
+	s->intercept_pair = s->task_pair;
+	return 0;
+}
+
+/* The cursor layer's fit, its intercept's top tokens and this prompt's
+ * reconstruction. A failure is kept for the pane, not returned. */
+static void
+decomp_view(ui_session *s, const ui_progress *p)
+{
+	const fl_model *m = s->model;
+	int l = s->layer, V = m->cfg.n_vocab;
+	char *cause = NULL;
+	float *lg;
+
+	free(s->decomp_error);
+	s->decomp_error = NULL;
+	s->recon_layer = -1;
+	if (decomp_ensure(s, l, p, &cause) != 0 ||
+	    decomp_prompt(&s->decomp[l], m, s->cache, s->n_tok - 1, NULL, NULL, NULL,
+	    &s->recon, &cause) != 0) {
+		s->decomp_error = cause != NULL ? cause : xstrdup("the fit failed");
+		return;
+	}
+	lg = xmalloc((size_t)V * sizeof *lg);
+	attrib_vocab(m, s->decomp[l].fit.intercept, 1, 1.0f, lg);
+	row_stats(s, lg, true, &s->decomp_icpt);
+	free(lg);
+	s->recon_layer = l;
+}
+
+/* Path patching with this prompt as the only clean prompt and the task's
+ * corrupted prompts as D_new. */
+static void
+patch_compute(ui_session *s, const ui_progress *p)
+{
+	const fl_model *m = s->model;
+	fl_prompt clean = { 0 };
+	fl_prompt_set ps = { 0 };
+	fl_prompt *use = NULL;
+	fl_patch_opts po = { -1, NULL };
+	fl_batch *b = NULL;
+	batch_progress_ud bu = { p, "path patching" };
+	char *cause = NULL;
+	int k = 0, subj_off;
+
+	free(s->patch_error);
+	s->patch_error = NULL;
+	if (s->patch_valid)
+		patch_clear(&s->patch);
+	s->patch_valid = false;
+	if (s->task == NULL) {
+		s->patch_error = xstrdup("path patching needs a task: :task NAME");
+		return;
+	}
+	if (s->subject_pos < 0) {
+		s->patch_error = xstrdup("path patching needs a subject in the prompt");
+		return;
+	}
+	/* The clean prompt: the session's tokens, answer and subject. */
+	subj_off = s->subject_first > 0 ? s->tok_end[s->subject_first - 1] : 0;
+	if (prompt_make(&clean, m, s->prompt, subj_off,
+	    s->tok_end[s->subject_pos] - subj_off, NULL, true, &cause) != 0)
+		goto out;
+	clean.answer = s->answer_id;
+	clean.answer_tokens = 1;
+	if (task_fit_prompts(s, &ps, &use, &k, true, &cause) != 0)
+		goto out;
+	b = batch_new(m, 32, ps.max_len > clean.n ? ps.max_len : clean.n);
+	b->progress = batch_progress;
+	b->progress_ud = &bu;
+	b->total = 1 + k + (long)m->cfg.n_layer;
+	if (patch_heads(&s->patch, b, &clean, 1, use, k, &po, &cause) == 0)
+		s->patch_valid = true;
+out:
+	if (!s->patch_valid)
+		s->patch_error = cause != NULL ? cause : xstrdup("path patching failed");
+	else
+		free(cause);
+	batch_free(b);
+	free(use);
+	if (ps.p != NULL)
+		prompt_set_clear(&ps);
+	prompt_clear(&clean);
+}
+
+/* What the task's analyses need after an update with these flags. */
+static int
+task_update(ui_session *s, int flags, const ui_progress *p, char **cause)
+{
+	int pair = task_pair_of(s);
+
+	if (s->task == NULL)
+		return 0;
+	if (pair != s->task_pair) {
+		bool on = s->intercept;
+
+		task_fits_clear(s);
+		s->intercept = on;
+		s->task_pair = pair;
+		flags |= SESSION_TASK;
+	}
+	if (s->intercept && (s->intercept_vec == NULL ||
+	    s->intercept_pair != s->task_pair)) {
+		if (intercept_ensure(s, p, cause) != 0) {
+			s->intercept = false;
+			return -1;
+		}
+		flags |= SESSION_LAST;
+	}
+	if ((flags & (SESSION_RUN | SESSION_LAST | SESSION_TASK | SESSION_ANSWER |
+	    SESSION_SUBJECT))) {
+		if (s->patch_valid)
+			patch_clear(&s->patch);
+		s->patch_valid = false;
+		free(s->patch_error);
+		s->patch_error = NULL;
+	}
+	if (flags & (SESSION_RUN | SESSION_SUBJECT | SESSION_ANSWER | SESSION_TASK))
+		s->recon_layer = -1;
+	return flags;
 }
 
 int
@@ -735,7 +1105,7 @@ session_update(ui_session *s, int flags, const ui_progress *p, char **cause)
 		int a;
 
 		if (s->answer_text != NULL) {
-			if ((a = answer_find(s, s->answer_text, cause)) < 0)
+			if ((a = answer_find(s, s->answer_text, s->answer_space, cause)) < 0)
 				return -1;
 		} else {
 			/* The top prediction without interventions. */
@@ -744,6 +1114,10 @@ session_update(ui_session *s, int flags, const ui_progress *p, char **cause)
 		s->answer_id = a;
 		flags |= SESSION_GRID;
 	}
+	if ((rc = task_update(s, flags, p, cause)) < 0)
+		return -1;
+	flags |= rc;
+	rc = 0;
 	if (flags & SESSION_LAST) {
 		if (rerun_last(s, cause) != 0)
 			return -1;
@@ -763,8 +1137,14 @@ session_update(ui_session *s, int flags, const ui_progress *p, char **cause)
 	/* Mover scores depend on the cache and the subject, not the answer. */
 	if (flags & (SESSION_RUN | SESSION_LAST | SESSION_SUBJECT))
 		s->movers_valid = false;
-	if (flags & (SESSION_GRID | SESSION_LAST | SESSION_SUBJECT))
+	if (s->metric == METRIC_PATCH && !s->patch_valid && s->patch_error == NULL) {
+		patch_compute(s, p);
+		flags |= SESSION_GRID;
+	}
+	if (flags & (SESSION_GRID | SESSION_LAST | SESSION_SUBJECT | SESSION_TASK))
 		grid_compute(s);
+	if (s->task != NULL && s->recon_layer != s->layer)
+		decomp_view(s, p);
 	s->ms_update = 1000 * (fl_now() - t0);
 	return 0;
 }
@@ -898,5 +1278,5 @@ session_answer_check(const ui_session *s, const char *text, char **cause)
 {
 	if (s->model == NULL)
 		return 0;
-	return answer_find(s, text, cause) < 0 ? -1 : 0;
+	return answer_find(s, text, true, cause) < 0 ? -1 : 0;
 }

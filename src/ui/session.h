@@ -12,15 +12,20 @@
  * the unembedding once for the cursor's few rows (resid_mid, the MLP output
  * and the selected head's output).
  *
- * Where the analyses of issue 3 plug in is marked "ANALYSIS HOOK": the
- * path-patching metric, the MLP decomposition and the intercept that
- * mitigation (b) subtracts.
+ * A loaded task (session_load_task) adds what is fitted on its prompts, on
+ * demand and cached until the task, the model or the left-out subject
+ * changes: the cursor layer's MLP decomposition (decompose.h), the final
+ * MLP's intercept that mitigation (b) subtracts, and the path-patching
+ * metric (patch.h), computed when the heads grid first shows it.
  */
 #ifndef FL_UI_SESSION_H
 #define FL_UI_SESSION_H
 
 #include <stdbool.h>
 
+#include "analysis/decompose.h"
+#include "analysis/patch.h"
+#include "analysis/task.h"
 #include "engine/forward.h"
 
 #define UI_TOPK_MAX 20
@@ -29,7 +34,7 @@ typedef enum {
 	METRIC_ATTN_SUBJECT,	/* attention from the last position to the subject */
 	METRIC_DIRECT,		/* direct contribution to the answer's logit difference */
 	METRIC_MOVER,		/* mover score: attention to subject x its rank (movers.h) */
-	METRIC_PATCH,		/* path-patching effect (ANALYSIS HOOK: not computed here) */
+	METRIC_PATCH,		/* path-patching effect over the task (patch.h) */
 	METRIC_COUNT
 } ui_metric;
 
@@ -61,6 +66,7 @@ enum {
 	SESSION_SUBJECT = 1 << 4,	/* the subject changed */
 	SESSION_VIEW = 1 << 5,		/* the layer or head cursor moved */
 	SESSION_GRID = 1 << 6,		/* the heads metric changed */
+	SESSION_TASK = 1 << 7,		/* the task changed: drop its fits */
 };
 
 /* Long work reports progress and may be cancelled (Ctrl-C). */
@@ -82,6 +88,7 @@ typedef struct {
 	/* The user's choices. */
 	char		*prompt;
 	char		*answer_text;	/* NULL: the top prediction */
+	bool		 answer_space;	/* answer_text follows a space */
 	char		*subject_text;	/* NULL: guessed */
 	bool		 mask;		/* mitigation (a): final-layer self mask */
 	bool		 intercept;	/* mitigation (b): subtract the intercept */
@@ -118,9 +125,28 @@ typedef struct {
 	bool		*is_mover;	/* (L, H) highlighted argument-extracting heads */
 	bool		 movers_valid;	/* mover, direct_subj, is_mover hold this run's */
 
-	/* ANALYSIS HOOK: the intercept b of the final MLP (D), fitted on a task
-	 * (paper notes section 5); NULL until an analysis provides it. */
+	/* The loaded task (:task) and what is fitted on its main prompts,
+	 * leaving out the prompts of task_pair (the pair whose subject this
+	 * prompt holds, as factlens run --task does; -1: none left out). The
+	 * fits are made on demand by session_update and kept until the task,
+	 * the model or the left-out pair changes. */
+	fl_task		*task;		/* NULL until one is loaded */
+	int		 task_pair;
+	fl_decomp	*decomp;	/* (L) the MLP decomposition per layer */
+	bool		*decomp_valid;	/* (L) */
+	ui_lens_row	 decomp_icpt;	/* the cursor layer's intercept through the unembedding */
+	fl_recon	 recon;		/* this prompt's reconstruction at the cursor layer */
+	int		 recon_layer;	/* -1: recon and decomp_icpt not computed */
+	char		*decomp_error;	/* why the cursor layer has no fit, or NULL */
+	/* The intercept b of the final MLP (D), the decomposition intercept at
+	 * layer L-1 (paper notes section 5); NULL until `i` fits it. */
 	float		*intercept_vec;
+	int		 intercept_pair;	/* task_pair it left out */
+	/* Path patching (METRIC_PATCH): this prompt as the clean run, the
+	 * task's corrupted prompts as D_new; computed when first shown. */
+	fl_patch	 patch;
+	bool		 patch_valid;
+	char		*patch_error;	/* why it could not be computed, or NULL */
 
 	/* Timings of the last update, in milliseconds. */
 	double		 ms_forward, ms_lens, ms_update;
@@ -134,6 +160,22 @@ int session_set_model(ui_session *s, const char *dir);
 int session_set_prompt(ui_session *s, const char *prompt);
 int session_set_answer(ui_session *s, const char *text);	/* NULL: top */
 int session_set_subject(ui_session *s, const char *text);	/* NULL: guess */
+/* Answer text scored as a continuation after a space (space) or glued to
+ * the prompt, as task files put [C]. */
+int session_set_answer_space(ui_session *s, const char *text, bool space);
+
+/* Loads a task: NAME is data/tasks/NAME.json (in the working directory,
+ * the installed data, or the source tree), anything with a '/' or ending
+ * in .json a file. Replaces the loaded task and drops its fits. Returns
+ * SESSION_TASK, or -1 with *cause. */
+int session_load_task(ui_session *s, const char *name, char **cause);
+/* The path the default task (country_capital) resolves to. */
+const char *session_default_task(void);
+/* Sets the prompt, answer and subject from prompt n of the loaded task's
+ * main templates (template-major: pairs x templates). Flags, or -1. */
+int session_task_prompt(ui_session *s, int n, char **cause);
+/* Number of main prompts of the loaded task (0 without one). */
+int session_task_prompts(const ui_session *s);
 
 /* Checks that a subject (a word of the prompt, or #POS) or an answer can be
  * used, before a command changes the choice. 0, or -1 with *cause. */

@@ -65,6 +65,9 @@ typedef struct ui_ctx {
 	bool		 ascii;
 	bool		 batch;		/* headless: no timings on screen */
 	bool		 help;		/* the key map overlay is open */
+	char		*overlay;	/* text over the panes until a key (:eval), or NULL */
+	char		*overlay_title;
+	const ui_progress *progress;	/* for long commands (:eval), or NULL */
 	char		*message;
 	bool		 message_error;
 	char		*cmd_initial;	/* text the ':' line opens with */
