@@ -104,40 +104,6 @@ cli_int(const char *opt, const char *arg, int lo, int hi, int *out)
 	return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
-static size_t
-utf8_len(const unsigned char *s, size_t n)
-{
-	size_t len;
-	unsigned cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xe0) == 0xc0) {
-		len = 2;
-		cp = s[0] & 0x1f;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		len = 3;
-		cp = s[0] & 0x0f;
-	} else if ((s[0] & 0xf8) == 0xf0) {
-		len = 4;
-		cp = s[0] & 0x07;
-	} else
-		return 0;
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 char *
 cli_token_repr(const fl_tokenizer *tok, int id)
 {
@@ -151,7 +117,8 @@ cli_token_repr(const fl_tokenizer *tok, int id)
 	s[o++] = '"';
 	while (i < n) {
 		const unsigned char *c = (const unsigned char *)b + i;
-		size_t u = utf8_len(c, n - i);
+		uint32_t cp;
+		size_t u = fl_utf8_seq(c, n - i, &cp);
 
 		if (*c == '"' || *c == '\\') {
 			s[o++] = '\\';

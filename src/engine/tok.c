@@ -195,44 +195,6 @@ utf8_put(char *out, uint32_t cp)
 	return 4;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when the
- * byte at s does not start one: overlong forms, surrogates and code points
- * past U+10FFFF are invalid, as in PCRE2 and Python. */
-static size_t
-utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	uint32_t c;
-	size_t k, i;
-
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		k = 2;
-		c = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		k = 3;
-		c = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		k = 4;
-		c = s[0] & 0x07;
-	} else
-		return 0;
-	if (n < k)
-		return 0;
-	for (i = 1; i < k; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		c = c << 6 | (s[i] & 0x3f);
-	}
-	if ((k == 3 && c < 0x800) || (k == 4 && c < 0x10000) || c > 0x10ffff ||
-	    (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return k;
-}
-
 /* Writes s[0..n) as a quoted, printable string for an error message. */
 static char *
 quote(const char *s, size_t n)
@@ -429,7 +391,7 @@ str_to_raw(const char *s, size_t n, char *out)
 	int b;
 
 	while (i < n) {
-		k = utf8_seq(u + i, n - i, &cp);
+		k = fl_utf8_seq(u + i, n - i, &cp);
 		if (k == 0) {
 			out[o++] = s[i++];
 			continue;
@@ -910,7 +872,7 @@ encode_plain(const fl_tokenizer *tok, struct bpe_work *w, pcre2_match_data *md,
 
 	while (i < n) {
 		start = i;
-		while (i < n && (k = utf8_seq(s + i, n - i, &cp)) > 0)
+		while (i < n && (k = fl_utf8_seq(s + i, n - i, &cp)) > 0)
 			i += k;
 		if (i > start && encode_run(tok, w, md, s + start, i - start,
 		    out, cause) != 0)

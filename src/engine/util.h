@@ -44,6 +44,12 @@ char *fl_read_file(const char *path, size_t *len, size_t limit, char **cause);
 char *fl_path_join(const char *dir, const char *name);
 int fl_file_exists(const char *path);
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes), its code
+ * point in *cp; 0 when the byte at s does not start one (overlong forms,
+ * surrogates and code points past U+10FFFF are invalid, as in PCRE2 and
+ * Python). */
+size_t fl_utf8_seq(const unsigned char *s, size_t n, uint32_t *cp);
+
 /* Monotonic clock in seconds. */
 double fl_now(void);
 
