@@ -66,6 +66,33 @@ int cli_find_subject(const fl_task *t, const char *prompt, const char *subject,
     int *off, int *len, int *pair);
 
 /* "0,3,5" -> (H) flags, heap; or a usage error naming the option. */
+/* The options the task commands (eval, heads, decompose) share. Each
+ * command keeps its own fields; this says where the values go. */
+typedef struct {
+	const char	**dir;		/* --model DIR */
+	const char	**task;		/* --task FILE */
+	int		 *set;		/* --templates main|paraphrase|heldout */
+	int		 *batch;	/* --batch N */
+	int		 *threads;	/* --threads N */
+	bool		 *json;		/* --json */
+} cli_shared;
+
+#define CLI_SHARED_OPTIONS \
+	{ "model", required_argument, NULL, 'm' }, \
+	{ "task", required_argument, NULL, 'T' }, \
+	{ "templates", required_argument, NULL, 'S' }, \
+	{ "batch", required_argument, NULL, 'b' }, \
+	{ "json", no_argument, NULL, 'j' }, \
+	{ "threads", required_argument, NULL, 't' }
+
+/* Takes getopt's c if it is a shared option: 0 when taken, 2 on a bad
+ * value (reported), -1 when c is not a shared option. */
+int cli_shared_opt(const cli_shared *sh, int c, const char *arg);
+
+/* After the options: no stray arguments, --task given, the default model
+ * filled in. 0, or 2 with the usage error reported for command cmd. */
+int cli_shared_finish(const cli_shared *sh, const char *cmd, int argc, char **argv);
+
 int cli_parse_heads(const char *opt, const char *arg, int H, bool **out);
 
 /* A number option in [lo, hi], or a usage error naming the option. */

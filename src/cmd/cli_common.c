@@ -1,6 +1,7 @@
 /* cli_common.c - what the analysis commands share: the progress bar, task
  * loading, head lists, token JSON. See cli.h. */
 #include <cjson/cJSON.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,46 @@ cli_load_task(const char *path)
 		free(cause);
 	}
 	return t;
+}
+
+int
+cli_shared_opt(const cli_shared *sh, int c, const char *arg)
+{
+	switch (c) {
+	case 'm':
+		*sh->dir = arg;
+		return 0;
+	case 'T':
+		*sh->task = arg;
+		return 0;
+	case 'S':
+		if ((*sh->set = task_set_parse(arg)) < 0)
+			return cli_fail(2, "--templates takes main, paraphrase or "
+			    "heldout, not '%s'", arg);
+		return 0;
+	case 'b':
+		return cli_int("--batch", arg, 1, 4096, sh->batch) ? 2 : 0;
+	case 'j':
+		*sh->json = true;
+		return 0;
+	case 't':
+		return cli_int("--threads", arg, 1, 256, sh->threads) ? 2 : 0;
+	default:
+		return -1;
+	}
+}
+
+int
+cli_shared_finish(const cli_shared *sh, const char *cmd, int argc, char **argv)
+{
+	if (optind < argc)
+		return cli_fail(2, "%s: unexpected argument '%s'", cmd, argv[optind]);
+	if (*sh->task == NULL)
+		return cli_fail(2, "%s: --task FILE is required (e.g. "
+		    "data/tasks/country_capital.json)", cmd);
+	if (*sh->dir == NULL)
+		*sh->dir = cli_default_model();
+	return 0;
 }
 
 int

@@ -35,21 +35,18 @@ static int
 decomp_parse(decomp_args *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "model", required_argument, NULL, 'm' },
-		{ "task", required_argument, NULL, 'T' },
+		CLI_SHARED_OPTIONS,
 		{ "layer", required_argument, NULL, 'l' },
-		{ "templates", required_argument, NULL, 'S' },
 		{ "no-resid", no_argument, NULL, 'R' },
 		{ "ridge", required_argument, NULL, 'g' },
 		{ "top", required_argument, NULL, 'k' },
 		{ "prompt", required_argument, NULL, 'p' },
 		{ "subject", required_argument, NULL, 's' },
-		{ "batch", required_argument, NULL, 'b' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "threads", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 }
 	};
-	int c;
+	cli_shared sh = { &a->dir, &a->task, &a->set, &a->batch, &a->threads,
+	    &a->json };
+	int c, rc;
 
 	memset(a, 0, sizeof *a);
 	a->layer = -1;
@@ -59,16 +56,9 @@ decomp_parse(decomp_args *a, int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'm': a->dir = optarg; break;
-		case 'T': a->task = optarg; break;
 		case 'l':
 			if (cli_int("--layer", optarg, 0, 4096, &a->layer))
 				return 2;
-			break;
-		case 'S':
-			if ((a->set = task_set_parse(optarg)) < 0)
-				return cli_fail(2, "--templates takes main, paraphrase or "
-				    "heldout, not '%s'", optarg);
 			break;
 		case 'R': a->no_resid = true; break;
 		case 'g':
@@ -81,29 +71,19 @@ decomp_parse(decomp_args *a, int argc, char **argv)
 			break;
 		case 'p': a->prompt = optarg; break;
 		case 's': a->subject = optarg; break;
-		case 'b':
-			if (cli_int("--batch", optarg, 1, 4096, &a->batch))
-				return 2;
-			break;
-		case 'j': a->json = true; break;
-		case 't':
-			if (cli_int("--threads", optarg, 1, 256, &a->threads))
-				return 2;
-			break;
 		default:
+			if ((rc = cli_shared_opt(&sh, c, optarg)) >= 0) {
+				if (rc != 0)
+					return rc;
+				break;
+			}
 			return cli_fail(2, "usage: factlens decompose [--model DIR] --task "
 			    "FILE [--layer L] [--templates SET] [--no-resid] [--ridge X] "
 			    "[--top K] [--prompt TEXT [--subject TEXT]] [--batch N] "
 			    "[--json] [--threads N]");
 		}
 	}
-	if (optind < argc)
-		return cli_fail(2, "decompose: unexpected argument '%s'", argv[optind]);
-	if (a->task == NULL)
-		return cli_fail(2, "decompose: --task FILE is required");
-	if (a->dir == NULL)
-		a->dir = cli_default_model();
-	return 0;
+	return cli_shared_finish(&sh, "decompose", argc, argv);
 }
 
 /* What the erase/amplify reading says about a coefficient. */

@@ -36,21 +36,18 @@ static int
 eval_parse(eval_args *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "model", required_argument, NULL, 'm' },
-		{ "task", required_argument, NULL, 'T' },
+		CLI_SHARED_OPTIONS,
 		{ "shots", required_argument, NULL, 'k' },
-		{ "templates", required_argument, NULL, 'S' },
 		{ "split", required_argument, NULL, 's' },
 		{ "seed", required_argument, NULL, 'r' },
 		{ "no-resid", no_argument, NULL, 'R' },
 		{ "ridge", required_argument, NULL, 'g' },
 		{ "mask-heads", required_argument, NULL, 'H' },
-		{ "batch", required_argument, NULL, 'b' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "threads", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 }
 	};
-	int c;
+	cli_shared sh = { &a->dir, &a->task, &a->set, &a->batch, &a->threads,
+	    &a->json };
+	int c, rc;
 
 	memset(a, 0, sizeof *a);
 	a->batch = 32;
@@ -59,16 +56,9 @@ eval_parse(eval_args *a, int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'm': a->dir = optarg; break;
-		case 'T': a->task = optarg; break;
 		case 'k':
 			if (cli_int("--shots", optarg, 0, 64, &a->shots))
 				return 2;
-			break;
-		case 'S':
-			if ((a->set = task_set_parse(optarg)) < 0)
-				return cli_fail(2, "--templates takes main, paraphrase or "
-				    "heldout, not '%s'", optarg);
 			break;
 		case 's':
 			if (strcmp(optarg, "subject") == 0)
@@ -89,27 +79,16 @@ eval_parse(eval_args *a, int argc, char **argv)
 				return 2;
 			break;
 		case 'H': a->mask_heads = optarg; break;
-		case 'b':
-			if (cli_int("--batch", optarg, 1, 4096, &a->batch))
-				return 2;
-			break;
-		case 'j': a->json = true; break;
-		case 't':
-			if (cli_int("--threads", optarg, 1, 256, &a->threads))
-				return 2;
-			break;
 		default:
+			if ((rc = cli_shared_opt(&sh, c, optarg)) >= 0) {
+				if (rc != 0)
+					return rc;
+				break;
+			}
 			return cli_fail(2, "%s", eval_usage);
 		}
 	}
-	if (optind < argc)
-		return cli_fail(2, "eval: unexpected argument '%s'", argv[optind]);
-	if (a->task == NULL)
-		return cli_fail(2, "eval: --task FILE is required (e.g. "
-		    "data/tasks/country_capital.json)");
-	if (a->dir == NULL)
-		a->dir = cli_default_model();
-	return 0;
+	return cli_shared_finish(&sh, "eval", argc, argv);
 }
 
 static cJSON *

@@ -28,18 +28,15 @@ static int
 heads_parse(heads_args *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "model", required_argument, NULL, 'm' },
-		{ "task", required_argument, NULL, 'T' },
-		{ "templates", required_argument, NULL, 'S' },
+		CLI_SHARED_OPTIONS,
 		{ "seed", required_argument, NULL, 'r' },
 		{ "receiver", required_argument, NULL, 'R' },
-		{ "batch", required_argument, NULL, 'b' },
 		{ "top", required_argument, NULL, 'k' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "threads", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 }
 	};
-	int c;
+	cli_shared sh = { &a->dir, &a->task, &a->set, &a->batch, &a->threads,
+	    &a->json };
+	int c, rc;
 
 	memset(a, 0, sizeof *a);
 	a->seed = 1;
@@ -49,13 +46,6 @@ heads_parse(heads_args *a, int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'm': a->dir = optarg; break;
-		case 'T': a->task = optarg; break;
-		case 'S':
-			if ((a->set = task_set_parse(optarg)) < 0)
-				return cli_fail(2, "--templates takes main, paraphrase or "
-				    "heldout, not '%s'", optarg);
-			break;
 		case 'r':
 			if (cli_int("--seed", optarg, 0, 1 << 30, &a->seed))
 				return 2;
@@ -64,32 +54,22 @@ heads_parse(heads_args *a, int argc, char **argv)
 			if (cli_int("--receiver", optarg, 1, 4096, &a->receiver))
 				return 2;
 			break;
-		case 'b':
-			if (cli_int("--batch", optarg, 1, 4096, &a->batch))
-				return 2;
-			break;
 		case 'k':
 			if (cli_int("--top", optarg, 1, 10000, &a->top))
 				return 2;
 			break;
-		case 'j': a->json = true; break;
-		case 't':
-			if (cli_int("--threads", optarg, 1, 256, &a->threads))
-				return 2;
-			break;
 		default:
+			if ((rc = cli_shared_opt(&sh, c, optarg)) >= 0) {
+				if (rc != 0)
+					return rc;
+				break;
+			}
 			return cli_fail(2, "usage: factlens heads [--model DIR] --task FILE "
 			    "[--templates SET] [--seed N] [--receiver LAYER] [--batch N] "
 			    "[--top K] [--json] [--threads N]");
 		}
 	}
-	if (optind < argc)
-		return cli_fail(2, "heads: unexpected argument '%s'", argv[optind]);
-	if (a->task == NULL)
-		return cli_fail(2, "heads: --task FILE is required");
-	if (a->dir == NULL)
-		a->dir = cli_default_model();
-	return 0;
+	return cli_shared_finish(&sh, "heads", argc, argv);
 }
 
 /* Heads ordered by effect, most negative first (NANs last). */
