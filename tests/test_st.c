@@ -268,6 +268,33 @@ test_attention(void)
 	}
 }
 
+/* The vectorised GELU against the formula in double precision, from
+ * -30 to 30 (the exponential is clamped past +-87). */
+static void
+test_gelu(void)
+{
+	enum { N = 6001 };
+	static float got[N], want[N];
+	double maxrel = 0;
+
+	for (int i = 0; i < N; i++) {
+		double v = -30.0 + 60.0 * i / (N - 1);
+
+		got[i] = (float)v;
+		want[i] = (float)(0.5 * v * (1 + tanh(0.7978845608028654 *
+		    (v + 0.044715 * v * v * v))));
+	}
+	kern_activation(got, N, FL_ACT_GELU_TANH);
+	for (int i = 0; i < N; i++) {
+		double d = fabs((double)got[i] - want[i]) / (fabs(want[i]) + 1e-6);
+
+		if (d > maxrel)
+			maxrel = d;
+	}
+	check(maxrel < 1e-5, "gelu (tanh form) = formula on [-30, 30]: max relative "
+	    "difference %.3g", maxrel);
+}
+
 int
 main(void)
 {
@@ -277,5 +304,6 @@ main(void)
 	test_convert();
 	test_kernels();
 	test_attention();
+	test_gelu();
 	return check_done();
 }

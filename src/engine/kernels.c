@@ -533,6 +533,30 @@ kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int dh)
 	}
 }
 
+/* exp of sixteen values, relative error about 2e-7: 2^k times a degree-6
+ * polynomial on |r| <= ln2 / 2. Inputs are clamped to [-87, 88]. */
+static inline vf
+vexp(vf y)
+{
+	const vf lo = { -87, -87, -87, -87, -87, -87, -87, -87, -87, -87, -87,
+	    -87, -87, -87, -87, -87 };
+	const float round = 12582912.0f;	/* 1.5 x 2^23: adding it rounds */
+	vf t, kf, r, p, two_k;
+	vi ki;
+
+	for (int i = 0; i < VW; i++)
+		y[i] = y[i] < lo[i] ? lo[i] : (y[i] > 88.0f ? 88.0f : y[i]);
+	t = y * 1.4426950408889634f;
+	kf = (t + round) - round;
+	r = y - kf * 0.693145751953125f - kf * 1.428606765330187e-06f;
+	p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 +
+	    r * (1.0f / 120 + r * (1.0f / 720))))));
+	ki = __builtin_convertvector(kf, vi);
+	ki = (ki + 127) << 23;
+	memcpy(&two_k, &ki, sizeof two_k);
+	return p * two_k;
+}
+
 void
 kern_activation(float *x, size_t n, fl_act_fn act)
 {
@@ -540,7 +564,15 @@ kern_activation(float *x, size_t n, fl_act_fn act)
 
 	switch (act) {
 	case FL_ACT_GELU_TANH:
-		for (i = 0; i < n; i++) {
+		/* 0.5 v (1 + tanh u) = v / (1 + exp(-2u)): one exponential per
+		 * value and no cancellation, sixteen at a time. */
+		for (i = 0; i + VW <= n; i += VW) {
+			vf v = vload(x + i);
+			vf u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+
+			vstore(x + i, v / (1.0f + vexp(-2.0f * u)));
+		}
+		for (; i < n; i++) {
 			float v = x[i];
 
 			x[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f *
