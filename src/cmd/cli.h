@@ -22,6 +22,11 @@ int cmd_heads(int argc, char **argv);
 int cmd_decompose(int argc, char **argv);
 int cmd_explore(int argc, char **argv);
 
+/* A bundled data file or directory, REL relative to data/ (e.g.
+ * "tasks/country_capital.json"): the installed copy under the package data
+ * directory when there is one, else the source tree's. Heap string. */
+char *cli_data_path(const char *rel);
+
 /* The bundled demo model's directory (FACTLENS_MODEL overrides). */
 const char *cli_default_model(void);
 

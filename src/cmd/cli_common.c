@@ -56,18 +56,40 @@ cli_progress_end(cli_progress_state *s)
 	s->shown = false;
 }
 
+char *
+cli_data_path(const char *rel)
+{
+	char *path = xasprintf("%s/%s", FL_PKGDATADIR, rel);
+
+	if (access(path, F_OK) == 0)
+		return path;
+	free(path);
+	return xasprintf("%s/data/%s", FL_SRCDIR, rel);
+}
+
+const char *
+cli_default_model(void)
+{
+	static char *path;
+	const char *env = getenv("FACTLENS_MODEL");
+
+	if (env != NULL && *env != '\0')
+		return env;
+	if (path == NULL)
+		path = cli_data_path("models/demo");
+	return path;
+}
+
 const char *
 cli_default_task(void)
 {
-	static char path[4096];
+	static char *path;
 	const char *env = getenv("FACTLENS_TASK");
 
 	if (env != NULL && *env != '\0')
 		return env;
-	snprintf(path, sizeof path, "%s/tasks/country_capital.json", FL_PKGDATADIR);
-	if (fl_file_exists(path))
-		return path;
-	snprintf(path, sizeof path, "%s/data/tasks/country_capital.json", FL_SRCDIR);
+	if (path == NULL)
+		path = cli_data_path("tasks/country_capital.json");
 	return path;
 }
 

@@ -7,13 +7,6 @@
 #include "cli.h"
 #include "engine/util.h"
 
-#ifndef FL_PKGDATADIR
-#define FL_PKGDATADIR "/usr/local/share/factlens"
-#endif
-#ifndef FL_SRCDIR
-#define FL_SRCDIR "."
-#endif
-
 static const struct {
 	const char	*name;
 	int		(*fn)(int, char **);
@@ -46,23 +39,6 @@ usage(FILE *f)
 		fprintf(f, "  factlens %s\n", commands[i].usage);
 	fprintf(f, "\nWithout a command (or with options only), factlens opens the "
 	    "explorer\non the bundled demo model. See factlens(1).\n");
-}
-
-const char *
-cli_default_model(void)
-{
-	static char path[4096];
-	const char *env = getenv("FACTLENS_MODEL");
-
-	if (env != NULL && *env != '\0')
-		return env;
-	snprintf(path, sizeof path, "%s/models/demo/config.json", FL_PKGDATADIR);
-	if (fl_file_exists(path)) {
-		snprintf(path, sizeof path, "%s/models/demo", FL_PKGDATADIR);
-		return path;
-	}
-	snprintf(path, sizeof path, "%s/data/models/demo", FL_SRCDIR);
-	return path;
 }
 
 int

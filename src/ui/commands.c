@@ -14,6 +14,7 @@
 #include "analysis/eval.h"
 #include "engine/util.h"
 #include "ui.h"
+#include "cmd/cli.h"
 
 void
 ctx_init(ui_ctx *c, ui_session *s, bool ascii)
@@ -275,7 +276,7 @@ c_intercept(ui_ctx *c, int argc, char **argv, char **cause)
 		return -1;
 	if (on && c->s->task == NULL) {
 		/* The intercept is fitted on a task: take the default one. */
-		const char *path = session_default_task();
+		const char *path = cli_default_task();
 
 		if (session_load_task(c->s, path, cause) < 0)
 			return -1;

@@ -1,5 +1,6 @@
 /* session.c - see session.h. */
 #include "session.h"
+#include "cmd/cli.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -733,20 +734,13 @@ run_prompt(ui_session *s, const ui_progress *p, char **cause)
 
 /* ---- the task's analyses ------------------------------------------- */
 
-#ifndef FL_PKGDATADIR
-#define FL_PKGDATADIR "/usr/local/share/factlens"
-#endif
-#ifndef FL_SRCDIR
-#define FL_SRCDIR "."
-#endif
-
 /* data/tasks/NAME.json in the working directory, then the installed data,
  * then the source tree; a name with a '/' or ending in .json is a file. */
 static char *
 task_resolve(const char *name)
 {
 	size_t n = strlen(name);
-	char *path;
+	char *path, *rel;
 
 	if (strchr(name, '/') != NULL || (n > 5 && strcmp(name + n - 5, ".json") == 0))
 		return xstrdup(name);
@@ -754,23 +748,9 @@ task_resolve(const char *name)
 	if (fl_file_exists(path))
 		return path;
 	free(path);
-	path = xasprintf("%s/tasks/%s.json", FL_PKGDATADIR, name);
-	if (fl_file_exists(path))
-		return path;
-	free(path);
-	return xasprintf("%s/data/tasks/%s.json", FL_SRCDIR, name);
-}
-
-const char *
-session_default_task(void)
-{
-	static char *path;
-	const char *env = getenv("FACTLENS_TASK");
-
-	if (env != NULL && *env != '\0')
-		return env;
-	if (path == NULL)
-		path = task_resolve("country_capital");
+	rel = xasprintf("tasks/%s.json", name);
+	path = cli_data_path(rel);
+	free(rel);
 	return path;
 }
 

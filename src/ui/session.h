@@ -169,8 +169,7 @@ int session_set_answer_space(ui_session *s, const char *text, bool space);
  * in .json a file. Replaces the loaded task and drops its fits. Returns
  * SESSION_TASK, or -1 with *cause. */
 int session_load_task(ui_session *s, const char *name, char **cause);
-/* The path the default task (country_capital) resolves to. */
-const char *session_default_task(void);
+
 /* Sets the prompt, answer and subject from prompt n of the loaded task's
  * main templates (template-major: pairs x templates). Flags, or -1. */
 int session_task_prompt(ui_session *s, int n, char **cause);
