@@ -170,31 +170,6 @@ cp_to_byte(uint32_t cp)
 	return -1;
 }
 
-static size_t
-utf8_put(char *out, uint32_t cp)
-{
-	if (cp < 0x80) {
-		out[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		out[0] = (char)(0xc0 | cp >> 6);
-		out[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		out[0] = (char)(0xe0 | cp >> 12);
-		out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		out[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	out[0] = (char)(0xf0 | cp >> 18);
-	out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-	out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-	out[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
-}
-
 /* Writes s[0..n) as a quoted, printable string for an error message. */
 static char *
 quote(const char *s, size_t n)
@@ -498,7 +473,7 @@ load_vocab(fl_tokenizer *tok, const char *path, char **cause)
 
 	for (b = 0; b < 256; b++) {
 		char s[4];
-		size_t n = utf8_put(s, byte_to_cp(b));
+		size_t n = fl_utf8_put(s, byte_to_cp(b));
 
 		tok->byte_id[b] = strtab_find(&tok->str, s, n);
 		if (tok->byte_id[b] < 0) {

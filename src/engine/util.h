@@ -50,6 +50,10 @@ int fl_file_exists(const char *path);
  * Python). */
 size_t fl_utf8_seq(const unsigned char *s, size_t n, uint32_t *cp);
 
+/* Writes cp as UTF-8 into out (room for 4 bytes); returns the bytes
+ * written. */
+size_t fl_utf8_put(char *out, uint32_t cp);
+
 /* Monotonic clock in seconds. */
 double fl_now(void);
 

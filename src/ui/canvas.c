@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/util.h"
 #include "theme.h"
 
 static const ui_glyphs glyphs_utf8 = {
@@ -38,56 +39,14 @@ utf8_next(const char **sp)
 {
 	const unsigned char *s = (const unsigned char *)*sp;
 	uint32_t cp;
-	int n;
+	size_t n = fl_utf8_seq(s, strnlen(*sp, 4), &cp);
 
-	if (s[0] < 0x80) {
-		*sp += 1;
-		return s[0];
-	}
-	if ((s[0] & 0xe0) == 0xc0) { cp = s[0] & 0x1f; n = 1; }
-	else if ((s[0] & 0xf0) == 0xe0) { cp = s[0] & 0x0f; n = 2; }
-	else if ((s[0] & 0xf8) == 0xf0) { cp = s[0] & 0x07; n = 3; }
-	else { *sp += 1; return 0xfffd; }
-	for (int i = 1; i <= n; i++) {
-		if ((s[i] & 0xc0) != 0x80) {
-			*sp += 1;
-			return 0xfffd;
-		}
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	/* Overlong forms, surrogates and values past U+10FFFF are invalid. */
-	if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
+	if (n == 0) {
 		*sp += 1;
 		return 0xfffd;
 	}
-	*sp += n + 1;
+	*sp += n;
 	return cp;
-}
-
-int
-utf8_put(char *o, uint32_t cp)
-{
-	if (cp < 0x80) {
-		o[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		o[0] = (char)(0xc0 | cp >> 6);
-		o[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		o[0] = (char)(0xe0 | cp >> 12);
-		o[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-		o[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	o[0] = (char)(0xf0 | cp >> 18);
-	o[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-	o[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-	o[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
 }
 
 static const uint32_t zero_width[][2] = {
@@ -342,7 +301,7 @@ canvas_print(const ui_canvas *c, FILE *f)
 
 			if (ch == 0)
 				continue;
-			n += (size_t)utf8_put(line + n, ch);
+			n += fl_utf8_put(line + n, ch);
 			if (ch != ' ')
 				keep = n;
 		}

@@ -86,7 +86,6 @@ void canvas_print(const ui_canvas *c, FILE *f);
 /* UTF-8 helpers. utf8_next decodes one code point and advances *s; invalid
  * bytes decode to U+FFFD one byte at a time. */
 uint32_t utf8_next(const char **s);
-int utf8_put(char *out, uint32_t cp);	/* returns bytes, out has room for 4 */
 int ui_char_width(uint32_t cp);		/* 0, 1 or 2 */
 int ui_text_width(const char *s);
 

@@ -598,7 +598,7 @@ key_bytes(uint32_t key, unsigned char *out)
 		return 0;
 	if (key == '\n')
 		key = '\r';
-	return utf8_put((char *)out, key);
+	return (int)fl_utf8_put((char *)out, key);
 }
 
 /* ---- the loop -------------------------------------------------------- */

@@ -57,7 +57,7 @@ ui_key_name(uint32_t key, char *buf, size_t n)
 		snprintf(buf, n, "C-%c", (char)(key + 'a' - 1));
 	else if (key < UI_KEY_BASE) {
 		char u[5];
-		int len = utf8_put(u, key);
+		int len = (int)fl_utf8_put(u, key);
 
 		snprintf(buf, n, "%.*s", len, u);
 	} else
