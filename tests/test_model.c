@@ -199,6 +199,29 @@ check_invariants(const char *fx, fl_model *m, const int *ids, int T)
 	check_close(label, cache->logits, full, (size_t)V, 1e-5);
 	p.last_row_only = false;
 
+	/* a cache of every row's logits under a pass that returns only the
+	 * last: both equal a pass that returns every row */
+	{
+		fl_cache *all = cache_new(m, T, FL_CACHE_LOGITS_ALL);
+		float *rows = xmalloc((size_t)T * V * sizeof *rows);
+		fl_pass q = { 0 };
+
+		q.logits = rows;
+		q.logits_all = true;
+		run_forward(r, ids, &T, 1, &q, NULL);
+		q.logits_all = false;
+		q.logits = part;
+		q.cache = all;
+		check(run_forward(r, ids, &T, 1, &q, &cause) == 0,
+		    "%s: pass with an all-rows logits cache", fx);
+		snprintf(label, sizeof label, "%s: its last-row logits = all-rows pass", fx);
+		check_close(label, part, rows + (size_t)(T - 1) * V, (size_t)V, 1e-5);
+		snprintf(label, sizeof label, "%s: its cached logits = all-rows pass", fx);
+		check_close(label, all->logits, rows, (size_t)T * V, 1e-5);
+		free(rows);
+		cache_free(all);
+	}
+
 	/* batch of two: the prompt and its first T2 tokens */
 	memcpy(both, ids, (size_t)T * sizeof *ids);
 	memcpy(both + T, ids, (size_t)T2 * sizeof *ids);

@@ -614,6 +614,11 @@ unembed(fl_run *r, const fl_pass *p, const int *lens, int n_seq, int N)
 	int R = p->logits_all ? N : n_seq, off = 0;
 	float *out;
 	const float *src = r->ln;
+	/* A cache of every row's logits while the pass wants only the last
+	 * (one sequence, as caches are) */
+	bool all_rows_cached = k != NULL && (k->flags & FL_CACHE_LOGITS_ALL) &&
+	    !p->logits_all;
+	float *slot = k != NULL ? k->logits + (size_t)r->row0 * V : NULL;
 
 	if (p->no_logits ||
 	    (p->logits == NULL && k == NULL && !hook_wanted(p, HOOK_LOGITS, -1)))
@@ -634,7 +639,12 @@ unembed(fl_run *r, const fl_pass *p, const int *lens, int n_seq, int N)
 		}
 		out = r->logits;
 	}
-	kern_unembed(out, src, r->m->unembed, R, (int)D, (int)V);
+	if (all_rows_cached) {
+		/* One product for every row; the pass's own output is the last. */
+		kern_unembed(slot, r->ln, r->m->unembed, N, (int)D, (int)V);
+		memcpy(out, slot + (size_t)(N - 1) * V, V * sizeof(float));
+	} else
+		kern_unembed(out, src, r->m->unembed, R, (int)D, (int)V);
 	off = 0;
 	for (int s = 0; s < n_seq; s++) {
 		int rows = p->logits_all ? lens[s] : 1;
@@ -643,16 +653,13 @@ unembed(fl_run *r, const fl_pass *p, const int *lens, int n_seq, int N)
 		    (int)V, 0));
 		off += rows;
 	}
-	if (k != NULL) {
-		if (k->flags & FL_CACHE_LOGITS_ALL) {
-			if (p->logits_all)
-				cache_put(k->logits + (size_t)r->row0 * V, out, (size_t)N * V);
-			else
-				kern_unembed(k->logits + (size_t)r->row0 * V, r->ln,
-				    r->m->unembed, N, (int)D, (int)V);
-		} else
-			cache_put(k->logits, out + (size_t)(R - 1) * V, V);
-	}
+	/* The cache keeps what the hooks left. */
+	if (all_rows_cached)
+		memcpy(slot + (size_t)(N - 1) * V, out, V * sizeof(float));
+	else if (k != NULL && (k->flags & FL_CACHE_LOGITS_ALL))
+		cache_put(slot, out, (size_t)N * V);
+	else if (k != NULL)
+		cache_put(k->logits, out + (size_t)(R - 1) * V, V);
 	return FL_HOOK_CONTINUE;
 }
 
