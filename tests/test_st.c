@@ -158,11 +158,15 @@ frand(unsigned *s)
 static void
 test_kernels(void)
 {
-	enum { MAXT = 40, IN = 35, MAXOUT = 70, V = 41 };
-	static float x[MAXT * IN], w[IN * 3 * MAXOUT], b[MAXOUT];
-	static float y1[MAXT * MAXOUT], y2[MAXT * MAXOUT], U[V * IN];
+	enum { MAXT = 40, MAXIN = 300, MAXOUT = 100, V = 41 };
+	static float x[MAXT * MAXIN], w[MAXIN * 3 * MAXOUT], b[MAXOUT];
+	static float y1[MAXT * MAXOUT], y2[MAXT * MAXOUT], U[V * MAXIN];
 	static float l1[MAXT * V], l2[MAXT * V];
-	const int Ts[] = { 1, 7, 13, 40 }, outs[] = { 19, 70 };
+	/* Row counts for every tile size of the streaming kernels, their
+	 * largest (32) and BLIS's (40); inner sizes with a vector tail and
+	 * longer than one cache block; outputs with a partial strip. */
+	const int Ts[] = { 1, 2, 3, 5, 7, 8, 13, 16, 29, 32, 40 };
+	const int ins[] = { 35, 300 }, outs[] = { 19, 96, 100 };
 	unsigned s = 7;
 
 	for (size_t i = 0; i < sizeof x / sizeof *x; i++)
@@ -173,33 +177,37 @@ test_kernels(void)
 		b[i] = frand(&s);
 	for (size_t i = 0; i < sizeof U / sizeof *U; i++)
 		U[i] = frand(&s);
-	for (int ti = 0; ti < 4; ti++)
-		for (int oi = 0; oi < 2; oi++)
-			for (int trans = 0; trans < 2; trans++)
-				for (int acc = 0; acc < 2; acc++) {
-					int T = Ts[ti], OUT = outs[oi];
-					fl_linear lin = { w + OUT, b, IN, OUT,
-					    trans ? IN : 3 * OUT, trans };
-					char name[128];
+	for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
+		for (int ii = 0; ii < 2; ii++)
+			for (int oi = 0; oi < 3; oi++)
+				for (int trans = 0; trans < 2; trans++)
+					for (int acc = 0; acc < 2; acc++) {
+						int T = Ts[ti], IN = ins[ii], OUT = outs[oi];
+						fl_linear lin = { w + OUT, acc ? NULL : b, IN, OUT,
+						    trans ? IN : 3 * OUT, trans };
+						char name[160];
 
-					for (int i = 0; i < T * OUT; i++)
-						y1[i] = y2[i] = (float)i * 0.01f;
-					kern_linear(y1, OUT, x, IN, &lin, T, acc);
-					kern_linear_ref(y2, OUT, x, IN, &lin, T, acc);
-					snprintf(name, sizeof name, "kern_linear = naive (%d rows, "
-					    "%d outputs, %s weights%s)", T, OUT,
-					    trans ? "(out, in)" : "(in, out) strided",
-					    acc ? ", accumulate" : "");
-					check_close(name, y1, y2, (size_t)T * OUT, 1e-4);
-				}
-	for (int ti = 0; ti < 4; ti++) {
-		char name[64];
+						for (int i = 0; i < T * OUT; i++)
+							y1[i] = y2[i] = (float)i * 0.01f;
+						kern_linear(y1, OUT, x, IN, &lin, T, acc);
+						kern_linear_ref(y2, OUT, x, IN, &lin, T, acc);
+						snprintf(name, sizeof name, "kern_linear = naive "
+						    "(%d rows, %d in, %d out, %s weights%s)", T,
+						    IN, OUT, trans ? "(out, in)" :
+						    "(in, out) strided", acc ?
+						    ", accumulate, no bias" : "");
+						check_close(name, y1, y2, (size_t)T * OUT, 1e-4);
+					}
+	for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
+		for (int ii = 0; ii < 2; ii++) {
+			char name[80];
 
-		kern_unembed(l1, x, U, Ts[ti], IN, V);
-		kern_unembed_ref(l2, x, U, Ts[ti], IN, V);
-		snprintf(name, sizeof name, "kern_unembed = naive (%d rows)", Ts[ti]);
-		check_close(name, l1, l2, (size_t)Ts[ti] * V, 1e-4);
-	}
+			kern_unembed(l1, x, U, Ts[ti], ins[ii], V);
+			kern_unembed_ref(l2, x, U, Ts[ti], ins[ii], V);
+			snprintf(name, sizeof name, "kern_unembed = naive (%d rows, "
+			    "width %d)", Ts[ti], ins[ii]);
+			check_close(name, l1, l2, (size_t)Ts[ti] * V, 1e-4);
+		}
 }
 
 /* Attention scores and mixing, loop path and BLIS path, against plain

@@ -1,0 +1,80 @@
+/* kern_bench.c - times the engine's product kernels on GPT-2 small's
+ * shapes at a few row counts, so that a kernel change can be measured on
+ * its own before the whole pass: `make bench/kern_bench`, then
+ * `bench/kern_bench [THREADS] [ROWS]`. Prints, per shape, the median time,
+ * GFLOP/s and the weight bytes streamed per second. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/kernels.h"
+#include "engine/util.h"
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static float *
+random_floats(size_t n, unsigned *s)
+{
+	float *p = xmalloc((n) * sizeof *p);
+
+	for (size_t i = 0; i < n; i++) {
+		*s = *s * 1103515245u + 12345u;
+		p[i] = ((float)((*s >> 8) & 0xffff) / 65536.0f - 0.5f) * 0.1f;
+	}
+	return p;
+}
+
+static void
+bench_one(const char *name, int T, int in, int out, bool trans, int reps)
+{
+	unsigned s = 7;
+	float *w = random_floats((size_t)in * out, &s);
+	float *b = random_floats((size_t)out, &s);
+	float *x = random_floats((size_t)T * in, &s);
+	float *y = xmalloc(((size_t)T * out) * sizeof *y);
+	double *t = xmalloc(((size_t)reps) * sizeof *t);
+	fl_linear lin = { w, trans ? NULL : b, in, out, trans ? in : out, trans };
+	double med;
+
+	for (int r = 0; r < reps; r++) {
+		double t0 = fl_now();
+
+		kern_linear(y, out, x, in, &lin, T, false);
+		t[r] = fl_now() - t0;
+	}
+	qsort(t, (size_t)reps, sizeof *t, cmp_double);
+	med = t[reps / 2];
+	printf("%-22s T=%-3d %5d x %-5d %s  %8.3f ms  %6.1f GFLOP/s  %5.1f GB/s\n",
+	    name, T, in, out, trans ? "(out,in)" : "(in,out)", med * 1e3,
+	    2.0 * T * in * out / med * 1e-9, 4.0 * in * out / med * 1e-9);
+	free(w);
+	free(b);
+	free(x);
+	free(y);
+	free(t);
+}
+
+int
+main(int argc, char **argv)
+{
+	int threads = argc > 1 ? atoi(argv[1]) : 1;
+	int T = argc > 2 ? atoi(argv[2]) : 16;
+
+	kern_set_threads(threads);
+	printf("threads %d, rows %d\n", threads, T);
+	bench_one("attn q/k/v/o (Conv1D)", T, 768, 768, false, 200);
+	bench_one("mlp fc (Conv1D)", T, 768, 3072, false, 100);
+	bench_one("mlp proj (Conv1D)", T, 3072, 768, false, 100);
+	bench_one("q/k/v/o (OPT Linear)", T, 768, 768, true, 200);
+	bench_one("fc (OPT Linear)", T, 768, 3072, true, 100);
+	bench_one("proj (OPT Linear)", T, 3072, 768, true, 100);
+	bench_one("unembed (lens rows)", 13, 768, 50257, true, 20);
+	bench_one("unembed (1 row)", 1, 768, 50257, true, 20);
+	return 0;
+}
