@@ -152,20 +152,20 @@ frand(unsigned *s)
 	return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
-/* The fast kernels (streaming for few rows, BLIS for many) against the
+/* The fast kernels (streamed for few rows, packed for many) against the
  * naive ones, in both weight orientations, with strided weights (as
  * c_attn's q, k, v), column tails and accumulation. */
 static void
 test_kernels(void)
 {
-	enum { MAXT = 40, MAXIN = 300, MAXOUT = 100, V = 41 };
+	enum { MAXT = 70, MAXIN = 300, MAXOUT = 100, V = 41 };
 	static float x[MAXT * MAXIN], w[MAXIN * 3 * MAXOUT], b[MAXOUT];
 	static float y1[MAXT * MAXOUT], y2[MAXT * MAXOUT], U[V * MAXIN];
 	static float l1[MAXT * V], l2[MAXT * V];
-	/* Row counts for every tile size of the streaming kernels, their
-	 * largest (32) and BLIS's (40); inner sizes with a vector tail and
-	 * longer than one cache block; outputs with a partial strip. */
-	const int Ts[] = { 1, 2, 3, 5, 7, 8, 13, 16, 29, 32, 40 };
+	/* Row counts for every tile size, the largest streamed (out, in)
+	 * product (32) and packed ones beyond; inner sizes with a vector tail
+	 * and longer than one cache block; outputs with a partial strip. */
+	const int Ts[] = { 1, 2, 3, 5, 7, 8, 13, 16, 29, 32, 40, 70 };
 	const int ins[] = { 35, 300 }, outs[] = { 19, 96, 100 };
 	unsigned s = 7;
 

@@ -35,10 +35,14 @@ kern_threads(void)
 
 
 /* ---- a small thread pool ---------------------------------------------
- * BLIS packs the weight matrix before multiplying, which halves the
- * bandwidth on the few-row products of a single prompt, and its OpenMP
- * threads spin badly when the machine is busy. Few-row products therefore
- * go through the streaming kernels below, split over our own workers. */
+ * The weight products run on our own kernels and workers, not BLIS: BLIS
+ * packs the weights even for the few rows of a single prompt, which halves
+ * the bandwidth there; its OpenMP threads spin badly when the machine is
+ * busy; and Debian's BLIS 0.9 falls back to its generic kernels on CPUs it
+ * does not know (Zen 5 here: 5x slower than the kernels below at 280 rows,
+ * which also beat its zen3 kernels, forced with BLIS_ARCH_TYPE, by 1.3x on
+ * the Conv1D orientation). BLIS keeps the attention products of long
+ * prompts. */
 
 typedef void (*kern_task)(void *ctx, int part, int nparts);
 
@@ -121,9 +125,10 @@ kern_parallel(kern_task fn, void *ctx)
 	pthread_mutex_unlock(&pool.lock);
 }
 
-/* ---- streaming kernels for few rows ----------------------------------
- * Each reads the weights once, in the order they lie in memory, and keeps
- * the few input rows in L1. GCC's vector extension lets -march pick the
+/* ---- product kernels -------------------------------------------------
+ * For the few rows of a prompt, each reads the weights once, in the order
+ * they lie in memory, and keeps the input rows in L1; batches of many rows
+ * reuse each block of weights from L1 or L2 for all of them. GCC's vector extension lets -march pick the
  * instructions (AVX-512 here, AVX2 or SSE elsewhere). */
 
 typedef float vf __attribute__((vector_size(64)));
@@ -158,7 +163,6 @@ vsum(vf v)
 	return v[0];
 }
 
-#define STREAM_ROWS 32	/* at most this many rows take the streaming path */
 
 typedef struct {
 	float		*y;
@@ -179,6 +183,7 @@ typedef struct {
  * it, and the loop becomes bound by loads instead of arithmetic. */
 #define TRANS_MT 6		/* input rows per tile: 24 accumulators */
 #define TRANS_L1_BYTES 32768	/* weight and input chunks kept in L1 */
+#define TRANS_ROWS 32		/* input rows per pass over the weights */
 
 #if defined(__AVX512F__)
 #define KEEP(v) __asm__("" : "+v"(v))
@@ -262,16 +267,16 @@ vsum4(const vf a[4])
  * chunk of them, which stays in L1 after the first tile brings it from
  * memory; a chunk is short enough that it and the input rows' chunks fit
  * in L1 together. Rows are split into tiles of nearly equal size. */
+/* Rows m0 .. m0 + M - 1 against weight rows [o0, o1). */
 static void
-stream_trans_part(void *ctx, int part, int nparts)
+trans_rows(const stream_job *j, int m0, int M, int o0, int o1)
 {
-	const stream_job *j = ctx;
-	int per = (j->out + nparts - 1) / nparts;
-	int o0 = part * per, o1 = o0 + per > j->out ? j->out : o0 + per;
 	int in = j->in, iv = in - in % VW;
-	int chunk = TRANS_L1_BYTES / ((j->M + 4) * (int)sizeof(float)) / VW * VW;
-	int ntile = (j->M + TRANS_MT - 1) / TRANS_MT;
-	vf ps[STREAM_ROWS * 4];
+	int chunk = TRANS_L1_BYTES / ((M + 4) * (int)sizeof(float)) / VW * VW;
+	int ntile = (M + TRANS_MT - 1) / TRANS_MT;
+	size_t ldx = (size_t)j->ldx;
+	const float *xb = j->x + (size_t)m0 * ldx;
+	vf ps[TRANS_ROWS * 4];
 
 	if (chunk < 4 * VW)
 		chunk = 4 * VW;
@@ -285,11 +290,10 @@ stream_trans_part(void *ctx, int part, int nparts)
 			int i1 = i0 + chunk < iv ? i0 + chunk : iv;
 			bool first = i0 == 0;
 
-			for (int t = 0, m0 = 0; t < ntile; t++) {
-				int mb = (j->M - m0) / (ntile - t);
-				const float *x = j->x + (size_t)m0 * j->ldx;
-				vf *p = ps + m0 * 4;
-				size_t ldx = (size_t)j->ldx;
+			for (int t = 0, r = 0; t < ntile; t++) {
+				int mb = (M - r) / (ntile - t);
+				const float *x = xb + (size_t)r * ldx;
+				vf *p = ps + r * 4;
 				size_t pf = t == 0 && o + 4 < o1 ? (size_t)4 * j->ld : 0;
 
 				switch (mb) {
@@ -300,14 +304,14 @@ stream_trans_part(void *ctx, int part, int nparts)
 				case 5: trans_tile(p, w, x, ldx, i0, i1, 5, first, pf); break;
 				default: trans_tile(p, w, x, ldx, i0, i1, TRANS_MT, first, pf); break;
 				}
-				m0 += mb;
+				r += mb;
 			}
 			if (i1 >= iv)
 				break;
 		}
-		for (int k = 0; k < j->M; k++) {
-			const float *xr = j->x + (size_t)k * j->ldx;
-			float *yp = j->y + (size_t)k * j->ldy + o;
+		for (int k = 0; k < M; k++) {
+			const float *xr = xb + (size_t)k * ldx;
+			float *yp = j->y + (size_t)(m0 + k) * j->ldy + o;
 			vf s = vsum4(ps + k * 4);
 
 			for (int q = 0; q < ob; q++) {
@@ -323,6 +327,21 @@ stream_trans_part(void *ctx, int part, int nparts)
 	}
 }
 
+/* Each part takes a share of the weight rows; more than TRANS_ROWS input
+ * rows are taken TRANS_ROWS at a time, the part's weight rows then coming
+ * again from the caches or memory for each block. */
+static void
+stream_trans_part(void *ctx, int part, int nparts)
+{
+	const stream_job *j = ctx;
+	int per = (j->out + nparts - 1) / nparts;
+	int o0 = part * per, o1 = o0 + per > j->out ? j->out : o0 + per;
+
+	for (int m0 = 0; m0 < j->M; m0 += TRANS_ROWS)
+		trans_rows(j, m0, j->M - m0 < TRANS_ROWS ? j->M - m0 : TRANS_ROWS,
+		    o0, o1);
+}
+
 /* Weights stored (in, out) with row stride ld: a strip of PLAIN_NV vectors
  * of output columns, walked PLAIN_KC weight rows at a time; every tile of
  * up to PLAIN_MT input rows (a constant, so that the accumulators stay in
@@ -331,6 +350,7 @@ stream_trans_part(void *ctx, int part, int nparts)
 #define PLAIN_NV 3
 #define PLAIN_MT 8
 #define PLAIN_KC 128
+_Static_assert(PLAIN_MT == 8, "strip_run's switch lists tiles of 1 to 7 rows");
 #define PLAIN_SW (PLAIN_NV * VW)
 
 static inline __attribute__((always_inline)) void
@@ -393,95 +413,132 @@ plain_edge(const stream_job *j, int c, int cw)
 	}
 }
 
+/* All rows against the full strip of PLAIN_SW output columns starting at
+ * c, accumulating in acc (M x PLAIN_NV vectors). With packed, the weights
+ * are stored (out, in) and each block is first transposed into pack[] (as
+ * BLIS packs its panels), which pays once enough rows share it. */
 static void
-stream_plain_part(void *ctx, int part, int nparts)
+strip_run(const stream_job *j, int c, vf *acc, bool packed, float *pack)
 {
-	const stream_job *j = ctx;
-	int strips = (j->out + PLAIN_SW - 1) / PLAIN_SW;
-	int per = (strips + nparts - 1) / nparts;
-	int c0 = part * per * PLAIN_SW, c1 = c0 + per * PLAIN_SW;
 	int ntile = (j->M + PLAIN_MT - 1) / PLAIN_MT;
 	size_t ld = (size_t)j->ld, ldx = (size_t)j->ldx;
-	vf acc[STREAM_ROWS * PLAIN_NV];
 
-	if (c1 > j->out)
-		c1 = j->out;
-	for (int c = c0; c < c1; c += PLAIN_SW) {
-		if (c1 - c < PLAIN_SW) {
-			plain_edge(j, c, c1 - c);
-			break;
-		}
-		for (int k0 = 0; k0 < j->in; k0 += PLAIN_KC) {
-			int kn = j->in - k0 < PLAIN_KC ? j->in - k0 : PLAIN_KC;
-			const float *w = j->w + (size_t)k0 * ld + c;
-			bool first = k0 == 0;
+	for (int k0 = 0; k0 < j->in; k0 += PLAIN_KC) {
+		int kn = j->in - k0 < PLAIN_KC ? j->in - k0 : PLAIN_KC;
+		const float *w = j->w + (size_t)k0 * ld + c;
+		size_t wld = ld;
+		bool first = k0 == 0;
 
-			for (int t = 0, m0 = 0; t < ntile; t++) {
-				int mb = (j->M - m0) / (ntile - t);
-				const float *x = j->x + (size_t)m0 * ldx + k0;
-				vf *a = acc + m0 * PLAIN_NV;
+		if (packed) {
+			for (int q = 0; q < PLAIN_SW; q++) {
+				const float *wr = j->w + (size_t)(c + q) * ld + k0;
 
-				switch (mb) {
-				case 1: plain_tile(a, w, ld, x, ldx, kn, 1, first); break;
-				case 2: plain_tile(a, w, ld, x, ldx, kn, 2, first); break;
-				case 3: plain_tile(a, w, ld, x, ldx, kn, 3, first); break;
-#if PLAIN_MT > 4
-				case 4: plain_tile(a, w, ld, x, ldx, kn, 4, first); break;
-				case 5: plain_tile(a, w, ld, x, ldx, kn, 5, first); break;
-#endif
-#if PLAIN_MT > 6
-				case 6: plain_tile(a, w, ld, x, ldx, kn, 6, first); break;
-				case 7: plain_tile(a, w, ld, x, ldx, kn, 7, first); break;
-#endif
-				default: plain_tile(a, w, ld, x, ldx, kn, PLAIN_MT, first); break;
-				}
-				m0 += mb;
+				for (int i = 0; i < kn; i++)
+					pack[i * PLAIN_SW + q] = wr[i];
 			}
+			w = pack;
+			wld = PLAIN_SW;
 		}
-		for (int m = 0; m < j->M; m++) {
-			float *yp = j->y + (size_t)m * j->ldy + c;
+		for (int t = 0, r = 0; t < ntile; t++) {
+			int mb = (j->M - r) / (ntile - t);
+			const float *x = j->x + (size_t)r * ldx + k0;
+			vf *a = acc + r * PLAIN_NV;
 
-			for (int v = 0; v < PLAIN_NV; v++) {
-				vf r = acc[m * PLAIN_NV + v];
-
-				if (j->b != NULL)
-					r += vload(j->b + c + v * VW);
-				if (j->acc)
-					r += vload(yp + v * VW);
-				vstore(yp + v * VW, r);
+			switch (mb) {
+			case 1: plain_tile(a, w, wld, x, ldx, kn, 1, first); break;
+			case 2: plain_tile(a, w, wld, x, ldx, kn, 2, first); break;
+			case 3: plain_tile(a, w, wld, x, ldx, kn, 3, first); break;
+			case 4: plain_tile(a, w, wld, x, ldx, kn, 4, first); break;
+			case 5: plain_tile(a, w, wld, x, ldx, kn, 5, first); break;
+			case 6: plain_tile(a, w, wld, x, ldx, kn, 6, first); break;
+			case 7: plain_tile(a, w, wld, x, ldx, kn, 7, first); break;
+			default: plain_tile(a, w, wld, x, ldx, kn, PLAIN_MT, first); break;
 			}
+			r += mb;
+		}
+	}
+	for (int m = 0; m < j->M; m++) {
+		float *yp = j->y + (size_t)m * j->ldy + c;
+
+		for (int v = 0; v < PLAIN_NV; v++) {
+			vf r = acc[m * PLAIN_NV + v];
+
+			if (j->b != NULL)
+				r += vload(j->b + c + v * VW);
+			if (j->acc)
+				r += vload(yp + v * VW);
+			vstore(yp + v * VW, r);
 		}
 	}
 }
 
+/* Each part takes a share of the strips (PLAIN_SW columns of (in, out)
+ * weights, or PLAIN_SW rows of (out, in) ones with packed); the narrower
+ * last strip goes through plain loops or trans_rows. */
 static void
-add_bias(float *y, int ldy, const float *b, int T, int n);
+strips_part(const stream_job *j, int part, int nparts, bool packed)
+{
+	int strips = (j->out + PLAIN_SW - 1) / PLAIN_SW;
+	int per = (strips + nparts - 1) / nparts;
+	int c0 = part * per * PLAIN_SW, c1 = c0 + per * PLAIN_SW;
+	vf small[32 * PLAIN_NV];
+	vf *acc = small;
+	float *pack = NULL;
+
+	if (c1 > j->out)
+		c1 = j->out;
+	if (c0 >= c1)
+		return;
+	if (j->M > 32)
+		acc = xaligned_alloc(64, (size_t)j->M * PLAIN_NV * sizeof *acc);
+	if (packed)
+		pack = xaligned_alloc(64, PLAIN_KC * PLAIN_SW * sizeof *pack);
+	for (int c = c0; c < c1; c += PLAIN_SW) {
+		if (c1 - c >= PLAIN_SW)
+			strip_run(j, c, acc, packed, pack);
+		else if (packed)
+			for (int m0 = 0; m0 < j->M; m0 += TRANS_ROWS)
+				trans_rows(j, m0, j->M - m0 < TRANS_ROWS ? j->M - m0 :
+				    TRANS_ROWS, c, c1);
+		else
+			plain_edge(j, c, c1 - c);
+	}
+	if (acc != small)
+		free(acc);
+	free(pack);
+}
 
 static void
-add_bias(float *y, int ldy, const float *b, int T, int n)
+stream_plain_part(void *ctx, int part, int nparts)
 {
-	if (b == NULL)
-		return;
-	for (int t = 0; t < T; t++)
-		for (int o = 0; o < n; o++)
-			y[(size_t)t * ldy + o] += b[o];
+	strips_part(ctx, part, nparts, false);
+}
+
+static void
+packed_trans_part(void *ctx, int part, int nparts)
+{
+	strips_part(ctx, part, nparts, true);
+}
+
+/* The kernel for a product: the Conv1D (in, out) orientation always
+ * streams strips; (out, in) weights stream dot products up to TRANS_ROWS
+ * rows and are packed strip by strip beyond. */
+static kern_task
+linear_task(bool trans, int T)
+{
+	if (!trans)
+		return stream_plain_part;
+	return T <= TRANS_ROWS ? stream_trans_part : packed_trans_part;
 }
 
 void
 kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
     int T, bool accumulate)
 {
-	if (T <= STREAM_ROWS) {
-		stream_job j = { y, ldy, x, ldx, lin->w, lin->ld, lin->b, T, lin->in,
-		    lin->out, accumulate };
+	stream_job j = { y, ldy, x, ldx, lin->w, lin->ld, lin->b, T, lin->in,
+	    lin->out, accumulate };
 
-		kern_parallel(lin->trans ? stream_trans_part : stream_plain_part, &j);
-		return;
-	}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, lin->trans ? CblasTrans : CblasNoTrans,
-	    T, lin->out, lin->in, 1.0f, x, ldx, lin->w, lin->ld,
-	    accumulate ? 1.0f : 0.0f, y, ldy);
-	add_bias(y, ldy, lin->b, T, lin->out);
+	kern_parallel(linear_task(lin->trans, T), &j);
 }
 
 void
@@ -510,14 +567,9 @@ kern_linear_ref(float *y, int ldy, const float *x, int ldx, const fl_linear *lin
 void
 kern_unembed(float *logits, const float *x, const float *U, int T, int D, int V)
 {
-	if (T <= STREAM_ROWS) {
-		stream_job j = { logits, V, x, D, U, D, NULL, T, D, V, false };
+	stream_job j = { logits, V, x, D, U, D, NULL, T, D, V, false };
 
-		kern_parallel(stream_trans_part, &j);
-		return;
-	}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, V, D, 1.0f, x, D,
-	    U, D, 0.0f, logits, V);
+	kern_parallel(linear_task(true, T), &j);
 }
 
 void

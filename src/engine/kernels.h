@@ -1,6 +1,7 @@
 /*
  * kernels.h - the numeric kernels of the forward pass. Outputs first, then
- * inputs, then sizes. Each BLIS-backed kernel has a naive *_ref twin that
+ * inputs, then sizes. Each fast kernel (our own vectorised products, BLIS
+ * for long prompts' attention) has a naive *_ref twin or a naive path that
  * the tests compare it with.
  */
 #ifndef FL_KERNELS_H

@@ -48,6 +48,16 @@ xmalloc(size_t n)
 }
 
 void *
+xaligned_alloc(size_t align, size_t n)
+{
+	void *p;
+
+	if (posix_memalign(&p, align, n == 0 ? align : n) != 0)
+		fl_fatal("out of memory allocating %zu bytes", n);
+	return p;
+}
+
+void *
 xcalloc(size_t n, size_t size)
 {
 	void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);

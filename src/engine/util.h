@@ -22,6 +22,9 @@
 #endif
 
 void *xmalloc(size_t n);
+/* n bytes at a multiple of align (a power of two, at least sizeof(void *));
+ * release with free(). */
+void *xaligned_alloc(size_t align, size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 void *xreallocarray(void *p, size_t n, size_t size);
