@@ -152,6 +152,23 @@ compare_pass(const char *fx, const char *dir, fl_model *m, const int *ids, int T
 	run_free(r);
 }
 
+/* Copies each sequence's rows of a (T, D) point to dst + row0[seq] rows. */
+typedef struct {
+	float	*dst;
+	int	 row0[2];
+	int	 width;
+} grab_rows;
+
+static int
+grab_rows_hook(void *ud, fl_act *a)
+{
+	grab_rows *g = ud;
+
+	memcpy(g->dst + (size_t)g->row0[a->seq] * g->width, a->data,
+	    (size_t)a->shape[0] * g->width * sizeof(float));
+	return FL_HOOK_CONTINUE;
+}
+
 /* Resuming at the last layer from the cache gives the same logits as a full
  * masked pass; batching two prompts gives each prompt's own logits. */
 static void
@@ -235,6 +252,35 @@ check_invariants(const char *fx, fl_model *m, const int *ids, int T)
 	run_forward(r, ids, &T2, 1, &p, NULL);
 	snprintf(label, sizeof label, "%s: batched sequence 1 = alone", fx);
 	check_close(label, full + V, part, (size_t)V, 1e-5);
+
+	/* the batch resumed at the last layer from its own rows (as eval's
+	 * masked pass) = the full masked pass of the batch */
+	if (L > 1) {
+		int D = m->cfg.d_model;
+		float *x = xmalloc((size_t)(T + T2) * D * sizeof *x);
+		grab_rows g = { x, { 0, T }, D };
+		fl_hook grab = { HOOK_RESID_PRE, L - 1, grab_rows_hook, &g };
+
+		memset(&p, 0, sizeof p);
+		p.hooks = &grab;
+		p.n_hooks = 1;
+		run_forward(r, both, lens, 2, &p, NULL);
+		p.hooks = &h;
+		p.logits = full;
+		run_forward(r, both, lens, 2, &p, NULL);
+		p.logits = part;
+		p.start_layer = L - 1;
+		p.resume = x;
+		check(run_forward(r, both, lens, 2, &p, &cause) == 0,
+		    "%s: batch resumed from given rows", fx);
+		snprintf(label, sizeof label, "%s: masked batch resumed at the last "
+		    "layer = full masked batch", fx);
+		check_close(label, part, full, (size_t)2 * V, 1e-5);
+		p.cache = cache;
+		check(run_forward(r, both, lens, 2, &p, NULL) == -1,
+		    "%s: resuming from rows and a cache at once is refused", fx);
+		free(x);
+	}
 
 	free(both);
 	free(full);

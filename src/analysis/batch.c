@@ -40,6 +40,8 @@ batch_run(fl_batch *b, const fl_prompt *p, int n, const fl_hook *hooks,
     int n_hooks, const fl_pass *base, char **cause)
 {
 	fl_pass pass = { 0 };
+	bool resume = base != NULL && base->start_layer > 0 && base->resume != NULL;
+	size_t row0 = 0, D = (size_t)b->m->cfg.d_model;
 
 	for (int first = 0; first < n; first += b->per_batch) {
 		int count = n - first < b->per_batch ? n - first : b->per_batch;
@@ -60,7 +62,9 @@ batch_run(fl_batch *b, const fl_prompt *p, int n, const fl_hook *hooks,
 		pass.hooks = hooks;
 		pass.n_hooks = n_hooks;
 		pass.cache = NULL;
-		pass.start_layer = 0;
+		pass.start_layer = resume ? base->start_layer : 0;
+		pass.resume = resume ? base->resume + row0 * D : NULL;
+		row0 += (size_t)rows;
 		b->first = first;
 		b->count = count;
 		rc = run_forward(b->run, b->ids, b->lens, count, &pass, cause);
@@ -87,6 +91,21 @@ batch_grab_last(void *ud, fl_act *a)
 	memcpy(g->dst + (size_t)(g->b->first + a->seq) * g->stride +
 	    (size_t)layer * g->lstride, a->data + (size_t)(a->shape[0] - 1) * row,
 	    (size_t)g->width * sizeof(float));
+	return FL_HOOK_CONTINUE;
+}
+
+int
+batch_grab_rows(void *ud, fl_act *a)
+{
+	fl_grab_rows *g = ud;
+	size_t row = 1;
+
+	for (int i = 1; i < a->ndim; i++)
+		row *= (size_t)a->shape[i];
+	for (int t = 0; t < a->shape[0]; t++)
+		memcpy(g->dst + (g->row_of[g->b->first + a->seq] + (size_t)t) *
+		    (size_t)g->width, a->data + (size_t)t * row,
+		    (size_t)g->width * sizeof(float));
 	return FL_HOOK_CONTINUE;
 }
 

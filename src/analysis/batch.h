@@ -36,7 +36,11 @@ void batch_free(fl_batch *b);
 
 /* Runs prompts p[0..n) with the given hooks (and pass settings in *base, or
  * NULL: no logits unless a hook on HOOK_LOGITS wants them). A hook that
- * stops a pass ends that batch only. 0, or -1 with *cause. */
+ * stops a pass ends that batch only. With base->start_layer > 0,
+ * base->resume holds the resid_pre of that layer for every token of the n
+ * prompts, packed in order (as batch_grab_rows fills it): each batch
+ * resumes from its own rows and the earlier layers are not run again.
+ * 0, or -1 with *cause. */
 int batch_run(fl_batch *b, const fl_prompt *p, int n, const fl_hook *hooks,
     int n_hooks, const fl_pass *base, char **cause);
 
@@ -52,6 +56,17 @@ typedef struct {
 	int		 width;
 } fl_grab;
 int batch_grab_last(void *ud, fl_act *a);
+
+/* A hook that copies every row of the activation it sees (width floats
+ * each) into dst, the prompts' rows packed in order: prompt i's start at
+ * row row_of[i]. */
+typedef struct {
+	const fl_batch	*b;
+	float		*dst;
+	const size_t	*row_of;	/* (n) first row of each prompt */
+	int		 width;
+} fl_grab_rows;
+int batch_grab_rows(void *ud, fl_act *a);
 
 /* A hook that stops the pass after the batch's last sequence has been seen
  * at its point: install it after the hooks that must see every sequence. */

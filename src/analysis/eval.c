@@ -9,7 +9,7 @@
 #include "analysis/mitigate.h"
 #include "engine/util.h"
 
-#define EVAL_LENS_ROWS 32	/* final residuals unembedded at once */
+#define EVAL_LENS_ROWS 128	/* final residuals unembedded at once */
 
 static const char *cond_names[EVAL_COND_COUNT] = {
 	"baseline", "mask", "intercept", "both",
@@ -55,14 +55,6 @@ eval_clear(fl_eval_result *res)
 	memset(res, 0, sizeof *res);
 }
 
-/* Scores each sequence's logits row (HOOK_LOGITS) for one condition. */
-typedef struct {
-	const fl_batch	*b;
-	const fl_prompt	*p;
-	fl_eval_result	*res;
-	fl_eval_cond	 cond;
-} eval_scorer;
-
 static void
 eval_score(fl_eval_result *res, int i, fl_eval_cond cond, const float *logits,
     int V, int answer)
@@ -71,21 +63,12 @@ eval_score(fl_eval_result *res, int i, fl_eval_cond cond, const float *logits,
 	res->rank[(size_t)i * EVAL_COND_COUNT + cond] = lens_rank_of(logits, V, answer);
 }
 
-static int
-eval_score_hook(void *ud, fl_act *a)
-{
-	eval_scorer *s = ud;
-	int i = s->b->first + a->seq;
-
-	eval_score(s->res, i, s->cond, a->data + (size_t)(a->shape[0] - 1) * a->shape[1],
-	    a->shape[1], s->p[i].answer);
-	return FL_HOOK_CONTINUE;
-}
-
-/* Scores x - intercept(fold) of every prompt through the final LN and the
- * unembedding, a few rows at a time. */
+/* Scores the final residual x of every prompt (minus the intercept of its
+ * fold, with icpt) through the final LN and the unembedding, many rows at
+ * a time: one product per EVAL_LENS_ROWS prompts instead of one per batch
+ * reads the unembedding a few times in all. */
 static void
-eval_score_intercept(fl_eval_result *res, const fl_model *m, const fl_prompt *p,
+eval_score_rows(fl_eval_result *res, const fl_model *m, const fl_prompt *p,
     int n, const float *x, float *const icpt[2], fl_eval_split split,
     fl_eval_cond cond)
 {
@@ -97,10 +80,12 @@ eval_score_intercept(fl_eval_result *res, const fl_model *m, const fl_prompt *p,
 		int k = n - i0 < EVAL_LENS_ROWS ? n - i0 : EVAL_LENS_ROWS;
 
 		for (int j = 0; j < k; j++) {
-			const float *b = icpt[eval_fold(&p[i0 + j], split)];
+			const float *b = icpt != NULL ?
+			    icpt[eval_fold(&p[i0 + j], split)] : NULL;
 
 			for (int d = 0; d < D; d++)
-				rows[(size_t)j * D + d] = x[(size_t)(i0 + j) * D + d] - b[d];
+				rows[(size_t)j * D + d] = x[(size_t)(i0 + j) * D + d] -
+				    (b != NULL ? b[d] : 0);
 		}
 		lens_vectors(m, rows, k, lg);
 		for (int j = 0; j < k; j++)
@@ -179,9 +164,11 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	fl_decomp_collect col = { 0 };
 	fl_mitigation_state ms;
 	fl_mitigation mit = { true, o->mask_heads, NULL };
-	float *xfinal = NULL, *icpt[2] = { NULL, NULL };
+	float *xfinal = NULL, *icpt[2] = { NULL, NULL }, *xlast = NULL;
+	size_t *row_of = NULL, rows = 0;
 	fl_grab gfin;
-	eval_scorer sc;
+	fl_grab_rows glast;
+	fl_pass plain = { 0 }, resume = { 0 };
 	fl_hook hooks[8];
 	double t0 = fl_now();
 
@@ -206,27 +193,38 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	col.y = xmalloc((size_t)n * D * sizeof *col.y);
 	xfinal = xmalloc((size_t)n * D * sizeof *xfinal);
 	gfin = (fl_grab){ b, xfinal, (size_t)D, 0, D };
-	sc = (eval_scorer){ b, ps.p, res, EVAL_BASELINE };
+	/* the last layer's input, every row: the masked pass resumes there */
+	row_of = xmalloc((size_t)n * sizeof *row_of);
+	for (int i = 0; i < n; i++) {
+		row_of[i] = rows;
+		rows += (size_t)ps.p[i].n;
+	}
+	xlast = xmalloc(rows * D * sizeof *xlast);
+	glast = (fl_grab_rows){ b, xlast, row_of, D };
 
 	/* the unmasked pass: baseline scores, regression data, final residuals */
 	nh = decomp_hooks(&col, false, hooks);
+	hooks[nh++] = (fl_hook){ HOOK_RESID_PRE, L - 1, batch_grab_rows, &glast };
 	hooks[nh++] = (fl_hook){ HOOK_RESID_POST, L - 1, batch_grab_last, &gfin };
-	hooks[nh++] = (fl_hook){ HOOK_LOGITS, -1, eval_score_hook, &sc };
-	if (batch_run(b, ps.p, n, hooks, nh, NULL, cause) != 0)
+	plain.no_logits = true;
+	if (batch_run(b, ps.p, n, hooks, nh, &plain, cause) != 0)
 		goto out;
 	for (int f = 0; f < 2; f++)
 		if (eval_fit_fold(res, m, ps.p, n, o, col.x, col.y, f, &icpt[f], cause) != 0)
 			goto out;
-	eval_score_intercept(res, m, ps.p, n, xfinal, icpt, o->split, EVAL_INTERCEPT);
+	eval_score_rows(res, m, ps.p, n, xfinal, NULL, o->split, EVAL_BASELINE);
+	eval_score_rows(res, m, ps.p, n, xfinal, icpt, o->split, EVAL_INTERCEPT);
 
-	/* the masked pass */
+	/* the masked pass: the mask changes the last layer only */
 	nh = mitigate_hooks(m, &mit, &ms, hooks);
 	hooks[nh++] = (fl_hook){ HOOK_RESID_POST, L - 1, batch_grab_last, &gfin };
-	sc.cond = EVAL_MASK;
-	hooks[nh++] = (fl_hook){ HOOK_LOGITS, -1, eval_score_hook, &sc };
-	if (batch_run(b, ps.p, n, hooks, nh, NULL, cause) != 0)
+	resume.no_logits = true;
+	resume.start_layer = L - 1;
+	resume.resume = xlast;
+	if (batch_run(b, ps.p, n, hooks, nh, L > 1 ? &resume : &plain, cause) != 0)
 		goto out;
-	eval_score_intercept(res, m, ps.p, n, xfinal, icpt, o->split, EVAL_BOTH);
+	eval_score_rows(res, m, ps.p, n, xfinal, NULL, o->split, EVAL_MASK);
+	eval_score_rows(res, m, ps.p, n, xfinal, icpt, o->split, EVAL_BOTH);
 	eval_stats(res);
 	res->passes = b->passes;
 	res->rows = b->rows;
@@ -238,6 +236,8 @@ out:
 	free(icpt[0]);
 	free(icpt[1]);
 	free(xfinal);
+	free(xlast);
+	free(row_of);
 	free(col.x);
 	free(col.y);
 	batch_free(b);

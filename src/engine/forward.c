@@ -381,7 +381,12 @@ check_input(fl_run *r, const int *ids, const int *lens, int n_seq,
 			return fl_error(cause, "the cache holds %d tokens; the pass has "
 			    "%d sequence(s) of %d", p->cache->n_tok, n_seq, lens[0]);
 	}
-	if (p->start_layer > 0) {
+	if (p->start_layer > 0 && p->resume != NULL) {
+		if (p->cache != NULL || p->last_row_only ||
+		    p->start_layer > c->n_layer)
+			return fl_error(cause, "cannot resume at layer %d from given "
+			    "rows with a cache or last_row_only", p->start_layer);
+	} else if (p->start_layer > 0) {
 		if (p->cache == NULL || p->start_layer > c->n_layer ||
 		    p->cache->valid < p->start_layer ||
 		    memcmp(p->cache->ids, ids, (size_t)N * sizeof *ids) != 0)
@@ -684,8 +689,8 @@ run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
 		lens = &one;
 	}
 	if (l0 > 0)
-		memcpy(r->x, k->resid_pre + ((size_t)l0 * r->tc + r->row0) * D,
-		    (size_t)N * D * sizeof(float));
+		memcpy(r->x, p->resume != NULL ? p->resume : k->resid_pre +
+		    ((size_t)l0 * r->tc + r->row0) * D, (size_t)N * D * sizeof(float));
 	else {
 		embed(r, ids, lens, n_seq);
 		FIRE(hook_rows(p, HOOK_EMBED, -1, r->ln, (int)D, lens, n_seq));

@@ -123,7 +123,11 @@ typedef struct {
 	const fl_hook	*hooks;
 	int		 n_hooks;
 	fl_cache	*cache;		/* NULL, or sized for the one sequence */
-	int		 start_layer;	/* > 0: resume from the cache */
+	int		 start_layer;	/* > 0: resume from the cache, or from
+					   resume */
+	const float	*resume;	/* with start_layer and no cache: the
+					   resid_pre of start_layer for every
+					   row, (rows, D) */
 	bool		 logits_all;	/* logits of every row, not only each last */
 	bool		 no_logits;	/* skip the unembedding (a lens does it) */
 	bool		 last_row_only;	/* with start_layer: recompute only the
