@@ -82,30 +82,33 @@ eval_score_hook(void *ud, fl_act *a)
 	return FL_HOOK_CONTINUE;
 }
 
-/* Scores x - intercept(fold) of every prompt through the final LN and the
- * unembedding, a few rows at a time. */
+/* Scores every prompt as intercept removal would leave it: from the last
+ * layer's resid_mid and mlp_out at the last position (mid, mlp: (n, D)),
+ * the final residual without the intercept of its fold
+ * (mitigate_final_resid), through the final readout, a few rows at a time. */
 static void
 eval_score_intercept(fl_eval_result *res, const fl_model *m, const fl_prompt *p,
-    int n, const float *x, float *const icpt[2], fl_eval_split split,
-    fl_eval_cond cond)
+    int n, const float *mid, const float *mlp, float *const icpt[2],
+    fl_eval_split split, fl_eval_cond cond)
 {
 	int D = m->cfg.d_model, V = m->cfg.n_vocab;
+	float *sub = xmalloc((size_t)EVAL_LENS_ROWS * D * sizeof *sub);
 	float *rows = xmalloc((size_t)EVAL_LENS_ROWS * D * sizeof *rows);
 	float *lg = xmalloc((size_t)EVAL_LENS_ROWS * V * sizeof *lg);
 
 	for (int i0 = 0; i0 < n; i0 += EVAL_LENS_ROWS) {
 		int k = n - i0 < EVAL_LENS_ROWS ? n - i0 : EVAL_LENS_ROWS;
 
-		for (int j = 0; j < k; j++) {
-			const float *b = icpt[eval_fold(&p[i0 + j], split)];
-
-			for (int d = 0; d < D; d++)
-				rows[(size_t)j * D + d] = x[(size_t)(i0 + j) * D + d] - b[d];
-		}
+		for (int j = 0; j < k; j++)
+			memcpy(sub + (size_t)j * D, icpt[eval_fold(&p[i0 + j], split)],
+			    (size_t)D * sizeof *sub);
+		mitigate_final_resid(m, mid + (size_t)i0 * D, mlp + (size_t)i0 * D, sub,
+		    k, rows);
 		lens_vectors(m, rows, k, lg);
 		for (int j = 0; j < k; j++)
 			eval_score(res, i0 + j, cond, lg + (size_t)j * V, V, p[i0 + j].answer);
 	}
+	free(sub);
 	free(rows);
 	free(lg);
 }
@@ -179,8 +182,8 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	fl_decomp_collect col = { 0 };
 	fl_mitigation_state ms;
 	fl_mitigation mit = { true, o->mask_heads, NULL };
-	float *xfinal = NULL, *icpt[2] = { NULL, NULL };
-	fl_grab gfin;
+	float *xmid = NULL, *xmlp = NULL, *icpt[2] = { NULL, NULL };
+	fl_grab gmid, gmlp;
 	eval_scorer sc;
 	fl_hook hooks[8];
 	double t0 = fl_now();
@@ -204,29 +207,35 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	col.with_resid = o->with_resid;
 	col.x = xmalloc((size_t)n * J * D * sizeof *col.x);
 	col.y = xmalloc((size_t)n * D * sizeof *col.y);
-	xfinal = xmalloc((size_t)n * D * sizeof *xfinal);
-	gfin = (fl_grab){ b, xfinal, (size_t)D, 0, D };
+	xmid = xmalloc((size_t)n * D * sizeof *xmid);
+	xmlp = xmalloc((size_t)n * D * sizeof *xmlp);
+	gmid = (fl_grab){ b, xmid, (size_t)D, 0, D };
+	gmlp = (fl_grab){ b, xmlp, (size_t)D, 0, D };
 	sc = (eval_scorer){ b, ps.p, res, EVAL_BASELINE };
 
-	/* the unmasked pass: baseline scores, regression data, final residuals */
+	/* the unmasked pass: baseline scores, regression data, the last layer's
+	 * resid_mid and mlp_out */
 	nh = decomp_hooks(&col, false, hooks);
-	hooks[nh++] = (fl_hook){ HOOK_RESID_POST, L - 1, batch_grab_last, &gfin };
+	hooks[nh++] = (fl_hook){ HOOK_RESID_MID, L - 1, batch_grab_last, &gmid };
+	hooks[nh++] = (fl_hook){ HOOK_MLP_OUT, L - 1, batch_grab_last, &gmlp };
 	hooks[nh++] = (fl_hook){ HOOK_LOGITS, -1, eval_score_hook, &sc };
 	if (batch_run(b, ps.p, n, hooks, nh, NULL, cause) != 0)
 		goto out;
 	for (int f = 0; f < 2; f++)
 		if (eval_fit_fold(res, m, ps.p, n, o, col.x, col.y, f, &icpt[f], cause) != 0)
 			goto out;
-	eval_score_intercept(res, m, ps.p, n, xfinal, icpt, o->split, EVAL_INTERCEPT);
+	eval_score_intercept(res, m, ps.p, n, xmid, xmlp, icpt, o->split,
+	    EVAL_INTERCEPT);
 
 	/* the masked pass */
 	nh = mitigate_hooks(m, &mit, &ms, hooks);
-	hooks[nh++] = (fl_hook){ HOOK_RESID_POST, L - 1, batch_grab_last, &gfin };
+	hooks[nh++] = (fl_hook){ HOOK_RESID_MID, L - 1, batch_grab_last, &gmid };
+	hooks[nh++] = (fl_hook){ HOOK_MLP_OUT, L - 1, batch_grab_last, &gmlp };
 	sc.cond = EVAL_MASK;
 	hooks[nh++] = (fl_hook){ HOOK_LOGITS, -1, eval_score_hook, &sc };
 	if (batch_run(b, ps.p, n, hooks, nh, NULL, cause) != 0)
 		goto out;
-	eval_score_intercept(res, m, ps.p, n, xfinal, icpt, o->split, EVAL_BOTH);
+	eval_score_intercept(res, m, ps.p, n, xmid, xmlp, icpt, o->split, EVAL_BOTH);
 	eval_stats(res);
 	res->passes = b->passes;
 	res->rows = b->rows;
@@ -237,7 +246,8 @@ out:
 		eval_clear(res);
 	free(icpt[0]);
 	free(icpt[1]);
-	free(xfinal);
+	free(xmid);
+	free(xmlp);
 	free(col.x);
 	free(col.y);
 	batch_free(b);

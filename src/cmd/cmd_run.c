@@ -503,8 +503,9 @@ run_print_text(run_state *s)
 		    s->heads != NULL ? ", in the heads given" : "");
 	if (a->intercept)
 		printf("intercept removal: on (last layer's MLP intercept, fitted on %d "
-		    "prompts of %s without this subject, subtracted before ln_final)\n",
-		    s->fit_prompts, s->task->name);
+		    "prompts of %s without this subject, subtracted %s)\n",
+		    s->fit_prompts, s->task->name, s->m->cfg.ln_before ?
+		    "before ln_final" : "from that MLP's output, before its block's ln2");
 	k = lens_topk(s->last, V, a->top, top, probs);
 	printf("\ntop %d next tokens:\n", k);
 	for (int i = 0; i < k; i++) {
