@@ -11,6 +11,7 @@ fx=${FL_FIXTURES:?FL_FIXTURES is not set}
 task=${top_srcdir:-$fx/../..}/tests/tasks/tiny.json
 model=$fx/gpt2-f32
 opt=$fx/opt-f32
+post=$fx/opt350-f32
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
@@ -90,6 +91,29 @@ check "run: --final-mask reports the unmasked answer as 'before'" "$tmp/run1.jso
 "$fl" run --model "$opt" --prompt "So Italy is:" --subject Italy --json >"$tmp/run2.json"
 check "run: OPT, a given subject of three tokens after the BOS" "$tmp/run2.json" \
 	'j.ids[0] === 2 && j.subject.position === 3 && j.subject.tokens === 3 && !("attrib" in j)'
+
+# ---- a post-LN OPT with project_in/out (opt-350m's kind) ----------------
+if "$fl" run --model "$post" --prompt "The capital of France is:" --task "$task" \
+	--intercept --final-mask --json >"$tmp/post.json"; then
+	ok "run --json on a post-LN model with --task --intercept --final-mask"
+else
+	bad "run --json on a post-LN model exits 0"
+fi
+check "post-LN: contributions sum to the logit, the intercept in the last MLP's term" "$tmp/post.json" \
+	'Math.abs(j.attrib.logit.sum - j.attrib.logit.value) < 1e-3 && Math.abs(j.attrib.logit.rest) < 1e-3 && Math.abs(j.attrib.logit_diff.sum - j.attrib.logit_diff.value) < 1e-3 && j.attrib.convention.startsWith("post-LN")'
+check "post-LN: the final logit is the answer's logit; lens of every stream" "$tmp/post.json" \
+	'Math.abs(j.attrib.logit.value - j.answer.logit) < 1e-4 && j.lens.length === 6 && j.decomposition.layer === 1'
+"$fl" decompose --model "$post" --task "$task" >"$tmp/post-dec.txt" &&
+	grep -q "post-LN: the heads reach this MLP through the block's ln1" "$tmp/post-dec.txt" &&
+	ok "decompose on a post-LN model says what 1+beta is not" || bad "decompose post-LN note"
+"$fl" heads --model "$post" --task "$task" --json >"$tmp/post-heads.json" ||
+	bad "heads --json on a post-LN model exits 0"
+check "post-LN heads: effect = 100 (patched - clean) / clean" "$tmp/post-heads.json" \
+	'j.effect.length === 2 && Math.abs(j.effect[1][2] - 100 * (j.patched[1][2] - j.clean) / j.clean) < 1e-6 * Math.max(1, Math.abs(j.effect[1][2]))'
+"$fl" eval --model "$post" --task "$task" --json >"$tmp/post-eval.json" ||
+	bad "eval --json on a post-LN model exits 0"
+check "post-LN eval: 20 prompts, 4 conditions" "$tmp/post-eval.json" \
+	'j.settings[0].prompts === 20 && ["baseline", "mask", "intercept", "both"].every(c => j.settings[0].conditions[c].mean_prob > 0)'
 
 # ---- eval -------------------------------------------------------------
 "$fl" eval --model "$model" --task "$task" --shots 1 --json >"$tmp/eval.json" ||

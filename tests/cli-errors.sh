@@ -80,6 +80,35 @@ expect "index naming a missing shard" 1 "model-0000X" -- run --model "$tmp/s" --
 rm -rf "$tmp/s"; cp -r "$sh" "$tmp/s"; sed -i 's#"wte.weight": *"#"wte.weight": "../#' "$tmp/s/model.safetensors.index.json"
 expect "index escaping the model directory" 1 "must name a file in the model directory" -- run --model "$tmp/s" --prompt hi
 
+# a post-LN OPT with project_in/out (opt-350m's kind): inconsistent widths
+px=${FL_FIXTURES}/opt350-f32
+pfresh() { rm -rf "$tmp/p"; cp -r "$px" "$tmp/p"; }
+pfresh
+"$fl" run --model "$tmp/p" --prompt "Germany is" >/dev/null 2>&1 &&
+	echo "ok - the unbroken post-LN copy runs" || { echo "FAIL - the unbroken post-LN copy runs"; fail=1; }
+pfresh; sed -i 's/"word_embed_proj_dim": 32/"word_embed_proj_dim": 48/' "$tmp/p/config.json"
+expect "word_embed_proj_dim differs from the embedding's width" 1 \
+	"tensor 'model.decoder.embed_tokens.weight' has shape [300, 32]; config.json implies [300, 48]" -- \
+	run --model "$tmp/p" --prompt hi
+pfresh; sed -i 's/"word_embed_proj_dim": 32/"word_embed_proj_dim": 64/' "$tmp/p/config.json"
+expect "word_embed_proj_dim = hidden_size with projected embeddings" 1 \
+	"tensor 'model.decoder.embed_tokens.weight' has shape [300, 32]; config.json implies [300, 64]" -- \
+	run --model "$tmp/p" --prompt hi
+pfresh; sed -i 's/"word_embed_proj_dim": 32/"word_embed_proj_dim": 0/' "$tmp/p/config.json"
+expect "word_embed_proj_dim 0" 1 "field 'word_embed_proj_dim' must be an integer in [1, " -- \
+	run --model "$tmp/p" --prompt hi
+pfresh; sed -i 's/"model.decoder.project_in.weight"/"model.decoder.project_iX.weight"/' "$tmp/p/model.safetensors"
+expect "project_in missing" 1 "missing tensor 'model.decoder.project_in.weight' (shape [64, 32])" -- \
+	run --model "$tmp/p" --prompt hi
+pfresh; sed -i 's/\("model.decoder.project_out.weight":{"dtype":"F32","shape":\[\)32,64/\164,32/' "$tmp/p/model.safetensors"
+expect "project_out transposed" 1 \
+	"tensor 'model.decoder.project_out.weight' has shape [64, 32]; config.json implies [32, 64]" -- \
+	run --model "$tmp/p" --prompt hi
+pfresh; sed -i 's/"do_layer_norm_before": false/"do_layer_norm_before": true/' "$tmp/p/config.json"
+expect "pre-LN config on a file without the decoder's final LayerNorm" 1 \
+	"missing tensor 'model.decoder.final_layer_norm.weight' (shape [64])" -- \
+	run --model "$tmp/p" --prompt hi
+
 # prompts and options
 long=$(printf 'the %.0s' $(seq 1 40))
 expect "prompt longer than the context" 1 "longer than the model's context of 32 tokens" -- \

@@ -16,9 +16,10 @@
 #define FX_UNUSED __attribute__((unused))
 
 /* The fixtures every analysis test runs on: both architectures, a 3-layer
- * model, half-precision weights. */
+ * model, half-precision weights, a post-LN OPT with project_in/out. */
 static const char *fx_names[] FX_UNUSED = {
-	"gpt2-f32", "gpt2-prefixed", "gpt2-f16", "opt-f32", "opt-f16",
+	"gpt2-f32", "gpt2-prefixed", "gpt2-f16", "opt-f32", "opt-f16", "opt350-f32",
+	"opt350-f16",
 };
 #define FX_COUNT (int)(sizeof fx_names / sizeof fx_names[0])
 

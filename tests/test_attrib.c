@@ -1,12 +1,17 @@
 /*
  * test_attrib.c - direct contributions and mover scores.
  *
- * The contributions, with the final LN's scale frozen, must add up (with
- * the embeddings and the biases) to the model's own logit and logit minus
- * mean logit within 1e-3, on every fixture and on the demo model when it
- * exists, with and without the final-layer mask; an intervention outside
- * the components (intercept removal) must show up as `rest` and nothing
- * else. Mover scores must agree with the contributions and the patterns.
+ * The contributions, with the LayerNorms' scales frozen (the final LN in a
+ * pre-LN model, every block LN in a post-LN one), must add up (with the
+ * embeddings and the biases) to the model's own logit and logit minus mean
+ * logit within 1e-3, on every fixture and on the demo model when it
+ * exists, with and without the final-layer mask. Each must also be what the
+ * engine itself gives when that one component is removed with every LN
+ * scale frozen and every later component held at its clean output - the
+ * claim of attrib.h, checked through hooks rather than by the same
+ * algebra. Intercept removal must show up as `rest` in a pre-LN model and
+ * in the last MLP's term in a post-LN one (mitigate.h). Mover scores must
+ * agree with the contributions and the patterns.
  */
 #include "check.h"
 #include "fx.h"
@@ -47,13 +52,155 @@ check_sums(const char *label, const fl_model *m, const fl_cache *c, int token,
 		check(fabs(d.sum - d.logit) < SUM_TOL && fabs(d.rest) < SUM_TOL,
 		    "%s: contributions sum to logit - mean: %.6f vs %.6f (diff %.2e)",
 		    label, d.sum, d.logit, d.sum - d.logit);
-	} else {
+	} else if (m->cfg.ln_before) {
 		check(fabs(a.sum + a.rest - a.logit) < SUM_TOL && fabs(a.rest) > 1e-2,
 		    "%s: with the intercept removed, components + rest = logit "
 		    "(%.6f + %.6f vs %.6f)", label, a.sum, a.rest, a.logit);
+	} else {
+		check(fabs(a.sum - a.logit) < SUM_TOL && fabs(a.rest) < SUM_TOL,
+		    "%s: post-LN, the intercept comes off the last MLP's output: the "
+		    "components still sum to the logit (%.6f vs %.6f, rest %.2e)", label,
+		    a.sum, a.logit, a.rest);
 	}
 	attrib_clear(&a);
 	attrib_clear(&d);
+}
+
+/* Hooks that hold a pass to a clean run: every LayerNorm scale frozen at
+ * the cache's, every attention and MLP output from layer `from` on (the
+ * MLP of `from` included when mlp_too) restored to the cache's, at every
+ * position. What is left of a removal is its direct effect. */
+typedef struct {
+	const fl_cache	*c;
+	int		 from;
+	bool		 attn_too;	/* restore attn_out of `from` as well */
+	bool		 mlp_too;
+} freeze;
+
+static int
+freeze_scale(void *ud, fl_act *a)
+{
+	const freeze *f = ud;
+	const float *src = a->point == HOOK_LN1_SCALE ? f->c->ln1_scale :
+	    a->point == HOOK_LN2_SCALE ? f->c->ln2_scale : f->c->lnf_scale;
+	int T = a->shape[0];
+
+	if (a->layer >= 0)
+		src += (size_t)a->layer * T;
+	memcpy(a->data, src, (size_t)T * sizeof *a->data);
+	return FL_HOOK_CONTINUE;
+}
+
+static int
+freeze_out(void *ud, fl_act *a)
+{
+	const freeze *f = ud;
+	int l = a->layer, T = a->shape[0], D = a->shape[1];
+	bool attn = a->point == HOOK_ATTN_OUT;
+
+	if (l < f->from || (l == f->from && attn && !f->attn_too) ||
+	    (l == f->from && !attn && !f->mlp_too))
+		return FL_HOOK_CONTINUE;
+	memcpy(a->data, (attn ? f->c->attn_out : f->c->mlp_out) + (size_t)l * T * D,
+	    (size_t)T * D * sizeof *a->data);
+	return FL_HOOK_CONTINUE;
+}
+
+/* Zeroes the last row of the activation, or one head's last row of a
+ * (T, H, D) result. */
+static int
+zero_last(void *ud, fl_act *a)
+{
+	const int *head = ud;
+	size_t w = (size_t)a->shape[1] * (a->ndim == 3 ? (size_t)a->shape[2] : 1);
+	float *row = a->data + (size_t)(a->shape[0] - 1) * w;
+
+	if (head != NULL)
+		memset(row + (size_t)*head * a->shape[2], 0, (size_t)a->shape[2] * sizeof *row);
+	else
+		memset(row, 0, w * sizeof *row);
+	return FL_HOOK_CONTINUE;
+}
+
+/* The logit of `token` when head (l, h) (or, with h < 0, the MLP of l) is
+ * removed at the last position, every LN scale frozen and every later
+ * component held: logit - contribution, if attrib.h is right. */
+static double
+logit_without(const fl_model *m, fl_run *r, const fl_cache *c, int l, int h,
+    int token)
+{
+	int T = c->n_tok, n = 0;
+	/* a head's removal keeps its layer's MLP clean; an MLP's does not */
+	freeze f = { c, l, false, h >= 0 };
+	fl_hook hooks[8];
+	fl_pass p = { 0 };
+	float *lg = xmalloc((size_t)m->cfg.n_vocab * sizeof *lg);
+	double v;
+
+	hooks[n++] = (fl_hook){ HOOK_LN1_SCALE, -1, freeze_scale, &f };
+	hooks[n++] = (fl_hook){ HOOK_LN2_SCALE, -1, freeze_scale, &f };
+	if (m->cfg.final_ln)
+		hooks[n++] = (fl_hook){ HOOK_LNF_SCALE, -1, freeze_scale, &f };
+	if (h >= 0)
+		hooks[n++] = (fl_hook){ HOOK_RESULT, l, zero_last, &h };
+	else
+		hooks[n++] = (fl_hook){ HOOK_MLP_OUT, l, zero_last, NULL };
+	/* after the removal at the same point, so its own output stays zero */
+	hooks[n++] = (fl_hook){ HOOK_ATTN_OUT, -1, freeze_out, &f };
+	hooks[n++] = (fl_hook){ HOOK_MLP_OUT, -1, freeze_out, &f };
+	p.hooks = hooks;
+	p.n_hooks = n;
+	p.logits = lg;
+	run_forward(r, c->ids, &T, 1, &p, NULL);
+	v = lg[token];
+	free(lg);
+	return v;
+}
+
+/* Each component's contribution, by the removal above and by carrying its
+ * vector forward through the frozen LNs (attrib_vocab), against the
+ * direction attrib_direct carries back. */
+static void
+check_direct_effects(const char *name, const fl_model *m, fl_run *r,
+    const fl_cache *c, int token)
+{
+	int L = m->cfg.n_layer, H = m->cfg.n_head, D = m->cfg.d_model, T = c->n_tok;
+	int V = m->cfg.n_vocab;
+	fl_attrib a;
+	double dmax = 0, fmax_ = 0, logit;
+	float *lg = xmalloc((size_t)V * sizeof *lg), *res = xmalloc((size_t)D * sizeof *res);
+
+	if (attrib_direct(&a, NULL, m, c, T - 1, token, NULL) != 0) {
+		check(0, "%s: attrib_direct for the removals", name);
+		free(lg);
+		free(res);
+		return;
+	}
+	logit = a.logit;
+	for (int l = 0; l < L; l++) {
+		for (int h = -1; h < H; h++) {
+			double want = h < 0 ? a.mlp[l] : a.head[l * H + h];
+			double got = logit - logit_without(m, r, c, l, h, token);
+
+			dmax = fmax(dmax, fabs(got - want));
+			if (h < 0)
+				attrib_vocab(m, c, T - 1, ATTRIB_SITE_MLP(l),
+				    c->mlp_out + ((size_t)l * T + T - 1) * D, 1, lg);
+			else {
+				model_head_result(m, l, h, c->z + ((size_t)l * T + T - 1) * D, res);
+				attrib_vocab(m, c, T - 1, ATTRIB_SITE_ATTN(l), res, 1, lg);
+			}
+			fmax_ = fmax(fmax_, fabs(lg[token] - want));
+		}
+	}
+	check(dmax < 1e-4, "%s: every head's and MLP's contribution = the logit it "
+	    "takes away when removed, LN scales frozen and later components held "
+	    "(max diff %.2e)", name, dmax);
+	check(fmax_ < 1e-4, "%s: and = its vector carried forward through the frozen "
+	    "LNs to the logits (max diff %.2e)", name, fmax_);
+	attrib_clear(&a);
+	free(lg);
+	free(res);
 }
 
 static void
@@ -83,6 +230,7 @@ check_model(const char *name, fl_model *m)
 	check_sums(label, m, c, top, false);
 	snprintf(label, sizeof label, "%s: last vocabulary id", name);
 	check_sums(label, m, c, V - 1, false);
+	check_direct_effects(name, m, r, c, p.answer);
 
 	/* movers agree with the contributions and the patterns */
 	{

@@ -198,6 +198,7 @@ main(void)
 	check_planted();
 	check_fixture("gpt2-f32");
 	check_fixture("opt-f32");
+	check_fixture("opt350-f32");
 	(void)check_close;
 	return check_done();
 }

@@ -186,6 +186,7 @@ main(void)
 	check_fixture("gpt2-f32", EVAL_SPLIT_SUBJECT);
 	check_fixture("gpt2-f32", EVAL_SPLIT_TEMPLATE);
 	check_fixture("opt-f32", EVAL_SPLIT_SUBJECT);
+	check_fixture("opt350-f32", EVAL_SPLIT_SUBJECT);
 	check_shots();
 	(void)check_close;
 	return check_done();

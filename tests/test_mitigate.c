@@ -5,8 +5,11 @@
  *     gives the PyTorch reference's logits with that mask
  *     (logits_final_mask.f32, written by tools/make-fixtures); switching it
  *     off again gives the unmasked reference (logits.f32).
- * (b) Intercept removal by the hook gives the final LN and unembedding of
- *     the final residual minus the intercept - the shortcut eval.c takes.
+ * (b) Intercept removal by the hook gives what mitigate_final_resid and
+ *     the final readout make of the last layer's resid_mid and mlp_out -
+ *     the shortcut eval.c takes; in a pre-LN model that is the readout of
+ *     the final residual minus the intercept (the paper's definition), in
+ *     a post-LN one ln2 of resid_mid + mlp_out - intercept, which differs.
  */
 #include <dirent.h>
 
@@ -126,31 +129,43 @@ check_fixture(const char *fx)
 	snprintf(label, sizeof label, "%s: toggled off again = unmasked reference", fx);
 	check_close(label, c->logits, want + (size_t)(T - 1) * V, (size_t)V, TOL);
 
-	/* (b): the hook against the final LN of the edited residual */
+	/* (b): the hook against the shortcut, and pre-LN against the readout
+	 * of the final residual minus the intercept */
 	x = xmalloc((size_t)D * sizeof *x);
 	lg = xmalloc((size_t)V * sizeof *lg);
 	icpt = xmalloc((size_t)D * sizeof *icpt);
 	fx_fill(icpt, (size_t)D, 11);
-	for (int i = 0; i < D; i++)
-		x[i] = c->resid_pre[((size_t)L * T + T - 1) * D + i] - icpt[i];
-	lens_vectors(m, x, 1, lg);
-	mit.intercept = icpt;
-	rerun(fx, r, m, c, &mit);
-	snprintf(label, sizeof label, "%s: intercept (b) by the hook = lens of the "
-	    "final residual minus the intercept", fx);
-	check_close(label, c->logits, lg, (size_t)V, 1e-5);
+	for (int masked = 0; masked < 2; masked++) {
+		const char *what = masked ? "mask and intercept" : "intercept (b)";
+		size_t last = ((size_t)(L - 1) * T + T - 1) * D;
+		float *lg2 = xmalloc((size_t)V * sizeof *lg2);
+		double d = 0;
 
-	mit.mask = true;
-	mit.intercept = NULL;
-	rerun(fx, r, m, c, &mit);
-	for (int i = 0; i < D; i++)
-		x[i] = c->resid_pre[((size_t)L * T + T - 1) * D + i] - icpt[i];
-	lens_vectors(m, x, 1, lg);
-	mit.intercept = icpt;
-	rerun(fx, r, m, c, &mit);
-	snprintf(label, sizeof label, "%s: mask and intercept by hooks = lens of the "
-	    "masked final residual minus the intercept", fx);
-	check_close(label, c->logits, lg, (size_t)V, 1e-5);
+		mit.mask = masked;
+		mit.intercept = NULL;
+		rerun(fx, r, m, c, &mit);
+		mitigate_final_resid(m, c->resid_mid + last, c->mlp_out + last, icpt, 1, x);
+		lens_vectors(m, x, 1, lg);
+		for (int i = 0; i < D; i++)
+			x[i] = c->resid_pre[((size_t)L * T + T - 1) * D + i] - icpt[i];
+		lens_vectors(m, x, 1, lg2);
+		mit.intercept = icpt;
+		rerun(fx, r, m, c, &mit);
+		snprintf(label, sizeof label, "%s: %s by hooks = the shortcut from the "
+		    "last layer's resid_mid and mlp_out", fx, what);
+		check_close(label, c->logits, lg, (size_t)V, 1e-5);
+		if (m->cfg.ln_before) {
+			snprintf(label, sizeof label, "%s: %s by hooks = readout of the "
+			    "final residual minus the intercept", fx, what);
+			check_close(label, c->logits, lg2, (size_t)V, 1e-5);
+		} else {
+			for (int v = 0; v < V; v++)
+				d = fmax(d, fabs(c->logits[v] - lg2[v]));
+			check(d > 1e-2, "%s: %s, post-LN: not the same as taking the "
+			    "intercept off resid_post, after ln2 (max diff %.3g)", fx, what, d);
+		}
+		free(lg2);
+	}
 
 	cache_free(c);
 	c = cache_new(m, T, 0);

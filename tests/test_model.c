@@ -1,7 +1,8 @@
 /*
  * test_model.c - the forward pass against PyTorch reference fixtures
  * (tests/fixtures/<name>/ref.json, written by tools/make-fixtures), and the
- * engine's own invariants: resuming from the cache, batching, stopping.
+ * engine's own invariants: resuming from the cache, batching, stopping, and
+ * for post-LN models the hook convention of forward.h.
  */
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -32,6 +33,23 @@ capture_hook(void *ud, fl_act *a)
 	c->buf = xmalloc(n * sizeof(float));
 	memcpy(c->buf, a->data, n * sizeof(float));
 	c->n = n;
+	return FL_HOOK_CONTINUE;
+}
+
+/* Adds delta (the row's width) to the last row of the activation. */
+typedef struct {
+	const float	*delta;
+} row_delta;
+
+static int
+add_last_row(void *ud, fl_act *a)
+{
+	const row_delta *s = ud;
+	int w = a->shape[1];
+	float *row = a->data + (size_t)(a->shape[0] - 1) * w;
+
+	for (int i = 0; i < w; i++)
+		row[i] += s->delta[i];
 	return FL_HOOK_CONTINUE;
 }
 
@@ -339,6 +357,91 @@ check_errors(const char *fx, fl_model *m)
 	run_free(r);
 }
 
+/* Post-LN blocks (forward.h): the LayerNorms' outputs are the stream, so
+ * ln1.hook_normalized = resid_mid and ln2.hook_normalized = resid_post, an
+ * edit at ln1 is what resid_mid and the MLP see, the cache's final rows are
+ * the last resid_post (scale 1), and ln_final is refused. */
+static void
+check_post_ln(const char *fx, fl_model *m, const int *ids, int T)
+{
+	int L = m->cfg.n_layer, D = m->cfg.d_model, V = m->cfg.n_vocab;
+	fl_run *r = run_new(m, T, T);
+	fl_cache *c = cache_new(m, T, 0);
+	capture caps[4];
+	fl_hook hooks[4];
+	fl_pass p = { 0 };
+	float *plain = xmalloc((size_t)V * sizeof *plain);
+	float *edited = xmalloc((size_t)V * sizeof *edited);
+	char *cause = NULL;
+	double d_mid = 0, d_post = 0, d_lnf = 0, d_scale = 0, d_edit = 0;
+	int rc;
+
+	memset(caps, 0, sizeof caps);
+	hooks[0] = (fl_hook){ HOOK_LN1_NORMALIZED, 0, capture_hook, &caps[0] };
+	hooks[1] = (fl_hook){ HOOK_LN2_NORMALIZED, L - 1, capture_hook, &caps[1] };
+	p.hooks = hooks;
+	p.n_hooks = 2;
+	p.cache = c;
+	p.logits = plain;
+	check(run_forward(r, ids, &T, 1, &p, &cause) == 0, "%s: post-LN pass with "
+	    "ln1 and ln2 hooks runs", fx);
+	for (size_t i = 0; i < (size_t)T * D; i++) {
+		d_mid = fmax(d_mid, fabs(caps[0].buf[i] - c->resid_mid[i]));
+		d_post = fmax(d_post, fabs(caps[1].buf[i] -
+		    c->resid_pre[(size_t)L * T * D + i]));
+		d_lnf = fmax(d_lnf, fabs(c->lnf[i] - c->resid_pre[(size_t)L * T * D + i]));
+	}
+	for (int t = 0; t < T; t++)
+		d_scale = fmax(d_scale, fabs(c->lnf_scale[t] - 1));
+	check(d_mid == 0 && d_post == 0, "%s: ln1.hook_normalized is resid_mid and "
+	    "ln2.hook_normalized of the last layer is the final resid_post (max diff "
+	    "%.3g, %.3g)", fx, d_mid, d_post);
+	check(d_lnf == 0 && d_scale == 0, "%s: without a final LN the cache's "
+	    "readout rows are the final resid_post, scale 1 (%.3g, %.3g)", fx, d_lnf,
+	    d_scale);
+
+	/* an edit at ln1.hook_normalized flows on as resid_mid */
+	{
+		row_delta sub = { 0 };
+		float *delta = xcalloc((size_t)D, sizeof *delta);
+
+		for (int i = 0; i < D; i++)
+			delta[i] = (float)(i % 7) * 0.25f;
+		sub.delta = delta;
+		hooks[0] = (fl_hook){ HOOK_LN1_NORMALIZED, L - 1, add_last_row, &sub };
+		hooks[1] = (fl_hook){ HOOK_RESID_MID, L - 1, capture_hook, &caps[2] };
+		p.n_hooks = 2;
+		p.cache = NULL;
+		p.logits = edited;
+		run_forward(r, ids, &T, 1, &p, NULL);
+		for (int i = 0; i < D; i++)
+			d_edit = fmax(d_edit, fabs(caps[2].buf[(size_t)(T - 1) * D + i] -
+			    (c->resid_mid[((size_t)(L - 1) * T + T - 1) * D + i] + delta[i])));
+		check(d_edit < 1e-6, "%s: an edit at ln1.hook_normalized is what "
+		    "hook_resid_mid sees (max diff %.3g)", fx, d_edit);
+		d_edit = 0;
+		for (int v = 0; v < V; v++)
+			d_edit = fmax(d_edit, fabs(edited[v] - plain[v]));
+		check(d_edit > 1e-3, "%s: and it reaches the logits (max change %.3g)",
+		    fx, d_edit);
+		free(delta);
+	}
+
+	hooks[0] = (fl_hook){ HOOK_LNF_NORMALIZED, -1, capture_hook, &caps[3] };
+	p.n_hooks = 1;
+	rc = run_forward(r, ids, &T, 1, &p, &cause);
+	check(rc == -1 && cause != NULL && strstr(cause, "ln_final.hook_normalized") &&
+	    strstr(cause, "no final LayerNorm"), "%s: a hook on ln_final is refused "
+	    "(%s)", fx, cause ? cause : "no message");
+	free(cause);
+	for (int i = 0; i < 4; i++)
+		free(caps[i].buf);
+	free(plain);
+	free(edited);
+	cache_free(c);
+	run_free(r);
+}
+
 static void
 run_fixture(const char *root, const char *fx)
 {
@@ -389,6 +492,8 @@ run_fixture(const char *root, const char *fx)
 	compare_pass(fx, dir, m, ids, T, outputs, true);
 	check_invariants(fx, m, ids, T);
 	check_errors(fx, m);
+	if (!m->cfg.ln_before)
+		check_post_ln(fx, m, ids, T);
 	free(ids);
 	model_free(m);
 	cJSON_Delete(ref);
@@ -423,6 +528,6 @@ main(void)
 	}
 	if (dp != NULL)
 		closedir(dp);
-	check(n >= 8, "found %d reference fixtures (expected at least 8)", n);
+	check(n >= 10, "found %d reference fixtures (expected at least 10)", n);
 	return check_done();
 }

@@ -258,5 +258,6 @@ main(void)
 	check_fast_vs_ref("gpt2-f32");
 	check_fast_vs_ref("gpt2-prefixed");
 	check_fast_vs_ref("opt-f32");
+	check_fast_vs_ref("opt350-f32");
 	return check_done();
 }

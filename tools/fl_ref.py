@@ -10,9 +10,10 @@ Contents:
   * a tiny GPT-2-format byte-level BPE: bytes_to_unicode, a pair-count trainer,
     the GPT-2 pre-tokenizer written out by hand, and the encoder;
   * reference forward passes with Hugging Face semantics, written directly in terms
-    of HF parameter names: GPT2LMHeadModel and OPTForCausalLM (pre-LN,
-    word_embed_proj_dim == hidden_size).  Activations are recorded under
-    TransformerLens hook names.
+    of HF parameter names: GPT2LMHeadModel and OPTForCausalLM (pre-LN or post-LN
+    as opt-350m, with project_in / project_out when word_embed_proj_dim differs
+    from hidden_size).  Activations are recorded under TransformerLens hook
+    names, with factlens' convention for post-LN blocks (src/engine/forward.h).
 
 Matmul orientation, written down once:
   GPT-2 Conv1D weights are stored [in, out] and applied as  y = x @ W + b.
@@ -278,8 +279,10 @@ def gpt2_config(L, H, D, P, V, st_dtype, eot):
     }
 
 
-def opt_config(L, H, D, F, P, V, st_dtype):
-    """config.json of a HF OPT checkpoint (pre-LN, no projection)."""
+def opt_config(L, H, D, F, P, V, st_dtype, proj=None, ln_before=True):
+    """config.json of a HF OPT checkpoint: pre-LN without projection by
+    default; proj (word_embed_proj_dim) and ln_before=False give opt-350m's
+    kind of model."""
     return {
         "_remove_final_layer_norm": False,
         "activation_dropout": 0.0,
@@ -287,7 +290,7 @@ def opt_config(L, H, D, F, P, V, st_dtype):
         "architectures": ["OPTForCausalLM"],
         "attention_dropout": 0.0,
         "bos_token_id": 2,
-        "do_layer_norm_before": True,
+        "do_layer_norm_before": ln_before,
         "dropout": 0.1,
         "enable_bias": True,
         "eos_token_id": 2,
@@ -305,7 +308,7 @@ def opt_config(L, H, D, F, P, V, st_dtype):
         "torch_dtype": TORCH_NAME[st_dtype],
         "use_cache": True,
         "vocab_size": V,
-        "word_embed_proj_dim": D,
+        "word_embed_proj_dim": D if proj is None else proj,
     }
 
 
@@ -545,16 +548,21 @@ class Model:
             self.n_layer, self.n_head = cfg["n_layer"], cfg["n_head"]
             self.d_model = cfg["n_embd"]
             self.eps = cfg.get("layer_norm_epsilon", 1e-5)
+            self.ln_before, self.has_final_ln = True, True
         else:
             self.n_layer = cfg["num_hidden_layers"]
             self.n_head = cfg["num_attention_heads"]
             self.d_model = cfg["hidden_size"]
             self.eps = 1e-5
-            if not cfg.get("do_layer_norm_before", True):
-                raise ValueError("OPT with do_layer_norm_before=false is not supported")
-            if cfg.get("word_embed_proj_dim", self.d_model) != self.d_model:
-                raise ValueError("OPT with word_embed_proj_dim != hidden_size "
-                                 "is not supported")
+            self.ln_before = cfg.get("do_layer_norm_before", True)
+            # OPTDecoder: a final LayerNorm only in pre-LN decoders, unless the
+            # legacy _remove_final_layer_norm drops it
+            self.has_final_ln = self.ln_before and not cfg.get(
+                "_remove_final_layer_norm", False)
+            if (cfg.get("word_embed_proj_dim", self.d_model) != self.d_model) != \
+                    ("project_in.weight" in w):
+                raise ValueError("project_in.weight present or absent against "
+                                 "word_embed_proj_dim")
         self.d_head = self.d_model // self.n_head
 
     @staticmethod
@@ -664,19 +672,34 @@ class Model:
             x = x + mlp_out
             c["blocks.%d.hook_resid_post" % l] = x
         c["ln_final.hook_normalized"] = self.final_ln(x)
-        c["logits"] = self.unembed(c["ln_final.hook_normalized"])
+        c["logits"] = self.readout(x)
         return c
 
     def _opt(self, ids, T, final_mask, result_layers, c):
-        w, D, dh, eps = self.w, self.d_model, self.d_head, self.eps
+        """OPTDecoder.forward: pre-LN blocks (most sizes) or post-LN ones
+        (opt-350m), embeddings through project_in when the model has it."""
+        w, D, dh, eps, pre = self.w, self.d_model, self.d_head, self.eps, self.ln_before
         lin = torch.nn.functional.linear
+
+        def ln(name, x, hook=None):
+            y = layer_norm(x, w[name + ".weight"], w[name + ".bias"], eps)
+            if hook is not None:
+                var = ((x - x.mean(-1, keepdim=True)) ** 2).mean(-1)
+                c[hook + ".hook_scale"] = (var + eps).sqrt()
+                c[hook + ".hook_normalized"] = y
+            return y
+
+        emb = w["embed_tokens.weight"][ids]
+        if "project_in.weight" in w:
+            emb = lin(emb, w["project_in.weight"])
+        c["hook_embed"] = emb
         # OPTLearnedPositionalEmbedding: positions = cumsum(mask) - 1 + offset 2
-        x = w["embed_tokens.weight"][ids] + w["embed_positions.weight"][2:2 + T]
+        x = emb + w["embed_positions.weight"][2:2 + T]
         for l in range(self.n_layer):
             p = "layers.%d." % l
-            c["blocks.%d.hook_resid_pre" % l] = x
-            h = layer_norm(x, w[p + "self_attn_layer_norm.weight"],
-                           w[p + "self_attn_layer_norm.bias"], eps)
+            b = "blocks.%d." % l
+            c[b + "hook_resid_pre"] = x
+            h = ln(p + "self_attn_layer_norm", x, b + "ln1") if pre else x
             a = p + "self_attn."
             q = lin(h, w[a + "q_proj.weight"], w[a + "q_proj.bias"]) * dh ** -0.5
             k = lin(h, w[a + "k_proj.weight"], w[a + "k_proj.bias"])
@@ -689,42 +712,58 @@ class Model:
             attn_out = self._patched_attn_out(
                 l, z, W_out.t().reshape(self.n_head, dh, D), w[a + "out_proj.bias"],
                 attn_out)
-            c["blocks.%d.attn.hook_pattern" % l] = pattern
-            c["blocks.%d.attn.hook_z" % l] = z
+            c[b + "attn.hook_pattern"] = pattern
+            c[b + "attn.hook_z"] = z
             if l in result_layers:
-                c["blocks.%d.attn.hook_result" % l] = torch.einsum(
+                c[b + "attn.hook_result"] = torch.einsum(
                     "thd,ehd->the", z, W_out.reshape(D, self.n_head, dh))
-            c["blocks.%d.hook_attn_out" % l] = attn_out
+            c[b + "hook_attn_out"] = attn_out
             x = x + attn_out
-            c["blocks.%d.hook_resid_mid" % l] = x
-            h = layer_norm(x, w[p + "final_layer_norm.weight"],
-                           w[p + "final_layer_norm.bias"], eps)
+            if not pre:     # post-LN: the LN's output is the stream
+                x = ln(p + "self_attn_layer_norm", x, b + "ln1")
+            c[b + "hook_resid_mid"] = x
+            h = ln(p + "final_layer_norm", x, b + "ln2") if pre else x
             h = torch.relu(lin(h, w[p + "fc1.weight"], w[p + "fc1.bias"]))
             mlp_out = lin(h, w[p + "fc2.weight"], w[p + "fc2.bias"])
-            c["blocks.%d.hook_mlp_out" % l] = mlp_out
+            c[b + "hook_mlp_out"] = mlp_out
             x = x + mlp_out
-            c["blocks.%d.hook_resid_post" % l] = x
-        c["ln_final.hook_normalized"] = self.final_ln(x)
-        c["logits"] = self.unembed(c["ln_final.hook_normalized"])
+            if not pre:
+                x = ln(p + "final_layer_norm", x, b + "ln2")
+            c[b + "hook_resid_post"] = x
+        if self.has_final_ln:
+            c["ln_final.hook_normalized"] = self.final_ln(x)
+        c["logits"] = self.readout(x)
         return c
 
     def final_ln(self, x):
+        """The decoder's final LayerNorm; the identity when it has none."""
         w = self.w
         if self.arch == "gpt2":
             return layer_norm(x, w["ln_f.weight"], w["ln_f.bias"], self.eps)
+        if not self.has_final_ln:
+            return x
         return layer_norm(x, w["final_layer_norm.weight"], w["final_layer_norm.bias"],
                           self.eps)
 
     def unembed(self, h):
-        """Tied unembedding (lm_head, when present, equals the embedding)."""
+        """project_out (when the model has it), then the tied unembedding
+        (lm_head, when present, equals the embedding)."""
+        if "project_out.weight" in self.w:
+            h = h @ self.w["project_out.weight"].T
         W = self.w.get("lm_head.weight")
         if W is None:
             W = self.w["wte.weight" if self.arch == "gpt2" else "embed_tokens.weight"]
         return h @ W.T
 
+    def readout(self, x):
+        """The final readout of residual vectors: final LN if any, project_out
+        if any, unembedding."""
+        return self.unembed(self.final_ln(x))
+
     def logit_lens(self, cache, pos=-1):
-        """[n_layer+1, V]: final LN + unembedding of every residual stream
-        (resid_pre of each block, then the last resid_post) at one position."""
+        """[n_layer+1, V]: the final readout (final LN, project_out, unembedding,
+        each when the model has it) of every residual stream (resid_pre of each
+        block, then the last resid_post) at one position."""
         streams = [cache["blocks.%d.hook_resid_pre" % l][pos] for l in range(self.n_layer)]
         streams.append(cache["blocks.%d.hook_resid_post" % (self.n_layer - 1)][pos])
-        return self.unembed(self.final_ln(torch.stack(streams)))
+        return self.readout(torch.stack(streams))

@@ -7,55 +7,154 @@
 #include "engine/kernels.h"
 #include "engine/util.h"
 
+const char *
+attrib_convention(const fl_model *m)
+{
+	if (!m->cfg.ln_before)
+		return "post-LN: contribution = x carried through every block LayerNorm "
+		    "after it, each frozen at the run's scale (centred, times its gain, "
+		    "over its scale), then project_out, dotted with W_U[:, answer]; heads "
+		    "without the output bias, attn_bias = b_O per layer, mlp = "
+		    "hook_mlp_out (its bias included), ln_bias = every block LN's bias "
+		    "carried the same way; logit_diff uses W_U[:, answer] - mean column";
+	if (!m->cfg.final_ln)
+		return "no final LayerNorm: contribution = x . W_U[:, answer] (through "
+		    "project_out); heads without the output bias, attn_bias = b_O per "
+		    "layer, mlp = hook_mlp_out (its bias included), ln_bias = 0; "
+		    "logit_diff uses W_U[:, answer] - mean column";
+	return "contribution = (x - mean(x)) / scale_final * w_lnf . W_U[:, answer], "
+	    "scale_final frozen from the run; heads without the output bias, "
+	    "attn_bias = b_O per layer, mlp = hook_mlp_out (its bias included), "
+	    "ln_bias = b_lnf . W_U[:, answer]; logit_diff uses W_U[:, answer] - "
+	    "mean column";
+}
+
 void
 attrib_mean_unembed(const fl_model *m, float *out)
 {
-	int D = m->cfg.d_model, V = m->cfg.n_vocab;
-	double *acc = xcalloc((size_t)D, sizeof *acc);
+	int P = m->cfg.d_proj, V = m->cfg.n_vocab;
+	double *acc = xcalloc((size_t)P, sizeof *acc);
 
 	for (int v = 0; v < V; v++) {
-		const float *u = m->unembed + (size_t)v * D;
+		const float *u = m->unembed + (size_t)v * P;
 
-		for (int i = 0; i < D; i++)
+		for (int i = 0; i < P; i++)
 			acc[i] += u[i];
 	}
-	for (int i = 0; i < D; i++)
+	for (int i = 0; i < P; i++)
 		out[i] = (float)(acc[i] / V);
 	free(acc);
 }
 
-double
-attrib_project(const float *x, const float *dir, int D, float s)
+/* The LayerNorms between a site and the output are numbered like the
+ * sites: post-LN, ln1 of layer l is 2l and ln2 is 2l + 1; the final LN is
+ * 2L. Those after `site` are [*first, *last]; empty when first > last. */
+static void
+ln_span(const fl_model *m, int site, int *first, int *last)
 {
-	double mean = 0, dot = 0, dsum = 0;
+	int L2 = 2 * m->cfg.n_layer;
 
-	for (int i = 0; i < D; i++) {
-		mean += x[i];
-		dot += (double)x[i] * dir[i];
-		dsum += dir[i];
+	*first = m->cfg.ln_before ? L2 : site;
+	*last = m->cfg.final_ln ? L2 : L2 - 1;
+}
+
+/* LayerNorm j's gain, bias and frozen scale (1 without a cache). */
+static void
+ln_get(const fl_model *m, const fl_cache *c, int pos, int j, const float **w,
+    const float **b, float *s)
+{
+	int L2 = 2 * m->cfg.n_layer;
+
+	if (j == L2) {
+		*w = m->lnf_w;
+		*b = m->lnf_b;
+		*s = c != NULL ? c->lnf_scale[pos] : 1.0f;
+		return;
 	}
-	mean /= D;
-	return (dot - mean * dsum) / s;
+	*w = j % 2 == 0 ? m->layers[j / 2].ln1_w : m->layers[j / 2].ln2_w;
+	*b = j % 2 == 0 ? m->layers[j / 2].ln1_b : m->layers[j / 2].ln2_b;
+	if (c == NULL)
+		*s = 1.0f;
+	else
+		*s = (j % 2 == 0 ? c->ln1_scale : c->ln2_scale)[(size_t)(j / 2) *
+		    c->n_tok + pos];
+}
+
+double
+attrib_site_dirs(const fl_model *m, const fl_cache *c, int pos, const float *u,
+    double *dirs)
+{
+	int D = m->cfg.d_model, L2 = 2 * m->cfg.n_layer, first, last;
+	float *ud = xmalloc((size_t)D * sizeof *ud);
+	double *e = xmalloc((size_t)D * sizeof *e), bias = 0;
+
+	model_unembed_dir(m, u, ud);
+	for (int i = 0; i < D; i++)
+		e[i] = ud[i];
+	/* Back from the output through LN last, ..., LN first: before LN j
+	 * the direction is centre(w * e) / s, and its bias adds b . e. Every
+	 * site k >= first is read just before LN k (post-LN), or before the
+	 * one final LN (pre-LN). */
+	ln_span(m, 0, &first, &last);
+	for (int j = last; j >= first; j--) {
+		const float *w, *b;
+		float s;
+		double mean = 0;
+
+		ln_get(m, c, pos, j, &w, &b, &s);
+		for (int i = 0; i < D; i++) {
+			bias += (double)b[i] * e[i];
+			e[i] *= w[i];
+			mean += e[i];
+		}
+		mean /= D;
+		for (int i = 0; i < D; i++)
+			e[i] = (e[i] - mean) / s;
+		if (j < L2)
+			memcpy(dirs + (size_t)j * D, e, (size_t)D * sizeof *e);
+	}
+	for (int k = 0; k < L2 && k < first; k++)
+		memcpy(dirs + (size_t)k * D, e, (size_t)D * sizeof *e);
+	free(ud);
+	free(e);
+	return bias;
 }
 
 void
-attrib_vocab(const fl_model *m, const float *x, int n, float s, float *out)
+attrib_carry(const fl_model *m, const fl_cache *c, int pos, int site, float *x,
+    int n)
+{
+	int D = m->cfg.d_model, first, last;
+
+	ln_span(m, site, &first, &last);
+	for (int j = first; j <= last; j++) {
+		const float *w, *b;
+		float s;
+
+		ln_get(m, c, pos, j, &w, &b, &s);
+		for (int r = 0; r < n; r++) {
+			float *xr = x + (size_t)r * D;
+			double mean = 0;
+
+			for (int i = 0; i < D; i++)
+				mean += xr[i];
+			mean /= D;
+			for (int i = 0; i < D; i++)
+				xr[i] = (float)((xr[i] - mean) / s) * w[i];
+		}
+	}
+}
+
+void
+attrib_vocab(const fl_model *m, const fl_cache *c, int pos, int site,
+    const float *x, int n, float *out)
 {
 	int D = m->cfg.d_model;
 	float *y = xmalloc((size_t)n * D * sizeof *y);
 
-	for (int r = 0; r < n; r++) {
-		const float *xr = x + (size_t)r * D;
-		float *yr = y + (size_t)r * D;
-		double mean = 0;
-
-		for (int i = 0; i < D; i++)
-			mean += xr[i];
-		mean /= D;
-		for (int i = 0; i < D; i++)
-			yr[i] = (float)((xr[i] - mean) / s) * m->lnf_w[i];
-	}
-	kern_unembed(out, y, m->unembed, n, D, m->cfg.n_vocab);
+	memcpy(y, x, (size_t)n * D * sizeof *y);
+	attrib_carry(m, c, pos, site, y, n);
+	model_unembed(m, y, n, out, NULL);
 	free(y);
 }
 
@@ -81,35 +180,54 @@ attrib_alloc(fl_attrib *a, int L, int H)
 	a->mlp = xcalloc((size_t)L, sizeof *a->mlp);
 }
 
-/* Fills one attribution. comp holds the components as rows: embed, pos,
- * L*H heads, L biases, L MLPs, then the rest. plain is the unembedding
- * direction (W_U[:, a], maybe minus the mean column), dir the same times the
- * LN gain. */
+static double
+dot_d(const float *x, const double *e, int D)
+{
+	double s = 0;
+
+	for (int i = 0; i < D; i++)
+		s += x[i] * e[i];
+	return s;
+}
+
+/* Fills one attribution for the vocabulary direction u (P). comp holds the
+ * components as rows: embed, pos, L*H heads, L biases, L MLPs, then the
+ * final residual minus all of them; readout is the cache's readout row. */
 static void
-attrib_fill(fl_attrib *a, const float *comp, const float *plain, const float *dir,
-    const fl_model *m, const float *lnf_out, float s)
+attrib_fill(fl_attrib *a, const fl_model *m, const fl_cache *c, int pos,
+    const float *comp, const float *u, const float *readout)
 {
 	int L = a->n_layer, H = a->n_head, D = m->cfg.d_model, r = 0;
+	double *dirs = xmalloc((size_t)2 * L * D * sizeof *dirs);
+	float *ud = xmalloc((size_t)D * sizeof *ud);
 	double sum = 0, v;
 
-#define NEXT() (v = attrib_project(comp + (size_t)(r++) * D, dir, D, s), sum += v, v)
-	a->embed = NEXT();
-	a->pos_embed = NEXT();
+	a->ln_bias = attrib_site_dirs(m, c, pos, u, dirs);
+#define NEXT(site) (v = dot_d(comp + (size_t)(r++) * D, dirs + (size_t)(site) * D, D), \
+	sum += v, v)
+	a->embed = NEXT(0);
+	a->pos_embed = NEXT(0);
 	for (int i = 0; i < L * H; i++)
-		a->head[i] = NEXT();
+		a->head[i] = NEXT(ATTRIB_SITE_ATTN(i / H));
 	for (int l = 0; l < L; l++)
-		a->attn_bias[l] = NEXT();
+		a->attn_bias[l] = NEXT(ATTRIB_SITE_ATTN(l));
 	for (int l = 0; l < L; l++)
-		a->mlp[l] = NEXT();
+		a->mlp[l] = NEXT(ATTRIB_SITE_MLP(l));
 #undef NEXT
-	a->rest = attrib_project(comp + (size_t)r * D, dir, D, s);
-	a->lnf_bias = 0;
+	model_unembed_dir(m, u, ud);
 	a->logit = 0;
-	for (int i = 0; i < D; i++) {
-		a->lnf_bias += (double)m->lnf_b[i] * plain[i];
-		a->logit += (double)lnf_out[i] * plain[i];
-	}
-	a->sum = sum + a->lnf_bias;
+	for (int i = 0; i < D; i++)
+		a->logit += (double)readout[i] * ud[i];
+	a->sum = sum + a->ln_bias;
+	/* Pre-LN, every site reads along the same direction, and the final
+	 * residual is the sum of the components: what an intervention added
+	 * is the remainder. Post-LN, only the identity is left. */
+	if (m->cfg.ln_before)
+		a->rest = dot_d(comp + (size_t)r * D, dirs, D);
+	else
+		a->rest = a->logit - a->sum;
+	free(ud);
+	free(dirs);
 }
 
 int
@@ -117,10 +235,8 @@ attrib_direct(fl_attrib *to_logit, fl_attrib *to_diff, const fl_model *m,
     const fl_cache *c, int pos, int token, char **cause)
 {
 	int L = c->n_layer, H = c->n_head, D = c->d_model, T = c->n_tok;
-	int V = m->cfg.n_vocab, rows = 2 + L * H + 2 * L + 1;
-	float *comp, *rest, *dir, *ubar = NULL, *plain;
-	float s;
-	const float *u;
+	int V = m->cfg.n_vocab, P = m->cfg.d_proj, rows = 2 + L * H + 2 * L + 1;
+	float *comp, *rest, *u;
 
 	if (pos < 0 || pos >= T)
 		return fl_error(cause, "position %d is outside the prompt's %d tokens",
@@ -131,13 +247,14 @@ attrib_direct(fl_attrib *to_logit, fl_attrib *to_diff, const fl_model *m,
 		return fl_error(cause, "the cache holds %d of %d layers; direct "
 		    "contributions need a full pass", c->valid, L);
 	comp = xcalloc((size_t)rows * D, sizeof *comp);
-	dir = xmalloc((size_t)D * sizeof *dir);
-	plain = xmalloc((size_t)D * sizeof *plain);
-	s = c->lnf_scale[pos];
-	u = m->unembed + (size_t)token * D;
+	u = xmalloc((size_t)P * sizeof *u);
 
 	/* the components, as rows */
-	memcpy(comp, m->wte + (size_t)c->ids[pos] * D, (size_t)D * sizeof *comp);
+	if (m->project_in.w != NULL)
+		kern_linear(comp, D, m->wte + (size_t)c->ids[pos] * P, P, &m->project_in,
+		    1, false);
+	else
+		memcpy(comp, m->wte + (size_t)c->ids[pos] * D, (size_t)D * sizeof *comp);
 	memcpy(comp + D, m->wpe + (size_t)(pos + m->cfg.pos_offset) * D,
 	    (size_t)D * sizeof *comp);
 	for (int l = 0; l < L; l++) {
@@ -159,25 +276,20 @@ attrib_direct(fl_attrib *to_logit, fl_attrib *to_diff, const fl_model *m,
 
 	if (to_logit != NULL) {
 		attrib_alloc(to_logit, L, H);
-		for (int i = 0; i < D; i++) {
-			plain[i] = u[i];
-			dir[i] = m->lnf_w[i] * u[i];
-		}
-		attrib_fill(to_logit, comp, plain, dir, m, c->lnf + (size_t)pos * D, s);
+		memcpy(u, m->unembed + (size_t)token * P, (size_t)P * sizeof *u);
+		attrib_fill(to_logit, m, c, pos, comp, u, c->lnf + (size_t)pos * D);
 	}
 	if (to_diff != NULL) {
-		ubar = xmalloc((size_t)D * sizeof *ubar);
+		float *ubar = xmalloc((size_t)P * sizeof *ubar);
+
 		attrib_mean_unembed(m, ubar);
 		attrib_alloc(to_diff, L, H);
-		for (int i = 0; i < D; i++) {
-			plain[i] = u[i] - ubar[i];
-			dir[i] = m->lnf_w[i] * plain[i];
-		}
-		attrib_fill(to_diff, comp, plain, dir, m, c->lnf + (size_t)pos * D, s);
+		for (int i = 0; i < P; i++)
+			u[i] = m->unembed[(size_t)token * P + i] - ubar[i];
+		attrib_fill(to_diff, m, c, pos, comp, u, c->lnf + (size_t)pos * D);
+		free(ubar);
 	}
-	free(ubar);
-	free(plain);
-	free(dir);
+	free(u);
 	free(comp);
 	return 0;
 }

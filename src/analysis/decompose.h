@@ -14,6 +14,17 @@
  * Reading it: after the MLP, head j's net contribution is about
  * (1 + beta_j) x_j: beta ~ -1 erased, beta > 0 amplified. The intercept is the
  * task-aware component; its top tokens through the lens should be answers.
+ *
+ * Post-LN models (opt-350m). The fit is the same linear fit of the MLP's
+ * output on the raw head outputs, and R^2, the coefficients and the
+ * intercept mean what they say. The reading above does not carry over:
+ * there the heads' outputs reach the MLP, and the stream the MLP adds to,
+ * only through the block's ln1 (centred, scaled by its gain over a
+ * per-prompt scale), so x_j is not what the MLP's output sums with, and
+ * (1 + beta_j) x_j is not head j's net contribution. The intercept is
+ * still the MLP's constant part, written before the block's ln2; that is
+ * where intercept removal takes it off (mitigate.h), and its tokens are
+ * read through the LNs after that site at unit scale (attrib_carry).
  */
 #ifndef FL_DECOMPOSE_H
 #define FL_DECOMPOSE_H

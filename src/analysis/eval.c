@@ -63,34 +63,35 @@ eval_score(fl_eval_result *res, int i, fl_eval_cond cond, const float *logits,
 	res->rank[(size_t)i * EVAL_COND_COUNT + cond] = lens_rank_of(logits, V, answer);
 }
 
-/* Scores the final residual x of every prompt (minus the intercept of its
- * fold, with icpt) through the final LN and the unembedding, many rows at
- * a time: one product per EVAL_LENS_ROWS prompts instead of one per batch
- * reads the unembedding a few times in all. */
+/* Scores every prompt from the last layer's resid_mid and mlp_out at its
+ * last position (mid, mlp: (n, D)): the final residual, less the intercept
+ * of its fold with icpt (mitigate_final_resid), through the final readout.
+ * One product per EVAL_LENS_ROWS prompts instead of one per batch reads the
+ * unembedding a few times in all. */
 static void
 eval_score_rows(fl_eval_result *res, const fl_model *m, const fl_prompt *p,
-    int n, const float *x, float *const icpt[2], fl_eval_split split,
-    fl_eval_cond cond)
+    int n, const float *mid, const float *mlp, float *const icpt[2],
+    fl_eval_split split, fl_eval_cond cond)
 {
 	int D = m->cfg.d_model, V = m->cfg.n_vocab;
+	float *sub = xcalloc((size_t)EVAL_LENS_ROWS * D, sizeof *sub);
 	float *rows = xmalloc((size_t)EVAL_LENS_ROWS * D * sizeof *rows);
 	float *lg = xmalloc((size_t)EVAL_LENS_ROWS * V * sizeof *lg);
 
 	for (int i0 = 0; i0 < n; i0 += EVAL_LENS_ROWS) {
 		int k = n - i0 < EVAL_LENS_ROWS ? n - i0 : EVAL_LENS_ROWS;
 
-		for (int j = 0; j < k; j++) {
-			const float *b = icpt != NULL ?
-			    icpt[eval_fold(&p[i0 + j], split)] : NULL;
-
-			for (int d = 0; d < D; d++)
-				rows[(size_t)j * D + d] = x[(size_t)(i0 + j) * D + d] -
-				    (b != NULL ? b[d] : 0);
-		}
+		if (icpt != NULL)
+			for (int j = 0; j < k; j++)
+				memcpy(sub + (size_t)j * D, icpt[eval_fold(&p[i0 + j],
+				    split)], (size_t)D * sizeof *sub);
+		mitigate_final_resid(m, mid + (size_t)i0 * D, mlp + (size_t)i0 * D, sub,
+		    k, rows);
 		lens_vectors(m, rows, k, lg);
 		for (int j = 0; j < k; j++)
 			eval_score(res, i0 + j, cond, lg + (size_t)j * V, V, p[i0 + j].answer);
 	}
+	free(sub);
 	free(rows);
 	free(lg);
 }
@@ -164,9 +165,9 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	fl_decomp_collect col = { 0 };
 	fl_mitigation_state ms;
 	fl_mitigation mit = { true, o->mask_heads, NULL };
-	float *xfinal = NULL, *icpt[2] = { NULL, NULL }, *xlast = NULL;
+	float *xmid = NULL, *xmlp = NULL, *icpt[2] = { NULL, NULL }, *xlast = NULL;
 	size_t *row_of = NULL, rows = 0;
-	fl_grab gfin;
+	fl_grab gmid, gmlp;
 	fl_grab_rows glast;
 	fl_pass plain = { 0 }, resume = { 0 };
 	fl_hook hooks[8];
@@ -191,8 +192,10 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	col.with_resid = o->with_resid;
 	col.x = xmalloc((size_t)n * J * D * sizeof *col.x);
 	col.y = xmalloc((size_t)n * D * sizeof *col.y);
-	xfinal = xmalloc((size_t)n * D * sizeof *xfinal);
-	gfin = (fl_grab){ b, xfinal, (size_t)D, 0, D };
+	xmid = xmalloc((size_t)n * D * sizeof *xmid);
+	xmlp = xmalloc((size_t)n * D * sizeof *xmlp);
+	gmid = (fl_grab){ b, xmid, (size_t)D, 0, D };
+	gmlp = (fl_grab){ b, xmlp, (size_t)D, 0, D };
 	/* the last layer's input, every row: the masked pass resumes there */
 	row_of = xmalloc((size_t)n * sizeof *row_of);
 	for (int i = 0; i < n; i++) {
@@ -202,29 +205,32 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	xlast = xmalloc(rows * D * sizeof *xlast);
 	glast = (fl_grab_rows){ b, xlast, row_of, D };
 
-	/* the unmasked pass: baseline scores, regression data, final residuals */
+	/* the unmasked pass: baseline scores, regression data, the last layer's
+	 * resid_mid and mlp_out */
 	nh = decomp_hooks(&col, false, hooks);
+	hooks[nh++] = (fl_hook){ HOOK_RESID_MID, L - 1, batch_grab_last, &gmid };
+	hooks[nh++] = (fl_hook){ HOOK_MLP_OUT, L - 1, batch_grab_last, &gmlp };
 	hooks[nh++] = (fl_hook){ HOOK_RESID_PRE, L - 1, batch_grab_rows, &glast };
-	hooks[nh++] = (fl_hook){ HOOK_RESID_POST, L - 1, batch_grab_last, &gfin };
 	plain.no_logits = true;
 	if (batch_run(b, ps.p, n, hooks, nh, &plain, cause) != 0)
 		goto out;
 	for (int f = 0; f < 2; f++)
 		if (eval_fit_fold(res, m, ps.p, n, o, col.x, col.y, f, &icpt[f], cause) != 0)
 			goto out;
-	eval_score_rows(res, m, ps.p, n, xfinal, NULL, o->split, EVAL_BASELINE);
-	eval_score_rows(res, m, ps.p, n, xfinal, icpt, o->split, EVAL_INTERCEPT);
+	eval_score_rows(res, m, ps.p, n, xmid, xmlp, NULL, o->split, EVAL_BASELINE);
+	eval_score_rows(res, m, ps.p, n, xmid, xmlp, icpt, o->split, EVAL_INTERCEPT);
 
 	/* the masked pass: the mask changes the last layer only */
 	nh = mitigate_hooks(m, &mit, &ms, hooks);
-	hooks[nh++] = (fl_hook){ HOOK_RESID_POST, L - 1, batch_grab_last, &gfin };
+	hooks[nh++] = (fl_hook){ HOOK_RESID_MID, L - 1, batch_grab_last, &gmid };
+	hooks[nh++] = (fl_hook){ HOOK_MLP_OUT, L - 1, batch_grab_last, &gmlp };
 	resume.no_logits = true;
 	resume.start_layer = L - 1;
 	resume.resume = xlast;
 	if (batch_run(b, ps.p, n, hooks, nh, L > 1 ? &resume : &plain, cause) != 0)
 		goto out;
-	eval_score_rows(res, m, ps.p, n, xfinal, NULL, o->split, EVAL_MASK);
-	eval_score_rows(res, m, ps.p, n, xfinal, icpt, o->split, EVAL_BOTH);
+	eval_score_rows(res, m, ps.p, n, xmid, xmlp, NULL, o->split, EVAL_MASK);
+	eval_score_rows(res, m, ps.p, n, xmid, xmlp, icpt, o->split, EVAL_BOTH);
 	eval_stats(res);
 	res->passes = b->passes;
 	res->rows = b->rows;
@@ -235,7 +241,8 @@ out:
 		eval_clear(res);
 	free(icpt[0]);
 	free(icpt[1]);
-	free(xfinal);
+	free(xmid);
+	free(xmlp);
 	free(xlast);
 	free(row_of);
 	free(col.x);

@@ -15,9 +15,10 @@
  *
  * Work. Two batched passes over the prompts per setting: one unmasked (which
  * also collects the regression data), one with the mask. Because (b) edits
- * only the final LN's input, its logits are the final LN and unembedding of
- * the captured final residual minus the intercept - the same numbers the
- * hook gives (mitigate.h; the tests check it), without two more passes.
+ * only the last position's final residual, its logits follow from the last
+ * layer's captured resid_mid and mlp_out (mitigate_final_resid, then the
+ * final readout) - the same numbers the hook gives (mitigate.h; the tests
+ * check it), without two more passes.
  */
 #ifndef FL_EVAL_H
 #define FL_EVAL_H

@@ -11,17 +11,7 @@
 void
 lens_vectors(const fl_model *m, const float *x, int n, float *out)
 {
-	int D = m->cfg.d_model;
-	float *ln = xmalloc((size_t)n * D * sizeof *ln);
-	float *mean = xmalloc((size_t)n * sizeof *mean);
-	float *scale = xmalloc((size_t)n * sizeof *scale);
-
-	kern_ln_stats(mean, scale, x, n, D, m->cfg.ln_eps);
-	kern_ln_apply(ln, x, mean, scale, m->lnf_w, m->lnf_b, n, D);
-	kern_unembed(out, ln, m->unembed, n, D, m->cfg.n_vocab);
-	free(ln);
-	free(mean);
-	free(scale);
+	model_readout(m, x, n, out);
 }
 
 int

@@ -1,6 +1,8 @@
 /*
  * lens.h - the logit lens and the small vocabulary helpers every view uses:
- * a residual stream read through the final LayerNorm and the unembedding.
+ * a residual stream read through the model's final readout (the final
+ * LayerNorm, project_out and the unembedding, each when the model has it:
+ * model_readout in forward.h).
  */
 #ifndef FL_LENS_H
 #define FL_LENS_H
@@ -8,8 +10,9 @@
 #include "engine/forward.h"
 
 /* Logits of the L + 1 residual streams (resid_pre of each layer, then the
- * final resid_post) at position pos, each through its own final LN, in one
- * product so the unembedding is read once. out is (L + 1, V); row L equals
+ * final resid_post) at position pos, each through the final readout (its
+ * own final LN, when the model has one), in one product so the unembedding
+ * is read once. out is (L + 1, V); row L equals
  * the model's logits. Returns 0, or -1 if pos is outside the cache. */
 int lens_streams(const fl_model *m, const fl_cache *c, int pos, float *out);
 

@@ -1,6 +1,9 @@
 /* mitigate.c - see mitigate.h. */
 #include "mitigate.h"
 
+#include <stdlib.h>
+
+#include "engine/kernels.h"
 #include "engine/util.h"
 
 int
@@ -13,6 +16,34 @@ hook_sub_last(void *ud, fl_act *a)
 	for (int i = 0; i < w; i++)
 		row[i] -= s->vec[i];
 	return FL_HOOK_CONTINUE;
+}
+
+fl_hook_point
+mitigate_intercept_point(const fl_model *m)
+{
+	return m->cfg.ln_before ? HOOK_RESID_POST : HOOK_MLP_OUT;
+}
+
+void
+mitigate_final_resid(const fl_model *m, const float *mid, const float *mlp,
+    const float *sub, int n, float *out)
+{
+	const fl_layer *y = &m->layers[m->cfg.n_layer - 1];
+	size_t nd = (size_t)n * m->cfg.d_model;
+	float *mean, *scale;
+
+	/* in the hook's order: off resid_post, or off mlp_out before the sum */
+	for (size_t i = 0; i < nd; i++)
+		out[i] = m->cfg.ln_before ? (mid[i] + mlp[i]) - sub[i] :
+		    mid[i] + (mlp[i] - sub[i]);
+	if (m->cfg.ln_before)
+		return;
+	mean = xmalloc((size_t)n * sizeof *mean);
+	scale = xmalloc((size_t)n * sizeof *scale);
+	kern_ln_stats(mean, scale, out, n, m->cfg.d_model, m->cfg.ln_eps);
+	kern_ln_apply(out, out, mean, scale, y->ln2_w, y->ln2_b, n, m->cfg.d_model);
+	free(mean);
+	free(scale);
 }
 
 int
@@ -30,7 +61,8 @@ mitigate_hooks(const fl_model *m, const fl_mitigation *mit,
 	}
 	if (mit->intercept != NULL) {
 		st->sub.vec = mit->intercept;
-		hooks[n++] = (fl_hook){ HOOK_RESID_POST, L - 1, hook_sub_last, &st->sub };
+		hooks[n++] = (fl_hook){ mitigate_intercept_point(m), L - 1, hook_sub_last,
+		    &st->sub };
 	}
 	return n;
 }

@@ -6,11 +6,18 @@
  *     attends only to itself (all heads, or a subset) - the engine's
  *     hook_self_mask on blocks.{L-1}.attn.hook_attn_scores;
  * (b) intercept removal: the last layer's MLP intercept b (decompose.h,
- *     fitted on calibration prompts) is subtracted from the residual at the
- *     last position before the final LayerNorm. The hook point is
- *     blocks.{L-1}.hook_resid_post, which is the final LN's input: the
- *     subtraction changes nothing but the final LN and the unembedding, and
- *     a cache filled by such a pass holds the edited final residual.
+ *     fitted on calibration prompts) is subtracted at the last position
+ *     where the last MLP's output has joined the stream and nothing has
+ *     read it yet (mitigate_intercept_point):
+ *       - pre-LN: blocks.{L-1}.hook_resid_post, the final readout's input
+ *         (the paper's definition: the residual before the final LN);
+ *       - post-LN: blocks.{L-1}.hook_mlp_out, so that the block's ln2
+ *         normalises resid_mid + mlp_out - b. b is fitted on the MLP's
+ *         output, before that LN; taking it off resid_post instead would
+ *         remove it at a scale the MLP never wrote it at.
+ *     Either way the subtraction changes only the last position's final
+ *     residual and what reads it, and a cache filled by such a pass holds
+ *     the edited values.
  *
  * Both act in the last layer only, so toggling them re-runs the last layer
  * from a filled cache (start_layer = L - 1).
@@ -33,6 +40,18 @@ typedef struct {
 	const float	*vec;
 } fl_sub_last;
 int hook_sub_last(void *ud, fl_act *a);
+
+/* Where (b) subtracts the intercept: HOOK_RESID_POST (pre-LN) or
+ * HOOK_MLP_OUT (post-LN), of the last layer. */
+fl_hook_point mitigate_intercept_point(const fl_model *m);
+
+/* What (b) makes of the last layer, without a pass: the final residual out
+ * (n, D) from the last layer's resid_mid and mlp_out rows (n, D each) of a
+ * pass without it and the intercept to take off each row, sub (n, D):
+ * resid_mid + mlp_out - sub, then the layer's ln2 in a post-LN model. The
+ * same arithmetic as the hook; lens_vectors(out) gives its logits. */
+void mitigate_final_resid(const fl_model *m, const float *mid, const float *mlp,
+    const float *sub, int n, float *out);
 
 /* The hooks of a mitigation: writes up to 2 hooks using the caller's
  * storage for their state, returns their count. */

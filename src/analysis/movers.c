@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "analysis/attrib.h"
 #include "analysis/lens.h"
@@ -14,8 +15,7 @@ movers_score(fl_mover *out, const fl_model *m, const fl_cache *c, int pos,
 {
 	int L = c->n_layer, H = c->n_head, D = c->d_model, T = c->n_tok;
 	int V = m->cfg.n_vocab;
-	float *res, *logits;
-	float s;
+	float *res, *carried, *logits;
 
 	if (c->pattern == NULL)
 		return fl_error(cause, "mover scores need the attention patterns "
@@ -37,9 +37,14 @@ movers_score(fl_mover *out, const fl_model *m, const fl_cache *c, int pos,
 		for (int h = 0; h < H; h++)
 			model_head_result(m, l, h, c->z + ((size_t)l * T + pos) * D,
 			    res + ((size_t)l * H + h) * D);
-	/* One product for every head, so the unembedding is read once. */
-	s = c->lnf_scale[pos];
-	attrib_vocab(m, res, L * H, s, logits);
+	/* Each head's output carried to the output like a direct contribution,
+	 * then one product for every head, so the unembedding is read once. */
+	carried = xmalloc((size_t)L * H * D * sizeof *carried);
+	memcpy(carried, res, (size_t)L * H * D * sizeof *carried);
+	for (int l = 0; l < L; l++)
+		attrib_carry(m, c, pos, ATTRIB_SITE_ATTN(l), carried + (size_t)l * H * D, H);
+	model_unembed(m, carried, L * H, logits, NULL);
+	free(carried);
 	for (int l = 0; l < L; l++)
 		for (int h = 0; h < H; h++) {
 			fl_mover *o = &out[l * H + h];

@@ -6,9 +6,11 @@
  *   attn   attention from the query position to the subject's tokens
  *          (summed over them when the subject is several tokens);
  *   logit  what the head's output at the query position adds to the
- *          subject's logit: its result through the final LN frozen at the
- *          run's scale, without the LN bias (the same projection as the
- *          direct contributions, attrib.h). The subject's token is its first;
+ *          subject's logit: its result carried to the output through the
+ *          LayerNorms frozen at the run's scales, without their biases, as
+ *          the direct contributions carry it (attrib.h: the final LN in a
+ *          pre-LN model, every later block LN in a post-LN one). The
+ *          subject's token is its first;
  *   rank   the subject's rank (1 = top) in that projection over the whole
  *          vocabulary;
  *   score  attn * (1 - ln(rank) / ln(V)): in [0, 1], 1 only when the head

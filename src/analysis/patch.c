@@ -63,25 +63,25 @@ patch_finish(fl_patch *res)
 	free(y);
 }
 
-double
-patch_logit_diff(const fl_model *m, const float *x, int answer, const float *mean_u)
+/* The readout directions of n prompts' tokens (D each, in dirs (n, D)):
+ * W_U[:, answer] minus the mean row (the metric), or W_U[:, subject] (the
+ * scatter), as the residual stream sees them (model_unembed_dir). */
+static void
+token_dirs(const fl_model *m, const fl_prompt *p, int n, bool subject,
+    const float *ubar, float *dirs)
 {
-	int D = m->cfg.d_model;
-	const float *u = m->unembed + (size_t)answer * D;
-	double mean = 0, var = 0, s = 0;
+	int P = m->cfg.d_proj, D = m->cfg.d_model;
+	float *u = xmalloc((size_t)P * sizeof *u);
 
-	for (int i = 0; i < D; i++)
-		mean += x[i];
-	mean /= D;
-	for (int i = 0; i < D; i++)
-		var += (x[i] - mean) * (x[i] - mean);
-	var = sqrt(var / D + m->cfg.ln_eps);
-	for (int i = 0; i < D; i++) {
-		double ln = (x[i] - mean) / var * m->lnf_w[i] + m->lnf_b[i];
+	for (int i = 0; i < n; i++) {
+		const float *row = m->unembed + (size_t)(subject ? p[i].subject :
+		    p[i].answer) * P;
 
-		s += ln * ((double)u[i] - mean_u[i]);
+		for (int k = 0; k < P; k++)
+			u[k] = subject ? row[k] : row[k] - ubar[k];
+		model_unembed_dir(m, u, dirs + (size_t)i * D);
 	}
-	return s;
+	free(u);
 }
 
 /* Attention from the last query to the prompt's subject, every head of one
@@ -129,19 +129,32 @@ z_sum_hook(void *ud, fl_act *a)
 	return FL_HOOK_CONTINUE;
 }
 
-/* x (n, D) += MLP_l(LN2(x)), with scratch ln (n, D), h (n, F), mean, scale. */
+/* The rest of block l for n rows x (n, D) whose attention output has been
+ * added: pre-LN, x += MLP(LN2(x)); post-LN, x = LN1(x), then
+ * x = LN2(x + MLP(x)). Scratch ln (n, D), h (n, F), mean, scale (n). */
 static void
-mlp_rows(const fl_model *m, int l, float *x, int n, float *ln, float *h,
+block_rest(const fl_model *m, int l, float *x, int n, float *ln, float *h,
     float *mean, float *scale)
 {
 	const fl_layer *y = &m->layers[l];
 	int D = m->cfg.d_model, F = m->cfg.d_mlp;
+	float eps = m->cfg.ln_eps;
 
-	kern_ln_stats(mean, scale, x, n, D, m->cfg.ln_eps);
-	kern_ln_apply(ln, x, mean, scale, y->ln2_w, y->ln2_b, n, D);
-	kern_linear(h, F, ln, D, &y->fc, n, false);
+	if (m->cfg.ln_before) {
+		kern_ln_stats(mean, scale, x, n, D, eps);
+		kern_ln_apply(ln, x, mean, scale, y->ln2_w, y->ln2_b, n, D);
+		kern_linear(h, F, ln, D, &y->fc, n, false);
+	} else {
+		kern_ln_stats(mean, scale, x, n, D, eps);
+		kern_ln_apply(x, x, mean, scale, y->ln1_w, y->ln1_b, n, D);
+		kern_linear(h, F, x, D, &y->fc, n, false);
+	}
 	kern_activation(h, (size_t)n * F, m->cfg.act);
 	kern_linear(x, D, h, F, &y->proj, n, true);
+	if (!m->cfg.ln_before) {
+		kern_ln_stats(mean, scale, x, n, D, eps);
+		kern_ln_apply(x, x, mean, scale, y->ln2_w, y->ln2_b, n, D);
+	}
 }
 
 /* Every clean prompt needs an answer; the scatter needs a subject. */
@@ -222,8 +235,9 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 	int L = m->cfg.n_layer, H = m->cfg.n_head, D = m->cfg.d_model;
 	int F = m->cfg.d_mlp, R, rc = -1, nh = 0;
 	size_t LD = (size_t)L * D;
-	float *zc, *rmid, *aout, *recv, *vals = NULL, *ubar, *res_h;
+	float *zc, *rin, *aout, *recv, *vals = NULL, *ubar, *res_h, *adir, *sdir;
 	float *x, *ln, *hid, *mean, *scale;
+	bool pre = m->cfg.ln_before;
 	double *sums;
 	fl_grab gz, gm, ga, gr;
 	subj_attn sa;
@@ -235,10 +249,12 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 		return -1;
 	patch_alloc(res, m, n, R);
 	zc = xmalloc((size_t)n * LD * sizeof *zc);
-	rmid = xmalloc((size_t)n * LD * sizeof *rmid);
+	rin = xmalloc((size_t)n * LD * sizeof *rin);
 	aout = xmalloc((size_t)n * LD * sizeof *aout);
 	recv = xmalloc((size_t)n * D * sizeof *recv);
-	ubar = xmalloc((size_t)D * sizeof *ubar);
+	ubar = xmalloc((size_t)m->cfg.d_proj * sizeof *ubar);
+	adir = xmalloc((size_t)n * D * sizeof *adir);
+	sdir = xmalloc((size_t)n * D * sizeof *sdir);
 	x = xmalloc((size_t)PATCH_CHUNK_ROWS * D * sizeof *x);
 	ln = xmalloc((size_t)PATCH_CHUNK_ROWS * D * sizeof *ln);
 	hid = xmalloc((size_t)PATCH_CHUNK_ROWS * F * sizeof *hid);
@@ -247,20 +263,25 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 	res_h = xmalloc((size_t)D * sizeof *res_h);
 	sums = xcalloc((size_t)H, sizeof *sums);
 	attrib_mean_unembed(m, ubar);
+	token_dirs(m, clean, n, false, ubar, adir);
+	token_dirs(m, clean, n, true, ubar, sdir);
 
 	/* 1. the sender values */
 	if ((vals = sender_means_fast(b, corrupt, n_corrupt, o, cause)) == NULL)
 		goto out;
 
-	/* 2. the clean run: at the last position, z, resid_mid and attn_out of
+	/* 2. the clean run: at the last position, z, attn_out and the stream
+	 * the patched attention output joins (pre-LN: resid_mid, to which it
+	 * has been added; post-LN: resid_pre, since ln1 follows the sum) of
 	 * every layer, the receiver, the attention to the subject */
 	gz = (fl_grab){ b, zc, LD, (size_t)D, D };
-	gm = (fl_grab){ b, rmid, LD, (size_t)D, D };
+	gm = (fl_grab){ b, rin, LD, (size_t)D, D };
 	ga = (fl_grab){ b, aout, LD, (size_t)D, D };
 	gr = (fl_grab){ b, recv, (size_t)D, 0, D };
 	sa = (subj_attn){ b, clean, res->attn, L, H };
 	hooks[nh++] = (fl_hook){ HOOK_Z, -1, batch_grab_last, &gz };
-	hooks[nh++] = (fl_hook){ HOOK_RESID_MID, -1, batch_grab_last, &gm };
+	hooks[nh++] = (fl_hook){ pre ? HOOK_RESID_MID : HOOK_RESID_PRE, -1,
+	    batch_grab_last, &gm };
 	hooks[nh++] = (fl_hook){ HOOK_ATTN_OUT, -1, batch_grab_last, &ga };
 	hooks[nh++] = (fl_hook){ HOOK_PATTERN, -1, subj_attn_hook, &sa };
 	if (R == L)
@@ -272,14 +293,14 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 		goto out;
 	res->clean = 0;
 	for (int i = 0; i < n; i++)
-		res->clean += patch_logit_diff(m, recv + (size_t)i * D, clean[i].answer, ubar);
+		res->clean += model_readout_dot(m, recv + (size_t)i * D, adir + (size_t)i * D);
 	res->clean /= n;
 
 	/* the scatter's y */
 	for (int i = 0; i < n; i++)
 		for (int l = 0; l < L; l++)
 			for (int h = 0; h < H; h++) {
-				const float *u = m->unembed + (size_t)clean[i].subject * D;
+				const float *u = sdir + (size_t)i * D;
 				double s = 0;
 
 				model_head_result(m, l, h, zc + (size_t)i * LD + (size_t)l * D, res_h);
@@ -311,13 +332,13 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 
 				model_head_result(m, l, h, zc + (size_t)i * LD + (size_t)l * D,
 				    res_h);
-				memcpy(xr, rmid + (size_t)i * LD + (size_t)l * D,
+				memcpy(xr, rin + (size_t)i * LD + (size_t)l * D,
 				    (size_t)D * sizeof *xr);
 				for (int j = 0; j < D; j++)
 					xr[j] += v[j] - res_h[j];
 			}
 			for (int k2 = l; k2 < R; k2++) {
-				if (k2 > l)
+				if (k2 > l || !pre)
 					for (int k = 0; k < rows; k++) {
 						int i = (int)((r0 + k) % n);
 						const float *ao = aout + (size_t)i * LD + (size_t)k2 * D;
@@ -326,13 +347,13 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 						for (int j = 0; j < D; j++)
 							xr[j] += ao[j];
 					}
-				mlp_rows(m, k2, x, rows, ln, hid, mean, scale);
+				block_rest(m, k2, x, rows, ln, hid, mean, scale);
 			}
 			for (int k = 0; k < rows; k++) {
 				int h = (int)((r0 + k) / n), i = (int)((r0 + k) % n);
 
-				sums[h] += patch_logit_diff(m, x + (size_t)k * D,
-				    clean[i].answer, ubar);
+				sums[h] += model_readout_dot(m, x + (size_t)k * D,
+				    adir + (size_t)i * D);
 			}
 		}
 		for (int h = 0; h < H; h++)
@@ -348,10 +369,12 @@ out:
 		patch_clear(res);
 	free(vals);
 	free(zc);
-	free(rmid);
+	free(rin);
 	free(aout);
 	free(recv);
 	free(ubar);
+	free(adir);
+	free(sdir);
 	free(x);
 	free(ln);
 	free(hid);
@@ -439,6 +462,7 @@ patch_heads_ref(fl_patch *res, const fl_model *m, const fl_prompt *clean, int n,
 	double *sum = xcalloc((size_t)L * H * D, sizeof *sum);
 	float *vals = xmalloc((size_t)L * H * D * sizeof *vals);
 	float *out = xmalloc((size_t)(V > D ? V : D) * sizeof *out), *res_h;
+	float *sdir = xmalloc((size_t)n * D * sizeof *sdir);
 	fl_run *r;
 
 	patch_alloc(res, m, n, 0);
@@ -452,6 +476,7 @@ patch_heads_ref(fl_patch *res, const fl_model *m, const fl_prompt *clean, int n,
 		max_len = corrupt[i].n > max_len ? corrupt[i].n : max_len;
 	r = run_new(m, max_len, max_len);
 	res_h = xmalloc((size_t)D * sizeof *res_h);
+	token_dirs(m, clean, n, true, NULL, sdir);
 
 	if (o != NULL && o->sender_values != NULL)
 		memcpy(vals, o->sender_values, (size_t)L * H * D * sizeof *vals);
@@ -480,7 +505,7 @@ patch_heads_ref(fl_patch *res, const fl_model *m, const fl_prompt *clean, int n,
 		fl_pass p = { 0 };
 		fl_hook hooks[5];
 		fl_patch_head ph;
-		const float *u = m->unembed + (size_t)q->subject * D;
+		const float *u = sdir + (size_t)i * D;
 
 		p.cache = c;
 		if (run_forward(r, q->ids, &T, 1, &p, cause) < 0) {
@@ -541,5 +566,6 @@ fail_early:
 	free(sum);
 	free(vals);
 	free(out);
+	free(sdir);
 	return rc;
 }

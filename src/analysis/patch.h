@@ -15,7 +15,7 @@
  *      default, the paper's);
  *   4. the metric M on the receiver: the mean over prompts of the logit
  *      difference, logit(answer) - mean logit, of the receiver through the
- *      final LN and the unembedding (with R = n_layer: the model's output);
+ *      final readout (with R = n_layer: the model's output);
  *   5. effect(l, h) = 100 * (M_patched - M_clean) / M_clean.
  * Senders at layers >= R have no path to the receiver: effect 0.
  *
@@ -25,12 +25,14 @@
  * output is its clean one at every position, and no position but the last
  * changes, so the patched run is the clean residual at the last position
  * plus (mean - clean) of the sender, carried through the MLPs of layers
- * l..R-1 (adding the clean attention outputs between them). It runs those
+ * l..R-1 (adding the clean attention outputs between them; in a post-LN
+ * model through each block's two LayerNorms as well). It runs those
  * MLPs on (heads x prompts) rows at once. The tests hold the two to 1e-4.
  *
  * Also the mover scatter per head over the prompts: x = attention from the
  * last position to the subject (summed over its tokens), y = <head output at
- * the last position, W_U[:, subject's first token]>, and Pearson's r.
+ * the last position, W_U[:, subject's first token]> (through project_out^T
+ * when the model has it: model_unembed_dir), and Pearson's r.
  */
 #ifndef FL_PATCH_H
 #define FL_PATCH_H
@@ -67,11 +69,6 @@ int patch_heads_ref(fl_patch *res, const fl_model *m, const fl_prompt *clean,
     char **cause);
 
 void patch_clear(fl_patch *res);
-
-/* The metric of one final (or intermediate) residual x (D): final LN, then
- * logit(answer) - mean logit, using mean_u = attrib_mean_unembed. */
-double patch_logit_diff(const fl_model *m, const float *x, int answer,
-    const float *mean_u);
 
 /* Hooks the reference installs, for anyone patching by hand: copy the clean
  * q, k or v of every layer from a cache (install on HOOK_Q/K/V, layer -1). */

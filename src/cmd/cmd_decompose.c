@@ -161,8 +161,10 @@ cmd_decompose(int argc, char **argv)
 	cli_progress_end(&prog);
 	J = d.fit.J;
 
-	/* every component through the lens (frozen LN, unit scale): each
-	 * regressor's mean times (1 + beta), then the intercept */
+	/* every component through the lens (LNs frozen at unit scale, which
+	 * changes no rank): each regressor's mean times (1 + beta), written
+	 * where the layer's heads write, then the intercept, where its MLP
+	 * writes */
 	vecs = xmalloc((size_t)(J + 1) * D * sizeof *vecs);
 	for (int j = 0; j < J; j++)
 		for (int i = 0; i < D; i++)
@@ -170,7 +172,9 @@ cmd_decompose(int argc, char **argv)
 			    d.fit.mean_x[(size_t)j * D + i]);
 	memcpy(vecs + (size_t)J * D, d.fit.intercept, (size_t)D * sizeof *vecs);
 	comp_logits = xmalloc((size_t)(J + 1) * V * sizeof *comp_logits);
-	attrib_vocab(m, vecs, J + 1, 1.0f, comp_logits);
+	attrib_carry(m, NULL, 0, ATTRIB_SITE_ATTN(a.layer), vecs, J);
+	attrib_carry(m, NULL, 0, ATTRIB_SITE_MLP(a.layer), vecs + (size_t)J * D, 1);
+	model_unembed(m, vecs, J + 1, comp_logits, NULL);
 	/* the ranks of the task's distinct answers in the intercept's lens */
 	answers = xcalloc((size_t)ps.n, sizeof *answers);
 	ranks = xcalloc((size_t)ps.n, sizeof *ranks);
@@ -266,7 +270,7 @@ cmd_decompose(int argc, char **argv)
 			pair2 = xmalloc((size_t)2 * D * sizeof *pair2);
 			memcpy(pair2, mlp1, (size_t)D * sizeof *pair2);
 			memcpy(pair2 + D, mhat1, (size_t)D * sizeof *pair2);
-			attrib_vocab(m, pair2, 2, 1.0f, two);
+			attrib_vocab(m, NULL, 0, ATTRIB_SITE_MLP(a.layer), pair2, 2, two);
 			o2 = cJSON_AddObjectToObject(root, "prompt");
 			cJSON_AddStringToObject(o2, "text", a.prompt);
 			cJSON_AddItemToObject(o2, "cos", cli_json_number(rec.cos));
@@ -286,7 +290,12 @@ cmd_decompose(int argc, char **argv)
 	    ps.n, task_set_name(po.set));
 	snprintf(name, sizeof name, "layer %d", a.layer);
 	printf("%-10s mlp_out ~ sum_j beta_j x_j + intercept; R^2 %.4f, mean cos "
-	    "%.4f (ridge %.0e)\n\n", name, d.fit.r2, d.fit.mean_cos, d.fit.ridge);
+	    "%.4f (ridge %.0e)\n", name, d.fit.r2, d.fit.mean_cos, d.fit.ridge);
+	if (!m->cfg.ln_before)
+		printf("%-10s post-LN: the heads reach this MLP through the block's ln1, "
+		    "so 1+beta is not\n%-10s their net contribution (see decompose.h)\n",
+		    "", "");
+	putchar('\n');
 	printf("  %-10s %8s %8s  %-10s %s\n", "regressor", "beta", "1+beta", "reading",
 	    "top tokens of (1+beta) * mean x_j through the lens");
 	for (int j = 0; j < J; j++) {

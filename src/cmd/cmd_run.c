@@ -251,7 +251,7 @@ json_attrib(const fl_attrib *x)
 	arr = cJSON_AddArrayToObject(o, "mlp");
 	for (int l = 0; l < L; l++)
 		cJSON_AddItemToArray(arr, cJSON_CreateNumber(x->mlp[l]));
-	cJSON_AddNumberToObject(o, "lnf_bias", x->lnf_bias);
+	cJSON_AddNumberToObject(o, "ln_bias", x->ln_bias);
 	cJSON_AddNumberToObject(o, "rest", x->rest);
 	cJSON_AddNumberToObject(o, "sum", x->sum);
 	cJSON_AddNumberToObject(o, "value", x->logit);
@@ -362,11 +362,7 @@ run_print_json(run_state *s)
 		o = cJSON_AddObjectToObject(root, "attrib");
 		cJSON_AddNumberToObject(o, "token", p->answer);
 		cJSON_AddNumberToObject(o, "position", T - 1);
-		cJSON_AddStringToObject(o, "convention", "contribution = (x - mean(x)) / "
-		    "scale_final * w_lnf . W_U[:, answer], scale_final frozen from the run; "
-		    "heads without the output bias, attn_bias = b_O per layer, mlp = "
-		    "hook_mlp_out (its bias included), lnf_bias = b_lnf . W_U[:, answer]; "
-		    "logit_diff uses W_U[:, answer] - mean column");
+		cJSON_AddStringToObject(o, "convention", attrib_convention(m));
 		cJSON_AddItemToObject(o, "logit", json_attrib(&s->at_logit));
 		cJSON_AddItemToObject(o, "logit_diff", json_attrib(&s->at_diff));
 	}
@@ -435,7 +431,7 @@ run_print_json(run_state *s)
 		for (int j = 0; j < f->J; j++)
 			cJSON_AddItemToArray(arr, cJSON_CreateNumber(f->beta[j]));
 		cJSON_AddStringToObject(o, "regressors", "heads 0..H-1, then resid_pre");
-		attrib_vocab(m, f->intercept, 1, 1.0f, lg);
+		attrib_vocab(m, NULL, 0, ATTRIB_SITE_MLP(s->dec.layer), f->intercept, 1, lg);
 		cJSON_AddItemToObject(o, "intercept_top", cli_json_topk(m, lg, a->lens_top,
 		    false));
 		cJSON_AddItemToObject(o, "prompt_cos", cli_json_number(s->rec.cos));
@@ -503,8 +499,9 @@ run_print_text(run_state *s)
 		    s->heads != NULL ? ", in the heads given" : "");
 	if (a->intercept)
 		printf("intercept removal: on (last layer's MLP intercept, fitted on %d "
-		    "prompts of %s without this subject, subtracted before ln_final)\n",
-		    s->fit_prompts, s->task->name);
+		    "prompts of %s without this subject, subtracted %s)\n",
+		    s->fit_prompts, s->task->name, s->m->cfg.ln_before ?
+		    "before ln_final" : "from that MLP's output, before its block's ln2");
 	k = lens_topk(s->last, V, a->top, top, probs);
 	printf("\ntop %d next tokens:\n", k);
 	for (int i = 0; i < k; i++) {
@@ -569,11 +566,13 @@ run_print_text(run_state *s)
 			snprintf(cs[n].name, sizeof cs[n].name, "attn bias %d", l);
 			cs[n++].v = x->attn_bias[l];
 		}
-		snprintf(cs[n].name, sizeof cs[n].name, "ln_final bias");
-		cs[n++].v = x->lnf_bias;
+		snprintf(cs[n].name, sizeof cs[n].name, "%s", m->cfg.ln_before ?
+		    "ln_final bias" : "LN biases");
+		cs[n++].v = x->ln_bias;
 		qsort(cs, (size_t)n, sizeof *cs, cmp_comp);
-		printf("\ndirect contributions to logit(answer) - mean logit (final LN "
-		    "scale frozen): %.3f in all\n", x->logit);
+		printf("\ndirect contributions to logit(answer) - mean logit (%s): "
+		    "%.3f in all\n", m->cfg.ln_before ? "final LN scale frozen" :
+		    "every block LN's scale frozen", x->logit);
 		for (int i = 0; i < n && i < 8; i++)
 			printf("  %-14s %+8.3f\n", cs[i].name, cs[i].v);
 		printf("  (the %d terms sum to %.4f", n, x->sum);

@@ -98,9 +98,11 @@ config_parse_gpt2(fl_config *c, const cJSON *root, const char *label, char **cau
 		return -1;
 	c->n_ctx = n_pos;
 	c->d_mlp = n_inner > 0 ? n_inner : 4 * c->d_model;
+	c->d_proj = c->d_model;
 	c->pos_offset = 0;
 	c->bos_id = -1;
 	c->ln_before = true;
+	c->final_ln = true;
 	c->ln_eps = 1e-5f;
 	eps = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_epsilon");
 	if (eps != NULL) {
@@ -116,7 +118,7 @@ static int
 config_parse_opt(fl_config *c, const cJSON *root, const char *label, char **cause)
 {
 	const int big = 1 << 20;
-	int proj;
+	bool no_final_ln;
 
 	c->arch = FL_ARCH_OPT;
 	if (config_int(root, "num_hidden_layers", -1, 1, 1024, &c->n_layer, label, cause) ||
@@ -126,21 +128,20 @@ config_parse_opt(fl_config *c, const cJSON *root, const char *label, char **caus
 	    config_int(root, "vocab_size", -1, 1, 1 << 24, &c->n_vocab, label, cause) ||
 	    config_int(root, "max_position_embeddings", -1, 1, big, &c->n_ctx, label, cause) ||
 	    config_int(root, "bos_token_id", 2, 0, 1 << 24, &c->bos_id, label, cause) ||
-	    config_int(root, "word_embed_proj_dim", c->d_model, 1, big, &proj, label, cause) ||
+	    config_int(root, "word_embed_proj_dim", c->d_model, 1, big, &c->d_proj, label,
+	    cause) ||
 	    config_act(root, "activation_function", "relu", &c->act, label, cause) ||
 	    config_bool(root, "do_layer_norm_before", true, &c->ln_before, label, cause) ||
+	    config_bool(root, "_remove_final_layer_norm", false, &no_final_ln, label,
+	    cause) ||
 	    config_bool(root, "tie_word_embeddings", true, &c->tie_embed, label, cause))
 		return -1;
-	if (proj != c->d_model)
-		return fl_error(cause, "%s: word_embed_proj_dim %d differs from "
-		    "hidden_size %d (project_in/project_out models are not supported yet)",
-		    label, proj, c->d_model);
-	if (!c->ln_before)
-		return fl_error(cause, "%s: do_layer_norm_before is false (post-LN OPT "
-		    "models such as opt-350m are not supported yet)", label);
 	if (c->bos_id >= c->n_vocab)
 		return fl_error(cause, "%s: bos_token_id %d is not below vocab_size %d",
 		    label, c->bos_id, c->n_vocab);
+	/* As OPTDecoder builds it: a post-LN decoder (opt-350m) has no final
+	 * LayerNorm, and a pre-LN one drops it only for the legacy flag. */
+	c->final_ln = c->ln_before && !no_final_ln;
 	c->pos_offset = 2;
 	c->ln_eps = 1e-5f;
 	return 0;

@@ -2,8 +2,10 @@
  * config.h - a model's hyperparameters, read from a Hugging Face config.json.
  *
  * Supported model_type values: "gpt2" (GPT2LMHeadModel) and "opt"
- * (OPTForCausalLM). Unknown types, missing or inconsistent sizes get an
- * error naming the field.
+ * (OPTForCausalLM), pre-LN or post-LN (do_layer_norm_before: false, as in
+ * opt-350m), with or without the project_in / project_out pair that
+ * word_embed_proj_dim != hidden_size implies. Unknown types, missing or
+ * inconsistent sizes get an error naming the field.
  */
 #ifndef FL_CONFIG_H
 #define FL_CONFIG_H
@@ -32,9 +34,15 @@ typedef struct {
 	int		n_vocab;
 	float		ln_eps;
 	fl_act_fn	act;
+	int		d_proj;		/* width of the token embeddings and the
+					   unembedding: d_model, except OPT's
+					   word_embed_proj_dim (opt-350m: 512) */
 	int		pos_offset;	/* OPT's learned positions start at row 2 */
 	int		bos_id;		/* prepended to every prompt, or -1 (GPT-2) */
-	bool		ln_before;	/* pre-LN blocks (OPT-350m is post-LN) */
+	bool		ln_before;	/* pre-LN blocks; false: post-LN (opt-350m) */
+	bool		final_ln;	/* a LayerNorm after the last block: pre-LN
+					   models, unless OPT's legacy
+					   _remove_final_layer_norm says not */
 	bool		tie_embed;
 	char		model_type[16];
 } fl_config;

@@ -142,6 +142,8 @@ struct fl_run {
 	float		*scores;	/* (H, S, S) one sequence */
 	float		*result;	/* (S, H, D) one sequence, on demand */
 	float		*last;		/* (N, D) rows gathered for the unembedding */
+	float		*proj;		/* (N, P) token embeddings before project_in,
+					   rows after project_out; NULL when P = D */
 	float		*logits;	/* (N, V) on demand */
 	size_t		 logits_cap;
 	float		*block;
@@ -155,13 +157,14 @@ run_new(const fl_model *m, int max_rows, int max_seq)
 {
 	const fl_config *c = &m->cfg;
 	size_t N = (size_t)max_rows, D = (size_t)c->d_model, S = (size_t)max_seq;
+	size_t P = c->d_proj != c->d_model ? (size_t)c->d_proj : 0;
 	size_t off = 0, n;
 	fl_run *r = xcalloc(1, sizeof *r);
 
 	r->m = m;
 	r->max_rows = max_rows;
 	r->max_seq = max_seq;
-	n = 10 * N * D + N * (size_t)c->d_mlp + 2 * N + (size_t)c->n_head * S * S;
+	n = 10 * N * D + N * (size_t)c->d_mlp + 2 * N + (size_t)c->n_head * S * S + N * P;
 	r->block = xcalloc(n, sizeof(float));
 #define SLICE(field, size) do { r->field = r->block + off; off += (size); } while (0)
 	SLICE(x, N * D);
@@ -177,6 +180,8 @@ run_new(const fl_model *m, int max_rows, int max_seq)
 	SLICE(mean, N);
 	SLICE(scale, N);
 	SLICE(scores, (size_t)c->n_head * S * S);
+	if (P > 0)
+		SLICE(proj, N * P);
 #undef SLICE
 	return r;
 }
@@ -376,6 +381,16 @@ check_input(fl_run *r, const int *ids, const int *lens, int n_seq,
 		if (ids[i] < 0 || ids[i] >= c->n_vocab)
 			return fl_error(cause, "token id %d at position %d is outside "
 			    "the vocabulary [0, %d)", ids[i], i, c->n_vocab);
+	if (!c->final_ln)
+		for (int i = 0; i < p->n_hooks; i++)
+			if (p->hooks[i].point == HOOK_LNF_SCALE ||
+			    p->hooks[i].point == HOOK_LNF_NORMALIZED) {
+				char name[64];
+
+				return fl_error(cause, "hook point %s: this model has no "
+				    "final LayerNorm",
+				    hook_point_name(p->hooks[i].point, -1, name, sizeof name));
+			}
 	if (p->cache != NULL) {
 		if (n_seq != 1 || p->cache->n_tok != lens[0])
 			return fl_error(cause, "the cache holds %d tokens; the pass has "
@@ -397,19 +412,25 @@ check_input(fl_run *r, const int *ids, const int *lens, int n_seq,
 	return 0;
 }
 
+/* Token embeddings into r->ln (through project_in when the model has it,
+ * the raw (P) rows staged in r->proj), positions into r->mlp. */
 static void
-embed(fl_run *r, const int *ids, const int *lens, int n_seq)
+embed(fl_run *r, const int *ids, const int *lens, int n_seq, int N)
 {
-	const fl_config *c = &r->m->cfg;
-	size_t D = (size_t)c->d_model;
+	const fl_model *m = r->m;
+	const fl_config *c = &m->cfg;
+	size_t D = (size_t)c->d_model, P = (size_t)c->d_proj;
+	float *tok = m->project_in.w != NULL ? r->proj : r->ln;
 	int row = 0;
 
 	for (int s = 0; s < n_seq; s++)
 		for (int t = 0; t < lens[s]; t++, row++) {
-			memcpy(r->ln + row * D, r->m->wte + (size_t)ids[row] * D, D * sizeof(float));
-			memcpy(r->mlp + row * D, r->m->wpe + (size_t)(t + c->pos_offset) * D,
+			memcpy(tok + row * P, m->wte + (size_t)ids[row] * P, P * sizeof(float));
+			memcpy(r->mlp + row * D, m->wpe + (size_t)(t + c->pos_offset) * D,
 			    D * sizeof(float));
 		}
+	if (m->project_in.w != NULL)
+		kern_linear(r->ln, (int)D, r->proj, (int)P, &m->project_in, N, false);
 }
 
 static void
@@ -530,31 +551,45 @@ attend_last(fl_run *r, const fl_pass *p, int l)
 
 #define FIRE(x) do { if ((x) != FL_HOOK_CONTINUE) return FL_HOOK_STOP; } while (0)
 
+/* One of the block's LayerNorms (ln 1 or 2) of the rows of x into out (out
+ * may be x), with its scale and normalized hooks; the scale (as the hooks
+ * left it) goes to cache_scale when not NULL. */
 static int
-block(fl_run *r, const fl_pass *p, int l, const int *lens, int n_seq, int N)
+block_ln(fl_run *r, const fl_pass *p, int l, int ln, float *out, const float *x,
+    const int *lens, int n_seq, int N, float *cache_scale)
 {
 	const fl_config *c = &r->m->cfg;
 	const fl_layer *y = &r->m->layers[l];
-	size_t D = (size_t)c->d_model, F = (size_t)c->d_mlp, T = (size_t)N;
+	int D = c->d_model;
+
+	kern_ln_stats(r->mean, r->scale, x, N, D, c->ln_eps);
+	FIRE(hook_scale(p, ln == 1 ? HOOK_LN1_SCALE : HOOK_LN2_SCALE, l, r->scale,
+	    lens, n_seq));
+	kern_ln_apply(out, x, r->mean, r->scale, ln == 1 ? y->ln1_w : y->ln2_w,
+	    ln == 1 ? y->ln1_b : y->ln2_b, N, D);
+	FIRE(hook_rows(p, ln == 1 ? HOOK_LN1_NORMALIZED : HOOK_LN2_NORMALIZED, l, out,
+	    D, lens, n_seq));
+	cache_put(cache_scale, r->scale, (size_t)N);
+	return FL_HOOK_CONTINUE;
+}
+
+/* The attention of the block, reading `in` (ln1's output in a pre-LN
+ * block, resid_pre itself in a post-LN one), through hook_attn_out: the
+ * output is in r->attn. */
+static int
+block_attn(fl_run *r, const fl_pass *p, int l, const float *in, const int *lens,
+    int n_seq, int N)
+{
+	const fl_config *c = &r->m->cfg;
+	const fl_layer *y = &r->m->layers[l];
+	size_t D = (size_t)c->d_model, T = (size_t)N;
 	size_t at = (size_t)l * r->tc + r->row0;	/* this layer's first cached row */
-	size_t next = (size_t)(l + 1) * r->tc + r->row0;
 	fl_cache *k = p->cache;
 	int off = 0;
 
-	FIRE(hook_rows(p, HOOK_RESID_PRE, l, r->x, (int)D, lens, n_seq));
-	if (k != NULL)
-		cache_put(k->resid_pre + at * D, r->x, T * D);
-
-	kern_ln_stats(r->mean, r->scale, r->x, N, (int)D, c->ln_eps);
-	FIRE(hook_scale(p, HOOK_LN1_SCALE, l, r->scale, lens, n_seq));
-	kern_ln_apply(r->ln, r->x, r->mean, r->scale, y->ln1_w, y->ln1_b, N, (int)D);
-	FIRE(hook_rows(p, HOOK_LN1_NORMALIZED, l, r->ln, (int)D, lens, n_seq));
-	if (k != NULL)
-		cache_put(k->ln1_scale + at, r->scale, T);
-
-	kern_linear(r->q, (int)D, r->ln, (int)D, &y->q, N, false);
-	kern_linear(r->k, (int)D, r->ln, (int)D, &y->k, N, false);
-	kern_linear(r->v, (int)D, r->ln, (int)D, &y->v, N, false);
+	kern_linear(r->q, (int)D, in, (int)D, &y->q, N, false);
+	kern_linear(r->k, (int)D, in, (int)D, &y->k, N, false);
+	kern_linear(r->v, (int)D, in, (int)D, &y->v, N, false);
 	FIRE(hook_heads(p, HOOK_Q, l, r->q, c->n_head, c->d_head, lens, n_seq));
 	FIRE(hook_heads(p, HOOK_K, l, r->k, c->n_head, c->d_head, lens, n_seq));
 	FIRE(hook_heads(p, HOOK_V, l, r->v, c->n_head, c->d_head, lens, n_seq));
@@ -572,27 +607,30 @@ block(fl_run *r, const fl_pass *p, int l, const int *lens, int n_seq, int N)
 		cache_put(k->v + at * D, r->v, T * D);
 		cache_put(k->z + at * D, r->z, T * D);
 	}
-
 	if (hook_wanted(p, HOOK_RESULT, l))
 		FIRE(attn_from_results(r, p, l, lens, n_seq));
 	else
 		kern_linear(r->attn, (int)D, r->z, (int)D, &y->o, N, false);
 	FIRE(hook_rows(p, HOOK_ATTN_OUT, l, r->attn, (int)D, lens, n_seq));
-	add_rows(r->x, r->attn, T * D);
-	FIRE(hook_rows(p, HOOK_RESID_MID, l, r->x, (int)D, lens, n_seq));
-	if (k != NULL) {
-		cache_put(k->attn_out + at * D, r->attn, T * D);
-		cache_put(k->resid_mid + at * D, r->x, T * D);
-	}
-
-	kern_ln_stats(r->mean, r->scale, r->x, N, (int)D, c->ln_eps);
-	FIRE(hook_scale(p, HOOK_LN2_SCALE, l, r->scale, lens, n_seq));
-	kern_ln_apply(r->ln, r->x, r->mean, r->scale, y->ln2_w, y->ln2_b, N, (int)D);
-	FIRE(hook_rows(p, HOOK_LN2_NORMALIZED, l, r->ln, (int)D, lens, n_seq));
 	if (k != NULL)
-		cache_put(k->ln2_scale + at, r->scale, T);
+		cache_put(k->attn_out + at * D, r->attn, T * D);
+	return FL_HOOK_CONTINUE;
+}
 
-	kern_linear(r->mlp_h, (int)F, r->ln, (int)D, &y->fc, N, false);
+/* The MLP of the block, reading `in` (ln2's output in a pre-LN block,
+ * resid_mid itself in a post-LN one), through hook_mlp_out: the output is
+ * in r->mlp. */
+static int
+block_mlp(fl_run *r, const fl_pass *p, int l, const float *in, const int *lens,
+    int n_seq, int N)
+{
+	const fl_config *c = &r->m->cfg;
+	const fl_layer *y = &r->m->layers[l];
+	size_t D = (size_t)c->d_model, F = (size_t)c->d_mlp, T = (size_t)N;
+	size_t at = (size_t)l * r->tc + r->row0;
+	fl_cache *k = p->cache;
+
+	kern_linear(r->mlp_h, (int)F, in, (int)D, &y->fc, N, false);
 	FIRE(hook_rows(p, HOOK_MLP_PRE, l, r->mlp_h, (int)F, lens, n_seq));
 	kern_activation(r->mlp_h, T * F, c->act);
 	FIRE(hook_rows(p, HOOK_MLP_POST, l, r->mlp_h, (int)F, lens, n_seq));
@@ -600,25 +638,70 @@ block(fl_run *r, const fl_pass *p, int l, const int *lens, int n_seq, int N)
 		cache_put(k->mlp_post + at * F, r->mlp_h, T * F);
 	kern_linear(r->mlp, (int)D, r->mlp_h, (int)F, &y->proj, N, false);
 	FIRE(hook_rows(p, HOOK_MLP_OUT, l, r->mlp, (int)D, lens, n_seq));
+	if (k != NULL)
+		cache_put(k->mlp_out + at * D, r->mlp, T * D);
+	return FL_HOOK_CONTINUE;
+}
+
+/* One block on the residual stream r->x. Pre-LN (GPT-2, most OPT):
+ *     x += attn(ln1(x));  x += mlp(ln2(x))
+ * post-LN (opt-350m):
+ *     x = ln1(x + attn(x));  x = ln2(x + mlp(x))
+ * with the hook convention of forward.h. */
+static int
+block(fl_run *r, const fl_pass *p, int l, const int *lens, int n_seq, int N)
+{
+	const fl_config *c = &r->m->cfg;
+	size_t D = (size_t)c->d_model, T = (size_t)N;
+	size_t at = (size_t)l * r->tc + r->row0;	/* this layer's first cached row */
+	size_t next = (size_t)(l + 1) * r->tc + r->row0;
+	fl_cache *k = p->cache;
+	bool pre = c->ln_before;
+
+	FIRE(hook_rows(p, HOOK_RESID_PRE, l, r->x, (int)D, lens, n_seq));
+	if (k != NULL)
+		cache_put(k->resid_pre + at * D, r->x, T * D);
+
+	if (pre)
+		FIRE(block_ln(r, p, l, 1, r->ln, r->x, lens, n_seq, N,
+		    k != NULL ? k->ln1_scale + at : NULL));
+	FIRE(block_attn(r, p, l, pre ? r->ln : r->x, lens, n_seq, N));
+	add_rows(r->x, r->attn, T * D);
+	if (!pre)
+		FIRE(block_ln(r, p, l, 1, r->x, r->x, lens, n_seq, N,
+		    k != NULL ? k->ln1_scale + at : NULL));
+	FIRE(hook_rows(p, HOOK_RESID_MID, l, r->x, (int)D, lens, n_seq));
+	if (k != NULL)
+		cache_put(k->resid_mid + at * D, r->x, T * D);
+
+	if (pre)
+		FIRE(block_ln(r, p, l, 2, r->ln, r->x, lens, n_seq, N,
+		    k != NULL ? k->ln2_scale + at : NULL));
+	FIRE(block_mlp(r, p, l, pre ? r->ln : r->x, lens, n_seq, N));
 	add_rows(r->x, r->mlp, T * D);
+	if (!pre)
+		FIRE(block_ln(r, p, l, 2, r->x, r->x, lens, n_seq, N,
+		    k != NULL ? k->ln2_scale + at : NULL));
 	FIRE(hook_rows(p, HOOK_RESID_POST, l, r->x, (int)D, lens, n_seq));
 	if (k != NULL) {
-		cache_put(k->mlp_out + at * D, r->mlp, T * D);
 		cache_put(k->resid_pre + next * D, r->x, T * D);
 		k->valid = l + 1;
 	}
 	return FL_HOOK_CONTINUE;
 }
 
+/* The unembedding of src (N, D): the final LN's output, or the last
+ * resid_post when the model has none. */
 static int
-unembed(fl_run *r, const fl_pass *p, const int *lens, int n_seq, int N)
+unembed(fl_run *r, const fl_pass *p, const float *src_all, const int *lens,
+    int n_seq, int N)
 {
 	const fl_config *c = &r->m->cfg;
 	size_t D = (size_t)c->d_model, V = (size_t)c->n_vocab;
 	fl_cache *k = p->cache;
 	int R = p->logits_all ? N : n_seq, off = 0;
 	float *out;
-	const float *src = r->ln;
+	const float *src = src_all;
 	/* A cache of every row's logits while the pass wants only the last
 	 * (one sequence, as caches are) */
 	bool all_rows_cached = k != NULL && (k->flags & FL_CACHE_LOGITS_ALL) &&
@@ -631,7 +714,8 @@ unembed(fl_run *r, const fl_pass *p, const int *lens, int n_seq, int N)
 	if (!p->logits_all) {
 		for (int s = 0; s < n_seq; s++) {
 			off += lens[s];
-			memcpy(r->last + s * D, r->ln + (size_t)(off - 1) * D, D * sizeof(float));
+			memcpy(r->last + s * D, src_all + (size_t)(off - 1) * D,
+			    D * sizeof(float));
 		}
 		src = r->last;
 	}
@@ -646,10 +730,10 @@ unembed(fl_run *r, const fl_pass *p, const int *lens, int n_seq, int N)
 	}
 	if (all_rows_cached) {
 		/* One product for every row; the pass's own output is the last. */
-		kern_unembed(slot, r->ln, r->m->unembed, N, (int)D, (int)V);
+		model_unembed(r->m, src_all, N, slot, r->proj);
 		memcpy(out, slot + (size_t)(N - 1) * V, V * sizeof(float));
 	} else
-		kern_unembed(out, src, r->m->unembed, R, (int)D, (int)V);
+		model_unembed(r->m, src, R, out, r->proj);
 	off = 0;
 	for (int s = 0; s < n_seq; s++) {
 		int rows = p->logits_all ? lens[s] : 1;
@@ -676,6 +760,7 @@ run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
 	size_t D = (size_t)c->d_model;
 	fl_cache *k = p->cache;
 	int N = 0, l0 = p->start_layer, one = 1;
+	const float *fin;
 
 	if (check_input(r, ids, lens, n_seq, p, &N, cause) != 0)
 		return -1;
@@ -692,7 +777,7 @@ run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
 		memcpy(r->x, p->resume != NULL ? p->resume : k->resid_pre +
 		    ((size_t)l0 * r->tc + r->row0) * D, (size_t)N * D * sizeof(float));
 	else {
-		embed(r, ids, lens, n_seq);
+		embed(r, ids, lens, n_seq, N);
 		FIRE(hook_rows(p, HOOK_EMBED, -1, r->ln, (int)D, lens, n_seq));
 		FIRE(hook_rows(p, HOOK_POS_EMBED, -1, r->mlp, (int)D, lens, n_seq));
 		for (size_t i = 0; i < (size_t)N * D; i++)
@@ -705,13 +790,105 @@ run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
 	for (int l = l0; l < c->n_layer; l++)
 		FIRE(block(r, p, l, lens, n_seq, N));
 
-	kern_ln_stats(r->mean, r->scale, r->x, N, (int)D, c->ln_eps);
-	FIRE(hook_scale(p, HOOK_LNF_SCALE, -1, r->scale, lens, n_seq));
-	kern_ln_apply(r->ln, r->x, r->mean, r->scale, r->m->lnf_w, r->m->lnf_b, N, (int)D);
-	FIRE(hook_rows(p, HOOK_LNF_NORMALIZED, -1, r->ln, (int)D, lens, n_seq));
+	if (c->final_ln) {
+		kern_ln_stats(r->mean, r->scale, r->x, N, (int)D, c->ln_eps);
+		FIRE(hook_scale(p, HOOK_LNF_SCALE, -1, r->scale, lens, n_seq));
+		kern_ln_apply(r->ln, r->x, r->mean, r->scale, r->m->lnf_w, r->m->lnf_b,
+		    N, (int)D);
+		FIRE(hook_rows(p, HOOK_LNF_NORMALIZED, -1, r->ln, (int)D, lens, n_seq));
+	} else
+		for (int i = 0; i < N; i++)
+			r->scale[i] = 1.0f;
+	fin = c->final_ln ? r->ln : r->x;
 	if (k != NULL) {
 		cache_put(k->lnf_scale + r->row0, r->scale, (size_t)N);
-		cache_put(k->lnf + (size_t)r->row0 * D, r->ln, (size_t)N * D);
+		cache_put(k->lnf + (size_t)r->row0 * D, fin, (size_t)N * D);
 	}
-	return unembed(r, p, lens, n_seq, N);
+	return unembed(r, p, fin, lens, n_seq, N);
+}
+
+/* ---- the final readout ------------------------------------------------ */
+
+void
+model_unembed(const fl_model *m, const float *x, int n, float *logits, float *scratch)
+{
+	int P = m->cfg.d_proj;
+	float *own = NULL;
+
+	if (m->project_out.w != NULL) {
+		if (scratch == NULL)
+			scratch = own = xmalloc((size_t)n * P * sizeof *own);
+		kern_linear(scratch, P, x, m->cfg.d_model, &m->project_out, n, false);
+		x = scratch;
+	}
+	kern_unembed(logits, x, m->unembed, n, P, m->cfg.n_vocab);
+	free(own);
+}
+
+void
+model_readout(const fl_model *m, const float *x, int n, float *logits)
+{
+	int D = m->cfg.d_model;
+	float *ln, *mean, *scale;
+
+	if (!m->cfg.final_ln) {
+		model_unembed(m, x, n, logits, NULL);
+		return;
+	}
+	ln = xmalloc((size_t)n * D * sizeof *ln);
+	mean = xmalloc((size_t)n * sizeof *mean);
+	scale = xmalloc((size_t)n * sizeof *scale);
+	kern_ln_stats(mean, scale, x, n, D, m->cfg.ln_eps);
+	kern_ln_apply(ln, x, mean, scale, m->lnf_w, m->lnf_b, n, D);
+	model_unembed(m, ln, n, logits, NULL);
+	free(ln);
+	free(mean);
+	free(scale);
+}
+
+void
+model_unembed_dir(const fl_model *m, const float *u, float *dir)
+{
+	const fl_linear *po = &m->project_out;
+	int D = m->cfg.d_model, P = m->cfg.d_proj;
+	double *acc;
+
+	if (po->w == NULL) {
+		memcpy(dir, u, (size_t)D * sizeof *dir);
+		return;
+	}
+	/* dir[i] = sum_o W[i][o] u[o], W (D, P) stored (P, D): row o is
+	 * output o's weights over the D inputs. */
+	acc = xcalloc((size_t)D, sizeof *acc);
+	for (int o = 0; o < P; o++) {
+		const float *w = po->w + (size_t)o * po->ld;
+
+		for (int i = 0; i < D; i++)
+			acc[i] += (double)w[i] * u[o];
+	}
+	for (int i = 0; i < D; i++)
+		dir[i] = (float)acc[i];
+	free(acc);
+}
+
+double
+model_readout_dot(const fl_model *m, const float *x, const float *dir)
+{
+	int D = m->cfg.d_model;
+	double mean = 0, var = 0, s = 0;
+
+	if (!m->cfg.final_ln) {
+		for (int i = 0; i < D; i++)
+			s += (double)x[i] * dir[i];
+		return s;
+	}
+	for (int i = 0; i < D; i++)
+		mean += x[i];
+	mean /= D;
+	for (int i = 0; i < D; i++)
+		var += (x[i] - mean) * (x[i] - mean);
+	var = sqrt(var / D + m->cfg.ln_eps);
+	for (int i = 0; i < D; i++)
+		s += ((x[i] - mean) / var * m->lnf_w[i] + m->lnf_b[i]) * dir[i];
+	return s;
 }

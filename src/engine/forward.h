@@ -17,6 +17,33 @@
  * A cache (one sequence) keeps what the analyses read; with a filled cache a
  * pass can resume at layer l from the cached resid_pre of l, so changing the
  * last layer recomputes only the last layer.
+ *
+ * Around the blocks. hook_embed is the token embedding as it enters the
+ * residual stream (T, D): after project_in in a model that has it, whose
+ * raw (T, P) rows have no hook point. project_out has none either: it is
+ * the first step of the unembedding, between ln_final and logits.
+ *
+ * Post-LN blocks (opt-350m, do_layer_norm_before false) compute
+ *     x = ln1(x + attn(x));  x = ln2(x + mlp(x))
+ * where ln1 is the layer's self_attn_layer_norm and ln2 its
+ * final_layer_norm. TransformerLens has no such model; here every point
+ * keeps its name and holds what actually flows:
+ *   - hook_resid_pre, hook_resid_mid, hook_resid_post are the residual
+ *     stream between the steps: the block's input, ln1's output, ln2's
+ *     output (so resid_pre of layer l + 1 is resid_post of layer l, as in
+ *     a pre-LN model);
+ *   - q, k and v read resid_pre itself, the MLP reads resid_mid itself;
+ *   - ln1.* and ln2.* are those LayerNorms where they are applied: ln1 on
+ *     resid_pre + attn_out, ln2 on resid_mid + mlp_out. Their normalized
+ *     output IS the stream: ln1.hook_normalized fires first, then
+ *     hook_resid_mid sees the same rows (with any edit made at ln1), and
+ *     likewise ln2.hook_normalized then hook_resid_post. The sums they
+ *     normalise are not hooked (resid_pre + attn_out from the cache);
+ *   - the decoder has no final LayerNorm: ln_final.* never fire, and a pass
+ *     with a hook there is refused; the unembedding reads the last
+ *     resid_post (through project_out).
+ * Resuming at a layer and last_row_only work the same way: every LayerNorm
+ * is per row, and the resumed pass starts from the cached resid_pre.
  */
 #ifndef FL_FORWARD_H
 #define FL_FORWARD_H
@@ -101,11 +128,13 @@ typedef struct {
 	float	*mlp_out;	/* (L, T, D) */
 	float	*ln1_scale;	/* (L, T) sqrt(var + eps) */
 	float	*ln2_scale;	/* (L, T) */
-	float	*lnf_scale;	/* (T) */
+	float	*lnf_scale;	/* (T); 1 without a final LN */
 	float	*q, *k, *v, *z;	/* (L, T, D): head h in columns [h dh, (h+1) dh) */
 	float	*pattern;	/* (L, H, T, T) or NULL */
 	float	*mlp_post;	/* (L, T, F) or NULL */
-	float	*lnf;		/* (T, D) final LN output */
+	float	*lnf;		/* (T, D) what the unembedding reads: the final
+				   LN's output, or without one the last
+				   resid_post */
 	float	*logits;	/* (T, V) with FL_CACHE_LOGITS_ALL, else (1, V) */
 	float	*block;
 } fl_cache;
@@ -140,7 +169,8 @@ typedef struct {
 /* Runs n_seq sequences (lens[s] tokens each, ids packed). Returns 0 when
  * done, FL_HOOK_STOP when a hook stopped the pass, -1 with *cause on bad
  * input (an id out of range, a sequence longer than the context, more rows
- * than the run was made for, a cache that does not fit). */
+ * than the run was made for, a cache that does not fit, a hook at a point
+ * the model does not have). */
 int run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
     const fl_pass *p, char **cause);
 
@@ -148,6 +178,33 @@ int run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
  * out (D) = z[h dh .. (h+1) dh) . W_O[h dh .. (h+1) dh, :], no bias. */
 void model_head_result(const fl_model *m, int layer, int head, const float *z_row,
     float *out);
+
+/* ---- the final readout ----------------------------------------------------
+ * How a residual stream vector x (D) becomes logits: the final LayerNorm
+ * (when cfg.final_ln), then project_out (when the model has one), then the
+ * unembedding. The forward pass takes these steps with its hooks between
+ * them; the analyses (logit lens, direct contributions, mover scores, path
+ * patching, mitigations, decomposition) take them through the functions
+ * below, so none of them needs to know which steps a model has. */
+
+/* logits (n, V) of n residual vectors x (n, D). */
+void model_readout(const fl_model *m, const float *x, int n, float *logits);
+
+/* The steps after the final LN: logits (n, V) of n vectors x (n, D) that
+ * are past it (or that no LN applies to). scratch is (n, P) when the model
+ * has project_out, or NULL to allocate one. */
+void model_unembed(const fl_model *m, const float *x, int n, float *logits,
+    float *scratch);
+
+/* The residual-stream direction of a vocabulary-space direction u (P),
+ * such as W_U[:, a] or W_U[:, a] minus the mean row: dir (D) =
+ * project_out^T u, or u itself. For x past the final LN, x . dir is the
+ * logit (u . logits row). */
+void model_unembed_dir(const fl_model *m, const float *u, float *dir);
+
+/* One direction of the readout, in double: the final LN of x (D) when the
+ * model has one, dotted with dir from model_unembed_dir. */
+double model_readout_dot(const fl_model *m, const float *x, const float *dir);
 
 /* Tokenizes a prompt for the model: prepends BOS where the model wants one
  * (OPT). Returns the count and a heap array in *ids, or -1 with *cause. */

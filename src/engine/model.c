@@ -237,12 +237,16 @@ opt_wants(fl_model *m, want_list *l)
 {
 	const fl_config *c = &m->cfg;
 	const char *p = opt_prefix(m->weights);
-	int64_t D = c->d_model, F = c->d_mlp;
+	int64_t D = c->d_model, F = c->d_mlp, P = c->d_proj;
 	static const char *const names[4] = { "q_proj", "k_proj", "v_proj", "out_proj" };
 
-	want_add(l, &m->wte, false, 2, c->n_vocab, D, "%sembed_tokens.weight", p);
+	want_add(l, &m->wte, false, 2, c->n_vocab, P, "%sembed_tokens.weight", p);
 	want_add(l, &m->wpe, false, 2, c->n_ctx + c->pos_offset, D,
 	    "%sembed_positions.weight", p);
+	if (P != D) {
+		want_add(l, &m->project_in.w, false, 2, D, P, "%sproject_in.weight", p);
+		want_add(l, &m->project_out.w, false, 2, P, D, "%sproject_out.weight", p);
+	}
 	for (int i = 0; i < c->n_layer; i++) {
 		fl_layer *y = &m->layers[i];
 		fl_linear *lin[4] = { &y->q, &y->k, &y->v, &y->o };
@@ -266,16 +270,20 @@ opt_wants(fl_model *m, want_list *l)
 		want_add(l, &y->proj.w, false, 2, D, F, "%slayers.%d.fc2.weight", p, i);
 		want_add(l, &y->proj.b, false, 1, D, 0, "%slayers.%d.fc2.bias", p, i);
 	}
-	want_add(l, &m->lnf_w, false, 1, D, 0, "%sfinal_layer_norm.weight", p);
-	want_add(l, &m->lnf_b, false, 1, D, 0, "%sfinal_layer_norm.bias", p);
+	/* OPTDecoder builds no final LayerNorm when post-LN (or for the legacy
+	 * _remove_final_layer_norm); one in the file is then left unused. */
+	if (c->final_ln) {
+		want_add(l, &m->lnf_w, false, 1, D, 0, "%sfinal_layer_norm.weight", p);
+		want_add(l, &m->lnf_b, false, 1, D, 0, "%sfinal_layer_norm.bias", p);
+	}
 	if (!c->tie_embed)
-		want_add(l, &m->unembed, false, 2, c->n_vocab, D, "lm_head.weight");
+		want_add(l, &m->unembed, false, 2, c->n_vocab, P, "lm_head.weight");
 }
 
 static void
 opt_finish(fl_model *m)
 {
-	int D = m->cfg.d_model, F = m->cfg.d_mlp;
+	int D = m->cfg.d_model, F = m->cfg.d_mlp, P = m->cfg.d_proj;
 
 	for (int i = 0; i < m->cfg.n_layer; i++) {
 		fl_layer *y = &m->layers[i];
@@ -286,6 +294,10 @@ opt_finish(fl_model *m)
 		linear_set(&y->o, D, D, D, true);
 		linear_set(&y->fc, D, F, D, true);
 		linear_set(&y->proj, F, D, F, true);
+	}
+	if (m->project_in.w != NULL) {
+		linear_set(&m->project_in, P, D, P, true);
+		linear_set(&m->project_out, D, P, D, true);
 	}
 }
 

@@ -9,7 +9,11 @@
  *     linears q, k, v that share one buffer with ld = 3D.
  *   - OPT stores nn.Linear weights as (out, in): trans = true, element
  *     W[i][o] at w[o * ld + i].
- * The unembedding is always (V, D) row-major: logits = x . unembed^T.
+ * The unembedding is always (V, P) row-major: logits = x . unembed^T, where
+ * P = cfg.d_proj is d_model except in OPT models with word_embed_proj_dim
+ * (opt-350m): there the token embedding is (V, P) too, project_in (P -> D)
+ * takes it into the residual stream and project_out (D -> P) takes the
+ * final residual back to P. Both are bias-free nn.Linear (trans = true).
  *
  * F32 tensors are used in place from the mmapped file; F16/BF16 tensors are
  * converted once, at load, into one owned buffer.
@@ -48,11 +52,13 @@ typedef struct fl_model {
 	st_set		*weights;
 	char		*dir;
 
-	const float	*wte;		/* (V, D) token embedding */
+	const float	*wte;		/* (V, P) token embedding */
 	const float	*wpe;		/* (pos_offset + n_ctx, D) positions */
+	fl_linear	 project_in;	/* P -> D; w NULL when P = D */
 	fl_layer	*layers;	/* (L) */
-	const float	*lnf_w, *lnf_b;	/* (D) */
-	const float	*unembed;	/* (V, D): wte when tied */
+	const float	*lnf_w, *lnf_b;	/* (D), NULL without cfg.final_ln */
+	fl_linear	 project_out;	/* D -> P; w NULL when P = D */
+	const float	*unembed;	/* (V, P): wte when tied */
 
 	float		*owned;		/* converted F16/BF16 tensors */
 	size_t		 owned_floats;

@@ -378,25 +378,38 @@ row_mean(const float *x, int n)
 	return m / n;
 }
 
-/* A component's vector as the final LN sees it inside the sum: centred and
- * scaled by the full residual's final-LN scale at the last position. */
-static void
-component_prep(const ui_session *s, const float *x, float *out)
+static double
+row_dot(const float *x, const double *e, int n)
 {
-	const fl_model *m = s->model;
-	int D = m->cfg.d_model;
-	float mean = (float)row_mean(x, D), scale = s->cache->lnf_scale[s->n_tok - 1];
+	double d = 0;
 
-	for (int d = 0; d < D; d++)
-		out[d] = (x[d] - mean) / scale * m->lnf_w[d];
+	for (int i = 0; i < n; i++)
+		d += x[i] * e[i];
+	return d;
 }
 
+/* A component's vector as the output sees it inside the sum: carried
+ * through the LayerNorms after its write site, each frozen at the run's
+ * scale at the last position (attrib.h), ready for model_unembed. */
+static void
+component_prep(const ui_session *s, int site, const float *x, float *out)
+{
+	memcpy(out, x, (size_t)s->model->cfg.d_model * sizeof *out);
+	attrib_carry(s->model, s->cache, s->n_tok - 1, site, out, 1);
+}
+
+/* A residual stream vector through the final LN, when the model has one,
+ * ready for model_unembed. */
 static void
 stream_prep(const ui_session *s, const float *x, float *out)
 {
 	const fl_model *m = s->model;
 	float mean, scale;
 
+	if (!m->cfg.final_ln) {
+		memcpy(out, x, (size_t)m->cfg.d_model * sizeof *out);
+		return;
+	}
 	kern_ln_stats(&mean, &scale, x, 1, m->cfg.d_model, m->cfg.ln_eps);
 	kern_ln_apply(out, x, &mean, &scale, m->lnf_w, m->lnf_b, 1, m->cfg.d_model);
 }
@@ -432,13 +445,14 @@ lens_product(ui_session *s, int what)
 
 		(void)H;
 		stream_prep(s, at_last(s, s->cache->resid_mid, vl), x + (size_t)n++ * D);
-		component_prep(s, at_last(s, s->cache->mlp_out, vl), x + (size_t)n++ * D);
+		component_prep(s, ATTRIB_SITE_MLP(vl), at_last(s, s->cache->mlp_out, vl),
+		    x + (size_t)n++ * D);
 		model_head_result(m, vl, s->head, at_last(s, s->cache->z, vl), head);
-		component_prep(s, head, x + (size_t)n++ * D);
+		component_prep(s, ATTRIB_SITE_ATTN(vl), head, x + (size_t)n++ * D);
 		free(head);
 	}
 	out = xmalloc((size_t)n * V * sizeof *out);
-	kern_unembed(out, x, m->unembed, n, D, V);
+	model_unembed(m, x, n, out, NULL);
 	memcpy(s->stream_logits + (size_t)first * V, out, (size_t)n_stream * V * sizeof *out);
 	if (what & LENS_VIEW) {
 		memcpy(s->view_logits, out + (size_t)n_stream * V, 3 * (size_t)V * sizeof *out);
@@ -498,13 +512,18 @@ grid_compute(ui_session *s)
 
 	/* The same numbers as attrib_direct's to_diff, with the mean
 	 * unembedding computed once per model rather than once per call. */
-	float *g = xmalloc((size_t)D * sizeof *g), *res = xmalloc((size_t)n * D * sizeof *res);
+	double *dirs = xmalloc((size_t)2 * L * D * sizeof *dirs);
+	float *res = xmalloc((size_t)n * D * sizeof *res);
 
 	if (have_direct) {
-		const float *u = m->unembed + (size_t)s->answer_id * D;
+		int P = m->cfg.d_proj;
+		const float *ua = m->unembed + (size_t)s->answer_id * P;
+		float *u = xmalloc((size_t)P * sizeof *u);
 
-		for (int d = 0; d < D; d++)
-			g[d] = m->lnf_w[d] * (u[d] - s->unembed_mean[d]);
+		for (int d = 0; d < P; d++)
+			u[d] = ua[d] - s->unembed_mean[d];
+		attrib_site_dirs(m, s->cache, T - 1, u, dirs);
+		free(u);
 		for (int l = 0; l < L; l++)
 			for (int h = 0; h < H; h++)
 				model_head_result(m, l, h, at_last(s, s->cache->z, l),
@@ -532,8 +551,8 @@ grid_compute(ui_session *s)
 		for (int t = s->subject_first; have_subj && t <= s->subject_pos; t++)
 			a += s->cache->pattern[(((size_t)l * H + h) * T + (T - 1)) * T + t];
 		s->attn_subj[i] = have_subj ? a : NAN;
-		s->direct[i] = have_direct ? (float)attrib_project(res + (size_t)i * D, g, D,
-		    s->cache->lnf_scale[T - 1]) : NAN;
+		s->direct[i] = have_direct ? (float)row_dot(res + (size_t)i * D,
+		    dirs + (size_t)ATTRIB_SITE_ATTN(l) * D, D) : NAN;
 		if (!s->movers_valid) {
 			s->mover[i] = s->direct_subj[i] = NAN;
 			s->is_mover[i] = false;
@@ -548,7 +567,7 @@ grid_compute(ui_session *s)
 		}
 	}
 	free(res);
-	free(g);
+	free(dirs);
 }
 
 /* ---- passes ------------------------------------------------------ */
@@ -578,7 +597,6 @@ load_model(ui_session *s, const ui_progress *p, char **cause)
 {
 	fl_model *m;
 	const char *base;
-	int D;
 
 	if (s->model_dir == NULL)
 		return fl_error(cause, "no model: use --model DIR or :model DIR");
@@ -604,8 +622,7 @@ load_model(ui_session *s, const ui_progress *p, char **cause)
 		s->model_name = xstrdup(base != NULL && base[1] != '\0' ? base + 1 : d);
 		free(d);
 	}
-	D = m->cfg.d_model;
-	s->unembed_mean = xcalloc((size_t)D, sizeof *s->unembed_mean);
+	s->unembed_mean = xcalloc((size_t)m->cfg.d_proj, sizeof *s->unembed_mean);
 	attrib_mean_unembed(m, s->unembed_mean);
 	return 0;
 }
@@ -941,7 +958,7 @@ decomp_view(ui_session *s, const ui_progress *p)
 		return;
 	}
 	lg = xmalloc((size_t)V * sizeof *lg);
-	attrib_vocab(m, s->decomp[l].fit.intercept, 1, 1.0f, lg);
+	attrib_vocab(m, NULL, 0, ATTRIB_SITE_MLP(l), s->decomp[l].fit.intercept, 1, lg);
 	row_stats(s, lg, true, &s->decomp_icpt);
 	free(lg);
 	s->recon_layer = l;

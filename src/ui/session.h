@@ -83,7 +83,7 @@ typedef struct {
 	fl_model	*model;		/* NULL until one is loaded */
 	char		*model_dir;	/* asked for (may not be loaded) */
 	char		*model_name;	/* last path component, for display */
-	float		*unembed_mean;	/* (D) mean unembedding row */
+	float		*unembed_mean;	/* (P) mean unembedding row */
 
 	/* The user's choices. */
 	char		*prompt;
