@@ -5,7 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "analysis/lens.h"
 #include "cli.h"
@@ -74,19 +78,41 @@ bench_forward(fl_model *m, fl_run *r, fl_cache *c, const int *ids, int n,
 	return 0;
 }
 
+/* Times the same work in PyTorch with tools/torch-bench, run directly (no
+ * shell, so any model path works); -1 when it cannot run. */
 static double
 torch_ms(const char *dir, int tokens, int threads, int reps)
 {
-	char cmd[8192], line[4096];
+	char tool[4096], ntok[16], nthr[16], nrep[16], line[4096];
+	char *argv[] = { tool, "--tokens", ntok, "--threads", nthr, "--reps", nrep,
+	    (char *)dir, NULL };
+	posix_spawn_file_actions_t fa;
+	int fd[2], status;
 	double ms = -1;
+	pid_t pid;
 	FILE *f;
 
-	snprintf(cmd, sizeof cmd, "'%s/tools/torch-bench' --tokens %d --threads %d "
-	    "--reps %d '%s' 2>/dev/null", FL_SRCDIR, tokens, threads, reps, dir);
-	f = popen(cmd, "r");
-	if (f == NULL)
+	snprintf(tool, sizeof tool, "%s/tools/torch-bench", FL_SRCDIR);
+	snprintf(ntok, sizeof ntok, "%d", tokens);
+	snprintf(nthr, sizeof nthr, "%d", threads);
+	snprintf(nrep, sizeof nrep, "%d", reps);
+	if (pipe(fd) != 0)
 		return -1;
-	while (fgets(line, sizeof line, f) != NULL) {
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fd[1], STDOUT_FILENO);
+	posix_spawn_file_actions_addclose(&fa, fd[0]);
+	posix_spawn_file_actions_addclose(&fa, fd[1]);
+	posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+	if (posix_spawn(&pid, tool, &fa, NULL, argv, environ) != 0)
+		pid = -1;
+	posix_spawn_file_actions_destroy(&fa);
+	close(fd[1]);
+	f = fdopen(fd[0], "r");
+	if (f == NULL) {
+		close(fd[0]);
+		return -1;
+	}
+	while (pid > 0 && fgets(line, sizeof line, f) != NULL) {
 		cJSON *j = cJSON_Parse(line);
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "median_ms");
 
@@ -94,7 +120,10 @@ torch_ms(const char *dir, int tokens, int threads, int reps)
 			ms = v->valuedouble;
 		cJSON_Delete(j);
 	}
-	pclose(f);
+	fclose(f);
+	if (pid > 0 && (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0))
+		ms = -1;
 	return ms;
 }
 
