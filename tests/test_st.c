@@ -303,6 +303,30 @@ test_gelu(void)
 	    "difference %.3g", maxrel);
 }
 
+/* The vectorised sum of exponentials against libm in double, over lengths
+ * with and without a vector tail and one long enough for several blocks,
+ * and with a -inf entry (a masked logit). */
+static void
+test_sum_exp(void)
+{
+	enum { N = 50257 };
+	static float x[N];
+	const int ns[] = { 1, 15, 16, 17, 1000, N };
+	unsigned s = 11;
+
+	for (int i = 0; i < N; i++)
+		x[i] = 8.0f * frand(&s);
+	x[3] = -INFINITY;
+	for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+		double want = 0, got = kern_sum_exp(x, ns[k], 8.0f);
+
+		for (int i = 0; i < ns[k]; i++)
+			want += exp((double)x[i] - 8.0);
+		check(fabs(got - want) <= 1e-6 * want, "kern_sum_exp = libm (%d values): "
+		    "%.9g vs %.9g, relative %.2e", ns[k], got, want, fabs(got - want) / want);
+	}
+}
+
 int
 main(void)
 {
@@ -313,5 +337,6 @@ main(void)
 	test_kernels();
 	test_attention();
 	test_gelu();
+	test_sum_exp();
 	return check_done();
 }

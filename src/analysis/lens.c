@@ -40,8 +40,7 @@ lens_prob_of(const float *logits, int V, int id)
 	for (int i = 0; i < V; i++)
 		if (logits[i] > mx)
 			mx = logits[i];
-	for (int i = 0; i < V; i++)
-		sum += exp((double)logits[i] - mx);
+	sum = kern_sum_exp(logits, V, mx);
 	return exp((double)logits[id] - mx) / sum;
 }
 
@@ -82,8 +81,7 @@ lens_topk(const float *logits, int V, int k, int *ids, float *probs)
 		float mx = logits[ids[0]];
 		double sum = 0;
 
-		for (int i = 0; i < V; i++)
-			sum += exp((double)logits[i] - mx);
+		sum = kern_sum_exp(logits, V, mx);
 		for (int i = 0; i < n; i++)
 			probs[i] = (float)(exp((double)logits[ids[i]] - mx) / sum);
 	}

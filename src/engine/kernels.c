@@ -758,3 +758,25 @@ kern_softmax(float *x, int n)
 	for (int i = 0; i < n; i++)
 		x[i] = (float)(x[i] / sum);
 }
+
+double
+kern_sum_exp(const float *x, int n, float shift)
+{
+	double sum = 0;
+	int i = 0;
+
+	/* float partial sums over blocks short enough to keep their rounding
+	 * near float's, added up in double */
+	while (i + VW <= n) {
+		vf acc = { 0 };
+		int end = i + 64 * VW <= n ? i + 64 * VW : n - (n - i) % VW;
+
+		for (; i < end; i += VW)
+			acc += vexp(vload(x + i) - shift);
+		for (int l = 0; l < VW; l++)
+			sum += acc[l];
+	}
+	for (; i < n; i++)
+		sum += exp((double)x[i] - shift);
+	return sum;
+}
