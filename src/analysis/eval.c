@@ -212,8 +212,9 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	nh = decomp_hooks(&col, false, hooks);
 	hooks[nh++] = (fl_hook){ HOOK_RESID_POST, L - 1, batch_grab_last, &gfin };
 	hooks[nh++] = (fl_hook){ HOOK_LOGITS, -1, eval_score_hook, &sc };
-	if (batch_run(b, ps.p, n, hooks, nh, NULL, cause) != 0)
+	if ((rc = batch_run(b, ps.p, n, hooks, nh, NULL, cause)) != 0)
 		goto out;
+	rc = -1;
 	for (int f = 0; f < 2; f++)
 		if (eval_fit_fold(res, m, ps.p, n, o, col.x, col.y, f, &icpt[f], cause) != 0)
 			goto out;
@@ -224,7 +225,7 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	hooks[nh++] = (fl_hook){ HOOK_RESID_POST, L - 1, batch_grab_last, &gfin };
 	sc.cond = EVAL_MASK;
 	hooks[nh++] = (fl_hook){ HOOK_LOGITS, -1, eval_score_hook, &sc };
-	if (batch_run(b, ps.p, n, hooks, nh, NULL, cause) != 0)
+	if ((rc = batch_run(b, ps.p, n, hooks, nh, NULL, cause)) != 0)
 		goto out;
 	eval_score_intercept(res, m, ps.p, n, xfinal, icpt, o->split, EVAL_BOTH);
 	eval_stats(res);

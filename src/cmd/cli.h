@@ -54,7 +54,7 @@ typedef struct {
 	double		 last;
 } cli_progress_state;
 void cli_progress_init(cli_progress_state *s, const char *label);
-void cli_progress(void *ud, long done, long total);
+bool cli_progress(void *ud, long done, long total);
 void cli_progress_end(cli_progress_state *s);	/* erases the bar */
 
 /* The bundled country_capital task (FACTLENS_TASK overrides). */

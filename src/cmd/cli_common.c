@@ -25,7 +25,7 @@ cli_progress_init(cli_progress_state *s, const char *label)
 	s->tty = isatty(STDERR_FILENO) && getenv("FACTLENS_NO_PROGRESS") == NULL;
 }
 
-void
+bool
 cli_progress(void *ud, long done, long total)
 {
 	cli_progress_state *s = ud;
@@ -33,9 +33,9 @@ cli_progress(void *ud, long done, long total)
 	int width = 30, fill;
 
 	if (!s->tty || total <= 0)
-		return;
+		return false;
 	if (done < total && now - s->last < 0.1)
-		return;
+		return false;
 	s->last = now;
 	s->shown = true;
 	fill = (int)((double)width * done / total + 0.5);
@@ -44,6 +44,7 @@ cli_progress(void *ud, long done, long total)
 		fputc(i < fill ? '#' : '.', stderr);
 	fprintf(stderr, "] %3d%% %ld/%ld", (int)(100.0 * done / total + 0.5), done, total);
 	fflush(stderr);
+	return false;
 }
 
 void

@@ -151,13 +151,14 @@ c_edit_prompt(ui_ctx *c, int argc, char **argv, char **cause)
 	return UI_EDIT_PROMPT;
 }
 
-static void
+static bool
 eval_progress(void *ud, long done, long total)
 {
 	const ui_progress *p = ud;
 
 	if (p != NULL && p->report != NULL)
 		p->report(p->ud, "evaluating", (int)done, (int)total);
+	return false;
 }
 
 /* The grid of factlens eval (zero-shot, default options) for the loaded

@@ -840,13 +840,14 @@ typedef struct {
 	const char		*what;
 } batch_progress_ud;
 
-static void
+static bool
 batch_progress(void *ud, long done, long total)
 {
 	batch_progress_ud *u = ud;
 
 	if (u->p != NULL && u->p->report != NULL)
 		u->p->report(u->p->ud, u->what, (int)done, (int)total);
+	return false;
 }
 
 /* The task's main prompts without those of the left-out pair: *use points
