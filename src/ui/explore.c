@@ -7,8 +7,10 @@
  * (rl_getc_function, fed from ncurses' keys), draws through our
  * rl_redisplay_function onto the bottom row, writes anything else to
  * /dev/null, and installs no signal handlers. Ctrl-C is a signal (cbreak
- * mode keeps ISIG): it cancels long work through the session's progress
- * callback, cancels an edit, and at rest asks to be pressed again to quit.
+ * mode keeps ISIG): during long work it only sets a flag that the progress
+ * callback of the session and of :eval returns, so the analysis stops at
+ * its next batch and the explorer says what was cancelled; it cancels an
+ * edit, and at rest asks to be pressed again to quit.
  * The terminal is restored on every exit path: q, Ctrl-C twice, SIGTERM or
  * SIGHUP, fatal errors (fl_set_fatal_hook), exit(), and crashes.
  */
@@ -294,16 +296,18 @@ progress_report(void *ud, const char *what, int done, int total)
 	ui_view v;
 
 	(void)ud;
-	/* Only work that takes a while shows progress. */
-	if (now - T.work_start < 0.15 || now - T.last_progress < 0.05)
+	/* Only work that takes a while shows progress; work of unknown length
+	 * (total 0: loading a model) says so at once. */
+	if (total > 0 && (now - T.work_start < 0.15 || now - T.last_progress < 0.05))
 		return;
 	T.last_progress = now;
 	v = view_of(T.cv, 0, T.cv->h - 2, T.cv->w, 1);
 	view_fill(&v, UI_ROLE_STATUS);
 	if (total > 1)
-		snprintf(buf, sizeof buf, " %s %d/%d ... Ctrl-C cancels", what, done, total);
+		snprintf(buf, sizeof buf, " %s %d/%d ... Ctrl-C to cancel", what, done,
+		    total);
 	else
-		snprintf(buf, sizeof buf, " %s ... Ctrl-C cancels", what);
+		snprintf(buf, sizeof buf, " %s ... Ctrl-C to cancel", what);
 	view_put(&v, 0, 0, -1, UI_ROLE_STATUS, buf);
 	term_paint();
 	doupdate();
@@ -317,6 +321,16 @@ progress_cancelled(void *ud)
 }
 
 static const ui_progress progress = { progress_report, progress_cancelled, NULL };
+
+/* Before work that may show progress: its clock starts, and a Ctrl-C from
+ * before it does not cancel it. */
+static void
+work_begin(void)
+{
+	T.work_start = fl_now();
+	T.last_progress = 0;
+	sig_int = 0;
+}
 
 /* ---- readline -------------------------------------------------------- */
 
@@ -620,20 +634,19 @@ explore_apply(ui_ctx *c, int flags, char **cause)
 	if (flags & UI_SESSION_MASK) {
 		int rc;
 
-		T.work_start = fl_now();
-		T.last_progress = 0;
-		sig_int = 0;
+		work_begin();
 		rc = session_update(c->s, flags & UI_SESSION_MASK, &progress, cause);
 		sig_int = 0;
-		if (rc == SESSION_CANCELLED)
-			ctx_message(c, false, "cancelled");
-		else if (rc < 0)
+		if (rc == SESSION_CANCELLED) {
+			/* The rest of the line does not run either. */
+			ctx_message(c, false, "%s cancelled", c->s->cancelled);
+			c->cancelled = true;
+		} else if (rc < 0)
 			return -1;
 		flags = (flags & ~UI_SESSION_MASK) | UI_REDRAW;
 	}
 	if (flags & UI_TIME) {
-		T.work_start = fl_now();
-		sig_int = 0;
+		work_begin();
 		ctx_time(c, &progress, draw_cb, NULL);
 		sig_int = 0;
 		T.action = NULL;
@@ -688,7 +701,13 @@ static int
 run_command(const char *line)
 {
 	char *cause = NULL;
-	int flags = cmd_run_line(T.c, line, &cause);
+	int flags;
+
+	/* Commands that work themselves (:eval) poll Ctrl-C too. */
+	work_begin();
+	flags = cmd_run_line(T.c, line, &cause);
+	if (T.c->cancelled)
+		sig_int = 0;
 
 	if (flags < 0) {
 		ctx_message(T.c, true, "%s", cause);
