@@ -42,17 +42,24 @@ lens_streams(const fl_model *m, const fl_cache *c, int pos, float *out)
 }
 
 double
+lens_softmax_sum(const float *logits, int V, float max)
+{
+	double sum = 0;
+
+	for (int i = 0; i < V; i++)
+		sum += exp((double)logits[i] - max);
+	return sum;
+}
+
+double
 lens_prob_of(const float *logits, int V, int id)
 {
 	float mx = -INFINITY;
-	double sum = 0;
 
 	for (int i = 0; i < V; i++)
 		if (logits[i] > mx)
 			mx = logits[i];
-	for (int i = 0; i < V; i++)
-		sum += exp((double)logits[i] - mx);
-	return exp((double)logits[id] - mx) / sum;
+	return exp((double)logits[id] - mx) / lens_softmax_sum(logits, V, mx);
 }
 
 int
@@ -90,10 +97,8 @@ lens_topk(const float *logits, int V, int k, int *ids, float *probs)
 	}
 	if (probs != NULL && n > 0) {
 		float mx = logits[ids[0]];
-		double sum = 0;
+		double sum = lens_softmax_sum(logits, V, mx);
 
-		for (int i = 0; i < V; i++)
-			sum += exp((double)logits[i] - mx);
 		for (int i = 0; i < n; i++)
 			probs[i] = (float)(exp((double)logits[ids[i]] - mx) / sum);
 	}

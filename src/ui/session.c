@@ -357,13 +357,20 @@ row_stats(const ui_session *s, const float *lg, bool component, ui_lens_row *r)
 {
 	int V = s->model->cfg.n_vocab, k = UI_TOPK_MAX;
 	int a = s->answer_id;
+	float mx;
+	double sum = 0;
 
-	r->n_top = lens_topk(lg, V, k, r->top_ids, component ? NULL : r->top_val);
-	if (component)
-		for (int i = 0; i < r->n_top; i++)
-			r->top_val[i] = lg[r->top_ids[i]];
+	/* One softmax normaliser for the top tokens and the answer: the
+	 * exponentials over the vocabulary are most of this function's time. */
+	r->n_top = lens_topk(lg, V, k, r->top_ids, NULL);
+	mx = r->n_top > 0 ? lg[r->top_ids[0]] : 0;
+	if (!component && r->n_top > 0)
+		sum = lens_softmax_sum(lg, V, mx);
+	for (int i = 0; i < r->n_top; i++)
+		r->top_val[i] = component ? lg[r->top_ids[i]] :
+		    (float)(exp((double)lg[r->top_ids[i]] - mx) / sum);
 	if (a >= 0) {
-		r->prob = component ? NAN : lens_prob_of(lg, V, a);
+		r->prob = component ? NAN : exp((double)lg[a] - mx) / sum;
 		r->rank = lens_rank_of(lg, V, a);
 		r->answer_logit = lg[a];
 	} else {
