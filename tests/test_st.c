@@ -295,10 +295,38 @@ test_gelu(void)
 	    "difference %.3g", maxrel);
 }
 
+/* The vectorised softmax normaliser against exp in double: a vocabulary's
+ * worth of logits, a length with a tail, and one value. */
+static void
+test_exp_sum(void)
+{
+	enum { N = 50257 };
+	static float x[N];
+	const int lens[] = { N, 37, 1 };
+	float mx = -INFINITY;
+	unsigned r = 12345;
+
+	for (int i = 0; i < N; i++) {
+		r = r * 1103515245u + 12345u;
+		x[i] = -40.0f + 50.0f * (float)(r >> 8) / (float)(1u << 24);
+		mx = x[i] > mx ? x[i] : mx;
+	}
+	for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+		double want = 0, got = kern_exp_sum(x, lens[k], mx), rel;
+
+		for (int i = 0; i < lens[k]; i++)
+			want += exp((double)x[i] - mx);
+		rel = fabs(got - want) / want;
+		check(rel < 1e-6, "exp sum of %d logits = exp in double: relative "
+		    "difference %.3g (%.9g vs %.9g)", lens[k], rel, got, want);
+	}
+}
+
 int
 main(void)
 {
 	kern_set_threads(2);
+	test_exp_sum();
 	test_faults();
 	test_valid();
 	test_convert();

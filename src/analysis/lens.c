@@ -44,11 +44,7 @@ lens_streams(const fl_model *m, const fl_cache *c, int pos, float *out)
 double
 lens_softmax_sum(const float *logits, int V, float max)
 {
-	double sum = 0;
-
-	for (int i = 0; i < V; i++)
-		sum += exp((double)logits[i] - max);
-	return sum;
+	return kern_exp_sum(logits, V, max);
 }
 
 double

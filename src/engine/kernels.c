@@ -541,11 +541,13 @@ vexp(vf y)
 	const vf lo = { -87, -87, -87, -87, -87, -87, -87, -87, -87, -87, -87,
 	    -87, -87, -87, -87, -87 };
 	const float round = 12582912.0f;	/* 1.5 x 2^23: adding it rounds */
+	const vf hi = lo + 175;
 	vf t, kf, r, p, two_k;
-	vi ki;
+	vi ki, below = y < lo, above = y > hi;
 
-	for (int i = 0; i < VW; i++)
-		y[i] = y[i] < lo[i] ? lo[i] : (y[i] > 88.0f ? 88.0f : y[i]);
+	/* The clamp as masks (a loop over the lanes compiles to scalar code
+	 * through the stack, which cost more than the polynomial). */
+	y = (vf)(((vi)y & ~(below | above)) | ((vi)lo & below) | ((vi)hi & above));
 	t = y * 1.4426950408889634f;
 	kf = (t + round) - round;
 	r = y - kf * 0.693145751953125f - kf * 1.428606765330187e-06f;
@@ -588,6 +590,20 @@ kern_activation(float *x, size_t n, fl_act_fn act)
 			x[i] = x[i] > 0 ? x[i] : 0;
 		break;
 	}
+}
+
+double
+kern_exp_sum(const float *x, int n, float shift)
+{
+	double sum = 0;
+	int i = 0;
+
+	/* Each vector's sixteen terms add in float, the vectors in double. */
+	for (; i + VW <= n; i += VW)
+		sum += vsum(vexp(vload(x + i) - shift));
+	for (; i < n; i++)
+		sum += expf(x[i] - shift);
+	return sum;
 }
 
 void

@@ -48,4 +48,9 @@ void kern_activation(float *x, size_t n, fl_act_fn act);
 /* In-place softmax of n values; -INFINITY entries get 0. */
 void kern_softmax(float *x, int n);
 
+/* The sum over i of exp(x[i] - shift), in double, sixteen exponentials at a
+ * time (relative error about 1e-6; arguments below -87 count as exp(-87)):
+ * a softmax normaliser over a vocabulary. */
+double kern_exp_sum(const float *x, int n, float shift);
+
 #endif
