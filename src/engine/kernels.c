@@ -371,6 +371,13 @@ add_bias(float *y, int ldy, const float *b, int T, int n)
 			y[(size_t)t * ldy + o] += b[o];
 }
 
+/* Below this many multiply-adds a product runs on the calling thread: it
+ * takes a few microseconds, less than waking a worker and waiting for it
+ * (far less on a busy machine). One head's output, (d_head) x (d_head,
+ * d_model), is such a product, and the explorer's heads grid makes one per
+ * head. */
+#define PARALLEL_MIN_MACS (1L << 17)
+
 void
 kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
     int T, bool accumulate)
@@ -378,8 +385,12 @@ kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
 	if (T <= STREAM_ROWS) {
 		stream_job j = { y, ldy, x, ldx, lin->w, lin->ld, lin->b, T, lin->in,
 		    lin->out, accumulate };
+		kern_task fn = lin->trans ? stream_trans_part : stream_plain_part;
 
-		kern_parallel(lin->trans ? stream_trans_part : stream_plain_part, &j);
+		if ((long)T * lin->in * lin->out < PARALLEL_MIN_MACS)
+			fn(&j, 0, 1);
+		else
+			kern_parallel(fn, &j);
 		return;
 	}
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, lin->trans ? CblasTrans : CblasNoTrans,
