@@ -276,6 +276,10 @@ term_init(void)
 	intrflush(stdscr, FALSE);
 	keypad(stdscr, TRUE);
 	nodelay(stdscr, TRUE);
+	/* No typeahead check while updating: ncurses would flush and poll the
+	 * keyboard every few lines, one write and one poll per line (about 90
+	 * of each for a new prompt's screen) instead of one write per frame. */
+	typeahead(-1);
 	set_escdelay(25);
 	curs_set(0);
 	if (has_colors()) {
