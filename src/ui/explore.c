@@ -61,6 +61,8 @@ static struct {
 	double		 t_key;		/* when the action began */
 	const char	*action;
 	double		 work_start, last_progress;
+	/* The action's session updates, summed for the timing log. */
+	double		 ms_update, ms_forward, ms_lens;
 	double		 int_at;	/* when Ctrl-C was pressed at rest */
 	FILE		*timing_log;	/* FACTLENS_TIMING_LOG */
 } T;
@@ -621,13 +623,25 @@ key_bytes(uint32_t key, unsigned char *out)
 
 /* ---- the loop -------------------------------------------------------- */
 
+/* "ACTION MS", then where the time went: the session's updates (of which
+ * the forward pass and the lens products) and the last drawing of the
+ * screen, as "update MS forward MS lens MS draw MS". */
 static void
-timing_log(const char *action, double ms)
+timing_log(const char *action, double ms, double ms_draw)
 {
 	if (T.timing_log == NULL)
 		return;
-	fprintf(T.timing_log, "%s %.2f\n", action, ms);
+	fprintf(T.timing_log, "%s %.2f update %.2f forward %.2f lens %.2f draw %.2f\n",
+	    action, ms, T.ms_update, T.ms_forward, T.ms_lens, ms_draw);
 	fflush(T.timing_log);
+}
+
+/* A key (or a line) starts an action: its clock and its sums. */
+static void
+action_begin(void)
+{
+	T.t_key = fl_now();
+	T.ms_update = T.ms_forward = T.ms_lens = 0;
 }
 
 /* The session part of a command's flags, applied before the next command
@@ -641,6 +655,9 @@ explore_apply(ui_ctx *c, int flags, char **cause)
 		work_begin();
 		rc = session_update(c->s, flags & UI_SESSION_MASK, &progress, cause);
 		sig_int = 0;
+		T.ms_update += c->s->ms_update;
+		T.ms_forward += c->s->ms_forward;
+		T.ms_lens += c->s->ms_lens;
 		if (rc == SESSION_CANCELLED) {
 			/* The rest of the line does not run either. */
 			ctx_message(c, false, "%s cancelled", c->s->cancelled);
@@ -688,12 +705,15 @@ apply(int flags)
 	if (flags & UI_REPAINT)
 		clearok(curscr, TRUE);
 	if (flags & (UI_REDRAW | UI_REPAINT | UI_EDIT_PROMPT | UI_COMMAND_LINE)) {
+		double t0 = fl_now(), t1;
+
 		screen_draw();
 		if (T.action != NULL) {
 			/* From the key (or Enter) to a fully drawn screen. */
-			c->ms_last_action = 1000 * (fl_now() - T.t_key);
+			t1 = fl_now();
+			c->ms_last_action = 1000 * (t1 - T.t_key);
 			c->last_action = T.action;
-			timing_log(T.action, c->ms_last_action);
+			timing_log(T.action, c->ms_last_action, 1000 * (t1 - t0));
 			T.action = NULL;
 			screen_draw();
 		}
@@ -732,7 +752,7 @@ edit_done(void)
 	edit_close();
 	if (line == NULL)
 		return flags;
-	T.t_key = fl_now();
+	action_begin();
 	if (mode == EDIT_PROMPT) {
 		history_add(EDIT_PROMPT, line);
 		if (line[0] != '\0') {
@@ -801,7 +821,7 @@ key_main(uint32_t key)
 		    ui_key_name(key, kb, sizeof kb));
 		return UI_REDRAW;
 	}
-	T.t_key = fl_now();
+	action_begin();
 	T.action = ui_key_name(key, kb, sizeof kb)[0] != '\0' ? cmd : NULL;
 	return run_command(cmd) | UI_REDRAW;
 }
@@ -970,7 +990,7 @@ ui_explore_run(const ui_options *o)
 	}
 	T.cv = canvas_new(COLS, LINES);
 	readline_init();
-	T.t_key = fl_now();
+	action_begin();
 	/* Show the screen before the model loads: loading can take a while. */
 	screen_draw();
 	if (!o->no_rc)
