@@ -5,11 +5,15 @@
 # few seconds for the expected text. Covers typing a prompt with readline,
 # stepping layers, selecting a head, the mask toggle, the command line with
 # Tab completion, the key map, resizing below the minimum and back, Ctrl-C
-# cancelling long work without leaving, the prompt history file, and the
-# terminal restored after q, SIGTERM and Ctrl-C twice.
+# cancelling long work without leaving (:time on the fixture; on the demo
+# model with every country, the decomposition fit, :eval, path patching and
+# the intercept fit), the prompt history file, and the terminal restored
+# after q, SIGTERM and Ctrl-C twice.
 set -u
 fl=${FACTLENS:?FACTLENS is not set}
 fx=${FL_FIXTURES:?FL_FIXTURES is not set}/gpt2-f32
+demo=$FL_FIXTURES/../../data/models/demo
+tasks=$FL_FIXTURES/../../data/tasks
 if ! command -v tmux > /dev/null; then
 	echo "FAIL - tmux is not installed (setup.sh installs it)"
 	exit 1
@@ -24,15 +28,16 @@ export LANG=C.UTF-8 LC_ALL=C.UTF-8
 export XDG_STATE_HOME=$tmp/state XDG_CONFIG_HOME=$tmp/config
 unset NO_COLOR FACTLENS_MODEL TMUX
 
-# start NAME [ARGS]: a pane running the explorer; after it exits, the
-# wrapper records its status and the terminal modes.
+# start NAME [ARGS]: a pane running the explorer (on $MODEL, by default the
+# fixture); after it exits, the wrapper records its status and the terminal
+# modes.
 start() {
 	local name=$1
 	shift
 	cat > "$tmp/$name.sh" <<EOS
 #!/bin/sh
 trap : INT
-"$fl" --model "$fx" --no-rc $*
+"$fl" --model "${MODEL:-$fx}" --no-rc $*
 echo "status \$?" > "$tmp/$name.exit"
 stty -a >> "$tmp/$name.exit"
 tput rmcup 2>/dev/null
@@ -173,6 +178,51 @@ else
 	echo "FAIL - could not find the explorer's process"
 	fail=1
 fi
+
+# Long work on the demo model with all 172 countries (seconds each): the
+# progress line offers Ctrl-C, which stops the work at its next batch, says
+# what it cancelled, shows nothing half done, and leaves the explorer
+# answering keys. Without cancellation each would run to its end and show
+# its result instead of the message.
+# long_work NAME LABEL: waits for LABEL's progress line, then sends Ctrl-C.
+long_work() {
+	local name=$1 label=$2
+	for _ in $(seq 300); do
+		screen "$name" | grep -F -- "$label" | grep -qF "Ctrl-C to cancel" && break
+		sleep 0.1
+	done
+	if screen "$name" | grep -F -- "$label" | grep -qF "Ctrl-C to cancel"; then
+		echo "ok - $label shows a progress line with Ctrl-C to cancel"
+	else
+		echo "FAIL - no progress line for $label; the screen shows:"
+		screen "$name" | sed 's/^/    | /'
+		fail=1
+	fi
+	keys "$name" C-c
+}
+MODEL=$demo start d
+tm resize-window -t d -x 120 -y 36	# room for the MLP pane
+check d "a session on the demo model opens" "layers: answer at resid_post" 10
+keys d : "task $tasks/country_capital_all.json" Enter
+long_work d "fitting the MLP decomposition"
+check d "Ctrl-C cancels the decomposition fit" "MLP decomposition fit cancelled"
+check d "the MLP pane says its fit was cancelled" "decomposition: the fit was cancelled"
+keys d : "eval" Enter
+long_work d "evaluating"
+check d "Ctrl-C cancels :eval and the explorer stays" "eval cancelled"
+check_not d "no eval table is shown" "(any key closes)"
+keys d : "metric patch" Enter
+long_work d "path patching"
+check d "Ctrl-C cancels path patching" "path patching cancelled"
+check d "the heads grid goes back to the metric it showed" "heads: attention to subject"
+keys d i
+long_work d "fitting the intercept"
+check d "Ctrl-C cancels the intercept fit" "intercept fit cancelled"
+check d "intercept removal stays off" "intercept off"
+keys d m
+check d "the explorer still answers keys: m turns the mask on" "(mask)"
+keys d q
+restored d "q quits after the cancelled work"
 
 start c
 check c "a third session opens" "layers: answer at resid_post"

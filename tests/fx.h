@@ -159,4 +159,26 @@ fx_ref_ids(const char *fixture, int *n)
 	return ids;
 }
 
+/* A progress callback (fl_progress_fn) that asks to stop at its stop_at-th
+ * call (0: never) and records what it was told: the cancellation tests. */
+typedef struct {
+	int	 stop_at;
+	int	 calls;
+	long	 done, total;	/* of the last call */
+	bool	 backwards;	/* done ever went down */
+} fx_stopper;
+
+static FX_UNUSED bool
+fx_stop_at(void *ud, long done, long total)
+{
+	fx_stopper *s = ud;
+
+	if (s->calls > 0 && done < s->done)
+		s->backwards = true;
+	s->calls++;
+	s->done = done;
+	s->total = total;
+	return s->stop_at > 0 && s->calls >= s->stop_at;
+}
+
 #endif

@@ -191,10 +191,54 @@ next:
 	model_free(m);
 }
 
+/* A stop request from b's progress callback ends the fit at the next batch:
+ * FL_CANCELLED, no pass after it, an empty fit, nothing leaked (ASan). */
+static void
+check_cancel(const char *fx)
+{
+	fl_model *m = fx_model(fx);
+	fl_task *t = fx_tiny_task();
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false };
+	fl_prompt_set ps;
+	char *cause = NULL;
+
+	if (m == NULL || t == NULL || task_prompts(&ps, m, t, &po, &cause) != 0) {
+		free(cause);
+		task_free(t);
+		model_free(m);
+		return;
+	}
+	/* 20 prompts in batches of 4: 5 passes */
+	for (int stop = 1; stop <= 5; stop += 2) {
+		fl_decomp d;
+		fl_batch *b = batch_new(m, 4, ps.max_len);
+		fx_stopper st = { stop, 0, 0, 0, false };
+		int rc;
+
+		b->progress = fx_stop_at;
+		b->progress_ud = &st;
+		b->total = ps.n;
+		rc = decomp_fit(&d, b, ps.p, ps.n, m->cfg.n_layer - 1, true, -1, &cause);
+		check(rc == FL_CANCELLED && b->passes == stop && st.calls == stop &&
+		    d.fit.beta == NULL && d.fit.intercept == NULL && cause == NULL,
+		    "%s: a fit stopped after pass %d of 5 returns FL_CANCELLED (%d) "
+		    "after %ld passes with an empty fit", fx, stop, rc, b->passes);
+		if (rc == 0)
+			decomp_clear(&d);
+		free(cause);
+		cause = NULL;
+		batch_free(b);
+	}
+	prompt_set_clear(&ps);
+	task_free(t);
+	model_free(m);
+}
+
 int
 main(void)
 {
 	kern_set_threads(2);
+	check_cancel("gpt2-f32");
 	check_planted();
 	check_fixture("gpt2-f32");
 	check_fixture("opt-f32");

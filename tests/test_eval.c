@@ -179,10 +179,61 @@ out:
 	model_free(m);
 }
 
+/* A progress callback that asks to stop ends the grid at the next batch:
+ * FL_CANCELLED, no more passes, an empty result, nothing leaked (the ASan
+ * build checks that). Stops in the unmasked pass, in the masked one, and at
+ * the very last batch; a callback that never stops sees every unit. */
+static void
+check_cancel(void)
+{
+	fl_model *m = fx_model("gpt2-f32");
+	fl_task *t = fx_tiny_task();
+	fl_eval_opts o;
+	fl_eval_result r;
+	char *cause = NULL;
+	/* 20 prompts in batches of 3: 7 batches per pass, 14 in all */
+	const int stops[] = { 1, 2, 9, 14 };
+
+	if (m == NULL || t == NULL)
+		goto out;
+	eval_opts_init(&o);
+	o.batch = 3;
+	for (size_t k = 0; k < sizeof stops / sizeof stops[0]; k++) {
+		fx_stopper st = { stops[k], 0, 0, 0, false };
+		int rc = eval_task(&r, m, t, &o, 0, fx_stop_at, &st, &cause);
+
+		check(rc == FL_CANCELLED && st.calls == stops[k] && r.prob == NULL &&
+		    r.rank == NULL && r.n == 0 && cause == NULL, "eval stopped at "
+		    "batch %d of 14: returns FL_CANCELLED (%d), runs no batch after "
+		    "(%d progress calls), leaves an empty result (n %d)", stops[k], rc,
+		    st.calls, r.n);
+		if (rc == 0)
+			eval_clear(&r);
+		free(cause);
+		cause = NULL;
+	}
+	{
+		fx_stopper st = { 0, 0, 0, 0, false };
+		int rc = eval_task(&r, m, t, &o, 0, fx_stop_at, &st, &cause);
+
+		check(rc == 0 && st.calls == 14 && st.done == 40 && st.total == 40 &&
+		    !st.backwards && r.n == 20, "a callback that never stops sees 14 "
+		    "batches, done rising to total (%ld of %ld), and the grid completes "
+		    "(rc %d, %s)", st.done, st.total, rc, cause ? cause : "ok");
+		if (rc == 0)
+			eval_clear(&r);
+		free(cause);
+	}
+out:
+	task_free(t);
+	model_free(m);
+}
+
 int
 main(void)
 {
 	kern_set_threads(2);
+	check_cancel();
 	check_fixture("gpt2-f32", EVAL_SPLIT_SUBJECT);
 	check_fixture("gpt2-f32", EVAL_SPLIT_TEMPLATE);
 	check_fixture("opt-f32", EVAL_SPLIT_SUBJECT);

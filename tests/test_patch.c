@@ -249,10 +249,89 @@ out:
 	model_free(m);
 }
 
+/* A stop request ends path patching at the next batch of the corrupted or
+ * the clean run, or at the next chunk of patched rows: FL_CANCELLED, no
+ * pass after it, an empty result, nothing leaked (ASan). */
+static void
+check_cancel(const char *fx)
+{
+	fl_model *m = fx_model(fx);
+	fl_task *t = fx_tiny_task();
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 3, false };
+	fl_prompt_set clean, corrupt;
+	char *cause = NULL;
+	int L, n_full, max_len;
+
+	if (m == NULL || t == NULL || task_prompts(&clean, m, t, &po, &cause) != 0)
+		goto out;
+	po.corrupt = true;
+	if (task_prompts(&corrupt, m, t, &po, &cause) != 0) {
+		prompt_set_clear(&clean);
+		goto out;
+	}
+	L = m->cfg.n_layer;
+	max_len = clean.max_len > corrupt.max_len ? clean.max_len : corrupt.max_len;
+	/* batches of 4: 5 corrupted passes, 5 clean ones, then one chunk of
+	 * rows per sender layer (L * H * 20 rows fit in one) */
+	n_full = 5 + 5 + L;
+	for (int stop = 1; stop <= n_full; stop++) {
+		fl_patch res;
+		fl_batch *b = batch_new(m, 4, max_len);
+		fx_stopper st = { stop, 0, 0, 0, false };
+		int rc;
+
+		b->progress = fx_stop_at;
+		b->progress_ud = &st;
+		b->total = (long)clean.n + corrupt.n + (long)L * clean.n;
+		rc = patch_heads(&res, b, clean.p, clean.n, corrupt.p, corrupt.n, NULL,
+		    &cause);
+		check(rc == FL_CANCELLED && st.calls == stop &&
+		    b->passes == (stop < 10 ? stop : 10) && res.patched == NULL &&
+		    res.effect == NULL && res.attn == NULL && cause == NULL,
+		    "%s: path patching stopped at step %d of %d (%s) returns "
+		    "FL_CANCELLED (%d) after %ld passes with an empty result", fx, stop,
+		    n_full, stop <= 5 ? "corrupted run" : stop <= 10 ? "clean run" :
+		    "patched rows", rc, b->passes);
+		if (rc == 0)
+			patch_clear(&res);
+		free(cause);
+		cause = NULL;
+		batch_free(b);
+	}
+	{
+		fl_patch res;
+		fl_batch *b = batch_new(m, 4, max_len);
+		fx_stopper st = { 0, 0, 0, 0, false };
+		int rc;
+
+		b->progress = fx_stop_at;
+		b->progress_ud = &st;
+		b->total = (long)clean.n + corrupt.n + (long)L * clean.n;
+		rc = patch_heads(&res, b, clean.p, clean.n, corrupt.p, corrupt.n, NULL,
+		    &cause);
+		check(rc == 0 && st.calls == n_full && st.done == st.total &&
+		    !st.backwards, "%s: a callback that never stops sees %d steps, done "
+		    "rising to total (%ld of %ld; rc %d)", fx, st.calls, st.done,
+		    st.total, rc);
+		if (rc == 0)
+			patch_clear(&res);
+		batch_free(b);
+	}
+	prompt_set_clear(&clean);
+	prompt_set_clear(&corrupt);
+out:
+	if (cause != NULL)
+		check(0, "%s: %s", fx, cause);
+	free(cause);
+	task_free(t);
+	model_free(m);
+}
+
 int
 main(void)
 {
 	kern_set_threads(2);
+	check_cancel("gpt2-f32");
 	for (int i = 0; i < FX_COUNT; i++)
 		check_pytorch(fx_names[i]);
 	check_fast_vs_ref("gpt2-f32");

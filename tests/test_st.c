@@ -307,7 +307,7 @@ test_gelu(void)
  * with and without a vector tail and one long enough for several blocks,
  * and with a -inf entry (a masked logit). */
 static void
-test_sum_exp(void)
+test_exp_sum(void)
 {
 	enum { N = 50257 };
 	static float x[N];
@@ -318,11 +318,11 @@ test_sum_exp(void)
 		x[i] = 8.0f * frand(&s);
 	x[3] = -INFINITY;
 	for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
-		double want = 0, got = kern_sum_exp(x, ns[k], 8.0f);
+		double want = 0, got = kern_exp_sum(x, ns[k], 8.0f);
 
 		for (int i = 0; i < ns[k]; i++)
 			want += exp((double)x[i] - 8.0);
-		check(fabs(got - want) <= 1e-6 * want, "kern_sum_exp = libm (%d values): "
+		check(fabs(got - want) <= 1e-6 * want, "kern_exp_sum = libm (%d values): "
 		    "%.9g vs %.9g, relative %.2e", ns[k], got, want, fabs(got - want) / want);
 	}
 }
@@ -337,6 +337,6 @@ main(void)
 	test_kernels();
 	test_attention();
 	test_gelu();
-	test_sum_exp();
+	test_exp_sum();
 	return check_done();
 }

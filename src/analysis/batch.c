@@ -73,10 +73,16 @@ batch_run(fl_batch *b, const fl_prompt *p, int n, const fl_hook *hooks,
 		b->passes++;
 		b->rows += rows;
 		b->done += count;
-		if (b->progress != NULL)
-			b->progress(b->progress_ud, b->done, b->total);
+		if (batch_report(b, b->done))
+			return FL_CANCELLED;
 	}
 	return 0;
+}
+
+bool
+batch_report(const fl_batch *b, long done)
+{
+	return b->progress != NULL && b->progress(b->progress_ud, done, b->total);
 }
 
 int

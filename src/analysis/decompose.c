@@ -268,7 +268,7 @@ decomp_fit(fl_decomp *d, fl_batch *b, const fl_prompt *p, int n, int layer,
 	free(c.x);
 	free(c.y);
 	if (rc != 0)
-		return -1;
+		return rc;
 	d->layer = layer;
 	d->with_resid = with_resid;
 	d->n_head = m->cfg.n_head;

@@ -212,8 +212,9 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	hooks[nh++] = (fl_hook){ HOOK_MLP_OUT, L - 1, batch_grab_last, &gmlp };
 	hooks[nh++] = (fl_hook){ HOOK_RESID_PRE, L - 1, batch_grab_rows, &glast };
 	plain.no_logits = true;
-	if (batch_run(b, ps.p, n, hooks, nh, &plain, cause) != 0)
+	if ((rc = batch_run(b, ps.p, n, hooks, nh, &plain, cause)) != 0)
 		goto out;
+	rc = -1;
 	for (int f = 0; f < 2; f++)
 		if (eval_fit_fold(res, m, ps.p, n, o, col.x, col.y, f, &icpt[f], cause) != 0)
 			goto out;
@@ -227,7 +228,8 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	resume.no_logits = true;
 	resume.start_layer = L - 1;
 	resume.resume = xlast;
-	if (batch_run(b, ps.p, n, hooks, nh, L > 1 ? &resume : &plain, cause) != 0)
+	if ((rc = batch_run(b, ps.p, n, hooks, nh, L > 1 ? &resume : &plain,
+	    cause)) != 0)
 		goto out;
 	eval_score_rows(res, m, ps.p, n, xmid, xmlp, NULL, o->split, EVAL_MASK);
 	eval_score_rows(res, m, ps.p, n, xmid, xmlp, icpt, o->split, EVAL_BOTH);

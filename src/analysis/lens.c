@@ -32,16 +32,20 @@ lens_streams(const fl_model *m, const fl_cache *c, int pos, float *out)
 }
 
 double
+lens_softmax_sum(const float *logits, int V, float max)
+{
+	return kern_exp_sum(logits, V, max);
+}
+
+double
 lens_prob_of(const float *logits, int V, int id)
 {
 	float mx = -INFINITY;
-	double sum = 0;
 
 	for (int i = 0; i < V; i++)
 		if (logits[i] > mx)
 			mx = logits[i];
-	sum = kern_sum_exp(logits, V, mx);
-	return exp((double)logits[id] - mx) / sum;
+	return exp((double)logits[id] - mx) / lens_softmax_sum(logits, V, mx);
 }
 
 int
@@ -50,10 +54,13 @@ lens_rank_of(const float *logits, int V, int id)
 	int rank = 1;
 	float v = logits[id];
 
-	/* Ties go to the lower id, as a stable sort would order them. */
+	/* Ties go to the lower id, as a stable sort would order them. Counted
+	 * without branches (on logits the branch is mispredicted half the
+	 * time), the ties apart so that each loop is a plain count. */
 	for (int i = 0; i < V; i++)
-		if (logits[i] > v || (logits[i] == v && i < id))
-			rank++;
+		rank += logits[i] > v;
+	for (int i = 0; i < id; i++)
+		rank += logits[i] == v;
 	return rank;
 }
 
@@ -79,9 +86,8 @@ lens_topk(const float *logits, int V, int k, int *ids, float *probs)
 	}
 	if (probs != NULL && n > 0) {
 		float mx = logits[ids[0]];
-		double sum = 0;
+		double sum = lens_softmax_sum(logits, V, mx);
 
-		sum = kern_sum_exp(logits, V, mx);
 		for (int i = 0; i < n; i++)
 			probs[i] = (float)(exp((double)logits[ids[i]] - mx) / sum);
 	}

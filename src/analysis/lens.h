@@ -22,6 +22,14 @@ void lens_vectors(const fl_model *m, const float *x, int n, float *out);
 /* Softmax probability of id, in double for small values. */
 double lens_prob_of(const float *logits, int V, int id);
 
+/* The softmax normaliser of a row whose largest logit is max: the sum over
+ * i of exp(logits[i] - max), in double from the vectorised exponential
+ * (relative error about 1e-6, below what any view prints or a test of
+ * probabilities tolerates). A view that shows several
+ * probabilities of one row computes it once: p(i) = exp(logits[i] - max) /
+ * sum (what lens_prob_of and lens_topk do for one call each). */
+double lens_softmax_sum(const float *logits, int V, float max);
+
 /* 1-based rank of id among V logits (1 = top). */
 int lens_rank_of(const float *logits, int V, int id);
 

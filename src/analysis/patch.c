@@ -185,31 +185,36 @@ receiver_layer(const fl_model *m, const fl_patch_opts *o, char **cause)
 	return R;
 }
 
-/* The sender values: given, or the corrupted runs' mean results. */
-static float *
+/* The sender values (L, H, D) into *out: given, or the corrupted runs' mean
+ * results. 0, FL_CANCELLED or -1 with *cause; *out is set only on 0. */
+static int
 sender_means_fast(fl_batch *b, const fl_prompt *corrupt, int n_c,
-    const fl_patch_opts *o, char **cause)
+    const fl_patch_opts *o, float **out, char **cause)
 {
 	const fl_model *m = b->m;
-	int L = m->cfg.n_layer, H = m->cfg.n_head, D = m->cfg.d_model;
-	float *vals = xmalloc((size_t)L * H * D * sizeof *vals), *z;
-	z_sum zs = { xcalloc((size_t)L * D, sizeof(double)), D };
-	fl_hook hook = { HOOK_Z, -1, z_sum_hook, &zs };
+	int L = m->cfg.n_layer, H = m->cfg.n_head, D = m->cfg.d_model, rc;
+	float *vals, *z;
+	z_sum zs;
+	fl_hook hook;
 	fl_pass pass = { 0 };
 
 	if (o != NULL && o->sender_values != NULL) {
+		vals = xmalloc((size_t)L * H * D * sizeof *vals);
 		memcpy(vals, o->sender_values, (size_t)L * H * D * sizeof *vals);
-		free(zs.sum);
-		return vals;
+		*out = vals;
+		return 0;
 	}
-	if (corrupt == NULL || n_c < 1) {
-		fl_error(cause, "path patching needs corrupted prompts");
-		goto fail;
-	}
+	if (corrupt == NULL || n_c < 1)
+		return fl_error(cause, "path patching needs corrupted prompts");
+	zs = (z_sum){ xcalloc((size_t)L * D, sizeof(double)), D };
+	hook = (fl_hook){ HOOK_Z, -1, z_sum_hook, &zs };
 	pass.no_logits = true;
-	if (batch_run(b, corrupt, n_c, &hook, 1, &pass, cause) != 0)
-		goto fail;
+	if ((rc = batch_run(b, corrupt, n_c, &hook, 1, &pass, cause)) != 0) {
+		free(zs.sum);
+		return rc;
+	}
 	/* The result is linear in z: the mean result is the mean z's result. */
+	vals = xmalloc((size_t)L * H * D * sizeof *vals);
 	z = xmalloc((size_t)D * sizeof *z);
 	for (int l = 0; l < L; l++) {
 		for (int i = 0; i < D; i++)
@@ -219,11 +224,8 @@ sender_means_fast(fl_batch *b, const fl_prompt *corrupt, int n_c,
 	}
 	free(z);
 	free(zs.sum);
-	return vals;
-fail:
-	free(zs.sum);
-	free(vals);
-	return NULL;
+	*out = vals;
+	return 0;
 }
 
 int
@@ -267,7 +269,7 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 	token_dirs(m, clean, n, true, ubar, sdir);
 
 	/* 1. the sender values */
-	if ((vals = sender_means_fast(b, corrupt, n_corrupt, o, cause)) == NULL)
+	if ((rc = sender_means_fast(b, corrupt, n_corrupt, o, &vals, cause)) != 0)
 		goto out;
 
 	/* 2. the clean run: at the last position, z, attn_out and the stream
@@ -289,8 +291,9 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 	else
 		hooks[nh++] = (fl_hook){ HOOK_RESID_PRE, R, batch_grab_last, &gr };
 	pass.no_logits = true;
-	if (batch_run(b, clean, n, hooks, nh, &pass, cause) != 0)
+	if ((rc = batch_run(b, clean, n, hooks, nh, &pass, cause)) != 0)
 		goto out;
+	rc = -1;
 	res->clean = 0;
 	for (int i = 0; i < n; i++)
 		res->clean += model_readout_dot(m, recv + (size_t)i * D, adir + (size_t)i * D);
@@ -310,7 +313,8 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 			}
 
 	/* 3-4. per sender layer, all its heads over all prompts, in chunks of
-	 * rows (h, i) */
+	 * rows (h, i); each chunk reports its share of the layer's n units, so
+	 * a stop request is seen within one chunk */
 	for (int l = 0; l < L; l++) {
 		long total = (long)H * n;
 
@@ -355,12 +359,14 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 				sums[h] += model_readout_dot(m, x + (size_t)k * D,
 				    adir + (size_t)i * D);
 			}
+			if (batch_report(b, b->done + (r0 + rows) / H)) {
+				rc = FL_CANCELLED;
+				goto out;
+			}
 		}
 		for (int h = 0; h < H; h++)
 			res->patched[l * H + h] = sums[h] / n;
 		b->done += n;
-		if (b->progress != NULL)
-			b->progress(b->progress_ud, b->done, b->total);
 	}
 	patch_finish(res);
 	rc = 0;

@@ -56,9 +56,11 @@ typedef struct {
 } fl_patch;
 
 /* The fast path. b batches the clean and corrupted runs (b->progress sees
- * n + n_corrupt + L * n units). Every clean prompt needs its answer and its
+ * n + n_corrupt + L * n units, and may stop the work after any batch or
+ * chunk of patched rows). Every clean prompt needs its answer and its
  * subject (task_prompts gives both). corrupt may be NULL when
- * o->sender_values is set. 0, or -1 with *cause. Free with patch_clear. */
+ * o->sender_values is set. 0; FL_CANCELLED when b->progress asked to stop
+ * (*res is empty); or -1 with *cause. Free with patch_clear. */
 int patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
     const fl_prompt *corrupt, int n_corrupt, const fl_patch_opts *o,
     char **cause);

@@ -2,6 +2,7 @@
  * loading, head lists, token JSON. See cli.h. */
 #include <cjson/cJSON.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,17 +26,56 @@ cli_progress_init(cli_progress_state *s, const char *label)
 	s->tty = isatty(STDERR_FILENO) && getenv("FACTLENS_NO_PROGRESS") == NULL;
 }
 
+static volatile sig_atomic_t interrupted;
+
+static void
+on_interrupt(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
 void
+cli_interrupt_catch(void)
+{
+	struct sigaction sa, old;
+
+	if (sigaction(SIGINT, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+		return;
+	memset(&sa, 0, sizeof sa);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_interrupt;
+	sa.sa_flags = SA_RESETHAND | SA_RESTART;
+	sigaction(SIGINT, &sa, NULL);
+}
+
+bool
+cli_interrupted(void)
+{
+	return interrupted != 0;
+}
+
+int
+cli_cancelled(cli_progress_state *s, const char *what)
+{
+	cli_progress_end(s);
+	return cli_fail(CLI_STATUS_INTERRUPTED, "%s cancelled (Ctrl-C): no results",
+	    what);
+}
+
+bool
 cli_progress(void *ud, long done, long total)
 {
 	cli_progress_state *s = ud;
 	double now = fl_now();
 	int width = 30, fill;
 
+	if (interrupted)
+		return true;
 	if (!s->tty || total <= 0)
-		return;
+		return false;
 	if (done < total && now - s->last < 0.1)
-		return;
+		return false;
 	s->last = now;
 	s->shown = true;
 	fill = (int)((double)width * done / total + 0.5);
@@ -44,6 +84,7 @@ cli_progress(void *ud, long done, long total)
 		fputc(i < fill ? '#' : '.', stderr);
 	fprintf(stderr, "] %3d%% %ld/%ld", (int)(100.0 * done / total + 0.5), done, total);
 	fflush(stderr);
+	return false;
 }
 
 void

@@ -154,11 +154,18 @@ cmd_decompose(int argc, char **argv)
 	b->progress = cli_progress;
 	b->progress_ud = &prog;
 	b->total = ps.n;
-	if (decomp_fit(&d, b, ps.p, ps.n, a.layer, !a.no_resid, a.ridge, &cause) != 0) {
-		cli_progress_end(&prog);
-		goto fail_cause;
+	cli_interrupt_catch();
+	rc = decomp_fit(&d, b, ps.p, ps.n, a.layer, !a.no_resid, a.ridge, &cause);
+	if (rc == FL_CANCELLED || cli_interrupted()) {
+		rc = cli_cancelled(&prog, "the decomposition fit");
+		goto out;
 	}
 	cli_progress_end(&prog);
+	if (rc != 0) {
+		rc = 1;
+		goto fail_cause;
+	}
+	rc = 1;
 	J = d.fit.J;
 
 	/* every component through the lens (LNs frozen at unit scale, which

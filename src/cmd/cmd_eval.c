@@ -162,12 +162,18 @@ cmd_eval(int argc, char **argv)
 	o.ridge = a.ridge;
 	o.batch = a.batch;
 	o.mask_heads = heads;
+	cli_interrupt_catch();
 	for (int s = 0; s < (a.shots > 0 ? 2 : 1); s++) {
-		int shots = s == 0 ? 0 : a.shots;
+		int shots = s == 0 ? 0 : a.shots, r;
 
 		snprintf(label, sizeof label, "eval %d-shot", shots);
 		cli_progress_init(&prog, label);
-		if (eval_task(&res[s], m, t, &o, shots, cli_progress, &prog, &cause) != 0) {
+		r = eval_task(&res[s], m, t, &o, shots, cli_progress, &prog, &cause);
+		if (r == FL_CANCELLED || cli_interrupted()) {
+			rc = cli_cancelled(&prog, "eval");
+			goto out;
+		}
+		if (r != 0) {
 			cli_progress_end(&prog);
 			cli_fail(1, "%s", cause);
 			free(cause);

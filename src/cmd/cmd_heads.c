@@ -165,11 +165,18 @@ cmd_heads(int argc, char **argv)
 	b->progress_ud = &prog;
 	b->total = (long)clean.n + corrupt.n + (long)L * clean.n;
 	o = (fl_patch_opts){ a.receiver, NULL };
-	if (patch_heads(&res, b, clean.p, clean.n, corrupt.p, corrupt.n, &o, &cause) != 0) {
-		cli_progress_end(&prog);
-		goto fail_cause;
+	cli_interrupt_catch();
+	rc = patch_heads(&res, b, clean.p, clean.n, corrupt.p, corrupt.n, &o, &cause);
+	if (rc == FL_CANCELLED || cli_interrupted()) {
+		rc = cli_cancelled(&prog, "path patching");
+		goto out;
 	}
 	cli_progress_end(&prog);
+	if (rc != 0) {
+		rc = 1;
+		goto fail_cause;
+	}
+	rc = 1;
 	order = xcalloc((size_t)L * H, sizeof *order);
 	for (int i = 0; i < L * H; i++)
 		order[i] = i;

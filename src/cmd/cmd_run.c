@@ -175,7 +175,8 @@ typedef struct {
 } run_state;
 
 /* Fits the decomposition (and the intercept) on the task's prompts, leaving
- * out the prompts of this prompt's own subject. */
+ * out the prompts of this prompt's own subject. 0; CLI_STATUS_INTERRUPTED
+ * after saying so when Ctrl-C stopped the fit; or -1 with *cause. */
 static int
 run_fit(run_state *s, char **cause)
 {
@@ -200,18 +201,20 @@ run_fit(run_state *s, char **cause)
 	b->progress = cli_progress;
 	b->progress_ud = &prog;
 	b->total = (long)k * (a->intercept && a->layer != L - 1 ? 2 : 1);
-	if (decomp_fit(&s->dec, b, use, k, a->layer, true, -1, cause) != 0)
+	cli_interrupt_catch();
+	if ((rc = decomp_fit(&s->dec, b, use, k, a->layer, true, -1, cause)) != 0)
 		goto out;
 	s->have_dec = true;
 	if (a->intercept) {
-		if (a->layer != L - 1) {
-			if (decomp_fit(&s->icpt, b, use, k, L - 1, true, -1, cause) != 0)
-				goto out;
-		}
+		if (a->layer != L - 1 &&
+		    (rc = decomp_fit(&s->icpt, b, use, k, L - 1, true, -1, cause)) != 0)
+			goto out;
 		s->have_icpt = true;
 	}
-	rc = 0;
+	rc = cli_interrupted() ? FL_CANCELLED : 0;
 out:
+	if (rc == FL_CANCELLED)
+		rc = cli_cancelled(&prog, "the decomposition fit");
 	cli_progress_end(&prog);
 	batch_free(b);
 	free(use);
@@ -662,8 +665,13 @@ cmd_run(int argc, char **argv)
 		goto fail_cause;
 	T = s.p.n;
 
-	if (s.task != NULL && run_fit(&s, &cause) != 0)
+	if (s.task != NULL && (rc = run_fit(&s, &cause)) != 0) {
+		if (rc == CLI_STATUS_INTERRUPTED)
+			goto out;
+		rc = 1;
 		goto fail_cause;
+	}
+	rc = 1;
 
 	r = run_new(s.m, T, T);
 	s.c = cache_new(s.m, T, FL_CACHE_PATTERN | (a.dump ? FL_CACHE_LOGITS_ALL : 0));

@@ -531,14 +531,25 @@ linear_task(bool trans, int T)
 	return T <= TRANS_ROWS ? stream_trans_part : packed_trans_part;
 }
 
+/* Below this many multiply-adds a product runs on the calling thread: it
+ * takes a few microseconds, less than waking a worker and waiting for it
+ * (far less on a busy machine). One head's output, (d_head) x (d_head,
+ * d_model), is such a product, and the explorer's heads grid makes one per
+ * head. */
+#define PARALLEL_MIN_MACS (1L << 17)
+
 void
 kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
     int T, bool accumulate)
 {
 	stream_job j = { y, ldy, x, ldx, lin->w, lin->ld, lin->b, T, lin->in,
 	    lin->out, accumulate };
+	kern_task fn = linear_task(lin->trans, T);
 
-	kern_parallel(linear_task(lin->trans, T), &j);
+	if ((long)T * lin->in * lin->out < PARALLEL_MIN_MACS)
+		fn(&j, 0, 1);
+	else
+		kern_parallel(fn, &j);
 }
 
 void
@@ -689,11 +700,13 @@ vexp(vf y)
 	const vf lo = { -87, -87, -87, -87, -87, -87, -87, -87, -87, -87, -87,
 	    -87, -87, -87, -87, -87 };
 	const float round = 12582912.0f;	/* 1.5 x 2^23: adding it rounds */
+	const vf hi = lo + 175;
 	vf t, kf, r, p, two_k;
-	vi ki;
+	vi ki, below = y < lo, above = y > hi;
 
-	for (int i = 0; i < VW; i++)
-		y[i] = y[i] < lo[i] ? lo[i] : (y[i] > 88.0f ? 88.0f : y[i]);
+	/* The clamp as masks (a loop over the lanes compiles to scalar code
+	 * through the stack, which cost more than the polynomial). */
+	y = (vf)(((vi)y & ~(below | above)) | ((vi)lo & below) | ((vi)hi & above));
 	t = y * 1.4426950408889634f;
 	kf = (t + round) - round;
 	r = y - kf * 0.693145751953125f - kf * 1.428606765330187e-06f;
@@ -760,7 +773,7 @@ kern_softmax(float *x, int n)
 }
 
 double
-kern_sum_exp(const float *x, int n, float shift)
+kern_exp_sum(const float *x, int n, float shift)
 {
 	double sum = 0;
 	int i = 0;

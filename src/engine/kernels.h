@@ -46,11 +46,13 @@ void kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int 
 
 void kern_activation(float *x, size_t n, fl_act_fn act);
 
-/* sum of exp(x[i] - shift) over n values, vectorised (relative error
- * about 3e-7; shift at least the largest x keeps every term <= 1). */
-double kern_sum_exp(const float *x, int n, float shift);
-
 /* In-place softmax of n values; -INFINITY entries get 0. */
 void kern_softmax(float *x, int n);
+
+/* The sum over i of exp(x[i] - shift), sixteen exponentials at a time,
+ * added in float over blocks of 1024 and the blocks in double (relative
+ * error about 1e-7; arguments below -87 count as exp(-87)): a softmax
+ * normaliser over a vocabulary. */
+double kern_exp_sum(const float *x, int n, float shift);
 
 #endif

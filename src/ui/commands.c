@@ -151,13 +151,16 @@ c_edit_prompt(ui_ctx *c, int argc, char **argv, char **cause)
 	return UI_EDIT_PROMPT;
 }
 
-static void
+static bool
 eval_progress(void *ud, long done, long total)
 {
 	const ui_progress *p = ud;
 
-	if (p != NULL && p->report != NULL)
+	if (p == NULL)
+		return false;
+	if (p->report != NULL)
 		p->report(p->ud, "evaluating", (int)done, (int)total);
+	return p->cancelled != NULL && p->cancelled(p->ud);
 }
 
 /* The grid of factlens eval (zero-shot, default options) for the loaded
@@ -171,14 +174,21 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 	char *text = NULL, *t;
 	size_t len = 0;
 	FILE *f;
+	int rc;
 
 	if (need_model(c, "eval", cause) != 0)
 		return -1;
 	if (s->task == NULL)
 		return fl_error(cause, "eval: no task loaded (use :task NAME)");
 	eval_opts_init(&o);
-	if (eval_task(&r, s->model, s->task, &o, 0, eval_progress, (void *)c->progress,
-	    cause) != 0)
+	rc = eval_task(&r, s->model, s->task, &o, 0, eval_progress, (void *)c->progress,
+	    cause);
+	if (rc == FL_CANCELLED) {
+		ctx_message(c, false, "eval cancelled");
+		c->cancelled = true;
+		return UI_REDRAW;
+	}
+	if (rc != 0)
 		return -1;
 	if ((f = open_memstream(&text, &len)) == NULL) {
 		eval_clear(&r);
@@ -400,6 +410,8 @@ c_source(ui_ctx *c, int argc, char **argv, char **cause)
 			break;
 		}
 		flags |= r;
+		if (c->cancelled)
+			break;
 	}
 	c->source_depth--;
 	free(text);
@@ -705,6 +717,7 @@ cmd_run_line(ui_ctx *c, const char *line, char **cause)
 	char quote = 0;
 	int flags = 0;
 
+	c->cancelled = false;
 	for (size_t i = 0; i <= n; i++) {
 		char ch = line[i];
 
@@ -734,6 +747,8 @@ cmd_run_line(ui_ctx *c, const char *line, char **cause)
 			if (r < 0)
 				return -1;
 			flags |= r;
+			if (c->cancelled)
+				break;
 			start = i + 1;
 		}
 	}

@@ -7,8 +7,10 @@
  * (rl_getc_function, fed from ncurses' keys), draws through our
  * rl_redisplay_function onto the bottom row, writes anything else to
  * /dev/null, and installs no signal handlers. Ctrl-C is a signal (cbreak
- * mode keeps ISIG): it cancels long work through the session's progress
- * callback, cancels an edit, and at rest asks to be pressed again to quit.
+ * mode keeps ISIG): during long work it only sets a flag that the progress
+ * callback of the session and of :eval returns, so the analysis stops at
+ * its next batch and the explorer says what was cancelled; it cancels an
+ * edit, and at rest asks to be pressed again to quit.
  * The terminal is restored on every exit path: q, Ctrl-C twice, SIGTERM or
  * SIGHUP, fatal errors (fl_set_fatal_hook), exit(), and crashes.
  */
@@ -59,6 +61,8 @@ static struct {
 	double		 t_key;		/* when the action began */
 	const char	*action;
 	double		 work_start, last_progress;
+	/* The action's session updates, summed for the timing log. */
+	double		 ms_update, ms_forward, ms_lens;
 	double		 int_at;	/* when Ctrl-C was pressed at rest */
 	FILE		*timing_log;	/* FACTLENS_TIMING_LOG */
 } T;
@@ -274,6 +278,10 @@ term_init(void)
 	intrflush(stdscr, FALSE);
 	keypad(stdscr, TRUE);
 	nodelay(stdscr, TRUE);
+	/* No typeahead check while updating: ncurses would flush and poll the
+	 * keyboard every few lines, one write and one poll per line (about 90
+	 * of each for a new prompt's screen) instead of one write per frame. */
+	typeahead(-1);
 	set_escdelay(25);
 	curs_set(0);
 	if (has_colors()) {
@@ -294,16 +302,18 @@ progress_report(void *ud, const char *what, int done, int total)
 	ui_view v;
 
 	(void)ud;
-	/* Only work that takes a while shows progress. */
-	if (now - T.work_start < 0.15 || now - T.last_progress < 0.05)
+	/* Only work that takes a while shows progress; work of unknown length
+	 * (total 0: loading a model) says so at once. */
+	if (total > 0 && (now - T.work_start < 0.15 || now - T.last_progress < 0.05))
 		return;
 	T.last_progress = now;
 	v = view_of(T.cv, 0, T.cv->h - 2, T.cv->w, 1);
 	view_fill(&v, UI_ROLE_STATUS);
 	if (total > 1)
-		snprintf(buf, sizeof buf, " %s %d/%d ... Ctrl-C cancels", what, done, total);
+		snprintf(buf, sizeof buf, " %s %d/%d ... Ctrl-C to cancel", what, done,
+		    total);
 	else
-		snprintf(buf, sizeof buf, " %s ... Ctrl-C cancels", what);
+		snprintf(buf, sizeof buf, " %s ... Ctrl-C to cancel", what);
 	view_put(&v, 0, 0, -1, UI_ROLE_STATUS, buf);
 	term_paint();
 	doupdate();
@@ -317,6 +327,16 @@ progress_cancelled(void *ud)
 }
 
 static const ui_progress progress = { progress_report, progress_cancelled, NULL };
+
+/* Before work that may show progress: its clock starts, and a Ctrl-C from
+ * before it does not cancel it. */
+static void
+work_begin(void)
+{
+	T.work_start = fl_now();
+	T.last_progress = 0;
+	sig_int = 0;
+}
 
 /* ---- readline -------------------------------------------------------- */
 
@@ -603,13 +623,25 @@ key_bytes(uint32_t key, unsigned char *out)
 
 /* ---- the loop -------------------------------------------------------- */
 
+/* "ACTION MS", then where the time went: the session's updates (of which
+ * the forward pass and the lens products) and the last drawing of the
+ * screen, as "update MS forward MS lens MS draw MS". */
 static void
-timing_log(const char *action, double ms)
+timing_log(const char *action, double ms, double ms_draw)
 {
 	if (T.timing_log == NULL)
 		return;
-	fprintf(T.timing_log, "%s %.2f\n", action, ms);
+	fprintf(T.timing_log, "%s %.2f update %.2f forward %.2f lens %.2f draw %.2f\n",
+	    action, ms, T.ms_update, T.ms_forward, T.ms_lens, ms_draw);
 	fflush(T.timing_log);
+}
+
+/* A key (or a line) starts an action: its clock and its sums. */
+static void
+action_begin(void)
+{
+	T.t_key = fl_now();
+	T.ms_update = T.ms_forward = T.ms_lens = 0;
 }
 
 /* The session part of a command's flags, applied before the next command
@@ -620,20 +652,22 @@ explore_apply(ui_ctx *c, int flags, char **cause)
 	if (flags & UI_SESSION_MASK) {
 		int rc;
 
-		T.work_start = fl_now();
-		T.last_progress = 0;
-		sig_int = 0;
+		work_begin();
 		rc = session_update(c->s, flags & UI_SESSION_MASK, &progress, cause);
 		sig_int = 0;
-		if (rc == SESSION_CANCELLED)
-			ctx_message(c, false, "cancelled");
-		else if (rc < 0)
+		T.ms_update += c->s->ms_update;
+		T.ms_forward += c->s->ms_forward;
+		T.ms_lens += c->s->ms_lens;
+		if (rc == SESSION_CANCELLED) {
+			/* The rest of the line does not run either. */
+			ctx_message(c, false, "%s cancelled", c->s->cancelled);
+			c->cancelled = true;
+		} else if (rc < 0)
 			return -1;
 		flags = (flags & ~UI_SESSION_MASK) | UI_REDRAW;
 	}
 	if (flags & UI_TIME) {
-		T.work_start = fl_now();
-		sig_int = 0;
+		work_begin();
 		ctx_time(c, &progress, draw_cb, NULL);
 		sig_int = 0;
 		T.action = NULL;
@@ -671,12 +705,15 @@ apply(int flags)
 	if (flags & UI_REPAINT)
 		clearok(curscr, TRUE);
 	if (flags & (UI_REDRAW | UI_REPAINT | UI_EDIT_PROMPT | UI_COMMAND_LINE)) {
+		double t0 = fl_now(), t1;
+
 		screen_draw();
 		if (T.action != NULL) {
 			/* From the key (or Enter) to a fully drawn screen. */
-			c->ms_last_action = 1000 * (fl_now() - T.t_key);
+			t1 = fl_now();
+			c->ms_last_action = 1000 * (t1 - T.t_key);
 			c->last_action = T.action;
-			timing_log(T.action, c->ms_last_action);
+			timing_log(T.action, c->ms_last_action, 1000 * (t1 - t0));
 			T.action = NULL;
 			screen_draw();
 		}
@@ -688,7 +725,13 @@ static int
 run_command(const char *line)
 {
 	char *cause = NULL;
-	int flags = cmd_run_line(T.c, line, &cause);
+	int flags;
+
+	/* Commands that work themselves (:eval) poll Ctrl-C too. */
+	work_begin();
+	flags = cmd_run_line(T.c, line, &cause);
+	if (T.c->cancelled)
+		sig_int = 0;
 
 	if (flags < 0) {
 		ctx_message(T.c, true, "%s", cause);
@@ -709,7 +752,7 @@ edit_done(void)
 	edit_close();
 	if (line == NULL)
 		return flags;
-	T.t_key = fl_now();
+	action_begin();
 	if (mode == EDIT_PROMPT) {
 		history_add(EDIT_PROMPT, line);
 		if (line[0] != '\0') {
@@ -778,7 +821,7 @@ key_main(uint32_t key)
 		    ui_key_name(key, kb, sizeof kb));
 		return UI_REDRAW;
 	}
-	T.t_key = fl_now();
+	action_begin();
 	T.action = ui_key_name(key, kb, sizeof kb)[0] != '\0' ? cmd : NULL;
 	return run_command(cmd) | UI_REDRAW;
 }
@@ -947,7 +990,7 @@ ui_explore_run(const ui_options *o)
 	}
 	T.cv = canvas_new(COLS, LINES);
 	readline_init();
-	T.t_key = fl_now();
+	action_begin();
 	/* Show the screen before the model loads: loading can take a while. */
 	screen_draw();
 	if (!o->no_rc)

@@ -54,8 +54,12 @@ session_new(void)
 	s->task_pair = -1;
 	s->intercept_pair = -1;
 	s->recon_layer = -1;
+	s->decomp_error_layer = -1;
+	s->kept.answer_space = true;
 	return s;
 }
+
+static void choices_clear(ui_choices *k);
 
 /* Drops the results of the last run (the choices stay). */
 static void
@@ -137,6 +141,7 @@ session_free(ui_session *s)
 	free(s->prompt);
 	free(s->answer_text);
 	free(s->subject_text);
+	choices_clear(&s->kept);
 	free(s);
 }
 
@@ -352,13 +357,20 @@ row_stats(const ui_session *s, const float *lg, bool component, ui_lens_row *r)
 {
 	int V = s->model->cfg.n_vocab, k = UI_TOPK_MAX;
 	int a = s->answer_id;
+	float mx;
+	double sum = 0;
 
-	r->n_top = lens_topk(lg, V, k, r->top_ids, component ? NULL : r->top_val);
-	if (component)
-		for (int i = 0; i < r->n_top; i++)
-			r->top_val[i] = lg[r->top_ids[i]];
+	/* One softmax normaliser for the top tokens and the answer: the
+	 * exponentials over the vocabulary are most of this function's time. */
+	r->n_top = lens_topk(lg, V, k, r->top_ids, NULL);
+	mx = r->n_top > 0 ? lg[r->top_ids[0]] : 0;
+	if (!component && r->n_top > 0)
+		sum = lens_softmax_sum(lg, V, mx);
+	for (int i = 0; i < r->n_top; i++)
+		r->top_val[i] = component ? lg[r->top_ids[i]] :
+		    (float)(exp((double)lg[r->top_ids[i]] - mx) / sum);
 	if (a >= 0) {
-		r->prob = component ? NAN : lens_prob_of(lg, V, a);
+		r->prob = component ? NAN : exp((double)lg[a] - mx) / sum;
 		r->rank = lens_rank_of(lg, V, a);
 		r->answer_logit = lg[a];
 	} else {
@@ -601,7 +613,7 @@ load_model(ui_session *s, const ui_progress *p, char **cause)
 	if (s->model_dir == NULL)
 		return fl_error(cause, "no model: use --model DIR or :model DIR");
 	if (p != NULL && p->report != NULL)
-		p->report(p->ud, "loading model", 0, 1);
+		p->report(p->ud, "loading the model", 0, 0);
 	if ((m = model_load(s->model_dir, cause)) == NULL)
 		return -1;
 	if (p != NULL && p->cancelled != NULL && p->cancelled(p->ud)) {
@@ -659,7 +671,7 @@ run_prompt(ui_session *s, const ui_progress *p, char **cause)
 	const fl_model *m = s->model;
 	int *ids = NULL, T, L = m->cfg.n_layer, H = m->cfg.n_head, V = m->cfg.n_vocab;
 	fl_cache *cache;
-	progress_hook_ud pu = { p, L, "forward" };
+	progress_hook_ud pu = { p, L, "running the prompt" };
 	fl_hook hook = { HOOK_RESID_POST, -1, progress_hook, &pu };
 	fl_pass pass = { 0 };
 	int rc, subj = -1, subj_first = -1, ans = -1;
@@ -827,8 +839,95 @@ session_task_prompt(ui_session *s, int n, char **cause)
 	return SESSION_RUN | SESSION_SUBJECT | SESSION_ANSWER;
 }
 
-/* The pair left out of the fits: the chosen subject's, else the task's
- * subject found latest in the prompt (as factlens run --task). */
+typedef struct {
+	const ui_progress	*p;
+	const char		*what;
+} batch_progress_ud;
+
+/* Reports a batch to the explorer, and stops when Ctrl-C was pressed. */
+static bool
+batch_progress(void *ud, long done, long total)
+{
+	batch_progress_ud *u = ud;
+
+	if (u->p == NULL)
+		return false;
+	if (u->p->report != NULL)
+		u->p->report(u->p->ud, u->what, (int)done, (int)total);
+	return u->p->cancelled != NULL && u->p->cancelled(u->p->ud);
+}
+
+/* The task's main prompts without those of pair `pair`: *use points into
+ * ps. 0, or -1 with *cause. */
+static int
+task_fit_prompts(const ui_session *s, int pair, fl_prompt_set *ps, fl_prompt **use,
+    int *k, bool corrupt, char **cause)
+{
+	fl_prompt_opts po = task_opts;
+
+	po.corrupt = corrupt;
+	if (task_prompts(ps, s->model, s->task, &po, cause) != 0)
+		return -1;
+	*use = xcalloc((size_t)ps->n, sizeof **use);
+	*k = 0;
+	for (int i = 0; i < ps->n; i++)
+		if (corrupt || ps->p[i].pair != pair)
+			(*use)[(*k)++] = ps->p[i];
+	return 0;
+}
+
+/* Fits layer l's MLP decomposition as factlens run --task --layer l does
+ * (resid_pre as a regressor, the default ridge) on the task's prompts
+ * without pair's. 0, SESSION_CANCELLED (*d empty) or -1 with *cause. */
+static int
+decomp_fit_task(const ui_session *s, int l, int pair, const ui_progress *p,
+    const char *what, fl_decomp *d, char **cause)
+{
+	fl_prompt_set ps;
+	fl_prompt *use;
+	fl_batch *b;
+	batch_progress_ud bu = { p, what };
+	int k, rc;
+
+	memset(d, 0, sizeof *d);
+	if (task_fit_prompts(s, pair, &ps, &use, &k, false, cause) != 0)
+		return -1;
+	b = batch_new(s->model, 32, ps.max_len);
+	b->progress = batch_progress;
+	b->progress_ud = &bu;
+	b->total = k;
+	rc = decomp_fit(d, b, use, k, l, true, -1, cause);
+	batch_free(b);
+	free(use);
+	prompt_set_clear(&ps);
+	return rc == FL_CANCELLED ? SESSION_CANCELLED : rc;
+}
+
+/* Layer l's decomposition for the cursor's pane, fitted once per task and
+ * left-out pair. 0, SESSION_CANCELLED or -1 with *cause. */
+static int
+decomp_ensure(ui_session *s, int l, const ui_progress *p, char **cause)
+{
+	int L = session_layers(s), rc;
+
+	if (s->decomp == NULL) {
+		s->decomp = xcalloc((size_t)L, sizeof *s->decomp);
+		s->decomp_valid = xcalloc((size_t)L, sizeof *s->decomp_valid);
+	}
+	if (s->decomp_valid[l])
+		return 0;
+	rc = decomp_fit_task(s, l, s->task_pair, p, "fitting the MLP decomposition",
+	    &s->decomp[l], cause);
+	if (rc == 0)
+		s->decomp_valid[l] = true;
+	return rc;
+}
+
+/* The pair whose prompts the fits leave out: the chosen subject's, else the
+ * task's subject found latest in the prompt (as factlens run --task). Read
+ * from the prompt's text, so it is known before the prompt runs; a chosen
+ * subject that is not in the prompt is dropped by the run, and so ignored
+ * here too. */
 static int
 task_pair_of(const ui_session *s)
 {
@@ -837,7 +936,8 @@ task_pair_of(const ui_session *s)
 
 	if (t == NULL || s->prompt == NULL)
 		return -1;
-	if (s->subject_text != NULL && s->subject_text[0] != '#')
+	if (s->subject_text != NULL && s->subject_text[0] != '#' &&
+	    find_last(s->prompt, s->subject_text, true) != NULL)
 		return task_find_pair(t, s->subject_text);
 	for (int i = 0; i < t->n_pairs; i++) {
 		int at = prompt_find_word(s->prompt, t->pairs[i].subject);
@@ -852,121 +952,98 @@ task_pair_of(const ui_session *s)
 	return pair;
 }
 
-typedef struct {
-	const ui_progress	*p;
-	const char		*what;
-} batch_progress_ud;
-
-static void
-batch_progress(void *ud, long done, long total)
-{
-	batch_progress_ud *u = ud;
-
-	if (u->p != NULL && u->p->report != NULL)
-		u->p->report(u->p->ud, u->what, (int)done, (int)total);
-}
-
-/* The task's main prompts without those of the left-out pair: *use points
- * into ps. 0, or -1 with *cause. */
+/* The intercept of mitigation (b) is the last layer's decomposition
+ * intercept, fitted without the prompt's pair. Before the prompt runs: when
+ * the intercept is on and there is none for pair, fit it into *icpt (or
+ * find it cached). 0 (*icpt holds a fit, or is empty when none was
+ * needed), SESSION_CANCELLED, or -1 with *cause. */
 static int
-task_fit_prompts(const ui_session *s, fl_prompt_set *ps, fl_prompt **use, int *k,
-    bool corrupt, char **cause)
+intercept_prepare(ui_session *s, int pair, const ui_progress *p, fl_decomp *icpt,
+    char **cause)
 {
-	fl_prompt_opts po = task_opts;
+	int L = session_layers(s);
 
-	po.corrupt = corrupt;
-	if (task_prompts(ps, s->model, s->task, &po, cause) != 0)
-		return -1;
-	*use = xcalloc((size_t)ps->n, sizeof **use);
-	*k = 0;
-	for (int i = 0; i < ps->n; i++)
-		if (corrupt || ps->p[i].pair != s->task_pair)
-			(*use)[(*k)++] = ps->p[i];
-	return 0;
-}
-
-/* Fits (once) the MLP decomposition of layer l, as factlens run --task
- * --layer l does: resid_pre as a regressor, the default ridge. */
-static int
-decomp_ensure(ui_session *s, int l, const ui_progress *p, char **cause)
-{
-	int L = session_layers(s), k, rc;
-	fl_prompt_set ps;
-	fl_prompt *use;
-	fl_batch *b;
-	batch_progress_ud bu = { p, "fitting the MLP decomposition" };
-
-	if (s->decomp == NULL) {
-		s->decomp = xcalloc((size_t)L, sizeof *s->decomp);
-		s->decomp_valid = xcalloc((size_t)L, sizeof *s->decomp_valid);
-	}
-	if (s->decomp_valid[l])
+	memset(icpt, 0, sizeof *icpt);
+	if (s->task == NULL || !s->intercept ||
+	    (s->intercept_vec != NULL && s->intercept_pair == pair))
 		return 0;
-	if (task_fit_prompts(s, &ps, &use, &k, false, cause) != 0)
-		return -1;
-	b = batch_new(s->model, 32, ps.max_len);
-	b->progress = batch_progress;
-	b->progress_ud = &bu;
-	b->total = k;
-	rc = decomp_fit(&s->decomp[l], b, use, k, l, true, -1, cause);
-	batch_free(b);
-	free(use);
-	prompt_set_clear(&ps);
-	if (rc == 0)
-		s->decomp_valid[l] = true;
-	return rc;
+	if (pair == s->task_pair && s->decomp_valid != NULL && s->decomp_valid[L - 1])
+		return 0;	/* intercept_install takes the cached fit */
+	return decomp_fit_task(s, L - 1, pair, p, "fitting the intercept", icpt, cause);
 }
 
-/* The intercept of mitigation (b): the last layer's decomposition
- * intercept, fitted without this prompt's pair. */
-static int
-intercept_ensure(ui_session *s, const ui_progress *p, char **cause)
+/* Installs the fit intercept_prepare made (or the cached one) as the
+ * intercept, once the fits are for task_pair. */
+static void
+intercept_install(ui_session *s, fl_decomp *icpt)
 {
 	int L = session_layers(s), D = s->model->cfg.d_model;
 
-	if (s->intercept_vec != NULL && s->intercept_pair == s->task_pair)
-		return 0;
-	if (s->task == NULL)
-		return fl_error(cause, "intercept: no task loaded (use :task NAME)");
-	if (decomp_ensure(s, L - 1, p, cause) != 0)
-		return -1;
+	if (icpt->fit.intercept != NULL) {
+		if (s->decomp == NULL) {
+			s->decomp = xcalloc((size_t)L, sizeof *s->decomp);
+			s->decomp_valid = xcalloc((size_t)L, sizeof *s->decomp_valid);
+		}
+		if (s->decomp_valid[L - 1])
+			decomp_clear(&s->decomp[L - 1]);
+		s->decomp[L - 1] = *icpt;
+		s->decomp_valid[L - 1] = true;
+		memset(icpt, 0, sizeof *icpt);
+	}
+	if (!s->intercept || (s->intercept_vec != NULL &&
+	    s->intercept_pair == s->task_pair))
+		return;
+	if (s->decomp_valid == NULL || !s->decomp_valid[L - 1]) {
+		s->intercept = false;	/* the fit failed: reported already */
+		return;
+	}
 	if (s->intercept_vec == NULL)
 		s->intercept_vec = xcalloc((size_t)D, sizeof *s->intercept_vec);
 	memcpy(s->intercept_vec, s->decomp[L - 1].fit.intercept,
 	    (size_t)D * sizeof *s->intercept_vec);
 	s->intercept_pair = s->task_pair;
-	return 0;
 }
 
 /* The cursor layer's fit, its intercept's top tokens and this prompt's
- * reconstruction. A failure is kept for the pane, not returned. */
-static void
+ * reconstruction. A failure is kept for the pane, not returned, and not
+ * retried at this layer: the fit would fail again. SESSION_CANCELLED when
+ * Ctrl-C stopped the fit (the pane says so; moving to another layer and
+ * back fits it again), else 0. */
+static int
 decomp_view(ui_session *s, const ui_progress *p)
 {
 	const fl_model *m = s->model;
-	int l = s->layer, V = m->cfg.n_vocab;
+	int l = s->layer, V = m->cfg.n_vocab, rc;
 	char *cause = NULL;
 	float *lg;
 
 	free(s->decomp_error);
 	s->decomp_error = NULL;
 	s->recon_layer = -1;
-	if (decomp_ensure(s, l, p, &cause) != 0 ||
-	    decomp_prompt(&s->decomp[l], m, s->cache, s->n_tok - 1, NULL, NULL, NULL,
-	    &s->recon, &cause) != 0) {
+	rc = decomp_ensure(s, l, p, &cause);
+	if (rc == 0)
+		rc = decomp_prompt(&s->decomp[l], m, s->cache, s->n_tok - 1, NULL, NULL,
+		    NULL, &s->recon, &cause);
+	if (rc != 0) {
+		if (rc == SESSION_CANCELLED)
+			cause = xstrdup("the fit was cancelled (Ctrl-C); move to another "
+			    "layer and back to fit it");
 		s->decomp_error = cause != NULL ? cause : xstrdup("the fit failed");
-		return;
+		s->decomp_error_layer = l;
+		return rc == SESSION_CANCELLED ? rc : 0;
 	}
 	lg = xmalloc((size_t)V * sizeof *lg);
 	attrib_vocab(m, NULL, 0, ATTRIB_SITE_MLP(l), s->decomp[l].fit.intercept, 1, lg);
 	row_stats(s, lg, true, &s->decomp_icpt);
 	free(lg);
 	s->recon_layer = l;
+	return 0;
 }
 
 /* Path patching with this prompt as the only clean prompt and the task's
- * corrupted prompts as D_new. */
-static void
+ * corrupted prompts as D_new. A failure is kept for the grid. 0, or
+ * SESSION_CANCELLED when Ctrl-C stopped it (nothing is kept). */
+static int
 patch_compute(ui_session *s, const ui_progress *p)
 {
 	const fl_model *m = s->model;
@@ -977,7 +1054,7 @@ patch_compute(ui_session *s, const ui_progress *p)
 	fl_batch *b = NULL;
 	batch_progress_ud bu = { p, "path patching" };
 	char *cause = NULL;
-	int k = 0, subj_off;
+	int k = 0, subj_off, rc = -1;
 
 	free(s->patch_error);
 	s->patch_error = NULL;
@@ -986,11 +1063,11 @@ patch_compute(ui_session *s, const ui_progress *p)
 	s->patch_valid = false;
 	if (s->task == NULL) {
 		s->patch_error = xstrdup("path patching needs a task: :task NAME");
-		return;
+		return 0;
 	}
 	if (s->subject_pos < 0) {
 		s->patch_error = xstrdup("path patching needs a subject in the prompt");
-		return;
+		return 0;
 	}
 	/* The clean prompt: the session's tokens, answer and subject. */
 	subj_off = s->subject_first > 0 ? s->tok_end[s->subject_first - 1] : 0;
@@ -999,16 +1076,16 @@ patch_compute(ui_session *s, const ui_progress *p)
 		goto out;
 	clean.answer = s->answer_id;
 	clean.answer_tokens = 1;
-	if (task_fit_prompts(s, &ps, &use, &k, true, &cause) != 0)
+	if (task_fit_prompts(s, s->task_pair, &ps, &use, &k, true, &cause) != 0)
 		goto out;
 	b = batch_new(m, 32, ps.max_len > clean.n ? ps.max_len : clean.n);
 	b->progress = batch_progress;
 	b->progress_ud = &bu;
 	b->total = 1 + k + (long)m->cfg.n_layer;
-	if (patch_heads(&s->patch, b, &clean, 1, use, k, &po, &cause) == 0)
-		s->patch_valid = true;
+	rc = patch_heads(&s->patch, b, &clean, 1, use, k, &po, &cause);
+	s->patch_valid = rc == 0;
 out:
-	if (!s->patch_valid)
+	if (rc != 0 && rc != FL_CANCELLED)
 		s->patch_error = cause != NULL ? cause : xstrdup("path patching failed");
 	else
 		free(cause);
@@ -1017,16 +1094,17 @@ out:
 	if (ps.p != NULL)
 		prompt_set_clear(&ps);
 	prompt_clear(&clean);
+	return rc == FL_CANCELLED ? SESSION_CANCELLED : 0;
 }
 
-/* What the task's analyses need after an update with these flags. */
+/* What the task's analyses need after an update with these flags, the
+ * prompt's left-out pair being `pair`: a new pair drops the fits of the old
+ * one; the intercept fitted before the run is installed. */
 static int
-task_update(ui_session *s, int flags, const ui_progress *p, char **cause)
+task_update(ui_session *s, int flags, int pair, fl_decomp *icpt)
 {
-	int pair = task_pair_of(s);
-
 	if (s->task == NULL)
-		return 0;
+		return flags;
 	if (pair != s->task_pair) {
 		bool on = s->intercept;
 
@@ -1037,10 +1115,7 @@ task_update(ui_session *s, int flags, const ui_progress *p, char **cause)
 	}
 	if (s->intercept && (s->intercept_vec == NULL ||
 	    s->intercept_pair != s->task_pair)) {
-		if (intercept_ensure(s, p, cause) != 0) {
-			s->intercept = false;
-			return -1;
-		}
+		intercept_install(s, icpt);
 		flags |= SESSION_LAST;
 	}
 	if ((flags & (SESSION_RUN | SESSION_LAST | SESSION_TASK | SESSION_ANSWER |
@@ -1056,15 +1131,70 @@ task_update(ui_session *s, int flags, const ui_progress *p, char **cause)
 	return flags;
 }
 
+/* ---- the choices a cancelled update goes back to ------------------ */
+
+static void
+choices_save(ui_session *s)
+{
+	ui_choices *k = &s->kept;
+
+	set_str(&k->model_dir, s->model_dir);
+	set_str(&k->prompt, s->prompt);
+	set_str(&k->answer_text, s->answer_text);
+	set_str(&k->subject_text, s->subject_text);
+	k->answer_space = s->answer_space;
+	k->mask = s->mask;
+	k->intercept = s->intercept;
+	k->layer = s->layer;
+	k->head = s->head;
+	k->metric = s->metric;
+}
+
+static void
+choices_clear(ui_choices *k)
+{
+	free(k->model_dir);
+	free(k->prompt);
+	free(k->answer_text);
+	free(k->subject_text);
+	memset(k, 0, sizeof *k);
+}
+
+/* Back to the choices of the last completed update, which the results
+ * still show; what names the work that was cancelled. */
+static int
+session_cancel(ui_session *s, const char *what)
+{
+	const ui_choices *k = &s->kept;
+
+	set_str(&s->model_dir, k->model_dir);
+	set_str(&s->prompt, k->prompt);
+	set_str(&s->answer_text, k->answer_text);
+	set_str(&s->subject_text, k->subject_text);
+	s->answer_space = k->answer_space;
+	s->mask = k->mask;
+	s->intercept = k->intercept && s->intercept_vec != NULL;
+	s->layer = k->layer;
+	s->head = k->head;
+	s->metric = k->metric;
+	s->cancelled = what;
+	return SESSION_CANCELLED;
+}
+
 int
 session_update(ui_session *s, int flags, const ui_progress *p, char **cause)
 {
-	int rc = 0;
+	fl_decomp icpt = { 0 };
+	char *icpt_error = NULL;
+	int rc = 0, pair;
 	double t0 = fl_now();
 
 	s->ms_forward = s->ms_lens = 0;
+	s->cancelled = NULL;
 	if (flags & SESSION_LOAD) {
-		if ((rc = load_model(s, p, cause)) != 0)
+		if ((rc = load_model(s, p, cause)) == SESSION_CANCELLED)
+			return session_cancel(s, "model load");
+		if (rc != 0)
 			return rc;
 		if (s->prompt != NULL && s->prompt[0] != '\0')
 			flags |= SESSION_RUN;
@@ -1075,21 +1205,37 @@ session_update(ui_session *s, int flags, const ui_progress *p, char **cause)
 		return flags & ~SESSION_VIEW ? fl_error(cause, "no model loaded: use "
 		    "--model DIR or :model DIR") : 0;
 	clamp_cursor(s);
+
+	/* The long work the new results need comes first, before anything
+	 * replaces the old ones: stopped here, nothing has changed. A failed
+	 * intercept fit turns the intercept off, and is reported once the
+	 * rest is up to date. */
+	pair = task_pair_of(s);
+	rc = intercept_prepare(s, pair, p, &icpt, &icpt_error);
+	if (rc == SESSION_CANCELLED)
+		return session_cancel(s, "intercept fit");
+	if (rc != 0)
+		s->intercept = false;
 	if (flags & SESSION_RUN) {
-		if ((rc = run_prompt(s, p, cause)) != 0)
-			return rc;
+		if ((rc = run_prompt(s, p, cause)) != 0) {
+			decomp_clear(&icpt);
+			free(icpt_error);
+			return rc == SESSION_CANCELLED ?
+			    session_cancel(s, "prompt run") : rc;
+		}
 		flags |= SESSION_GRID;
 		if (s->mask || (s->intercept && s->intercept_vec != NULL))
 			flags |= SESSION_LAST;
 	}
+	rc = -1;
 	if (!session_ready(s))
-		return 0;
+		goto done;
 	if (flags & SESSION_SUBJECT) {
 		int first = -1, last = -1;
 
 		if (s->subject_text != NULL &&
 		    subject_find(s, s->subject_text, &first, &last, cause) != 0)
-			return -1;
+			goto out;
 		s->subject_guessed = s->subject_text == NULL;
 		if (s->subject_text != NULL) {
 			s->subject_pos = last;
@@ -1103,7 +1249,7 @@ session_update(ui_session *s, int flags, const ui_progress *p, char **cause)
 
 		if (s->answer_text != NULL) {
 			if ((a = answer_find(s, s->answer_text, s->answer_space, cause)) < 0)
-				return -1;
+				goto out;
 		} else {
 			/* The top prediction without interventions. */
 			a = s->base_final.n_top > 0 ? s->base_final.top_ids[0] : 0;
@@ -1111,13 +1257,10 @@ session_update(ui_session *s, int flags, const ui_progress *p, char **cause)
 		s->answer_id = a;
 		flags |= SESSION_GRID;
 	}
-	if ((rc = task_update(s, flags, p, cause)) < 0)
-		return -1;
-	flags |= rc;
-	rc = 0;
+	flags = task_update(s, flags, pair, &icpt);
 	if (flags & SESSION_LAST) {
 		if (rerun_last(s, cause) != 0)
-			return -1;
+			goto out;
 		lens_product(s, LENS_FINAL | LENS_VIEW);
 		flags |= SESSION_GRID;
 	} else if ((flags & SESSION_VIEW) &&
@@ -1134,16 +1277,34 @@ session_update(ui_session *s, int flags, const ui_progress *p, char **cause)
 	/* Mover scores depend on the cache and the subject, not the answer. */
 	if (flags & (SESSION_RUN | SESSION_LAST | SESSION_SUBJECT))
 		s->movers_valid = false;
+	/* Work on demand for a pane, after the results: stopped, the grid goes
+	 * back to the metric it showed, the MLP pane says so. */
 	if (s->metric == METRIC_PATCH && !s->patch_valid && s->patch_error == NULL) {
-		patch_compute(s, p);
+		if (patch_compute(s, p) == SESSION_CANCELLED) {
+			s->metric = s->kept.metric != METRIC_PATCH ? s->kept.metric :
+			    METRIC_ATTN_SUBJECT;
+			s->cancelled = "path patching";
+		}
 		flags |= SESSION_GRID;
 	}
 	if (flags & (SESSION_GRID | SESSION_LAST | SESSION_SUBJECT | SESSION_TASK))
 		grid_compute(s);
-	if (s->task != NULL && s->recon_layer != s->layer)
-		decomp_view(s, p);
+	if (s->task != NULL && s->recon_layer != s->layer && s->cancelled == NULL &&
+	    !(s->decomp_error != NULL && s->decomp_error_layer == s->layer) &&
+	    decomp_view(s, p) == SESSION_CANCELLED)
+		s->cancelled = "MLP decomposition fit";
+done:
+	choices_save(s);
 	s->ms_update = 1000 * (fl_now() - t0);
-	return 0;
+	rc = s->cancelled != NULL ? SESSION_CANCELLED : 0;
+out:
+	decomp_clear(&icpt);
+	if (rc >= 0 && icpt_error != NULL) {
+		fl_error(cause, "%s", icpt_error);
+		rc = -1;
+	}
+	free(icpt_error);
+	return rc;
 }
 
 /* ---- export ------------------------------------------------------- */

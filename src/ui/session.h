@@ -69,7 +69,9 @@ enum {
 	SESSION_TASK = 1 << 7,		/* the task changed: drop its fits */
 };
 
-/* Long work reports progress and may be cancelled (Ctrl-C). */
+/* Long work reports progress and may be cancelled (Ctrl-C): report says
+ * what is being done (done of total; total 0 when unknown), cancelled is
+ * polled at each batch and layer boundary. */
 typedef struct {
 	void	(*report)(void *ud, const char *what, int done, int total);
 	bool	(*cancelled)(void *ud);
@@ -77,6 +79,14 @@ typedef struct {
 } ui_progress;
 
 #define SESSION_CANCELLED 1
+
+/* The choices the results show: what a cancelled update goes back to. */
+typedef struct {
+	char		*model_dir, *prompt, *answer_text, *subject_text;
+	bool		 answer_space, mask, intercept;
+	int		 layer, head;
+	ui_metric	 metric;
+} ui_choices;
 
 typedef struct {
 	/* The model. */
@@ -138,6 +148,7 @@ typedef struct {
 	fl_recon	 recon;		/* this prompt's reconstruction at the cursor layer */
 	int		 recon_layer;	/* -1: recon and decomp_icpt not computed */
 	char		*decomp_error;	/* why the cursor layer has no fit, or NULL */
+	int		 decomp_error_layer;	/* the layer it is about (not retried) */
 	/* The intercept b of the final MLP (D), the decomposition intercept at
 	 * layer L-1 (paper notes section 5); NULL until `i` fits it. */
 	float		*intercept_vec;
@@ -150,6 +161,9 @@ typedef struct {
 
 	/* Timings of the last update, in milliseconds. */
 	double		 ms_forward, ms_lens, ms_update;
+
+	ui_choices	 kept;		/* as of the last completed update */
+	const char	*cancelled;	/* what the last update cancelled, or NULL */
 } ui_session;
 
 ui_session *session_new(void);
@@ -181,9 +195,17 @@ int session_task_prompts(const ui_session *s);
 int session_subject_check(const ui_session *s, const char *text, char **cause);
 int session_answer_check(const ui_session *s, const char *text, char **cause);
 
-/* Recomputes what flags name. 0 on success, SESSION_CANCELLED when the
- * progress callback cancelled (the previous results stay), -1 with *cause.
- * The cursor is clamped into the model. */
+/* Recomputes what flags name. The cursor is clamped into the model. 0 on
+ * success; -1 with *cause; SESSION_CANCELLED when the progress callback
+ * asked to stop, s->cancelled naming the work it stopped ("path patching"):
+ *  - loading a model, running the prompt, fitting the intercept: these come
+ *    before any result is replaced, so everything stays as it was, and the
+ *    choices go back to those the results show (the prompt, the toggle...);
+ *  - path patching, which needs the new results: the heads grid goes back
+ *    to the metric it showed;
+ *  - the MLP decomposition's fit for the pane: the pane says it was
+ *    cancelled (moving to another layer and back fits it again).
+ * Nothing half computed is kept. */
 int session_update(ui_session *s, int flags, const ui_progress *p, char **cause);
 
 /* Convenience for the panes. */

@@ -68,6 +68,8 @@ typedef struct ui_ctx {
 	char		*overlay;	/* text over the panes until a key (:eval), or NULL */
 	char		*overlay_title;
 	const ui_progress *progress;	/* for long commands (:eval), or NULL */
+	bool		 cancelled;	/* Ctrl-C stopped a command's work: the
+					   rest of the line does not run */
 	char		*message;
 	bool		 message_error;
 	char		*cmd_initial;	/* text the ':' line opens with */
@@ -116,8 +118,9 @@ const ui_cmd *cmd_find(const char *name);
 
 /* Runs one line: commands separated by ';', each applied (ctx->apply)
  * before the next. Returns the OR of the flags left, or -1 with *cause (the
- * commands before the failing one ran). An unterminated quote runs as if
- * closed at the end and fails in the word splitter. */
+ * commands before the failing one ran). A command whose work was cancelled
+ * (ctx->cancelled) ends the line. An unterminated quote runs as if closed
+ * at the end and fails in the word splitter. */
 int cmd_run_line(ui_ctx *c, const char *line, char **cause);
 
 /* Splits a command into words (quotes "..." with \ escapes and '...'), and
