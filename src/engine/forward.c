@@ -361,6 +361,10 @@ check_input(fl_run *r, const int *ids, const int *lens, int n_seq,
 	const fl_config *c = &r->m->cfg;
 	int N = 0;
 
+	if (c->arch == FL_ARCH_LLAMA)
+		return fl_error(cause, "%s: Llama's forward pass (RMSNorm, rotary "
+		    "positions, grouped-query attention, gated MLP) is not implemented "
+		    "yet", r->m->dir);
 	if (n_seq < 1)
 		return fl_error(cause, "no sequence to run");
 	for (int s = 0; s < n_seq; s++) {
