@@ -1,5 +1,7 @@
 /*
- * tok.c - GPT-2 byte-level BPE tokenizer. See tok.h.
+ * tok.c - GPT-2 byte-level BPE tokenizer. See tok.h. A tokenizer loaded
+ * from a SentencePiece tokenizer.model lives in tok_spm.c; the public
+ * functions below hand such a tokenizer to it first.
  *
  * Encoding runs in three stages:
  *   1. split the text around the literal "<|endoftext|>" (the special token);
