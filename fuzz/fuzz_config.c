@@ -16,7 +16,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	text[size] = '\0';
 	if (config_parse(&c, text, "fuzz", &cause) == 0) {
 		if (c.n_layer < 1 || c.n_head < 1 || c.d_head * c.n_head != c.d_model ||
-		    c.n_vocab < 1 || c.n_ctx < 1 || c.d_mlp < 1)
+		    c.n_vocab < 1 || c.n_ctx < 1 || c.d_mlp < 1 || c.n_kv_head < 1 ||
+		    c.n_head % c.n_kv_head != 0 || (c.rotary && c.d_head % 2 != 0))
 			abort();
 	} else if (cause == NULL)
 		abort();

@@ -109,6 +109,54 @@ expect "pre-LN config on a file without the decoder's final LayerNorm" 1 \
 	"missing tensor 'model.decoder.final_layer_norm.weight' (shape [64])" -- \
 	run --model "$tmp/p" --prompt hi
 
+# Llama: grouped-query attention, RMSNorm, rotary positions, tokenizer.model
+lx=${FL_FIXTURES}/llama-f32
+lfresh() { rm -rf "$tmp/l"; cp -r "$lx" "$tmp/l"; }
+lfresh
+"$fl" run --model "$tmp/l" --prompt "Berlin. The capital of France is" --answer Paris --lens \
+	--final-mask >/dev/null 2>&1 &&
+	"$fl" eval --model "$tmp/l" --task "${top_srcdir:-$FL_FIXTURES/../..}/tests/tasks/tiny.json" >/dev/null 2>&1 &&
+	echo "ok - the unbroken Llama copy runs (lens, mask; eval with both mitigations)" ||
+	{ echo "FAIL - the unbroken Llama copy runs"; fail=1; }
+lfresh; sed -i 's/"num_key_value_heads": 2/"num_key_value_heads": 3/' "$tmp/l/config.json"
+expect "Llama: heads not a multiple of the kv heads" 1 \
+	"num_attention_heads 4 is not a multiple of num_key_value_heads 3" -- run --model "$tmp/l" --prompt hi
+lfresh; sed -i 's/"num_key_value_heads": 2/"num_key_value_heads": 4/' "$tmp/l/config.json"
+expect "Llama: kv heads differ from k_proj's rows" 1 \
+	"tensor 'model.layers.0.self_attn.k_proj.weight' has shape [32, 64]; config.json implies [64, 64]" -- \
+	run --model "$tmp/l" --prompt hi
+lfresh; sed -i 's/"intermediate_size": 172/"intermediate_size": 128/' "$tmp/l/config.json"
+expect "Llama: intermediate_size differs from gate_proj" 1 \
+	"tensor 'model.layers.0.mlp.gate_proj.weight' has shape [172, 64]; config.json implies [128, 64]" -- \
+	run --model "$tmp/l" --prompt hi
+lfresh; sed -i 's/"rope_scaling": null/"rope_scaling": {"type": "linear", "factor": 2.0}/' "$tmp/l/config.json"
+expect "Llama: rope_scaling refused" 1 "field 'rope_scaling' is set; scaled rotary positions are not implemented" -- \
+	run --model "$tmp/l" --prompt hi
+lfresh; sed -i 's/"attention_bias": false/"attention_bias": true/' "$tmp/l/config.json"
+expect "Llama: attention_bias refused" 1 "field 'attention_bias' is set" -- run --model "$tmp/l" --prompt hi
+lfresh; sed -i 's/"hidden_act": "silu"/"hidden_act": "gelu"/' "$tmp/l/config.json"
+expect "Llama: another activation refused" 1 "field 'hidden_act' must be \"silu\"" -- \
+	run --model "$tmp/l" --prompt hi
+lfresh; sed -i 's/"rms_norm_eps": [0-9.e-]*/"rms_norm_eps": -1/' "$tmp/l/config.json"
+expect "Llama: negative rms_norm_eps" 1 "field 'rms_norm_eps' must be a number in (0, 1)" -- \
+	run --model "$tmp/l" --prompt hi
+lfresh; sed -i 's/"tie_word_embeddings": false/"tie_word_embeddings": true/' "$tmp/l/config.json"
+"$fl" run --model "$tmp/l" --prompt hi >/dev/null 2>&1 &&
+	echo "ok - Llama: a tied config ignores the file's lm_head" ||
+	{ echo "FAIL - Llama: a tied config ignores the file's lm_head"; fail=1; }
+lfresh; sed -i 's/"model.layers.1.mlp.up_proj.weight"/"model.layers.1.mlp.up_prXj.weight"/' "$tmp/l/model.safetensors"
+expect "Llama: up_proj missing" 1 "missing tensor 'model.layers.1.mlp.up_proj.weight' (shape [172, 64])" -- \
+	run --model "$tmp/l" --prompt hi
+lfresh; sed -i 's/"lm_head.weight"/"lm_head.weighX"/' "$tmp/l/model.safetensors"
+expect "Llama: lm_head missing when not tied" 1 "missing tensor 'lm_head.weight' (shape [512, 64])" -- \
+	run --model "$tmp/l" --prompt hi
+lfresh; head -c 100 "$lx/tokenizer.model" > "$tmp/l/tokenizer.model"
+expect "Llama: truncated tokenizer.model" 1 "tokenizer.model: not a SentencePiece model" -- \
+	run --model "$tmp/l" --prompt hi
+lfresh; sed -i 's/"vocab_size": 512/"vocab_size": 500/' "$tmp/l/config.json"
+expect "Llama: tokenizer larger than vocab_size" 1 "the tokenizer has 512 tokens but config.json's vocab_size is 500" -- \
+	run --model "$tmp/l" --prompt hi
+
 # prompts and options
 long=$(printf 'the %.0s' $(seq 1 40))
 expect "prompt longer than the context" 1 "longer than the model's context of 32 tokens" -- \

@@ -1,5 +1,6 @@
 #!/bin/bash
-# Builds the libFuzzer targets (safetensors header, config.json, tokenizer)
+# Builds the libFuzzer targets (safetensors header, config.json, tokenizer,
+# SentencePiece tokenizer.model)
 # with ASan/UBSan and runs each briefly from its seed corpus: a crash, a
 # sanitizer report or a failed invariant fails the test. For a longer run:
 #   FUZZ_SECONDS=600 tests/fuzz-smoke.sh
@@ -10,10 +11,11 @@ secs=${FUZZ_SECONDS:-15}
 mkdir -p "$out"
 fail=0
 cc="clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -I$src/src"
-eng="$src/src/engine/util.c $src/src/engine/st.c $src/src/engine/config.c $src/src/engine/tok.c"
+eng="$src/src/engine/util.c $src/src/engine/st.c $src/src/engine/config.c $src/src/engine/tok.c \
+	$src/src/engine/tok_spm.c"
 libs="-lcjson -lpcre2-8 -lm"
 
-for t in st config tok; do
+for t in st config tok spm; do
 	if ! $cc -o "$out/fuzz_$t" "$src/fuzz/fuzz_$t.c" $eng $libs 2>"$out/fuzz_$t.build.log"; then
 		echo "FAIL - fuzz_$t builds:"; cat "$out/fuzz_$t.build.log"; fail=1; continue
 	fi

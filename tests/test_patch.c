@@ -52,9 +52,7 @@ check_pytorch(const char *fx)
 	free_run = xmalloc((size_t)V * sizeof *free_run);
 	zero = xcalloc((size_t)D, sizeof *zero);
 	ph = (fl_patch_head){ 1, zero };
-	hooks[0] = (fl_hook){ HOOK_Q, -1, hook_freeze_qkv, c };
-	hooks[1] = (fl_hook){ HOOK_K, -1, hook_freeze_qkv, c };
-	hooks[2] = (fl_hook){ HOOK_V, -1, hook_freeze_qkv, c };
+	patch_freeze_hooks(m, c, hooks);
 	hooks[3] = (fl_hook){ HOOK_RESULT, 0, hook_patch_head, &ph };
 	p.hooks = hooks;
 	p.n_hooks = 4;

@@ -608,7 +608,7 @@ test_load_errors(void)
 
 	check_dir_error("error: empty directory names the directory", tmpdir);
 	check_dir_error("error: empty directory names the files it wants",
-	    "vocab.json and merges.txt, or encoder.json and vocab.bpe");
+	    "vocab.json and merges.txt, encoder.json and vocab.bpe, or tokenizer.model");
 	p = write_file("vocab.json", "{}");
 	check_dir_error("error: vocab.json without merges.txt says so",
 	    "has vocab.json but no merges.txt");

@@ -312,6 +312,34 @@ def opt_config(L, H, D, F, P, V, st_dtype, proj=None, ln_before=True):
     }
 
 
+def llama_config(L, H, KV, D, F, P, V, st_dtype, theta=10000.0, tie=False):
+    """config.json of a HF Llama checkpoint (keys as LlamaConfig writes them)."""
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "hidden_act": "silu",
+        "hidden_size": D,
+        "initializer_range": 0.02,
+        "intermediate_size": F,
+        "max_position_embeddings": P,
+        "model_type": "llama",
+        "num_attention_heads": H,
+        "num_hidden_layers": L,
+        "num_key_value_heads": KV,
+        "pretraining_tp": 1,
+        "rms_norm_eps": 1e-05,
+        "rope_scaling": None,
+        "rope_theta": theta,
+        "tie_word_embeddings": tie,
+        "torch_dtype": TORCH_NAME[st_dtype],
+        "use_cache": True,
+        "vocab_size": V,
+    }
+
+
 # --------------------------------------------------------------------------
 # Tokenizer: tiny GPT-2-format byte-level BPE
 # --------------------------------------------------------------------------
@@ -522,6 +550,30 @@ def layer_norm(x, w, b, eps):
     return torch.nn.functional.layer_norm(x, (x.shape[-1],), w, b, eps)
 
 
+def rms_norm(x, w, eps):
+    """LlamaRMSNorm: x / sqrt(mean(x^2) + eps) * w; also returns the scale."""
+    scale = ((x * x).mean(-1, keepdim=True) + eps).sqrt()
+    return x / scale * w, scale.squeeze(-1)
+
+
+def rotate_half(x):
+    """Hugging Face's rotate_half: (x1, x2) -> (-x2, x1) over the two halves
+    of the last dimension."""
+    h = x.shape[-1] // 2
+    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
+
+
+def rope(x, theta):
+    """Rotary embedding of x [T, H, dh] at positions 0..T-1, as
+    LlamaRotaryEmbedding + apply_rotary_pos_emb compute it (in float64)."""
+    T, _, dh = x.shape
+    inv_freq = 1.0 / (theta ** (torch.arange(0, dh, 2, dtype=torch.float64) / dh))
+    freqs = torch.outer(torch.arange(T, dtype=torch.float64), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = emb.cos()[:, None, :].to(x.dtype), emb.sin()[:, None, :].to(x.dtype)
+    return x * cos + rotate_half(x) * sin
+
+
 def causal_attention(q, k, v, final_mask_query=None):
     """q, k, v: [T, H, dh], q already scaled.  Returns (pattern [H, T, T], z [T, H, dh]).
     final_mask_query: index of a query row that may attend only to itself."""
@@ -544,7 +596,18 @@ class Model:
 
     def __init__(self, arch, cfg, w):
         self.arch, self.cfg, self.w = arch, cfg, w
-        if arch == "gpt2":
+        self.n_kv_head = None
+        if arch == "llama":
+            self.n_layer = cfg["num_hidden_layers"]
+            self.n_head = cfg["num_attention_heads"]
+            self.n_kv_head = cfg.get("num_key_value_heads") or self.n_head
+            self.d_model = cfg["hidden_size"]
+            self.eps = cfg.get("rms_norm_eps", 1e-6)
+            self.theta = cfg.get("rope_theta", 10000.0)
+            self.ln_before, self.has_final_ln = True, True
+            if cfg.get("rope_scaling") is not None:
+                raise ValueError("rope_scaling is not implemented")
+        elif arch == "gpt2":
             self.n_layer, self.n_head = cfg["n_layer"], cfg["n_head"]
             self.d_model = cfg["n_embd"]
             self.eps = cfg.get("layer_norm_epsilon", 1e-5)
@@ -575,6 +638,8 @@ class Model:
                     name = name[len("transformer."):]
                 if name.endswith(".attn.bias") or name.endswith(".attn.masked_bias"):
                     continue
+            elif arch == "llama":
+                pass                    # names kept whole: model.layers.N...
             elif arch == "opt":
                 for p in ("model.decoder.", "decoder."):
                     if name.startswith(p):
@@ -612,6 +677,8 @@ class Model:
         self._freeze, self._patch = freeze, patch
         if self.arch == "gpt2":
             self._gpt2(ids, T, final_mask, set(result_layers), cache)
+        elif self.arch == "llama":
+            self._llama(ids, T, final_mask, set(result_layers), cache)
         else:
             self._opt(ids, T, final_mask, set(result_layers), cache)
         return cache
@@ -735,9 +802,70 @@ class Model:
         c["logits"] = self.readout(x)
         return c
 
+    def _llama(self, ids, T, final_mask, result_layers, c):
+        """LlamaForCausalLM.forward: RMSNorm, rotary q and k (rotate_half),
+        grouped-query attention (k, v heads repeated for their group of q
+        heads, recorded repeated as factlens' hooks show them), SwiGLU MLP,
+        no biases.  Hook names: src/engine/forward.h."""
+        w, D, dh, eps = self.w, self.d_model, self.d_head, self.eps
+        H, KV = self.n_head, self.n_kv_head
+        lin = torch.nn.functional.linear
+        x = w["model.embed_tokens.weight"][ids]
+        c["hook_embed"] = x
+        for l in range(self.n_layer):
+            p = "model.layers.%d." % l
+            b = "blocks.%d." % l
+            c[b + "hook_resid_pre"] = x
+            h, c[b + "ln1.hook_scale"] = rms_norm(x, w[p + "input_layernorm.weight"], eps)
+            c[b + "ln1.hook_normalized"] = h
+            a = p + "self_attn."
+            q = lin(h, w[a + "q_proj.weight"]).reshape(T, H, dh)
+            k = lin(h, w[a + "k_proj.weight"]).reshape(T, KV, dh)
+            v = lin(h, w[a + "v_proj.weight"]).reshape(T, KV, dh)
+            # repeat_kv: kv head g serves q heads g*H/KV .. (g+1)*H/KV - 1
+            k = k.repeat_interleave(H // KV, dim=1)
+            v = v.repeat_interleave(H // KV, dim=1)
+            q, k, v = self._qkv(c, l, q, k, v)
+            q, k = rope(q, self.theta), rope(k, self.theta)
+            c[b + "attn.hook_rot_q"] = q
+            c[b + "attn.hook_rot_k"] = k
+            fm = T - 1 if (final_mask and l == self.n_layer - 1) else None
+            pattern, z = causal_attention(q / math.sqrt(dh), k, v, fm)
+            W_O = w[a + "o_proj.weight"]                         # [D, H*dh]
+            attn_out = lin(z.reshape(T, D), W_O)
+            attn_out = self._patched_attn_out(
+                l, z, W_O.t().reshape(H, dh, D), torch.zeros(D, dtype=x.dtype),
+                attn_out)
+            c[b + "attn.hook_pattern"] = pattern
+            c[b + "attn.hook_z"] = z
+            if l in result_layers:
+                c[b + "attn.hook_result"] = torch.einsum(
+                    "thd,ehd->the", z, W_O.reshape(D, H, dh))
+            c[b + "hook_attn_out"] = attn_out
+            x = x + attn_out
+            c[b + "hook_resid_mid"] = x
+            h, c[b + "ln2.hook_scale"] = rms_norm(
+                x, w[p + "post_attention_layernorm.weight"], eps)
+            c[b + "ln2.hook_normalized"] = h
+            gate = lin(h, w[p + "mlp.gate_proj.weight"])
+            up = lin(h, w[p + "mlp.up_proj.weight"])
+            post = torch.nn.functional.silu(gate) * up
+            c[b + "mlp.hook_pre"], c[b + "mlp.hook_pre_linear"] = gate, up
+            c[b + "mlp.hook_post"] = post
+            mlp_out = lin(post, w[p + "mlp.down_proj.weight"])
+            c[b + "hook_mlp_out"] = mlp_out
+            x = x + mlp_out
+            c[b + "hook_resid_post"] = x
+        c["ln_final.hook_normalized"], c["ln_final.hook_scale"] = rms_norm(
+            x, w["model.norm.weight"], eps)
+        c["logits"] = self.readout(x)
+        return c
+
     def final_ln(self, x):
         """The decoder's final LayerNorm; the identity when it has none."""
         w = self.w
+        if self.arch == "llama":
+            return rms_norm(x, w["model.norm.weight"], self.eps)[0]
         if self.arch == "gpt2":
             return layer_norm(x, w["ln_f.weight"], w["ln_f.bias"], self.eps)
         if not self.has_final_ln:
@@ -752,7 +880,8 @@ class Model:
             h = h @ self.w["project_out.weight"].T
         W = self.w.get("lm_head.weight")
         if W is None:
-            W = self.w["wte.weight" if self.arch == "gpt2" else "embed_tokens.weight"]
+            W = self.w[{"gpt2": "wte.weight", "llama": "model.embed_tokens.weight"}.get(
+                self.arch, "embed_tokens.weight")]
         return h @ W.T
 
     def readout(self, x):

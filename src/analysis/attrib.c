@@ -17,6 +17,12 @@ attrib_convention(const fl_model *m)
 		    "without the output bias, attn_bias = b_O per layer, mlp = "
 		    "hook_mlp_out (its bias included), ln_bias = every block LN's bias "
 		    "carried the same way; logit_diff uses W_U[:, answer] - mean column";
+	if (m->cfg.rms_norm)
+		return "contribution = x / scale_final * w_norm . W_U[:, answer] (final "
+		    "RMSNorm, scale_final frozen from the run; no centring); heads "
+		    "(no output bias in Llama), mlp = hook_mlp_out, pos_embed = 0 "
+		    "(rotary positions act inside attention), ln_bias = 0; logit_diff "
+		    "uses W_U[:, answer] - mean column";
 	if (!m->cfg.final_ln)
 		return "no final LayerNorm: contribution = x . W_U[:, answer] (through "
 		    "project_out); heads without the output bias, attn_bias = b_O per "
@@ -103,11 +109,13 @@ attrib_site_dirs(const fl_model *m, const fl_cache *c, int pos, const float *u,
 
 		ln_get(m, c, pos, j, &w, &b, &s);
 		for (int i = 0; i < D; i++) {
-			bias += (double)b[i] * e[i];
+			if (b != NULL)
+				bias += (double)b[i] * e[i];
 			e[i] *= w[i];
 			mean += e[i];
 		}
-		mean /= D;
+		/* RMSNorm does not centre */
+		mean = m->cfg.rms_norm ? 0 : mean / D;
 		for (int i = 0; i < D; i++)
 			e[i] = (e[i] - mean) / s;
 		if (j < L2)
@@ -136,9 +144,11 @@ attrib_carry(const fl_model *m, const fl_cache *c, int pos, int site, float *x,
 			float *xr = x + (size_t)r * D;
 			double mean = 0;
 
-			for (int i = 0; i < D; i++)
-				mean += xr[i];
-			mean /= D;
+			if (!m->cfg.rms_norm) {	/* RMSNorm does not centre */
+				for (int i = 0; i < D; i++)
+					mean += xr[i];
+				mean /= D;
+			}
 			for (int i = 0; i < D; i++)
 				xr[i] = (float)((xr[i] - mean) / s) * w[i];
 		}
@@ -255,8 +265,9 @@ attrib_direct(fl_attrib *to_logit, fl_attrib *to_diff, const fl_model *m,
 		    1, false);
 	else
 		memcpy(comp, m->wte + (size_t)c->ids[pos] * D, (size_t)D * sizeof *comp);
-	memcpy(comp + D, m->wpe + (size_t)(pos + m->cfg.pos_offset) * D,
-	    (size_t)D * sizeof *comp);
+	if (m->wpe != NULL)	/* rotary models: no position row (zeros) */
+		memcpy(comp + D, m->wpe + (size_t)(pos + m->cfg.pos_offset) * D,
+		    (size_t)D * sizeof *comp);
 	for (int l = 0; l < L; l++) {
 		const float *z = c->z + ((size_t)l * T + pos) * D;
 		const float *b = m->layers[l].o.b;

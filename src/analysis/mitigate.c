@@ -40,7 +40,7 @@ mitigate_final_resid(const fl_model *m, const float *mid, const float *mlp,
 		return;
 	mean = xmalloc((size_t)n * sizeof *mean);
 	scale = xmalloc((size_t)n * sizeof *scale);
-	kern_ln_stats(mean, scale, out, n, m->cfg.d_model, m->cfg.ln_eps);
+	model_norm_stats(m, mean, scale, out, n);
 	kern_ln_apply(out, out, mean, scale, y->ln2_w, y->ln2_b, n, m->cfg.d_model);
 	free(mean);
 	free(scale);

@@ -137,22 +137,17 @@ block_rest(const fl_model *m, int l, float *x, int n, float *ln, float *h,
     float *mean, float *scale)
 {
 	const fl_layer *y = &m->layers[l];
-	int D = m->cfg.d_model, F = m->cfg.d_mlp;
-	float eps = m->cfg.ln_eps;
+	int D = m->cfg.d_model;
 
 	if (m->cfg.ln_before) {
-		kern_ln_stats(mean, scale, x, n, D, eps);
+		model_norm_stats(m, mean, scale, x, n);
 		kern_ln_apply(ln, x, mean, scale, y->ln2_w, y->ln2_b, n, D);
-		kern_linear(h, F, ln, D, &y->fc, n, false);
+		model_mlp(m, l, x, ln, n, h, true);
 	} else {
-		kern_ln_stats(mean, scale, x, n, D, eps);
+		model_norm_stats(m, mean, scale, x, n);
 		kern_ln_apply(x, x, mean, scale, y->ln1_w, y->ln1_b, n, D);
-		kern_linear(h, F, x, D, &y->fc, n, false);
-	}
-	kern_activation(h, (size_t)n * F, m->cfg.act);
-	kern_linear(x, D, h, F, &y->proj, n, true);
-	if (!m->cfg.ln_before) {
-		kern_ln_stats(mean, scale, x, n, D, eps);
+		model_mlp(m, l, x, x, n, h, true);
+		model_norm_stats(m, mean, scale, x, n);
 		kern_ln_apply(x, x, mean, scale, y->ln2_w, y->ln2_b, n, D);
 	}
 }
@@ -398,10 +393,24 @@ hook_freeze_qkv(void *ud, fl_act *a)
 {
 	const fl_cache *c = ud;
 	size_t TD = (size_t)c->n_tok * c->d_model;
-	const float *src = a->point == HOOK_Q ? c->q : a->point == HOOK_K ? c->k : c->v;
+	const float *src = a->point == HOOK_Q || a->point == HOOK_ROT_Q ? c->q :
+	    a->point == HOOK_K || a->point == HOOK_ROT_K ? c->k : c->v;
 
 	memcpy(a->data, src + (size_t)a->layer * TD, TD * sizeof(float));
 	return FL_HOOK_CONTINUE;
+}
+
+int
+patch_freeze_hooks(const fl_model *m, const fl_cache *clean, fl_hook *hooks)
+{
+	void *ud = (void *)clean;
+
+	/* the cache holds q and k as attention reads them: rotated in rotary
+	 * models, where freezing hook_q / hook_k would rotate them twice */
+	hooks[0] = (fl_hook){ m->cfg.rotary ? HOOK_ROT_Q : HOOK_Q, -1, hook_freeze_qkv, ud };
+	hooks[1] = (fl_hook){ m->cfg.rotary ? HOOK_ROT_K : HOOK_K, -1, hook_freeze_qkv, ud };
+	hooks[2] = (fl_hook){ HOOK_V, -1, hook_freeze_qkv, ud };
+	return 3;
 }
 
 int
@@ -537,9 +546,7 @@ patch_heads_ref(fl_patch *res, const fl_model *m, const fl_prompt *clean, int n,
 			for (int h = 0; h < H; h++) {
 				int nh = 0, rr;
 
-				hooks[nh++] = (fl_hook){ HOOK_Q, -1, hook_freeze_qkv, c };
-				hooks[nh++] = (fl_hook){ HOOK_K, -1, hook_freeze_qkv, c };
-				hooks[nh++] = (fl_hook){ HOOK_V, -1, hook_freeze_qkv, c };
+				nh += patch_freeze_hooks(m, c, hooks + nh);
 				ph = (fl_patch_head){ h, vals + ((size_t)l * H + h) * D };
 				hooks[nh++] = (fl_hook){ HOOK_RESULT, l, hook_patch_head, &ph };
 				if (R < L)

@@ -73,8 +73,15 @@ int patch_heads_ref(fl_patch *res, const fl_model *m, const fl_prompt *clean,
 void patch_clear(fl_patch *res);
 
 /* Hooks the reference installs, for anyone patching by hand: copy the clean
- * q, k or v of every layer from a cache (install on HOOK_Q/K/V, layer -1). */
+ * q, k or v of every layer from a cache (install on HOOK_Q/K/V, layer -1;
+ * in rotary models on HOOK_ROT_Q/ROT_K for q and k, which the cache holds
+ * rotated). */
 int hook_freeze_qkv(void *ud, fl_act *a);	/* ud: the clean fl_cache */
+
+/* Fills hooks[0..3) with the three freezing hooks at the points that match
+ * what the cache holds for this model (HOOK_ROT_Q/ROT_K in rotary models).
+ * Returns 3. */
+int patch_freeze_hooks(const fl_model *m, const fl_cache *clean, fl_hook *hooks);
 
 /* Replaces head `head`'s result at the last position (install on
  * HOOK_RESULT at the sender's layer). */

@@ -309,6 +309,10 @@ task_answer_token(const fl_model *m, const char *text, bool space, int *n_tokens
 	char *s = space && text[0] != ' ' ? xasprintf(" %s", text) : xstrdup(text);
 	int *ids = NULL, n, id;
 
+	/* SentencePiece: " Paris" after a word is what "Paris" encodes to */
+	if (tok_prefix_space(m->tok) && s[0] == ' ')
+		memmove(s, s + 1, strlen(s));
+
 	n = tok_encode(m->tok, s, strlen(s), &ids, NULL);
 	id = n > 0 ? ids[0] : -1;
 	*n_tokens = n > 0 ? n : 0;
@@ -321,7 +325,9 @@ int
 prompt_find_span(const fl_model *m, const int *ids, int n, int off, int len,
     int *pos, int *count)
 {
-	int first = m->cfg.bos_id >= 0 ? 1 : 0, at = 0, lo = -1, hi = -1;
+	int first = m->cfg.bos_id >= 0 ? 1 : 0, lo = -1, hi = -1;
+	/* the first token's bytes include a dummy-prefix space */
+	int at = tok_prefix_space(m->tok) ? -1 : 0;
 
 	if (len <= 0 || off < 0)
 		return -1;

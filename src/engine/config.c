@@ -12,7 +12,7 @@
 const char *
 config_arch_name(fl_arch arch)
 {
-	return arch == FL_ARCH_OPT ? "opt" : "gpt2";
+	return arch == FL_ARCH_OPT ? "opt" : arch == FL_ARCH_LLAMA ? "llama" : "gpt2";
 }
 
 /* Reads an integer field in [lo, hi]. Absent: *out = dflt, or an error when
@@ -73,10 +73,44 @@ config_act(const cJSON *root, const char *key, const char *dflt, fl_act_fn *out,
 		*out = FL_ACT_GELU;
 	else if (strcmp(s, "relu") == 0)
 		*out = FL_ACT_RELU;
+	else if (strcmp(s, "silu") == 0 || strcmp(s, "swish") == 0)
+		*out = FL_ACT_SILU;
 	else
-		return fl_error(cause, "%s: field '%s' is '%s'; expected gelu_new, gelu "
-		    "or relu", label, key, s);
+		return fl_error(cause, "%s: field '%s' is '%s'; expected gelu_new, gelu, "
+		    "relu or silu", label, key, s);
 	return 0;
+}
+
+/* Reads a number field in (lo, hi); absent or null: dflt. */
+static int
+config_num(const cJSON *root, const char *key, double dflt, double lo, double hi,
+    double *out, const char *label, char **cause)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+
+	if (j == NULL || cJSON_IsNull(j)) {
+		*out = dflt;
+		return 0;
+	}
+	if (!cJSON_IsNumber(j) || !(j->valuedouble > lo && j->valuedouble < hi))
+		return fl_error(cause, "%s: field '%s' must be a number in (%g, %g)",
+		    label, key, lo, hi);
+	*out = j->valuedouble;
+	return 0;
+}
+
+/* A field that must be absent, null or false: a setting that changes the
+ * computation in a way the forward pass does not implement. */
+static int
+config_refuse(const cJSON *root, const char *key, const char *why,
+    const char *label, char **cause)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+
+	if (j == NULL || cJSON_IsNull(j) || cJSON_IsFalse(j))
+		return 0;
+	return fl_error(cause, "%s: field '%s' is set; %s (expected it absent, null "
+	    "or false)", label, key, why);
 }
 
 static int
@@ -147,6 +181,66 @@ config_parse_opt(fl_config *c, const cJSON *root, const char *label, char **caus
 	return 0;
 }
 
+/* LlamaForCausalLM, as transformers' LlamaConfig defaults it. */
+static int
+config_parse_llama(fl_config *c, const cJSON *root, const char *label, char **cause)
+{
+	const int big = 1 << 20;
+	double eps, theta;
+	int head_dim;
+
+	c->arch = FL_ARCH_LLAMA;
+	if (config_int(root, "num_hidden_layers", -1, 1, 1024, &c->n_layer, label, cause) ||
+	    config_int(root, "num_attention_heads", -1, 1, 1024, &c->n_head, label, cause) ||
+	    config_int(root, "hidden_size", -1, 1, big, &c->d_model, label, cause) ||
+	    config_int(root, "intermediate_size", -1, 1, big, &c->d_mlp, label, cause) ||
+	    config_int(root, "vocab_size", -1, 1, 1 << 24, &c->n_vocab, label, cause) ||
+	    config_int(root, "max_position_embeddings", 2048, 1, big, &c->n_ctx, label,
+	    cause) ||
+	    config_int(root, "num_key_value_heads", c->n_head, 1, 1024, &c->n_kv_head,
+	    label, cause) ||
+	    config_int(root, "bos_token_id", 1, 0, 1 << 24, &c->bos_id, label, cause) ||
+	    config_int(root, "head_dim", 0, 0, big, &head_dim, label, cause) ||
+	    config_num(root, "rms_norm_eps", 1e-6, 0, 1, &eps, label, cause) ||
+	    config_num(root, "rope_theta", 10000, 1, 1e12, &theta, label, cause) ||
+	    config_act(root, "hidden_act", "silu", &c->act, label, cause) ||
+	    config_bool(root, "tie_word_embeddings", false, &c->tie_embed, label, cause))
+		return -1;
+	if (config_refuse(root, "rope_scaling", "scaled rotary positions are not "
+	    "implemented", label, cause) ||
+	    config_refuse(root, "attention_bias", "attention biases are not "
+	    "implemented", label, cause) ||
+	    config_refuse(root, "mlp_bias", "MLP biases are not implemented", label,
+	    cause))
+		return -1;
+	if (c->act != FL_ACT_SILU)
+		return fl_error(cause, "%s: field 'hidden_act' must be \"silu\" for "
+		    "llama", label);
+	if (c->n_head % c->n_kv_head != 0)
+		return fl_error(cause, "%s: num_attention_heads %d is not a multiple of "
+		    "num_key_value_heads %d", label, c->n_head, c->n_kv_head);
+	if (head_dim != 0 && head_dim * c->n_head != c->d_model)
+		return fl_error(cause, "%s: head_dim %d times num_attention_heads %d is "
+		    "not hidden_size %d (only head_dim = hidden_size / heads is "
+		    "implemented)", label, head_dim, c->n_head, c->d_model);
+	if (c->d_model % c->n_head == 0 && (c->d_model / c->n_head) % 2 != 0)
+		return fl_error(cause, "%s: hidden_size %d over %d heads must give an "
+		    "even head size (rotary pairs)", label, c->d_model, c->n_head);
+	if (c->bos_id >= c->n_vocab)
+		return fl_error(cause, "%s: bos_token_id %d is not below vocab_size %d",
+		    label, c->bos_id, c->n_vocab);
+	c->ln_eps = (float)eps;
+	c->rope_theta = (float)theta;
+	c->rms_norm = true;
+	c->rotary = true;
+	c->gated_mlp = true;
+	c->d_proj = c->d_model;
+	c->pos_offset = 0;
+	c->ln_before = true;
+	c->final_ln = true;
+	return 0;
+}
+
 int
 config_parse(fl_config *c, const char *json, const char *label, char **cause)
 {
@@ -166,15 +260,17 @@ config_parse(fl_config *c, const char *json, const char *label, char **cause)
 	if (!cJSON_IsString(mt)) {
 		cJSON_Delete(root);
 		return fl_error(cause, "%s: missing string field 'model_type' (expected "
-		    "\"gpt2\" or \"opt\")", label);
+		    "\"gpt2\", \"opt\" or \"llama\")", label);
 	}
 	if (strcmp(mt->valuestring, "gpt2") == 0)
 		rc = config_parse_gpt2(c, root, label, cause);
 	else if (strcmp(mt->valuestring, "opt") == 0)
 		rc = config_parse_opt(c, root, label, cause);
+	else if (strcmp(mt->valuestring, "llama") == 0)
+		rc = config_parse_llama(c, root, label, cause);
 	else
 		rc = fl_error(cause, "%s: model_type '%s' is not supported (expected "
-		    "\"gpt2\" or \"opt\")", label, mt->valuestring);
+		    "\"gpt2\", \"opt\" or \"llama\")", label, mt->valuestring);
 	if (rc == 0) {
 		snprintf(c->model_type, sizeof c->model_type, "%s", mt->valuestring);
 		if (c->d_model % c->n_head != 0)
@@ -182,6 +278,8 @@ config_parse(fl_config *c, const char *json, const char *label, char **cause)
 			    "%d heads", label, c->d_model, c->n_head);
 		else
 			c->d_head = c->d_model / c->n_head;
+		if (c->n_kv_head == 0)
+			c->n_kv_head = c->n_head;
 	}
 	cJSON_Delete(root);
 	return rc;

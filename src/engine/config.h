@@ -4,8 +4,11 @@
  * Supported model_type values: "gpt2" (GPT2LMHeadModel) and "opt"
  * (OPTForCausalLM), pre-LN or post-LN (do_layer_norm_before: false, as in
  * opt-350m), with or without the project_in / project_out pair that
- * word_embed_proj_dim != hidden_size implies. Unknown types, missing or
- * inconsistent sizes get an error naming the field.
+ * word_embed_proj_dim != hidden_size implies, and "llama"
+ * (LlamaForCausalLM: RMSNorm, rotary positions, grouped-query attention,
+ * SwiGLU MLP, no biases). Unknown types, missing or inconsistent sizes, and
+ * settings the forward pass does not implement (rope_scaling, attention
+ * biases, another activation) get an error naming the field.
  */
 #ifndef FL_CONFIG_H
 #define FL_CONFIG_H
@@ -15,24 +18,33 @@
 typedef enum {
 	FL_ARCH_GPT2,
 	FL_ARCH_OPT,
+	FL_ARCH_LLAMA,
 } fl_arch;
 
 typedef enum {
 	FL_ACT_GELU_TANH,	/* GPT-2 "gelu_new" */
 	FL_ACT_GELU,		/* exact erf GELU */
 	FL_ACT_RELU,		/* OPT */
+	FL_ACT_SILU,		/* Llama's gate, x * sigmoid(x) */
 } fl_act_fn;
 
 typedef struct {
 	fl_arch		arch;
 	int		n_layer;
 	int		n_head;
+	int		n_kv_head;	/* heads of k and v: n_head, or fewer with
+					   grouped-query attention (Llama) */
 	int		d_model;
 	int		d_head;
 	int		d_mlp;
 	int		n_ctx;		/* longest prompt the positions allow */
 	int		n_vocab;
 	float		ln_eps;
+	bool		rms_norm;	/* every norm is RMSNorm: x / sqrt(mean(x^2)
+					   + eps) * w, no centring, no bias */
+	bool		rotary;		/* rotary q and k, no learned positions */
+	float		rope_theta;	/* the rotary base (10000) */
+	bool		gated_mlp;	/* down(act(gate(x)) * up(x)) */
 	fl_act_fn	act;
 	int		d_proj;		/* width of the token embeddings and the
 					   unembedding: d_model, except OPT's

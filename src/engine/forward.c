@@ -22,6 +22,8 @@ static const struct {
 	[HOOK_Q] = { "attn.hook_q", true },
 	[HOOK_K] = { "attn.hook_k", true },
 	[HOOK_V] = { "attn.hook_v", true },
+	[HOOK_ROT_Q] = { "attn.hook_rot_q", true },
+	[HOOK_ROT_K] = { "attn.hook_rot_k", true },
 	[HOOK_ATTN_SCORES] = { "attn.hook_attn_scores", true },
 	[HOOK_PATTERN] = { "attn.hook_pattern", true },
 	[HOOK_Z] = { "attn.hook_z", true },
@@ -31,6 +33,7 @@ static const struct {
 	[HOOK_LN2_SCALE] = { "ln2.hook_scale", true },
 	[HOOK_LN2_NORMALIZED] = { "ln2.hook_normalized", true },
 	[HOOK_MLP_PRE] = { "mlp.hook_pre", true },
+	[HOOK_MLP_PRE_LINEAR] = { "mlp.hook_pre_linear", true },
 	[HOOK_MLP_POST] = { "mlp.hook_post", true },
 	[HOOK_MLP_OUT] = { "hook_mlp_out", true },
 	[HOOK_RESID_POST] = { "hook_resid_post", true },
@@ -137,6 +140,9 @@ struct fl_run {
 	float		*q, *k, *v, *z;	/* (N, D) */
 	float		*attn;		/* (N, D) attention output */
 	float		*mlp_h;		/* (N, F) */
+	float		*mlp_up;	/* (N, F) gated MLPs: up(x); else NULL */
+	float		*rope_cos;	/* (S, dh / 2) rotary models; else NULL */
+	float		*rope_sin;	/* (S, dh / 2) */
 	float		*mlp;		/* (N, D) MLP output */
 	float		*mean, *scale;	/* (N) */
 	float		*scores;	/* (H, S, S) one sequence */
@@ -152,19 +158,42 @@ struct fl_run {
 	int		 row0, tc;
 };
 
+/* Hugging Face's rotary table, in its float32 steps: inv_freq[i] =
+ * 1 / theta^(2i / dh), angle = pos * inv_freq[i]; one (cos, sin) per
+ * position and pair i (the two halves of a head share them). */
+static void
+rope_table(float *cs, float *sn, int S, int dh, float theta)
+{
+	int half = dh / 2;
+
+	for (int i = 0; i < half; i++) {
+		float inv = (float)(1.0 / pow((double)theta, (double)(2 * i) / dh));
+
+		for (int t = 0; t < S; t++) {
+			float a = (float)t * inv;
+
+			cs[(size_t)t * half + i] = cosf(a);
+			sn[(size_t)t * half + i] = sinf(a);
+		}
+	}
+}
+
 fl_run *
 run_new(const fl_model *m, int max_rows, int max_seq)
 {
 	const fl_config *c = &m->cfg;
 	size_t N = (size_t)max_rows, D = (size_t)c->d_model, S = (size_t)max_seq;
 	size_t P = c->d_proj != c->d_model ? (size_t)c->d_proj : 0;
+	size_t UP = c->gated_mlp ? N * (size_t)c->d_mlp : 0;
+	size_t ROPE = c->rotary ? S * (size_t)(c->d_head / 2) : 0;
 	size_t off = 0, n;
 	fl_run *r = xcalloc(1, sizeof *r);
 
 	r->m = m;
 	r->max_rows = max_rows;
 	r->max_seq = max_seq;
-	n = 10 * N * D + N * (size_t)c->d_mlp + 2 * N + (size_t)c->n_head * S * S + N * P;
+	n = 10 * N * D + N * (size_t)c->d_mlp + 2 * N + (size_t)c->n_head * S * S + N * P +
+	    UP + 2 * ROPE;
 	r->block = xcalloc(n, sizeof(float));
 #define SLICE(field, size) do { r->field = r->block + off; off += (size); } while (0)
 	SLICE(x, N * D);
@@ -182,6 +211,13 @@ run_new(const fl_model *m, int max_rows, int max_seq)
 	SLICE(scores, (size_t)c->n_head * S * S);
 	if (P > 0)
 		SLICE(proj, N * P);
+	if (UP > 0)
+		SLICE(mlp_up, UP);
+	if (ROPE > 0) {
+		SLICE(rope_cos, ROPE);
+		SLICE(rope_sin, ROPE);
+		rope_table(r->rope_cos, r->rope_sin, max_seq, c->d_head, c->rope_theta);
+	}
 #undef SLICE
 	return r;
 }
@@ -311,6 +347,36 @@ hook_self_mask(void *ud, fl_act *a)
 
 /* ---- the pass ------------------------------------------------------- */
 
+void
+model_norm_stats(const fl_model *m, float *mean, float *scale, const float *x, int n)
+{
+	if (m->cfg.rms_norm)
+		kern_rms_stats(mean, scale, x, n, m->cfg.d_model, m->cfg.ln_eps);
+	else
+		kern_ln_stats(mean, scale, x, n, m->cfg.d_model, m->cfg.ln_eps);
+}
+
+void
+model_mlp(const fl_model *m, int l, float *y, const float *x, int n, float *h,
+    bool accumulate)
+{
+	const fl_layer *ly = &m->layers[l];
+	int D = m->cfg.d_model, F = m->cfg.d_mlp;
+	size_t nf = (size_t)n * F;
+
+	kern_linear(h, F, x, D, &ly->fc, n, false);
+	kern_activation(h, nf, m->cfg.act);
+	if (m->cfg.gated_mlp) {
+		float *up = xmalloc(nf * sizeof *up);
+
+		kern_linear(up, F, x, D, &ly->up, n, false);
+		for (size_t i = 0; i < nf; i++)
+			h[i] *= up[i];
+		free(up);
+	}
+	kern_linear(y, D, h, F, &ly->proj, n, accumulate);
+}
+
 /* A head's slice of the output projection: rows [h dh, (h+1) dh) of the
  * logical (D, D) matrix. */
 static fl_linear
@@ -391,6 +457,21 @@ check_input(fl_run *r, const int *ids, const int *lens, int n_seq,
 				    "final LayerNorm",
 				    hook_point_name(p->hooks[i].point, -1, name, sizeof name));
 			}
+	for (int i = 0; i < p->n_hooks; i++) {
+		fl_hook_point pt = p->hooks[i].point;
+		const char *why = NULL;
+		char name[64];
+
+		if (c->rotary && pt == HOOK_POS_EMBED)
+			why = "rotary positions, no position embedding";
+		else if (!c->rotary && (pt == HOOK_ROT_Q || pt == HOOK_ROT_K))
+			why = "no rotary positions";
+		else if (!c->gated_mlp && pt == HOOK_MLP_PRE_LINEAR)
+			why = "no gated MLP";
+		if (why != NULL)
+			return fl_error(cause, "hook point %s: this model has %s",
+			    hook_point_name(pt, 0, name, sizeof name), why);
+	}
 	if (p->cache != NULL) {
 		if (n_seq != 1 || p->cache->n_tok != lens[0])
 			return fl_error(cause, "the cache holds %d tokens; the pass has "
@@ -426,8 +507,11 @@ embed(fl_run *r, const int *ids, const int *lens, int n_seq, int N)
 	for (int s = 0; s < n_seq; s++)
 		for (int t = 0; t < lens[s]; t++, row++) {
 			memcpy(tok + row * P, m->wte + (size_t)ids[row] * P, P * sizeof(float));
-			memcpy(r->mlp + row * D, m->wpe + (size_t)(t + c->pos_offset) * D,
-			    D * sizeof(float));
+			if (m->wpe != NULL)
+				memcpy(r->mlp + row * D, m->wpe + (size_t)(t + c->pos_offset) *
+				    D, D * sizeof(float));
+			else
+				memset(r->mlp + row * D, 0, D * sizeof(float));
 		}
 	if (m->project_in.w != NULL)
 		kern_linear(r->ln, (int)D, r->proj, (int)P, &m->project_in, N, false);
@@ -562,7 +646,7 @@ block_ln(fl_run *r, const fl_pass *p, int l, int ln, float *out, const float *x,
 	const fl_layer *y = &r->m->layers[l];
 	int D = c->d_model;
 
-	kern_ln_stats(r->mean, r->scale, x, N, D, c->ln_eps);
+	model_norm_stats(r->m, r->mean, r->scale, x, N);
 	FIRE(hook_scale(p, ln == 1 ? HOOK_LN1_SCALE : HOOK_LN2_SCALE, l, r->scale,
 	    lens, n_seq));
 	kern_ln_apply(out, x, r->mean, r->scale, ln == 1 ? y->ln1_w : y->ln2_w,
@@ -571,6 +655,59 @@ block_ln(fl_run *r, const fl_pass *p, int l, int ln, float *out, const float *x,
 	    D, lens, n_seq));
 	cache_put(cache_scale, r->scale, (size_t)N);
 	return FL_HOOK_CONTINUE;
+}
+
+/* k or v of every row into out (N, D), one copy of each key/value head
+ * for each query head of its group (Hugging Face's repeat_kv), so that
+ * hooks, the cache and attention see n_head heads in every model. The
+ * narrow (N, KV dh) product is staged in r->z, free until attention. */
+static void
+kv_project(fl_run *r, float *out, const fl_linear *lin, const float *in, int N)
+{
+	const fl_config *c = &r->m->cfg;
+	int D = c->d_model, dh = c->d_head, H = c->n_head, KV = c->n_kv_head;
+	int group = H / KV;
+
+	if (KV == H) {
+		kern_linear(out, D, in, D, lin, N, false);
+		return;
+	}
+	kern_linear(r->z, KV * dh, in, D, lin, N, false);
+	for (int t = 0; t < N; t++)
+		for (int h = 0; h < H; h++)
+			memcpy(out + (size_t)t * D + (size_t)h * dh,
+			    r->z + (size_t)t * KV * dh + (size_t)(h / group) * dh,
+			    (size_t)dh * sizeof(float));
+}
+
+/* Rotates every head of x (N, H, dh) by its row's position, Hugging Face's
+ * rotate_half convention: element i pairs with i + dh/2 (the two halves of
+ * the head, not neighbours), (a, b) -> (a cos - b sin, b cos + a sin).
+ * Positions count from 0 in each sequence; a last-row-only pass computes
+ * row row0. */
+static void
+rope_apply(fl_run *r, float *x, const int *lens, int n_seq)
+{
+	const fl_config *c = &r->m->cfg;
+	int D = c->d_model, dh = c->d_head, H = c->n_head, half = dh / 2, row = 0;
+
+	for (int s = 0; s < n_seq; s++)
+		for (int t = 0; t < lens[s]; t++, row++) {
+			int pos = r->row0 + t;
+			const float *cs = r->rope_cos + (size_t)pos * half;
+			const float *sn = r->rope_sin + (size_t)pos * half;
+
+			for (int h = 0; h < H; h++) {
+				float *a = x + (size_t)row * D + (size_t)h * dh, *b = a + half;
+
+				for (int i = 0; i < half; i++) {
+					float x1 = a[i], x2 = b[i];
+
+					a[i] = x1 * cs[i] - x2 * sn[i];
+					b[i] = x2 * cs[i] + x1 * sn[i];
+				}
+			}
+		}
 }
 
 /* The attention of the block, reading `in` (ln1's output in a pre-LN
@@ -588,11 +725,17 @@ block_attn(fl_run *r, const fl_pass *p, int l, const float *in, const int *lens,
 	int off = 0;
 
 	kern_linear(r->q, (int)D, in, (int)D, &y->q, N, false);
-	kern_linear(r->k, (int)D, in, (int)D, &y->k, N, false);
-	kern_linear(r->v, (int)D, in, (int)D, &y->v, N, false);
+	kv_project(r, r->k, &y->k, in, N);
+	kv_project(r, r->v, &y->v, in, N);
 	FIRE(hook_heads(p, HOOK_Q, l, r->q, c->n_head, c->d_head, lens, n_seq));
 	FIRE(hook_heads(p, HOOK_K, l, r->k, c->n_head, c->d_head, lens, n_seq));
 	FIRE(hook_heads(p, HOOK_V, l, r->v, c->n_head, c->d_head, lens, n_seq));
+	if (c->rotary) {
+		rope_apply(r, r->q, lens, n_seq);
+		rope_apply(r, r->k, lens, n_seq);
+		FIRE(hook_heads(p, HOOK_ROT_Q, l, r->q, c->n_head, c->d_head, lens, n_seq));
+		FIRE(hook_heads(p, HOOK_ROT_K, l, r->k, c->n_head, c->d_head, lens, n_seq));
+	}
 	if (r->row0 > 0)
 		FIRE(attend_last(r, p, l));
 	else
@@ -632,7 +775,15 @@ block_mlp(fl_run *r, const fl_pass *p, int l, const float *in, const int *lens,
 
 	kern_linear(r->mlp_h, (int)F, in, (int)D, &y->fc, N, false);
 	FIRE(hook_rows(p, HOOK_MLP_PRE, l, r->mlp_h, (int)F, lens, n_seq));
+	if (c->gated_mlp) {
+		kern_linear(r->mlp_up, (int)F, in, (int)D, &y->up, N, false);
+		FIRE(hook_rows(p, HOOK_MLP_PRE_LINEAR, l, r->mlp_up, (int)F, lens,
+		    n_seq));
+	}
 	kern_activation(r->mlp_h, T * F, c->act);
+	if (c->gated_mlp)
+		for (size_t i = 0; i < T * F; i++)
+			r->mlp_h[i] *= r->mlp_up[i];
 	FIRE(hook_rows(p, HOOK_MLP_POST, l, r->mlp_h, (int)F, lens, n_seq));
 	if (k != NULL && k->mlp_post != NULL)
 		cache_put(k->mlp_post + at * F, r->mlp_h, T * F);
@@ -791,7 +942,7 @@ run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
 		FIRE(block(r, p, l, lens, n_seq, N));
 
 	if (c->final_ln) {
-		kern_ln_stats(r->mean, r->scale, r->x, N, (int)D, c->ln_eps);
+		model_norm_stats(r->m, r->mean, r->scale, r->x, N);
 		FIRE(hook_scale(p, HOOK_LNF_SCALE, -1, r->scale, lens, n_seq));
 		kern_ln_apply(r->ln, r->x, r->mean, r->scale, r->m->lnf_w, r->m->lnf_b,
 		    N, (int)D);
@@ -838,7 +989,7 @@ model_readout(const fl_model *m, const float *x, int n, float *logits)
 	ln = xmalloc((size_t)n * D * sizeof *ln);
 	mean = xmalloc((size_t)n * sizeof *mean);
 	scale = xmalloc((size_t)n * sizeof *scale);
-	kern_ln_stats(mean, scale, x, n, D, m->cfg.ln_eps);
+	model_norm_stats(m, mean, scale, x, n);
 	kern_ln_apply(ln, x, mean, scale, m->lnf_w, m->lnf_b, n, D);
 	model_unembed(m, ln, n, logits, NULL);
 	free(ln);
@@ -882,13 +1033,16 @@ model_readout_dot(const fl_model *m, const float *x, const float *dir)
 			s += (double)x[i] * dir[i];
 		return s;
 	}
-	for (int i = 0; i < D; i++)
-		mean += x[i];
-	mean /= D;
+	if (!m->cfg.rms_norm) {
+		for (int i = 0; i < D; i++)
+			mean += x[i];
+		mean /= D;
+	}
 	for (int i = 0; i < D; i++)
 		var += (x[i] - mean) * (x[i] - mean);
 	var = sqrt(var / D + m->cfg.ln_eps);
 	for (int i = 0; i < D; i++)
-		s += ((x[i] - mean) / var * m->lnf_w[i] + m->lnf_b[i]) * dir[i];
+		s += ((x[i] - mean) / var * m->lnf_w[i] +
+		    (m->lnf_b != NULL ? m->lnf_b[i] : 0)) * dir[i];
 	return s;
 }

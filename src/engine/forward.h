@@ -44,6 +44,26 @@
  *     resid_post (through project_out).
  * Resuming at a layer and last_row_only work the same way: every LayerNorm
  * is per row, and the resumed pass starts from the cached resid_pre.
+ *
+ * Llama (TransformerLens' names where it has them):
+ *   - ln1, ln2 and ln_final are RMSNorms: hook_scale is sqrt(mean(x^2) +
+ *     eps), hook_normalized is x / scale * w (no centring, no bias);
+ *   - no hook_pos_embed (a hook there is refused): positions enter as
+ *     rotations of q and k. hook_q and hook_k hold the projections before
+ *     the rotation, attn.hook_rot_q and attn.hook_rot_k after it; the
+ *     scores are rot_q . rot_k / sqrt(dh). The cache's q and k hold the
+ *     rotated values (what attention reads, so a last-row-only pass can use
+ *     the earlier rows' keys), as do hook_rot_q/k in every pass;
+ *   - grouped-query attention: hook_k, hook_rot_k and hook_v show n_head
+ *     heads, key/value head g repeated for each query head of its group
+ *     (as Hugging Face's repeat_kv); an edit to one copy affects only that
+ *     query head. TransformerLens shows the n_kv_head heads instead;
+ *   - the MLP is down(silu(gate(x)) * up(x)): mlp.hook_pre is gate(x),
+ *     mlp.hook_pre_linear is up(x), mlp.hook_post is silu(gate(x)) * up(x)
+ *     (what down_proj reads; an edit at hook_pre changes the activation,
+ *     one at hook_pre_linear the product);
+ *   - BOS (bos_token_id) is prepended to every prompt, as for OPT;
+ *   - the final readout is the final RMSNorm (model.norm), then lm_head.
  */
 #ifndef FL_FORWARD_H
 #define FL_FORWARD_H
@@ -61,6 +81,8 @@ typedef enum {
 	HOOK_Q,			/* blocks.L.attn.hook_q      (T, H, dh) */
 	HOOK_K,			/* blocks.L.attn.hook_k      (T, H, dh) */
 	HOOK_V,			/* blocks.L.attn.hook_v      (T, H, dh) */
+	HOOK_ROT_Q,		/* blocks.L.attn.hook_rot_q  (T, H, dh) rotary only */
+	HOOK_ROT_K,		/* blocks.L.attn.hook_rot_k  (T, H, dh) rotary only */
 	HOOK_ATTN_SCORES,	/* blocks.L.attn.hook_attn_scores (H, T, T) scaled,
 				   causal entries -inf; edit to mask */
 	HOOK_PATTERN,		/* blocks.L.attn.hook_pattern (H, T, T) softmax */
@@ -71,7 +93,8 @@ typedef enum {
 	HOOK_RESID_MID,		/* blocks.L.hook_resid_mid   (T, D) */
 	HOOK_LN2_SCALE,		/* blocks.L.ln2.hook_scale   (T) */
 	HOOK_LN2_NORMALIZED,	/* blocks.L.ln2.hook_normalized (T, D) */
-	HOOK_MLP_PRE,		/* blocks.L.mlp.hook_pre     (T, F) */
+	HOOK_MLP_PRE,		/* blocks.L.mlp.hook_pre     (T, F) (gated: gate) */
+	HOOK_MLP_PRE_LINEAR,	/* blocks.L.mlp.hook_pre_linear (T, F) gated: up */
 	HOOK_MLP_POST,		/* blocks.L.mlp.hook_post    (T, F) */
 	HOOK_MLP_OUT,		/* blocks.L.hook_mlp_out     (T, D) */
 	HOOK_RESID_POST,	/* blocks.L.hook_resid_post  (T, D) */
@@ -129,7 +152,8 @@ typedef struct {
 	float	*ln1_scale;	/* (L, T) sqrt(var + eps) */
 	float	*ln2_scale;	/* (L, T) */
 	float	*lnf_scale;	/* (T); 1 without a final LN */
-	float	*q, *k, *v, *z;	/* (L, T, D): head h in columns [h dh, (h+1) dh) */
+	float	*q, *k, *v, *z;	/* (L, T, D): head h in columns [h dh, (h+1) dh);
+				   q, k rotated in rotary models */
 	float	*pattern;	/* (L, H, T, T) or NULL */
 	float	*mlp_post;	/* (L, T, F) or NULL */
 	float	*lnf;		/* (T, D) what the unembedding reads: the final
@@ -206,8 +230,20 @@ void model_unembed_dir(const fl_model *m, const float *u, float *dir);
  * model has one, dotted with dir from model_unembed_dir. */
 double model_readout_dot(const fl_model *m, const float *x, const float *dir);
 
+/* Each row's norm statistics as the model's norms compute them: LayerNorm
+ * (mean, sqrt(var + eps)) or RMSNorm (0, sqrt(mean(x^2) + eps)); apply with
+ * kern_ln_apply and the norm's w, b (b NULL for RMSNorm). x is (n, D). */
+void model_norm_stats(const fl_model *m, float *mean, float *scale, const float *x,
+    int n);
+
+/* The MLP of layer l on n rows x (n, D) that are past ln2: y (n, D) =
+ * proj(act(fc(x))), gated models proj(act(fc(x)) * up(x)); with
+ * accumulate, y += instead. h is (n, F) scratch. */
+void model_mlp(const fl_model *m, int l, float *y, const float *x, int n, float *h,
+    bool accumulate);
+
 /* Tokenizes a prompt for the model: prepends BOS where the model wants one
- * (OPT). Returns the count and a heap array in *ids, or -1 with *cause. */
+ * (OPT, Llama). Returns the count and a heap array in *ids, or -1 with *cause. */
 int model_encode(const fl_model *m, const char *text, size_t len, int **ids,
     char **cause);
 

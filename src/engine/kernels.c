@@ -627,7 +627,21 @@ kern_ln_apply(float *out, const float *x, const float *mean,
 		float mu = mean[t], r = 1.0f / scale[t];
 
 		for (int i = 0; i < D; i++)
-			yr[i] = ((xr[i] - mu) * r) * w[i] + b[i];
+			yr[i] = ((xr[i] - mu) * r) * w[i] + (b != NULL ? b[i] : 0.0f);
+	}
+}
+
+void
+kern_rms_stats(float *mean, float *scale, const float *x, int T, int D, float eps)
+{
+	for (int t = 0; t < T; t++) {
+		const float *xr = x + (size_t)t * D;
+		double ss = 0;
+
+		for (int i = 0; i < D; i++)
+			ss += (double)xr[i] * xr[i];
+		mean[t] = 0.0f;
+		scale[t] = (float)sqrt(ss / D + eps);
 	}
 }
 
@@ -747,6 +761,16 @@ kern_activation(float *x, size_t n, fl_act_fn act)
 	case FL_ACT_RELU:
 		for (i = 0; i < n; i++)
 			x[i] = x[i] > 0 ? x[i] : 0;
+		break;
+	case FL_ACT_SILU:
+		/* v sigmoid(v) = v / (1 + exp(-v)), sixteen at a time */
+		for (i = 0; i + VW <= n; i += VW) {
+			vf v = vload(x + i);
+
+			vstore(x + i, v / (1.0f + vexp(-v)));
+		}
+		for (; i < n; i++)
+			x[i] = x[i] / (1.0f + expf(-x[i]));
 		break;
 	}
 }

@@ -30,8 +30,11 @@ void kern_unembed_ref(float *logits, const float *x, const float *U, int T, int 
 /* LayerNorm in two steps, so that a hook can read or freeze the scale in
  * between: stats gives each row's mean and scale = sqrt(var + eps)
  * (TransformerLens' hook_scale); apply computes
- * out (T, D) = (x - mean) / scale * w + b. out may equal x. */
+ * out (T, D) = (x - mean) / scale * w + b (b may be NULL). out may equal x.
+ * RMSNorm is the same apply after rms_stats: mean 0 and
+ * scale = sqrt(mean(x^2) + eps), so hook_scale keeps one meaning. */
 void kern_ln_stats(float *mean, float *scale, const float *x, int T, int D, float eps);
+void kern_rms_stats(float *mean, float *scale, const float *x, int T, int D, float eps);
 void kern_ln_apply(float *out, const float *x, const float *mean,
     const float *scale, const float *w, const float *b, int T, int D);
 

@@ -1,4 +1,4 @@
-/* model.c - loads a Hugging Face GPT-2 or OPT directory; see model.h. */
+/* model.c - loads a Hugging Face GPT-2, OPT or Llama directory; see model.h. */
 #include "model.h"
 
 #include <stdint.h>
@@ -301,6 +301,60 @@ opt_finish(fl_model *m)
 	}
 }
 
+/* Llama: nn.Linear weights (out, in), no biases, keys under model.*/
+static void
+llama_wants(fl_model *m, want_list *l)
+{
+	const fl_config *c = &m->cfg;
+	int64_t D = c->d_model, F = c->d_mlp, KV = (int64_t)c->n_kv_head * c->d_head;
+
+	want_add(l, &m->wte, false, 2, c->n_vocab, D, "model.embed_tokens.weight");
+	for (int i = 0; i < c->n_layer; i++) {
+		fl_layer *y = &m->layers[i];
+
+		want_add(l, &y->ln1_w, false, 1, D, 0,
+		    "model.layers.%d.input_layernorm.weight", i);
+		want_add(l, &y->q.w, false, 2, D, D,
+		    "model.layers.%d.self_attn.q_proj.weight", i);
+		want_add(l, &y->k.w, false, 2, KV, D,
+		    "model.layers.%d.self_attn.k_proj.weight", i);
+		want_add(l, &y->v.w, false, 2, KV, D,
+		    "model.layers.%d.self_attn.v_proj.weight", i);
+		want_add(l, &y->o.w, false, 2, D, D,
+		    "model.layers.%d.self_attn.o_proj.weight", i);
+		want_add(l, &y->ln2_w, false, 1, D, 0,
+		    "model.layers.%d.post_attention_layernorm.weight", i);
+		want_add(l, &y->fc.w, false, 2, F, D,
+		    "model.layers.%d.mlp.gate_proj.weight", i);
+		want_add(l, &y->up.w, false, 2, F, D,
+		    "model.layers.%d.mlp.up_proj.weight", i);
+		want_add(l, &y->proj.w, false, 2, D, F,
+		    "model.layers.%d.mlp.down_proj.weight", i);
+	}
+	want_add(l, &m->lnf_w, false, 1, D, 0, "model.norm.weight");
+	if (!c->tie_embed)
+		want_add(l, &m->unembed, false, 2, c->n_vocab, D, "lm_head.weight");
+}
+
+static void
+llama_finish(fl_model *m)
+{
+	int D = m->cfg.d_model, F = m->cfg.d_mlp;
+	int KV = m->cfg.n_kv_head * m->cfg.d_head;
+
+	for (int i = 0; i < m->cfg.n_layer; i++) {
+		fl_layer *y = &m->layers[i];
+
+		linear_set(&y->q, D, D, D, true);
+		linear_set(&y->k, D, KV, D, true);
+		linear_set(&y->v, D, KV, D, true);
+		linear_set(&y->o, D, D, D, true);
+		linear_set(&y->fc, D, F, D, true);
+		linear_set(&y->up, D, F, D, true);
+		linear_set(&y->proj, F, D, F, true);
+	}
+}
+
 fl_model *
 model_load(const char *dir, char **cause)
 {
@@ -329,12 +383,16 @@ model_load(const char *dir, char **cause)
 		qkv_w = xcalloc((size_t)m->cfg.n_layer, sizeof *qkv_w);
 		qkv_b = xcalloc((size_t)m->cfg.n_layer, sizeof *qkv_b);
 		gpt2_wants(m, &wants, qkv_w, qkv_b);
-	} else
+	} else if (m->cfg.arch == FL_ARCH_LLAMA)
+		llama_wants(m, &wants);
+	else
 		opt_wants(m, &wants);
 	if (model_bind(m, &wants, cause) != 0)
 		goto fail;
 	if (m->cfg.arch == FL_ARCH_GPT2)
 		gpt2_finish(m, qkv_w, qkv_b);
+	else if (m->cfg.arch == FL_ARCH_LLAMA)
+		llama_finish(m);
 	else
 		opt_finish(m);
 	if (m->cfg.tie_embed)

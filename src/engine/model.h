@@ -7,13 +7,19 @@
  *   - GPT-2 stores Conv1D weights as (in, out), row-major: trans = false,
  *     element W[i][o] at w[i * ld + o]. The fused c_attn (D, 3D) is three
  *     linears q, k, v that share one buffer with ld = 3D.
- *   - OPT stores nn.Linear weights as (out, in): trans = true, element
- *     W[i][o] at w[o * ld + i].
+ *   - OPT and Llama store nn.Linear weights as (out, in): trans = true,
+ *     element W[i][o] at w[o * ld + i].
  * The unembedding is always (V, P) row-major: logits = x . unembed^T, where
  * P = cfg.d_proj is d_model except in OPT models with word_embed_proj_dim
  * (opt-350m): there the token embedding is (V, P) too, project_in (P -> D)
  * takes it into the residual stream and project_out (D -> P) takes the
  * final residual back to P. Both are bias-free nn.Linear (trans = true).
+ *
+ * Llama: no biases (b NULL everywhere), RMSNorm gains only (ln*_b and
+ * lnf_b NULL), no position table (wpe NULL: rotary positions), k and v
+ * project to n_kv_head * d_head columns, and the MLP is gated:
+ * proj(act(fc(x)) * up(x)) with fc = gate_proj, up = up_proj,
+ * proj = down_proj. lm_head is separate unless tie_word_embeddings.
  *
  * F32 tensors are used in place from the mmapped file; F16/BF16 tensors are
  * converted once, at load, into one owned buffer.
@@ -38,12 +44,14 @@ typedef struct {
 } fl_linear;
 
 typedef struct {
-	const float	*ln1_w, *ln1_b;	/* (D) */
-	fl_linear	 q, k, v;	/* D -> D each */
+	const float	*ln1_w, *ln1_b;	/* (D); b NULL with RMSNorm */
+	fl_linear	 q;		/* D -> D */
+	fl_linear	 k, v;		/* D -> KV dh (= D without GQA) */
 	fl_linear	 o;		/* D -> D */
 	const float	*ln2_w, *ln2_b;	/* (D) */
-	fl_linear	 fc;		/* D -> F */
-	fl_linear	 proj;		/* F -> D */
+	fl_linear	 fc;		/* D -> F (Llama: gate_proj) */
+	fl_linear	 up;		/* D -> F, gated MLPs only (up_proj) */
+	fl_linear	 proj;		/* F -> D (Llama: down_proj) */
 } fl_layer;
 
 typedef struct fl_model {
@@ -53,7 +61,8 @@ typedef struct fl_model {
 	char		*dir;
 
 	const float	*wte;		/* (V, P) token embedding */
-	const float	*wpe;		/* (pos_offset + n_ctx, D) positions */
+	const float	*wpe;		/* (pos_offset + n_ctx, D) positions; NULL
+					   with rotary positions */
 	fl_linear	 project_in;	/* P -> D; w NULL when P = D */
 	fl_layer	*layers;	/* (L) */
 	const float	*lnf_w, *lnf_b;	/* (D), NULL without cfg.final_ln */

@@ -1,5 +1,7 @@
 /*
- * tok.c - GPT-2 byte-level BPE tokenizer. See tok.h.
+ * tok.c - GPT-2 byte-level BPE tokenizer. See tok.h. A tokenizer loaded
+ * from a SentencePiece tokenizer.model lives in tok_spm.c; the public
+ * functions below hand such a tokenizer to it first.
  *
  * Encoding runs in three stages:
  *   1. split the text around the literal "<|endoftext|>" (the special token);
@@ -29,6 +31,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 
 #include "tok.h"
+#include "tok_spm.h"
 #include "util.h"
 
 #include <cjson/cJSON.h>
@@ -110,6 +113,8 @@ struct fl_tokenizer {
 	struct merge_slot *merge;	/* (merge_cap) open addressing */
 	size_t		 merge_cap;
 	pcre2_code	*re;
+	tok_spm		*spm;		/* a SentencePiece model: everything else
+					   is unused */
 };
 
 /* Per-call scratch space for BPE, grown as needed. */
@@ -636,6 +641,20 @@ tok_load_dir(const char *dir, char **cause)
 	size_t i;
 	int have_v, have_m;
 
+	v = fl_path_join(dir, "tokenizer.model");
+	if (fl_file_exists(v)) {
+		tok = xcalloc(1, sizeof *tok);
+		tok->eot_id = -1;
+		tok->spm = spm_load(v, cause);
+		free(v);
+		if (tok->spm == NULL) {
+			free(tok);
+			return NULL;
+		}
+		tok->n_vocab = spm_size(tok->spm);
+		return tok;
+	}
+	free(v);
 	for (i = 0; i < 2; i++) {
 		v = fl_path_join(dir, pairs[i][0]);
 		m = fl_path_join(dir, pairs[i][1]);
@@ -652,7 +671,7 @@ tok_load_dir(const char *dir, char **cause)
 			return tok;
 	}
 	fl_error(cause, "%s: no tokenizer files (expected vocab.json and "
-	    "merges.txt, or encoder.json and vocab.bpe)", dir);
+	    "merges.txt, encoder.json and vocab.bpe, or tokenizer.model)", dir);
 	return NULL;
 }
 
@@ -666,6 +685,7 @@ tok_free(fl_tokenizer *tok)
 	free(tok->merge);
 	if (tok->re != NULL)
 		pcre2_code_free(tok->re);
+	spm_free(tok->spm);
 	free(tok);
 }
 
@@ -679,6 +699,12 @@ int
 tok_eot_id(const fl_tokenizer *tok)
 {
 	return tok->eot_id;
+}
+
+bool
+tok_prefix_space(const fl_tokenizer *tok)
+{
+	return tok->spm != NULL && spm_dummy_prefix(tok->spm);
 }
 
 static void
@@ -870,10 +896,13 @@ tok_encode(const fl_tokenizer *tok, const char *text, size_t len, int **ids,
 	int rc = 0;
 
 	*ids = NULL;
-	/* Positions and the returned count are ints. */
-	if (len > INT_MAX)
+	/* Positions and the returned count are ints; SentencePiece text can
+	 * grow threefold (U+2581, U+FFFD). */
+	if (len > (tok->spm != NULL ? INT_MAX / 4 : INT_MAX))
 		return fl_error(cause, "text of %zu bytes is too long to "
-		    "encode (at most %d)", len, INT_MAX);
+		    "encode (at most %d)", len, tok->spm != NULL ? INT_MAX / 4 : INT_MAX);
+	if (tok->spm != NULL)
+		return spm_encode(tok->spm, text, len, ids);
 	memset(&w, 0, sizeof w);
 	memset(&out, 0, sizeof out);
 	md = pcre2_match_data_create(1, NULL);
@@ -912,6 +941,8 @@ tok_encode(const fl_tokenizer *tok, const char *text, size_t len, int **ids,
 const char *
 tok_token_bytes(const fl_tokenizer *tok, int id, size_t *len)
 {
+	if (tok->spm != NULL)
+		return spm_piece_bytes(tok->spm, id, len);
 	if (id < 0 || id >= tok->n_vocab) {
 		if (len != NULL)
 			*len = 0;
@@ -928,6 +959,8 @@ tok_token_bytes(const fl_tokenizer *tok, int id, size_t *len)
 const char *
 tok_token_str(const fl_tokenizer *tok, int id)
 {
+	if (tok->spm != NULL)
+		return spm_piece_str(tok->spm, id);
 	if (id < 0 || id >= tok->n_vocab)
 		return NULL;
 	if (tok->str.off[id] == SIZE_MAX)
@@ -943,6 +976,8 @@ tok_decode(const fl_tokenizer *tok, const int *ids, int n, size_t *len)
 	char *out;
 	int i;
 
+	if (tok->spm != NULL)
+		return spm_decode(tok->spm, ids, n, len);
 	for (i = 0; i < n; i++) {
 		if (tok_token_bytes(tok, ids[i], &k) != NULL)
 			total += k;
@@ -965,5 +1000,7 @@ tok_decode(const fl_tokenizer *tok, const int *ids, int n, size_t *len)
 int
 tok_lookup(const fl_tokenizer *tok, const char *bytes, size_t len)
 {
+	if (tok->spm != NULL)
+		return spm_lookup(tok->spm, bytes, len);
 	return strtab_find(&tok->raw, bytes, len);
 }

@@ -1,6 +1,7 @@
 /*
- * tok.h - GPT-2 byte-level BPE tokenizer (vocab.json + merges.txt, or the
- * original release's encoder.json + vocab.bpe).
+ * tok.h - the tokenizers: GPT-2 byte-level BPE (vocab.json + merges.txt, or
+ * the original release's encoder.json + vocab.bpe), and SentencePiece BPE
+ * (Llama's tokenizer.model; see tok_spm.h for how it encodes).
  *
  * Encoding equals GPT-2's for any input: the same pre-tokenization regex
  * (contractions, letters, numbers, other, whitespace with its lookahead rule,
@@ -12,6 +13,7 @@
 #ifndef FL_TOK_H
 #define FL_TOK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct fl_tokenizer fl_tokenizer;
@@ -20,8 +22,8 @@ typedef struct fl_tokenizer fl_tokenizer;
  * file, bad JSON, a merge whose parts or result are not in the vocabulary). */
 fl_tokenizer *tok_load(const char *vocab_json, const char *merges_txt, char **cause);
 
-/* Loads from a model directory: vocab.json + merges.txt, else encoder.json +
- * vocab.bpe. */
+/* Loads from a model directory: tokenizer.model (SentencePiece), else
+ * vocab.json + merges.txt, else encoder.json + vocab.bpe. */
 fl_tokenizer *tok_load_dir(const char *dir, char **cause);
 
 void tok_free(fl_tokenizer *tok);
@@ -31,6 +33,12 @@ int tok_vocab_size(const fl_tokenizer *tok);
 
 /* Id of "<|endoftext|>", or -1 when the vocabulary has none. */
 int tok_eot_id(const fl_tokenizer *tok);
+
+/* Whether encoding puts a space in front of the text (SentencePiece's
+ * dummy prefix): the first token's bytes then start with a space the text
+ * does not have, and a word after a space is encoded by encoding the word
+ * alone. tok_decode drops that space again. */
+bool tok_prefix_space(const fl_tokenizer *tok);
 
 /* Encodes len bytes of text. On success returns the number of ids and sets
  * *ids to a heap array the caller frees (NULL when 0 ids). Never fails on

@@ -422,7 +422,7 @@ stream_prep(const ui_session *s, const float *x, float *out)
 		memcpy(out, x, (size_t)m->cfg.d_model * sizeof *out);
 		return;
 	}
-	kern_ln_stats(&mean, &scale, x, 1, m->cfg.d_model, m->cfg.ln_eps);
+	model_norm_stats(m, &mean, &scale, x, 1);
 	kern_ln_apply(out, x, &mean, &scale, m->lnf_w, m->lnf_b, 1, m->cfg.d_model);
 }
 
