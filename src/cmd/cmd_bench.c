@@ -145,7 +145,7 @@ cmd_bench(int argc, char **argv)
 	for (int i = 0; i < 5; i++) {
 		double t0 = fl_now();
 
-		m = model_load(dir, &cause);
+		m = model_load(dir, NULL, &cause);
 		if (m == NULL) {
 			cli_fail(1, "%s", cause);
 			free(cause);

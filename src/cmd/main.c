@@ -58,7 +58,7 @@ fl_model *
 cli_load_model(const char *dir)
 {
 	char *cause = NULL;
-	fl_model *m = model_load(dir, &cause);
+	fl_model *m = model_load(dir, NULL, &cause);
 
 	if (m == NULL) {
 		cli_fail(1, "%s", cause);

@@ -317,8 +317,9 @@ static fl_linear
 head_out_linear(const fl_linear *o, int h, int dh)
 {
 	fl_linear s = *o;
+	size_t at = o->trans ? (size_t)h * dh : (size_t)h * dh * o->ld;
 
-	s.w = o->trans ? o->w + (size_t)h * dh : o->w + (size_t)h * dh * o->ld;
+	s.w = (const char *)o->w + at * fl_dtype_size(o->dtype);
 	s.b = NULL;
 	s.in = dh;
 	return s;
@@ -857,15 +858,12 @@ model_unembed_dir(const fl_model *m, const float *u, float *dir)
 		memcpy(dir, u, (size_t)D * sizeof *dir);
 		return;
 	}
-	/* dir[i] = sum_o W[i][o] u[o], W (D, P) stored (P, D): row o is
-	 * output o's weights over the D inputs. */
+	/* dir[i] = sum_o W[i][o] u[o] over the logical (D, P) matrix, in
+	 * double: a product by the transpose, for one row only. */
 	acc = xcalloc((size_t)D, sizeof *acc);
-	for (int o = 0; o < P; o++) {
-		const float *w = po->w + (size_t)o * po->ld;
-
+	for (int o = 0; o < P; o++)
 		for (int i = 0; i < D; i++)
-			acc[i] += (double)w[i] * u[o];
-	}
+			acc[i] += (double)linear_weight(po, i, o) * u[o];
 	for (int i = 0; i < D; i++)
 		dir[i] = (float)acc[i];
 	free(acc);

@@ -10,21 +10,43 @@
 #include "util.h"
 
 /* One tensor the architecture needs: its name, expected shape and where the
- * f32 pointer goes. Collected first so that all conversions share one
- * allocation. */
+ * f32 pointer goes (dst), or for a linear's weights the fl_linear whose w
+ * and dtype it sets (lin). Collected first so that all conversions share
+ * one allocation. */
 typedef struct {
 	char		 name[160];
 	int		 ndim;
 	int64_t		 shape[2];
 	const float	**dst;
+	fl_linear	*lin;
 	const st_tensor	*t;
 	bool		 optional;
+	bool		 stored;	/* used from the mapping as F16/BF16 */
 } want;
 
 typedef struct {
 	want	*v;
 	int	 n, cap;
 } want_list;
+
+static want *
+want_vadd(want_list *l, int ndim, int64_t d0, int64_t d1, const char *fmt,
+    va_list ap)
+{
+	want *w;
+
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 64;
+		l->v = xreallocarray(l->v, (size_t)l->cap, sizeof *l->v);
+	}
+	w = &l->v[l->n++];
+	memset(w, 0, sizeof *w);
+	vsnprintf(w->name, sizeof w->name, fmt, ap);
+	w->ndim = ndim;
+	w->shape[0] = d0;
+	w->shape[1] = d1;
+	return w;
+}
 
 static void
 want_add(want_list *l, const float **dst, bool optional, int ndim, int64_t d0,
@@ -37,20 +59,29 @@ want_add(want_list *l, const float **dst, bool optional, int ndim, int64_t d0,
 	va_list ap;
 	want *w;
 
-	if (l->n == l->cap) {
-		l->cap = l->cap ? 2 * l->cap : 64;
-		l->v = xreallocarray(l->v, (size_t)l->cap, sizeof *l->v);
-	}
-	w = &l->v[l->n++];
-	memset(w, 0, sizeof *w);
 	va_start(ap, fmt);
-	vsnprintf(w->name, sizeof w->name, fmt, ap);
+	w = want_vadd(l, ndim, d0, d1, fmt, ap);
 	va_end(ap);
-	w->ndim = ndim;
-	w->shape[0] = d0;
-	w->shape[1] = d1;
 	w->dst = dst;
 	w->optional = optional;
+}
+
+/* A linear's weights, (d0, d1) as stored. */
+static void
+want_linear(want_list *l, fl_linear *lin, int64_t d0, int64_t d1,
+    const char *fmt, ...) FL_PRINTF(5, 6);
+
+static void
+want_linear(want_list *l, fl_linear *lin, int64_t d0, int64_t d1,
+    const char *fmt, ...)
+{
+	va_list ap;
+	want *w;
+
+	va_start(ap, fmt);
+	w = want_vadd(l, 2, d0, d1, fmt, ap);
+	va_end(ap);
+	w->lin = lin;
 }
 
 static bool
@@ -93,9 +124,10 @@ owned_alloc(size_t bytes)
 }
 
 /* Resolves every wanted tensor: checks presence, dtype and shape, then maps
- * F32 in place and converts the others into one owned buffer. */
+ * F32 in place, leaves F16/BF16 linears in place when mode asks for it, and
+ * converts the others into one owned buffer. */
 static int
-model_bind(fl_model *m, want_list *l, char **cause)
+model_bind(fl_model *m, want_list *l, fl_weights_mode mode, char **cause)
 {
 	const char *src = m->weights->files[0].path;
 	size_t owned = 0, off = 0;
@@ -128,7 +160,11 @@ model_bind(fl_model *m, want_list *l, char **cause)
 			    "implies %s", src, w->name, got, exp);
 		}
 		w->t = t;
-		if (t->dtype != ST_DTYPE_F32 || ((uintptr_t)t->data & 3) != 0)
+		w->stored = w->lin != NULL && mode == FL_WEIGHTS_STORED &&
+		    (t->dtype == ST_DTYPE_F16 || t->dtype == ST_DTYPE_BF16);
+		if (w->stored)
+			m->stored_bytes += t->nbytes;
+		else if (t->dtype != ST_DTYPE_F32 || ((uintptr_t)t->data & 3) != 0)
 			owned += (size_t)t->numel;
 		m->weight_bytes += t->nbytes;
 	}
@@ -139,16 +175,29 @@ model_bind(fl_model *m, want_list *l, char **cause)
 		want *w = &l->v[i];
 		const st_tensor *t = w->t;
 
+		const float *f;
+
 		if (t == NULL)
 			continue;
-		if (t->dtype == ST_DTYPE_F32 && ((uintptr_t)t->data & 3) == 0) {
-			*w->dst = (const float *)(const void *)t->data;
+		if (w->stored) {
+			w->lin->w = t->data;
+			w->lin->dtype = t->dtype == ST_DTYPE_F16 ? FL_DTYPE_F16 :
+			    FL_DTYPE_BF16;
 			continue;
 		}
-		st_to_f32(m->owned + off, t->data, t->dtype, (size_t)t->numel);
-		st_release(t);
-		*w->dst = m->owned + off;
-		off += (size_t)t->numel;
+		if (t->dtype == ST_DTYPE_F32 && ((uintptr_t)t->data & 3) == 0)
+			f = (const float *)(const void *)t->data;
+		else {
+			st_to_f32(m->owned + off, t->data, t->dtype, (size_t)t->numel);
+			st_release(t);
+			f = m->owned + off;
+			off += (size_t)t->numel;
+		}
+		if (w->lin != NULL) {
+			w->lin->w = f;
+			w->lin->dtype = FL_DTYPE_F32;
+		} else
+			*w->dst = f;
 	}
 	return 0;
 }
@@ -170,7 +219,7 @@ gpt2_prefix(const st_set *s)
 }
 
 static void
-gpt2_wants(fl_model *m, want_list *l, const float **qkv_w, const float **qkv_b)
+gpt2_wants(fl_model *m, want_list *l, fl_linear *qkv, const float **qkv_b)
 {
 	const fl_config *c = &m->cfg;
 	const char *p = gpt2_prefix(m->weights);
@@ -183,15 +232,15 @@ gpt2_wants(fl_model *m, want_list *l, const float **qkv_w, const float **qkv_b)
 
 		want_add(l, &y->ln1_w, false, 1, D, 0, "%sh.%d.ln_1.weight", p, i);
 		want_add(l, &y->ln1_b, false, 1, D, 0, "%sh.%d.ln_1.bias", p, i);
-		want_add(l, &qkv_w[i], false, 2, D, 3 * D, "%sh.%d.attn.c_attn.weight", p, i);
+		want_linear(l, &qkv[i], D, 3 * D, "%sh.%d.attn.c_attn.weight", p, i);
 		want_add(l, &qkv_b[i], false, 1, 3 * D, 0, "%sh.%d.attn.c_attn.bias", p, i);
-		want_add(l, &y->o.w, false, 2, D, D, "%sh.%d.attn.c_proj.weight", p, i);
+		want_linear(l, &y->o, D, D, "%sh.%d.attn.c_proj.weight", p, i);
 		want_add(l, &y->o.b, false, 1, D, 0, "%sh.%d.attn.c_proj.bias", p, i);
 		want_add(l, &y->ln2_w, false, 1, D, 0, "%sh.%d.ln_2.weight", p, i);
 		want_add(l, &y->ln2_b, false, 1, D, 0, "%sh.%d.ln_2.bias", p, i);
-		want_add(l, &y->fc.w, false, 2, D, F, "%sh.%d.mlp.c_fc.weight", p, i);
+		want_linear(l, &y->fc, D, F, "%sh.%d.mlp.c_fc.weight", p, i);
 		want_add(l, &y->fc.b, false, 1, F, 0, "%sh.%d.mlp.c_fc.bias", p, i);
-		want_add(l, &y->proj.w, false, 2, F, D, "%sh.%d.mlp.c_proj.weight", p, i);
+		want_linear(l, &y->proj, F, D, "%sh.%d.mlp.c_proj.weight", p, i);
 		want_add(l, &y->proj.b, false, 1, D, 0, "%sh.%d.mlp.c_proj.bias", p, i);
 	}
 	want_add(l, &m->lnf_w, false, 1, D, 0, "%sln_f.weight", p);
@@ -201,16 +250,19 @@ gpt2_wants(fl_model *m, want_list *l, const float **qkv_w, const float **qkv_b)
 }
 
 static void
-gpt2_finish(fl_model *m, const float **qkv_w, const float **qkv_b)
+gpt2_finish(fl_model *m, const fl_linear *qkv, const float **qkv_b)
 {
 	int D = m->cfg.d_model, F = m->cfg.d_mlp;
 
 	for (int i = 0; i < m->cfg.n_layer; i++) {
 		fl_layer *y = &m->layers[i];
+		const char *w = qkv[i].w;
+		size_t es = fl_dtype_size(qkv[i].dtype);
 
-		y->q.w = qkv_w[i];
-		y->k.w = qkv_w[i] + D;
-		y->v.w = qkv_w[i] + 2 * D;
+		y->q.w = w;
+		y->k.w = w + (size_t)D * es;
+		y->v.w = w + (size_t)2 * D * es;
+		y->q.dtype = y->k.dtype = y->v.dtype = qkv[i].dtype;
 		y->q.b = qkv_b[i];
 		y->k.b = qkv_b[i] + D;
 		y->v.b = qkv_b[i] + 2 * D;
@@ -244,8 +296,8 @@ opt_wants(fl_model *m, want_list *l)
 	want_add(l, &m->wpe, false, 2, c->n_ctx + c->pos_offset, D,
 	    "%sembed_positions.weight", p);
 	if (P != D) {
-		want_add(l, &m->project_in.w, false, 2, D, P, "%sproject_in.weight", p);
-		want_add(l, &m->project_out.w, false, 2, P, D, "%sproject_out.weight", p);
+		want_linear(l, &m->project_in, D, P, "%sproject_in.weight", p);
+		want_linear(l, &m->project_out, P, D, "%sproject_out.weight", p);
 	}
 	for (int i = 0; i < c->n_layer; i++) {
 		fl_layer *y = &m->layers[i];
@@ -256,8 +308,8 @@ opt_wants(fl_model *m, want_list *l)
 		want_add(l, &y->ln1_b, false, 1, D, 0,
 		    "%slayers.%d.self_attn_layer_norm.bias", p, i);
 		for (int j = 0; j < 4; j++) {
-			want_add(l, &lin[j]->w, false, 2, D, D,
-			    "%slayers.%d.self_attn.%s.weight", p, i, names[j]);
+			want_linear(l, lin[j], D, D, "%slayers.%d.self_attn.%s.weight",
+			    p, i, names[j]);
 			want_add(l, &lin[j]->b, false, 1, D, 0,
 			    "%slayers.%d.self_attn.%s.bias", p, i, names[j]);
 		}
@@ -265,9 +317,9 @@ opt_wants(fl_model *m, want_list *l)
 		    "%slayers.%d.final_layer_norm.weight", p, i);
 		want_add(l, &y->ln2_b, false, 1, D, 0,
 		    "%slayers.%d.final_layer_norm.bias", p, i);
-		want_add(l, &y->fc.w, false, 2, F, D, "%slayers.%d.fc1.weight", p, i);
+		want_linear(l, &y->fc, F, D, "%slayers.%d.fc1.weight", p, i);
 		want_add(l, &y->fc.b, false, 1, F, 0, "%slayers.%d.fc1.bias", p, i);
-		want_add(l, &y->proj.w, false, 2, D, F, "%slayers.%d.fc2.weight", p, i);
+		want_linear(l, &y->proj, D, F, "%slayers.%d.fc2.weight", p, i);
 		want_add(l, &y->proj.b, false, 1, D, 0, "%slayers.%d.fc2.bias", p, i);
 	}
 	/* OPTDecoder builds no final LayerNorm when post-LN (or for the legacy
@@ -302,11 +354,13 @@ opt_finish(fl_model *m)
 }
 
 fl_model *
-model_load(const char *dir, char **cause)
+model_load(const char *dir, const fl_model_opts *opts, char **cause)
 {
 	fl_model *m = xcalloc(1, sizeof *m);
 	want_list wants = { 0 };
-	const float **qkv_w = NULL, **qkv_b = NULL;
+	fl_linear *qkv = NULL;
+	const float **qkv_b = NULL;
+	fl_weights_mode mode = opts != NULL ? opts->weights : FL_WEIGHTS_CONVERT;
 	int n_tok;
 
 	m->dir = xstrdup(dir);
@@ -326,29 +380,45 @@ model_load(const char *dir, char **cause)
 		goto fail;
 	m->layers = xcalloc((size_t)m->cfg.n_layer, sizeof *m->layers);
 	if (m->cfg.arch == FL_ARCH_GPT2) {
-		qkv_w = xcalloc((size_t)m->cfg.n_layer, sizeof *qkv_w);
+		qkv = xcalloc((size_t)m->cfg.n_layer, sizeof *qkv);
 		qkv_b = xcalloc((size_t)m->cfg.n_layer, sizeof *qkv_b);
-		gpt2_wants(m, &wants, qkv_w, qkv_b);
+		gpt2_wants(m, &wants, qkv, qkv_b);
 	} else
 		opt_wants(m, &wants);
-	if (model_bind(m, &wants, cause) != 0)
+	if (model_bind(m, &wants, mode, cause) != 0)
 		goto fail;
 	if (m->cfg.arch == FL_ARCH_GPT2)
-		gpt2_finish(m, qkv_w, qkv_b);
+		gpt2_finish(m, qkv, qkv_b);
 	else
 		opt_finish(m);
 	if (m->cfg.tie_embed)
 		m->unembed = m->wte;
-	free(qkv_w);
+	free(qkv);
 	free(qkv_b);
 	free(wants.v);
 	return m;
 fail:
-	free(qkv_w);
+	free(qkv);
 	free(qkv_b);
 	free(wants.v);
 	model_free(m);
 	return NULL;
+}
+
+int
+model_weights_parse(const char *s)
+{
+	if (strcmp(s, "convert") == 0)
+		return FL_WEIGHTS_CONVERT;
+	if (strcmp(s, "stored") == 0)
+		return FL_WEIGHTS_STORED;
+	return -1;
+}
+
+const char *
+model_weights_name(fl_weights_mode mode)
+{
+	return mode == FL_WEIGHTS_STORED ? "stored" : "convert";
 }
 
 void

@@ -15,26 +15,43 @@
  * takes it into the residual stream and project_out (D -> P) takes the
  * final residual back to P. Both are bias-free nn.Linear (trans = true).
  *
- * F32 tensors are used in place from the mmapped file; F16/BF16 tensors are
- * converted once, at load, into one owned buffer.
+ * F32 tensors are used in place from the mmapped file. F16/BF16 tensors are
+ * converted once, at load, into one owned buffer (FL_WEIGHTS_CONVERT, the
+ * default), or, with FL_WEIGHTS_STORED, the weights of the linear layers
+ * (fl_linear) are used as stored, from the mapping, and the product kernels
+ * convert them to f32 as they read them; every other tensor (embeddings,
+ * unembedding, LayerNorms, biases) is still converted once. Code outside
+ * the kernels reads a linear's weights only through kern_linear or
+ * linear_weight, never as floats.
  */
 #ifndef FL_MODEL_H
 #define FL_MODEL_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "config.h"
 #include "st.h"
 #include "tok.h"
 
+/* How a linear's weights are stored. F32 is 0, so that a zeroed or
+ * positionally initialised fl_linear is f32. */
+typedef enum {
+	FL_DTYPE_F32,
+	FL_DTYPE_F16,
+	FL_DTYPE_BF16
+} fl_dtype;
+
 typedef struct {
-	const float	*w;	/* see the orientation note above */
+	const void	*w;	/* elements of dtype; see the orientation note above */
 	const float	*b;	/* (out), or NULL */
 	int		 in;
 	int		 out;
-	int		 ld;
+	int		 ld;	/* in elements */
 	bool		 trans;
+	fl_dtype	 dtype;
 } fl_linear;
 
 typedef struct {
@@ -63,11 +80,58 @@ typedef struct fl_model {
 	float		*owned;		/* converted F16/BF16 tensors */
 	size_t		 owned_floats;
 	size_t		 weight_bytes;	/* bytes of the parameters, as stored */
+	size_t		 stored_bytes;	/* of which linears' used from the mapping */
 } fl_model;
 
-/* Loads DIR (config.json, tokenizer files, safetensors). NULL and *cause on
- * any problem, naming the file, tensor or field. */
-fl_model *model_load(const char *dir, char **cause);
+/* What model_load does with F16/BF16 weights (see the note above). */
+typedef enum {
+	FL_WEIGHTS_CONVERT,	/* to f32 once, at load */
+	FL_WEIGHTS_STORED	/* linears as stored, converted in the kernels */
+} fl_weights_mode;
+
+typedef struct {
+	fl_weights_mode	 weights;
+} fl_model_opts;
+
+/* "convert" or "stored"; -1 for anything else. */
+int model_weights_parse(const char *s);
+const char *model_weights_name(fl_weights_mode mode);
+
+/* Loads DIR (config.json, tokenizer files, safetensors); opts NULL means
+ * the defaults (every tensor f32). NULL and *cause on any problem, naming
+ * the file, tensor or field. */
+fl_model *model_load(const char *dir, const fl_model_opts *opts, char **cause);
+
+/* Bytes of one element of dtype. */
+static inline size_t
+fl_dtype_size(fl_dtype dt)
+{
+	return dt == FL_DTYPE_F32 ? 4 : 2;
+}
+
+/* The element of the logical (in, out) matrix at row i, column o, as f32,
+ * whatever the storage: for the rare reader that needs single weights (the
+ * kernels' naive twins, a product by the transpose for one row). */
+static inline float
+linear_weight(const fl_linear *lin, int i, int o)
+{
+	size_t at = lin->trans ? (size_t)o * lin->ld + i : (size_t)i * lin->ld + o;
+	const uint8_t *p = (const uint8_t *)lin->w + at * fl_dtype_size(lin->dtype);
+	uint32_t bits;
+	float f;
+
+	switch (lin->dtype) {
+	case FL_DTYPE_F16:
+		return st_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+	case FL_DTYPE_BF16:
+		bits = (uint32_t)(p[0] | p[1] << 8) << 16;
+		memcpy(&f, &bits, sizeof f);
+		return f;
+	default:
+		memcpy(&f, p, sizeof f);
+		return f;
+	}
+}
 
 void model_free(fl_model *m);
 

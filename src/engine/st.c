@@ -470,7 +470,7 @@ st_open_dir(const char *dir, char **cause)
 	return set;
 }
 
-static float
+float
 st_f16_to_f32(uint16_t h)
 {
 	uint32_t sign = (uint32_t)(h & 0x8000) << 16;

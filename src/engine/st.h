@@ -91,6 +91,9 @@ void st_close(st_set *set);
  * from the file. */
 void st_release(const st_tensor *t);
 
+/* One IEEE half-precision value (its bits) as f32, exactly. */
+float st_f16_to_f32(uint16_t h);
+
 /* Converts n values of a float dtype (F32, F16, BF16, F64) to f32. */
 void st_to_f32(float *dst, const uint8_t *src, st_dtype dt, size_t n);
 
