@@ -602,7 +602,7 @@ load_model(ui_session *s, const ui_progress *p, char **cause)
 		return fl_error(cause, "no model: use --model DIR or :model DIR");
 	if (p != NULL && p->report != NULL)
 		p->report(p->ud, "loading model", 0, 1);
-	if ((m = model_load(s->model_dir, NULL, cause)) == NULL)
+	if ((m = model_load(s->model_dir, &s->model_opts, cause)) == NULL)
 		return -1;
 	if (p != NULL && p->cancelled != NULL && p->cancelled(p->ud)) {
 		model_free(m);
