@@ -225,14 +225,18 @@ test_kernels(void)
 						    ", accumulate, no bias" : "");
 						check_close(name, y1, y2, (size_t)T * OUT, 1e-4);
 					}
+	for (int dt = FL_DTYPE_F32; dt <= FL_DTYPE_BF16; dt++)
 	for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
 		for (int ii = 0; ii < 2; ii++) {
+			const void *ud = dt == FL_DTYPE_F16 ? (const void *)wh :
+			    dt == FL_DTYPE_BF16 ? (const void *)wb : (const void *)U;
+			fl_table t = { ud, V, ins[ii], (fl_dtype)dt };
 			char name[80];
 
-			kern_unembed(l1, x, U, Ts[ti], ins[ii], V);
-			kern_unembed_ref(l2, x, U, Ts[ti], ins[ii], V);
-			snprintf(name, sizeof name, "kern_unembed = naive (%d rows, "
-			    "width %d)", Ts[ti], ins[ii]);
+			kern_unembed(l1, x, &t, Ts[ti]);
+			kern_unembed_ref(l2, x, &t, Ts[ti]);
+			snprintf(name, sizeof name, "kern_unembed = naive (%s, %d rows, "
+			    "width %d)", dtype_names[dt], Ts[ti], ins[ii]);
 			check_close(name, l1, l2, (size_t)Ts[ti] * V, 1e-4);
 		}
 }

@@ -426,7 +426,7 @@ embed(fl_run *r, const int *ids, const int *lens, int n_seq, int N)
 
 	for (int s = 0; s < n_seq; s++)
 		for (int t = 0; t < lens[s]; t++, row++) {
-			memcpy(tok + row * P, m->wte + (size_t)ids[row] * P, P * sizeof(float));
+			table_row(&m->wte, ids[row], tok + row * P);
 			memcpy(r->mlp + row * D, m->wpe + (size_t)(t + c->pos_offset) * D,
 			    D * sizeof(float));
 		}
@@ -822,7 +822,7 @@ model_unembed(const fl_model *m, const float *x, int n, float *logits, float *sc
 		kern_linear(scratch, P, x, m->cfg.d_model, &m->project_out, n, false);
 		x = scratch;
 	}
-	kern_unembed(logits, x, m->unembed, n, P, m->cfg.n_vocab);
+	kern_unembed(logits, x, &m->unembed, n);
 	free(own);
 }
 

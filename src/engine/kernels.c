@@ -706,24 +706,31 @@ kern_linear_ref(float *y, int ldy, const float *x, int ldx, const fl_linear *lin
 }
 
 void
-kern_unembed(float *logits, const float *x, const float *U, int T, int D, int V)
+kern_unembed(float *logits, const float *x, const fl_table *U, int T)
 {
-	stream_job j = { logits, V, x, D, U, D, NULL, T, D, V, false, FL_DTYPE_F32 };
+	int D = U->cols, V = U->rows;
+	stream_job j = { logits, V, x, D, U->w, D, NULL, T, D, V, false, U->dtype };
 
 	kern_parallel(linear_task(true, T), &j);
 }
 
 void
-kern_unembed_ref(float *logits, const float *x, const float *U, int T, int D, int V)
+kern_unembed_ref(float *logits, const float *x, const fl_table *U, int T)
 {
-	for (int t = 0; t < T; t++)
-		for (int v = 0; v < V; v++) {
+	int D = U->cols, V = U->rows;
+	float *u = xmalloc((size_t)D * sizeof *u);
+
+	for (int v = 0; v < V; v++) {
+		table_row(U, v, u);
+		for (int t = 0; t < T; t++) {
 			double s = 0;
 
 			for (int i = 0; i < D; i++)
-				s += (double)x[(size_t)t * D + i] * U[(size_t)v * D + i];
+				s += (double)x[(size_t)t * D + i] * u[i];
 			logits[(size_t)t * V + v] = (float)s;
 		}
+	}
+	free(u);
 }
 
 void

@@ -10,15 +10,16 @@
 #include "util.h"
 
 /* One tensor the architecture needs: its name, expected shape and where the
- * f32 pointer goes (dst), or for a linear's weights the fl_linear whose w
- * and dtype it sets (lin). Collected first so that all conversions share
- * one allocation. */
+ * f32 pointer goes (dst), or, for the weights of a linear or a table, which
+ * may stay F16/BF16, where the pointer and its dtype go (raw, dtype).
+ * Collected first so that all conversions share one allocation. */
 typedef struct {
 	char		 name[160];
 	int		 ndim;
 	int64_t		 shape[2];
 	const float	**dst;
-	fl_linear	*lin;
+	const void	**raw;
+	fl_dtype	*dtype;
 	const st_tensor	*t;
 	bool		 optional;
 	bool		 stored;	/* used from the mapping as F16/BF16 */
@@ -81,7 +82,29 @@ want_linear(want_list *l, fl_linear *lin, int64_t d0, int64_t d1,
 	va_start(ap, fmt);
 	w = want_vadd(l, 2, d0, d1, fmt, ap);
 	va_end(ap);
-	w->lin = lin;
+	w->raw = &lin->w;
+	w->dtype = &lin->dtype;
+}
+
+/* The token embedding or the unembedding, (rows, cols). */
+static void
+want_table(want_list *l, fl_table *t, int64_t rows, int64_t cols,
+    const char *fmt, ...) FL_PRINTF(5, 6);
+
+static void
+want_table(want_list *l, fl_table *t, int64_t rows, int64_t cols,
+    const char *fmt, ...)
+{
+	va_list ap;
+	want *w;
+
+	va_start(ap, fmt);
+	w = want_vadd(l, 2, rows, cols, fmt, ap);
+	va_end(ap);
+	w->raw = &t->w;
+	w->dtype = &t->dtype;
+	t->rows = (int)rows;
+	t->cols = (int)cols;
 }
 
 static bool
@@ -124,8 +147,8 @@ owned_alloc(size_t bytes)
 }
 
 /* Resolves every wanted tensor: checks presence, dtype and shape, then maps
- * F32 in place, leaves F16/BF16 linears in place when mode asks for it, and
- * converts the others into one owned buffer. */
+ * F32 in place, leaves F16/BF16 linears and tables in place when mode asks
+ * for it, and converts the others into one owned buffer. */
 static int
 model_bind(fl_model *m, want_list *l, fl_weights_mode mode, char **cause)
 {
@@ -160,7 +183,7 @@ model_bind(fl_model *m, want_list *l, fl_weights_mode mode, char **cause)
 			    "implies %s", src, w->name, got, exp);
 		}
 		w->t = t;
-		w->stored = w->lin != NULL && mode == FL_WEIGHTS_STORED &&
+		w->stored = w->raw != NULL && mode == FL_WEIGHTS_STORED &&
 		    (t->dtype == ST_DTYPE_F16 || t->dtype == ST_DTYPE_BF16);
 		if (w->stored)
 			m->stored_bytes += t->nbytes;
@@ -180,8 +203,8 @@ model_bind(fl_model *m, want_list *l, fl_weights_mode mode, char **cause)
 		if (t == NULL)
 			continue;
 		if (w->stored) {
-			w->lin->w = t->data;
-			w->lin->dtype = t->dtype == ST_DTYPE_F16 ? FL_DTYPE_F16 :
+			*w->raw = t->data;
+			*w->dtype = t->dtype == ST_DTYPE_F16 ? FL_DTYPE_F16 :
 			    FL_DTYPE_BF16;
 			continue;
 		}
@@ -193,9 +216,9 @@ model_bind(fl_model *m, want_list *l, fl_weights_mode mode, char **cause)
 			f = m->owned + off;
 			off += (size_t)t->numel;
 		}
-		if (w->lin != NULL) {
-			w->lin->w = f;
-			w->lin->dtype = FL_DTYPE_F32;
+		if (w->raw != NULL) {
+			*w->raw = f;
+			*w->dtype = FL_DTYPE_F32;
 		} else
 			*w->dst = f;
 	}
@@ -225,7 +248,7 @@ gpt2_wants(fl_model *m, want_list *l, fl_linear *qkv, const float **qkv_b)
 	const char *p = gpt2_prefix(m->weights);
 	int64_t D = c->d_model, F = c->d_mlp;
 
-	want_add(l, &m->wte, false, 2, c->n_vocab, D, "%swte.weight", p);
+	want_table(l, &m->wte, c->n_vocab, D, "%swte.weight", p);
 	want_add(l, &m->wpe, false, 2, c->n_ctx, D, "%swpe.weight", p);
 	for (int i = 0; i < c->n_layer; i++) {
 		fl_layer *y = &m->layers[i];
@@ -246,7 +269,7 @@ gpt2_wants(fl_model *m, want_list *l, fl_linear *qkv, const float **qkv_b)
 	want_add(l, &m->lnf_w, false, 1, D, 0, "%sln_f.weight", p);
 	want_add(l, &m->lnf_b, false, 1, D, 0, "%sln_f.bias", p);
 	if (!c->tie_embed)
-		want_add(l, &m->unembed, false, 2, c->n_vocab, D, "lm_head.weight");
+		want_table(l, &m->unembed, c->n_vocab, D, "lm_head.weight");
 }
 
 static void
@@ -292,7 +315,7 @@ opt_wants(fl_model *m, want_list *l)
 	int64_t D = c->d_model, F = c->d_mlp, P = c->d_proj;
 	static const char *const names[4] = { "q_proj", "k_proj", "v_proj", "out_proj" };
 
-	want_add(l, &m->wte, false, 2, c->n_vocab, P, "%sembed_tokens.weight", p);
+	want_table(l, &m->wte, c->n_vocab, P, "%sembed_tokens.weight", p);
 	want_add(l, &m->wpe, false, 2, c->n_ctx + c->pos_offset, D,
 	    "%sembed_positions.weight", p);
 	if (P != D) {
@@ -329,7 +352,7 @@ opt_wants(fl_model *m, want_list *l)
 		want_add(l, &m->lnf_b, false, 1, D, 0, "%sfinal_layer_norm.bias", p);
 	}
 	if (!c->tie_embed)
-		want_add(l, &m->unembed, false, 2, c->n_vocab, P, "lm_head.weight");
+		want_table(l, &m->unembed, c->n_vocab, P, "lm_head.weight");
 }
 
 static void
@@ -403,6 +426,25 @@ fail:
 	free(wants.v);
 	model_free(m);
 	return NULL;
+}
+
+void
+table_row(const fl_table *t, int r, float *out)
+{
+	size_t es = fl_dtype_size(t->dtype);
+	const uint8_t *p = (const uint8_t *)t->w + (size_t)r * t->cols * es;
+
+	switch (t->dtype) {
+	case FL_DTYPE_F16:
+		st_to_f32(out, p, ST_DTYPE_F16, (size_t)t->cols);
+		break;
+	case FL_DTYPE_BF16:
+		st_to_f32(out, p, ST_DTYPE_BF16, (size_t)t->cols);
+		break;
+	default:
+		memcpy(out, p, (size_t)t->cols * es);
+		break;
+	}
 }
 
 int

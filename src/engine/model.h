@@ -18,11 +18,12 @@
  * F32 tensors are used in place from the mmapped file. F16/BF16 tensors are
  * converted once, at load, into one owned buffer (FL_WEIGHTS_CONVERT, the
  * default), or, with FL_WEIGHTS_STORED, the weights of the linear layers
- * (fl_linear) are used as stored, from the mapping, and the product kernels
- * convert them to f32 as they read them; every other tensor (embeddings,
- * unembedding, LayerNorms, biases) is still converted once. Code outside
- * the kernels reads a linear's weights only through kern_linear or
- * linear_weight, never as floats.
+ * (fl_linear) and the token embedding and unembedding (fl_table) are used
+ * as stored, from the mapping, and the kernels widen them to f32 as they
+ * read them; the other tensors (position embeddings, LayerNorms, biases:
+ * a few MB) are still converted once. Code outside the kernels reads those
+ * weights only through kern_linear, kern_unembed, linear_weight and
+ * table_row, never as floats.
  */
 #ifndef FL_MODEL_H
 #define FL_MODEL_H
@@ -54,6 +55,14 @@ typedef struct {
 	fl_dtype	 dtype;
 } fl_linear;
 
+/* A (rows, cols) row-major table of dtype: the token embedding and the
+ * unembedding, (V, P). */
+typedef struct {
+	const void	*w;
+	int		 rows, cols;
+	fl_dtype	 dtype;
+} fl_table;
+
 typedef struct {
 	const float	*ln1_w, *ln1_b;	/* (D) */
 	fl_linear	 q, k, v;	/* D -> D each */
@@ -69,18 +78,18 @@ typedef struct fl_model {
 	st_set		*weights;
 	char		*dir;
 
-	const float	*wte;		/* (V, P) token embedding */
+	fl_table	 wte;		/* (V, P) token embedding */
 	const float	*wpe;		/* (pos_offset + n_ctx, D) positions */
 	fl_linear	 project_in;	/* P -> D; w NULL when P = D */
 	fl_layer	*layers;	/* (L) */
 	const float	*lnf_w, *lnf_b;	/* (D), NULL without cfg.final_ln */
 	fl_linear	 project_out;	/* D -> P; w NULL when P = D */
-	const float	*unembed;	/* (V, P): wte when tied */
+	fl_table	 unembed;	/* (V, P): wte when tied */
 
 	float		*owned;		/* converted F16/BF16 tensors */
 	size_t		 owned_floats;
 	size_t		 weight_bytes;	/* bytes of the parameters, as stored */
-	size_t		 stored_bytes;	/* of which linears' used from the mapping */
+	size_t		 stored_bytes;	/* of which used as F16/BF16 from the mapping */
 } fl_model;
 
 /* What model_load does with F16/BF16 weights (see the note above). */
@@ -101,6 +110,9 @@ const char *model_weights_name(fl_weights_mode mode);
  * the defaults (every tensor f32). NULL and *cause on any problem, naming
  * the file, tensor or field. */
 fl_model *model_load(const char *dir, const fl_model_opts *opts, char **cause);
+
+/* Row r of t (t->cols values) as f32 into out. */
+void table_row(const fl_table *t, int r, float *out);
 
 /* Bytes of one element of dtype. */
 static inline size_t

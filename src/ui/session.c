@@ -517,11 +517,11 @@ grid_compute(ui_session *s)
 
 	if (have_direct) {
 		int P = m->cfg.d_proj;
-		const float *ua = m->unembed + (size_t)s->answer_id * P;
 		float *u = xmalloc((size_t)P * sizeof *u);
 
+		table_row(&m->unembed, s->answer_id, u);
 		for (int d = 0; d < P; d++)
-			u[d] = ua[d] - s->unembed_mean[d];
+			u[d] -= s->unembed_mean[d];
 		attrib_site_dirs(m, s->cache, T - 1, u, dirs);
 		free(u);
 		for (int l = 0; l < L; l++)
