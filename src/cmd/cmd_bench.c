@@ -229,7 +229,7 @@ cmd_bench(int argc, char **argv)
 		printf("model            %s (%d layers, d_model %d, vocab %d, %.1f MB "
 		    "of weights)\n", dir, L, m->cfg.d_model, V, m->weight_bytes / 1048576.0);
 		printf("weights          %s: %.1f MB converted to f32 at load, %.1f MB "
-		    "of f16/bf16 linears used as stored\n",
+		    "of f16/bf16 weights used as stored\n",
 		    model_weights_name(cli_model_opts()->weights),
 		    m->owned_floats * 4 / 1048576.0, m->stored_bytes / 1048576.0);
 		printf("threads          %d\n", threads);
