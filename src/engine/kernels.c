@@ -535,26 +535,68 @@ plain_tiles(vf *a, const void *w, size_t wld, const float *x, size_t ldx,
 	}
 }
 
+/* Transposes 16 vectors in place: v[i][l] becomes the old v[l][i]. Four
+ * butterfly stages swap ever smaller blocks between pairs of rows. */
+static inline void
+transpose16(vf v[16])
+{
+	static const vi lo[4] = {
+		{ 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23 },
+		{ 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27 },
+		{ 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29 },
+		{ 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30 },
+	};
+	static const vi hi[4] = {
+		{ 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31 },
+		{ 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31 },
+		{ 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31 },
+		{ 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31 },
+	};
+
+	for (int st = 0, s = 8; st < 4; st++, s >>= 1)
+		for (int i = 0; i < 16; i++) {
+			if (i & s)
+				continue;
+			vf a = v[i], b = v[i + s];
+
+			v[i] = __builtin_shuffle(a, b, lo[st]);
+			v[i + s] = __builtin_shuffle(a, b, hi[st]);
+		}
+}
+
 /* pack (kn, PLAIN_SW) = the transpose of PLAIN_SW rows of w (row stride
- * ld), kn columns each, widened to f32. */
+ * ld), kn columns each, widened to f32: 16 x 16 blocks through registers,
+ * the columns beyond a multiple of 16 one by one. */
 static inline __attribute__((always_inline)) void
 pack_block(float *pack, const void *w, size_t ld, int kn, const fl_dtype dt)
 {
 	int kv = kn - kn % VW;
 
-	for (int q = 0; q < PLAIN_SW; q++) {
-		const void *wr = wskip(w, (size_t)q * ld, dt);
-		int i = 0;
+	for (int q0 = 0; q0 < PLAIN_SW; q0 += VW) {
+		for (int i0 = 0; i0 < kv; i0 += VW) {
+			vf v[16];
 
-		for (; i < kv; i += VW) {
-			vf v = wload(wr, (size_t)i, dt);
-
-			for (int l = 0; l < VW; l++)
-				pack[(i + l) * PLAIN_SW + q] = v[l];
+			for (int r = 0; r < 16; r++)
+				v[r] = wload(w, (size_t)(q0 + r) * ld + (size_t)i0, dt);
+			transpose16(v);
+			for (int r = 0; r < 16; r++)
+				vstore(pack + (size_t)(i0 + r) * PLAIN_SW + q0, v[r]);
 		}
-		for (; i < kn; i++)
-			pack[i * PLAIN_SW + q] = wone(wr, (size_t)i, dt);
+		for (int q = q0; q < q0 + VW; q++)
+			for (int i = kv; i < kn; i++)
+				pack[i * PLAIN_SW + q] = wone(w, (size_t)q * ld + (size_t)i, dt);
 	}
+}
+
+/* Prefetches kn elements of each of PLAIN_SW rows, ld apart. */
+static inline __attribute__((always_inline)) void
+prefetch_rows(const void *w, size_t ld, int kn, const fl_dtype dt)
+{
+	int step = 64 / (int)fl_dtype_size(dt);	/* elements per cache line */
+
+	for (int q = 0; q < PLAIN_SW; q++)
+		for (int i = 0; i < kn; i += step)
+			__builtin_prefetch(wskip(w, (size_t)q * ld + (size_t)i, dt));
 }
 
 /* All rows against the full strip of PLAIN_SW output columns starting at
@@ -574,9 +616,20 @@ strip_run_dt(const stream_job *j, int c, vf *acc, bool packed, float *pack,
 		const void *w = wskip(j->w, (size_t)k0 * ld + (size_t)c, dt);
 		bool first = k0 == 0;
 
-		if (packed)
+		if (packed) {
 			pack_block(pack, wskip(j->w, (size_t)c * ld + (size_t)k0, dt), ld,
 			    kn, dt);
+			/* PLAIN_SW rows are too many streams for the hardware
+			 * prefetcher: ask for the next block while this one
+			 * computes */
+			if (k0 + PLAIN_KC < j->in)
+				prefetch_rows(wskip(j->w, (size_t)c * ld + (size_t)(k0 +
+				    PLAIN_KC), dt), ld, j->in - k0 - PLAIN_KC < PLAIN_KC ?
+				    j->in - k0 - PLAIN_KC : PLAIN_KC, dt);
+			else if (c + 2 * PLAIN_SW <= j->out)
+				prefetch_rows(wskip(j->w, (size_t)(c + PLAIN_SW) * ld, dt),
+				    ld, j->in < PLAIN_KC ? j->in : PLAIN_KC, dt);
+		}
 		for (int t = 0, r = 0; t < ntile; t++) {
 			int mb = (j->M - r) / (ntile - t);
 			const float *x = j->x + (size_t)r * ldx + k0;
