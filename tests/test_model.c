@@ -523,6 +523,25 @@ out:
 	free(dir);
 }
 
+/* Without options, f16 weights stay as stored where the build widens f16
+ * in hardware, and are converted at load elsewhere (model.h). */
+static void
+check_default_mode(const char *root)
+{
+	char *dir = fl_path_join(root, "gpt2-f16"), *cause = NULL;
+	fl_model *m = model_load(dir, NULL, &cause);
+	fl_weights_mode want = kern_f16_hardware() ? FL_WEIGHTS_STORED :
+	    FL_WEIGHTS_CONVERT;
+
+	check(m != NULL && m->weights_mode == want && (m->stored_bytes > 0) ==
+	    (want == FL_WEIGHTS_STORED), "gpt2-f16: loaded without options, the "
+	    "weights are %s (hardware f16: %s)", m ? model_weights_name(m->weights_mode) :
+	    cause, kern_f16_hardware() ? "yes" : "no");
+	free(cause);
+	model_free(m);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -550,6 +569,7 @@ main(void)
 	}
 	if (dp != NULL)
 		closedir(dp);
+	check_default_mode(root);
 	check(n >= 10, "found %d reference fixtures (expected at least 10)", n);
 	return check_done();
 }

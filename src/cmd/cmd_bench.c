@@ -223,14 +223,14 @@ cmd_bench(int argc, char **argv)
 		    "\"weights\": \"%s\", \"converted_mb\": %.1f, \"stored_mb\": %.1f}\n",
 		    dir, threads, tokens, reps, m->weight_bytes / 1048576.0, load_ms,
 		    fwd_ms, last_ms, last_ms / fwd_ms, rss, rss_tokens, tms,
-		    model_weights_name(cli_model_opts()->weights),
+		    model_weights_name(m->weights_mode),
 		    m->owned_floats * 4 / 1048576.0, m->stored_bytes / 1048576.0);
 	} else {
 		printf("model            %s (%d layers, d_model %d, vocab %d, %.1f MB "
 		    "of weights)\n", dir, L, m->cfg.d_model, V, m->weight_bytes / 1048576.0);
 		printf("weights          %s: %.1f MB converted to f32 at load, %.1f MB "
 		    "of f16/bf16 weights used as stored\n",
-		    model_weights_name(cli_model_opts()->weights),
+		    model_weights_name(m->weights_mode),
 		    m->owned_floats * 4 / 1048576.0, m->stored_bytes / 1048576.0);
 		printf("threads          %d\n", threads);
 		printf("load             %.2f ms (open, validate, mmap; median of 5)\n", load_ms);

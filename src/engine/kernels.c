@@ -223,6 +223,16 @@ wload(const void *w, size_t i, const fl_dtype dt)
 	}
 }
 
+bool
+kern_f16_hardware(void)
+{
+#if defined(__F16C__) || defined(__AVX512F__)
+	return true;
+#else
+	return false;
+#endif
+}
+
 /* One weight, element i of w. */
 static inline __attribute__((always_inline)) float
 wone(const void *w, size_t i, const fl_dtype dt)

@@ -16,6 +16,11 @@
 void kern_set_threads(int n);
 int kern_threads(void);
 
+/* Whether this build widens f16 weights with a hardware instruction (its
+ * target has F16C or AVX-512); without, value by value, several times
+ * slower than reading f32. */
+bool kern_f16_hardware(void);
+
 /* y (T, lin->out) = x (T, lin->in) . W + b, row strides ldy and ldx (in
  * floats). With accumulate, y += x . W + b instead. */
 void kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "kernels.h"
 #include "util.h"
 
 /* One tensor the architecture needs: its name, expected shape and where the
@@ -383,7 +384,7 @@ model_load(const char *dir, const fl_model_opts *opts, char **cause)
 	want_list wants = { 0 };
 	fl_linear *qkv = NULL;
 	const float **qkv_b = NULL;
-	fl_weights_mode mode = opts != NULL ? opts->weights : FL_WEIGHTS_CONVERT;
+	fl_weights_mode mode = opts != NULL ? opts->weights : FL_WEIGHTS_DEFAULT;
 	int n_tok;
 
 	m->dir = xstrdup(dir);
@@ -408,6 +409,9 @@ model_load(const char *dir, const fl_model_opts *opts, char **cause)
 		gpt2_wants(m, &wants, qkv, qkv_b);
 	} else
 		opt_wants(m, &wants);
+	if (mode == FL_WEIGHTS_DEFAULT)
+		mode = kern_f16_hardware() ? FL_WEIGHTS_STORED : FL_WEIGHTS_CONVERT;
+	m->weights_mode = mode;
 	if (model_bind(m, &wants, mode, cause) != 0)
 		goto fail;
 	if (m->cfg.arch == FL_ARCH_GPT2)

@@ -16,14 +16,15 @@
  * final residual back to P. Both are bias-free nn.Linear (trans = true).
  *
  * F32 tensors are used in place from the mmapped file. F16/BF16 tensors are
- * converted once, at load, into one owned buffer (FL_WEIGHTS_CONVERT, the
- * default), or, with FL_WEIGHTS_STORED, the weights of the linear layers
- * (fl_linear) and the token embedding and unembedding (fl_table) are used
- * as stored, from the mapping, and the kernels widen them to f32 as they
- * read them; the other tensors (position embeddings, LayerNorms, biases:
- * a few MB) are still converted once. Code outside the kernels reads those
- * weights only through kern_linear, kern_unembed, linear_weight and
- * table_row, never as floats.
+ * either converted once, at load, into one owned buffer
+ * (FL_WEIGHTS_CONVERT), or (FL_WEIGHTS_STORED) the weights of the linear
+ * layers (fl_linear) and the token embedding and unembedding (fl_table)
+ * are used as stored, from the mapping, and the kernels widen them to f32
+ * as they read them; the other tensors (position embeddings, LayerNorms,
+ * biases: a few MB) are still converted once. The numbers are the same
+ * either way: the widening is exact and the sums run in the same order.
+ * Code outside the kernels reads those weights only through kern_linear,
+ * kern_unembed, linear_weight and table_row, never as floats.
  */
 #ifndef FL_MODEL_H
 #define FL_MODEL_H
@@ -72,6 +73,17 @@ typedef struct {
 	fl_linear	 proj;		/* F -> D */
 } fl_layer;
 
+/* What model_load does with F16/BF16 weights (see the note above). The
+ * default is STORED: as fast or faster (the products read half the bytes),
+ * half the memory, and no conversion at load (README, Performance); but
+ * CONVERT in builds whose target has no hardware f16 conversion
+ * (kern_f16_hardware), where the kernels would widen f16 value by value. */
+typedef enum {
+	FL_WEIGHTS_DEFAULT,	/* STORED or CONVERT, as above */
+	FL_WEIGHTS_CONVERT,	/* to f32 once, at load */
+	FL_WEIGHTS_STORED	/* as stored, widened in the kernels */
+} fl_weights_mode;
+
 typedef struct fl_model {
 	fl_config	 cfg;
 	fl_tokenizer	*tok;
@@ -90,13 +102,8 @@ typedef struct fl_model {
 	size_t		 owned_floats;
 	size_t		 weight_bytes;	/* bytes of the parameters, as stored */
 	size_t		 stored_bytes;	/* of which used as F16/BF16 from the mapping */
+	fl_weights_mode	 weights_mode;	/* CONVERT or STORED, as loaded */
 } fl_model;
-
-/* What model_load does with F16/BF16 weights (see the note above). */
-typedef enum {
-	FL_WEIGHTS_CONVERT,	/* to f32 once, at load */
-	FL_WEIGHTS_STORED	/* linears as stored, converted in the kernels */
-} fl_weights_mode;
 
 typedef struct {
 	fl_weights_mode	 weights;
@@ -107,8 +114,8 @@ int model_weights_parse(const char *s);
 const char *model_weights_name(fl_weights_mode mode);
 
 /* Loads DIR (config.json, tokenizer files, safetensors); opts NULL means
- * the defaults (every tensor f32). NULL and *cause on any problem, naming
- * the file, tensor or field. */
+ * the defaults. NULL and *cause on any problem, naming the file, tensor
+ * or field. */
 fl_model *model_load(const char *dir, const fl_model_opts *opts, char **cause);
 
 /* Row r of t (t->cols values) as f32 into out. */
