@@ -262,6 +262,12 @@ st_map(st_mapped *m, const char *path, char **cause)
 			close(fd);
 			return fl_error(cause, "%s: cannot mmap: %s", path, strerror(errno));
 		}
+		/* Weights used in place (f32, or f16/bf16 with --weights
+		 * stored) are streamed through on every pass: in 2 MB pages
+		 * where the kernel and file system allow (file pages read in
+		 * under this advice become large folios) the hardware
+		 * prefetchers and the TLB keep up. A refusal is harmless. */
+		madvise(m->map, m->size, MADV_HUGEPAGE);
 	}
 	close(fd);
 	m->path = xstrdup(path);
