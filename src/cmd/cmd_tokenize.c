@@ -55,7 +55,7 @@ cmd_tokenize(int argc, char **argv)
 			break;
 		default:
 			return cli_fail(2, "usage: factlens tokenize [--model DIR] "
-			    "[--json] [--weights MODE] [TEXT]");
+			    "[--json] [--weights convert|stored] [TEXT]");
 		}
 	}
 	if (argc - optind > 1)

@@ -12,7 +12,8 @@ static const struct {
 	int		(*fn)(int, char **);
 	const char	*usage;
 } commands[] = {
-	{ "tokenize", cmd_tokenize, "tokenize [--model DIR] [--json] [--weights MODE] [TEXT]" },
+	{ "tokenize", cmd_tokenize, "tokenize [--model DIR] [--json] "
+	    "[--weights convert|stored] [TEXT]" },
 	{ "run", cmd_run, "run [--model DIR] --prompt TEXT [--answer TEXT] "
 	    "[--subject TEXT] [--task FILE [--layer L]] [--top K] [--lens] "
 	    "[--lens-top K] [--json] [--patterns] [--dump-logits FILE] [--final-mask] "
