@@ -128,6 +128,13 @@ shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
 		snprintf(buf + off, n - off, "]");
 }
 
+/* F32 data aligned for floats is used from the mapping as it is. */
+static bool
+f32_in_place(const st_tensor *t)
+{
+	return t->dtype == ST_DTYPE_F32 && ((uintptr_t)t->data & 3) == 0;
+}
+
 /* The buffer for converted weights: gigabytes for OPT-1.3B. Asked for in
  * 2 MB pages where the kernel allows it (a page fault per 4 KB page made
  * loading OPT-1.3B take 20 s on our VMs). */
@@ -156,7 +163,8 @@ model_bind(fl_model *m, want_list *l, fl_weights_mode mode, char **cause)
 	const char *src = m->weights->files[0].path;
 	size_t owned = 0, off = 0;
 	char got[96], exp[96];
-	int i;
+	const st_tensor **hot;
+	int i, nhot = 0;
 
 	for (i = 0; i < l->n; i++) {
 		want *w = &l->v[i];
@@ -188,17 +196,25 @@ model_bind(fl_model *m, want_list *l, fl_weights_mode mode, char **cause)
 		    (t->dtype == ST_DTYPE_F16 || t->dtype == ST_DTYPE_BF16);
 		if (w->stored)
 			m->stored_bytes += t->nbytes;
-		else if (t->dtype != ST_DTYPE_F32 || ((uintptr_t)t->data & 3) != 0)
+		else if (!f32_in_place(t))
 			owned += (size_t)t->numel;
 		m->weight_bytes += t->nbytes;
 	}
+	/* The tensors read in place on every pass, advised before the
+	 * conversions below read theirs: readahead around those would bring
+	 * the neighbours in as small pages. */
+	hot = xcalloc((size_t)l->n + 1, sizeof *hot);
+	for (i = 0; i < l->n; i++)
+		if (l->v[i].t != NULL && (l->v[i].stored || f32_in_place(l->v[i].t)))
+			hot[nhot++] = l->v[i].t;
+	st_advise_hot(hot, nhot);
+	free(hot);
 	if (owned > 0)
 		m->owned = owned_alloc(owned * sizeof(float));
 	m->owned_floats = owned;
 	for (i = 0; i < l->n; i++) {
 		want *w = &l->v[i];
 		const st_tensor *t = w->t;
-
 		const float *f;
 
 		if (t == NULL)
@@ -209,7 +225,7 @@ model_bind(fl_model *m, want_list *l, fl_weights_mode mode, char **cause)
 			    FL_DTYPE_BF16;
 			continue;
 		}
-		if (t->dtype == ST_DTYPE_F32 && ((uintptr_t)t->data & 3) == 0)
+		if (f32_in_place(t))
 			f = (const float *)(const void *)t->data;
 		else {
 			st_to_f32(m->owned + off, t->data, t->dtype, (size_t)t->numel);
