@@ -181,4 +181,26 @@ expect "--receiver past the output" 2 "--receiver takes a layer from 1 to 2" -- 
 	heads --model "$model" --task "$task" --receiver 3
 expect "a prompt longer than the context in a task" 1 "longer than the model's context" -- \
 	eval --model "$model" --task "$task" --shots 4
+expect "bad --weights" 2 "--weights takes convert or stored, not 'fast'" -- \
+	heads --model "$model" --task "$task" --weights fast
+
+# ---- --weights stored -----------------------------------------------------
+# f16/bf16 weights used as stored give the very numbers of converted ones:
+# the kernels widen them exactly and sum in the same order. Only the
+# timings in the JSON may differ.
+for m in gpt2-f16 gpt2-bf16 opt350-f16; do
+	for w in convert stored; do
+		{ "$fl" run --model "$fx/$m" --prompt "The capital of France is:" --task "$task" \
+			--final-mask --intercept --json --weights "$w" &&
+		"$fl" eval --model "$fx/$m" --task "$task" --json --weights "$w" &&
+		"$fl" heads --model "$fx/$m" --task "$task" --json --weights "$w" &&
+		"$fl" decompose --model "$fx/$m" --task "$task" --json --weights "$w"; } |
+			grep -a -v '"seconds"' >"$tmp/all-$w.json" ||
+			bad "$m: run, eval, heads and decompose with --weights $w exit 0"
+	done
+	cmp -s "$tmp/all-convert.json" "$tmp/all-stored.json" &&
+		ok "$m: run, eval, heads and decompose print the same with --weights stored" ||
+		bad "$m: --weights stored changes the output: $(diff "$tmp/all-convert.json" \
+"$tmp/all-stored.json" | head -4)"
+done
 exit $fail

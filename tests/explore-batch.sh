@@ -110,6 +110,25 @@ else
 	fail=1
 fi
 
+# --weights stored (f16 linears widened in the kernels) draws the same
+# screens as convert, for the model given and one opened with :model.
+f16=$(dirname "$fx")/gpt2-f16
+for w in convert stored; do
+	"$fl" --model "$f16" --size 100x30 --weights "$w" -c "prompt The capital of France is; \
+head 1.2; render; model $f16; prompt Germany is; mask on" > "$tmp/weights-$w.txt" 2>&1
+done
+if cmp -s "$tmp/weights-convert.txt" "$tmp/weights-stored.txt" &&
+    grep -q "gpt2-f16" "$tmp/weights-stored.txt"; then
+	echo "ok - --weights stored renders what --weights convert does"
+else
+	echo "FAIL - --weights stored renders differently: $(diff "$tmp/weights-convert.txt" \
+"$tmp/weights-stored.txt" | head -5)"
+	fail=1
+fi
+"$fl" --weights fast -c quit > /dev/null 2>&1
+[ $? -eq 2 ] && echo "ok - --weights fast is a usage error" ||
+	{ echo "FAIL - --weights fast is not a usage error"; fail=1; }
+
 # :export writes the results as JSON.
 "$fl" --model "$fx" -c "prompt The capital of France is; mask on; export $tmp/x.json" > /dev/null &&
 	grep -q '"final_mask":	true' "$tmp/x.json" && grep -q '"attn_to_subject"' "$tmp/x.json" &&

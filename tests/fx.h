@@ -43,7 +43,7 @@ fx_model(const char *name)
 {
 	char *dir = strchr(name, '/') ? xstrdup(name) : fl_path_join(fx_root(), name);
 	char *cause = NULL;
-	fl_model *m = model_load(dir, &cause);
+	fl_model *m = model_load(dir, NULL, &cause);
 
 	if (m == NULL) {
 		check(0, "%s: loads (%s)", name, cause);

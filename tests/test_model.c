@@ -442,14 +442,21 @@ check_post_ln(const char *fx, fl_model *m, const int *ids, int T)
 	run_free(r);
 }
 
+/* One fixture, loaded as mode says. With FL_WEIGHTS_STORED, the checks
+ * are named "<fixture> (stored)", and a fixture without F16/BF16 linears
+ * (nothing left as stored) is skipped: it would repeat the converted run. */
 static void
-run_fixture(const char *root, const char *fx)
+run_fixture(const char *root, const char *name, fl_weights_mode mode)
 {
-	char *dir = fl_path_join(root, fx), *path = fl_path_join(dir, "ref.json");
-	char *text, *cause = NULL;
+	char *dir = fl_path_join(root, name), *path = fl_path_join(dir, "ref.json");
+	char *text, *cause = NULL, fx[128];
 	cJSON *ref, *jids, *e, *outputs, *jtext;
 	fl_model *m;
+	fl_model_opts opts = { mode };
 	int *ids, T = 0;
+
+	snprintf(fx, sizeof fx, "%s%s", name, mode == FL_WEIGHTS_STORED ?
+	    " (stored)" : "");
 
 	text = fl_read_file(path, NULL, 0, &cause);
 	ref = text ? cJSON_Parse(text) : NULL;
@@ -463,15 +470,29 @@ run_fixture(const char *root, const char *fx)
 	if (cJSON_IsString(cJSON_GetObjectItem(ref, "model_dir"))) {
 		char *mdir = fl_path_join(dir, cJSON_GetObjectItem(ref, "model_dir")->valuestring);
 
-		m = model_load(mdir, &cause);
+		m = model_load(mdir, &opts, &cause);
 		free(mdir);
 	} else
-		m = model_load(dir, &cause);
+		m = model_load(dir, &opts, &cause);
 	check(m != NULL, "%s: loads (%s)", fx, m ? "ok" : cause);
 	if (m == NULL) {
 		free(cause);
 		cJSON_Delete(ref);
 		goto out;
+	}
+	if (mode == FL_WEIGHTS_STORED) {
+		if (m->stored_bytes == 0) {
+			model_free(m);
+			cJSON_Delete(ref);
+			goto out;
+		}
+		check(m->layers[0].fc.dtype != FL_DTYPE_F32 &&
+		    m->layers[0].q.dtype == m->layers[0].fc.dtype &&
+		    m->unembed.dtype == m->layers[0].fc.dtype &&
+		    m->owned_floats < m->weight_bytes / 20, "%s: linears and "
+		    "embeddings as stored (dtype %d), %.3f MB of weights converted "
+		    "for %.3f MB in the file", fx, (int)m->layers[0].fc.dtype,
+		    m->owned_floats * 4 / 1048576.0, m->weight_bytes / 1048576.0);
 	}
 	jids = cJSON_GetObjectItem(ref, "ids");
 	ids = xcalloc((size_t)cJSON_GetArraySize(jids), sizeof *ids);
@@ -502,6 +523,25 @@ out:
 	free(dir);
 }
 
+/* Without options, f16 weights stay as stored where the build widens f16
+ * in hardware, and are converted at load elsewhere (model.h). */
+static void
+check_default_mode(const char *root)
+{
+	char *dir = fl_path_join(root, "gpt2-f16"), *cause = NULL;
+	fl_model *m = model_load(dir, NULL, &cause);
+	fl_weights_mode want = kern_f16_hardware() ? FL_WEIGHTS_STORED :
+	    FL_WEIGHTS_CONVERT;
+
+	check(m != NULL && m->weights_mode == want && (m->stored_bytes > 0) ==
+	    (want == FL_WEIGHTS_STORED), "gpt2-f16: loaded without options, the "
+	    "weights are %s (hardware f16: %s)", m ? model_weights_name(m->weights_mode) :
+	    cause, kern_f16_hardware() ? "yes" : "no");
+	free(cause);
+	model_free(m);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -520,7 +560,8 @@ main(void)
 		char *dir = fl_path_join(root, d->d_name), *ref = fl_path_join(dir, "ref.json");
 
 		if (d->d_name[0] != '.' && fl_file_exists(ref)) {
-			run_fixture(root, d->d_name);
+			run_fixture(root, d->d_name, FL_WEIGHTS_CONVERT);
+			run_fixture(root, d->d_name, FL_WEIGHTS_STORED);
 			n++;
 		}
 		free(ref);
@@ -528,6 +569,7 @@ main(void)
 	}
 	if (dp != NULL)
 		closedir(dp);
+	check_default_mode(root);
 	check(n >= 10, "found %d reference fixtures (expected at least 10)", n);
 	return check_done();
 }

@@ -3,6 +3,7 @@
  * fault gives its message, valid files read back their values, F16/BF16
  * convert exactly; the kernels against their naive twins.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "check.h"
@@ -152,14 +153,33 @@ frand(unsigned *s)
 	return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
+/* A random half-precision value's bits: |v| in [2^-6, 1) for f16 (exponent
+ * 9 .. 14), the same range for bf16 (exponent 121 .. 126), either sign,
+ * every mantissa bit random. */
+static uint16_t
+hrand(unsigned *s, fl_dtype dt)
+{
+	unsigned r;
+
+	*s = *s * 1664525u + 1013904223u;
+	r = *s >> 8;
+	if (dt == FL_DTYPE_F16)
+		return (uint16_t)((r & 0x8000) | (9 + (r >> 16) % 6) << 10 | (r & 0x3ff));
+	return (uint16_t)((r & 0x8000) | (121 + (r >> 16) % 6) << 7 | (r & 0x7f));
+}
+
+static const char *const dtype_names[] = { "f32", "f16", "bf16" };
+
 /* The fast kernels (streamed for few rows, packed for many) against the
  * naive ones, in both weight orientations, with strided weights (as
- * c_attn's q, k, v), column tails and accumulation. */
+ * c_attn's q, k, v), column tails and accumulation; for weights stored as
+ * f32, and as f16 and bf16 (widened in the kernels, FL_WEIGHTS_STORED). */
 static void
 test_kernels(void)
 {
 	enum { MAXT = 70, MAXIN = 300, MAXOUT = 100, V = 41 };
 	static float x[MAXT * MAXIN], w[MAXIN * 3 * MAXOUT], b[MAXOUT];
+	static uint16_t wh[MAXIN * 3 * MAXOUT], wb[MAXIN * 3 * MAXOUT];
 	static float y1[MAXT * MAXOUT], y2[MAXT * MAXOUT], U[V * MAXIN];
 	static float l1[MAXT * V], l2[MAXT * V];
 	/* Row counts for every tile size, the largest streamed (out, in)
@@ -171,20 +191,27 @@ test_kernels(void)
 
 	for (size_t i = 0; i < sizeof x / sizeof *x; i++)
 		x[i] = frand(&s);
-	for (size_t i = 0; i < sizeof w / sizeof *w; i++)
+	for (size_t i = 0; i < sizeof w / sizeof *w; i++) {
 		w[i] = frand(&s);
+		wh[i] = hrand(&s, FL_DTYPE_F16);
+		wb[i] = hrand(&s, FL_DTYPE_BF16);
+	}
 	for (size_t i = 0; i < MAXOUT; i++)
 		b[i] = frand(&s);
 	for (size_t i = 0; i < sizeof U / sizeof *U; i++)
 		U[i] = frand(&s);
+	for (int dt = FL_DTYPE_F32; dt <= FL_DTYPE_BF16; dt++)
 	for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
 		for (int ii = 0; ii < 2; ii++)
 			for (int oi = 0; oi < 3; oi++)
 				for (int trans = 0; trans < 2; trans++)
 					for (int acc = 0; acc < 2; acc++) {
 						int T = Ts[ti], IN = ins[ii], OUT = outs[oi];
-						fl_linear lin = { w + OUT, acc ? NULL : b, IN, OUT,
-						    trans ? IN : 3 * OUT, trans };
+						const void *wd = dt == FL_DTYPE_F16 ? (const void *)(wh + OUT) :
+						    dt == FL_DTYPE_BF16 ? (const void *)(wb + OUT) :
+						    (const void *)(w + OUT);
+						fl_linear lin = { wd, acc ? NULL : b, IN, OUT,
+						    trans ? IN : 3 * OUT, trans, (fl_dtype)dt };
 						char name[160];
 
 						for (int i = 0; i < T * OUT; i++)
@@ -192,22 +219,77 @@ test_kernels(void)
 						kern_linear(y1, OUT, x, IN, &lin, T, acc);
 						kern_linear_ref(y2, OUT, x, IN, &lin, T, acc);
 						snprintf(name, sizeof name, "kern_linear = naive "
-						    "(%d rows, %d in, %d out, %s weights%s)", T,
-						    IN, OUT, trans ? "(out, in)" :
-						    "(in, out) strided", acc ?
+						    "(%s, %d rows, %d in, %d out, %s weights%s)",
+						    dtype_names[dt], T, IN, OUT, trans ?
+						    "(out, in)" : "(in, out) strided", acc ?
 						    ", accumulate, no bias" : "");
 						check_close(name, y1, y2, (size_t)T * OUT, 1e-4);
 					}
+	for (int dt = FL_DTYPE_F32; dt <= FL_DTYPE_BF16; dt++)
 	for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
 		for (int ii = 0; ii < 2; ii++) {
+			const void *ud = dt == FL_DTYPE_F16 ? (const void *)wh :
+			    dt == FL_DTYPE_BF16 ? (const void *)wb : (const void *)U;
+			fl_table t = { ud, V, ins[ii], (fl_dtype)dt };
 			char name[80];
 
-			kern_unembed(l1, x, U, Ts[ti], ins[ii], V);
-			kern_unembed_ref(l2, x, U, Ts[ti], ins[ii], V);
-			snprintf(name, sizeof name, "kern_unembed = naive (%d rows, "
-			    "width %d)", Ts[ti], ins[ii]);
+			kern_unembed(l1, x, &t, Ts[ti]);
+			kern_unembed_ref(l2, x, &t, Ts[ti]);
+			snprintf(name, sizeof name, "kern_unembed = naive (%s, %d rows, "
+			    "width %d)", dtype_names[dt], Ts[ti], ins[ii]);
 			check_close(name, l1, l2, (size_t)Ts[ti] * V, 1e-4);
 		}
+}
+
+/* The kernels widen every finite f16 and bf16 value exactly: all of them
+ * as weights (16 inputs by N outputs, both orientations), multiplied by
+ * the identity, come out as st_to_f32 gives them. */
+static void
+test_widen_exact(void)
+{
+	enum { IN = 16 };
+	static float x[IN * IN], want[65536], y[65536];
+	static uint16_t wt[65536], wp[65536];
+
+	for (int i = 0; i < IN; i++)
+		x[i * IN + i] = 1.0f;
+	for (int dt = FL_DTYPE_F16; dt <= FL_DTYPE_BF16; dt++) {
+		unsigned emask = dt == FL_DTYPE_F16 ? 0x7c00 : 0x7f80;
+		int n = 0, N;
+
+		for (unsigned h = 0; h < 65536; h++)
+			if ((h & emask) != emask)	/* not Inf or NaN */
+				wt[n++] = (uint16_t)h;
+		N = n / IN;
+		n = N * IN;
+		st_to_f32(want, (const uint8_t *)wt, dt == FL_DTYPE_F16 ?
+		    ST_DTYPE_F16 : ST_DTYPE_BF16, (size_t)n);
+		for (int trans = 0; trans < 2; trans++) {
+			/* (out, in): row o holds values o*IN .. o*IN+15; (in, out):
+			 * the transpose, so that y[i][o] is the same value */
+			fl_linear lin = { trans ? (const void *)wt : (const void *)wp, NULL,
+			    IN, N, trans ? IN : N, trans, (fl_dtype)dt };
+			int bad = 0;
+
+			for (int o = 0; o < N; o++)
+				for (int i = 0; i < IN; i++)
+					wp[i * N + o] = wt[o * IN + i];
+			kern_linear(y, N, x, IN, &lin, IN, false);
+			for (int i = 0; i < IN && bad == 0; i++)
+				for (int o = 0; o < N; o++)
+					if (y[i * N + o] != want[o * IN + i]) {
+						bad = o * IN + i + 1;
+						break;
+					}
+			check(bad == 0, "kern_linear widens all %d finite %s values "
+			    "exactly, %s weights%s", n, dtype_names[dt], trans ?
+			    "(out, in)" : "(in, out)", bad ? " (first difference "
+			    "at a value)" : "");
+			if (bad)
+				printf("    value %u: got %.9g, want %.9g\n", wt[bad - 1],
+				    y[((bad - 1) % IN) * N + (bad - 1) / IN], want[bad - 1]);
+		}
+	}
 }
 
 /* Attention scores and mixing, loop path and BLIS path, against plain
@@ -335,6 +417,7 @@ main(void)
 	test_valid();
 	test_convert();
 	test_kernels();
+	test_widen_exact();
 	test_attention();
 	test_gelu();
 	test_exp_sum();

@@ -40,15 +40,16 @@ attrib_mean_unembed(const fl_model *m, float *out)
 {
 	int P = m->cfg.d_proj, V = m->cfg.n_vocab;
 	double *acc = xcalloc((size_t)P, sizeof *acc);
+	float *u = xmalloc((size_t)P * sizeof *u);
 
 	for (int v = 0; v < V; v++) {
-		const float *u = m->unembed + (size_t)v * P;
-
+		table_row(&m->unembed, v, u);
 		for (int i = 0; i < P; i++)
 			acc[i] += u[i];
 	}
 	for (int i = 0; i < P; i++)
 		out[i] = (float)(acc[i] / V);
+	free(u);
 	free(acc);
 }
 
@@ -260,11 +261,11 @@ attrib_direct(fl_attrib *to_logit, fl_attrib *to_diff, const fl_model *m,
 	u = xmalloc((size_t)P * sizeof *u);
 
 	/* the components, as rows */
-	if (m->project_in.w != NULL)
-		kern_linear(comp, D, m->wte + (size_t)c->ids[pos] * P, P, &m->project_in,
-		    1, false);
-	else
-		memcpy(comp, m->wte + (size_t)c->ids[pos] * D, (size_t)D * sizeof *comp);
+	if (m->project_in.w != NULL) {
+		table_row(&m->wte, c->ids[pos], u);
+		kern_linear(comp, D, u, P, &m->project_in, 1, false);
+	} else
+		table_row(&m->wte, c->ids[pos], comp);
 	if (m->wpe != NULL)	/* rotary models: no position row (zeros) */
 		memcpy(comp + D, m->wpe + (size_t)(pos + m->cfg.pos_offset) * D,
 		    (size_t)D * sizeof *comp);
@@ -287,7 +288,7 @@ attrib_direct(fl_attrib *to_logit, fl_attrib *to_diff, const fl_model *m,
 
 	if (to_logit != NULL) {
 		attrib_alloc(to_logit, L, H);
-		memcpy(u, m->unembed + (size_t)token * P, (size_t)P * sizeof *u);
+		table_row(&m->unembed, token, u);
 		attrib_fill(to_logit, m, c, pos, comp, u, c->lnf + (size_t)pos * D);
 	}
 	if (to_diff != NULL) {
@@ -295,8 +296,9 @@ attrib_direct(fl_attrib *to_logit, fl_attrib *to_diff, const fl_model *m,
 
 		attrib_mean_unembed(m, ubar);
 		attrib_alloc(to_diff, L, H);
+		table_row(&m->unembed, token, u);
 		for (int i = 0; i < P; i++)
-			u[i] = m->unembed[(size_t)token * P + i] - ubar[i];
+			u[i] -= ubar[i];
 		attrib_fill(to_diff, m, c, pos, comp, u, c->lnf + (size_t)pos * D);
 		free(ubar);
 	}

@@ -74,11 +74,10 @@ token_dirs(const fl_model *m, const fl_prompt *p, int n, bool subject,
 	float *u = xmalloc((size_t)P * sizeof *u);
 
 	for (int i = 0; i < n; i++) {
-		const float *row = m->unembed + (size_t)(subject ? p[i].subject :
-		    p[i].answer) * P;
-
-		for (int k = 0; k < P; k++)
-			u[k] = subject ? row[k] : row[k] - ubar[k];
+		table_row(&m->unembed, subject ? p[i].subject : p[i].answer, u);
+		if (!subject)
+			for (int k = 0; k < P; k++)
+				u[k] -= ubar[k];
 		model_unembed_dir(m, u, dirs + (size_t)i * D);
 	}
 	free(u);

@@ -30,7 +30,16 @@ char *cli_data_path(const char *rel);
 /* The bundled demo model's directory (FACTLENS_MODEL overrides). */
 const char *cli_default_model(void);
 
-/* Loads a model or prints "factlens: <cause>" and returns NULL. */
+/* --weights convert|stored, taken by every command and the explorer: what
+ * model_load does with F16/BF16 weights (model.h). cli_weights_opt parses
+ * it (0, or 2 after reporting a usage error); cli_model_opts gives the
+ * choice, which cli_load_model loads with. */
+#define CLI_WEIGHTS_OPTION { "weights", required_argument, NULL, 'W' }
+int cli_weights_opt(const char *arg);
+const fl_model_opts *cli_model_opts(void);
+
+/* Loads a model (with cli_model_opts) or prints "factlens: <cause>" and
+ * returns NULL. */
 fl_model *cli_load_model(const char *dir);
 
 /* Prints "factlens: <msg>" to stderr; returns status. */
@@ -100,7 +109,8 @@ typedef struct {
 	{ "templates", required_argument, NULL, 'S' }, \
 	{ "batch", required_argument, NULL, 'b' }, \
 	{ "json", no_argument, NULL, 'j' }, \
-	{ "threads", required_argument, NULL, 't' }
+	{ "threads", required_argument, NULL, 't' }, \
+	CLI_WEIGHTS_OPTION
 
 /* Takes getopt's c if it is a shared option: 0 when taken, 2 on a bad
  * value (reported), -1 when c is not a shared option. */

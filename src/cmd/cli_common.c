@@ -169,6 +169,8 @@ cli_shared_opt(const cli_shared *sh, int c, const char *arg)
 		return 0;
 	case 't':
 		return cli_int("--threads", arg, 1, 256, sh->threads) ? 2 : 0;
+	case 'W':
+		return cli_weights_opt(arg);
 	default:
 		return -1;
 	}

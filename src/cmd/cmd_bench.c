@@ -137,6 +137,7 @@ cmd_bench(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "torch", no_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, 'j' },
+		CLI_WEIGHTS_OPTION,
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *dir = NULL;
@@ -162,9 +163,11 @@ cmd_bench(int argc, char **argv)
 		case 't': if (cli_int("--threads", optarg, 1, 256, &threads)) return 2; break;
 		case 'T': torch = true; break;
 		case 'j': json = true; break;
+		case 'W': if (cli_weights_opt(optarg)) return 2; break;
 		default:
 			return cli_fail(2, "usage: factlens bench [--model DIR] [--tokens N] "
-			    "[--reps N] [--threads N] [--torch] [--json]");
+			    "[--reps N] [--threads N] [--torch] [--json] "
+			    "[--weights convert|stored]");
 		}
 	}
 	if (dir == NULL)
@@ -174,7 +177,7 @@ cmd_bench(int argc, char **argv)
 	for (int i = 0; i < 5; i++) {
 		double t0 = fl_now();
 
-		m = model_load(dir, &cause);
+		m = model_load(dir, cli_model_opts(), &cause);
 		if (m == NULL) {
 			cli_fail(1, "%s", cause);
 			free(cause);
@@ -245,12 +248,19 @@ cmd_bench(int argc, char **argv)
 		printf("{\"model\": \"%s\", \"threads\": %d, \"tokens\": %d, \"reps\": %d, "
 		    "\"weights_mb\": %.1f, \"load_ms\": %.2f, \"forward_lens_ms\": %.2f, "
 		    "\"last_layer_ms\": %.2f, \"last_layer_ratio\": %.3f, "
-		    "\"peak_rss_mb\": %.1f, \"rss_tokens\": %d, \"torch_ms\": %.2f}\n",
+		    "\"peak_rss_mb\": %.1f, \"rss_tokens\": %d, \"torch_ms\": %.2f, "
+		    "\"weights\": \"%s\", \"converted_mb\": %.1f, \"stored_mb\": %.1f}\n",
 		    dir, threads, tokens, reps, m->weight_bytes / 1048576.0, load_ms,
-		    fwd_ms, last_ms, last_ms / fwd_ms, rss, rss_tokens, tms);
+		    fwd_ms, last_ms, last_ms / fwd_ms, rss, rss_tokens, tms,
+		    model_weights_name(m->weights_mode),
+		    m->owned_floats * 4 / 1048576.0, m->stored_bytes / 1048576.0);
 	} else {
 		printf("model            %s (%d layers, d_model %d, vocab %d, %.1f MB "
 		    "of weights)\n", dir, L, m->cfg.d_model, V, m->weight_bytes / 1048576.0);
+		printf("weights          %s: %.1f MB converted to f32 at load, %.1f MB "
+		    "of f16/bf16 weights used as stored\n",
+		    model_weights_name(m->weights_mode),
+		    m->owned_floats * 4 / 1048576.0, m->stored_bytes / 1048576.0);
 		printf("threads          %d\n", threads);
 		printf("load             %.2f ms (open, validate, mmap; median of 5)\n", load_ms);
 		printf("forward + lens   %.2f ms (%d tokens, full cache, lens of %d "

@@ -30,7 +30,7 @@ typedef struct {
 static const char eval_usage[] = "usage: factlens eval [--model DIR] --task FILE "
     "[--shots K] [--templates main|paraphrase|heldout] [--split subject|template] "
     "[--seed N] [--no-resid] [--ridge X] [--mask-heads LIST] [--batch N] "
-    "[--json] [--threads N]";
+    "[--json] [--threads N] [--weights convert|stored]";
 
 static int
 eval_parse(eval_args *a, int argc, char **argv)

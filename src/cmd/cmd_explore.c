@@ -12,7 +12,8 @@
 #include "ui/ui.h"
 
 #define EXPLORE_USAGE "[--model DIR] [--theme NAME] [--batch FILE | -c \"CMD; CMD\"] " \
-	"[--size WxH] [--colors mono|8|16|256|truecolor] [--ascii] [--no-rc]"
+	"[--size WxH] [--colors mono|8|16|256|truecolor] [--ascii] [--no-rc] " \
+	"[--weights convert|stored]"
 
 static int
 parse_size(const char *s, int *w, int *h)
@@ -42,6 +43,7 @@ cmd_explore(int argc, char **argv)
 		{ "ascii", no_argument, NULL, 'a' },
 		{ "no-rc", no_argument, NULL, 'n' },
 		{ "man-fragment", required_argument, NULL, 'M' },
+		CLI_WEIGHTS_OPTION,
 		{ NULL, 0, NULL, 0 }
 	};
 	ui_options o;
@@ -71,6 +73,10 @@ cmd_explore(int argc, char **argv)
 			break;
 		case 'a': o.ascii = true; break;
 		case 'n': o.no_rc = true; break;
+		case 'W':
+			if (cli_weights_opt(optarg))
+				return 2;
+			break;
 		case 'M':
 			if (ui_man_fragment(optarg, stdout) != 0)
 				return cli_fail(2, "--man-fragment takes keys, commands or "
@@ -95,6 +101,7 @@ cmd_explore(int argc, char **argv)
 			o.model_dir = dir;
 		free(cfg);
 	}
+	o.model_opts = *cli_model_opts();
 	kern_set_threads(0);	/* every core */
 	if (o.batch_file != NULL || o.commands != NULL)
 		return ui_batch_run(&o);

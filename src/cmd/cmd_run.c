@@ -45,7 +45,7 @@ static const char run_usage[] = "usage: factlens run [--model DIR] --prompt TEXT
     "[--answer TEXT] [--subject TEXT] [--task FILE [--layer L]] [--top K] "
     "[--lens] [--lens-top K] [--json] [--patterns] [--dump-logits FILE] "
     "[--final-mask] [--mask-heads LIST] [--intercept] [--mover-threshold X] "
-    "[--batch N] [--threads N]";
+    "[--batch N] [--threads N] [--weights convert|stored]";
 
 static int
 run_parse(run_args *a, int argc, char **argv)
@@ -69,6 +69,7 @@ run_parse(run_args *a, int argc, char **argv)
 		{ "mover-threshold", required_argument, NULL, 'M' },
 		{ "batch", required_argument, NULL, 'b' },
 		{ "threads", required_argument, NULL, 't' },
+		CLI_WEIGHTS_OPTION,
 		{ NULL, 0, NULL, 0 }
 	};
 	int c;
@@ -116,6 +117,10 @@ run_parse(run_args *a, int argc, char **argv)
 			break;
 		case 't':
 			if (cli_int("--threads", optarg, 1, 256, &a->threads))
+				return 2;
+			break;
+		case 'W':
+			if (cli_weights_opt(optarg))
 				return 2;
 			break;
 		default:

@@ -30,6 +30,7 @@ cmd_tokenize(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, 'm' },
 		{ "json", no_argument, NULL, 'j' },
+		CLI_WEIGHTS_OPTION,	/* accepted for scripts; no weights are read */
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *dir = NULL;
@@ -48,9 +49,13 @@ cmd_tokenize(int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'W':
+			if (cli_weights_opt(optarg))
+				return 2;
+			break;
 		default:
 			return cli_fail(2, "usage: factlens tokenize [--model DIR] "
-			    "[--json] [TEXT]");
+			    "[--json] [--weights convert|stored] [TEXT]");
 		}
 	}
 	if (argc - optind > 1)

@@ -12,23 +12,29 @@ static const struct {
 	int		(*fn)(int, char **);
 	const char	*usage;
 } commands[] = {
-	{ "tokenize", cmd_tokenize, "tokenize [--model DIR] [--json] [TEXT]" },
+	{ "tokenize", cmd_tokenize, "tokenize [--model DIR] [--json] "
+	    "[--weights convert|stored] [TEXT]" },
 	{ "run", cmd_run, "run [--model DIR] --prompt TEXT [--answer TEXT] "
 	    "[--subject TEXT] [--task FILE [--layer L]] [--top K] [--lens] "
 	    "[--lens-top K] [--json] [--patterns] [--dump-logits FILE] [--final-mask] "
-	    "[--mask-heads LIST] [--intercept] [--mover-threshold X] [--threads N]" },
+	    "[--mask-heads LIST] [--intercept] [--mover-threshold X] [--threads N] "
+	    "[--weights convert|stored]" },
 	{ "eval", cmd_eval, "eval [--model DIR] --task FILE [--shots K] "
 	    "[--templates SET] [--split subject|template] [--seed N] [--no-resid] "
-	    "[--ridge X] [--mask-heads LIST] [--batch N] [--json] [--threads N]" },
+	    "[--ridge X] [--mask-heads LIST] [--batch N] [--json] [--threads N] "
+	    "[--weights convert|stored]" },
 	{ "heads", cmd_heads, "heads [--model DIR] --task FILE [--templates SET] "
-	    "[--seed N] [--receiver LAYER] [--batch N] [--top K] [--json] [--threads N]" },
+	    "[--seed N] [--receiver LAYER] [--batch N] [--top K] [--json] [--threads N] "
+	    "[--weights convert|stored]" },
 	{ "decompose", cmd_decompose, "decompose [--model DIR] --task FILE [--layer L] "
 	    "[--templates SET] [--no-resid] [--ridge X] [--top K] [--prompt TEXT "
-	    "[--subject TEXT]] [--batch N] [--json] [--threads N]" },
+	    "[--subject TEXT]] [--batch N] [--json] [--threads N] "
+	    "[--weights convert|stored]" },
 	{ "bench", cmd_bench, "bench [--model DIR] [--tokens N] [--reps N] "
-	    "[--threads N] [--torch] [--json]" },
+	    "[--threads N] [--torch] [--json] [--weights convert|stored]" },
 	{ "explore", cmd_explore, "[explore] [--model DIR] [--theme NAME] "
-	    "[--batch FILE | -c \"CMD; CMD\"] [--size WxH] [--colors DEPTH] [--ascii] [--no-rc]" },
+	    "[--batch FILE | -c \"CMD; CMD\"] [--size WxH] [--colors DEPTH] [--ascii] [--no-rc] "
+	    "[--weights convert|stored]" },
 };
 
 static void
@@ -54,11 +60,30 @@ cli_fail(int status, const char *fmt, ...)
 	return status;
 }
 
+static fl_model_opts model_opts;
+
+int
+cli_weights_opt(const char *arg)
+{
+	int mode = model_weights_parse(arg);
+
+	if (mode < 0)
+		return cli_fail(2, "--weights takes convert or stored, not '%s'", arg);
+	model_opts.weights = (fl_weights_mode)mode;
+	return 0;
+}
+
+const fl_model_opts *
+cli_model_opts(void)
+{
+	return &model_opts;
+}
+
 fl_model *
 cli_load_model(const char *dir)
 {
 	char *cause = NULL;
-	fl_model *m = model_load(dir, &cause);
+	fl_model *m = model_load(dir, &model_opts, &cause);
 
 	if (m == NULL) {
 		cli_fail(1, "%s", cause);

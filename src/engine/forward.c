@@ -383,8 +383,9 @@ static fl_linear
 head_out_linear(const fl_linear *o, int h, int dh)
 {
 	fl_linear s = *o;
+	size_t at = o->trans ? (size_t)h * dh : (size_t)h * dh * o->ld;
 
-	s.w = o->trans ? o->w + (size_t)h * dh : o->w + (size_t)h * dh * o->ld;
+	s.w = (const char *)o->w + at * fl_dtype_size(o->dtype);
 	s.b = NULL;
 	s.in = dh;
 	return s;
@@ -506,7 +507,7 @@ embed(fl_run *r, const int *ids, const int *lens, int n_seq, int N)
 
 	for (int s = 0; s < n_seq; s++)
 		for (int t = 0; t < lens[s]; t++, row++) {
-			memcpy(tok + row * P, m->wte + (size_t)ids[row] * P, P * sizeof(float));
+			table_row(&m->wte, ids[row], tok + row * P);
 			if (m->wpe != NULL)
 				memcpy(r->mlp + row * D, m->wpe + (size_t)(t + c->pos_offset) *
 				    D, D * sizeof(float));
@@ -972,7 +973,7 @@ model_unembed(const fl_model *m, const float *x, int n, float *logits, float *sc
 		kern_linear(scratch, P, x, m->cfg.d_model, &m->project_out, n, false);
 		x = scratch;
 	}
-	kern_unembed(logits, x, m->unembed, n, P, m->cfg.n_vocab);
+	kern_unembed(logits, x, &m->unembed, n);
 	free(own);
 }
 
@@ -1008,15 +1009,12 @@ model_unembed_dir(const fl_model *m, const float *u, float *dir)
 		memcpy(dir, u, (size_t)D * sizeof *dir);
 		return;
 	}
-	/* dir[i] = sum_o W[i][o] u[o], W (D, P) stored (P, D): row o is
-	 * output o's weights over the D inputs. */
+	/* dir[i] = sum_o W[i][o] u[o] over the logical (D, P) matrix, in
+	 * double: a product by the transpose, for one row only. */
 	acc = xcalloc((size_t)D, sizeof *acc);
-	for (int o = 0; o < P; o++) {
-		const float *w = po->w + (size_t)o * po->ld;
-
+	for (int o = 0; o < P; o++)
 		for (int i = 0; i < D; i++)
-			acc[i] += (double)w[i] * u[o];
-	}
+			acc[i] += (double)linear_weight(po, i, o) * u[o];
 	for (int i = 0; i < D; i++)
 		dir[i] = (float)acc[i];
 	free(acc);

@@ -10,6 +10,10 @@
 
 #include "util.h"
 
+#if defined(__F16C__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 /* From BLIS; Debian ships its header only in the blis-openmp include dir. */
 extern void bli_thread_set_num_threads(int64_t n);
 
@@ -164,16 +168,117 @@ vsum(vf v)
 }
 
 
+/* ---- weights as stored ------------------------------------------------
+ * F16 and BF16 weights are read as stored and widened to f32 in registers,
+ * sixteen at a time, as the products load them; the sums are f32 as for
+ * f32 weights. The kernels below take the dtype as a constant (each is
+ * instantiated once per dtype), so that the f32 path is unchanged. */
+
+typedef unsigned short vh __attribute__((vector_size(32)));
+typedef unsigned int vu __attribute__((vector_size(64)));
+
+/* Sixteen weights from element i of w: f16 by the hardware conversion
+ * (vcvtph2ps), bf16 by moving each value to the high half of a float. */
+static inline __attribute__((always_inline)) vf
+wload(const void *w, size_t i, const fl_dtype dt)
+{
+	const unsigned char *p = (const unsigned char *)w + i * fl_dtype_size(dt);
+	vf v;
+
+	switch (dt) {
+	case FL_DTYPE_F16:
+#if defined(__AVX512F__)
+		v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
+#elif defined(__F16C__)
+		{
+			__m256 lo = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
+			__m256 hi = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p + 16)));
+
+			memcpy(&v, &lo, sizeof lo);
+			memcpy((char *)&v + sizeof lo, &hi, sizeof hi);
+		}
+#else
+		for (int l = 0; l < VW; l++)
+			v[l] = st_f16_to_f32((unsigned short)(p[2 * l] | p[2 * l + 1] << 8));
+#endif
+		return v;
+	case FL_DTYPE_BF16:
+#if defined(__AVX512F__)
+		v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
+		    _mm256_loadu_si256((const __m256i *)(const void *)p)), 16));
+#else
+		{
+			vh h;
+			vu u;
+
+			memcpy(&h, p, sizeof h);
+			u = __builtin_convertvector(h, vu) << 16;
+			memcpy(&v, &u, sizeof v);
+		}
+#endif
+		return v;
+	default:
+		memcpy(&v, p, sizeof v);
+		return v;
+	}
+}
+
+bool
+kern_f16_hardware(void)
+{
+#if defined(__F16C__) || defined(__AVX512F__)
+	return true;
+#else
+	return false;
+#endif
+}
+
+/* One weight, element i of w. */
+static inline __attribute__((always_inline)) float
+wone(const void *w, size_t i, const fl_dtype dt)
+{
+	const unsigned char *p = (const unsigned char *)w + i * fl_dtype_size(dt);
+	unsigned short h;
+	unsigned int u;
+	float f;
+
+	switch (dt) {
+	case FL_DTYPE_F16:
+		memcpy(&h, p, sizeof h);
+#if defined(__F16C__)
+		return _cvtsh_ss(h);
+#else
+		return st_f16_to_f32(h);
+#endif
+	case FL_DTYPE_BF16:
+		memcpy(&h, p, sizeof h);
+		u = (unsigned int)h << 16;
+		memcpy(&f, &u, sizeof f);
+		return f;
+	default:
+		memcpy(&f, p, sizeof f);
+		return f;
+	}
+}
+
+/* w advanced by n elements of dt. */
+static inline const void *
+wskip(const void *w, size_t n, fl_dtype dt)
+{
+	return (const unsigned char *)w + n * fl_dtype_size(dt);
+}
+
 typedef struct {
 	float		*y;
 	int		 ldy;
 	const float	*x;
 	int		 ldx;
-	const float	*w;
-	int		 ld;
+	const void	*w;	/* elements of dt */
+	int		 ld;	/* in elements */
 	const float	*b;
 	int		 M, in, out;
 	bool		 acc;
+	fl_dtype	 dt;
 } stream_job;
 
 /* Weights stored (out, in): y[m][o] = x[m] . w[o]. A tile is four weight
@@ -199,8 +304,8 @@ typedef struct {
  * (single-threaded, the 13-row lens unembedding went from 16.5 to 12.8 ms
  * with it). */
 static inline __attribute__((always_inline)) void
-trans_tile(vf *ps, const float *const w[4], const float *x, size_t ldx, int i0,
-    int i1, const int MB, bool first, size_t pf)
+trans_tile(vf *ps, const void *const w[4], const float *x, size_t ldx, int i0,
+    int i1, const int MB, bool first, size_t pf, const fl_dtype dt)
 {
 	vf a[TRANS_MT][4];
 
@@ -210,18 +315,18 @@ trans_tile(vf *ps, const float *const w[4], const float *x, size_t ldx, int i0,
 		for (int q = 0; q < 4; q++)
 			a[k][q] = first ? (vf){ 0 } : ps[k * 4 + q];
 	for (int i = i0; i < i1; i += VW) {
-		vf w0 = vload(w[0] + i), w1 = vload(w[1] + i);
-		vf w2 = vload(w[2] + i), w3 = vload(w[3] + i);
+		vf w0 = wload(w[0], (size_t)i, dt), w1 = wload(w[1], (size_t)i, dt);
+		vf w2 = wload(w[2], (size_t)i, dt), w3 = wload(w[3], (size_t)i, dt);
 
 		KEEP(w0);
 		KEEP(w1);
 		KEEP(w2);
 		KEEP(w3);
 		if (pf != 0) {
-			__builtin_prefetch(w[0] + pf + i);
-			__builtin_prefetch(w[1] + pf + i);
-			__builtin_prefetch(w[2] + pf + i);
-			__builtin_prefetch(w[3] + pf + i);
+			__builtin_prefetch(wskip(w[0], pf + (size_t)i, dt));
+			__builtin_prefetch(wskip(w[1], pf + (size_t)i, dt));
+			__builtin_prefetch(wskip(w[2], pf + (size_t)i, dt));
+			__builtin_prefetch(wskip(w[3], pf + (size_t)i, dt));
 		}
 #pragma GCC unroll 8
 		for (int k = 0; k < MB; k++) {
@@ -268,8 +373,9 @@ vsum4(const vf a[4])
  * memory; a chunk is short enough that it and the input rows' chunks fit
  * in L1 together. Rows are split into tiles of nearly equal size. */
 /* Rows m0 .. m0 + M - 1 against weight rows [o0, o1). */
-static void
-trans_rows(const stream_job *j, int m0, int M, int o0, int o1)
+static inline __attribute__((always_inline)) void
+trans_rows_dt(const stream_job *j, int m0, int M, int o0, int o1,
+    const fl_dtype dt)
 {
 	int in = j->in, iv = in - in % VW;
 	int chunk = TRANS_L1_BYTES / ((M + 4) * (int)sizeof(float)) / VW * VW;
@@ -282,10 +388,10 @@ trans_rows(const stream_job *j, int m0, int M, int o0, int o1)
 		chunk = 4 * VW;
 	for (int o = o0; o < o1; o += 4) {
 		int ob = o1 - o < 4 ? o1 - o : 4;
-		const float *w[4];
+		const void *w[4];
 
 		for (int q = 0; q < 4; q++)
-			w[q] = j->w + (size_t)(o + (q < ob ? q : 0)) * j->ld;
+			w[q] = wskip(j->w, (size_t)(o + (q < ob ? q : 0)) * j->ld, dt);
 		for (int i0 = 0; i0 < iv || i0 == 0; i0 += chunk) {
 			int i1 = i0 + chunk < iv ? i0 + chunk : iv;
 			bool first = i0 == 0;
@@ -297,12 +403,12 @@ trans_rows(const stream_job *j, int m0, int M, int o0, int o1)
 				size_t pf = t == 0 && o + 4 < o1 ? (size_t)4 * j->ld : 0;
 
 				switch (mb) {
-				case 1: trans_tile(p, w, x, ldx, i0, i1, 1, first, pf); break;
-				case 2: trans_tile(p, w, x, ldx, i0, i1, 2, first, pf); break;
-				case 3: trans_tile(p, w, x, ldx, i0, i1, 3, first, pf); break;
-				case 4: trans_tile(p, w, x, ldx, i0, i1, 4, first, pf); break;
-				case 5: trans_tile(p, w, x, ldx, i0, i1, 5, first, pf); break;
-				default: trans_tile(p, w, x, ldx, i0, i1, TRANS_MT, first, pf); break;
+				case 1: trans_tile(p, w, x, ldx, i0, i1, 1, first, pf, dt); break;
+				case 2: trans_tile(p, w, x, ldx, i0, i1, 2, first, pf, dt); break;
+				case 3: trans_tile(p, w, x, ldx, i0, i1, 3, first, pf, dt); break;
+				case 4: trans_tile(p, w, x, ldx, i0, i1, 4, first, pf, dt); break;
+				case 5: trans_tile(p, w, x, ldx, i0, i1, 5, first, pf, dt); break;
+				default: trans_tile(p, w, x, ldx, i0, i1, TRANS_MT, first, pf, dt); break;
 				}
 				r += mb;
 			}
@@ -318,12 +424,22 @@ trans_rows(const stream_job *j, int m0, int M, int o0, int o1)
 				float t = s[4 * q];
 
 				for (int i = iv; i < in; i++)
-					t += xr[i] * w[q][i];
+					t += xr[i] * wone(w[q], (size_t)i, dt);
 				if (j->b != NULL)
 					t += j->b[o + q];
 				yp[q] = j->acc ? yp[q] + t : t;
 			}
 		}
+	}
+}
+
+static void
+trans_rows(const stream_job *j, int m0, int M, int o0, int o1)
+{
+	switch (j->dt) {
+	case FL_DTYPE_F16: trans_rows_dt(j, m0, M, o0, o1, FL_DTYPE_F16); break;
+	case FL_DTYPE_BF16: trans_rows_dt(j, m0, M, o0, o1, FL_DTYPE_BF16); break;
+	default: trans_rows_dt(j, m0, M, o0, o1, FL_DTYPE_F32); break;
 	}
 }
 
@@ -354,8 +470,8 @@ _Static_assert(PLAIN_MT == 8, "strip_run's switch lists tiles of 1 to 7 rows");
 #define PLAIN_SW (PLAIN_NV * VW)
 
 static inline __attribute__((always_inline)) void
-plain_tile(vf *acc, const float *w, size_t ld, const float *x, size_t ldx,
-    int kn, const int MB, bool first)
+plain_tile(vf *acc, const void *w, size_t ld, const float *x, size_t ldx,
+    int kn, const int MB, bool first, const fl_dtype dt)
 {
 	vf a[PLAIN_MT][PLAIN_NV];
 
@@ -365,12 +481,11 @@ plain_tile(vf *acc, const float *w, size_t ld, const float *x, size_t ldx,
 		for (int v = 0; v < PLAIN_NV; v++)
 			a[k][v] = first ? (vf){ 0 } : acc[k * PLAIN_NV + v];
 	for (int i = 0; i < kn; i++) {
-		const float *wr = w + (size_t)i * ld;
 		vf wv[PLAIN_NV];
 
 #pragma GCC unroll 8
 		for (int v = 0; v < PLAIN_NV; v++) {
-			wv[v] = vload(wr + v * VW);
+			wv[v] = wload(w, (size_t)i * ld + (size_t)v * VW, dt);
 			KEEP(wv[v]);
 		}
 #pragma GCC unroll 8
@@ -400,10 +515,10 @@ plain_edge(const stream_job *j, int c, int cw)
 		float out[PLAIN_SW] = { 0 };
 
 		for (int i = 0; i < j->in; i++) {
-			const float *wr = j->w + (size_t)i * j->ld + c;
+			size_t at = (size_t)i * j->ld + c;
 
 			for (int q = 0; q < cw; q++)
-				out[q] += xr[i] * wr[q];
+				out[q] += xr[i] * wone(j->w, at + (size_t)q, j->dt);
 		}
 		for (int q = 0; q < cw; q++) {
 			float v = out[q] + (j->b != NULL ? j->b[c + q] : 0);
@@ -413,47 +528,128 @@ plain_edge(const stream_job *j, int c, int cw)
 	}
 }
 
+/* One tile of mb rows (1 .. PLAIN_MT), the row count made a constant. */
+static inline __attribute__((always_inline)) void
+plain_tiles(vf *a, const void *w, size_t wld, const float *x, size_t ldx,
+    int kn, int mb, bool first, const fl_dtype dt)
+{
+	switch (mb) {
+	case 1: plain_tile(a, w, wld, x, ldx, kn, 1, first, dt); break;
+	case 2: plain_tile(a, w, wld, x, ldx, kn, 2, first, dt); break;
+	case 3: plain_tile(a, w, wld, x, ldx, kn, 3, first, dt); break;
+	case 4: plain_tile(a, w, wld, x, ldx, kn, 4, first, dt); break;
+	case 5: plain_tile(a, w, wld, x, ldx, kn, 5, first, dt); break;
+	case 6: plain_tile(a, w, wld, x, ldx, kn, 6, first, dt); break;
+	case 7: plain_tile(a, w, wld, x, ldx, kn, 7, first, dt); break;
+	default: plain_tile(a, w, wld, x, ldx, kn, PLAIN_MT, first, dt); break;
+	}
+}
+
+/* Transposes 16 vectors in place: v[i][l] becomes the old v[l][i]. Four
+ * butterfly stages swap ever smaller blocks between pairs of rows. */
+static inline void
+transpose16(vf v[16])
+{
+	static const vi lo[4] = {
+		{ 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23 },
+		{ 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27 },
+		{ 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29 },
+		{ 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30 },
+	};
+	static const vi hi[4] = {
+		{ 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31 },
+		{ 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31 },
+		{ 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31 },
+		{ 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31 },
+	};
+
+	for (int st = 0, s = 8; st < 4; st++, s >>= 1)
+		for (int i = 0; i < 16; i++) {
+			if (i & s)
+				continue;
+			vf a = v[i], b = v[i + s];
+
+			v[i] = __builtin_shuffle(a, b, lo[st]);
+			v[i + s] = __builtin_shuffle(a, b, hi[st]);
+		}
+}
+
+/* pack (kn, PLAIN_SW) = the transpose of PLAIN_SW rows of w (row stride
+ * ld), kn columns each, widened to f32: 16 x 16 blocks through registers,
+ * the columns beyond a multiple of 16 one by one. */
+static inline __attribute__((always_inline)) void
+pack_block(float *pack, const void *w, size_t ld, int kn, const fl_dtype dt)
+{
+	int kv = kn - kn % VW;
+
+	for (int q0 = 0; q0 < PLAIN_SW; q0 += VW) {
+		for (int i0 = 0; i0 < kv; i0 += VW) {
+			vf v[16];
+
+			for (int r = 0; r < 16; r++)
+				v[r] = wload(w, (size_t)(q0 + r) * ld + (size_t)i0, dt);
+			transpose16(v);
+			for (int r = 0; r < 16; r++)
+				vstore(pack + (size_t)(i0 + r) * PLAIN_SW + q0, v[r]);
+		}
+		for (int q = q0; q < q0 + VW; q++)
+			for (int i = kv; i < kn; i++)
+				pack[i * PLAIN_SW + q] = wone(w, (size_t)q * ld + (size_t)i, dt);
+	}
+}
+
+/* Prefetches kn elements of each of PLAIN_SW rows, ld apart. */
+static inline __attribute__((always_inline)) void
+prefetch_rows(const void *w, size_t ld, int kn, const fl_dtype dt)
+{
+	int step = 64 / (int)fl_dtype_size(dt);	/* elements per cache line */
+
+	for (int q = 0; q < PLAIN_SW; q++)
+		for (int i = 0; i < kn; i += step)
+			__builtin_prefetch(wskip(w, (size_t)q * ld + (size_t)i, dt));
+}
+
 /* All rows against the full strip of PLAIN_SW output columns starting at
  * c, accumulating in acc (M x PLAIN_NV vectors). With packed, the weights
  * are stored (out, in) and each block is first transposed into pack[] (as
- * BLIS packs its panels), which pays once enough rows share it. */
-static void
-strip_run(const stream_job *j, int c, vf *acc, bool packed, float *pack)
+ * BLIS packs its panels), which pays once enough rows share it; the tiles
+ * then read f32 whatever the weights' dtype. */
+static inline __attribute__((always_inline)) void
+strip_run_dt(const stream_job *j, int c, vf *acc, bool packed, float *pack,
+    const fl_dtype dt)
 {
 	int ntile = (j->M + PLAIN_MT - 1) / PLAIN_MT;
 	size_t ld = (size_t)j->ld, ldx = (size_t)j->ldx;
 
 	for (int k0 = 0; k0 < j->in; k0 += PLAIN_KC) {
 		int kn = j->in - k0 < PLAIN_KC ? j->in - k0 : PLAIN_KC;
-		const float *w = j->w + (size_t)k0 * ld + c;
-		size_t wld = ld;
+		const void *w = wskip(j->w, (size_t)k0 * ld + (size_t)c, dt);
 		bool first = k0 == 0;
 
 		if (packed) {
-			for (int q = 0; q < PLAIN_SW; q++) {
-				const float *wr = j->w + (size_t)(c + q) * ld + k0;
-
-				for (int i = 0; i < kn; i++)
-					pack[i * PLAIN_SW + q] = wr[i];
-			}
-			w = pack;
-			wld = PLAIN_SW;
+			pack_block(pack, wskip(j->w, (size_t)c * ld + (size_t)k0, dt), ld,
+			    kn, dt);
+			/* PLAIN_SW rows are too many streams for the hardware
+			 * prefetcher: ask for the next block while this one
+			 * computes */
+			if (k0 + PLAIN_KC < j->in)
+				prefetch_rows(wskip(j->w, (size_t)c * ld + (size_t)(k0 +
+				    PLAIN_KC), dt), ld, j->in - k0 - PLAIN_KC < PLAIN_KC ?
+				    j->in - k0 - PLAIN_KC : PLAIN_KC, dt);
+			else if (c + 2 * PLAIN_SW <= j->out)
+				prefetch_rows(wskip(j->w, (size_t)(c + PLAIN_SW) * ld, dt),
+				    ld, j->in < PLAIN_KC ? j->in : PLAIN_KC, dt);
 		}
 		for (int t = 0, r = 0; t < ntile; t++) {
 			int mb = (j->M - r) / (ntile - t);
 			const float *x = j->x + (size_t)r * ldx + k0;
 			vf *a = acc + r * PLAIN_NV;
 
-			switch (mb) {
-			case 1: plain_tile(a, w, wld, x, ldx, kn, 1, first); break;
-			case 2: plain_tile(a, w, wld, x, ldx, kn, 2, first); break;
-			case 3: plain_tile(a, w, wld, x, ldx, kn, 3, first); break;
-			case 4: plain_tile(a, w, wld, x, ldx, kn, 4, first); break;
-			case 5: plain_tile(a, w, wld, x, ldx, kn, 5, first); break;
-			case 6: plain_tile(a, w, wld, x, ldx, kn, 6, first); break;
-			case 7: plain_tile(a, w, wld, x, ldx, kn, 7, first); break;
-			default: plain_tile(a, w, wld, x, ldx, kn, PLAIN_MT, first); break;
-			}
+			if (packed)
+				plain_tiles(a, pack, PLAIN_SW, x, ldx, kn, mb, first,
+				    FL_DTYPE_F32);
+			else
+				plain_tiles(a, w, ld, x, ldx, kn, mb, first, dt);
 			r += mb;
 		}
 	}
@@ -469,6 +665,16 @@ strip_run(const stream_job *j, int c, vf *acc, bool packed, float *pack)
 				r += vload(yp + v * VW);
 			vstore(yp + v * VW, r);
 		}
+	}
+}
+
+static void
+strip_run(const stream_job *j, int c, vf *acc, bool packed, float *pack)
+{
+	switch (j->dt) {
+	case FL_DTYPE_F16: strip_run_dt(j, c, acc, packed, pack, FL_DTYPE_F16); break;
+	case FL_DTYPE_BF16: strip_run_dt(j, c, acc, packed, pack, FL_DTYPE_BF16); break;
+	default: strip_run_dt(j, c, acc, packed, pack, FL_DTYPE_F32); break;
 	}
 }
 
@@ -543,7 +749,7 @@ kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
     int T, bool accumulate)
 {
 	stream_job j = { y, ldy, x, ldx, lin->w, lin->ld, lin->b, T, lin->in,
-	    lin->out, accumulate };
+	    lin->out, accumulate, lin->dtype };
 	kern_task fn = linear_task(lin->trans, T);
 
 	if ((long)T * lin->in * lin->out < PARALLEL_MIN_MACS)
@@ -561,10 +767,8 @@ kern_linear_ref(float *y, int ldy, const float *x, int ldx, const fl_linear *lin
 			double s = 0;
 
 			for (int i = 0; i < lin->in; i++) {
-				float w = lin->trans ? lin->w[(size_t)o * lin->ld + i]
-				    : lin->w[(size_t)i * lin->ld + o];
-
-				s += (double)x[(size_t)t * ldx + i] * w;
+				s += (double)x[(size_t)t * ldx + i] *
+				    linear_weight(lin, i, o);
 			}
 			if (lin->b != NULL)
 				s += lin->b[o];
@@ -576,24 +780,31 @@ kern_linear_ref(float *y, int ldy, const float *x, int ldx, const fl_linear *lin
 }
 
 void
-kern_unembed(float *logits, const float *x, const float *U, int T, int D, int V)
+kern_unembed(float *logits, const float *x, const fl_table *U, int T)
 {
-	stream_job j = { logits, V, x, D, U, D, NULL, T, D, V, false };
+	int D = U->cols, V = U->rows;
+	stream_job j = { logits, V, x, D, U->w, D, NULL, T, D, V, false, U->dtype };
 
 	kern_parallel(linear_task(true, T), &j);
 }
 
 void
-kern_unembed_ref(float *logits, const float *x, const float *U, int T, int D, int V)
+kern_unembed_ref(float *logits, const float *x, const fl_table *U, int T)
 {
-	for (int t = 0; t < T; t++)
-		for (int v = 0; v < V; v++) {
+	int D = U->cols, V = U->rows;
+	float *u = xmalloc((size_t)D * sizeof *u);
+
+	for (int v = 0; v < V; v++) {
+		table_row(U, v, u);
+		for (int t = 0; t < T; t++) {
 			double s = 0;
 
 			for (int i = 0; i < D; i++)
-				s += (double)x[(size_t)t * D + i] * U[(size_t)v * D + i];
+				s += (double)x[(size_t)t * D + i] * u[i];
 			logits[(size_t)t * V + v] = (float)s;
 		}
+	}
+	free(u);
 }
 
 void

@@ -16,6 +16,11 @@
 void kern_set_threads(int n);
 int kern_threads(void);
 
+/* Whether this build widens f16 weights with a hardware instruction (its
+ * target has F16C or AVX-512); without, value by value, several times
+ * slower than reading f32. */
+bool kern_f16_hardware(void);
+
 /* y (T, lin->out) = x (T, lin->in) . W + b, row strides ldy and ldx (in
  * floats). With accumulate, y += x . W + b instead. */
 void kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
@@ -23,9 +28,9 @@ void kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *li
 void kern_linear_ref(float *y, int ldy, const float *x, int ldx,
     const fl_linear *lin, int T, bool accumulate);
 
-/* logits (T, V) = x (T, D) . U^T with U (V, D) row-major. */
-void kern_unembed(float *logits, const float *x, const float *U, int T, int D, int V);
-void kern_unembed_ref(float *logits, const float *x, const float *U, int T, int D, int V);
+/* logits (T, V) = x (T, D) . U^T with U (V, D) row-major, of any dtype. */
+void kern_unembed(float *logits, const float *x, const fl_table *U, int T);
+void kern_unembed_ref(float *logits, const float *x, const fl_table *U, int T);
 
 /* LayerNorm in two steps, so that a hook can read or freeze the scale in
  * between: stats gives each row's mean and scale = sqrt(var + eps)

@@ -7,24 +7,48 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "kernels.h"
 #include "util.h"
 
 /* One tensor the architecture needs: its name, expected shape and where the
- * f32 pointer goes. Collected first so that all conversions share one
- * allocation. */
+ * f32 pointer goes (dst), or, for the weights of a linear or a table, which
+ * may stay F16/BF16, where the pointer and its dtype go (raw, dtype).
+ * Collected first so that all conversions share one allocation. */
 typedef struct {
 	char		 name[160];
 	int		 ndim;
 	int64_t		 shape[2];
 	const float	**dst;
+	const void	**raw;
+	fl_dtype	*dtype;
 	const st_tensor	*t;
 	bool		 optional;
+	bool		 stored;	/* used from the mapping as F16/BF16 */
 } want;
 
 typedef struct {
 	want	*v;
 	int	 n, cap;
 } want_list;
+
+static want *
+want_vadd(want_list *l, int ndim, int64_t d0, int64_t d1, const char *fmt,
+    va_list ap)
+{
+	want *w;
+
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 64;
+		l->v = xreallocarray(l->v, (size_t)l->cap, sizeof *l->v);
+	}
+	w = &l->v[l->n++];
+	memset(w, 0, sizeof *w);
+	vsnprintf(w->name, sizeof w->name, fmt, ap);
+	w->ndim = ndim;
+	w->shape[0] = d0;
+	w->shape[1] = d1;
+	return w;
+}
 
 static void
 want_add(want_list *l, const float **dst, bool optional, int ndim, int64_t d0,
@@ -37,20 +61,51 @@ want_add(want_list *l, const float **dst, bool optional, int ndim, int64_t d0,
 	va_list ap;
 	want *w;
 
-	if (l->n == l->cap) {
-		l->cap = l->cap ? 2 * l->cap : 64;
-		l->v = xreallocarray(l->v, (size_t)l->cap, sizeof *l->v);
-	}
-	w = &l->v[l->n++];
-	memset(w, 0, sizeof *w);
 	va_start(ap, fmt);
-	vsnprintf(w->name, sizeof w->name, fmt, ap);
+	w = want_vadd(l, ndim, d0, d1, fmt, ap);
 	va_end(ap);
-	w->ndim = ndim;
-	w->shape[0] = d0;
-	w->shape[1] = d1;
 	w->dst = dst;
 	w->optional = optional;
+}
+
+/* A linear's weights, (d0, d1) as stored. */
+static void
+want_linear(want_list *l, fl_linear *lin, int64_t d0, int64_t d1,
+    const char *fmt, ...) FL_PRINTF(5, 6);
+
+static void
+want_linear(want_list *l, fl_linear *lin, int64_t d0, int64_t d1,
+    const char *fmt, ...)
+{
+	va_list ap;
+	want *w;
+
+	va_start(ap, fmt);
+	w = want_vadd(l, 2, d0, d1, fmt, ap);
+	va_end(ap);
+	w->raw = &lin->w;
+	w->dtype = &lin->dtype;
+}
+
+/* The token embedding or the unembedding, (rows, cols). */
+static void
+want_table(want_list *l, fl_table *t, int64_t rows, int64_t cols,
+    const char *fmt, ...) FL_PRINTF(5, 6);
+
+static void
+want_table(want_list *l, fl_table *t, int64_t rows, int64_t cols,
+    const char *fmt, ...)
+{
+	va_list ap;
+	want *w;
+
+	va_start(ap, fmt);
+	w = want_vadd(l, 2, rows, cols, fmt, ap);
+	va_end(ap);
+	w->raw = &t->w;
+	w->dtype = &t->dtype;
+	t->rows = (int)rows;
+	t->cols = (int)cols;
 }
 
 static bool
@@ -73,6 +128,13 @@ shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
 		snprintf(buf + off, n - off, "]");
 }
 
+/* F32 data aligned for floats is used from the mapping as it is. */
+static bool
+f32_in_place(const st_tensor *t)
+{
+	return t->dtype == ST_DTYPE_F32 && ((uintptr_t)t->data & 3) == 0;
+}
+
 /* The buffer for converted weights: gigabytes for OPT-1.3B. Asked for in
  * 2 MB pages where the kernel allows it (a page fault per 4 KB page made
  * loading OPT-1.3B take 20 s on our VMs). */
@@ -93,14 +155,16 @@ owned_alloc(size_t bytes)
 }
 
 /* Resolves every wanted tensor: checks presence, dtype and shape, then maps
- * F32 in place and converts the others into one owned buffer. */
+ * F32 in place, leaves F16/BF16 linears and tables in place when mode asks
+ * for it, and converts the others into one owned buffer. */
 static int
-model_bind(fl_model *m, want_list *l, char **cause)
+model_bind(fl_model *m, want_list *l, fl_weights_mode mode, char **cause)
 {
 	const char *src = m->weights->files[0].path;
 	size_t owned = 0, off = 0;
 	char got[96], exp[96];
-	int i;
+	const st_tensor **hot;
+	int i, nhot = 0;
 
 	for (i = 0; i < l->n; i++) {
 		want *w = &l->v[i];
@@ -128,27 +192,52 @@ model_bind(fl_model *m, want_list *l, char **cause)
 			    "implies %s", src, w->name, got, exp);
 		}
 		w->t = t;
-		if (t->dtype != ST_DTYPE_F32 || ((uintptr_t)t->data & 3) != 0)
+		w->stored = w->raw != NULL && mode == FL_WEIGHTS_STORED &&
+		    (t->dtype == ST_DTYPE_F16 || t->dtype == ST_DTYPE_BF16);
+		if (w->stored)
+			m->stored_bytes += t->nbytes;
+		else if (!f32_in_place(t))
 			owned += (size_t)t->numel;
 		m->weight_bytes += t->nbytes;
 	}
+	/* The tensors read in place on every pass, advised before the
+	 * conversions below read theirs: readahead around those would bring
+	 * the neighbours in as small pages. */
+	hot = xcalloc((size_t)l->n + 1, sizeof *hot);
+	for (i = 0; i < l->n; i++)
+		if (l->v[i].t != NULL && (l->v[i].stored || f32_in_place(l->v[i].t)))
+			hot[nhot++] = l->v[i].t;
+	st_advise_hot(hot, nhot);
+	free(hot);
 	if (owned > 0)
 		m->owned = owned_alloc(owned * sizeof(float));
 	m->owned_floats = owned;
 	for (i = 0; i < l->n; i++) {
 		want *w = &l->v[i];
 		const st_tensor *t = w->t;
+		const float *f;
 
 		if (t == NULL)
 			continue;
-		if (t->dtype == ST_DTYPE_F32 && ((uintptr_t)t->data & 3) == 0) {
-			*w->dst = (const float *)(const void *)t->data;
+		if (w->stored) {
+			*w->raw = t->data;
+			*w->dtype = t->dtype == ST_DTYPE_F16 ? FL_DTYPE_F16 :
+			    FL_DTYPE_BF16;
 			continue;
 		}
-		st_to_f32(m->owned + off, t->data, t->dtype, (size_t)t->numel);
-		st_release(t);
-		*w->dst = m->owned + off;
-		off += (size_t)t->numel;
+		if (f32_in_place(t))
+			f = (const float *)(const void *)t->data;
+		else {
+			st_to_f32(m->owned + off, t->data, t->dtype, (size_t)t->numel);
+			st_release(t);
+			f = m->owned + off;
+			off += (size_t)t->numel;
+		}
+		if (w->raw != NULL) {
+			*w->raw = f;
+			*w->dtype = FL_DTYPE_F32;
+		} else
+			*w->dst = f;
 	}
 	return 0;
 }
@@ -170,47 +259,50 @@ gpt2_prefix(const st_set *s)
 }
 
 static void
-gpt2_wants(fl_model *m, want_list *l, const float **qkv_w, const float **qkv_b)
+gpt2_wants(fl_model *m, want_list *l, fl_linear *qkv, const float **qkv_b)
 {
 	const fl_config *c = &m->cfg;
 	const char *p = gpt2_prefix(m->weights);
 	int64_t D = c->d_model, F = c->d_mlp;
 
-	want_add(l, &m->wte, false, 2, c->n_vocab, D, "%swte.weight", p);
+	want_table(l, &m->wte, c->n_vocab, D, "%swte.weight", p);
 	want_add(l, &m->wpe, false, 2, c->n_ctx, D, "%swpe.weight", p);
 	for (int i = 0; i < c->n_layer; i++) {
 		fl_layer *y = &m->layers[i];
 
 		want_add(l, &y->ln1_w, false, 1, D, 0, "%sh.%d.ln_1.weight", p, i);
 		want_add(l, &y->ln1_b, false, 1, D, 0, "%sh.%d.ln_1.bias", p, i);
-		want_add(l, &qkv_w[i], false, 2, D, 3 * D, "%sh.%d.attn.c_attn.weight", p, i);
+		want_linear(l, &qkv[i], D, 3 * D, "%sh.%d.attn.c_attn.weight", p, i);
 		want_add(l, &qkv_b[i], false, 1, 3 * D, 0, "%sh.%d.attn.c_attn.bias", p, i);
-		want_add(l, &y->o.w, false, 2, D, D, "%sh.%d.attn.c_proj.weight", p, i);
+		want_linear(l, &y->o, D, D, "%sh.%d.attn.c_proj.weight", p, i);
 		want_add(l, &y->o.b, false, 1, D, 0, "%sh.%d.attn.c_proj.bias", p, i);
 		want_add(l, &y->ln2_w, false, 1, D, 0, "%sh.%d.ln_2.weight", p, i);
 		want_add(l, &y->ln2_b, false, 1, D, 0, "%sh.%d.ln_2.bias", p, i);
-		want_add(l, &y->fc.w, false, 2, D, F, "%sh.%d.mlp.c_fc.weight", p, i);
+		want_linear(l, &y->fc, D, F, "%sh.%d.mlp.c_fc.weight", p, i);
 		want_add(l, &y->fc.b, false, 1, F, 0, "%sh.%d.mlp.c_fc.bias", p, i);
-		want_add(l, &y->proj.w, false, 2, F, D, "%sh.%d.mlp.c_proj.weight", p, i);
+		want_linear(l, &y->proj, F, D, "%sh.%d.mlp.c_proj.weight", p, i);
 		want_add(l, &y->proj.b, false, 1, D, 0, "%sh.%d.mlp.c_proj.bias", p, i);
 	}
 	want_add(l, &m->lnf_w, false, 1, D, 0, "%sln_f.weight", p);
 	want_add(l, &m->lnf_b, false, 1, D, 0, "%sln_f.bias", p);
 	if (!c->tie_embed)
-		want_add(l, &m->unembed, false, 2, c->n_vocab, D, "lm_head.weight");
+		want_table(l, &m->unembed, c->n_vocab, D, "lm_head.weight");
 }
 
 static void
-gpt2_finish(fl_model *m, const float **qkv_w, const float **qkv_b)
+gpt2_finish(fl_model *m, const fl_linear *qkv, const float **qkv_b)
 {
 	int D = m->cfg.d_model, F = m->cfg.d_mlp;
 
 	for (int i = 0; i < m->cfg.n_layer; i++) {
 		fl_layer *y = &m->layers[i];
+		const char *w = qkv[i].w;
+		size_t es = fl_dtype_size(qkv[i].dtype);
 
-		y->q.w = qkv_w[i];
-		y->k.w = qkv_w[i] + D;
-		y->v.w = qkv_w[i] + 2 * D;
+		y->q.w = w;
+		y->k.w = w + (size_t)D * es;
+		y->v.w = w + (size_t)2 * D * es;
+		y->q.dtype = y->k.dtype = y->v.dtype = qkv[i].dtype;
 		y->q.b = qkv_b[i];
 		y->k.b = qkv_b[i] + D;
 		y->v.b = qkv_b[i] + 2 * D;
@@ -240,12 +332,12 @@ opt_wants(fl_model *m, want_list *l)
 	int64_t D = c->d_model, F = c->d_mlp, P = c->d_proj;
 	static const char *const names[4] = { "q_proj", "k_proj", "v_proj", "out_proj" };
 
-	want_add(l, &m->wte, false, 2, c->n_vocab, P, "%sembed_tokens.weight", p);
+	want_table(l, &m->wte, c->n_vocab, P, "%sembed_tokens.weight", p);
 	want_add(l, &m->wpe, false, 2, c->n_ctx + c->pos_offset, D,
 	    "%sembed_positions.weight", p);
 	if (P != D) {
-		want_add(l, &m->project_in.w, false, 2, D, P, "%sproject_in.weight", p);
-		want_add(l, &m->project_out.w, false, 2, P, D, "%sproject_out.weight", p);
+		want_linear(l, &m->project_in, D, P, "%sproject_in.weight", p);
+		want_linear(l, &m->project_out, P, D, "%sproject_out.weight", p);
 	}
 	for (int i = 0; i < c->n_layer; i++) {
 		fl_layer *y = &m->layers[i];
@@ -256,8 +348,8 @@ opt_wants(fl_model *m, want_list *l)
 		want_add(l, &y->ln1_b, false, 1, D, 0,
 		    "%slayers.%d.self_attn_layer_norm.bias", p, i);
 		for (int j = 0; j < 4; j++) {
-			want_add(l, &lin[j]->w, false, 2, D, D,
-			    "%slayers.%d.self_attn.%s.weight", p, i, names[j]);
+			want_linear(l, lin[j], D, D, "%slayers.%d.self_attn.%s.weight",
+			    p, i, names[j]);
 			want_add(l, &lin[j]->b, false, 1, D, 0,
 			    "%slayers.%d.self_attn.%s.bias", p, i, names[j]);
 		}
@@ -265,9 +357,9 @@ opt_wants(fl_model *m, want_list *l)
 		    "%slayers.%d.final_layer_norm.weight", p, i);
 		want_add(l, &y->ln2_b, false, 1, D, 0,
 		    "%slayers.%d.final_layer_norm.bias", p, i);
-		want_add(l, &y->fc.w, false, 2, F, D, "%slayers.%d.fc1.weight", p, i);
+		want_linear(l, &y->fc, F, D, "%slayers.%d.fc1.weight", p, i);
 		want_add(l, &y->fc.b, false, 1, F, 0, "%slayers.%d.fc1.bias", p, i);
-		want_add(l, &y->proj.w, false, 2, D, F, "%slayers.%d.fc2.weight", p, i);
+		want_linear(l, &y->proj, D, F, "%slayers.%d.fc2.weight", p, i);
 		want_add(l, &y->proj.b, false, 1, D, 0, "%slayers.%d.fc2.bias", p, i);
 	}
 	/* OPTDecoder builds no final LayerNorm when post-LN (or for the legacy
@@ -277,7 +369,7 @@ opt_wants(fl_model *m, want_list *l)
 		want_add(l, &m->lnf_b, false, 1, D, 0, "%sfinal_layer_norm.bias", p);
 	}
 	if (!c->tie_embed)
-		want_add(l, &m->unembed, false, 2, c->n_vocab, P, "lm_head.weight");
+		want_table(l, &m->unembed, c->n_vocab, P, "lm_head.weight");
 }
 
 static void
@@ -308,32 +400,32 @@ llama_wants(fl_model *m, want_list *l)
 	const fl_config *c = &m->cfg;
 	int64_t D = c->d_model, F = c->d_mlp, KV = (int64_t)c->n_kv_head * c->d_head;
 
-	want_add(l, &m->wte, false, 2, c->n_vocab, D, "model.embed_tokens.weight");
+	want_table(l, &m->wte, c->n_vocab, D, "model.embed_tokens.weight");
 	for (int i = 0; i < c->n_layer; i++) {
 		fl_layer *y = &m->layers[i];
 
 		want_add(l, &y->ln1_w, false, 1, D, 0,
 		    "model.layers.%d.input_layernorm.weight", i);
-		want_add(l, &y->q.w, false, 2, D, D,
+		want_linear(l, &y->q, D, D,
 		    "model.layers.%d.self_attn.q_proj.weight", i);
-		want_add(l, &y->k.w, false, 2, KV, D,
+		want_linear(l, &y->k, KV, D,
 		    "model.layers.%d.self_attn.k_proj.weight", i);
-		want_add(l, &y->v.w, false, 2, KV, D,
+		want_linear(l, &y->v, KV, D,
 		    "model.layers.%d.self_attn.v_proj.weight", i);
-		want_add(l, &y->o.w, false, 2, D, D,
+		want_linear(l, &y->o, D, D,
 		    "model.layers.%d.self_attn.o_proj.weight", i);
 		want_add(l, &y->ln2_w, false, 1, D, 0,
 		    "model.layers.%d.post_attention_layernorm.weight", i);
-		want_add(l, &y->fc.w, false, 2, F, D,
+		want_linear(l, &y->fc, F, D,
 		    "model.layers.%d.mlp.gate_proj.weight", i);
-		want_add(l, &y->up.w, false, 2, F, D,
+		want_linear(l, &y->up, F, D,
 		    "model.layers.%d.mlp.up_proj.weight", i);
-		want_add(l, &y->proj.w, false, 2, D, F,
+		want_linear(l, &y->proj, D, F,
 		    "model.layers.%d.mlp.down_proj.weight", i);
 	}
 	want_add(l, &m->lnf_w, false, 1, D, 0, "model.norm.weight");
 	if (!c->tie_embed)
-		want_add(l, &m->unembed, false, 2, c->n_vocab, D, "lm_head.weight");
+		want_table(l, &m->unembed, c->n_vocab, D, "lm_head.weight");
 }
 
 static void
@@ -356,11 +448,13 @@ llama_finish(fl_model *m)
 }
 
 fl_model *
-model_load(const char *dir, char **cause)
+model_load(const char *dir, const fl_model_opts *opts, char **cause)
 {
 	fl_model *m = xcalloc(1, sizeof *m);
 	want_list wants = { 0 };
-	const float **qkv_w = NULL, **qkv_b = NULL;
+	fl_linear *qkv = NULL;
+	const float **qkv_b = NULL;
+	fl_weights_mode mode = opts != NULL ? opts->weights : FL_WEIGHTS_DEFAULT;
 	int n_tok;
 
 	m->dir = xstrdup(dir);
@@ -380,33 +474,71 @@ model_load(const char *dir, char **cause)
 		goto fail;
 	m->layers = xcalloc((size_t)m->cfg.n_layer, sizeof *m->layers);
 	if (m->cfg.arch == FL_ARCH_GPT2) {
-		qkv_w = xcalloc((size_t)m->cfg.n_layer, sizeof *qkv_w);
+		qkv = xcalloc((size_t)m->cfg.n_layer, sizeof *qkv);
 		qkv_b = xcalloc((size_t)m->cfg.n_layer, sizeof *qkv_b);
-		gpt2_wants(m, &wants, qkv_w, qkv_b);
+		gpt2_wants(m, &wants, qkv, qkv_b);
 	} else if (m->cfg.arch == FL_ARCH_LLAMA)
 		llama_wants(m, &wants);
 	else
 		opt_wants(m, &wants);
-	if (model_bind(m, &wants, cause) != 0)
+	if (mode == FL_WEIGHTS_DEFAULT)
+		mode = kern_f16_hardware() ? FL_WEIGHTS_STORED : FL_WEIGHTS_CONVERT;
+	m->weights_mode = mode;
+	if (model_bind(m, &wants, mode, cause) != 0)
 		goto fail;
 	if (m->cfg.arch == FL_ARCH_GPT2)
-		gpt2_finish(m, qkv_w, qkv_b);
+		gpt2_finish(m, qkv, qkv_b);
 	else if (m->cfg.arch == FL_ARCH_LLAMA)
 		llama_finish(m);
 	else
 		opt_finish(m);
 	if (m->cfg.tie_embed)
 		m->unembed = m->wte;
-	free(qkv_w);
+	free(qkv);
 	free(qkv_b);
 	free(wants.v);
 	return m;
 fail:
-	free(qkv_w);
+	free(qkv);
 	free(qkv_b);
 	free(wants.v);
 	model_free(m);
 	return NULL;
+}
+
+void
+table_row(const fl_table *t, int r, float *out)
+{
+	size_t es = fl_dtype_size(t->dtype);
+	const uint8_t *p = (const uint8_t *)t->w + (size_t)r * t->cols * es;
+
+	switch (t->dtype) {
+	case FL_DTYPE_F16:
+		st_to_f32(out, p, ST_DTYPE_F16, (size_t)t->cols);
+		break;
+	case FL_DTYPE_BF16:
+		st_to_f32(out, p, ST_DTYPE_BF16, (size_t)t->cols);
+		break;
+	default:
+		memcpy(out, p, (size_t)t->cols * es);
+		break;
+	}
+}
+
+int
+model_weights_parse(const char *s)
+{
+	if (strcmp(s, "convert") == 0)
+		return FL_WEIGHTS_CONVERT;
+	if (strcmp(s, "stored") == 0)
+		return FL_WEIGHTS_STORED;
+	return -1;
+}
+
+const char *
+model_weights_name(fl_weights_mode mode)
+{
+	return mode == FL_WEIGHTS_STORED ? "stored" : "convert";
 }
 
 void

@@ -21,27 +21,54 @@
  * proj(act(fc(x)) * up(x)) with fc = gate_proj, up = up_proj,
  * proj = down_proj. lm_head is separate unless tie_word_embeddings.
  *
- * F32 tensors are used in place from the mmapped file; F16/BF16 tensors are
- * converted once, at load, into one owned buffer.
+ * F32 tensors are used in place from the mmapped file. F16/BF16 tensors are
+ * either converted once, at load, into one owned buffer
+ * (FL_WEIGHTS_CONVERT), or (FL_WEIGHTS_STORED) the weights of the linear
+ * layers (fl_linear) and the token embedding and unembedding (fl_table)
+ * are used as stored, from the mapping, and the kernels widen them to f32
+ * as they read them; the other tensors (position embeddings, LayerNorms,
+ * biases: a few MB) are still converted once. The numbers are the same
+ * either way: the widening is exact and the sums run in the same order.
+ * Code outside the kernels reads those weights only through kern_linear,
+ * kern_unembed, linear_weight and table_row, never as floats.
  */
 #ifndef FL_MODEL_H
 #define FL_MODEL_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "config.h"
 #include "st.h"
 #include "tok.h"
 
+/* How a linear's weights are stored. F32 is 0, so that a zeroed or
+ * positionally initialised fl_linear is f32. */
+typedef enum {
+	FL_DTYPE_F32,
+	FL_DTYPE_F16,
+	FL_DTYPE_BF16
+} fl_dtype;
+
 typedef struct {
-	const float	*w;	/* see the orientation note above */
+	const void	*w;	/* elements of dtype; see the orientation note above */
 	const float	*b;	/* (out), or NULL */
 	int		 in;
 	int		 out;
-	int		 ld;
+	int		 ld;	/* in elements */
 	bool		 trans;
+	fl_dtype	 dtype;
 } fl_linear;
+
+/* A (rows, cols) row-major table of dtype: the token embedding and the
+ * unembedding, (V, P). */
+typedef struct {
+	const void	*w;
+	int		 rows, cols;
+	fl_dtype	 dtype;
+} fl_table;
 
 typedef struct {
 	const float	*ln1_w, *ln1_b;	/* (D); b NULL with RMSNorm */
@@ -54,29 +81,85 @@ typedef struct {
 	fl_linear	 proj;		/* F -> D (Llama: down_proj) */
 } fl_layer;
 
+/* What model_load does with F16/BF16 weights (see the note above). The
+ * default is STORED: as fast or faster (the products read half the bytes),
+ * half the memory, and no conversion at load (README, Performance); but
+ * CONVERT in builds whose target has no hardware f16 conversion
+ * (kern_f16_hardware), where the kernels would widen f16 value by value. */
+typedef enum {
+	FL_WEIGHTS_DEFAULT,	/* STORED or CONVERT, as above */
+	FL_WEIGHTS_CONVERT,	/* to f32 once, at load */
+	FL_WEIGHTS_STORED	/* as stored, widened in the kernels */
+} fl_weights_mode;
+
 typedef struct fl_model {
 	fl_config	 cfg;
 	fl_tokenizer	*tok;
 	st_set		*weights;
 	char		*dir;
 
-	const float	*wte;		/* (V, P) token embedding */
+	fl_table	 wte;		/* (V, P) token embedding */
 	const float	*wpe;		/* (pos_offset + n_ctx, D) positions; NULL
 					   with rotary positions */
 	fl_linear	 project_in;	/* P -> D; w NULL when P = D */
 	fl_layer	*layers;	/* (L) */
 	const float	*lnf_w, *lnf_b;	/* (D), NULL without cfg.final_ln */
 	fl_linear	 project_out;	/* D -> P; w NULL when P = D */
-	const float	*unembed;	/* (V, P): wte when tied */
+	fl_table	 unembed;	/* (V, P): wte when tied */
 
 	float		*owned;		/* converted F16/BF16 tensors */
 	size_t		 owned_floats;
 	size_t		 weight_bytes;	/* bytes of the parameters, as stored */
+	size_t		 stored_bytes;	/* of which used as F16/BF16 from the mapping */
+	fl_weights_mode	 weights_mode;	/* CONVERT or STORED, as loaded */
 } fl_model;
 
-/* Loads DIR (config.json, tokenizer files, safetensors). NULL and *cause on
- * any problem, naming the file, tensor or field. */
-fl_model *model_load(const char *dir, char **cause);
+typedef struct {
+	fl_weights_mode	 weights;
+} fl_model_opts;
+
+/* "convert" or "stored"; -1 for anything else. */
+int model_weights_parse(const char *s);
+const char *model_weights_name(fl_weights_mode mode);
+
+/* Loads DIR (config.json, tokenizer files, safetensors); opts NULL means
+ * the defaults. NULL and *cause on any problem, naming the file, tensor
+ * or field. */
+fl_model *model_load(const char *dir, const fl_model_opts *opts, char **cause);
+
+/* Row r of t (t->cols values) as f32 into out. */
+void table_row(const fl_table *t, int r, float *out);
+
+/* Bytes of one element of dtype. */
+static inline size_t
+fl_dtype_size(fl_dtype dt)
+{
+	return dt == FL_DTYPE_F32 ? 4 : 2;
+}
+
+/* The element of the logical (in, out) matrix at row i, column o, as f32,
+ * whatever the storage: for the rare reader that needs single weights (the
+ * kernels' naive twins, a product by the transpose for one row). */
+static inline float
+linear_weight(const fl_linear *lin, int i, int o)
+{
+	size_t at = lin->trans ? (size_t)o * lin->ld + i : (size_t)i * lin->ld + o;
+	const uint8_t *p = (const uint8_t *)lin->w + at * fl_dtype_size(lin->dtype);
+	uint32_t bits;
+	float f;
+
+	switch (lin->dtype) {
+	case FL_DTYPE_F16:
+		return st_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+	case FL_DTYPE_BF16:
+		bits = (uint32_t)(p[0] | p[1] << 8) << 16;
+		memcpy(&f, &bits, sizeof f);
+		return f;
+	default:
+		memcpy(&f, p, sizeof f);
+		return f;
+	}
+}
 
 void model_free(fl_model *m);
 

@@ -341,6 +341,42 @@ st_release(const st_tensor *t)
 		madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+static int
+cmp_range(const void *a, const void *b)
+{
+	uintptr_t x = ((const uintptr_t *)a)[0], y = ((const uintptr_t *)b)[0];
+
+	return x < y ? -1 : x > y;
+}
+
+void
+st_advise_hot(const st_tensor *const *t, int n)
+{
+	const uintptr_t huge = (uintptr_t)2 << 20;
+	uintptr_t *r = xcalloc((size_t)n * 2 + 2, sizeof *r);
+	int k = 0;
+
+	for (int i = 0; i < n; i++) {
+		r[2 * i] = (uintptr_t)t[i]->data;
+		r[2 * i + 1] = (uintptr_t)t[i]->data + t[i]->nbytes;
+	}
+	qsort(r, (size_t)n, 2 * sizeof *r, cmp_range);
+	/* Runs of tensors less than a huge page apart, each advised over the
+	 * whole huge pages inside it. */
+	for (int i = 0; i < n; i = k) {
+		uintptr_t a = r[2 * i], b = r[2 * i + 1];
+
+		for (k = i + 1; k < n && r[2 * k] < b + huge; k++)
+			if (r[2 * k + 1] > b)
+				b = r[2 * k + 1];
+		a = (a + huge - 1) & ~(huge - 1);
+		b &= ~(huge - 1);
+		if (b > a)
+			madvise((void *)a, b - a, MADV_HUGEPAGE);
+	}
+	free(r);
+}
+
 const st_tensor *
 st_find(const st_set *set, const char *name)
 {
@@ -470,7 +506,7 @@ st_open_dir(const char *dir, char **cause)
 	return set;
 }
 
-static float
+float
 st_f16_to_f32(uint16_t h)
 {
 	uint32_t sign = (uint32_t)(h & 0x8000) << 16;

@@ -91,6 +91,19 @@ void st_close(st_set *set);
  * from the file. */
 void st_release(const st_tensor *t);
 
+/* One IEEE half-precision value (its bits) as f32, exactly. */
+float st_f16_to_f32(uint16_t h);
+
+/* Asks for 2 MB pages over n tensors that will be read in place on every
+ * pass. Where the kernel and file system allow, file pages first read
+ * under this advice are large folios and get mapped 2 MB at a time, and
+ * streaming them costs far less than 4 KB pages (at whose boundaries the
+ * hardware prefetchers stop). Tensors less than 2 MB apart are advised as
+ * one run; nothing else in the file is, so that what is never read (mask
+ * buffers, tensors converted at load) is not mapped 2 MB at a time. A
+ * refusal is harmless. */
+void st_advise_hot(const st_tensor *const *t, int n);
+
 /* Converts n values of a float dtype (F32, F16, BF16, F64) to f32. */
 void st_to_f32(float *dst, const uint8_t *src, st_dtype dt, size_t n);
 

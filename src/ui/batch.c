@@ -114,6 +114,7 @@ ui_batch_run(const ui_options *o)
 	batch_canvas = cv;
 	if (o->theme != NULL && theme_load(&c.theme, o->theme, &cause) != 0)
 		goto fail;
+	s->model_opts = o->model_opts;
 	if (o->model_dir != NULL) {
 		session_set_model(s, o->model_dir);
 		if (session_update(s, SESSION_LOAD, NULL, &cause) < 0)

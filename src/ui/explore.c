@@ -979,6 +979,7 @@ ui_explore_run(const ui_options *o)
 		return 2;
 	}
 	session_set_prompt(s, "The capital of France is");
+	s->model_opts = o->model_opts;
 	if (o->model_dir != NULL) {
 		flags |= session_set_model(s, o->model_dir);
 		T.action = "startup";

@@ -529,11 +529,11 @@ grid_compute(ui_session *s)
 
 	if (have_direct) {
 		int P = m->cfg.d_proj;
-		const float *ua = m->unembed + (size_t)s->answer_id * P;
 		float *u = xmalloc((size_t)P * sizeof *u);
 
+		table_row(&m->unembed, s->answer_id, u);
 		for (int d = 0; d < P; d++)
-			u[d] = ua[d] - s->unembed_mean[d];
+			u[d] -= s->unembed_mean[d];
 		attrib_site_dirs(m, s->cache, T - 1, u, dirs);
 		free(u);
 		for (int l = 0; l < L; l++)
@@ -614,7 +614,7 @@ load_model(ui_session *s, const ui_progress *p, char **cause)
 		return fl_error(cause, "no model: use --model DIR or :model DIR");
 	if (p != NULL && p->report != NULL)
 		p->report(p->ud, "loading the model", 0, 0);
-	if ((m = model_load(s->model_dir, cause)) == NULL)
+	if ((m = model_load(s->model_dir, &s->model_opts, cause)) == NULL)
 		return -1;
 	if (p != NULL && p->cancelled != NULL && p->cancelled(p->ud)) {
 		model_free(m);

@@ -92,6 +92,7 @@ typedef struct {
 	/* The model. */
 	fl_model	*model;		/* NULL until one is loaded */
 	char		*model_dir;	/* asked for (may not be loaded) */
+	fl_model_opts	 model_opts;	/* how it is loaded (--weights) */
 	char		*model_name;	/* last path component, for display */
 	float		*unembed_mean;	/* (P) mean unembedding row */
 

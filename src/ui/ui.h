@@ -159,6 +159,7 @@ int ui_man_fragment(const char *what, FILE *f);
 
 typedef struct {
 	const char	*model_dir;
+	fl_model_opts	 model_opts;	/* --weights */
 	const char	*theme;		/* NULL: dark */
 	const char	*batch_file;	/* "-": standard input */
 	const char	*commands;	/* -c */
