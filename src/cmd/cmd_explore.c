@@ -13,7 +13,7 @@
 
 #define EXPLORE_USAGE "[--model DIR] [--theme NAME] [--batch FILE | -c \"CMD; CMD\"] " \
 	"[--size WxH] [--colors mono|8|16|256|truecolor] [--ascii] [--no-rc] " \
-	"[--weights convert|stored]"
+	"[--threads N] [--weights convert|stored]"
 
 static int
 parse_size(const char *s, int *w, int *h)
@@ -42,6 +42,7 @@ cmd_explore(int argc, char **argv)
 		{ "colors", required_argument, NULL, 'C' },
 		{ "ascii", no_argument, NULL, 'a' },
 		{ "no-rc", no_argument, NULL, 'n' },
+		{ "threads", required_argument, NULL, 't' },
 		{ "man-fragment", required_argument, NULL, 'M' },
 		CLI_WEIGHTS_OPTION,
 		{ NULL, 0, NULL, 0 }
@@ -49,6 +50,7 @@ cmd_explore(int argc, char **argv)
 	ui_options o;
 	int c;
 	bool model_given = false;
+	int threads = 0;
 
 	memset(&o, 0, sizeof o);
 	o.width = 100;
@@ -73,6 +75,10 @@ cmd_explore(int argc, char **argv)
 			break;
 		case 'a': o.ascii = true; break;
 		case 'n': o.no_rc = true; break;
+		case 't':
+			if (cli_int("--threads", optarg, 1, 256, &threads) != 0)
+				return 2;
+			break;
 		case 'W':
 			if (cli_weights_opt(optarg))
 				return 2;
@@ -102,7 +108,7 @@ cmd_explore(int argc, char **argv)
 		free(cfg);
 	}
 	o.model_opts = *cli_model_opts();
-	kern_set_threads(0);	/* every core */
+	kern_set_threads(threads);	/* 0: every core */
 	if (o.batch_file != NULL || o.commands != NULL)
 		return ui_batch_run(&o);
 	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO))
