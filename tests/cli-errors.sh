@@ -181,4 +181,11 @@ size=$(stat -c %s "$tmp/l.f32")
 "$fl" run --model "$fx" --prompt "Germany is" --json --answer Berlin --lens > "$tmp/r.json" &&
 	grep -q '"answer"' "$tmp/r.json" && grep -q '"lens"' "$tmp/r.json" &&
 	echo "ok - run --json has the answer and the lens" || { echo "FAIL - run --json"; fail=1; }
+expect "bench --idle needs a positive pause" 2 "--idle takes an integer" -- \
+	bench --model "$fx" --idle 0
+"$fl" bench --model "$fx" --tokens 4 --reps 2 --idle 5 | grep -q "each after a pause" &&
+	echo "ok - bench --idle times passes after a pause" ||
+	{ echo "FAIL - bench --idle"; fail=1; }
+"$fl" --threads 1 --model "$fx" -c "prompt Germany is" --size 80x24 >/dev/null &&
+	echo "ok - the explorer takes --threads" || { echo "FAIL - explorer --threads"; fail=1; }
 exit $fail

@@ -9,6 +9,7 @@
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "analysis/lens.h"
@@ -137,11 +138,12 @@ cmd_bench(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "torch", no_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "idle", required_argument, NULL, 'i' },
 		CLI_WEIGHTS_OPTION,
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *dir = NULL;
-	int tokens = 16, reps = 20, threads = 2, c, L, V, rss_tokens = 64;
+	int tokens = 16, reps = 20, threads = 2, c, L, V, rss_tokens = 64, idle = 0;
 	bool torch = false, json = false;
 	double *t_fwd, *t_last, t_load[5], load_ms, fwd_ms, last_ms, rss, tms = -1;
 	fl_model *m;
@@ -163,10 +165,11 @@ cmd_bench(int argc, char **argv)
 		case 't': if (cli_int("--threads", optarg, 1, 256, &threads)) return 2; break;
 		case 'T': torch = true; break;
 		case 'j': json = true; break;
+		case 'i': if (cli_int("--idle", optarg, 1, 60000, &idle)) return 2; break;
 		case 'W': if (cli_weights_opt(optarg)) return 2; break;
 		default:
 			return cli_fail(2, "usage: factlens bench [--model DIR] [--tokens N] "
-			    "[--reps N] [--threads N] [--torch] [--json] "
+			    "[--reps N] [--threads N] [--idle MS] [--torch] [--json] "
 			    "[--weights convert|stored]");
 		}
 	}
@@ -212,7 +215,16 @@ cmd_bench(int argc, char **argv)
 	pm.last_row_only = true;
 	pm.logits = lens + (size_t)L * V;
 	for (int i = -2; i < reps; i++) {	/* two warm-up passes */
-		double t0 = fl_now();
+		double t0;
+
+		/* With --idle, each full pass follows a pause, as the explorer's
+		 * follow the user's keys. */
+		if (idle > 0) {
+			struct timespec ts = { idle / 1000, (long)(idle % 1000) * 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+		t0 = fl_now();
 
 		if (bench_forward(m, r, cache, ids, tokens, lens, &p0) != 0)
 			return 1;
@@ -264,7 +276,8 @@ cmd_bench(int argc, char **argv)
 		printf("threads          %d\n", threads);
 		printf("load             %.2f ms (open, validate, mmap; median of 5)\n", load_ms);
 		printf("forward + lens   %.2f ms (%d tokens, full cache, lens of %d "
-		    "streams; median of %d)\n", fwd_ms, tokens, L + 1, reps);
+		    "streams; median of %d%s)\n", fwd_ms, tokens, L + 1, reps,
+		    idle > 0 ? ", each after a pause" : "");
 		printf("last layer only  %.2f ms (%.1f%% of the full pass: the mask "
 		    "toggle)\n", last_ms, 100 * last_ms / fwd_ms);
 		printf("peak RSS         %.1f MB (after a %d-token pass)\n", rss, rss_tokens);
