@@ -132,8 +132,9 @@ kern_parallel(kern_task fn, void *ctx)
 /* ---- product kernels -------------------------------------------------
  * For the few rows of a prompt, each reads the weights once, in the order
  * they lie in memory, and keeps the input rows in L1; batches of many rows
- * reuse each block of weights from L1 or L2 for all of them. GCC's vector extension lets -march pick the
- * instructions (AVX-512 here, AVX2 or SSE elsewhere). */
+ * reuse each block of weights from L1 or L2 for all of them. GCC's vector
+ * extension lets -march pick the instructions (AVX-512 here, AVX2 or SSE
+ * elsewhere). */
 
 typedef float vf __attribute__((vector_size(64)));
 #define VW 16
@@ -443,9 +444,18 @@ trans_rows(const stream_job *j, int m0, int M, int o0, int o1)
 	}
 }
 
-/* Each part takes a share of the weight rows; more than TRANS_ROWS input
- * rows are taken TRANS_ROWS at a time, the part's weight rows then coming
- * again from the caches or memory for each block. */
+/* Every input row against weight rows [o0, o1): more than TRANS_ROWS input
+ * rows are taken TRANS_ROWS at a time, the weight rows then coming again
+ * from the caches or memory for each block. */
+static void
+trans_all_rows(const stream_job *j, int o0, int o1)
+{
+	for (int m0 = 0; m0 < j->M; m0 += TRANS_ROWS)
+		trans_rows(j, m0, j->M - m0 < TRANS_ROWS ? j->M - m0 : TRANS_ROWS,
+		    o0, o1);
+}
+
+/* Each part takes a share of the weight rows. */
 static void
 stream_trans_part(void *ctx, int part, int nparts)
 {
@@ -453,9 +463,7 @@ stream_trans_part(void *ctx, int part, int nparts)
 	int per = (j->out + nparts - 1) / nparts;
 	int o0 = part * per, o1 = o0 + per > j->out ? j->out : o0 + per;
 
-	for (int m0 = 0; m0 < j->M; m0 += TRANS_ROWS)
-		trans_rows(j, m0, j->M - m0 < TRANS_ROWS ? j->M - m0 : TRANS_ROWS,
-		    o0, o1);
+	trans_all_rows(j, o0, o1);
 }
 
 /* Weights stored (in, out) with row stride ld: a strip of PLAIN_NV vectors
@@ -678,6 +686,9 @@ strip_run(const stream_job *j, int c, vf *acc, bool packed, float *pack)
 	}
 }
 
+#define STRIP_STACK_ROWS 32	/* accumulators of up to this many rows on
+				   the stack, more on the heap */
+
 /* Each part takes a share of the strips (PLAIN_SW columns of (in, out)
  * weights, or PLAIN_SW rows of (out, in) ones with packed); the narrower
  * last strip goes through plain loops or trans_rows. */
@@ -687,7 +698,7 @@ strips_part(const stream_job *j, int part, int nparts, bool packed)
 	int strips = (j->out + PLAIN_SW - 1) / PLAIN_SW;
 	int per = (strips + nparts - 1) / nparts;
 	int c0 = part * per * PLAIN_SW, c1 = c0 + per * PLAIN_SW;
-	vf small[32 * PLAIN_NV];
+	vf small[STRIP_STACK_ROWS * PLAIN_NV];
 	vf *acc = small;
 	float *pack = NULL;
 
@@ -695,7 +706,7 @@ strips_part(const stream_job *j, int part, int nparts, bool packed)
 		c1 = j->out;
 	if (c0 >= c1)
 		return;
-	if (j->M > 32)
+	if (j->M > STRIP_STACK_ROWS)
 		acc = xaligned_alloc(64, (size_t)j->M * PLAIN_NV * sizeof *acc);
 	if (packed)
 		pack = xaligned_alloc(64, PLAIN_KC * PLAIN_SW * sizeof *pack);
@@ -703,9 +714,7 @@ strips_part(const stream_job *j, int part, int nparts, bool packed)
 		if (c1 - c >= PLAIN_SW)
 			strip_run(j, c, acc, packed, pack);
 		else if (packed)
-			for (int m0 = 0; m0 < j->M; m0 += TRANS_ROWS)
-				trans_rows(j, m0, j->M - m0 < TRANS_ROWS ? j->M - m0 :
-				    TRANS_ROWS, c, c1);
+			trans_all_rows(j, c, c1);
 		else
 			plain_edge(j, c, c1 - c);
 	}
