@@ -452,10 +452,9 @@ lens_product(ui_session *s, int what)
 	for (int l = first; l <= L && n_stream > 0; l++)
 		stream_prep(s, at_last(s, s->cache->resid_pre, l), x + (size_t)n++ * D);
 	if (what & LENS_VIEW) {
-		int vl = s->layer, H = m->cfg.n_head;
+		int vl = s->layer;
 		float *head = xmalloc((size_t)D * sizeof *head);
 
-		(void)H;
 		stream_prep(s, at_last(s, s->cache->resid_mid, vl), x + (size_t)n++ * D);
 		component_prep(s, ATTRIB_SITE_MLP(vl), at_last(s, s->cache->mlp_out, vl),
 		    x + (size_t)n++ * D);
