@@ -1,7 +1,7 @@
 /* kern_bench.c - times the engine's product kernels on GPT-2 small's
  * shapes at a few row counts, so that a kernel change can be measured on
  * its own before the whole pass: `make bench/kern_bench`, then
- * `bench/kern_bench [THREADS] [ROWS] [f32|f16|bf16]` (the dtype of the
+ * `bench/kern_bench [THREADS] [ROWS] [f32|f16|bf16|layers]` (the dtype of the
  * linears' weights; the unembedding rows are always f32). Prints, per
  * shape, the median time, GFLOP/s and the weight bytes streamed per
  * second. */
@@ -23,7 +23,7 @@ cmp_double(const void *a, const void *b)
 static float *
 random_floats(size_t n, unsigned *s)
 {
-	float *p = xmalloc((n) * sizeof *p);
+	float *p = xaligned_alloc(64, (n) * sizeof *p);
 
 	for (size_t i = 0; i < n; i++) {
 		*s = *s * 1103515245u + 12345u;
@@ -83,6 +83,70 @@ bench_one(const char *name, int T, int in, int out, bool trans, int reps,
 	free(t);
 }
 
+/* GPT-2 small's Conv1D products for n_layer layers in turn, as a pass
+ * walks them: with distinct weights per layer (cold: 340 MB of f32, read
+ * from memory as eval reads them) or one layer's weights every time (hot:
+ * 28 MB, which the cache can keep), 64-byte aligned or misalign floats
+ * past that. `kern_bench THREADS ROWS layers` prints the sweep's median
+ * time and GFLOP/s. */
+static int misalign;	/* floats past a 64-byte boundary */
+
+static void
+bench_layers(int T, int n_layer, bool cold, int reps)
+{
+	/* q, k, v: column blocks of one (768, 2304) c_attn, as GPT-2 stores
+	 * them; then o, fc, proj */
+	static const int shape[6][3] = { { 768, 768, 2304 }, { 768, 768, 2304 },
+	    { 768, 768, 2304 }, { 768, 768, 768 }, { 768, 3072, 3072 },
+	    { 3072, 768, 768 } };
+	int nw = cold ? n_layer : 1;
+	fl_linear *lin = xmalloc((size_t)nw * 6 * sizeof *lin);
+	unsigned s = 7;
+	float *x = random_floats((size_t)T * 3072, &s);
+	float *y = xmalloc((size_t)T * 3072 * sizeof *y);
+	double *t = xmalloc((size_t)reps * sizeof *t), flop = 0, med;
+
+	for (int l = 0; l < nw; l++) {
+		float *attn = random_floats((size_t)768 * 2304 + 16, &s) + misalign;
+
+		for (int p = 0; p < 6; p++) {
+			int in = shape[p][0], out = shape[p][1];
+
+			lin[l * 6 + p] = (fl_linear){ p < 3 ? attn + p * 768 :
+			    random_floats((size_t)in * out + 16, &s) + misalign,
+			    random_floats((size_t)out, &s), in, out, shape[p][2],
+			    false, FL_DTYPE_F32 };
+		}
+	}
+	for (int p = 0; p < 6; p++)
+		flop += 2.0 * T * shape[p][0] * shape[p][1] * n_layer;
+	for (int r = 0; r < reps; r++) {
+		double t0 = fl_now();
+
+		for (int l = 0; l < n_layer; l++)
+			for (int p = 0; p < 6; p++) {
+				const fl_linear *L = &lin[(cold ? l : 0) * 6 + p];
+
+				kern_linear(y, L->out, x, L->in, L, T, false);
+			}
+		t[r] = fl_now() - t0;
+	}
+	qsort(t, (size_t)reps, sizeof *t, cmp_double);
+	med = t[reps / 2];
+	printf("%d layers, %s weights, %s  T=%-3d  %8.3f ms  %6.1f GFLOP/s\n",
+	    n_layer, cold ? "cold" : "hot ", misalign ? "16 bytes off" :
+	    "aligned     ", T, med * 1e3, flop / med * 1e-9);
+	for (int i = 0; i < nw * 6; i++) {
+		if (i % 6 == 0 || i % 6 > 2)
+			free((float *)lin[i].w - misalign);
+		free((void *)lin[i].b);
+	}
+	free(lin);
+	free(x);
+	free(y);
+	free(t);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -93,6 +157,14 @@ main(int argc, char **argv)
 	    strcmp(dn, "bf16") == 0 ? FL_DTYPE_BF16 : FL_DTYPE_F32;
 
 	kern_set_threads(threads);
+	if (strcmp(dn, "layers") == 0) {
+		printf("threads %d, rows %d\n", threads, T);
+		bench_layers(T, 12, false, 9);
+		bench_layers(T, 12, true, 9);
+		misalign = 4;	/* 16 bytes, as in many safetensors files */
+		bench_layers(T, 12, true, 9);
+		return 0;
+	}
 	printf("threads %d, rows %d, linear weights %s\n", threads, T,
 	    dt == FL_DTYPE_F16 ? "f16" : dt == FL_DTYPE_BF16 ? "bf16" : "f32");
 	bench_one("attn q/k/v/o (Conv1D)", T, 768, 768, false, 200, dt);

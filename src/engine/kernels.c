@@ -4,6 +4,8 @@
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -50,34 +52,103 @@ kern_threads(void)
 
 typedef void (*kern_task)(void *ctx, int part, int nparts);
 
-static struct {
-	pthread_mutex_t	 lock;
-	pthread_cond_t	 go, done;
-	pthread_t	*threads;
-	int		 n;		/* workers, besides the caller */
-	unsigned	 gen;
-	int		 pending;
+/* Parts per thread: a product is cut into this many parts per thread,
+ * which the threads claim one at a time. A worker that wakes late (a
+ * virtual CPU idle for a while can take milliseconds) then only leaves
+ * the caller more parts to do, instead of a half of the product to wait
+ * for. */
+#define PARTS_PER_THREAD 4
+
+/* After its last part a worker polls for the next product this long
+ * before it sleeps: a pass's products come microseconds apart, and a
+ * sleeping worker costs a wake-up per product. */
+#define POOL_SPIN_SECONDS 2e-3
+
+/* One product's parts. The word `claim` holds the job's number (high 32
+ * bits) and its next unclaimed part (low 32 bits), so that one compare
+ * and swap both checks that a part belongs to the job read and takes it.
+ * The descriptors alternate between two slots: a job's slot is only
+ * rewritten two jobs later, when all its parts are done. */
+typedef struct {
 	kern_task	 fn;
 	void		*ctx;
-} pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-	PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0, NULL, NULL };
+	atomic_int	 nparts;	/* read before a part is claimed */
+	atomic_int	 done;
+} pool_job;
+
+static struct {
+	pthread_mutex_t	 lock;
+	pthread_cond_t	 go;
+	pthread_t	*threads;
+	int		 n;		/* workers, besides the caller */
+	atomic_int	 active;	/* workers that take parts */
+	atomic_int	 sleepers;
+	atomic_ullong	 claim;
+	pool_job	 slot[2];
+} pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER };
+
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* Claims and runs parts of the job in `claim` until none is left. */
+static void
+pool_take(void)
+{
+	unsigned long long v = atomic_load(&pool.claim);
+
+	for (;;) {
+		pool_job *j = &pool.slot[(v >> 32) & 1];
+		int part = (int)(v & 0xffffffffu), n = atomic_load(&j->nparts);
+
+		if (part >= n)
+			return;
+		if (!atomic_compare_exchange_weak(&pool.claim, &v, v + 1))
+			continue;
+		j->fn(j->ctx, part, n);
+		atomic_fetch_add_explicit(&j->done, 1, memory_order_release);
+		v = atomic_load(&pool.claim);
+	}
+}
 
 static void *
 pool_worker(void *arg)
 {
-	int part = (int)(intptr_t)arg;
+	int id = (int)(intptr_t)arg;
 	unsigned seen = 0;
 
-	pthread_mutex_lock(&pool.lock);
 	for (;;) {
-		while (pool.gen == seen)
-			pthread_cond_wait(&pool.go, &pool.lock);
-		seen = pool.gen;
-		pthread_mutex_unlock(&pool.lock);
-		pool.fn(pool.ctx, part, pool.n + 1);
+		unsigned job = (unsigned)(atomic_load(&pool.claim) >> 32);
+		double t0;
+
+		if (job != seen) {
+			seen = job;
+			if (id <= atomic_load(&pool.active))
+				pool_take();
+			continue;
+		}
+		t0 = fl_now();
+		for (int i = 1; job == seen; i++) {
+			cpu_relax();
+			job = (unsigned)(atomic_load(&pool.claim) >> 32);
+			if (i % 256 == 0 && fl_now() - t0 > POOL_SPIN_SECONDS)
+				break;
+		}
+		if (job != seen)
+			continue;
+		/* Sleep; kern_parallel wakes the sleepers after publishing a
+		 * job, and both sides' sequentially consistent store-then-load
+		 * means that one of them sees the other. */
 		pthread_mutex_lock(&pool.lock);
-		if (--pool.pending == 0)
-			pthread_cond_signal(&pool.done);
+		atomic_fetch_add(&pool.sleepers, 1);
+		while ((unsigned)(atomic_load(&pool.claim) >> 32) == seen)
+			pthread_cond_wait(&pool.go, &pool.lock);
+		atomic_fetch_sub(&pool.sleepers, 1);
+		pthread_mutex_unlock(&pool.lock);
 	}
 	return NULL;
 }
@@ -85,7 +156,6 @@ pool_worker(void *arg)
 static void
 pool_grow(int workers)
 {
-	pthread_mutex_lock(&pool.lock);
 	if (workers > pool.n) {
 		pool.threads = xreallocarray(pool.threads, (size_t)workers,
 		    sizeof *pool.threads);
@@ -101,32 +171,52 @@ pool_grow(int workers)
 		}
 		pool.n = workers;
 	}
-	pthread_mutex_unlock(&pool.lock);
+	atomic_store(&pool.active, workers);
 }
 
-/* Runs fn(ctx, part, nparts) for every part, the caller taking part 0. The
- * pool only grows: with fewer threads wanted, extra parts are empty work. */
+/* Runs fn(ctx, part, nparts) for every part, nparts being at most units
+ * (the task's natural pieces: strips, rows) and PARTS_PER_THREAD per
+ * thread. The caller takes parts too, then waits for the parts the
+ * workers took: polling first, then yielding the CPU, never blocking, so
+ * that a worker preempted on a busy machine gets the CPU back. Products
+ * are issued from one thread at a time. */
 static void
-kern_parallel(kern_task fn, void *ctx)
+kern_parallel(kern_task fn, void *ctx, int units)
 {
-	if (kern_nthreads <= 1) {
-		fn(ctx, 0, 1);
+	int nparts = kern_nthreads * PARTS_PER_THREAD;
+	unsigned long long job;
+	pool_job *j;
+
+	if (nparts > units)
+		nparts = units;
+	if (kern_nthreads <= 1 || nparts <= 1) {
+		for (int p = 0; p < nparts; p++)
+			fn(ctx, p, nparts);
 		return;
 	}
-	if (pool.n < kern_nthreads - 1)
+	if (pool.n != kern_nthreads - 1 ||
+	    atomic_load(&pool.active) != kern_nthreads - 1)
 		pool_grow(kern_nthreads - 1);
-	pthread_mutex_lock(&pool.lock);
-	pool.fn = fn;
-	pool.ctx = ctx;
-	pool.pending = pool.n;
-	pool.gen++;
-	pthread_cond_broadcast(&pool.go);
-	pthread_mutex_unlock(&pool.lock);
-	fn(ctx, 0, pool.n + 1);
-	pthread_mutex_lock(&pool.lock);
-	while (pool.pending > 0)
-		pthread_cond_wait(&pool.done, &pool.lock);
-	pthread_mutex_unlock(&pool.lock);
+	job = (atomic_load(&pool.claim) >> 32) + 1;
+	j = &pool.slot[job & 1];
+	j->fn = fn;
+	j->ctx = ctx;
+	atomic_store(&j->nparts, nparts);
+	atomic_store(&j->done, 0);
+	atomic_store(&pool.claim, job << 32);
+	if (atomic_load(&pool.sleepers) > 0) {
+		pthread_mutex_lock(&pool.lock);
+		pthread_cond_broadcast(&pool.go);
+		pthread_mutex_unlock(&pool.lock);
+	}
+	pool_take();
+	for (int i = 1; atomic_load_explicit(&j->done, memory_order_acquire) <
+	    nparts; i++) {
+		if (i < 4096)
+			cpu_relax();
+		else
+			sched_yield();
+	}
 }
 
 /* ---- product kernels -------------------------------------------------
@@ -746,6 +836,16 @@ linear_task(bool trans, int T)
 	return T <= TRANS_ROWS ? stream_trans_part : packed_trans_part;
 }
 
+/* The pieces a product can be cut into: strips, or groups of 64 weight
+ * rows for stream_trans_part. */
+static int
+linear_units(const stream_job *j, kern_task fn)
+{
+	if (fn == stream_trans_part)
+		return (j->out + 63) / 64;
+	return (j->out + PLAIN_SW - 1) / PLAIN_SW;
+}
+
 /* Below this many multiply-adds a product runs on the calling thread: it
  * takes a few microseconds, less than waking a worker and waiting for it
  * (far less on a busy machine). One head's output, (d_head) x (d_head,
@@ -764,7 +864,7 @@ kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
 	if ((long)T * lin->in * lin->out < PARALLEL_MIN_MACS)
 		fn(&j, 0, 1);
 	else
-		kern_parallel(fn, &j);
+		kern_parallel(fn, &j, linear_units(&j, fn));
 }
 
 void
@@ -793,8 +893,9 @@ kern_unembed(float *logits, const float *x, const fl_table *U, int T)
 {
 	int D = U->cols, V = U->rows;
 	stream_job j = { logits, V, x, D, U->w, D, NULL, T, D, V, false, U->dtype };
+	kern_task fn = linear_task(true, T);
 
-	kern_parallel(linear_task(true, T), &j);
+	kern_parallel(fn, &j, linear_units(&j, fn));
 }
 
 void
