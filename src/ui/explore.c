@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <wchar.h>
@@ -874,6 +875,23 @@ on_interrupt(void)
 	return UI_REDRAW;
 }
 
+/* The terminal's size, if it is not the one curses lays out for: a
+ * SIGWINCH that lands between curses' own check and poll() below would
+ * otherwise wait for the next key. */
+static bool
+size_changed(void)
+{
+	struct winsize ws;
+
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_row == 0 ||
+	    ws.ws_col == 0 || (ws.ws_row == LINES && ws.ws_col == COLS))
+		return false;
+	resize_term(ws.ws_row, ws.ws_col);
+	return true;
+}
+
+#define SIZE_POLL_MS 250	/* how often an idle explorer checks its size */
+
 static void
 loop(int flags)
 {
@@ -923,9 +941,11 @@ loop(int flags)
 			    UI_COMMAND_LINE) || T.edit != mode)
 				break;
 		}
+		if (size_changed())
+			flags |= UI_REDRAW;
 		if (flags != 0 || sig_int || sig_term)
 			continue;
-		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+		if (poll(&pfd, 1, SIZE_POLL_MS) < 0 && errno != EINTR)
 			return;
 	}
 }
