@@ -84,8 +84,10 @@ static struct {
 	atomic_int	 active;	/* workers that take parts */
 	atomic_int	 sleepers;
 	atomic_ullong	 claim;
+	atomic_int	 caller_cpu;	/* where kern_parallel last woke sleepers */
 	pool_job	 slot[2];
-} pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER };
+} pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER,
+	.caller_cpu = -1 };
 
 static inline void
 cpu_relax(void)
@@ -113,6 +115,30 @@ pool_take(void)
 		atomic_fetch_add_explicit(&j->done, 1, memory_order_release);
 		v = atomic_load(&pool.claim);
 	}
+}
+
+/* Moves the calling worker off the caller's CPU, if it was woken there.
+ * The scheduler puts a woken thread next to its waker when it sees no
+ * shared cache between the CPUs (as on our 2-CPU VMs), and only moves it to
+ * the idle CPU at a later balancing tick: the first few milliseconds of
+ * a pass then ran both threads on one CPU. Leaving the caller's CPU out of
+ * the mask for a moment migrates the worker at once; the full mask comes
+ * back right after. */
+static void
+pool_leave_caller(void)
+{
+#if defined(__linux__)
+	int cpu = atomic_load(&pool.caller_cpu);
+	cpu_set_t all, other;
+
+	if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getcpu() != cpu ||
+	    sched_getaffinity(0, sizeof all, &all) != 0)
+		return;
+	other = all;
+	CPU_CLR(cpu, &other);
+	if (CPU_COUNT(&other) > 0 && sched_setaffinity(0, sizeof other, &other) == 0)
+		sched_setaffinity(0, sizeof all, &all);
+#endif
 }
 
 static void *
@@ -149,6 +175,7 @@ pool_worker(void *arg)
 			pthread_cond_wait(&pool.go, &pool.lock);
 		atomic_fetch_sub(&pool.sleepers, 1);
 		pthread_mutex_unlock(&pool.lock);
+		pool_leave_caller();
 	}
 	return NULL;
 }
@@ -205,6 +232,9 @@ kern_parallel(kern_task fn, void *ctx, int units)
 	atomic_store(&j->done, 0);
 	atomic_store(&pool.claim, job << 32);
 	if (atomic_load(&pool.sleepers) > 0) {
+#if defined(__linux__)
+		atomic_store(&pool.caller_cpu, sched_getcpu());
+#endif
 		pthread_mutex_lock(&pool.lock);
 		pthread_cond_broadcast(&pool.go);
 		pthread_mutex_unlock(&pool.lock);
