@@ -257,6 +257,38 @@ check_invariants(const char *fx, fl_model *m, const int *ids, int T)
 		cache_free(all);
 	}
 
+	/* a cache reused for a shorter prompt, full of the longer one's
+	 * values, holds exactly what a new cache does */
+	{
+		fl_cache *re = cache_new(m, T, FL_CACHE_PATTERN);
+		fl_cache *fresh = cache_new(m, T2, FL_CACHE_PATTERN);
+		const float *block = re->block;
+		fl_pass q = { 0 };
+		int t2 = T2;
+
+		q.cache = re;
+		run_forward(r, ids, &T, 1, &q, NULL);
+		re = cache_reuse(re, m, T2, FL_CACHE_PATTERN);
+		{
+			size_t nz = 0;
+
+			for (size_t i = 0; i < fresh->cap; i++)
+				nz += re->block[i] != 0;
+			check(nz == 0, "%s: a reused cache starts zeroed (%zu nonzero)",
+			    fx, nz);
+		}
+		q.cache = re;
+		run_forward(r, ids, &t2, 1, &q, NULL);
+		q.cache = fresh;
+		run_forward(r, ids, &t2, 1, &q, NULL);
+		check(re->block == block && re->n_tok == T2 && re->valid == fresh->valid &&
+		    memcmp(re->block, fresh->block, fresh->cap * sizeof(float)) == 0 &&
+		    memcmp(re->ids, fresh->ids, (size_t)T2 * sizeof *re->ids) == 0,
+		    "%s: a reused cache = a new one, bit for bit", fx);
+		cache_free(re);
+		cache_free(fresh);
+	}
+
 	/* batch of two: the prompt and its first T2 tokens */
 	memcpy(both, ids, (size_t)T * sizeof *ids);
 	memcpy(both + T, ids, (size_t)T2 * sizeof *ids);

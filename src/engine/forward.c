@@ -77,13 +77,14 @@ hook_point_parse(const char *name, fl_hook_point *p, int *layer)
 
 /* ---- cache ---------------------------------------------------------- */
 
-fl_cache *
-cache_new(const fl_model *m, int T, int flags)
+/* Fills in k's sizes and slices for T tokens over k->block (when it is
+ * set) and returns the floats they take. */
+static size_t
+cache_layout(fl_cache *k, const fl_model *m, int T, int flags)
 {
 	const fl_config *c = &m->cfg;
 	size_t L = (size_t)c->n_layer, D = (size_t)c->d_model, H = (size_t)c->n_head;
-	size_t n = 0, off = 0;
-	fl_cache *k = xcalloc(1, sizeof *k);
+	size_t off = 0;
 	size_t sz_resid = (L + 1) * T * D, sz_l = L * T * D, sz_scale = L * T;
 	size_t sz_pat = (flags & FL_CACHE_PATTERN) ? L * H * T * T : 0;
 	size_t sz_post = (flags & FL_CACHE_MLP_POST) ? L * T * (size_t)c->d_mlp : 0;
@@ -97,10 +98,9 @@ cache_new(const fl_model *m, int T, int flags)
 	k->d_mlp = c->d_mlp;
 	k->n_vocab = c->n_vocab;
 	k->flags = flags;
-	k->ids = xcalloc((size_t)T, sizeof *k->ids);
-	n = sz_resid + 7 * sz_l + 2 * sz_scale + T + sz_pat + sz_post + T * D + sz_logits;
-	k->block = xcalloc(n, sizeof(float));
-#define SLICE(field, size) do { k->field = (size) != 0 ? k->block + off : NULL; off += (size); } while (0)
+	k->valid = 0;
+#define SLICE(field, size) do { k->field = (size) != 0 && k->block != NULL ? \
+	k->block + off : NULL; off += (size); } while (0)
 	SLICE(resid_pre, sz_resid);
 	SLICE(resid_mid, sz_l);
 	SLICE(attn_out, sz_l);
@@ -117,6 +117,35 @@ cache_new(const fl_model *m, int T, int flags)
 	SLICE(lnf, (size_t)T * D);
 	SLICE(logits, sz_logits);
 #undef SLICE
+	return off;
+}
+
+fl_cache *
+cache_new(const fl_model *m, int T, int flags)
+{
+	fl_cache *k = xcalloc(1, sizeof *k);
+
+	k->cap = cache_layout(k, m, T, flags);
+	k->block = xcalloc(k->cap, sizeof(float));
+	k->ids = xcalloc((size_t)T, sizeof *k->ids);
+	cache_layout(k, m, T, flags);
+	return k;
+}
+
+fl_cache *
+cache_reuse(fl_cache *k, const fl_model *m, int T, int flags)
+{
+	fl_cache want = { 0 };
+	size_t n = cache_layout(&want, m, T, flags);
+
+	if (k == NULL || k->cap < n || k->cap > 2 * n + (1u << 20)) {
+		cache_free(k);
+		return cache_new(m, T, flags);
+	}
+	free(k->ids);
+	k->ids = xcalloc((size_t)T, sizeof *k->ids);
+	memset(k->block, 0, n * sizeof(float));
+	cache_layout(k, m, T, flags);
 	return k;
 }
 

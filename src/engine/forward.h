@@ -161,9 +161,15 @@ typedef struct {
 				   resid_post */
 	float	*logits;	/* (T, V) with FL_CACHE_LOGITS_ALL, else (1, V) */
 	float	*block;
+	size_t	 cap;		/* floats in block */
 } fl_cache;
 
 fl_cache *cache_new(const fl_model *m, int n_tok, int flags);
+/* A cache for n_tok tokens that reuses c's memory (already in RAM, so no
+ * page fault per 4 KB on the pass's first writes) when it is large enough
+ * and not more than about twice too large; otherwise frees c and returns
+ * cache_new's. Zeroed like cache_new's. c may be NULL. */
+fl_cache *cache_reuse(fl_cache *c, const fl_model *m, int n_tok, int flags);
 void cache_free(fl_cache *c);
 
 typedef struct fl_run fl_run;

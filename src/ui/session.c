@@ -68,9 +68,7 @@ results_clear(ui_session *s)
 	free(s->ids);
 	free(s->tok_end);
 	cache_free(s->cache);
-	free(s->stream_logits);
 	free(s->streams);
-	free(s->view_logits);
 	free(s->base_logits);
 	free(s->grid);
 	free(s->attn_subj);
@@ -119,6 +117,10 @@ model_clear(ui_session *s)
 	run_free(s->run);
 	s->run = NULL;
 	s->run_rows = 0;
+	cache_free(s->spare_cache);
+	s->spare_cache = NULL;
+	free(s->lens_logits);
+	s->lens_logits = NULL;
 	model_free(s->model);
 	s->model = NULL;
 	free(s->unembed_mean);
@@ -443,7 +445,7 @@ lens_product(ui_session *s, int what)
 	const fl_model *m = s->model;
 	int L = m->cfg.n_layer, D = m->cfg.d_model, V = m->cfg.n_vocab;
 	int n = 0, first = (what & LENS_STREAMS) ? 0 : L, n_stream = 0;
-	float *x, *out;
+	float *x;
 	double t0 = fl_now();
 
 	if (what & (LENS_STREAMS | LENS_FINAL))
@@ -462,17 +464,16 @@ lens_product(ui_session *s, int what)
 		component_prep(s, ATTRIB_SITE_ATTN(vl), head, x + (size_t)n++ * D);
 		free(head);
 	}
-	out = xmalloc((size_t)n * V * sizeof *out);
-	model_unembed(m, x, n, out, NULL);
-	memcpy(s->stream_logits + (size_t)first * V, out, (size_t)n_stream * V * sizeof *out);
+	/* the stream rows asked for end at row L, and the view rows follow
+	 * it: one product writes them all in place */
+	model_unembed(m, x, n, n_stream > 0 ? s->stream_logits + (size_t)first * V :
+	    s->view_logits, NULL);
 	if (what & LENS_VIEW) {
-		memcpy(s->view_logits, out + (size_t)n_stream * V, 3 * (size_t)V * sizeof *out);
 		s->view_layer = s->layer;
 		s->view_head_l = s->layer;
 		s->view_head_h = s->head;
 	}
 	free(x);
-	free(out);
 	s->ms_lens += 1000 * (fl_now() - t0);
 }
 
@@ -694,20 +695,24 @@ run_prompt(ui_session *s, const ui_progress *p, char **cause)
 		s->run_rows = T < 64 ? (m->cfg.n_ctx < 64 ? m->cfg.n_ctx : 64) : T;
 		s->run = run_new(m, s->run_rows, s->run_rows);
 	}
-	cache = cache_new(m, T, FL_CACHE_PATTERN);
+	/* the cache before last, reused: its pages are in RAM already */
+	cache = cache_reuse(s->spare_cache, m, T, FL_CACHE_PATTERN);
+	s->spare_cache = NULL;
 	pass.hooks = &hook;
 	pass.n_hooks = 1;
 	pass.cache = cache;
 	pass.no_logits = true;
 	rc = run_forward(s->run, ids, &T, 1, &pass, cause);
 	if (rc != 0) {
-		cache_free(cache);
+		s->spare_cache = cache;
 		free(ids);
 		return rc == FL_HOOK_STOP ? SESSION_CANCELLED : -1;
 	}
 	s->ms_forward += 1000 * (fl_now() - t0);
 
 	/* The pass succeeded: the new results replace the old. */
+	s->spare_cache = s->cache;
+	s->cache = NULL;
 	results_clear(s);
 	s->n_tok = T;
 	s->ids = ids;
@@ -721,8 +726,12 @@ run_prompt(ui_session *s, const ui_progress *p, char **cause)
 		off += (int)bl;
 		s->tok_end[t] = off;
 	}
-	s->stream_logits = xmalloc((size_t)(L + 1) * V * sizeof *s->stream_logits);
-	s->view_logits = xmalloc(3 * (size_t)V * sizeof *s->view_logits);
+	/* one buffer, written in place by lens_product: a new one per prompt
+	 * would cost a page fault per 4 KB of it (3 MB for GPT-2) */
+	if (s->lens_logits == NULL)
+		s->lens_logits = xmalloc((size_t)(L + 4) * V * sizeof *s->lens_logits);
+	s->stream_logits = s->lens_logits;
+	s->view_logits = s->lens_logits + (size_t)(L + 1) * V;
 	s->base_logits = xmalloc((size_t)V * sizeof *s->base_logits);
 	s->streams = xcalloc((size_t)L + 1, sizeof *s->streams);
 	s->grid = xcalloc((size_t)L * H, sizeof *s->grid);

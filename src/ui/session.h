@@ -113,12 +113,15 @@ typedef struct {
 	int		*ids;		/* (T) */
 	int		*tok_end;	/* (T) byte offset in prompt where token t ends */
 	fl_cache	*cache;
+	fl_cache	*spare_cache;	/* the one before, for cache_reuse */
 	fl_run		*run;
 	int		 run_rows;	/* rows the run was sized for */
 	int		 answer_id;
 	int		 subject_pos;	/* its last token; -1 when there is none */
 	int		 subject_first;	/* its first token */
 	bool		 subject_guessed;
+	float		*lens_logits;	/* (L + 4, V), kept from prompt to prompt:
+					   stream_logits, then view_logits */
 	float		*stream_logits;	/* (L + 1, V) */
 	ui_lens_row	*streams;	/* (L + 1) */
 	ui_lens_row	 base_final;	/* the final row without interventions */
