@@ -63,6 +63,13 @@ eval_score(fl_eval_result *res, int i, fl_eval_cond cond, const float *logits,
 	res->rank[(size_t)i * EVAL_COND_COUNT + cond] = lens_rank_of(logits, V, answer);
 }
 
+/* The scoring's buffers, allocated once for the four conditions: a new
+ * (EVAL_LENS_ROWS, V) logits buffer per condition cost a page fault per 4
+ * KB of its 26 MB each time (as long as the product it holds). */
+typedef struct {
+	float	*sub, *rows, *lg;
+} eval_scratch;
+
 /* Scores every prompt from the last layer's resid_mid and mlp_out at its
  * last position (mid, mlp: (n, D)): the final residual, less the intercept
  * of its fold with icpt (mitigate_final_resid), through the final readout.
@@ -71,29 +78,25 @@ eval_score(fl_eval_result *res, int i, fl_eval_cond cond, const float *logits,
 static void
 eval_score_rows(fl_eval_result *res, const fl_model *m, const fl_prompt *p,
     int n, const float *mid, const float *mlp, float *const icpt[2],
-    fl_eval_split split, fl_eval_cond cond)
+    fl_eval_split split, fl_eval_cond cond, const eval_scratch *w)
 {
 	int D = m->cfg.d_model, V = m->cfg.n_vocab;
-	float *sub = xcalloc((size_t)EVAL_LENS_ROWS * D, sizeof *sub);
-	float *rows = xmalloc((size_t)EVAL_LENS_ROWS * D * sizeof *rows);
-	float *lg = xmalloc((size_t)EVAL_LENS_ROWS * V * sizeof *lg);
 
+	memset(w->sub, 0, (size_t)EVAL_LENS_ROWS * D * sizeof *w->sub);
 	for (int i0 = 0; i0 < n; i0 += EVAL_LENS_ROWS) {
 		int k = n - i0 < EVAL_LENS_ROWS ? n - i0 : EVAL_LENS_ROWS;
 
 		if (icpt != NULL)
 			for (int j = 0; j < k; j++)
-				memcpy(sub + (size_t)j * D, icpt[eval_fold(&p[i0 + j],
-				    split)], (size_t)D * sizeof *sub);
-		mitigate_final_resid(m, mid + (size_t)i0 * D, mlp + (size_t)i0 * D, sub,
-		    k, rows);
-		lens_vectors(m, rows, k, lg);
+				memcpy(w->sub + (size_t)j * D, icpt[eval_fold(&p[i0 + j],
+				    split)], (size_t)D * sizeof *w->sub);
+		mitigate_final_resid(m, mid + (size_t)i0 * D, mlp + (size_t)i0 * D,
+		    w->sub, k, w->rows);
+		lens_vectors(m, w->rows, k, w->lg);
 		for (int j = 0; j < k; j++)
-			eval_score(res, i0 + j, cond, lg + (size_t)j * V, V, p[i0 + j].answer);
+			eval_score(res, i0 + j, cond, w->lg + (size_t)j * V, V,
+			    p[i0 + j].answer);
 	}
-	free(sub);
-	free(rows);
-	free(lg);
 }
 
 /* Fits the intercept of fold f on the prompts of the other fold. */
@@ -171,6 +174,7 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	fl_grab_rows glast;
 	fl_pass plain = { 0 }, resume = { 0 };
 	fl_hook hooks[8];
+	eval_scratch w = { NULL, NULL, NULL };
 	double t0 = fl_now();
 
 	memset(res, 0, sizeof *res);
@@ -215,11 +219,16 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	if ((rc = batch_run(b, ps.p, n, hooks, nh, &plain, cause)) != 0)
 		goto out;
 	rc = -1;
+	w.sub = xmalloc((size_t)EVAL_LENS_ROWS * D * sizeof *w.sub);
+	w.rows = xmalloc((size_t)EVAL_LENS_ROWS * D * sizeof *w.rows);
+	w.lg = xmalloc((size_t)EVAL_LENS_ROWS * m->cfg.n_vocab * sizeof *w.lg);
 	for (int f = 0; f < 2; f++)
 		if (eval_fit_fold(res, m, ps.p, n, o, col.x, col.y, f, &icpt[f], cause) != 0)
 			goto out;
-	eval_score_rows(res, m, ps.p, n, xmid, xmlp, NULL, o->split, EVAL_BASELINE);
-	eval_score_rows(res, m, ps.p, n, xmid, xmlp, icpt, o->split, EVAL_INTERCEPT);
+	eval_score_rows(res, m, ps.p, n, xmid, xmlp, NULL, o->split, EVAL_BASELINE,
+	    &w);
+	eval_score_rows(res, m, ps.p, n, xmid, xmlp, icpt, o->split, EVAL_INTERCEPT,
+	    &w);
 
 	/* the masked pass: the mask changes the last layer only */
 	nh = mitigate_hooks(m, &mit, &ms, hooks);
@@ -231,8 +240,10 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	if ((rc = batch_run(b, ps.p, n, hooks, nh, L > 1 ? &resume : &plain,
 	    cause)) != 0)
 		goto out;
-	eval_score_rows(res, m, ps.p, n, xmid, xmlp, NULL, o->split, EVAL_MASK);
-	eval_score_rows(res, m, ps.p, n, xmid, xmlp, icpt, o->split, EVAL_BOTH);
+	eval_score_rows(res, m, ps.p, n, xmid, xmlp, NULL, o->split, EVAL_MASK,
+	    &w);
+	eval_score_rows(res, m, ps.p, n, xmid, xmlp, icpt, o->split, EVAL_BOTH,
+	    &w);
 	eval_stats(res);
 	res->passes = b->passes;
 	res->rows = b->rows;
@@ -241,6 +252,9 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 out:
 	if (rc != 0)
 		eval_clear(res);
+	free(w.sub);
+	free(w.rows);
+	free(w.lg);
 	free(icpt[0]);
 	free(icpt[1]);
 	free(xmid);

@@ -352,6 +352,7 @@ cmp_range(const void *a, const void *b)
 void
 st_advise_hot(const st_tensor *const *t, int n)
 {
+	const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
 	const uintptr_t huge = (uintptr_t)2 << 20;
 	uintptr_t *r = xcalloc((size_t)n * 2 + 2, sizeof *r);
 	int k = 0;
@@ -364,15 +365,22 @@ st_advise_hot(const st_tensor *const *t, int n)
 	/* Runs of tensors less than a huge page apart, each advised over the
 	 * whole huge pages inside it. */
 	for (int i = 0; i < n; i = k) {
-		uintptr_t a = r[2 * i], b = r[2 * i + 1];
+		uintptr_t a = r[2 * i], b = r[2 * i + 1], ha, hb;
 
 		for (k = i + 1; k < n && r[2 * k] < b + huge; k++)
 			if (r[2 * k + 1] > b)
 				b = r[2 * k + 1];
-		a = (a + huge - 1) & ~(huge - 1);
-		b &= ~(huge - 1);
-		if (b > a)
-			madvise((void *)a, b - a, MADV_HUGEPAGE);
+		ha = (a + huge - 1) & ~(huge - 1);
+		hb = b & ~(huge - 1);
+		if (hb > ha)
+			madvise((void *)ha, hb - ha, MADV_HUGEPAGE);
+#if defined(MADV_POPULATE_READ)	/* Linux 5.14; a refusal is harmless */
+		a &= ~(page - 1);
+		b = (b + page - 1) & ~(page - 1);
+		madvise((void *)a, b - a, MADV_POPULATE_READ);
+#else
+		(void)page;
+#endif
 	}
 	free(r);
 }

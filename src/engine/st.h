@@ -101,7 +101,9 @@ float st_f16_to_f32(uint16_t h);
  * hardware prefetchers stop). Tensors less than 2 MB apart are advised as
  * one run; nothing else in the file is, so that what is never read (mask
  * buffers, tensors converted at load) is not mapped 2 MB at a time. A
- * refusal is harmless. */
+ * refusal is harmless. Their pages are also mapped now, in one call per
+ * run, rather than by a page fault per 64 KB on the first pass: every
+ * pass reads them all. */
 void st_advise_hot(const st_tensor *const *t, int n);
 
 /* Converts n values of a float dtype (F32, F16, BF16, F64) to f32. */
