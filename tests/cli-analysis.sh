@@ -181,15 +181,15 @@ expect "--receiver past the output" 2 "--receiver takes a layer from 1 to 2" -- 
 	heads --model "$model" --task "$task" --receiver 3
 expect "a prompt longer than the context in a task" 1 "longer than the model's context" -- \
 	eval --model "$model" --task "$task" --shots 4
-expect "bad --weights" 2 "--weights takes convert or stored, not 'fast'" -- \
+expect "bad --weights" 2 "--weights takes convert, stored or copy, not 'fast'" -- \
 	heads --model "$model" --task "$task" --weights fast
 
-# ---- --weights stored -----------------------------------------------------
+# ---- --weights stored, copy ----------------------------------------------
 # f16/bf16 weights used as stored give the very numbers of converted ones:
-# the kernels widen them exactly and sum in the same order. Only the
-# timings in the JSON may differ.
+# the kernels widen them exactly and sum in the same order; copied into
+# aligned memory, too. Only the timings in the JSON may differ.
 for m in gpt2-f16 gpt2-bf16 opt350-f16; do
-	for w in convert stored; do
+	for w in convert stored copy; do
 		{ "$fl" run --model "$fx/$m" --prompt "The capital of France is:" --task "$task" \
 			--final-mask --intercept --json --weights "$w" &&
 		"$fl" eval --model "$fx/$m" --task "$task" --json --weights "$w" &&
@@ -202,5 +202,9 @@ for m in gpt2-f16 gpt2-bf16 opt350-f16; do
 		ok "$m: run, eval, heads and decompose print the same with --weights stored" ||
 		bad "$m: --weights stored changes the output: $(diff "$tmp/all-convert.json" \
 "$tmp/all-stored.json" | head -4)"
+	cmp -s "$tmp/all-convert.json" "$tmp/all-copy.json" &&
+		ok "$m: run, eval, heads and decompose print the same with --weights copy" ||
+		bad "$m: --weights copy changes the output: $(diff "$tmp/all-convert.json" \
+"$tmp/all-copy.json" | head -4)"
 done
 exit $fail

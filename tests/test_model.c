@@ -474,9 +474,42 @@ check_post_ln(const char *fx, fl_model *m, const int *ids, int T)
 	run_free(r);
 }
 
+/* Every linear's and table's weights lie in the owned buffer, each on a
+ * 64-byte line: what FL_WEIGHTS_COPY promises. */
+static void
+check_copied(const char *fx, const fl_model *m)
+{
+	const char *lo = (const char *)m->owned;
+	const char *hi = lo + m->owned_floats * sizeof(float);
+	int bad = 0, n = 0;
+
+	for (int l = 0; l < m->cfg.n_layer; l++) {
+		const fl_layer *y = &m->layers[l];
+		const fl_linear *lin[] = { &y->q, &y->k, &y->v, &y->o, &y->fc,
+		    &y->up, &y->proj };
+
+		for (size_t i = 0; i < sizeof lin / sizeof *lin; i++) {
+			const char *w = lin[i]->w;
+
+			if (w == NULL)
+				continue;
+			n++;
+			bad += w < lo || w >= hi || ((uintptr_t)w & 63) != 0;
+		}
+	}
+	n += 2;
+	bad += (const char *)m->wte.w < lo || (const char *)m->wte.w >= hi ||
+	    ((uintptr_t)m->wte.w & 63) != 0;
+	bad += (const char *)m->unembed.w < lo || (const char *)m->unembed.w >= hi;
+	check(bad == 0 && (m->layers[0].fc.dtype != FL_DTYPE_F32) ==
+	    (m->stored_bytes > 0), "%s: %d of %d linears and tables outside "
+	    "the copy or off a 64-byte line; f16/bf16 kept as stored", fx, bad, n);
+}
+
 /* One fixture, loaded as mode says. With FL_WEIGHTS_STORED, the checks
  * are named "<fixture> (stored)", and a fixture without F16/BF16 linears
- * (nothing left as stored) is skipped: it would repeat the converted run. */
+ * (nothing left as stored) is skipped: it would repeat the converted run.
+ * With FL_WEIGHTS_COPY, "<fixture> (copy)". */
 static void
 run_fixture(const char *root, const char *name, fl_weights_mode mode)
 {
@@ -488,7 +521,7 @@ run_fixture(const char *root, const char *name, fl_weights_mode mode)
 	int *ids, T = 0;
 
 	snprintf(fx, sizeof fx, "%s%s", name, mode == FL_WEIGHTS_STORED ?
-	    " (stored)" : "");
+	    " (stored)" : mode == FL_WEIGHTS_COPY ? " (copy)" : "");
 
 	text = fl_read_file(path, NULL, 0, &cause);
 	ref = text ? cJSON_Parse(text) : NULL;
@@ -526,6 +559,8 @@ run_fixture(const char *root, const char *name, fl_weights_mode mode)
 		    "for %.3f MB in the file", fx, (int)m->layers[0].fc.dtype,
 		    m->owned_floats * 4 / 1048576.0, m->weight_bytes / 1048576.0);
 	}
+	if (mode == FL_WEIGHTS_COPY)
+		check_copied(fx, m);
 	jids = cJSON_GetObjectItem(ref, "ids");
 	ids = xcalloc((size_t)cJSON_GetArraySize(jids), sizeof *ids);
 	cJSON_ArrayForEach(e, jids)
@@ -594,6 +629,7 @@ main(void)
 		if (d->d_name[0] != '.' && fl_file_exists(ref)) {
 			run_fixture(root, d->d_name, FL_WEIGHTS_CONVERT);
 			run_fixture(root, d->d_name, FL_WEIGHTS_STORED);
+			run_fixture(root, d->d_name, FL_WEIGHTS_COPY);
 			n++;
 		}
 		free(ref);

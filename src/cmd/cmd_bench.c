@@ -269,12 +269,18 @@ cmd_bench(int argc, char **argv)
 	} else {
 		printf("model            %s (%d layers, d_model %d, vocab %d, %.1f MB "
 		    "of weights)\n", dir, L, m->cfg.d_model, V, m->weight_bytes / 1048576.0);
-		printf("weights          %s: %.1f MB converted to f32 at load, %.1f MB "
-		    "of f16/bf16 weights used as stored\n",
-		    model_weights_name(m->weights_mode),
-		    m->owned_floats * 4 / 1048576.0, m->stored_bytes / 1048576.0);
+		if (m->weights_mode == FL_WEIGHTS_COPY)
+			printf("weights          copy: %.1f MB copied at load (%.1f MB "
+			    "of it f16/bf16, as stored)\n", m->owned_floats * 4 /
+			    1048576.0, m->stored_bytes / 1048576.0);
+		else
+			printf("weights          %s: %.1f MB converted to f32 at load, "
+			    "%.1f MB of f16/bf16 weights used as stored\n",
+			    model_weights_name(m->weights_mode),
+			    m->owned_floats * 4 / 1048576.0, m->stored_bytes / 1048576.0);
 		printf("threads          %d\n", threads);
-		printf("load             %.2f ms (open, validate, mmap; median of 5)\n", load_ms);
+		printf("load             %.2f ms (open, validate, map%s; median of 5)\n",
+		    load_ms, m->weights_mode == FL_WEIGHTS_COPY ? ", copy" : "");
 		printf("forward + lens   %.2f ms (%d tokens, full cache, lens of %d "
 		    "streams; median of %d%s)\n", fwd_ms, tokens, L + 1, reps,
 		    idle > 0 ? ", each after a pause" : "");

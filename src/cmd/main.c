@@ -13,28 +13,28 @@ static const struct {
 	const char	*usage;
 } commands[] = {
 	{ "tokenize", cmd_tokenize, "tokenize [--model DIR] [--json] "
-	    "[--weights convert|stored] [TEXT]" },
+	    "[--weights convert|stored|copy] [TEXT]" },
 	{ "run", cmd_run, "run [--model DIR] --prompt TEXT [--answer TEXT] "
 	    "[--subject TEXT] [--task FILE [--layer L]] [--top K] [--lens] "
 	    "[--lens-top K] [--json] [--patterns] [--dump-logits FILE] [--final-mask] "
 	    "[--mask-heads LIST] [--intercept] [--mover-threshold X] [--threads N] "
-	    "[--weights convert|stored]" },
+	    "[--weights convert|stored|copy]" },
 	{ "eval", cmd_eval, "eval [--model DIR] --task FILE [--shots K] "
 	    "[--templates SET] [--split subject|template] [--seed N] [--no-resid] "
 	    "[--ridge X] [--mask-heads LIST] [--batch N] [--json] [--threads N] "
-	    "[--weights convert|stored]" },
+	    "[--weights convert|stored|copy]" },
 	{ "heads", cmd_heads, "heads [--model DIR] --task FILE [--templates SET] "
 	    "[--seed N] [--receiver LAYER] [--batch N] [--top K] [--json] [--threads N] "
-	    "[--weights convert|stored]" },
+	    "[--weights convert|stored|copy]" },
 	{ "decompose", cmd_decompose, "decompose [--model DIR] --task FILE [--layer L] "
 	    "[--templates SET] [--no-resid] [--ridge X] [--top K] [--prompt TEXT "
 	    "[--subject TEXT]] [--batch N] [--json] [--threads N] "
-	    "[--weights convert|stored]" },
+	    "[--weights convert|stored|copy]" },
 	{ "bench", cmd_bench, "bench [--model DIR] [--tokens N] [--reps N] "
-	    "[--threads N] [--torch] [--json] [--weights convert|stored]" },
+	    "[--threads N] [--torch] [--json] [--weights convert|stored|copy]" },
 	{ "explore", cmd_explore, "[explore] [--model DIR] [--theme NAME] "
 	    "[--batch FILE | -c \"CMD; CMD\"] [--size WxH] [--colors DEPTH] [--ascii] [--no-rc] "
-	    "[--weights convert|stored]" },
+	    "[--weights convert|stored|copy]" },
 };
 
 static void
@@ -68,7 +68,7 @@ cli_weights_opt(const char *arg)
 	int mode = model_weights_parse(arg);
 
 	if (mode < 0)
-		return cli_fail(2, "--weights takes convert or stored, not '%s'", arg);
+		return cli_fail(2, "--weights takes convert, stored or copy, not '%s'", arg);
 	model_opts.weights = (fl_weights_mode)mode;
 	return 0;
 }

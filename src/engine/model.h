@@ -31,6 +31,13 @@
  * either way: the widening is exact and the sums run in the same order.
  * Code outside the kernels reads those weights only through kern_linear,
  * kern_unembed, linear_weight and table_row, never as floats.
+ *
+ * FL_WEIGHTS_COPY copies every tensor into the owned buffer instead, the
+ * linears and tables as stored, others as f32: each starts on a 64-byte
+ * line, in 2 MB pages where the kernel allows. The file's tensors start
+ * wherever its header ends (16 bytes past a line for our GPT-2 files), and
+ * its 4 KB pages cost a TLB miss per page: a pass over copied weights is
+ * faster (README, Performance), but the copy takes time at load.
  */
 #ifndef FL_MODEL_H
 #define FL_MODEL_H
@@ -89,7 +96,8 @@ typedef struct {
 typedef enum {
 	FL_WEIGHTS_DEFAULT,	/* STORED or CONVERT, as above */
 	FL_WEIGHTS_CONVERT,	/* to f32 once, at load */
-	FL_WEIGHTS_STORED	/* as stored, widened in the kernels */
+	FL_WEIGHTS_STORED,	/* as stored, widened in the kernels */
+	FL_WEIGHTS_COPY		/* as stored, copied at load, aligned */
 } fl_weights_mode;
 
 typedef struct fl_model {
@@ -110,7 +118,8 @@ typedef struct fl_model {
 	float		*owned;		/* converted F16/BF16 tensors */
 	size_t		 owned_floats;
 	size_t		 weight_bytes;	/* bytes of the parameters, as stored */
-	size_t		 stored_bytes;	/* of which used as F16/BF16 from the mapping */
+	size_t		 stored_bytes;	/* of which used as F16/BF16 (from the
+					   mapping, or copied with COPY) */
 	fl_weights_mode	 weights_mode;	/* CONVERT or STORED, as loaded */
 } fl_model;
 
