@@ -222,7 +222,7 @@ model_bind(fl_model *m, want_list *l, fl_weights_mode mode, char **cause)
 		if (l->v[i].t != NULL && (l->v[i].stored || mode == FL_WEIGHTS_COPY ||
 		    f32_in_place(l->v[i].t, mode)))
 			hot[nhot++] = l->v[i].t;
-	st_advise_hot(hot, nhot);
+	st_advise_hot(m->weights, hot, nhot, mode != FL_WEIGHTS_COPY);
 	free(hot);
 	if (owned > 0)
 		m->owned = owned_alloc(owned * sizeof(float));

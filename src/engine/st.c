@@ -8,6 +8,8 @@
 #endif
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -276,11 +278,61 @@ st_unmap(st_mapped *m)
 	free(m->path);
 }
 
+/* ---- mapping the hot tensors' pages ----------------------------------- */
+
+#define POPULATE_CHUNK ((uintptr_t)32 << 20)
+
+struct st_populate {
+	uintptr_t	*r;	/* page-aligned runs [r[2i], r[2i + 1]) */
+	int		 n;
+	atomic_bool	 stop;
+	pthread_t	 thread;
+};
+
+static void
+populate_runs(st_populate *p)
+{
+#if defined(MADV_POPULATE_READ)	/* Linux 5.14; a refusal is harmless */
+	for (int i = 0; i < p->n; i++)
+		for (uintptr_t a = p->r[2 * i]; a < p->r[2 * i + 1];
+		    a += POPULATE_CHUNK) {
+			uintptr_t b = p->r[2 * i + 1] - a < POPULATE_CHUNK ?
+			    p->r[2 * i + 1] : a + POPULATE_CHUNK;
+
+			if (atomic_load(&p->stop))
+				return;
+			madvise((void *)a, b - a, MADV_POPULATE_READ);
+		}
+#else
+	(void)p;
+#endif
+}
+
+static void *
+populate_thread(void *arg)
+{
+	populate_runs(arg);
+	return NULL;
+}
+
+static void
+populate_stop(st_set *set)
+{
+	if (set->populate == NULL)
+		return;
+	atomic_store(&set->populate->stop, true);
+	pthread_join(set->populate->thread, NULL);
+	free(set->populate->r);
+	free(set->populate);
+	set->populate = NULL;
+}
+
 void
 st_close(st_set *set)
 {
 	if (set == NULL)
 		return;
+	populate_stop(set);
 	for (int i = 0; i < set->nfiles; i++)
 		st_unmap(&set->files[i]);
 	free(set->files);
@@ -350,8 +402,9 @@ cmp_range(const void *a, const void *b)
 }
 
 void
-st_advise_hot(const st_tensor *const *t, int n)
+st_advise_hot(st_set *set, const st_tensor *const *t, int n, bool background)
 {
+	st_populate *p = xcalloc(1, sizeof *p);
 	const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
 	const uintptr_t huge = (uintptr_t)2 << 20;
 	uintptr_t *r = xcalloc((size_t)n * 2 + 2, sizeof *r);
@@ -374,15 +427,20 @@ st_advise_hot(const st_tensor *const *t, int n)
 		hb = b & ~(huge - 1);
 		if (hb > ha)
 			madvise((void *)ha, hb - ha, MADV_HUGEPAGE);
-#if defined(MADV_POPULATE_READ)	/* Linux 5.14; a refusal is harmless */
-		a &= ~(page - 1);
-		b = (b + page - 1) & ~(page - 1);
-		madvise((void *)a, b - a, MADV_POPULATE_READ);
-#else
-		(void)page;
-#endif
+		/* the runs, page-aligned, in place of the tensors' ranges */
+		r[2 * p->n] = a & ~(page - 1);
+		r[2 * p->n + 1] = (b + page - 1) & ~(page - 1);
+		p->n++;
 	}
-	free(r);
+	p->r = r;
+	populate_stop(set);
+	if (!background || pthread_create(&p->thread, NULL, populate_thread, p) != 0) {
+		populate_runs(p);
+		free(r);
+		free(p);
+		return;
+	}
+	set->populate = p;
 }
 
 const st_tensor *

@@ -20,6 +20,7 @@
 #ifndef FL_ST_H
 #define FL_ST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,11 +58,14 @@ typedef struct {
 	size_t	 size;
 } st_mapped;
 
+typedef struct st_populate st_populate;
+
 typedef struct {
 	st_mapped	*files;
 	int		 nfiles;
 	st_tensor	*tensors;	/* sorted by name */
 	int		 ntensors;
+	st_populate	*populate;	/* st_advise_hot's thread, if running */
 } st_set;
 
 const char *st_dtype_name(st_dtype dt);
@@ -94,17 +98,19 @@ void st_release(const st_tensor *t);
 /* One IEEE half-precision value (its bits) as f32, exactly. */
 float st_f16_to_f32(uint16_t h);
 
-/* Asks for 2 MB pages over n tensors that will be read in place on every
- * pass. Where the kernel and file system allow, file pages first read
+/* Asks for 2 MB pages over n tensors of set that will be read in place on
+ * every pass. Where the kernel and file system allow, file pages first read
  * under this advice are large folios and get mapped 2 MB at a time, and
  * streaming them costs far less than 4 KB pages (at whose boundaries the
  * hardware prefetchers stop). Tensors less than 2 MB apart are advised as
  * one run; nothing else in the file is, so that what is never read (mask
  * buffers, tensors converted at load) is not mapped 2 MB at a time. A
- * refusal is harmless. Their pages are also mapped now, in one call per
- * run, rather than by a page fault per 64 KB on the first pass: every
- * pass reads them all. */
-void st_advise_hot(const st_tensor *const *t, int n);
+ * refusal is harmless. Their pages are also mapped, 32 MB per call, rather
+ * than by a page fault per 64 KB on the first pass (every pass reads them
+ * all): now, or with background, by a thread that st_close stops, so that
+ * loading does not wait for it. */
+void st_advise_hot(st_set *set, const st_tensor *const *t, int n,
+    bool background);
 
 /* Converts n values of a float dtype (F32, F16, BF16, F64) to f32. */
 void st_to_f32(float *dst, const uint8_t *src, st_dtype dt, size_t n);
