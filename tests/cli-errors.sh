@@ -109,6 +109,24 @@ expect "pre-LN config on a file without the decoder's final LayerNorm" 1 \
 	"missing tensor 'model.decoder.final_layer_norm.weight' (shape [64])" -- \
 	run --model "$tmp/p" --prompt hi
 
+# OPT settings that drop weights factlens needs are refused by name at
+# config.json, not left to surface as a missing tensor
+ox=${FL_FIXTURES}/opt-f32
+ofresh() { rm -rf "$tmp/o"; cp -r "$ox" "$tmp/o"; }
+ofresh; sed -i 's/"enable_bias": true/"enable_bias": false/' "$tmp/o/config.json"
+expect "OPT: enable_bias false refused" 1 \
+	"config.json: field 'enable_bias' is false; factlens needs OPT's linear biases" -- \
+	run --model "$tmp/o" --prompt hi
+ofresh; sed -i 's/"layer_norm_elementwise_affine": true/"layer_norm_elementwise_affine": false/' \
+	"$tmp/o/config.json"
+expect "OPT: layer_norm_elementwise_affine false refused" 1 \
+	"config.json: field 'layer_norm_elementwise_affine' is false; factlens needs the LayerNorms'" -- \
+	run --model "$tmp/o" --prompt hi
+ofresh; sed -i '/"enable_bias"/d; /"layer_norm_elementwise_affine"/d' "$tmp/o/config.json"
+"$fl" run --model "$tmp/o" --prompt hi >/dev/null 2>&1 &&
+	echo "ok - OPT: enable_bias and layer_norm_elementwise_affine default to true" ||
+	{ echo "FAIL - OPT: enable_bias and layer_norm_elementwise_affine default to true"; fail=1; }
+
 # Llama: grouped-query attention, RMSNorm, rotary positions, tokenizer.model
 lx=${FL_FIXTURES}/llama-f32
 lfresh() { rm -rf "$tmp/l"; cp -r "$lx" "$tmp/l"; }

@@ -24,6 +24,73 @@
 
 #define SUM_TOL 1e-3
 
+/* The largest difference between two attributions over every field: 0 when
+ * they agree to the bit. */
+static double
+attrib_maxdiff(const fl_attrib *x, const fl_attrib *y)
+{
+	int L = x->n_layer, H = x->n_head;
+	double maxd = 0;
+
+#define NOTE(u, v) do {							\
+	double d_ = fabs((u) - (v));					\
+	if (isnan(d_) || d_ > maxd)					\
+		maxd = isnan(d_) ? INFINITY : d_;			\
+} while (0)
+	if (y->n_layer != L || y->n_head != H)
+		return INFINITY;
+	NOTE(x->embed, y->embed);
+	NOTE(x->pos_embed, y->pos_embed);
+	for (int i = 0; i < L * H; i++)
+		NOTE(x->head[i], y->head[i]);
+	for (int l = 0; l < L; l++) {
+		NOTE(x->attn_bias[l], y->attn_bias[l]);
+		NOTE(x->mlp[l], y->mlp[l]);
+	}
+	NOTE(x->ln_bias, y->ln_bias);
+	NOTE(x->rest, y->rest);
+	NOTE(x->sum, y->sum);
+	NOTE(x->logit, y->logit);
+#undef NOTE
+	return maxd;
+}
+
+/* attrib_direct with the caller's mean unembedding row must give, to the
+ * bit, what it gives computing the row itself (d, from a NULL call); and
+ * the row must be the one used: a zero row makes logit - mean the logit. */
+static void
+check_given_mean(const char *label, const fl_model *m, const fl_cache *c,
+    int token, const fl_attrib *a, const fl_attrib *d)
+{
+	fl_attrib a2, d2, z;
+	float *ubar = xmalloc((size_t)m->cfg.d_proj * sizeof *ubar);
+	float *zero = xcalloc((size_t)m->cfg.d_proj, sizeof *zero);
+	int T = c->n_tok;
+	char *cause = NULL;
+
+	attrib_mean_unembed(m, ubar);
+	if (attrib_direct(&a2, &d2, m, c, T - 1, token, ubar, &cause) != 0 ||
+	    attrib_direct(NULL, &z, m, c, T - 1, token, zero, &cause) != 0) {
+		check(0, "%s: attrib_direct with a given mean: %s", label, cause);
+		free(cause);
+		free(zero);
+		free(ubar);
+		return;
+	}
+	check(attrib_maxdiff(a, &a2) == 0 && attrib_maxdiff(d, &d2) == 0,
+	    "%s: a given mean unembedding row gives what NULL gives, to the bit "
+	    "(maxdiff %.3g to the logit, %.3g to logit - mean)", label,
+	    attrib_maxdiff(a, &a2), attrib_maxdiff(d, &d2));
+	check(attrib_maxdiff(a, &z) == 0,
+	    "%s: the given row is the one used: a zero row gives the logit's "
+	    "attribution (maxdiff %.3g)", label, attrib_maxdiff(a, &z));
+	attrib_clear(&z);
+	attrib_clear(&d2);
+	attrib_clear(&a2);
+	free(zero);
+	free(ubar);
+}
+
 static void
 check_sums(const char *label, const fl_model *m, const fl_cache *c, int token,
     bool expect_rest)
@@ -34,7 +101,7 @@ check_sums(const char *label, const fl_model *m, const fl_cache *c, int token,
 	double mean = 0;
 	const float *lg = c->logits;
 
-	if (attrib_direct(&a, &d, m, c, T - 1, token, &cause) != 0) {
+	if (attrib_direct(&a, &d, m, c, T - 1, token, NULL, &cause) != 0) {
 		check(0, "%s: attrib_direct: %s", label, cause);
 		free(cause);
 		return;
@@ -62,6 +129,7 @@ check_sums(const char *label, const fl_model *m, const fl_cache *c, int token,
 		    "components still sum to the logit (%.6f vs %.6f, rest %.2e)", label,
 		    a.sum, a.logit, a.rest);
 	}
+	check_given_mean(label, m, c, token, &a, &d);
 	attrib_clear(&a);
 	attrib_clear(&d);
 }
@@ -170,7 +238,7 @@ check_direct_effects(const char *name, const fl_model *m, fl_run *r,
 	double dmax = 0, fmax_ = 0, logit;
 	float *lg = xmalloc((size_t)V * sizeof *lg), *res = xmalloc((size_t)D * sizeof *res);
 
-	if (attrib_direct(&a, NULL, m, c, T - 1, token, NULL) != 0) {
+	if (attrib_direct(&a, NULL, m, c, T - 1, token, NULL, NULL) != 0) {
 		check(0, "%s: attrib_direct for the removals", name);
 		free(lg);
 		free(res);
@@ -240,7 +308,7 @@ check_model(const char *name, fl_model *m)
 
 		check(movers_score(mv, m, c, T - 1, p.subj_pos, p.subj_len, p.subject,
 		    MOVERS_THRESHOLD, &cause) == 0, "%s: movers_score runs", name);
-		attrib_direct(&a, NULL, m, c, T - 1, p.subject, NULL);
+		attrib_direct(&a, NULL, m, c, T - 1, p.subject, NULL, NULL);
 		for (int l = 0; l < L; l++)
 			for (int h = 0; h < H; h++) {
 				const fl_mover *o = &mv[l * H + h];
@@ -300,7 +368,7 @@ check_model(const char *name, fl_model *m)
 		free(cause);
 	}
 	free(icpt);
-	rc = attrib_direct(NULL, NULL, m, c, p.n, 0, &cause);
+	rc = attrib_direct(NULL, NULL, m, c, p.n, 0, NULL, &cause);
 	check(rc == -1 && cause != NULL,
 	    "%s: a position past the prompt is refused (%s)", name, cause ? cause : "");
 	free(cause);

@@ -243,7 +243,8 @@ attrib_fill(fl_attrib *a, const fl_model *m, const fl_cache *c, int pos,
 
 int
 attrib_direct(fl_attrib *to_logit, fl_attrib *to_diff, const fl_model *m,
-    const fl_cache *c, int pos, int token, char **cause)
+    const fl_cache *c, int pos, int token, const float *mean_unembed,
+    char **cause)
 {
 	int L = c->n_layer, H = c->n_head, D = c->d_model, T = c->n_tok;
 	int V = m->cfg.n_vocab, P = m->cfg.d_proj, rows = 2 + L * H + 2 * L + 1;
@@ -292,15 +293,19 @@ attrib_direct(fl_attrib *to_logit, fl_attrib *to_diff, const fl_model *m,
 		attrib_fill(to_logit, m, c, pos, comp, u, c->lnf + (size_t)pos * D);
 	}
 	if (to_diff != NULL) {
-		float *ubar = xmalloc((size_t)P * sizeof *ubar);
+		float *own = NULL;
 
-		attrib_mean_unembed(m, ubar);
+		if (mean_unembed == NULL) {
+			own = xmalloc((size_t)P * sizeof *own);
+			attrib_mean_unembed(m, own);
+			mean_unembed = own;
+		}
 		attrib_alloc(to_diff, L, H);
 		table_row(&m->unembed, token, u);
 		for (int i = 0; i < P; i++)
-			u[i] -= ubar[i];
+			u[i] -= mean_unembed[i];
 		attrib_fill(to_diff, m, c, pos, comp, u, c->lnf + (size_t)pos * D);
-		free(ubar);
+		free(own);
 	}
 	free(u);
 	free(comp);

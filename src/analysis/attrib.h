@@ -66,10 +66,14 @@ typedef struct {
 
 /* Contributions at position pos of the prompt in the cache (a full pass) to
  * token's logit (*to_logit) and to its logit minus the mean logit (*to_diff);
- * either may be NULL. Arrays are heap; free with attrib_clear. 0, or -1 with
- * *cause if pos or token is out of range or the cache is not filled. */
+ * either may be NULL. mean_unembed is attrib_mean_unembed's row (P) for a
+ * caller that keeps it, or NULL to have it computed here, a pass over the
+ * whole unembedding (V x P); only to_diff reads it. Arrays are heap; free
+ * with attrib_clear. 0, or -1 with *cause if pos or token is out of range
+ * or the cache is not filled. */
 int attrib_direct(fl_attrib *to_logit, fl_attrib *to_diff, const fl_model *m,
-    const fl_cache *c, int pos, int token, char **cause);
+    const fl_cache *c, int pos, int token, const float *mean_unembed,
+    char **cause);
 void attrib_clear(fl_attrib *a);
 
 /* The convention above in one line, for the model's kind (static text). */

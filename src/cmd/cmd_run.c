@@ -716,7 +716,7 @@ cmd_run(int argc, char **argv)
 	}
 	if (s.p.answer >= 0) {
 		if (attrib_direct(&s.at_logit, &s.at_diff, s.m, s.c, T - 1, s.p.answer,
-		    &cause) != 0)
+		    NULL, &cause) != 0)
 			goto fail_cause;
 		s.have_attrib = true;
 	}

@@ -113,6 +113,23 @@ config_refuse(const cJSON *root, const char *key, const char *why,
 	    "or false)", label, key, why);
 }
 
+/* The opposite: a boolean that must be absent, null or true, because turning
+ * it off removes weights the forward pass needs. Reported here rather than as
+ * a missing tensor at load, which would not say which setting caused it. */
+static int
+config_require(const cJSON *root, const char *key, const char *why,
+    const char *label, char **cause)
+{
+	bool on;
+
+	if (config_bool(root, key, true, &on, label, cause) != 0)
+		return -1;
+	if (on)
+		return 0;
+	return fl_error(cause, "%s: field '%s' is false; %s (expected it "
+	    "absent, null or true)", label, key, why);
+}
+
 static int
 config_parse_gpt2(fl_config *c, const cJSON *root, const char *label, char **cause)
 {
@@ -169,6 +186,12 @@ config_parse_opt(fl_config *c, const cJSON *root, const char *label, char **caus
 	    config_bool(root, "_remove_final_layer_norm", false, &no_final_ln, label,
 	    cause) ||
 	    config_bool(root, "tie_word_embeddings", true, &c->tie_embed, label, cause))
+		return -1;
+	if (config_require(root, "enable_bias", "factlens needs OPT's linear "
+	    "biases, which every released OPT checkpoint has", label, cause) ||
+	    config_require(root, "layer_norm_elementwise_affine", "factlens "
+	    "needs the LayerNorms' weights and biases, which every released "
+	    "OPT checkpoint has", label, cause))
 		return -1;
 	if (c->bos_id >= c->n_vocab)
 		return fl_error(cause, "%s: bos_token_id %d is not below vocab_size %d",

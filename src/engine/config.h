@@ -8,7 +8,9 @@
  * (LlamaForCausalLM: RMSNorm, rotary positions, grouped-query attention,
  * SwiGLU MLP, no biases). Unknown types, missing or inconsistent sizes, and
  * settings the forward pass does not implement (rope_scaling, attention
- * biases, another activation) get an error naming the field.
+ * biases, another activation; OPT without its biases or LayerNorm weights:
+ * enable_bias or layer_norm_elementwise_affine false) get an error naming
+ * the field.
  */
 #ifndef FL_CONFIG_H
 #define FL_CONFIG_H

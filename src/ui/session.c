@@ -392,16 +392,6 @@ row_mean(const float *x, int n)
 	return m / n;
 }
 
-static double
-row_dot(const float *x, const double *e, int n)
-{
-	double d = 0;
-
-	for (int i = 0; i < n; i++)
-		d += x[i] * e[i];
-	return d;
-}
-
 /* A component's vector as the output sees it inside the sum: carried
  * through the LayerNorms after its write site, each frozen at the run's
  * scale at the last position (attrib.h), ready for model_unembed. */
@@ -517,30 +507,15 @@ grid_compute(ui_session *s)
 {
 	const fl_model *m = s->model;
 	int L = m->cfg.n_layer, H = m->cfg.n_head, T = s->n_tok, n = L * H;
-	int D = m->cfg.d_model;
-	bool have_direct = s->answer_id >= 0;
 	bool have_subj = s->subject_pos >= 0 && s->subject_first >= 0 &&
 	    s->subject_pos < T - 1;
+	fl_attrib diff = { 0 };
+	bool have_direct;
 
-	/* The same numbers as attrib_direct's to_diff, with the mean
-	 * unembedding computed once per model rather than once per call. */
-	double *dirs = xmalloc((size_t)2 * L * D * sizeof *dirs);
-	float *res = xmalloc((size_t)n * D * sizeof *res);
-
-	if (have_direct) {
-		int P = m->cfg.d_proj;
-		float *u = xmalloc((size_t)P * sizeof *u);
-
-		table_row(&m->unembed, s->answer_id, u);
-		for (int d = 0; d < P; d++)
-			u[d] -= s->unembed_mean[d];
-		attrib_site_dirs(m, s->cache, T - 1, u, dirs);
-		free(u);
-		for (int l = 0; l < L; l++)
-			for (int h = 0; h < H; h++)
-				model_head_result(m, l, h, at_last(s, s->cache->z, l),
-				    res + (size_t)(l * H + h) * D);
-	}
+	/* logit minus mean logit, with the mean unembedding row computed once
+	 * per model (load_model) rather than once per call */
+	have_direct = s->answer_id >= 0 && attrib_direct(NULL, &diff, m,
+	    s->cache, T - 1, s->answer_id, s->unembed_mean, NULL) == 0;
 	if (s->metric == METRIC_MOVER && !s->movers_valid && have_subj) {
 		fl_mover *mv = xcalloc((size_t)n, sizeof *mv);
 
@@ -563,8 +538,7 @@ grid_compute(ui_session *s)
 		for (int t = s->subject_first; have_subj && t <= s->subject_pos; t++)
 			a += s->cache->pattern[(((size_t)l * H + h) * T + (T - 1)) * T + t];
 		s->attn_subj[i] = have_subj ? a : NAN;
-		s->direct[i] = have_direct ? (float)row_dot(res + (size_t)i * D,
-		    dirs + (size_t)ATTRIB_SITE_ATTN(l) * D, D) : NAN;
+		s->direct[i] = have_direct ? (float)diff.head[i] : NAN;
 		if (!s->movers_valid) {
 			s->mover[i] = s->direct_subj[i] = NAN;
 			s->is_mover[i] = false;
@@ -578,8 +552,7 @@ grid_compute(ui_session *s)
 		default: s->grid[i] = NAN; break;
 		}
 	}
-	free(res);
-	free(dirs);
+	attrib_clear(&diff);
 }
 
 /* ---- passes ------------------------------------------------------ */

@@ -94,7 +94,8 @@ typedef struct {
 	char		*model_dir;	/* asked for (may not be loaded) */
 	fl_model_opts	 model_opts;	/* how it is loaded (--weights) */
 	char		*model_name;	/* last path component, for display */
-	float		*unembed_mean;	/* (P) mean unembedding row */
+	float		*unembed_mean;	/* (P) mean unembedding row, once per model
+					   for attrib_direct */
 
 	/* The user's choices. */
 	char		*prompt;
