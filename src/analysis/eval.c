@@ -7,6 +7,7 @@
 #include "analysis/decompose.h"
 #include "analysis/lens.h"
 #include "analysis/mitigate.h"
+#include "engine/kernels.h"
 #include "engine/util.h"
 
 #define EVAL_LENS_ROWS 128	/* final residuals unembedded at once */
@@ -63,6 +64,28 @@ eval_score(fl_eval_result *res, int i, fl_eval_cond cond, const float *logits,
 	res->rank[(size_t)i * EVAL_COND_COUNT + cond] = lens_rank_of(logits, V, answer);
 }
 
+/* Rows of logits scored on the threads: each row's softmax normaliser and
+ * rank read all V logits, 900 rows in all for the zero-shot grid. */
+typedef struct {
+	fl_eval_result	*res;
+	const fl_prompt	*p;
+	const float	*lg;
+	int		 i0, k, V;
+	fl_eval_cond	 cond;
+} score_job;
+
+static void
+score_part(void *ctx, int part, int nparts)
+{
+	const score_job *j = ctx;
+	int per = (j->k + nparts - 1) / nparts, a = part * per;
+	int b = a + per < j->k ? a + per : j->k;
+
+	for (int r = a; r < b; r++)
+		eval_score(j->res, j->i0 + r, j->cond, j->lg + (size_t)r * j->V, j->V,
+		    j->p[j->i0 + r].answer);
+}
+
 /* The scoring's buffers, allocated once for the four conditions: a new
  * (EVAL_LENS_ROWS, V) logits buffer per condition cost a page fault per 4
  * KB of its 26 MB each time (as long as the product it holds). */
@@ -85,6 +108,7 @@ eval_score_rows(fl_eval_result *res, const fl_model *m, const fl_prompt *p,
 	memset(w->sub, 0, (size_t)EVAL_LENS_ROWS * D * sizeof *w->sub);
 	for (int i0 = 0; i0 < n; i0 += EVAL_LENS_ROWS) {
 		int k = n - i0 < EVAL_LENS_ROWS ? n - i0 : EVAL_LENS_ROWS;
+		score_job sj = { res, p, w->lg, i0, k, V, cond };
 
 		if (icpt != NULL)
 			for (int j = 0; j < k; j++)
@@ -93,9 +117,7 @@ eval_score_rows(fl_eval_result *res, const fl_model *m, const fl_prompt *p,
 		mitigate_final_resid(m, mid + (size_t)i0 * D, mlp + (size_t)i0 * D,
 		    w->sub, k, w->rows);
 		lens_vectors(m, w->rows, k, w->lg);
-		for (int j = 0; j < k; j++)
-			eval_score(res, i0 + j, cond, w->lg + (size_t)j * V, V,
-			    p[i0 + j].answer);
+		kern_for(score_part, &sj, k);
 	}
 }
 

@@ -562,6 +562,26 @@ cache_put(float *dst, const float *src, size_t n)
 		memcpy(dst, src, n * sizeof(float));
 }
 
+/* One sequence's attention without hooks: scores into sc (H, T, T), then
+ * the pattern, then z. */
+static void
+attend_plain(fl_run *r, float *sc, int off, int T)
+{
+	const fl_config *c = &r->m->cfg;
+	int H = c->n_head, dh = c->d_head, D = c->d_model;
+	float scale = 1.0f / sqrtf((float)dh);
+	size_t TT = (size_t)T * T;
+
+	for (int h = 0; h < H; h++)
+		kern_attn_scores(sc + h * TT, r->q + (size_t)off * D + h * dh,
+		    r->k + (size_t)off * D + h * dh, D, T, dh, scale);
+	for (size_t i = 0; i < (size_t)H * T; i++)
+		kern_softmax(sc + i * T, T);
+	for (int h = 0; h < H; h++)
+		kern_attn_mix(r->z + (size_t)off * D + h * dh, sc + h * TT,
+		    r->v + (size_t)off * D + h * dh, D, T, dh);
+}
+
 /* Attention of one sequence whose rows start at `off`. */
 static int
 attend(fl_run *r, const fl_pass *p, int l, int s, int off, int T)
@@ -590,6 +610,57 @@ attend(fl_run *r, const fl_pass *p, int l, int s, int off, int T)
 		kern_attn_mix(r->z + (size_t)off * D + h * dh, r->scores + h * TT,
 		    r->v + (size_t)off * D + h * dh, D, T, dh);
 	return FL_HOOK_CONTINUE;
+}
+
+/* A packed batch's sequences shared among the threads, each part with
+ * scores of its own: what a batch of short prompts spends between its
+ * products, which the workers otherwise watch. */
+typedef struct {
+	fl_run		*r;
+	const int	*lens;
+	int		 n_seq, max_len;
+} attend_job;
+
+static void
+attend_part(void *ctx, int part, int nparts)
+{
+	const attend_job *j = ctx;
+	int per = (j->n_seq + nparts - 1) / nparts, s0 = part * per, off = 0;
+	int s1 = s0 + per < j->n_seq ? s0 + per : j->n_seq;
+	float *sc;
+
+	if (s0 >= s1)
+		return;
+	sc = xmalloc((size_t)j->r->m->cfg.n_head * j->max_len * j->max_len *
+	    sizeof *sc);
+	for (int s = 0; s < s0; s++)
+		off += j->lens[s];
+	for (int s = s0; s < s1; s++) {
+		attend_plain(j->r, sc, off, j->lens[s]);
+		off += j->lens[s];
+	}
+	free(sc);
+}
+
+/* Whether a layer's sequences may be attended in parallel: more than one,
+ * no hook on the scores or the pattern, no pattern to cache, and short
+ * enough for our own kernels (BLIS has threads of its own). */
+static bool
+attend_parallel(const fl_pass *p, int l, const int *lens, int n_seq,
+    int *max_len)
+{
+	*max_len = 0;
+	if (n_seq < 2 || kern_threads() < 2 || hook_wanted(p, HOOK_ATTN_SCORES, l) ||
+	    hook_wanted(p, HOOK_PATTERN, l) ||
+	    (p->cache != NULL && p->cache->pattern != NULL))
+		return false;
+	for (int s = 0; s < n_seq; s++) {
+		if (lens[s] >= KERN_ATTN_BLAS_MIN)
+			return false;
+		if (lens[s] > *max_len)
+			*max_len = lens[s];
+	}
+	return true;
 }
 
 /* attn_out from per-head results, so that a hook on hook_result can edit
@@ -752,7 +823,7 @@ block_attn(fl_run *r, const fl_pass *p, int l, const float *in, const int *lens,
 	size_t D = (size_t)c->d_model, T = (size_t)N;
 	size_t at = (size_t)l * r->tc + r->row0;	/* this layer's first cached row */
 	fl_cache *k = p->cache;
-	int off = 0;
+	int off = 0, max_len;
 
 	kern_linear(r->q, (int)D, in, (int)D, &y->q, N, false);
 	kv_project(r, r->k, &y->k, in, N);
@@ -768,7 +839,11 @@ block_attn(fl_run *r, const fl_pass *p, int l, const float *in, const int *lens,
 	}
 	if (r->row0 > 0)
 		FIRE(attend_last(r, p, l));
-	else
+	else if (attend_parallel(p, l, lens, n_seq, &max_len)) {
+		attend_job j = { r, lens, n_seq, max_len };
+
+		kern_for(attend_part, &j, n_seq);
+	} else
 		for (int s = 0; s < n_seq; s++) {
 			FIRE(attend(r, p, l, s, off, lens[s]));
 			off += lens[s];

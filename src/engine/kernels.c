@@ -249,6 +249,12 @@ kern_parallel(kern_task fn, void *ctx, int units)
 	}
 }
 
+void
+kern_for(void (*fn)(void *ctx, int part, int nparts), void *ctx, int units)
+{
+	kern_parallel(fn, ctx, units);
+}
+
 /* ---- product kernels -------------------------------------------------
  * For the few rows of a prompt, each reads the weights once, in the order
  * they lie in memory, and keeps the input rows in L1; batches of many rows
@@ -998,7 +1004,7 @@ kern_rms_stats(float *mean, float *scale, const float *x, int T, int D, float ep
 
 /* Below this many tokens the per-head products are plain loops: BLIS's
  * call overhead and threads cost more than they save there. */
-#define ATTN_BLAS_MIN 96
+#define ATTN_BLAS_MIN KERN_ATTN_BLAS_MIN
 
 static float
 dot(const float *a, const float *b, int n)

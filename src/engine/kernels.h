@@ -16,6 +16,15 @@
 void kern_set_threads(int n);
 int kern_threads(void);
 
+/* Runs fn(ctx, part, nparts) for every part of a job of `units` pieces
+ * (strips, rows, sequences), nparts being at most units, on the threads:
+ * the caller takes parts too and returns when all are done. For work
+ * between the products that would otherwise leave the workers idle; fn
+ * must not call kern_for or the products itself (kern_linear and
+ * kern_unembed use the same threads; the attention kernels for fewer than
+ * 96 rows do not). */
+void kern_for(void (*fn)(void *ctx, int part, int nparts), void *ctx, int units);
+
 /* Whether this build widens f16 weights with a hardware instruction (its
  * target has F16C or AVX-512); without, value by value, several times
  * slower than reading f32. */
@@ -42,6 +51,9 @@ void kern_ln_stats(float *mean, float *scale, const float *x, int T, int D, floa
 void kern_rms_stats(float *mean, float *scale, const float *x, int T, int D, float eps);
 void kern_ln_apply(float *out, const float *x, const float *mean,
     const float *scale, const float *w, const float *b, int T, int D);
+
+/* From this many rows on, the attention kernels call BLIS. */
+#define KERN_ATTN_BLAS_MIN 96
 
 /* One head's causal attention scores: sc (T, T) with sc[i][j] =
  * scale * q_i . k_j for j <= i and -INFINITY above the diagonal; q and k
