@@ -243,7 +243,7 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	rc = -1;
 	w.sub = xmalloc((size_t)EVAL_LENS_ROWS * D * sizeof *w.sub);
 	w.rows = xmalloc((size_t)EVAL_LENS_ROWS * D * sizeof *w.rows);
-	w.lg = xmalloc((size_t)EVAL_LENS_ROWS * m->cfg.n_vocab * sizeof *w.lg);
+	w.lg = xcalloc_huge((size_t)EVAL_LENS_ROWS * m->cfg.n_vocab, sizeof *w.lg);
 	for (int f = 0; f < 2; f++)
 		if (eval_fit_fold(res, m, ps.p, n, o, col.x, col.y, f, &icpt[f], cause) != 0)
 			goto out;

@@ -126,7 +126,7 @@ cache_new(const fl_model *m, int T, int flags)
 	fl_cache *k = xcalloc(1, sizeof *k);
 
 	k->cap = cache_layout(k, m, T, flags);
-	k->block = xcalloc(k->cap, sizeof(float));
+	k->block = xcalloc_huge(k->cap, sizeof(float));
 	k->ids = xcalloc((size_t)T, sizeof *k->ids);
 	cache_layout(k, m, T, flags);
 	return k;
@@ -223,7 +223,7 @@ run_new(const fl_model *m, int max_rows, int max_seq)
 	r->max_seq = max_seq;
 	n = 10 * N * D + N * (size_t)c->d_mlp + 2 * N + (size_t)c->n_head * S * S + N * P +
 	    UP + 2 * ROPE;
-	r->block = xcalloc(n, sizeof(float));
+	r->block = xcalloc_huge(n, sizeof(float));
 #define SLICE(field, size) do { r->field = r->block + off; off += (size); } while (0)
 	SLICE(x, N * D);
 	SLICE(ln, N * D);

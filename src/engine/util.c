@@ -5,9 +5,11 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -44,6 +46,26 @@ xmalloc(size_t n)
 
 	if (p == NULL)
 		fl_fatal("out of memory allocating %zu bytes", n);
+	return p;
+}
+
+#define HUGE_BYTES ((size_t)2 << 20)
+
+void *
+xcalloc_huge(size_t n, size_t size)
+{
+	size_t bytes;
+	void *p;
+
+	if (size != 0 && n > SIZE_MAX / size)
+		fl_fatal("out of memory allocating %zu x %zu bytes", n, size);
+	bytes = n * size;
+	if (bytes < HUGE_BYTES)
+		return xcalloc(n, size);
+	bytes = (bytes + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1);
+	p = xaligned_alloc(HUGE_BYTES, bytes);
+	madvise(p, bytes, MADV_HUGEPAGE);	/* a refusal is harmless */
+	memset(p, 0, bytes);
 	return p;
 }
 

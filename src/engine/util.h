@@ -26,6 +26,12 @@ void *xmalloc(size_t n);
  * release with free(). */
 void *xaligned_alloc(size_t align, size_t n);
 void *xcalloc(size_t n, size_t size);
+/* Zeroed like xcalloc, but n * size bytes of 2 MB or more come in 2 MB
+ * pages where the kernel allows: a page fault per 2 MB on first use rather
+ * than per 4 KB, which costs about 17 us each on our VMs (a 26 MB buffer:
+ * 6,300 faults, 0.1 s). For the big buffers of a pass; release with
+ * free(). */
+void *xcalloc_huge(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 void *xreallocarray(void *p, size_t n, size_t size);
 char *xstrdup(const char *s);
