@@ -468,6 +468,40 @@ lens_product(ui_session *s, int what)
 }
 
 enum { STATS_STREAMS = 1, STATS_FINAL = 2, STATS_VIEW = 4, STATS_ALL = 7 };
+#define UI_STATS_ROWS_MAX 64	/* rows per kern_for; more go in several */
+
+/* Rows whose statistics are wanted, shared among the threads: each is a
+ * top-k, a softmax normaliser and a rank over the vocabulary. */
+typedef struct {
+	const ui_session	*s;
+	const float		*lg[UI_STATS_ROWS_MAX];
+	bool			 component[UI_STATS_ROWS_MAX];
+	ui_lens_row		*out[UI_STATS_ROWS_MAX];
+	int			 n;
+} stats_job;
+
+static void
+stats_part(void *ctx, int part, int nparts)
+{
+	const stats_job *j = ctx;
+	int per = (j->n + nparts - 1) / nparts, a = part * per;
+	int b = a + per < j->n ? a + per : j->n;
+
+	for (int i = a; i < b; i++)
+		row_stats(j->s, j->lg[i], j->component[i], j->out[i]);
+}
+
+static void
+stats_add(stats_job *j, const float *lg, bool component, ui_lens_row *out)
+{
+	if (j->n == UI_STATS_ROWS_MAX) {
+		kern_for(stats_part, j, j->n);
+		j->n = 0;
+	}
+	j->lg[j->n] = lg;
+	j->component[j->n] = component;
+	j->out[j->n++] = out;
+}
 
 /* Statistics of the rows `what` names: the streams (or only the final
  * one) and the cursor's view rows. */
@@ -475,20 +509,24 @@ static void
 stats_rows(ui_session *s, int what)
 {
 	int L = s->model->cfg.n_layer, V = s->model->cfg.n_vocab;
+	stats_job j = { .s = s };
 
-	for (int l = (what & STATS_STREAMS) ? 0 : L; l <= L && (what & (STATS_STREAMS | STATS_FINAL)); l++)
-		row_stats(s, s->stream_logits + (size_t)l * V, false, &s->streams[l]);
+	for (int l = (what & STATS_STREAMS) ? 0 : L;
+	    l <= L && (what & (STATS_STREAMS | STATS_FINAL)); l++)
+		stats_add(&j, s->stream_logits + (size_t)l * V, false, &s->streams[l]);
 	if ((what & STATS_VIEW) && s->view_layer >= 0) {
 		const float *v = s->view_logits;
 
-		row_stats(s, v, false, &s->view_mid);
-		row_stats(s, v + V, true, &s->view_mlp);
-		row_stats(s, v + 2 * (size_t)V, true, &s->view_head);
+		stats_add(&j, v, false, &s->view_mid);
+		stats_add(&j, v + V, true, &s->view_mlp);
+		stats_add(&j, v + 2 * (size_t)V, true, &s->view_head);
 		s->mlp_direct = s->answer_id >= 0 ?
 		    (float)(v[V + s->answer_id] - row_mean(v + V, V)) : NAN;
 		s->head_direct = s->answer_id >= 0 ?
 		    (float)(v[2 * V + s->answer_id] - row_mean(v + 2 * V, V)) : NAN;
 	}
+	if (j.n > 0)
+		kern_for(stats_part, &j, j.n);
 }
 
 static void
