@@ -129,6 +129,25 @@ fi
 [ $? -eq 2 ] && echo "ok - --weights fast is a usage error" ||
 	{ echo "FAIL - --weights fast is not a usage error"; fail=1; }
 
+# A layer step also makes the view rows of the next layers in its direction;
+# a later step reads them from there. The screen must be the one made for
+# that layer alone: here layer 3's rows come from the window that layer 1's
+# step made (15 rows in one product), there from one product of 3 rows.
+demo=$src/data/models/demo
+p="prompt The capital of France is"
+"$fl" --model "$demo" --size 120x36 -c "$p; head 0.1; layer 1; layer 2; layer 3; render" \
+    > "$tmp/near-stepped.txt" 2>&1
+"$fl" --model "$demo" --size 120x36 -c "$p; layer 3; head 3.1; render" \
+    > "$tmp/near-direct.txt" 2>&1
+if cmp -s "$tmp/near-stepped.txt" "$tmp/near-direct.txt" &&
+    grep -q "head 3.1" "$tmp/near-direct.txt"; then
+	echo "ok - view rows made ahead of a layer step render what rows made for the layer do"
+else
+	echo "FAIL - view rows made ahead differ: $(diff "$tmp/near-direct.txt" \
+"$tmp/near-stepped.txt" | head -6)"
+	fail=1
+fi
+
 # :export writes the results as JSON.
 "$fl" --model "$fx" -c "prompt The capital of France is; mask on; export $tmp/x.json" > /dev/null &&
 	grep -q '"final_mask":	true' "$tmp/x.json" && grep -q '"attn_to_subject"' "$tmp/x.json" &&

@@ -117,6 +117,10 @@ model_clear(ui_session *s)
 	run_free(s->run);
 	s->run = NULL;
 	s->run_rows = 0;
+	free(s->near_logits);
+	free(s->near_head);
+	s->near_logits = NULL;
+	s->near_head = NULL;
 	cache_free(s->spare_cache);
 	s->spare_cache = NULL;
 	free(s->lens_logits);
@@ -428,6 +432,31 @@ at_last(const ui_session *s, const float *base, int layer)
 
 enum { LENS_STREAMS = 1, LENS_FINAL = 2, LENS_VIEW = 4 };
 
+/* The cursor's view rows of layer vl and head h, ready for
+ * model_unembed: resid_mid through the final LN, then the MLP's and the
+ * head's outputs as the output sees them. */
+static void
+view_prep(const ui_session *s, int vl, int h, float *x)
+{
+	const fl_model *m = s->model;
+	int D = m->cfg.d_model;
+	float *head = xmalloc((size_t)D * sizeof *head);
+
+	stream_prep(s, at_last(s, s->cache->resid_mid, vl), x);
+	component_prep(s, ATTRIB_SITE_MLP(vl), at_last(s, s->cache->mlp_out, vl),
+	    x + D);
+	model_head_result(m, vl, h, at_last(s, s->cache->z, vl), head);
+	component_prep(s, ATTRIB_SITE_ATTN(vl), head, x + 2 * (size_t)D);
+	free(head);
+}
+
+/* Layers whose view rows a layer step makes, its own and the next in the
+ * step's direction: reading the unembedding from memory dominates a few
+ * rows, so 6 cost about what 3 do (GPT-2 small's shape: 6.1-7.2 ms against
+ * 6.7-7.0), and the next step then takes 1 ms; 5 layers' 15 rows took
+ * 10-11 ms. */
+#define NEAR_LAYERS 2
+
 /* Reads the unembedding once for every row that `what` asks for. */
 static void
 lens_product(ui_session *s, int what)
@@ -435,35 +464,63 @@ lens_product(ui_session *s, int what)
 	const fl_model *m = s->model;
 	int L = m->cfg.n_layer, D = m->cfg.d_model, V = m->cfg.n_vocab;
 	int n = 0, first = (what & LENS_STREAMS) ? 0 : L, n_stream = 0;
+	int vl = s->layer, a = vl, b = vl + 1;
+	bool view = (what & LENS_VIEW) != 0;
 	float *x;
 	double t0 = fl_now();
 
-	if (what & (LENS_STREAMS | LENS_FINAL))
-		n_stream = L + 1 - first;
-	x = xmalloc((size_t)(n_stream + 3) * D * sizeof *x);
-	for (int l = first; l <= L && n_stream > 0; l++)
-		stream_prep(s, at_last(s, s->cache->resid_pre, l), x + (size_t)n++ * D);
-	if (what & LENS_VIEW) {
-		int vl = s->layer;
-		float *head = xmalloc((size_t)D * sizeof *head);
-
-		stream_prep(s, at_last(s, s->cache->resid_mid, vl), x + (size_t)n++ * D);
-		component_prep(s, ATTRIB_SITE_MLP(vl), at_last(s, s->cache->mlp_out, vl),
-		    x + (size_t)n++ * D);
-		model_head_result(m, vl, s->head, at_last(s, s->cache->z, vl), head);
-		component_prep(s, ATTRIB_SITE_ATTN(vl), head, x + (size_t)n++ * D);
-		free(head);
+	if (s->near_logits == NULL) {
+		s->near_logits = xcalloc_huge((size_t)L * 3 * V, sizeof *s->near_logits);
+		s->near_head = xmalloc((size_t)L * sizeof *s->near_head);
+		for (int l = 0; l < L; l++)
+			s->near_head[l] = -1;
 	}
-	/* the stream rows asked for end at row L, and the view rows follow
-	 * it: one product writes them all in place */
-	model_unembed(m, x, n, n_stream > 0 ? s->stream_logits + (size_t)first * V :
-	    s->view_logits, NULL);
-	if (what & LENS_VIEW) {
+	if (what & (LENS_STREAMS | LENS_FINAL)) {
+		/* a new prompt or a toggle: every layer's rows change */
+		n_stream = L + 1 - first;
+		for (int l = 0; l < L; l++)
+			s->near_head[l] = -1;
+	} else if (view && s->near_head[vl] == s->head) {
+		memcpy(s->view_logits, s->near_logits + (size_t)vl * 3 * V,
+		    3 * (size_t)V * sizeof *s->view_logits);
+		what = 0;
+	} else if (s->view_layer >= 0 && s->view_layer != vl) {
+		if (vl > s->view_layer)
+			b = vl + NEAR_LAYERS < L ? vl + NEAR_LAYERS : L;
+		else
+			a = vl - NEAR_LAYERS + 1 > 0 ? vl - NEAR_LAYERS + 1 : 0;
+	}
+	if (what != 0) {
+		x = xmalloc((size_t)(n_stream + 3 * (b - a)) * D * sizeof *x);
+		for (int l = first; l <= L && n_stream > 0; l++)
+			stream_prep(s, at_last(s, s->cache->resid_pre, l),
+			    x + (size_t)n++ * D);
+		if (view)
+			for (int l = a; l < b; l++, n += 3)
+				view_prep(s, l, s->head, x + (size_t)n * D);
+		if (n_stream > 0) {
+			/* the stream rows end at row L and the view rows
+			 * follow: one product writes them all in place */
+			model_unembed(m, x, n, s->stream_logits + (size_t)first * V,
+			    NULL);
+			if (view)
+				memcpy(s->near_logits + (size_t)vl * 3 * V,
+				    s->view_logits, 3 * (size_t)V * sizeof *s->view_logits);
+		} else {
+			model_unembed(m, x, n, s->near_logits + (size_t)a * 3 * V, NULL);
+			memcpy(s->view_logits, s->near_logits + (size_t)vl * 3 * V,
+			    3 * (size_t)V * sizeof *s->view_logits);
+		}
+		if (view)
+			for (int l = a; l < b; l++)
+				s->near_head[l] = s->head;
+		free(x);
+	}
+	if (view) {
 		s->view_layer = s->layer;
 		s->view_head_l = s->layer;
 		s->view_head_h = s->head;
 	}
-	free(x);
 	s->ms_lens += 1000 * (fl_now() - t0);
 }
 

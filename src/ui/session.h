@@ -128,6 +128,10 @@ typedef struct {
 	ui_lens_row	 base_final;	/* the final row without interventions */
 	float		*base_logits;	/* (V) its logits */
 	float		*view_logits;	/* (3, V): resid_mid, MLP out, head out */
+	float		*near_logits;	/* (L, 3, V): view rows of other layers,
+					   made beside a layer step's own */
+	int		*near_head;	/* (L): the head near_logits[l] holds,
+					   -1 when it holds nothing valid */
 	ui_lens_row	 view_mid, view_mlp, view_head;
 	int		 view_layer, view_head_l, view_head_h;
 	float		 mlp_direct;	/* cursor layer's MLP, direct contribution */
