@@ -176,5 +176,7 @@ main(int argc, char **argv)
 	bench_one("unembed (lens rows)", 13, 768, 50257, true, 20, FL_DTYPE_F32);
 	bench_one("unembed (1 row)", 1, 768, 50257, true, 20, FL_DTYPE_F32);
 	bench_one("unembed (eval's rows)", 128, 768, 50257, true, 5, FL_DTYPE_F32);
+	bench_one("unembed (225 rows)", 225, 768, 50257, true, 5, FL_DTYPE_F32);
+	bench_one("unembed (64 rows)", 64, 768, 50257, true, 5, FL_DTYPE_F32);
 	return 0;
 }

@@ -10,7 +10,7 @@
 #include "engine/kernels.h"
 #include "engine/util.h"
 
-#define EVAL_LENS_ROWS 128	/* final residuals unembedded at once */
+#define EVAL_LENS_ROWS 256	/* final residuals unembedded at once */
 
 static const char *cond_names[EVAL_COND_COUNT] = {
 	"baseline", "mask", "intercept", "both",
