@@ -252,6 +252,7 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	eval_score_rows(res, m, ps.p, n, xmid, xmlp, icpt, o->split, EVAL_INTERCEPT,
 	    &w);
 
+	res->rows_resumed = -b->rows;
 	/* the masked pass: the mask changes the last layer only */
 	nh = mitigate_hooks(m, &mit, &ms, hooks);
 	hooks[nh++] = (fl_hook){ HOOK_RESID_MID, L - 1, batch_grab_last, &gmid };
@@ -269,6 +270,7 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	eval_stats(res);
 	res->passes = b->passes;
 	res->rows = b->rows;
+	res->rows_resumed += L > 1 ? b->rows : 0;
 	res->seconds = fl_now() - t0;
 	rc = 0;
 out:

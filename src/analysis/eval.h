@@ -65,6 +65,7 @@ typedef struct {
 	int		*rank;		/* (n, EVAL_COND_COUNT) */
 	double		 seconds;
 	long		 passes, rows;	/* engine passes and tokens run */
+	long		 rows_resumed;	/* of which resumed at the last layer */
 } fl_eval_result;
 
 const char *eval_cond_name(fl_eval_cond c);	/* "baseline", "mask", ... */

@@ -116,6 +116,7 @@ json_setting(const fl_eval_result *r)
 	cJSON_AddNumberToObject(o, "seconds", r->seconds);
 	cJSON_AddNumberToObject(o, "passes", (double)r->passes);
 	cJSON_AddNumberToObject(o, "tokens", (double)r->rows);
+	cJSON_AddNumberToObject(o, "tokens_resumed", (double)r->rows_resumed);
 	return o;
 }
 
@@ -241,10 +242,11 @@ cmd_eval(int argc, char **argv)
 			    cond_labels[c], 100 * res[s].cond[c].mean_prob,
 			    100 * res[s].cond[c].top1, res[s].cond[c].mean_rank);
 		printf("%-6s intercept fits: R^2 %.3f / %.3f on %d / %d calibration "
-		    "prompts; %.2f s, %ld passes, %ld tokens run\n", "",
-		    res[s].calib_r2[0], res[s].calib_r2[1],
-		    res[s].calib_n[0], res[s].calib_n[1], res[s].seconds, res[s].passes,
-		    res[s].rows);
+		    "prompts\n", "", res[s].calib_r2[0], res[s].calib_r2[1],
+		    res[s].calib_n[0], res[s].calib_n[1]);
+		printf("%-6s %.2f s, %ld passes: %ld tokens through every layer, %ld "
+		    "resumed at the last\n", "", res[s].seconds, res[s].passes,
+		    res[s].rows - res[s].rows_resumed, res[s].rows_resumed);
 	}
 	printf("\n%.2f s in all, %d thread%s, batches of %d prompt%s\n", total,
 	    kern_threads(), kern_threads() == 1 ? "" : "s", a.batch,
