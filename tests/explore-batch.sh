@@ -14,6 +14,15 @@ src=$(cd "${top_srcdir:-.}" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
+# same A B TEXT LABEL: files A and B are equal and A contains TEXT
+same() {
+	if cmp -s "$1" "$2" && grep -q "$3" "$1"; then
+		echo "ok - $4"
+	else
+		echo "FAIL - not so: $4: $(diff "$1" "$2" | head -6)"
+		fail=1
+	fi
+}
 # Nothing from the user's environment may change a render.
 unset NO_COLOR FACTLENS_MODEL FACTLENS_TASK
 export XDG_CONFIG_HOME=$tmp/config XDG_STATE_HOME=$tmp/state
@@ -117,36 +126,24 @@ for w in convert stored; do
 	"$fl" --model "$f16" --size 100x30 --weights "$w" -c "prompt The capital of France is; \
 head 1.2; render; model $f16; prompt Germany is; mask on" > "$tmp/weights-$w.txt" 2>&1
 done
-if cmp -s "$tmp/weights-convert.txt" "$tmp/weights-stored.txt" &&
-    grep -q "gpt2-f16" "$tmp/weights-stored.txt"; then
-	echo "ok - --weights stored renders what --weights convert does"
-else
-	echo "FAIL - --weights stored renders differently: $(diff "$tmp/weights-convert.txt" \
-"$tmp/weights-stored.txt" | head -5)"
-	fail=1
-fi
+same "$tmp/weights-convert.txt" "$tmp/weights-stored.txt" "gpt2-f16" \
+	"--weights stored renders what --weights convert does"
 "$fl" --weights fast -c quit > /dev/null 2>&1
 [ $? -eq 2 ] && echo "ok - --weights fast is a usage error" ||
 	{ echo "FAIL - --weights fast is not a usage error"; fail=1; }
 
-# A layer step also makes the view rows of the next layers in its direction;
-# a later step reads them from there. The screen must be the one made for
-# that layer alone: here layer 3's rows come from the window that layer 1's
-# step made (15 rows in one product), there from one product of 3 rows.
+# A layer step also makes the view rows of the next layer in its direction,
+# and the step after reads them from there. That screen must be the one
+# made for the layer alone: here layer 3's rows come from layer 2's step
+# (6 rows in one product), there from one product of its 3 rows.
 demo=$src/data/models/demo
 p="prompt The capital of France is"
-"$fl" --model "$demo" --size 120x36 -c "$p; head 0.1; layer 1; layer 2; layer 3; render" \
+"$fl" --model "$demo" --size 120x36 -c "$p; head 0.1; layer 2; layer 3; render" \
     > "$tmp/near-stepped.txt" 2>&1
 "$fl" --model "$demo" --size 120x36 -c "$p; layer 3; head 3.1; render" \
     > "$tmp/near-direct.txt" 2>&1
-if cmp -s "$tmp/near-stepped.txt" "$tmp/near-direct.txt" &&
-    grep -q "head 3.1" "$tmp/near-direct.txt"; then
-	echo "ok - view rows made ahead of a layer step render what rows made for the layer do"
-else
-	echo "FAIL - view rows made ahead differ: $(diff "$tmp/near-direct.txt" \
-"$tmp/near-stepped.txt" | head -6)"
-	fail=1
-fi
+same "$tmp/near-direct.txt" "$tmp/near-stepped.txt" "head 3.1" \
+	"view rows made by the step before render what rows made for the layer do"
 
 # :export writes the results as JSON.
 "$fl" --model "$fx" -c "prompt The capital of France is; mask on; export $tmp/x.json" > /dev/null &&

@@ -78,9 +78,9 @@ static void
 score_part(void *ctx, int part, int nparts)
 {
 	const score_job *j = ctx;
-	int per = (j->k + nparts - 1) / nparts, a = part * per;
-	int b = a + per < j->k ? a + per : j->k;
+	int a, b;
 
+	kern_part_range(j->k, part, nparts, &a, &b);
 	for (int r = a; r < b; r++)
 		eval_score(j->res, j->i0 + r, j->cond, j->lg + (size_t)r * j->V, j->V,
 		    j->p[j->i0 + r].answer);

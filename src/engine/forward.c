@@ -625,10 +625,10 @@ static void
 attend_part(void *ctx, int part, int nparts)
 {
 	const attend_job *j = ctx;
-	int per = (j->n_seq + nparts - 1) / nparts, s0 = part * per, off = 0;
-	int s1 = s0 + per < j->n_seq ? s0 + per : j->n_seq;
+	int s0, s1, off = 0;
 	float *sc;
 
+	kern_part_range(j->n_seq, part, nparts, &s0, &s1);
 	if (s0 >= s1)
 		return;
 	sc = xmalloc((size_t)j->r->m->cfg.n_head * j->max_len * j->max_len *

@@ -25,6 +25,16 @@ int kern_threads(void);
  * 96 rows do not). */
 void kern_for(void (*fn)(void *ctx, int part, int nparts), void *ctx, int units);
 
+/* The items [*a, *b) of n that part `part` of nparts takes in kern_for. */
+static inline void
+kern_part_range(int n, int part, int nparts, int *a, int *b)
+{
+	int per = (n + nparts - 1) / nparts;
+
+	*a = part * per < n ? part * per : n;
+	*b = *a + per < n ? *a + per : n;
+}
+
 /* Whether this build widens f16 weights with a hardware instruction (its
  * target has F16C or AVX-512); without, value by value, several times
  * slower than reading f32. */

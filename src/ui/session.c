@@ -541,9 +541,9 @@ static void
 stats_part(void *ctx, int part, int nparts)
 {
 	const stats_job *j = ctx;
-	int per = (j->n + nparts - 1) / nparts, a = part * per;
-	int b = a + per < j->n ? a + per : j->n;
+	int a, b;
 
+	kern_part_range(j->n, part, nparts, &a, &b);
 	for (int i = a; i < b; i++)
 		row_stats(j->s, j->lg[i], j->component[i], j->out[i]);
 }
