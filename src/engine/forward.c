@@ -562,23 +562,35 @@ cache_put(float *dst, const float *src, size_t n)
 		memcpy(dst, src, n * sizeof(float));
 }
 
-/* One sequence's attention without hooks: scores into sc (H, T, T), then
- * the pattern, then z. */
+/* Every head's scores of one sequence whose rows start at off, into sc
+ * (H, T, T); the softmax of every row; every head's z from the pattern. */
 static void
-attend_plain(fl_run *r, float *sc, int off, int T)
+heads_scores(fl_run *r, float *sc, int off, int T)
 {
 	const fl_config *c = &r->m->cfg;
 	int H = c->n_head, dh = c->d_head, D = c->d_model;
 	float scale = 1.0f / sqrtf((float)dh);
-	size_t TT = (size_t)T * T;
 
 	for (int h = 0; h < H; h++)
-		kern_attn_scores(sc + h * TT, r->q + (size_t)off * D + h * dh,
-		    r->k + (size_t)off * D + h * dh, D, T, dh, scale);
+		kern_attn_scores(sc + (size_t)h * T * T, r->q + (size_t)off * D +
+		    h * dh, r->k + (size_t)off * D + h * dh, D, T, dh, scale);
+}
+
+static void
+heads_softmax(float *sc, int H, int T)
+{
 	for (size_t i = 0; i < (size_t)H * T; i++)
 		kern_softmax(sc + i * T, T);
+}
+
+static void
+heads_mix(fl_run *r, const float *sc, int off, int T)
+{
+	const fl_config *c = &r->m->cfg;
+	int H = c->n_head, dh = c->d_head, D = c->d_model;
+
 	for (int h = 0; h < H; h++)
-		kern_attn_mix(r->z + (size_t)off * D + h * dh, sc + h * TT,
+		kern_attn_mix(r->z + (size_t)off * D + h * dh, sc + (size_t)h * T * T,
 		    r->v + (size_t)off * D + h * dh, D, T, dh);
 }
 
@@ -586,29 +598,19 @@ attend_plain(fl_run *r, float *sc, int off, int T)
 static int
 attend(fl_run *r, const fl_pass *p, int l, int s, int off, int T)
 {
-	const fl_config *c = &r->m->cfg;
-	int H = c->n_head, dh = c->d_head, D = c->d_model;
-	float scale = 1.0f / sqrtf((float)dh);
+	int H = r->m->cfg.n_head;
 	size_t TT = (size_t)T * T;
 	fl_cache *k = p->cache;
 
-	for (int h = 0; h < H; h++) {
-		float *sc = r->scores + h * TT;
-
-		kern_attn_scores(sc, r->q + (size_t)off * D + h * dh,
-		    r->k + (size_t)off * D + h * dh, D, T, dh, scale);
-	}
+	heads_scores(r, r->scores, off, T);
 	if (hook_fire(p, HOOK_ATTN_SCORES, l, s, r->scores, 3, H, T, T))
 		return FL_HOOK_STOP;
-	for (size_t i = 0; i < (size_t)H * T; i++)
-		kern_softmax(r->scores + i * T, T);
+	heads_softmax(r->scores, H, T);
 	if (hook_fire(p, HOOK_PATTERN, l, s, r->scores, 3, H, T, T))
 		return FL_HOOK_STOP;
 	if (k != NULL && k->pattern != NULL)
 		cache_put(k->pattern + (size_t)l * H * TT, r->scores, H * TT);
-	for (int h = 0; h < H; h++)
-		kern_attn_mix(r->z + (size_t)off * D + h * dh, r->scores + h * TT,
-		    r->v + (size_t)off * D + h * dh, D, T, dh);
+	heads_mix(r, r->scores, off, T);
 	return FL_HOOK_CONTINUE;
 }
 
@@ -636,7 +638,9 @@ attend_part(void *ctx, int part, int nparts)
 	for (int s = 0; s < s0; s++)
 		off += j->lens[s];
 	for (int s = s0; s < s1; s++) {
-		attend_plain(j->r, sc, off, j->lens[s]);
+		heads_scores(j->r, sc, off, j->lens[s]);
+		heads_softmax(sc, j->r->m->cfg.n_head, j->lens[s]);
+		heads_mix(j->r, sc, off, j->lens[s]);
 		off += j->lens[s];
 	}
 	free(sc);

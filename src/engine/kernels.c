@@ -224,7 +224,7 @@ kern_parallel(kern_task fn, void *ctx, int units)
 	if (pool.n != kern_nthreads - 1 ||
 	    atomic_load(&pool.active) != kern_nthreads - 1)
 		pool_grow(kern_nthreads - 1);
-	job = (atomic_load(&pool.claim) >> 32) + 1;
+	job = ((atomic_load(&pool.claim) >> 32) + 1) & 0xffffffffu;
 	j = &pool.slot[job & 1];
 	j->fn = fn;
 	j->ctx = ctx;
