@@ -206,4 +206,19 @@ expect "bench --idle needs a positive pause" 2 "--idle takes an integer" -- \
 	{ echo "FAIL - bench --idle"; fail=1; }
 "$fl" --threads 1 --model "$fx" -c "prompt Germany is" --size 80x24 >/dev/null &&
 	echo "ok - the explorer takes --threads" || { echo "FAIL - explorer --threads"; fail=1; }
+# CMD --help prints the command's usage on stdout and exits 0; a bad option
+# prints the same usage, from the same table, with status 2.
+for c in tokenize run eval heads decompose bench explore; do
+	help=$("$fl" "$c" --help 2>/dev/null)
+	status=$?
+	line=$(printf '%s\n' "$help" | head -1)
+	bad=$("$fl" "$c" --no-such-option 2>&1 >/dev/null | grep -o 'usage: .*')
+	if [ "$status" -eq 0 ] && [[ "$line" == "usage: factlens "*"$c"* ]] &&
+	    [ "$bad" = "$line" ]; then
+		echo "ok - $c --help prints the usage a bad option shows"
+	else
+		echo "FAIL - $c --help: status $status, '$line'; bad option: '$bad'"
+		fail=1
+	fi
+done
 exit $fail

@@ -42,6 +42,10 @@ const fl_model_opts *cli_model_opts(void);
  * returns NULL. */
 fl_model *cli_load_model(const char *dir);
 
+/* "usage: factlens CMD ...", from the command table that factlens --help
+ * prints (a static buffer). */
+const char *cli_usage(const char *cmd);
+
 /* Prints "factlens: <msg>" to stderr; returns status. */
 int cli_fail(int status, const char *fmt, ...) FL_PRINTF(2, 3);
 

@@ -168,9 +168,7 @@ cmd_bench(int argc, char **argv)
 		case 'i': if (cli_int("--idle", optarg, 1, 60000, &idle)) return 2; break;
 		case 'W': if (cli_weights_opt(optarg)) return 2; break;
 		default:
-			return cli_fail(2, "usage: factlens bench [--model DIR] [--tokens N] "
-			    "[--reps N] [--threads N] [--idle MS] [--torch] [--json] "
-			    "[--weights convert|stored]");
+			return cli_fail(2, "%s", cli_usage("bench"));
 		}
 	}
 	if (dir == NULL)

@@ -77,10 +77,7 @@ decomp_parse(decomp_args *a, int argc, char **argv)
 					return rc;
 				break;
 			}
-			return cli_fail(2, "usage: factlens decompose [--model DIR] --task "
-			    "FILE [--layer L] [--templates SET] [--no-resid] [--ridge X] "
-			    "[--top K] [--prompt TEXT [--subject TEXT]] [--batch N] "
-			    "[--json] [--threads N] [--weights convert|stored]");
+			return cli_fail(2, "%s", cli_usage("decompose"));
 		}
 	}
 	return cli_shared_finish(&sh, "decompose", argc, argv);

@@ -27,11 +27,6 @@ typedef struct {
 	bool		 json;
 } eval_args;
 
-static const char eval_usage[] = "usage: factlens eval [--model DIR] --task FILE "
-    "[--shots K] [--templates main|paraphrase|heldout] [--split subject|template] "
-    "[--seed N] [--no-resid] [--ridge X] [--mask-heads LIST] [--batch N] "
-    "[--json] [--threads N] [--weights convert|stored]";
-
 static int
 eval_parse(eval_args *a, int argc, char **argv)
 {
@@ -85,7 +80,7 @@ eval_parse(eval_args *a, int argc, char **argv)
 					return rc;
 				break;
 			}
-			return cli_fail(2, "%s", eval_usage);
+			return cli_fail(2, "%s", cli_usage("eval"));
 		}
 	}
 	return cli_shared_finish(&sh, "eval", argc, argv);

@@ -11,10 +11,6 @@
 #include "ui/theme.h"
 #include "ui/ui.h"
 
-#define EXPLORE_USAGE "[--model DIR] [--theme NAME] [--batch FILE | -c \"CMD; CMD\"] " \
-	"[--size WxH] [--colors mono|8|16|256|truecolor] [--ascii] [--no-rc] " \
-	"[--threads N] [--weights convert|stored]"
-
 static int
 parse_size(const char *s, int *w, int *h)
 {
@@ -89,12 +85,12 @@ cmd_explore(int argc, char **argv)
 				    "roles, not '%s'", optarg);
 			return 0;
 		default:
-			return cli_fail(2, "usage: factlens " EXPLORE_USAGE);
+			return cli_fail(2, "%s", cli_usage("explore"));
 		}
 	}
 	if (optind < argc)
-		return cli_fail(2, "unexpected argument '%s' (usage: factlens "
-		    EXPLORE_USAGE ")", argv[optind]);
+		return cli_fail(2, "unexpected argument '%s' (%s)", argv[optind],
+		    cli_usage("explore"));
 	if (o.batch_file != NULL && o.commands != NULL)
 		return cli_fail(2, "--batch and -c cannot be used together");
 	if (!model_given) {

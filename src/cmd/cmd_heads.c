@@ -64,9 +64,7 @@ heads_parse(heads_args *a, int argc, char **argv)
 					return rc;
 				break;
 			}
-			return cli_fail(2, "usage: factlens heads [--model DIR] --task FILE "
-			    "[--templates SET] [--seed N] [--receiver LAYER] [--batch N] "
-			    "[--top K] [--json] [--threads N] [--weights convert|stored]");
+			return cli_fail(2, "%s", cli_usage("heads"));
 		}
 	}
 	return cli_shared_finish(&sh, "heads", argc, argv);

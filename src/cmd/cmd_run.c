@@ -41,12 +41,6 @@ typedef struct {
 	bool		 patterns;
 } run_args;
 
-static const char run_usage[] = "usage: factlens run [--model DIR] --prompt TEXT "
-    "[--answer TEXT] [--subject TEXT] [--task FILE [--layer L]] [--top K] "
-    "[--lens] [--lens-top K] [--json] [--patterns] [--dump-logits FILE] "
-    "[--final-mask] [--mask-heads LIST] [--intercept] [--mover-threshold X] "
-    "[--batch N] [--threads N] [--weights convert|stored]";
-
 static int
 run_parse(run_args *a, int argc, char **argv)
 {
@@ -124,7 +118,7 @@ run_parse(run_args *a, int argc, char **argv)
 				return 2;
 			break;
 		default:
-			return cli_fail(2, "%s", run_usage);
+			return cli_fail(2, "%s", cli_usage("run"));
 		}
 	}
 	if (optind < argc)

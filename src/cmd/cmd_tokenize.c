@@ -54,8 +54,7 @@ cmd_tokenize(int argc, char **argv)
 				return 2;
 			break;
 		default:
-			return cli_fail(2, "usage: factlens tokenize [--model DIR] "
-			    "[--json] [--weights convert|stored] [TEXT]");
+			return cli_fail(2, "%s", cli_usage("tokenize"));
 		}
 	}
 	if (argc - optind > 1)

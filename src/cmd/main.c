@@ -31,11 +31,26 @@ static const struct {
 	    "[--subject TEXT]] [--batch N] [--json] [--threads N] "
 	    "[--weights convert|stored|copy]" },
 	{ "bench", cmd_bench, "bench [--model DIR] [--tokens N] [--reps N] "
-	    "[--threads N] [--torch] [--json] [--weights convert|stored|copy]" },
+	    "[--threads N] [--idle MS] [--torch] [--json] "
+	    "[--weights convert|stored|copy]" },
 	{ "explore", cmd_explore, "[explore] [--model DIR] [--theme NAME] "
-	    "[--batch FILE | -c \"CMD; CMD\"] [--size WxH] [--colors DEPTH] [--ascii] [--no-rc] "
+	    "[--batch FILE | -c \"CMD; CMD\"] [--size WxH] "
+	    "[--colors mono|8|16|256|truecolor] [--ascii] [--no-rc] [--threads N] "
 	    "[--weights convert|stored|copy]" },
 };
+
+const char *
+cli_usage(const char *cmd)
+{
+	static char buf[512];
+
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (strcmp(cmd, commands[i].name) == 0) {
+			snprintf(buf, sizeof buf, "usage: factlens %s", commands[i].usage);
+			return buf;
+		}
+	return "usage: factlens COMMAND [OPTIONS]";
+}
 
 static void
 usage(FILE *f)
@@ -151,6 +166,12 @@ main(int argc, char **argv)
 		return cmd_explore(argc, argv);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
+		if (argc == 3 && strcmp(argv[1], "help") == 0 &&
+		    strcmp(cli_usage(argv[2]), cli_usage("")) != 0) {
+			printf("%s\n\nSee factlens(1) for every option.\n",
+			    cli_usage(argv[2]));
+			return 0;
+		}
 		usage(stdout);
 		return 0;
 	}
@@ -158,9 +179,18 @@ main(int argc, char **argv)
 		printf("factlens %s\n", PACKAGE_VERSION);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		if (strcmp(argv[1], commands[i].name) == 0)
-			return commands[i].fn(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		if (strcmp(argv[1], commands[i].name) != 0)
+			continue;
+		/* "factlens CMD --help": the command's usage, on stdout */
+		if (argc == 3 && (strcmp(argv[2], "--help") == 0 ||
+		    strcmp(argv[2], "-h") == 0)) {
+			printf("%s\n\nSee factlens(1) for every option.\n",
+			    cli_usage(commands[i].name));
+			return 0;
+		}
+		return commands[i].fn(argc - 1, argv + 1);
+	}
 	cli_fail(2, "unknown command '%s'", argv[1]);
 	usage(stderr);
 	return 2;
