@@ -25,6 +25,9 @@ tm() { tmux -S "$sock" "$@"; }
 cleanup() { tm kill-server 2> /dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 fail=0
+# every country, each template twelve times: work long enough to interrupt
+bash "$top/tests/big-task.sh" "$task" "$tmp/big_task.json" || exit 1
+task=$tmp/big_task.json
 export LANG=C.UTF-8 LC_ALL=C.UTF-8
 unset FACTLENS_MODEL FACTLENS_NO_PROGRESS TMUX
 
@@ -79,7 +82,7 @@ EOS
 	fi
 }
 
-# The demo model and every country: each command runs for seconds.
+# The demo model and the big task: each command runs for seconds.
 interrupt eval "eval 0-shot" "eval" eval --task "$task" --threads 1
 interrupt heads "heads" "path patching" heads --task "$task" --threads 1
 interrupt decompose "decompose" "the decomposition fit" decompose --task "$task" \

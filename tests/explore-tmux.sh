@@ -200,10 +200,13 @@ long_work() {
 	fi
 	keys "$name" C-c
 }
+# Every country, each template twelve times: long enough work to cancel.
+bash "$FL_FIXTURES/../big-task.sh" "$tasks/country_capital_all.json" \
+    "$tmp/big_task.json"
 MODEL=$demo start d
 tm resize-window -t d -x 120 -y 36	# room for the MLP pane
 check d "a session on the demo model opens" "layers: answer at resid_post" 10
-keys d : "task $tasks/country_capital_all.json" Enter
+keys d : "task $tmp/big_task.json" Enter
 long_work d "fitting the MLP decomposition"
 check d "Ctrl-C cancels the decomposition fit" "MLP decomposition fit cancelled"
 check d "the MLP pane says its fit was cancelled" "decomposition: the fit was cancelled"

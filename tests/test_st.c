@@ -184,9 +184,10 @@ test_kernels(void)
 	static float l1[MAXT * V], l2[MAXT * V];
 	/* Row counts for every tile size, the largest streamed (out, in)
 	 * product (32) and packed ones beyond; inner sizes with a vector tail
-	 * and longer than one cache block; outputs with a partial strip. */
+	 * and longer than one cache block; outputs with a partial strip (of one
+	 * or two vectors, or not a whole number of them). */
 	const int Ts[] = { 1, 2, 3, 5, 7, 8, 13, 16, 29, 32, 40, 70 };
-	const int ins[] = { 35, 300 }, outs[] = { 19, 96, 100 };
+	const int ins[] = { 35, 300 }, outs[] = { 19, 64, 80, 96, 100 };
 	unsigned s = 7;
 
 	for (size_t i = 0; i < sizeof x / sizeof *x; i++)
