@@ -197,6 +197,7 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	fl_pass plain = { 0 }, resume = { 0 };
 	fl_hook hooks[8];
 	eval_scratch w = { NULL, NULL, NULL };
+	long rows_full;
 	double t0 = fl_now();
 
 	memset(res, 0, sizeof *res);
@@ -252,7 +253,7 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	eval_score_rows(res, m, ps.p, n, xmid, xmlp, icpt, o->split, EVAL_INTERCEPT,
 	    &w);
 
-	res->rows_resumed = -b->rows;
+	rows_full = b->rows;
 	/* the masked pass: the mask changes the last layer only */
 	nh = mitigate_hooks(m, &mit, &ms, hooks);
 	hooks[nh++] = (fl_hook){ HOOK_RESID_MID, L - 1, batch_grab_last, &gmid };
@@ -270,7 +271,7 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	eval_stats(res);
 	res->passes = b->passes;
 	res->rows = b->rows;
-	res->rows_resumed += L > 1 ? b->rows : 0;
+	res->rows_resumed = L > 1 ? b->rows - rows_full : 0;
 	res->seconds = fl_now() - t0;
 	rc = 0;
 out:

@@ -518,7 +518,6 @@ lens_product(ui_session *s, int what)
 	}
 	if (view) {
 		s->view_layer = s->layer;
-		s->view_head_l = s->layer;
 		s->view_head_h = s->head;
 	}
 	s->ms_lens += 1000 * (fl_now() - t0);

@@ -133,7 +133,7 @@ typedef struct {
 	int		*near_head;	/* (L): the head near_logits[l] holds,
 					   -1 when it holds nothing valid */
 	ui_lens_row	 view_mid, view_mlp, view_head;
-	int		 view_layer, view_head_l, view_head_h;
+	int		 view_layer, view_head_h;	/* what view_logits hold */
 	float		 mlp_direct;	/* cursor layer's MLP, direct contribution */
 	float		 head_direct;	/* selected head, direct contribution */
 	float		*grid;		/* (L, H) current metric, NAN: not computed */
