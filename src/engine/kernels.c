@@ -84,7 +84,7 @@ static struct {
 	atomic_int	 active;	/* workers that take parts */
 	atomic_int	 sleepers;
 	atomic_ullong	 claim;
-	atomic_int	 caller_cpu;	/* where kern_parallel last woke sleepers */
+	atomic_int	 caller_cpu;	/* where kern_for last woke sleepers */
 	pool_job	 slot[2];
 } pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER,
 	.caller_cpu = -1 };
@@ -166,7 +166,7 @@ pool_worker(void *arg)
 		}
 		if (job != seen)
 			continue;
-		/* Sleep; kern_parallel wakes the sleepers after publishing a
+		/* Sleep; kern_for wakes the sleepers after publishing a
 		 * job, and both sides' sequentially consistent store-then-load
 		 * means that one of them sees the other. */
 		pthread_mutex_lock(&pool.lock);
@@ -207,8 +207,8 @@ pool_grow(int workers)
  * workers took: polling first, then yielding the CPU, never blocking, so
  * that a worker preempted on a busy machine gets the CPU back. Products
  * are issued from one thread at a time. */
-static void
-kern_parallel(kern_task fn, void *ctx, int units)
+void
+kern_for(kern_task fn, void *ctx, int units)
 {
 	int nparts = kern_nthreads * PARTS_PER_THREAD;
 	unsigned long long job;
@@ -221,8 +221,7 @@ kern_parallel(kern_task fn, void *ctx, int units)
 			fn(ctx, p, nparts);
 		return;
 	}
-	if (pool.n != kern_nthreads - 1 ||
-	    atomic_load(&pool.active) != kern_nthreads - 1)
+	if (atomic_load(&pool.active) != kern_nthreads - 1)
 		pool_grow(kern_nthreads - 1);
 	job = ((atomic_load(&pool.claim) >> 32) + 1) & 0xffffffffu;
 	j = &pool.slot[job & 1];
@@ -247,12 +246,6 @@ kern_parallel(kern_task fn, void *ctx, int units)
 		else
 			sched_yield();
 	}
-}
-
-void
-kern_for(void (*fn)(void *ctx, int part, int nparts), void *ctx, int units)
-{
-	kern_parallel(fn, ctx, units);
 }
 
 /* ---- product kernels -------------------------------------------------
@@ -938,7 +931,7 @@ kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
 	if ((long)T * lin->in * lin->out < PARALLEL_MIN_MACS)
 		fn(&j, 0, 1);
 	else
-		kern_parallel(fn, &j, linear_units(&j, fn));
+		kern_for(fn, &j, linear_units(&j, fn));
 }
 
 void
@@ -969,7 +962,7 @@ kern_unembed(float *logits, const float *x, const fl_table *U, int T)
 	stream_job j = { logits, V, x, D, U->w, D, NULL, T, D, V, false, U->dtype };
 	kern_task fn = linear_task(true, T);
 
-	kern_parallel(fn, &j, linear_units(&j, fn));
+	kern_for(fn, &j, linear_units(&j, fn));
 }
 
 void
