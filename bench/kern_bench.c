@@ -5,12 +5,14 @@
  * linears' weights; the unembedding rows are always f32). Prints, per
  * shape, the median time, GFLOP/s and the weight bytes streamed per
  * second. */
+#include "autoconfig.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/kernels.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 static int
 cmp_double(const void *a, const void *b)

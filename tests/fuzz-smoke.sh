@@ -10,8 +10,8 @@ out=${top_builddir:-$src/build}/fuzz
 secs=${FUZZ_SECONDS:-15}
 mkdir -p "$out"
 fail=0
-cc="clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -I$src/src"
-eng="$src/src/engine/util.c $src/src/engine/st.c $src/src/engine/config.c $src/src/engine/tok.c \
+cc="clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -I$src/src -I$top_builddir"
+eng="$src/src/base/util.c $src/src/engine/st.c $src/src/engine/config.c $src/src/engine/tok.c \
 	$src/src/engine/tok_spm.c"
 libs="-lcjson -lpcre2-8 -lm"
 

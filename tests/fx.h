@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "analysis/task.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 #define FX_UNUSED __attribute__((unused))
 

@@ -13,6 +13,8 @@
  * in the last MLP's term in a post-LN one (mitigate.h). Mover scores must
  * agree with the contributions and the patterns.
  */
+#include "autoconfig.h"
+
 #include "check.h"
 #include "fx.h"
 

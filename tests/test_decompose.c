@@ -7,6 +7,8 @@
  * packed batches equals the one collected a prompt at a time, and its means
  * and fit quality match what each prompt's own cache gives.
  */
+#include "autoconfig.h"
+
 #include "check.h"
 #include "fx.h"
 

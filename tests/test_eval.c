@@ -7,6 +7,8 @@
  * hooks), with the intercept refitted independently on the other fold; the
  * calibration folds are disjoint from the scored prompts.
  */
+#include "autoconfig.h"
+
 #include "check.h"
 #include "fx.h"
 

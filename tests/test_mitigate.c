@@ -11,6 +11,8 @@
  *     the final residual minus the intercept (the paper's definition), in
  *     a post-LN one ln2 of resid_mid + mlp_out - intercept, which differs.
  */
+#include "autoconfig.h"
+
 #include <dirent.h>
 
 #include "check.h"

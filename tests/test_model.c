@@ -4,6 +4,8 @@
  * engine's own invariants: resuming from the cache, batching, stopping, and
  * for post-LN models the hook convention of forward.h.
  */
+#include "autoconfig.h"
+
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <string.h>
@@ -11,7 +13,7 @@
 #include "analysis/lens.h"
 #include "check.h"
 #include "engine/kernels.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 #define TOL 1e-4
 

@@ -12,6 +12,8 @@
  *   earlier heads do move it.
  * - A corrupted set equal to the clean prompt patches nothing: effect 0.
  */
+#include "autoconfig.h"
+
 #include "check.h"
 #include "fx.h"
 

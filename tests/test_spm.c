@@ -4,13 +4,15 @@
  * (tests/fixtures/spm-cases.json, written by tools/make-spm-fixtures), the
  * decoded text, and crafted faults in the protobuf file.
  */
+#include "autoconfig.h"
+
 #include <cjson/cJSON.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "engine/tok.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 static const char *root;
 

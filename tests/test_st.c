@@ -3,13 +3,15 @@
  * fault gives its message, valid files read back their values, F16/BF16
  * convert exactly; the kernels against their naive twins.
  */
+#include "autoconfig.h"
+
 #include <stdint.h>
 #include <string.h>
 
 #include "check.h"
 #include "engine/kernels.h"
 #include "engine/st.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 /* Builds an image: 8-byte length, header, then `data` bytes of payload. */
 static uint8_t *

@@ -4,6 +4,8 @@
  * token positions (with GPT-2's real tokenizer when it is around, with the
  * fixture tokenizer's multi-token splits, and with OPT's BOS shift).
  */
+#include "autoconfig.h"
+
 #include "check.h"
 #include "fx.h"
 

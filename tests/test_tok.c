@@ -13,8 +13,10 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* mkdtemp, symlink, realpath */
 #endif
+#include "autoconfig.h"
+
 #include "engine/tok.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 #include <stdarg.h>
 #include <stdint.h>

@@ -13,8 +13,10 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* memmem */
 #endif
+#include "autoconfig.h"
+
 #include "engine/tok.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,11 +1,13 @@
 /* attrib.c - see attrib.h. */
+#include "autoconfig.h"
+
 #include "attrib.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/kernels.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 const char *
 attrib_convention(const fl_model *m)

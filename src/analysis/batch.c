@@ -1,10 +1,12 @@
 /* batch.c - see batch.h. */
+#include "autoconfig.h"
+
 #include "batch.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "base/util.h"
 
 fl_batch *
 batch_new(const fl_model *m, int per_batch, int max_len)

@@ -1,11 +1,13 @@
 /* decompose.c - see decompose.h. */
+#include "autoconfig.h"
+
 #include "decompose.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "base/util.h"
 
 void
 regress_clear(fl_regress *f)

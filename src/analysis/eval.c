@@ -1,4 +1,6 @@
 /* eval.c - see eval.h. */
+#include "autoconfig.h"
+
 #include "eval.h"
 
 #include <stdlib.h>
@@ -8,7 +10,7 @@
 #include "analysis/lens.h"
 #include "analysis/mitigate.h"
 #include "engine/kernels.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 #define EVAL_LENS_ROWS 256	/* final residuals unembedded at once */
 

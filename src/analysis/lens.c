@@ -1,4 +1,6 @@
 /* lens.c - see lens.h. */
+#include "autoconfig.h"
+
 #include "lens.h"
 
 #include <math.h>
@@ -6,7 +8,7 @@
 #include <string.h>
 
 #include "engine/kernels.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 void
 lens_vectors(const fl_model *m, const float *x, int n, float *out)

@@ -1,10 +1,12 @@
 /* mitigate.c - see mitigate.h. */
+#include "autoconfig.h"
+
 #include "mitigate.h"
 
 #include <stdlib.h>
 
 #include "engine/kernels.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 int
 hook_sub_last(void *ud, fl_act *a)

@@ -1,4 +1,6 @@
 /* movers.c - see movers.h. */
+#include "autoconfig.h"
+
 #include "movers.h"
 
 #include <math.h>
@@ -7,7 +9,7 @@
 
 #include "analysis/attrib.h"
 #include "analysis/lens.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 int
 movers_score(fl_mover *out, const fl_model *m, const fl_cache *c, int pos,

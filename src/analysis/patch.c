@@ -1,4 +1,6 @@
 /* patch.c - see patch.h. */
+#include "autoconfig.h"
+
 #include "patch.h"
 
 #include <math.h>
@@ -9,7 +11,7 @@
 #include "analysis/lens.h"
 #include "analysis/movers.h"
 #include "engine/kernels.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 #define PATCH_CHUNK_ROWS 2048	/* rows of the MLP products at once */
 

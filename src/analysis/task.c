@@ -1,4 +1,6 @@
 /* task.c - see task.h. */
+#include "autoconfig.h"
+
 #include "task.h"
 
 #include <cjson/cJSON.h>
@@ -8,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "base/util.h"
 
 static const char *set_keys[TASK_TEMPLATES_COUNT] = {
 	[TASK_TEMPLATES_MAIN] = "templates",

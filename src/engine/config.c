@@ -1,4 +1,5 @@
 /* config.c - see config.h. */
+#include "autoconfig.h"
 #include "config.h"
 
 #include <cjson/cJSON.h>
@@ -7,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "base/util.h"
 
 const char *
 config_arch_name(fl_arch arch)

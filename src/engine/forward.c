@@ -1,4 +1,6 @@
 /* forward.c - the instrumented forward pass; see forward.h. */
+#include "autoconfig.h"
+
 #include "forward.h"
 
 #include <cblas.h>
@@ -8,7 +10,7 @@
 #include <string.h>
 
 #include "kernels.h"
-#include "util.h"
+#include "base/util.h"
 
 static const struct {
 	const char	*name;	/* after "blocks.L." for block points */

@@ -1,4 +1,6 @@
 /* kernels.c - see kernels.h. */
+#include "autoconfig.h"
+
 #include "kernels.h"
 
 #include <cblas.h>
@@ -10,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "base/util.h"
 
 #if defined(__F16C__) || defined(__AVX512F__)
 #include <immintrin.h>

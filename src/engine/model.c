@@ -1,4 +1,6 @@
 /* model.c - loads a Hugging Face GPT-2, OPT or Llama directory; see model.h. */
+#include "autoconfig.h"
+
 #include "model.h"
 
 #include <stdint.h>
@@ -8,7 +10,7 @@
 #include <sys/mman.h>
 
 #include "kernels.h"
-#include "util.h"
+#include "base/util.h"
 
 /* One tensor the architecture needs: its name, expected shape and where the
  * f32 pointer goes (dst), or, for the weights of a linear or a table, which

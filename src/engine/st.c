@@ -1,4 +1,6 @@
 /* st.c - safetensors reader; see st.h for the file layout. */
+#include "autoconfig.h"
+
 #include "st.h"
 
 #include <cjson/cJSON.h>
@@ -16,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "base/util.h"
 
 static const struct {
 	const char	*name;

@@ -30,9 +30,11 @@
 #endif
 #define PCRE2_CODE_UNIT_WIDTH 8
 
+#include "autoconfig.h"
+
 #include "tok.h"
 #include "tok_spm.h"
-#include "util.h"
+#include "base/util.h"
 
 #include <cjson/cJSON.h>
 #include <limits.h>

@@ -1,4 +1,6 @@
 /* tok_spm.c - SentencePiece BPE from tokenizer.model; see tok_spm.h. */
+#include "autoconfig.h"
+
 #include "tok_spm.h"
 
 #include <math.h>
@@ -7,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "base/util.h"
 
 #define SPM_MAX_PIECES	(1 << 24)
 #define SPM_FILE_LIMIT	((size_t)1 << 30)

@@ -1,11 +1,13 @@
 /* canvas.c - see canvas.h. */
+#include "autoconfig.h"
+
 #include "canvas.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "base/util.h"
 #include "theme.h"
 
 static const ui_glyphs glyphs_utf8 = {

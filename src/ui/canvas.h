@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "engine/util.h"
+#include "base/util.h"
 
 typedef struct {
 	uint32_t	ch;	/* code point; 0: right half of a wide character */

@@ -3,6 +3,8 @@
  * completion, :help and the man page (doc.c). Every key binding is one of
  * these command strings.
  */
+#include "autoconfig.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
@@ -12,9 +14,9 @@
 #include <sys/stat.h>
 
 #include "analysis/eval.h"
-#include "engine/util.h"
+#include "base/util.h"
 #include "ui.h"
-#include "cmd/cli.h"
+#include "base/paths.h"
 
 void
 ctx_init(ui_ctx *c, ui_session *s, bool ascii)
@@ -286,7 +288,7 @@ c_intercept(ui_ctx *c, int argc, char **argv, char **cause)
 		return -1;
 	if (on && c->s->task == NULL) {
 		/* The intercept is fitted on a task: take the default one. */
-		const char *path = cli_default_task();
+		const char *path = fl_default_task();
 
 		if (session_load_task(c->s, path, cause) < 0)
 			return -1;

@@ -3,6 +3,8 @@
  * generated from the key map, the command table and the role table; a test
  * (tests/explore-man.sh) checks man/factlens.1 against them.
  */
+#include "autoconfig.h"
+
 #include <stdlib.h>
 #include <string.h>
 

@@ -14,6 +14,8 @@
  * The terminal is restored on every exit path: q, Ctrl-C twice, SIGTERM or
  * SIGHUP, fatal errors (fl_set_fatal_hook), exit(), and crashes.
  */
+#include "autoconfig.h"
+
 #include <curses.h>
 #include <errno.h>
 #include <langinfo.h>
@@ -31,7 +33,8 @@
 #include <readline/history.h>
 #include <readline/readline.h>
 
-#include "engine/util.h"
+#include "base/paths.h"
+#include "base/util.h"
 #include "ui.h"
 
 enum { EDIT_NONE, EDIT_PROMPT, EDIT_COMMAND };
@@ -67,51 +70,6 @@ static struct {
 	double		 int_at;	/* when Ctrl-C was pressed at rest */
 	FILE		*timing_log;	/* FACTLENS_TIMING_LOG */
 } T;
-
-/* ---- XDG directories -------------------------------------------------- */
-
-static char *
-xdg_dir(const char *var, const char *fallback)
-{
-	const char *v = getenv(var), *home = getenv("HOME");
-
-	if (v != NULL && v[0] == '/')
-		return xasprintf("%s/factlens", v);
-	if (home != NULL && home[0] != '\0')
-		return xasprintf("%s/%s/factlens", home, fallback);
-	return NULL;
-}
-
-static void
-mkdir_p(const char *path)
-{
-	char *p = xstrdup(path);
-
-	for (char *s = p + 1; *s != '\0'; s++)
-		if (*s == '/') {
-			*s = '\0';
-			mkdir(p, 0700);
-			*s = '/';
-		}
-	mkdir(p, 0700);
-	free(p);
-}
-
-char *
-ui_state_dir(bool create)
-{
-	char *d = xdg_dir("XDG_STATE_HOME", ".local/state");
-
-	if (d != NULL && create)
-		mkdir_p(d);
-	return d;
-}
-
-char *
-ui_config_dir(void)
-{
-	return xdg_dir("XDG_CONFIG_HOME", ".config");
-}
 
 /* ---- the terminal ---------------------------------------------------- */
 
@@ -504,7 +462,7 @@ history_switch(int mode)
 static void
 history_init(void)
 {
-	char *dir = ui_state_dir(true);
+	char *dir = fl_state_dir(true);
 
 	using_history();
 	for (int mode = EDIT_PROMPT; mode <= EDIT_COMMAND; mode++) {
@@ -953,7 +911,7 @@ loop(int flags)
 static void
 source_rc(ui_ctx *c, int *flags)
 {
-	char *dir = ui_config_dir(), *path, *cause = NULL;
+	char *dir = fl_config_dir(), *path, *cause = NULL;
 	char *argv[] = { "source", NULL, NULL };
 	const ui_cmd *src = cmd_find("source");
 	int r;

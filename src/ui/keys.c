@@ -1,9 +1,11 @@
 /* keys.c - key names and the key map: every key runs a command string. */
+#include "autoconfig.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "base/util.h"
 #include "ui.h"
 
 static const struct {

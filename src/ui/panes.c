@@ -3,12 +3,14 @@
  * one function per pane. Panes read the session and the context and write
  * styled cells; they never compute model results and never touch curses.
  */
+#include "autoconfig.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "base/util.h"
 #include "ui.h"
 
 /* ---- small formatting helpers --------------------------------------- */

@@ -1,4 +1,6 @@
 /* theme.c - see theme.h. */
+#include "autoconfig.h"
+
 #include "theme.h"
 
 #include <ctype.h>
@@ -7,14 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "base/paths.h"
+#include "base/util.h"
 
-#ifndef FL_PKGDATADIR
-#define FL_PKGDATADIR "/usr/local/share/factlens"
-#endif
-#ifndef FL_SRCDIR
-#define FL_SRCDIR "."
-#endif
 
 static const struct {
 	const char	*name, *fg, *bg, *what;
@@ -201,21 +198,21 @@ theme_parse(ui_theme *t, const char *text, const char *label, char **cause)
 const char *const *
 theme_dirs(void)
 {
-	static char user[4096];
-	static const char *dirs[4];
-	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+	static char *user, *bundled;
+	static const char *dirs[3];
+	char *config;
 	int n = 0;
 
-	if (xdg != NULL && xdg[0] == '/')
-		snprintf(user, sizeof user, "%s/factlens/themes", xdg);
-	else if (home != NULL && home[0] != '\0')
-		snprintf(user, sizeof user, "%s/.config/factlens/themes", home);
-	else
-		user[0] = '\0';
-	if (user[0] != '\0')
+	if (bundled == NULL) {
+		if ((config = fl_config_dir()) != NULL) {
+			user = fl_path_join(config, "themes");
+			free(config);
+		}
+		bundled = fl_theme_dir();
+	}
+	if (user != NULL)
 		dirs[n++] = user;
-	dirs[n++] = FL_PKGDATADIR "/themes";
-	dirs[n++] = FL_SRCDIR "/themes";
+	dirs[n++] = bundled;
 	dirs[n] = NULL;
 	return dirs;
 }

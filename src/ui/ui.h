@@ -17,7 +17,7 @@
 #include <stdio.h>
 
 #include "canvas.h"
-#include "session.h"
+#include "session/session.h"
 #include "theme.h"
 
 /* Reaction flags above the SESSION_* bits. */
@@ -172,10 +172,5 @@ typedef struct {
 int ui_batch_run(const ui_options *o);		/* batch.c */
 int ui_explore_run(const ui_options *o);	/* explore.c */
 
-/* The XDG directories: $XDG_STATE_HOME/factlens (history) and
- * $XDG_CONFIG_HOME/factlens (rc, themes). Heap strings; the state directory
- * is created when create is true. */
-char *ui_state_dir(bool create);
-char *ui_config_dir(void);
 
 #endif

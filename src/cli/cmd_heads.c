@@ -1,6 +1,8 @@
 /* cmd_heads.c - factlens heads: path patching of every head over a task's
  * prompts (the layers x heads effect map) and the mover scatter's Pearson r
  * per head (patch.h). */
+#include "autoconfig.h"
+
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>

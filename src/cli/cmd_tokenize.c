@@ -1,4 +1,6 @@
 /* cmd_tokenize.c - factlens tokenize: prompt text to token ids. */
+#include "autoconfig.h"
+
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -6,7 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 /* Reads all of standard input, bytes as they are. */
 static char *
@@ -61,7 +63,7 @@ cmd_tokenize(int argc, char **argv)
 		return cli_fail(2, "tokenize takes one TEXT argument (quote it), or "
 		    "reads standard input");
 	if (dir == NULL)
-		dir = cli_default_model();
+		dir = fl_default_model();
 	tok = tok_load_dir(dir, &cause);
 	if (tok == NULL) {
 		cli_fail(1, "%s", cause);

@@ -1,11 +1,13 @@
 /* main.c - factlens entry point and subcommand table. */
+#include "autoconfig.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 static const struct {
 	const char	*name;

@@ -3,11 +3,13 @@
  * -c, and prints the screen as text (at each :render and at the end), for
  * scripts and for the tests' expected-output files.
  */
+#include "autoconfig.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "base/util.h"
 #include "ui.h"
 
 static int

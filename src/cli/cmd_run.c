@@ -3,6 +3,8 @@
  * the logit lens of every residual stream, direct contributions, mover-head
  * scores, attention patterns, the MLP decomposition fitted on a task, and
  * the two final-layer mitigations with the answer before and after. */
+#include "autoconfig.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
@@ -18,7 +20,7 @@
 #include "analysis/movers.h"
 #include "cli.h"
 #include "engine/kernels.h"
-#include "engine/util.h"
+#include "base/util.h"
 
 typedef struct {
 	const char	*dir;
@@ -130,7 +132,7 @@ run_parse(run_args *a, int argc, char **argv)
 		return cli_fail(2, "run: --intercept needs --task FILE (the intercept is "
 		    "fitted on the task's prompts)");
 	if (a->dir == NULL)
-		a->dir = cli_default_model();
+		a->dir = fl_default_model();
 	return 0;
 }
 
@@ -652,8 +654,8 @@ cmd_run(int argc, char **argv)
 	 * country_capital task) found in the prompt. */
 	subjects = s.task;
 	if (subjects == NULL && a.subject == NULL &&
-	    fl_file_exists(cli_default_task()))
-		subjects = task_load(cli_default_task(), NULL);
+	    fl_file_exists(fl_default_task()))
+		subjects = task_load(fl_default_task(), NULL);
 	if (cli_find_subject(subjects, a.prompt, a.subject, &off, &len, &s.pair) != 0)
 		goto out;
 	if (subjects != s.task)

@@ -3,6 +3,8 @@
  * (decompose.h): a coefficient per head (erased or amplified), the
  * intercept and its top tokens, R^2; with --prompt, how well the fit
  * reconstructs that prompt's MLP output. */
+#include "autoconfig.h"
+
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>

@@ -1,5 +1,7 @@
 /* cli_common.c - what the analysis commands share: the progress bar, task
  * loading, head lists, token JSON. See cli.h. */
+#include "autoconfig.h"
+
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <signal.h>
@@ -11,12 +13,6 @@
 #include "analysis/lens.h"
 #include "cli.h"
 
-#ifndef FL_PKGDATADIR
-#define FL_PKGDATADIR "/usr/local/share/factlens"
-#endif
-#ifndef FL_SRCDIR
-#define FL_SRCDIR "."
-#endif
 
 void
 cli_progress_init(cli_progress_state *s, const char *label)
@@ -97,43 +93,6 @@ cli_progress_end(cli_progress_state *s)
 	s->shown = false;
 }
 
-char *
-cli_data_path(const char *rel)
-{
-	char *path = xasprintf("%s/%s", FL_PKGDATADIR, rel);
-
-	if (access(path, F_OK) == 0)
-		return path;
-	free(path);
-	return xasprintf("%s/data/%s", FL_SRCDIR, rel);
-}
-
-const char *
-cli_default_model(void)
-{
-	static char *path;
-	const char *env = getenv("FACTLENS_MODEL");
-
-	if (env != NULL && *env != '\0')
-		return env;
-	if (path == NULL)
-		path = cli_data_path("models/demo");
-	return path;
-}
-
-const char *
-cli_default_task(void)
-{
-	static char *path;
-	const char *env = getenv("FACTLENS_TASK");
-
-	if (env != NULL && *env != '\0')
-		return env;
-	if (path == NULL)
-		path = cli_data_path("tasks/country_capital.json");
-	return path;
-}
-
 fl_task *
 cli_load_task(const char *path)
 {
@@ -185,7 +144,7 @@ cli_shared_finish(const cli_shared *sh, const char *cmd, int argc, char **argv)
 		return cli_fail(2, "%s: --task FILE is required (e.g. "
 		    "data/tasks/country_capital.json)", cmd);
 	if (*sh->dir == NULL)
-		*sh->dir = cli_default_model();
+		*sh->dir = fl_default_model();
 	return 0;
 }
 

@@ -1,5 +1,7 @@
 /* cmd_bench.c - factlens bench: the engine's speed and memory figures on a
  * model directory (the README's performance section comes from here). */
+#include "autoconfig.h"
+
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -15,11 +17,8 @@
 #include "analysis/lens.h"
 #include "cli.h"
 #include "engine/kernels.h"
-#include "engine/util.h"
+#include "base/util.h"
 
-#ifndef FL_SRCDIR
-#define FL_SRCDIR "."
-#endif
 
 static int
 cmp_double(const void *a, const void *b)
@@ -92,8 +91,12 @@ torch_ms(const char *dir, int tokens, int threads, int reps)
 	double ms = -1;
 	pid_t pid;
 	FILE *f;
+	char *src = fl_source_dir();
 
-	snprintf(tool, sizeof tool, "%s/tools/torch-bench", FL_SRCDIR);
+	if (src == NULL)
+		return -1;	/* the installed binary has no tools/ */
+	snprintf(tool, sizeof tool, "%s/tools/torch-bench", src);
+	free(src);
 	snprintf(ntok, sizeof ntok, "%d", tokens);
 	snprintf(nthr, sizeof nthr, "%d", threads);
 	snprintf(nrep, sizeof nrep, "%d", reps);
@@ -172,7 +175,7 @@ cmd_bench(int argc, char **argv)
 		}
 	}
 	if (dir == NULL)
-		dir = cli_default_model();
+		dir = fl_default_model();
 	kern_set_threads(threads);
 
 	for (int i = 0; i < 5; i++) {

@@ -2,6 +2,8 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "autoconfig.h"
+
 #include "util.h"
 
 #include <errno.h>

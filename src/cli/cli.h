@@ -12,7 +12,8 @@
 
 #include "analysis/task.h"
 #include "engine/forward.h"
-#include "engine/util.h"
+#include "base/paths.h"
+#include "base/util.h"
 
 int cmd_tokenize(int argc, char **argv);
 int cmd_run(int argc, char **argv);
@@ -22,13 +23,6 @@ int cmd_heads(int argc, char **argv);
 int cmd_decompose(int argc, char **argv);
 int cmd_explore(int argc, char **argv);
 
-/* A bundled data file or directory, REL relative to data/ (e.g.
- * "tasks/country_capital.json"): the installed copy under the package data
- * directory when there is one, else the source tree's. Heap string. */
-char *cli_data_path(const char *rel);
-
-/* The bundled demo model's directory (FACTLENS_MODEL overrides). */
-const char *cli_default_model(void);
 
 /* --weights convert|stored, taken by every command and the explorer: what
  * model_load does with F16/BF16 weights (model.h). cli_weights_opt parses
@@ -82,8 +76,6 @@ void cli_interrupt_catch(void);
 bool cli_interrupted(void);
 int cli_cancelled(cli_progress_state *s, const char *what);
 
-/* The bundled country_capital task (FACTLENS_TASK overrides). */
-const char *cli_default_task(void);
 
 /* Loads a task or prints "factlens: <cause>" and returns NULL. */
 fl_task *cli_load_task(const char *path);

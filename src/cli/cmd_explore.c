@@ -1,5 +1,7 @@
 /* cmd_explore.c - factlens with no subcommand (or `factlens explore`): the
  * interactive explorer, or its headless batch mode. */
+#include "autoconfig.h"
+
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,7 +97,7 @@ cmd_explore(int argc, char **argv)
 		return cli_fail(2, "--batch and -c cannot be used together");
 	if (!model_given) {
 		/* The bundled demo model, when it is there. */
-		const char *dir = cli_default_model();
+		const char *dir = fl_default_model();
 		char *cfg = fl_path_join(dir, "config.json");
 
 		o.model_dir = fl_file_exists(cfg) ? dir : NULL;

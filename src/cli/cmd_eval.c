@@ -1,6 +1,8 @@
 /* cmd_eval.c - factlens eval: the paper's grid over a task - mean
  * P(answer), top-1 accuracy and mean rank for baseline, the final-layer
  * mask, intercept removal and both, zero-shot and k-shot (eval.h). */
+#include "autoconfig.h"
+
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>

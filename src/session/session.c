@@ -1,6 +1,7 @@
 /* session.c - see session.h. */
+#include "autoconfig.h"
+
 #include "session.h"
-#include "cmd/cli.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -16,7 +17,8 @@
 #include "analysis/mitigate.h"
 #include "analysis/movers.h"
 #include "engine/kernels.h"
-#include "engine/util.h"
+#include "base/paths.h"
+#include "base/util.h"
 
 static const struct {
 	const char	*name, *title;
@@ -838,30 +840,10 @@ run_prompt(ui_session *s, const ui_progress *p, char **cause)
 
 /* ---- the task's analyses ------------------------------------------- */
 
-/* data/tasks/NAME.json in the working directory, then the installed data,
- * then the source tree; a name with a '/' or ending in .json is a file. */
-static char *
-task_resolve(const char *name)
-{
-	size_t n = strlen(name);
-	char *path, *rel;
-
-	if (strchr(name, '/') != NULL || (n > 5 && strcmp(name + n - 5, ".json") == 0))
-		return xstrdup(name);
-	path = xasprintf("data/tasks/%s.json", name);
-	if (fl_file_exists(path))
-		return path;
-	free(path);
-	rel = xasprintf("tasks/%s.json", name);
-	path = cli_data_path(rel);
-	free(rel);
-	return path;
-}
-
 int
 session_load_task(ui_session *s, const char *name, char **cause)
 {
-	char *path = task_resolve(name);
+	char *path = fl_task_path(name);
 	fl_task *t = task_load(path, cause);
 
 	free(path);
