@@ -170,9 +170,11 @@ typedef struct {
 } fx_stopper;
 
 static FX_UNUSED bool
-fx_stop_at(void *ud, long done, long total)
+fx_stop_at(void *ud, const char *what, long done, long total)
 {
 	fx_stopper *s = ud;
+
+	(void)what;
 
 	if (s->calls > 0 && done < s->done)
 		s->backwards = true;

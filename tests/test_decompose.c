@@ -194,7 +194,7 @@ next:
 }
 
 /* A stop request from b's progress callback ends the fit at the next batch:
- * FL_CANCELLED, no pass after it, an empty fit, nothing leaked (ASan). */
+ * FL_STOPPED, no pass after it, an empty fit, nothing leaked (ASan). */
 static void
 check_cancel(const char *fx)
 {
@@ -217,13 +217,12 @@ check_cancel(const char *fx)
 		fx_stopper st = { stop, 0, 0, 0, false };
 		int rc;
 
-		b->progress = fx_stop_at;
-		b->progress_ud = &st;
+		b->progress = (fl_progress){ fx_stop_at, &st };
 		b->total = ps.n;
 		rc = decomp_fit(&d, b, ps.p, ps.n, m->cfg.n_layer - 1, true, -1, &cause);
-		check(rc == FL_CANCELLED && b->passes == stop && st.calls == stop &&
+		check(rc == FL_STOPPED && b->passes == stop && st.calls == stop &&
 		    d.fit.beta == NULL && d.fit.intercept == NULL && cause == NULL,
-		    "%s: a fit stopped after pass %d of 5 returns FL_CANCELLED (%d) "
+		    "%s: a fit stopped after pass %d of 5 returns FL_STOPPED (%d) "
 		    "after %ld passes with an empty fit", fx, stop, rc, b->passes);
 		if (rc == 0)
 			decomp_clear(&d);

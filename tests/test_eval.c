@@ -37,15 +37,15 @@ check_fixture(const char *fx, fl_eval_split split)
 	eval_opts_init(&o);
 	o.split = split;
 	o.batch = 1;
-	if (eval_task(&r1, m, t, &o, 0, NULL, NULL, &cause) != 0)
+	if (eval_task(&r1, m, t, &o, 0, NULL, &cause) != 0)
 		goto out;
 	o.batch = 3;
-	if (eval_task(&r3, m, t, &o, 0, NULL, NULL, &cause) != 0) {
+	if (eval_task(&r3, m, t, &o, 0, NULL, &cause) != 0) {
 		eval_clear(&r1);
 		goto out;
 	}
 	o.batch = 64;
-	if (eval_task(&r64, m, t, &o, 0, NULL, NULL, &cause) != 0) {
+	if (eval_task(&r64, m, t, &o, 0, NULL, &cause) != 0) {
 		eval_clear(&r1);
 		eval_clear(&r3);
 		goto out;
@@ -157,20 +157,20 @@ check_shots(void)
 	if (m == NULL || t == NULL)
 		goto out;
 	eval_opts_init(&o);
-	rc = eval_task(&r, m, t, &o, 2, NULL, NULL, &cause);
+	rc = eval_task(&r, m, t, &o, 2, NULL, &cause);
 	check(rc == 0 && r.n == 20 && r.shots == 2, "2-shot grid runs (%s)",
 	    cause ? cause : "ok");
 	if (rc == 0)
 		eval_clear(&r);
 	free(cause);
 	cause = NULL;
-	rc = eval_task(&r, m, t, &o, 5, NULL, NULL, &cause);
+	rc = eval_task(&r, m, t, &o, 5, NULL, &cause);
 	check(rc == -1 && cause != NULL && strstr(cause, "5-shot prompts need"),
 	    "5-shot on 5 pairs is refused (%s)", cause ? cause : "");
 	free(cause);
 	cause = NULL;
 	o.set = TASK_TEMPLATES_PARAPHRASE;
-	rc = eval_task(&r, m, t, &o, 0, NULL, NULL, &cause);
+	rc = eval_task(&r, m, t, &o, 0, NULL, &cause);
 	check(rc == 0 && r.n == 5, "the paraphrase set: 5 prompts (%s)",
 	    cause ? cause : "ok");
 	if (rc == 0)
@@ -182,7 +182,7 @@ out:
 }
 
 /* A progress callback that asks to stop ends the grid at the next batch:
- * FL_CANCELLED, no more passes, an empty result, nothing leaked (the ASan
+ * FL_STOPPED, no more passes, an empty result, nothing leaked (the ASan
  * build checks that). Stops in the unmasked pass, in the masked one, and at
  * the very last batch; a callback that never stops sees every unit. */
 static void
@@ -202,11 +202,11 @@ check_cancel(void)
 	o.batch = 3;
 	for (size_t k = 0; k < sizeof stops / sizeof stops[0]; k++) {
 		fx_stopper st = { stops[k], 0, 0, 0, false };
-		int rc = eval_task(&r, m, t, &o, 0, fx_stop_at, &st, &cause);
+		int rc = eval_task(&r, m, t, &o, 0, &(fl_progress){ fx_stop_at, &st }, &cause);
 
-		check(rc == FL_CANCELLED && st.calls == stops[k] && r.prob == NULL &&
+		check(rc == FL_STOPPED && st.calls == stops[k] && r.prob == NULL &&
 		    r.rank == NULL && r.n == 0 && cause == NULL, "eval stopped at "
-		    "batch %d of 14: returns FL_CANCELLED (%d), runs no batch after "
+		    "batch %d of 14: returns FL_STOPPED (%d), runs no batch after "
 		    "(%d progress calls), leaves an empty result (n %d)", stops[k], rc,
 		    st.calls, r.n);
 		if (rc == 0)
@@ -216,7 +216,7 @@ check_cancel(void)
 	}
 	{
 		fx_stopper st = { 0, 0, 0, 0, false };
-		int rc = eval_task(&r, m, t, &o, 0, fx_stop_at, &st, &cause);
+		int rc = eval_task(&r, m, t, &o, 0, &(fl_progress){ fx_stop_at, &st }, &cause);
 
 		check(rc == 0 && st.calls == 14 && st.done == 40 && st.total == 40 &&
 		    !st.backwards && r.n == 20, "a callback that never stops sees 14 "

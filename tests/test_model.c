@@ -345,7 +345,7 @@ static int
 stop_hook(void *ud, fl_act *a)
 {
 	(*(int *)ud)++;
-	return FL_HOOK_STOP;
+	return FL_STOPPED;
 }
 
 static int
@@ -384,7 +384,7 @@ check_errors(const char *fx, fl_model *m)
 	p.hooks = hooks;
 	p.n_hooks = 2;
 	rc = run_forward(r, ids, &T, 1, &p, NULL);
-	check(rc == FL_HOOK_STOP && stops == 1 && later == 0,
+	check(rc == FL_STOPPED && stops == 1 && later == 0,
 	    "%s: a hook stops the pass (rc %d, stop hook ran %d, later hook ran %d)",
 	    fx, rc, stops, later);
 	free(ids);

@@ -250,7 +250,7 @@ out:
 }
 
 /* A stop request ends path patching at the next batch of the corrupted or
- * the clean run, or at the next chunk of patched rows: FL_CANCELLED, no
+ * the clean run, or at the next chunk of patched rows: FL_STOPPED, no
  * pass after it, an empty result, nothing leaked (ASan). */
 static void
 check_cancel(const char *fx)
@@ -280,16 +280,15 @@ check_cancel(const char *fx)
 		fx_stopper st = { stop, 0, 0, 0, false };
 		int rc;
 
-		b->progress = fx_stop_at;
-		b->progress_ud = &st;
+		b->progress = (fl_progress){ fx_stop_at, &st };
 		b->total = (long)clean.n + corrupt.n + (long)L * clean.n;
 		rc = patch_heads(&res, b, clean.p, clean.n, corrupt.p, corrupt.n, NULL,
 		    &cause);
-		check(rc == FL_CANCELLED && st.calls == stop &&
+		check(rc == FL_STOPPED && st.calls == stop &&
 		    b->passes == (stop < 10 ? stop : 10) && res.patched == NULL &&
 		    res.effect == NULL && res.attn == NULL && cause == NULL,
 		    "%s: path patching stopped at step %d of %d (%s) returns "
-		    "FL_CANCELLED (%d) after %ld passes with an empty result", fx, stop,
+		    "FL_STOPPED (%d) after %ld passes with an empty result", fx, stop,
 		    n_full, stop <= 5 ? "corrupted run" : stop <= 10 ? "clean run" :
 		    "patched rows", rc, b->passes);
 		if (rc == 0)
@@ -304,8 +303,7 @@ check_cancel(const char *fx)
 		fx_stopper st = { 0, 0, 0, 0, false };
 		int rc;
 
-		b->progress = fx_stop_at;
-		b->progress_ud = &st;
+		b->progress = (fl_progress){ fx_stop_at, &st };
 		b->total = (long)clean.n + corrupt.n + (long)L * clean.n;
 		rc = patch_heads(&res, b, clean.p, clean.n, corrupt.p, corrupt.n, NULL,
 		    &cause);

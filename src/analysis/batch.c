@@ -76,7 +76,7 @@ batch_run(fl_batch *b, const fl_prompt *p, int n, const fl_hook *hooks,
 		b->rows += rows;
 		b->done += count;
 		if (batch_report(b, b->done))
-			return FL_CANCELLED;
+			return FL_STOPPED;
 	}
 	return 0;
 }
@@ -84,7 +84,7 @@ batch_run(fl_batch *b, const fl_prompt *p, int n, const fl_hook *hooks,
 bool
 batch_report(const fl_batch *b, long done)
 {
-	return b->progress != NULL && b->progress(b->progress_ud, done, b->total);
+	return fl_progress_report(&b->progress, b->what, done, b->total);
 }
 
 int
@@ -122,5 +122,5 @@ batch_stop_after(void *ud, fl_act *a)
 {
 	const fl_batch *b = ud;
 
-	return a->seq == b->count - 1 ? FL_HOOK_STOP : FL_HOOK_CONTINUE;
+	return a->seq == b->count - 1 ? FL_STOPPED : FL_HOOK_CONTINUE;
 }

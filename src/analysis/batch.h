@@ -9,16 +9,7 @@
 
 #include "analysis/task.h"
 
-/* Progress of long work: done of total units (prompt-passes for the batched
- * analyses). Returns true to ask the work to stop: the analysis then stops at
- * its next batch boundary, frees what it allocated and returns FL_CANCELLED.
- * A callback that only reports returns false. */
-typedef bool (*fl_progress_fn)(void *ud, long done, long total);
-
-/* What an analysis returns when its progress callback asked it to stop: not
- * an error (*cause is left alone), and the result is empty (its _clear is
- * harmless, not needed). Positive, so `!= 0` still means "no result". */
-#define FL_CANCELLED 1
+/* Progress and stopping: base/progress.h (fl_progress, FL_STOPPED). */
 
 typedef struct {
 	const fl_model	*m;
@@ -34,8 +25,8 @@ typedef struct {
 	/* Progress, in prompt-passes: batch_run adds each pass's prompts to
 	 * done and calls progress, and stops when it returns true. The caller
 	 * sets total (and may reset done). */
-	fl_progress_fn	 progress;
-	void		*progress_ud;
+	fl_progress	 progress;
+	const char	*what;		/* what progress is told is being done */
 	long		 done, total;
 } fl_batch;
 
@@ -50,7 +41,7 @@ void batch_free(fl_batch *b);
  * base->resume holds the resid_pre of that layer for every token of the n
  * prompts, packed in order (as batch_grab_rows fills it): each batch
  * resumes from its own rows and the earlier layers are not run again.
- * 0; FL_CANCELLED when the progress callback asked to stop after a batch
+ * 0; FL_STOPPED when the progress callback asked to stop after a batch
  * (the prompts after it did not run); or -1 with *cause. */
 int batch_run(fl_batch *b, const fl_prompt *p, int n, const fl_hook *hooks,
     int n_hooks, const fl_pass *base, char **cause);

@@ -84,7 +84,7 @@ int decomp_hooks(fl_decomp_collect *c, bool stop, fl_hook *hooks);
 int decomp_regressors(const fl_model *m, bool with_resid);
 
 /* Runs the prompts (batched with b) and fits layer's decomposition. 0;
- * FL_CANCELLED when b's progress callback asked to stop (*d is empty); or
+ * FL_STOPPED when b's progress callback asked to stop (*d is empty); or
  * -1 with *cause. Free with decomp_clear. */
 int decomp_fit(fl_decomp *d, fl_batch *b, const fl_prompt *p, int n, int layer,
     bool with_resid, double ridge, char **cause);

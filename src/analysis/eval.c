@@ -182,7 +182,7 @@ eval_stats(fl_eval_result *res)
 
 int
 eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
-    const fl_eval_opts *o, int shots, fl_progress_fn progress, void *ud,
+    const fl_eval_opts *o, int shots, const fl_progress *progress,
     char **cause)
 {
 	int L = m->cfg.n_layer, D = m->cfg.d_model, J, nh, rc = -1, n;
@@ -213,8 +213,9 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	res->rank = xcalloc((size_t)n * EVAL_COND_COUNT, sizeof *res->rank);
 	J = decomp_regressors(m, o->with_resid);
 	b = batch_new(m, o->batch, ps.max_len);
-	b->progress = progress;
-	b->progress_ud = ud;
+	if (progress != NULL)
+		b->progress = *progress;
+	b->what = "evaluating";
 	b->total = 2L * n;
 	col.b = b;
 	col.layer = L - 1;

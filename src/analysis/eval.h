@@ -77,10 +77,10 @@ void eval_opts_init(fl_eval_opts *o);
 
 /* The grid for one setting (shots demonstrations; 0: zero-shot). progress
  * (may be NULL) sees prompt-passes: 2 * n in all, and may stop the grid
- * after any batch. 0; FL_CANCELLED when progress asked to stop (*res is
+ * after any batch. 0; FL_STOPPED when progress asked to stop (*res is
  * empty); or -1 with *cause. Free with eval_clear. */
 int eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
-    const fl_eval_opts *o, int shots, fl_progress_fn progress, void *ud,
+    const fl_eval_opts *o, int shots, const fl_progress *progress,
     char **cause);
 void eval_clear(fl_eval_result *res);
 

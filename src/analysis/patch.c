@@ -182,7 +182,7 @@ receiver_layer(const fl_model *m, const fl_patch_opts *o, char **cause)
 }
 
 /* The sender values (L, H, D) into *out: given, or the corrupted runs' mean
- * results. 0, FL_CANCELLED or -1 with *cause; *out is set only on 0. */
+ * results. 0, FL_STOPPED or -1 with *cause; *out is set only on 0. */
 static int
 sender_means_fast(fl_batch *b, const fl_prompt *corrupt, int n_c,
     const fl_patch_opts *o, float **out, char **cause)
@@ -356,7 +356,7 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 				    adir + (size_t)i * D);
 			}
 			if (batch_report(b, b->done + (r0 + rows) / H)) {
-				rc = FL_CANCELLED;
+				rc = FL_STOPPED;
 				goto out;
 			}
 		}
@@ -444,7 +444,7 @@ grab_stop(void *ud, fl_act *a)
 {
 	memcpy(ud, a->data + (size_t)(a->shape[0] - 1) * a->shape[1],
 	    (size_t)a->shape[1] * sizeof(float));
-	return FL_HOOK_STOP;
+	return FL_STOPPED;
 }
 
 /* The metric of one prompt through the engine: logits of the receiver. */

@@ -59,7 +59,7 @@ typedef struct {
  * n + n_corrupt + L * n units, and may stop the work after any batch or
  * chunk of patched rows). Every clean prompt needs its answer and its
  * subject (task_prompts gives both). corrupt may be NULL when
- * o->sender_values is set. 0; FL_CANCELLED when b->progress asked to stop
+ * o->sender_values is set. 0; FL_STOPPED when b->progress asked to stop
  * (*res is empty); or -1 with *cause. Free with patch_clear. */
 int patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
     const fl_prompt *corrupt, int n_corrupt, const fl_patch_opts *o,

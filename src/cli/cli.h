@@ -2,7 +2,7 @@
  * cli.h - the command-line subcommands. Each lives in its own cmd_*.c file
  * and has one entry in main.c's table, which drives dispatch and --help.
  * Exit status: 0 success, 1 a runtime error (bad file, bad model), 2 a usage
- * error, 130 (CLI_STATUS_INTERRUPTED) when Ctrl-C stopped the work.
+ * error, 130 (FL_EXIT_STOPPED) when Ctrl-C stopped the work.
  */
 #ifndef FL_CLI_H
 #define FL_CLI_H
@@ -54,24 +54,24 @@ char *cli_token_repr(const fl_tokenizer *tok, int id);
 /* ---- shared by the analysis commands (cli_common.c) ---- */
 
 /* A progress bar on stderr, only when stderr is a terminal (and
- * FACTLENS_NO_PROGRESS is unset); cli_progress is an fl_progress_fn. */
+ * FACTLENS_NO_PROGRESS is unset); cli_progress_of gives the fl_progress
+ * that draws it (progress.h). */
 typedef struct {
 	const char	*label;
 	bool		 tty, shown;
 	double		 last;
 } cli_progress_state;
 void cli_progress_init(cli_progress_state *s, const char *label);
-bool cli_progress(void *ud, long done, long total);
+fl_progress cli_progress_of(cli_progress_state *s);
 void cli_progress_end(cli_progress_state *s);	/* erases the bar */
 
 /* Ctrl-C during long work. cli_interrupt_catch installs a SIGINT handler
  * (unless SIGINT is ignored, as for a background job) that only sets a
  * flag; cli_progress returns it, so the running analysis stops at its next
- * batch boundary and returns FL_CANCELLED. The handler resets itself: a
+ * batch boundary and returns FL_STOPPED. The handler resets itself: a
  * second Ctrl-C ends the process at once. cli_cancelled erases the bar,
- * says what was cancelled and returns CLI_STATUS_INTERRUPTED, the status a
+ * says what was cancelled and returns FL_EXIT_STOPPED, the status a
  * shell reports for a process ended by Ctrl-C (128 + SIGINT). */
-#define CLI_STATUS_INTERRUPTED 130
 void cli_interrupt_catch(void);
 bool cli_interrupted(void);
 int cli_cancelled(cli_progress_state *s, const char *what);

@@ -55,17 +55,18 @@ int
 cli_cancelled(cli_progress_state *s, const char *what)
 {
 	cli_progress_end(s);
-	return cli_fail(CLI_STATUS_INTERRUPTED, "%s cancelled (Ctrl-C): no results",
+	return cli_fail(FL_EXIT_STOPPED, "%s cancelled (Ctrl-C): no results",
 	    what);
 }
 
-bool
-cli_progress(void *ud, long done, long total)
+static bool
+cli_progress(void *ud, const char *what, long done, long total)
 {
 	cli_progress_state *s = ud;
 	double now = fl_now();
 	int width = 30, fill;
 
+	(void)what;	/* the bar shows the command's own label */
 	if (interrupted)
 		return true;
 	if (!s->tty || total <= 0)
@@ -81,6 +82,12 @@ cli_progress(void *ud, long done, long total)
 	fprintf(stderr, "] %3d%% %ld/%ld", (int)(100.0 * done / total + 0.5), done, total);
 	fflush(stderr);
 	return false;
+}
+
+fl_progress
+cli_progress_of(cli_progress_state *s)
+{
+	return (fl_progress){ cli_progress, s };
 }
 
 void

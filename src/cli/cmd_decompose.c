@@ -150,12 +150,11 @@ cmd_decompose(int argc, char **argv)
 		goto fail_cause;
 	b = batch_new(m, a.batch, ps.max_len);
 	cli_progress_init(&prog, "decompose");
-	b->progress = cli_progress;
-	b->progress_ud = &prog;
+	b->progress = cli_progress_of(&prog);
 	b->total = ps.n;
 	cli_interrupt_catch();
 	rc = decomp_fit(&d, b, ps.p, ps.n, a.layer, !a.no_resid, a.ridge, &cause);
-	if (rc == FL_CANCELLED || cli_interrupted()) {
+	if (rc == FL_STOPPED || cli_interrupted()) {
 		rc = cli_cancelled(&prog, "the decomposition fit");
 		goto out;
 	}

@@ -130,6 +130,7 @@ cmd_eval(int argc, char **argv)
 	fl_eval_opts o;
 	fl_eval_result res[2];
 	cli_progress_state prog;
+	fl_progress pr;
 	bool *heads = NULL;
 	char *cause = NULL, label[64];
 	int rc, n_set = 0, H;
@@ -166,8 +167,9 @@ cmd_eval(int argc, char **argv)
 
 		snprintf(label, sizeof label, "eval %d-shot", shots);
 		cli_progress_init(&prog, label);
-		r = eval_task(&res[s], m, t, &o, shots, cli_progress, &prog, &cause);
-		if (r == FL_CANCELLED || cli_interrupted()) {
+		pr = cli_progress_of(&prog);
+		r = eval_task(&res[s], m, t, &o, shots, &pr, &cause);
+		if (r == FL_STOPPED || cli_interrupted()) {
 			rc = cli_cancelled(&prog, "eval");
 			goto out;
 		}

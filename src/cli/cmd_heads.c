@@ -161,13 +161,12 @@ cmd_heads(int argc, char **argv)
 	b = batch_new(m, a.batch, clean.max_len > corrupt.max_len ? clean.max_len :
 	    corrupt.max_len);
 	cli_progress_init(&prog, "heads");
-	b->progress = cli_progress;
-	b->progress_ud = &prog;
+	b->progress = cli_progress_of(&prog);
 	b->total = (long)clean.n + corrupt.n + (long)L * clean.n;
 	o = (fl_patch_opts){ a.receiver, NULL };
 	cli_interrupt_catch();
 	rc = patch_heads(&res, b, clean.p, clean.n, corrupt.p, corrupt.n, &o, &cause);
-	if (rc == FL_CANCELLED || cli_interrupted()) {
+	if (rc == FL_STOPPED || cli_interrupted()) {
 		rc = cli_cancelled(&prog, "path patching");
 		goto out;
 	}

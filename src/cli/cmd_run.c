@@ -176,7 +176,7 @@ typedef struct {
 } run_state;
 
 /* Fits the decomposition (and the intercept) on the task's prompts, leaving
- * out the prompts of this prompt's own subject. 0; CLI_STATUS_INTERRUPTED
+ * out the prompts of this prompt's own subject. 0; FL_EXIT_STOPPED
  * after saying so when Ctrl-C stopped the fit; or -1 with *cause. */
 static int
 run_fit(run_state *s, char **cause)
@@ -199,8 +199,7 @@ run_fit(run_state *s, char **cause)
 	s->fit_prompts = k;
 	b = batch_new(m, a->batch, ps.max_len);
 	cli_progress_init(&prog, "fitting");
-	b->progress = cli_progress;
-	b->progress_ud = &prog;
+	b->progress = cli_progress_of(&prog);
 	b->total = (long)k * (a->intercept && a->layer != L - 1 ? 2 : 1);
 	cli_interrupt_catch();
 	if ((rc = decomp_fit(&s->dec, b, use, k, a->layer, true, -1, cause)) != 0)
@@ -212,9 +211,9 @@ run_fit(run_state *s, char **cause)
 			goto out;
 		s->have_icpt = true;
 	}
-	rc = cli_interrupted() ? FL_CANCELLED : 0;
+	rc = cli_interrupted() ? FL_STOPPED : 0;
 out:
-	if (rc == FL_CANCELLED)
+	if (rc == FL_STOPPED)
 		rc = cli_cancelled(&prog, "the decomposition fit");
 	cli_progress_end(&prog);
 	batch_free(b);
@@ -667,7 +666,7 @@ cmd_run(int argc, char **argv)
 	T = s.p.n;
 
 	if (s.task != NULL && (rc = run_fit(&s, &cause)) != 0) {
-		if (rc == CLI_STATUS_INTERRUPTED)
+		if (rc == FL_EXIT_STOPPED)
 			goto out;
 		rc = 1;
 		goto fail_cause;

@@ -300,7 +300,7 @@ hook_fire(const fl_pass *p, fl_hook_point pt, int layer, int seq, float *data,
 		if (h->point != pt || (h->layer >= 0 && h->layer != layer))
 			continue;
 		if (h->fn(h->ud, &a) != FL_HOOK_CONTINUE)
-			return FL_HOOK_STOP;
+			return FL_STOPPED;
 	}
 	return FL_HOOK_CONTINUE;
 }
@@ -316,7 +316,7 @@ hook_rows(const fl_pass *p, fl_hook_point pt, int layer, float *buf, int w,
 		return FL_HOOK_CONTINUE;
 	for (int s = 0; s < n_seq; s++) {
 		if (hook_fire(p, pt, layer, s, buf + (size_t)off * w, 2, lens[s], w, 0))
-			return FL_HOOK_STOP;
+			return FL_STOPPED;
 		off += lens[s];
 	}
 	return FL_HOOK_CONTINUE;
@@ -332,7 +332,7 @@ hook_heads(const fl_pass *p, fl_hook_point pt, int layer, float *buf, int H,
 		return FL_HOOK_CONTINUE;
 	for (int s = 0; s < n_seq; s++) {
 		if (hook_fire(p, pt, layer, s, buf + (size_t)off * H * dh, 3, lens[s], H, dh))
-			return FL_HOOK_STOP;
+			return FL_STOPPED;
 		off += lens[s];
 	}
 	return FL_HOOK_CONTINUE;
@@ -348,7 +348,7 @@ hook_scale(const fl_pass *p, fl_hook_point pt, int layer, float *buf,
 		return FL_HOOK_CONTINUE;
 	for (int s = 0; s < n_seq; s++) {
 		if (hook_fire(p, pt, layer, s, buf + off, 1, lens[s], 0, 0))
-			return FL_HOOK_STOP;
+			return FL_STOPPED;
 		off += lens[s];
 	}
 	return FL_HOOK_CONTINUE;
@@ -606,10 +606,10 @@ attend(fl_run *r, const fl_pass *p, int l, int s, int off, int T)
 
 	heads_scores(r, r->scores, off, T);
 	if (hook_fire(p, HOOK_ATTN_SCORES, l, s, r->scores, 3, H, T, T))
-		return FL_HOOK_STOP;
+		return FL_STOPPED;
 	heads_softmax(r->scores, H, T);
 	if (hook_fire(p, HOOK_PATTERN, l, s, r->scores, 3, H, T, T))
-		return FL_HOOK_STOP;
+		return FL_STOPPED;
 	if (k != NULL && k->pattern != NULL)
 		cache_put(k->pattern + (size_t)l * H * TT, r->scores, H * TT);
 	heads_mix(r, r->scores, off, T);
@@ -690,7 +690,7 @@ attn_from_results(fl_run *r, const fl_pass *p, int l, const int *lens, int n_seq
 			    r->z + (size_t)off * D + h * dh, D, &hs, T, false);
 		}
 		if (hook_fire(p, HOOK_RESULT, l, s, r->result, 3, T, H, D))
-			return FL_HOOK_STOP;
+			return FL_STOPPED;
 		for (int t = 0; t < T; t++) {
 			float *o = r->attn + (size_t)(off + t) * D;
 
@@ -723,11 +723,11 @@ attend_last(fl_run *r, const fl_pass *p, int l)
 			r->scores[(size_t)h * T + j] = scale * cblas_sdot(dh,
 			    r->q + h * dh, 1, K + (size_t)j * D + h * dh, 1);
 	if (hook_fire(p, HOOK_ATTN_SCORES, l, 0, r->scores, 3, H, 1, T))
-		return FL_HOOK_STOP;
+		return FL_STOPPED;
 	for (int h = 0; h < H; h++)
 		kern_softmax(r->scores + (size_t)h * T, T);
 	if (hook_fire(p, HOOK_PATTERN, l, 0, r->scores, 3, H, 1, T))
-		return FL_HOOK_STOP;
+		return FL_STOPPED;
 	memset(r->z, 0, (size_t)D * sizeof(float));
 	for (int h = 0; h < H; h++) {
 		if (k->pattern != NULL)
@@ -740,7 +740,7 @@ attend_last(fl_run *r, const fl_pass *p, int l)
 	return FL_HOOK_CONTINUE;
 }
 
-#define FIRE(x) do { if ((x) != FL_HOOK_CONTINUE) return FL_HOOK_STOP; } while (0)
+#define FIRE(x) do { if ((x) != FL_HOOK_CONTINUE) return FL_STOPPED; } while (0)
 
 /* One of the block's LayerNorms (ln 1 or 2) of the rows of x into out (out
  * may be x), with its scale and normalized hooks; the scale (as the hooks

@@ -70,6 +70,7 @@
 
 #include <stdbool.h>
 
+#include "base/progress.h"
 #include "model.h"
 
 typedef enum {
@@ -115,8 +116,9 @@ typedef struct {
 	int		 shape[3];
 } fl_act;
 
+/* A hook returns FL_HOOK_CONTINUE, or FL_STOPPED (progress.h) to end the
+ * pass early. */
 #define FL_HOOK_CONTINUE 0
-#define FL_HOOK_STOP 1
 typedef int (*fl_hook_fn)(void *ud, fl_act *act);
 
 typedef struct {
@@ -197,7 +199,7 @@ typedef struct {
 } fl_pass;
 
 /* Runs n_seq sequences (lens[s] tokens each, ids packed). Returns 0 when
- * done, FL_HOOK_STOP when a hook stopped the pass, -1 with *cause on bad
+ * done, FL_STOPPED when a hook stopped the pass, -1 with *cause on bad
  * input (an id out of range, a sequence longer than the context, more rows
  * than the run was made for, a cache that does not fit, a hook at a point
  * the model does not have). */

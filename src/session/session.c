@@ -654,7 +654,7 @@ grid_compute(ui_session *s)
 /* ---- passes ------------------------------------------------------ */
 
 typedef struct {
-	const ui_progress	*p;
+	const fl_progress	*p;
 	int			 L;
 	const char		*what;
 } progress_hook_ud;
@@ -664,30 +664,24 @@ progress_hook(void *ud, fl_act *a)
 {
 	progress_hook_ud *u = ud;
 
-	if (u->p == NULL)
-		return FL_HOOK_CONTINUE;
-	if (u->p->report != NULL)
-		u->p->report(u->p->ud, u->what, a->layer + 1, u->L);
-	if (u->p->cancelled != NULL && u->p->cancelled(u->p->ud))
-		return FL_HOOK_STOP;
-	return FL_HOOK_CONTINUE;
+	return fl_progress_report(u->p, u->what, a->layer + 1, u->L) ?
+	    FL_STOPPED : FL_HOOK_CONTINUE;
 }
 
 static int
-load_model(ui_session *s, const ui_progress *p, char **cause)
+load_model(ui_session *s, const fl_progress *p, char **cause)
 {
 	fl_model *m;
 	const char *base;
 
 	if (s->model_dir == NULL)
 		return fl_error(cause, "no model: use --model DIR or :model DIR");
-	if (p != NULL && p->report != NULL)
-		p->report(p->ud, "loading the model", 0, 0);
+	(void)fl_progress_report(p, "loading the model", 0, 0);
 	if ((m = model_load(s->model_dir, &s->model_opts, cause)) == NULL)
 		return -1;
-	if (p != NULL && p->cancelled != NULL && p->cancelled(p->ud)) {
+	if (fl_progress_report(p, "loading the model", 0, 0)) {
 		model_free(m);
-		return SESSION_CANCELLED;
+		return FL_STOPPED;
 	}
 	model_clear(s);
 	s->model = m;
@@ -735,7 +729,7 @@ rerun_last(ui_session *s, char **cause)
 }
 
 static int
-run_prompt(ui_session *s, const ui_progress *p, char **cause)
+run_prompt(ui_session *s, const fl_progress *p, char **cause)
 {
 	const fl_model *m = s->model;
 	int *ids = NULL, T, L = m->cfg.n_layer, H = m->cfg.n_head, V = m->cfg.n_vocab;
@@ -775,7 +769,7 @@ run_prompt(ui_session *s, const ui_progress *p, char **cause)
 	if (rc != 0) {
 		s->spare_cache = cache;
 		free(ids);
-		return rc == FL_HOOK_STOP ? SESSION_CANCELLED : -1;
+		return rc == FL_STOPPED ? FL_STOPPED : -1;
 	}
 	s->ms_forward += 1000 * (fl_now() - t0);
 
@@ -896,24 +890,6 @@ session_task_prompt(ui_session *s, int n, char **cause)
 	return SESSION_RUN | SESSION_SUBJECT | SESSION_ANSWER;
 }
 
-typedef struct {
-	const ui_progress	*p;
-	const char		*what;
-} batch_progress_ud;
-
-/* Reports a batch to the explorer, and stops when Ctrl-C was pressed. */
-static bool
-batch_progress(void *ud, long done, long total)
-{
-	batch_progress_ud *u = ud;
-
-	if (u->p == NULL)
-		return false;
-	if (u->p->report != NULL)
-		u->p->report(u->p->ud, u->what, (int)done, (int)total);
-	return u->p->cancelled != NULL && u->p->cancelled(u->p->ud);
-}
-
 /* The task's main prompts without those of pair `pair`: *use points into
  * ps. 0, or -1 with *cause. */
 static int
@@ -935,35 +911,35 @@ task_fit_prompts(const ui_session *s, int pair, fl_prompt_set *ps, fl_prompt **u
 
 /* Fits layer l's MLP decomposition as factlens run --task --layer l does
  * (resid_pre as a regressor, the default ridge) on the task's prompts
- * without pair's. 0, SESSION_CANCELLED (*d empty) or -1 with *cause. */
+ * without pair's. 0, FL_STOPPED (*d empty) or -1 with *cause. */
 static int
-decomp_fit_task(const ui_session *s, int l, int pair, const ui_progress *p,
+decomp_fit_task(const ui_session *s, int l, int pair, const fl_progress *p,
     const char *what, fl_decomp *d, char **cause)
 {
 	fl_prompt_set ps;
 	fl_prompt *use;
 	fl_batch *b;
-	batch_progress_ud bu = { p, what };
 	int k, rc;
 
 	memset(d, 0, sizeof *d);
 	if (task_fit_prompts(s, pair, &ps, &use, &k, false, cause) != 0)
 		return -1;
 	b = batch_new(s->model, 32, ps.max_len);
-	b->progress = batch_progress;
-	b->progress_ud = &bu;
+	if (p != NULL)
+		b->progress = *p;
+	b->what = what;
 	b->total = k;
 	rc = decomp_fit(d, b, use, k, l, true, -1, cause);
 	batch_free(b);
 	free(use);
 	prompt_set_clear(&ps);
-	return rc == FL_CANCELLED ? SESSION_CANCELLED : rc;
+	return rc == FL_STOPPED ? FL_STOPPED : rc;
 }
 
 /* Layer l's decomposition for the cursor's pane, fitted once per task and
- * left-out pair. 0, SESSION_CANCELLED or -1 with *cause. */
+ * left-out pair. 0, FL_STOPPED or -1 with *cause. */
 static int
-decomp_ensure(ui_session *s, int l, const ui_progress *p, char **cause)
+decomp_ensure(ui_session *s, int l, const fl_progress *p, char **cause)
 {
 	int L = session_layers(s), rc;
 
@@ -1013,9 +989,9 @@ task_pair_of(const ui_session *s)
  * intercept, fitted without the prompt's pair. Before the prompt runs: when
  * the intercept is on and there is none for pair, fit it into *icpt (or
  * find it cached). 0 (*icpt holds a fit, or is empty when none was
- * needed), SESSION_CANCELLED, or -1 with *cause. */
+ * needed), FL_STOPPED, or -1 with *cause. */
 static int
-intercept_prepare(ui_session *s, int pair, const ui_progress *p, fl_decomp *icpt,
+intercept_prepare(ui_session *s, int pair, const fl_progress *p, fl_decomp *icpt,
     char **cause)
 {
 	int L = session_layers(s);
@@ -1063,11 +1039,11 @@ intercept_install(ui_session *s, fl_decomp *icpt)
 
 /* The cursor layer's fit, its intercept's top tokens and this prompt's
  * reconstruction. A failure is kept for the pane, not returned, and not
- * retried at this layer: the fit would fail again. SESSION_CANCELLED when
+ * retried at this layer: the fit would fail again. FL_STOPPED when
  * Ctrl-C stopped the fit (the pane says so; moving to another layer and
  * back fits it again), else 0. */
 static int
-decomp_view(ui_session *s, const ui_progress *p)
+decomp_view(ui_session *s, const fl_progress *p)
 {
 	const fl_model *m = s->model;
 	int l = s->layer, V = m->cfg.n_vocab, rc;
@@ -1082,12 +1058,12 @@ decomp_view(ui_session *s, const ui_progress *p)
 		rc = decomp_prompt(&s->decomp[l], m, s->cache, s->n_tok - 1, NULL, NULL,
 		    NULL, &s->recon, &cause);
 	if (rc != 0) {
-		if (rc == SESSION_CANCELLED)
+		if (rc == FL_STOPPED)
 			cause = xstrdup("the fit was cancelled (Ctrl-C); move to another "
 			    "layer and back to fit it");
 		s->decomp_error = cause != NULL ? cause : xstrdup("the fit failed");
 		s->decomp_error_layer = l;
-		return rc == SESSION_CANCELLED ? rc : 0;
+		return rc == FL_STOPPED ? rc : 0;
 	}
 	lg = xmalloc((size_t)V * sizeof *lg);
 	attrib_vocab(m, NULL, 0, ATTRIB_SITE_MLP(l), s->decomp[l].fit.intercept, 1, lg);
@@ -1099,9 +1075,9 @@ decomp_view(ui_session *s, const ui_progress *p)
 
 /* Path patching with this prompt as the only clean prompt and the task's
  * corrupted prompts as D_new. A failure is kept for the grid. 0, or
- * SESSION_CANCELLED when Ctrl-C stopped it (nothing is kept). */
+ * FL_STOPPED when Ctrl-C stopped it (nothing is kept). */
 static int
-patch_compute(ui_session *s, const ui_progress *p)
+patch_compute(ui_session *s, const fl_progress *p)
 {
 	const fl_model *m = s->model;
 	fl_prompt clean = { 0 };
@@ -1109,7 +1085,6 @@ patch_compute(ui_session *s, const ui_progress *p)
 	fl_prompt *use = NULL;
 	fl_patch_opts po = { -1, NULL };
 	fl_batch *b = NULL;
-	batch_progress_ud bu = { p, "path patching" };
 	char *cause = NULL;
 	int k = 0, subj_off, rc = -1;
 
@@ -1136,13 +1111,14 @@ patch_compute(ui_session *s, const ui_progress *p)
 	if (task_fit_prompts(s, s->task_pair, &ps, &use, &k, true, &cause) != 0)
 		goto out;
 	b = batch_new(m, 32, ps.max_len > clean.n ? ps.max_len : clean.n);
-	b->progress = batch_progress;
-	b->progress_ud = &bu;
+	if (p != NULL)
+		b->progress = *p;
+	b->what = "path patching";
 	b->total = 1 + k + (long)m->cfg.n_layer;
 	rc = patch_heads(&s->patch, b, &clean, 1, use, k, &po, &cause);
 	s->patch_valid = rc == 0;
 out:
-	if (rc != 0 && rc != FL_CANCELLED)
+	if (rc != 0 && rc != FL_STOPPED)
 		s->patch_error = cause != NULL ? cause : xstrdup("path patching failed");
 	else
 		free(cause);
@@ -1151,7 +1127,7 @@ out:
 	if (ps.p != NULL)
 		prompt_set_clear(&ps);
 	prompt_clear(&clean);
-	return rc == FL_CANCELLED ? SESSION_CANCELLED : 0;
+	return rc == FL_STOPPED ? FL_STOPPED : 0;
 }
 
 /* What the task's analyses need after an update with these flags, the
@@ -1235,11 +1211,11 @@ session_cancel(ui_session *s, const char *what)
 	s->head = k->head;
 	s->metric = k->metric;
 	s->cancelled = what;
-	return SESSION_CANCELLED;
+	return FL_STOPPED;
 }
 
 int
-session_update(ui_session *s, int flags, const ui_progress *p, char **cause)
+session_update(ui_session *s, int flags, const fl_progress *p, char **cause)
 {
 	fl_decomp icpt = { 0 };
 	char *icpt_error = NULL;
@@ -1249,7 +1225,7 @@ session_update(ui_session *s, int flags, const ui_progress *p, char **cause)
 	s->ms_forward = s->ms_lens = 0;
 	s->cancelled = NULL;
 	if (flags & SESSION_LOAD) {
-		if ((rc = load_model(s, p, cause)) == SESSION_CANCELLED)
+		if ((rc = load_model(s, p, cause)) == FL_STOPPED)
 			return session_cancel(s, "model load");
 		if (rc != 0)
 			return rc;
@@ -1269,7 +1245,7 @@ session_update(ui_session *s, int flags, const ui_progress *p, char **cause)
 	 * rest is up to date. */
 	pair = task_pair_of(s);
 	rc = intercept_prepare(s, pair, p, &icpt, &icpt_error);
-	if (rc == SESSION_CANCELLED)
+	if (rc == FL_STOPPED)
 		return session_cancel(s, "intercept fit");
 	if (rc != 0)
 		s->intercept = false;
@@ -1277,7 +1253,7 @@ session_update(ui_session *s, int flags, const ui_progress *p, char **cause)
 		if ((rc = run_prompt(s, p, cause)) != 0) {
 			decomp_clear(&icpt);
 			free(icpt_error);
-			return rc == SESSION_CANCELLED ?
+			return rc == FL_STOPPED ?
 			    session_cancel(s, "prompt run") : rc;
 		}
 		flags |= SESSION_GRID;
@@ -1337,7 +1313,7 @@ session_update(ui_session *s, int flags, const ui_progress *p, char **cause)
 	/* Work on demand for a pane, after the results: stopped, the grid goes
 	 * back to the metric it showed, the MLP pane says so. */
 	if (s->metric == METRIC_PATCH && !s->patch_valid && s->patch_error == NULL) {
-		if (patch_compute(s, p) == SESSION_CANCELLED) {
+		if (patch_compute(s, p) == FL_STOPPED) {
 			s->metric = s->kept.metric != METRIC_PATCH ? s->kept.metric :
 			    METRIC_ATTN_SUBJECT;
 			s->cancelled = "path patching";
@@ -1348,12 +1324,12 @@ session_update(ui_session *s, int flags, const ui_progress *p, char **cause)
 		grid_compute(s);
 	if (s->task != NULL && s->recon_layer != s->layer && s->cancelled == NULL &&
 	    !(s->decomp_error != NULL && s->decomp_error_layer == s->layer) &&
-	    decomp_view(s, p) == SESSION_CANCELLED)
+	    decomp_view(s, p) == FL_STOPPED)
 		s->cancelled = "MLP decomposition fit";
 done:
 	choices_save(s);
 	s->ms_update = 1000 * (fl_now() - t0);
-	rc = s->cancelled != NULL ? SESSION_CANCELLED : 0;
+	rc = s->cancelled != NULL ? FL_STOPPED : 0;
 out:
 	decomp_clear(&icpt);
 	if (rc >= 0 && icpt_error != NULL) {

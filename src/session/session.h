@@ -69,16 +69,8 @@ enum {
 	SESSION_TASK = 1 << 7,		/* the task changed: drop its fits */
 };
 
-/* Long work reports progress and may be cancelled (Ctrl-C): report says
- * what is being done (done of total; total 0 when unknown), cancelled is
- * polled at each batch and layer boundary. */
-typedef struct {
-	void	(*report)(void *ud, const char *what, int done, int total);
-	bool	(*cancelled)(void *ud);
-	void	*ud;
-} ui_progress;
-
-#define SESSION_CANCELLED 1
+/* Long work reports progress and may be stopped (Ctrl-C): fl_progress,
+ * base/progress.h, polled at each batch and layer boundary. */
 
 /* The choices the results show: what a cancelled update goes back to. */
 typedef struct {
@@ -205,7 +197,7 @@ int session_subject_check(const ui_session *s, const char *text, char **cause);
 int session_answer_check(const ui_session *s, const char *text, char **cause);
 
 /* Recomputes what flags name. The cursor is clamped into the model. 0 on
- * success; -1 with *cause; SESSION_CANCELLED when the progress callback
+ * success; -1 with *cause; FL_STOPPED when the progress callback
  * asked to stop, s->cancelled naming the work it stopped ("path patching"):
  *  - loading a model, running the prompt, fitting the intercept: these come
  *    before any result is replaced, so everything stays as it was, and the
@@ -215,7 +207,7 @@ int session_answer_check(const ui_session *s, const char *text, char **cause);
  *  - the MLP decomposition's fit for the pane: the pane says it was
  *    cancelled (moving to another layer and back fits it again).
  * Nothing half computed is kept. */
-int session_update(ui_session *s, int flags, const ui_progress *p, char **cause);
+int session_update(ui_session *s, int flags, const fl_progress *p, char **cause);
 
 /* Convenience for the panes. */
 static inline int session_layers(const ui_session *s)

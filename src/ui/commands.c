@@ -153,18 +153,6 @@ c_edit_prompt(ui_ctx *c, int argc, char **argv, char **cause)
 	return UI_EDIT_PROMPT;
 }
 
-static bool
-eval_progress(void *ud, long done, long total)
-{
-	const ui_progress *p = ud;
-
-	if (p == NULL)
-		return false;
-	if (p->report != NULL)
-		p->report(p->ud, "evaluating", (int)done, (int)total);
-	return p->cancelled != NULL && p->cancelled(p->ud);
-}
-
 /* The grid of factlens eval (zero-shot, default options) for the loaded
  * task, shown over the panes. */
 static int
@@ -183,9 +171,8 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 	if (s->task == NULL)
 		return fl_error(cause, "eval: no task loaded (use :task NAME)");
 	eval_opts_init(&o);
-	rc = eval_task(&r, s->model, s->task, &o, 0, eval_progress, (void *)c->progress,
-	    cause);
-	if (rc == FL_CANCELLED) {
+	rc = eval_task(&r, s->model, s->task, &o, 0, c->progress, cause);
+	if (rc == FL_STOPPED) {
 		ctx_message(c, false, "eval cancelled");
 		c->cancelled = true;
 		return UI_REDRAW;

@@ -253,8 +253,10 @@ term_init(void)
 
 /* ---- progress and Ctrl-C --------------------------------------------- */
 
-static void
-progress_report(void *ud, const char *what, int done, int total)
+/* The explorer's fl_progress: the status line, and Ctrl-C or SIGTERM
+ * stops the work. */
+static bool
+progress_report(void *ud, const char *what, long done, long total)
 {
 	double now = fl_now();
 	char buf[160];
@@ -264,28 +266,22 @@ progress_report(void *ud, const char *what, int done, int total)
 	/* Only work that takes a while shows progress; work of unknown length
 	 * (total 0: loading a model) says so at once. */
 	if (total > 0 && (now - T.work_start < 0.15 || now - T.last_progress < 0.05))
-		return;
+		return sig_int || sig_term;
 	T.last_progress = now;
 	v = view_of(T.cv, 0, T.cv->h - 2, T.cv->w, 1);
 	view_fill(&v, UI_ROLE_STATUS);
 	if (total > 1)
-		snprintf(buf, sizeof buf, " %s %d/%d ... Ctrl-C to cancel", what, done,
+		snprintf(buf, sizeof buf, " %s %ld/%ld ... Ctrl-C to cancel", what, done,
 		    total);
 	else
 		snprintf(buf, sizeof buf, " %s ... Ctrl-C to cancel", what);
 	view_put(&v, 0, 0, -1, UI_ROLE_STATUS, buf);
 	term_paint();
 	doupdate();
-}
-
-static bool
-progress_cancelled(void *ud)
-{
-	(void)ud;
 	return sig_int || sig_term;
 }
 
-static const ui_progress progress = { progress_report, progress_cancelled, NULL };
+static const fl_progress progress = { progress_report, NULL };
 
 /* Before work that may show progress: its clock starts, and a Ctrl-C from
  * before it does not cancel it. */
@@ -617,7 +613,7 @@ explore_apply(ui_ctx *c, int flags, char **cause)
 		T.ms_update += c->s->ms_update;
 		T.ms_forward += c->s->ms_forward;
 		T.ms_lens += c->s->ms_lens;
-		if (rc == SESSION_CANCELLED) {
+		if (rc == FL_STOPPED) {
 			/* The rest of the line does not run either. */
 			ctx_message(c, false, "%s cancelled", c->s->cancelled);
 			c->cancelled = true;

@@ -21,7 +21,7 @@ cmp_double(const void *a, const void *b)
 }
 
 int
-ctx_time(ui_ctx *c, const ui_progress *p, void (*draw)(void *), void *ud)
+ctx_time(ui_ctx *c, const fl_progress *p, void (*draw)(void *), void *ud)
 {
 	int n = c->time_reps, done = 0;
 	double *upd = xcalloc((size_t)n, sizeof *upd), *fwd = xcalloc((size_t)n, sizeof *fwd);
@@ -32,8 +32,7 @@ ctx_time(ui_ctx *c, const ui_progress *p, void (*draw)(void *), void *ud)
 		double t0;
 		int rc;
 
-		if (p != NULL && p->report != NULL)
-			p->report(p->ud, "time", i, n);
+		(void)fl_progress_report(p, "time", i, n);
 		rc = session_update(c->s, SESSION_RUN, p, &cause);
 		if (rc != 0) {
 			if (rc < 0) {
@@ -50,7 +49,7 @@ ctx_time(ui_ctx *c, const ui_progress *p, void (*draw)(void *), void *ud)
 			draw(ud);
 		drw[i] = 1000 * (fl_now() - t0);
 		done++;
-		if (p != NULL && p->cancelled != NULL && p->cancelled(p->ud))
+		if (fl_progress_report(p, "time", i + 1, n))
 			break;
 	}
 	if (done > 0) {

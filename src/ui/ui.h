@@ -67,7 +67,7 @@ typedef struct ui_ctx {
 	bool		 help;		/* the key map overlay is open */
 	char		*overlay;	/* text over the panes until a key (:eval), or NULL */
 	char		*overlay_title;
-	const ui_progress *progress;	/* for long commands (:eval), or NULL */
+	const fl_progress *progress;	/* for long commands (:eval), or NULL */
 	bool		 cancelled;	/* Ctrl-C stopped a command's work: the
 					   rest of the line does not run */
 	char		*message;
@@ -92,7 +92,7 @@ void ctx_message(ui_ctx *c, bool error, const char *fmt, ...) FL_PRINTF(3, 4);
 /* Re-runs the prompt ctx->time_reps times and puts the median times in the
  * message line; draw (may be NULL) paints the screen after each run.
  * Returns the runs done (fewer when cancelled). */
-int ctx_time(ui_ctx *c, const ui_progress *p, void (*draw)(void *), void *ud);
+int ctx_time(ui_ctx *c, const fl_progress *p, void (*draw)(void *), void *ud);
 
 /* ---- commands (commands.c) ---------------------------------------- */
 
