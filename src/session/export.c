@@ -1,0 +1,135 @@
+/* export.c - the session's results as a JSON file (:export). See session.h. */
+#include "autoconfig.h"
+
+#include "session/internal.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analysis/attrib.h"
+#include "analysis/batch.h"
+#include "analysis/lens.h"
+#include "analysis/mitigate.h"
+#include "analysis/movers.h"
+#include "engine/kernels.h"
+#include "base/paths.h"
+#include "base/util.h"
+
+/* ---- export ------------------------------------------------------- */
+
+static cJSON *
+json_token(const ui_session *s, int id)
+{
+	cJSON *o = cJSON_CreateObject();
+	size_t n;
+	const char *b = tok_token_bytes(s->model->tok, id, &n);
+	char *t = b != NULL ? xstrndup(b, n) : xstrdup("");
+
+	cJSON_AddNumberToObject(o, "id", id);
+	cJSON_AddStringToObject(o, "token", t);
+	free(t);
+	return o;
+}
+
+static cJSON *
+json_row(const ui_session *s, const ui_lens_row *r, bool component)
+{
+	cJSON *o = cJSON_CreateObject(), *top = cJSON_AddArrayToObject(o, "top");
+
+	for (int i = 0; i < r->n_top; i++) {
+		cJSON *t = json_token(s, r->top_ids[i]);
+
+		cJSON_AddNumberToObject(t, component ? "logit" : "prob", r->top_val[i]);
+		cJSON_AddItemToArray(top, t);
+	}
+	if (!component && !isnan(r->prob))
+		cJSON_AddNumberToObject(o, "answer_prob", r->prob);
+	cJSON_AddNumberToObject(o, "answer_rank", r->rank);
+	return o;
+}
+
+static cJSON *
+json_grid(const float *g, int L, int H)
+{
+	cJSON *rows = cJSON_CreateArray();
+
+	for (int l = 0; l < L; l++) {
+		cJSON *row = cJSON_CreateArray();
+
+		for (int h = 0; h < H; h++)
+			cJSON_AddItemToArray(row, isnan(g[l * H + h]) ? cJSON_CreateNull() :
+			    cJSON_CreateNumber(g[l * H + h]));
+		cJSON_AddItemToArray(rows, row);
+	}
+	return rows;
+}
+
+int
+session_export(const ui_session *s, const char *path, char **cause)
+{
+	cJSON *root, *arr, *o;
+	char *text;
+	FILE *f;
+	int L, H, rc = 0;
+
+	if (!session_ready(s))
+		return fl_error(cause, "export: nothing to export yet (no model or prompt)");
+	L = s->model->cfg.n_layer;
+	H = s->model->cfg.n_head;
+	root = cJSON_CreateObject();
+	cJSON_AddStringToObject(root, "model", s->model_dir);
+	cJSON_AddStringToObject(root, "prompt", s->prompt);
+	arr = cJSON_AddArrayToObject(root, "tokens");
+	for (int t = 0; t < s->n_tok; t++)
+		cJSON_AddItemToArray(arr, json_token(s, s->ids[t]));
+	o = json_token(s, s->answer_id);
+	cJSON_AddBoolToObject(o, "top_prediction", s->answer_text == NULL);
+	cJSON_AddNumberToObject(o, "prob", s->streams[L].prob);
+	cJSON_AddNumberToObject(o, "rank", s->streams[L].rank);
+	cJSON_AddNumberToObject(o, "base_prob", s->base_final.prob);
+	cJSON_AddNumberToObject(o, "base_rank", s->base_final.rank);
+	cJSON_AddItemToObject(root, "answer", o);
+	if (s->subject_pos >= 0) {
+		o = json_token(s, s->ids[s->subject_pos]);
+		cJSON_AddNumberToObject(o, "position", s->subject_pos);
+		cJSON_AddItemToObject(root, "subject", o);
+	}
+	cJSON_AddBoolToObject(root, "final_mask", s->mask);
+	cJSON_AddBoolToObject(root, "intercept_removed", s->intercept && s->intercept_vec != NULL);
+	arr = cJSON_AddArrayToObject(root, "lens");
+	for (int l = 0; l <= L; l++) {
+		o = json_row(s, &s->streams[l], false);
+		cJSON_AddStringToObject(o, "stream", l < L ? "resid_pre" : "resid_post");
+		cJSON_AddNumberToObject(o, "layer", l < L ? l : L - 1);
+		cJSON_AddItemToArray(arr, o);
+	}
+	o = cJSON_AddObjectToObject(root, "heads");
+	cJSON_AddItemToObject(o, "attn_to_subject", json_grid(s->attn_subj, L, H));
+	cJSON_AddItemToObject(o, "direct_to_answer", json_grid(s->direct, L, H));
+	cJSON_AddItemToObject(o, "direct_to_subject", json_grid(s->direct_subj, L, H));
+	o = cJSON_AddObjectToObject(root, "cursor");
+	cJSON_AddNumberToObject(o, "layer", s->layer);
+	cJSON_AddNumberToObject(o, "head", s->head);
+	if (s->view_layer >= 0) {
+		cJSON_AddItemToObject(o, "resid_mid", json_row(s, &s->view_mid, false));
+		cJSON_AddItemToObject(o, "mlp_out", json_row(s, &s->view_mlp, true));
+		cJSON_AddItemToObject(o, "head_out", json_row(s, &s->view_head, true));
+	}
+	text = cJSON_Print(root);
+	cJSON_Delete(root);
+	if ((f = fopen(path, "w")) == NULL) {
+		rc = fl_error(cause, "export: %s: cannot create: %s", path, strerror(errno));
+	} else {
+		fputs(text, f);
+		fputc('\n', f);
+		if (fclose(f) != 0)
+			rc = fl_error(cause, "export: %s: write error", path);
+	}
+	free(text);
+	return rc;
+}

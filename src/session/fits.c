@@ -1,0 +1,354 @@
+/* fits.c - what is fitted on the loaded task: the MLP decomposition for the pane, the
+ * final MLP's intercept (mitigation b), path patching. See session.h. */
+#include "autoconfig.h"
+
+#include "session/internal.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analysis/attrib.h"
+#include "analysis/batch.h"
+#include "analysis/lens.h"
+#include "analysis/mitigate.h"
+#include "analysis/movers.h"
+#include "engine/kernels.h"
+#include "base/paths.h"
+#include "base/util.h"
+
+/* ---- the task's analyses ------------------------------------------- */
+
+int
+session_load_task(ui_session *s, const char *name, char **cause)
+{
+	char *path = fl_task_path(name);
+	fl_task *t = task_load(path, cause);
+
+	free(path);
+	if (t == NULL)
+		return -1;
+	sess_task_fits_clear(s);
+	task_free(s->task);
+	s->task = t;
+	s->task_pair = -1;
+	/* The intercept went with the old task: re-run the last layer without. */
+	return SESSION_TASK | SESSION_LAST;
+}
+
+static const fl_prompt_opts task_opts = { TASK_TEMPLATES_MAIN, 0, 1, false };
+
+int
+session_task_prompts(const ui_session *s)
+{
+	if (s->task == NULL)
+		return 0;
+	return s->task->n_pairs * s->task->n_templates[TASK_TEMPLATES_MAIN];
+}
+
+int
+session_task_prompt(ui_session *s, int n, char **cause)
+{
+	const fl_task *t = s->task;
+	int total = session_task_prompts(s), pair, tmpl, off;
+	bool space;
+	char *text, *subj;
+
+	if (t == NULL)
+		return fl_error(cause, "task: no task loaded");
+	if (n < 0 || n >= total)
+		return fl_error(cause, "task: %s has prompts 0 to %d, not %d", t->name,
+		    total - 1, n);
+	tmpl = n / t->n_pairs;
+	pair = n % t->n_pairs;
+	if ((text = task_prompt_text(t, &task_opts, tmpl, pair, pair, &off, &space,
+	    cause)) == NULL)
+		return -1;
+	/* The subject as #POS would need the tokens: name it by its word. */
+	subj = xstrdup(t->pairs[pair].subject);
+	sess_set_str(&s->prompt, text);
+	sess_set_str(&s->subject_text, subj);
+	sess_set_str(&s->answer_text, t->pairs[pair].answer);
+	s->answer_space = space;
+	free(text);
+	free(subj);
+	return SESSION_RUN | SESSION_SUBJECT | SESSION_ANSWER;
+}
+
+/* The task's main prompts without those of pair `pair`: *use points into
+ * ps. 0, or -1 with *cause. */
+static int
+task_fit_prompts(const ui_session *s, int pair, fl_prompt_set *ps, fl_prompt **use,
+    int *k, bool corrupt, char **cause)
+{
+	fl_prompt_opts po = task_opts;
+
+	po.corrupt = corrupt;
+	if (task_prompts(ps, s->model, s->task, &po, cause) != 0)
+		return -1;
+	*use = xcalloc((size_t)ps->n, sizeof **use);
+	*k = 0;
+	for (int i = 0; i < ps->n; i++)
+		if (corrupt || ps->p[i].pair != pair)
+			(*use)[(*k)++] = ps->p[i];
+	return 0;
+}
+
+/* Fits layer l's MLP decomposition as factlens run --task --layer l does
+ * (resid_pre as a regressor, the default ridge) on the task's prompts
+ * without pair's. 0, FL_STOPPED (*d empty) or -1 with *cause. */
+static int
+decomp_fit_task(const ui_session *s, int l, int pair, const fl_progress *p,
+    const char *what, fl_decomp *d, char **cause)
+{
+	fl_prompt_set ps;
+	fl_prompt *use;
+	fl_batch *b;
+	int k, rc;
+
+	memset(d, 0, sizeof *d);
+	if (task_fit_prompts(s, pair, &ps, &use, &k, false, cause) != 0)
+		return -1;
+	b = batch_new(s->model, 32, ps.max_len);
+	if (p != NULL)
+		b->progress = *p;
+	b->what = what;
+	b->total = k;
+	rc = decomp_fit(d, b, use, k, l, true, -1, cause);
+	batch_free(b);
+	free(use);
+	prompt_set_clear(&ps);
+	return rc == FL_STOPPED ? FL_STOPPED : rc;
+}
+
+/* Layer l's decomposition for the cursor's pane, fitted once per task and
+ * left-out pair. 0, FL_STOPPED or -1 with *cause. */
+static int
+decomp_ensure(ui_session *s, int l, const fl_progress *p, char **cause)
+{
+	int L = session_layers(s), rc;
+
+	if (s->decomp == NULL) {
+		s->decomp = xcalloc((size_t)L, sizeof *s->decomp);
+		s->decomp_valid = xcalloc((size_t)L, sizeof *s->decomp_valid);
+	}
+	if (s->decomp_valid[l])
+		return 0;
+	rc = decomp_fit_task(s, l, s->task_pair, p, "fitting the MLP decomposition",
+	    &s->decomp[l], cause);
+	if (rc == 0)
+		s->decomp_valid[l] = true;
+	return rc;
+}
+
+/* The pair whose prompts the fits leave out: the chosen subject's, else the
+ * task's subject found latest in the prompt (as factlens run --task). Read
+ * from the prompt's text, so it is known before the prompt runs; a chosen
+ * subject that is not in the prompt is dropped by the run, and so ignored
+ * here too. */
+int
+sess_task_pair_of(const ui_session *s)
+{
+	const fl_task *t = s->task;
+	int off = -1, len = 0, pair = -1;
+
+	if (t == NULL || s->prompt == NULL)
+		return -1;
+	if (s->subject_text != NULL && s->subject_text[0] != '#' &&
+	    sess_find_last(s->prompt, s->subject_text, true) != NULL)
+		return task_find_pair(t, s->subject_text);
+	for (int i = 0; i < t->n_pairs; i++) {
+		int at = prompt_find_word(s->prompt, t->pairs[i].subject);
+		int n = (int)strlen(t->pairs[i].subject);
+
+		if (at >= 0 && (at > off || (at == off && n > len))) {
+			off = at;
+			len = n;
+			pair = i;
+		}
+	}
+	return pair;
+}
+
+/* The intercept of mitigation (b) is the last layer's decomposition
+ * intercept, fitted without the prompt's pair. Before the prompt runs: when
+ * the intercept is on and there is none for pair, fit it into *icpt (or
+ * find it cached). 0 (*icpt holds a fit, or is empty when none was
+ * needed), FL_STOPPED, or -1 with *cause. */
+int
+sess_intercept_prepare(ui_session *s, int pair, const fl_progress *p, fl_decomp *icpt,
+    char **cause)
+{
+	int L = session_layers(s);
+
+	memset(icpt, 0, sizeof *icpt);
+	if (s->task == NULL || !s->intercept ||
+	    (s->intercept_vec != NULL && s->intercept_pair == pair))
+		return 0;
+	if (pair == s->task_pair && s->decomp_valid != NULL && s->decomp_valid[L - 1])
+		return 0;	/* intercept_install takes the cached fit */
+	return decomp_fit_task(s, L - 1, pair, p, "fitting the intercept", icpt, cause);
+}
+
+/* Installs the fit sess_intercept_prepare made (or the cached one) as the
+ * intercept, once the fits are for task_pair. */
+static void
+intercept_install(ui_session *s, fl_decomp *icpt)
+{
+	int L = session_layers(s), D = s->model->cfg.d_model;
+
+	if (icpt->fit.intercept != NULL) {
+		if (s->decomp == NULL) {
+			s->decomp = xcalloc((size_t)L, sizeof *s->decomp);
+			s->decomp_valid = xcalloc((size_t)L, sizeof *s->decomp_valid);
+		}
+		if (s->decomp_valid[L - 1])
+			decomp_clear(&s->decomp[L - 1]);
+		s->decomp[L - 1] = *icpt;
+		s->decomp_valid[L - 1] = true;
+		memset(icpt, 0, sizeof *icpt);
+	}
+	if (!s->intercept || (s->intercept_vec != NULL &&
+	    s->intercept_pair == s->task_pair))
+		return;
+	if (s->decomp_valid == NULL || !s->decomp_valid[L - 1]) {
+		s->intercept = false;	/* the fit failed: reported already */
+		return;
+	}
+	if (s->intercept_vec == NULL)
+		s->intercept_vec = xcalloc((size_t)D, sizeof *s->intercept_vec);
+	memcpy(s->intercept_vec, s->decomp[L - 1].fit.intercept,
+	    (size_t)D * sizeof *s->intercept_vec);
+	s->intercept_pair = s->task_pair;
+}
+
+/* The cursor layer's fit, its intercept's top tokens and this prompt's
+ * reconstruction. A failure is kept for the pane, not returned, and not
+ * retried at this layer: the fit would fail again. FL_STOPPED when
+ * Ctrl-C stopped the fit (the pane says so; moving to another layer and
+ * back fits it again), else 0. */
+int
+sess_decomp_view(ui_session *s, const fl_progress *p)
+{
+	const fl_model *m = s->model;
+	int l = s->layer, V = m->cfg.n_vocab, rc;
+	char *cause = NULL;
+	float *lg;
+
+	free(s->decomp_error);
+	s->decomp_error = NULL;
+	s->recon_layer = -1;
+	rc = decomp_ensure(s, l, p, &cause);
+	if (rc == 0)
+		rc = decomp_prompt(&s->decomp[l], m, s->cache, s->n_tok - 1, NULL, NULL,
+		    NULL, &s->recon, &cause);
+	if (rc != 0) {
+		if (rc == FL_STOPPED)
+			cause = xstrdup("the fit was cancelled (Ctrl-C); move to another "
+			    "layer and back to fit it");
+		s->decomp_error = cause != NULL ? cause : xstrdup("the fit failed");
+		s->decomp_error_layer = l;
+		return rc == FL_STOPPED ? rc : 0;
+	}
+	lg = xmalloc((size_t)V * sizeof *lg);
+	attrib_vocab(m, NULL, 0, ATTRIB_SITE_MLP(l), s->decomp[l].fit.intercept, 1, lg);
+	sess_row_stats(s, lg, true, &s->decomp_icpt);
+	free(lg);
+	s->recon_layer = l;
+	return 0;
+}
+
+/* Path patching with this prompt as the only clean prompt and the task's
+ * corrupted prompts as D_new. A failure is kept for the grid. 0, or
+ * FL_STOPPED when Ctrl-C stopped it (nothing is kept). */
+int
+sess_patch_compute(ui_session *s, const fl_progress *p)
+{
+	const fl_model *m = s->model;
+	fl_prompt clean = { 0 };
+	fl_prompt_set ps = { 0 };
+	fl_prompt *use = NULL;
+	fl_patch_opts po = { -1, NULL };
+	fl_batch *b = NULL;
+	char *cause = NULL;
+	int k = 0, subj_off, rc = -1;
+
+	free(s->patch_error);
+	s->patch_error = NULL;
+	if (s->patch_valid)
+		patch_clear(&s->patch);
+	s->patch_valid = false;
+	if (s->task == NULL) {
+		s->patch_error = xstrdup("path patching needs a task: :task NAME");
+		return 0;
+	}
+	if (s->subject_pos < 0) {
+		s->patch_error = xstrdup("path patching needs a subject in the prompt");
+		return 0;
+	}
+	/* The clean prompt: the session's tokens, answer and subject. */
+	subj_off = s->subject_first > 0 ? s->tok_end[s->subject_first - 1] : 0;
+	if (prompt_make(&clean, m, s->prompt, subj_off,
+	    s->tok_end[s->subject_pos] - subj_off, NULL, true, &cause) != 0)
+		goto out;
+	clean.answer = s->answer_id;
+	clean.answer_tokens = 1;
+	if (task_fit_prompts(s, s->task_pair, &ps, &use, &k, true, &cause) != 0)
+		goto out;
+	b = batch_new(m, 32, ps.max_len > clean.n ? ps.max_len : clean.n);
+	if (p != NULL)
+		b->progress = *p;
+	b->what = "path patching";
+	b->total = 1 + k + (long)m->cfg.n_layer;
+	rc = patch_heads(&s->patch, b, &clean, 1, use, k, &po, &cause);
+	s->patch_valid = rc == 0;
+out:
+	if (rc != 0 && rc != FL_STOPPED)
+		s->patch_error = cause != NULL ? cause : xstrdup("path patching failed");
+	else
+		free(cause);
+	batch_free(b);
+	free(use);
+	if (ps.p != NULL)
+		prompt_set_clear(&ps);
+	prompt_clear(&clean);
+	return rc == FL_STOPPED ? FL_STOPPED : 0;
+}
+
+/* What the task's analyses need after an update with these flags, the
+ * prompt's left-out pair being `pair`: a new pair drops the fits of the old
+ * one; the intercept fitted before the run is installed. */
+int
+sess_task_update(ui_session *s, int flags, int pair, fl_decomp *icpt)
+{
+	if (s->task == NULL)
+		return flags;
+	if (pair != s->task_pair) {
+		bool on = s->intercept;
+
+		sess_task_fits_clear(s);
+		s->intercept = on;
+		s->task_pair = pair;
+		flags |= SESSION_TASK;
+	}
+	if (s->intercept && (s->intercept_vec == NULL ||
+	    s->intercept_pair != s->task_pair)) {
+		intercept_install(s, icpt);
+		flags |= SESSION_LAST;
+	}
+	if ((flags & (SESSION_RUN | SESSION_LAST | SESSION_TASK | SESSION_ANSWER |
+	    SESSION_SUBJECT))) {
+		if (s->patch_valid)
+			patch_clear(&s->patch);
+		s->patch_valid = false;
+		free(s->patch_error);
+		s->patch_error = NULL;
+	}
+	if (flags & (SESSION_RUN | SESSION_SUBJECT | SESSION_ANSWER | SESSION_TASK))
+		s->recon_layer = -1;
+	return flags;
+}

@@ -1,0 +1,50 @@
+/*
+ * internal.h - what the files of src/session share and nothing else sees:
+ * the session's own helpers, each defined in the file named above it.
+ * Everything here keeps the ownership rules of session.h.
+ */
+#ifndef FL_SESSION_INTERNAL_H
+#define FL_SESSION_INTERNAL_H
+
+#include "session/session.h"
+
+/* Which rows a lens product (sess_lens_product) and the statistics
+ * (sess_stats_rows) cover: the stream rows, the final row, the cursor's
+ * view rows. */
+enum { LENS_STREAMS = 1, LENS_FINAL = 2, LENS_VIEW = 4 };
+enum { STATS_STREAMS = 1, STATS_FINAL = 2, STATS_VIEW = 4, STATS_ALL = 7 };
+
+/* fits.c */
+int sess_decomp_view(ui_session *s, const fl_progress *p);
+int sess_intercept_prepare(ui_session *s, int pair, const fl_progress *p, fl_decomp *icpt,
+    char **cause);
+int sess_patch_compute(ui_session *s, const fl_progress *p);
+int sess_task_pair_of(const ui_session *s);
+int sess_task_update(ui_session *s, int flags, int pair, fl_decomp *icpt);
+
+/* passes.c */
+void sess_clamp_cursor(ui_session *s);
+int sess_load_model(ui_session *s, const fl_progress *p, char **cause);
+int sess_rerun_last(ui_session *s, char **cause);
+int sess_run_prompt(ui_session *s, const fl_progress *p, char **cause);
+
+/* session.c */
+void sess_model_clear(ui_session *s);
+void sess_results_clear(ui_session *s);
+void sess_set_str(char **dst, const char *src);
+void sess_task_fits_clear(ui_session *s);
+
+/* tokens.c */
+int sess_answer_find(const ui_session *s, const char *text, bool space, char **cause);
+const char *sess_find_last(const char *hay, const char *needle, bool fold);
+int sess_subject_find(const ui_session *s, const char *text, int *first, int *last, char **cause);
+int sess_subject_guess(const ui_session *s, int *first_tok);
+
+/* views.c */
+void sess_grid_compute(ui_session *s);
+void sess_lens_product(ui_session *s, int what);
+void sess_row_stats(const ui_session *s, const float *lg, bool component, ui_lens_row *r);
+void sess_stats_all(ui_session *s);
+void sess_stats_rows(ui_session *s, int what);
+
+#endif
