@@ -94,6 +94,7 @@ sess_rerun_last(ui_session *s, char **cause)
 	mit.intercept = s->intercept ? s->intercept_vec : NULL;
 	if (mitigate_rerun(s->run, s->model, s->cache, &mit, cause) != 0)
 		return -1;
+	s->n_last_runs++;
 	s->ms_forward += 1000 * (fl_now() - t0);
 	return 0;
 }
@@ -141,6 +142,7 @@ sess_run_prompt(ui_session *s, const fl_progress *p, char **cause)
 		free(ids);
 		return rc == FL_STOPPED ? FL_STOPPED : -1;
 	}
+	s->n_passes++;
 	s->ms_forward += 1000 * (fl_now() - t0);
 
 	/* The pass succeeded: the new results replace the old. */

@@ -154,11 +154,14 @@ session_free(ui_session *s)
 	free(s);
 }
 
+/* Copies before it frees: src may be *dst itself. */
 void
 sess_set_str(char **dst, const char *src)
 {
+	char *copy = src != NULL ? xstrdup(src) : NULL;
+
 	free(*dst);
-	*dst = src != NULL ? xstrdup(src) : NULL;
+	*dst = copy;
 }
 
 int

@@ -162,6 +162,11 @@ typedef struct {
 
 	/* Timings of the last update, in milliseconds. */
 	double		 ms_forward, ms_lens, ms_update;
+	/* Work done since the session began: full passes of a prompt, re-runs
+	 * of the last layer, products of the lens through the unembedding.
+	 * Only counted; they let a test check that an update did no more than
+	 * its flags need. */
+	long		 n_passes, n_last_runs, n_lens_products;
 
 	ui_choices	 kept;		/* as of the last completed update */
 	const char	*cancelled;	/* what the last update cancelled, or NULL */

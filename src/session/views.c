@@ -132,6 +132,7 @@ sess_lens_product(ui_session *s, int what)
 	float *x;
 	double t0 = fl_now();
 
+	s->n_lens_products++;
 	if (s->near_logits == NULL) {
 		s->near_logits = xcalloc_huge((size_t)L * 3 * V, sizeof *s->near_logits);
 		s->near_head = xmalloc((size_t)L * sizeof *s->near_head);
