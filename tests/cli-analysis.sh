@@ -207,4 +207,39 @@ for m in gpt2-f16 gpt2-bf16 opt350-f16; do
 		bad "$m: --weights copy changes the output: $(diff "$tmp/all-convert.json" \
 "$tmp/all-copy.json" | head -4)"
 done
+# JSON is valid UTF-8 and lossless whatever the text: a character split
+# across byte tokens reads as U+FFFD in "token", and the tokens' "bytes"
+# put back together are the prompt's bytes.
+utf8_prompt='Zürich, naïve, Côte 東京 is'
+hex_of() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
+for cmd in run tokenize; do
+	if [ "$cmd" = run ]; then
+		"$fl" run --model "$model" --prompt "$utf8_prompt" --json >"$tmp/utf8.json"
+	else
+		"$fl" tokenize --model "$model" --json "$utf8_prompt" >"$tmp/utf8.json"
+	fi
+	if iconv -f UTF-8 -t UTF-8 "$tmp/utf8.json" >/dev/null 2>&1; then
+		ok "$cmd --json on a non-ASCII prompt is valid UTF-8"
+	else
+		bad "$cmd --json on a non-ASCII prompt is not valid UTF-8"
+	fi
+	check "$cmd --json: the tokens' bytes are the prompt's bytes" "$tmp/utf8.json" \
+		"j.tokens.map(t => t.bytes).join('') === '$(hex_of "$utf8_prompt")' && j.tokens.some(t => t.token === '\ufffd')"
+done
+"$fl" run --model "$model" --prompt "$utf8_prompt" --json >"$tmp/utf8.json"
+check "run --json: the prompt field is the prompt" "$tmp/utf8.json" "j.prompt === '$utf8_prompt'"
+
+# The intercept's hook is named as the model has it: hook_resid_post of
+# the last layer pre-LN, hook_mlp_out post-LN (mitigate.h).
+"$fl" run --model "$model" --task "$task" --prompt "The capital of France is:" \
+	--intercept --json >"$tmp/hook.json"
+check "run --json: the intercept's hook, pre-LN" "$tmp/hook.json" \
+	"j.mitigation.hook === 'blocks.1.hook_resid_post' && j.mitigation.position === 'last'"
+"$fl" run --model "$post" --task "$task" --prompt "The capital of France is:" \
+	--intercept --json >"$tmp/hook.json"
+check "run --json: the intercept's hook, post-LN" "$tmp/hook.json" \
+	"j.mitigation.hook === 'blocks.1.hook_mlp_out'"
+"$fl" eval --model "$post" --task "$task" --json >"$tmp/hook.json"
+check "eval --json: the intercept's hook, post-LN" "$tmp/hook.json" \
+	"j.calibration.hook === 'blocks.1.hook_mlp_out'"
 exit $fail

@@ -483,3 +483,35 @@ fail:
 	prompt_set_clear(ps);
 	return -1;
 }
+
+int
+task_find_subject(const fl_task *t, const char *prompt, int *off, int *len)
+{
+	int pair = -1;
+
+	*off = -1;
+	*len = 0;
+	for (int i = 0; t != NULL && i < t->n_pairs; i++) {
+		int at = prompt_find_word(prompt, t->pairs[i].subject);
+		int n = (int)strlen(t->pairs[i].subject);
+
+		if (at >= 0 && (at > *off || (at == *off && n > *len))) {
+			*off = at;
+			*len = n;
+			pair = i;
+		}
+	}
+	return pair;
+}
+
+fl_prompt *
+task_prompts_except(const fl_prompt_set *ps, int pair, int *k)
+{
+	fl_prompt *use = xcalloc(ps->n > 0 ? (size_t)ps->n : 1, sizeof *use);
+
+	*k = 0;
+	for (int i = 0; i < ps->n; i++)
+		if (pair < 0 || ps->p[i].pair != pair)
+			use[(*k)++] = ps->p[i];
+	return use;
+}

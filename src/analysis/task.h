@@ -95,6 +95,12 @@ int task_set_parse(const char *name);
 /* The pair whose subject is `subject` (exact match), or -1. */
 int task_find_pair(const fl_task *t, const char *subject);
 
+/* The task's subject that a prompt holds, as a word: the one found latest
+ * in the prompt, at one place the longest name ("Guinea-Bissau" over
+ * "Guinea"). Returns its pair, *off and *len its bytes in the prompt; -1
+ * (*off -1, *len 0) when the prompt holds none. t may be NULL. */
+int task_find_subject(const fl_task *t, const char *prompt, int *off, int *len);
+
 /* The prompt text for pair `pair` (subject of `subject_pair`) in template
  * `tmpl` of a set, with `shots` demonstrations drawn as described above.
  * Heap string; NULL and *cause when the set or template does not exist or
@@ -109,6 +115,11 @@ char *task_prompt_text(const fl_task *t, const fl_prompt_opts *o, int tmpl,
  * than the model's context). Free with prompt_set_clear. */
 int task_prompts(fl_prompt_set *ps, const fl_model *m, const fl_task *t,
     const fl_prompt_opts *o, char **cause);
+
+/* The prompts of ps without those of pair `pair` (-1: all of them), as
+ * when a fit must not see the subject it is used on: a heap array of *k
+ * prompts that point into ps (free the array only). */
+fl_prompt *task_prompts_except(const fl_prompt_set *ps, int pair, int *k);
 void prompt_set_clear(fl_prompt_set *ps);
 
 /* Tokenizes one prompt text for the model and locates the subject, given as

@@ -288,3 +288,41 @@ fl_utf8_put(char *out, uint32_t cp)
 	out[3] = (char)(0x80 | (cp & 0x3f));
 	return 4;
 }
+
+char *
+fl_utf8_text(const char *b, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)b;
+	char *out = xmalloc(3 * n + 1), *o = out;
+	size_t i = 0;
+
+	while (i < n) {
+		uint32_t cp;
+		size_t k = u[i] != 0 ? fl_utf8_seq(u + i, n - i, &cp) : 0;
+
+		if (k == 0) {
+			o += fl_utf8_put(o, 0xfffd);	/* 3 bytes for at least 1 */
+			i++;
+		} else {
+			memcpy(o, u + i, k);
+			o += k;
+			i += k;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+char *
+fl_hex(const char *b, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	char *out = xmalloc(2 * n + 1);
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[(unsigned char)b[i] >> 4];
+		out[2 * i + 1] = digits[(unsigned char)b[i] & 15];
+	}
+	out[2 * n] = '\0';
+	return out;
+}

@@ -63,6 +63,14 @@ size_t fl_utf8_seq(const unsigned char *s, size_t n, uint32_t *cp);
  * written. */
 size_t fl_utf8_put(char *out, uint32_t cp);
 
+/* The n bytes at b as valid UTF-8 text for JSON and terminals: each byte
+ * that does not start a valid sequence (a character split across tokens,
+ * invalid UTF-8) and each NUL becomes U+FFFD. Heap string. */
+char *fl_utf8_text(const char *b, size_t n);
+
+/* The n bytes at b as lowercase hex, two digits a byte. Heap string. */
+char *fl_hex(const char *b, size_t n);
+
 /* Monotonic clock in seconds. */
 double fl_now(void);
 

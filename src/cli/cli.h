@@ -125,20 +125,12 @@ int cli_parse_double(const char *opt, const char *arg, double lo, double hi,
 /* A token's raw bytes as a heap string. */
 char *cli_token_text(const fl_model *m, int id);
 
-/* {"id", "token", "logit", "prob"} (no logit/prob when logits is NULL). */
-cJSON *cli_json_token(const fl_model *m, int id, const float *logits);
-
-/* The k best tokens of a logits row as a JSON array (with probs: their
- * softmax probabilities). */
-cJSON *cli_json_topk(const fl_model *m, const float *logits, int k, bool probs);
-
 /* The k best tokens, quoted, space-separated, on stdout. */
 void cli_print_topk(const fl_model *m, const float *logits, int k);
 
-/* Prints and frees a JSON document. 0, or 1 on failure. */
+/* Prints and frees a JSON document (report.h's schema). 0, or 1 on
+ * failure, reported. */
 int cli_json_print(cJSON *root);
 
-/* A number, or null for NAN. */
-cJSON *cli_json_number(double v);
 
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "analysis/lens.h"
+#include "analysis/report.h"
 #include "cli.h"
 
 
@@ -199,47 +200,6 @@ cli_token_text(const fl_model *m, int id)
 	return b != NULL ? xstrndup(b, bl) : xstrdup("");
 }
 
-cJSON *
-cli_json_token(const fl_model *m, int id, const float *logits)
-{
-	cJSON *o = cJSON_CreateObject();
-	char *s = cli_token_text(m, id);
-
-	cJSON_AddNumberToObject(o, "id", id);
-	cJSON_AddStringToObject(o, "token", s);
-	if (logits != NULL) {
-		cJSON_AddNumberToObject(o, "logit", logits[id]);
-		cJSON_AddNumberToObject(o, "prob", lens_prob_of(logits, m->cfg.n_vocab, id));
-	}
-	free(s);
-	return o;
-}
-
-cJSON *
-cli_json_topk(const fl_model *m, const float *logits, int k, bool probs)
-{
-	cJSON *arr = cJSON_CreateArray();
-	int *ids = xcalloc((size_t)k, sizeof *ids);
-	float *p = xcalloc((size_t)k, sizeof *p);
-
-	k = lens_topk(logits, m->cfg.n_vocab, k, ids, probs ? p : NULL);
-	for (int i = 0; i < k; i++) {
-		cJSON *o = cJSON_CreateObject();
-		char *s = cli_token_text(m, ids[i]);
-
-		cJSON_AddNumberToObject(o, "id", ids[i]);
-		cJSON_AddStringToObject(o, "token", s);
-		cJSON_AddNumberToObject(o, "logit", logits[ids[i]]);
-		if (probs)
-			cJSON_AddNumberToObject(o, "prob", p[i]);
-		cJSON_AddItemToArray(arr, o);
-		free(s);
-	}
-	free(ids);
-	free(p);
-	return arr;
-}
-
 void
 cli_print_topk(const fl_model *m, const float *logits, int k)
 {
@@ -258,21 +218,14 @@ cli_print_topk(const fl_model *m, const float *logits, int k)
 int
 cli_json_print(cJSON *root)
 {
-	char *out = cJSON_Print(root);
+	char *cause = NULL;
 
-	if (out == NULL)
-		return cli_fail(1, "out of memory printing JSON");
-	puts(out);
-	free(out);
-	cJSON_Delete(root);
+	if (report_write(root, stdout, &cause) != 0) {
+		cli_fail(1, "JSON output: %s", cause);
+		free(cause);
+		return 1;
+	}
 	return 0;
-}
-
-cJSON *
-cli_json_number(double v)
-{
-	/* JSON has no NaN: an undefined number is null. */
-	return v == v ? cJSON_CreateNumber(v) : cJSON_CreateNull();
 }
 
 int
@@ -290,16 +243,6 @@ cli_find_subject(const fl_task *t, const char *prompt, const char *subject,
 		*pair = t != NULL ? task_find_pair(t, subject) : -1;
 		return 0;
 	}
-	for (int i = 0; t != NULL && i < t->n_pairs; i++) {
-		int at = prompt_find_word(prompt, t->pairs[i].subject);
-		int n = (int)strlen(t->pairs[i].subject);
-
-		/* the latest occurrence; at the same place, the longest name */
-		if (at >= 0 && (at > *off || (at == *off && n > *len))) {
-			*off = at;
-			*len = n;
-			*pair = i;
-		}
-	}
+	*pair = task_find_subject(t, prompt, off, len);
 	return 0;
 }

@@ -15,6 +15,7 @@
 #include "analysis/attrib.h"
 #include "analysis/decompose.h"
 #include "analysis/lens.h"
+#include "analysis/report.h"
 #include "cli.h"
 #include "engine/kernels.h"
 
@@ -222,16 +223,16 @@ cmd_decompose(int argc, char **argv)
 	if (a.json) {
 		cJSON *root = cJSON_CreateObject(), *o2, *arr;
 
-		cJSON_AddStringToObject(root, "model", a.dir);
+		cJSON_AddItemToObject(root, "model", report_string(a.dir));
 		o2 = cJSON_AddObjectToObject(root, "task");
 		cJSON_AddStringToObject(o2, "name", t->name);
-		cJSON_AddStringToObject(o2, "file", a.task);
+		cJSON_AddItemToObject(o2, "file", report_string(a.task));
 		cJSON_AddStringToObject(o2, "templates", task_set_name(po.set));
 		cJSON_AddNumberToObject(root, "layer", a.layer);
 		cJSON_AddNumberToObject(root, "prompts", ps.n);
 		cJSON_AddNumberToObject(root, "ridge", d.fit.ridge);
-		cJSON_AddItemToObject(root, "r2", cli_json_number(d.fit.r2));
-		cJSON_AddItemToObject(root, "mean_cos", cli_json_number(d.fit.mean_cos));
+		cJSON_AddItemToObject(root, "r2", report_number(d.fit.r2));
+		cJSON_AddItemToObject(root, "mean_cos", report_number(d.fit.mean_cos));
 		arr = cJSON_AddArrayToObject(root, "regressors");
 		for (int j = 0; j < J; j++) {
 			cJSON *e = cJSON_CreateObject();
@@ -248,8 +249,8 @@ cmd_decompose(int argc, char **argv)
 			cJSON_AddNumberToObject(e, "net", 1 + d.fit.beta[j]);
 			cJSON_AddStringToObject(e, "reading", beta_reading(d.fit.beta[j]));
 			cJSON_AddNumberToObject(e, "mean_norm", sqrt(nrm));
-			cJSON_AddItemToObject(e, "top", cli_json_topk(m, comp_logits +
-			    (size_t)j * V, a.top, false));
+			cJSON_AddItemToObject(e, "top", report_topk(m->tok, comp_logits +
+			    (size_t)j * V, m->cfg.n_vocab, a.top, false));
 			cJSON_AddItemToArray(arr, e);
 		}
 		o2 = cJSON_AddObjectToObject(root, "intercept");
@@ -260,11 +261,11 @@ cmd_decompose(int argc, char **argv)
 				nrm += (double)d.fit.intercept[i] * d.fit.intercept[i];
 			cJSON_AddNumberToObject(o2, "norm", sqrt(nrm));
 		}
-		cJSON_AddItemToObject(o2, "top", cli_json_topk(m, comp_logits +
-		    (size_t)J * V, a.top, false));
+		cJSON_AddItemToObject(o2, "top", report_topk(m->tok, comp_logits +
+		    (size_t)J * V, m->cfg.n_vocab, a.top, false));
 		arr = cJSON_AddArrayToObject(o2, "answer_ranks");
 		for (int k = 0; k < n_ans; k++) {
-			cJSON *e = cli_json_token(m, answers[k], NULL);
+			cJSON *e = report_token(m->tok, answers[k], NULL, m->cfg.n_vocab);
 
 			cJSON_AddNumberToObject(e, "rank", ranks[k]);
 			cJSON_AddItemToArray(arr, e);
@@ -278,12 +279,13 @@ cmd_decompose(int argc, char **argv)
 			attrib_vocab(m, NULL, 0, ATTRIB_SITE_MLP(a.layer), pair2, 2, two);
 			o2 = cJSON_AddObjectToObject(root, "prompt");
 			cJSON_AddStringToObject(o2, "text", a.prompt);
-			cJSON_AddItemToObject(o2, "cos", cli_json_number(rec.cos));
-			cJSON_AddItemToObject(o2, "rel_err", cli_json_number(rec.rel_err));
-			cJSON_AddItemToObject(o2, "r2", cli_json_number(rec.r2));
-			cJSON_AddItemToObject(o2, "mlp_top", cli_json_topk(m, two, a.top, false));
-			cJSON_AddItemToObject(o2, "reconstruction_top", cli_json_topk(m,
-			    two + V, a.top, false));
+			cJSON_AddItemToObject(o2, "cos", report_number(rec.cos));
+			cJSON_AddItemToObject(o2, "rel_err", report_number(rec.rel_err));
+			cJSON_AddItemToObject(o2, "r2", report_number(rec.r2));
+			cJSON_AddItemToObject(o2, "mlp_top", report_topk(m->tok, two, m->cfg.n_vocab, a.top,
+			    false));
+			cJSON_AddItemToObject(o2, "reconstruction_top", report_topk(m->tok,
+			    two + V, m->cfg.n_vocab, a.top, false));
 			free(two);
 			free(pair2);
 		}

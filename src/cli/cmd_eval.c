@@ -11,6 +11,7 @@
 
 #include "analysis/decompose.h"
 #include "analysis/eval.h"
+#include "analysis/report.h"
 #include "cli.h"
 #include "engine/kernels.h"
 
@@ -88,35 +89,6 @@ eval_parse(eval_args *a, int argc, char **argv)
 	return cli_shared_finish(&sh, "eval", argc, argv);
 }
 
-static cJSON *
-json_setting(const fl_eval_result *r)
-{
-	cJSON *o = cJSON_CreateObject(), *conds, *arr;
-
-	cJSON_AddNumberToObject(o, "shots", r->shots);
-	cJSON_AddNumberToObject(o, "prompts", r->n);
-	cJSON_AddNumberToObject(o, "multi_token_answers", r->multi_token);
-	conds = cJSON_AddObjectToObject(o, "conditions");
-	for (int c = 0; c < EVAL_COND_COUNT; c++) {
-		cJSON *x = cJSON_AddObjectToObject(conds, eval_cond_name((fl_eval_cond)c));
-
-		cJSON_AddNumberToObject(x, "mean_prob", r->cond[c].mean_prob);
-		cJSON_AddNumberToObject(x, "top1", r->cond[c].top1);
-		cJSON_AddNumberToObject(x, "mean_rank", r->cond[c].mean_rank);
-	}
-	arr = cJSON_AddArrayToObject(o, "calibration_r2");
-	for (int f = 0; f < 2; f++)
-		cJSON_AddItemToArray(arr, cli_json_number(r->calib_r2[f]));
-	arr = cJSON_AddArrayToObject(o, "calibration_prompts");
-	for (int f = 0; f < 2; f++)
-		cJSON_AddItemToArray(arr, cJSON_CreateNumber(r->calib_n[f]));
-	cJSON_AddNumberToObject(o, "seconds", r->seconds);
-	cJSON_AddNumberToObject(o, "passes", (double)r->passes);
-	cJSON_AddNumberToObject(o, "tokens", (double)r->rows);
-	cJSON_AddNumberToObject(o, "tokens_resumed", (double)r->rows_resumed);
-	return o;
-}
-
 static const char *cond_labels[EVAL_COND_COUNT] = {
 	"baseline", "mask (a)", "intercept (b)", "both (a+b)",
 };
@@ -186,11 +158,12 @@ cmd_eval(int argc, char **argv)
 
 	if (a.json) {
 		cJSON *root = cJSON_CreateObject(), *o2, *arr;
+		char hook[64];
 
-		cJSON_AddStringToObject(root, "model", a.dir);
+		cJSON_AddItemToObject(root, "model", report_string(a.dir));
 		o2 = cJSON_AddObjectToObject(root, "task");
 		cJSON_AddStringToObject(o2, "name", t->name);
-		cJSON_AddStringToObject(o2, "file", a.task);
+		cJSON_AddItemToObject(o2, "file", report_string(a.task));
 		cJSON_AddStringToObject(o2, "templates", task_set_name(o.set));
 		cJSON_AddNumberToObject(o2, "pairs", t->n_pairs);
 		cJSON_AddNumberToObject(o2, "template_count", t->n_templates[o.set]);
@@ -200,8 +173,8 @@ cmd_eval(int argc, char **argv)
 		cJSON_AddStringToObject(o2, "regressors", o.with_resid ?
 		    "heads+resid_pre" : "heads");
 		cJSON_AddNumberToObject(o2, "ridge", o.ridge < 0 ? DECOMP_RIDGE : o.ridge);
-		cJSON_AddStringToObject(o2, "hook", "subtracted at blocks.L-1.hook_resid_post, "
-		    "last position");
+		cJSON_AddStringToObject(o2, "hook", report_intercept_hook(m, hook, sizeof hook));
+		cJSON_AddStringToObject(o2, "position", "last");
 		if (heads != NULL) {
 			arr = cJSON_AddArrayToObject(root, "mask_heads");
 			for (int h = 0; h < H; h++)
@@ -210,7 +183,7 @@ cmd_eval(int argc, char **argv)
 		}
 		arr = cJSON_AddArrayToObject(root, "settings");
 		for (int s = 0; s < n_set; s++)
-			cJSON_AddItemToArray(arr, json_setting(&res[s]));
+			cJSON_AddItemToArray(arr, report_eval_setting(&res[s]));
 		cJSON_AddNumberToObject(root, "batch", a.batch);
 		cJSON_AddNumberToObject(root, "threads", kern_threads());
 		cJSON_AddNumberToObject(root, "seconds", total);

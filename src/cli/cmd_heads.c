@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "analysis/patch.h"
+#include "analysis/report.h"
 #include "cli.h"
 #include "engine/kernels.h"
 
@@ -83,21 +84,6 @@ cmp_effect(const void *x, const void *y)
 	if (isnan(a) || isnan(b))
 		return isnan(a) - isnan(b);
 	return a < b ? -1 : a > b;
-}
-
-static cJSON *
-json_grid(const double *v, int L, int H)
-{
-	cJSON *rows = cJSON_CreateArray();
-
-	for (int l = 0; l < L; l++) {
-		cJSON *row = cJSON_CreateArray();
-
-		for (int h = 0; h < H; h++)
-			cJSON_AddItemToArray(row, cli_json_number(v[l * H + h]));
-		cJSON_AddItemToArray(rows, row);
-	}
-	return rows;
 }
 
 static void
@@ -187,10 +173,10 @@ cmd_heads(int argc, char **argv)
 	if (a.json) {
 		cJSON *root = cJSON_CreateObject(), *o2, *arr;
 
-		cJSON_AddStringToObject(root, "model", a.dir);
+		cJSON_AddItemToObject(root, "model", report_string(a.dir));
 		o2 = cJSON_AddObjectToObject(root, "task");
 		cJSON_AddStringToObject(o2, "name", t->name);
-		cJSON_AddStringToObject(o2, "file", a.task);
+		cJSON_AddItemToObject(o2, "file", report_string(a.task));
 		cJSON_AddStringToObject(o2, "templates", task_set_name(po.set));
 		cJSON_AddNumberToObject(root, "prompts", clean.n);
 		cJSON_AddNumberToObject(root, "corrupted_prompts", corrupt.n);
@@ -199,9 +185,9 @@ cmd_heads(int argc, char **argv)
 		    "final residual, last position" : "resid_pre, last position");
 		cJSON_AddStringToObject(root, "metric", "mean logit(answer) - mean logit");
 		cJSON_AddNumberToObject(root, "clean", res.clean);
-		cJSON_AddItemToObject(root, "effect", json_grid(res.effect, L, H));
-		cJSON_AddItemToObject(root, "patched", json_grid(res.patched, L, H));
-		cJSON_AddItemToObject(root, "pearson", json_grid(res.pearson, L, H));
+		cJSON_AddItemToObject(root, "effect", report_grid_d(res.effect, L, H));
+		cJSON_AddItemToObject(root, "patched", report_grid_d(res.patched, L, H));
+		cJSON_AddItemToObject(root, "pearson", report_grid_d(res.pearson, L, H));
 		arr = cJSON_AddArrayToObject(root, "top");
 		for (int i = 0; i < a.top; i++) {
 			cJSON *e = cJSON_CreateObject();
@@ -209,8 +195,8 @@ cmd_heads(int argc, char **argv)
 
 			cJSON_AddNumberToObject(e, "layer", k / H);
 			cJSON_AddNumberToObject(e, "head", k % H);
-			cJSON_AddItemToObject(e, "effect", cli_json_number(res.effect[k]));
-			cJSON_AddItemToObject(e, "pearson", cli_json_number(res.pearson[k]));
+			cJSON_AddItemToObject(e, "effect", report_number(res.effect[k]));
+			cJSON_AddItemToObject(e, "pearson", report_number(res.pearson[k]));
 			cJSON_AddItemToArray(arr, e);
 		}
 		cJSON_AddNumberToObject(root, "seconds", fl_now() - t0);

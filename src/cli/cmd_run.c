@@ -18,6 +18,7 @@
 #include "analysis/lens.h"
 #include "analysis/mitigate.h"
 #include "analysis/movers.h"
+#include "analysis/report.h"
 #include "cli.h"
 #include "engine/kernels.h"
 #include "base/util.h"
@@ -192,10 +193,7 @@ run_fit(run_state *s, char **cause)
 
 	if (task_prompts(&ps, m, s->task, &po, cause) != 0)
 		return -1;
-	use = xcalloc((size_t)ps.n, sizeof *use);
-	for (int i = 0; i < ps.n; i++)
-		if (ps.p[i].pair != s->pair)
-			use[k++] = ps.p[i];
+	use = task_prompts_except(&ps, s->pair, &k);
 	s->fit_prompts = k;
 	b = batch_new(m, a->batch, ps.max_len);
 	cli_progress_init(&prog, "fitting");
@@ -281,18 +279,14 @@ run_print_json(run_state *s)
 	int V = m->cfg.n_vocab, L = m->cfg.n_layer, H = m->cfg.n_head, T = p->n;
 	cJSON *root = cJSON_CreateObject(), *arr, *o;
 
-	cJSON_AddStringToObject(root, "model", a->dir);
-	cJSON_AddStringToObject(root, "prompt", a->prompt);
+	cJSON_AddItemToObject(root, "model", report_string(a->dir));
+	cJSON_AddItemToObject(root, "prompt", report_string(a->prompt));
 	arr = cJSON_AddArrayToObject(root, "ids");
 	for (int i = 0; i < T; i++)
 		cJSON_AddItemToArray(arr, cJSON_CreateNumber(p->ids[i]));
 	arr = cJSON_AddArrayToObject(root, "tokens");
-	for (int i = 0; i < T; i++) {
-		char *t = cli_token_text(m, p->ids[i]);
-
-		cJSON_AddItemToArray(arr, cJSON_CreateString(t));
-		free(t);
-	}
+	for (int i = 0; i < T; i++)
+		cJSON_AddItemToArray(arr, report_token(m->tok, p->ids[i], NULL, V));
 	cJSON_AddBoolToObject(root, "final_mask", a->final_mask);
 	cJSON_AddBoolToObject(root, "intercept", a->intercept);
 	arr = cJSON_AddArrayToObject(root, "top");
@@ -301,17 +295,18 @@ run_print_json(run_state *s)
 		int k = lens_topk(s->last, V, a->top, ids, NULL);
 
 		for (int i = 0; i < k; i++)
-			cJSON_AddItemToArray(arr, cli_json_token(m, ids[i], s->last));
+			cJSON_AddItemToArray(arr, report_token(m->tok, ids[i], s->last,
+			    m->cfg.n_vocab));
 		free(ids);
 	}
 	if (p->answer >= 0) {
-		o = cli_json_token(m, p->answer, s->last);
+		o = report_token(m->tok, p->answer, s->last, m->cfg.n_vocab);
 		cJSON_AddNumberToObject(o, "rank", lens_rank_of(s->last, V, p->answer));
 		cJSON_AddNumberToObject(o, "answer_tokens", p->answer_tokens);
 		cJSON_AddItemToObject(root, "answer", o);
 	}
 	if (p->subject >= 0) {
-		o = cli_json_token(m, p->subject, NULL);
+		o = report_token(m->tok, p->subject, NULL, m->cfg.n_vocab);
 		cJSON_AddNumberToObject(o, "position", p->subj_pos);
 		cJSON_AddNumberToObject(o, "tokens", p->subj_len);
 		if (s->pair >= 0 && s->task != NULL)
@@ -333,11 +328,14 @@ run_print_json(run_state *s)
 		}
 		cJSON_AddBoolToObject(mit, "intercept", a->intercept);
 		if (a->intercept) {
-			cJSON_AddStringToObject(mit, "hook", "blocks.L-1.hook_resid_post, "
-			    "last position");
+			char hook[64];
+
+			cJSON_AddStringToObject(mit, "hook", report_intercept_hook(m, hook,
+			    sizeof hook));
+			cJSON_AddStringToObject(mit, "position", "last");
 			cJSON_AddNumberToObject(mit, "fit_prompts", s->fit_prompts);
 			cJSON_AddItemToObject(mit, "fit_r2",
-			    cli_json_number(run_intercept(s)->fit.r2));
+			    report_number(run_intercept(s)->fit.r2));
 		}
 		if (p->answer >= 0) {
 			o = cJSON_AddObjectToObject(mit, "before");
@@ -354,7 +352,8 @@ run_print_json(run_state *s)
 			o = cJSON_CreateObject();
 			cJSON_AddNumberToObject(o, "layer", l);
 			cJSON_AddStringToObject(o, "stream", stream_names[k]);
-			cJSON_AddItemToObject(o, "top", cli_json_topk(m, lg, a->lens_top, true));
+			cJSON_AddItemToObject(o, "top", report_topk(m->tok, lg, m->cfg.n_vocab,
+			    a->lens_top, true));
 			if (p->answer >= 0)
 				cJSON_AddItemToObject(o, "answer", json_prob_rank(lg, V, p->answer));
 			if (p->subject >= 0)
@@ -428,18 +427,18 @@ run_print_json(run_state *s)
 		cJSON_AddNumberToObject(o, "layer", s->dec.layer);
 		cJSON_AddStringToObject(o, "task", s->task->name);
 		cJSON_AddNumberToObject(o, "prompts", f->n);
-		cJSON_AddItemToObject(o, "r2", cli_json_number(f->r2));
-		cJSON_AddItemToObject(o, "mean_cos", cli_json_number(f->mean_cos));
+		cJSON_AddItemToObject(o, "r2", report_number(f->r2));
+		cJSON_AddItemToObject(o, "mean_cos", report_number(f->mean_cos));
 		arr = cJSON_AddArrayToObject(o, "beta");
 		for (int j = 0; j < f->J; j++)
 			cJSON_AddItemToArray(arr, cJSON_CreateNumber(f->beta[j]));
 		cJSON_AddStringToObject(o, "regressors", "heads 0..H-1, then resid_pre");
 		attrib_vocab(m, NULL, 0, ATTRIB_SITE_MLP(s->dec.layer), f->intercept, 1, lg);
-		cJSON_AddItemToObject(o, "intercept_top", cli_json_topk(m, lg, a->lens_top,
-		    false));
-		cJSON_AddItemToObject(o, "prompt_cos", cli_json_number(s->rec.cos));
-		cJSON_AddItemToObject(o, "prompt_rel_err", cli_json_number(s->rec.rel_err));
-		cJSON_AddItemToObject(o, "prompt_r2", cli_json_number(s->rec.r2));
+		cJSON_AddItemToObject(o, "intercept_top", report_topk(m->tok, lg,
+		    m->cfg.n_vocab, a->lens_top, false));
+		cJSON_AddItemToObject(o, "prompt_cos", report_number(s->rec.cos));
+		cJSON_AddItemToObject(o, "prompt_rel_err", report_number(s->rec.rel_err));
+		cJSON_AddItemToObject(o, "prompt_r2", report_number(s->rec.r2));
 		free(lg);
 	}
 	return cli_json_print(root);

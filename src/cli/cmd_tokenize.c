@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analysis/report.h"
 #include "cli.h"
 #include "base/util.h"
 
@@ -90,13 +91,8 @@ cmd_tokenize(int argc, char **argv)
 		jids = cJSON_AddArrayToObject(root, "ids");
 		jtoks = cJSON_AddArrayToObject(root, "tokens");
 		for (int i = 0; i < n; i++) {
-			size_t bl;
-			const char *b = tok_token_bytes(tok, ids[i], &bl);
-			char *s = xstrndup(b, bl);
-
 			cJSON_AddItemToArray(jids, cJSON_CreateNumber(ids[i]));
-			cJSON_AddItemToArray(jtoks, cJSON_CreateString(s));
-			free(s);
+			cJSON_AddItemToArray(jtoks, report_token(tok, ids[i], NULL, 0));
 		}
 		out = cJSON_PrintUnformatted(root);
 		puts(out);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "analysis/attrib.h"
+#include "analysis/report.h"
 #include "analysis/batch.h"
 #include "analysis/lens.h"
 #include "analysis/mitigate.h"
@@ -25,15 +26,7 @@
 static cJSON *
 json_token(const ui_session *s, int id)
 {
-	cJSON *o = cJSON_CreateObject();
-	size_t n;
-	const char *b = tok_token_bytes(s->model->tok, id, &n);
-	char *t = b != NULL ? xstrndup(b, n) : xstrdup("");
-
-	cJSON_AddNumberToObject(o, "id", id);
-	cJSON_AddStringToObject(o, "token", t);
-	free(t);
-	return o;
+	return report_token(s->model->tok, id, NULL, s->model->cfg.n_vocab);
 }
 
 static cJSON *
@@ -53,27 +46,10 @@ json_row(const ui_session *s, const ui_lens_row *r, bool component)
 	return o;
 }
 
-static cJSON *
-json_grid(const float *g, int L, int H)
-{
-	cJSON *rows = cJSON_CreateArray();
-
-	for (int l = 0; l < L; l++) {
-		cJSON *row = cJSON_CreateArray();
-
-		for (int h = 0; h < H; h++)
-			cJSON_AddItemToArray(row, isnan(g[l * H + h]) ? cJSON_CreateNull() :
-			    cJSON_CreateNumber(g[l * H + h]));
-		cJSON_AddItemToArray(rows, row);
-	}
-	return rows;
-}
-
 int
 session_export(const ui_session *s, const char *path, char **cause)
 {
 	cJSON *root, *arr, *o;
-	char *text;
 	FILE *f;
 	int L, H, rc = 0;
 
@@ -82,8 +58,8 @@ session_export(const ui_session *s, const char *path, char **cause)
 	L = s->model->cfg.n_layer;
 	H = s->model->cfg.n_head;
 	root = cJSON_CreateObject();
-	cJSON_AddStringToObject(root, "model", s->model_dir);
-	cJSON_AddStringToObject(root, "prompt", s->prompt);
+	cJSON_AddItemToObject(root, "model", report_string(s->model_dir));
+	cJSON_AddItemToObject(root, "prompt", report_string(s->prompt));
 	arr = cJSON_AddArrayToObject(root, "tokens");
 	for (int t = 0; t < s->n_tok; t++)
 		cJSON_AddItemToArray(arr, json_token(s, s->ids[t]));
@@ -109,9 +85,9 @@ session_export(const ui_session *s, const char *path, char **cause)
 		cJSON_AddItemToArray(arr, o);
 	}
 	o = cJSON_AddObjectToObject(root, "heads");
-	cJSON_AddItemToObject(o, "attn_to_subject", json_grid(s->attn_subj, L, H));
-	cJSON_AddItemToObject(o, "direct_to_answer", json_grid(s->direct, L, H));
-	cJSON_AddItemToObject(o, "direct_to_subject", json_grid(s->direct_subj, L, H));
+	cJSON_AddItemToObject(o, "attn_to_subject", report_grid_f(s->attn_subj, L, H));
+	cJSON_AddItemToObject(o, "direct_to_answer", report_grid_f(s->direct, L, H));
+	cJSON_AddItemToObject(o, "direct_to_subject", report_grid_f(s->direct_subj, L, H));
 	o = cJSON_AddObjectToObject(root, "cursor");
 	cJSON_AddNumberToObject(o, "layer", s->layer);
 	cJSON_AddNumberToObject(o, "head", s->head);
@@ -120,16 +96,13 @@ session_export(const ui_session *s, const char *path, char **cause)
 		cJSON_AddItemToObject(o, "mlp_out", json_row(s, &s->view_mlp, true));
 		cJSON_AddItemToObject(o, "head_out", json_row(s, &s->view_head, true));
 	}
-	text = cJSON_Print(root);
-	cJSON_Delete(root);
 	if ((f = fopen(path, "w")) == NULL) {
-		rc = fl_error(cause, "export: %s: cannot create: %s", path, strerror(errno));
-	} else {
-		fputs(text, f);
-		fputc('\n', f);
-		if (fclose(f) != 0)
-			rc = fl_error(cause, "export: %s: write error", path);
+		cJSON_Delete(root);
+		return fl_error(cause, "export: %s: cannot create: %s", path, strerror(errno));
 	}
-	free(text);
+	if (report_write(root, f, NULL) != 0)
+		rc = fl_error(cause, "export: %s: write error", path);
+	if (fclose(f) != 0 && rc == 0)
+		rc = fl_error(cause, "export: %s: write error", path);
 	return rc;
 }

@@ -90,11 +90,7 @@ task_fit_prompts(const ui_session *s, int pair, fl_prompt_set *ps, fl_prompt **u
 	po.corrupt = corrupt;
 	if (task_prompts(ps, s->model, s->task, &po, cause) != 0)
 		return -1;
-	*use = xcalloc((size_t)ps->n, sizeof **use);
-	*k = 0;
-	for (int i = 0; i < ps->n; i++)
-		if (corrupt || ps->p[i].pair != pair)
-			(*use)[(*k)++] = ps->p[i];
+	*use = task_prompts_except(ps, corrupt ? -1 : pair, k);
 	return 0;
 }
 
@@ -154,24 +150,14 @@ int
 sess_task_pair_of(const ui_session *s)
 {
 	const fl_task *t = s->task;
-	int off = -1, len = 0, pair = -1;
+	int off, len;
 
 	if (t == NULL || s->prompt == NULL)
 		return -1;
 	if (s->subject_text != NULL && s->subject_text[0] != '#' &&
 	    sess_find_last(s->prompt, s->subject_text, true) != NULL)
 		return task_find_pair(t, s->subject_text);
-	for (int i = 0; i < t->n_pairs; i++) {
-		int at = prompt_find_word(s->prompt, t->pairs[i].subject);
-		int n = (int)strlen(t->pairs[i].subject);
-
-		if (at >= 0 && (at > off || (at == off && n > len))) {
-			off = at;
-			len = n;
-			pair = i;
-		}
-	}
-	return pair;
+	return task_find_subject(t, s->prompt, &off, &len);
 }
 
 /* The intercept of mitigation (b) is the last layer's decomposition
