@@ -1,5 +1,8 @@
-/* fits.c - what is fitted on the loaded task: the MLP decomposition for the pane, the
- * final MLP's intercept (mitigation b), path patching. See session.h. */
+/*
+ * fits.c - what is fitted on the loaded task: the MLP decomposition for
+ * the pane, the final MLP's intercept (mitigation b), path patching. See
+ * session.h.
+ */
 #include "autoconfig.h"
 
 #include "session/internal.h"

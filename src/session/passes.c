@@ -1,5 +1,7 @@
-/* passes.c - the passes: loading the model, running the prompt with its cache, and
- * re-running the last layer for a toggle. See session.h. */
+/*
+ * passes.c - the passes: loading the model, running the prompt with its
+ * cache, and re-running the last layer for a toggle. See session.h.
+ */
 #include "autoconfig.h"
 
 #include "session/internal.h"

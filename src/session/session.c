@@ -1,5 +1,8 @@
-/* session.c - the session's life: new, free, the setters, and session_update, which recomputes
- * what the flags name and rolls the choices back when work is stopped. See session.h. */
+/*
+ * session.c - the session's life (new, free, the setters) and
+ * session_update, which recomputes what the flags name and rolls the
+ * choices back when work is stopped. See session.h.
+ */
 #include "autoconfig.h"
 
 #include "session/internal.h"

@@ -1,5 +1,7 @@
-/* tokens.c - the prompt's tokens: display labels, the subject (named or guessed) and
- * the answer's token. See session.h. */
+/*
+ * tokens.c - the prompt's tokens: display labels, the subject (named or
+ * guessed) and the answer's token. See session.h.
+ */
 #include "autoconfig.h"
 
 #include "session/internal.h"

@@ -1,4 +1,7 @@
-/* views.c - the lens rows (streams, the cursor's view rows) and the heads grid. See session.h. */
+/*
+ * views.c - the lens rows (the streams, the cursor's view rows) and the
+ * heads grid. See session.h.
+ */
 #include "autoconfig.h"
 
 #include "session/internal.h"

@@ -1,5 +1,5 @@
 /*
- * batch.c - the explorer without a terminal: runs commands from a file or
+ * headless.c - the explorer without a terminal: runs commands from a file or
  * -c, and prints the screen as text (at each :render and at the end), for
  * scripts and for the tests' expected-output files.
  */

@@ -7,7 +7,7 @@
  * to commands (keymap), the ':' line and the rc file run commands, and
  * --batch runs them headless. A command returns reaction flags - the
  * SESSION_* flags of what to recompute plus the UI_* flags below - and one
- * loop applies them (explore.c; batch.c for headless runs).
+ * loop applies them (explore.c; headless.c for runs without a terminal).
  */
 #ifndef FL_UI_UI_H
 #define FL_UI_UI_H
@@ -169,7 +169,7 @@ typedef struct {
 	bool		 no_rc;
 } ui_options;
 
-int ui_batch_run(const ui_options *o);		/* batch.c */
+int ui_batch_run(const ui_options *o);		/* headless.c */
 int ui_explore_run(const ui_options *o);	/* explore.c */
 
 
