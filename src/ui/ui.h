@@ -94,7 +94,7 @@ void ctx_message(ui_ctx *c, bool error, const char *fmt, ...) FL_PRINTF(3, 4);
  * Returns the runs done (fewer when cancelled). */
 int ctx_time(ui_ctx *c, const fl_progress *p, void (*draw)(void *), void *ud);
 
-/* ---- commands (commands.c: the table; cmdline.c: parsing, completion) ---------------------------------------- */
+/* ---- commands (commands.c: the table; cmdline.c: parsing, completion) */
 
 typedef enum {
 	ARG_NONE, ARG_TEXT, ARG_TOGGLE, ARG_THEME, ARG_METRIC, ARG_FILE,
