@@ -221,4 +221,26 @@ for c in tokenize run eval heads decompose bench explore; do
 		fail=1
 	fi
 done
+# A FIFO (or anything but a regular file) where a file is read is refused
+# at once, not waited on. timeout turns a hang into a failure.
+fifo_case() { # NAME FILE-IN-COPY ARGS...
+	local name=$1 file=$2
+	shift 2
+	fresh
+	rm -f "$tmp/m/$file"
+	mkfifo "$tmp/m/$file"
+	out=$(timeout 10 "$fl" "$@" 2>&1 >/dev/null)
+	status=$?
+	if [ "$status" -eq 1 ] && [[ "$out" == *"$file: not a regular file"* ]]; then
+		echo "ok - a FIFO as $name is refused"
+	else
+		echo "FAIL - a FIFO as $name: status $status, message: $out"
+		fail=1
+	fi
+}
+fifo_case config.json config.json run --model "$tmp/m" --prompt hi
+fifo_case vocab.json vocab.json run --model "$tmp/m" --prompt hi
+fifo_case model.safetensors model.safetensors run --model "$tmp/m" --prompt hi
+fifo_case "a task file" task.json eval --model "$fx" --task "$tmp/m/task.json"
+fifo_case "a script" script.txt --model "$fx" --batch "$tmp/m/script.txt"
 exit $fail

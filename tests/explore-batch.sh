@@ -160,4 +160,37 @@ for t in "${top_srcdir:-.}"/themes/*.theme; do
 		fail=1
 	fi
 done
+# Numbers out of range are errors that say the range; relative steps stop
+# at the ends without overflowing.
+for arg in 99999999999999999999 2 99; do
+	if out=$("$fl" --model "$fx" -c "prompt hi; layer $arg" 2>&1 >/dev/null); then
+		echo "FAIL - layer $arg is accepted"
+		fail=1
+	elif [[ "$out" == *"not in 0..1"* ]]; then
+		echo "ok - layer $arg: an error that gives the range"
+	else
+		echo "FAIL - layer $arg: $out"
+		fail=1
+	fi
+done
+if "$fl" --model "$fx" -c "prompt hi; layer +2147483647; layer -9223372036854775807; head +2147483647" \
+    >/dev/null 2>"$tmp/rel.err"; then
+	echo "ok - relative steps of any size stop at the ends"
+else
+	echo "FAIL - relative steps: $(cat "$tmp/rel.err")"
+	fail=1
+fi
+
+# :prompt takes the rest of the line as typed, spaces and all: its tokens
+# are those of run --prompt for the same text.
+text='The  capital of   France is'
+"$fl" --model "$fx" -c "prompt $text; export $tmp/p.json" >/dev/null
+"$fl" run --model "$fx" --prompt "$text" --json > "$tmp/r.json"
+if [ "$(grep -o '"prompt":.*' "$tmp/p.json")" = "$(grep -o '"prompt":.*' "$tmp/r.json" | head -1)" ] &&
+    grep -q "\"prompt\":	\"$text\"" "$tmp/p.json"; then
+	echo "ok - :prompt keeps the text as typed (runs of spaces too)"
+else
+	echo "FAIL - :prompt changed the text: $(grep '"prompt"' "$tmp/p.json") vs $(grep '"prompt"' "$tmp/r.json" | head -1)"
+	fail=1
+fi
 exit $fail

@@ -36,7 +36,7 @@ start() {
 	shift
 	cat > "$tmp/$name.sh" <<EOS
 #!/bin/sh
-trap : INT
+trap : INT QUIT
 "$fl" --model "${MODEL:-$fx}" --no-rc $*
 echo "status \$?" > "$tmp/$name.exit"
 stty -a >> "$tmp/$name.exit"
@@ -178,6 +178,13 @@ else
 	echo "FAIL - could not find the explorer's process"
 	fail=1
 fi
+
+# Ctrl-\ (SIGQUIT), and any other signal whose default ends the process,
+# restores the terminal before the process goes.
+start q
+check q "a session to quit with Ctrl-\\" "layers: answer at resid_post"
+keys q 'C-\'
+restored q "Ctrl-\\ (SIGQUIT) ends the explorer and restores the terminal"
 
 # Long work on the demo model with all 172 countries (seconds each): the
 # progress line offers Ctrl-C, which stops the work at its next batch, says

@@ -7,10 +7,12 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -167,15 +169,24 @@ fl_read_file(const char *path, size_t *len, size_t limit, char **cause)
 	struct stat st;
 	char *buf;
 	size_t n;
+	int fd;
 
-	f = fopen(path, "rb");
-	if (f == NULL) {
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer; anything
+	 * but a regular file is refused before a byte is read. */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
 		fl_error(cause, "%s: cannot open: %s", path, strerror(errno));
 		return NULL;
 	}
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-		fclose(f);
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
 		fl_error(cause, "%s: not a regular file", path);
+		return NULL;
+	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 ||
+	    (f = fdopen(fd, "rb")) == NULL) {
+		fl_error(cause, "%s: cannot open: %s", path, strerror(errno));
+		close(fd);
 		return NULL;
 	}
 	if (limit != 0 && (uint64_t)st.st_size > limit) {
@@ -214,7 +225,7 @@ fl_file_exists(const char *path)
 {
 	struct stat st;
 
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+	return stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
 }
 
 double

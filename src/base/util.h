@@ -51,6 +51,9 @@ char *fl_read_file(const char *path, size_t *len, size_t limit, char **cause);
 
 /* Joins dir and name with one '/'. Heap string. */
 char *fl_path_join(const char *dir, const char *name);
+/* Whether path names something other than a directory: a FIFO or a device
+ * counts, so that reading it fails with "not a regular file" rather than
+ * being taken for absent. */
 int fl_file_exists(const char *path);
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), its code

@@ -251,7 +251,8 @@ st_map(st_mapped *m, const char *path, char **cause)
 	int fd;
 
 	memset(m, 0, sizeof *m);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO must not wait for a writer (it is refused). */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return fl_error(cause, "%s: cannot open: %s", path, strerror(errno));
 	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {

@@ -104,22 +104,22 @@ cmd_run_one(ui_ctx *c, const char *text, char **cause)
 		return r;
 	}
 	if (cmd->max_args < 0 && argc > 2) {
-		/* The rest of the line is one text. */
-		size_t len = 0;
-		char *joined;
+		/* The rest of the line is one text, as typed: its spaces and
+		 * quotes kept, so that :prompt gives the tokens run --prompt
+		 * gives for the same text. (One quoted word is unquoted above.) */
+		const char *rest = text;
 
-		for (int i = 1; i < argc; i++)
-			len += strlen(argv[i]) + 1;
-		joined = xmalloc(len);
-		joined[0] = '\0';
+		while (isspace((unsigned char)*rest))
+			rest++;
+		while (*rest != '\0' && !isspace((unsigned char)*rest))
+			rest++;
+		while (isspace((unsigned char)*rest))
+			rest++;
 		for (int i = 1; i < argc; i++) {
-			if (i > 1)
-				strcat(joined, " ");
-			strcat(joined, argv[i]);
 			free(argv[i]);
 			argv[i] = NULL;
 		}
-		argv[1] = joined;
+		argv[1] = xstrdup(rest);
 		argc = 2;
 	}
 	if (argc - 1 < cmd->min_args || (cmd->max_args >= 0 && argc - 1 > cmd->max_args)) {

@@ -6,6 +6,7 @@
 #include "autoconfig.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -71,41 +72,51 @@ parse_toggle(const char *arg, bool cur, bool *out, const char *cmd, char **cause
 	return 0;
 }
 
+/* A whole decimal number that fits a long; -1 otherwise. */
 static int
 parse_int(const char *s, long *v)
 {
 	char *end;
 
-	if (*s == '\0')
+	if (*s == '\0' || isspace((unsigned char)*s))
 		return -1;
+	errno = 0;
 	*v = strtol(s, &end, 10);
-	return *end == '\0' ? 0 : -1;
+	return *end == '\0' && errno == 0 ? 0 : -1;
 }
 
-/* Moves a cursor: N absolute, +N/-N relative, first/last, +page/-page. */
+/* Moves a cursor over 0..n-1: N absolute (an error outside the range),
+ * +N/-N relative and +page/-page (stopping at the ends), first/last. 0, or
+ * -1 with *cause naming the command. */
 static int
-cursor_arg(const char *arg, int cur, int n, int page, int *out)
+cursor_arg(const char *what, const char *arg, int cur, int n, int page, int *out,
+    char **cause)
 {
-	long v;
+	long v, to;
 
 	if (strcmp(arg, "first") == 0)
-		*out = 0;
+		to = 0;
 	else if (strcmp(arg, "last") == 0)
-		*out = n - 1;
+		to = n - 1;
 	else if (strcmp(arg, "+page") == 0)
-		*out = cur + page;
+		to = (long)cur + page;
 	else if (strcmp(arg, "-page") == 0)
-		*out = cur - page;
-	else if ((arg[0] == '+' || arg[0] == '-') && parse_int(arg + 1, &v) == 0)
-		*out = cur + (arg[0] == '+' ? (int)v : -(int)v);
-	else if (parse_int(arg, &v) == 0)
-		*out = (int)v;
+		to = (long)cur - page;
+	else if ((arg[0] == '+' || arg[0] == '-') && parse_int(arg + 1, &v) == 0) {
+		/* relative: clamp the step first, so no sum overflows */
+		if (v > n)
+			v = n;
+		to = arg[0] == '+' ? (long)cur + v : (long)cur - v;
+	} else if (parse_int(arg, &v) == 0) {
+		if (v < 0 || v > n - 1)
+			return fl_error(cause, "%s: %s is not in 0..%d", what, arg, n - 1);
+		to = v;
+	} else if (arg[strspn(arg, "+-0123456789")] == '\0' && isdigit((unsigned char)arg[strlen(arg) - 1]))
+		return fl_error(cause, "%s: %s is not in 0..%d", what, arg, n - 1);
 	else
-		return -1;
-	if (*out < 0)
-		*out = 0;
-	if (*out > n - 1)
-		*out = n - 1;
+		return fl_error(cause, "%s: expected N (0..%d), +N, -N, first, last, +page "
+		    "or -page, not '%s'", what, n - 1, arg);
+	*out = to < 0 ? 0 : to > n - 1 ? n - 1 : (int)to;
 	return 0;
 }
 
@@ -241,9 +252,8 @@ c_head(ui_ctx *c, int argc, char **argv, char **cause)
 			    L - 1, H - 1, argv[1]);
 		l = (int)lv;
 		h = (int)hv;
-	} else if (cursor_arg(argv[1], s->head, H, 1, &h) != 0)
-		return fl_error(cause, "head: expected L.H, N, +N, -N, first or last, "
-		    "not '%s'", argv[1]);
+	} else if (cursor_arg("head", argv[1], s->head, H, 1, &h, cause) != 0)
+		return -1;
 	s->layer = l;
 	s->head = h;
 	return SESSION_VIEW | UI_REDRAW;
@@ -302,9 +312,8 @@ c_layer(ui_ctx *c, int argc, char **argv, char **cause)
 		return -1;
 	L = session_layers(c->s);
 	page = L / 4 > 1 ? L / 4 : 1;
-	if (cursor_arg(argv[1], c->s->layer, L, page, &c->s->layer) != 0)
-		return fl_error(cause, "layer: expected N, +N, -N, first, last, +page or "
-		    "-page, not '%s'", argv[1]);
+	if (cursor_arg("layer", argv[1], c->s->layer, L, page, &c->s->layer, cause) != 0)
+		return -1;
 	return SESSION_VIEW | UI_REDRAW;
 }
 

@@ -56,6 +56,11 @@ on_term(int sig)
 	tui_sig_term = 1;
 }
 
+static const int fatal_signals[] = {
+	SIGSEGV, SIGBUS, SIGFPE, SIGABRT, SIGILL, SIGTRAP, SIGSYS, SIGQUIT,
+	SIGPIPE, SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ, SIGUSR1, SIGUSR2,
+};
+
 void
 tui_signals_install(void)
 {
@@ -69,12 +74,12 @@ tui_signals_install(void)
 	sa.sa_handler = on_term;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	/* Every other signal whose default ends the process restores the
+	 * terminal first (Ctrl-\ is SIGQUIT), then takes its default. */
 	sa.sa_handler = crash_handler;
 	sa.sa_flags = SA_RESETHAND;
-	sigaction(SIGSEGV, &sa, NULL);
-	sigaction(SIGBUS, &sa, NULL);
-	sigaction(SIGFPE, &sa, NULL);
-	sigaction(SIGABRT, &sa, NULL);
+	for (size_t i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++)
+		sigaction(fatal_signals[i], &sa, NULL);
 }
 
 static ui_depth
