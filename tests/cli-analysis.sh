@@ -242,4 +242,19 @@ check "run --json: the intercept's hook, post-LN" "$tmp/hook.json" \
 "$fl" eval --model "$post" --task "$task" --json >"$tmp/hook.json"
 check "eval --json: the intercept's hook, post-LN" "$tmp/hook.json" \
 	"j.calibration.hook === 'blocks.1.hook_mlp_out'"
+# A one-layer model: its last layer is its first, and the mitigations
+# re-run it from the cached embeddings.
+one=$fx/gpt2-1layer
+if "$fl" run --model "$one" --prompt "The capital of France is:" --task "$task" \
+    --final-mask --intercept --json > "$tmp/one.json" 2> "$tmp/one.err"; then
+	check "run on a one-layer model with --final-mask --intercept" "$tmp/one.json" \
+		"j.mitigation.final_mask === true && j.mitigation.intercept === true && j.mitigation.after.prob !== j.mitigation.before.prob"
+else
+	bad "run on a one-layer model with --final-mask --intercept: $(cat "$tmp/one.err")"
+fi
+if "$fl" --model "$one" -c "prompt The capital of France is:; mask on" >/dev/null 2> "$tmp/one.err"; then
+	ok "the explorer's mask toggle on a one-layer model"
+else
+	bad "the explorer's mask toggle on a one-layer model: $(cat "$tmp/one.err")"
+fi
 exit $fail

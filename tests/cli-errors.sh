@@ -243,4 +243,30 @@ fifo_case vocab.json vocab.json run --model "$tmp/m" --prompt hi
 fifo_case model.safetensors model.safetensors run --model "$tmp/m" --prompt hi
 fifo_case "a task file" task.json eval --model "$fx" --task "$tmp/m/task.json"
 fifo_case "a script" script.txt --model "$fx" --batch "$tmp/m/script.txt"
+# GPT-2 config fields that change the attention's math: a value the forward
+# pass does not implement is refused by name; the default is accepted.
+gpt2_field() { # NAME JSON-VALUE
+	fresh
+	sed -i "0,/{/s//{\n  \"$1\": $2,/" "$tmp/m/config.json"
+}
+gpt2_field scale_attn_weights false
+expect "GPT-2: scale_attn_weights false refused" 1 \
+	"config.json: field 'scale_attn_weights' is false" -- run --model "$tmp/m" --prompt hi
+gpt2_field scale_attn_by_inverse_layer_idx true
+expect "GPT-2: scale_attn_by_inverse_layer_idx true refused" 1 \
+	"config.json: field 'scale_attn_by_inverse_layer_idx' is set" -- run --model "$tmp/m" --prompt hi
+gpt2_field add_cross_attention true
+expect "GPT-2: add_cross_attention true refused" 1 \
+	"config.json: field 'add_cross_attention' is set" -- run --model "$tmp/m" --prompt hi
+for f in "scale_attn_weights true" "scale_attn_by_inverse_layer_idx false" \
+    "add_cross_attention false" "reorder_and_upcast_attn true"; do
+	# shellcheck disable=SC2086
+	gpt2_field $f
+	if "$fl" run --model "$tmp/m" --prompt hi >/dev/null 2>&1; then
+		echo "ok - GPT-2: $f is accepted (the math factlens implements)"
+	else
+		echo "FAIL - GPT-2: $f is refused"
+		fail=1
+	fi
+done
 exit $fail

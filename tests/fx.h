@@ -16,10 +16,10 @@
 #define FX_UNUSED __attribute__((unused))
 
 /* The fixtures every analysis test runs on: the three architectures, a
- * 3-layer model, half-precision weights, a post-LN OPT with project_in/out,
+ * 3-layer and a 1-layer model, half-precision weights, a post-LN OPT with project_in/out,
  * Llama with and without grouped-query attention. */
 static const char *fx_names[] FX_UNUSED = {
-	"gpt2-f32", "gpt2-prefixed", "gpt2-f16", "opt-f32", "opt-f16", "opt350-f32",
+	"gpt2-f32", "gpt2-prefixed", "gpt2-1layer", "gpt2-f16", "opt-f32", "opt-f16", "opt350-f32",
 	"opt350-f16", "llama-f32", "llama-bf16",
 };
 #define FX_COUNT (int)(sizeof fx_names / sizeof fx_names[0])

@@ -64,14 +64,15 @@ check_pytorch(const char *fx)
 	    "q/k/v frozen = PyTorch", fx);
 	check_close(label, got, want, (size_t)V, 1e-4);
 
-	/* without the freeze the later heads react: another result */
-	p.hooks = hooks + 3;
-	p.n_hooks = 1;
-	p.logits = free_run;
-	run_forward(r, ids, &T, 1, &p, NULL);
-	{
+	/* without the freeze the later heads react: another result (a
+	 * one-layer model has no later heads to react) */
+	if (m->cfg.n_layer >= 2) {
 		double d = 0;
 
+		p.hooks = hooks + 3;
+		p.n_hooks = 1;
+		p.logits = free_run;
+		run_forward(r, ids, &T, 1, &p, NULL);
 		for (int v = 0; v < V; v++)
 			d = fmax(d, fabs(free_run[v] - want[v]));
 		check(d > 1e-3, "%s: without freezing q/k/v the logits differ (max %.3g)",

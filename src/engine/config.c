@@ -148,6 +148,18 @@ config_parse_gpt2(fl_config *c, const cJSON *root, const char *label, char **cau
 	    config_act(root, "activation_function", "gelu_new", &c->act, label, cause) ||
 	    config_bool(root, "tie_word_embeddings", true, &c->tie_embed, label, cause))
 		return -1;
+	/* Hugging Face's GPT-2 has two switches of the attention's scale;
+	 * the forward pass implements GPT-2's own (1/sqrt(d_head), the same in
+	 * every layer), so either switch moved off it is refused by name
+	 * rather than ignored. reorder_and_upcast_attn changes only where the
+	 * scale is applied and the precision, not the f32 result. */
+	if (config_require(root, "scale_attn_weights", "factlens scales attention "
+	    "scores by 1/sqrt(d_head) as GPT-2 does", label, cause) ||
+	    config_refuse(root, "scale_attn_by_inverse_layer_idx", "scaling attention "
+	    "by 1/(layer + 1) is not implemented", label, cause) ||
+	    config_refuse(root, "add_cross_attention", "cross-attention blocks "
+	    "(an encoder-decoder GPT-2) are not implemented", label, cause))
+		return -1;
 	c->n_ctx = n_pos;
 	c->d_mlp = n_inner > 0 ? n_inner : 4 * c->d_model;
 	c->d_proj = c->d_model;

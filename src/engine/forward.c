@@ -514,9 +514,13 @@ check_input(fl_run *r, const int *ids, const int *lens, int n_seq,
 		    p->start_layer > c->n_layer)
 			return fl_error(cause, "cannot resume at layer %d from given "
 			    "rows with a cache or last_row_only", p->start_layer);
-	} else if (p->start_layer > 0) {
+	} else if (p->start_layer > 0 || p->last_row_only) {
+		/* last_row_only resumes from the cache even at layer 0 (a
+		 * one-layer model's last layer): its resid_pre is cached too. */
+		int need = p->start_layer > 0 ? p->start_layer : 1;
+
 		if (p->cache == NULL || p->start_layer > c->n_layer ||
-		    p->cache->valid < p->start_layer ||
+		    p->cache->valid < need ||
 		    memcmp(p->cache->ids, ids, (size_t)N * sizeof *ids) != 0)
 			return fl_error(cause, "cannot resume at layer %d: the cache does "
 			    "not hold this prompt up to that layer", p->start_layer);
@@ -1029,13 +1033,11 @@ run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
 	r->row0 = 0;
 	r->tc = N;
 	if (p->last_row_only) {
-		if (l0 < 1)
-			return fl_error(cause, "last_row_only needs a resumed pass");
 		r->row0 = N - 1;
 		N = 1;
 		lens = &one;
 	}
-	if (l0 > 0)
+	if (l0 > 0 || p->last_row_only)
 		memcpy(r->x, p->resume != NULL ? p->resume : k->resid_pre +
 		    ((size_t)l0 * r->tc + r->row0) * D, (size_t)N * D * sizeof(float));
 	else {

@@ -191,8 +191,9 @@ typedef struct {
 					   row, (rows, D) */
 	bool		 logits_all;	/* logits of every row, not only each last */
 	bool		 no_logits;	/* skip the unembedding (a lens does it) */
-	bool		 last_row_only;	/* with start_layer: recompute only the
-					   last position (valid when the hooks
+	bool		 last_row_only;	/* with a cache: recompute only the last
+					   position from start_layer (0
+					   included) on (valid when the hooks
 					   change nothing else); hooks then see
 					   one row, attention as (H, 1, T) */
 	float		*logits;	/* out (R, V), may be NULL; R = rows or n_seq */
