@@ -99,15 +99,30 @@ test_faults(void)
 	    "\"data_offsets\":[0,8]}}", 8, "too large");
 	expect_fault("metadata that is not an object",
 	    "{\"__metadata__\": 3}", 0, "__metadata__");
+	/* What the reference reader also refuses. */
+	expect_fault("bytes after the header's JSON object",
+	    "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}  x", 8,
+	    "bytes after its JSON object, at offset 64");
+	expect_fault("a header that is not UTF-8",
+	    "{\"w\xff\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
+	    "not UTF-8: byte 0xff at offset 11");
+	expect_fault("bytes after the last tensor",
+	    "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 12,
+	    "4 bytes after the last tensor");
+	expect_fault("a gap between tensors",
+	    "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+	    "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 12,
+	    "belong to no tensor");
 }
 
 static void
 test_valid(void)
 {
+	/* padded with spaces after the object, as writers do */
 	const char *hdr = "{\"__metadata__\":{\"format\":\"pt\"},"
 	    "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
 	    "\"a\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]},"
-	    "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[16,16]}}";
+	    "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[16,16]}}   ";
 	size_t size;
 	uint8_t *buf = image(hdr, 16, &size);
 	st_tensor *t = NULL;

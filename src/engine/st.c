@@ -182,9 +182,31 @@ st_parse(const uint8_t *buf, size_t size, const char *label,
 	if (hlen < 2)
 		return fl_error(cause, "%s: header length %llu is too short for JSON",
 		    label, (unsigned long long)hlen);
-	root = cJSON_ParseWithLength((const char *)buf + 8, (size_t)hlen);
-	if (root == NULL)
-		return fl_error(cause, "%s: header is not valid JSON", label);
+	/* As the reference reader: the header is UTF-8 text, one JSON object
+	 * and nothing after it but whitespace (writers pad with spaces). */
+	for (uint64_t at = 0; at < hlen; ) {
+		uint32_t cp;
+		size_t k = fl_utf8_seq(buf + 8 + at, (size_t)(hlen - at), &cp);
+
+		if (k == 0)
+			return fl_error(cause, "%s: header is not UTF-8: byte 0x%02x at offset "
+			    "%llu", label, buf[8 + at], (unsigned long long)(8 + at));
+		at += k;
+	}
+	{
+		const char *end = NULL;
+
+		root = cJSON_ParseWithLengthOpts((const char *)buf + 8, (size_t)hlen, &end, 0);
+		if (root == NULL)
+			return fl_error(cause, "%s: header is not valid JSON", label);
+		for (; end != NULL && end < (const char *)buf + 8 + hlen; end++)
+			if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r') {
+				cJSON_Delete(root);
+				return fl_error(cause, "%s: header has bytes after its JSON "
+				    "object, at offset %lld", label,
+				    (long long)(end - (const char *)buf));
+			}
+	}
 	if (!cJSON_IsObject(root)) {
 		cJSON_Delete(root);
 		return fl_error(cause, "%s: header is not a JSON object", label);
@@ -227,6 +249,32 @@ st_parse(const uint8_t *buf, size_t size, const char *label,
 		if (b->nbytes > 0 && a->data + a->nbytes > b->data) {
 			fl_error(cause, "%s: tensors '%s' and '%s' overlap in the data "
 			    "section", label, a->name, b->name);
+			goto fail;
+		}
+	}
+	/* As the reference reader: the tensors cover the data section from
+	 * its first byte to its last, with no gap and nothing after. */
+	{
+		uint64_t at = 0;
+
+		for (i = 0; i < n; i++) {
+			const st_tensor *a = by_off[i];
+			uint64_t begin = (uint64_t)(a->data - data);
+
+			if (begin != at) {
+				fl_error(cause, "%s: tensor '%s' starts at data offset %llu, not "
+				    "%llu where the tensor before it ends: the bytes between "
+				    "belong to no tensor", label, a->name,
+				    (unsigned long long)begin, (unsigned long long)at);
+				goto fail;
+			}
+			at = begin + a->nbytes;
+		}
+		if (at != data_size) {
+			fl_error(cause, "%s: %llu bytes after the last tensor (file offset "
+			    "%llu on) belong to no tensor", label,
+			    (unsigned long long)(data_size - at),
+			    (unsigned long long)(8 + hlen + at));
 			goto fail;
 		}
 	}

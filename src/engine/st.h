@@ -8,10 +8,13 @@
  *                                "__metadata__": { "key": "string", ... } }
  *   data                       raw tensors; offsets are relative to the byte
  *                              after the header
- * Every field is checked before use: N against the file size, dtype known,
+ * Every field is checked before use: N against the file size, the header
+ * UTF-8 and one JSON object with only whitespace after it, dtype known,
  * shape entries non-negative integers, begin <= end <= data size,
- * end - begin == numel x dtype size (overflow-checked), no two tensors
- * overlapping, no duplicate names.
+ * end - begin == numel x dtype size (overflow-checked), no duplicate names,
+ * and the tensors covering the data section exactly (from its first byte
+ * to its last, no overlap, no gap), as the reference reader requires. Each
+ * fault names the file, and the tensor or the offset.
  *
  * A sharded checkpoint (model.safetensors.index.json: {"weight_map":
  * {"tensor": "file"}}) opens as one set; each tensor must live in the file
