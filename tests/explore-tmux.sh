@@ -186,6 +186,17 @@ check q "a session to quit with Ctrl-\\" "layers: answer at resid_post"
 keys q 'C-\'
 restored q "Ctrl-\\ (SIGQUIT) ends the explorer and restores the terminal"
 
+# The model file truncated under a running explorer: the next pass reads
+# pages that are gone (SIGBUS); the terminal is restored and the cause said.
+rm -rf "$tmp/trunc"
+cp -r "$fx" "$tmp/trunc"
+MODEL=$tmp/trunc start t
+check t "a session on a copy of the fixture" "layers: answer at resid_post"
+truncate -s 1000 "$tmp/trunc/model.safetensors"
+keys t e C-u "Paris is" Enter
+restored t "a model file truncated under the explorer: the terminal is restored"
+check t "it says the weights' file changed under it" "truncated or rewritten"
+
 # Long work on the demo model with all 172 countries (seconds each): the
 # progress line offers Ctrl-C, which stops the work at its next batch, says
 # what it cancelled, shows nothing half done, and leaves the explorer

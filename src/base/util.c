@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,43 @@ void
 fl_set_fatal_hook(void (*hook)(void))
 {
 	fatal_hook = hook;
+}
+
+void
+fl_sigbus_say(void)
+{
+	static const char msg[] = "factlens: a file it reads in place (the model's "
+	    "weights) was truncated or rewritten while it ran (SIGBUS); run again "
+	    "once the file is complete\n";
+	ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+
+	(void)w;
+}
+
+static void
+on_sigbus(int sig)
+{
+	if (fatal_hook != NULL) {
+		void (*hook)(void) = fatal_hook;
+
+		fatal_hook = NULL;
+		hook();
+	}
+	fl_sigbus_say();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void
+fl_sigbus_catch(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_sigbus;
+	sa.sa_flags = SA_RESETHAND;
+	sigaction(SIGBUS, &sa, NULL);
 }
 
 void

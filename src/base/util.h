@@ -42,6 +42,14 @@ char *xasprintf(const char *fmt, ...) FL_PRINTF(1, 2);
 void fl_set_fatal_hook(void (*hook)(void));
 void fl_fatal(const char *fmt, ...) FL_PRINTF(1, 2) __attribute__((noreturn));
 
+/* SIGBUS: a mapped file (the weights) was truncated or rewritten while in
+ * use. fl_sigbus_catch installs a handler that runs the fatal hook (the
+ * terminal is restored), says so on stderr and ends the process with the
+ * signal; fl_sigbus_say writes that message alone, for a handler of the
+ * caller's own. Both are async-signal-safe but for the hook. */
+void fl_sigbus_catch(void);
+void fl_sigbus_say(void);
+
 /* Stores a formatted message in *cause (if cause != NULL). Always returns -1. */
 int fl_error(char **cause, const char *fmt, ...) FL_PRINTF(2, 3);
 

@@ -100,7 +100,10 @@ fl_model *
 cli_load_model(const char *dir)
 {
 	char *cause = NULL;
-	fl_model *m = model_load(dir, &model_opts, &cause);
+	fl_model *m;
+
+	fl_sigbus_catch();	/* the weights are read from the file as we go */
+	m = model_load(dir, &model_opts, &cause);
 
 	if (m == NULL) {
 		cli_fail(1, "%s", cause);

@@ -38,6 +38,8 @@ crash_handler(int sig)
 	/* Not async-signal-safe, but the terminal is worth the risk: the
 	 * process is going down anyway. */
 	tui_restore();
+	if (sig == SIGBUS)
+		fl_sigbus_say();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
