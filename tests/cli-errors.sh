@@ -63,7 +63,7 @@ fresh; head -c 4000 "$fx/model.safetensors" > "$tmp/m/model.safetensors"
 expect "truncated safetensors (data cut)" 1 "out of bounds" -- run --model "$tmp/m" --prompt hi
 fresh; printf '\xff\xff\xff\x00\x00\x00\x00\x00{}' > "$tmp/m/model.safetensors"
 expect "header length past the end" 1 "does not fit the file" -- run --model "$tmp/m" --prompt hi
-fresh; printf '\x08\x00\x00\x00\x00\x00\x00\x00{"a":1}x' > "$tmp/m/model.safetensors"
+fresh; printf '\x08\x00\x00\x00\x00\x00\x00\x00{"a":1} ' > "$tmp/m/model.safetensors"
 expect "header entry not an object" 1 "tensor 'a': header entry is not an object" -- run --model "$tmp/m" --prompt hi
 # rename one tensor in place (same length keeps every offset valid)
 fresh; sed -i 's/"ln_f.weight"/"ln_X.weight"/' "$tmp/m/model.safetensors"
@@ -269,4 +269,17 @@ for f in "scale_attn_weights true" "scale_attn_by_inverse_layer_idx false" \
 		fail=1
 	fi
 done
+# A theme file with a NUL byte is refused, naming the offset; a missing
+# theme says where it looked, even with no HOME or XDG_CONFIG_HOME.
+printf 'background = #000000\0x\n' > "$tmp/nul.theme"
+expect "a theme with a NUL byte" 1 "nul.theme: a NUL byte at offset 20" -- \
+	--model "$fx" --theme "$tmp/nul.theme" -c "prompt hi"
+out=$(env -u HOME -u XDG_CONFIG_HOME "$fl" --model "$fx" --theme nosuch -c "prompt hi" 2>&1 >/dev/null)
+if [[ "$out" == *"no theme 'nosuch' (looked for nosuch.theme in "*"themes)"* ]] &&
+    [[ "$out" != *"(null)"* ]]; then
+	echo "ok - a missing theme without HOME says where it looked"
+else
+	echo "FAIL - a missing theme without HOME: $out"
+	fail=1
+fi
 exit $fail

@@ -242,14 +242,21 @@ theme_load(ui_theme *t, const char *name, char **cause)
 				theme_default(t);
 				return 0;
 			}
-			return fl_error(cause, "no theme '%s' (looked for %s.theme in %s, "
-			    "%s and %s)", name, name, dirs[0], dirs[1],
-			    dirs[2] != NULL ? dirs[2] : "-");
+			return fl_error(cause, "no theme '%s' (looked for %s.theme in %s%s%s)",
+			    name, name, dirs[0], dirs[1] != NULL ? " and " : "",
+			    dirs[1] != NULL ? dirs[1] : "");
 		}
 	}
 	if ((text = fl_read_file(path, &len, 1 << 20, cause)) == NULL) {
 		free(path);
 		return -1;
+	}
+	if (memchr(text, '\0', len) != NULL) {
+		rc = fl_error(cause, "%s: a NUL byte at offset %zu: a theme is a text file",
+		    path, (size_t)((char *)memchr(text, '\0', len) - text));
+		free(text);
+		free(path);
+		return rc;
 	}
 	theme_default(t);
 	label = path;
