@@ -193,4 +193,24 @@ else
 	echo "FAIL - :prompt changed the text: $(grep '"prompt"' "$tmp/p.json") vs $(grep '"prompt"' "$tmp/r.json" | head -1)"
 	fail=1
 fi
+# :help lists the commands with what they do, wrapped, never cut with an
+# ellipsis; what does not fit is counted. :help NAME shows one command.
+"$fl" --model "$fx" --size 80x24 -c "prompt hi; help; render" > "$tmp/help80.txt"
+"$fl" --model "$fx" --size 150x50 -c "prompt hi; help; render" > "$tmp/help150.txt"
+if grep -q "^ answer \[TEXT|top\] " "$tmp/help80.txt" && grep -q "more: :help NAME" "$tmp/help80.txt" &&
+    ! grep -q "…" "$tmp/help80.txt" && grep -q "^ topk " "$tmp/help150.txt" &&
+    ! grep -q "more: :help NAME" "$tmp/help150.txt"; then
+	echo "ok - :help lists the commands (all of them at 150x50, a count of the rest at 80x24)"
+else
+	echo "FAIL - :help: $(sed -n 5,9p "$tmp/help80.txt")"
+	fail=1
+fi
+"$fl" --model "$fx" --size 80x24 -c "prompt hi; help layer; render" > "$tmp/help1.txt"
+if grep -q "usage:  :layer N" "$tmp/help1.txt" && grep -q "keys:   Up (layer -1)" "$tmp/help1.txt" &&
+    grep -q "(layer last)" "$tmp/help1.txt"; then
+	echo "ok - :help layer shows its usage and every key bound to it, wrapped"
+else
+	echo "FAIL - :help layer: $(sed -n 5,12p "$tmp/help1.txt")"
+	fail=1
+fi
 exit $fail

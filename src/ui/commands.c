@@ -264,13 +264,46 @@ c_help(ui_ctx *c, int argc, char **argv, char **cause)
 {
 	const ui_cmd *cmd;
 
-	if (argc == 1 || strcmp(argv[1], "keys") == 0) {
-		c->help = !c->help || argc > 1;
+	if (argc > 1 && strcmp(argv[1], "keys") == 0) {
+		c->help = true;
+		c->help_cmds = false;
+		return UI_REDRAW;
+	}
+	if (argc == 1) {
+		c->help_cmds = !c->help_cmds;
+		c->help = false;
 		return UI_REDRAW;
 	}
 	if ((cmd = cmd_find(argv[1])) == NULL)
-		return fl_error(cause, "help: no command '%s'", argv[1]);
-	ctx_message(c, false, "%s %s - %s", cmd->name, cmd->args, cmd->help);
+		return fl_error(cause, "help: no command '%s' (:help lists them)", argv[1]);
+	{
+		/* One command, over the panes: usage, what it does, its keys. */
+		char *keys = xstrdup(""), *t, kb[32];
+
+		for (int i = 0; i < c->keys.n; i++) {
+			char **w;
+			int n = cmd_split_words(c->keys.b[i].command, &w, NULL);
+
+			if (n > 0 && cmd_find(w[0]) == cmd) {
+				t = xasprintf("%s%s%s (%s)", keys, keys[0] != '\0' ? ", " : "",
+				    ui_key_name(c->keys.b[i].key, kb, sizeof kb),
+				    c->keys.b[i].command);
+				free(keys);
+				keys = t;
+			}
+			if (n >= 0)
+				cmd_free_words(w);
+		}
+		free(c->overlay);
+		free(c->overlay_title);
+		t = cmd->alias != NULL ? xasprintf("\nalias:  :%s", cmd->alias) : xstrdup("");
+		c->overlay = xasprintf("usage:  :%s%s%s%s\n\n%s\n\nkeys:   %s",
+		    cmd->name, cmd->args[0] != '\0' ? " " : "", cmd->args, t, cmd->help,
+		    keys[0] != '\0' ? keys : "none bound (:bind KEY COMMAND binds one)");
+		free(t);
+		c->overlay_title = xasprintf(":help %s (any key closes)", cmd->name);
+		free(keys);
+	}
 	return UI_REDRAW;
 }
 
@@ -538,7 +571,7 @@ const ui_cmd ui_cmds[] = {
 	{ "head", NULL, "L.H|N|+N|-N|first|last", 1, 1, ARG_NONE,
 	  "select a head (moves the layer cursor too with L.H)", c_head },
 	{ "help", NULL, "[COMMAND|keys]", 0, 1, ARG_COMMAND,
-	  "show the key map, or one command's usage", c_help },
+	  "list the commands; with COMMAND, its usage, what it does and its keys; with keys, the key map", c_help },
 	{ "intercept", NULL, "[on|off|toggle]", 0, 1, ARG_TOGGLE,
 	  "mitigation (b): subtract the final MLP's intercept (re-runs the last layer)",
 	  c_intercept },

@@ -265,6 +265,11 @@ key_main(uint32_t key)
 		if (key == UI_KEY_ESC || key == 'q' || key == UI_KEY_ENTER)
 			return UI_REDRAW;
 	}
+	if (c->help_cmds) {
+		c->help_cmds = false;
+		if (key == UI_KEY_ESC || key == 'q' || key == UI_KEY_ENTER)
+			return UI_REDRAW;
+	}
 	if (c->help && key != '?') {
 		c->help = false;
 		if (key == UI_KEY_ESC || key == 'q' || key == UI_KEY_ENTER)

@@ -720,7 +720,40 @@ pane_message_draw(const ui_ctx *c, const ui_view *v)
 	}
 }
 
-/* A command's text output (:eval) over the panes, one row a line. */
+/* The next line of at most w columns of the text at *s, broken at a space
+ * (a word wider than w is cut); *s moves past it and the spaces after.
+ * Heap string. */
+static char *
+wrap_line(const char **s, int w)
+{
+	const char *start = *s, *p = start, *cut = NULL;
+	char *line;
+	int cw = 0;
+
+	while (*p != '\0') {
+		const char *q = p;
+		int ch = ui_char_width(utf8_next(&q));
+
+		if (*p == ' ')
+			cut = p;
+		if (cw + ch > w)
+			break;
+		cw += ch;
+		p = q;
+	}
+	if (*p != '\0' && cut != NULL && cut > start)
+		p = cut;
+	if (p == start && *p != '\0')
+		utf8_next(&p);	/* at least one character a line */
+	line = xstrndup(start, (size_t)(p - start));
+	while (*p == ' ')
+		p++;
+	*s = p;
+	return line;
+}
+
+/* A command's text output (:eval, :help NAME) over the panes, one row a
+ * line. */
 static void
 pane_overlay_draw(const ui_ctx *c, const ui_view *v)
 {
@@ -732,8 +765,15 @@ pane_overlay_draw(const ui_ctx *c, const ui_view *v)
 	while (p != NULL && y < v->r.h) {
 		const char *nl = strchr(p, '\n');
 		char *line = nl != NULL ? xstrndup(p, (size_t)(nl - p)) : xstrdup(p);
+		const char *q = line;
 
-		view_put(v, 1, y++, -1, UI_ROLE_NORMAL, line);
+		/* a line wider than the pane wraps, indented under its start */
+		for (bool first = true; first || (*q != '\0' && y < v->r.h); first = false) {
+			char *part = wrap_line(&q, v->r.w - (first ? 2 : 4));
+
+			view_put(v, first ? 1 : 3, y++, -1, UI_ROLE_NORMAL, part);
+			free(part);
+		}
 		free(line);
 		p = nl != NULL ? nl + 1 : NULL;
 	}
@@ -791,6 +831,58 @@ pane_help_draw(const ui_ctx *c, const ui_view *v)
 	free(first);
 }
 
+/* :help - every command with its arguments and what it does, the text
+ * wrapped, never cut; what does not fit is counted on the last row. */
+static void
+pane_cmds_draw(const ui_ctx *c, const ui_view *v)
+{
+	int w = v->r.w - 2, headw = 0, y = 1, i;
+
+	view_fill(v, UI_ROLE_NORMAL);
+	pane_title(v, c, "commands: type :NAME ARGS (Tab completes); :help NAME for "
+	    "one; ? the keys");
+	for (i = 0; i < ui_n_cmds; i++) {
+		int hw = ui_text_width(ui_cmds[i].name) + 1 + ui_text_width(ui_cmds[i].args);
+
+		if (hw > headw)
+			headw = hw;
+	}
+	if (headw > 30)
+		headw = 30;
+	for (i = 0; i < ui_n_cmds; i++) {
+		const ui_cmd *cmd = &ui_cmds[i];
+		char *head = xasprintf("%s %s", cmd->name, cmd->args);
+		/* the help beside the head when there is room, else under it */
+		bool beside = w - headw - 2 >= 24 && ui_text_width(head) <= headw;
+		int hx = beside ? headw + 3 : 5, tw = w - hx + 1, need = beside ? 0 : 1;
+		const char *p = cmd->help;
+
+		while (*p != '\0') {
+			free(wrap_line(&p, tw));
+			need++;
+		}
+		if (y + need > v->r.h - (i + 1 < ui_n_cmds ? 1 : 0)) {
+			char *more = xasprintf("... %d more: :help NAME shows any command "
+			    "(a taller terminal shows all)", ui_n_cmds - i);
+
+			view_put(v, 1, v->r.h - 1, w, UI_ROLE_DIM, more);
+			free(more);
+			free(head);
+			break;
+		}
+		view_put(v, 1, y, w, UI_ROLE_KEY, head);
+		if (!beside)
+			y++;
+		for (p = cmd->help; *p != '\0'; y++) {
+			char *line = wrap_line(&p, tw);
+
+			view_put(v, hx, y, tw, UI_ROLE_NORMAL, line);
+			free(line);
+		}
+		free(head);
+	}
+}
+
 static void
 pane_empty_draw(const ui_ctx *c, const ui_view *v)
 {
@@ -838,6 +930,11 @@ ui_format(const ui_ctx *c, ui_canvas *cv)
 	if (c->help) {
 		v = view_rect(cv, lo.main);
 		pane_help_draw(c, &v);
+		return;
+	}
+	if (c->help_cmds) {
+		v = view_rect(cv, lo.main);
+		pane_cmds_draw(c, &v);
 		return;
 	}
 	if (c->overlay != NULL) {

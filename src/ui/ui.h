@@ -65,6 +65,7 @@ typedef struct ui_ctx {
 	bool		 ascii;
 	bool		 batch;		/* headless: no timings on screen */
 	bool		 help;		/* the key map overlay is open */
+	bool		 help_cmds;	/* the command list overlay is open (:help) */
 	char		*overlay;	/* text over the panes until a key (:eval), or NULL */
 	char		*overlay_title;
 	const fl_progress *progress;	/* for long commands (:eval), or NULL */
