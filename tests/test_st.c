@@ -10,6 +10,8 @@
 
 #include "check.h"
 #include "engine/kernels.h"
+#include "engine/linear.h"
+#include "engine/pool.h"
 #include "engine/st.h"
 #include "base/util.h"
 

@@ -16,7 +16,7 @@
 #include "analysis/decompose.h"
 #include "analysis/lens.h"
 #include "cli.h"
-#include "engine/kernels.h"
+#include "engine/pool.h"
 
 typedef struct {
 	const char	*dir;

@@ -12,7 +12,7 @@
 
 #include "analysis/patch.h"
 #include "cli.h"
-#include "engine/kernels.h"
+#include "engine/pool.h"
 
 typedef struct {
 	const char	*dir;

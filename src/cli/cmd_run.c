@@ -19,7 +19,7 @@
 #include "analysis/mitigate.h"
 #include "analysis/movers.h"
 #include "cli.h"
-#include "engine/kernels.h"
+#include "engine/pool.h"
 #include "base/util.h"
 
 typedef struct {

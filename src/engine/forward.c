@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "linear.h"
+#include "pool.h"
 #include "base/util.h"
 
 static const struct {

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "kernels.h"
+#include "linear.h"
 #include "base/util.h"
 
 /* One tensor the architecture needs: its name, expected shape and where the

@@ -17,6 +17,7 @@
 #include "analysis/mitigate.h"
 #include "analysis/movers.h"
 #include "engine/kernels.h"
+#include "engine/pool.h"
 #include "base/paths.h"
 #include "base/util.h"
 
