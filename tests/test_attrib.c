@@ -23,6 +23,7 @@
 #include "analysis/mitigate.h"
 #include "analysis/movers.h"
 #include "engine/pool.h"
+#include "engine/readout.h"
 
 #define SUM_TOL 1e-3
 

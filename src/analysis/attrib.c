@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/linear.h"
+#include "engine/readout.h"
 #include "base/util.h"
 
 const char *

@@ -17,6 +17,7 @@
 #include "analysis/lens.h"
 #include "cli.h"
 #include "engine/pool.h"
+#include "engine/readout.h"
 
 typedef struct {
 	const char	*dir;

@@ -548,6 +548,26 @@ model_weights_name(fl_weights_mode mode)
 	    "copy" : "convert";
 }
 
+int
+model_encode(const fl_model *m, const char *text, size_t len, int **ids, char **cause)
+{
+	int *raw = NULL, n, bos = m->cfg.bos_id;
+
+	n = tok_encode(m->tok, text, len, &raw, cause);
+	if (n < 0)
+		return -1;
+	if (bos < 0) {
+		*ids = raw;
+		return n;
+	}
+	*ids = xcalloc((size_t)n + 1, sizeof **ids);
+	(*ids)[0] = bos;
+	if (n > 0)
+		memcpy(*ids + 1, raw, (size_t)n * sizeof *raw);
+	free(raw);
+	return n + 1;
+}
+
 void
 model_free(fl_model *m)
 {

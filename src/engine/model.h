@@ -102,6 +102,11 @@ const char *model_weights_name(fl_weights_mode mode);
  * or field. */
 fl_model *model_load(const char *dir, const fl_model_opts *opts, char **cause);
 
+/* Tokenizes a prompt for the model: prepends BOS where the model wants one
+ * (OPT, Llama). Returns the count and a heap array in *ids, or -1 with *cause. */
+int model_encode(const fl_model *m, const char *text, size_t len, int **ids,
+    char **cause);
+
 void model_free(fl_model *m);
 
 #endif

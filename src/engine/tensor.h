@@ -81,6 +81,21 @@ linear_weight(const fl_linear *lin, int i, int o)
 	}
 }
 
+/* The rows [i0, i0 + n) of the logical (in, out) matrix as a linear n -> out
+ * of its own, without the bias (which belongs to the whole product): one
+ * head's slice of an output projection. Points into lin's weights. */
+static inline fl_linear
+linear_in_rows(const fl_linear *lin, int i0, int n)
+{
+	fl_linear s = *lin;
+	size_t at = lin->trans ? (size_t)i0 : (size_t)i0 * lin->ld;
+
+	s.w = (const char *)lin->w + at * fl_dtype_size(lin->dtype);
+	s.b = NULL;
+	s.in = n;
+	return s;
+}
+
 /* Row r of t (t->cols values) as f32 into out. */
 void table_row(const fl_table *t, int r, float *out);
 
