@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/kernels.h"
+#include "engine/linear.h"
+#include "engine/pool.h"
 #include "base/util.h"
 
 static int

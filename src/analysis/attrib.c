@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/kernels.h"
+#include "engine/linear.h"
+#include "engine/readout.h"
 #include "base/util.h"
 
 const char *

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/readout.h"
 #include "base/util.h"
 
 void

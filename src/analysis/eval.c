@@ -9,7 +9,7 @@
 #include "analysis/decompose.h"
 #include "analysis/lens.h"
 #include "analysis/mitigate.h"
-#include "engine/kernels.h"
+#include "engine/pool.h"
 #include "base/util.h"
 
 #define EVAL_LENS_ROWS 256	/* final residuals unembedded at once */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engine/kernels.h"
+#include "engine/readout.h"
 #include "base/util.h"
 
 void

@@ -2,7 +2,7 @@
  * lens.h - the logit lens and the small vocabulary helpers every view uses:
  * a residual stream read through the model's final readout (the final
  * LayerNorm, project_out and the unembedding, each when the model has it:
- * model_readout in forward.h).
+ * model_readout in engine/readout.h).
  */
 #ifndef FL_LENS_H
 #define FL_LENS_H

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "engine/kernels.h"
+#include "engine/readout.h"
 #include "base/util.h"
 
 int

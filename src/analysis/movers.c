@@ -9,6 +9,7 @@
 
 #include "analysis/attrib.h"
 #include "analysis/lens.h"
+#include "engine/readout.h"
 #include "base/util.h"
 
 int

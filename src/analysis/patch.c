@@ -11,6 +11,7 @@
 #include "analysis/lens.h"
 #include "analysis/movers.h"
 #include "engine/kernels.h"
+#include "engine/readout.h"
 #include "base/util.h"
 
 #define PATCH_CHUNK_ROWS 2048	/* rows of the MLP products at once */

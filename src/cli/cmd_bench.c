@@ -16,7 +16,7 @@
 
 #include "analysis/lens.h"
 #include "cli.h"
-#include "engine/kernels.h"
+#include "engine/pool.h"
 #include "base/util.h"
 
 

@@ -17,7 +17,8 @@
 #include "analysis/lens.h"
 #include "analysis/report.h"
 #include "cli.h"
-#include "engine/kernels.h"
+#include "engine/pool.h"
+#include "engine/readout.h"
 
 typedef struct {
 	const char	*dir;

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "engine/kernels.h"
+#include "engine/pool.h"
 #include "ui/theme.h"
 #include "ui/ui.h"
 

@@ -13,7 +13,7 @@
 #include "analysis/patch.h"
 #include "analysis/report.h"
 #include "cli.h"
-#include "engine/kernels.h"
+#include "engine/pool.h"
 
 typedef struct {
 	const char	*dir;

@@ -20,7 +20,7 @@
 #include "analysis/movers.h"
 #include "analysis/report.h"
 #include "cli.h"
-#include "engine/kernels.h"
+#include "engine/pool.h"
 #include "base/util.h"
 
 typedef struct {

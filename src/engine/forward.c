@@ -10,6 +10,9 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "linear.h"
+#include "pool.h"
+#include "readout.h"
 #include "base/util.h"
 
 static const struct {
@@ -378,80 +381,6 @@ hook_self_mask(void *ud, fl_act *a)
 
 /* ---- the pass ------------------------------------------------------- */
 
-void
-model_norm_stats(const fl_model *m, float *mean, float *scale, const float *x, int n)
-{
-	if (m->cfg.rms_norm)
-		kern_rms_stats(mean, scale, x, n, m->cfg.d_model, m->cfg.ln_eps);
-	else
-		kern_ln_stats(mean, scale, x, n, m->cfg.d_model, m->cfg.ln_eps);
-}
-
-void
-model_mlp(const fl_model *m, int l, float *y, const float *x, int n, float *h,
-    bool accumulate)
-{
-	const fl_layer *ly = &m->layers[l];
-	int D = m->cfg.d_model, F = m->cfg.d_mlp;
-	size_t nf = (size_t)n * F;
-
-	kern_linear(h, F, x, D, &ly->fc, n, false);
-	kern_activation(h, nf, m->cfg.act);
-	if (m->cfg.gated_mlp) {
-		float *up = xmalloc(nf * sizeof *up);
-
-		kern_linear(up, F, x, D, &ly->up, n, false);
-		for (size_t i = 0; i < nf; i++)
-			h[i] *= up[i];
-		free(up);
-	}
-	kern_linear(y, D, h, F, &ly->proj, n, accumulate);
-}
-
-/* A head's slice of the output projection: rows [h dh, (h+1) dh) of the
- * logical (D, D) matrix. */
-static fl_linear
-head_out_linear(const fl_linear *o, int h, int dh)
-{
-	fl_linear s = *o;
-	size_t at = o->trans ? (size_t)h * dh : (size_t)h * dh * o->ld;
-
-	s.w = (const char *)o->w + at * fl_dtype_size(o->dtype);
-	s.b = NULL;
-	s.in = dh;
-	return s;
-}
-
-void
-model_head_result(const fl_model *m, int layer, int head, const float *z_row,
-    float *out)
-{
-	int dh = m->cfg.d_head;
-	fl_linear s = head_out_linear(&m->layers[layer].o, head, dh);
-
-	kern_linear(out, m->cfg.d_model, z_row + (size_t)head * dh, dh, &s, 1, false);
-}
-
-int
-model_encode(const fl_model *m, const char *text, size_t len, int **ids, char **cause)
-{
-	int *raw = NULL, n, bos = m->cfg.bos_id;
-
-	n = tok_encode(m->tok, text, len, &raw, cause);
-	if (n < 0)
-		return -1;
-	if (bos < 0) {
-		*ids = raw;
-		return n;
-	}
-	*ids = xcalloc((size_t)n + 1, sizeof **ids);
-	(*ids)[0] = bos;
-	if (n > 0)
-		memcpy(*ids + 1, raw, (size_t)n * sizeof *raw);
-	free(raw);
-	return n + 1;
-}
-
 static int
 check_input(fl_run *r, const int *ids, const int *lens, int n_seq,
     const fl_pass *p, int *rows, char **cause)
@@ -688,7 +617,7 @@ attn_from_results(fl_run *r, const fl_pass *p, int l, const int *lens, int n_seq
 		int T = lens[s];
 
 		for (int h = 0; h < H; h++) {
-			fl_linear hs = head_out_linear(&y->o, h, dh);
+			fl_linear hs = linear_in_rows(&y->o, h * dh, dh);
 
 			kern_linear(r->result + (size_t)h * D, H * D,
 			    r->z + (size_t)off * D + h * dh, D, &hs, T, false);
@@ -1069,90 +998,4 @@ run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
 		cache_put(k->lnf + (size_t)r->row0 * D, fin, (size_t)N * D);
 	}
 	return unembed(r, p, fin, lens, n_seq, N);
-}
-
-/* ---- the final readout ------------------------------------------------ */
-
-void
-model_unembed(const fl_model *m, const float *x, int n, float *logits, float *scratch)
-{
-	int P = m->cfg.d_proj;
-	float *own = NULL;
-
-	if (m->project_out.w != NULL) {
-		if (scratch == NULL)
-			scratch = own = xmalloc((size_t)n * P * sizeof *own);
-		kern_linear(scratch, P, x, m->cfg.d_model, &m->project_out, n, false);
-		x = scratch;
-	}
-	kern_unembed(logits, x, &m->unembed, n);
-	free(own);
-}
-
-void
-model_readout(const fl_model *m, const float *x, int n, float *logits)
-{
-	int D = m->cfg.d_model;
-	float *ln, *mean, *scale;
-
-	if (!m->cfg.final_ln) {
-		model_unembed(m, x, n, logits, NULL);
-		return;
-	}
-	ln = xmalloc((size_t)n * D * sizeof *ln);
-	mean = xmalloc((size_t)n * sizeof *mean);
-	scale = xmalloc((size_t)n * sizeof *scale);
-	model_norm_stats(m, mean, scale, x, n);
-	kern_ln_apply(ln, x, mean, scale, m->lnf_w, m->lnf_b, n, D);
-	model_unembed(m, ln, n, logits, NULL);
-	free(ln);
-	free(mean);
-	free(scale);
-}
-
-void
-model_unembed_dir(const fl_model *m, const float *u, float *dir)
-{
-	const fl_linear *po = &m->project_out;
-	int D = m->cfg.d_model, P = m->cfg.d_proj;
-	double *acc;
-
-	if (po->w == NULL) {
-		memcpy(dir, u, (size_t)D * sizeof *dir);
-		return;
-	}
-	/* dir[i] = sum_o W[i][o] u[o] over the logical (D, P) matrix, in
-	 * double: a product by the transpose, for one row only. */
-	acc = xcalloc((size_t)D, sizeof *acc);
-	for (int o = 0; o < P; o++)
-		for (int i = 0; i < D; i++)
-			acc[i] += (double)linear_weight(po, i, o) * u[o];
-	for (int i = 0; i < D; i++)
-		dir[i] = (float)acc[i];
-	free(acc);
-}
-
-double
-model_readout_dot(const fl_model *m, const float *x, const float *dir)
-{
-	int D = m->cfg.d_model;
-	double mean = 0, var = 0, s = 0;
-
-	if (!m->cfg.final_ln) {
-		for (int i = 0; i < D; i++)
-			s += (double)x[i] * dir[i];
-		return s;
-	}
-	if (!m->cfg.rms_norm) {
-		for (int i = 0; i < D; i++)
-			mean += x[i];
-		mean /= D;
-	}
-	for (int i = 0; i < D; i++)
-		var += (x[i] - mean) * (x[i] - mean);
-	var = sqrt(var / D + m->cfg.ln_eps);
-	for (int i = 0; i < D; i++)
-		s += ((x[i] - mean) / var * m->lnf_w[i] +
-		    (m->lnf_b != NULL ? m->lnf_b[i] : 0)) * dir[i];
-	return s;
 }

@@ -1,55 +1,17 @@
 /*
- * kernels.h - the numeric kernels of the forward pass. Outputs first, then
- * inputs, then sizes. Each fast kernel (our own vectorised products, BLIS
- * for long prompts' attention) has a naive *_ref twin or a naive path that
- * the tests compare it with.
+ * kernels.h - the numeric kernels of the forward pass between the weight
+ * products (those are in linear.h, the threads in pool.h): norms,
+ * attention, activations, softmax. Outputs first, then inputs, then sizes.
+ * Each fast kernel (vectorised loops, BLIS for long prompts' attention) has
+ * a naive path that the tests compare it with. The caller owns every
+ * buffer; nothing fails.
  */
 #ifndef FL_KERNELS_H
 #define FL_KERNELS_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
-#include "model.h"
-
-/* Threads BLIS (and our own loops) may use; 0 or less means all cores. */
-void kern_set_threads(int n);
-int kern_threads(void);
-
-/* Runs fn(ctx, part, nparts) for every part of a job of `units` pieces
- * (strips, rows, sequences), nparts being at most units, on the threads:
- * the caller takes parts too and returns when all are done. For work
- * between the products that would otherwise leave the workers idle; fn
- * must not call kern_for or the products itself (kern_linear and
- * kern_unembed use the same threads; the attention kernels for fewer than
- * 96 rows do not). */
-void kern_for(void (*fn)(void *ctx, int part, int nparts), void *ctx, int units);
-
-/* The items [*a, *b) of n that part `part` of nparts takes in kern_for. */
-static inline void
-kern_part_range(int n, int part, int nparts, int *a, int *b)
-{
-	int per = (n + nparts - 1) / nparts;
-
-	*a = part * per < n ? part * per : n;
-	*b = *a + per < n ? *a + per : n;
-}
-
-/* Whether this build widens f16 weights with a hardware instruction (its
- * target has F16C or AVX-512); without, value by value, several times
- * slower than reading f32. */
-bool kern_f16_hardware(void);
-
-/* y (T, lin->out) = x (T, lin->in) . W + b, row strides ldy and ldx (in
- * floats). With accumulate, y += x . W + b instead. */
-void kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
-    int T, bool accumulate);
-void kern_linear_ref(float *y, int ldy, const float *x, int ldx,
-    const fl_linear *lin, int T, bool accumulate);
-
-/* logits (T, V) = x (T, D) . U^T with U (V, D) row-major, of any dtype. */
-void kern_unembed(float *logits, const float *x, const fl_table *U, int T);
-void kern_unembed_ref(float *logits, const float *x, const fl_table *U, int T);
+#include "config.h"
 
 /* LayerNorm in two steps, so that a hook can read or freeze the scale in
  * between: stats gives each row's mean and scale = sqrt(var + eps)

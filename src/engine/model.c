@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "kernels.h"
+#include "linear.h"
 #include "base/util.h"
 
 /* One tensor the architecture needs: its name, expected shape and where the
@@ -529,25 +529,6 @@ fail:
 	return NULL;
 }
 
-void
-table_row(const fl_table *t, int r, float *out)
-{
-	size_t es = fl_dtype_size(t->dtype);
-	const uint8_t *p = (const uint8_t *)t->w + (size_t)r * t->cols * es;
-
-	switch (t->dtype) {
-	case FL_DTYPE_F16:
-		st_to_f32(out, p, ST_DTYPE_F16, (size_t)t->cols);
-		break;
-	case FL_DTYPE_BF16:
-		st_to_f32(out, p, ST_DTYPE_BF16, (size_t)t->cols);
-		break;
-	default:
-		memcpy(out, p, (size_t)t->cols * es);
-		break;
-	}
-}
-
 int
 model_weights_parse(const char *s)
 {
@@ -565,6 +546,26 @@ model_weights_name(fl_weights_mode mode)
 {
 	return mode == FL_WEIGHTS_STORED ? "stored" : mode == FL_WEIGHTS_COPY ?
 	    "copy" : "convert";
+}
+
+int
+model_encode(const fl_model *m, const char *text, size_t len, int **ids, char **cause)
+{
+	int *raw = NULL, n, bos = m->cfg.bos_id;
+
+	n = tok_encode(m->tok, text, len, &raw, cause);
+	if (n < 0)
+		return -1;
+	if (bos < 0) {
+		*ids = raw;
+		return n;
+	}
+	*ids = xcalloc((size_t)n + 1, sizeof **ids);
+	(*ids)[0] = bos;
+	if (n > 0)
+		memcpy(*ids + 1, raw, (size_t)n * sizeof *raw);
+	free(raw);
+	return n + 1;
 }
 
 void

@@ -1,14 +1,7 @@
 /*
- * model.h - a loaded model: config, tokenizer and weights.
+ * model.h - a loaded model: config, tokenizer and weights (their types, and
+ * the matmul orientation, are in tensor.h).
  *
- * Matmul orientation, written down once. Every linear layer computes
- *     y (T, out) = x (T, in) . W + b
- * where W is the logical (in, out) matrix. How W sits in memory:
- *   - GPT-2 stores Conv1D weights as (in, out), row-major: trans = false,
- *     element W[i][o] at w[i * ld + o]. The fused c_attn (D, 3D) is three
- *     linears q, k, v that share one buffer with ld = 3D.
- *   - OPT and Llama store nn.Linear weights as (out, in): trans = true,
- *     element W[i][o] at w[o * ld + i].
  * The unembedding is always (V, P) row-major: logits = x . unembed^T, where
  * P = cfg.d_proj is d_model except in OPT models with word_embed_proj_dim
  * (opt-350m): there the token embedding is (V, P) too, project_in (P -> D)
@@ -44,38 +37,11 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
-#include <string.h>
 
 #include "config.h"
 #include "st.h"
+#include "tensor.h"
 #include "tok.h"
-
-/* How a linear's weights are stored. F32 is 0, so that a zeroed or
- * positionally initialised fl_linear is f32. */
-typedef enum {
-	FL_DTYPE_F32,
-	FL_DTYPE_F16,
-	FL_DTYPE_BF16
-} fl_dtype;
-
-typedef struct {
-	const void	*w;	/* elements of dtype; see the orientation note above */
-	const float	*b;	/* (out), or NULL */
-	int		 in;
-	int		 out;
-	int		 ld;	/* in elements */
-	bool		 trans;
-	fl_dtype	 dtype;
-} fl_linear;
-
-/* A (rows, cols) row-major table of dtype: the token embedding and the
- * unembedding, (V, P). */
-typedef struct {
-	const void	*w;
-	int		 rows, cols;
-	fl_dtype	 dtype;
-} fl_table;
 
 typedef struct {
 	const float	*ln1_w, *ln1_b;	/* (D); b NULL with RMSNorm */
@@ -136,39 +102,10 @@ const char *model_weights_name(fl_weights_mode mode);
  * or field. */
 fl_model *model_load(const char *dir, const fl_model_opts *opts, char **cause);
 
-/* Row r of t (t->cols values) as f32 into out. */
-void table_row(const fl_table *t, int r, float *out);
-
-/* Bytes of one element of dtype. */
-static inline size_t
-fl_dtype_size(fl_dtype dt)
-{
-	return dt == FL_DTYPE_F32 ? 4 : 2;
-}
-
-/* The element of the logical (in, out) matrix at row i, column o, as f32,
- * whatever the storage: for the rare reader that needs single weights (the
- * kernels' naive twins, a product by the transpose for one row). */
-static inline float
-linear_weight(const fl_linear *lin, int i, int o)
-{
-	size_t at = lin->trans ? (size_t)o * lin->ld + i : (size_t)i * lin->ld + o;
-	const uint8_t *p = (const uint8_t *)lin->w + at * fl_dtype_size(lin->dtype);
-	uint32_t bits;
-	float f;
-
-	switch (lin->dtype) {
-	case FL_DTYPE_F16:
-		return st_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
-	case FL_DTYPE_BF16:
-		bits = (uint32_t)(p[0] | p[1] << 8) << 16;
-		memcpy(&f, &bits, sizeof f);
-		return f;
-	default:
-		memcpy(&f, p, sizeof f);
-		return f;
-	}
-}
+/* Tokenizes a prompt for the model: prepends BOS where the model wants one
+ * (OPT, Llama). Returns the count and a heap array in *ids, or -1 with *cause. */
+int model_encode(const fl_model *m, const char *text, size_t len, int **ids,
+    char **cause);
 
 void model_free(fl_model *m);
 

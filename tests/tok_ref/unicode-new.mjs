@@ -1,7 +1,7 @@
 // unicode-new.mjs - prints the code points that became letters (L) or numbers
 // (N) between Unicode 14.0 (the tables of PCRE2 10.42, Debian 12's) and 16.0
 // (the tables of tiktoken's Rust regex), as PCRE2 class ranges for
-// TOK_L_NEW and TOK_N_NEW in src/engine/tok.c. White_Space did not change.
+// TOK_L_NEW and TOK_N_NEW in src/engine/tok_bpe.c. White_Space did not change.
 //
 // The Unicode data packages are large and only needed to rerun this, so they
 // are not dependencies of tok_ref; in a scratch directory:

@@ -1,0 +1,719 @@
+/* linear.c - see linear.h. */
+#include "autoconfig.h"
+
+#include "linear.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool.h"
+#include "vec.h"
+#include "base/util.h"
+
+#if defined(__F16C__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+/* ---- product kernels -------------------------------------------------
+ * For the few rows of a prompt, each reads the weights once, in the order
+ * they lie in memory, and keeps the input rows in L1; batches of many rows
+ * reuse each block of weights from L1 or L2 for all of them. GCC's vector
+ * extension lets -march pick the instructions (AVX-512 here, AVX2 or SSE
+ * elsewhere). */
+
+/* ---- weights as stored ------------------------------------------------
+ * F16 and BF16 weights are read as stored and widened to f32 in registers,
+ * sixteen at a time, as the products load them; the sums are f32 as for
+ * f32 weights. The kernels below take the dtype as a constant (each is
+ * instantiated once per dtype), so that the f32 path is unchanged. */
+
+typedef unsigned short vh __attribute__((vector_size(32)));
+typedef unsigned int vu __attribute__((vector_size(64)));
+
+/* Sixteen weights from element i of w: f16 by the hardware conversion
+ * (vcvtph2ps), bf16 by moving each value to the high half of a float. */
+static inline __attribute__((always_inline)) vf
+wload(const void *w, size_t i, const fl_dtype dt)
+{
+	const unsigned char *p = (const unsigned char *)w + i * fl_dtype_size(dt);
+	vf v;
+
+	switch (dt) {
+	case FL_DTYPE_F16:
+#if defined(__AVX512F__)
+		v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
+#elif defined(__F16C__)
+		{
+			__m256 lo = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
+			__m256 hi = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p + 16)));
+
+			memcpy(&v, &lo, sizeof lo);
+			memcpy((char *)&v + sizeof lo, &hi, sizeof hi);
+		}
+#else
+		for (int l = 0; l < VW; l++)
+			v[l] = st_f16_to_f32((unsigned short)(p[2 * l] | p[2 * l + 1] << 8));
+#endif
+		return v;
+	case FL_DTYPE_BF16:
+#if defined(__AVX512F__)
+		v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
+		    _mm256_loadu_si256((const __m256i *)(const void *)p)), 16));
+#else
+		{
+			vh h;
+			vu u;
+
+			memcpy(&h, p, sizeof h);
+			u = __builtin_convertvector(h, vu) << 16;
+			memcpy(&v, &u, sizeof v);
+		}
+#endif
+		return v;
+	default:
+		memcpy(&v, p, sizeof v);
+		return v;
+	}
+}
+
+bool
+kern_f16_hardware(void)
+{
+#if defined(__F16C__) || defined(__AVX512F__)
+	return true;
+#else
+	return false;
+#endif
+}
+
+/* One weight, element i of w. */
+static inline __attribute__((always_inline)) float
+wone(const void *w, size_t i, const fl_dtype dt)
+{
+	const unsigned char *p = (const unsigned char *)w + i * fl_dtype_size(dt);
+	unsigned short h;
+	unsigned int u;
+	float f;
+
+	switch (dt) {
+	case FL_DTYPE_F16:
+		memcpy(&h, p, sizeof h);
+#if defined(__F16C__)
+		return _cvtsh_ss(h);
+#else
+		return st_f16_to_f32(h);
+#endif
+	case FL_DTYPE_BF16:
+		memcpy(&h, p, sizeof h);
+		u = (unsigned int)h << 16;
+		memcpy(&f, &u, sizeof f);
+		return f;
+	default:
+		memcpy(&f, p, sizeof f);
+		return f;
+	}
+}
+
+/* w advanced by n elements of dt. */
+static inline const void *
+wskip(const void *w, size_t n, fl_dtype dt)
+{
+	return (const unsigned char *)w + n * fl_dtype_size(dt);
+}
+
+typedef struct {
+	float		*y;
+	int		 ldy;
+	const float	*x;
+	int		 ldx;
+	const void	*w;	/* elements of dt */
+	int		 ld;	/* in elements */
+	const float	*b;
+	int		 M, in, out;
+	bool		 acc;
+	fl_dtype	 dt;
+} stream_job;
+
+/* Weights stored (out, in): y[m][o] = x[m] . w[o]. A tile is four weight
+ * rows by up to six input rows: 24 accumulators in registers and 10 loads
+ * per 24 fused multiply-adds. The empty asm keeps each loaded vector in a
+ * register: otherwise GCC folds the load into every multiply-add that uses
+ * it, and the loop becomes bound by loads instead of arithmetic. */
+#define TRANS_MT 6		/* input rows per tile: 24 accumulators */
+#define TRANS_L1_BYTES 32768	/* weight and input chunks kept in L1 */
+#define TRANS_ROWS 32		/* input rows per pass over the weights */
+
+#if defined(__AVX512F__)
+#define KEEP(v) __asm__("" : "+v"(v))
+#else
+#define KEEP(v) ((void)0)	/* a 64-byte vector spans registers there */
+#endif
+
+/* One tile: MB input rows (a constant, so that the accumulators stay in
+ * registers) by the four weight rows w[], over inner columns [i0, i1).
+ * The partial sums live in ps (MB x 4 vectors) between chunks. With pf,
+ * the tile also prefetches the weight rows pf floats further on (the next
+ * four rows), so that memory streams while the other tiles compute from L1
+ * (single-threaded, the 13-row lens unembedding went from 16.5 to 12.8 ms
+ * with it). */
+static inline __attribute__((always_inline)) void
+trans_tile(vf *ps, const void *const w[4], const float *x, size_t ldx, int i0,
+    int i1, const int MB, bool first, size_t pf, const fl_dtype dt)
+{
+	vf a[TRANS_MT][4];
+
+#pragma GCC unroll 8
+	for (int k = 0; k < MB; k++)
+#pragma GCC unroll 4
+		for (int q = 0; q < 4; q++)
+			a[k][q] = first ? (vf){ 0 } : ps[k * 4 + q];
+	for (int i = i0; i < i1; i += VW) {
+		vf w0 = wload(w[0], (size_t)i, dt), w1 = wload(w[1], (size_t)i, dt);
+		vf w2 = wload(w[2], (size_t)i, dt), w3 = wload(w[3], (size_t)i, dt);
+
+		KEEP(w0);
+		KEEP(w1);
+		KEEP(w2);
+		KEEP(w3);
+		if (pf != 0) {
+			__builtin_prefetch(wskip(w[0], pf + (size_t)i, dt));
+			__builtin_prefetch(wskip(w[1], pf + (size_t)i, dt));
+			__builtin_prefetch(wskip(w[2], pf + (size_t)i, dt));
+			__builtin_prefetch(wskip(w[3], pf + (size_t)i, dt));
+		}
+#pragma GCC unroll 8
+		for (int k = 0; k < MB; k++) {
+			vf xv = vload(x + (size_t)k * ldx + i);
+
+			KEEP(xv);
+			a[k][0] += xv * w0;
+			a[k][1] += xv * w1;
+			a[k][2] += xv * w2;
+			a[k][3] += xv * w3;
+		}
+	}
+#pragma GCC unroll 8
+	for (int k = 0; k < MB; k++)
+#pragma GCC unroll 4
+		for (int q = 0; q < 4; q++)
+			ps[k * 4 + q] = a[k][q];
+}
+
+/* The four sums of four vectors, in lanes 0, 4, 8 and 12 of the result:
+ * three halving steps of shuffles and adds instead of four vsum()s. */
+static inline vf
+vsum4(const vf a[4])
+{
+	vf b0 = __builtin_shuffle(a[0], a[1], (vi){ 0, 1, 2, 3, 4, 5, 6, 7,
+	    16, 17, 18, 19, 20, 21, 22, 23 }) + __builtin_shuffle(a[0], a[1],
+	    (vi){ 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31 });
+	vf b1 = __builtin_shuffle(a[2], a[3], (vi){ 0, 1, 2, 3, 4, 5, 6, 7,
+	    16, 17, 18, 19, 20, 21, 22, 23 }) + __builtin_shuffle(a[2], a[3],
+	    (vi){ 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31 });
+	vf c = __builtin_shuffle(b0, b1, (vi){ 0, 1, 2, 3, 8, 9, 10, 11,
+	    16, 17, 18, 19, 24, 25, 26, 27 }) + __builtin_shuffle(b0, b1,
+	    (vi){ 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31 });
+
+	c += __builtin_shuffle(c, (vi){ 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9,
+	    14, 15, 12, 13 });
+	c += __builtin_shuffle(c, (vi){ 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10,
+	    13, 12, 15, 14 });
+	return c;
+}
+
+/* Four weight rows at a time: every tile of input rows runs over the same
+ * chunk of them, which stays in L1 after the first tile brings it from
+ * memory; a chunk is short enough that it and the input rows' chunks fit
+ * in L1 together. Rows are split into tiles of nearly equal size. */
+/* Rows m0 .. m0 + M - 1 against weight rows [o0, o1). */
+static inline __attribute__((always_inline)) void
+trans_rows_dt(const stream_job *j, int m0, int M, int o0, int o1,
+    const fl_dtype dt)
+{
+	int in = j->in, iv = in - in % VW;
+	int chunk = TRANS_L1_BYTES / ((M + 4) * (int)sizeof(float)) / VW * VW;
+	int ntile = (M + TRANS_MT - 1) / TRANS_MT;
+	size_t ldx = (size_t)j->ldx;
+	const float *xb = j->x + (size_t)m0 * ldx;
+	vf ps[TRANS_ROWS * 4];
+
+	if (chunk < 4 * VW)
+		chunk = 4 * VW;
+	for (int o = o0; o < o1; o += 4) {
+		int ob = o1 - o < 4 ? o1 - o : 4;
+		const void *w[4];
+
+		for (int q = 0; q < 4; q++)
+			w[q] = wskip(j->w, (size_t)(o + (q < ob ? q : 0)) * j->ld, dt);
+		for (int i0 = 0; i0 < iv || i0 == 0; i0 += chunk) {
+			int i1 = i0 + chunk < iv ? i0 + chunk : iv;
+			bool first = i0 == 0;
+
+			for (int t = 0, r = 0; t < ntile; t++) {
+				int mb = (M - r) / (ntile - t);
+				const float *x = xb + (size_t)r * ldx;
+				vf *p = ps + r * 4;
+				size_t pf = t == 0 && o + 4 < o1 ? (size_t)4 * j->ld : 0;
+
+				switch (mb) {
+				case 1: trans_tile(p, w, x, ldx, i0, i1, 1, first, pf, dt); break;
+				case 2: trans_tile(p, w, x, ldx, i0, i1, 2, first, pf, dt); break;
+				case 3: trans_tile(p, w, x, ldx, i0, i1, 3, first, pf, dt); break;
+				case 4: trans_tile(p, w, x, ldx, i0, i1, 4, first, pf, dt); break;
+				case 5: trans_tile(p, w, x, ldx, i0, i1, 5, first, pf, dt); break;
+				default: trans_tile(p, w, x, ldx, i0, i1, TRANS_MT, first, pf, dt); break;
+				}
+				r += mb;
+			}
+			if (i1 >= iv)
+				break;
+		}
+		for (int k = 0; k < M; k++) {
+			const float *xr = xb + (size_t)k * ldx;
+			float *yp = j->y + (size_t)(m0 + k) * j->ldy + o;
+			vf s = vsum4(ps + k * 4);
+
+			for (int q = 0; q < ob; q++) {
+				float t = s[4 * q];
+
+				for (int i = iv; i < in; i++)
+					t += xr[i] * wone(w[q], (size_t)i, dt);
+				if (j->b != NULL)
+					t += j->b[o + q];
+				yp[q] = j->acc ? yp[q] + t : t;
+			}
+		}
+	}
+}
+
+static void
+trans_rows(const stream_job *j, int m0, int M, int o0, int o1)
+{
+	switch (j->dt) {
+	case FL_DTYPE_F16: trans_rows_dt(j, m0, M, o0, o1, FL_DTYPE_F16); break;
+	case FL_DTYPE_BF16: trans_rows_dt(j, m0, M, o0, o1, FL_DTYPE_BF16); break;
+	default: trans_rows_dt(j, m0, M, o0, o1, FL_DTYPE_F32); break;
+	}
+}
+
+/* Every input row against weight rows [o0, o1): more than TRANS_ROWS input
+ * rows are taken TRANS_ROWS at a time, the weight rows then coming again
+ * from the caches or memory for each block. */
+static void
+trans_all_rows(const stream_job *j, int o0, int o1)
+{
+	for (int m0 = 0; m0 < j->M; m0 += TRANS_ROWS)
+		trans_rows(j, m0, j->M - m0 < TRANS_ROWS ? j->M - m0 : TRANS_ROWS,
+		    o0, o1);
+}
+
+/* Each part takes a share of the weight rows. */
+static void
+stream_trans_part(void *ctx, int part, int nparts)
+{
+	const stream_job *j = ctx;
+	int per = (j->out + nparts - 1) / nparts;
+	int o0 = part * per, o1 = o0 + per > j->out ? j->out : o0 + per;
+
+	trans_all_rows(j, o0, o1);
+}
+
+/* Weights stored (in, out) with row stride ld: a strip of PLAIN_NV vectors
+ * of output columns, walked PLAIN_KC weight rows at a time; every tile of
+ * up to PLAIN_MT input rows (a constant, so that the accumulators stay in
+ * registers) runs over the same block, which stays in L1 after the first
+ * tile brings it from memory. Partial sums wait in acc[] between blocks. */
+#define PLAIN_NV 3
+#define PLAIN_MT 8
+#define PLAIN_KC 128
+_Static_assert(PLAIN_MT == 8, "strip_run's switch lists tiles of 1 to 7 rows");
+#define PLAIN_SW (PLAIN_NV * VW)
+
+static inline __attribute__((always_inline)) void
+plain_tile(vf *acc, const void *w, size_t ld, const float *x, size_t ldx,
+    int kn, const int MB, const int NV, bool first, const fl_dtype dt)
+{
+	vf a[PLAIN_MT][PLAIN_NV];
+
+#pragma GCC unroll 8
+	for (int k = 0; k < MB; k++)
+#pragma GCC unroll 8
+		for (int v = 0; v < NV; v++)
+			a[k][v] = first ? (vf){ 0 } : acc[k * NV + v];
+	for (int i = 0; i < kn; i++) {
+		vf wv[PLAIN_NV];
+
+#pragma GCC unroll 8
+		for (int v = 0; v < NV; v++) {
+			wv[v] = wload(w, (size_t)i * ld + (size_t)v * VW, dt);
+			KEEP(wv[v]);
+		}
+#pragma GCC unroll 8
+		for (int k = 0; k < MB; k++) {
+			float xs = x[(size_t)k * ldx + i];
+
+#pragma GCC unroll 8
+			for (int v = 0; v < NV; v++)
+				a[k][v] += xs * wv[v];
+		}
+	}
+#pragma GCC unroll 8
+	for (int k = 0; k < MB; k++)
+#pragma GCC unroll 8
+		for (int v = 0; v < NV; v++)
+			acc[k * NV + v] = a[k][v];
+}
+
+/* A strip narrower than PLAIN_SW and not a whole number of vectors (the
+ * last one, when out is not a multiple of 16): plain loops. */
+static void
+plain_edge(const stream_job *j, int c, int cw)
+{
+	for (int m = 0; m < j->M; m++) {
+		const float *xr = j->x + (size_t)m * j->ldx;
+		float *yp = j->y + (size_t)m * j->ldy + c;
+		float out[PLAIN_SW] = { 0 };
+
+		for (int i = 0; i < j->in; i++) {
+			size_t at = (size_t)i * j->ld + c;
+
+			for (int q = 0; q < cw; q++)
+				out[q] += xr[i] * wone(j->w, at + (size_t)q, j->dt);
+		}
+		for (int q = 0; q < cw; q++) {
+			float v = out[q] + (j->b != NULL ? j->b[c + q] : 0);
+
+			yp[q] = j->acc ? yp[q] + v : v;
+		}
+	}
+}
+
+/* One tile of mb rows (1 .. PLAIN_MT) by NV vectors, the row count made a
+ * constant. */
+static inline __attribute__((always_inline)) void
+plain_tiles(vf *a, const void *w, size_t wld, const float *x, size_t ldx,
+    int kn, int mb, const int NV, bool first, const fl_dtype dt)
+{
+	switch (mb) {
+	case 1: plain_tile(a, w, wld, x, ldx, kn, 1, NV, first, dt); break;
+	case 2: plain_tile(a, w, wld, x, ldx, kn, 2, NV, first, dt); break;
+	case 3: plain_tile(a, w, wld, x, ldx, kn, 3, NV, first, dt); break;
+	case 4: plain_tile(a, w, wld, x, ldx, kn, 4, NV, first, dt); break;
+	case 5: plain_tile(a, w, wld, x, ldx, kn, 5, NV, first, dt); break;
+	case 6: plain_tile(a, w, wld, x, ldx, kn, 6, NV, first, dt); break;
+	case 7: plain_tile(a, w, wld, x, ldx, kn, 7, NV, first, dt); break;
+	default: plain_tile(a, w, wld, x, ldx, kn, PLAIN_MT, NV, first, dt); break;
+	}
+}
+
+/* Transposes 16 vectors in place: v[i][l] becomes the old v[l][i]. Four
+ * butterfly stages swap ever smaller blocks between pairs of rows. */
+static inline void
+transpose16(vf v[16])
+{
+	static const vi lo[4] = {
+		{ 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23 },
+		{ 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27 },
+		{ 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29 },
+		{ 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30 },
+	};
+	static const vi hi[4] = {
+		{ 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31 },
+		{ 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31 },
+		{ 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31 },
+		{ 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31 },
+	};
+
+	for (int st = 0, s = 8; st < 4; st++, s >>= 1)
+		for (int i = 0; i < 16; i++) {
+			if (i & s)
+				continue;
+			vf a = v[i], b = v[i + s];
+
+			v[i] = __builtin_shuffle(a, b, lo[st]);
+			v[i + s] = __builtin_shuffle(a, b, hi[st]);
+		}
+}
+
+/* pack (kn, PLAIN_SW) = the transpose of PLAIN_SW rows of w (row stride
+ * ld), kn columns each, widened to f32: 16 x 16 blocks through registers,
+ * the columns beyond a multiple of 16 one by one. */
+static inline __attribute__((always_inline)) void
+pack_block(float *pack, const void *w, size_t ld, int kn, const fl_dtype dt)
+{
+	int kv = kn - kn % VW;
+
+	for (int q0 = 0; q0 < PLAIN_SW; q0 += VW) {
+		for (int i0 = 0; i0 < kv; i0 += VW) {
+			vf v[16];
+
+			for (int r = 0; r < 16; r++)
+				v[r] = wload(w, (size_t)(q0 + r) * ld + (size_t)i0, dt);
+			transpose16(v);
+			for (int r = 0; r < 16; r++)
+				vstore(pack + (size_t)(i0 + r) * PLAIN_SW + q0, v[r]);
+		}
+		for (int q = q0; q < q0 + VW; q++)
+			for (int i = kv; i < kn; i++)
+				pack[i * PLAIN_SW + q] = wone(w, (size_t)q * ld + (size_t)i, dt);
+	}
+}
+
+/* Prefetches kn elements of each of PLAIN_SW rows, ld apart. */
+static inline __attribute__((always_inline)) void
+prefetch_rows(const void *w, size_t ld, int kn, const fl_dtype dt)
+{
+	int step = 64 / (int)fl_dtype_size(dt);	/* elements per cache line */
+
+	for (int q = 0; q < PLAIN_SW; q++)
+		for (int i = 0; i < kn; i += step)
+			__builtin_prefetch(wskip(w, (size_t)q * ld + (size_t)i, dt));
+}
+
+/* All rows against the full strip of PLAIN_SW output columns starting at
+ * c, accumulating in acc (M x PLAIN_NV vectors). With packed, the weights
+ * are stored (out, in) and each block is first transposed into pack[] (as
+ * BLIS packs its panels), which pays once enough rows share it; the tiles
+ * then read f32 whatever the weights' dtype. */
+static inline __attribute__((always_inline)) void
+strip_run_dt(const stream_job *j, int c, vf *acc, bool packed, float *pack,
+    const int NV, const fl_dtype dt)
+{
+	int ntile = (j->M + PLAIN_MT - 1) / PLAIN_MT;
+	size_t ld = (size_t)j->ld, ldx = (size_t)j->ldx;
+
+	for (int k0 = 0; k0 < j->in; k0 += PLAIN_KC) {
+		int kn = j->in - k0 < PLAIN_KC ? j->in - k0 : PLAIN_KC;
+		const void *w = wskip(j->w, (size_t)k0 * ld + (size_t)c, dt);
+		bool first = k0 == 0;
+
+		if (packed) {
+			pack_block(pack, wskip(j->w, (size_t)c * ld + (size_t)k0, dt), ld,
+			    kn, dt);
+			/* PLAIN_SW rows are too many streams for the hardware
+			 * prefetcher: ask for the next block while this one
+			 * computes */
+			if (k0 + PLAIN_KC < j->in)
+				prefetch_rows(wskip(j->w, (size_t)c * ld + (size_t)(k0 +
+				    PLAIN_KC), dt), ld, j->in - k0 - PLAIN_KC < PLAIN_KC ?
+				    j->in - k0 - PLAIN_KC : PLAIN_KC, dt);
+			else if (c + 2 * PLAIN_SW <= j->out)
+				prefetch_rows(wskip(j->w, (size_t)(c + PLAIN_SW) * ld, dt),
+				    ld, j->in < PLAIN_KC ? j->in : PLAIN_KC, dt);
+		}
+		for (int t = 0, r = 0; t < ntile; t++) {
+			int mb = (j->M - r) / (ntile - t);
+			const float *x = j->x + (size_t)r * ldx + k0;
+			vf *a = acc + r * NV;
+
+			if (packed)
+				plain_tiles(a, pack, PLAIN_SW, x, ldx, kn, mb, PLAIN_NV,
+				    first, FL_DTYPE_F32);
+			else
+				plain_tiles(a, w, ld, x, ldx, kn, mb, NV, first, dt);
+			r += mb;
+		}
+	}
+	for (int m = 0; m < j->M; m++) {
+		float *yp = j->y + (size_t)m * j->ldy + c;
+
+		for (int v = 0; v < NV; v++) {
+			vf r = acc[m * NV + v];
+
+			if (j->b != NULL)
+				r += vload(j->b + c + v * VW);
+			if (j->acc)
+				r += vload(yp + v * VW);
+			vstore(yp + v * VW, r);
+		}
+	}
+}
+
+static void
+strip_run(const stream_job *j, int c, vf *acc, bool packed, float *pack)
+{
+	switch (j->dt) {
+	case FL_DTYPE_F16:
+		strip_run_dt(j, c, acc, packed, pack, PLAIN_NV, FL_DTYPE_F16);
+		break;
+	case FL_DTYPE_BF16:
+		strip_run_dt(j, c, acc, packed, pack, PLAIN_NV, FL_DTYPE_BF16);
+		break;
+	default:
+		strip_run_dt(j, c, acc, packed, pack, PLAIN_NV, FL_DTYPE_F32);
+		break;
+	}
+}
+
+/* The last strip of (in, out) weights when it is one or two vectors wide
+ * (out = 1024 leaves 16 columns after 21 strips, 1280 and 5120 leave 32):
+ * the strip kernel, narrower. In plain loops it took a quarter of GPT-2
+ * medium's (4096, 1024) product. */
+static void
+strip_run_narrow(const stream_job *j, int c, int nv, vf *acc)
+{
+	switch (j->dt * 2 + (nv == 2)) {
+	case FL_DTYPE_F16 * 2:
+		strip_run_dt(j, c, acc, false, NULL, 1, FL_DTYPE_F16);
+		break;
+	case FL_DTYPE_F16 * 2 + 1:
+		strip_run_dt(j, c, acc, false, NULL, 2, FL_DTYPE_F16);
+		break;
+	case FL_DTYPE_BF16 * 2:
+		strip_run_dt(j, c, acc, false, NULL, 1, FL_DTYPE_BF16);
+		break;
+	case FL_DTYPE_BF16 * 2 + 1:
+		strip_run_dt(j, c, acc, false, NULL, 2, FL_DTYPE_BF16);
+		break;
+	case FL_DTYPE_F32 * 2 + 1:
+		strip_run_dt(j, c, acc, false, NULL, 2, FL_DTYPE_F32);
+		break;
+	default:
+		strip_run_dt(j, c, acc, false, NULL, 1, FL_DTYPE_F32);
+		break;
+	}
+}
+
+#define STRIP_STACK_ROWS 32	/* accumulators of up to this many rows on
+				   the stack, more on the heap */
+
+/* Each part takes a share of the strips (PLAIN_SW columns of (in, out)
+ * weights, or PLAIN_SW rows of (out, in) ones with packed); the narrower
+ * last strip goes through plain loops or trans_rows. */
+static void
+strips_part(const stream_job *j, int part, int nparts, bool packed)
+{
+	int strips = (j->out + PLAIN_SW - 1) / PLAIN_SW;
+	int per = (strips + nparts - 1) / nparts;
+	int c0 = part * per * PLAIN_SW, c1 = c0 + per * PLAIN_SW;
+	vf small[STRIP_STACK_ROWS * PLAIN_NV];
+	vf *acc = small;
+	float *pack = NULL;
+
+	if (c1 > j->out)
+		c1 = j->out;
+	if (c0 >= c1)
+		return;
+	if (j->M > STRIP_STACK_ROWS)
+		acc = xaligned_alloc(64, (size_t)j->M * PLAIN_NV * sizeof *acc);
+	if (packed)
+		pack = xaligned_alloc(64, PLAIN_KC * PLAIN_SW * sizeof *pack);
+	for (int c = c0; c < c1; c += PLAIN_SW) {
+		if (c1 - c >= PLAIN_SW)
+			strip_run(j, c, acc, packed, pack);
+		else if (packed)
+			trans_all_rows(j, c, c1);
+		else if ((c1 - c) % VW == 0)
+			strip_run_narrow(j, c, (c1 - c) / VW, acc);
+		else
+			plain_edge(j, c, c1 - c);
+	}
+	if (acc != small)
+		free(acc);
+	free(pack);
+}
+
+static void
+stream_plain_part(void *ctx, int part, int nparts)
+{
+	strips_part(ctx, part, nparts, false);
+}
+
+static void
+packed_trans_part(void *ctx, int part, int nparts)
+{
+	strips_part(ctx, part, nparts, true);
+}
+
+/* The kernel for a product: the Conv1D (in, out) orientation always
+ * streams strips; (out, in) weights stream dot products up to TRANS_ROWS
+ * rows and are packed strip by strip beyond. */
+static kern_task
+linear_task(bool trans, int T)
+{
+	if (!trans)
+		return stream_plain_part;
+	return T <= TRANS_ROWS ? stream_trans_part : packed_trans_part;
+}
+
+/* The pieces a product can be cut into: strips, or groups of 64 weight
+ * rows for stream_trans_part. */
+static int
+linear_units(const stream_job *j, kern_task fn)
+{
+	if (fn == stream_trans_part)
+		return (j->out + 63) / 64;
+	return (j->out + PLAIN_SW - 1) / PLAIN_SW;
+}
+
+/* Below this many multiply-adds a product runs on the calling thread: it
+ * takes a few microseconds, less than waking a worker and waiting for it
+ * (far less on a busy machine). One head's output, (d_head) x (d_head,
+ * d_model), is such a product, and the explorer's heads grid makes one per
+ * head. */
+#define PARALLEL_MIN_MACS (1L << 17)
+
+void
+kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
+    int T, bool accumulate)
+{
+	stream_job j = { y, ldy, x, ldx, lin->w, lin->ld, lin->b, T, lin->in,
+	    lin->out, accumulate, lin->dtype };
+	kern_task fn = linear_task(lin->trans, T);
+
+	if ((long)T * lin->in * lin->out < PARALLEL_MIN_MACS)
+		fn(&j, 0, 1);
+	else
+		kern_for(fn, &j, linear_units(&j, fn));
+}
+
+void
+kern_linear_ref(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
+    int T, bool accumulate)
+{
+	for (int t = 0; t < T; t++)
+		for (int o = 0; o < lin->out; o++) {
+			double s = 0;
+
+			for (int i = 0; i < lin->in; i++) {
+				s += (double)x[(size_t)t * ldx + i] *
+				    linear_weight(lin, i, o);
+			}
+			if (lin->b != NULL)
+				s += lin->b[o];
+			if (accumulate)
+				y[(size_t)t * ldy + o] += (float)s;
+			else
+				y[(size_t)t * ldy + o] = (float)s;
+		}
+}
+
+void
+kern_unembed(float *logits, const float *x, const fl_table *U, int T)
+{
+	int D = U->cols, V = U->rows;
+	stream_job j = { logits, V, x, D, U->w, D, NULL, T, D, V, false, U->dtype };
+	kern_task fn = linear_task(true, T);
+
+	kern_for(fn, &j, linear_units(&j, fn));
+}
+
+void
+kern_unembed_ref(float *logits, const float *x, const fl_table *U, int T)
+{
+	int D = U->cols, V = U->rows;
+	float *u = xmalloc((size_t)D * sizeof *u);
+
+	for (int v = 0; v < V; v++) {
+		table_row(U, v, u);
+		for (int t = 0; t < T; t++) {
+			double s = 0;
+
+			for (int i = 0; i < D; i++)
+				s += (double)x[(size_t)t * D + i] * u[i];
+			logits[(size_t)t * V + v] = (float)s;
+		}
+	}
+	free(u);
+}

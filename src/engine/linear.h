@@ -1,0 +1,32 @@
+/*
+ * linear.h - the weight products: a linear layer over rows of activations,
+ * and the unembedding. Our own vectorised kernels on the pool's threads
+ * (pool.h), reading f32, f16 or bf16 weights as stored (tensor.h) and
+ * summing in f32 in the same order whatever the dtype. Outputs first, then
+ * inputs, then sizes; each has a naive *_ref twin, in double, that the
+ * tests compare it with. The caller owns every buffer; nothing fails.
+ */
+#ifndef FL_LINEAR_H
+#define FL_LINEAR_H
+
+#include <stdbool.h>
+
+#include "tensor.h"
+
+/* Whether this build widens f16 weights with a hardware instruction (its
+ * target has F16C or AVX-512); without, value by value, several times
+ * slower than reading f32. */
+bool kern_f16_hardware(void);
+
+/* y (T, lin->out) = x (T, lin->in) . W + b, row strides ldy and ldx (in
+ * floats). With accumulate, y += x . W + b instead. */
+void kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
+    int T, bool accumulate);
+void kern_linear_ref(float *y, int ldy, const float *x, int ldx,
+    const fl_linear *lin, int T, bool accumulate);
+
+/* logits (T, V) = x (T, D) . U^T with U (V, D) row-major, of any dtype. */
+void kern_unembed(float *logits, const float *x, const fl_table *U, int T);
+void kern_unembed_ref(float *logits, const float *x, const fl_table *U, int T);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * pool.h - the threads the kernels run on: BLIS's (for long prompts'
+ * attention) and our own small pool of workers (for the weight products of
+ * linear.h and any work between them). The pool is process-wide, grown on
+ * demand and never freed; jobs are issued from one thread at a time.
+ */
+#ifndef FL_POOL_H
+#define FL_POOL_H
+
+/* Threads BLIS (and our own loops) may use; 0 or less means all cores. */
+void kern_set_threads(int n);
+int kern_threads(void);
+
+/* One part of a job of nparts parts. */
+typedef void (*kern_task)(void *ctx, int part, int nparts);
+
+/* Runs fn(ctx, part, nparts) for every part of a job of `units` pieces
+ * (strips, rows, sequences), nparts being at most units, on the threads:
+ * the caller takes parts too and returns when all are done. For work
+ * between the products that would otherwise leave the workers idle; fn
+ * must not call kern_for or the products itself (kern_linear and
+ * kern_unembed use the same threads; the attention kernels for fewer than
+ * 96 rows do not). Cannot fail; a worker thread that cannot be started is
+ * fatal (fl_fatal). */
+void kern_for(kern_task fn, void *ctx, int units);
+
+/* The items [*a, *b) of n that part `part` of nparts takes in kern_for. */
+static inline void
+kern_part_range(int n, int part, int nparts, int *a, int *b)
+{
+	int per = (n + nparts - 1) / nparts;
+
+	*a = part * per < n ? part * per : n;
+	*b = *a + per < n ? *a + per : n;
+}
+
+#endif

@@ -1,0 +1,293 @@
+/*
+ * test_kernels.c - the numeric kernels against their naive twins or plain
+ * double-precision sums: the weight products (linear.h) for every dtype,
+ * orientation and tile size, the exact widening of f16 and bf16, attention,
+ * GELU and the sum of exponentials (kernels.h), on two threads (pool.h).
+ */
+#include "autoconfig.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "check.h"
+#include "engine/kernels.h"
+#include "engine/linear.h"
+#include "engine/pool.h"
+#include "engine/st.h"
+#include "base/util.h"
+
+static float
+frand(unsigned *s)
+{
+	*s = *s * 1664525u + 1013904223u;
+	return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+/* A random half-precision value's bits: |v| in [2^-6, 1) for f16 (exponent
+ * 9 .. 14), the same range for bf16 (exponent 121 .. 126), either sign,
+ * every mantissa bit random. */
+static uint16_t
+hrand(unsigned *s, fl_dtype dt)
+{
+	unsigned r;
+
+	*s = *s * 1664525u + 1013904223u;
+	r = *s >> 8;
+	if (dt == FL_DTYPE_F16)
+		return (uint16_t)((r & 0x8000) | (9 + (r >> 16) % 6) << 10 | (r & 0x3ff));
+	return (uint16_t)((r & 0x8000) | (121 + (r >> 16) % 6) << 7 | (r & 0x7f));
+}
+
+static const char *const dtype_names[] = { "f32", "f16", "bf16" };
+
+/* The fast kernels (streamed for few rows, packed for many) against the
+ * naive ones, in both weight orientations, with strided weights (as
+ * c_attn's q, k, v), column tails and accumulation; for weights stored as
+ * f32, and as f16 and bf16 (widened in the kernels, FL_WEIGHTS_STORED). */
+static void
+test_linear(void)
+{
+	enum { MAXT = 70, MAXIN = 300, MAXOUT = 100, V = 41 };
+	static float x[MAXT * MAXIN], w[MAXIN * 3 * MAXOUT], b[MAXOUT];
+	static uint16_t wh[MAXIN * 3 * MAXOUT], wb[MAXIN * 3 * MAXOUT];
+	static float y1[MAXT * MAXOUT], y2[MAXT * MAXOUT], U[V * MAXIN];
+	static float l1[MAXT * V], l2[MAXT * V];
+	/* Row counts for every tile size, the largest streamed (out, in)
+	 * product (32) and packed ones beyond; inner sizes with a vector tail
+	 * and longer than one cache block; outputs with a partial strip (of one
+	 * or two vectors, or not a whole number of them). */
+	const int Ts[] = { 1, 2, 3, 5, 7, 8, 13, 16, 29, 32, 40, 70 };
+	const int ins[] = { 35, 300 }, outs[] = { 19, 64, 80, 96, 100 };
+	unsigned s = 7;
+
+	for (size_t i = 0; i < sizeof x / sizeof *x; i++)
+		x[i] = frand(&s);
+	for (size_t i = 0; i < sizeof w / sizeof *w; i++) {
+		w[i] = frand(&s);
+		wh[i] = hrand(&s, FL_DTYPE_F16);
+		wb[i] = hrand(&s, FL_DTYPE_BF16);
+	}
+	for (size_t i = 0; i < MAXOUT; i++)
+		b[i] = frand(&s);
+	for (size_t i = 0; i < sizeof U / sizeof *U; i++)
+		U[i] = frand(&s);
+	for (int dt = FL_DTYPE_F32; dt <= FL_DTYPE_BF16; dt++)
+	for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
+		for (int ii = 0; ii < 2; ii++)
+			for (int oi = 0; oi < 3; oi++)
+				for (int trans = 0; trans < 2; trans++)
+					for (int acc = 0; acc < 2; acc++) {
+						int T = Ts[ti], IN = ins[ii], OUT = outs[oi];
+						const void *wd = dt == FL_DTYPE_F16 ? (const void *)(wh + OUT) :
+						    dt == FL_DTYPE_BF16 ? (const void *)(wb + OUT) :
+						    (const void *)(w + OUT);
+						fl_linear lin = { wd, acc ? NULL : b, IN, OUT,
+						    trans ? IN : 3 * OUT, trans, (fl_dtype)dt };
+						char name[160];
+
+						for (int i = 0; i < T * OUT; i++)
+							y1[i] = y2[i] = (float)i * 0.01f;
+						kern_linear(y1, OUT, x, IN, &lin, T, acc);
+						kern_linear_ref(y2, OUT, x, IN, &lin, T, acc);
+						snprintf(name, sizeof name, "kern_linear = naive "
+						    "(%s, %d rows, %d in, %d out, %s weights%s)",
+						    dtype_names[dt], T, IN, OUT, trans ?
+						    "(out, in)" : "(in, out) strided", acc ?
+						    ", accumulate, no bias" : "");
+						check_close(name, y1, y2, (size_t)T * OUT, 1e-4);
+					}
+	for (int dt = FL_DTYPE_F32; dt <= FL_DTYPE_BF16; dt++)
+	for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
+		for (int ii = 0; ii < 2; ii++) {
+			const void *ud = dt == FL_DTYPE_F16 ? (const void *)wh :
+			    dt == FL_DTYPE_BF16 ? (const void *)wb : (const void *)U;
+			fl_table t = { ud, V, ins[ii], (fl_dtype)dt };
+			char name[80];
+
+			kern_unembed(l1, x, &t, Ts[ti]);
+			kern_unembed_ref(l2, x, &t, Ts[ti]);
+			snprintf(name, sizeof name, "kern_unembed = naive (%s, %d rows, "
+			    "width %d)", dtype_names[dt], Ts[ti], ins[ii]);
+			check_close(name, l1, l2, (size_t)Ts[ti] * V, 1e-4);
+		}
+}
+
+/* The kernels widen every finite f16 and bf16 value exactly: all of them
+ * as weights (16 inputs by N outputs, both orientations), multiplied by
+ * the identity, come out as st_to_f32 gives them. */
+static void
+test_widen_exact(void)
+{
+	enum { IN = 16 };
+	static float x[IN * IN], want[65536], y[65536];
+	static uint16_t wt[65536], wp[65536];
+
+	for (int i = 0; i < IN; i++)
+		x[i * IN + i] = 1.0f;
+	for (int dt = FL_DTYPE_F16; dt <= FL_DTYPE_BF16; dt++) {
+		unsigned emask = dt == FL_DTYPE_F16 ? 0x7c00 : 0x7f80;
+		int n = 0, N;
+
+		for (unsigned h = 0; h < 65536; h++)
+			if ((h & emask) != emask)	/* not Inf or NaN */
+				wt[n++] = (uint16_t)h;
+		N = n / IN;
+		n = N * IN;
+		st_to_f32(want, (const uint8_t *)wt, dt == FL_DTYPE_F16 ?
+		    ST_DTYPE_F16 : ST_DTYPE_BF16, (size_t)n);
+		for (int trans = 0; trans < 2; trans++) {
+			/* (out, in): row o holds values o*IN .. o*IN+15; (in, out):
+			 * the transpose, so that y[i][o] is the same value */
+			fl_linear lin = { trans ? (const void *)wt : (const void *)wp, NULL,
+			    IN, N, trans ? IN : N, trans, (fl_dtype)dt };
+			int bad = 0;
+
+			for (int o = 0; o < N; o++)
+				for (int i = 0; i < IN; i++)
+					wp[i * N + o] = wt[o * IN + i];
+			kern_linear(y, N, x, IN, &lin, IN, false);
+			for (int i = 0; i < IN && bad == 0; i++)
+				for (int o = 0; o < N; o++)
+					if (y[i * N + o] != want[o * IN + i]) {
+						bad = o * IN + i + 1;
+						break;
+					}
+			check(bad == 0, "kern_linear widens all %d finite %s values "
+			    "exactly, %s weights%s", n, dtype_names[dt], trans ?
+			    "(out, in)" : "(in, out)", bad ? " (first difference "
+			    "at a value)" : "");
+			if (bad)
+				printf("    value %u: got %.9g, want %.9g\n", wt[bad - 1],
+				    y[((bad - 1) % IN) * N + (bad - 1) / IN], want[bad - 1]);
+		}
+	}
+}
+
+/* Attention scores and mixing, loop path and BLIS path, against plain
+ * double-precision sums. */
+static void
+test_attention(void)
+{
+	enum { DH = 20, LD = 50 };
+	const int Ts[] = { 5, 120 };
+	unsigned s = 11;
+
+	for (int ti = 0; ti < 2; ti++) {
+		int T = Ts[ti];
+		float *q = xmalloc((size_t)T * LD * sizeof *q), *k = xmalloc((size_t)T * LD * 4);
+		float *v = xmalloc((size_t)T * LD * 4), *sc = xmalloc((size_t)T * T * 4);
+		float *want = xmalloc((size_t)T * T * 4), *z = xcalloc((size_t)T * LD, 4);
+		float *zw = xcalloc((size_t)T * LD, 4);
+		char name[96];
+		bool masked = true;
+
+		for (int i = 0; i < T * LD; i++) {
+			q[i] = frand(&s);
+			k[i] = frand(&s);
+			v[i] = frand(&s);
+		}
+		kern_attn_scores(sc, q, k, LD, T, DH, 0.5f);
+		for (int i = 0; i < T; i++)
+			for (int j = 0; j < T; j++) {
+				double d = 0;
+
+				for (int e = 0; e < DH; e++)
+					d += (double)q[i * LD + e] * k[j * LD + e];
+				want[i * T + j] = j <= i ? (float)(0.5 * d) : 0.0f;
+				if (j > i) {
+					masked &= isinf(sc[i * T + j]) && sc[i * T + j] < 0;
+					sc[i * T + j] = 0.0f;
+				}
+			}
+		snprintf(name, sizeof name, "attention scores = naive (%d tokens)", T);
+		check_close(name, sc, want, (size_t)T * T, 1e-5);
+		check(masked, "future positions are -inf (%d tokens)", T);
+		for (int i = 0; i < T; i++)
+			kern_softmax(want + (size_t)i * T, i + 1);
+		for (int i = 0; i < T; i++)
+			for (int j = 0; j < T; j++)
+				if (j > i)
+					want[i * T + j] = 0.0f;
+		kern_attn_mix(z, want, v, LD, T, DH);
+		for (int i = 0; i < T; i++)
+			for (int e = 0; e < DH; e++) {
+				double d = 0;
+
+				for (int j = 0; j <= i; j++)
+					d += (double)want[i * T + j] * v[j * LD + e];
+				zw[i * LD + e] = (float)d;
+			}
+		snprintf(name, sizeof name, "attention mix = naive (%d tokens)", T);
+		check_close(name, z, zw, (size_t)T * LD, 1e-5);
+		free(q);
+		free(k);
+		free(v);
+		free(sc);
+		free(want);
+		free(z);
+		free(zw);
+	}
+}
+
+/* The vectorised GELU against the formula in double precision, from
+ * -30 to 30 (the exponential is clamped past +-87). */
+static void
+test_gelu(void)
+{
+	enum { N = 6001 };
+	static float got[N], want[N];
+	double maxrel = 0;
+
+	for (int i = 0; i < N; i++) {
+		double v = -30.0 + 60.0 * i / (N - 1);
+
+		got[i] = (float)v;
+		want[i] = (float)(0.5 * v * (1 + tanh(0.7978845608028654 *
+		    (v + 0.044715 * v * v * v))));
+	}
+	kern_activation(got, N, FL_ACT_GELU_TANH);
+	for (int i = 0; i < N; i++) {
+		double d = fabs((double)got[i] - want[i]) / (fabs(want[i]) + 1e-6);
+
+		if (d > maxrel)
+			maxrel = d;
+	}
+	check(maxrel < 1e-5, "gelu (tanh form) = formula on [-30, 30]: max relative "
+	    "difference %.3g", maxrel);
+}
+
+/* The vectorised sum of exponentials against libm in double, over lengths
+ * with and without a vector tail and one long enough for several blocks,
+ * and with a -inf entry (a masked logit). */
+static void
+test_exp_sum(void)
+{
+	enum { N = 50257 };
+	static float x[N];
+	const int ns[] = { 1, 15, 16, 17, 1000, N };
+	unsigned s = 11;
+
+	for (int i = 0; i < N; i++)
+		x[i] = 8.0f * frand(&s);
+	x[3] = -INFINITY;
+	for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+		double want = 0, got = kern_exp_sum(x, ns[k], 8.0f);
+
+		for (int i = 0; i < ns[k]; i++)
+			want += exp((double)x[i] - 8.0);
+		check(fabs(got - want) <= 1e-6 * want, "kern_exp_sum = libm (%d values): "
+		    "%.9g vs %.9g, relative %.2e", ns[k], got, want, fabs(got - want) / want);
+	}
+}
+
+int
+main(void)
+{
+	kern_set_threads(2);
+	test_linear();
+	test_widen_exact();
+	test_attention();
+	test_gelu();
+	test_exp_sum();
+	return check_done();
+}
