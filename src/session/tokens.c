@@ -20,6 +20,8 @@
 #include "analysis/mitigate.h"
 #include "analysis/movers.h"
 #include "engine/kernels.h"
+#include "engine/pool.h"
+#include "engine/readout.h"
 #include "base/paths.h"
 #include "base/util.h"
 
