@@ -197,6 +197,19 @@ keys t e C-u "Paris is" Enter
 restored t "a model file truncated under the explorer: the terminal is restored"
 check t "it says the weights' file changed under it" "truncated or rewritten"
 
+# --colors beyond what the terminal has (256 on TERM=xterm's 8) would draw
+# colour numbers it lacks, black on black: lowered to the terminal's, said.
+cat > "$tmp/c8.sh" <<EOS
+#!/bin/sh
+TERM=xterm "$fl" --model "$fx" --no-rc --colors 256
+sleep 60
+EOS
+chmod +x "$tmp/c8.sh"
+tm -f /dev/null new-session -d -s c8 -x 100 -y 30 "$tmp/c8.sh"
+check c8 "--colors 256 on an 8-colour terminal is lowered, with a note" \
+	"--colors 256: this terminal (TERM=xterm) has 8 colours; drawing with 8"
+keys c8 q
+
 # Long work on the demo model with all 172 countries (seconds each): the
 # progress line offers Ctrl-C, which stops the work at its next batch, says
 # what it cancelled, shows nothing half done, and leaves the explorer

@@ -403,9 +403,28 @@ degrade(ui_color c, ui_depth d)
 	}
 }
 
+/* The terminal's own background, which roles with a "default" background
+ * show: not known, so taken as the opposite of the normal text's colour
+ * (light text: a dark background). */
+static bool
+theme_dark_background(const ui_theme *t)
+{
+	ui_color c = t->style[UI_ROLE_NORMAL].fg;
+	uint32_t rgb = c.kind == UI_COLOR_RGB ? c.v : c.kind == UI_COLOR_INDEX ?
+	    index_rgb((int)c.v) : 0xffffff;
+	long lum = 30 * (long)(rgb >> 16 & 255) + 59 * (long)(rgb >> 8 & 255) +
+	    11 * (long)(rgb & 255);
+
+	return lum > 50 * 255;
+}
+
 void
 theme_resolve(const ui_theme *t, ui_depth d, ui_term_style *out)
 {
+	bool dark = theme_dark_background(t);
+	/* the colour number of that background at depths 8 and 16 */
+	int bg_index = dark ? 0 : 7;
+
 	for (int i = 0; i < UI_ROLE_COUNT; i++) {
 		if (d == UI_DEPTH_MONO) {
 			out[i].fg = out[i].bg = -1;
@@ -418,6 +437,18 @@ theme_resolve(const ui_theme *t, ui_depth d, ui_term_style *out)
 		/* Degraded too far, text would vanish into its background. */
 		if (out[i].fg >= 0 && out[i].fg == out[i].bg)
 			out[i].attrs |= UI_ATTR_REVERSE, out[i].bg = -1;
+		/* With 8 or 16 colours a dim colour over the terminal's own
+		 * background (a border, a near-zero heat cell) can land on that
+		 * background's colour: draw it in the dimmest colour that shows. */
+		if ((d == UI_DEPTH_8 || d == UI_DEPTH_16) && out[i].bg < 0 &&
+		    (out[i].fg == bg_index || (d == UI_DEPTH_16 && !dark && out[i].fg == 15))) {
+			if (d == UI_DEPTH_16)
+				out[i].fg = 8;
+			else {
+				out[i].fg = dark ? 7 : 0;
+				out[i].attrs |= UI_ATTR_DIM;
+			}
+		}
 	}
 }
 

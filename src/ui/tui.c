@@ -84,14 +84,11 @@ tui_signals_install(void)
 		sigaction(fatal_signals[i], &sa, NULL);
 }
 
+/* The most colours the terminal can show, as curses reads its terminfo. */
 static ui_depth
-detect_depth(void)
+terminal_depth(void)
 {
-	const char *nc = getenv("NO_COLOR");
-
-	if (tui.forced_depth >= 0)
-		return (ui_depth)tui.forced_depth;
-	if ((nc != NULL && nc[0] != '\0') || !has_colors())
+	if (!has_colors())
 		return UI_DEPTH_MONO;
 	if (COLORS >= 0x1000000)
 		return UI_DEPTH_TRUE;
@@ -100,6 +97,33 @@ detect_depth(void)
 	if (COLORS >= 16)
 		return UI_DEPTH_16;
 	return UI_DEPTH_8;
+}
+
+/* NO_COLOR, else --colors, else what the terminal says. A forced depth
+ * beyond the terminal's cannot be drawn (colour numbers it does not have
+ * come out black), so it is lowered to the terminal's, once, with a note. */
+static ui_depth
+detect_depth(void)
+{
+	static bool said;
+	const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
+	ui_depth cap = terminal_depth();
+
+	if (tui.forced_depth >= 0) {
+		if ((ui_depth)tui.forced_depth <= cap)
+			return (ui_depth)tui.forced_depth;
+		if (!said) {
+			ctx_message(tui.c, false, "--colors %s: this terminal (TERM=%s) has %s%s; "
+			    "drawing with %s", depth_name((ui_depth)tui.forced_depth),
+			    term != NULL ? term : "unset", cap == UI_DEPTH_MONO ? "no" :
+			    depth_name(cap), " colours", depth_name(cap));
+			said = true;
+		}
+		return cap;
+	}
+	if (nc != NULL && nc[0] != '\0')
+		return UI_DEPTH_MONO;
+	return cap;
 }
 
 static attr_t
