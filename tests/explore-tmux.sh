@@ -127,6 +127,9 @@ keys a "dir" Tab Enter
 check a ":metric direct switches the heads metric" "heads: direct effect on answer"
 keys a : "theme li" Tab Enter
 check a "Tab completes a theme name; :theme light applies it" "│ light"
+keys a : "task country_cur" Tab
+check a "Tab completes a bundled task's name" ":task country_currency"
+keys a C-g
 keys a : "layer nine" Enter
 check a "a bad command shows an error and the explorer stays" "layer: expected N"
 keys a : "prompt oops" Escape

@@ -239,6 +239,14 @@ cmd_complete(ui_ctx *c, char **words, int index, const char *text)
 		theme_list_free(names, n);
 		break;
 	}
+	case ARG_TASK: {
+		char **names = fl_task_names();
+
+		for (char **n = names; *n != NULL; n++)
+			sv_add(&sv, text, *n);
+		fl_free_list(names);
+		break;
+	}
 	case ARG_COMMAND:
 		sv_add(&sv, text, "keys");
 		for (int i = 0; i < ui_n_cmds; i++)

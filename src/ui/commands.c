@@ -595,7 +595,7 @@ const ui_cmd ui_cmds[] = {
 	{ "subject", "s", "[WORD|#POS|auto]", 0, -1, ARG_SUBJECT,
 	  "choose the subject token: the last token of WORD in the prompt, position "
 	  "POS, or a guess", c_subject },
-	{ "task", NULL, "NAME|FILE [N]", 1, 2, ARG_FILE,
+	{ "task", NULL, "NAME|FILE [N]", 1, 2, ARG_TASK,
 	  "load a task (data/tasks/NAME.json or a file) for the decomposition, the "
 	  "intercept, path patching and :eval; with N (or no prompt yet) run its "
 	  "prompt N", c_task },

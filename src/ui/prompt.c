@@ -167,7 +167,8 @@ complete_cb(const char *text, int start, int end)
 	free(head);
 	if (n < 0)
 		return NULL;
-	if (n == 1 && (cmd = cmd_find(words[0])) != NULL && cmd->arg == ARG_FILE) {
+	if (n == 1 && (cmd = cmd_find(words[0])) != NULL && (cmd->arg == ARG_FILE ||
+	    (cmd->arg == ARG_TASK && strchr(text, '/') != NULL))) {
 		/* Readline's own filename completion. */
 		rl_attempted_completion_over = 0;
 		cmd_free_words(words);

@@ -99,6 +99,7 @@ int ctx_time(ui_ctx *c, const fl_progress *p, void (*draw)(void *), void *ud);
 
 typedef enum {
 	ARG_NONE, ARG_TEXT, ARG_TOGGLE, ARG_THEME, ARG_METRIC, ARG_FILE,
+	ARG_TASK,	/* a bundled task's name, or a file when it has a '/' */
 	ARG_COMMAND, ARG_SUBJECT, ARG_LAYER, ARG_KEY,
 } ui_arg_kind;
 
