@@ -96,7 +96,8 @@ expect_err "unknown metric" "metric: expected attn" -- -c "metric loudness"
 expect_err "unterminated quote" "unterminated quote" -- -c "prompt \"oops"
 expect_err "unknown theme" "no theme 'nope'" -- -c "theme nope"
 expect_err "bad theme file" "bad colour 'purpleish'" -- -c "theme $dir/bad.theme.in"
-expect_err "eval without a task" "eval: no task loaded" -- -c "prompt hi; eval"
+expect_err "eval without a task: the default one, too long for this model" \
+	"country_capital.json: templates[1], pair 2 (Russia): the prompt" -- -c "prompt hi; eval"
 expect_err "task file missing" "nope.json" -- -c "task $tmp/nope.json"
 expect_err "task prompt out of range" "task: tiny_capital has prompts 0 to 19, not 20" -- \
     -c "task $src/tests/tasks/tiny.json 20"
@@ -211,6 +212,16 @@ if grep -q "usage:  :layer N" "$tmp/help1.txt" && grep -q "keys:   Up (layer -1)
 	echo "ok - :help layer shows its usage and every key bound to it, wrapped"
 else
 	echo "FAIL - :help layer: $(sed -n 5,12p "$tmp/help1.txt")"
+	fail=1
+fi
+# :eval and path patching take the default task when none is loaded, as
+# `i` does, and say so.
+"$fl" --model "$src/data/models/demo" --size 80x24 -c "eval; render" > "$tmp/ev.txt" 2>&1
+if grep -q "eval of country_capital done (the default task" "$tmp/ev.txt" &&
+    grep -q "^ baseline " "$tmp/ev.txt"; then
+	echo "ok - :eval without :task loads the default task and shows its grid"
+else
+	echo "FAIL - :eval without :task: $(head -8 "$tmp/ev.txt")"
 	fail=1
 fi
 exit $fail

@@ -128,6 +128,24 @@ need_model(ui_ctx *c, const char *cmd, char **cause)
 	return 0;
 }
 
+/* Work that needs a task (the intercept, :eval, path patching) takes the
+ * default one when none is loaded, as `i` does, and says so. The flags
+ * the load needs (SESSION_TASK | SESSION_LAST, or 0 when a task was there),
+ * or -1 with *cause. */
+static int
+need_task(ui_ctx *c, const char *what, char **cause)
+{
+	int flags;
+
+	if (c->s->task != NULL)
+		return 0;
+	if ((flags = session_load_task(c->s, fl_default_task(), cause)) < 0)
+		return -1;
+	ctx_message(c, false, "%s: loaded the default task %s (:task NAME for another)",
+	    what, c->s->task->name);
+	return flags;
+}
+
 /* ---- the commands --------------------------------------------------- */
 
 static int
@@ -175,12 +193,10 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 	char *text = NULL, *t;
 	size_t len = 0;
 	FILE *f;
-	int rc;
+	int rc, loaded;
 
-	if (need_model(c, "eval", cause) != 0)
+	if (need_model(c, "eval", cause) != 0 || (loaded = need_task(c, "eval", cause)) < 0)
 		return -1;
-	if (s->task == NULL)
-		return fl_error(cause, "eval: no task loaded (use :task NAME)");
 	eval_opts_init(&o);
 	rc = eval_task(&r, s->model, s->task, &o, 0, c->progress, cause);
 	if (rc == FL_STOPPED) {
@@ -217,8 +233,9 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 	c->overlay = text;
 	t = xasprintf("eval: %s (any key closes)", s->task->name);
 	c->overlay_title = t;
-	ctx_message(c, false, "eval of %s done", s->task->name);
-	return UI_REDRAW;
+	ctx_message(c, false, "eval of %s done%s", s->task->name, loaded != 0 ?
+	    " (the default task: :task NAME for another)" : "");
+	return loaded | UI_REDRAW;
 }
 
 static int
@@ -365,7 +382,7 @@ c_mask(ui_ctx *c, int argc, char **argv, char **cause)
 static int
 c_metric(ui_ctx *c, int argc, char **argv, char **cause)
 {
-	int m;
+	int m, flags = 0;
 
 	if (strcmp(argv[1], "next") == 0)
 		m = ((int)c->s->metric + 1) % METRIC_COUNT;
@@ -374,8 +391,10 @@ c_metric(ui_ctx *c, int argc, char **argv, char **cause)
 	else if ((m = metric_parse(argv[1])) < 0)
 		return fl_error(cause, "metric: expected attn, direct, mover, patch, next "
 		    "or prev, not '%s'", argv[1]);
+	if (m == METRIC_PATCH && (flags = need_task(c, "path patching", cause)) < 0)
+		return -1;
 	c->s->metric = (ui_metric)m;
-	return SESSION_GRID | UI_REDRAW;
+	return flags | SESSION_GRID | UI_REDRAW;
 }
 
 static int
