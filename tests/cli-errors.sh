@@ -282,4 +282,26 @@ else
 	echo "FAIL - a missing theme without HOME: $out"
 	fail=1
 fi
+# A truncated task file says where the JSON stops; a misspelt field (which
+# would be ignored and its default used) or an unknown pair field is refused.
+task=${top_srcdir:-.}/tests/tasks/tiny.json
+head -c 300 "$task" > "$tmp/trunc.json"
+expect "a truncated task file" 1 "trunc.json: not valid JSON at line 6, column 16 (the file ends early)" -- \
+	eval --model "$fx" --task "$tmp/trunc.json"
+sed 's/"templates"/"templtes"/' "$task" > "$tmp/miss.json"
+expect "a misspelt task field" 1 "miss.json: unknown field 'templtes'" -- \
+	eval --model "$fx" --task "$tmp/miss.json"
+sed '0,/"answer"/s//"anwser"/' "$task" > "$tmp/miss2.json"
+expect "a misspelt pair field" 1 "miss2.json: pairs[0]: unknown field 'anwser'" -- \
+	eval --model "$fx" --task "$tmp/miss2.json"
+sed 's/"relation"/"_relation"/' "$task" > "$tmp/comment.json"
+if "$fl" eval --model "$fx" --task "$tmp/comment.json" >/dev/null 2>&1; then
+	echo "ok - a task field starting with '_' is a comment"
+else
+	echo "FAIL - a task field starting with '_' is refused"
+	fail=1
+fi
+fresh; head -c 100 "$fx/config.json" > "$tmp/m/config.json"
+expect "a truncated config.json says where" 1 "config.json: not valid JSON at line" -- \
+	run --model "$tmp/m" --prompt hi
 exit $fail

@@ -43,7 +43,8 @@ check_errors(void)
 	check(t == NULL && cause && strstr(cause, "/nonexistent/task.json"),
 	    "a missing task file is named (%s)", cause ? cause : "");
 	free(cause);
-	expect_error("not JSON", "{\"pairs\": [", "not a JSON object");
+	expect_error("not JSON", "{\"pairs\": [", "not valid JSON at line 1, column 12 (the file ends early)");
+	expect_error("not an object", "[1, 2]", "not a JSON object");
 	expect_error("no pairs", "{\"templates\": [\"[N] is [C]\"]}", "'pairs'");
 	expect_error("one pair", "{\"pairs\": [{\"subject\": \"a\", \"answer\": \"b\"}],"
 	    " \"templates\": [\"[N] is [C]\"]}", "at least two");

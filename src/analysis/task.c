@@ -128,13 +128,45 @@ task_load(const char *path, char **cause)
 
 	if (text == NULL)
 		return NULL;
-	root = cJSON_Parse(text);
+	{
+		const char *end = NULL;
+		int line, col;
+
+		root = cJSON_ParseWithOpts(text, &end, 0);
+		if (root == NULL) {
+			fl_text_position(text, end != NULL ? (size_t)(end - text) : 0, &line,
+			    &col);
+			fl_error(cause, "%s: not valid JSON at line %d, column %d%s", path,
+			    line, col, end != NULL && *end == '\0' ? " (the file ends early)" :
+			    "");
+			free(text);
+			return NULL;
+		}
+	}
 	free(text);
-	if (root == NULL || !cJSON_IsObject(root)) {
+	if (!cJSON_IsObject(root)) {
 		fl_error(cause, "%s: not a JSON object (a task file has \"pairs\" and "
 		    "\"templates\")", path);
 		cJSON_Delete(root);
 		return NULL;
+	}
+	/* A misspelt field would be ignored and its default used: refuse it. */
+	cJSON_ArrayForEach(e, root) {
+		static const char *known[] = { "name", "relation", "source", "scoring",
+		    "pairs", "templates", "paraphrase_templates", "heldout_templates",
+		    "fewshot_format" };
+		bool ok = e->string == NULL || e->string[0] == '_';
+
+		for (size_t k = 0; !ok && k < sizeof known / sizeof known[0]; k++)
+			ok = strcmp(e->string, known[k]) == 0;
+		if (!ok) {
+			fl_error(cause, "%s: unknown field '%s' (a task has name, relation, "
+			    "source, scoring, pairs, templates, paraphrase_templates, "
+			    "heldout_templates and fewshot_format; a field starting with "
+			    "'_' is a comment)", path, e->string);
+			cJSON_Delete(root);
+			return NULL;
+		}
 	}
 	t = xcalloc(1, sizeof *t);
 	t->path = xstrdup(path);
@@ -149,7 +181,15 @@ task_load(const char *path, char **cause)
 	t->pairs = xcalloc((size_t)cJSON_GetArraySize(pairs), sizeof *t->pairs);
 	cJSON_ArrayForEach(e, pairs) {
 		const char *subj = json_str(e, "subject"), *ans = json_str(e, "answer");
+		const cJSON *f;
 
+		cJSON_ArrayForEach(f, e)
+			if (f->string != NULL && f->string[0] != '_' &&
+			    strcmp(f->string, "subject") != 0 && strcmp(f->string, "answer") != 0) {
+				fl_error(cause, "%s: pairs[%d]: unknown field '%s' (a pair has "
+				    "subject and answer)", path, i, f->string);
+				goto fail;
+			}
 		if (subj == NULL || ans == NULL) {
 			fl_error(cause, "%s: pairs[%d] must have non-empty string fields "
 			    "'subject' and 'answer'", path, i);

@@ -248,6 +248,20 @@ fl_read_file(const char *path, size_t *len, size_t limit, char **cause)
 	return buf;
 }
 
+void
+fl_text_position(const char *text, size_t off, int *line, int *col)
+{
+	*line = 1;
+	*col = 1;
+	for (size_t i = 0; i < off && text[i] != '\0'; i++) {
+		if (text[i] == '\n') {
+			++*line;
+			*col = 1;
+		} else if (((unsigned char)text[i] & 0xc0) != 0x80)
+			++*col;	/* a character, not a UTF-8 continuation byte */
+	}
+}
+
 char *
 fl_path_join(const char *dir, const char *name)
 {

@@ -57,6 +57,10 @@ int fl_error(char **cause, const char *fmt, ...) FL_PRINTF(2, 3);
  * NUL) or NULL with *cause set. `limit` caps the size (0: no cap). */
 char *fl_read_file(const char *path, size_t *len, size_t limit, char **cause);
 
+/* Line and column (both from 1) of byte off of text, for messages about
+ * where a parser stopped. */
+void fl_text_position(const char *text, size_t off, int *line, int *col);
+
 /* Joins dir and name with one '/'. Heap string. */
 char *fl_path_join(const char *dir, const char *name);
 /* Whether path names something other than a directory: a FIFO or a device

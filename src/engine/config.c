@@ -285,9 +285,18 @@ config_parse(fl_config *c, const char *json, const char *label, char **cause)
 	int rc;
 
 	memset(c, 0, sizeof *c);
-	root = cJSON_Parse(json);
-	if (root == NULL)
-		return fl_error(cause, "%s: not valid JSON", label);
+	{
+		const char *end = NULL;
+		int line, col;
+
+		if ((root = cJSON_ParseWithOpts(json, &end, 0)) == NULL) {
+			fl_text_position(json, end != NULL ? (size_t)(end - json) : 0, &line,
+			    &col);
+			return fl_error(cause, "%s: not valid JSON at line %d, column %d%s",
+			    label, line, col, end != NULL && *end == '\0' ?
+			    " (the file ends early)" : "");
+		}
+	}
 	if (!cJSON_IsObject(root)) {
 		cJSON_Delete(root);
 		return fl_error(cause, "%s: not a JSON object", label);
