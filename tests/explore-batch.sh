@@ -224,4 +224,20 @@ else
 	echo "FAIL - :eval without :task: $(head -8 "$tmp/ev.txt")"
 	fail=1
 fi
+# :export holds every heads grid whichever is on screen (mover scores and
+# what heads write to the subject too), and path patching and the cursor
+# layer's decomposition once computed.
+"$fl" --model "$fx" -c "prompt The capital of France is:; task $src/tests/tasks/tiny.json; metric patch; export $tmp/all.json" > /dev/null
+if node -e '
+	const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+	const h = j.heads, ok = h.direct_to_subject[0].every(v => v !== null) &&
+	    h.mover_score[1].every(v => v !== null) && Array.isArray(h.movers) &&
+	    h.path_patching_effect.length === 2 && j.decomposition.beta.length === 5 &&
+	    j.task === "tiny_capital";
+	process.exit(ok ? 0 : 1);' "$tmp/all.json"; then
+	echo "ok - :export holds every grid, path patching and the decomposition"
+else
+	echo "FAIL - :export misses views: $(head -c 300 "$tmp/all.json")"
+	fail=1
+fi
 exit $fail

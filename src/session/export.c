@@ -49,7 +49,7 @@ json_row(const ui_session *s, const ui_lens_row *r, bool component)
 }
 
 int
-session_export(const ui_session *s, const char *path, char **cause)
+session_export(ui_session *s, const char *path, char **cause)
 {
 	cJSON *root, *arr, *o;
 	FILE *f;
@@ -57,6 +57,7 @@ session_export(const ui_session *s, const char *path, char **cause)
 
 	if (!session_ready(s))
 		return fl_error(cause, "export: nothing to export yet (no model or prompt)");
+	sess_movers_ensure(s);	/* the grids are exported whichever is shown */
 	L = s->model->cfg.n_layer;
 	H = s->model->cfg.n_head;
 	root = cJSON_CreateObject();
@@ -90,6 +91,37 @@ session_export(const ui_session *s, const char *path, char **cause)
 	cJSON_AddItemToObject(o, "attn_to_subject", report_grid_f(s->attn_subj, L, H));
 	cJSON_AddItemToObject(o, "direct_to_answer", report_grid_f(s->direct, L, H));
 	cJSON_AddItemToObject(o, "direct_to_subject", report_grid_f(s->direct_subj, L, H));
+	cJSON_AddItemToObject(o, "mover_score", report_grid_f(s->mover, L, H));
+	arr = cJSON_AddArrayToObject(o, "movers");
+	for (int i = 0; i < L * H; i++)
+		if (s->is_mover[i]) {
+			cJSON *mh = cJSON_CreateObject();
+
+			cJSON_AddNumberToObject(mh, "layer", i / H);
+			cJSON_AddNumberToObject(mh, "head", i % H);
+			cJSON_AddItemToArray(arr, mh);
+		}
+	if (s->patch_valid)
+		cJSON_AddItemToObject(o, "path_patching_effect",
+		    report_grid_d(s->patch.effect, L, H));
+	if (s->task != NULL)
+		cJSON_AddItemToObject(root, "task", report_string(s->task->name));
+	if (s->task != NULL && s->decomp_valid != NULL && s->decomp_valid[s->layer]) {
+		const fl_decomp *d = &s->decomp[s->layer];
+		cJSON *dj = cJSON_AddObjectToObject(root, "decomposition"), *b;
+
+		cJSON_AddNumberToObject(dj, "layer", d->layer);
+		cJSON_AddNumberToObject(dj, "prompts", d->fit.n);
+		cJSON_AddItemToObject(dj, "r2", report_number(d->fit.r2));
+		cJSON_AddItemToObject(dj, "mean_cos", report_number(d->fit.mean_cos));
+		cJSON_AddStringToObject(dj, "regressors", d->with_resid ?
+		    "heads 0..H-1, then resid_pre" : "heads 0..H-1");
+		b = cJSON_AddArrayToObject(dj, "beta");
+		for (int j = 0; j < d->fit.J; j++)
+			cJSON_AddItemToArray(b, report_number(d->fit.beta[j]));
+		if (s->recon_layer == s->layer)
+			cJSON_AddItemToObject(dj, "intercept", json_row(s, &s->decomp_icpt, true));
+	}
 	o = cJSON_AddObjectToObject(root, "cursor");
 	cJSON_AddNumberToObject(o, "layer", s->layer);
 	cJSON_AddNumberToObject(o, "head", s->head);

@@ -42,6 +42,9 @@ int sess_subject_guess(const ui_session *s, int *first_tok);
 
 /* views.c */
 void sess_grid_compute(ui_session *s);
+/* Mover scores and what each head writes to the subject, when there is a
+ * subject before the last token and they are not computed yet. */
+void sess_movers_ensure(ui_session *s);
 void sess_lens_product(ui_session *s, int what);
 void sess_row_stats(const ui_session *s, const float *lg, bool component, ui_lens_row *r);
 void sess_stats_all(ui_session *s);

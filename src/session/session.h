@@ -227,7 +227,10 @@ static inline bool session_ready(const ui_session *s)
 char *session_token_label(const ui_session *s, int id, const char *g_space,
     const char *g_newline);
 
-/* Writes the session's results as JSON to path. */
-int session_export(const ui_session *s, const char *path, char **cause);
+/* Writes the session's results as JSON to path: the prompt, the lens, every
+ * heads grid (mover scores computed if they were not), the path-patching
+ * effect and the cursor layer's decomposition when they are computed, the
+ * cursor's views. */
+int session_export(ui_session *s, const char *path, char **cause);
 
 #endif

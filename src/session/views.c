@@ -259,6 +259,30 @@ sess_stats_all(ui_session *s)
 	sess_stats_rows(s, STATS_ALL);
 }
 
+void
+sess_movers_ensure(ui_session *s)
+{
+	const fl_model *m = s->model;
+	int n = m->cfg.n_layer * m->cfg.n_head, T = s->n_tok;
+	fl_mover *mv;
+
+	if (s->movers_valid || s->subject_pos < 0 || s->subject_first < 0 ||
+	    s->subject_pos >= T - 1)
+		return;
+	mv = xcalloc((size_t)n, sizeof *mv);
+	if (movers_score(mv, m, s->cache, T - 1, s->subject_first,
+	    s->subject_pos - s->subject_first + 1, s->ids[s->subject_first],
+	    MOVERS_THRESHOLD, NULL) == 0) {
+		for (int i = 0; i < n; i++) {
+			s->mover[i] = mv[i].score;
+			s->direct_subj[i] = mv[i].logit;
+			s->is_mover[i] = mv[i].mover;
+		}
+		s->movers_valid = true;
+	}
+	free(mv);
+}
+
 /* The heads grid at the last position: attention to the subject's tokens
  * (from the cached patterns), direct contributions to the answer
  * (attrib.h), and - only while the grid shows them, since each head's rank
@@ -278,21 +302,8 @@ sess_grid_compute(ui_session *s)
 	 * per model (sess_load_model) rather than once per call */
 	have_direct = s->answer_id >= 0 && attrib_direct(NULL, &diff, m,
 	    s->cache, T - 1, s->answer_id, s->unembed_mean, NULL) == 0;
-	if (s->metric == METRIC_MOVER && !s->movers_valid && have_subj) {
-		fl_mover *mv = xcalloc((size_t)n, sizeof *mv);
-
-		if (movers_score(mv, m, s->cache, T - 1, s->subject_first,
-		    s->subject_pos - s->subject_first + 1, s->ids[s->subject_first],
-		    MOVERS_THRESHOLD, NULL) == 0) {
-			for (int i = 0; i < n; i++) {
-				s->mover[i] = mv[i].score;
-				s->direct_subj[i] = mv[i].logit;
-				s->is_mover[i] = mv[i].mover;
-			}
-			s->movers_valid = true;
-		}
-		free(mv);
-	}
+	if (s->metric == METRIC_MOVER)
+		sess_movers_ensure(s);
 	for (int i = 0; i < n; i++) {
 		int l = i / H, h = i % H;
 		float a = 0;
