@@ -240,4 +240,14 @@ else
 	echo "FAIL - :export misses views: $(head -c 300 "$tmp/all.json")"
 	fail=1
 fi
+# An answer or subject named for one prompt and kept for the next is said.
+"$fl" --model "$src/data/models/demo" --size 80x24 \
+    -c "prompt The capital of France is; answer Paris; subject France; prompt The capital of Spain is; render" \
+    > "$tmp/kept.txt" 2>&1
+if grep -q "subject 'France' is not in this prompt: guessed; answer 'Paris' kept" "$tmp/kept.txt"; then
+	echo "ok - a new prompt says what it kept of the answer and the subject"
+else
+	echo "FAIL - a new prompt is silent about the kept answer: $(tail -2 "$tmp/kept.txt")"
+	fail=1
+fi
 exit $fail

@@ -249,6 +249,30 @@ main(void)
 	    "a stopped path patching: the grid goes back to its metric (%s)",
 	    metric_name(s->metric));
 
+	/* ---- an input the results cannot be made from is taken back ---- */
+	{
+		char *longp = xmalloc(4096), *old = xstrdup(s->prompt);
+
+		memset(longp, 0, 4096);
+		for (int i = 0; i < 200; i++)
+			strcat(longp, "So ");
+		rc = session_update(s, session_set_prompt(s, longp), NULL, &cause);
+		check(rc < 0 && cause != NULL && strstr(cause, "longer than the model's context"),
+		    "a prompt too long for the model is an error (%s)", cause ? cause : "none");
+		free(cause);
+		cause = NULL;
+		check(strcmp(s->prompt, old) == 0 && s->n_tok == n_tok,
+		    "after a prompt too long, the prompt shown is the one the results are of");
+		rc = session_update(s, session_set_model(s, "/nonexistent/model"), NULL, &cause);
+		check(rc < 0 && strcmp(s->model_dir, dir) == 0 && session_layers(s) == 2,
+		    "a model that does not load: the old model and its directory stay (%s)",
+		    cause ? cause : "no error");
+		free(cause);
+		cause = NULL;
+		free(longp);
+		free(old);
+	}
+
 	/* ---- and the same work, not stopped, completes ---- */
 	s->metric = METRIC_PATCH;
 	w = work_of(s);
@@ -261,6 +285,12 @@ main(void)
 	check(rc == 0 && s->intercept && s->intercept_vec != NULL,
 	    "the intercept fit completes when not stopped");
 	check_work("the intercept toggle", w, s, 0, 1, 1);
+
+	/* a new model keeps the intercept on, fitted again on it */
+	flags = session_set_model(s, other);
+	rc = update(s, flags, "another model");
+	check(rc == 0 && session_layers(s) == 3 && s->intercept && s->intercept_vec != NULL,
+	    "a new model keeps the intercept on, fitted on it (%d layers)", session_layers(s));
 
 	session_free(s);
 	free(dir);

@@ -57,7 +57,13 @@ sess_load_model(ui_session *s, const fl_progress *p, char **cause)
 		model_free(m);
 		return FL_STOPPED;
 	}
-	sess_model_clear(s);
+	{
+		/* The intercept is fitted again on the new model, not dropped. */
+		bool intercept = s->intercept;
+
+		sess_model_clear(s);
+		s->intercept = intercept && s->task != NULL;
+	}
 	s->model = m;
 	{
 		/* The directory's last component, trailing slashes ignored. */
@@ -101,6 +107,13 @@ sess_rerun_last(ui_session *s, char **cause)
 	s->n_last_runs++;
 	s->ms_forward += 1000 * (fl_now() - t0);
 	return 0;
+}
+
+/* A choice the last prompt's results were made with, still set. */
+static bool
+carried(const char *kept, const char *now)
+{
+	return kept != NULL && now != NULL && strcmp(kept, now) == 0;
 }
 
 int
@@ -180,12 +193,32 @@ sess_run_prompt(ui_session *s, const fl_progress *p, char **cause)
 	s->mover = xcalloc((size_t)L * H, sizeof *s->mover);
 	s->is_mover = xcalloc((size_t)L * H, sizeof *s->is_mover);
 
-	/* The subject and answer the user named may not fit the new prompt. */
-	if (s->subject_text != NULL &&
-	    sess_subject_find(s, s->subject_text, &subj_first, &subj, NULL) != 0)
-		sess_set_str(&s->subject_text, NULL);
-	if (s->answer_text != NULL && (ans = sess_answer_find(s, s->answer_text, s->answer_space, NULL)) < 0)
-		sess_set_str(&s->answer_text, NULL);
+	/* The subject and answer the user named for an earlier prompt may not
+	 * fit this one: kept when they do, dropped when not, and either way
+	 * said (s->note). Those set with this prompt (a task's) are not news. */
+	if (s->subject_text != NULL) {
+		bool fits = sess_subject_find(s, s->subject_text, &subj_first, &subj,
+		    NULL) == 0;
+
+		if (carried(s->kept.subject_text, s->subject_text))
+			snprintf(s->note, sizeof s->note, "subject '%s' %s", s->subject_text,
+			    fits ? "kept from the last prompt" :
+			    "is not in this prompt: guessed");
+		if (!fits)
+			sess_set_str(&s->subject_text, NULL);
+	}
+	if (s->answer_text != NULL) {
+		size_t n = strlen(s->note);
+
+		ans = sess_answer_find(s, s->answer_text, s->answer_space, NULL);
+		if (carried(s->kept.answer_text, s->answer_text))
+			snprintf(s->note + n, sizeof s->note - n, "%sanswer '%s' %s",
+			    n > 0 ? "; " : "", s->answer_text, ans >= 0 ?
+			    "kept (:answer top for the top prediction)" :
+			    "cannot be scored: the top prediction");
+		if (ans < 0)
+			sess_set_str(&s->answer_text, NULL);
+	}
 	s->subject_guessed = s->subject_text == NULL;
 	if (s->subject_text != NULL) {
 		s->subject_pos = subj;

@@ -234,9 +234,11 @@ choices_clear(ui_choices *k)
 }
 
 /* Back to the choices of the last completed update, which the results
- * still show; what names the work that was cancelled. */
-static int
-session_cancel(ui_session *s, const char *what)
+ * still show: after stopped work (session_cancel) and after an input the
+ * results could not be made from (a prompt too long, a model that does not
+ * load), so that the screen never shows a choice beside older results. */
+static void
+choices_restore(ui_session *s)
 {
 	const ui_choices *k = &s->kept;
 
@@ -250,6 +252,13 @@ session_cancel(ui_session *s, const char *what)
 	s->layer = k->layer;
 	s->head = k->head;
 	s->metric = k->metric;
+}
+
+/* what names the work that was stopped. */
+static int
+session_cancel(ui_session *s, const char *what)
+{
+	choices_restore(s);
 	s->cancelled = what;
 	return FL_STOPPED;
 }
@@ -264,11 +273,15 @@ session_update(ui_session *s, int flags, const fl_progress *p, char **cause)
 
 	s->ms_forward = s->ms_lens = 0;
 	s->cancelled = NULL;
+	s->note[0] = '\0';
 	if (flags & SESSION_LOAD) {
 		if ((rc = sess_load_model(s, p, cause)) == FL_STOPPED)
 			return session_cancel(s, "model load");
-		if (rc != 0)
+		if (rc != 0) {
+			if (s->model != NULL)
+				choices_restore(s);	/* the old model stays */
 			return rc;
+		}
 		if (s->prompt != NULL && s->prompt[0] != '\0')
 			flags |= SESSION_RUN;
 		else
@@ -293,8 +306,11 @@ session_update(ui_session *s, int flags, const fl_progress *p, char **cause)
 		if ((rc = sess_run_prompt(s, p, cause)) != 0) {
 			decomp_clear(&icpt);
 			free(icpt_error);
-			return rc == FL_STOPPED ?
-			    session_cancel(s, "prompt run") : rc;
+			if (rc == FL_STOPPED)
+				return session_cancel(s, "prompt run");
+			if (s->n_tok > 0)
+				choices_restore(s);	/* the old prompt's results stay */
+			return rc;
 		}
 		flags |= SESSION_GRID;
 		if (s->mask || (s->intercept && s->intercept_vec != NULL))

@@ -169,6 +169,8 @@ typedef struct {
 	long		 n_passes, n_last_runs, n_lens_products;
 
 	ui_choices	 kept;		/* as of the last completed update */
+	char		 note[256];	/* what the last update kept or changed by
+					   itself, for the message line, or "" */
 	const char	*cancelled;	/* what the last update cancelled, or NULL */
 } ui_session;
 

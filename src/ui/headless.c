@@ -89,6 +89,8 @@ batch_apply(ui_ctx *c, int flags, char **cause)
 		rc = session_update(c->s, flags & UI_SESSION_MASK, NULL, cause);
 		if (rc < 0)
 			return -1;
+		if (c->s->note[0] != '\0' && c->message == NULL)
+			ctx_message(c, false, "%s", c->s->note);
 	}
 	if (flags & UI_TIME)
 		ctx_time(c, NULL, NULL, NULL);
