@@ -250,4 +250,15 @@ else
 	echo "FAIL - a new prompt is silent about the kept answer: $(tail -2 "$tmp/kept.txt")"
 	fail=1
 fi
+# Under 32 rows the head and MLP panes share a place: v (:pane) switches,
+# the title row names the other; from 32 rows both show.
+"$fl" --model "$fx" --size 80x24 -c "prompt The capital of France is:; pane toggle; render" > "$tmp/p24.txt"
+"$fl" --model "$fx" --size 80x32 -c "prompt The capital of France is:; render" > "$tmp/p32.txt"
+if grep -q "─ MLP 0 ─.* v: head ─" "$tmp/p24.txt" && ! grep -q "─ head 0.0" "$tmp/p24.txt" &&
+    grep -q "─ head 0.0" "$tmp/p32.txt" && grep -q "─ MLP 0 ─" "$tmp/p32.txt"; then
+	echo "ok - 80x24: v shows the MLP pane in the head pane's place; 80x32 shows both"
+else
+	echo "FAIL - the shared pane: $(sed -n 15p "$tmp/p24.txt")"
+	fail=1
+fi
 exit $fail

@@ -404,6 +404,22 @@ c_model(ui_ctx *c, int argc, char **argv, char **cause)
 }
 
 static int
+c_pane(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	const char *a = argc > 1 ? argv[1] : "toggle";
+
+	if (strcmp(a, "head") == 0)
+		c->show_mlp = false;
+	else if (strcmp(a, "mlp") == 0)
+		c->show_mlp = true;
+	else if (strcmp(a, "toggle") == 0)
+		c->show_mlp = !c->show_mlp;
+	else
+		return fl_error(cause, "pane: expected head, mlp or toggle, not '%s'", a);
+	return UI_REDRAW;
+}
+
+static int
 c_prompt(ui_ctx *c, int argc, char **argv, char **cause)
 {
 	return session_set_prompt(c->s, argv[1]) | UI_REDRAW;
@@ -603,6 +619,9 @@ const ui_cmd ui_cmds[] = {
 	  "what the heads grid shows", c_metric },
 	{ "model", NULL, "DIR", 1, 1, ARG_FILE,
 	  "load a model directory and re-run the prompt", c_model },
+	{ "pane", NULL, "[head|mlp|toggle]", 0, 1, ARG_NONE,
+	  "under 32 rows the head and MLP panes share the bottom right: show one "
+	  "(the other's name is on the pane's title row)", c_pane },
 	{ "prompt", "p", "TEXT", 1, -1, ARG_TEXT,
 	  "set the prompt and run it", c_prompt },
 	{ "quit", "q", "", 0, 0, ARG_NONE, "leave the explorer", c_quit },

@@ -41,6 +41,7 @@ static const struct {
 	{ "s", "command-prompt \"subject \"", "type the subject word" },
 	{ ":", "command-prompt", "type a command" },
 	{ "t", "theme next", "the next theme" },
+	{ "v", "pane toggle", "head or MLP pane" },
 	{ "?", "help keys", "this key map" }, { "F1", "help keys", NULL },
 	{ "C-l", "redraw", "repaint the terminal" }, { "q", "quit", "quit" },
 };

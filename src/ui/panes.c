@@ -33,6 +33,29 @@ fmt_prob(double p, char *buf, size_t n)
 	return buf;
 }
 
+/* A signed value with the decimals its size needs for two significant
+ * digits (+12, +4.4, +0.83, +0.012), so a column of small values never
+ * reads +0.0 -0.0. */
+static const char *
+fmt_signed(double v, char *buf, size_t n)
+{
+	double a = fabs(v);
+
+	if (isnan(v))
+		snprintf(buf, n, "-");
+	else if (a >= 10 || a == 0)
+		snprintf(buf, n, "%+.0f", v);
+	else if (a >= 1)
+		snprintf(buf, n, "%+.1f", v);
+	else if (a >= 0.1)
+		snprintf(buf, n, "%+.2f", v);
+	else if (a >= 0.01)
+		snprintf(buf, n, "%+.3f", v);
+	else
+		snprintf(buf, n, "%+.1e", v);
+	return buf;
+}
+
 /* A token's display text from a small ring of buffers (valid for the next
  * seven calls). */
 static const char *
@@ -79,6 +102,7 @@ typedef struct {
 	ui_rect	layers, lens, heads, head, mlp;
 	int	n_sep;
 	ui_rect	sep[2];		/* vertical separators */
+	bool	shared;		/* head and MLP panes take turns in head */
 } ui_layout;
 
 static ui_rect
@@ -132,8 +156,11 @@ layout_compute(int W, int H, int L, ui_layout *o)
 		if (rest >= 16) {
 			o->head = rect(w1 + 1, 4 + hh, w2, rest - 6);
 			o->mlp = rect(w1 + 1, 4 + hh + rest - 6, w2, 6);
-		} else
+		} else {
+			/* Too short for both: they share the place, v switches. */
 			o->head = rect(w1 + 1, 4 + hh, w2, rest);
+			o->shared = true;
+		}
 	}
 }
 
@@ -323,14 +350,21 @@ lens_column(const ui_ctx *c, const ui_view *v, int x, int w, const char *name,
 		return;
 	view_printf(v, x, 2, w, UI_ROLE_DIM, "#%d %s", r->rank, fmt_prob(r->prob, buf,
 	    sizeof buf));
-	for (int i = 0; i < r->n_top && i < rows && i < c->s->topk; i++) {
+	int want = r->n_top < c->s->topk ? r->n_top : c->s->topk;
+	/* a list cut short says so on its last row */
+	int shown = want > rows ? (rows > 0 ? rows - 1 : 0) : want;
+
+	for (int i = 0; i < shown; i++) {
 		int role = r->top_ids[i] == c->s->answer_id ? UI_ROLE_ANSWER : UI_ROLE_NORMAL;
 		const char *p = fmt_prob(r->top_val[i], buf, sizeof buf);
 		int pw = (int)strlen(p);
 
-		view_put(v, x, 3 + i, w - pw - 1, role, tok_label(c, r->top_ids[i]));
+		/* a column of space between the token and its probability */
+		view_put(v, x, 3 + i, w - pw - 2, role, tok_label(c, r->top_ids[i]));
 		view_put(v, x + w - pw - 1, 3 + i, pw, UI_ROLE_DIM, p);
 	}
+	if (shown < want && rows > 0)
+		view_printf(v, x, 3 + shown, w - 1, UI_ROLE_DIM, "+%d more", want - shown);
 }
 
 static void
@@ -488,6 +522,7 @@ static void
 pane_head_draw(const ui_ctx *c, const ui_view *v)
 {
 	const ui_session *s = c->s;
+	char fb[24];
 	int L, H, T, l, h, y, rows, *order, n, barw;
 	const float *pat;
 	char title[96], buf[32];
@@ -519,16 +554,20 @@ pane_head_draw(const ui_ctx *c, const ui_view *v)
 
 			x += view_put(v, 1 + x, y, -1, id == s->answer_id ? UI_ROLE_ANSWER :
 			    UI_ROLE_NORMAL, tok_label(c, id));
-			x += view_printf(v, 1 + x, y, -1, UI_ROLE_DIM, " %+.1f  ",
-			    s->view_head.top_val[i]);
+			x += view_printf(v, 1 + x, y, -1, UI_ROLE_DIM, " %s  ",
+			    fmt_signed(s->view_head.top_val[i], fb, sizeof fb));
 		}
 		y++;
 	}
 	if (y >= v->r.h)
 		return;
-	view_put(v, 1, y++, -1, UI_ROLE_DIM, "attention from the last position:");
 	pat = s->cache->pattern + (((size_t)l * H + h) * T + (T - 1)) * T;
-	rows = v->r.h - y;
+	rows = v->r.h - y - 1;
+	if (T > rows && rows > 0)
+		view_printf(v, 1, y++, -1, UI_ROLE_DIM, "attention from the last (top %d "
+		    "of %d):", rows, T);
+	else
+		view_put(v, 1, y++, -1, UI_ROLE_DIM, "attention from the last position:");
 	if (rows <= 0)
 		return;
 	/* All tokens if they fit, else the most attended, in prompt order. */
@@ -578,6 +617,7 @@ static void
 pane_mlp_draw(const ui_ctx *c, const ui_view *v)
 {
 	const ui_session *s = c->s;
+	char fb[24];
 	char title[64];
 	int y = 1;
 
@@ -601,8 +641,8 @@ pane_mlp_draw(const ui_ctx *c, const ui_view *v)
 
 			x += view_put(v, 1 + x, y, -1, id == s->answer_id ? UI_ROLE_ANSWER :
 			    UI_ROLE_NORMAL, tok_label(c, id));
-			x += view_printf(v, 1 + x, y, -1, UI_ROLE_DIM, " %+.1f  ",
-			    s->view_mlp.top_val[i]);
+			x += view_printf(v, 1 + x, y, -1, UI_ROLE_DIM, " %s  ",
+			    fmt_signed(s->view_mlp.top_val[i], fb, sizeof fb));
 		}
 		y++;
 	}
@@ -626,6 +666,7 @@ static void
 pane_mlp_decomp(const ui_ctx *c, const ui_view *v, int y)
 {
 	const ui_session *s = c->s;
+	char fb[24];
 	const fl_regress *f = &s->decomp[s->layer].fit;
 	int H = session_heads(s), x;
 
@@ -654,8 +695,8 @@ pane_mlp_decomp(const ui_ctx *c, const ui_view *v, int y)
 
 		x += view_put(v, x, y, -1, id == s->answer_id ? UI_ROLE_ANSWER :
 		    UI_ROLE_NORMAL, tok_label(c, id));
-		x += view_printf(v, x, y, -1, UI_ROLE_DIM, " %+.1f  ",
-		    s->decomp_icpt.top_val[i]);
+		x += view_printf(v, x, y, -1, UI_ROLE_DIM, " %s  ",
+		    fmt_signed(s->decomp_icpt.top_val[i], fb, sizeof fb));
 	}
 	view_put(v, 1, y + 1, -1, UI_ROLE_DIM, "coef x: the MLP erases the head, "
 	    "^: amplifies it");
@@ -955,7 +996,17 @@ ui_format(const ui_ctx *c, ui_canvas *cv)
 	v = view_rect(cv, lo.layers); pane_layers_draw(c, &v);
 	v = view_rect(cv, lo.lens); pane_lens_draw(c, &v);
 	v = view_rect(cv, lo.heads); pane_heads_draw(c, &v);
-	v = view_rect(cv, lo.head); pane_head_draw(c, &v);
+	v = view_rect(cv, lo.head);
+	if (lo.shared && c->show_mlp)
+		pane_mlp_draw(c, &v);
+	else
+		pane_head_draw(c, &v);
+	if (lo.shared) {
+		/* say on the pane's title row that the other one is there */
+		const char *hint = c->show_mlp ? " v: head " : " v: MLP ";
+
+		view_put(&v, v.r.w - ui_text_width(hint) - 1, 0, -1, UI_ROLE_KEY, hint);
+	}
 	if (lo.mlp.w > 0) {
 		v = view_rect(cv, lo.mlp);
 		pane_mlp_draw(c, &v);

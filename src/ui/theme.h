@@ -59,15 +59,15 @@
 	X(HEAT6, "heat6", "#ff8700", "default", 0, UI_ATTR_BOLD, "heat ramp") \
 	X(HEAT7, "heat7", "#ffaf00", "default", UI_ATTR_BOLD, UI_ATTR_BOLD, "heat ramp") \
 	X(HEAT8, "heat8", "#ffff5f", "default", UI_ATTR_BOLD, UI_ATTR_BOLD, "heat ramp, highest") \
-	X(DIV0, "div0", "#5f87ff", "default", UI_ATTR_BOLD, UI_ATTR_BOLD, "signed ramp, most negative") \
-	X(DIV1, "div1", "#5f87d7", "default", 0, 0, "signed ramp") \
-	X(DIV2, "div2", "#5f87af", "default", 0, 0, "signed ramp") \
-	X(DIV3, "div3", "#5f8787", "default", 0, UI_ATTR_DIM, "signed ramp") \
+	X(DIV0, "div0", "#ff5f87", "default", UI_ATTR_BOLD, UI_ATTR_BOLD, "signed ramp, most negative (the negative colour)") \
+	X(DIV1, "div1", "#d75f87", "default", 0, 0, "signed ramp") \
+	X(DIV2, "div2", "#af5f87", "default", 0, 0, "signed ramp") \
+	X(DIV3, "div3", "#875f6f", "default", 0, UI_ATTR_DIM, "signed ramp") \
 	X(DIV4, "div4", "#4e4e4e", "default", 0, UI_ATTR_DIM, "signed ramp, zero") \
-	X(DIV5, "div5", "#af875f", "default", 0, UI_ATTR_DIM, "signed ramp") \
-	X(DIV6, "div6", "#d7875f", "default", 0, 0, "signed ramp") \
-	X(DIV7, "div7", "#ff875f", "default", 0, 0, "signed ramp") \
-	X(DIV8, "div8", "#ff5f5f", "default", UI_ATTR_BOLD, UI_ATTR_BOLD, "signed ramp, most positive")
+	X(DIV5, "div5", "#5f875f", "default", 0, UI_ATTR_DIM, "signed ramp") \
+	X(DIV6, "div6", "#5faf5f", "default", 0, 0, "signed ramp") \
+	X(DIV7, "div7", "#5fd75f", "default", 0, 0, "signed ramp") \
+	X(DIV8, "div8", "#87ff87", "default", UI_ATTR_BOLD, UI_ATTR_BOLD, "signed ramp, most positive (the positive colour)")
 
 typedef enum {
 #define X(e, n, fg, bg, a, m, what) UI_ROLE_##e,

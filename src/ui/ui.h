@@ -66,6 +66,8 @@ typedef struct ui_ctx {
 	bool		 batch;		/* headless: no timings on screen */
 	bool		 help;		/* the key map overlay is open */
 	bool		 help_cmds;	/* the command list overlay is open (:help) */
+	bool		 show_mlp;	/* when the head and MLP panes share the
+					   bottom right (under 32 rows), the MLP's */
 	char		*overlay;	/* text over the panes until a key (:eval), or NULL */
 	char		*overlay_title;
 	const fl_progress *progress;	/* for long commands (:eval), or NULL */
