@@ -261,4 +261,13 @@ else
 	echo "FAIL - the shared pane: $(sed -n 15p "$tmp/p24.txt")"
 	fail=1
 fi
+# An apostrophe inside a word is a letter, not a quote: the rest of the
+# line (and the next command after ';') stays as typed.
+"$fl" --model "$fx" --size 80x24 -c "prompt La Côte d'Ivoire's capital is; render" > "$tmp/apos.txt" 2>&1
+if grep -q "^ prompt La Côte d'Ivoire's capital is " "$tmp/apos.txt"; then
+	echo "ok - an apostrophe inside a word is part of the prompt"
+else
+	echo "FAIL - an apostrophe in the prompt: $(head -3 "$tmp/apos.txt")"
+	fail=1
+fi
 exit $fail

@@ -33,7 +33,9 @@ cmd_split_words(const char *s, char ***argvp, char **cause)
 		if (*s == '\0')
 			break;
 		while (*s != '\0' && !isspace((unsigned char)*s)) {
-			if (*s == '"') {
+			/* A quote opens only at the start of a word: inside one it
+			 * is a letter (d'Ivoire, France's). */
+			if (*s == '"' && !any) {
 				for (s++; *s != '"'; s++) {
 					if (*s == '\0')
 						goto unterminated;
@@ -42,7 +44,7 @@ cmd_split_words(const char *s, char ***argvp, char **cause)
 					w[n++] = *s;
 				}
 				s++;
-			} else if (*s == '\'') {
+			} else if (*s == '\'' && !any) {
 				for (s++; *s != '\''; s++) {
 					if (*s == '\0')
 						goto unterminated;
@@ -157,7 +159,8 @@ cmd_run_line(ui_ctx *c, const char *line, char **cause)
 				quote = 0;
 			continue;
 		}
-		if (ch == '"' || ch == '\'') {
+		/* as in cmd_split_words: a quote opens only at a word's start */
+		if ((ch == '"' || ch == '\'') && (i == start || isspace((unsigned char)line[i - 1]))) {
 			quote = ch;
 			continue;
 		}

@@ -476,12 +476,21 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 
 			heat_style(c, val, scale, sg, &role, &gl);
 			if (cw >= 5 && !isnan(val)) {
-				/* Wide values (patching percents) lose the decimal
-				 * so that neighbouring cells keep a space. */
-				if (sg && fabsf(val) >= 99.95f)
+				/* The decimals follow the grid's scale: two below 10,
+				 * so that small values do not read +0.0 / -0.0 (what
+				 * rounds to zero is 0), one for wider grids (patching
+				 * percents), none past 100, so that neighbouring cells
+				 * keep a space. */
+				int dec = scale < 9.995f ? 2 : 1;
+
+				if (sg && fabsf(val) < (dec == 2 ? 0.005f : 0.05f))
+					view_printf(v, x, y, cw, role, "%*s", cw - 1, "0");
+				else if (sg && fabsf(val) >= 99.95f)
 					view_printf(v, x, y, cw, role, "%+*.0f", cw - 1, val);
-				else if (sg)
+				else if (sg && dec == 1)
 					view_printf(v, x, y, cw, role, "%+*.1f", cw - 1, val);
+				else if (sg)
+					view_printf(v, x, y, cw, role, "%+*.2f", cw - 1, val);
 				else
 					view_printf(v, x, y, cw, role, "%*.2f", cw - 1, val);
 			} else {
