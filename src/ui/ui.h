@@ -157,6 +157,10 @@ const char *fmt_prob(double p, char *buf, size_t n);
  * "commands" or "roles". -1 when what is unknown. */
 int ui_man_fragment(const char *what, FILE *f);
 
+/* s as roff text: backslashes and dashes escaped, and \& in front when it
+ * starts with . or ' (a line that would be read as a request). */
+void ui_roff(FILE *f, const char *s);
+
 /* ---- entry points ---------------------------------------------------- */
 
 typedef struct {
