@@ -5,7 +5,7 @@
  * overlay, message, key map); it has no curses in it, so batch mode and the
  * tests use it unchanged. Every action is a command string: keys are bound
  * to commands (keymap), the ':' line and the rc file run commands, and
- * --batch runs them headless. A command returns reaction flags - the
+ * --script and -c run them headless. A command returns reaction flags - the
  * SESSION_* flags of what to recompute plus the UI_* flags below - and one
  * loop applies them (explore.c; headless.c for runs without a terminal).
  */
@@ -167,7 +167,7 @@ typedef struct {
 	const char	*model_dir;
 	fl_model_opts	 model_opts;	/* --weights */
 	const char	*theme;		/* NULL: dark */
-	const char	*batch_file;	/* "-": standard input */
+	const char	*script_file;	/* --script FILE; "-": standard input */
 	const char	*commands;	/* -c */
 	int		 width, height;	/* batch size */
 	int		 depth;		/* forced colour depth, or -1 */
