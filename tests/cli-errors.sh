@@ -242,7 +242,7 @@ fifo_case config.json config.json run --model "$tmp/m" --prompt hi
 fifo_case vocab.json vocab.json run --model "$tmp/m" --prompt hi
 fifo_case model.safetensors model.safetensors run --model "$tmp/m" --prompt hi
 fifo_case "a task file" task.json eval --model "$fx" --task "$tmp/m/task.json"
-fifo_case "a script" script.txt --model "$fx" --batch "$tmp/m/script.txt"
+fifo_case "a script" script.txt --model "$fx" --script "$tmp/m/script.txt"
 # GPT-2 config fields that change the attention's math: a value the forward
 # pass does not implement is refused by name; the default is accepted.
 gpt2_field() { # NAME JSON-VALUE

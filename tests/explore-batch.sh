@@ -1,5 +1,5 @@
 #!/bin/bash
-# The explorer's screens, rendered headless (--batch) on the tiny fixture
+# The explorer's screens, rendered headless (--script) on the tiny fixture
 # model and compared with the expected text in tests/explore/NAME.txt. The
 # first line of NAME.cmds gives the size and any extra options:
 #     # size 80x24 [--ascii] [--theme NAME]
@@ -32,7 +32,7 @@ for cmds in "$dir"/*.cmds; do
 	read -r _ _ size extra < "$cmds"
 	# shellcheck disable=SC2086
 	# From the source tree, so that a script names tests/tasks/tiny.json.
-	(cd "$src" && "$fl" --model "$fx" --size "$size" $extra --batch "$cmds") \
+	(cd "$src" && "$fl" --model "$fx" --size "$size" $extra --script "$cmds") \
 	    > "$tmp/$name.txt" 2> "$tmp/$name.err"
 	status=$?
 	if [ "$status" -ne 0 ]; then
@@ -64,12 +64,12 @@ else
 	fail=1
 fi
 
-# -c runs the same commands as --batch; ';' separates them.
+# -c runs the same commands as --script; ';' separates them.
 "$fl" --model "$fx" --size 100x30 -c "prompt The capital of France is; answer France; \
 subject capital; render; layer +1; head 1.2; metric direct; render; mask on; render; \
 mask toggle; metric mover; subject auto; answer top; layer first; head -1; topk 3" > "$tmp/c.txt"
 if cmp -s "$tmp/c.txt" "$dir/navigate.txt"; then
-	echo "ok - -c \"cmd; cmd\" renders what the same --batch file does"
+	echo "ok - -c \"cmd; cmd\" renders what the same --script file does"
 else
 	echo "FAIL - -c output differs from navigate.txt"
 	fail=1
@@ -89,7 +89,7 @@ expect_err() { # NAME NEEDLE -- ARGS
 	fi
 }
 printf 'prompt hi\nfrobnicate 3\n' > "$tmp/bad.cmds"
-expect_err "unknown command names file and line" "bad.cmds:2: unknown command 'frobnicate'" -- --batch "$tmp/bad.cmds"
+expect_err "unknown command names file and line" "bad.cmds:2: unknown command 'frobnicate'" -- --script "$tmp/bad.cmds"
 expect_err "bad layer argument" "layer: expected N" -- -c "prompt hi; layer up"
 expect_err "subject not in the prompt" "subject: no 'Paris' in the prompt" -- -c "prompt The capital of France is; subject Paris"
 expect_err "unknown metric" "metric: expected attn" -- -c "metric loudness"
@@ -101,7 +101,19 @@ expect_err "eval without a task: the default one, too long for this model" \
 expect_err "task file missing" "nope.json" -- -c "task $tmp/nope.json"
 expect_err "task prompt out of range" "task: tiny_capital has prompts 0 to 19, not 20" -- \
     -c "task $src/tests/tasks/tiny.json 20"
-expect_err "missing batch file" "cannot open" -- --batch "$tmp/none.cmds"
+expect_err "missing script file" "cannot open" -- --script "$tmp/none.cmds"
+
+# --batch FILE, the old name of --script, still runs a script, and says it is
+# deprecated (on stderr, so the screens are the same).
+(cd "$src" && "$fl" --model "$fx" --size 100x30 --batch tests/explore/navigate.cmds) \
+    > "$tmp/alias.txt" 2> "$tmp/alias.err"
+if cmp -s "$tmp/alias.txt" "$dir/navigate.txt" &&
+    grep -q -- "--batch FILE is deprecated: use --script FILE" "$tmp/alias.err"; then
+	echo "ok - --batch FILE runs the script as --script does, with a deprecation warning"
+else
+	echo "FAIL - --batch FILE: $(head -3 "$tmp/alias.err"); $(diff "$tmp/alias.txt" "$dir/navigate.txt" | head -4)"
+	fail=1
+fi
 out=$("$fl" --model "$fx" --size 5x5 -c "quit" 2>&1) && echo "ok - a 5x5 render does not crash" ||
 	{ echo "FAIL - a 5x5 render: $out"; fail=1; }
 "$fl" --model "$fx" --size 10 -c quit > /dev/null 2>&1

@@ -1,6 +1,7 @@
 #!/bin/bash
-# man/factlens.1's KEYS, EXPLORER COMMANDS and roles lists are generated
-# from the key map, the command table and the role table: each section
+# man/factlens.1's SYNOPSIS and OPTIONS are generated from the subcommands'
+# option tables (src/cli), its KEYS, EXPLORER COMMANDS and roles lists from
+# the key map, the command table and the role table (src/ui): each section
 # between its BEGIN/END GENERATED markers must equal what the binary prints
 # with --man-fragment. After changing a table, refresh the page with
 #     FL_UPDATE_EXPECTED=1 make check TESTS=tests/explore-man.sh
@@ -11,7 +12,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
 
-for what in keys commands roles; do
+for what in synopsis options keys commands roles; do
 	"$fl" --man-fragment "$what" > "$tmp/want" || { echo "FAIL - --man-fragment $what"; fail=1; continue; }
 	if [ -n "${FL_UPDATE_EXPECTED:-}" ]; then
 		awk -v w="$what" -v f="$tmp/want" '
@@ -27,7 +28,7 @@ for what in keys commands roles; do
 		echo "FAIL - man/factlens.1 has no GENERATED $what section"
 		fail=1
 	elif diff -u "$tmp/got" "$tmp/want" > "$tmp/diff"; then
-		echo "ok - man page $what section matches the table ($(grep -c '^\.TP' "$tmp/want") entries)"
+		echo "ok - man page $what section matches the table ($(grep -c '^\.TP\|^\.B factlens' "$tmp/want") entries)"
 	else
 		echo "FAIL - man page $what section differs from factlens --man-fragment $what:"
 		head -30 "$tmp/diff"

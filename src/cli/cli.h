@@ -1,6 +1,7 @@
 /*
  * cli.h - the command-line subcommands. Each lives in its own cmd_*.c file
- * and has one entry in main.c's table, which drives dispatch and --help.
+ * with its option table (opts.h) and has one entry in main.c's table, which
+ * drives dispatch, --help and the man page's SYNOPSIS and OPTIONS.
  * Exit status: 0 success, 1 a runtime error (bad file, bad model), 2 a usage
  * error, 130 (FL_EXIT_STOPPED) when Ctrl-C stopped the work.
  */
@@ -14,6 +15,7 @@
 #include "engine/forward.h"
 #include "base/paths.h"
 #include "base/util.h"
+#include "opts.h"
 
 int cmd_tokenize(int argc, char **argv);
 int cmd_run(int argc, char **argv);
@@ -23,22 +25,21 @@ int cmd_heads(int argc, char **argv);
 int cmd_decompose(int argc, char **argv);
 int cmd_explore(int argc, char **argv);
 
+/* Their option tables, in usage order. */
+extern const cli_opt cmd_tokenize_opts[], cmd_run_opts[], cmd_bench_opts[],
+    cmd_eval_opts[], cmd_heads_opts[], cmd_decompose_opts[], cmd_explore_opts[];
 
-/* --weights convert|stored, taken by every command and the explorer: what
- * model_load does with F16/BF16 weights (model.h). cli_weights_opt parses
- * it (0, or 2 after reporting a usage error); cli_model_opts gives the
- * choice, which cli_load_model loads with. */
-#define CLI_WEIGHTS_OPTION { "weights", required_argument, NULL, 'W' }
+
+/* --weights convert|stored|copy, taken by every command and the explorer:
+ * what model_load does with F16/BF16 weights (model.h). cli_weights_opt
+ * parses it (0, or 2 after reporting a usage error); cli_model_opts gives
+ * the choice, which cli_load_model loads with. */
 int cli_weights_opt(const char *arg);
 const fl_model_opts *cli_model_opts(void);
 
 /* Loads a model (with cli_model_opts) or prints "factlens: <cause>" and
  * returns NULL. */
 fl_model *cli_load_model(const char *dir);
-
-/* "usage: factlens CMD ...", from the command table that factlens --help
- * prints (a static buffer). */
-const char *cli_usage(const char *cmd);
 
 /* Prints "factlens: <msg>" to stderr; returns status. */
 int cli_fail(int status, const char *fmt, ...) FL_PRINTF(2, 3);
@@ -87,35 +88,12 @@ fl_task *cli_load_task(const char *path);
 int cli_find_subject(const fl_task *t, const char *prompt, const char *subject,
     int *off, int *len, int *pair);
 
-/* "0,3,5" -> (H) flags, heap; or a usage error naming the option. */
-/* The options the task commands (eval, heads, decompose) share. Each
- * command keeps its own fields; this says where the values go. */
-typedef struct {
-	const char	**dir;		/* --model DIR */
-	const char	**task;		/* --task FILE */
-	int		 *set;		/* --templates main|paraphrase|heldout */
-	int		 *batch;	/* --batch N */
-	int		 *threads;	/* --threads N */
-	bool		 *json;		/* --json */
-} cli_shared;
-
-#define CLI_SHARED_OPTIONS \
-	{ "model", required_argument, NULL, 'm' }, \
-	{ "task", required_argument, NULL, 'T' }, \
-	{ "templates", required_argument, NULL, 'S' }, \
-	{ "batch", required_argument, NULL, 'b' }, \
-	{ "json", no_argument, NULL, 'j' }, \
-	{ "threads", required_argument, NULL, 't' }, \
-	CLI_WEIGHTS_OPTION
-
-/* Takes getopt's c if it is a shared option: 0 when taken, 2 on a bad
- * value (reported), -1 when c is not a shared option. */
-int cli_shared_opt(const cli_shared *sh, int c, const char *arg);
-
-/* After the options: no stray arguments, --task given, the default model
- * filled in. 0, or 2 with the usage error reported for command cmd. */
+/* For the task commands (eval, heads, decompose), after the options: no
+ * stray arguments, --task given, the default model filled in. 0, or 2 with
+ * the usage error reported for command cmd. */
 int cli_shared_finish(const cli_shared *sh, const char *cmd, int argc, char **argv);
 
+/* "0,3,5" -> (H) flags, heap; or a usage error naming the option. */
 int cli_parse_heads(const char *opt, const char *arg, int H, bool **out);
 
 /* A number option in [lo, hi], or a usage error naming the option. */

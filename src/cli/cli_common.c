@@ -115,35 +115,6 @@ cli_load_task(const char *path)
 }
 
 int
-cli_shared_opt(const cli_shared *sh, int c, const char *arg)
-{
-	switch (c) {
-	case 'm':
-		*sh->dir = arg;
-		return 0;
-	case 'T':
-		*sh->task = arg;
-		return 0;
-	case 'S':
-		if ((*sh->set = task_set_parse(arg)) < 0)
-			return cli_fail(2, "--templates takes main, paraphrase or "
-			    "heldout, not '%s'", arg);
-		return 0;
-	case 'b':
-		return cli_int("--batch", arg, 1, 4096, sh->batch) ? 2 : 0;
-	case 'j':
-		*sh->json = true;
-		return 0;
-	case 't':
-		return cli_int("--threads", arg, 1, 256, sh->threads) ? 2 : 0;
-	case 'W':
-		return cli_weights_opt(arg);
-	default:
-		return -1;
-	}
-}
-
-int
 cli_shared_finish(const cli_shared *sh, const char *cmd, int argc, char **argv)
 {
 	if (optind < argc)

@@ -131,23 +131,29 @@ torch_ms(const char *dir, int tokens, int threads, int reps)
 	return ms;
 }
 
+const cli_opt cmd_bench_opts[] = {
+	CLI_SHARED_MODEL,
+	{ "tokens", 'n', "N", CLI_OPT_SHORT, CLI_GROUP_OWN,
+	  "the prompt's length in tokens (default 16)" },
+	{ "reps", 'r', "N", CLI_OPT_SHORT, CLI_GROUP_OWN,
+	  "timed passes of each kind (default 20)" },
+	CLI_SHARED_THREADS,
+	{ "idle", 'i', "MS", 0, CLI_GROUP_OWN,
+	  "a pause of MS milliseconds before each timed pass" },
+	{ "torch", 'T', NULL, CLI_OPT_SHORT, CLI_GROUP_OWN,
+	  "time the same work in PyTorch too (tools/torch-bench)" },
+	CLI_SHARED_JSON,
+	CLI_SHARED_WEIGHTS,
+	CLI_OPT_END
+};
+
 int
 cmd_bench(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "model", required_argument, NULL, 'm' },
-		{ "tokens", required_argument, NULL, 'n' },
-		{ "reps", required_argument, NULL, 'r' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "torch", no_argument, NULL, 'T' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "idle", required_argument, NULL, 'i' },
-		CLI_WEIGHTS_OPTION,
-		{ NULL, 0, NULL, 0 }
-	};
 	const char *dir = NULL;
 	int tokens = 16, reps = 20, threads = 2, c, L, V, rss_tokens = 64, idle = 0;
 	bool torch = false, json = false;
+	cli_shared sh = { .dir = &dir, .threads = &threads, .json = &json };
 	double *t_fwd, *t_last, t_load[5], load_ms, fwd_ms, last_ms, rss, tms = -1;
 	fl_model *m;
 	fl_run *r;
@@ -160,16 +166,13 @@ cmd_bench(int argc, char **argv)
 	char *cause = NULL;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:n:r:t:Tj", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, cmd_bench_opts, &sh)) != -1) {
 		switch (c) {
-		case 'm': dir = optarg; break;
 		case 'n': if (cli_int("--tokens", optarg, 1, 1 << 16, &tokens)) return 2; break;
 		case 'r': if (cli_int("--reps", optarg, 1, 100000, &reps)) return 2; break;
-		case 't': if (cli_int("--threads", optarg, 1, 256, &threads)) return 2; break;
 		case 'T': torch = true; break;
-		case 'j': json = true; break;
 		case 'i': if (cli_int("--idle", optarg, 1, 60000, &idle)) return 2; break;
-		case 'W': if (cli_weights_opt(optarg)) return 2; break;
+		case CLI_GETOPT_BAD: return 2;
 		default:
 			return cli_fail(2, "%s", cli_usage("bench"));
 		}

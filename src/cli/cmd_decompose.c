@@ -35,22 +35,35 @@ typedef struct {
 	bool		 json;
 } decomp_args;
 
+const cli_opt cmd_decompose_opts[] = {
+	CLI_SHARED_MODEL,
+	CLI_SHARED_TASK(CLI_OPT_REQUIRED),
+	{ "layer", 'l', "L", 0, CLI_GROUP_OWN,
+	  "the layer whose MLP is decomposed (default: the last)" },
+	CLI_SHARED_TEMPLATES,
+	CLI_SHARED_NO_RESID,
+	CLI_SHARED_RIDGE,
+	{ "top", 'k', "K", 0, CLI_GROUP_OWN,
+	  "the top tokens of each component through the lens (default 8)" },
+	{ "prompt", 'p', "TEXT", 0, CLI_GROUP_OWN,
+	  "also say how well the fit reconstructs this prompt's MLP output" },
+	{ "subject", 's', "TEXT", CLI_OPT_NESTED, CLI_GROUP_OWN,
+	  "the prompt's subject, a whole word of it (default: the task's subject "
+	  "found last in it)" },
+	CLI_SHARED_BATCH(0),
+	CLI_SHARED_JSON,
+	CLI_SHARED_THREADS,
+	CLI_SHARED_WEIGHTS,
+	CLI_OPT_END
+};
+
 static int
 decomp_parse(decomp_args *a, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		CLI_SHARED_OPTIONS,
-		{ "layer", required_argument, NULL, 'l' },
-		{ "no-resid", no_argument, NULL, 'R' },
-		{ "ridge", required_argument, NULL, 'g' },
-		{ "top", required_argument, NULL, 'k' },
-		{ "prompt", required_argument, NULL, 'p' },
-		{ "subject", required_argument, NULL, 's' },
-		{ NULL, 0, NULL, 0 }
-	};
-	cli_shared sh = { &a->dir, &a->task, &a->set, &a->batch, &a->threads,
-	    &a->json };
-	int c, rc;
+	cli_shared sh = { .dir = &a->dir, .task = &a->task, .set = &a->set,
+	    .batch = &a->batch, .threads = &a->threads, .no_resid = &a->no_resid,
+	    .ridge = &a->ridge, .json = &a->json };
+	int c;
 
 	memset(a, 0, sizeof *a);
 	a->layer = -1;
@@ -58,15 +71,10 @@ decomp_parse(decomp_args *a, int argc, char **argv)
 	a->batch = 32;
 	a->ridge = -1;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, cmd_decompose_opts, &sh)) != -1) {
 		switch (c) {
 		case 'l':
 			if (cli_int("--layer", optarg, 0, 4096, &a->layer))
-				return 2;
-			break;
-		case 'R': a->no_resid = true; break;
-		case 'g':
-			if (cli_parse_double("--ridge", optarg, 0, 1, &a->ridge))
 				return 2;
 			break;
 		case 'k':
@@ -75,12 +83,9 @@ decomp_parse(decomp_args *a, int argc, char **argv)
 			break;
 		case 'p': a->prompt = optarg; break;
 		case 's': a->subject = optarg; break;
+		case CLI_GETOPT_BAD:
+			return 2;
 		default:
-			if ((rc = cli_shared_opt(&sh, c, optarg)) >= 0) {
-				if (rc != 0)
-					return rc;
-				break;
-			}
 			return cli_fail(2, "%s", cli_usage("decompose"));
 		}
 	}

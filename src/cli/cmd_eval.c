@@ -30,29 +30,43 @@ typedef struct {
 	bool		 json;
 } eval_args;
 
+const cli_opt cmd_eval_opts[] = {
+	CLI_SHARED_MODEL,
+	CLI_SHARED_TASK(CLI_OPT_REQUIRED),
+	{ "shots", 'k', "K", 0, CLI_GROUP_OWN,
+	  "also K-shot: K demonstrations (other subjects of the task) before each "
+	  "prompt (default 0: zero-shot only)" },
+	CLI_SHARED_TEMPLATES,
+	{ "split", 's', "subject|template", 0, CLI_GROUP_OWN,
+	  "how the intercept's fit is kept apart from the prompts it scores: by "
+	  "subject (the default) or by template" },
+	{ "seed", 'r', "N", 0, CLI_GROUP_OWN,
+	  "the seed that draws the demonstrations (default 1)" },
+	CLI_SHARED_NO_RESID,
+	CLI_SHARED_RIDGE,
+	{ "mask-heads", 'H', "LIST", 0, CLI_GROUP_OWN,
+	  "the heads of the last layer mask (a) masks, e.g. 0,3,5 (default: all)" },
+	CLI_SHARED_BATCH(0),
+	CLI_SHARED_JSON,
+	CLI_SHARED_THREADS,
+	CLI_SHARED_WEIGHTS,
+	CLI_OPT_END
+};
+
 static int
 eval_parse(eval_args *a, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		CLI_SHARED_OPTIONS,
-		{ "shots", required_argument, NULL, 'k' },
-		{ "split", required_argument, NULL, 's' },
-		{ "seed", required_argument, NULL, 'r' },
-		{ "no-resid", no_argument, NULL, 'R' },
-		{ "ridge", required_argument, NULL, 'g' },
-		{ "mask-heads", required_argument, NULL, 'H' },
-		{ NULL, 0, NULL, 0 }
-	};
-	cli_shared sh = { &a->dir, &a->task, &a->set, &a->batch, &a->threads,
-	    &a->json };
-	int c, rc;
+	cli_shared sh = { .dir = &a->dir, .task = &a->task, .set = &a->set,
+	    .batch = &a->batch, .threads = &a->threads, .no_resid = &a->no_resid,
+	    .ridge = &a->ridge, .json = &a->json };
+	int c;
 
 	memset(a, 0, sizeof *a);
 	a->batch = 32;
 	a->seed = 1;
 	a->ridge = -1;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, cmd_eval_opts, &sh)) != -1) {
 		switch (c) {
 		case 'k':
 			if (cli_int("--shots", optarg, 0, 64, &a->shots))
@@ -71,18 +85,10 @@ eval_parse(eval_args *a, int argc, char **argv)
 			if (cli_int("--seed", optarg, 0, 1 << 30, &a->seed))
 				return 2;
 			break;
-		case 'R': a->no_resid = true; break;
-		case 'g':
-			if (cli_parse_double("--ridge", optarg, 0, 1, &a->ridge))
-				return 2;
-			break;
 		case 'H': a->mask_heads = optarg; break;
+		case CLI_GETOPT_BAD:
+			return 2;
 		default:
-			if ((rc = cli_shared_opt(&sh, c, optarg)) >= 0) {
-				if (rc != 0)
-					return rc;
-				break;
-			}
 			return cli_fail(2, "%s", cli_usage("eval"));
 		}
 	}

@@ -27,19 +27,29 @@ typedef struct {
 	bool		 json;
 } heads_args;
 
+const cli_opt cmd_heads_opts[] = {
+	CLI_SHARED_MODEL,
+	CLI_SHARED_TASK(CLI_OPT_REQUIRED),
+	CLI_SHARED_TEMPLATES,
+	{ "seed", 'r', "N", 0, CLI_GROUP_OWN,
+	  "the seed that draws the corrupted prompts' subjects (default 1)" },
+	{ "receiver", 'R', "LAYER", 0, CLI_GROUP_OWN,
+	  "read the residual before this layer instead of the final one" },
+	CLI_SHARED_BATCH(0),
+	{ "top", 'k', "K", 0, CLI_GROUP_OWN,
+	  "how many of the strongest heads to list (default 10)" },
+	CLI_SHARED_JSON,
+	CLI_SHARED_THREADS,
+	CLI_SHARED_WEIGHTS,
+	CLI_OPT_END
+};
+
 static int
 heads_parse(heads_args *a, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		CLI_SHARED_OPTIONS,
-		{ "seed", required_argument, NULL, 'r' },
-		{ "receiver", required_argument, NULL, 'R' },
-		{ "top", required_argument, NULL, 'k' },
-		{ NULL, 0, NULL, 0 }
-	};
-	cli_shared sh = { &a->dir, &a->task, &a->set, &a->batch, &a->threads,
-	    &a->json };
-	int c, rc;
+	cli_shared sh = { .dir = &a->dir, .task = &a->task, .set = &a->set,
+	    .batch = &a->batch, .threads = &a->threads, .json = &a->json };
+	int c;
 
 	memset(a, 0, sizeof *a);
 	a->seed = 1;
@@ -47,7 +57,7 @@ heads_parse(heads_args *a, int argc, char **argv)
 	a->batch = 32;
 	a->top = 10;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, cmd_heads_opts, &sh)) != -1) {
 		switch (c) {
 		case 'r':
 			if (cli_int("--seed", optarg, 0, 1 << 30, &a->seed))
@@ -61,12 +71,9 @@ heads_parse(heads_args *a, int argc, char **argv)
 			if (cli_int("--top", optarg, 1, 10000, &a->top))
 				return 2;
 			break;
+		case CLI_GETOPT_BAD:
+			return 2;
 		default:
-			if ((rc = cli_shared_opt(&sh, c, optarg)) >= 0) {
-				if (rc != 0)
-					return rc;
-				break;
-			}
 			return cli_fail(2, "%s", cli_usage("heads"));
 		}
 	}

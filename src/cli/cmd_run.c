@@ -44,31 +44,54 @@ typedef struct {
 	bool		 patterns;
 } run_args;
 
+const cli_opt cmd_run_opts[] = {
+	CLI_SHARED_MODEL,
+	{ "prompt", 'p', "TEXT", CLI_OPT_SHORT | CLI_OPT_REQUIRED, CLI_GROUP_OWN,
+	  "the prompt to run" },
+	{ "answer", 'a', "TEXT", CLI_OPT_SHORT, CLI_GROUP_OWN,
+	  "the answer, scored on its first token (default, with --task: the task's "
+	  "answer for the prompt's subject)" },
+	{ "subject", 's', "TEXT", 0, CLI_GROUP_OWN,
+	  "the subject, a whole word of the prompt (default: the subject of --task, "
+	  "or of the default task, found last in the prompt)" },
+	CLI_SHARED_TASK(0),
+	{ "layer", 'L', "L", CLI_OPT_NESTED, CLI_GROUP_OWN,
+	  "the layer whose MLP decomposition is fitted on the task (default: the "
+	  "last)" },
+	CLI_SHARED_BATCH(CLI_OPT_NESTED),
+	{ "top", 'k', "K", CLI_OPT_SHORT, CLI_GROUP_OWN,
+	  "how many top next tokens to print (default 10)" },
+	{ "lens", 'l', NULL, CLI_OPT_SHORT, CLI_GROUP_OWN,
+	  "print the logit lens of every residual stream" },
+	{ "lens-top", 'K', "K", 0, CLI_GROUP_OWN,
+	  "the top tokens of each stream in the JSON lens (default 5)" },
+	CLI_SHARED_JSON,
+	{ "patterns", 'P', NULL, 0, CLI_GROUP_OWN,
+	  "with --json, add every head's attention pattern" },
+	{ "dump-logits", 'd', "FILE", CLI_OPT_SHORT, CLI_GROUP_OWN,
+	  "write the logits of every position to FILE as little-endian float32, "
+	  "row-major [tokens x vocab]" },
+	{ "final-mask", 'f', NULL, CLI_OPT_SHORT, CLI_GROUP_OWN,
+	  "mitigation (a): the last position attends only to itself in the last "
+	  "layer's heads (all, or those of --mask-heads)" },
+	{ "mask-heads", 'H', "LIST", 0, CLI_GROUP_OWN,
+	  "the heads of the last layer --final-mask masks, e.g. 0,3,5 (implies "
+	  "--final-mask)" },
+	{ "intercept", 'i', NULL, 0, CLI_GROUP_OWN,
+	  "mitigation (b): subtract the last layer's intercept, fitted on "
+	  "--task's prompts of the other subjects" },
+	{ "mover-threshold", 'M', "X", 0, CLI_GROUP_OWN,
+	  "the mover score from which a head is flagged (default 0.25)" },
+	CLI_SHARED_THREADS,
+	CLI_SHARED_WEIGHTS,
+	CLI_OPT_END
+};
+
 static int
 run_parse(run_args *a, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "model", required_argument, NULL, 'm' },
-		{ "prompt", required_argument, NULL, 'p' },
-		{ "answer", required_argument, NULL, 'a' },
-		{ "subject", required_argument, NULL, 's' },
-		{ "task", required_argument, NULL, 'T' },
-		{ "layer", required_argument, NULL, 'L' },
-		{ "top", required_argument, NULL, 'k' },
-		{ "lens-top", required_argument, NULL, 'K' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "lens", no_argument, NULL, 'l' },
-		{ "patterns", no_argument, NULL, 'P' },
-		{ "dump-logits", required_argument, NULL, 'd' },
-		{ "final-mask", no_argument, NULL, 'f' },
-		{ "mask-heads", required_argument, NULL, 'H' },
-		{ "intercept", no_argument, NULL, 'i' },
-		{ "mover-threshold", required_argument, NULL, 'M' },
-		{ "batch", required_argument, NULL, 'b' },
-		{ "threads", required_argument, NULL, 't' },
-		CLI_WEIGHTS_OPTION,
-		{ NULL, 0, NULL, 0 }
-	};
+	cli_shared sh = { .dir = &a->dir, .task = &a->task, .batch = &a->batch,
+	    .threads = &a->threads, .json = &a->json };
 	int c;
 
 	memset(a, 0, sizeof *a);
@@ -78,13 +101,11 @@ run_parse(run_args *a, int argc, char **argv)
 	a->batch = 32;
 	a->threshold = MOVERS_THRESHOLD;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:p:a:k:jld:ft:", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, cmd_run_opts, &sh)) != -1) {
 		switch (c) {
-		case 'm': a->dir = optarg; break;
 		case 'p': a->prompt = optarg; break;
 		case 'a': a->answer = optarg; break;
 		case 's': a->subject = optarg; break;
-		case 'T': a->task = optarg; break;
 		case 'L':
 			if (cli_int("--layer", optarg, 0, 4096, &a->layer))
 				return 2;
@@ -97,7 +118,6 @@ run_parse(run_args *a, int argc, char **argv)
 			if (cli_int("--lens-top", optarg, 1, 100, &a->lens_top))
 				return 2;
 			break;
-		case 'j': a->json = true; break;
 		case 'l': a->lens = true; break;
 		case 'P': a->patterns = true; break;
 		case 'd': a->dump = optarg; break;
@@ -108,18 +128,8 @@ run_parse(run_args *a, int argc, char **argv)
 			if (cli_parse_double("--mover-threshold", optarg, 0, 1, &a->threshold))
 				return 2;
 			break;
-		case 'b':
-			if (cli_int("--batch", optarg, 1, 4096, &a->batch))
-				return 2;
-			break;
-		case 't':
-			if (cli_int("--threads", optarg, 1, 256, &a->threads))
-				return 2;
-			break;
-		case 'W':
-			if (cli_weights_opt(optarg))
-				return 2;
-			break;
+		case CLI_GETOPT_BAD:
+			return 2;
 		default:
 			return cli_fail(2, "%s", cli_usage("run"));
 		}

@@ -27,39 +27,31 @@ read_stdin(size_t *len)
 	return buf;
 }
 
+const cli_opt cmd_tokenize_opts[] = {
+	CLI_SHARED_MODEL,
+	CLI_SHARED_JSON,
+	CLI_SHARED_WEIGHTS,	/* accepted for scripts; no weights are read */
+	{ NULL, 0, "TEXT", CLI_OPT_OPERAND, CLI_GROUP_OWN,
+	  "the text to tokenize (default: all of standard input, its bytes as they "
+	  "are)" },
+	CLI_OPT_END
+};
+
 int
 cmd_tokenize(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "model", required_argument, NULL, 'm' },
-		{ "json", no_argument, NULL, 'j' },
-		CLI_WEIGHTS_OPTION,	/* accepted for scripts; no weights are read */
-		{ NULL, 0, NULL, 0 }
-	};
 	const char *dir = NULL;
 	bool json = false;
+	cli_shared sh = { .dir = &dir, .json = &json };
 	fl_tokenizer *tok;
 	char *text, *cause = NULL;
 	size_t len;
 	int *ids = NULL, n, c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:j", opts, NULL)) != -1) {
-		switch (c) {
-		case 'm':
-			dir = optarg;
-			break;
-		case 'j':
-			json = true;
-			break;
-		case 'W':
-			if (cli_weights_opt(optarg))
-				return 2;
-			break;
-		default:
-			return cli_fail(2, "%s", cli_usage("tokenize"));
-		}
-	}
+	/* Its options are all shared ones: cli_getopt returns no other. */
+	if ((c = cli_getopt(argc, argv, cmd_tokenize_opts, &sh)) != -1)
+		return c == CLI_GETOPT_BAD ? 2 : cli_fail(2, "%s", cli_usage("tokenize"));
 	if (argc - optind > 1)
 		return cli_fail(2, "tokenize takes one TEXT argument (quote it), or "
 		    "reads standard input");

@@ -9,60 +9,18 @@
 #include "cli.h"
 #include "base/util.h"
 
-static const struct {
-	const char	*name;
-	int		(*fn)(int, char **);
-	const char	*usage;
-} commands[] = {
-	{ "tokenize", cmd_tokenize, "tokenize [--model DIR] [--json] "
-	    "[--weights convert|stored|copy] [TEXT]" },
-	{ "run", cmd_run, "run [--model DIR] --prompt TEXT [--answer TEXT] "
-	    "[--subject TEXT] [--task FILE [--layer L]] [--top K] [--lens] "
-	    "[--lens-top K] [--json] [--patterns] [--dump-logits FILE] [--final-mask] "
-	    "[--mask-heads LIST] [--intercept] [--mover-threshold X] [--threads N] "
-	    "[--weights convert|stored|copy]" },
-	{ "eval", cmd_eval, "eval [--model DIR] --task FILE [--shots K] "
-	    "[--templates SET] [--split subject|template] [--seed N] [--no-resid] "
-	    "[--ridge X] [--mask-heads LIST] [--batch N] [--json] [--threads N] "
-	    "[--weights convert|stored|copy]" },
-	{ "heads", cmd_heads, "heads [--model DIR] --task FILE [--templates SET] "
-	    "[--seed N] [--receiver LAYER] [--batch N] [--top K] [--json] [--threads N] "
-	    "[--weights convert|stored|copy]" },
-	{ "decompose", cmd_decompose, "decompose [--model DIR] --task FILE [--layer L] "
-	    "[--templates SET] [--no-resid] [--ridge X] [--top K] [--prompt TEXT "
-	    "[--subject TEXT]] [--batch N] [--json] [--threads N] "
-	    "[--weights convert|stored|copy]" },
-	{ "bench", cmd_bench, "bench [--model DIR] [--tokens N] [--reps N] "
-	    "[--threads N] [--idle MS] [--torch] [--json] "
-	    "[--weights convert|stored|copy]" },
-	{ "explore", cmd_explore, "[explore] [--model DIR] [--theme NAME] "
-	    "[--batch FILE | -c \"CMD; CMD\"] [--size WxH] "
-	    "[--colors mono|8|16|256|truecolor] [--ascii] [--no-rc] [--threads N] "
-	    "[--weights convert|stored|copy]" },
+/* The subcommands, in the order --help and the man page's SYNOPSIS list
+ * them; each one's options are its cmd_*_opts table. */
+const cli_command cli_commands[] = {
+	{ "explore", cmd_explore, cmd_explore_opts, true },
+	{ "tokenize", cmd_tokenize, cmd_tokenize_opts, false },
+	{ "run", cmd_run, cmd_run_opts, false },
+	{ "eval", cmd_eval, cmd_eval_opts, false },
+	{ "heads", cmd_heads, cmd_heads_opts, false },
+	{ "decompose", cmd_decompose, cmd_decompose_opts, false },
+	{ "bench", cmd_bench, cmd_bench_opts, false },
 };
-
-const char *
-cli_usage(const char *cmd)
-{
-	static char buf[512];
-
-	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		if (strcmp(cmd, commands[i].name) == 0) {
-			snprintf(buf, sizeof buf, "usage: factlens %s", commands[i].usage);
-			return buf;
-		}
-	return "usage: factlens COMMAND [OPTIONS]";
-}
-
-static void
-usage(FILE *f)
-{
-	fprintf(f, "usage: factlens COMMAND [OPTIONS]\n\ncommands:\n");
-	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		fprintf(f, "  factlens %s\n", commands[i].usage);
-	fprintf(f, "\nWithout a command (or with options only), factlens opens the "
-	    "explorer\non the bundled demo model. See factlens(1).\n");
-}
+const int cli_n_commands = sizeof cli_commands / sizeof cli_commands[0];
 
 int
 cli_fail(int status, const char *fmt, ...)
@@ -171,32 +129,27 @@ main(int argc, char **argv)
 		return cmd_explore(argc, argv);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
-		if (argc == 3 && strcmp(argv[1], "help") == 0 &&
-		    strcmp(cli_usage(argv[2]), cli_usage("")) != 0) {
-			printf("%s\n\nSee factlens(1) for every option.\n",
-			    cli_usage(argv[2]));
-			return 0;
-		}
-		usage(stdout);
+		/* "factlens help CMD" is "factlens CMD --help" */
+		cli_help(argc == 3 && strcmp(argv[1], "help") == 0 ? argv[2] : NULL,
+		    stdout);
 		return 0;
 	}
 	if (strcmp(argv[1], "--version") == 0) {
 		printf("factlens %s\n", PACKAGE_VERSION);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-		if (strcmp(argv[1], commands[i].name) != 0)
+	for (int i = 0; i < cli_n_commands; i++) {
+		if (strcmp(argv[1], cli_commands[i].name) != 0)
 			continue;
 		/* "factlens CMD --help": the command's usage, on stdout */
 		if (argc == 3 && (strcmp(argv[2], "--help") == 0 ||
 		    strcmp(argv[2], "-h") == 0)) {
-			printf("%s\n\nSee factlens(1) for every option.\n",
-			    cli_usage(commands[i].name));
+			cli_help(cli_commands[i].name, stdout);
 			return 0;
 		}
-		return commands[i].fn(argc - 1, argv + 1);
+		return cli_commands[i].fn(argc - 1, argv + 1);
 	}
 	cli_fail(2, "unknown command '%s'", argv[1]);
-	usage(stderr);
+	cli_help(NULL, stderr);
 	return 2;
 }

@@ -2,7 +2,7 @@
  * canvas.h - the screen model: a grid of styled cells that panes draw into.
  *
  * Nothing here knows about curses. One renderer (term.c) sends a canvas to
- * ncurses; canvas_print() writes it as plain UTF-8 text for --batch and the
+ * ncurses; canvas_print() writes it as plain UTF-8 text for --script and the
  * tests. A cell holds one Unicode code point and a semantic role (theme.h);
  * a double-width character occupies its cell and a following cell whose ch
  * is 0. Widths come from our own small table, not the locale, so a render is

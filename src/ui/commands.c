@@ -627,7 +627,7 @@ const ui_cmd ui_cmds[] = {
 	{ "quit", "q", "", 0, 0, ARG_NONE, "leave the explorer", c_quit },
 	{ "redraw", NULL, "", 0, 0, ARG_NONE, "repaint the whole terminal", c_redraw },
 	{ "render", NULL, "", 0, 0, ARG_NONE,
-	  "in --batch mode, print the screen now", c_render },
+	  "in --script or -c mode, print the screen now", c_render },
 	{ "source", NULL, "FILE", 1, 1, ARG_FILE,
 	  "run the commands in FILE, one per line ('#' starts a comment)", c_source },
 	{ "subject", "s", "[WORD|#POS|auto]", 0, -1, ARG_SUBJECT,

@@ -10,9 +10,8 @@
 
 #include "ui.h"
 
-/* Roff text: backslashes and dashes escaped, no line starting with . or '. */
-static void
-roff(FILE *f, const char *s)
+void
+ui_roff(FILE *f, const char *s)
 {
 	if (*s == '.' || *s == '\'')
 		fputs("\\&", f);
@@ -46,7 +45,7 @@ fragment_keys(FILE *f)
 				continue;
 			if (n++ > 0)
 				fputs(", ", f);
-			roff(f, ui_key_name(k.b[j].key, kb, sizeof kb));
+			ui_roff(f, ui_key_name(k.b[j].key, kb, sizeof kb));
 		}
 		fputs("\"\n", f);
 		{
@@ -56,12 +55,12 @@ fragment_keys(FILE *f)
 				if (strcmp(k.b[j].command, k.b[i].command) == 0)
 					what = k.b[j].what;
 			if (what != NULL) {
-				roff(f, what);
+				ui_roff(f, what);
 				fputs(": ", f);
 			}
 		}
 		fputs("\\fB", f);
-		roff(f, k.b[i].command);
+		ui_roff(f, k.b[i].command);
 		fputs("\\fR\n", f);
 	}
 	keymap_clear(&k);
@@ -74,18 +73,18 @@ fragment_commands(FILE *f)
 		const ui_cmd *c = &ui_cmds[i];
 
 		fputs(".TP\n\\fB", f);
-		roff(f, c->name);
+		ui_roff(f, c->name);
 		fputs("\\fR", f);
 		if (c->args[0] != '\0') {
 			fputs(" \\fI", f);
-			roff(f, c->args);
+			ui_roff(f, c->args);
 			fputs("\\fR", f);
 		}
 		fputc('\n', f);
-		roff(f, c->help);
+		ui_roff(f, c->help);
 		if (c->alias != NULL) {
 			fputs(" (alias \\fB", f);
-			roff(f, c->alias);
+			ui_roff(f, c->alias);
 			fputs("\\fR)", f);
 		}
 		fputs(".\n", f);
@@ -97,9 +96,9 @@ fragment_roles(FILE *f)
 {
 	for (int i = 0; i < UI_ROLE_COUNT; i++) {
 		fputs(".TP\n.B ", f);
-		roff(f, role_name((ui_role)i));
+		ui_roff(f, role_name((ui_role)i));
 		fputc('\n', f);
-		roff(f, role_what((ui_role)i));
+		ui_roff(f, role_what((ui_role)i));
 		fputc('\n', f);
 	}
 }

@@ -129,8 +129,8 @@ ui_batch_run(const ui_options *o)
 	} else {
 		size_t len;
 
-		label = o->batch_file;
-		if (strcmp(o->batch_file, "-") == 0) {
+		label = o->script_file;
+		if (strcmp(o->script_file, "-") == 0) {
 			size_t cap = 4096;
 
 			len = 0;
@@ -142,7 +142,7 @@ ui_batch_run(const ui_options *o)
 			}
 			text[len] = '\0';
 			label = "standard input";
-		} else if ((text = fl_read_file(o->batch_file, &len, 1 << 24, &cause)) == NULL)
+		} else if ((text = fl_read_file(o->script_file, &len, 1 << 24, &cause)) == NULL)
 			goto fail;
 	}
 	for (p = text; p != NULL && *p != '\0' && !quit; ) {

@@ -5,7 +5,7 @@
  * overlay, message, key map); it has no curses in it, so batch mode and the
  * tests use it unchanged. Every action is a command string: keys are bound
  * to commands (keymap), the ':' line and the rc file run commands, and
- * --batch runs them headless. A command returns reaction flags - the
+ * --script and -c run them headless. A command returns reaction flags - the
  * SESSION_* flags of what to recompute plus the UI_* flags below - and one
  * loop applies them (explore.c; headless.c for runs without a terminal).
  */
@@ -159,13 +159,17 @@ const char *fmt_prob(double p, char *buf, size_t n);
  * "commands" or "roles". -1 when what is unknown. */
 int ui_man_fragment(const char *what, FILE *f);
 
+/* s as roff text: backslashes and dashes escaped, and \& in front when it
+ * starts with . or ' (a line that would be read as a request). */
+void ui_roff(FILE *f, const char *s);
+
 /* ---- entry points ---------------------------------------------------- */
 
 typedef struct {
 	const char	*model_dir;
 	fl_model_opts	 model_opts;	/* --weights */
 	const char	*theme;		/* NULL: dark */
-	const char	*batch_file;	/* "-": standard input */
+	const char	*script_file;	/* --script FILE; "-": standard input */
 	const char	*commands;	/* -c */
 	int		 width, height;	/* batch size */
 	int		 depth;		/* forced colour depth, or -1 */
