@@ -304,4 +304,10 @@ fi
 fresh; head -c 100 "$fx/config.json" > "$tmp/m/config.json"
 expect "a truncated config.json says where" 1 "config.json: not valid JSON at line" -- \
 	run --model "$tmp/m" --prompt hi
+# Options that mean something only with another are refused without it.
+expect "run --layer without --task" 2 "--layer L needs --task FILE" -- \
+	run --model "$fx" --prompt hi --layer 1
+expect "run --patterns without --json" 2 "--patterns needs --json" -- \
+	run --model "$fx" --prompt hi --patterns
+expect "run --answer ''" 2 "--answer is empty" -- run --model "$fx" --prompt hi --answer ""
 exit $fail

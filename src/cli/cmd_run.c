@@ -142,6 +142,17 @@ run_parse(run_args *a, int argc, char **argv)
 	if (a->intercept && a->task == NULL)
 		return cli_fail(2, "run: --intercept needs --task FILE (the intercept is "
 		    "fitted on the task's prompts)");
+	/* Options that only mean something with another are errors without it,
+	 * not silently ignored. */
+	if (a->layer >= 0 && a->task == NULL)
+		return cli_fail(2, "run: --layer L needs --task FILE (it is the layer of "
+		    "the decomposition fitted on the task)");
+	if (a->patterns && !a->json)
+		return cli_fail(2, "run: --patterns needs --json (the patterns are "
+		    "printed only as JSON)");
+	if (a->answer != NULL && a->answer[strspn(a->answer, " \t\n")] == '\0')
+		return cli_fail(2, "run: --answer is empty; give the answer's text, or "
+		    "leave it out for the top prediction");
 	if (a->dir == NULL)
 		a->dir = fl_default_model();
 	return 0;
