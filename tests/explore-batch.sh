@@ -282,4 +282,15 @@ else
 	echo "FAIL - an apostrophe in the prompt: $(head -3 "$tmp/apos.txt")"
 	fail=1
 fi
+# :mask heads LIST masks only those heads: every head equals :mask on, one
+# head gives a third result; a head out of range is an error with the range.
+st() { "$fl" --model "$src/data/models/demo" --size 80x24 -c "prompt The capital of France is; $1; render" | sed -n 23p; }
+a=$(st "mask on"); b=$(st "mask heads 0,1,2,3"); one=$(st "mask heads 1")
+if [ "$a" = "$b" ] && [ "$a" != "$one" ] && [[ "$one" == *"(mask)"* ]]; then
+	echo "ok - :mask heads: all heads = mask on, one head differs"
+else
+	echo "FAIL - :mask heads: '$a' / '$b' / '$one'"
+	fail=1
+fi
+expect_err "mask heads out of range" "'0,9' is not a list of heads in 0..1" -- -c "prompt hi; mask heads 0,9"
 exit $fail

@@ -101,6 +101,7 @@ sess_rerun_last(ui_session *s, char **cause)
 	double t0 = fl_now();
 
 	mit.mask = s->mask;
+	mit.mask_heads = s->mask_heads;
 	mit.intercept = s->intercept ? s->intercept_vec : NULL;
 	if (mitigate_rerun(s->run, s->model, s->cache, &mit, cause) != 0)
 		return -1;

@@ -135,6 +135,8 @@ sess_model_clear(ui_session *s)
 	s->lens_logits = NULL;
 	model_free(s->model);
 	s->model = NULL;
+	free(s->mask_heads);	/* of the old model's heads */
+	s->mask_heads = NULL;
 	free(s->unembed_mean);
 	s->unembed_mean = NULL;
 	free(s->decomp);

@@ -95,6 +95,7 @@ typedef struct {
 	bool		 answer_space;	/* answer_text follows a space */
 	char		*subject_text;	/* NULL: guessed */
 	bool		 mask;		/* mitigation (a): final-layer self mask */
+	bool		*mask_heads;	/* (H) the heads it masks, or NULL: all */
 	bool		 intercept;	/* mitigation (b): subtract the intercept */
 	int		 layer;		/* cursor, 0..L-1 */
 	int		 head;		/* cursor, 0..H-1 */

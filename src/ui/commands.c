@@ -367,15 +367,69 @@ c_layer(ui_ctx *c, int argc, char **argv, char **cause)
 	return SESSION_VIEW | UI_REDRAW;
 }
 
+/* "0,3,7" -> (H) flags; 0, or -1 with *cause giving the range. */
+static int
+parse_heads(const char *list, int H, bool *out, char **cause)
+{
+	const char *p = list;
+
+	memset(out, 0, (size_t)H * sizeof *out);
+	if (*p == '\0')
+		return fl_error(cause, "mask heads: expected a list such as 0,3,7 (heads "
+		    "0..%d), or all", H - 1);
+	while (*p != '\0') {
+		char *end;
+		long h;
+
+		errno = 0;
+		h = strtol(p, &end, 10);
+		if (end == p || errno != 0 || h < 0 || h >= H || (*end != ',' && *end != '\0'))
+			return fl_error(cause, "mask heads: '%s' is not a list of heads in "
+			    "0..%d (such as 0,3,7)", list, H - 1);
+		out[h] = true;
+		p = *end == ',' ? end + 1 : end;
+	}
+	return 0;
+}
+
 static int
 c_mask(ui_ctx *c, int argc, char **argv, char **cause)
 {
+	ui_session *s = c->s;
 	bool on;
 
-	if (parse_toggle(argc > 1 ? argv[1] : NULL, c->s->mask, &on, "mask", cause) != 0)
+	if (argc > 1 && strcmp(argv[1], "heads") == 0) {
+		int H = session_heads(s);
+
+		if (need_model(c, "mask", cause) != 0)
+			return -1;
+		if (argc < 3)
+			return fl_error(cause, "usage: mask heads LIST|all");
+		if (strcmp(argv[2], "all") == 0) {
+			free(s->mask_heads);
+			s->mask_heads = NULL;
+		} else {
+			bool *h = xcalloc((size_t)H, sizeof *h);
+
+			if (parse_heads(argv[2], H, h, cause) != 0) {
+				free(h);
+				return -1;
+			}
+			free(s->mask_heads);
+			s->mask_heads = h;
+		}
+		s->mask = true;
+		ctx_message(c, false, "final-layer mask on, heads %s", argv[2]);
+		return SESSION_LAST | UI_REDRAW;
+	}
+	if (argc > 2)
+		return fl_error(cause, "usage: mask [on|off|toggle|heads LIST|all]");
+	if (parse_toggle(argc > 1 ? argv[1] : NULL, s->mask, &on, "mask", cause) != 0)
 		return -1;
-	c->s->mask = on;
-	ctx_message(c, false, "final-layer mask %s", on ? "on" : "off");
+	s->mask = on;
+	ctx_message(c, false, "final-layer mask %s%s", on ? "on" : "off",
+	    on && s->mask_heads != NULL ? " (the chosen heads: :mask heads all for "
+	    "every head)" : "");
 	return SESSION_LAST | UI_REDRAW;
 }
 
@@ -612,9 +666,10 @@ const ui_cmd ui_cmds[] = {
 	  c_intercept },
 	{ "layer", NULL, "N|+N|-N|first|last|+page|-page", 1, 1, ARG_LAYER,
 	  "move the layer cursor (a page is a quarter of the layers)", c_layer },
-	{ "mask", NULL, "[on|off|toggle]", 0, 1, ARG_TOGGLE,
+	{ "mask", NULL, "[on|off|toggle|heads LIST|all]", 0, 2, ARG_TOGGLE,
 	  "mitigation (a): in the last layer the last position attends only to "
-	  "itself (re-runs the last layer)", c_mask },
+	  "itself, in every head or in the heads of LIST (0,3,7); re-runs the "
+	  "last layer", c_mask },
 	{ "metric", NULL, "attn|direct|mover|patch|next|prev", 1, 1, ARG_METRIC,
 	  "what the heads grid shows", c_metric },
 	{ "model", NULL, "DIR", 1, 1, ARG_FILE,

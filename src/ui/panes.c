@@ -189,6 +189,14 @@ pane_header_draw(const ui_ctx *c, const ui_view *v)
 		x += view_printf(v, x, 0, -1, UI_ROLE_HEADER, "%s no model ", c->g->vline);
 	x += view_printf(v, x, 0, -1, UI_ROLE_HEADER, "%s mask ", c->g->vline);
 	x += view_put(v, x, 0, -1, s->mask ? UI_ROLE_ON : UI_ROLE_OFF, s->mask ? " on " : "off");
+	if (s->mask && s->mask_heads != NULL && s->model != NULL) {
+		int n = 0;
+
+		for (int h = 0; h < s->model->cfg.n_head; h++)
+			n += s->mask_heads[h];
+		x += view_printf(v, x, 0, -1, UI_ROLE_HEADER, " %d/%d heads", n,
+		    s->model->cfg.n_head);
+	}
 	x += view_printf(v, x, 0, -1, UI_ROLE_HEADER, " %s intercept ", c->g->vline);
 	/* n/a: nothing fitted and no task to fit it on yet (i loads one). */
 	if (s->intercept_vec == NULL && s->task == NULL)
