@@ -292,5 +292,5 @@ else
 	echo "FAIL - :mask heads: '$a' / '$b' / '$one'"
 	fail=1
 fi
-expect_err "mask heads out of range" "'0,9' is not a list of heads in 0..1" -- -c "prompt hi; mask heads 0,9"
+expect_err "mask heads out of range" "'0,9' is not a list of heads in 0..3" -- -c "prompt hi; mask heads 0,9"
 exit $fail
