@@ -73,7 +73,7 @@ report_topk(const fl_tokenizer *tok, const float *logits, int V, int k, bool pro
 }
 
 cJSON *
-report_grid_f(const float *g, int L, int H)
+report_grid_d(const double *g, int L, int H)
 {
 	cJSON *rows = cJSON_CreateArray();
 
@@ -88,17 +88,15 @@ report_grid_f(const float *g, int L, int H)
 }
 
 cJSON *
-report_grid_d(const double *g, int L, int H)
+report_grid_f(const float *g, int L, int H)
 {
-	cJSON *rows = cJSON_CreateArray();
+	double *d = xcalloc((size_t)L * H + 1, sizeof *d);
+	cJSON *rows;
 
-	for (int l = 0; l < L; l++) {
-		cJSON *row = cJSON_CreateArray();
-
-		for (int h = 0; h < H; h++)
-			cJSON_AddItemToArray(row, report_number(g[l * H + h]));
-		cJSON_AddItemToArray(rows, row);
-	}
+	for (int i = 0; i < L * H; i++)
+		d[i] = g[i];
+	rows = report_grid_d(d, L, H);
+	free(d);
 	return rows;
 }
 
