@@ -15,7 +15,7 @@ top=$(pwd)
 
 pkgs=(build-essential autoconf automake pkg-config libncurses-dev
       libreadline-dev libcjson-dev libblis-dev libpcre2-dev tmux
-      clang libclang-rt-14-dev)
+      clang libclang-rt-14-dev valgrind)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -70,13 +70,19 @@ build build-asan --enable-sanitizers --enable-fuzzing
 ASAN_OPTIONS=detect_leaks=1 make -s -C build-asan check -j"$(nproc)" || status=1
 # The tarball builds and passes its tests from a read-only source tree; the
 # npm references come from this tree (the tarball leaves node_modules out).
+# valgrind cannot run the -march=native build's AVX-512 code: a portable
+# build runs the binary under memcheck (tests/valgrind.sh; it skips in the
+# other builds).
+build build-plain --disable-native
+make -s -C build-plain check TESTS=tests/valgrind.sh || status=1
 FL_NODE_MODULES=$top/tests/tok_ref/node_modules make -s -C build distcheck -j"$(nproc)" \
 	>build/distcheck.log 2>&1 || { status=1; tail -40 build/distcheck.log; }
 
 pass=0
 fail=0
 skip=0
-for log in build/test-suite.log build-asan/test-suite.log build/distcheck.log; do
+for log in build/test-suite.log build-asan/test-suite.log build-plain/test-suite.log \
+    build/distcheck.log; do
 	[ -f "$log" ] || continue
 	p=$(sed -n 's/^# PASS: *//p' "$log" | head -1)
 	f=$(sed -n 's/^# FAIL: *//p' "$log" | head -1)
@@ -87,7 +93,7 @@ for log in build/test-suite.log build-asan/test-suite.log build/distcheck.log; d
 	skip=$((skip + ${s:-0}))
 done
 [ "$status" -eq 0 ] || [ "$fail" -gt 0 ] || fail=1
-# Skipped here: the fuzz targets outside build-asan/.
+# Skipped: the fuzz targets outside build-asan/, valgrind outside build-plain/.
 echo "setup: $skip skipped (see */test-suite.log, build/distcheck.log)"
 echo "$pass passed, $fail failed"
 exit "$status"
