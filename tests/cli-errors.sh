@@ -269,6 +269,49 @@ for f in "scale_attn_weights true" "scale_attn_by_inverse_layer_idx false" \
 		fail=1
 	fi
 done
+# A NaN in a weight: the load warns naming the tensor and the count, the
+# pass lets it reach the logits as PyTorch does (a softmax row of NaN is
+# NaN, not zeros), and --strict refuses the model. The NaN goes into
+# layer 0's key weights (c_attn column D: head 0's first key dimension), so
+# every score of head 0 is NaN.
+poke_nan() { # FIXTURE BYTES: a copy in $tmp/m with value (0, D) of c_attn NaN
+	local f hdr n b es=$(( ${#2} / 4 ))
+	rm -rf "$tmp/m"
+	cp -r "$FL_FIXTURES/$1" "$tmp/m"
+	f=$tmp/m/model.safetensors
+	n=$(od -An -t u8 -N8 "$f" | tr -d ' ')
+	hdr=$(head -c $((8 + n)) "$f" | tail -c "$n")
+	b=$(grep -o '"h\.0\.attn\.c_attn\.weight":{[^}]*}' <<<"$hdr" |
+		sed 's/.*"data_offsets":\[\([0-9]*\),.*/\1/')
+	# shellcheck disable=SC2059
+	printf "$2" | dd of="$f" bs=1 seek=$((8 + n + b + 64 * es)) conv=notrunc 2>/dev/null
+}
+for case in "gpt2-f32 \x00\x00\xc0\x7f" "gpt2-f16 \x00\x7e"; do
+	# shellcheck disable=SC2086
+	set -- $case
+	poke_nan "$1" "$2"
+	rm -f "$tmp/logits.f32"
+	out=$("$fl" run --model "$tmp/m" --prompt "Germany is" --dump-logits "$tmp/logits.f32" 2>&1 >/dev/null)
+	status=$?
+	want="warning: $tmp/m/model.safetensors: tensor 'h.0.attn.c_attn.weight' holds 1 non-finite value (1 NaN, 0 infinite)"
+	if [ "$status" -eq 0 ] && [[ "$out" == *"$want"* ]]; then
+		echo "ok - $1: a NaN weight loads with a warning naming the tensor"
+	else
+		echo "FAIL - $1: a NaN weight: status $status, message: $out"
+		fail=1
+	fi
+	finite=$(od -An -v -t f4 "$tmp/logits.f32" 2>/dev/null | tr -s ' ' '\n' | grep -c '^-\?[0-9]')
+	if [ -s "$tmp/logits.f32" ] && [ "$finite" -eq 0 ]; then
+		echo "ok - $1: a NaN weight gives NaN logits, as PyTorch does"
+	else
+		echo "FAIL - $1: a NaN weight gave $finite finite logits (PyTorch: none)"
+		fail=1
+	fi
+	expect "$1: --strict refuses a NaN weight" 1 \
+		"tensor 'h.0.attn.c_attn.weight' holds 1 non-finite value (1 NaN, 0 infinite); strict loading refuses" -- \
+		run --model "$tmp/m" --prompt hi --strict
+done
+expect "--strict loads finite weights" 0 "" -- run --model "$fx" --prompt hi --strict
 # A theme file with a NUL byte is refused, naming the offset; a missing
 # theme says where it looked, even with no HOME or XDG_CONFIG_HOME.
 printf 'background = #000000\0x\n' > "$tmp/nul.theme"

@@ -24,16 +24,20 @@ int cmd_decompose(int argc, char **argv);
 int cmd_explore(int argc, char **argv);
 
 
-/* --weights convert|stored, taken by every command and the explorer: what
- * model_load does with F16/BF16 weights (model.h). cli_weights_opt parses
- * it (0, or 2 after reporting a usage error); cli_model_opts gives the
- * choice, which cli_load_model loads with. */
-#define CLI_WEIGHTS_OPTION { "weights", required_argument, NULL, 'W' }
-int cli_weights_opt(const char *arg);
+/* --weights convert|stored and --strict, taken by every command and the
+ * explorer: what model_load does with F16/BF16 weights, and whether it
+ * refuses non-finite ones (model.h). Both come as 'W', --strict without an
+ * argument: cli_weights_opt parses them (0, or 2 after reporting a usage
+ * error); cli_model_opts gives the choice, which cli_load_model loads
+ * with. */
+#define CLI_WEIGHTS_OPTION { "weights", required_argument, NULL, 'W' }, \
+	{ "strict", no_argument, NULL, 'W' }
+int cli_weights_opt(const char *arg);	/* arg NULL: --strict */
 const fl_model_opts *cli_model_opts(void);
 
 /* Loads a model (with cli_model_opts) or prints "factlens: <cause>" and
- * returns NULL. */
+ * returns NULL. A model whose weights hold NaN or infinite values loads
+ * with "factlens: warning: ..." naming them on stderr. */
 fl_model *cli_load_model(const char *dir);
 
 /* "usage: factlens CMD ...", from the command table that factlens --help

@@ -15,30 +15,30 @@ static const struct {
 	const char	*usage;
 } commands[] = {
 	{ "tokenize", cmd_tokenize, "tokenize [--model DIR] [--json] "
-	    "[--weights convert|stored|copy] [TEXT]" },
+	    "[--weights convert|stored|copy] [--strict] [TEXT]" },
 	{ "run", cmd_run, "run [--model DIR] --prompt TEXT [--answer TEXT] "
 	    "[--subject TEXT] [--task FILE [--layer L]] [--top K] [--lens] "
 	    "[--lens-top K] [--json] [--patterns] [--dump-logits FILE] [--final-mask] "
 	    "[--mask-heads LIST] [--intercept] [--mover-threshold X] [--threads N] "
-	    "[--weights convert|stored|copy]" },
+	    "[--weights convert|stored|copy] [--strict]" },
 	{ "eval", cmd_eval, "eval [--model DIR] --task FILE [--shots K] "
 	    "[--templates SET] [--split subject|template] [--seed N] [--no-resid] "
 	    "[--ridge X] [--mask-heads LIST] [--batch N] [--json] [--threads N] "
-	    "[--weights convert|stored|copy]" },
+	    "[--weights convert|stored|copy] [--strict]" },
 	{ "heads", cmd_heads, "heads [--model DIR] --task FILE [--templates SET] "
 	    "[--seed N] [--receiver LAYER] [--batch N] [--top K] [--json] [--threads N] "
-	    "[--weights convert|stored|copy]" },
+	    "[--weights convert|stored|copy] [--strict]" },
 	{ "decompose", cmd_decompose, "decompose [--model DIR] --task FILE [--layer L] "
 	    "[--templates SET] [--no-resid] [--ridge X] [--top K] [--prompt TEXT "
 	    "[--subject TEXT]] [--batch N] [--json] [--threads N] "
-	    "[--weights convert|stored|copy]" },
+	    "[--weights convert|stored|copy] [--strict]" },
 	{ "bench", cmd_bench, "bench [--model DIR] [--tokens N] [--reps N] "
 	    "[--threads N] [--idle MS] [--torch] [--json] "
-	    "[--weights convert|stored|copy]" },
+	    "[--weights convert|stored|copy] [--strict]" },
 	{ "explore", cmd_explore, "[explore] [--model DIR] [--theme NAME] "
 	    "[--batch FILE | -c \"CMD; CMD\"] [--size WxH] "
 	    "[--colors mono|8|16|256|truecolor] [--ascii] [--no-rc] [--threads N] "
-	    "[--weights convert|stored|copy]" },
+	    "[--weights convert|stored|copy] [--strict]" },
 };
 
 const char *
@@ -82,9 +82,13 @@ static fl_model_opts model_opts;
 int
 cli_weights_opt(const char *arg)
 {
-	int mode = model_weights_parse(arg);
+	int mode;
 
-	if (mode < 0)
+	if (arg == NULL) {	/* --strict */
+		model_opts.strict = true;
+		return 0;
+	}
+	if ((mode = model_weights_parse(arg)) < 0)
 		return cli_fail(2, "--weights takes convert, stored or copy, not '%s'", arg);
 	model_opts.weights = (fl_weights_mode)mode;
 	return 0;
@@ -108,7 +112,8 @@ cli_load_model(const char *dir)
 	if (m == NULL) {
 		cli_fail(1, "%s", cause);
 		free(cause);
-	}
+	} else if (m->nonfinite != NULL)
+		cli_fail(0, "warning: %s", m->nonfinite);
 	return m;
 }
 

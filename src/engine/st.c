@@ -643,6 +643,79 @@ st_f16_to_f32(uint16_t h)
 	return f;
 }
 
+/* A value whose magnitude bits reach the all-ones exponent (top) is an
+ * infinity when they equal it (a zero mantissa), a NaN above it. */
+#define NONFINITE_BLOCK 256
+
+void
+st_count_nonfinite(const void *p, st_dtype dt, size_t n, size_t *nan,
+    size_t *inf)
+{
+	const uint8_t *b = p;
+	size_t i = 0;
+
+	*nan = *inf = 0;
+	if (dt == ST_DTYPE_F32) {
+		uint32_t mx = 0;
+
+		/* Blocks of a fixed length, which -O2 vectorizes: the largest
+		 * magnitude says whether there is anything to count. */
+		for (; i + NONFINITE_BLOCK <= n; i += NONFINITE_BLOCK)
+			for (int j = 0; j < NONFINITE_BLOCK; j++) {
+				uint32_t u;
+
+				memcpy(&u, b + 4 * (i + (size_t)j), 4);
+				u &= 0x7fffffffu;
+				mx = u > mx ? u : mx;
+			}
+		for (; i < n; i++) {
+			uint32_t u;
+
+			memcpy(&u, b + 4 * i, 4);
+			u &= 0x7fffffffu;
+			mx = u > mx ? u : mx;
+		}
+		if (mx < 0x7f800000u)
+			return;
+		for (i = 0; i < n; i++) {
+			uint32_t u;
+
+			memcpy(&u, b + 4 * i, 4);
+			u &= 0x7fffffffu;
+			*nan += u > 0x7f800000u;
+			*inf += u == 0x7f800000u;
+		}
+	} else if (dt == ST_DTYPE_F16 || dt == ST_DTYPE_BF16) {
+		uint16_t top = dt == ST_DTYPE_F16 ? 0x7c00u : 0x7f80u, mx = 0;
+
+		for (; i + NONFINITE_BLOCK <= n; i += NONFINITE_BLOCK)
+			for (int j = 0; j < NONFINITE_BLOCK; j++) {
+				uint16_t u;
+
+				memcpy(&u, b + 2 * (i + (size_t)j), 2);
+				u &= 0x7fffu;
+				mx = u > mx ? u : mx;
+			}
+		for (; i < n; i++) {
+			uint16_t u;
+
+			memcpy(&u, b + 2 * i, 2);
+			u &= 0x7fffu;
+			mx = u > mx ? u : mx;
+		}
+		if (mx < top)
+			return;
+		for (i = 0; i < n; i++) {
+			uint16_t u;
+
+			memcpy(&u, b + 2 * i, 2);
+			u &= 0x7fffu;
+			*nan += u > top;
+			*inf += u == top;
+		}
+	}
+}
+
 void
 st_to_f32(float *dst, const uint8_t *src, st_dtype dt, size_t n)
 {

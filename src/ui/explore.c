@@ -129,6 +129,8 @@ explore_apply(ui_ctx *c, int flags, char **cause)
 			c->cancelled = true;
 		} else if (rc < 0)
 			return -1;
+		else if ((flags & SESSION_LOAD) && c->s->model->nonfinite != NULL)
+			ctx_message(c, true, "warning: %s", c->s->model->nonfinite);
 		flags = (flags & ~UI_SESSION_MASK) | UI_REDRAW;
 	}
 	if (flags & UI_TIME) {
