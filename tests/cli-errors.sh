@@ -57,6 +57,25 @@ fresh; echo '{"a": 0' > "$tmp/m/vocab.json"
 expect "vocab.json not JSON" 1 "vocab.json" -- run --model "$tmp/m" --prompt hi
 fresh; printf '#version: 0.2\nzz\xc4\xa0 qq\n' >> "$tmp/m/merges.txt"
 expect "a merge whose parts are not in the vocabulary" 1 "merges.txt" -- run --model "$tmp/m" --prompt hi
+# Memory follows what a tokenizer file holds, not what it names: blank
+# lines in merges.txt cost nothing (the merge table grows with the merges;
+# it was sized by the line count, 1 GB for 20 MB of blank lines), and an id
+# far past the number of tokens is refused (the tables are indexed by id:
+# one id near 2^24 in a 1 MB vocab.json took 538 MB).
+fresh
+{ head -3 "$fx/merges.txt"; head -c 2000000 /dev/zero | tr '\0' '\n'; tail -n +4 "$fx/merges.txt"; } > "$tmp/m/merges.txt"
+want=$("$fl" tokenize --model "$fx" "Germany is the capital of it all")
+got=$("$fl" tokenize --model "$tmp/m" "Germany is the capital of it all" 2>&1)
+[ "$got" = "$want" ] && echo "ok - 2 million blank lines in merges.txt change nothing ($got)" ||
+	{ echo "FAIL - blank lines in merges.txt: got '$got', want '$want'"; fail=1; }
+fresh; sed -i '0,/{/s//{"zzhuge": 16777215, /' "$tmp/m/vocab.json"
+expect "a vocab.json id far past its token count" 1 \
+	'vocab.json: token "zzhuge" has id 16777215 but the file holds 301 tokens: ids must be below 602' -- \
+	tokenize --model "$tmp/m" hi
+fresh; sed -i '0,/{/s//{"zzhuge": 601, /' "$tmp/m/vocab.json"
+"$fl" tokenize --model "$tmp/m" hi >/dev/null 2>&1 &&
+	echo "ok - a vocab.json with a few unused ids loads" ||
+	{ echo "FAIL - a vocab.json with a few unused ids is refused"; fail=1; }
 fresh; head -c 5 "$fx/model.safetensors" > "$tmp/m/model.safetensors"
 expect "truncated safetensors (5 bytes)" 1 "model.safetensors: file is 5 bytes" -- run --model "$tmp/m" --prompt hi
 fresh; head -c 4000 "$fx/model.safetensors" > "$tmp/m/model.safetensors"
