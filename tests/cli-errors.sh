@@ -331,6 +331,15 @@ for case in "gpt2-f32 \x00\x00\xc0\x7f" "gpt2-f16 \x00\x7e"; do
 		run --model "$tmp/m" --prompt hi --strict
 done
 expect "--strict loads finite weights" 0 "" -- run --model "$fx" --prompt hi --strict
+# --mask-heads needs at least one head: an empty list (or a trailing comma)
+# is a usage error that says the form, never an empty mask.
+for arg in "" "0," "1,,2"; do
+	expect "run --mask-heads '$arg' refused" 2 \
+		"--mask-heads takes head numbers from 0 to 3 separated by commas (e.g. 0,3), not '$arg'" -- \
+		run --model "$fx" --prompt hi --mask-heads "$arg"
+done
+expect "eval --mask-heads '' refused" 2 "--mask-heads takes head numbers from 0 to 3" -- \
+	eval --model "$fx" --task "${top_srcdir:-$FL_FIXTURES/../..}/tests/tasks/tiny.json" --mask-heads ""
 # A theme file with a NUL byte is refused, naming the offset; a missing
 # theme says where it looked, even with no HOME or XDG_CONFIG_HOME.
 printf 'background = #000000\0x\n' > "$tmp/nul.theme"

@@ -91,7 +91,6 @@ fl_task *cli_load_task(const char *path);
 int cli_find_subject(const fl_task *t, const char *prompt, const char *subject,
     int *off, int *len, int *pair);
 
-/* "0,3,5" -> (H) flags, heap; or a usage error naming the option. */
 /* The options the task commands (eval, heads, decompose) share. Each
  * command keeps its own fields; this says where the values go. */
 typedef struct {
@@ -120,6 +119,8 @@ int cli_shared_opt(const cli_shared *sh, int c, const char *arg);
  * filled in. 0, or 2 with the usage error reported for command cmd. */
 int cli_shared_finish(const cli_shared *sh, const char *cmd, int argc, char **argv);
 
+/* "0,3,5" -> (H) flags, heap; or a usage error naming the option and the
+ * form, 2 (an empty list or a stray comma too). */
 int cli_parse_heads(const char *opt, const char *arg, int H, bool **out);
 
 /* A number option in [lo, hi], or a usage error naming the option. */
