@@ -141,6 +141,10 @@ ofresh; sed -i 's/"layer_norm_elementwise_affine": true/"layer_norm_elementwise_
 expect "OPT: layer_norm_elementwise_affine false refused" 1 \
 	"config.json: field 'layer_norm_elementwise_affine' is false; factlens needs the LayerNorms'" -- \
 	run --model "$tmp/o" --prompt hi
+ofresh; sed -i 's/"activation_function": "relu"/"activation_function": "quick_gelu"/' "$tmp/o/config.json"
+expect "OPT: an activation factlens lacks refused by name" 1 \
+	"config.json: field 'activation_function' is 'quick_gelu'; expected gelu_new, gelu, relu or silu" -- \
+	run --model "$tmp/o" --prompt hi
 ofresh; sed -i '/"enable_bias"/d; /"layer_norm_elementwise_affine"/d' "$tmp/o/config.json"
 "$fl" run --model "$tmp/o" --prompt hi >/dev/null 2>&1 &&
 	echo "ok - OPT: enable_bias and layer_norm_elementwise_affine default to true" ||
@@ -167,8 +171,55 @@ expect "Llama: intermediate_size differs from gate_proj" 1 \
 	"tensor 'model.layers.0.mlp.gate_proj.weight' has shape [172, 64]; config.json implies [128, 64]" -- \
 	run --model "$tmp/l" --prompt hi
 lfresh; sed -i 's/"rope_scaling": null/"rope_scaling": {"type": "linear", "factor": 2.0}/' "$tmp/l/config.json"
-expect "Llama: rope_scaling refused" 1 "field 'rope_scaling' is set; scaled rotary positions are not implemented" -- \
+expect "Llama: rope_scaling refused" 1 "field 'rope_scaling' is set (rope type linear); scaled rotary positions are not implemented" -- \
 	run --model "$tmp/l" --prompt hi
+lfresh; sed -i 's/"rope_scaling": null/"rope_scaling": {"factor": 2.0}/' "$tmp/l/config.json"
+expect "Llama: rope_scaling without a type refused" 1 "field 'rope_scaling' is set (rope type not given)" -- \
+	run --model "$tmp/l" --prompt hi
+# Rotary settings give the same numbers whichever way they are written:
+# rope_scaling of rope type "default" is plain rotary, and newer
+# transformers' rope_parameters carries rope_theta in place of the top
+# level's (it was ignored: theta stayed 10000).
+llama_logits() { # OUT: run the copy in $tmp/l, dump its logits
+	"$fl" run --model "$tmp/l" --prompt "Berlin. The capital of France is" \
+		--dump-logits "$tmp/$1" >/dev/null 2>&1 || echo "FAIL - Llama: the run for $1 failed"
+}
+lfresh; llama_logits plain.f32
+lfresh; sed -i 's/"rope_scaling": null/"rope_scaling": {"rope_type": "default"}/' "$tmp/l/config.json"
+llama_logits default.f32
+cmp -s "$tmp/plain.f32" "$tmp/default.f32" &&
+	echo "ok - Llama: rope_scaling of rope type default is plain rotary" ||
+	{ echo "FAIL - Llama: rope_scaling {rope_type: default} changed the logits"; fail=1; }
+lfresh; sed -i 's/"rope_theta": 10000.0/"rope_theta": 500000.0/' "$tmp/l/config.json"
+llama_logits top.f32
+lfresh; sed -i 's/"rope_theta": 10000.0,/"rope_parameters": {"rope_type": "default", "rope_theta": 500000.0},/' "$tmp/l/config.json"
+llama_logits inner.f32
+if cmp -s "$tmp/top.f32" "$tmp/inner.f32" && ! cmp -s "$tmp/top.f32" "$tmp/plain.f32"; then
+	echo "ok - Llama: rope_parameters.rope_theta is honoured as the top-level rope_theta is"
+else
+	echo "FAIL - Llama: rope_parameters.rope_theta 500000 gave other logits than rope_theta 500000"
+	fail=1
+fi
+lfresh; sed -i 's/"rope_theta": 10000.0,/"rope_theta": 10000.0, "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0},/' "$tmp/l/config.json"
+expect "Llama: rope_theta and rope_parameters.rope_theta disagreeing refused" 1 \
+	"rope_theta 10000 and rope_parameters.rope_theta 500000 disagree" -- run --model "$tmp/l" --prompt hi
+lfresh; sed -i 's/"rope_theta": 10000.0,/"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0},/' "$tmp/l/config.json"
+expect "Llama: rope_parameters of rope type yarn refused" 1 \
+	"field 'rope_parameters' is set (rope type yarn); scaled rotary positions are not implemented" -- \
+	run --model "$tmp/l" --prompt hi
+lfresh; sed -i 's/"rope_theta": 10000.0,/"rope_theta": 10000.0, "partial_rotary_factor": 0.5,/' "$tmp/l/config.json"
+expect "Llama: partial_rotary_factor 0.5 refused" 1 \
+	"field 'partial_rotary_factor' is not 1; rotating part of each head is not implemented" -- \
+	run --model "$tmp/l" --prompt hi
+lfresh; sed -i 's/"rope_theta": 10000.0,/"rope_parameters": {"rope_type": "default", "partial_rotary_factor": 0.5},/' "$tmp/l/config.json"
+expect "Llama: rope_parameters.partial_rotary_factor 0.5 refused" 1 \
+	"field 'rope_parameters.partial_rotary_factor' is not 1" -- run --model "$tmp/l" --prompt hi
+lfresh; sed -i 's/"attention_bias": false/"attention_bias": false, "mlp_bias": true/' "$tmp/l/config.json"
+expect "Llama: mlp_bias refused" 1 "field 'mlp_bias' is set; MLP biases are not implemented" -- \
+	run --model "$tmp/l" --prompt hi
+lfresh; sed -i 's/"hidden_size": 64/"hidden_size": 64, "head_dim": 32/' "$tmp/l/config.json"
+expect "Llama: head_dim other than hidden_size / heads refused" 1 \
+	"head_dim 32 times num_attention_heads 4 is not hidden_size 64" -- run --model "$tmp/l" --prompt hi
 lfresh; sed -i 's/"attention_bias": false/"attention_bias": true/' "$tmp/l/config.json"
 expect "Llama: attention_bias refused" 1 "field 'attention_bias' is set" -- run --model "$tmp/l" --prompt hi
 lfresh; sed -i 's/"hidden_act": "silu"/"hidden_act": "gelu"/' "$tmp/l/config.json"
@@ -277,6 +328,9 @@ expect "GPT-2: scale_attn_by_inverse_layer_idx true refused" 1 \
 gpt2_field add_cross_attention true
 expect "GPT-2: add_cross_attention true refused" 1 \
 	"config.json: field 'add_cross_attention' is set" -- run --model "$tmp/m" --prompt hi
+fresh; sed -i 's/"activation_function": "gelu_new"/"activation_function": "gelu_python"/' "$tmp/m/config.json"
+expect "GPT-2: an activation factlens lacks refused by name" 1 \
+	"config.json: field 'activation_function' is 'gelu_python'; expected gelu_new" -- run --model "$tmp/m" --prompt hi
 for f in "scale_attn_weights true" "scale_attn_by_inverse_layer_idx false" \
     "add_cross_attention false" "reorder_and_upcast_attn true"; do
 	# shellcheck disable=SC2086
