@@ -173,9 +173,16 @@ expect "Llama: intermediate_size differs from gate_proj" 1 \
 lfresh; sed -i 's/"rope_scaling": null/"rope_scaling": {"type": "linear", "factor": 2.0}/' "$tmp/l/config.json"
 expect "Llama: rope_scaling refused" 1 "field 'rope_scaling' is set (rope type linear); scaled rotary positions are not implemented" -- \
 	run --model "$tmp/l" --prompt hi
-lfresh; sed -i 's/"rope_scaling": null/"rope_scaling": {"factor": 2.0}/' "$tmp/l/config.json"
-expect "Llama: rope_scaling without a type refused" 1 "field 'rope_scaling' is set (rope type not given)" -- \
-	run --model "$tmp/l" --prompt hi
+# llama_refused NAME SED-EXPR NEEDLE: the copy with config.json edited is
+# refused, the message naming the field
+llama_refused() {
+	lfresh
+	sed -i "$2" "$tmp/l/config.json"
+	expect "Llama: $1" 1 "$3" -- run --model "$tmp/l" --prompt hi
+}
+llama_refused "rope_scaling without a type refused" \
+	's/"rope_scaling": null/"rope_scaling": {"factor": 2.0}/' \
+	"field 'rope_scaling' is set (rope type not given)"
 # Rotary settings give the same numbers whichever way they are written:
 # rope_scaling of rope type "default" is plain rotary, and newer
 # transformers' rope_parameters carries rope_theta in place of the top
@@ -200,26 +207,24 @@ else
 	echo "FAIL - Llama: rope_parameters.rope_theta 500000 gave other logits than rope_theta 500000"
 	fail=1
 fi
-lfresh; sed -i 's/"rope_theta": 10000.0,/"rope_theta": 10000.0, "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0},/' "$tmp/l/config.json"
-expect "Llama: rope_theta and rope_parameters.rope_theta disagreeing refused" 1 \
-	"rope_theta 10000 and rope_parameters.rope_theta 500000 disagree" -- run --model "$tmp/l" --prompt hi
-lfresh; sed -i 's/"rope_theta": 10000.0,/"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0},/' "$tmp/l/config.json"
-expect "Llama: rope_parameters of rope type yarn refused" 1 \
-	"field 'rope_parameters' is set (rope type yarn); scaled rotary positions are not implemented" -- \
-	run --model "$tmp/l" --prompt hi
-lfresh; sed -i 's/"rope_theta": 10000.0,/"rope_theta": 10000.0, "partial_rotary_factor": 0.5,/' "$tmp/l/config.json"
-expect "Llama: partial_rotary_factor 0.5 refused" 1 \
-	"field 'partial_rotary_factor' is not 1; rotating part of each head is not implemented" -- \
-	run --model "$tmp/l" --prompt hi
-lfresh; sed -i 's/"rope_theta": 10000.0,/"rope_parameters": {"rope_type": "default", "partial_rotary_factor": 0.5},/' "$tmp/l/config.json"
-expect "Llama: rope_parameters.partial_rotary_factor 0.5 refused" 1 \
-	"field 'rope_parameters.partial_rotary_factor' is not 1" -- run --model "$tmp/l" --prompt hi
-lfresh; sed -i 's/"attention_bias": false/"attention_bias": false, "mlp_bias": true/' "$tmp/l/config.json"
-expect "Llama: mlp_bias refused" 1 "field 'mlp_bias' is set; MLP biases are not implemented" -- \
-	run --model "$tmp/l" --prompt hi
-lfresh; sed -i 's/"hidden_size": 64/"hidden_size": 64, "head_dim": 32/' "$tmp/l/config.json"
-expect "Llama: head_dim other than hidden_size / heads refused" 1 \
-	"head_dim 32 times num_attention_heads 4 is not hidden_size 64" -- run --model "$tmp/l" --prompt hi
+llama_refused "rope_theta and rope_parameters.rope_theta disagreeing refused" \
+	's/"rope_theta": 10000.0,/"rope_theta": 10000.0, "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0},/' \
+	"rope_theta 10000 and rope_parameters.rope_theta 500000 disagree"
+llama_refused "rope_parameters of rope type yarn refused" \
+	's/"rope_theta": 10000.0,/"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0},/' \
+	"field 'rope_parameters' is set (rope type yarn); scaled rotary positions are not implemented"
+llama_refused "partial_rotary_factor 0.5 refused" \
+	's/"rope_theta": 10000.0,/"rope_theta": 10000.0, "partial_rotary_factor": 0.5,/' \
+	"field 'partial_rotary_factor' is not 1; rotating part of each head is not implemented"
+llama_refused "rope_parameters.partial_rotary_factor 0.5 refused" \
+	's/"rope_theta": 10000.0,/"rope_parameters": {"rope_type": "default", "partial_rotary_factor": 0.5},/' \
+	"field 'rope_parameters.partial_rotary_factor' is not 1"
+llama_refused "mlp_bias refused" \
+	's/"attention_bias": false/"attention_bias": false, "mlp_bias": true/' \
+	"field 'mlp_bias' is set; MLP biases are not implemented"
+llama_refused "head_dim other than hidden_size / heads refused" \
+	's/"hidden_size": 64/"hidden_size": 64, "head_dim": 32/' \
+	"head_dim 32 times num_attention_heads 4 is not hidden_size 64"
 lfresh; sed -i 's/"attention_bias": false/"attention_bias": true/' "$tmp/l/config.json"
 expect "Llama: attention_bias refused" 1 "field 'attention_bias' is set" -- run --model "$tmp/l" --prompt hi
 lfresh; sed -i 's/"hidden_act": "silu"/"hidden_act": "gelu"/' "$tmp/l/config.json"
