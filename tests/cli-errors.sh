@@ -57,6 +57,25 @@ fresh; echo '{"a": 0' > "$tmp/m/vocab.json"
 expect "vocab.json not JSON" 1 "vocab.json" -- run --model "$tmp/m" --prompt hi
 fresh; printf '#version: 0.2\nzz\xc4\xa0 qq\n' >> "$tmp/m/merges.txt"
 expect "a merge whose parts are not in the vocabulary" 1 "merges.txt" -- run --model "$tmp/m" --prompt hi
+# Memory follows what a tokenizer file holds, not what it names: blank
+# lines in merges.txt cost nothing (the merge table grows with the merges;
+# it was sized by the line count, 1 GB for 20 MB of blank lines), and an id
+# far past the number of tokens is refused (the tables are indexed by id:
+# one id near 2^24 in a 1 MB vocab.json took 538 MB).
+fresh
+{ head -3 "$fx/merges.txt"; head -c 2000000 /dev/zero | tr '\0' '\n'; tail -n +4 "$fx/merges.txt"; } > "$tmp/m/merges.txt"
+want=$("$fl" tokenize --model "$fx" "Germany is the capital of it all")
+got=$("$fl" tokenize --model "$tmp/m" "Germany is the capital of it all" 2>&1)
+[ "$got" = "$want" ] && echo "ok - 2 million blank lines in merges.txt change nothing ($got)" ||
+	{ echo "FAIL - blank lines in merges.txt: got '$got', want '$want'"; fail=1; }
+fresh; sed -i '0,/{/s//{"zzhuge": 16777215, /' "$tmp/m/vocab.json"
+expect "a vocab.json id far past its token count" 1 \
+	'vocab.json: token "zzhuge" has id 16777215 but the file holds 301 tokens: ids must be below 602' -- \
+	tokenize --model "$tmp/m" hi
+fresh; sed -i '0,/{/s//{"zzhuge": 601, /' "$tmp/m/vocab.json"
+"$fl" tokenize --model "$tmp/m" hi >/dev/null 2>&1 &&
+	echo "ok - a vocab.json with a few unused ids loads" ||
+	{ echo "FAIL - a vocab.json with a few unused ids is refused"; fail=1; }
 fresh; head -c 5 "$fx/model.safetensors" > "$tmp/m/model.safetensors"
 expect "truncated safetensors (5 bytes)" 1 "model.safetensors: file is 5 bytes" -- run --model "$tmp/m" --prompt hi
 fresh; head -c 4000 "$fx/model.safetensors" > "$tmp/m/model.safetensors"
@@ -122,6 +141,10 @@ ofresh; sed -i 's/"layer_norm_elementwise_affine": true/"layer_norm_elementwise_
 expect "OPT: layer_norm_elementwise_affine false refused" 1 \
 	"config.json: field 'layer_norm_elementwise_affine' is false; factlens needs the LayerNorms'" -- \
 	run --model "$tmp/o" --prompt hi
+ofresh; sed -i 's/"activation_function": "relu"/"activation_function": "quick_gelu"/' "$tmp/o/config.json"
+expect "OPT: an activation factlens lacks refused by name" 1 \
+	"config.json: field 'activation_function' is 'quick_gelu'; expected gelu_new, gelu, relu or silu" -- \
+	run --model "$tmp/o" --prompt hi
 ofresh; sed -i '/"enable_bias"/d; /"layer_norm_elementwise_affine"/d' "$tmp/o/config.json"
 "$fl" run --model "$tmp/o" --prompt hi >/dev/null 2>&1 &&
 	echo "ok - OPT: enable_bias and layer_norm_elementwise_affine default to true" ||
@@ -148,8 +171,60 @@ expect "Llama: intermediate_size differs from gate_proj" 1 \
 	"tensor 'model.layers.0.mlp.gate_proj.weight' has shape [172, 64]; config.json implies [128, 64]" -- \
 	run --model "$tmp/l" --prompt hi
 lfresh; sed -i 's/"rope_scaling": null/"rope_scaling": {"type": "linear", "factor": 2.0}/' "$tmp/l/config.json"
-expect "Llama: rope_scaling refused" 1 "field 'rope_scaling' is set; scaled rotary positions are not implemented" -- \
+expect "Llama: rope_scaling refused" 1 "field 'rope_scaling' is set (rope type linear); scaled rotary positions are not implemented" -- \
 	run --model "$tmp/l" --prompt hi
+# llama_refused NAME SED-EXPR NEEDLE: the copy with config.json edited is
+# refused, the message naming the field
+llama_refused() {
+	lfresh
+	sed -i "$2" "$tmp/l/config.json"
+	expect "Llama: $1" 1 "$3" -- run --model "$tmp/l" --prompt hi
+}
+llama_refused "rope_scaling without a type refused" \
+	's/"rope_scaling": null/"rope_scaling": {"factor": 2.0}/' \
+	"field 'rope_scaling' is set (rope type not given)"
+# Rotary settings give the same numbers whichever way they are written:
+# rope_scaling of rope type "default" is plain rotary, and newer
+# transformers' rope_parameters carries rope_theta in place of the top
+# level's (it was ignored: theta stayed 10000).
+llama_logits() { # OUT: run the copy in $tmp/l, dump its logits
+	"$fl" run --model "$tmp/l" --prompt "Berlin. The capital of France is" \
+		--dump-logits "$tmp/$1" >/dev/null 2>&1 || echo "FAIL - Llama: the run for $1 failed"
+}
+lfresh; llama_logits plain.f32
+lfresh; sed -i 's/"rope_scaling": null/"rope_scaling": {"rope_type": "default"}/' "$tmp/l/config.json"
+llama_logits default.f32
+cmp -s "$tmp/plain.f32" "$tmp/default.f32" &&
+	echo "ok - Llama: rope_scaling of rope type default is plain rotary" ||
+	{ echo "FAIL - Llama: rope_scaling {rope_type: default} changed the logits"; fail=1; }
+lfresh; sed -i 's/"rope_theta": 10000.0/"rope_theta": 500000.0/' "$tmp/l/config.json"
+llama_logits top.f32
+lfresh; sed -i 's/"rope_theta": 10000.0,/"rope_parameters": {"rope_type": "default", "rope_theta": 500000.0},/' "$tmp/l/config.json"
+llama_logits inner.f32
+if cmp -s "$tmp/top.f32" "$tmp/inner.f32" && ! cmp -s "$tmp/top.f32" "$tmp/plain.f32"; then
+	echo "ok - Llama: rope_parameters.rope_theta is honoured as the top-level rope_theta is"
+else
+	echo "FAIL - Llama: rope_parameters.rope_theta 500000 gave other logits than rope_theta 500000"
+	fail=1
+fi
+llama_refused "rope_theta and rope_parameters.rope_theta disagreeing refused" \
+	's/"rope_theta": 10000.0,/"rope_theta": 10000.0, "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0},/' \
+	"rope_theta 10000 and rope_parameters.rope_theta 500000 disagree"
+llama_refused "rope_parameters of rope type yarn refused" \
+	's/"rope_theta": 10000.0,/"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0},/' \
+	"field 'rope_parameters' is set (rope type yarn); scaled rotary positions are not implemented"
+llama_refused "partial_rotary_factor 0.5 refused" \
+	's/"rope_theta": 10000.0,/"rope_theta": 10000.0, "partial_rotary_factor": 0.5,/' \
+	"field 'partial_rotary_factor' is not 1; rotating part of each head is not implemented"
+llama_refused "rope_parameters.partial_rotary_factor 0.5 refused" \
+	's/"rope_theta": 10000.0,/"rope_parameters": {"rope_type": "default", "partial_rotary_factor": 0.5},/' \
+	"field 'rope_parameters.partial_rotary_factor' is not 1"
+llama_refused "mlp_bias refused" \
+	's/"attention_bias": false/"attention_bias": false, "mlp_bias": true/' \
+	"field 'mlp_bias' is set; MLP biases are not implemented"
+llama_refused "head_dim other than hidden_size / heads refused" \
+	's/"hidden_size": 64/"hidden_size": 64, "head_dim": 32/' \
+	"head_dim 32 times num_attention_heads 4 is not hidden_size 64"
 lfresh; sed -i 's/"attention_bias": false/"attention_bias": true/' "$tmp/l/config.json"
 expect "Llama: attention_bias refused" 1 "field 'attention_bias' is set" -- run --model "$tmp/l" --prompt hi
 lfresh; sed -i 's/"hidden_act": "silu"/"hidden_act": "gelu"/' "$tmp/l/config.json"
@@ -258,6 +333,9 @@ expect "GPT-2: scale_attn_by_inverse_layer_idx true refused" 1 \
 gpt2_field add_cross_attention true
 expect "GPT-2: add_cross_attention true refused" 1 \
 	"config.json: field 'add_cross_attention' is set" -- run --model "$tmp/m" --prompt hi
+fresh; sed -i 's/"activation_function": "gelu_new"/"activation_function": "gelu_python"/' "$tmp/m/config.json"
+expect "GPT-2: an activation factlens lacks refused by name" 1 \
+	"config.json: field 'activation_function' is 'gelu_python'; expected gelu_new" -- run --model "$tmp/m" --prompt hi
 for f in "scale_attn_weights true" "scale_attn_by_inverse_layer_idx false" \
     "add_cross_attention false" "reorder_and_upcast_attn true"; do
 	# shellcheck disable=SC2086
@@ -269,6 +347,58 @@ for f in "scale_attn_weights true" "scale_attn_by_inverse_layer_idx false" \
 		fail=1
 	fi
 done
+# A NaN in a weight: the load warns naming the tensor and the count, the
+# pass lets it reach the logits as PyTorch does (a softmax row of NaN is
+# NaN, not zeros), and --strict refuses the model. The NaN goes into
+# layer 0's key weights (c_attn column D: head 0's first key dimension), so
+# every score of head 0 is NaN.
+poke_nan() { # FIXTURE BYTES: a copy in $tmp/m with value (0, D) of c_attn NaN
+	local f hdr n b es=$(( ${#2} / 4 ))
+	rm -rf "$tmp/m"
+	cp -r "$FL_FIXTURES/$1" "$tmp/m"
+	f=$tmp/m/model.safetensors
+	n=$(od -An -t u8 -N8 "$f" | tr -d ' ')
+	hdr=$(head -c $((8 + n)) "$f" | tail -c "$n")
+	b=$(grep -o '"h\.0\.attn\.c_attn\.weight":{[^}]*}' <<<"$hdr" |
+		sed 's/.*"data_offsets":\[\([0-9]*\),.*/\1/')
+	# shellcheck disable=SC2059
+	printf "$2" | dd of="$f" bs=1 seek=$((8 + n + b + 64 * es)) conv=notrunc 2>/dev/null
+}
+for case in "gpt2-f32 \x00\x00\xc0\x7f" "gpt2-f16 \x00\x7e"; do
+	# shellcheck disable=SC2086
+	set -- $case
+	poke_nan "$1" "$2"
+	rm -f "$tmp/logits.f32"
+	out=$("$fl" run --model "$tmp/m" --prompt "Germany is" --dump-logits "$tmp/logits.f32" 2>&1 >/dev/null)
+	status=$?
+	want="warning: $tmp/m/model.safetensors: tensor 'h.0.attn.c_attn.weight' holds 1 non-finite value (1 NaN, 0 infinite)"
+	if [ "$status" -eq 0 ] && [[ "$out" == *"$want"* ]]; then
+		echo "ok - $1: a NaN weight loads with a warning naming the tensor"
+	else
+		echo "FAIL - $1: a NaN weight: status $status, message: $out"
+		fail=1
+	fi
+	finite=$(od -An -v -t f4 "$tmp/logits.f32" 2>/dev/null | tr -s ' ' '\n' | grep -c '^-\?[0-9]')
+	if [ -s "$tmp/logits.f32" ] && [ "$finite" -eq 0 ]; then
+		echo "ok - $1: a NaN weight gives NaN logits, as PyTorch does"
+	else
+		echo "FAIL - $1: a NaN weight gave $finite finite logits (PyTorch: none)"
+		fail=1
+	fi
+	expect "$1: --strict refuses a NaN weight" 1 \
+		"tensor 'h.0.attn.c_attn.weight' holds 1 non-finite value (1 NaN, 0 infinite); strict loading refuses" -- \
+		run --model "$tmp/m" --prompt hi --strict
+done
+expect "--strict loads finite weights" 0 "" -- run --model "$fx" --prompt hi --strict
+# --mask-heads needs at least one head: an empty list (or a trailing comma)
+# is a usage error that says the form, never an empty mask.
+for arg in "" "0," "1,,2"; do
+	expect "run --mask-heads '$arg' refused" 2 \
+		"--mask-heads takes head numbers from 0 to 3 separated by commas (e.g. 0,3), not '$arg'" -- \
+		run --model "$fx" --prompt hi --mask-heads "$arg"
+done
+expect "eval --mask-heads '' refused" 2 "--mask-heads takes head numbers from 0 to 3" -- \
+	eval --model "$fx" --task "${top_srcdir:-$FL_FIXTURES/../..}/tests/tasks/tiny.json" --mask-heads ""
 # A theme file with a NUL byte is refused, naming the offset; a missing
 # theme says where it looked, even with no HOME or XDG_CONFIG_HOME.
 printf 'background = #000000\0x\n' > "$tmp/nul.theme"

@@ -280,6 +280,30 @@ test_exp_sum(void)
 	}
 }
 
+/* A NaN anywhere in a row makes the row NaN, as torch.softmax does; a row
+ * of -inf alone (every key masked) stays zeros. */
+static void
+test_softmax_nan(void)
+{
+	float row[4] = { 1.0f, NAN, -INFINITY, 2.0f };
+	float all_nan[3] = { NAN, NAN, NAN };
+	float masked[3] = { -INFINITY, -INFINITY, -INFINITY };
+	int nan = 0, zero = 0;
+
+	kern_softmax(row, 4);
+	kern_softmax(all_nan, 3);
+	kern_softmax(masked, 3);
+	for (int i = 0; i < 4; i++)
+		nan += isnan(row[i]);
+	for (int i = 0; i < 3; i++) {
+		nan += isnan(all_nan[i]);
+		zero += masked[i] == 0.0f;
+	}
+	check(nan == 7, "softmax: a NaN makes its row NaN, as torch.softmax "
+	    "(%d of 7 NaN)", nan);
+	check(zero == 3, "softmax: a row of -inf alone stays zeros (%d of 3)", zero);
+}
+
 int
 main(void)
 {
@@ -289,5 +313,6 @@ main(void)
 	test_attention();
 	test_gelu();
 	test_exp_sum();
+	test_softmax_nan();
 	return check_done();
 }

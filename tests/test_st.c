@@ -162,11 +162,57 @@ test_convert(void)
 	check_close("bf16 to f32 exact", got, bf16_want, 2, 0);
 }
 
+/* NaN and infinities counted apart in each float dtype, past the blocks
+ * the scan reads first and in the tail after them; finite extremes
+ * (the largest finite values, negative zero) are not counted. */
+static void
+test_nonfinite(void)
+{
+	enum { N = 1000 };
+	static const struct {
+		st_dtype	 dt;
+		const char	*name;
+		uint32_t	 nan, inf, big;	/* bit patterns */
+	} c[] = {
+		{ ST_DTYPE_F32, "F32", 0x7fc00000u, 0x7f800000u, 0x7f7fffffu },
+		{ ST_DTYPE_F16, "F16", 0x7e00u, 0x7c00u, 0x7bffu },
+		{ ST_DTYPE_BF16, "BF16", 0x7fc0u, 0x7f80u, 0x7f7fu },
+	};
+	uint8_t buf[4 * N];
+
+	for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
+		size_t es = st_dtype_size(c[k].dt), nan, inf;
+		uint32_t sign = es == 4 ? 0x80000000u : 0x8000u;
+		const size_t at[] = { 3, 700, N - 1 };	/* block, block, tail */
+
+		for (size_t i = 0; i < N; i++) {
+			uint32_t v = i % 2 ? c[k].big : sign;	/* -0 or the largest */
+
+			memcpy(buf + es * i, &v, es);
+		}
+		st_count_nonfinite(buf, c[k].dt, N, &nan, &inf);
+		check(nan == 0 && inf == 0, "%s: finite extremes count as finite "
+		    "(got %zu NaN, %zu inf)", c[k].name, nan, inf);
+		for (size_t j = 0; j < 3; j++) {
+			uint32_t v = j == 1 ? c[k].inf | sign : c[k].nan;
+
+			memcpy(buf + es * at[j], &v, es);
+		}
+		st_count_nonfinite(buf, c[k].dt, N, &nan, &inf);
+		check(nan == 2 && inf == 1, "%s: 2 NaN and 1 -inf counted (got %zu, "
+		    "%zu)", c[k].name, nan, inf);
+		st_count_nonfinite(buf + es, c[k].dt, N - 1, &nan, &inf);
+		check(nan == 2 && inf == 1, "%s: counted unaligned (got %zu, %zu)",
+		    c[k].name, nan, inf);
+	}
+}
+
 int
 main(void)
 {
 	test_faults();
 	test_valid();
 	test_convert();
+	test_nonfinite();
 	return check_done();
 }

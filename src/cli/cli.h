@@ -30,15 +30,17 @@ extern const cli_opt cmd_tokenize_opts[], cmd_run_opts[], cmd_bench_opts[],
     cmd_eval_opts[], cmd_heads_opts[], cmd_decompose_opts[], cmd_explore_opts[];
 
 
-/* --weights convert|stored|copy, taken by every command and the explorer:
- * what model_load does with F16/BF16 weights (model.h). cli_weights_opt
- * parses it (0, or 2 after reporting a usage error); cli_model_opts gives
- * the choice, which cli_load_model loads with. */
+/* --weights convert|stored|copy and --strict, taken by every command and
+ * the explorer: what model_load does with F16/BF16 weights, and whether it
+ * refuses non-finite ones (model.h). cli_weights_opt parses --weights (arg)
+ * and --strict (arg NULL): 0, or 2 after reporting a usage error;
+ * cli_model_opts gives the choice, which cli_load_model loads with. */
 int cli_weights_opt(const char *arg);
 const fl_model_opts *cli_model_opts(void);
 
 /* Loads a model (with cli_model_opts) or prints "factlens: <cause>" and
- * returns NULL. */
+ * returns NULL. A model whose weights hold NaN or infinite values loads
+ * with "factlens: warning: ..." naming them on stderr. */
 fl_model *cli_load_model(const char *dir);
 
 /* Prints "factlens: <msg>" to stderr; returns status. */
@@ -93,7 +95,8 @@ int cli_find_subject(const fl_task *t, const char *prompt, const char *subject,
  * the usage error reported for command cmd. */
 int cli_shared_finish(const cli_shared *sh, const char *cmd, int argc, char **argv);
 
-/* "0,3,5" -> (H) flags, heap; or a usage error naming the option. */
+/* "0,3,5" -> (H) flags, heap; or a usage error naming the option and the
+ * form, 2 (an empty list or a stray comma too). */
 int cli_parse_heads(const char *opt, const char *arg, int H, bool **out);
 
 /* A number option in [lo, hi], or a usage error naming the option. */

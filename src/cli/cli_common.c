@@ -133,20 +133,27 @@ cli_parse_heads(const char *opt, const char *arg, int H, bool **out)
 	bool *heads = xcalloc((size_t)H, sizeof *heads);
 	const char *p = arg;
 
-	while (*p != '\0') {
+	/* At least one number, one after each comma: '' and '0,' are errors,
+	 * not an empty mask. */
+	for (;;) {
 		char *end;
-		long h = strtol(p, &end, 10);
+		long h;
 
-		if (end == p || h < 0 || h >= H || (*end != ',' && *end != '\0')) {
-			free(heads);
-			return cli_fail(2, "%s takes head numbers from 0 to %d separated by "
-			    "commas, not '%s'", opt, H - 1, arg);
-		}
+		if (*p < '0' || *p > '9')
+			break;
+		h = strtol(p, &end, 10);
+		if (h >= H || (*end != ',' && *end != '\0'))
+			break;
 		heads[h] = true;
-		p = *end == ',' ? end + 1 : end;
+		if (*end == '\0') {
+			*out = heads;
+			return 0;
+		}
+		p = end + 1;
 	}
-	*out = heads;
-	return 0;
+	free(heads);
+	return cli_fail(2, "%s takes head numbers from 0 to %d separated by commas "
+	    "(e.g. 0,%d), not '%s'", opt, H - 1, H - 1, arg);
 }
 
 int

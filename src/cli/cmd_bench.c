@@ -144,6 +144,7 @@ const cli_opt cmd_bench_opts[] = {
 	  "time the same work in PyTorch too (tools/torch-bench)" },
 	CLI_SHARED_JSON,
 	CLI_SHARED_WEIGHTS,
+	CLI_SHARED_STRICT,
 	CLI_OPT_END
 };
 

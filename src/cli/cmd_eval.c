@@ -50,6 +50,7 @@ const cli_opt cmd_eval_opts[] = {
 	CLI_SHARED_JSON,
 	CLI_SHARED_THREADS,
 	CLI_SHARED_WEIGHTS,
+	CLI_SHARED_STRICT,
 	CLI_OPT_END
 };
 

@@ -51,6 +51,7 @@ const cli_opt cmd_explore_opts[] = {
 	{ "no-rc", 'n', NULL, 0, CLI_GROUP_OWN, "do not read the rc file" },
 	CLI_SHARED_THREADS,
 	CLI_SHARED_WEIGHTS,
+	CLI_SHARED_STRICT,
 	{ "batch", 'b', "FILE", CLI_OPT_NO_USAGE, CLI_GROUP_OWN,
 	  "the old name of --script, deprecated (the other commands' --batch N is "
 	  "a number of prompts)" },

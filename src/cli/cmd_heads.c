@@ -41,6 +41,7 @@ const cli_opt cmd_heads_opts[] = {
 	CLI_SHARED_JSON,
 	CLI_SHARED_THREADS,
 	CLI_SHARED_WEIGHTS,
+	CLI_SHARED_STRICT,
 	CLI_OPT_END
 };
 

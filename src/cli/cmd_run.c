@@ -84,6 +84,7 @@ const cli_opt cmd_run_opts[] = {
 	  "the mover score from which a head is flagged (default 0.25)" },
 	CLI_SHARED_THREADS,
 	CLI_SHARED_WEIGHTS,
+	CLI_SHARED_STRICT,
 	CLI_OPT_END
 };
 

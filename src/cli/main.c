@@ -40,9 +40,13 @@ static fl_model_opts model_opts;
 int
 cli_weights_opt(const char *arg)
 {
-	int mode = model_weights_parse(arg);
+	int mode;
 
-	if (mode < 0)
+	if (arg == NULL) {	/* --strict */
+		model_opts.strict = true;
+		return 0;
+	}
+	if ((mode = model_weights_parse(arg)) < 0)
 		return cli_fail(2, "--weights takes convert, stored or copy, not '%s'", arg);
 	model_opts.weights = (fl_weights_mode)mode;
 	return 0;
@@ -66,7 +70,8 @@ cli_load_model(const char *dir)
 	if (m == NULL) {
 		cli_fail(1, "%s", cause);
 		free(cause);
-	}
+	} else if (m->nonfinite != NULL)
+		cli_fail(0, "warning: %s", m->nonfinite);
 	return m;
 }
 

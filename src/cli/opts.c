@@ -100,6 +100,8 @@ shared_opt(const cli_shared *sh, int c, const char *arg)
 {
 	if (c == CLI_VAL_WEIGHTS)
 		return cli_weights_opt(arg);
+	if (c == CLI_VAL_STRICT)
+		return cli_weights_opt(NULL);
 	if (sh == NULL)
 		return -1;
 	if (c == 'm' && sh->dir != NULL)

@@ -58,6 +58,7 @@ enum {
 	CLI_VAL_TEMPLATES,
 	CLI_VAL_BATCH,
 	CLI_VAL_WEIGHTS,
+	CLI_VAL_STRICT,
 	CLI_VAL_NO_RESID,
 	CLI_VAL_RIDGE,
 };
@@ -72,6 +73,9 @@ enum {
 	"to f32 at load, stored (the default) uses them as they are in the file, " \
 	"copy copies them onto cache lines (see Weights in factlens(1)); tokenize " \
 	"reads no weights and ignores it" }
+#define CLI_SHARED_STRICT { "strict", CLI_VAL_STRICT, NULL, 0, CLI_GROUP_MODEL, \
+	"refuse weights that hold NaN or infinite values (default: load them " \
+	"with a warning naming the tensors)" }
 /* flags: CLI_OPT_REQUIRED where the command needs a task */
 #define CLI_SHARED_TASK(flags) { "task", CLI_VAL_TASK, "FILE", (flags), \
 	CLI_GROUP_TASK, "a task: relation pairs and prompt templates (see TASK FILES)" }

@@ -131,6 +131,10 @@ config_require(const cJSON *root, const char *key, const char *why,
 	    "absent, null or true)", label, key, why);
 }
 
+/* GPT2LMHeadModel. Fields left unread do not change the f32 result: the
+ * dropouts (inference), initializer_range, the summary_* fields (the
+ * double-heads model's classifier), use_cache, bos/eos ids, and n_ctx,
+ * which transformers ignores in favour of n_positions. */
 static int
 config_parse_gpt2(fl_config *c, const cJSON *root, const char *label, char **cause)
 {
@@ -178,6 +182,11 @@ config_parse_gpt2(fl_config *c, const cJSON *root, const char *label, char **cau
 	return 0;
 }
 
+/* OPTForCausalLM. Fields left unread do not change the f32 result: dropout,
+ * attention_dropout, layerdrop (training only), init_std, use_cache, and
+ * pad_token_id (the embedding's padding_idx only stops its gradient; the
+ * positions come from the attention mask, all ones for one prompt). OPT
+ * has no embedding scale, and its LayerNorms' eps is PyTorch's 1e-5. */
 static int
 config_parse_opt(fl_config *c, const cJSON *root, const char *label, char **cause)
 {
@@ -217,7 +226,86 @@ config_parse_opt(fl_config *c, const cJSON *root, const char *label, char **caus
 	return 0;
 }
 
-/* LlamaForCausalLM, as transformers' LlamaConfig defaults it. */
+/* A rotary setting that names a rope type: "default" (plain rotary
+ * positions) is what the pass implements; any other (linear, dynamic,
+ * yarn, llama3...) rescales the frequencies and is refused by name, as is
+ * a type left out where transformers needs one (need). */
+static int
+rope_type_default(const cJSON *obj, const char *field, bool need,
+    const char *label, char **cause)
+{
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(obj, "rope_type");
+
+	if (t == NULL)
+		t = cJSON_GetObjectItemCaseSensitive(obj, "type");	/* older name */
+	if ((!need && (t == NULL || cJSON_IsNull(t))) ||
+	    (cJSON_IsString(t) && strcmp(t->valuestring, "default") == 0))
+		return 0;
+	return fl_error(cause, "%s: field '%s' is set (rope type %s); scaled "
+	    "rotary positions are not implemented (expected it absent, null, "
+	    "false or rope type \"default\")", label, field,
+	    cJSON_IsString(t) ? t->valuestring : "not given");
+}
+
+/* partial_rotary_factor: the share of each head's dimensions that rotate
+ * (transformers reads it for every rotary model). Only 1, all of them, is
+ * implemented. */
+static int
+rope_partial_whole(const cJSON *obj, const char *where, const char *label,
+    char **cause)
+{
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(obj, "partial_rotary_factor");
+
+	if (f == NULL || cJSON_IsNull(f) || (cJSON_IsNumber(f) && f->valuedouble == 1))
+		return 0;
+	return fl_error(cause, "%s: field '%spartial_rotary_factor' is not 1; rotating "
+	    "part of each head is not implemented (expected it absent, null or 1)",
+	    label, where);
+}
+
+/* Llama's rotary settings: rope_theta and rope_scaling at the top level
+ * (transformers 4), or rope_parameters {rope_type, rope_theta, ...}, which
+ * newer transformers write in their place. *theta from either; the two
+ * disagreeing is refused rather than guessed. */
+static int
+config_llama_rope(const cJSON *root, double *theta, const char *label,
+    char **cause)
+{
+	const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+	const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+	const cJSON *top = cJSON_GetObjectItemCaseSensitive(root, "rope_theta");
+	double inner;
+
+	if (config_num(root, "rope_theta", 10000, 1, 1e12, theta, label, cause) ||
+	    rope_partial_whole(root, "", label, cause))
+		return -1;
+	if (cJSON_IsObject(rs)) {
+		if (rope_type_default(rs, "rope_scaling", true, label, cause))
+			return -1;
+	} else if (config_refuse(root, "rope_scaling", "scaled rotary positions are "
+	    "not implemented", label, cause))
+		return -1;
+	if (rp == NULL || cJSON_IsNull(rp))
+		return 0;
+	if (!cJSON_IsObject(rp))
+		return fl_error(cause, "%s: field 'rope_parameters' must be an object",
+		    label);
+	if (rope_type_default(rp, "rope_parameters", false, label, cause) ||
+	    rope_partial_whole(rp, "rope_parameters.", label, cause) ||
+	    config_num(rp, "rope_theta", *theta, 1, 1e12, &inner, label, cause))
+		return -1;
+	if (top != NULL && !cJSON_IsNull(top) && inner != *theta)
+		return fl_error(cause, "%s: rope_theta %g and rope_parameters.rope_theta "
+		    "%g disagree", label, *theta, inner);
+	*theta = inner;
+	return 0;
+}
+
+/* LlamaForCausalLM, as transformers' LlamaConfig defaults it. Fields left
+ * unread do not change the f32 result: dropouts (inference), use_cache,
+ * initializer_range, pad/eos ids, and pretraining_tp, which only splits
+ * each product into slices summed afterwards (the same sum, in another
+ * order). */
 static int
 config_parse_llama(fl_config *c, const cJSON *root, const char *label, char **cause)
 {
@@ -238,13 +326,11 @@ config_parse_llama(fl_config *c, const cJSON *root, const char *label, char **ca
 	    config_int(root, "bos_token_id", 1, 0, 1 << 24, &c->bos_id, label, cause) ||
 	    config_int(root, "head_dim", 0, 0, big, &head_dim, label, cause) ||
 	    config_num(root, "rms_norm_eps", 1e-6, 0, 1, &eps, label, cause) ||
-	    config_num(root, "rope_theta", 10000, 1, 1e12, &theta, label, cause) ||
+	    config_llama_rope(root, &theta, label, cause) ||
 	    config_act(root, "hidden_act", "silu", &c->act, label, cause) ||
 	    config_bool(root, "tie_word_embeddings", false, &c->tie_embed, label, cause))
 		return -1;
-	if (config_refuse(root, "rope_scaling", "scaled rotary positions are not "
-	    "implemented", label, cause) ||
-	    config_refuse(root, "attention_bias", "attention biases are not "
+	if (config_refuse(root, "attention_bias", "attention biases are not "
 	    "implemented", label, cause) ||
 	    config_refuse(root, "mlp_bias", "MLP biases are not implemented", label,
 	    cause))

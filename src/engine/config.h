@@ -7,10 +7,14 @@
  * word_embed_proj_dim != hidden_size implies, and "llama"
  * (LlamaForCausalLM: RMSNorm, rotary positions, grouped-query attention,
  * SwiGLU MLP, no biases). Unknown types, missing or inconsistent sizes, and
- * settings the forward pass does not implement (rope_scaling, attention
- * biases, another activation; OPT without its biases or LayerNorm weights:
- * enable_bias or layer_norm_elementwise_affine false) get an error naming
- * the field.
+ * settings the forward pass does not implement (rope scaling other than
+ * rope type "default", partial_rotary_factor other than 1, attention or
+ * MLP biases, another activation; GPT-2's attention-scale switches; OPT
+ * without its biases or LayerNorm weights: enable_bias or
+ * layer_norm_elementwise_affine false) get an error naming the field.
+ * Every field of transformers' GPT2Config, OPTConfig and LlamaConfig that
+ * changes the math is either honoured or refused; config.c says why each
+ * one left unread does not matter.
  */
 #ifndef FL_CONFIG_H
 #define FL_CONFIG_H

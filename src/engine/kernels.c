@@ -193,10 +193,18 @@ kern_softmax(float *x, int n)
 {
 	float mx = -INFINITY;
 	double sum = 0;
+	bool nan = false;
 
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		if (x[i] > mx)
 			mx = x[i];
+		nan |= isnan(x[i]);
+	}
+	if (nan) {
+		for (int i = 0; i < n; i++)
+			x[i] = NAN;
+		return;
+	}
 	if (mx == -INFINITY) {
 		memset(x, 0, (size_t)n * sizeof *x);
 		return;

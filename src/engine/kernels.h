@@ -38,7 +38,10 @@ void kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int 
 
 void kern_activation(float *x, size_t n, fl_act_fn act);
 
-/* In-place softmax of n values; -INFINITY entries get 0. */
+/* In-place softmax of n values; -INFINITY entries get 0, and a row of
+ * -INFINITY alone (every key masked) all 0. A NaN anywhere in the row makes
+ * every value NaN, as torch.softmax does: a NaN weight must not turn into a
+ * plausible pattern of zeros. */
 void kern_softmax(float *x, int n);
 
 /* The sum over i of exp(x[i] - shift), sixteen exponentials at a time,

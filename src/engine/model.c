@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 
 #include "linear.h"
+#include "pool.h"
 #include "base/util.h"
 
 /* One tensor the architecture needs: its name, expected shape and where the
@@ -265,6 +266,120 @@ model_bind(fl_model *m, want_list *l, fl_weights_mode mode, char **cause)
 	return 0;
 }
 
+/* ---- non-finite weights ---------------------------------------------- */
+
+/* The values the kernels read for one wanted tensor, cut into pieces of at
+ * most NONFINITE_PIECE values so that the pool's threads share the scan. */
+#define NONFINITE_PIECE ((size_t)1 << 20)
+
+typedef struct {
+	const void	*p;
+	st_dtype	 dtype;
+	size_t		 n;
+	int		 want;	/* index into the want_list */
+	size_t		 nan, inf;
+} scan_piece;
+
+typedef struct {
+	scan_piece	*v;
+	int		 n;
+} scan_job;
+
+static void
+scan_task(void *ctx, int part, int nparts)
+{
+	scan_job *j = ctx;
+	int a, b;
+
+	kern_part_range(j->n, part, nparts, &a, &b);
+	for (int i = a; i < b; i++)
+		st_count_nonfinite(j->v[i].p, j->v[i].dtype, j->v[i].n, &j->v[i].nan,
+		    &j->v[i].inf);
+}
+
+/* Counts the NaN and infinite values of every bound tensor. Returns the
+ * message naming them (at most 8 by name), or NULL when all are finite. */
+static char *
+model_scan_nonfinite(const fl_model *m, const want_list *l)
+{
+	enum { NAMED = 8 };
+	scan_job j = { 0 };
+	size_t *nan = xcalloc((size_t)l->n, sizeof *nan);
+	size_t *inf = xcalloc((size_t)l->n, sizeof *inf);
+	size_t cap = 0, all = 0;
+	char *msg = NULL, *s;
+	int bad = 0, first = -1;
+
+	for (int i = 0; i < l->n; i++) {
+		const want *w = &l->v[i];
+		const void *p;
+		st_dtype dt = ST_DTYPE_F32;
+		size_t es;
+
+		if (w->t == NULL)
+			continue;
+		p = w->raw != NULL ? *w->raw : (const void *)*w->dst;
+		if (w->stored)
+			dt = w->t->dtype;
+		es = st_dtype_size(dt);
+		for (size_t off = 0; off < (size_t)w->t->numel; off += NONFINITE_PIECE) {
+			size_t left = (size_t)w->t->numel - off;
+
+			if ((size_t)j.n == cap) {
+				cap = cap ? 2 * cap : 256;
+				j.v = xreallocarray(j.v, cap, sizeof *j.v);
+			}
+			j.v[j.n++] = (scan_piece){ (const char *)p + off * es, dt,
+			    left < NONFINITE_PIECE ? left : NONFINITE_PIECE, i, 0, 0 };
+		}
+	}
+	if (j.n > 0)
+		kern_for(scan_task, &j, j.n);
+	for (int i = 0; i < j.n; i++) {
+		nan[j.v[i].want] += j.v[i].nan;
+		inf[j.v[i].want] += j.v[i].inf;
+	}
+	for (int i = 0; i < l->n; i++)
+		if (nan[i] + inf[i] > 0) {
+			bad++;
+			all += nan[i] + inf[i];
+			if (first < 0)
+				first = i;
+		}
+	if (bad > 0) {
+		const st_tensor *t = l->v[first].t;
+		const char *where = m->weights->nfiles > 1 ? m->dir :
+		    m->weights->files[t->file].path;
+		int named = 0;
+
+		if (bad == 1)
+			msg = xasprintf("%s: tensor '%s' holds %zu non-finite value%s "
+			    "(%zu NaN, %zu infinite)", where, l->v[first].name, all,
+			    all == 1 ? "" : "s", nan[first], inf[first]);
+		else
+			msg = xasprintf("%s: %d tensors hold %zu non-finite values:", where,
+			    bad, all);
+		for (int i = first; bad > 1 && i < l->n && named < NAMED; i++) {
+			if (nan[i] + inf[i] == 0)
+				continue;
+			s = xasprintf("%s%s '%s' (%zu NaN, %zu infinite)", msg,
+			    named ? "," : "", l->v[i].name, nan[i], inf[i]);
+			free(msg);
+			msg = s;
+			named++;
+		}
+		if (bad > named && bad > 1) {
+			s = xasprintf("%s and %d more", msg, bad - named);
+			free(msg);
+			msg = s;
+		}
+	}
+	free(j.v);
+	free(nan);
+	free(inf);
+	return msg;
+}
+
 static void
 linear_set(fl_linear *lin, int in, int out, int ld, bool trans)
 {
@@ -509,6 +624,12 @@ model_load(const char *dir, const fl_model_opts *opts, char **cause)
 	m->weights_mode = mode;
 	if (model_bind(m, &wants, mode, cause) != 0)
 		goto fail;
+	m->nonfinite = model_scan_nonfinite(m, &wants);
+	if (m->nonfinite != NULL && opts != NULL && opts->strict) {
+		fl_error(cause, "%s; strict loading refuses non-finite weights",
+		    m->nonfinite);
+		goto fail;
+	}
 	if (m->cfg.arch == FL_ARCH_GPT2)
 		gpt2_finish(m, qkv, qkv_b);
 	else if (m->cfg.arch == FL_ARCH_LLAMA)
@@ -579,5 +700,6 @@ model_free(fl_model *m)
 	free(m->layers);
 	free(m->owned);
 	free(m->dir);
+	free(m->nonfinite);
 	free(m);
 }

@@ -87,10 +87,17 @@ typedef struct fl_model {
 	size_t		 stored_bytes;	/* of which used as F16/BF16 (from the
 					   mapping, or copied with COPY) */
 	fl_weights_mode	 weights_mode;	/* CONVERT or STORED, as loaded */
+	char		*nonfinite;	/* a warning naming the weights that hold
+					   NaN or infinite values, NULL when
+					   none do */
 } fl_model;
 
+/* strict: refuse weights that hold NaN or infinite values. Without it
+ * they load (m->nonfinite says which) and the pass computes with them as
+ * PyTorch does: a NaN reaches the logits it touches. */
 typedef struct {
 	fl_weights_mode	 weights;
+	bool		 strict;
 } fl_model_opts;
 
 /* "convert" or "stored"; -1 for anything else. */
@@ -99,7 +106,11 @@ const char *model_weights_name(fl_weights_mode mode);
 
 /* Loads DIR (config.json, tokenizer files, safetensors); opts NULL means
  * the defaults. NULL and *cause on any problem, naming the file, tensor
- * or field. */
+ * or field. Every tensor the architecture uses is checked for NaN and
+ * infinite values, as the kernels will read it (converted or as stored):
+ * with opts->strict that is an error, otherwise m->nonfinite names them
+ * for the caller to show. Tensors the architecture does not use (GPT-2's
+ * mask buffers) are not read. */
 fl_model *model_load(const char *dir, const fl_model_opts *opts, char **cause);
 
 /* Tokenizes a prompt for the model: prepends BOS where the model wants one

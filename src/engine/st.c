@@ -643,6 +643,69 @@ st_f16_to_f32(uint16_t h)
 	return f;
 }
 
+/* Values of es bytes (4 or 2, a constant where this is inlined, so that
+ * each width gets its own vectorized loops) whose magnitude bits (mag)
+ * reach the all-ones exponent (top): an infinity when they equal it (a
+ * zero mantissa), a NaN above it. */
+#define NONFINITE_BLOCK 256
+
+static inline uint32_t
+bits_at(const uint8_t *b, size_t i, size_t es)
+{
+	uint32_t u32;
+	uint16_t u16;
+
+	if (es == 4) {
+		memcpy(&u32, b + 4 * i, 4);
+		return u32;
+	}
+	memcpy(&u16, b + 2 * i, 2);
+	return u16;
+}
+
+static inline void
+count_nonfinite(const uint8_t *b, size_t n, size_t es, uint32_t mag,
+    uint32_t top, size_t *nan, size_t *inf)
+{
+	uint32_t mx = 0;
+	size_t i = 0;
+
+	/* Blocks of a fixed length, which -O2 vectorizes: the largest
+	 * magnitude says whether there is anything to count. */
+	for (; i + NONFINITE_BLOCK <= n; i += NONFINITE_BLOCK)
+		for (int j = 0; j < NONFINITE_BLOCK; j++) {
+			uint32_t u = bits_at(b, i + (size_t)j, es) & mag;
+
+			mx = u > mx ? u : mx;
+		}
+	for (; i < n; i++) {
+		uint32_t u = bits_at(b, i, es) & mag;
+
+		mx = u > mx ? u : mx;
+	}
+	if (mx < top)
+		return;
+	for (i = 0; i < n; i++) {
+		uint32_t u = bits_at(b, i, es) & mag;
+
+		*nan += u > top;
+		*inf += u == top;
+	}
+}
+
+void
+st_count_nonfinite(const void *p, st_dtype dt, size_t n, size_t *nan,
+    size_t *inf)
+{
+	*nan = *inf = 0;
+	if (dt == ST_DTYPE_F32)
+		count_nonfinite(p, n, 4, 0x7fffffffu, 0x7f800000u, nan, inf);
+	else if (dt == ST_DTYPE_F16)
+		count_nonfinite(p, n, 2, 0x7fffu, 0x7c00u, nan, inf);
+	else if (dt == ST_DTYPE_BF16)
+		count_nonfinite(p, n, 2, 0x7fffu, 0x7f80u, nan, inf);
+}
+
 void
 st_to_f32(float *dst, const uint8_t *src, st_dtype dt, size_t n)
 {

@@ -115,6 +115,12 @@ float st_f16_to_f32(uint16_t h);
 void st_advise_hot(st_set *set, const st_tensor *const *t, int n,
     bool background);
 
+/* Counts the NaN (*nan) and infinite (*inf) values among the n values of
+ * dtype dt (F32, F16 or BF16; any other counts nothing) at p, which need
+ * not be aligned. A clean run of values costs one read at memory speed. */
+void st_count_nonfinite(const void *p, st_dtype dt, size_t n, size_t *nan,
+    size_t *inf);
+
 /* Converts n values of a float dtype (F32, F16, BF16, F64) to f32. */
 void st_to_f32(float *dst, const uint8_t *src, st_dtype dt, size_t n);
 

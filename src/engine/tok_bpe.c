@@ -43,6 +43,11 @@
 
 #define TOK_EOT_TEXT	"<|endoftext|>"
 #define TOK_MAX_ID	(1 << 24)		/* cap on vocabulary ids */
+/* The tables are indexed by id, so unused ids below the largest cost as
+ * much as tokens: a vocabulary's ids must stay below twice its count
+ * (real ones are dense), which keeps the memory in proportion to the file
+ * rather than to the largest id it names. */
+#define TOK_ID_SPREAD	2
 #define TOK_FILE_LIMIT	((size_t)1 << 30)	/* largest file read */
 
 /* Unicode White_Space, the set \s stands for in Python's regex and Rust. */
@@ -109,8 +114,10 @@ struct tok_bpe {
 	int		 byte_id[256];	/* token of each single byte */
 	struct strtab	 str;		/* vocab.json form ("ĠParis") */
 	struct strtab	 raw;		/* raw bytes (" Paris") */
-	struct merge_slot *merge;	/* (merge_cap) open addressing */
+	struct merge_slot *merge;	/* (merge_cap) open addressing, at
+					   most half full */
 	size_t		 merge_cap;
+	size_t		 n_merge;
 	pcre2_code	*re;
 };
 
@@ -323,19 +330,50 @@ merge_find(const tok_bpe *tok, int left, int right)
 	}
 }
 
+/* An empty table of cap slots (a power of two). */
+static void
+merge_table_init(tok_bpe *tok, size_t cap)
+{
+	tok->merge_cap = cap;
+	tok->merge = xreallocarray(NULL, cap, sizeof *tok->merge);
+	for (size_t i = 0; i < cap; i++)
+		tok->merge[i].key = UINT64_MAX;
+}
+
 /* A repeated merge line takes the later rank, as GPT-2's dict(zip(...))
- * and Hugging Face's map do. */
+ * and Hugging Face's map do. The table doubles when half full, so that it
+ * holds what the file's merges need, not what its line count suggests. */
 static void
 merge_add(tok_bpe *tok, int left, int right, int rank, int result)
 {
 	uint64_t key = (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
 	size_t i;
 
+	if (2 * (tok->n_merge + 1) > tok->merge_cap) {
+		struct merge_slot *old = tok->merge;
+		size_t old_cap = tok->merge_cap;
+
+		merge_table_init(tok, 2 * old_cap);
+		for (i = 0; i < old_cap; i++) {
+			size_t j;
+
+			if (old[i].key == UINT64_MAX)
+				continue;
+			for (j = hash_pair(old[i].key) & (tok->merge_cap - 1);
+			    tok->merge[j].key != UINT64_MAX;
+			    j = (j + 1) & (tok->merge_cap - 1))
+				;
+			tok->merge[j] = old[i];
+		}
+		free(old);
+	}
 	for (i = hash_pair(key) & (tok->merge_cap - 1);;
 	    i = (i + 1) & (tok->merge_cap - 1)) {
 		if (tok->merge[i].key == key || tok->merge[i].key == UINT64_MAX)
 			break;
 	}
+	if (tok->merge[i].key == UINT64_MAX)
+		tok->n_merge++;
 	tok->merge[i].key = key;
 	tok->merge[i].rank = rank;
 	tok->merge[i].result = result;
@@ -393,8 +431,9 @@ load_vocab(tok_bpe *tok, const char *path, char **cause)
 	char *buf, *raw, *q;
 	size_t len, rawlen;
 	const char **owner;
+	const char *max_tok = NULL;
 	double v;
-	int id, max_id = -1, b, rc = -1;
+	int id, max_id = -1, n_tok = 0, b, rc = -1;
 
 	buf = fl_read_file(path, &len, TOK_FILE_LIMIT, cause);
 	if (buf == NULL)
@@ -427,11 +466,22 @@ load_vocab(tok_bpe *tok, const char *path, char **cause)
 			free(q);
 			goto out;
 		}
-		if ((int)v > max_id)
+		if ((int)v > max_id) {
 			max_id = (int)v;
+			max_tok = item->string;
+		}
+		n_tok++;
 	}
 	if (max_id < 0) {
 		fl_error(cause, "%s: the vocabulary is empty", path);
+		goto out;
+	}
+	if ((long)max_id >= (long)TOK_ID_SPREAD * n_tok) {
+		q = quote(max_tok, strlen(max_tok));
+		fl_error(cause, "%s: token %s has id %d but the file holds %d "
+		    "tokens: ids must be below %ld (twice the number of tokens)",
+		    path, q, max_id, n_tok, (long)TOK_ID_SPREAD * n_tok);
+		free(q);
 		goto out;
 	}
 	tok->n_vocab = max_id + 1;
@@ -516,7 +566,7 @@ load_merges(tok_bpe *tok, const char *path, const char *vocab_path,
     char **cause)
 {
 	char *buf, *line, *end, *next, *sp, *cat;
-	size_t len, n_lines = 1, i, a, b;
+	size_t len, a, b;
 	int lineno = 0, rank = 0, left, right, result, rc = -1;
 
 	buf = fl_read_file(path, &len, TOK_FILE_LIMIT, cause);
@@ -528,14 +578,7 @@ load_merges(tok_bpe *tok, const char *path, const char *vocab_path,
 		free(buf);
 		return -1;
 	}
-	for (i = 0; i < len; i++) {
-		if (buf[i] == '\n')
-			n_lines++;
-	}
-	tok->merge_cap = pow2_at_least(n_lines * 2);
-	tok->merge = xreallocarray(NULL, tok->merge_cap, sizeof *tok->merge);
-	for (i = 0; i < tok->merge_cap; i++)
-		tok->merge[i].key = UINT64_MAX;
+	merge_table_init(tok, 1024);
 	cat = xmalloc(len + 1);
 
 	for (line = buf; line < buf + len; line = next) {

@@ -129,6 +129,8 @@ explore_apply(ui_ctx *c, int flags, char **cause)
 			c->cancelled = true;
 		} else if (rc < 0)
 			return -1;
+		else if ((flags & SESSION_LOAD) && c->s->model->nonfinite != NULL)
+			ctx_message(c, true, "warning: %s", c->s->model->nonfinite);
 		else if (c->s->note[0] != '\0' && c->message == NULL)
 			ctx_message(c, false, "%s", c->s->note);
 		flags = (flags & ~UI_SESSION_MASK) | UI_REDRAW;

@@ -89,7 +89,9 @@ batch_apply(ui_ctx *c, int flags, char **cause)
 		rc = session_update(c->s, flags & UI_SESSION_MASK, NULL, cause);
 		if (rc < 0)
 			return -1;
-		if (c->s->note[0] != '\0' && c->message == NULL)
+		if ((flags & SESSION_LOAD) && rc == 0 && c->s->model->nonfinite != NULL)
+			ctx_message(c, true, "warning: %s", c->s->model->nonfinite);
+		else if (c->s->note[0] != '\0' && c->message == NULL)
 			ctx_message(c, false, "%s", c->s->note);
 	}
 	if (flags & UI_TIME)
@@ -122,6 +124,8 @@ ui_batch_run(const ui_options *o)
 		session_set_model(s, o->model_dir);
 		if (session_update(s, SESSION_LOAD, NULL, &cause) < 0)
 			goto fail;
+		if (s->model->nonfinite != NULL)
+			fprintf(stderr, "factlens: warning: %s\n", s->model->nonfinite);
 	}
 	if (o->commands != NULL) {
 		text = xstrdup(o->commands);
