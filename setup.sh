@@ -15,7 +15,7 @@ top=$(pwd)
 
 pkgs=(build-essential autoconf automake pkg-config libncurses-dev
       libreadline-dev libcjson-dev libblis-dev libpcre2-dev tmux
-      clang libclang-rt-14-dev valgrind)
+      clang libclang-rt-14-dev valgrind libcairo2-dev fonts-dejavu-core)
 
 missing=()
 for p in "${pkgs[@]}"; do

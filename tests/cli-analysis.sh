@@ -257,4 +257,36 @@ if "$fl" --model "$one" -c "prompt The capital of France is:; mask on" >/dev/nul
 else
 	bad "the explorer's mask toggle on a one-layer model: $(cat "$tmp/one.err")"
 fi
+# Figures: --plot writes the format its extension names (the file's magic
+# bytes), for run's lens, heads' grid and eval's grid; the explorer's :plot
+# too; an unknown extension is refused before any work.
+magic() { # FILE: png, svg, pdf or what it starts with
+	case "$(head -c 8 "$1" | od -An -c | tr -d ' \n')" in
+	*PNG*) echo png ;;
+	"<?xml"*|"<svg"*) echo svg ;;
+	%PDF*) echo pdf ;;
+	*) head -c 8 "$1" | od -An -c | tr -d ' \n' ;;
+	esac
+}
+plot_ok() { # NAME FILE FORMAT
+	if [ -s "$2" ] && [ "$(magic "$2")" = "$3" ]; then
+		ok "$1 writes a $3 figure"
+	else
+		bad "$1: $2 is not a $3 figure ($(magic "$2" 2>/dev/null))"
+	fi
+}
+"$fl" run --model "$model" --prompt "The capital of France is:" --task "$task" \
+	--plot "$tmp/lens.png" > /dev/null && plot_ok "run --plot" "$tmp/lens.png" png
+"$fl" heads --model "$model" --task "$task" --plot "$tmp/heads.svg" > /dev/null &&
+	plot_ok "heads --plot" "$tmp/heads.svg" svg
+"$fl" eval --model "$model" --task "$task" --shots 1 --plot "$tmp/eval.pdf" > /dev/null &&
+	plot_ok "eval --plot" "$tmp/eval.pdf" pdf
+"$fl" --model "$model" -c "prompt The capital of France is:; plot $tmp/x.pdf; metric mover; plot heads $tmp/y.png" \
+	> /dev/null && plot_ok ":plot" "$tmp/x.pdf" pdf && plot_ok ":plot heads" "$tmp/y.png" png
+expect "--plot with an unknown extension" 2 "a figure is .png, .svg or .pdf" -- \
+	eval --model "$model" --task "$task" --plot "$tmp/fig.txt"
+[ ! -e "$tmp/fig.txt" ] && ok "nothing is written for an unknown extension" ||
+	bad "a file was written for an unknown extension"
+expect "run --plot without an answer to draw" 2 "--plot draws the answer" -- \
+	run --model "$model" --prompt "hi" --plot "$tmp/none.png"
 exit $fail

@@ -3,8 +3,9 @@
 #   base      nothing of ours
 #   engine    base
 #   analysis  engine, base
+#   plot      base (figures from plain arrays, with cairo)
 #   session   analysis, engine, base (no ui, no cli)
-#   ui        session and below (no cli)
+#   ui        session, plot and below (no cli)
 #   cli       everything
 # and only the terminal's own files (ui/tui.c, ui/prompt.c, ui/explore.c)
 # include curses or readline. One "ok"/"FAIL" line per rule.
@@ -38,9 +39,10 @@ layer() {
 layer base
 layer engine base
 layer analysis engine base
+layer plot base
 layer session analysis engine base
-layer ui session analysis engine base
-layer cli ui session analysis engine base
+layer ui session plot analysis engine base
+layer cli ui session plot analysis engine base
 
 bad=$(grep -lE '#[[:space:]]*include[[:space:]]*[<"](n?curses|ncursesw/|readline/|term\.h)' \
 	"$src"/*/*.[ch] 2>/dev/null | grep -vE '/ui/(tui|prompt|explore)\.c$')

@@ -34,6 +34,28 @@ lens_streams(const fl_model *m, const fl_cache *c, int pos, float *out)
 	return 0;
 }
 
+int
+lens_layer_streams(const fl_model *m, const fl_cache *c, int pos, float *out)
+{
+	int L = c->n_layer, D = c->d_model, T = c->n_tok;
+	float *x;
+
+	if (pos < 0 || pos >= T)
+		return -1;
+	x = xmalloc((size_t)3 * L * D * sizeof *x);
+	for (int l = 0; l < L; l++) {
+		memcpy(x + ((size_t)l * 3 + 0) * D, c->resid_pre + ((size_t)l * T + pos) * D,
+		    (size_t)D * sizeof *x);
+		memcpy(x + ((size_t)l * 3 + 1) * D, c->resid_mid + ((size_t)l * T + pos) * D,
+		    (size_t)D * sizeof *x);
+		memcpy(x + ((size_t)l * 3 + 2) * D, c->resid_pre +
+		    ((size_t)(l + 1) * T + pos) * D, (size_t)D * sizeof *x);
+	}
+	lens_vectors(m, x, 3 * L, out);
+	free(x);
+	return 0;
+}
+
 double
 lens_softmax_sum(const float *logits, int V, float max)
 {

@@ -16,6 +16,11 @@
  * the model's logits. Returns 0, or -1 if pos is outside the cache. */
 int lens_streams(const fl_model *m, const fl_cache *c, int pos, float *out);
 
+/* Each layer's three streams at pos - resid_pre, resid_mid, resid_post -
+ * through the final readout, in one product: out (3 L, V), row 3 l + k.
+ * Returns 0, or -1 if pos is outside the cache. */
+int lens_layer_streams(const fl_model *m, const fl_cache *c, int pos, float *out);
+
 /* The same for any (n, D) vectors: out (n, V). */
 void lens_vectors(const fl_model *m, const float *x, int n, float *out);
 

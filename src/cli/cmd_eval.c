@@ -12,6 +12,7 @@
 #include "analysis/decompose.h"
 #include "analysis/eval.h"
 #include "analysis/report.h"
+#include "plot/plot.h"
 #include "cli.h"
 #include "engine/pool.h"
 
@@ -28,6 +29,7 @@ typedef struct {
 	bool		 no_resid;
 	double		 ridge;
 	bool		 json;
+	const char	*plot;		/* --plot FILE */
 } eval_args;
 
 const cli_opt cmd_eval_opts[] = {
@@ -48,6 +50,7 @@ const cli_opt cmd_eval_opts[] = {
 	  "the heads of the last layer mask (a) masks, e.g. 0,3,5 (default: all)" },
 	CLI_SHARED_BATCH(0),
 	CLI_SHARED_JSON,
+	CLI_SHARED_PLOT,
 	CLI_SHARED_THREADS,
 	CLI_SHARED_WEIGHTS,
 	CLI_SHARED_STRICT,
@@ -57,7 +60,7 @@ const cli_opt cmd_eval_opts[] = {
 static int
 eval_parse(eval_args *a, int argc, char **argv)
 {
-	cli_shared sh = { .dir = &a->dir, .task = &a->task, .set = &a->set,
+	cli_shared sh = { .plot = &a->plot, .dir = &a->dir, .task = &a->task, .set = &a->set,
 	    .batch = &a->batch, .threads = &a->threads, .no_resid = &a->no_resid,
 	    .ridge = &a->ridge, .json = &a->json };
 	int c;
@@ -162,6 +165,32 @@ cmd_eval(int argc, char **argv)
 		n_set++;
 	}
 	total = fl_now() - t0;
+	if (a.plot != NULL) {
+		int *shots = xcalloc((size_t)n_set + 1, sizeof *shots);
+		double *prob = xcalloc((size_t)n_set * EVAL_COND_COUNT + 1, sizeof *prob);
+		const char *base = strrchr(a.dir, '/') != NULL && strrchr(a.dir, '/')[1] != '\0' ?
+		    strrchr(a.dir, '/') + 1 : a.dir;
+		char *title = xasprintf("%s on %s, %d prompts", t->name, base, res[0].n),
+		    *pcause = NULL;
+		int prc;
+
+		for (int s = 0; s < n_set; s++) {
+			shots[s] = res[s].shots;
+			for (int c = 0; c < EVAL_COND_COUNT; c++)
+				prob[s * EVAL_COND_COUNT + c] = res[s].cond[c].mean_prob;
+		}
+		prc = plot_eval(a.plot, title, n_set, shots, EVAL_COND_COUNT, cond_labels,
+		    prob, &pcause);
+		free(title);
+		free(shots);
+		free(prob);
+		if (prc != 0) {
+			cli_fail(1, "%s", pcause);
+			free(pcause);
+			rc = 1;
+			goto out;
+		}
+	}
 
 	if (a.json) {
 		cJSON *root = cJSON_CreateObject(), *o2, *arr;

@@ -12,6 +12,7 @@
 
 #include "analysis/patch.h"
 #include "analysis/report.h"
+#include "plot/plot.h"
 #include "cli.h"
 #include "engine/pool.h"
 
@@ -25,6 +26,7 @@ typedef struct {
 	int		 top;
 	int		 threads;
 	bool		 json;
+	const char	*plot;		/* --plot FILE */
 } heads_args;
 
 const cli_opt cmd_heads_opts[] = {
@@ -39,6 +41,7 @@ const cli_opt cmd_heads_opts[] = {
 	{ "top", 'k', "K", 0, CLI_GROUP_OWN,
 	  "how many of the strongest heads to list (default 10)" },
 	CLI_SHARED_JSON,
+	CLI_SHARED_PLOT,
 	CLI_SHARED_THREADS,
 	CLI_SHARED_WEIGHTS,
 	CLI_SHARED_STRICT,
@@ -48,7 +51,7 @@ const cli_opt cmd_heads_opts[] = {
 static int
 heads_parse(heads_args *a, int argc, char **argv)
 {
-	cli_shared sh = { .dir = &a->dir, .task = &a->task, .set = &a->set,
+	cli_shared sh = { .plot = &a->plot, .dir = &a->dir, .task = &a->task, .set = &a->set,
 	    .batch = &a->batch, .threads = &a->threads, .json = &a->json };
 	int c;
 
@@ -177,6 +180,18 @@ cmd_heads(int argc, char **argv)
 	qsort(order, (size_t)L * H, sizeof *order, cmp_effect);
 	if (a.top > L * H)
 		a.top = L * H;
+	if (a.plot != NULL) {
+		char *title = xasprintf("path patching: %s, %d prompts", t->name, clean.n);
+
+		rc = plot_heads(a.plot, title, "effect on the mean logit difference (%) when "
+		    "the head's output at the last position is patched; negative: the "
+		    "head carries what the answer needs", res.effect, L, H, true, NULL,
+		    &cause);
+		free(title);
+		if (rc != 0)
+			goto fail_cause;
+		rc = 1;
+	}
 
 	if (a.json) {
 		cJSON *root = cJSON_CreateObject(), *o2, *arr;

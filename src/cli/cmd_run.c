@@ -19,6 +19,7 @@
 #include "analysis/mitigate.h"
 #include "analysis/movers.h"
 #include "analysis/report.h"
+#include "plot/plot.h"
 #include "cli.h"
 #include "engine/pool.h"
 #include "base/util.h"
@@ -39,6 +40,7 @@ typedef struct {
 	double		 threshold;
 	bool		 json;
 	bool		 lens;
+	const char	*plot;		/* --plot FILE */
 	bool		 final_mask;
 	bool		 intercept;
 	bool		 patterns;
@@ -66,6 +68,7 @@ const cli_opt cmd_run_opts[] = {
 	{ "lens-top", 'K', "K", 0, CLI_GROUP_OWN,
 	  "the top tokens of each stream in the JSON lens (default 5)" },
 	CLI_SHARED_JSON,
+	CLI_SHARED_PLOT,
 	{ "patterns", 'P', NULL, 0, CLI_GROUP_OWN,
 	  "with --json, add every head's attention pattern" },
 	{ "dump-logits", 'd', "FILE", CLI_OPT_SHORT, CLI_GROUP_OWN,
@@ -91,7 +94,7 @@ const cli_opt cmd_run_opts[] = {
 static int
 run_parse(run_args *a, int argc, char **argv)
 {
-	cli_shared sh = { .dir = &a->dir, .task = &a->task, .batch = &a->batch,
+	cli_shared sh = { .plot = &a->plot, .dir = &a->dir, .task = &a->task, .batch = &a->batch,
 	    .threads = &a->threads, .json = &a->json };
 	int c;
 
@@ -290,6 +293,40 @@ json_prob_rank(const float *logits, int V, int id)
 	cJSON_AddNumberToObject(o, "rank", lens_rank_of(logits, V, id));
 	cJSON_AddNumberToObject(o, "logit", logits[id]);
 	return o;
+}
+
+/* --plot: the answer's probability and rank through the layers. */
+static int
+run_plot(run_state *s)
+{
+	const fl_model *m = s->m;
+	int L = m->cfg.n_layer, V = m->cfg.n_vocab, rc;
+	double *prob = xcalloc((size_t)3 * L, sizeof *prob);
+	int *rank = xcalloc((size_t)3 * L, sizeof *rank);
+	char *answer, *cause = NULL;
+
+	if (s->p.answer < 0) {
+		free(prob);
+		free(rank);
+		return cli_fail(2, "run: --plot draws the answer through the layers: "
+		    "give --answer, or a prompt whose answer the task knows");
+	}
+	for (int i = 0; i < 3 * L; i++) {
+		const float *lg = s->lens + (size_t)i * V;
+
+		prob[i] = lens_prob_of(lg, V, s->p.answer);
+		rank[i] = lens_rank_of(lg, V, s->p.answer);
+	}
+	answer = cli_token_repr(m->tok, s->p.answer);
+	rc = plot_lens(s->a->plot, s->a->prompt, answer, L, prob, rank, &cause);
+	if (rc != 0) {
+		cli_fail(1, "%s", cause);
+		free(cause);
+	}
+	free(answer);
+	free(prob);
+	free(rank);
+	return rc != 0 ? 1 : 0;
 }
 
 static int
@@ -640,7 +677,7 @@ cmd_run(int argc, char **argv)
 	fl_pass pass = { 0 };
 	fl_mitigation mit = { 0 };
 	char *cause = NULL;
-	int rc, V, L, D, T, off = -1, len = 0;
+	int rc, V, L, T, off = -1, len = 0;
 	fl_task *subjects = NULL;
 
 	if ((rc = run_parse(&a, argc, argv)) != 0)
@@ -657,7 +694,6 @@ cmd_run(int argc, char **argv)
 	}
 	V = s.m->cfg.n_vocab;
 	L = s.m->cfg.n_layer;
-	D = s.m->cfg.d_model;
 	rc = 1;
 	if (a.layer >= L) {
 		rc = cli_fail(2, "--layer takes a layer from 0 to %d", L - 1);
@@ -715,21 +751,8 @@ cmd_run(int argc, char **argv)
 		goto out;
 
 	/* the analyses, on the run as the cache now holds it */
-	{
-		float *x = xmalloc((size_t)3 * L * D * sizeof *x);
-
-		for (int l = 0; l < L; l++) {
-			memcpy(x + ((size_t)l * 3 + 0) * D, s.c->resid_pre +
-			    ((size_t)l * T + T - 1) * D, (size_t)D * sizeof *x);
-			memcpy(x + ((size_t)l * 3 + 1) * D, s.c->resid_mid +
-			    ((size_t)l * T + T - 1) * D, (size_t)D * sizeof *x);
-			memcpy(x + ((size_t)l * 3 + 2) * D, s.c->resid_pre +
-			    ((size_t)(l + 1) * T + T - 1) * D, (size_t)D * sizeof *x);
-		}
-		s.lens = xmalloc((size_t)3 * L * V * sizeof *s.lens);
-		lens_vectors(s.m, x, 3 * L, s.lens);
-		free(x);
-	}
+	s.lens = xmalloc((size_t)3 * L * V * sizeof *s.lens);
+	lens_layer_streams(s.m, s.c, T - 1, s.lens);
 	if (s.p.answer >= 0) {
 		if (attrib_direct(&s.at_logit, &s.at_diff, s.m, s.c, T - 1, s.p.answer,
 		    NULL, &cause) != 0)
@@ -744,6 +767,8 @@ cmd_run(int argc, char **argv)
 	}
 	if (s.have_dec)
 		decomp_prompt(&s.dec, s.m, s.c, T - 1, NULL, NULL, NULL, &s.rec, NULL);
+	if (a.plot != NULL && (rc = run_plot(&s)) != 0)
+		goto out;
 
 	if (a.json)
 		rc = run_print_json(&s);

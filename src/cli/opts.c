@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plot/plot.h"
 #include "cli.h"
 #include "ui/ui.h"
 
@@ -122,6 +123,16 @@ shared_opt(const cli_shared *sh, int c, const char *arg)
 		*sh->no_resid = true;
 	else if (c == CLI_VAL_RIDGE && sh->ridge != NULL)
 		return cli_parse_double("--ridge", arg, 0, 1, sh->ridge) ? 2 : 0;
+	else if (c == CLI_VAL_PLOT && sh->plot != NULL) {
+		char *cause = NULL;
+
+		if (plot_check(arg, &cause) != 0) {
+			cli_fail(2, "--plot %s", cause);
+			free(cause);
+			return 2;
+		}
+		*sh->plot = arg;
+	}
 	else
 		return -1;
 	return 0;

@@ -61,6 +61,7 @@ enum {
 	CLI_VAL_STRICT,
 	CLI_VAL_NO_RESID,
 	CLI_VAL_RIDGE,
+	CLI_VAL_PLOT,
 };
 
 #define CLI_SHARED_MODEL { "model", 'm', "DIR", CLI_OPT_SHORT, CLI_GROUP_MODEL, \
@@ -76,6 +77,9 @@ enum {
 #define CLI_SHARED_STRICT { "strict", CLI_VAL_STRICT, NULL, 0, CLI_GROUP_MODEL, \
 	"refuse weights that hold NaN or infinite values (default: load them " \
 	"with a warning naming the tensors)" }
+#define CLI_SHARED_PLOT { "plot", CLI_VAL_PLOT, "FILE", 0, CLI_GROUP_OUTPUT, \
+	"also write the result as a figure: FILE.png, .svg or .pdf (see Figures " \
+	"in factlens(1))" }
 /* flags: CLI_OPT_REQUIRED where the command needs a task */
 #define CLI_SHARED_TASK(flags) { "task", CLI_VAL_TASK, "FILE", (flags), \
 	CLI_GROUP_TASK, "a task: relation pairs and prompt templates (see TASK FILES)" }
@@ -119,6 +123,7 @@ typedef struct {
 	bool		 *no_resid;	/* --no-resid */
 	double		 *ridge;	/* --ridge X */
 	bool		 *json;		/* --json */
+	const char	**plot;		/* --plot FILE */
 } cli_shared;
 
 /* What cli_getopt returns after reporting a bad value of a shared option:

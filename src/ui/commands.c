@@ -17,7 +17,9 @@
 #include "analysis/eval.h"
 #include "base/util.h"
 #include "ui.h"
+#include "analysis/lens.h"
 #include "base/paths.h"
+#include "plot/plot.h"
 
 void
 ctx_init(ui_ctx *c, ui_session *s, bool ascii)
@@ -473,6 +475,64 @@ c_pane(ui_ctx *c, int argc, char **argv, char **cause)
 	return UI_REDRAW;
 }
 
+/* :plot FILE - the lens of the prompt on screen; :plot heads FILE - the
+ * heads grid on screen (its metric, movers framed). */
+static int
+c_plot(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	ui_session *s = c->s;
+	bool heads = argc > 2 && strcmp(argv[1], "heads") == 0;
+	const char *path = argv[argc - 1];
+	int L, H, V, rc;
+
+	if (argc > 2 && !heads)
+		return fl_error(cause, "usage: plot [heads] FILE");
+	if (!session_ready(s))
+		return fl_error(cause, "plot: nothing to plot yet (no model or prompt)");
+	if (plot_check(path, cause) != 0)
+		return -1;
+	L = session_layers(s);
+	H = session_heads(s);
+	V = s->model->cfg.n_vocab;
+	if (heads) {
+		double *v = xcalloc((size_t)L * H, sizeof *v);
+		char *title = xasprintf("%s: \"%s\"", s->model_name, s->prompt);
+
+		for (int i = 0; i < L * H; i++)
+			v[i] = s->grid[i];
+		rc = plot_heads(path, title, metric_title(s->metric), v, L, H,
+		    metric_signed(s->metric), s->movers_valid ? s->is_mover : NULL, cause);
+		free(title);
+		free(v);
+	} else {
+		float *lg = xmalloc((size_t)3 * L * V * sizeof *lg);
+		double *prob = xcalloc((size_t)3 * L, sizeof *prob);
+		int *rank = xcalloc((size_t)3 * L, sizeof *rank);
+		char *label = session_token_label(s, s->answer_id, " ", "\\n");
+
+		/* the streams as the results are: with the toggles, on the cache */
+		lens_layer_streams(s->model, s->cache, s->n_tok - 1, lg);
+		for (int i = 0; i < 3 * L; i++) {
+			prob[i] = lens_prob_of(lg + (size_t)i * V, V, s->answer_id);
+			rank[i] = lens_rank_of(lg + (size_t)i * V, V, s->answer_id);
+		}
+		{
+			char *q = xasprintf("\"%s\"", label);
+
+			rc = plot_lens(path, s->prompt, q, L, prob, rank, cause);
+			free(q);
+		}
+		free(label);
+		free(lg);
+		free(prob);
+		free(rank);
+	}
+	if (rc != 0)
+		return -1;
+	ctx_message(c, false, "plot: wrote %s", path);
+	return UI_REDRAW;
+}
+
 static int
 c_prompt(ui_ctx *c, int argc, char **argv, char **cause)
 {
@@ -677,6 +737,10 @@ const ui_cmd ui_cmds[] = {
 	{ "pane", NULL, "[head|mlp|toggle]", 0, 1, ARG_NONE,
 	  "under 32 rows the head and MLP panes share the bottom right: show one "
 	  "(the other's name is on the pane's title row)", c_pane },
+	{ "plot", NULL, "[heads] FILE", 1, 2, ARG_FILE,
+	  "write a figure of the view: the answer through the layers (the lens), "
+	  "or with heads the heads grid and its metric; FILE.png, .svg or .pdf",
+	  c_plot },
 	{ "prompt", "p", "TEXT", 1, -1, ARG_TEXT,
 	  "set the prompt and run it", c_prompt },
 	{ "quit", "q", "", 0, 0, ARG_NONE, "leave the explorer", c_quit },

@@ -1,0 +1,46 @@
+/*
+ * plot.h - figures a paper can use, drawn with cairo: the answer's
+ * probability and rank by layer (the logit lens), a layer x head map, and
+ * the mitigation grid. The file's extension picks the format: .png, .svg
+ * or .pdf.
+ *
+ * The figures take plain arrays, so this module knows nothing of models or
+ * analyses (it includes only base). Colours are chosen to survive printing
+ * in grey: the lens lines differ in dash as well as colour, the sequential
+ * map's lightness falls monotonically, the diverging map's lightness falls
+ * from zero out to both ends with the sign written in every cell, and bars
+ * carry their value as text.
+ *
+ * Each function writes path and returns 0, or -1 with *cause naming the
+ * file (an unknown extension, a file that cannot be written).
+ */
+#ifndef FL_PLOT_H
+#define FL_PLOT_H
+
+#include <stdbool.h>
+
+/* Whether path names a format: 0, or -1 with *cause, before any work. */
+int plot_check(const char *path, char **cause);
+
+/* The three residual streams of each layer the lens reads. */
+enum { PLOT_RESID_PRE, PLOT_RESID_MID, PLOT_RESID_POST, PLOT_STREAMS };
+
+/* prob and rank: (L, PLOT_STREAMS), the answer's probability and rank (1 =
+ * top) at the last position of each layer's streams. title names the
+ * prompt, answer the answer token. */
+int plot_lens(const char *path, const char *title, const char *answer, int L,
+    const double *prob, const int *rank, char **cause);
+
+/* v: (L, H) values of one metric per head, NAN where there is none; mark
+ * (L, H) or NULL: heads drawn with a frame (mover heads). is_signed: a
+ * diverging map around zero, else a sequential one from zero. */
+int plot_heads(const char *path, const char *title, const char *metric,
+    const double *v, int L, int H, bool is_signed, const bool *mark, char **cause);
+
+/* The mitigation grid: for each of n settings (shots[i] demonstrations),
+ * the mean P(answer) of n_cond conditions (named cond[c]), prob (n, n_cond)
+ * in 0..1. */
+int plot_eval(const char *path, const char *title, int n, const int *shots,
+    int n_cond, const char *const *cond, const double *prob, char **cause);
+
+#endif
