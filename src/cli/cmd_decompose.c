@@ -123,6 +123,7 @@ cmd_decompose(int argc, char **argv)
 	fl_prompt_opts po;
 	fl_prompt one = { 0 };
 	fl_decomp d = { 0 };
+	fl_decomp_data dd = { 0 };
 	fl_batch *b = NULL;
 	fl_run *r = NULL;
 	fl_cache *c = NULL;
@@ -130,7 +131,10 @@ cmd_decompose(int argc, char **argv)
 	cli_progress_state prog;
 	char *cause = NULL, name[32];
 	int rc, L, H, D, V, J, n_ans = 0, *answers = NULL, *ranks = NULL;
+	int *rank_unex = NULL;
 	float *comp_logits = NULL, *x1 = NULL, *mlp1 = NULL, *mhat1 = NULL, *vecs = NULL;
+	float *unex = NULL;
+	double unex_median, unex_mean;
 
 	if ((rc = decomp_parse(&a, argc, argv)) != 0)
 		return rc;
@@ -160,7 +164,9 @@ cmd_decompose(int argc, char **argv)
 	b->progress = cli_progress_of(&prog);
 	b->total = ps.n;
 	cli_interrupt_catch();
-	rc = decomp_fit(&d, b, ps.p, ps.n, a.layer, !a.no_resid, a.ridge, &cause);
+	rc = decomp_collect(&dd, b, ps.p, ps.n, a.layer, !a.no_resid, &cause);
+	if (rc == 0)
+		rc = decomp_fit_data(&d, &dd, a.ridge, &cause);
 	if (rc == FL_STOPPED || cli_interrupted()) {
 		rc = cli_cancelled(&prog, "the decomposition fit");
 		goto out;
@@ -201,6 +207,20 @@ cmd_decompose(int argc, char **argv)
 			    ps.p[i].answer);
 		}
 	}
+	/* each prompt's answer in what the regressors leave unexplained:
+	 * m_n - sum_j beta_j x_nj, the intercept plus the prompt's residual */
+	unex = xmalloc((size_t)ps.n * D * sizeof *unex);
+	rank_unex = xmalloc((size_t)ps.n * sizeof *rank_unex);
+	for (int n = 0; n < ps.n; n++)
+		for (int i = 0; i < D; i++) {
+			double v = dd.y[(size_t)n * D + i];
+
+			for (int j = 0; j < J; j++)
+				v -= d.fit.beta[j] * dd.x[((size_t)n * J + j) * D + i];
+			unex[(size_t)n * D + i] = (float)v;
+		}
+	decomp_lens_ranks(m, a.layer, unex, ps.n, dd.answer, rank_unex);
+	decomp_rank_summary(rank_unex, ps.n, &unex_median, &unex_mean);
 
 	if (a.prompt != NULL) {
 		int off, len, pair;
@@ -238,7 +258,19 @@ cmd_decompose(int argc, char **argv)
 		cJSON_AddNumberToObject(root, "prompts", ps.n);
 		cJSON_AddNumberToObject(root, "ridge", d.fit.ridge);
 		cJSON_AddItemToObject(root, "r2", report_number(d.fit.r2));
+		cJSON_AddItemToObject(root, "r2_heldout", report_number(d.heldout.r2));
+		cJSON_AddStringToObject(root, "heldout", "leave-one-subject-out");
+		cJSON_AddNumberToObject(root, "heldout_folds", d.heldout.groups);
 		cJSON_AddItemToObject(root, "mean_cos", report_number(d.fit.mean_cos));
+		cJSON_AddItemToObject(root, "mean_cos_heldout",
+		    report_number(d.heldout.mean_cos));
+		cJSON_AddItemToObject(root, "baseline_cos", report_number(d.fit.baseline_cos));
+		cJSON_AddItemToObject(root, "baseline_r2_heldout",
+		    report_number(d.heldout.baseline_r2));
+		cJSON_AddItemToObject(root, "answer_rank_unexplained",
+		    report_number(unex_median));
+		cJSON_AddItemToObject(root, "answer_rank_unexplained_mean",
+		    report_number(unex_mean));
 		arr = cJSON_AddArrayToObject(root, "regressors");
 		for (int j = 0; j < J; j++) {
 			cJSON *e = cJSON_CreateObject();
@@ -304,6 +336,10 @@ cmd_decompose(int argc, char **argv)
 	snprintf(name, sizeof name, "layer %d", a.layer);
 	printf("%-10s mlp_out ~ sum_j beta_j x_j + intercept; R^2 %.4f, mean cos "
 	    "%.4f (ridge %.0e)\n", name, d.fit.r2, d.fit.mean_cos, d.fit.ridge);
+	printf("%-10s held out (leave-one-subject-out, %d subjects): R^2 %.4f, mean "
+	    "cos %.4f\n", "", d.heldout.groups, d.heldout.r2, d.heldout.mean_cos);
+	printf("%-10s mean-only baseline: mean cos %.4f, held-out R^2 %.4f\n", "",
+	    d.fit.baseline_cos, d.heldout.baseline_r2);
 	if (!m->cfg.ln_before)
 		printf("%-10s post-LN: the heads reach this MLP through the block's ln1, "
 		    "so 1+beta is not\n%-10s their net contribution (see decompose.h)\n",
@@ -329,7 +365,8 @@ cmd_decompose(int argc, char **argv)
 		if (k + 1 < n_ans)
 			putchar(',');
 	}
-	putchar('\n');
+	printf("\nthe answer's rank in the unexplained part (intercept + residual, "
+	    "per prompt): median %.1f, mean %.1f of %d\n", unex_median, unex_mean, V);
 	if (a.prompt != NULL)
 		printf("\nprompt     \"%s\": reconstruction cos %.4f, |m - mhat| / |m| "
 		    "%.4f, R^2 %.4f\n", a.prompt, rec.cos, rec.rel_err, rec.r2);
@@ -340,6 +377,9 @@ fail_cause:
 	free(cause);
 out:
 	free(vecs);
+	free(unex);
+	free(rank_unex);
+	decomp_data_clear(&dd);
 	free(comp_logits);
 	free(answers);
 	free(ranks);
