@@ -199,6 +199,18 @@ regress_predict(const fl_regress *f, const float *x, float *yhat)
 	}
 }
 
+int
+regress_solve(double *A, double *r, int J, double ridge)
+{
+	double tr = 0;
+
+	for (int j = 0; j < J; j++)
+		tr += A[j * J + j];
+	for (int j = 0; j < J; j++)
+		A[j * J + j] += ridge * (tr > 0 ? tr / J : 1.0);
+	return cholesky_solve(A, r, J);
+}
+
 /* ---- held out by groups --------------------------------------------- */
 
 /* A sample set's sufficient statistics about a fixed centre: Sxx (J, J),
@@ -331,7 +343,7 @@ regress_heldout(fl_heldout *h, const float *x, const float *y, const int *group,
 	bool ok = true;
 	reg_stats all;
 
-	h->groups = K = group_values(group, N, vals);
+	h->folds = K = group_values(group, N, vals);
 	h->r2 = h->mean_cos = h->baseline_r2 = NAN;
 	if (ridge < 0)
 		ridge = DECOMP_RIDGE;

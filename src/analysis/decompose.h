@@ -73,12 +73,17 @@ void regress_predict(const fl_regress *f, const float *x, float *yhat);
 
 /* The fit held out by groups (leave one group out, as described above). */
 typedef struct {
-	int	 groups;	/* distinct groups; < 2: nothing is held out */
+	int	 folds;		/* groups left out in turn; < 2: nothing is
+				 * held out */
 	double	 r2;		/* 1 - SSE_heldout / SS_tot; NAN when undefined
 				 * (fewer than 2 groups, a fold's system singular) */
 	double	 mean_cos;	/* mean of cos(y_n, its held-out prediction) */
 	double	 baseline_r2;	/* the same for the other groups' mean of y */
 } fl_heldout;
+
+/* Solves (A + ridge * tr(A)/J * I) beta = r for symmetric A (J, J), in
+ * place: r becomes beta, A is overwritten. -1 when not positive definite. */
+int regress_solve(double *A, double *r, int J, double ridge);
 
 /* Fits y (N, D) on x (N, J, D) as regress_fit does once per distinct value
  * of group (N), without the samples of that group, and predicts them.
@@ -166,5 +171,92 @@ typedef struct {
 } fl_recon;
 int decomp_prompt(const fl_decomp *d, const fl_model *m, const fl_cache *c,
     int pos, float *x, float *mlp, float *mhat, fl_recon *out, char **cause);
+
+/* ---- the forms: readings of the decomposition to compare ------------ *
+ *
+ * Each form regresses a target on regressors from the same collected data
+ * (fl_decomp_data) and reports the same figures: R^2 in-sample and held
+ * out, the mean cosine of target and fit, the mean-only baseline (the
+ * target's mean over prompts predicting every prompt) and the answer's
+ * rank in the part the regressors do not explain.
+ *
+ *  pooled       the fit above: m_n ~= sum_j beta_j x_nj + b, one beta per
+ *               regressor, one vector intercept. Held out: leave one
+ *               subject out.
+ *  per-prompt   each prompt alone: m_n ~= sum_j beta_nj x_nj across the D
+ *               coordinates, J scalars per prompt, no intercept. R^2 is the
+ *               mean over prompts of 1 - |m_n - mhat_n|^2 / |m_n -
+ *               mean_i(m_n)|^2 (the sum of squares about the prompt's mean
+ *               coordinate, as decomp_prompt's R^2). No fit sees another
+ *               prompt, so leave-one-subject-out does not apply: held out
+ *               across coordinates instead, DECOMP_COORD_FOLDS folds
+ *               (coordinate i in fold i mod K), each predicted from a fit on
+ *               the other coordinates. Its baseline_r2 is the other
+ *               subjects' mean m scored the same way per prompt.
+ *  subject-dir  m_n ~= alpha u_n + b, u_n the unit vector along which a
+ *               vector written at the MLP moves the logit of the prompt's
+ *               subject token (W_U[:, subject] carried back through the
+ *               LayerNorms at unit scale, attrib_site_dirs), ONE alpha shared
+ *               by every prompt and a vector intercept: one alpha per prompt
+ *               could not predict a held-out prompt without fitting on it.
+ *               Held out: leave one subject out.
+ *  logit        the pooled fit in the vocabulary space of the task's answer
+ *               tokens: target y_n(a) = m_n's direct logit on answer token
+ *               a, regressors x_nj(a) = x_nj's, for each of the task's A
+ *               distinct answer tokens (LayerNorms at unit scale, so up to
+ *               each prompt's positive LN scale); a vector intercept in that
+ *               A-space. Cosines are in that space, and the answer's rank is
+ *               among the A answers. Held out: leave one subject out.
+ *
+ * The unexplained part: m_n - the regressors' part (pooled, per-prompt:
+ * the heads' and resid_pre's; subject-dir: alpha u_n), read at the MLP's
+ * site through the unembedding; for logit, y_n minus the regressors' part
+ * in answer space. Post-LN models: the same fits; the site directions
+ * cross the block LNs after the MLP (attrib.h).
+ */
+#define DECOMP_COORD_FOLDS 8
+
+typedef enum {
+	DECOMP_FORM_POOLED,
+	DECOMP_FORM_PER_PROMPT,
+	DECOMP_FORM_SUBJECT_DIR,
+	DECOMP_FORM_LOGIT,
+	DECOMP_FORM_COUNT
+} fl_decomp_form;
+
+typedef struct {
+	fl_decomp_form	 form;
+	int		 n, J, D;	/* D: the target's coordinates (logit: A) */
+	double		 r2;
+	double		 mean_cos;
+	double		 baseline_cos;	/* mean of cos(y_n, mean(y)) */
+	fl_heldout	 heldout;
+	const char	*heldout_how;	/* static text: how r2_heldout is held out */
+	fl_regress	 fit;		/* the shared fit; empty for per-prompt */
+	double		*beta_prompt;	/* per-prompt: (n, J); else NULL */
+	int		 n_answers;
+	int		*answers;	/* (n_answers) the distinct answer tokens in
+					 * order of first appearance: logit's
+					 * coordinates */
+	int		*rank;		/* (n) 1-based rank of each prompt's answer
+					 * in its unexplained part */
+	int		 rank_of;	/* among how many: V, or n_answers (logit) */
+} fl_decomp_form_fit;
+
+/* A form's name: "pooled", "per-prompt", "subject-dir", "logit"; and the
+ * form of a name, or -1 for another. */
+const char *decomp_form_name(fl_decomp_form form);
+int decomp_form_parse(const char *name);
+
+/* Fits form on dd (collected for model m). ridge < 0 means DECOMP_RIDGE.
+ * 0, or -1 with *cause (too few prompts, a singular system). Free with
+ * decomp_form_clear. */
+int decomp_form_fit(fl_decomp_form_fit *f, const fl_model *m,
+    const fl_decomp_data *dd, fl_decomp_form form, double ridge, char **cause);
+void decomp_form_clear(fl_decomp_form_fit *f);
+
+/* The unit direction u (D) of the subject form for token `token` at layer's
+ * MLP, as above. */
+void decomp_subject_dir(const fl_model *m, int layer, int token, float *u);
 
 #endif
