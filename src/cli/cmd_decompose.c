@@ -29,6 +29,7 @@ typedef struct {
 	const char	*subject;
 	int		 layer;
 	int		 set;
+	int		 shots;
 	int		 top;
 	int		 batch;
 	int		 threads;
@@ -50,6 +51,7 @@ const cli_opt cmd_decompose_opts[] = {
 	  "direction) or logit (in the space of the task's answer logits); see "
 	  "Decomposition forms" },
 	CLI_SHARED_TEMPLATES,
+	CLI_SHARED_SHOTS(0),
 	CLI_SHARED_NO_RESID,
 	CLI_SHARED_RIDGE,
 	{ "top", 'k', "K", 0, CLI_GROUP_OWN,
@@ -70,7 +72,7 @@ static int
 decomp_parse(decomp_args *a, int argc, char **argv)
 {
 	cli_shared sh = { .dir = &a->dir, .task = &a->task, .set = &a->set,
-	    .batch = &a->batch, .threads = &a->threads, .no_resid = &a->no_resid,
+	    .shots = &a->shots, .batch = &a->batch, .threads = &a->threads, .no_resid = &a->no_resid,
 	    .ridge = &a->ridge, .json = &a->json };
 	int c;
 
@@ -425,7 +427,7 @@ cmd_decompose(int argc, char **argv)
 		rc = cli_fail(2, "--layer takes a layer from 0 to %d", L - 1);
 		goto out;
 	}
-	po = (fl_prompt_opts){ (fl_template_set)a.set, 0, 1, false };
+	po = (fl_prompt_opts){ (fl_template_set)a.set, a.shots, 1, false };
 	if (task_prompts(&ps, m, t, &po, &cause) != 0)
 		goto fail_cause;
 	b = batch_new(m, a.batch, ps.max_len);
@@ -482,6 +484,7 @@ cmd_decompose(int argc, char **argv)
 		cJSON_AddStringToObject(o2, "name", t->name);
 		cJSON_AddItemToObject(o2, "file", report_string(a.task));
 		cJSON_AddStringToObject(o2, "templates", task_set_name(po.set));
+		cJSON_AddNumberToObject(o2, "shots", po.shots);
 		cJSON_AddNumberToObject(root, "layer", a.layer);
 		cJSON_AddNumberToObject(root, "prompts", ps.n);
 		cJSON_AddNumberToObject(root, "ridge", a.ridge < 0 ? DECOMP_RIDGE : a.ridge);
@@ -517,8 +520,8 @@ cmd_decompose(int argc, char **argv)
 		goto out;
 	}
 	printf("model      %s (%s, %d layers x %d heads)\n", a.dir, m->cfg.model_type, L, H);
-	printf("task       %s: %d prompts (%s templates), last position\n", t->name,
-	    ps.n, task_set_name(po.set));
+	printf("task       %s: %d prompts (%s templates, %d-shot), last position\n",
+	    t->name, ps.n, task_set_name(po.set), po.shots);
 	snprintf(name, sizeof name, "layer %d", a.layer);
 	printf("%-10s form %s: %s (ridge %.0e)\n", name, decomp_form_name(ff.form),
 	    form_equation(ff.form), a.ridge < 0 ? DECOMP_RIDGE : a.ridge);
