@@ -59,24 +59,67 @@ cholesky_solve(double *A, double *r, int J)
 	return 0;
 }
 
-int
-regress_fit(fl_regress *f, const float *x, const float *y, int N, int J, int D,
-    double ridge, char **cause)
-{
-	double *mx, *my, *G, *r, tr = 0, ss_res = 0, ss_tot = 0, cos_sum = 0;
-	double *xc, *yc, base_sum = 0, mm = 0;
+/* A sample set's sufficient statistics about a fixed centre: Sxx (J, J),
+ * Sx (J, D), Sy (D), Sxy (J). */
+typedef struct {
+	int	 n;
+	double	*Sxx, *Sx, *Sy, *Sxy;
+} reg_stats;
 
-	memset(f, 0, sizeof *f);
-	if (N < 2 || J < 1 || D < 1)
-		return fl_error(cause, "a regression needs at least 2 samples (got %d)", N);
-	if (ridge < 0)
-		ridge = DECOMP_RIDGE;
-	mx = xcalloc((size_t)J * D, sizeof *mx);
-	my = xcalloc((size_t)D, sizeof *my);
-	G = xcalloc((size_t)J * J, sizeof *G);
-	r = xcalloc((size_t)J, sizeof *r);
-	xc = xmalloc((size_t)J * D * sizeof *xc);
-	yc = xmalloc((size_t)D * sizeof *yc);
+static void
+stats_init(reg_stats *st, int J, int D)
+{
+	st->n = 0;
+	st->Sxx = xcalloc((size_t)J * J, sizeof *st->Sxx);
+	st->Sx = xcalloc((size_t)J * D, sizeof *st->Sx);
+	st->Sy = xcalloc((size_t)D, sizeof *st->Sy);
+	st->Sxy = xcalloc((size_t)J, sizeof *st->Sxy);
+}
+
+static void
+stats_free(reg_stats *st)
+{
+	free(st->Sxx);
+	free(st->Sx);
+	free(st->Sy);
+	free(st->Sxy);
+}
+
+/* Adds sample xc (J, D), yc (D), both centred already. */
+static void
+stats_add(reg_stats *st, const double *xc, const double *yc, int J, int D)
+{
+	st->n++;
+	for (int j = 0; j < J; j++) {
+		const double *a = xc + (size_t)j * D;
+		double s = 0;
+
+		for (int k = 0; k <= j; k++) {
+			const double *b = xc + (size_t)k * D;
+			double t = 0;
+
+			for (int i = 0; i < D; i++)
+				t += a[i] * b[i];
+			st->Sxx[j * J + k] += t;
+		}
+		for (int i = 0; i < D; i++) {
+			st->Sx[(size_t)j * D + i] += a[i];
+			s += a[i] * yc[i];
+		}
+		st->Sxy[j] += s;
+	}
+	for (int i = 0; i < D; i++)
+		st->Sy[i] += yc[i];
+}
+
+/* The means over N samples of x (N, J, D) and y (N, D), into mx (J, D)
+ * and my (D), zeroed first. */
+static void
+sample_means(const float *x, const float *y, int N, int J, int D, double *mx,
+    double *my)
+{
+	memset(mx, 0, (size_t)J * D * sizeof *mx);
+	memset(my, 0, (size_t)D * sizeof *my);
 	for (int n = 0; n < N; n++) {
 		for (size_t i = 0; i < (size_t)J * D; i++)
 			mx[i] += x[(size_t)n * J * D + i];
@@ -87,6 +130,27 @@ regress_fit(fl_regress *f, const float *x, const float *y, int N, int J, int D,
 		mx[i] /= N;
 	for (int i = 0; i < D; i++)
 		my[i] /= N;
+}
+
+int
+regress_fit(fl_regress *f, const float *x, const float *y, int N, int J, int D,
+    double ridge, char **cause)
+{
+	double *mx, *my, *G, *r, ss_res = 0, ss_tot = 0, cos_sum = 0;
+	double *xc, *yc, base_sum = 0, mm = 0;
+	reg_stats st;
+
+	memset(f, 0, sizeof *f);
+	if (N < 2 || J < 1 || D < 1)
+		return fl_error(cause, "a regression needs at least 2 samples (got %d)", N);
+	if (ridge < 0)
+		ridge = DECOMP_RIDGE;
+	mx = xmalloc((size_t)J * D * sizeof *mx);
+	my = xmalloc((size_t)D * sizeof *my);
+	xc = xmalloc((size_t)J * D * sizeof *xc);
+	yc = xmalloc((size_t)D * sizeof *yc);
+	sample_means(x, y, N, J, D, mx, my);
+	stats_init(&st, J, D);
 	for (int n = 0; n < N; n++) {
 		const float *xn = x + (size_t)n * J * D, *yn = y + (size_t)n * D;
 
@@ -94,34 +158,16 @@ regress_fit(fl_regress *f, const float *x, const float *y, int N, int J, int D,
 			xc[i] = xn[i] - mx[i];
 		for (int i = 0; i < D; i++)
 			yc[i] = yn[i] - my[i];
-		for (int j = 0; j < J; j++) {
-			const double *a = xc + (size_t)j * D;
-
-			for (int k = 0; k <= j; k++) {
-				const double *b = xc + (size_t)k * D;
-				double s = 0;
-
-				for (int i = 0; i < D; i++)
-					s += a[i] * b[i];
-				G[j * J + k] += s;
-			}
-			{
-				double s = 0;
-
-				for (int i = 0; i < D; i++)
-					s += a[i] * yc[i];
-				r[j] += s;
-			}
-		}
+		stats_add(&st, xc, yc, J, D);
 	}
-	for (int j = 0; j < J; j++) {
+	G = st.Sxx;
+	r = st.Sxy;
+	st.Sxx = st.Sxy = NULL;
+	stats_free(&st);
+	for (int j = 0; j < J; j++)
 		for (int k = 0; k < j; k++)
 			G[k * J + j] = G[j * J + k];
-		tr += G[j * J + j];
-	}
-	for (int j = 0; j < J; j++)
-		G[j * J + j] += ridge * (tr > 0 ? tr / J : 1.0);
-	if (cholesky_solve(G, r, J) != 0) {
+	if (regress_solve(G, r, J, ridge) != 0) {
 		fl_error(cause, "the regression is singular: the %d regressors do not "
 		    "vary independently over the %d samples", J, N);
 		goto fail;
@@ -213,59 +259,6 @@ regress_solve(double *A, double *r, int J, double ridge)
 
 /* ---- held out by groups --------------------------------------------- */
 
-/* A sample set's sufficient statistics about a fixed centre: Sxx (J, J),
- * Sx (J, D), Sy (D), Sxy (J). */
-typedef struct {
-	int	 n;
-	double	*Sxx, *Sx, *Sy, *Sxy;
-} reg_stats;
-
-static void
-stats_init(reg_stats *st, int J, int D)
-{
-	st->n = 0;
-	st->Sxx = xcalloc((size_t)J * J, sizeof *st->Sxx);
-	st->Sx = xcalloc((size_t)J * D, sizeof *st->Sx);
-	st->Sy = xcalloc((size_t)D, sizeof *st->Sy);
-	st->Sxy = xcalloc((size_t)J, sizeof *st->Sxy);
-}
-
-static void
-stats_free(reg_stats *st)
-{
-	free(st->Sxx);
-	free(st->Sx);
-	free(st->Sy);
-	free(st->Sxy);
-}
-
-/* Adds sample xc (J, D), yc (D), both centred already. */
-static void
-stats_add(reg_stats *st, const double *xc, const double *yc, int J, int D)
-{
-	st->n++;
-	for (int j = 0; j < J; j++) {
-		const double *a = xc + (size_t)j * D;
-		double s = 0;
-
-		for (int k = 0; k <= j; k++) {
-			const double *b = xc + (size_t)k * D;
-			double t = 0;
-
-			for (int i = 0; i < D; i++)
-				t += a[i] * b[i];
-			st->Sxx[j * J + k] += t;
-		}
-		for (int i = 0; i < D; i++) {
-			st->Sx[(size_t)j * D + i] += a[i];
-			s += a[i] * yc[i];
-		}
-		st->Sxy[j] += s;
-	}
-	for (int i = 0; i < D; i++)
-		st->Sy[i] += yc[i];
-}
-
 /* The fit of the samples in all but not in g: beta (J) and the intercept
  * b (D), about the centre both were summed about. -1 when singular. */
 static int
@@ -273,7 +266,6 @@ stats_fold_fit(const reg_stats *all, const reg_stats *g, int J, int D,
     double ridge, double *beta, double *b, double *G)
 {
 	int n = all->n - g->n;
-	double tr = 0;
 
 	if (n < 2)
 		return -1;
@@ -295,11 +287,7 @@ stats_fold_fit(const reg_stats *all, const reg_stats *g, int J, int D,
 			    g->Sxx[j * J + k] - u / n;
 		}
 	}
-	for (int j = 0; j < J; j++)
-		tr += G[j * J + j];
-	for (int j = 0; j < J; j++)
-		G[j * J + j] += ridge * (tr > 0 ? tr / J : 1.0);
-	if (cholesky_solve(G, beta, J) != 0)
+	if (regress_solve(G, beta, J, ridge) != 0)
 		return -1;
 	for (int i = 0; i < D; i++) {
 		double v = (all->Sy[i] - g->Sy[i]) / n;
@@ -350,16 +338,7 @@ regress_heldout(fl_heldout *h, const float *x, const float *y, const int *group,
 	stats_init(&all, J, D);
 	if (K < 2)
 		goto out;
-	for (int n = 0; n < N; n++) {
-		for (size_t i = 0; i < (size_t)J * D; i++)
-			gx[i] += x[(size_t)n * J * D + i];
-		for (int i = 0; i < D; i++)
-			gy[i] += y[(size_t)n * D + i];
-	}
-	for (size_t i = 0; i < (size_t)J * D; i++)
-		gx[i] /= N;
-	for (int i = 0; i < D; i++)
-		gy[i] /= N;
+	sample_means(x, y, N, J, D, gx, gy);
 #define CENTRE(n) do { \
 		for (size_t i_ = 0; i_ < (size_t)J * D; i_++) \
 			xc[i_] = x[(size_t)(n) * J * D + i_] - gx[i_]; \
@@ -584,6 +563,16 @@ decomp_lens_ranks(const fl_model *m, int layer, const float *u, int n,
 			ranks[s + i] = lens_rank_of(lg + (size_t)i * V, V, answers[s + i]);
 	}
 	free(lg);
+}
+
+int
+decomp_rank_among(const float *v, int n, int k)
+{
+	int r = 1;
+
+	for (int i = 0; i < n; i++)
+		r += v[i] > v[k];
+	return r;
 }
 
 static int

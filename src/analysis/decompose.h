@@ -157,6 +157,9 @@ void decomp_clear(fl_decomp *d);
 void decomp_lens_ranks(const fl_model *m, int layer, const float *u, int n,
     const int *answers, int *ranks);
 
+/* The 1-based rank of v[k] among v (n): 1 + how many are larger. */
+int decomp_rank_among(const float *v, int n, int k);
+
 /* The median (the mean of the middle two for even n) and the mean of n
  * ranks; NAN for n < 1. */
 void decomp_rank_summary(const int *ranks, int n, double *median, double *mean);

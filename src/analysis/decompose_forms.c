@@ -74,17 +74,6 @@ decomp_subject_dir(const fl_model *m, int layer, int token, float *u)
 	free(uv);
 }
 
-/* The 1-based rank of coordinate k among u (A). */
-static int
-rank_among(const float *u, int A, int k)
-{
-	int r = 1;
-
-	for (int a = 0; a < A; a++)
-		r += u[a] > u[k];
-	return r;
-}
-
 /* The shared-fit forms: regress y on x (both in the form's space), held
  * out by subject, and the unexplained part y - sum_j beta_j x_j into u. */
 static int
@@ -154,7 +143,7 @@ static int
 form_per_prompt(fl_decomp_form_fit *f, const fl_decomp_data *dd, double ridge,
     float *u, char **cause)
 {
-	int N = dd->n, J = dd->J, D = dd->D, K = DECOMP_COORD_FOLDS, folds;
+	int N = dd->n, J = dd->J, D = dd->D, K = DECOMP_COORD_FOLDS;
 	double *G = xmalloc((size_t)J * J * sizeof *G), *beta = xmalloc((size_t)J * sizeof *beta);
 	double *h = xmalloc((size_t)D * sizeof *h), *ho = xcalloc((size_t)D, sizeof *ho);
 	double *my = xcalloc((size_t)D, sizeof *my), *mg = xmalloc((size_t)D * sizeof *mg);
@@ -356,7 +345,7 @@ decomp_form_fit(fl_decomp_form_fit *f, const fl_model *m, const fl_decomp_data *
 
 				for (k = 0; f->answers[k] != dd->answer[n]; k++)
 					;
-				f->rank[n] = rank_among(u + (size_t)n * A, A, k);
+				f->rank[n] = decomp_rank_among(u + (size_t)n * A, A, k);
 			}
 		break;
 	}

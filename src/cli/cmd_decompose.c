@@ -230,17 +230,6 @@ regressors_json(const fl_model *m, const fl_decomp_form_fit *f,
 	return arr;
 }
 
-/* The 1-based rank of v[k] among v (n). */
-static int
-rank_in(const float *v, int n, int k)
-{
-	int r = 1;
-
-	for (int i = 0; i < n; i++)
-		r += v[i] > v[k];
-	return r;
-}
-
 /* The intercept: in the residual space, its norm, top tokens and the
  * answers' ranks; in the logit form, its value on each answer. */
 static cJSON *
@@ -260,8 +249,8 @@ intercept_json(const fl_model *m, const fl_decomp_form_fit *f,
 			cJSON *e = report_token(m->tok, f->answers[k], NULL, V);
 
 			cJSON_AddNumberToObject(e, "value", f->fit.intercept[k]);
-			cJSON_AddNumberToObject(e, "rank", rank_in(f->fit.intercept,
-			    f->n_answers, k));
+			cJSON_AddNumberToObject(e, "rank", decomp_rank_among(
+			    f->fit.intercept, f->n_answers, k));
 			cJSON_AddItemToArray(arr, e);
 		}
 		return o;
