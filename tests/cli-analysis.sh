@@ -157,7 +157,7 @@ for form in pooled per-prompt subject-dir logit; do
 	    >"$tmp/dec-$form.json" || bad "decompose --form $form exits 0"
 	check "decompose --form $form: r2, r2_heldout (say how), the baseline, the answer's rank" \
 	    "$tmp/dec-$form.json" \
-	    "j.form === '$form' && j.r2 <= 1 && typeof j.r2_heldout === 'number' && j.heldout.length > 0 && j.baseline_cos > 0 && j.baseline_cos <= 1 && typeof j.baseline_r2_heldout === 'number' && j.answer_rank_unexplained >= 1 && j.answer_rank_unexplained <= j.answer_rank_among"
+	    "j.form === '$form' && j.r2 <= 1 && typeof j.r2_heldout === 'number' && j.heldout.length > 0 && j.baseline_cos > 0 && j.baseline_cos <= 1 && typeof j.baseline_r2_heldout === 'number' && j.answer_rank_unexplained >= 1 && j.answer_rank_unexplained <= j.answer_rank_among && j.answer_rank_mlp >= 1"
 done
 check "decompose --form pooled is the default" "$tmp/dec2.json" 'j.form === "pooled"'
 check "decompose: the logit form ranks among the task's 5 answers" "$tmp/dec-logit.json" \

@@ -169,7 +169,8 @@ beta_prompt_stats(const fl_decomp_form_fit *f, int j, double *mean, double *sd)
 
 /* The figures every form reports (decompose.h, the forms). */
 static void
-form_json(cJSON *root, const fl_decomp_form_fit *f, double rk_med, double rk_mean)
+form_json(cJSON *root, const fl_decomp_form_fit *f, double rk_med, double rk_mean,
+    double rk_mlp)
 {
 	cJSON_AddStringToObject(root, "form", decomp_form_name(f->form));
 	cJSON_AddItemToObject(root, "r2", report_number(f->r2));
@@ -184,6 +185,7 @@ form_json(cJSON *root, const fl_decomp_form_fit *f, double rk_med, double rk_mea
 	cJSON_AddItemToObject(root, "answer_rank_unexplained", report_number(rk_med));
 	cJSON_AddItemToObject(root, "answer_rank_unexplained_mean", report_number(rk_mean));
 	cJSON_AddNumberToObject(root, "answer_rank_among", f->rank_of);
+	cJSON_AddItemToObject(root, "answer_rank_mlp", report_number(rk_mlp));
 }
 
 /* The regressors of the shared fits and per-prompt, as JSON. */
@@ -270,7 +272,7 @@ intercept_json(const fl_model *m, const fl_decomp_form_fit *f,
 /* The text report of a form's fit. */
 static void
 form_print(const fl_model *m, const fl_decomp_form_fit *f, const float *comp_logits,
-    int top, double rk_med, double rk_mean)
+    int top, double rk_med, double rk_mean, double rk_mlp)
 {
 	int H = m->cfg.n_head, V = m->cfg.n_vocab, J = f->J;
 	char name[32];
@@ -282,6 +284,8 @@ form_print(const fl_model *m, const fl_decomp_form_fit *f, const float *comp_log
 	    f->baseline_cos, f->heldout.baseline_r2);
 	printf("%-10s the answer's rank in the unexplained part, over prompts: "
 	    "median %.1f, mean %.1f of %d\n", "", rk_med, rk_mean, f->rank_of);
+	if (f->form != DECOMP_FORM_LOGIT)
+		printf("%-10s (in the MLP output itself: median %.1f)\n", "", rk_mlp);
 	if (!m->cfg.ln_before && f->form != DECOMP_FORM_SUBJECT_DIR)
 		printf("%-10s post-LN: the heads reach this MLP through the block's ln1, "
 		    "so 1+beta is not\n%-10s their net contribution (see decompose.h)\n",
@@ -394,7 +398,8 @@ cmd_decompose(int argc, char **argv)
 	char *cause = NULL, name[32];
 	int rc, L, H, D, V;
 	float *comp_logits = NULL, *x1 = NULL, *mlp1 = NULL, *mhat1 = NULL;
-	double rk_med, rk_mean;
+	double rk_med, rk_mean, rk_mlp, unused;
+	int *mlp_rank = NULL;
 
 	if ((rc = decomp_parse(&a, argc, argv)) != 0)
 		return rc;
@@ -438,6 +443,10 @@ cmd_decompose(int argc, char **argv)
 	if (decomp_form_fit(&ff, m, &dd, a.form, a.ridge, &cause) != 0)
 		goto fail_cause;
 	decomp_rank_summary(ff.rank, ff.n, &rk_med, &rk_mean);
+	/* what the unexplained part's rank compares with: m_n's own */
+	mlp_rank = xmalloc((size_t)(ps.n > 0 ? ps.n : 1) * sizeof *mlp_rank);
+	decomp_lens_ranks(m, a.layer, dd.y, ps.n, dd.answer, mlp_rank);
+	decomp_rank_summary(mlp_rank, ps.n, &rk_mlp, &unused);
 	comp_logits = component_logits(m, &ff, a.layer);
 
 	if (a.prompt != NULL) {
@@ -477,7 +486,7 @@ cmd_decompose(int argc, char **argv)
 		cJSON_AddNumberToObject(root, "layer", a.layer);
 		cJSON_AddNumberToObject(root, "prompts", ps.n);
 		cJSON_AddNumberToObject(root, "ridge", a.ridge < 0 ? DECOMP_RIDGE : a.ridge);
-		form_json(root, &ff, rk_med, rk_mean);
+		form_json(root, &ff, rk_med, rk_mean, rk_mlp);
 		cJSON_AddItemToObject(root, "regressors", regressors_json(m, &ff,
 		    comp_logits, a.top));
 		if (ff.form == DECOMP_FORM_SUBJECT_DIR)
@@ -514,7 +523,7 @@ cmd_decompose(int argc, char **argv)
 	snprintf(name, sizeof name, "layer %d", a.layer);
 	printf("%-10s form %s: %s (ridge %.0e)\n", name, decomp_form_name(ff.form),
 	    form_equation(ff.form), a.ridge < 0 ? DECOMP_RIDGE : a.ridge);
-	form_print(m, &ff, comp_logits, a.top, rk_med, rk_mean);
+	form_print(m, &ff, comp_logits, a.top, rk_med, rk_mean, rk_mlp);
 	if (a.prompt != NULL)
 		printf("\nprompt     \"%s\": reconstruction cos %.4f, |m - mhat| / |m| "
 		    "%.4f, R^2 %.4f\n", a.prompt, rec.cos, rec.rel_err, rec.r2);
@@ -525,6 +534,7 @@ fail_cause:
 	free(cause);
 out:
 	free(comp_logits);
+	free(mlp_rank);
 	free(x1);
 	free(mlp1);
 	free(mhat1);
