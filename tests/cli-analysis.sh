@@ -152,6 +152,34 @@ check "decompose: the prompt's reconstruction" "$tmp/dec.json" \
 "$fl" decompose --model "$model" --task "$task" --no-resid --json >"$tmp/dec2.json"
 check "decompose: --no-resid, default layer the last" "$tmp/dec2.json" \
 	'j.layer === 1 && j.regressors.length === 4'
+for form in pooled per-prompt subject-dir logit; do
+	"$fl" decompose --model "$model" --task "$task" --form "$form" --json \
+	    >"$tmp/dec-$form.json" || bad "decompose --form $form exits 0"
+	check "decompose --form $form: r2, r2_heldout (say how), the baseline, the answer's rank" \
+	    "$tmp/dec-$form.json" \
+	    "j.form === '$form' && j.r2 <= 1 && typeof j.r2_heldout === 'number' && j.heldout.length > 0 && j.baseline_cos > 0 && j.baseline_cos <= 1 && typeof j.baseline_r2_heldout === 'number' && j.answer_rank_unexplained >= 1 && j.answer_rank_unexplained <= j.answer_rank_among && j.answer_rank_mlp >= 1"
+done
+check "decompose --form pooled is the default" "$tmp/dec2.json" 'j.form === "pooled"'
+check "decompose: the logit form ranks among the task's 5 answers" "$tmp/dec-logit.json" \
+	'j.answer_rank_among === 5 && j.intercept.answers.length === 5'
+"$fl" decompose --model "$model" --task "$task" --shots 2 --json >"$tmp/dec-k2.json" ||
+	bad "decompose --shots 2 exits 0"
+check "decompose --shots 2: fitted on 2-shot prompts (another fit than zero-shot)" \
+	"$tmp/dec-k2.json" "j.task.shots === 2 && j.prompts === 20 && j.r2 !== $(jsq "$tmp/dec-pooled.json" j.r2)"
+"$fl" heads --model "$model" --task "$task" --shots 1 --json >"$tmp/heads-k1.json" ||
+	bad "heads --shots 1 exits 0"
+check "heads --shots 1: patched on 1-shot prompts" "$tmp/heads-k1.json" \
+	"j.task.shots === 1 && j.clean !== $(jsq "$tmp/heads.json" j.clean)"
+"$fl" run --model "$model" --prompt "So Japan is:" --task "$task" --intercept --shots 1 \
+	--json >"$tmp/run-k1.json" || bad "run --task --shots 1 exits 0"
+check "run --task --shots 1: the intercept fitted on 1-shot prompts" "$tmp/run-k1.json" \
+	'j.mitigation.fit_shots === 1 && j.decomposition.shots === 1'
+expect "bad --form" 2 "--form takes pooled, per-prompt" -- \
+	decompose --model "$model" --task "$task" --form none
+expect "--prompt with another form" 2 "--prompt reconstructs with the pooled form" -- \
+	decompose --model "$model" --task "$task" --form logit --prompt "So Japan is:"
+expect "too many shots for heads" 1 "5-shot prompts need 5 pairs" -- \
+	heads --model "$model" --task "$task" --shots 5
 
 # ---- errors -----------------------------------------------------------
 expect "eval without --task" 2 "--task FILE is required" -- eval --model "$model"

@@ -193,6 +193,190 @@ next:
 	model_free(m);
 }
 
+/* |a - b| / |b|, or |a - b| when b is 0. */
+static double
+rel_diff(double a, double b)
+{
+	return b != 0 ? fabs(a - b) / fabs(b) : fabs(a - b);
+}
+
+/* max_i |a_i - b_i| / max_i |b_i| over a cJSON array b. */
+static double
+rel_diff_vec(const double *a, const float *af, const cJSON *b)
+{
+	double md = 0, mb = 0;
+	int i = 0;
+	const cJSON *e;
+
+	cJSON_ArrayForEach(e, b) {
+		double v = a != NULL ? a[i] : af[i];
+
+		md = fmax(md, fabs(v - e->valuedouble));
+		mb = fmax(mb, fabs(e->valuedouble));
+		i++;
+	}
+	return mb > 0 ? md / mb : md;
+}
+
+static int *
+json_ints(const cJSON *arr, int n)
+{
+	int *v = xcalloc((size_t)n, sizeof *v), i = 0;
+	const cJSON *e;
+
+	cJSON_ArrayForEach(e, arr)
+		if (i < n)
+			v[i++] = (int)e->valuedouble;
+	return v;
+}
+
+/* The forms against numpy (tools/decomp-fixture wrote the fixture). */
+static void
+check_forms_numpy(const char *dir)
+{
+	char *path = fl_path_join(fx_root(), dir), *file = fl_path_join(path, "expected.json");
+	char *text = fl_read_file(file, NULL, 0, NULL), *cause = NULL;
+	cJSON *e = text != NULL ? cJSON_Parse(text) : NULL;
+	const cJSON *forms;
+	fl_model *m = NULL;
+	fl_task *t = NULL;
+	fl_prompt_set ps = { 0 };
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false };
+	fl_decomp_data dd = { 0 }, got = { 0 };
+	fl_batch *b = NULL;
+	size_t nx = 0, ny = 0;
+	int N, J, D, bad = 0;
+
+	check(e != NULL, "%s/expected.json is readable JSON", dir);
+	if (e == NULL)
+		goto out;
+	N = cJSON_GetObjectItem(e, "n")->valueint;
+	J = cJSON_GetObjectItem(e, "J")->valueint;
+	D = cJSON_GetObjectItem(e, "D")->valueint;
+	forms = cJSON_GetObjectItem(e, "forms");
+	dd.layer = cJSON_GetObjectItem(e, "layer")->valueint;
+	dd.n = N;
+	dd.J = J;
+	dd.D = D;
+	dd.H = cJSON_GetObjectItem(e, "heads")->valueint;
+	dd.with_resid = true;
+	dd.x = fx_read_f32(dir, "x.f32", &nx);
+	dd.y = fx_read_f32(dir, "y.f32", &ny);
+	dd.group = json_ints(cJSON_GetObjectItem(e, "group"), N);
+	dd.answer = json_ints(cJSON_GetObjectItem(e, "answer"), N);
+	dd.subject = json_ints(cJSON_GetObjectItem(e, "subject"), N);
+	check(dd.x != NULL && dd.y != NULL && nx == (size_t)N * J * D &&
+	    ny == (size_t)N * D, "%s: x (%zu floats) and y (%zu) are (%d, %d, %d) and "
+	    "(%d, %d)", dir, nx, ny, N, J, D, N, D);
+	if (dd.x == NULL || dd.y == NULL || nx != (size_t)N * J * D)
+		goto out;
+
+	/* factlens' prompts and collection agree with the dump */
+	m = fx_model(cJSON_GetObjectItem(e, "fixture")->valuestring);
+	t = fx_tiny_task();
+	if (m == NULL || t == NULL || task_prompts(&ps, m, t, &po, &cause) != 0)
+		goto out;
+	for (int n = 0; n < N && n < ps.n; n++)
+		bad += ps.p[n].subject_pair != dd.group[n] || ps.p[n].answer != dd.answer[n] ||
+		    ps.p[n].subject != dd.subject[n];
+	check(ps.n == N && bad == 0, "%s: the %d prompts' subjects, answers and subject "
+	    "tokens are the dump's (%d of %d differ)", dir, ps.n, bad, N);
+	b = batch_new(m, 4, ps.max_len);
+	if (decomp_collect(&got, b, ps.p, ps.n, dd.layer, true, &cause) == 0) {
+		double mx = 0, my = 0, sx = 0, sy = 0;
+
+		for (size_t i = 0; i < nx; i++) {
+			mx = fmax(mx, fabs(got.x[i] - dd.x[i]));
+			sx = fmax(sx, fabs(dd.x[i]));
+		}
+		for (size_t i = 0; i < ny; i++) {
+			my = fmax(my, fabs(got.y[i] - dd.y[i]));
+			sy = fmax(sy, fabs(dd.y[i]));
+		}
+		check(mx <= 1e-5 * sx && my <= 1e-5 * sy, "%s: the collected regressors "
+		    "and MLP outputs are the reference forward's (maxdiff %.2e of %.2e, "
+		    "%.2e of %.2e)", dir, mx, sx, my, sy);
+	} else
+		check(0, "%s: decomp_collect (%s)", dir, cause);
+	free(cause);
+	cause = NULL;
+
+	for (int fo = 0; fo < DECOMP_FORM_COUNT; fo++) {
+		const char *name = decomp_form_name(fo);
+		const cJSON *x = cJSON_GetObjectItem(forms, name), *a;
+		fl_decomp_form_fit f;
+		int *rank, rbad = 0;
+		double worst = 0;
+		const char *worst_key = "";
+		static const char *const keys[] = { "r2", "r2_heldout", "mean_cos",
+		    "mean_cos_heldout", "baseline_cos", "baseline_r2_heldout" };
+
+		if (x == NULL) {
+			check(0, "%s: expected.json has the %s form", dir, name);
+			continue;
+		}
+		if (decomp_form_fit(&f, m, &dd, fo, 0, &cause) != 0) {
+			check(0, "%s %s: fits (%s)", dir, name, cause);
+			free(cause);
+			cause = NULL;
+			continue;
+		}
+		for (int k = 0; k < 6; k++) {
+			double v[6] = { f.r2, f.heldout.r2, f.mean_cos, f.heldout.mean_cos,
+			    f.baseline_cos, f.heldout.baseline_r2 };
+			double d = rel_diff(v[k], cJSON_GetObjectItem(x, keys[k])->valuedouble);
+
+			if (!(d <= worst)) {
+				worst = d;
+				worst_key = keys[k];
+			}
+		}
+		check(worst <= 1e-6, "%s %s: r2 %.9f, r2_heldout %.9f, the cosines and "
+		    "the baseline are numpy's within 1e-6 relative (worst %s, %.2e; numpy "
+		    "r2 %.9f, r2_heldout %.9f)", dir, name, f.r2, f.heldout.r2, worst_key,
+		    worst, cJSON_GetObjectItem(x, "r2")->valuedouble,
+		    cJSON_GetObjectItem(x, "r2_heldout")->valuedouble);
+		if (fo == DECOMP_FORM_PER_PROMPT) {
+			double md = 0;
+			int n = 0;
+
+			cJSON_ArrayForEach(a, cJSON_GetObjectItem(x, "beta_prompt")) {
+				md = fmax(md, rel_diff_vec(f.beta_prompt + (size_t)n * f.J, NULL, a));
+				n++;
+			}
+			check(n == N && md <= 1e-6, "%s %s: the %d prompts' coefficients are "
+			    "numpy's (max relative diff %.2e)", dir, name, n, md);
+		} else {
+			double db = rel_diff_vec(f.fit.beta, NULL, cJSON_GetObjectItem(x, "beta"));
+			double di = rel_diff_vec(NULL, f.fit.intercept,
+			    cJSON_GetObjectItem(x, "intercept"));
+
+			check(db <= 1e-6 && di <= 1e-6, "%s %s: coefficients (beta_0 %.6f) and "
+			    "intercept are numpy's within 1e-6 relative (%.2e, %.2e)", dir,
+			    name, f.fit.beta[0], db, di);
+		}
+		rank = json_ints(cJSON_GetObjectItem(x, "rank"), N);
+		for (int n = 0; n < N; n++)
+			rbad += rank[n] != f.rank[n];
+		check(rbad == 0, "%s %s: each prompt's answer rank in the unexplained part "
+		    "is numpy's (%d of %d differ; prompt 0: %d vs %d)", dir, name, rbad,
+		    N, f.rank[0], rank[0]);
+		free(rank);
+		decomp_form_clear(&f);
+	}
+out:
+	decomp_data_clear(&dd);
+	decomp_data_clear(&got);
+	batch_free(b);
+	prompt_set_clear(&ps);
+	task_free(t);
+	model_free(m);
+	cJSON_Delete(e);
+	free(text);
+	free(file);
+	free(path);
+}
+
 /* A stop request from b's progress callback ends the fit at the next batch:
  * FL_STOPPED, no pass after it, an empty fit, nothing leaked (ASan). */
 static void
@@ -241,6 +425,7 @@ main(void)
 	kern_set_threads(2);
 	check_cancel("gpt2-f32");
 	check_planted();
+	check_forms_numpy("decomp-gpt2-f32");
 	check_fixture("gpt2-f32");
 	check_fixture("opt-f32");
 	check_fixture("opt350-f32");

@@ -165,6 +165,20 @@ main(void)
 	check(session_ready(s) && s->subject_pos >= 0, "the prompt ran, its subject found "
 	    "(%d tokens, subject at %d)", s->n_tok, s->subject_pos);
 
+	/* ---- :shots: checked against the task, the fits dropped ---- */
+	rc = session_set_shots(s, 5, &cause);
+	check(rc == -1 && cause != NULL && strstr(cause, "at most 4") != NULL &&
+	    s->shots == 0, "set_shots 5 on a task of 5 pairs: refused (%s)",
+	    cause != NULL ? cause : "");
+	free(cause);
+	cause = NULL;
+	check(session_set_shots(s, 0, &cause) == 0, "set_shots to the same number: "
+	    "nothing to redo");
+	check(session_set_shots(s, 2, &cause) == (SESSION_TASK | SESSION_LAST) &&
+	    s->shots == 2, "set_shots 2: SESSION_TASK | SESSION_LAST");
+	check(session_set_shots(s, 0, &cause) == (SESSION_TASK | SESSION_LAST) &&
+	    s->shots == 0, "set_shots back to 0");
+
 	/* ---- each update does no more than its flags need ---- */
 	w = work_of(s);
 	update(s, 0, "no flags");

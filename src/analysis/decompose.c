@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analysis/attrib.h"
+#include "analysis/lens.h"
 #include "engine/readout.h"
 #include "base/util.h"
 
@@ -57,24 +59,67 @@ cholesky_solve(double *A, double *r, int J)
 	return 0;
 }
 
-int
-regress_fit(fl_regress *f, const float *x, const float *y, int N, int J, int D,
-    double ridge, char **cause)
-{
-	double *mx, *my, *G, *r, tr = 0, ss_res = 0, ss_tot = 0, cos_sum = 0;
-	double *xc, *yc;
+/* A sample set's sufficient statistics about a fixed centre: Sxx (J, J),
+ * Sx (J, D), Sy (D), Sxy (J). */
+typedef struct {
+	int	 n;
+	double	*Sxx, *Sx, *Sy, *Sxy;
+} reg_stats;
 
-	memset(f, 0, sizeof *f);
-	if (N < 2 || J < 1 || D < 1)
-		return fl_error(cause, "a regression needs at least 2 samples (got %d)", N);
-	if (ridge < 0)
-		ridge = DECOMP_RIDGE;
-	mx = xcalloc((size_t)J * D, sizeof *mx);
-	my = xcalloc((size_t)D, sizeof *my);
-	G = xcalloc((size_t)J * J, sizeof *G);
-	r = xcalloc((size_t)J, sizeof *r);
-	xc = xmalloc((size_t)J * D * sizeof *xc);
-	yc = xmalloc((size_t)D * sizeof *yc);
+static void
+stats_init(reg_stats *st, int J, int D)
+{
+	st->n = 0;
+	st->Sxx = xcalloc((size_t)J * J, sizeof *st->Sxx);
+	st->Sx = xcalloc((size_t)J * D, sizeof *st->Sx);
+	st->Sy = xcalloc((size_t)D, sizeof *st->Sy);
+	st->Sxy = xcalloc((size_t)J, sizeof *st->Sxy);
+}
+
+static void
+stats_free(reg_stats *st)
+{
+	free(st->Sxx);
+	free(st->Sx);
+	free(st->Sy);
+	free(st->Sxy);
+}
+
+/* Adds sample xc (J, D), yc (D), both centred already. */
+static void
+stats_add(reg_stats *st, const double *xc, const double *yc, int J, int D)
+{
+	st->n++;
+	for (int j = 0; j < J; j++) {
+		const double *a = xc + (size_t)j * D;
+		double s = 0;
+
+		for (int k = 0; k <= j; k++) {
+			const double *b = xc + (size_t)k * D;
+			double t = 0;
+
+			for (int i = 0; i < D; i++)
+				t += a[i] * b[i];
+			st->Sxx[j * J + k] += t;
+		}
+		for (int i = 0; i < D; i++) {
+			st->Sx[(size_t)j * D + i] += a[i];
+			s += a[i] * yc[i];
+		}
+		st->Sxy[j] += s;
+	}
+	for (int i = 0; i < D; i++)
+		st->Sy[i] += yc[i];
+}
+
+/* The means over N samples of x (N, J, D) and y (N, D), into mx (J, D)
+ * and my (D), zeroed first. */
+static void
+sample_means(const float *x, const float *y, int N, int J, int D, double *mx,
+    double *my)
+{
+	memset(mx, 0, (size_t)J * D * sizeof *mx);
+	memset(my, 0, (size_t)D * sizeof *my);
 	for (int n = 0; n < N; n++) {
 		for (size_t i = 0; i < (size_t)J * D; i++)
 			mx[i] += x[(size_t)n * J * D + i];
@@ -85,6 +130,27 @@ regress_fit(fl_regress *f, const float *x, const float *y, int N, int J, int D,
 		mx[i] /= N;
 	for (int i = 0; i < D; i++)
 		my[i] /= N;
+}
+
+int
+regress_fit(fl_regress *f, const float *x, const float *y, int N, int J, int D,
+    double ridge, char **cause)
+{
+	double *mx, *my, *G, *r, ss_res = 0, ss_tot = 0, cos_sum = 0;
+	double *xc, *yc, base_sum = 0, mm = 0;
+	reg_stats st;
+
+	memset(f, 0, sizeof *f);
+	if (N < 2 || J < 1 || D < 1)
+		return fl_error(cause, "a regression needs at least 2 samples (got %d)", N);
+	if (ridge < 0)
+		ridge = DECOMP_RIDGE;
+	mx = xmalloc((size_t)J * D * sizeof *mx);
+	my = xmalloc((size_t)D * sizeof *my);
+	xc = xmalloc((size_t)J * D * sizeof *xc);
+	yc = xmalloc((size_t)D * sizeof *yc);
+	sample_means(x, y, N, J, D, mx, my);
+	stats_init(&st, J, D);
 	for (int n = 0; n < N; n++) {
 		const float *xn = x + (size_t)n * J * D, *yn = y + (size_t)n * D;
 
@@ -92,34 +158,16 @@ regress_fit(fl_regress *f, const float *x, const float *y, int N, int J, int D,
 			xc[i] = xn[i] - mx[i];
 		for (int i = 0; i < D; i++)
 			yc[i] = yn[i] - my[i];
-		for (int j = 0; j < J; j++) {
-			const double *a = xc + (size_t)j * D;
-
-			for (int k = 0; k <= j; k++) {
-				const double *b = xc + (size_t)k * D;
-				double s = 0;
-
-				for (int i = 0; i < D; i++)
-					s += a[i] * b[i];
-				G[j * J + k] += s;
-			}
-			{
-				double s = 0;
-
-				for (int i = 0; i < D; i++)
-					s += a[i] * yc[i];
-				r[j] += s;
-			}
-		}
+		stats_add(&st, xc, yc, J, D);
 	}
-	for (int j = 0; j < J; j++) {
+	G = st.Sxx;
+	r = st.Sxy;
+	st.Sxx = st.Sxy = NULL;
+	stats_free(&st);
+	for (int j = 0; j < J; j++)
 		for (int k = 0; k < j; k++)
 			G[k * J + j] = G[j * J + k];
-		tr += G[j * J + j];
-	}
-	for (int j = 0; j < J; j++)
-		G[j * J + j] += ridge * (tr > 0 ? tr / J : 1.0);
-	if (cholesky_solve(G, r, J) != 0) {
+	if (regress_solve(G, r, J, ridge) != 0) {
 		fl_error(cause, "the regression is singular: the %d regressors do not "
 		    "vary independently over the %d samples", J, N);
 		goto fail;
@@ -144,9 +192,11 @@ regress_fit(fl_regress *f, const float *x, const float *y, int N, int J, int D,
 	for (size_t i = 0; i < (size_t)J * D; i++)
 		f->mean_x[i] = (float)mx[i];
 	/* fit quality, with the intercept in double */
+	for (int i = 0; i < D; i++)
+		mm += my[i] * my[i];
 	for (int n = 0; n < N; n++) {
 		const float *xn = x + (size_t)n * J * D, *yn = y + (size_t)n * D;
-		double dot = 0, nn = 0, hh = 0;
+		double dot = 0, nn = 0, hh = 0, dm = 0;
 
 		for (int i = 0; i < D; i++) {
 			double h = my[i], e;
@@ -157,13 +207,16 @@ regress_fit(fl_regress *f, const float *x, const float *y, int N, int J, int D,
 			ss_res += e * e;
 			ss_tot += (yn[i] - my[i]) * (yn[i] - my[i]);
 			dot += yn[i] * h;
+			dm += yn[i] * my[i];
 			nn += (double)yn[i] * yn[i];
 			hh += h * h;
 		}
 		cos_sum += nn > 0 && hh > 0 ? dot / sqrt(nn * hh) : 0;
+		base_sum += nn > 0 && mm > 0 ? dm / sqrt(nn * mm) : 0;
 	}
 	f->r2 = ss_tot > 0 ? 1.0 - ss_res / ss_tot : NAN;
 	f->mean_cos = cos_sum / N;
+	f->baseline_cos = base_sum / N;
 	free(mx);
 	free(my);
 	free(G);
@@ -190,6 +243,166 @@ regress_predict(const fl_regress *f, const float *x, float *yhat)
 			h += f->beta[j] * x[(size_t)j * f->D + i];
 		yhat[i] = (float)h;
 	}
+}
+
+int
+regress_solve(double *A, double *r, int J, double ridge)
+{
+	double tr = 0;
+
+	for (int j = 0; j < J; j++)
+		tr += A[j * J + j];
+	for (int j = 0; j < J; j++)
+		A[j * J + j] += ridge * (tr > 0 ? tr / J : 1.0);
+	return cholesky_solve(A, r, J);
+}
+
+/* ---- held out by groups --------------------------------------------- */
+
+/* The fit of the samples in all but not in g: beta (J) and the intercept
+ * b (D), about the centre both were summed about. -1 when singular. */
+static int
+stats_fold_fit(const reg_stats *all, const reg_stats *g, int J, int D,
+    double ridge, double *beta, double *b, double *G)
+{
+	int n = all->n - g->n;
+
+	if (n < 2)
+		return -1;
+	for (int j = 0; j < J; j++) {
+		const double *aj = all->Sx + (size_t)j * D, *gj = g->Sx + (size_t)j * D;
+		double r = all->Sxy[j] - g->Sxy[j], t = 0;
+
+		for (int i = 0; i < D; i++)
+			t += (aj[i] - gj[i]) * (all->Sy[i] - g->Sy[i]);
+		beta[j] = r - t / n;
+		for (int k = 0; k <= j; k++) {
+			const double *ak = all->Sx + (size_t)k * D;
+			const double *gk = g->Sx + (size_t)k * D;
+			double u = 0;
+
+			for (int i = 0; i < D; i++)
+				u += (aj[i] - gj[i]) * (ak[i] - gk[i]);
+			G[j * J + k] = G[k * J + j] = all->Sxx[j * J + k] -
+			    g->Sxx[j * J + k] - u / n;
+		}
+	}
+	if (regress_solve(G, beta, J, ridge) != 0)
+		return -1;
+	for (int i = 0; i < D; i++) {
+		double v = (all->Sy[i] - g->Sy[i]) / n;
+
+		for (int j = 0; j < J; j++)
+			v -= beta[j] * (all->Sx[(size_t)j * D + i] -
+			    g->Sx[(size_t)j * D + i]) / n;
+		b[i] = v;
+	}
+	return 0;
+}
+
+/* The distinct values of group (N), in order of first appearance, into
+ * vals (N); returns their count. */
+static int
+group_values(const int *group, int N, int *vals)
+{
+	int k = 0;
+
+	for (int n = 0; n < N; n++) {
+		int i;
+
+		for (i = 0; i < k && vals[i] != group[n]; i++)
+			;
+		if (i == k)
+			vals[k++] = group[n];
+	}
+	return k;
+}
+
+void
+regress_heldout(fl_heldout *h, const float *x, const float *y, const int *group,
+    int N, int J, int D, double ridge)
+{
+	double *gx = xcalloc((size_t)J * D, sizeof *gx), *gy = xcalloc((size_t)D, sizeof *gy);
+	double *xc = xmalloc((size_t)J * D * sizeof *xc), *yc = xmalloc((size_t)D * sizeof *yc);
+	double *beta = xmalloc((size_t)J * sizeof *beta), *b = xmalloc((size_t)D * sizeof *b);
+	double *G = xmalloc((size_t)J * J * sizeof *G);
+	double sse = 0, sse_base = 0, sst = 0, cos_sum = 0;
+	int *vals = xmalloc((size_t)(N > 0 ? N : 1) * sizeof *vals), K;
+	bool ok = true;
+	reg_stats all;
+
+	h->folds = K = group_values(group, N, vals);
+	h->r2 = h->mean_cos = h->baseline_r2 = NAN;
+	if (ridge < 0)
+		ridge = DECOMP_RIDGE;
+	stats_init(&all, J, D);
+	if (K < 2)
+		goto out;
+	sample_means(x, y, N, J, D, gx, gy);
+#define CENTRE(n) do { \
+		for (size_t i_ = 0; i_ < (size_t)J * D; i_++) \
+			xc[i_] = x[(size_t)(n) * J * D + i_] - gx[i_]; \
+		for (int i_ = 0; i_ < D; i_++) \
+			yc[i_] = y[(size_t)(n) * D + i_] - gy[i_]; \
+	} while (0)
+	for (int n = 0; n < N; n++) {
+		CENTRE(n);
+		stats_add(&all, xc, yc, J, D);
+		for (int i = 0; i < D; i++)
+			sst += yc[i] * yc[i];
+	}
+	for (int k = 0; k < K && ok; k++) {
+		reg_stats g;
+
+		stats_init(&g, J, D);
+		for (int n = 0; n < N; n++)
+			if (group[n] == vals[k]) {
+				CENTRE(n);
+				stats_add(&g, xc, yc, J, D);
+			}
+		if (stats_fold_fit(&all, &g, J, D, ridge, beta, b, G) != 0)
+			ok = false;
+		for (int n = 0; ok && n < N; n++) {
+			double dot = 0, nn = 0, hh = 0;
+			int nf = all.n - g.n;
+
+			if (group[n] != vals[k])
+				continue;
+			CENTRE(n);
+			for (int i = 0; i < D; i++) {
+				double p = b[i], e, yo = yc[i] + gy[i], po;
+
+				for (int j = 0; j < J; j++)
+					p += beta[j] * xc[(size_t)j * D + i];
+				e = yc[i] - p;
+				sse += e * e;
+				e = yc[i] - (all.Sy[i] - g.Sy[i]) / nf;
+				sse_base += e * e;
+				po = p + gy[i];
+				dot += yo * po;
+				nn += yo * yo;
+				hh += po * po;
+			}
+			cos_sum += nn > 0 && hh > 0 ? dot / sqrt(nn * hh) : 0;
+		}
+		stats_free(&g);
+	}
+#undef CENTRE
+	if (ok && sst > 0) {
+		h->r2 = 1.0 - sse / sst;
+		h->baseline_r2 = 1.0 - sse_base / sst;
+		h->mean_cos = cos_sum / N;
+	}
+out:
+	stats_free(&all);
+	free(gx);
+	free(gy);
+	free(xc);
+	free(yc);
+	free(beta);
+	free(b);
+	free(G);
+	free(vals);
 }
 
 /* ---- the MLP decomposition -------------------------------------------- */
@@ -246,16 +459,29 @@ decomp_clear(fl_decomp *d)
 	memset(d, 0, sizeof *d);
 }
 
+void
+decomp_data_clear(fl_decomp_data *dd)
+{
+	if (dd == NULL)
+		return;
+	free(dd->x);
+	free(dd->y);
+	free(dd->group);
+	free(dd->answer);
+	free(dd->subject);
+	memset(dd, 0, sizeof *dd);
+}
+
 int
-decomp_fit(fl_decomp *d, fl_batch *b, const fl_prompt *p, int n, int layer,
-    bool with_resid, double ridge, char **cause)
+decomp_collect(fl_decomp_data *dd, fl_batch *b, const fl_prompt *p, int n,
+    int layer, bool with_resid, char **cause)
 {
 	const fl_model *m = b->m;
 	int D = m->cfg.d_model, J = decomp_regressors(m, with_resid), nh, rc;
 	fl_decomp_collect c = { 0 };
 	fl_hook hooks[4];
 
-	memset(d, 0, sizeof *d);
+	memset(dd, 0, sizeof *dd);
 	if (layer < 0 || layer >= m->cfg.n_layer)
 		return fl_error(cause, "layer %d: the model has layers 0 to %d", layer,
 		    m->cfg.n_layer - 1);
@@ -266,16 +492,114 @@ decomp_fit(fl_decomp *d, fl_batch *b, const fl_prompt *p, int n, int layer,
 	c.y = xmalloc((size_t)n * D * sizeof *c.y);
 	nh = decomp_hooks(&c, true, hooks);
 	rc = batch_run(b, p, n, hooks, nh, NULL, cause);
-	if (rc == 0)
-		rc = regress_fit(&d->fit, c.x, c.y, n, J, D, ridge, cause);
-	free(c.x);
-	free(c.y);
-	if (rc != 0)
+	if (rc != 0) {
+		free(c.x);
+		free(c.y);
 		return rc;
-	d->layer = layer;
-	d->with_resid = with_resid;
-	d->n_head = m->cfg.n_head;
+	}
+	dd->layer = layer;
+	dd->n = n;
+	dd->J = J;
+	dd->H = m->cfg.n_head;
+	dd->D = D;
+	dd->with_resid = with_resid;
+	dd->x = c.x;
+	dd->y = c.y;
+	dd->group = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *dd->group);
+	dd->answer = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *dd->answer);
+	dd->subject = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *dd->subject);
+	for (int i = 0; i < n; i++) {
+		dd->group[i] = p[i].subject_pair;
+		dd->answer[i] = p[i].answer;
+		dd->subject[i] = p[i].subject;
+	}
 	return 0;
+}
+
+int
+decomp_fit_data(fl_decomp *d, const fl_decomp_data *dd, double ridge, char **cause)
+{
+	memset(d, 0, sizeof *d);
+	if (regress_fit(&d->fit, dd->x, dd->y, dd->n, dd->J, dd->D, ridge, cause) != 0)
+		return -1;
+	regress_heldout(&d->heldout, dd->x, dd->y, dd->group, dd->n, dd->J, dd->D,
+	    ridge);
+	d->layer = dd->layer;
+	d->with_resid = dd->with_resid;
+	d->n_head = dd->H;
+	return 0;
+}
+
+int
+decomp_fit(fl_decomp *d, fl_batch *b, const fl_prompt *p, int n, int layer,
+    bool with_resid, double ridge, char **cause)
+{
+	fl_decomp_data dd;
+	int rc;
+
+	memset(d, 0, sizeof *d);
+	if ((rc = decomp_collect(&dd, b, p, n, layer, with_resid, cause)) != 0)
+		return rc;
+	rc = decomp_fit_data(d, &dd, ridge, cause);
+	decomp_data_clear(&dd);
+	return rc;
+}
+
+/* Rows of the unembedding product at a time: bounds the logits buffer. */
+#define DECOMP_LENS_ROWS 64
+
+void
+decomp_lens_ranks(const fl_model *m, int layer, const float *u, int n,
+    const int *answers, int *ranks)
+{
+	int D = m->cfg.d_model, V = m->cfg.n_vocab;
+	float *lg = xmalloc((size_t)DECOMP_LENS_ROWS * V * sizeof *lg);
+
+	for (int s = 0; s < n; s += DECOMP_LENS_ROWS) {
+		int k = n - s < DECOMP_LENS_ROWS ? n - s : DECOMP_LENS_ROWS;
+
+		attrib_vocab(m, NULL, 0, ATTRIB_SITE_MLP(layer), u + (size_t)s * D, k, lg);
+		for (int i = 0; i < k; i++)
+			ranks[s + i] = lens_rank_of(lg + (size_t)i * V, V, answers[s + i]);
+	}
+	free(lg);
+}
+
+int
+decomp_rank_among(const float *v, int n, int k)
+{
+	int r = 1;
+
+	for (int i = 0; i < n; i++)
+		r += v[i] > v[k];
+	return r;
+}
+
+static int
+int_cmp(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+
+	return (x > y) - (x < y);
+}
+
+void
+decomp_rank_summary(const int *ranks, int n, double *median, double *mean)
+{
+	int *s;
+	double sum = 0;
+
+	*median = *mean = NAN;
+	if (n < 1)
+		return;
+	s = xmalloc((size_t)n * sizeof *s);
+	memcpy(s, ranks, (size_t)n * sizeof *s);
+	qsort(s, (size_t)n, sizeof *s, int_cmp);
+	for (int i = 0; i < n; i++)
+		sum += s[i];
+	*median = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2.0;
+	*mean = sum / n;
+	free(s);
 }
 
 int

@@ -20,6 +20,7 @@ typedef struct {
 	const char	*dir;
 	const char	*task;
 	int		 set;
+	int		 shots;
 	int		 seed;
 	int		 receiver;
 	int		 batch;
@@ -33,8 +34,10 @@ const cli_opt cmd_heads_opts[] = {
 	CLI_SHARED_MODEL,
 	CLI_SHARED_TASK(CLI_OPT_REQUIRED),
 	CLI_SHARED_TEMPLATES,
+	CLI_SHARED_SHOTS(0),
 	{ "seed", 'r', "N", 0, CLI_GROUP_OWN,
-	  "the seed that draws the corrupted prompts' subjects (default 1)" },
+	  "the seed that draws the corrupted prompts' subjects and the "
+	  "demonstrations (default 1)" },
 	{ "receiver", 'R', "LAYER", 0, CLI_GROUP_OWN,
 	  "read the residual before this layer instead of the final one" },
 	CLI_SHARED_BATCH(0),
@@ -51,8 +54,9 @@ const cli_opt cmd_heads_opts[] = {
 static int
 heads_parse(heads_args *a, int argc, char **argv)
 {
-	cli_shared sh = { .plot = &a->plot, .dir = &a->dir, .task = &a->task, .set = &a->set,
-	    .batch = &a->batch, .threads = &a->threads, .json = &a->json };
+	cli_shared sh = { .plot = &a->plot, .dir = &a->dir, .task = &a->task,
+	    .set = &a->set, .shots = &a->shots, .batch = &a->batch,
+	    .threads = &a->threads, .json = &a->json };
 	int c;
 
 	memset(a, 0, sizeof *a);
@@ -149,7 +153,8 @@ cmd_heads(int argc, char **argv)
 		    "residual)", L, L);
 		goto out;
 	}
-	po = (fl_prompt_opts){ (fl_template_set)a.set, 0, (unsigned)a.seed, false };
+	po = (fl_prompt_opts){ (fl_template_set)a.set, a.shots, (unsigned)a.seed,
+	    false };
 	if (task_prompts(&clean, m, t, &po, &cause) != 0)
 		goto fail_cause;
 	po.corrupt = true;
@@ -201,6 +206,7 @@ cmd_heads(int argc, char **argv)
 		cJSON_AddStringToObject(o2, "name", t->name);
 		cJSON_AddItemToObject(o2, "file", report_string(a.task));
 		cJSON_AddStringToObject(o2, "templates", task_set_name(po.set));
+		cJSON_AddNumberToObject(o2, "shots", po.shots);
 		cJSON_AddNumberToObject(root, "prompts", clean.n);
 		cJSON_AddNumberToObject(root, "corrupted_prompts", corrupt.n);
 		cJSON_AddNumberToObject(root, "receiver_layer", res.receiver);
@@ -228,8 +234,8 @@ cmd_heads(int argc, char **argv)
 		goto out;
 	}
 	printf("model     %s (%s, %d layers x %d heads)\n", a.dir, m->cfg.model_type, L, H);
-	printf("task      %s: %d prompts, each with a corrupted twin (the subject "
-	    "replaced by another pair's)\n", t->name, clean.n);
+	printf("task      %s: %d %d-shot prompts, each with a corrupted twin (the "
+	    "subject replaced by another pair's)\n", t->name, clean.n, po.shots);
 	printf("receiver  %s at the last position; metric: mean logit(answer) - mean "
 	    "logit = %.4f clean\n\n", res.receiver == L ? "the final residual" :
 	    "resid_pre of a layer", res.clean);

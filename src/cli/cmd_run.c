@@ -35,6 +35,7 @@ typedef struct {
 	int		 top;
 	int		 lens_top;
 	int		 layer;
+	int		 shots;
 	int		 batch;
 	int		 threads;
 	double		 threshold;
@@ -60,6 +61,7 @@ const cli_opt cmd_run_opts[] = {
 	{ "layer", 'L', "L", CLI_OPT_NESTED, CLI_GROUP_OWN,
 	  "the layer whose MLP decomposition is fitted on the task (default: the "
 	  "last)" },
+	CLI_SHARED_SHOTS(CLI_OPT_NESTED),
 	CLI_SHARED_BATCH(CLI_OPT_NESTED),
 	{ "top", 'k', "K", CLI_OPT_SHORT, CLI_GROUP_OWN,
 	  "how many top next tokens to print (default 10)" },
@@ -94,8 +96,9 @@ const cli_opt cmd_run_opts[] = {
 static int
 run_parse(run_args *a, int argc, char **argv)
 {
-	cli_shared sh = { .plot = &a->plot, .dir = &a->dir, .task = &a->task, .batch = &a->batch,
-	    .threads = &a->threads, .json = &a->json };
+	cli_shared sh = { .plot = &a->plot, .dir = &a->dir, .task = &a->task,
+	    .shots = &a->shots, .batch = &a->batch, .threads = &a->threads,
+	    .json = &a->json };
 	int c;
 
 	memset(a, 0, sizeof *a);
@@ -210,7 +213,7 @@ run_fit(run_state *s, char **cause)
 	run_args *a = s->a;
 	const fl_model *m = s->m;
 	int L = m->cfg.n_layer, rc = -1, k = 0;
-	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false };
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, a->shots, 1, false };
 	fl_prompt_set ps;
 	fl_prompt *use;
 	fl_batch *b;
@@ -393,6 +396,7 @@ run_print_json(run_state *s)
 			    sizeof hook));
 			cJSON_AddStringToObject(mit, "position", "last");
 			cJSON_AddNumberToObject(mit, "fit_prompts", s->fit_prompts);
+			cJSON_AddNumberToObject(mit, "fit_shots", a->shots);
 			cJSON_AddItemToObject(mit, "fit_r2",
 			    report_number(run_intercept(s)->fit.r2));
 		}
@@ -486,8 +490,11 @@ run_print_json(run_state *s)
 		cJSON_AddNumberToObject(o, "layer", s->dec.layer);
 		cJSON_AddStringToObject(o, "task", s->task->name);
 		cJSON_AddNumberToObject(o, "prompts", f->n);
+		cJSON_AddNumberToObject(o, "shots", a->shots);
 		cJSON_AddItemToObject(o, "r2", report_number(f->r2));
+		cJSON_AddItemToObject(o, "r2_heldout", report_number(s->dec.heldout.r2));
 		cJSON_AddItemToObject(o, "mean_cos", report_number(f->mean_cos));
+		cJSON_AddItemToObject(o, "baseline_cos", report_number(f->baseline_cos));
 		arr = cJSON_AddArrayToObject(o, "beta");
 		for (int j = 0; j < f->J; j++)
 			cJSON_AddItemToArray(arr, cJSON_CreateNumber(f->beta[j]));
@@ -560,8 +567,8 @@ run_print_text(run_state *s)
 		    s->heads != NULL ? ", in the heads given" : "");
 	if (a->intercept)
 		printf("intercept removal: on (last layer's MLP intercept, fitted on %d "
-		    "prompts of %s without this subject, subtracted %s)\n",
-		    s->fit_prompts, s->task->name, s->m->cfg.ln_before ?
+		    "%d-shot prompts of %s without this subject, subtracted %s)\n",
+		    s->fit_prompts, a->shots, s->task->name, s->m->cfg.ln_before ?
 		    "before ln_final" : "from that MLP's output, before its block's ln2");
 	k = lens_topk(s->last, V, a->top, top, probs);
 	printf("\ntop %d next tokens:\n", k);

@@ -113,7 +113,9 @@ shared_opt(const cli_shared *sh, int c, const char *arg)
 		if ((*sh->set = task_set_parse(arg)) < 0)
 			return cli_fail(2, "--templates takes main, paraphrase or "
 			    "heldout, not '%s'", arg);
-	} else if (c == CLI_VAL_BATCH && sh->batch != NULL)
+	} else if (c == CLI_VAL_SHOTS && sh->shots != NULL)
+		return cli_int("--shots", arg, 0, 64, sh->shots) ? 2 : 0;
+	else if (c == CLI_VAL_BATCH && sh->batch != NULL)
 		return cli_int("--batch", arg, 1, 4096, sh->batch) ? 2 : 0;
 	else if (c == 'j' && sh->json != NULL)
 		*sh->json = true;

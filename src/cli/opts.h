@@ -18,7 +18,7 @@
 typedef enum {
 	CLI_GROUP_OWN,		/* the command's own */
 	CLI_GROUP_MODEL,	/* --model, --threads, --weights */
-	CLI_GROUP_TASK,		/* --task, --templates, --batch */
+	CLI_GROUP_TASK,		/* --task, --templates, --shots, --batch */
 	CLI_GROUP_FIT,		/* --no-resid, --ridge */
 	CLI_GROUP_OUTPUT,	/* --json */
 	CLI_GROUP_COUNT
@@ -62,6 +62,7 @@ enum {
 	CLI_VAL_NO_RESID,
 	CLI_VAL_RIDGE,
 	CLI_VAL_PLOT,
+	CLI_VAL_SHOTS,
 };
 
 #define CLI_SHARED_MODEL { "model", 'm', "DIR", CLI_OPT_SHORT, CLI_GROUP_MODEL, \
@@ -86,6 +87,13 @@ enum {
 #define CLI_SHARED_TEMPLATES { "templates", CLI_VAL_TEMPLATES, "SET", 0, \
 	CLI_GROUP_TASK, "the task's templates to use: main (the default), " \
 	"paraphrase or heldout" }
+/* flags: CLI_OPT_NESTED in run, where it is the --task fit's (eval has its
+ * own --shots: zero-shot and K-shot side by side) */
+#define CLI_SHARED_SHOTS(flags) { "shots", CLI_VAL_SHOTS, "K", (flags), \
+	CLI_GROUP_TASK, "K demonstrations before each prompt of the task " \
+	"(default 0), drawn as eval --shots draws them (fewshot_format filled with " \
+	"other pairs of the task); in run, the prompts of the --task fit, not " \
+	"--prompt" }
 /* flags: CLI_OPT_NESTED in run, where it sizes the --task fit's passes */
 #define CLI_SHARED_BATCH(flags) { "batch", CLI_VAL_BATCH, "N", (flags), \
 	CLI_GROUP_TASK, "prompts per pass over the task (default 32): the weights " \
@@ -118,6 +126,7 @@ typedef struct {
 	const char	**dir;		/* --model DIR */
 	const char	**task;		/* --task FILE */
 	int		 *set;		/* --templates main|paraphrase|heldout */
+	int		 *shots;	/* --shots K */
 	int		 *batch;	/* --batch N */
 	int		 *threads;	/* --threads N */
 	bool		 *no_resid;	/* --no-resid */

@@ -112,8 +112,11 @@ session_export(ui_session *s, const char *path, char **cause)
 
 		cJSON_AddNumberToObject(dj, "layer", d->layer);
 		cJSON_AddNumberToObject(dj, "prompts", d->fit.n);
+		cJSON_AddStringToObject(dj, "form", "pooled");
 		cJSON_AddItemToObject(dj, "r2", report_number(d->fit.r2));
+		cJSON_AddItemToObject(dj, "r2_heldout", report_number(d->heldout.r2));
 		cJSON_AddItemToObject(dj, "mean_cos", report_number(d->fit.mean_cos));
+		cJSON_AddItemToObject(dj, "baseline_cos", report_number(d->fit.baseline_cos));
 		cJSON_AddStringToObject(dj, "regressors", d->with_resid ?
 		    "heads 0..H-1, then resid_pre" : "heads 0..H-1");
 		b = cJSON_AddArrayToObject(dj, "beta");

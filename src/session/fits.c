@@ -45,7 +45,44 @@ session_load_task(ui_session *s, const char *name, char **cause)
 	return SESSION_TASK | SESSION_LAST;
 }
 
-static const fl_prompt_opts task_opts = { TASK_TEMPLATES_MAIN, 0, 1, false };
+/* The task's prompts as the session fits and loads them. */
+static fl_prompt_opts
+task_opts(const ui_session *s)
+{
+	return (fl_prompt_opts){ TASK_TEMPLATES_MAIN, s->shots, 1, false };
+}
+
+/* Whether task t can have k demonstrations: 0, or -1 with *cause. */
+static int
+shots_check(const fl_task *t, int k, char **cause)
+{
+	if (k > 0 && t->fewshot == NULL)
+		return fl_error(cause, "shots: task %s has no fewshot_format", t->name);
+	if (k > t->n_pairs - 1)
+		return fl_error(cause, "shots: task %s has %d pairs: at most %d "
+		    "demonstrations besides the prompt's own", t->name, t->n_pairs,
+		    t->n_pairs - 1);
+	return 0;
+}
+
+int
+session_set_shots(ui_session *s, int shots, char **cause)
+{
+	bool on = s->intercept;
+
+	if (shots < 0 || shots > 64)
+		return fl_error(cause, "shots: expected 0 to 64, not %d", shots);
+	if (s->task != NULL && shots_check(s->task, shots, cause) != 0)
+		return -1;
+	if (shots == s->shots)
+		return 0;
+	s->shots = shots;
+	if (s->task == NULL)
+		return 0;
+	sess_task_fits_clear(s);
+	s->intercept = on;
+	return SESSION_TASK | SESSION_LAST;
+}
 
 int
 session_task_prompts(const ui_session *s)
@@ -60,6 +97,7 @@ session_task_prompt(ui_session *s, int n, char **cause)
 {
 	const fl_task *t = s->task;
 	int total = session_task_prompts(s), pair, tmpl, off;
+	fl_prompt_opts po;
 	bool space;
 	char *text, *subj;
 
@@ -70,7 +108,8 @@ session_task_prompt(ui_session *s, int n, char **cause)
 		    total - 1, n);
 	tmpl = n / t->n_pairs;
 	pair = n % t->n_pairs;
-	if ((text = task_prompt_text(t, &task_opts, tmpl, pair, pair, &off, &space,
+	po = task_opts(s);
+	if ((text = task_prompt_text(t, &po, tmpl, pair, pair, &off, &space,
 	    cause)) == NULL)
 		return -1;
 	/* The subject as #POS would need the tokens: name it by its word. */
@@ -90,7 +129,7 @@ static int
 task_fit_prompts(const ui_session *s, int pair, fl_prompt_set *ps, fl_prompt **use,
     int *k, bool corrupt, char **cause)
 {
-	fl_prompt_opts po = task_opts;
+	fl_prompt_opts po = task_opts(s);
 
 	po.corrupt = corrupt;
 	if (task_prompts(ps, s->model, s->task, &po, cause) != 0)

@@ -144,6 +144,8 @@ typedef struct {
 	 * the model or the left-out pair changes. */
 	fl_task		*task;		/* NULL until one is loaded */
 	int		 task_pair;
+	int		 shots;		/* demonstrations before each of the task's
+					 * prompts, fitted and loaded (:shots) */
 	fl_decomp	*decomp;	/* (L) the MLP decomposition per layer */
 	bool		*decomp_valid;	/* (L) */
 	ui_lens_row	 decomp_icpt;	/* the cursor layer's intercept through the unembedding */
@@ -193,8 +195,15 @@ int session_set_answer_space(ui_session *s, const char *text, bool space);
  * SESSION_TASK, or -1 with *cause. */
 int session_load_task(ui_session *s, const char *name, char **cause);
 
+/* Demonstrations before each prompt of the task (0: zero-shot), as eval
+ * --shots draws them; the task's fits are dropped (the intercept stays on
+ * and is refitted). Kept across :task; checked against the loaded task's
+ * pairs and fewshot_format. Flags, or -1 with *cause. */
+int session_set_shots(ui_session *s, int shots, char **cause);
+
 /* Sets the prompt, answer and subject from prompt n of the loaded task's
- * main templates (template-major: pairs x templates). Flags, or -1. */
+ * main templates (template-major: pairs x templates), with the session's
+ * shots. Flags, or -1. */
 int session_task_prompt(ui_session *s, int n, char **cause);
 /* Number of main prompts of the loaded task (0 without one). */
 int session_task_prompts(const ui_session *s);

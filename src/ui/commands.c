@@ -200,7 +200,7 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 	if (need_model(c, "eval", cause) != 0 || (loaded = need_task(c, "eval", cause)) < 0)
 		return -1;
 	eval_opts_init(&o);
-	rc = eval_task(&r, s->model, s->task, &o, 0, c->progress, cause);
+	rc = eval_task(&r, s->model, s->task, &o, s->shots, c->progress, cause);
 	if (rc == FL_STOPPED) {
 		ctx_message(c, false, "eval cancelled");
 		c->cancelled = true;
@@ -212,8 +212,14 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 		eval_clear(&r);
 		return fl_error(cause, "eval: out of memory");
 	}
-	fprintf(f, "%d prompts (%s templates, zero-shot), %d with an answer of several "
-	    "tokens (scored on its first)\n", r.n, task_set_name(o.set), r.multi_token);
+	if (s->shots > 0)
+		fprintf(f, "%d prompts (%s templates, %d-shot), %d with an answer of "
+		    "several tokens (scored on its first)\n", r.n, task_set_name(o.set),
+		    s->shots, r.multi_token);
+	else
+		fprintf(f, "%d prompts (%s templates, zero-shot), %d with an answer of "
+		    "several tokens (scored on its first)\n", r.n, task_set_name(o.set),
+		    r.multi_token);
 	fprintf(f, "intercept cross-fitted by %s: R^2 %.3f and %.3f (%d and %d "
 	    "calibration prompts)\n\n", eval_split_name(o.split), r.calib_r2[0],
 	    r.calib_r2[1], r.calib_n[0], r.calib_n[1]);
@@ -675,6 +681,27 @@ c_theme(ui_ctx *c, int argc, char **argv, char **cause)
 }
 
 static int
+c_shots(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	long k;
+	int flags;
+
+	if (argc < 2) {
+		ctx_message(c, false, "shots: %d (demonstrations before each task prompt)",
+		    c->s->shots);
+		return UI_REDRAW;
+	}
+	if (parse_int(argv[1], &k) != 0 || k < 0 || k > 64)
+		return fl_error(cause, "shots: expected 0 to 64, not '%s'", argv[1]);
+	if ((flags = session_set_shots(c->s, (int)k, cause)) < 0)
+		return -1;
+	ctx_message(c, false, "shots %d: the task's fits%s use %d-shot prompts", (int)k,
+	    c->s->task != NULL ? ", :eval and :task N" : " (once a task is loaded)",
+	    (int)k);
+	return flags | UI_REDRAW;
+}
+
+static int
 c_time(ui_ctx *c, int argc, char **argv, char **cause)
 {
 	long n = 10;
@@ -747,6 +774,11 @@ const ui_cmd ui_cmds[] = {
 	{ "redraw", NULL, "", 0, 0, ARG_NONE, "repaint the whole terminal", c_redraw },
 	{ "render", NULL, "", 0, 0, ARG_NONE,
 	  "in --script or -c mode, print the screen now", c_render },
+	{ "shots", NULL, "[K]", 0, 1, ARG_NONE,
+	  "K demonstrations before each of the task's prompts (0: zero-shot, the "
+	  "default), as factlens eval --shots: the decomposition, the intercept, "
+	  "path patching, :eval and :task N then use K-shot prompts; no K says the "
+	  "current number", c_shots },
 	{ "source", NULL, "FILE", 1, 1, ARG_FILE,
 	  "run the commands in FILE, one per line ('#' starts a comment)", c_source },
 	{ "subject", "s", "[WORD|#POS|auto]", 0, -1, ARG_SUBJECT,

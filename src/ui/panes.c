@@ -677,7 +677,8 @@ pane_mlp_draw(const ui_ctx *c, const ui_view *v)
 }
 
 /* The decomposition of the cursor layer's MLP over the task (decompose.h):
- * R^2 and this prompt's cosine, one coefficient per head (beta ~ -1: the
+ * the pooled form's R^2 in-sample and held out (leave-one-subject-out),
+ * this prompt's cosine, one coefficient per head (beta ~ -1: the
  * MLP erases the head, beta > 0: amplifies it), the intercept's top tokens. */
 static void
 pane_mlp_decomp(const ui_ctx *c, const ui_view *v, int y)
@@ -685,10 +686,13 @@ pane_mlp_decomp(const ui_ctx *c, const ui_view *v, int y)
 	const ui_session *s = c->s;
 	char fb[24];
 	const fl_regress *f = &s->decomp[s->layer].fit;
+	const fl_heldout *ho = &s->decomp[s->layer].heldout;
 	int H = session_heads(s), x;
 
-	view_printf(v, 1, y++, -1, UI_ROLE_DIM, "decomposition R^2 %.3f, this prompt "
-	    "cos %.3f (%s, %d prompts)", f->r2, s->recon.cos, s->task->name, f->n);
+	/* the figures first: a narrow pane cuts the names */
+	view_printf(v, 1, y++, -1, UI_ROLE_DIM, "pooled R^2 %.3f, held out %.3f, this "
+	    "prompt cos %.3f (%s, %d prompts)", f->r2, ho->r2, s->recon.cos,
+	    s->task->name, f->n);
 	x = 1 + view_put(v, 1, y, -1, UI_ROLE_DIM, "coef ");
 	for (int j = 0; j < f->J && x < v->r.w; j++) {
 		double b = f->beta[j];
