@@ -141,7 +141,7 @@ const cli_opt cmd_bench_opts[] = {
 	{ "idle", 'i', "MS", 0, CLI_GROUP_OWN,
 	  "a pause of MS milliseconds before each timed pass" },
 	{ "torch", 'T', NULL, CLI_OPT_SHORT, CLI_GROUP_OWN,
-	  "time the same work in PyTorch too (tools/torch-bench)" },
+	  "time the same work in PyTorch too (tools/torch-bench, from the source tree only), with the BLAS as Debian sets it up: not PyTorch at its best" },
 	CLI_SHARED_JSON,
 	CLI_SHARED_WEIGHTS,
 	CLI_SHARED_STRICT,
