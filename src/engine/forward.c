@@ -192,26 +192,6 @@ struct fl_run {
 	int		 row0, tc;
 };
 
-/* Hugging Face's rotary table, in its float32 steps: inv_freq[i] =
- * 1 / theta^(2i / dh), angle = pos * inv_freq[i]; one (cos, sin) per
- * position and pair i (the two halves of a head share them). */
-static void
-rope_table(float *cs, float *sn, int S, int dh, float theta)
-{
-	int half = dh / 2;
-
-	for (int i = 0; i < half; i++) {
-		float inv = (float)(1.0 / pow((double)theta, (double)(2 * i) / dh));
-
-		for (int t = 0; t < S; t++) {
-			float a = (float)t * inv;
-
-			cs[(size_t)t * half + i] = cosf(a);
-			sn[(size_t)t * half + i] = sinf(a);
-		}
-	}
-}
-
 fl_run *
 run_new(const fl_model *m, int max_rows, int max_seq)
 {
@@ -250,7 +230,7 @@ run_new(const fl_model *m, int max_rows, int max_seq)
 	if (ROPE > 0) {
 		SLICE(rope_cos, ROPE);
 		SLICE(rope_sin, ROPE);
-		rope_table(r->rope_cos, r->rope_sin, max_seq, c->d_head, c->rope_theta);
+		kern_rope_table(r->rope_cos, r->rope_sin, max_seq, c->d_head, c->rope_theta);
 	}
 #undef SLICE
 	return r;

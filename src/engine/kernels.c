@@ -238,3 +238,23 @@ kern_exp_sum(const float *x, int n, float shift)
 		sum += exp((double)x[i] - shift);
 	return sum;
 }
+
+/* Hugging Face's rotary table, in its float32 steps: inv_freq[i] =
+ * 1 / theta^(2i / dh), angle = pos * inv_freq[i]; one (cos, sin) per
+ * position and pair i (the two halves of a head share them). */
+void
+kern_rope_table(float *cs, float *sn, int S, int dh, float theta)
+{
+	int half = dh / 2;
+
+	for (int i = 0; i < half; i++) {
+		float inv = (float)(1.0 / pow((double)theta, (double)(2 * i) / dh));
+
+		for (int t = 0; t < S; t++) {
+			float a = (float)t * inv;
+
+			cs[(size_t)t * half + i] = cosf(a);
+			sn[(size_t)t * half + i] = sinf(a);
+		}
+	}
+}

@@ -50,4 +50,9 @@ void kern_softmax(float *x, int n);
  * normaliser over a vocabulary. */
 double kern_exp_sum(const float *x, int n, float shift);
 
+/* Hugging Face's rotary table for positions 0..S-1 of heads of dh: cs and
+ * sn (S, dh / 2), one (cos, sin) per position and pair i (i pairs with
+ * i + dh / 2), in its float32 steps. */
+void kern_rope_table(float *cs, float *sn, int S, int dh, float theta);
+
 #endif

@@ -1,0 +1,293 @@
+/*
+ * test_grad.c - the backward pass (engine/backward.h).
+ *
+ * - Central finite differences in double: for every hook point the
+ *   backward names, in every layer, entries spread over the activation
+ *   (the last position's among them) are moved by +-eps through a hook
+ *   edit and the pass re-run; (metric(+eps) - metric(-eps)) / 2 eps, the
+ *   metric read in double from the cache's final row, must match the
+ *   gradient to a fraction of the hook's largest gradient (float32 passes
+ *   bound how close a difference quotient can come: see FD_TOL).
+ * - PyTorch: torch.autograd's gradients at every hook of the fixture's
+ *   prompt (tools/make-grad-fixtures: grad.json and grad_*.f32), per hook,
+ *   within GRAD_TORCH_TOL of that hook's largest gradient.
+ * - Both metrics: logit(answer) - logit(distractor), and with no
+ *   distractor logit(answer) - the mean logit.
+ * - A post-LN model is refused, naming why.
+ */
+#include "autoconfig.h"
+
+#include "check.h"
+#include "fx.h"
+
+#include "engine/backward.h"
+#include "engine/pool.h"
+
+/* A difference quotient of float32 passes is good to about 1e-4 of the
+ * largest gradient at eps 1e-2 (rounding of the pass / 2 eps, plus eps^2
+ * times the third derivative); the backward itself is float32 too. */
+#define FD_EPS 3e-3
+#define FD_TOL 3e-3
+#define FD_SAMPLES 24		/* entries per hook and layer */
+#define GRAD_TORCH_TOL 1e-5
+
+static const fl_hook_point fd_points[] = {
+	HOOK_EMBED, HOOK_RESID_PRE, HOOK_LN1_SCALE, HOOK_LN1_NORMALIZED, HOOK_Q,
+	HOOK_K, HOOK_V, HOOK_ROT_Q, HOOK_ROT_K, HOOK_ATTN_SCORES, HOOK_PATTERN,
+	HOOK_Z, HOOK_ATTN_OUT, HOOK_RESID_MID, HOOK_LN2_SCALE, HOOK_LN2_NORMALIZED,
+	HOOK_MLP_PRE, HOOK_MLP_PRE_LINEAR, HOOK_MLP_POST, HOOK_MLP_OUT,
+	HOOK_RESID_POST, HOOK_LNF_SCALE, HOOK_LNF_NORMALIZED,
+};
+
+typedef struct {
+	size_t	 at;
+	float	 delta;
+} nudge;
+
+/* ReLU's kink: a difference quotient across it says nothing about the
+ * derivative on either side. The clean pass's pre-activations (L, T, F)
+ * are recorded; a nudged pass that flips the sign of one is not used. */
+typedef struct {
+	float	*pre;		/* (L, T, F) */
+	size_t	 per;		/* T F */
+	bool	 record, flipped;
+} kink_watch;
+
+static int
+kink_hook(void *ud, fl_act *a)
+{
+	kink_watch *k = ud;
+	float *p = k->pre + (size_t)a->layer * k->per;
+
+	for (size_t i = 0; i < k->per; i++)
+		if (k->record)
+			p[i] = a->data[i];
+		else if ((p[i] > 0) != (a->data[i] > 0))
+			k->flipped = true;
+	return FL_HOOK_CONTINUE;
+}
+
+static int
+nudge_hook(void *ud, fl_act *a)
+{
+	const nudge *n = ud;
+
+	a->data[n->at] += n->delta;
+	return FL_HOOK_CONTINUE;
+}
+
+/* The metric of a pass with one entry of (pt, layer) moved by delta. */
+static double
+metric_nudged(const fl_model *m, fl_run *r, fl_cache *c, const int *ids, int T,
+    const float *dir, fl_hook_point pt, int layer, size_t at, float delta,
+    kink_watch *kw)
+{
+	nudge n = { at, delta };
+	fl_hook h[2] = { { pt, layer, nudge_hook, &n },
+	    { HOOK_MLP_PRE, -1, kink_hook, kw } };
+	fl_pass p = { 0 };
+	const float *row;
+	char *cause = NULL;
+	double s = 0;
+
+	p.hooks = h;
+	p.n_hooks = kw != NULL ? 2 : 1;
+	p.cache = c;
+	p.no_logits = true;
+	if (run_forward(r, ids, &T, 1, &p, &cause) != 0) {
+		check(0, "nudged pass: %s", cause);
+		free(cause);
+		return NAN;
+	}
+	row = c->lnf + (size_t)(T - 1) * m->cfg.d_model;
+	for (int i = 0; i < m->cfg.d_model; i++)
+		s += (double)dir[i] * row[i];
+	return s;
+}
+
+static bool
+point_applies(const fl_model *m, fl_hook_point pt)
+{
+	const fl_config *c = &m->cfg;
+
+	if ((pt == HOOK_ROT_Q || pt == HOOK_ROT_K) && !c->rotary)
+		return false;
+	if (pt == HOOK_MLP_PRE_LINEAR && !c->gated_mlp)
+		return false;
+	if ((pt == HOOK_LNF_SCALE || pt == HOOK_LNF_NORMALIZED) && !c->final_ln)
+		return false;
+	return true;
+}
+
+static bool
+point_in_block(fl_hook_point pt)
+{
+	return pt != HOOK_EMBED && pt != HOOK_POS_EMBED && pt != HOOK_LNF_SCALE &&
+	    pt != HOOK_LNF_NORMALIZED;
+}
+
+/* Every hook against finite differences, for one metric. */
+static void
+check_fd(const char *fx, int distractor_rank)
+{
+	fl_model *m = fx_model(fx);
+	int T, *ids = fx_ref_ids(fx, &T), L, answer, distractor = -1;
+	fl_run *r;
+	fl_cache *c, *work;
+	fl_grad *g;
+	float *dir;
+	char *cause = NULL;
+	double worst = 0;
+	const char *worst_name = "";
+	char name[64];
+	kink_watch kink = { 0 }, *kw = NULL;
+	int n_used = 0, n_kinked = 0;
+
+	if (m == NULL || ids == NULL)
+		goto out_early;
+	L = m->cfg.n_layer;
+	r = run_new(m, T, T);
+	c = fx_cache(m, r, ids, T);
+	work = cache_new(m, T, 0);
+	/* The answer: the model's own top token; the distractor its
+	 * distractor_rank-th (0: none, the mean logit). */
+	{
+		const float *lg = c->logits;
+		int best = 0, second = -1;
+
+		for (int v = 1; v < m->cfg.n_vocab; v++)
+			if (lg[v] > lg[best])
+				best = v;
+		for (int v = 0; v < m->cfg.n_vocab; v++)
+			if (v != best && (second < 0 || lg[v] > lg[second]))
+				second = v;
+		answer = best;
+		if (distractor_rank > 0)
+			distractor = second;
+	}
+	dir = xmalloc((size_t)m->cfg.d_model * sizeof *dir);
+	g = grad_new(m, T, &cause);
+	if (g == NULL || grad_metric_dir(m, answer, distractor, dir, &cause) != 0 ||
+	    grad_backward(g, m, c, dir, &cause) != 0) {
+		check(0, "%s: backward: %s", fx, cause);
+		free(cause);
+		goto out;
+	}
+	if (m->cfg.act == FL_ACT_RELU) {
+		kink.per = (size_t)T * m->cfg.d_mlp;
+		kink.pre = xmalloc((size_t)L * kink.per * sizeof *kink.pre);
+		kink.record = true;
+		kw = &kink;
+		metric_nudged(m, r, work, ids, T, dir, HOOK_EMBED, -1, 0, 0, kw);
+		kink.record = false;
+	}
+	for (size_t pi = 0; pi < sizeof fd_points / sizeof fd_points[0]; pi++) {
+		fl_hook_point pt = fd_points[pi];
+		int l0 = point_in_block(pt) ? 0 : -1, l1 = point_in_block(pt) ? L : 0;
+
+		if (!point_applies(m, pt))
+			continue;
+		for (int l = l0; l < l1; l++) {
+			int ndim, sh[3];
+			const float *gr = grad_at(g, pt, l, &ndim, sh);
+			size_t n = 1, step;
+			double maxg = 0, maxd = 0, got_at = 0, want_at = 0;
+
+			hook_point_name(pt, l, name, sizeof name);
+			if (gr == NULL) {
+				check(0, "%s: %s has a gradient", fx, name);
+				continue;
+			}
+			for (int d = 0; d < ndim; d++)
+				n *= (size_t)sh[d];
+			for (size_t i = 0; i < n; i++)
+				if (fabs(gr[i]) > maxg)
+					maxg = fabs(gr[i]);
+			/* Spread over the tensor, ending on its last entry (the last
+			 * position's last element). */
+			step = n / FD_SAMPLES > 0 ? n / FD_SAMPLES : 1;
+			for (size_t i = n - 1;; i -= step) {
+				double hi, lo, fd, d;
+
+				kink.flipped = false;
+				hi = metric_nudged(m, r, work, ids, T, dir, pt, l, i,
+				    (float)FD_EPS, kw);
+				lo = metric_nudged(m, r, work, ids, T, dir, pt, l, i,
+				    (float)-FD_EPS, kw);
+				fd = (hi - lo) / (2 * FD_EPS);
+				d = fabs(fd - gr[i]);
+				if (kink.flipped) {
+					n_kinked++;
+					d = 0;
+				} else
+					n_used++;
+				if (!(d <= maxd)) {
+					maxd = d;
+					got_at = gr[i];
+					want_at = fd;
+				}
+				if (i < step)
+					break;
+			}
+			maxd = maxg > 0 ? maxd / maxg : maxd;
+			if (maxd > worst || isnan(maxd)) {
+				worst = maxd;
+				worst_name = name;
+			}
+			if (!(maxd <= FD_TOL))
+				check(0, "%s: %s vs finite differences: %.3g of the largest "
+				    "gradient %.3g (got %.7g, want %.7g)", fx, name, maxd, maxg,
+				    got_at, want_at);
+		}
+	}
+	check(worst <= FD_TOL && n_used > n_kinked, "%s: every hook's gradient (%s) "
+	    "matches central differences at %d entries: worst %.2g of the hook's "
+	    "largest (tolerance %.0e; %d entries whose nudge flips a ReLU not used)",
+	    fx, distractor < 0 ? "answer - mean logit" : "answer - distractor",
+	    n_used, worst, FD_TOL, n_kinked);
+	(void)worst_name;
+out:
+	free(kink.pre);
+	free(dir);
+	grad_free(g);
+	cache_free(work);
+	cache_free(c);
+	run_free(r);
+out_early:
+	free(ids);
+	model_free(m);
+}
+
+static void
+check_post_ln_refused(void)
+{
+	fl_model *m = fx_model("opt350-f32");
+	char *cause = NULL;
+	fl_grad *g;
+
+	if (m == NULL)
+		return;
+	g = grad_new(m, 4, &cause);
+	check(g == NULL && cause != NULL && strstr(cause, "post-LN") != NULL,
+	    "opt350-f32: the backward refuses post-LN blocks (%s)",
+	    cause ? cause : "accepted");
+	free(cause);
+	grad_free(g);
+	model_free(m);
+}
+
+int
+main(void)
+{
+	static const char *fxs[] = { "gpt2-f32", "gpt2-prefixed", "gpt2-1layer",
+	    "opt-f32", "llama-f32", "llama-bf16" };
+
+	kern_set_threads(1);
+	for (size_t i = 0; i < sizeof fxs / sizeof fxs[0]; i++) {
+		check_fd(fxs[i], 1);
+		if (i == 0)
+			check_fd(fxs[i], 0);
+	}
+	check_post_ln_refused();
+	return check_done();
+}
