@@ -258,6 +258,104 @@ out_early:
 	model_free(m);
 }
 
+/* Every hook of grad.json against torch.autograd's gradient. */
+static void
+check_torch(const char *fx)
+{
+	fl_model *m = fx_model(fx);
+	int T, *ids = fx_ref_ids(fx, &T);
+	char *dir_path = fl_path_join(fx_root(), fx);
+	char *path = fl_path_join(dir_path, "grad.json");
+	char *text = fl_read_file(path, NULL, 0, NULL);
+	cJSON *doc = text != NULL ? cJSON_Parse(text) : NULL, *e;
+	size_t n_all = 0;
+	float *all = NULL, *dir = NULL;
+	fl_run *r = NULL;
+	fl_cache *c = NULL;
+	fl_grad *g = NULL;
+	char *cause = NULL;
+	double worst = 0;
+	char worst_name[64] = "";
+	int n_hooks = 0;
+
+	if (m == NULL || ids == NULL || doc == NULL) {
+		check(0, "%s: grad.json is readable (tools/make-grad-fixtures)", fx);
+		goto out;
+	}
+	all = fx_read_f32(fx, "grad.f32", &n_all);
+	r = run_new(m, T, T);
+	c = fx_cache(m, r, ids, T);
+	dir = xmalloc((size_t)m->cfg.d_model * sizeof *dir);
+	g = grad_new(m, T, &cause);
+	if (all == NULL || g == NULL || grad_metric_dir(m,
+	    cJSON_GetObjectItem(doc, "answer")->valueint,
+	    cJSON_GetObjectItem(doc, "distractor")->valueint, dir, &cause) != 0 ||
+	    grad_backward(g, m, c, dir, &cause) != 0) {
+		check(0, "%s: backward: %s", fx, cause ? cause : "no grad.f32");
+		free(cause);
+		goto out;
+	}
+	cJSON_ArrayForEach(e, cJSON_GetObjectItem(doc, "outputs")) {
+		fl_hook_point pt;
+		int layer, ndim, sh[3];
+		const float *got;
+		size_t off = (size_t)cJSON_GetObjectItem(e, "offset")->valuedouble, n = 1;
+		const cJSON *shape = cJSON_GetObjectItem(e, "shape"), *d;
+		double maxw = 0, maxd = 0;
+		int k = 0;
+		bool same = true;
+
+		if (hook_point_parse(e->string, &pt, &layer) != 0 ||
+		    (got = grad_at(g, pt, layer, &ndim, sh)) == NULL) {
+			check(0, "%s: %s has a gradient", fx, e->string);
+			continue;
+		}
+		cJSON_ArrayForEach(d, shape) {
+			same = same && k < ndim && sh[k] == d->valueint;
+			n *= (size_t)d->valueint;
+			k++;
+		}
+		if (!same || k != ndim || off + n > n_all) {
+			check(0, "%s: %s: the gradient's shape is the fixture's", fx,
+			    e->string);
+			continue;
+		}
+		for (size_t i = 0; i < n; i++)
+			if (fabs(all[off + i]) > maxw)
+				maxw = fabs(all[off + i]);
+		for (size_t i = 0; i < n; i++) {
+			double diff = fabs((double)got[i] - all[off + i]);
+
+			if (!(diff <= maxd))
+				maxd = diff;
+		}
+		maxd = maxw > 0 ? maxd / maxw : maxd;
+		n_hooks++;
+		if (!(maxd <= worst)) {
+			worst = maxd;
+			snprintf(worst_name, sizeof worst_name, "%s", e->string);
+		}
+		if (!(maxd <= GRAD_TORCH_TOL))
+			check(0, "%s: %s vs torch.autograd: maxdiff %.3g of the largest "
+			    "gradient %.3g", fx, e->string, maxd, maxw);
+	}
+	check(n_hooks > 0 && worst <= GRAD_TORCH_TOL, "%s: %d hooks' gradients match "
+	    "torch.autograd's: worst maxdiff %.2g of the hook's largest (%s; "
+	    "tolerance %.0e)", fx, n_hooks, worst, worst_name, GRAD_TORCH_TOL);
+out:
+	grad_free(g);
+	free(dir);
+	cache_free(c);
+	run_free(r);
+	free(all);
+	cJSON_Delete(doc);
+	free(text);
+	free(path);
+	free(dir_path);
+	free(ids);
+	model_free(m);
+}
+
 static void
 check_post_ln_refused(void)
 {
@@ -288,6 +386,9 @@ main(void)
 		if (i == 0)
 			check_fd(fxs[i], 0);
 	}
+	check_torch("gpt2-f32");
+	check_torch("opt-f32");
+	check_torch("llama-f32");
 	check_post_ln_refused();
 	return check_done();
 }

@@ -709,11 +709,14 @@ class Model:
 
     def _gpt2(self, ids, T, final_mask, result_layers, c):
         w, D, dh, eps = self.w, self.d_model, self.d_head, self.eps
-        x = w["wte.weight"][ids] + w["wpe.weight"][:T]
+        c["hook_embed"] = w["wte.weight"][ids]
+        c["hook_pos_embed"] = w["wpe.weight"][:T]
+        x = c["hook_embed"] + c["hook_pos_embed"]
         for l in range(self.n_layer):
             p = "h.%d." % l
             c["blocks.%d.hook_resid_pre" % l] = x
             h = layer_norm(x, w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps)
+            c["blocks.%d.ln1.hook_normalized" % l] = h
             qkv = h @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]
             q, k, v = (self._heads(t) for t in qkv.split(D, dim=-1))
             q, k, v = self._qkv(c, l, q, k, v)
@@ -733,7 +736,10 @@ class Model:
             x = x + attn_out
             c["blocks.%d.hook_resid_mid" % l] = x
             h = layer_norm(x, w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)
-            h = gelu_new(h @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"])
+            c["blocks.%d.ln2.hook_normalized" % l] = h
+            pre = h @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"]
+            h = gelu_new(pre)
+            c["blocks.%d.mlp.hook_pre" % l], c["blocks.%d.mlp.hook_post" % l] = pre, h
             mlp_out = h @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
             c["blocks.%d.hook_mlp_out" % l] = mlp_out
             x = x + mlp_out
@@ -790,7 +796,8 @@ class Model:
                 x = ln(p + "self_attn_layer_norm", x, b + "ln1")
             c[b + "hook_resid_mid"] = x
             h = ln(p + "final_layer_norm", x, b + "ln2") if pre else x
-            h = torch.relu(lin(h, w[p + "fc1.weight"], w[p + "fc1.bias"]))
+            c[b + "mlp.hook_pre"] = lin(h, w[p + "fc1.weight"], w[p + "fc1.bias"])
+            h = c[b + "mlp.hook_post"] = torch.relu(c[b + "mlp.hook_pre"])
             mlp_out = lin(h, w[p + "fc2.weight"], w[p + "fc2.bias"])
             c[b + "hook_mlp_out"] = mlp_out
             x = x + mlp_out
