@@ -142,6 +142,30 @@ check "heads: effect = 100 (patched - clean) / clean" "$tmp/heads.json" \
 check "heads: no path from layer 1 to resid_pre 1: effect 0" "$tmp/heads1.json" \
 	'j.effect[1].every(e => e === 0) && j.effect[0].some(e => e !== 0)'
 
+# ---- atp --------------------------------------------------------------
+if "$fl" atp --model "$model" --prompt "The capital of France is" \
+	--corrupt "The capital of Japan is" --answer Paris --distractor Tokyo \
+	--neurons 1 --top 3 --json >"$tmp/atp.json"; then
+	ok "atp --json with --distractor --neurons --top"
+else
+	bad "atp --json exits 0"
+fi
+check "atp: heads are layers x heads, positions under each, exact for the top 3" \
+	"$tmp/atp.json" \
+	'j.heads.length === 2 && j.heads[0].length === 4 && j.heads_by_position[1][3].length === j.tokens && j.top.length === 3 && j.top.every(e => typeof e.exact === "number" && Math.abs(e.estimate - j.heads[e.layer][e.head]) < 1e-9) && j.exact.flat().filter(x => x !== null).length === 3'
+check "atp: the per-position terms sum to each head's estimate" "$tmp/atp.json" \
+	'j.heads.every((r, l) => r.every((v, h) => Math.abs(j.heads_by_position[l][h].reduce((a, b) => a + b, 0) - v) < 1e-6))'
+check "atp: neurons of layer 1, the metric and both runs' values" "$tmp/atp.json" \
+	'j.neurons.layer === 1 && j.neurons.estimate.length === 256 && j.neurons.top.length === 3 && j.distractor.token === " Tokyo".slice(0, j.distractor.token.length) && typeof j.clean === "number" && typeof j.corrupted === "number"'
+if "$fl" atp --model "$model" --prompt "The capital of France is" \
+	--corrupt "The capital of Japan is" --answer Paris >"$tmp/atp.txt" &&
+	grep -q "logit(.*) - mean logit at the last position" "$tmp/atp.txt" &&
+	grep -q "strongest heads, with the exact patch" "$tmp/atp.txt"; then
+	ok "atp without --distractor: logit(answer) - mean logit, the top heads' exact patches"
+else
+	bad "atp text output: $(head -5 "$tmp/atp.txt")"
+fi
+
 # ---- decompose --------------------------------------------------------
 "$fl" decompose --model "$model" --task "$task" --layer 0 --prompt "So Japan is:" \
 	--json >"$tmp/dec.json" || bad "decompose --json exits 0"

@@ -14,12 +14,18 @@
  * - Both metrics: logit(answer) - logit(distractor), and with no
  *   distractor logit(answer) - the mean logit.
  * - A post-LN model is refused, naming why.
+ * - Attribution patching (analysis/atp.h): each head's estimate is the
+ *   derivative of M along the patch, z_clean + a (z_corrupt - z_clean) at
+ *   every position, at a = 0 (central differences in a); the exact patch is
+ *   that path's value at a = 1; a corrupted prompt equal to the clean one
+ *   estimates and patches 0 everywhere.
  */
 #include "autoconfig.h"
 
 #include "check.h"
 #include "fx.h"
 
+#include "analysis/atp.h"
 #include "engine/backward.h"
 #include "engine/pool.h"
 
@@ -356,6 +362,118 @@ out:
 	model_free(m);
 }
 
+/* Head h's z at every position moved to z_clean + a (z_corrupt - z_clean). */
+typedef struct {
+	const float	*z0, *z1;	/* (T, D) the layer's clean and corrupted z */
+	int		 col, dh, D;
+	double		 a;
+} along;
+
+static int
+along_hook(void *ud, fl_act *act)
+{
+	const along *p = ud;
+
+	for (int t = 0; t < act->shape[0]; t++)
+		for (int d = 0; d < p->dh; d++) {
+			size_t i = (size_t)t * p->D + p->col + d;
+
+			act->data[i] = (float)(p->z0[i] + p->a * ((double)p->z1[i] - p->z0[i]));
+		}
+	return FL_HOOK_CONTINUE;
+}
+
+static double
+metric_along(fl_atp *res, along *al, int layer, double a)
+{
+	fl_hook h = { HOOK_Z, layer, along_hook, al };
+	fl_pass p = { 0 };
+	const float *lg = res->logits;
+	int T = res->n_tok;
+	char *cause = NULL;
+
+	al->a = a;
+	p.hooks = &h;
+	p.n_hooks = 1;
+	p.logits = res->logits;
+	if (run_forward(res->run, res->ids, &T, 1, &p, &cause) != 0) {
+		check(0, "pass along the patch: %s", cause);
+		free(cause);
+		return NAN;
+	}
+	return (double)lg[res->o.answer] - lg[res->o.distractor];
+}
+
+static void
+check_atp(const char *fx)
+{
+	fl_model *m = fx_model(fx);
+	int T, *ids = fx_ref_ids(fx, &T), L, H, D, dh;
+	int *other;
+	fl_atp res = { 0 }, same = { 0 };
+	fl_atp_opts o = { 0, 0, 1 };
+	char *cause = NULL;
+	double worst_est = 0, worst_exact = 0, maxe = 0, zero = 0;
+
+	if (m == NULL || ids == NULL)
+		goto out_early;
+	L = m->cfg.n_layer;
+	H = m->cfg.n_head;
+	D = m->cfg.d_model;
+	dh = m->cfg.d_head;
+	/* The corrupted prompt: the same but for two tokens in the middle. */
+	other = xmalloc((size_t)T * sizeof *other);
+	memcpy(other, ids, (size_t)T * sizeof *ids);
+	other[T / 2] = (other[T / 2] + 7) % m->cfg.n_vocab;
+	other[T / 2 + 1] = (other[T / 2 + 1] + 11) % m->cfg.n_vocab;
+	o.answer = 3;
+	o.distractor = 5;
+	if (atp_estimate(&res, m, ids, other, T, &o, &cause) != 0 ||
+	    atp_estimate(&same, m, ids, ids, T, &o, &cause) != 0) {
+		check(0, "%s: atp: %s", fx, cause);
+		free(cause);
+		goto out;
+	}
+	for (int i = 0; i < L * H; i++)
+		if (fabs(res.heads[i]) > maxe)
+			maxe = fabs(res.heads[i]);
+	for (int l = 0; l < L; l++)
+		for (int h = 0; h < H; h++) {
+			along al = { res.c_clean->z + (size_t)l * T * D,
+			    res.c_corrupt->z + (size_t)l * T * D, h * dh, dh, D, 0 };
+			double hi = metric_along(&res, &al, l, FD_EPS);
+			double lo = metric_along(&res, &al, l, -FD_EPS);
+			double at1 = metric_along(&res, &al, l, 1), ex, ex0;
+
+			if (fabs((hi - lo) / (2 * FD_EPS) - res.heads[l * H + h]) > worst_est)
+				worst_est = fabs((hi - lo) / (2 * FD_EPS) - res.heads[l * H + h]);
+			if (atp_exact_head(&res, l, h, &ex, &cause) != 0 ||
+			    atp_exact_head(&same, l, h, &ex0, &cause) != 0) {
+				check(0, "%s: exact patch: %s", fx, cause);
+				free(cause);
+				goto out;
+			}
+			if (fabs(ex - (at1 - res.clean)) > worst_exact)
+				worst_exact = fabs(ex - (at1 - res.clean));
+			zero = fmax(zero, fmax(fabs(ex0), fabs(same.heads[l * H + h])));
+		}
+	check(maxe > 1e-3 && worst_est <= FD_TOL * maxe, "%s: every head's AtP estimate "
+	    "is the derivative along its patch: worst difference %.2g, largest estimate "
+	    "%.3g (tolerance %.0e of it)", fx,
+	    worst_est, maxe, FD_TOL);
+	check(worst_exact <= 1e-5, "%s: the exact patch is the patched pass's metric "
+	    "change: worst %.2g", fx, worst_exact);
+	check(zero == 0, "%s: a corrupted prompt equal to the clean one estimates and "
+	    "patches 0 (largest %.2g)", fx, zero);
+out:
+	free(other);
+	atp_clear(&res);
+	atp_clear(&same);
+out_early:
+	free(ids);
+	model_free(m);
+}
+
 static void
 check_post_ln_refused(void)
 {
@@ -389,6 +507,8 @@ main(void)
 	check_torch("gpt2-f32");
 	check_torch("opt-f32");
 	check_torch("llama-f32");
+	check_atp("gpt2-f32");
+	check_atp("llama-f32");
 	check_post_ln_refused();
 	return check_done();
 }

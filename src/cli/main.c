@@ -17,6 +17,7 @@ const cli_command cli_commands[] = {
 	{ "run", cmd_run, cmd_run_opts, false },
 	{ "eval", cmd_eval, cmd_eval_opts, false },
 	{ "heads", cmd_heads, cmd_heads_opts, false },
+	{ "atp", cmd_atp, cmd_atp_opts, false },
 	{ "decompose", cmd_decompose, cmd_decompose_opts, false },
 	{ "bench", cmd_bench, cmd_bench_opts, false },
 };

@@ -1,0 +1,202 @@
+/* atp.c - attribution patching; see atp.h. */
+#include "autoconfig.h"
+
+#include "atp.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+
+/* M of a logits row (V). */
+static double
+atp_metric(const fl_atp_opts *o, const float *logits, int V)
+{
+	double mean = 0;
+
+	if (o->distractor >= 0)
+		return (double)logits[o->answer] - logits[o->distractor];
+	for (int v = 0; v < V; v++)
+		mean += logits[v];
+	return logits[o->answer] - mean / V;
+}
+
+static int
+atp_pass(fl_atp *res, const int *ids, fl_cache *c, const fl_hook *hooks,
+    int n_hooks, int start_layer, double *metric, char **cause)
+{
+	fl_pass p = { 0 };
+	int T = res->n_tok;
+
+	p.hooks = hooks;
+	p.n_hooks = n_hooks;
+	p.cache = c;
+	p.logits = res->logits;
+	if (start_layer > 0) {
+		p.start_layer = start_layer;
+		p.resume = res->c_clean->resid_pre + (size_t)start_layer * T *
+		    res->c_clean->d_model;
+	}
+	if (run_forward(res->run, ids, &T, 1, &p, cause) != 0)
+		return -1;
+	*metric = atp_metric(&res->o, res->logits, res->m->cfg.n_vocab);
+	return 0;
+}
+
+int
+atp_estimate(fl_atp *res, const fl_model *m, const int *clean, const int *corrupt,
+    int T, const fl_atp_opts *o, char **cause)
+{
+	const fl_config *c = &m->cfg;
+	int L = c->n_layer, H = c->n_head, D = c->d_model, F = c->d_mlp;
+	int dh = c->d_head, flags = o->neuron_layer >= 0 ? FL_CACHE_MLP_POST : 0;
+	fl_grad *g = NULL;
+	float *dir = NULL;
+	int rc = -1;
+
+	memset(res, 0, sizeof *res);
+	res->n_layer = L;
+	res->n_head = H;
+	res->n_tok = T;
+	res->d_mlp = F;
+	res->o = *o;
+	res->m = m;
+	if (o->neuron_layer >= L)
+		return fl_error(cause, "neurons of layer %d: the model has layers 0 "
+		    "to %d", o->neuron_layer, L - 1);
+	if ((g = grad_new(m, T, cause)) == NULL)
+		return -1;
+	dir = xmalloc((size_t)D * sizeof *dir);
+	if (grad_metric_dir(m, o->answer, o->distractor, dir, cause) != 0)
+		goto out;
+	res->ids = xmalloc((size_t)T * sizeof *res->ids);
+	memcpy(res->ids, clean, (size_t)T * sizeof *clean);
+	res->run = run_new(m, T, T);
+	res->c_clean = cache_new(m, T, flags);
+	res->c_corrupt = cache_new(m, T, flags);
+	res->logits = xmalloc((size_t)c->n_vocab * sizeof *res->logits);
+	if (atp_pass(res, corrupt, res->c_corrupt, NULL, 0, 0, &res->corrupt,
+	    cause) != 0 ||
+	    atp_pass(res, clean, res->c_clean, NULL, 0, 0, &res->clean, cause) != 0 ||
+	    grad_backward(g, m, res->c_clean, dir, cause) != 0)
+		goto out;
+
+	res->heads = xcalloc((size_t)L * H, sizeof *res->heads);
+	res->heads_pos = xcalloc((size_t)L * H * T, sizeof *res->heads_pos);
+	for (int l = 0; l < L; l++) {
+		size_t at = (size_t)l * T * D;
+		const float *z0 = res->c_clean->z + at, *z1 = res->c_corrupt->z + at;
+		const float *gz = g->z + at;
+
+		for (int t = 0; t < T; t++)
+			for (int h = 0; h < H; h++) {
+				size_t i0 = (size_t)t * D + (size_t)h * dh;
+				double s = 0;
+
+				for (int d = 0; d < dh; d++)
+					s += ((double)z1[i0 + d] - z0[i0 + d]) * gz[i0 + d];
+				res->heads_pos[((size_t)l * H + h) * T + t] = s;
+				res->heads[(size_t)l * H + h] += s;
+			}
+	}
+	if (o->neuron_layer >= 0) {
+		size_t at = (size_t)o->neuron_layer * T * F;
+		const float *p0 = res->c_clean->mlp_post + at;
+		const float *p1 = res->c_corrupt->mlp_post + at, *gp = g->mlp_post + at;
+
+		res->neurons = xcalloc((size_t)F, sizeof *res->neurons);
+		for (int t = 0; t < T; t++)
+			for (int i = 0; i < F; i++) {
+				size_t k = (size_t)t * F + i;
+
+				res->neurons[i] += ((double)p1[k] - p0[k]) * gp[k];
+			}
+	}
+	rc = 0;
+out:
+	free(dir);
+	grad_free(g);
+	return rc;
+}
+
+/* Copies columns [col, col + w) of every row from the corrupted run's
+ * activation (rows of ld floats): install at the patched point and layer. */
+typedef struct {
+	const float	*src;		/* (T, ld) */
+	int		 ld, col, w;
+} atp_cols;
+
+static int
+atp_cols_hook(void *ud, fl_act *a)
+{
+	const atp_cols *p = ud;
+
+	for (int t = 0; t < a->shape[0]; t++)
+		memcpy(a->data + (size_t)t * p->ld + p->col, p->src + (size_t)t * p->ld +
+		    p->col, (size_t)p->w * sizeof(float));
+	return FL_HOOK_CONTINUE;
+}
+
+int
+atp_exact_head(fl_atp *res, int layer, int head, double *delta, char **cause)
+{
+	int D = res->m->cfg.d_model, dh = res->m->cfg.d_head, T = res->n_tok;
+	atp_cols pc = { res->c_corrupt->z + (size_t)layer * T * D, D, head * dh, dh };
+	fl_hook hook = { HOOK_Z, layer, atp_cols_hook, &pc };
+	double mp;
+
+	if (layer < 0 || layer >= res->n_layer || head < 0 || head >= res->n_head)
+		return fl_error(cause, "head %d.%d: the model has layers 0 to %d and "
+		    "heads 0 to %d", layer, head, res->n_layer - 1, res->n_head - 1);
+	if (atp_pass(res, res->ids, NULL, &hook, 1, layer, &mp, cause) != 0)
+		return -1;
+	*delta = mp - res->clean;
+	return 0;
+}
+
+int
+atp_exact_neuron(fl_atp *res, int neuron, double *delta, char **cause)
+{
+	int F = res->d_mlp, T = res->n_tok, l = res->o.neuron_layer;
+	atp_cols pc = { NULL, F, neuron, 1 };
+	fl_hook hook = { HOOK_MLP_POST, l, atp_cols_hook, &pc };
+	double mp;
+
+	if (l < 0 || res->c_corrupt->mlp_post == NULL || neuron < 0 || neuron >= F)
+		return fl_error(cause, "neuron %d: no neuron layer was estimated, or "
+		    "the layer has neurons 0 to %d", neuron, F - 1);
+	pc.src = res->c_corrupt->mlp_post + (size_t)l * T * F;
+	if (atp_pass(res, res->ids, NULL, &hook, 1, l, &mp, cause) != 0)
+		return -1;
+	*delta = mp - res->clean;
+	return 0;
+}
+
+bool
+atp_disagree(double est, double exact)
+{
+	double a = fabs(est), b = fabs(exact);
+
+	if (a < 1e-9 && b < 1e-9)
+		return false;
+	if ((est < 0) != (exact < 0))
+		return true;
+	return a > 2 * b || b > 2 * a;
+}
+
+void
+atp_clear(fl_atp *res)
+{
+	if (res == NULL)
+		return;
+	free(res->heads);
+	free(res->heads_pos);
+	free(res->neurons);
+	free(res->ids);
+	free(res->logits);
+	run_free(res->run);
+	cache_free(res->c_clean);
+	cache_free(res->c_corrupt);
+	memset(res, 0, sizeof *res);
+}

@@ -1,0 +1,72 @@
+/*
+ * atp.h - attribution patching (Nanda 2023; AtP, Kramar et al. 2024): the
+ * effect of patching every head (and every neuron of one layer) from a
+ * corrupted prompt into a clean one, estimated at once from two forward
+ * passes and one backward pass (engine/backward.h), with the exact patch of
+ * any one of them beside it.
+ *
+ * The metric is read at the last position of the clean prompt:
+ *     M = logit(answer) - logit(distractor)
+ * or, without a distractor, logit(answer) - the mean logit over the
+ * vocabulary. The estimate for head (l, h) is the first-order change of M
+ * when that head's z (blocks.l.attn.hook_z) at every position is replaced by
+ * the corrupted run's:
+ *     atp(l, h) = sum over positions t of (z_corrupt - z_clean)[t, h] .
+ *                 dM / dz[t, h]   (the gradient on the clean run)
+ * and for neuron i of layer l the same with blocks.l.mlp.hook_post[t, i].
+ * The exact patch is one pass over the clean prompt with that head's z (or
+ * that neuron's activation) at every position taken from the corrupted run:
+ * M_patched - M_clean. The two prompts must have the same number of tokens
+ * (positions are paired). Where the estimate and the exact patch differ by
+ * more than 2x (or in sign), the first-order estimate is not to be trusted
+ * there: typically a saturated attention softmax (AtP*'s warning).
+ *
+ * Architectures: those the backward supports (pre-LN: GPT-2, OPT, Llama).
+ */
+#ifndef FL_ANALYSIS_ATP_H
+#define FL_ANALYSIS_ATP_H
+
+#include <stdbool.h>
+
+#include "engine/backward.h"
+
+typedef struct {
+	int	 answer;	/* token id */
+	int	 distractor;	/* token id, or < 0: the mean logit */
+	int	 neuron_layer;	/* the layer whose neurons to estimate, or < 0 */
+} fl_atp_opts;
+
+typedef struct {
+	int		 n_layer, n_head, n_tok, d_mlp;
+	fl_atp_opts	 o;
+	double		 clean;		/* M on the clean prompt */
+	double		 corrupt;	/* M on the corrupted prompt */
+	double		*heads;		/* (L, H) estimates */
+	double		*heads_pos;	/* (L, H, T) the estimates' terms per position */
+	double		*neurons;	/* (F) estimates for o.neuron_layer, or NULL */
+	/* What the exact patches run from (owned). */
+	const fl_model	*m;
+	int		*ids;		/* (T) the clean prompt */
+	fl_run		*run;
+	fl_cache	*c_clean, *c_corrupt;
+	float		*logits;	/* (V) */
+} fl_atp;
+
+/* The estimates for two prompts of T tokens each. 0, or -1 with *cause (a
+ * token out of range, a post-LN model, a neuron layer out of range).
+ * Free with atp_clear, on failure too. */
+int atp_estimate(fl_atp *res, const fl_model *m, const int *clean,
+    const int *corrupt, int T, const fl_atp_opts *o, char **cause);
+
+/* The exact patch of head (layer, head), or of neuron i of o.neuron_layer:
+ * M_patched - M_clean into *delta. 0, or -1 with *cause. */
+int atp_exact_head(fl_atp *res, int layer, int head, double *delta, char **cause);
+int atp_exact_neuron(fl_atp *res, int neuron, double *delta, char **cause);
+
+/* Whether an estimate and its exact patch disagree by more than 2x: in
+ * sign, or one over twice the other in magnitude. */
+bool atp_disagree(double estimate, double exact);
+
+void atp_clear(fl_atp *res);
+
+#endif

@@ -1,0 +1,380 @@
+/* cmd_atp.c - factlens atp: attribution patching of every head (and of one
+ * layer's neurons) from a corrupted prompt into a clean one, with the exact
+ * patch beside the strongest estimates (atp.h). */
+#include "autoconfig.h"
+
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analysis/atp.h"
+#include "analysis/report.h"
+#include "cli.h"
+#include "engine/pool.h"
+
+typedef struct {
+	const char	*dir;
+	const char	*prompt;
+	const char	*corrupt;
+	const char	*answer;
+	const char	*distractor;
+	int		 neurons;	/* --neurons L, or -1 */
+	int		 top;
+	int		 threads;
+	bool		 json;
+} atp_args;
+
+const cli_opt cmd_atp_opts[] = {
+	CLI_SHARED_MODEL,
+	{ "prompt", 'p', "CLEAN", CLI_OPT_SHORT | CLI_OPT_REQUIRED, CLI_GROUP_OWN,
+	  "the clean prompt, where the metric is read (at its last position)" },
+	{ "corrupt", 'c', "CORRUPT", CLI_OPT_SHORT | CLI_OPT_REQUIRED, CLI_GROUP_OWN,
+	  "the corrupted prompt the activations are patched from; as many tokens "
+	  "as the clean one" },
+	{ "answer", 'a', "A", CLI_OPT_SHORT | CLI_OPT_REQUIRED, CLI_GROUP_OWN,
+	  "the clean prompt's answer, scored on its first token" },
+	{ "distractor", 'd', "D", CLI_OPT_SHORT, CLI_GROUP_OWN,
+	  "metric logit(answer) - logit(D), typically the corrupted prompt's "
+	  "answer (default: logit(answer) - the mean logit)" },
+	{ "neurons", 'n', "L", CLI_OPT_SHORT, CLI_GROUP_OWN,
+	  "also estimate every MLP neuron of layer L (mlp.hook_post)" },
+	{ "top", 'k', "K", CLI_OPT_SHORT, CLI_GROUP_OWN,
+	  "how many of the strongest estimates to list, each with its exact patch "
+	  "(one pass each; default 10, 0: estimates only)" },
+	CLI_SHARED_JSON,
+	CLI_SHARED_THREADS,
+	CLI_SHARED_WEIGHTS,
+	CLI_SHARED_STRICT,
+	CLI_OPT_END
+};
+
+static int
+atp_parse(atp_args *a, int argc, char **argv)
+{
+	cli_shared sh = { .dir = &a->dir, .threads = &a->threads, .json = &a->json };
+	int c;
+
+	memset(a, 0, sizeof *a);
+	a->neurons = -1;
+	a->top = 10;
+	optind = 1;
+	while ((c = cli_getopt(argc, argv, cmd_atp_opts, &sh)) != -1) {
+		switch (c) {
+		case 'p': a->prompt = optarg; break;
+		case 'c': a->corrupt = optarg; break;
+		case 'a': a->answer = optarg; break;
+		case 'd': a->distractor = optarg; break;
+		case 'n':
+			if (cli_int("--neurons", optarg, 0, 4095, &a->neurons))
+				return 2;
+			break;
+		case 'k':
+			if (cli_int("--top", optarg, 0, 1 << 20, &a->top))
+				return 2;
+			break;
+		case CLI_GETOPT_BAD:
+			return 2;
+		default:
+			return cli_fail(2, "%s", cli_usage("atp"));
+		}
+	}
+	if (optind < argc)
+		return cli_fail(2, "atp: unexpected argument '%s'\n%s", argv[optind],
+		    cli_usage("atp"));
+	if (a->prompt == NULL || a->corrupt == NULL || a->answer == NULL)
+		return cli_fail(2, "atp: --prompt, --corrupt and --answer are required\n%s",
+		    cli_usage("atp"));
+	if (a->answer[strspn(a->answer, " \t\n")] == '\0')
+		return cli_fail(2, "atp: --answer is empty; give the answer's text");
+	if (a->distractor != NULL && a->distractor[strspn(a->distractor, " \t\n")] == '\0')
+		return cli_fail(2, "atp: --distractor is empty; give its text, or leave "
+		    "it out for the mean logit");
+	if (a->dir == NULL)
+		a->dir = fl_default_model();
+	return 0;
+}
+
+/* Indices 0..n-1 ordered by |v|, largest first. */
+static const double *sort_v;
+
+static int
+cmp_abs(const void *x, const void *y)
+{
+	double a = fabs(sort_v[*(const int *)x]), b = fabs(sort_v[*(const int *)y]);
+
+	return a > b ? -1 : a < b;
+}
+
+static int *
+order_by_abs(const double *v, int n)
+{
+	int *o = xmalloc((size_t)n * sizeof *o);
+
+	for (int i = 0; i < n; i++)
+		o[i] = i;
+	sort_v = v;
+	qsort(o, (size_t)n, sizeof *o, cmp_abs);
+	return o;
+}
+
+/* The exact patches of the top k of order (heads, or neurons with
+ * neurons set) into exact (NAN elsewhere). 0, or -1 with *cause. */
+static int
+exact_top(fl_atp *r, const int *order, int k, bool neurons, double *exact,
+    char **cause)
+{
+	for (int i = 0; i < k; i++) {
+		int j = order[i];
+		int rc = neurons ? atp_exact_neuron(r, j, &exact[j], cause) :
+		    atp_exact_head(r, j / r->n_head, j % r->n_head, &exact[j], cause);
+
+		if (rc != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static cJSON *
+json_top(const fl_atp *r, const int *order, int k, const double *est,
+    const double *exact, bool neurons)
+{
+	cJSON *arr = cJSON_CreateArray();
+
+	for (int i = 0; i < k; i++) {
+		cJSON *e = cJSON_CreateObject();
+		int j = order[i];
+
+		if (neurons)
+			cJSON_AddNumberToObject(e, "neuron", j);
+		else {
+			cJSON_AddNumberToObject(e, "layer", j / r->n_head);
+			cJSON_AddNumberToObject(e, "head", j % r->n_head);
+		}
+		cJSON_AddItemToObject(e, "estimate", report_number(est[j]));
+		cJSON_AddItemToObject(e, "exact", report_number(exact[j]));
+		cJSON_AddBoolToObject(e, "disagree", atp_disagree(est[j], exact[j]));
+		cJSON_AddItemToArray(arr, e);
+	}
+	return arr;
+}
+
+static void
+print_top(const fl_atp *r, const int *order, int k, const double *est,
+    const double *exact, bool neurons)
+{
+	int flagged = 0;
+
+	printf("  %-9s %10s %10s\n", neurons ? "neuron" : "head", "AtP", "exact");
+	for (int i = 0; i < k; i++) {
+		int j = order[i];
+		bool bad = atp_disagree(est[j], exact[j]);
+		char name[32];
+
+		if (neurons)
+			snprintf(name, sizeof name, "%d.%d", r->o.neuron_layer, j);
+		else
+			snprintf(name, sizeof name, "%d.%d", j / r->n_head, j % r->n_head);
+		printf("  %-9s %10.4f %10.4f%s\n", name, est[j], exact[j],
+		    bad ? "   !! >2x apart" : "");
+		flagged += bad;
+	}
+	if (flagged > 0)
+		printf("  !! %d estimate%s more than 2x from the exact patch: the "
+		    "first-order estimate misses there (saturated attention, AtP*)\n",
+		    flagged, flagged == 1 ? " is" : "s are");
+}
+
+/* Encodes a prompt: its token count, or -1 after printing the error with
+ * its exit status in *status. */
+static int
+encode(const fl_model *m, const char *opt, const char *text, int **ids,
+    int *status)
+{
+	char *cause = NULL;
+	int n = model_encode(m, text, strlen(text), ids, &cause);
+
+	if (n < 0) {
+		*status = cli_fail(1, "atp: %s: %s", opt, cause);
+		free(cause);
+	} else if (n == 0) {
+		*status = cli_fail(2, "atp: %s encodes to no token", opt);
+		return -1;
+	}
+	return n;
+}
+
+/* n values as a JSON array, NAN as null. */
+static cJSON *
+json_row(const double *v, int n)
+{
+	cJSON *arr = cJSON_CreateArray();
+
+	for (int i = 0; i < n; i++)
+		cJSON_AddItemToArray(arr, report_number(v[i]));
+	return arr;
+}
+
+int
+cmd_atp(int argc, char **argv)
+{
+	atp_args a;
+	fl_model *m = NULL;
+	fl_atp res = { 0 };
+	fl_atp_opts o;
+	int *clean = NULL, *corrupt = NULL, *order = NULL, *norder = NULL;
+	double *exact = NULL, *nexact = NULL;
+	char *cause = NULL, *ans = NULL, *dis = NULL;
+	int rc, T, Tc, L, H, ntok, k, kn = 0;
+	double t0, t_est, t_exact;
+
+	if ((rc = atp_parse(&a, argc, argv)) != 0)
+		return rc;
+	kern_set_threads(a.threads);
+	if ((m = cli_load_model(a.dir)) == NULL)
+		return 1;
+	rc = 1;
+	L = m->cfg.n_layer;
+	H = m->cfg.n_head;
+	if (a.neurons >= L) {
+		rc = cli_fail(2, "atp: --neurons takes a layer from 0 to %d", L - 1);
+		goto out;
+	}
+	if ((T = encode(m, "--prompt", a.prompt, &clean, &rc)) < 0 ||
+	    (Tc = encode(m, "--corrupt", a.corrupt, &corrupt, &rc)) < 0)
+		goto out;
+	if (T != Tc) {
+		rc = cli_fail(2, "atp: --prompt is %d tokens and --corrupt %d: the "
+		    "patches pair positions, so the two must have the same count", T,
+		    Tc);
+		goto out;
+	}
+	o.answer = task_answer_token(m, a.answer, true, &ntok);
+	o.distractor = a.distractor != NULL ? task_answer_token(m, a.distractor, true,
+	    &ntok) : -1;
+	o.neuron_layer = a.neurons;
+	if (o.answer < 0 || (a.distractor != NULL && o.distractor < 0)) {
+		rc = cli_fail(2, "atp: --%s encodes to no token", o.answer < 0 ?
+		    "answer" : "distractor");
+		goto out;
+	}
+	t0 = fl_now();
+	if (atp_estimate(&res, m, clean, corrupt, T, &o, &cause) != 0)
+		goto fail_cause;
+	t_est = fl_now() - t0;
+	order = order_by_abs(res.heads, L * H);
+	k = a.top < L * H ? a.top : L * H;
+	exact = xmalloc((size_t)L * H * sizeof *exact);
+	for (int i = 0; i < L * H; i++)
+		exact[i] = NAN;
+	t0 = fl_now();
+	if (exact_top(&res, order, k, false, exact, &cause) != 0)
+		goto fail_cause;
+	if (res.neurons != NULL) {
+		norder = order_by_abs(res.neurons, res.d_mlp);
+		kn = a.top < res.d_mlp ? a.top : res.d_mlp;
+		nexact = xmalloc((size_t)res.d_mlp * sizeof *nexact);
+		for (int i = 0; i < res.d_mlp; i++)
+			nexact[i] = NAN;
+		if (exact_top(&res, norder, kn, true, nexact, &cause) != 0)
+			goto fail_cause;
+	}
+	t_exact = fl_now() - t0;
+	ans = cli_token_repr(m->tok, o.answer);
+	dis = o.distractor >= 0 ? cli_token_repr(m->tok, o.distractor) : NULL;
+
+	if (a.json) {
+		cJSON *root = cJSON_CreateObject(), *pos, *n;
+
+		cJSON_AddItemToObject(root, "model", report_string(a.dir));
+		cJSON_AddItemToObject(root, "prompt", report_string(a.prompt));
+		cJSON_AddItemToObject(root, "corrupt", report_string(a.corrupt));
+		cJSON_AddNumberToObject(root, "tokens", T);
+		cJSON_AddItemToObject(root, "answer", report_token(m->tok, o.answer,
+		    NULL, 0));
+		cJSON_AddItemToObject(root, "distractor", o.distractor >= 0 ?
+		    report_token(m->tok, o.distractor, NULL, 0) : cJSON_CreateNull());
+		cJSON_AddStringToObject(root, "metric", o.distractor >= 0 ?
+		    "logit(answer) - logit(distractor), last position" :
+		    "logit(answer) - mean logit, last position");
+		cJSON_AddNumberToObject(root, "clean", res.clean);
+		cJSON_AddNumberToObject(root, "corrupted", res.corrupt);
+		cJSON_AddStringToObject(root, "hook", "blocks.L.attn.hook_z");
+		cJSON_AddItemToObject(root, "heads", report_grid_d(res.heads, L, H));
+		pos = cJSON_AddArrayToObject(root, "heads_by_position");
+		for (int i = 0; i < L * H; i++) {
+			if (i % H == 0)
+				cJSON_AddItemToArray(pos, cJSON_CreateArray());
+			cJSON_AddItemToArray(cJSON_GetArrayItem(pos, i / H),
+			    json_row(res.heads_pos + (size_t)i * T, T));
+		}
+		cJSON_AddItemToObject(root, "exact", report_grid_d(exact, L, H));
+		cJSON_AddItemToObject(root, "top", json_top(&res, order, k, res.heads,
+		    exact, false));
+		if (res.neurons != NULL) {
+			n = cJSON_AddObjectToObject(root, "neurons");
+			cJSON_AddNumberToObject(n, "layer", a.neurons);
+			cJSON_AddItemToObject(n, "estimate",
+			    json_row(res.neurons, res.d_mlp));
+			cJSON_AddItemToObject(n, "top", json_top(&res, norder, kn,
+			    res.neurons, nexact, true));
+		}
+		cJSON_AddNumberToObject(root, "seconds_estimate", t_est);
+		cJSON_AddNumberToObject(root, "seconds_exact", t_exact);
+		cJSON_AddNumberToObject(root, "threads", kern_threads());
+		rc = cli_json_print(root);
+		goto out;
+	}
+	printf("model     %s (%s, %d layers x %d heads)\n", a.dir, m->cfg.model_type, L, H);
+	printf("prompts   %d tokens each; clean \"%s\", corrupted \"%s\"\n", T, a.prompt,
+	    a.corrupt);
+	if (dis != NULL)
+		printf("metric    logit(%s) - logit(%s) at the last position: %.4f clean, "
+		    "%.4f corrupted\n\n", ans, dis, res.clean, res.corrupt);
+	else
+		printf("metric    logit(%s) - mean logit at the last position: %.4f "
+		    "clean, %.4f corrupted\n\n", ans, res.clean, res.corrupt);
+	printf("AtP estimate of patching each head's z (every position) from the "
+	    "corrupted run\n%6s", "layer");
+	for (int h = 0; h < H; h++)
+		printf(" %8d", h);
+	putchar('\n');
+	for (int l = 0; l < L; l++) {
+		printf("%6d", l);
+		for (int h = 0; h < H; h++)
+			printf(" %8.3f", res.heads[l * H + h]);
+		putchar('\n');
+	}
+	if (k > 0) {
+		printf("\nstrongest heads, with the exact patch (one patched pass each):\n");
+		print_top(&res, order, k, res.heads, exact, false);
+	}
+	if (res.neurons != NULL && kn > 0) {
+		printf("\nstrongest neurons of layer %d (mlp.hook_post), with the exact "
+		    "patch:\n", a.neurons);
+		print_top(&res, norder, kn, res.neurons, nexact, true);
+	}
+	printf("\nAtP %.3f s (2 forward passes, 1 backward); %d exact patch%s %.3f s; "
+	    "%d thread%s\n", t_est, k + kn, k + kn == 1 ? "" : "es", t_exact,
+	    kern_threads(), kern_threads() == 1 ? "" : "s");
+	rc = 0;
+	goto out;
+fail_cause:
+	rc = 1;
+	cli_fail(1, "atp: %s", cause);
+	free(cause);
+out:
+	free(ans);
+	free(dis);
+	free(exact);
+	free(nexact);
+	free(order);
+	free(norder);
+	free(clean);
+	free(corrupt);
+	atp_clear(&res);
+	model_free(m);
+	return rc;
+}
