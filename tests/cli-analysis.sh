@@ -166,6 +166,16 @@ else
 	bad "atp text output: $(head -5 "$tmp/atp.txt")"
 fi
 
+for m in opt350-f32 llama-f32; do
+	if "$fl" atp --model "$fx/$m" --prompt "abc" --corrupt "abd" --answer x --top 2 \
+		--json >"$tmp/atp-$m.json"; then
+		check "atp on $m (post-LN OPT, Llama): a map and two exact patches" \
+			"$tmp/atp-$m.json" 'j.heads.length === 2 && j.top.length === 2 && j.top.every(e => typeof e.exact === "number")'
+	else
+		bad "atp on $m exits 0"
+	fi
+done
+
 # ---- decompose --------------------------------------------------------
 "$fl" decompose --model "$model" --task "$task" --layer 0 --prompt "So Japan is:" \
 	--json >"$tmp/dec.json" || bad "decompose --json exits 0"

@@ -443,8 +443,6 @@ expect "run --answer ''" 2 "--answer is empty" -- run --model "$fx" --prompt hi 
 # atp pairs positions: prompts of other token counts are refused, naming both.
 expect "atp: prompts of different token counts" 2 "--prompt is 3 tokens and --corrupt 5" -- \
 	atp --model "$fx" --prompt "abc" --corrupt "abcde" --answer x
-expect "atp: a post-LN model" 1 "post-LN" -- \
-	atp --model "${FL_FIXTURES}/opt350-f32" --prompt "abc" --corrupt "abd" --answer x
 expect "atp: --neurons out of range" 2 "--neurons takes a layer from 0 to 1" -- \
 	atp --model "$fx" --prompt "abc" --corrupt "abd" --answer x --neurons 2
 exit $fail

@@ -21,7 +21,8 @@
  * more than 2x (or in sign), the first-order estimate is not to be trusted
  * there: typically a saturated attention softmax (AtP*'s warning).
  *
- * Architectures: those the backward supports (pre-LN: GPT-2, OPT, Llama).
+ * Architectures: every one the forward runs (GPT-2, OPT pre- and post-LN,
+ * Llama), as the backward.
  */
 #ifndef FL_ANALYSIS_ATP_H
 #define FL_ANALYSIS_ATP_H

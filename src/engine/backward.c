@@ -19,6 +19,7 @@ struct fl_grad_scratch {
 	float	*pre;		/* (T, F) the MLP's pre-activation */
 	float	*up;		/* (T, F) gated MLPs: up(x) */
 	float	*kv;		/* (T, D) the narrow k or v gradient (GQA) */
+	float	*tmp;		/* (T, D) a post-LN block's input gradients */
 	float	*pat;		/* (T, T) one head's pattern, recomputed */
 	float	*rope_cos;	/* (T, dh / 2) rotary only */
 	float	*rope_sin;
@@ -74,12 +75,6 @@ grad_new(const fl_model *m, int T, char **cause)
 	fl_grad *g;
 	fl_grad_scratch *s;
 
-	if (!c->ln_before) {
-		fl_error(cause, "gradients: this model's blocks are post-LN (%s, "
-		    "do_layer_norm_before false); the backward pass supports pre-LN "
-		    "blocks only", c->model_type);
-		return NULL;
-	}
 	if (T < 1) {
 		fl_error(cause, "gradients: a prompt of %d tokens", T);
 		return NULL;
@@ -90,11 +85,12 @@ grad_new(const fl_model *m, int T, char **cause)
 	grad_layout(g, m, T);
 
 	s = g->scratch = xcalloc(1, sizeof *s);
-	n = 2 * T * D + (size_t)T * T + 2 * (size_t)T + 2 * T * F + (c->rotary ? 2 * T * half : 0);
+	n = 3 * T * D + (size_t)T * T + 2 * (size_t)T + 2 * T * F + (c->rotary ? 2 * T * half : 0);
 	s->block = xcalloc_huge(n, sizeof(float));
 #define SLICE(field, size) do { s->field = s->block + off; off += (size); } while (0)
 	SLICE(in, T * D);
 	SLICE(kv, T * D);
+	SLICE(tmp, T * D);
 	SLICE(pat, (size_t)T * T);
 	SLICE(mean, (size_t)T);
 	SLICE(scale, (size_t)T);
@@ -243,10 +239,10 @@ act_eval(fl_act_fn act, double v, double *y, double *dy)
 	}
 }
 
-/* Layer l's MLP from d resid_post (= d mlp_out) to the gradient at ln2's
- * output, g->ln2[l]. */
+/* Layer l's MLP from g->mlp_out[l] to the gradient at its input, d_in
+ * (T, D): ln2's output in a pre-LN block, resid_mid in a post-LN one. */
 static void
-mlp_backward(fl_grad *g, const fl_model *m, const fl_cache *c, int l)
+mlp_backward(fl_grad *g, const fl_model *m, const fl_cache *c, int l, float *d_in)
 {
 	const fl_config *cf = &m->cfg;
 	const fl_layer *y = &m->layers[l];
@@ -257,14 +253,17 @@ mlp_backward(fl_grad *g, const fl_model *m, const fl_cache *c, int l)
 	float *dpost = g->mlp_post + atf, *dpre = g->mlp_pre + atf;
 	fl_linear tp = linear_t(&y->proj), tf = linear_t(&y->fc);
 
-	memcpy(g->mlp_out + at, g->resid_pre + at + (size_t)T * D,
-	    (size_t)T * D * sizeof(float));
+	const float *in = mid;
+
 	/* The MLP's input and pre-activations, recomputed. */
-	model_norm_stats(m, s->mean, s->scale, mid, T);
-	kern_ln_apply(s->in, mid, s->mean, s->scale, y->ln2_w, y->ln2_b, T, D);
-	kern_linear(s->pre, F, s->in, D, &y->fc, T, false);
+	if (cf->ln_before) {
+		model_norm_stats(m, s->mean, s->scale, mid, T);
+		kern_ln_apply(s->in, mid, s->mean, s->scale, y->ln2_w, y->ln2_b, T, D);
+		in = s->in;
+	}
+	kern_linear(s->pre, F, in, D, &y->fc, T, false);
 	if (cf->gated_mlp)
-		kern_linear(s->up, F, s->in, D, &y->up, T, false);
+		kern_linear(s->up, F, in, D, &y->up, T, false);
 
 	kern_linear(dpost, F, g->mlp_out + at, D, &tp, T, false);
 	for (size_t i = 0; i < TF; i++) {
@@ -277,11 +276,11 @@ mlp_backward(fl_grad *g, const fl_model *m, const fl_cache *c, int l)
 		} else
 			dpre[i] = (float)(dpost[i] * da);
 	}
-	kern_linear(g->ln2 + at, D, dpre, F, &tf, T, false);
+	kern_linear(d_in, D, dpre, F, &tf, T, false);
 	if (cf->gated_mlp) {
 		fl_linear tu = linear_t(&y->up);
 
-		kern_linear(g->ln2 + at, D, g->mlp_pre_linear + atf, F, &tu, T, true);
+		kern_linear(d_in, D, g->mlp_pre_linear + atf, F, &tu, T, true);
 	}
 }
 
@@ -385,10 +384,10 @@ kv_narrow(const fl_model *m, fl_grad_scratch *s, const float *d, int T)
 	return s->kv;
 }
 
-/* Layer l's attention from d resid_mid (= d attn_out) to the gradient at
- * ln1's output, g->ln1[l]. */
+/* Layer l's attention from g->attn_out[l] to the gradient at its input,
+ * d_in (T, D): ln1's output in a pre-LN block, resid_pre in a post-LN one. */
 static void
-attn_backward(fl_grad *g, const fl_model *m, const fl_cache *c, int l)
+attn_backward(fl_grad *g, const fl_model *m, const fl_cache *c, int l, float *d_in)
 {
 	const fl_config *cf = &m->cfg;
 	const fl_layer *y = &m->layers[l];
@@ -400,7 +399,6 @@ attn_backward(fl_grad *g, const fl_model *m, const fl_cache *c, int l)
 	float *dq = cf->rotary ? g->rot_q + at : g->q + at;
 	float *dk = cf->rotary ? g->rot_k + at : g->k + at;
 
-	memcpy(g->attn_out + at, g->resid_mid + at, TD * sizeof(float));
 	kern_linear(g->z + at, D, g->attn_out + at, D, &to, T, false);
 	for (int h = 0; h < cf->n_head; h++)
 		head_backward(g, m, c, l, h, dq, dk);
@@ -410,11 +408,67 @@ attn_backward(fl_grad *g, const fl_model *m, const fl_cache *c, int l)
 		rope_backward(m, s, g->q + at, T);
 		rope_backward(m, s, g->k + at, T);
 	}
-	kern_linear(g->ln1 + at, D, g->q + at, D, &tq, T, false);
-	kern_linear(g->ln1 + at, D, kv_narrow(m, s, g->k + at, T), tk.in, &tk, T,
-	    true);
-	kern_linear(g->ln1 + at, D, kv_narrow(m, s, g->v + at, T), tv.in, &tv, T,
-	    true);
+	kern_linear(d_in, D, g->q + at, D, &tq, T, false);
+	kern_linear(d_in, D, kv_narrow(m, s, g->k + at, T), tk.in, &tk, T, true);
+	kern_linear(d_in, D, kv_narrow(m, s, g->v + at, T), tv.in, &tv, T, true);
+}
+
+static void
+copy_rows(float *dst, const float *src, size_t n)
+{
+	memcpy(dst, src, n * sizeof(float));
+}
+
+/* A pre-LN block, x += attn(ln1(x)); x += mlp(ln2(x)), from d resid_post
+ * (g->resid_pre[l + 1]) to d resid_pre. */
+static void
+block_backward_pre(fl_grad *g, const fl_model *m, const fl_cache *c, int l)
+{
+	const fl_layer *y = &m->layers[l];
+	int T = g->n_tok;
+	size_t TD = (size_t)T * g->d_model, at = (size_t)l * TD;
+	fl_grad_scratch *s = g->scratch;
+
+	copy_rows(g->mlp_out + at, g->resid_pre + at + TD, TD);
+	mlp_backward(g, m, c, l, g->ln2 + at);
+	copy_rows(g->resid_mid + at, g->resid_pre + at + TD, TD);
+	norm_backward(m, s, g->resid_mid + at, g->ln2_scale + (size_t)l * T,
+	    g->ln2 + at, c->resid_mid + at, y->ln2_w, T, true);
+	copy_rows(g->attn_out + at, g->resid_mid + at, TD);
+	attn_backward(g, m, c, l, g->ln1 + at);
+	copy_rows(g->resid_pre + at, g->resid_mid + at, TD);
+	norm_backward(m, s, g->resid_pre + at, g->ln1_scale + (size_t)l * T,
+	    g->ln1 + at, c->resid_pre + at, y->ln1_w, T, true);
+}
+
+/* A post-LN block (opt-350m), x = ln1(x + attn(x)); x = ln2(x + mlp(x)),
+ * with the hooks of forward.h: ln1's output is resid_mid, ln2's
+ * resid_post, so their gradients are the same rows. The sums the norms
+ * read are recomputed from the cache. */
+static void
+block_backward_post(fl_grad *g, const fl_model *m, const fl_cache *c, int l)
+{
+	const fl_layer *y = &m->layers[l];
+	int T = g->n_tok;
+	size_t TD = (size_t)T * g->d_model, at = (size_t)l * TD;
+	fl_grad_scratch *s = g->scratch;
+
+	copy_rows(g->ln2 + at, g->resid_pre + at + TD, TD);
+	for (size_t i = 0; i < TD; i++)
+		s->in[i] = c->resid_mid[at + i] + c->mlp_out[at + i];
+	norm_backward(m, s, g->mlp_out + at, g->ln2_scale + (size_t)l * T,
+	    g->ln2 + at, s->in, y->ln2_w, T, false);
+	mlp_backward(g, m, c, l, s->tmp);
+	for (size_t i = 0; i < TD; i++)
+		g->resid_mid[at + i] = g->mlp_out[at + i] + s->tmp[i];
+	copy_rows(g->ln1 + at, g->resid_mid + at, TD);
+	for (size_t i = 0; i < TD; i++)
+		s->in[i] = c->resid_pre[at + i] + c->attn_out[at + i];
+	norm_backward(m, s, g->attn_out + at, g->ln1_scale + (size_t)l * T,
+	    g->ln1 + at, s->in, y->ln1_w, T, false);
+	attn_backward(g, m, c, l, s->tmp);
+	for (size_t i = 0; i < TD; i++)
+		g->resid_pre[at + i] = g->attn_out[at + i] + s->tmp[i];
 }
 
 int
@@ -439,19 +493,11 @@ grad_backward(fl_grad *g, const fl_model *m, const fl_cache *c, const float *dir
 		memcpy(g->resid_pre + (size_t)L * TD, g->lnf, TD * sizeof(float));
 		memset(g->lnf_scale, 0, (size_t)T * sizeof(float));
 	}
-	for (int l = L - 1; l >= 0; l--) {
-		const fl_layer *y = &m->layers[l];
-		size_t at = (size_t)l * TD;
-
-		mlp_backward(g, m, c, l);
-		memcpy(g->resid_mid + at, g->resid_pre + at + TD, TD * sizeof(float));
-		norm_backward(m, s, g->resid_mid + at, g->ln2_scale + (size_t)l * T,
-		    g->ln2 + at, c->resid_mid + at, y->ln2_w, T, true);
-		attn_backward(g, m, c, l);
-		memcpy(g->resid_pre + at, g->resid_mid + at, TD * sizeof(float));
-		norm_backward(m, s, g->resid_pre + at, g->ln1_scale + (size_t)l * T,
-		    g->ln1 + at, c->resid_pre + at, y->ln1_w, T, true);
-	}
+	for (int l = L - 1; l >= 0; l--)
+		if (cf->ln_before)
+			block_backward_pre(g, m, c, l);
+		else
+			block_backward_post(g, m, c, l);
 	return 0;
 }
 

@@ -17,10 +17,11 @@
  * forward pass over them. No hook edits are seen: the gradient is that of
  * the pass whose cache this is, without hooks.
  *
- * Supported: pre-LN blocks with LayerNorm or RMSNorm, GELU (tanh or erf),
- * ReLU, SiLU-gated MLPs, learned or rotary positions, grouped-query
- * attention: GPT-2, pre-LN OPT, Llama. Post-LN blocks (opt-350m) are
- * refused.
+ * Supported: pre-LN and post-LN blocks (opt-350m: the norms' inputs, the
+ * sums resid_pre + attn_out and resid_mid + mlp_out, recomputed from the
+ * cache), LayerNorm or RMSNorm, GELU (tanh or erf), ReLU, SiLU-gated MLPs,
+ * learned or rotary positions, grouped-query attention, project_in/out:
+ * GPT-2, OPT, Llama, every architecture the forward runs.
  *
  * Gradients are laid out as the hook's activation is (forward.h): a
  * gradient at blocks.l.attn.hook_z is (T, H, dh), at mlp.hook_post (T, F),
@@ -65,8 +66,8 @@ typedef struct {
 	fl_grad_scratch *scratch;
 } fl_grad;
 
-/* NULL with *cause when the model's blocks are post-LN (the backward does
- * not support them). Free with grad_free. */
+/* Sized for prompts of n_tok tokens; NULL with *cause when n_tok < 1.
+ * Free with grad_free. */
 fl_grad *grad_new(const fl_model *m, int n_tok, char **cause);
 void grad_free(fl_grad *g);
 
