@@ -403,6 +403,92 @@ metric_along(fl_atp *res, along *al, int layer, double a)
 	return (double)lg[res->o.answer] - lg[res->o.distractor];
 }
 
+/* Neuron i of layer l moved to clean + a (corrupt - clean) at every
+ * position; the metric minus the mean logit. */
+typedef struct {
+	const float	*p0, *p1;	/* (T, F) */
+	int		 i, F;
+	double		 a;
+} along_neuron;
+
+static int
+along_neuron_hook(void *ud, fl_act *act)
+{
+	const along_neuron *p = ud;
+
+	for (int t = 0; t < act->shape[0]; t++) {
+		size_t k = (size_t)t * p->F + p->i;
+
+		act->data[k] = (float)(p->p0[k] + p->a * ((double)p->p1[k] - p->p0[k]));
+	}
+	return FL_HOOK_CONTINUE;
+}
+
+/* The neurons of layer 1 with the mean-logit metric: each estimate is the
+ * derivative along its patch, the exact patch that path's value at 1. */
+static void
+check_atp_neurons(const fl_atp *pair, const char *fx)
+{
+	const fl_model *m = pair->m;
+	int T = pair->n_tok, F = m->cfg.d_mlp, V = m->cfg.n_vocab, nl = 1;
+	int *corrupt = xmalloc((size_t)T * sizeof *corrupt);
+	fl_atp res = { 0 };
+	fl_atp_opts o = { pair->o.answer, -1, nl };
+	char *cause = NULL;
+	double worst = 0, worst_ex = 0, maxe = 0;
+
+	/* pair's corrupted prompt is not kept: rebuild it as check_atp did */
+	memcpy(corrupt, pair->ids, (size_t)T * sizeof *corrupt);
+	corrupt[T / 2] = (corrupt[T / 2] + 7) % V;
+	corrupt[T / 2 + 1] = (corrupt[T / 2 + 1] + 11) % V;
+	if (atp_estimate(&res, m, pair->ids, corrupt, T, &o, &cause) != 0) {
+		check(0, "%s: atp --neurons: %s", fx, cause);
+		free(cause);
+		goto out;
+	}
+	for (int i = 0; i < F; i++)
+		maxe = fmax(maxe, fabs(res.neurons[i]));
+	for (int i = 0; i < F; i += F / 16) {
+		along_neuron al = { res.c_clean->mlp_post + (size_t)nl * T * F,
+		    res.c_corrupt->mlp_post + (size_t)nl * T * F, i, F, 0 };
+		fl_hook h = { HOOK_MLP_POST, nl, along_neuron_hook, &al };
+		fl_pass p = { 0 };
+		double mv[3], ex;
+		const double as[3] = { FD_EPS, -FD_EPS, 1 };
+
+		p.hooks = &h;
+		p.n_hooks = 1;
+		p.logits = res.logits;
+		for (int k = 0; k < 3; k++) {
+			double mean = 0;
+
+			al.a = as[k];
+			if (run_forward(res.run, res.ids, &T, 1, &p, &cause) != 0) {
+				check(0, "%s: pass along a neuron's patch: %s", fx, cause);
+				free(cause);
+				goto out;
+			}
+			for (int v = 0; v < V; v++)
+				mean += res.logits[v];
+			mv[k] = res.logits[o.answer] - mean / V;
+		}
+		worst = fmax(worst, fabs((mv[0] - mv[1]) / (2 * FD_EPS) - res.neurons[i]));
+		if (atp_exact_neuron(&res, i, &ex, &cause) != 0) {
+			check(0, "%s: exact neuron patch: %s", fx, cause);
+			free(cause);
+			goto out;
+		}
+		worst_ex = fmax(worst_ex, fabs(ex - (mv[2] - res.clean)));
+	}
+	check(maxe > 1e-4 && worst <= FD_TOL * maxe && worst_ex <= 1e-5, "%s: layer %d's "
+	    "neuron estimates (answer - mean logit) are the derivatives along their "
+	    "patches: worst %.2g, largest estimate %.3g; exact patches within %.1g",
+	    fx, nl, worst, maxe, worst_ex);
+out:
+	atp_clear(&res);
+	free(corrupt);
+}
+
 static void
 check_atp(const char *fx)
 {
@@ -464,6 +550,7 @@ check_atp(const char *fx)
 	    "change: worst %.2g", fx, worst_exact);
 	check(zero == 0, "%s: a corrupted prompt equal to the clean one estimates and "
 	    "patches 0 (largest %.2g)", fx, zero);
+	check_atp_neurons(&res, fx);
 out:
 	free(other);
 	atp_clear(&res);
