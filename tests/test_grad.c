@@ -7,7 +7,7 @@
  *   edit and the pass re-run; (metric(+eps) - metric(-eps)) / 2 eps, the
  *   metric read in double from the cache's final row, must match the
  *   gradient to a fraction of the hook's largest gradient (float32 passes
- *   bound how close a difference quotient can come: see FD_TOL).
+ *   bound how close a difference quotient can come: see FD_TOL, FD_FLOOR).
  * - PyTorch: torch.autograd's gradients at every hook of the fixture's
  *   prompt (tools/make-grad-fixtures: grad.json and grad_*.f32), per hook,
  *   within GRAD_TORCH_TOL of that hook's largest gradient.
@@ -28,11 +28,17 @@
 #include "engine/backward.h"
 #include "engine/pool.h"
 
-/* A difference quotient of float32 passes is good to about 1e-4 of the
- * largest gradient at eps 1e-2 (rounding of the pass / 2 eps, plus eps^2
- * times the third derivative); the backward itself is float32 too. */
+/* A difference quotient of float32 passes is good to about 1e-3 of the
+ * largest gradient at eps 3e-3: the pass's rounding / 2 eps, plus eps^2
+ * times the third derivative (at 1e-2 the second term, at 1e-3 the first
+ * exceed it); the backward itself is float32 too. */
 #define FD_EPS 3e-3
 #define FD_TOL 3e-3
+/* The pass's rounding is absolute, not relative to a hook's gradients: a
+ * hook whose gradients are all small (a late layer's scale: 0.04) is held
+ * to FD_TOL of FD_FLOOR instead, about 3e-4 absolute, which is what the
+ * quotient's noise is in builds with and without -march=native. */
+#define FD_FLOOR 0.1
 #define FD_SAMPLES 24		/* entries per hook and layer */
 #define GRAD_TORCH_TOL 1e-5
 
@@ -234,22 +240,22 @@ check_fd(const char *fx, int distractor_rank)
 				if (i < step)
 					break;
 			}
-			maxd = maxg > 0 ? maxd / maxg : maxd;
+			maxd /= maxg > FD_FLOOR ? maxg : FD_FLOOR;
 			if (maxd > worst || isnan(maxd)) {
 				worst = maxd;
 				worst_name = name;
 			}
 			if (!(maxd <= FD_TOL))
 				check(0, "%s: %s vs finite differences: %.3g of the largest "
-				    "gradient %.3g (got %.7g, want %.7g)", fx, name, maxd, maxg,
-				    got_at, want_at);
+				    "gradient %.3g or of %g (got %.7g, want %.7g)", fx, name, maxd, maxg,
+				    FD_FLOOR, got_at, want_at);
 		}
 	}
 	check(worst <= FD_TOL && n_used > n_kinked, "%s: every hook's gradient (%s) "
 	    "matches central differences at %d entries: worst %.2g of the hook's "
-	    "largest (tolerance %.0e; %d entries whose nudge flips a ReLU not used)",
+	    "largest gradient or %g (tolerance %.0e; %d entries whose nudge flips a ReLU not used)",
 	    fx, distractor < 0 ? "answer - mean logit" : "answer - distractor",
-	    n_used, worst, FD_TOL, n_kinked);
+	    n_used, worst, FD_FLOOR, FD_TOL, n_kinked);
 	(void)worst_name;
 out:
 	free(kink.pre);

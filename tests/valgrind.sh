@@ -41,5 +41,8 @@ vg 0 "the headless explorer" --model "$fx" --size 80x24 -c \
 vg 0 "run with the lens, mitigations and the decomposition" run --model "$fx" \
 	--prompt "The capital of France is:" --task "$task" --lens --final-mask --intercept --json
 vg 0 "eval, zero- and 1-shot" eval --model "$fx" --task "$task" --shots 1 --threads 2
+vg 0 "atp with neurons and exact patches" atp --model "$fx" --prompt "The capital of France is" \
+	--corrupt "The capital of Japan is" --answer Paris --distractor Tokyo --neurons 1 --top 3 --json
+vg 2 "atp refusing prompts of other lengths" atp --model "$fx" --prompt abc --corrupt abcd --answer x
 vg 1 "a refused file (no leak on the error path)" run --model "$tmp/none" --prompt hi
 exit $fail
