@@ -441,10 +441,24 @@ block_backward_pre(fl_grad *g, const fl_model *m, const fl_cache *c, int l)
 	    g->ln1 + at, c->resid_pre + at, y->ln1_w, T, true);
 }
 
+/* One LayerNorm on a post-LN stream, y = ln(a + b), taken back: d_sum
+ * (T, D) from d_y, the sum recomputed from the cache's a and b. */
+static void
+post_ln_backward(const fl_model *m, fl_grad_scratch *s, float *d_sum,
+    float *dscale, const float *d_y, const float *a, const float *b,
+    const float *w, int T)
+{
+	size_t TD = (size_t)T * m->cfg.d_model;
+
+	for (size_t i = 0; i < TD; i++)
+		s->in[i] = a[i] + b[i];
+	norm_backward(m, s, d_sum, dscale, d_y, s->in, w, T, false);
+}
+
 /* A post-LN block (opt-350m), x = ln1(x + attn(x)); x = ln2(x + mlp(x)),
  * with the hooks of forward.h: ln1's output is resid_mid, ln2's
- * resid_post, so their gradients are the same rows. The sums the norms
- * read are recomputed from the cache. */
+ * resid_post, so their gradients are the same rows. The gradient reaches
+ * each sublayer's input both through the sublayer and around it. */
 static void
 block_backward_post(fl_grad *g, const fl_model *m, const fl_cache *c, int l)
 {
@@ -454,18 +468,14 @@ block_backward_post(fl_grad *g, const fl_model *m, const fl_cache *c, int l)
 	fl_grad_scratch *s = g->scratch;
 
 	copy_rows(g->ln2 + at, g->resid_pre + at + TD, TD);
-	for (size_t i = 0; i < TD; i++)
-		s->in[i] = c->resid_mid[at + i] + c->mlp_out[at + i];
-	norm_backward(m, s, g->mlp_out + at, g->ln2_scale + (size_t)l * T,
-	    g->ln2 + at, s->in, y->ln2_w, T, false);
+	post_ln_backward(m, s, g->mlp_out + at, g->ln2_scale + (size_t)l * T,
+	    g->ln2 + at, c->resid_mid + at, c->mlp_out + at, y->ln2_w, T);
 	mlp_backward(g, m, c, l, s->tmp);
 	for (size_t i = 0; i < TD; i++)
 		g->resid_mid[at + i] = g->mlp_out[at + i] + s->tmp[i];
 	copy_rows(g->ln1 + at, g->resid_mid + at, TD);
-	for (size_t i = 0; i < TD; i++)
-		s->in[i] = c->resid_pre[at + i] + c->attn_out[at + i];
-	norm_backward(m, s, g->attn_out + at, g->ln1_scale + (size_t)l * T,
-	    g->ln1 + at, s->in, y->ln1_w, T, false);
+	post_ln_backward(m, s, g->attn_out + at, g->ln1_scale + (size_t)l * T,
+	    g->ln1 + at, c->resid_pre + at, c->attn_out + at, y->ln1_w, T);
 	attn_backward(g, m, c, l, s->tmp);
 	for (size_t i = 0; i < TD; i++)
 		g->resid_pre[at + i] = g->attn_out[at + i] + s->tmp[i];
