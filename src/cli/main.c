@@ -18,6 +18,8 @@ const cli_command cli_commands[] = {
 	{ "eval", cmd_eval, cmd_eval_opts, false },
 	{ "heads", cmd_heads, cmd_heads_opts, false },
 	{ "decompose", cmd_decompose, cmd_decompose_opts, false },
+	{ "trace", cmd_trace, cmd_trace_opts, false },
+	{ "knockout", cmd_knockout, cmd_knockout_opts, false },
 	{ "bench", cmd_bench, cmd_bench_opts, false },
 };
 const int cli_n_commands = sizeof cli_commands / sizeof cli_commands[0];
