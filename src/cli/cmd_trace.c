@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "analysis/lens.h"
 #include "analysis/report.h"
@@ -232,23 +233,26 @@ trace_prompt(fl_prompt *p, const fl_model *m, const trace_args *a, bool *top)
 static float *
 read_noise(const char *path, int subj_len, int D)
 {
-	char *cause = NULL;
+	char *cause = NULL, *buf;
 	size_t len = 0, want = (size_t)subj_len * D * sizeof(float);
-	char *buf = fl_read_file(path, &len, want + 1, &cause);
+	struct stat st;
 
-	if (buf == NULL) {
+	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size != want)
+		goto wrong_size;
+	if ((buf = fl_read_file(path, &len, want, &cause)) == NULL) {
 		cli_fail(1, "%s", cause);
 		free(cause);
 		return NULL;
 	}
-	if (len != want) {
-		cli_fail(1, "%s: holds %zu bytes; the noise of the subject's %d token%s "
-		    "x d_model %d is %zu bytes of float32", path, len, subj_len,
-		    subj_len == 1 ? "" : "s", D, want);
-		free(buf);
-		return NULL;
-	}
-	return (float *)buf;	/* the host is little-endian, as the file */
+	if (len == want)
+		return (float *)buf;	/* the host is little-endian, as the file */
+	free(buf);
+	st.st_size = (off_t)len;
+wrong_size:
+	cli_fail(1, "%s: holds %lld bytes; the noise of the subject's %d token%s x "
+	    "d_model %d is %zu bytes of float32", path, (long long)st.st_size,
+	    subj_len, subj_len == 1 ? "" : "s", D, want);
+	return NULL;
 }
 
 static void
