@@ -293,6 +293,7 @@ trace_run(fl_trace *res, fl_batch *b, const fl_prompt *p, const fl_trace_opts *o
 	size_t TD = (size_t)T * D, nz;
 	fl_cache *c = NULL;
 	float *noise = NULL, *corrupt = NULL;
+	double *p_corrupt = NULL;	/* (S) */
 	trace_cell *cells = NULL;
 	trace_ctx x;
 	fl_hook hook = { HOOK_EMBED, -1, hook_noise, &x };
@@ -357,6 +358,7 @@ trace_run(fl_trace *res, fl_batch *b, const fl_prompt *p, const fl_trace_opts *o
 	}
 	c = cache_new(m, T, 0);
 	corrupt = xmalloc((size_t)S * (L + 1) * TD * sizeof *corrupt);
+	p_corrupt = xcalloc((size_t)S, sizeof *p_corrupt);
 	for (int s = 0; s < S; s++) {
 		x.noise = noise + (size_t)s * nz;
 		pass.cache = c;
@@ -366,7 +368,8 @@ trace_run(fl_trace *res, fl_batch *b, const fl_prompt *p, const fl_trace_opts *o
 			goto out;
 		memcpy(corrupt + (size_t)s * (L + 1) * TD, c->resid_pre,
 		    (size_t)(L + 1) * TD * sizeof *corrupt);
-		res->p_corrupt += lens_prob_of(c->logits, m->cfg.n_vocab, p->answer) / S;
+		p_corrupt[s] = lens_prob_of(c->logits, m->cfg.n_vocab, p->answer);
+		res->p_corrupt += p_corrupt[s] / S;
 		if (batch_report(b, ++b->done)) {
 			rc = FL_STOPPED;
 			goto out;
@@ -374,11 +377,21 @@ trace_run(fl_trace *res, fl_batch *b, const fl_prompt *p, const fl_trace_opts *o
 	}
 	x.noise = noise;
 
+	/* A position before the subject holds the same values in the clean
+	 * and the corrupted run (attention is causal): restoring it is the
+	 * corrupted run, and needs no pass. */
+	res->restore = xcalloc((size_t)L * T, sizeof *res->restore);
 	cells = xmalloc((size_t)S * L * T * sizeof *cells);
 	for (int s = 0; s < S; s++)
 		for (int l = 0; l < L; l++)
 			for (int t = 0; t < T; t++) {
-				trace_cell *e = &cells[n_cells++];
+				trace_cell *e;
+
+				if (t < p->subj_pos) {
+					res->restore[(size_t)l * T + t] += p_corrupt[s];
+					continue;
+				}
+				e = &cells[n_cells++];
 
 				e->s = s;
 				e->l = l;
@@ -386,8 +399,8 @@ trace_run(fl_trace *res, fl_batch *b, const fl_prompt *p, const fl_trace_opts *o
 				trace_window(o->kind, o->window, L, l, &e->lo, &e->hi);
 			}
 	qsort(cells, (size_t)n_cells, sizeof *cells, cmp_cell);
-	res->restore = xcalloc((size_t)L * T, sizeof *res->restore);
 	x.restore = res->restore;
+	b->done += (long)S * L * T - n_cells;
 	rc = trace_cells(&x, b, cells, n_cells, corrupt, cause);
 	if (rc == 0)
 		for (int i = 0; i < L * T; i++)
@@ -397,6 +410,7 @@ out:
 		trace_clear(res);
 	free(cells);
 	free(corrupt);
+	free(p_corrupt);
 	free(noise);
 	cache_free(c);
 	cache_free(clean);

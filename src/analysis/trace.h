@@ -20,7 +20,9 @@
  *
  * Each restored run resumes from the corrupted run's resid_pre at the first
  * layer it changes (nothing before differs), and the runs of one start
- * layer are packed into batches (fl_batch).
+ * layer are packed into batches (fl_batch). A cell at a position before
+ * the subject restores what the noise never reached (attention is causal):
+ * it is the corrupted run, and is not run.
  *
  * Knockout of one prompt: the clean run with the attention from the last
  * position to a set of key positions blocked (their pre-softmax scores
