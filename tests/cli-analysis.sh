@@ -95,21 +95,21 @@ check "run: OPT, a given subject of three tokens after the BOS" "$tmp/run2.json"
 # ---- trace and knockout -------------------------------------------------
 # The noise file the C test shares with PyTorch fits gpt2-f32's prompt
 # (the subject " France" is one token of d_model 64).
-ref=$fx/trace-ref
+ref=$fx/gpt2-f32
 prompt="Germany is Berlin. The capital of France is"
 if "$fl" trace --model "$model" --prompt "$prompt" --subject France \
-	--noise "$ref/noise.f32" --json >"$tmp/trace.json"; then
+	--noise "$ref/trace-noise.f32" --json >"$tmp/trace.json"; then
 	ok "trace --json with --noise"
 else
 	bad "trace --json with --noise exits 0"
 fi
-answer=$(jsq "$ref/ref.json" 'j.answer')
+answer=$(jsq "$ref/trace-ref.json" 'j.answer')
 check "trace: the answer defaults to the clean top token, the reference's" \
 	"$tmp/trace.json" "j.answer.id === $answer && j.answer.top_token === true"
 check "trace: restore is [layers][positions], P in [0, 1]" "$tmp/trace.json" \
 	'j.restore.length === 2 && j.restore.every(r => r.length === j.tokens.length && r.every(p => p >= 0 && p <= 1)) && j.kind === "resid" && j.restored === "blocks.0.hook_resid_pre"'
-pc=$(jsq "$ref/ref.json" 'j.p_clean')
-pk=$(jsq "$ref/ref.json" 'j.p_corrupt')
+pc=$(jsq "$ref/trace-ref.json" 'j.p_clean')
+pk=$(jsq "$ref/trace-ref.json" 'j.p_corrupt')
 check "trace: p_clean and p_corrupt are PyTorch's" "$tmp/trace.json" \
 	"Math.abs(j.p_clean - $pc) < 1e-4 && Math.abs(j.p_corrupt - $pk) < 1e-4 && j.subject.position === 9 && j.noise.samples === 1"
 "$fl" trace --model "$model" --prompt "$prompt" --subject France --kind mlp \
@@ -132,7 +132,7 @@ check "trace --task: the average indirect effect by position group" "$tmp/trace5
 	'j.prompts === 20 && j.aie.length === 2 && j.aie[0].length === 7 && j.positions.length === 7 && j.positions[6].prompts === 20 && j.aie[1][6] !== null && j.p_clean > 0'
 "$fl" knockout --model "$model" --prompt "$prompt" --subject France \
 	--block relation --json >"$tmp/knock.json"
-kw=$(jsq "$ref/ref.json" 'j.knockout.relation_w1')
+kw=$(jsq "$ref/trace-ref.json" 'j.knockout.relation_w1')
 check "knockout --json: P per start layer, PyTorch's" "$tmp/knock.json" \
 	"j.knockout.length === 2 && j.knockout.every((p, l) => Math.abs(p - $kw[l]) < 1e-4) && j.block === 'relation' && j.blocked.length === 9"
 expect "trace: --kind takes resid, mlp or attn" 2 "--kind" -- trace --model "$model" \
@@ -144,7 +144,7 @@ expect "trace: --samples needs an integer" 2 "--samples" -- trace --model "$mode
 expect "trace: --noise-scale needs a number" 2 "--noise-scale" -- trace \
 	--model "$model" --prompt "$prompt" --noise-scale -1
 expect "trace: --noise is not drawn noise" 2 "--noise FILE" -- trace --model "$model" \
-	--prompt "$prompt" --noise "$ref/noise.f32" --samples 3
+	--prompt "$prompt" --noise "$ref/trace-noise.f32" --samples 3
 expect "trace: --prompt or --task" 2 "--prompt" -- trace --model "$model"
 expect "trace: a noise file of the wrong size names it" 1 "config.json: holds" -- \
 	trace --model "$model" --prompt "$prompt" --subject France --noise "$model/config.json"

@@ -1,7 +1,7 @@
 /*
  * test_trace.c - causal tracing and attention knockout.
  *
- * - Against PyTorch (tests/fixtures/trace-ref, tools/make-trace-fixture, in
+ * - Against PyTorch (tests/fixtures/gpt2-f32/trace-ref.json, tools/make-trace-fixture, in
  *   float64 with the same noise file): p_clean, p_corrupt and the restore
  *   grids of resid, mlp (windows 1 and 3) and attn (window 3) on gpt2-f32;
  *   the knockout curves of the subject, relation and last-token blocks
@@ -111,7 +111,7 @@ static void
 check_pytorch(void)
 {
 	fl_model *m = fx_model("gpt2-f32");
-	char *text = NULL, *path = fl_path_join(fx_root(), "trace-ref/ref.json");
+	char *text = NULL, *path = fl_path_join(fx_root(), "gpt2-f32/trace-ref.json");
 	cJSON *ref = NULL, *grids, *knock;
 	fl_prompt p = { 0 };
 	fl_batch *b = NULL;
@@ -130,17 +130,17 @@ check_pytorch(void)
 	text = fl_read_file(path, NULL, 0, NULL);
 	ref = text ? cJSON_Parse(text) : NULL;
 	if (m == NULL || ref == NULL || fx_prompt("gpt2-f32", m, &p) != 0) {
-		check(0, "trace-ref/ref.json and gpt2-f32 load");
+		check(0, "gpt2-f32/trace-ref.json and gpt2-f32 load");
 		goto out;
 	}
-	noise = fx_read_f32("trace-ref", "noise.f32", &nn);
+	noise = fx_read_f32("gpt2-f32", "trace-noise.f32", &nn);
 	check(p.subj_pos == cJSON_GetObjectItem(ref, "subj_pos")->valueint &&
 	    p.subj_len == cJSON_GetObjectItem(ref, "subj_len")->valueint &&
 	    p.answer == cJSON_GetObjectItem(ref, "answer")->valueint,
 	    "gpt2-f32: the subject's tokens [%d, +%d) and the answer %d are the "
 	    "reference's", p.subj_pos, p.subj_len, p.answer);
 	if (noise == NULL || nn != (size_t)p.subj_len * m->cfg.d_model) {
-		check(0, "noise.f32 holds subject tokens x d_model floats");
+		check(0, "trace-noise.f32 holds subject tokens x d_model floats");
 		goto out;
 	}
 	b = batch_new(m, 4, p.n);
