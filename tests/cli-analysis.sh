@@ -92,6 +92,70 @@ check "run: --final-mask reports the unmasked answer as 'before'" "$tmp/run1.jso
 check "run: OPT, a given subject of three tokens after the BOS" "$tmp/run2.json" \
 	'j.ids[0] === 2 && j.subject.position === 3 && j.subject.tokens === 3 && !("attrib" in j)'
 
+# ---- trace and knockout -------------------------------------------------
+# The noise file the C test shares with PyTorch fits gpt2-f32's prompt
+# (the subject " France" is one token of d_model 64).
+ref=$fx/gpt2-f32
+prompt="Germany is Berlin. The capital of France is"
+if "$fl" trace --model "$model" --prompt "$prompt" --subject France \
+	--noise "$ref/trace-noise.f32" --json >"$tmp/trace.json"; then
+	ok "trace --json with --noise"
+else
+	bad "trace --json with --noise exits 0"
+fi
+answer=$(jsq "$ref/trace-ref.json" 'j.answer')
+check "trace: the answer defaults to the clean top token, the reference's" \
+	"$tmp/trace.json" "j.answer.id === $answer && j.answer.top_token === true"
+check "trace: restore is [layers][positions], P in [0, 1]" "$tmp/trace.json" \
+	'j.restore.length === 2 && j.restore.every(r => r.length === j.tokens.length && r.every(p => p >= 0 && p <= 1)) && j.kind === "resid" && j.restored === "blocks.0.hook_resid_pre"'
+pc=$(jsq "$ref/trace-ref.json" 'j.p_clean')
+pk=$(jsq "$ref/trace-ref.json" 'j.p_corrupt')
+check "trace: p_clean and p_corrupt are PyTorch's" "$tmp/trace.json" \
+	"Math.abs(j.p_clean - $pc) < 1e-4 && Math.abs(j.p_corrupt - $pk) < 1e-4 && j.subject.position === 9 && j.noise.samples === 1"
+"$fl" trace --model "$model" --prompt "$prompt" --subject France --kind mlp \
+	--window 3 --samples 3 --seed 5 --json >"$tmp/trace3.json"
+check "trace: drawn noise, mlp, window 3, 3 samples" "$tmp/trace3.json" \
+	'j.kind === "mlp" && j.window === 3 && j.noise.samples === 3 && j.noise.seed === 5 && j.noise.scale > 0 && j.restore.length === 2'
+"$fl" trace --model "$opt" --prompt "So Italy is:" --subject Italy --kind attn \
+	--window 1 --samples 2 --json >"$tmp/trace4.json"
+check "trace: OPT, a subject of three tokens after the BOS" "$tmp/trace4.json" \
+	'j.subject.position === 3 && j.subject.tokens === 3 && j.restore[0].length === j.tokens.length'
+if "$fl" trace --model "$model" --prompt "$prompt" --subject France --samples 2 \
+	>"$tmp/trace.txt" && grep -q '^ 9\* ' "$tmp/trace.txt"; then
+	ok "trace: the text table marks the subject's row"
+else
+	bad "trace: the text table marks the subject's row: $(head -12 "$tmp/trace.txt")"
+fi
+"$fl" trace --model "$model" --task "$task" --samples 1 --kind mlp --window 1 \
+	--json >"$tmp/trace5.json"
+check "trace --task: the average indirect effect by position group" "$tmp/trace5.json" \
+	'j.prompts === 20 && j.aie.length === 2 && j.aie[0].length === 7 && j.positions.length === 7 && j.positions[6].prompts === 20 && j.aie[1][6] !== null && j.p_clean > 0'
+"$fl" knockout --model "$model" --prompt "$prompt" --subject France \
+	--block relation --json >"$tmp/knock.json"
+kw=$(jsq "$ref/trace-ref.json" 'j.knockout.relation_w1')
+check "knockout --json: P per start layer, PyTorch's" "$tmp/knock.json" \
+	"j.knockout.length === 2 && j.knockout.every((p, l) => Math.abs(p - $kw[l]) < 1e-4) && j.block === 'relation' && j.blocked.length === 9"
+expect "trace: --kind takes resid, mlp or attn" 2 "--kind" -- trace --model "$model" \
+	--prompt "$prompt" --kind heads
+expect "trace: --window needs an integer" 2 "--window" -- trace --model "$model" \
+	--prompt "$prompt" --window 0
+expect "trace: --samples needs an integer" 2 "--samples" -- trace --model "$model" \
+	--prompt "$prompt" --samples x
+expect "trace: --noise-scale needs a number" 2 "--noise-scale" -- trace \
+	--model "$model" --prompt "$prompt" --noise-scale -1
+expect "trace: --noise is not drawn noise" 2 "--noise FILE" -- trace --model "$model" \
+	--prompt "$prompt" --noise "$ref/trace-noise.f32" --samples 3
+expect "trace: --prompt or --task" 2 "--prompt" -- trace --model "$model"
+expect "trace: a noise file of the wrong size names it" 1 "config.json: holds" -- \
+	trace --model "$model" --prompt "$prompt" --subject France --noise "$model/config.json"
+expect "trace: a missing noise file names it" 1 "nonexistent.f32" -- trace \
+	--model "$model" --prompt "$prompt" --subject France --noise "$tmp/nonexistent.f32"
+expect "knockout: --block takes subject, relation or other" 2 "--block" -- knockout \
+	--model "$model" --prompt "$prompt" --block verb
+expect "knockout: --prompt is required" 2 "--prompt" -- knockout --model "$model"
+expect "knockout: no --kind" 2 "kind" -- knockout --model "$model" --prompt "$prompt" \
+	--kind mlp
+
 # ---- a post-LN OPT with project_in/out (opt-350m's kind) ----------------
 if "$fl" run --model "$post" --prompt "The capital of France is:" --task "$task" \
 	--intercept --final-mask --json >"$tmp/post.json"; then

@@ -1,5 +1,6 @@
 #!/bin/bash
-# Ctrl-C in the long analysis commands (eval, heads, decompose, run --task):
+# Ctrl-C in the long analysis commands (eval, heads, decompose, run --task,
+# trace --task):
 # each runs in a tmux pane (a real terminal, so the progress bar shows and
 # Ctrl-C is the terminal's), gets Ctrl-C once its progress bar is up, and
 # must stop within a few seconds with "... cancelled (Ctrl-C)", status 130
@@ -89,4 +90,6 @@ interrupt decompose "decompose" "the decomposition fit" decompose --task "$task"
 	--threads 1 --batch 8
 interrupt run "fitting" "the decomposition fit" run --task "$task" --threads 1 \
 	--prompt "'The capital of France is'" --intercept --layer 2
+interrupt trace "trace" "causal tracing" trace --task "$task" --threads 1 \
+	--samples 2
 exit $fail

@@ -574,15 +574,18 @@ def rope(x, theta):
     return x * cos + rotate_half(x) * sin
 
 
-def causal_attention(q, k, v, final_mask_query=None):
+def causal_attention(q, k, v, final_mask_query=None, block=None):
     """q, k, v: [T, H, dh], q already scaled.  Returns (pattern [H, T, T], z [T, H, dh]).
-    final_mask_query: index of a query row that may attend only to itself."""
+    final_mask_query: index of a query row that may attend only to itself.
+    block: bool [T, T], (query, key) entries blocked as well."""
     T = q.shape[0]
     scores = torch.einsum("qhd,khd->hqk", q, k)
     mask = torch.ones(T, T, dtype=torch.bool).tril()
     if final_mask_query is not None:
         mask[final_mask_query] = False
         mask[final_mask_query, final_mask_query] = True
+    if block is not None:
+        mask = mask & ~block
     scores = scores.masked_fill(~mask, float("-inf"))
     pattern = torch.softmax(scores, dim=-1)
     z = torch.einsum("hqk,khd->qhd", pattern, v)
@@ -653,7 +656,7 @@ class Model:
     # -- the forward pass ------------------------------------------------
 
     def forward(self, ids, final_mask=False, result_layers=None, cache=None,
-                freeze=None, patch=None):
+                freeze=None, patch=None, edit=None, attn_block=None):
         """Runs the model on one unpadded sequence of token ids.
 
         Returns a dict of activations under TransformerLens names:
@@ -667,7 +670,13 @@ class Model:
         freeze: a clean run's cache; q, k and v of every head of every layer
           are taken from it (its blocks.L.attn.hook_q/k/v) instead of computed.
         patch: (layer, head, value [D]): that head's result (no bias) at the
-          last position replaced by value - with freeze, one path-patched run."""
+          last position replaced by value - with freeze, one path-patched run.
+        edit: (GPT-2 only) a function (hook name, tensor) -> tensor called at
+          hook_embed (the token embedding, before the positions),
+          blocks.L.hook_resid_pre, hook_attn_out and hook_mlp_out; the pass
+          continues from what it returns (causal tracing).
+        attn_block: (GPT-2 only) {layer: bool [T, T]}: (query, key) entries
+          whose scores are -inf before the softmax (attention knockout)."""
         if cache is None:
             cache = {}
         if result_layers is None:
@@ -675,6 +684,10 @@ class Model:
         ids = torch.as_tensor(ids, dtype=torch.long)
         T = ids.shape[0]
         self._freeze, self._patch = freeze, patch
+        self._edit = edit if edit is not None else (lambda name, x: x)
+        self._block = attn_block or {}
+        if (edit is not None or attn_block) and self.arch != "gpt2":
+            raise NotImplementedError("edit and attn_block are GPT-2 only")
         if self.arch == "gpt2":
             self._gpt2(ids, T, final_mask, set(result_layers), cache)
         elif self.arch == "llama":
@@ -709,11 +722,13 @@ class Model:
 
     def _gpt2(self, ids, T, final_mask, result_layers, c):
         w, D, dh, eps = self.w, self.d_model, self.d_head, self.eps
-        c["hook_embed"] = w["wte.weight"][ids]
+        ed = self._edit
+        c["hook_embed"] = ed("hook_embed", w["wte.weight"][ids].clone())
         c["hook_pos_embed"] = w["wpe.weight"][:T]
         x = c["hook_embed"] + c["hook_pos_embed"]
         for l in range(self.n_layer):
             p = "h.%d." % l
+            x = ed("blocks.%d.hook_resid_pre" % l, x.clone())
             c["blocks.%d.hook_resid_pre" % l] = x
             h = layer_norm(x, w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps)
             c["blocks.%d.ln1.hook_normalized" % l] = h
@@ -721,12 +736,14 @@ class Model:
             q, k, v = (self._heads(t) for t in qkv.split(D, dim=-1))
             q, k, v = self._qkv(c, l, q, k, v)
             fm = T - 1 if (final_mask and l == self.n_layer - 1) else None
-            pattern, z = causal_attention(q / math.sqrt(dh), k, v, fm)
+            pattern, z = causal_attention(q / math.sqrt(dh), k, v, fm,
+                                          self._block.get(l))
             W_O = w[p + "attn.c_proj.weight"]                    # [H*dh, D]
             attn_out = z.reshape(T, D) @ W_O + w[p + "attn.c_proj.bias"]
             attn_out = self._patched_attn_out(
                 l, z, W_O.reshape(self.n_head, dh, D), w[p + "attn.c_proj.bias"],
                 attn_out)
+            attn_out = ed("blocks.%d.hook_attn_out" % l, attn_out.clone())
             c["blocks.%d.attn.hook_pattern" % l] = pattern
             c["blocks.%d.attn.hook_z" % l] = z
             if l in result_layers:
@@ -741,6 +758,7 @@ class Model:
             h = gelu_new(pre)
             c["blocks.%d.mlp.hook_pre" % l], c["blocks.%d.mlp.hook_post" % l] = pre, h
             mlp_out = h @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
+            mlp_out = ed("blocks.%d.hook_mlp_out" % l, mlp_out.clone())
             c["blocks.%d.hook_mlp_out" % l] = mlp_out
             x = x + mlp_out
             c["blocks.%d.hook_resid_post" % l] = x

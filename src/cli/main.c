@@ -19,6 +19,8 @@ const cli_command cli_commands[] = {
 	{ "heads", cmd_heads, cmd_heads_opts, false },
 	{ "atp", cmd_atp, cmd_atp_opts, false },
 	{ "decompose", cmd_decompose, cmd_decompose_opts, false },
+	{ "trace", cmd_trace, cmd_trace_opts, false },
+	{ "knockout", cmd_knockout, cmd_knockout_opts, false },
 	{ "bench", cmd_bench, cmd_bench_opts, false },
 };
 const int cli_n_commands = sizeof cli_commands / sizeof cli_commands[0];
