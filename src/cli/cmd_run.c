@@ -21,6 +21,7 @@
 #include "analysis/report.h"
 #include "plot/plot.h"
 #include "cli.h"
+#include "engine/dump.h"
 #include "engine/pool.h"
 #include "base/util.h"
 
@@ -30,7 +31,9 @@ typedef struct {
 	const char	*answer;
 	const char	*subject;
 	const char	*task;
-	const char	*dump;
+	const char	*dump;		/* --dump-logits FILE */
+	const char	*dump_hooks;	/* --dump HOOKS FILE */
+	const char	*dump_file;
 	const char	*mask_heads;
 	int		 top;
 	int		 lens_top;
@@ -76,6 +79,11 @@ const cli_opt cmd_run_opts[] = {
 	{ "dump-logits", 'd', "FILE", CLI_OPT_SHORT, CLI_GROUP_OWN,
 	  "write the logits of every position to FILE as little-endian float32, "
 	  "row-major [tokens x vocab]" },
+	{ "dump", 'D', "HOOK[,HOOK...] FILE", 0, CLI_GROUP_OWN,
+	  "write the activations at the hook points named (TransformerLens names, "
+	  "e.g. blocks.3.hook_resid_post; a glob such as blocks.*.attn.hook_pattern; "
+	  "or all) to FILE as float32 safetensors, shaped as TransformerLens without "
+	  "the batch dimension, from the pass before any mitigation" },
 	{ "final-mask", 'f', NULL, CLI_OPT_SHORT, CLI_GROUP_OWN,
 	  "mitigation (a): the last position attends only to itself in the last "
 	  "layer's heads (all, or those of --mask-heads)" },
@@ -128,6 +136,14 @@ run_parse(run_args *a, int argc, char **argv)
 		case 'l': a->lens = true; break;
 		case 'P': a->patterns = true; break;
 		case 'd': a->dump = optarg; break;
+		case 'D':
+			/* two arguments: the hooks, then the file */
+			if (optind >= argc || argv[optind][0] == '\0')
+				return cli_fail(2, "run: --dump HOOKS FILE needs the file "
+				    "after the hooks");
+			a->dump_hooks = optarg;
+			a->dump_file = argv[optind++];
+			break;
 		case 'f': a->final_mask = true; break;
 		case 'H': a->mask_heads = optarg; a->final_mask = true; break;
 		case 'i': a->intercept = true; break;
@@ -686,6 +702,7 @@ cmd_run(int argc, char **argv)
 	char *cause = NULL;
 	int rc, V, L, T, off = -1, len = 0;
 	fl_task *subjects = NULL;
+	fl_dump *dump = NULL;
 
 	if ((rc = run_parse(&a, argc, argv)) != 0)
 		return rc;
@@ -708,6 +725,13 @@ cmd_run(int argc, char **argv)
 	}
 	if (a.layer < 0)
 		a.layer = L - 1;
+	if (a.dump_hooks != NULL &&
+	    (dump = dump_new(s.m, a.dump_hooks, &cause)) == NULL) {
+		cli_fail(2, "run: --dump: %s", cause);
+		free(cause);
+		rc = 2;
+		goto out;
+	}
 	if (a.mask_heads != NULL && cli_parse_heads("--mask-heads", a.mask_heads,
 	    s.m->cfg.n_head, &s.heads) != 0) {
 		rc = 2;
@@ -740,6 +764,8 @@ cmd_run(int argc, char **argv)
 	r = run_new(s.m, T, T);
 	s.c = cache_new(s.m, T, FL_CACHE_PATTERN | (a.dump ? FL_CACHE_LOGITS_ALL : 0));
 	pass.cache = s.c;
+	if (dump != NULL)
+		pass.hooks = dump_hooks(dump, &pass.n_hooks);
 	if (run_forward(r, s.p.ids, &T, 1, &pass, &cause) < 0)
 		goto fail_cause;
 	s.last = a.dump ? s.c->logits + (size_t)(T - 1) * V : s.c->logits;
@@ -756,6 +782,14 @@ cmd_run(int argc, char **argv)
 		goto fail_cause;
 	if (a.dump && write_logits(a.dump, s.c->logits, (size_t)T * V) != 0)
 		goto out;
+	if (dump != NULL) {
+		const char *meta[] = { "model", a.dir, "prompt", a.prompt,
+		    "factlens", PACKAGE_VERSION, "format", "TransformerLens hook names "
+		    "and shapes without the batch dimension, before any mitigation" };
+
+		if (dump_write(dump, a.dump_file, meta, 4, &cause) != 0)
+			goto fail_cause;
+	}
 
 	/* the analyses, on the run as the cache now holds it */
 	s.lens = xmalloc((size_t)3 * L * V * sizeof *s.lens);
@@ -792,6 +826,7 @@ out:
 		task_free(subjects);
 	attrib_clear(&s.at_logit);
 	attrib_clear(&s.at_diff);
+	dump_free(dump);
 	free(s.movers);
 	free(s.lens);
 	free(s.heads);
