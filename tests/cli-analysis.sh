@@ -180,6 +180,21 @@ check "heads: effect = 100 (patched - clean) / clean" "$tmp/heads.json" \
 check "heads: no path from layer 1 to resid_pre 1: effect 0" "$tmp/heads1.json" \
 	'j.effect[1].every(e => e === 0) && j.effect[0].some(e => e !== 0)'
 
+# heads --csv: a row per head, the JSON's grids
+"$fl" heads --model "$model" --task "$task" --csv >"$tmp/heads.csv" && csvjson "$tmp/heads.csv" >"$tmp/headscsv.json" ||
+	bad "heads --csv exits 0 and parses"
+hj=$(cat "$tmp/heads.json")
+check "heads --csv: layer, head, effect, patched, pearson as in --json" "$tmp/headscsv.json" \
+	"(() => { const e = $hj; return j.length === 8 && j.every(r => ['effect', 'patched', 'pearson'].every(k => Math.abs(+r[k] - e[k][+r.layer][+r.head]) <= 1e-6 * Math.max(1, Math.abs(e[k][+r.layer][+r.head])))); })()"
+# run --csv: the lens at the last position, a row per layer and stream
+"$fl" run --model "$model" --prompt "The capital of France is" --answer Paris --json --lens >"$tmp/runl.json"
+"$fl" run --model "$model" --prompt "The capital of France is" --answer Paris --csv >"$tmp/run.csv" &&
+	csvjson "$tmp/run.csv" >"$tmp/runcsv.json" || bad "run --csv exits 0 and parses"
+rj=$(cat "$tmp/runl.json")
+check "run --csv: layer, stream, the answer's P and rank as --json's lens" "$tmp/runcsv.json" \
+	"(() => { const e = $rj; return j.length === e.lens.length && j.every((r, i) => +r.layer === e.lens[i].layer && r.stream === e.lens[i].stream && +r.answer_rank === e.lens[i].answer.rank && Math.abs(+r.answer_prob - e.lens[i].answer.prob) < 1e-6 && r.top_bytes === e.lens[i].top[0].bytes); })()"
+expect "run: --csv with --json refused" 2 "give one" -- run --model "$model" --prompt hi --csv --json
+
 # ---- decompose --------------------------------------------------------
 "$fl" decompose --model "$model" --task "$task" --layer 0 --prompt "So Japan is:" \
 	--json >"$tmp/dec.json" || bad "decompose --json exits 0"

@@ -252,6 +252,27 @@ else
 	echo "FAIL - :export misses views: $(head -c 300 "$tmp/all.json")"
 	fail=1
 fi
+# :export FILE.csv: the same lens and grids as the JSON, one header, a row
+# per stream and per head
+"$fl" --model "$fx" -c "prompt The capital of France is:; task $src/tests/tasks/tiny.json; metric patch; export $tmp/all.csv" > /dev/null
+if node -e '
+	const fs = require("fs"), j = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+	const lines = fs.readFileSync(process.argv[2], "utf8").trim().split("\n");
+	const head = lines.shift().split(","), rows = lines.map(l => l.split(","));
+	const col = (r, k) => r[head.indexOf(k)];
+	const heads = rows.filter(r => r[0] === "heads"), lens = rows.filter(r => r[0] === "lens");
+	const ok = rows.every(r => r.length === head.length) && lens.length === j.lens.length &&
+	    heads.length === 2 * 4 && heads.every(r => {
+		const l = +col(r, "layer"), h = +col(r, "head");
+		return Math.abs(+col(r, "mover_score") - j.heads.mover_score[l][h]) < 1e-6 &&
+		    Math.abs(+col(r, "path_patching_effect") - j.heads.path_patching_effect[l][h]) < 1e-4 * Math.max(1, Math.abs(j.heads.path_patching_effect[l][h]));
+	    }) && lens.every((r, i) => +col(r, "answer_rank") === j.lens[i].answer_rank);
+	process.exit(ok ? 0 : 1);' "$tmp/all.json" "$tmp/all.csv"; then
+	echo "ok - :export FILE.csv writes the lens and every heads grid as CSV, as the JSON has them"
+else
+	echo "FAIL - :export FILE.csv: $(head -c 300 "$tmp/all.csv")"
+	fail=1
+fi
 # An answer or subject named for one prompt and kept for the next is said.
 "$fl" --model "$src/data/models/demo" --size 80x24 \
     -c "prompt The capital of France is; answer Paris; subject France; prompt The capital of Spain is; render" \

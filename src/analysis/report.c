@@ -214,6 +214,26 @@ report_csv_number(FILE *f, double v, bool last)
 }
 
 void
+report_grid_csv(FILE *f, const char *row, int L, int H, int ncol,
+    const char *const *cols, const double *const *grids, bool header)
+{
+	if (header) {
+		fputs(row != NULL ? "row,layer,head" : "layer,head", f);
+		for (int c = 0; c < ncol; c++)
+			fprintf(f, ",%s", cols[c]);
+		fputc('\n', f);
+	}
+	for (int l = 0; l < L; l++)
+		for (int h = 0; h < H; h++) {
+			if (row != NULL)
+				fprintf(f, "%s,", row);
+			fprintf(f, "%d,%d%s", l, h, ncol > 0 ? "," : "\n");
+			for (int c = 0; c < ncol; c++)
+				report_csv_number(f, grids[c][l * H + h], c == ncol - 1);
+		}
+}
+
+void
 report_eval_csv(FILE *f, const fl_eval_result *r, int n_set, const fl_task *t)
 {
 	fputs("row,shots,condition,prompt,pair,subject,template,p_answer,rank,top1,"

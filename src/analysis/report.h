@@ -16,7 +16,8 @@
  * CSV (RFC 4180: a header line, then rows; a field with a comma, a quote or
  * a line break quoted, quotes doubled; text as the JSON's, valid UTF-8;
  * an undefined number an empty field) uses the JSON's field names as its
- * columns. A file of several kinds of row has one header, the union of
+ * columns (a nested field joined by "_": the lens' answer.prob is
+ * answer_prob). A file of several kinds of row has one header, the union of
  * their columns, and a first column "row" saying each row's kind.
  *
  * 95% confidence intervals of a grid's percentages: Wilson's score
@@ -80,6 +81,12 @@ void report_mean_ci(const double *x, int n, int stride, double *lo,
 /* One CSV field, then a comma (or, with last, the line's end). */
 void report_csv_text(FILE *f, const char *s, bool last);
 void report_csv_number(FILE *f, double v, bool last);	/* NAN: empty */
+
+/* ncol grids of (L, H) values as CSV: a header "layer,head,cols...", then
+ * a row per head, layer-major. With row (not NULL) a first column "row"
+ * holding it, for files of several kinds of row. */
+void report_grid_csv(FILE *f, const char *row, int L, int H, int ncol,
+    const char *const *cols, const double *const *grids, bool header);
 
 /* The eval grid of n_set settings as CSV: per-prompt rows ("row" prompt)
  * then the grid's ("row" grid, with the intervals). */

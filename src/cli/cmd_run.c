@@ -43,6 +43,7 @@ typedef struct {
 	int		 threads;
 	double		 threshold;
 	bool		 json;
+	bool		 csv;		/* --csv: the lens as CSV */
 	bool		 lens;
 	const char	*plot;		/* --plot FILE */
 	bool		 final_mask;
@@ -73,6 +74,10 @@ const cli_opt cmd_run_opts[] = {
 	{ "lens-top", 'K', "K", 0, CLI_GROUP_OWN,
 	  "the top tokens of each stream in the JSON lens (default 5)" },
 	CLI_SHARED_JSON,
+	{ "csv", 'C', NULL, 0, CLI_GROUP_OUTPUT,
+	  "print the logit lens at the last position as CSV instead: a row per "
+	  "layer and stream (top token, the answer's and the subject's probability "
+	  "and rank)" },
 	CLI_SHARED_PLOT,
 	{ "patterns", 'P', NULL, 0, CLI_GROUP_OWN,
 	  "with --json, add every head's attention pattern" },
@@ -135,6 +140,7 @@ run_parse(run_args *a, int argc, char **argv)
 			break;
 		case 'l': a->lens = true; break;
 		case 'P': a->patterns = true; break;
+		case 'C': a->csv = true; break;
 		case 'd': a->dump = optarg; break;
 		case 'D':
 			/* two arguments: the hooks, then the file */
@@ -170,6 +176,9 @@ run_parse(run_args *a, int argc, char **argv)
 	if (a->layer >= 0 && a->task == NULL)
 		return cli_fail(2, "run: --layer L needs --task FILE (it is the layer of "
 		    "the decomposition fitted on the task)");
+	if (a->csv && a->json)
+		return cli_fail(2, "run: --csv and --json are two forms of the same "
+		    "output; give one");
 	if (a->patterns && !a->json)
 		return cli_fail(2, "run: --patterns needs --json (the patterns are "
 		    "printed only as JSON)");
@@ -312,6 +321,45 @@ json_prob_rank(const float *logits, int V, int id)
 	cJSON_AddNumberToObject(o, "rank", lens_rank_of(logits, V, id));
 	cJSON_AddNumberToObject(o, "logit", logits[id]);
 	return o;
+}
+
+/* --csv: the lens at the last position, a row per layer and stream, with
+ * the JSON lens' fields. */
+static int
+run_print_csv(const run_state *s)
+{
+	const fl_model *m = s->m;
+	int V = m->cfg.n_vocab, L = m->cfg.n_layer;
+
+	fputs("layer,stream,top,top_bytes,answer_prob,answer_rank,subject_prob,"
+	    "subject_rank\n", stdout);
+	for (int l = 0; l < L; l++)
+		for (int k = 0; k < 3; k++) {
+			const float *lg = s->lens + ((size_t)l * 3 + k) * V;
+			cJSON *tok;
+			int t1;
+
+			lens_topk(lg, V, 1, &t1, NULL);
+			tok = report_token(m->tok, t1, NULL, V);
+			printf("%d,%s,", l, stream_names[k]);
+			report_csv_text(stdout, cJSON_GetObjectItem(tok, "token")->valuestring,
+			    false);
+			report_csv_text(stdout, cJSON_GetObjectItem(tok, "bytes")->valuestring,
+			    false);
+			cJSON_Delete(tok);
+			if (s->p.answer >= 0)
+				printf("%.9g,%d,", lens_prob_of(lg, V, s->p.answer),
+				    lens_rank_of(lg, V, s->p.answer));
+			else
+				fputs(",,", stdout);
+			if (s->p.subject >= 0)
+				printf("%.9g,%d\n", lens_prob_of(lg, V, s->p.subject),
+				    lens_rank_of(lg, V, s->p.subject));
+			else
+				fputs(",\n", stdout);
+		}
+	return fflush(stdout) == 0 && !ferror(stdout) ? 0 :
+	    cli_fail(1, "run: write error on standard output");
 }
 
 /* --plot: the answer's probability and rank through the layers. */
@@ -813,6 +861,8 @@ cmd_run(int argc, char **argv)
 
 	if (a.json)
 		rc = run_print_json(&s);
+	else if (a.csv)
+		rc = run_print_csv(&s);
 	else {
 		run_print_text(&s);
 		rc = 0;

@@ -743,7 +743,7 @@ const ui_cmd ui_cmds[] = {
 	  "evaluate baseline, mask, intercept and both over the loaded task's prompts "
 	  "(as factlens eval) and show the table until a key", c_eval },
 	{ "export", NULL, "FILE", 1, 1, ARG_FILE,
-	  "write the prompt, lens, every heads grid (path patching and the cursor layer's decomposition once computed) and the cursor views as JSON", c_export },
+	  "write the prompt, lens, every heads grid (path patching and the cursor layer's decomposition once computed) and the cursor views as JSON; to FILE.csv, the lens and the heads grids as CSV", c_export },
 	{ "head", NULL, "L.H|N|+N|-N|first|last", 1, 1, ARG_NONE,
 	  "select a head (moves the layer cursor too with L.H)", c_head },
 	{ "help", NULL, "[COMMAND|keys]", 0, 1, ARG_COMMAND,
