@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/sha256.h"
 #include "base/util.h"
 
 static const struct {
@@ -747,6 +748,17 @@ st_to_f32(float *dst, const uint8_t *src, st_dtype dt, size_t n)
 		memset(dst, 0, n * 4);
 		break;
 	}
+}
+
+void
+st_sha256(const st_set *set, char hex[65])
+{
+	fl_sha256 c;
+
+	sha256_init(&c);
+	for (int i = 0; i < set->nfiles; i++)
+		sha256_update(&c, set->files[i].map, set->files[i].size);
+	sha256_final_hex(&c, hex);
 }
 
 /* ---- writer ----------------------------------------------------------- */
