@@ -255,6 +255,9 @@ int
 main(void)
 {
 	test_sha256();
+	sha256_force_plain(true);	/* the same, through the plain rounds */
+	test_sha256();
+	sha256_force_plain(false);
 	test_faults();
 	test_valid();
 	test_convert();

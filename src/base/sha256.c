@@ -1,9 +1,15 @@
-/* sha256.c - SHA-256 (FIPS 180-4); see sha256.h. The plain rounds: a
- * model's weights hash at about the speed of reading them once. */
+/* sha256.c - SHA-256 (FIPS 180-4); see sha256.h. With the x86 SHA
+ * extensions (a -march that has them) the blocks go through sha256rnds2;
+ * otherwise through the plain rounds, which the first also checks in the
+ * tests' build (tests/test_st.c compares both with FIPS 180-4's examples). */
 #include "autoconfig.h"
 
 #include "sha256.h"
 
+#if defined(__SHA__) && defined(__SSE4_1__)
+#include <immintrin.h>
+#endif
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,6 +26,14 @@ static const uint32_t K[64] = {
 	0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
 	0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
+
+static bool sha256_plain;
+
+void
+sha256_force_plain(bool on)
+{
+	sha256_plain = on;
+}
 
 #define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
 
@@ -52,6 +66,57 @@ sha256_block(uint32_t h[8], const uint8_t *p)
 	h[4] += e; h[5] += f; h[6] += g; h[7] += k;
 }
 
+#if defined(__SHA__) && defined(__SSE4_1__)
+/* The SHA extensions (x86-64 since Goldmont and Zen): four rounds per
+ * pair of sha256rnds2, the message schedule by sha256msg1/msg2. The state
+ * is kept as ABEF and CDGH, as the instructions want it. */
+static void
+sha256_blocks(uint32_t h[8], const uint8_t *p, size_t nblocks)
+{
+	const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL,
+	    0x0405060700010203ULL);
+	__m128i s0, s1, t, w[16];
+
+	t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[0]), 0xb1);
+	s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[4]), 0x1b);
+	s0 = _mm_alignr_epi8(t, s1, 8);		/* ABEF */
+	s1 = _mm_blend_epi16(s1, t, 0xf0);	/* CDGH */
+	for (; nblocks > 0; nblocks--, p += 64) {
+		__m128i abef = s0, cdgh = s1;
+
+		for (int g = 0; g < 16; g++) {
+			__m128i m;
+
+			if (g < 4)
+				w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)
+				    (p + 16 * g)), bswap);
+			else
+				w[g] = _mm_sha256msg2_epu32(_mm_add_epi32(
+				    _mm_sha256msg1_epu32(w[g - 4], w[g - 3]),
+				    _mm_alignr_epi8(w[g - 1], w[g - 2], 4)), w[g - 1]);
+			m = _mm_add_epi32(w[g], _mm_loadu_si128((const __m128i *)&K[4 * g]));
+			s1 = _mm_sha256rnds2_epu32(s1, s0, m);
+			s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(m, 0x0e));
+		}
+		s0 = _mm_add_epi32(s0, abef);
+		s1 = _mm_add_epi32(s1, cdgh);
+	}
+	t = _mm_shuffle_epi32(s0, 0x1b);	/* FEBA */
+	s1 = _mm_shuffle_epi32(s1, 0xb1);	/* DCHG */
+	s0 = _mm_blend_epi16(t, s1, 0xf0);	/* DCBA */
+	s1 = _mm_alignr_epi8(s1, t, 8);		/* HGFE */
+	_mm_storeu_si128((__m128i *)&h[0], s0);
+	_mm_storeu_si128((__m128i *)&h[4], s1);
+}
+#else
+static void
+sha256_blocks(uint32_t h[8], const uint8_t *p, size_t nblocks)
+{
+	for (; nblocks > 0; nblocks--, p += 64)
+		sha256_block(h, p);
+}
+#endif
+
 void
 sha256_init(fl_sha256 *c)
 {
@@ -80,11 +145,18 @@ sha256_update(fl_sha256 *c, const void *data, size_t n)
 		n -= k;
 		if (c->nbuf < 64)
 			return;
-		sha256_block(c->h, c->buf);
+		if (sha256_plain)
+			sha256_block(c->h, c->buf);
+		else
+			sha256_blocks(c->h, c->buf, 1);
 		c->nbuf = 0;
 	}
-	for (; n >= 64; p += 64, n -= 64)
-		sha256_block(c->h, p);
+	if (sha256_plain)
+		for (; n >= 64; p += 64, n -= 64)
+			sha256_block(c->h, p);
+	sha256_blocks(c->h, p, n / 64);
+	p += n / 64 * 64;
+	n %= 64;
 	memcpy(c->buf, p, n);
 	c->nbuf = n;
 }

@@ -5,6 +5,7 @@
 #ifndef FL_SHA256_H
 #define FL_SHA256_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,9 @@ typedef struct {
 
 void sha256_init(fl_sha256 *c);
 void sha256_update(fl_sha256 *c, const void *data, size_t n);
+/* Tests: on, the plain rounds even where the SHA extensions would run. */
+void sha256_force_plain(bool on);
+
 /* Writes the digest as 64 lower-case hex digits and a NUL into hex. */
 void sha256_final_hex(fl_sha256 *c, char hex[65]);
 
