@@ -106,9 +106,8 @@ eval_parse(eval_args *a, int argc, char **argv)
 			return cli_fail(2, "%s", cli_usage("eval"));
 		}
 	}
-	if (a->csv && a->json)
-		return cli_fail(2, "eval: --csv and --json are two forms of the same "
-		    "output; give one");
+	if (cli_csv_or_json("eval", a->csv, a->json) != 0)
+		return 2;
 	if (a->per_prompt && !a->json)
 		return cli_fail(2, "eval: --per-prompt needs --json (--csv always has "
 		    "the per-prompt rows)");
@@ -254,8 +253,7 @@ cmd_eval(int argc, char **argv)
 	}
 	if (a.csv) {
 		report_eval_csv(stdout, res, n_set, t);
-		rc = fflush(stdout) == 0 && !ferror(stdout) ? 0 :
-		    cli_fail(1, "eval: write error on standard output");
+		rc = cli_csv_done("eval");
 		goto out;
 	}
 	printf("model      %s (%s, %d layers x %d heads)\n", a.dir, m->cfg.model_type,

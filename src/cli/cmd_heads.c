@@ -90,9 +90,8 @@ heads_parse(heads_args *a, int argc, char **argv)
 			return cli_fail(2, "%s", cli_usage("heads"));
 		}
 	}
-	if (a->csv && a->json)
-		return cli_fail(2, "heads: --csv and --json are two forms of the same "
-		    "output; give one");
+	if (cli_csv_or_json("heads", a->csv, a->json) != 0)
+		return 2;
 	return cli_shared_finish(&sh, "heads", argc, argv);
 }
 
@@ -211,8 +210,7 @@ cmd_heads(int argc, char **argv)
 		const double *grids[] = { res.effect, res.patched, res.pearson };
 
 		report_grid_csv(stdout, NULL, L, H, 3, cols, grids, true);
-		rc = fflush(stdout) == 0 && !ferror(stdout) ? 0 :
-		    cli_fail(1, "heads: write error on standard output");
+		rc = cli_csv_done("heads");
 		goto out;
 	}
 	if (a.json) {

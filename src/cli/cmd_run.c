@@ -176,9 +176,8 @@ run_parse(run_args *a, int argc, char **argv)
 	if (a->layer >= 0 && a->task == NULL)
 		return cli_fail(2, "run: --layer L needs --task FILE (it is the layer of "
 		    "the decomposition fitted on the task)");
-	if (a->csv && a->json)
-		return cli_fail(2, "run: --csv and --json are two forms of the same "
-		    "output; give one");
+	if (cli_csv_or_json("run", a->csv, a->json) != 0)
+		return 2;
 	if (a->patterns && !a->json)
 		return cli_fail(2, "run: --patterns needs --json (the patterns are "
 		    "printed only as JSON)");
@@ -358,8 +357,7 @@ run_print_csv(const run_state *s)
 			else
 				fputs(",\n", stdout);
 		}
-	return fflush(stdout) == 0 && !ferror(stdout) ? 0 :
-	    cli_fail(1, "run: write error on standard output");
+	return cli_csv_done("run");
 }
 
 /* --plot: the answer's probability and rank through the layers. */
