@@ -194,6 +194,44 @@ check "eval: --batch 1 and --batch 7 give the same table" "$tmp/eval7.json" \
 "$fl" eval --model "$model" --task "$task" >"$tmp/eval.txt" &&
 	grep -q "both (a+b)" "$tmp/eval.txt" && grep -q "2 folds by subject" "$tmp/eval.txt" &&
 	ok "eval prints the table as text" || bad "eval text table"
+# eval --csv: one header, a row per prompt and condition, the grid with its
+# 95% intervals; the same numbers as --json (and its --per-prompt rows)
+"$fl" eval --model "$model" --task "$task" --shots 1 --csv >"$tmp/eval.csv" || bad "eval --csv exits 0"
+"$fl" eval --model "$model" --task "$task" --shots 1 --json --per-prompt >"$tmp/evalp.json" ||
+	bad "eval --json --per-prompt exits 0"
+# csvjson FILE: the CSV as a JSON array of objects (RFC 4180 quoting)
+csvjson() {
+	node -e '
+		const t = require("fs").readFileSync(process.argv[1], "utf8");
+		const rows = []; let row = [], f = "", q = false;
+		for (let i = 0; i < t.length; i++) {
+			const c = t[i];
+			if (q) { if (c === "\"" && t[i + 1] === "\"") { f += c; i++; } else if (c === "\"") q = false; else f += c; }
+			else if (c === "\"") q = true;
+			else if (c === ",") { row.push(f); f = ""; }
+			else if (c === "\n") { row.push(f); rows.push(row); row = []; f = ""; }
+			else f += c;
+		}
+		const h = rows.shift();
+		console.log(JSON.stringify(rows.map(r => { if (r.length !== h.length) throw new Error("row of " + r.length + " fields, header " + h.length); const o = {}; h.forEach((k, i) => o[k] = r[i]); return o; })));
+	' "$1"
+}
+if csvjson "$tmp/eval.csv" >"$tmp/evalcsv.json"; then
+	ok "eval --csv: every row has the header's fields"
+else
+	bad "eval --csv does not parse as CSV"
+fi
+check "eval --csv: 2 settings x 20 prompts x 4 conditions, then 8 grid rows" "$tmp/evalcsv.json" \
+	'j.filter(r => r.row === "prompt").length === 160 && j.filter(r => r.row === "grid").length === 8'
+jp=$(cat "$tmp/evalp.json")
+check "eval --csv: the grid's mean P and top-1 are --json's, inside their 95% intervals" "$tmp/evalcsv.json" \
+	"(() => { const e = $jp; return j.filter(r => r.row === 'grid').every(r => { const c = e.settings[+r.shots === 0 ? 0 : 1].conditions[r.condition]; return Math.abs(+r.mean_prob - c.mean_prob) < 1e-6 && Math.abs(+r.top1 - c.top1) < 1e-9 && +r.mean_prob_lo <= +r.mean_prob && +r.mean_prob <= +r.mean_prob_hi && +r.top1_lo <= +r.top1 && +r.top1 <= +r.top1_hi && Math.abs(+r.mean_prob_lo - c.mean_prob_lo) < 1e-6 && Math.abs(+r.top1_hi - c.top1_hi) < 1e-6; }); })()"
+check "eval --csv: each grid mean P is the mean of its prompt rows" "$tmp/evalcsv.json" \
+	'j.filter(r => r.row === "grid").every(g => { const p = j.filter(r => r.row === "prompt" && r.shots === g.shots && r.condition === g.condition); return p.length === +g.prompts && Math.abs(p.reduce((s, r) => s + +r.p_answer, 0) / p.length - +g.mean_prob) < 1e-6; })'
+check "eval --json --per-prompt: the CSV's prompt rows, subject and template named" "$tmp/evalp.json" \
+	'j.prompts.length === 160 && j.prompts.every(r => typeof r.subject === "string" && r.template >= 0 && (r.top1 === 1) === (r.rank === 1) && r.p_answer >= 0 && r.p_answer <= 1)'
+expect "eval: --csv with --json refused" 2 "give one" -- eval --model "$model" --task "$task" --csv --json
+expect "eval: --per-prompt without --json refused" 2 "--per-prompt needs --json" -- eval --model "$model" --task "$task" --per-prompt
 
 # ---- heads ------------------------------------------------------------
 "$fl" heads --model "$model" --task "$task" --json >"$tmp/heads.json" ||
@@ -239,6 +277,20 @@ for m in opt350-f32 llama-f32; do
 		bad "atp on $m exits 0"
 	fi
 done
+# heads --csv: a row per head, the JSON's grids
+"$fl" heads --model "$model" --task "$task" --csv >"$tmp/heads.csv" && csvjson "$tmp/heads.csv" >"$tmp/headscsv.json" ||
+	bad "heads --csv exits 0 and parses"
+hj=$(cat "$tmp/heads.json")
+check "heads --csv: layer, head, effect, patched, pearson as in --json" "$tmp/headscsv.json" \
+	"(() => { const e = $hj; return j.length === 8 && j.every(r => ['effect', 'patched', 'pearson'].every(k => Math.abs(+r[k] - e[k][+r.layer][+r.head]) <= 1e-6 * Math.max(1, Math.abs(e[k][+r.layer][+r.head])))); })()"
+# run --csv: the lens at the last position, a row per layer and stream
+"$fl" run --model "$model" --prompt "The capital of France is" --answer Paris --json --lens >"$tmp/runl.json"
+"$fl" run --model "$model" --prompt "The capital of France is" --answer Paris --csv >"$tmp/run.csv" &&
+	csvjson "$tmp/run.csv" >"$tmp/runcsv.json" || bad "run --csv exits 0 and parses"
+rj=$(cat "$tmp/runl.json")
+check "run --csv: layer, stream, the answer's P and rank as --json's lens" "$tmp/runcsv.json" \
+	"(() => { const e = $rj; return j.length === e.lens.length && j.every((r, i) => +r.layer === e.lens[i].layer && r.stream === e.lens[i].stream && +r.answer_rank === e.lens[i].answer.rank && Math.abs(+r.answer_prob - e.lens[i].answer.prob) < 1e-6 && r.top_bytes === e.lens[i].top[0].bytes); })()"
+expect "run: --csv with --json refused" 2 "give one" -- run --model "$model" --prompt hi --csv --json
 
 # ---- decompose --------------------------------------------------------
 "$fl" decompose --model "$model" --task "$task" --layer 0 --prompt "So Japan is:" \

@@ -259,6 +259,10 @@ expect "missing --prompt" 2 "--prompt TEXT is required" -- run --model "$fx"
 expect "bad --top" 2 "--top takes an integer" -- run --model "$fx" --prompt hi --top x
 expect "unknown command" 2 "unknown command 'frobnicate'" -- frobnicate
 expect "unwritable --dump-logits" 1 "cannot create" -- run --model "$fx" --prompt hi --dump-logits "$tmp/no/such/dir/x.f32"
+expect "--dump with an unknown hook lists the valid ones" 2 "blocks.L.hook_resid_post" -- \
+	run --model "$fx" --prompt hi --dump blocks.0.hook_resid_pots "$tmp/d.st"
+expect "--dump without its file" 2 "needs the file" -- run --model "$fx" --prompt hi --dump all
+expect "unwritable --dump" 1 "cannot create" -- run --model "$fx" --prompt hi --dump all "$tmp/no/such/dir/d.st"
 
 # the good paths
 out=$("$fl" tokenize --model "$fx" "Germany is Berlin.")
@@ -271,6 +275,12 @@ n=$("$fl" tokenize --model "$fx" "Germany is" | wc -w)
 size=$(stat -c %s "$tmp/l.f32")
 [ "$size" -eq $((n * 300 * 4)) ] && echo "ok - --dump-logits writes tokens x vocab floats ($size bytes)" ||
 	{ echo "FAIL - --dump-logits wrote $size bytes, want $((n * 300 * 4))"; fail=1; }
+# --dump and --dump-logits together: both files, the dump with its header
+"$fl" run --model "$fx" --prompt "Germany is" --dump 'blocks.*.hook_resid_post' "$tmp/d.st" \
+	--dump-logits "$tmp/l2.f32" >/dev/null &&
+	cmp -s "$tmp/l.f32" "$tmp/l2.f32" && head -c 1000 "$tmp/d.st" | grep -q '"blocks.1.hook_resid_post"' &&
+	echo "ok - --dump writes the hooks named beside --dump-logits" ||
+	{ echo "FAIL - --dump with --dump-logits"; fail=1; }
 "$fl" run --model "$fx" --prompt "Germany is" --json --answer Berlin --lens > "$tmp/r.json" &&
 	grep -q '"answer"' "$tmp/r.json" && grep -q '"lens"' "$tmp/r.json" &&
 	echo "ok - run --json has the answer and the lens" || { echo "FAIL - run --json"; fail=1; }

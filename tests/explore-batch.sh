@@ -252,6 +252,62 @@ else
 	echo "FAIL - :export misses views: $(head -c 300 "$tmp/all.json")"
 	fail=1
 fi
+# :save FILE writes the commands that rebuild the state with the weights'
+# SHA-256 (sha256sum's) and the version; --replay rebuilds the same screen
+# (the message line aside) and refuses a file whose hash is not the model's.
+"$fl" --model "$fx" --size 80x24 -c "prompt The capital of France is; task $src/tests/tasks/tiny.json; subject France; layer 1; head 2; metric mover; mask heads 1,3; intercept on; topk 5; save $tmp/s.fls" >"$tmp/saved.txt"
+want=$(sha256sum "$fx/model.safetensors" | cut -d' ' -f1)
+if grep -qx "# weights-sha256: $want" "$tmp/s.fls" && grep -q "^# factlens-version: " "$tmp/s.fls" &&
+	grep -qx 'mask heads 1,3' "$tmp/s.fls" && grep -qx 'metric mover' "$tmp/s.fls"; then
+	echo "ok - :save writes the state's commands, the weights' SHA-256 and the version"
+else
+	echo "FAIL - :save: $(cat "$tmp/s.fls")"
+	fail=1
+fi
+"$fl" --size 80x24 --replay "$tmp/s.fls" >"$tmp/replayed.txt"
+if [ $? -eq 0 ] && diff <(head -n -1 "$tmp/saved.txt") <(head -n -1 "$tmp/replayed.txt") >/dev/null; then
+	echo "ok - --replay of a :save file renders the saved screen"
+else
+	echo "FAIL - --replay differs from the saved screen:"
+	diff "$tmp/saved.txt" "$tmp/replayed.txt" | head -10
+	fail=1
+fi
+sed "s/^# weights-sha256: ./# weights-sha256: 0/; s/^# weights-sha256: 00/# weights-sha256: 11/" "$tmp/s.fls" >"$tmp/t.fls"
+for mode in --replay --script; do
+	out=$("$fl" --size 80x24 $mode "$tmp/t.fls" 2>&1 >/dev/null)
+	if [ $? -eq 1 ] && [[ "$out" == *"t.fls: saved with other weights"*"$want"* ]]; then
+		echo "ok - $mode refuses a file whose weights hash differs, naming both"
+	else
+		echo "FAIL - $mode of a tampered hash: $out"
+		fail=1
+	fi
+done
+grep -v weights-sha256 "$tmp/s.fls" >"$tmp/nohash.fls"
+out=$("$fl" --size 80x24 --replay "$tmp/nohash.fls" 2>&1 >/dev/null)
+[ $? -eq 1 ] && [[ "$out" == *"no weights-sha256 line"* ]] &&
+	echo "ok - --replay refuses a file without a weights hash" ||
+	{ echo "FAIL - --replay without a hash: $out"; fail=1; }
+# :export FILE.csv: the same lens and grids as the JSON, one header, a row
+# per stream and per head
+"$fl" --model "$fx" -c "prompt The capital of France is:; task $src/tests/tasks/tiny.json; metric patch; export $tmp/all.csv" > /dev/null
+if node -e '
+	const fs = require("fs"), j = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+	const lines = fs.readFileSync(process.argv[2], "utf8").trim().split("\n");
+	const head = lines.shift().split(","), rows = lines.map(l => l.split(","));
+	const col = (r, k) => r[head.indexOf(k)];
+	const heads = rows.filter(r => r[0] === "heads"), lens = rows.filter(r => r[0] === "lens");
+	const ok = rows.every(r => r.length === head.length) && lens.length === j.lens.length &&
+	    heads.length === 2 * 4 && heads.every(r => {
+		const l = +col(r, "layer"), h = +col(r, "head");
+		return Math.abs(+col(r, "mover_score") - j.heads.mover_score[l][h]) < 1e-6 &&
+		    Math.abs(+col(r, "path_patching_effect") - j.heads.path_patching_effect[l][h]) < 1e-4 * Math.max(1, Math.abs(j.heads.path_patching_effect[l][h]));
+	    }) && lens.every((r, i) => +col(r, "answer_rank") === j.lens[i].answer_rank);
+	process.exit(ok ? 0 : 1);' "$tmp/all.json" "$tmp/all.csv"; then
+	echo "ok - :export FILE.csv writes the lens and every heads grid as CSV, as the JSON has them"
+else
+	echo "FAIL - :export FILE.csv: $(head -c 300 "$tmp/all.csv")"
+	fail=1
+fi
 # An answer or subject named for one prompt and kept for the next is said.
 "$fl" --model "$src/data/models/demo" --size 80x24 \
     -c "prompt The capital of France is; answer Paris; subject France; prompt The capital of Spain is; render" \

@@ -9,6 +9,7 @@
  */
 #include "autoconfig.h"
 
+#include "analysis/report.h"
 #include "check.h"
 #include "fx.h"
 
@@ -231,10 +232,31 @@ out:
 	model_free(m);
 }
 
+/* The intervals of report.h against values computed by hand. */
+static void
+check_intervals(void)
+{
+	double lo, hi, x[] = { 0.1, 0.3, 0.2, 0.4 };
+
+	report_wilson(5, 10, &lo, &hi);
+	check(fabs(lo - 0.236593) < 1e-5 && fabs(hi - 0.763407) < 1e-5, "Wilson "
+	    "5 of 10: [%.6f, %.6f] (want [0.236593, 0.763407])", lo, hi);
+	report_wilson(0, 20, &lo, &hi);
+	check(lo == 0 && fabs(hi - 0.161125) < 1e-5, "Wilson 0 of 20: [%g, %.6f] "
+	    "(want [0, 0.161125])", lo, hi);
+	/* mean 0.25, s = 0.129099, half-width 1.96 s / 2 = 0.126517 */
+	report_mean_ci(x, 4, 1, &lo, &hi);
+	check(fabs(lo - 0.123483) < 1e-5 && fabs(hi - 0.376517) < 1e-5, "normal "
+	    "interval of 4 values: [%.6f, %.6f] (want [0.123483, 0.376517])", lo, hi);
+	report_mean_ci(x, 1, 1, &lo, &hi);
+	check(isnan(lo) && isnan(hi), "no interval from one value");
+}
+
 int
 main(void)
 {
 	kern_set_threads(2);
+	check_intervals();
 	check_cancel();
 	check_fixture("gpt2-f32", EVAL_SPLIT_SUBJECT);
 	check_fixture("gpt2-f32", EVAL_SPLIT_TEMPLATE);

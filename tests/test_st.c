@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "engine/st.h"
+#include "base/sha256.h"
 #include "base/util.h"
 
 /* Builds an image: 8-byte length, header, then `data` bytes of payload. */
@@ -207,9 +208,56 @@ test_nonfinite(void)
 	}
 }
 
+/* SHA-256 against FIPS 180-4's examples, whole and fed in odd pieces. */
+static void
+test_sha256(void)
+{
+	static const struct {
+		const char	*in;
+		const char	*want;
+	} v[] = {
+		{ "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+		{ "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+		{ "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+		  "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1" },
+	};
+	char hex[65];
+	fl_sha256 c;
+
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		sha256_init(&c);
+		sha256_update(&c, v[i].in, strlen(v[i].in));
+		sha256_final_hex(&c, hex);
+		check(strcmp(hex, v[i].want) == 0, "sha256 of \"%.10s\": %s", v[i].in, hex);
+		sha256_init(&c);
+		for (size_t k = 0; k < strlen(v[i].in); k += 3)
+			sha256_update(&c, v[i].in + k, strlen(v[i].in) - k < 3 ?
+			    strlen(v[i].in) - k : 3);
+		sha256_final_hex(&c, hex);
+		check(strcmp(hex, v[i].want) == 0, "sha256 of \"%.10s\" in pieces of 3",
+		    v[i].in);
+	}
+	{
+		/* a million 'a's, in blocks of 1000: the long example */
+		char a[1000];
+
+		memset(a, 'a', sizeof a);
+		sha256_init(&c);
+		for (int i = 0; i < 1000; i++)
+			sha256_update(&c, a, sizeof a);
+		sha256_final_hex(&c, hex);
+		check(strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+		    == 0, "sha256 of a million 'a's: %s", hex);
+	}
+}
+
 int
 main(void)
 {
+	test_sha256();
+	sha256_force_plain(true);	/* the same, through the plain rounds */
+	test_sha256();
+	sha256_force_plain(false);
 	test_faults();
 	test_valid();
 	test_convert();

@@ -55,6 +55,8 @@ eval_clear(fl_eval_result *res)
 		return;
 	free(res->prob);
 	free(res->rank);
+	free(res->pair);
+	free(res->tmpl);
 	memset(res, 0, sizeof *res);
 }
 
@@ -211,6 +213,12 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	res->multi_token = ps.multi_token;
 	res->prob = xcalloc((size_t)n * EVAL_COND_COUNT, sizeof *res->prob);
 	res->rank = xcalloc((size_t)n * EVAL_COND_COUNT, sizeof *res->rank);
+	res->pair = xcalloc((size_t)n, sizeof *res->pair);
+	res->tmpl = xcalloc((size_t)n, sizeof *res->tmpl);
+	for (int i = 0; i < n; i++) {
+		res->pair[i] = ps.p[i].pair;
+		res->tmpl[i] = ps.p[i].tmpl;
+	}
 	J = decomp_regressors(m, o->with_resid);
 	b = batch_new(m, o->batch, ps.max_len);
 	if (progress != NULL)

@@ -63,6 +63,8 @@ typedef struct {
 	int		 calib_n[2];	/* its calibration prompts */
 	double		*prob;		/* (n, EVAL_COND_COUNT) per prompt */
 	int		*rank;		/* (n, EVAL_COND_COUNT) */
+	int		*pair;		/* (n) each prompt's pair in the task */
+	int		*tmpl;		/* (n) its template's index in the set */
 	double		 seconds;
 	long		 passes, rows;	/* engine passes and tokens run */
 	long		 rows_resumed;	/* of which resumed at the last layer */

@@ -106,10 +106,175 @@ report_intercept_hook(const fl_model *m, char *buf, size_t n)
 	return hook_point_name(mitigate_intercept_point(m), m->cfg.n_layer - 1, buf, n);
 }
 
+void
+report_wilson(int k, int n, double *lo, double *hi)
+{
+	const double z = 1.959963984540054;
+	double p, d, c, h;
+
+	if (n <= 0) {
+		*lo = *hi = NAN;
+		return;
+	}
+	p = (double)k / n;
+	d = 1 + z * z / n;
+	c = (p + z * z / (2.0 * n)) / d;
+	h = z / d * sqrt(p * (1 - p) / n + z * z / (4.0 * n * n));
+	/* exact at the ends, where rounding would leave 1e-17 */
+	*lo = k == 0 ? 0 : fmax(0, c - h);
+	*hi = k == n ? 1 : fmin(1, c + h);
+}
+
+void
+report_mean_ci(const double *x, int n, int stride, double *lo, double *hi)
+{
+	double sum = 0, ss = 0, mean, h;
+
+	if (n < 2) {
+		*lo = *hi = NAN;
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		sum += x[(size_t)i * stride];
+	mean = sum / n;
+	for (int i = 0; i < n; i++) {
+		double d = x[(size_t)i * stride] - mean;
+
+		ss += d * d;
+	}
+	h = 1.959963984540054 * sqrt(ss / (n - 1) / n);
+	*lo = fmax(0, mean - h);
+	*hi = fmin(1, mean + h);
+}
+
+/* The 95% intervals of condition c's mean P(answer) and top-1 rate. */
+static void
+report_eval_ci(const fl_eval_result *r, int c, double *plo, double *phi,
+    double *tlo, double *thi)
+{
+	int k = 0;
+
+	for (int i = 0; i < r->n; i++)
+		k += r->rank[(size_t)i * EVAL_COND_COUNT + c] == 1;
+	report_mean_ci(r->prob + c, r->n, EVAL_COND_COUNT, plo, phi);
+	report_wilson(k, r->n, tlo, thi);
+}
+
+cJSON *
+report_eval_prompts(const fl_eval_result *r, const fl_task *t)
+{
+	cJSON *arr = cJSON_CreateArray();
+
+	for (int i = 0; i < r->n; i++)
+		for (int c = 0; c < EVAL_COND_COUNT; c++) {
+			cJSON *o = cJSON_CreateObject();
+			size_t k = (size_t)i * EVAL_COND_COUNT + c;
+
+			cJSON_AddNumberToObject(o, "shots", r->shots);
+			cJSON_AddNumberToObject(o, "prompt", i);
+			cJSON_AddNumberToObject(o, "pair", r->pair[i]);
+			cJSON_AddItemToObject(o, "subject",
+			    report_string(t->pairs[r->pair[i]].subject));
+			cJSON_AddNumberToObject(o, "template", r->tmpl[i]);
+			cJSON_AddStringToObject(o, "condition",
+			    eval_cond_name((fl_eval_cond)c));
+			cJSON_AddItemToObject(o, "p_answer", report_number(r->prob[k]));
+			cJSON_AddNumberToObject(o, "rank", r->rank[k]);
+			cJSON_AddNumberToObject(o, "top1", r->rank[k] == 1);
+			cJSON_AddItemToArray(arr, o);
+		}
+	return arr;
+}
+
+void
+report_csv_text(FILE *f, const char *s, bool last)
+{
+	char *u = fl_utf8_text(s, strlen(s));
+
+	if (strpbrk(u, ",\"\r\n") != NULL) {
+		fputc('"', f);
+		for (const char *p = u; *p; p++) {
+			if (*p == '"')
+				fputc('"', f);
+			fputc(*p, f);
+		}
+		fputc('"', f);
+	} else
+		fputs(u, f);
+	fputc(last ? '\n' : ',', f);
+	free(u);
+}
+
+void
+report_csv_number(FILE *f, double v, bool last)
+{
+	if (!isnan(v))
+		fprintf(f, "%.9g", v);
+	fputc(last ? '\n' : ',', f);
+}
+
+void
+report_grid_csv(FILE *f, const char *row, int L, int H, int ncol,
+    const char *const *cols, const double *const *grids, bool header)
+{
+	if (header) {
+		fputs(row != NULL ? "row,layer,head" : "layer,head", f);
+		for (int c = 0; c < ncol; c++)
+			fprintf(f, ",%s", cols[c]);
+		fputc('\n', f);
+	}
+	for (int l = 0; l < L; l++)
+		for (int h = 0; h < H; h++) {
+			if (row != NULL)
+				fprintf(f, "%s,", row);
+			fprintf(f, "%d,%d%s", l, h, ncol > 0 ? "," : "\n");
+			for (int c = 0; c < ncol; c++)
+				report_csv_number(f, grids[c][l * H + h], c == ncol - 1);
+		}
+}
+
+void
+report_eval_csv(FILE *f, const fl_eval_result *r, int n_set, const fl_task *t)
+{
+	fputs("row,shots,condition,prompt,pair,subject,template,p_answer,rank,top1,"
+	    "prompts,mean_prob,mean_prob_lo,mean_prob_hi,top1_lo,top1_hi,"
+	    "mean_rank\n", f);
+	for (int s = 0; s < n_set; s++)
+		for (int i = 0; i < r[s].n; i++)
+			for (int c = 0; c < EVAL_COND_COUNT; c++) {
+				size_t k = (size_t)i * EVAL_COND_COUNT + c;
+
+				fprintf(f, "prompt,%d,%s,%d,%d,", r[s].shots,
+				    eval_cond_name((fl_eval_cond)c), i, r[s].pair[i]);
+				report_csv_text(f, t->pairs[r[s].pair[i]].subject, false);
+				fprintf(f, "%d,", r[s].tmpl[i]);
+				report_csv_number(f, r[s].prob[k], false);
+				fprintf(f, "%d,%d,,,,,,,\n", r[s].rank[k], r[s].rank[k] == 1);
+			}
+	for (int s = 0; s < n_set; s++)
+		for (int c = 0; c < EVAL_COND_COUNT; c++) {
+			const fl_eval_stats *st = &r[s].cond[c];
+			double plo, phi, tlo, thi;
+
+			report_eval_ci(&r[s], c, &plo, &phi, &tlo, &thi);
+			fprintf(f, "grid,%d,%s,,,,,,,", r[s].shots,
+			    eval_cond_name((fl_eval_cond)c));
+			report_csv_number(f, st->top1, false);
+			fprintf(f, "%d,", r[s].n);
+			report_csv_number(f, st->mean_prob, false);
+			report_csv_number(f, plo, false);
+			report_csv_number(f, phi, false);
+			report_csv_number(f, tlo, false);
+			report_csv_number(f, thi, false);
+			report_csv_number(f, st->mean_rank, true);
+		}
+}
+
 cJSON *
 report_eval_setting(const fl_eval_result *r)
 {
 	cJSON *o = cJSON_CreateObject(), *conds, *arr;
+	double lo[2], hi[2];
 
 	cJSON_AddNumberToObject(o, "shots", r->shots);
 	cJSON_AddNumberToObject(o, "prompts", r->n);
@@ -121,6 +286,11 @@ report_eval_setting(const fl_eval_result *r)
 		cJSON_AddItemToObject(x, "mean_prob", report_number(r->cond[c].mean_prob));
 		cJSON_AddItemToObject(x, "top1", report_number(r->cond[c].top1));
 		cJSON_AddItemToObject(x, "mean_rank", report_number(r->cond[c].mean_rank));
+		report_eval_ci(r, c, &lo[0], &hi[0], &lo[1], &hi[1]);
+		cJSON_AddItemToObject(x, "mean_prob_lo", report_number(lo[0]));
+		cJSON_AddItemToObject(x, "mean_prob_hi", report_number(hi[0]));
+		cJSON_AddItemToObject(x, "top1_lo", report_number(lo[1]));
+		cJSON_AddItemToObject(x, "top1_hi", report_number(hi[1]));
 	}
 	arr = cJSON_AddArrayToObject(o, "calibration_r2");
 	for (int f = 0; f < 2; f++)

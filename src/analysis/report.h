@@ -12,6 +12,19 @@
  *  - a grid of heads is [layers][heads];
  *  - a hook is named by its TransformerLens name for this model
  *    ("blocks.11.hook_resid_post"), never a placeholder.
+ *
+ * CSV (RFC 4180: a header line, then rows; a field with a comma, a quote or
+ * a line break quoted, quotes doubled; text as the JSON's, valid UTF-8;
+ * an undefined number an empty field) uses the JSON's field names as its
+ * columns (a nested field joined by "_": the lens' answer.prob is
+ * answer_prob). A file of several kinds of row has one header, the union of
+ * their columns, and a first column "row" saying each row's kind.
+ *
+ * 95% confidence intervals of a grid's percentages: Wilson's score
+ * interval for a top-1 rate (k of n prompts), the normal approximation
+ * (mean +- 1.96 s / sqrt(n), s the sample standard deviation, clipped to
+ * [0, 1]) for a mean probability; "_lo" and "_hi" after the field's name.
+ *
  * Every builder returns a new cJSON item the caller adds to a document (or
  * frees with cJSON_Delete).
  */
@@ -20,6 +33,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "analysis/eval.h"
 #include "engine/forward.h"
@@ -50,6 +64,34 @@ const char *report_intercept_hook(const fl_model *m, char *buf, size_t n);
 /* One eval setting (a row of shots): prompts, conditions, calibration,
  * work. */
 cJSON *report_eval_setting(const fl_eval_result *r);
+
+/* The eval grid's rows as JSON: one per prompt and condition, {"shots",
+ * "prompt" (its index), "pair", "subject", "template" (its index in the
+ * set), "condition", "p_answer", "rank", "top1" (0 or 1)}. */
+cJSON *report_eval_prompts(const fl_eval_result *r, const fl_task *t);
+
+/* Wilson's 95% score interval of k successes in n (n > 0; else NAN). */
+void report_wilson(int k, int n, double *lo, double *hi);
+
+/* The normal-approximation 95% interval of the mean of x[0..n) (stride
+ * apart), clipped to [0, 1]; NAN when n < 2. */
+void report_mean_ci(const double *x, int n, int stride, double *lo,
+    double *hi);
+
+/* One CSV field, then a comma (or, with last, the line's end). */
+void report_csv_text(FILE *f, const char *s, bool last);
+void report_csv_number(FILE *f, double v, bool last);	/* NAN: empty */
+
+/* ncol grids of (L, H) values as CSV: a header "layer,head,cols...", then
+ * a row per head, layer-major. With row (not NULL) a first column "row"
+ * holding it, for files of several kinds of row. */
+void report_grid_csv(FILE *f, const char *row, int L, int H, int ncol,
+    const char *const *cols, const double *const *grids, bool header);
+
+/* The eval grid of n_set settings as CSV: per-prompt rows ("row" prompt)
+ * then the grid's ("row" grid, with the intervals). */
+void report_eval_csv(FILE *f, const fl_eval_result *r, int n_set,
+    const fl_task *t);
 
 /* Writes root (freed) to f, pretty-printed, with a newline. 0, or -1 with
  * *cause (out of memory, a write error). */

@@ -113,6 +113,13 @@ char *cli_token_text(const fl_model *m, int id);
 /* The k best tokens, quoted, space-separated, on stdout. */
 void cli_print_topk(const fl_model *m, const float *logits, int k);
 
+/* --csv and --json are two forms of one output: 2 (reported, naming the
+ * command) when both are given, else 0. */
+int cli_csv_or_json(const char *cmd, bool csv, bool json);
+
+/* Flushes standard output after CSV: 0, or 1 on a write error, reported. */
+int cli_csv_done(const char *cmd);
+
 /* Prints and frees a JSON document (report.h's schema). 0, or 1 on
  * failure, reported. */
 int cli_json_print(cJSON *root);

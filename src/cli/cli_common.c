@@ -194,6 +194,23 @@ cli_print_topk(const fl_model *m, const float *logits, int k)
 }
 
 int
+cli_csv_or_json(const char *cmd, bool csv, bool json)
+{
+	if (csv && json)
+		return cli_fail(2, "%s: --csv and --json are two forms of the same "
+		    "output; give one", cmd);
+	return 0;
+}
+
+int
+cli_csv_done(const char *cmd)
+{
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return 0;
+	return cli_fail(1, "%s: write error on standard output", cmd);
+}
+
+int
 cli_json_print(cJSON *root)
 {
 	char *cause = NULL;

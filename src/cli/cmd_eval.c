@@ -29,6 +29,8 @@ typedef struct {
 	bool		 no_resid;
 	double		 ridge;
 	bool		 json;
+	bool		 csv;		/* --csv */
+	bool		 per_prompt;	/* --per-prompt */
 	const char	*plot;		/* --plot FILE */
 } eval_args;
 
@@ -50,6 +52,12 @@ const cli_opt cmd_eval_opts[] = {
 	  "the heads of the last layer mask (a) masks, e.g. 0,3,5 (default: all)" },
 	CLI_SHARED_BATCH(0),
 	CLI_SHARED_JSON,
+	{ "csv", 'C', NULL, 0, CLI_GROUP_OUTPUT,
+	  "print CSV instead: a row per prompt and condition (P(answer), rank, "
+	  "top-1), then the grid's rows with 95% intervals (Wilson for top-1, the "
+	  "normal approximation for mean P)" },
+	{ "per-prompt", 'R', NULL, 0, CLI_GROUP_OUTPUT,
+	  "with --json, add the per-prompt rows (as --csv prints them)" },
 	CLI_SHARED_PLOT,
 	CLI_SHARED_THREADS,
 	CLI_SHARED_WEIGHTS,
@@ -90,12 +98,19 @@ eval_parse(eval_args *a, int argc, char **argv)
 				return 2;
 			break;
 		case 'H': a->mask_heads = optarg; break;
+		case 'C': a->csv = true; break;
+		case 'R': a->per_prompt = true; break;
 		case CLI_GETOPT_BAD:
 			return 2;
 		default:
 			return cli_fail(2, "%s", cli_usage("eval"));
 		}
 	}
+	if (cli_csv_or_json("eval", a->csv, a->json) != 0)
+		return 2;
+	if (a->per_prompt && !a->json)
+		return cli_fail(2, "eval: --per-prompt needs --json (--csv always has "
+		    "the per-prompt rows)");
 	return cli_shared_finish(&sh, "eval", argc, argv);
 }
 
@@ -220,10 +235,25 @@ cmd_eval(int argc, char **argv)
 		arr = cJSON_AddArrayToObject(root, "settings");
 		for (int s = 0; s < n_set; s++)
 			cJSON_AddItemToArray(arr, report_eval_setting(&res[s]));
+		if (a.per_prompt) {
+			cJSON *rows = cJSON_AddArrayToObject(root, "prompts"), *x, *e;
+
+			for (int s = 0; s < n_set; s++) {
+				x = report_eval_prompts(&res[s], t);
+				while ((e = cJSON_DetachItemFromArray(x, 0)) != NULL)
+					cJSON_AddItemToArray(rows, e);
+				cJSON_Delete(x);
+			}
+		}
 		cJSON_AddNumberToObject(root, "batch", a.batch);
 		cJSON_AddNumberToObject(root, "threads", kern_threads());
 		cJSON_AddNumberToObject(root, "seconds", total);
 		rc = cli_json_print(root);
+		goto out;
+	}
+	if (a.csv) {
+		report_eval_csv(stdout, res, n_set, t);
+		rc = cli_csv_done("eval");
 		goto out;
 	}
 	printf("model      %s (%s, %d layers x %d heads)\n", a.dir, m->cfg.model_type,

@@ -39,6 +39,10 @@ const cli_opt cmd_explore_opts[] = {
 	  "print the screen as text at each render and at the end; the first "
 	  "failing command stops the run with status 1 and a message naming the "
 	  "file and line" },
+	{ "replay", 'R', "FILE", CLI_OPT_OR, CLI_GROUP_OWN,
+	  "the same for a session written by :save, whose weights-sha256 line must "
+	  "match the loaded model's (a file that records other weights is refused, "
+	  "as --script refuses it)" },
 	{ NULL, 'c', "\"CMD; CMD\"", CLI_OPT_SHORT | CLI_OPT_OR, CLI_GROUP_OWN,
 	  "the same for commands given on the command line" },
 	{ "size", 's', "WxH", 0, CLI_GROUP_OWN,
@@ -81,6 +85,7 @@ cmd_explore(int argc, char **argv)
 			cli_fail(0, "--batch FILE is deprecated: use --script FILE");
 			/* FALLTHROUGH */
 		case 'S': o.script_file = optarg; break;
+		case 'R': o.script_file = optarg; o.replay = true; break;
 		case 'c': o.commands = optarg; break;
 		case 's':
 			if (parse_size(optarg, &o.width, &o.height) != 0)
@@ -109,7 +114,7 @@ cmd_explore(int argc, char **argv)
 		return cli_fail(2, "unexpected argument '%s' (%s)", argv[optind],
 		    cli_usage("explore"));
 	if (o.script_file != NULL && o.commands != NULL)
-		return cli_fail(2, "--script and -c cannot be used together");
+		return cli_fail(2, "--script (or --replay) and -c cannot be used together");
 	if (o.model_dir == NULL) {
 		/* The bundled demo model, when it is there. */
 		const char *dir = fl_default_model();

@@ -27,6 +27,7 @@ typedef struct {
 	int		 top;
 	int		 threads;
 	bool		 json;
+	bool		 csv;		/* --csv */
 	const char	*plot;		/* --plot FILE */
 } heads_args;
 
@@ -44,6 +45,9 @@ const cli_opt cmd_heads_opts[] = {
 	{ "top", 'k', "K", 0, CLI_GROUP_OWN,
 	  "how many of the strongest heads to list (default 10)" },
 	CLI_SHARED_JSON,
+	{ "csv", 'C', NULL, 0, CLI_GROUP_OUTPUT,
+	  "print CSV instead: a row per head (layer, head, effect, patched, "
+	  "pearson)" },
 	CLI_SHARED_PLOT,
 	CLI_SHARED_THREADS,
 	CLI_SHARED_WEIGHTS,
@@ -79,12 +83,15 @@ heads_parse(heads_args *a, int argc, char **argv)
 			if (cli_int("--top", optarg, 1, 10000, &a->top))
 				return 2;
 			break;
+		case 'C': a->csv = true; break;
 		case CLI_GETOPT_BAD:
 			return 2;
 		default:
 			return cli_fail(2, "%s", cli_usage("heads"));
 		}
 	}
+	if (cli_csv_or_json("heads", a->csv, a->json) != 0)
+		return 2;
 	return cli_shared_finish(&sh, "heads", argc, argv);
 }
 
@@ -198,6 +205,14 @@ cmd_heads(int argc, char **argv)
 		rc = 1;
 	}
 
+	if (a.csv) {
+		const char *cols[] = { "effect", "patched", "pearson" };
+		const double *grids[] = { res.effect, res.patched, res.pearson };
+
+		report_grid_csv(stdout, NULL, L, H, 3, cols, grids, true);
+		rc = cli_csv_done("heads");
+		goto out;
+	}
 	if (a.json) {
 		cJSON *root = cJSON_CreateObject(), *o2, *arr;
 

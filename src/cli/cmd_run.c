@@ -21,6 +21,7 @@
 #include "analysis/report.h"
 #include "plot/plot.h"
 #include "cli.h"
+#include "engine/dump.h"
 #include "engine/pool.h"
 #include "base/util.h"
 
@@ -30,7 +31,9 @@ typedef struct {
 	const char	*answer;
 	const char	*subject;
 	const char	*task;
-	const char	*dump;
+	const char	*dump;		/* --dump-logits FILE */
+	const char	*dump_hooks;	/* --dump HOOKS FILE */
+	const char	*dump_file;
 	const char	*mask_heads;
 	int		 top;
 	int		 lens_top;
@@ -40,6 +43,7 @@ typedef struct {
 	int		 threads;
 	double		 threshold;
 	bool		 json;
+	bool		 csv;		/* --csv: the lens as CSV */
 	bool		 lens;
 	const char	*plot;		/* --plot FILE */
 	bool		 final_mask;
@@ -70,12 +74,21 @@ const cli_opt cmd_run_opts[] = {
 	{ "lens-top", 'K', "K", 0, CLI_GROUP_OWN,
 	  "the top tokens of each stream in the JSON lens (default 5)" },
 	CLI_SHARED_JSON,
+	{ "csv", 'C', NULL, 0, CLI_GROUP_OUTPUT,
+	  "print the logit lens at the last position as CSV instead: a row per "
+	  "layer and stream (top token, the answer's and the subject's probability "
+	  "and rank)" },
 	CLI_SHARED_PLOT,
 	{ "patterns", 'P', NULL, 0, CLI_GROUP_OWN,
 	  "with --json, add every head's attention pattern" },
 	{ "dump-logits", 'd', "FILE", CLI_OPT_SHORT, CLI_GROUP_OWN,
 	  "write the logits of every position to FILE as little-endian float32, "
 	  "row-major [tokens x vocab]" },
+	{ "dump", 'D', "HOOK[,HOOK...] FILE", 0, CLI_GROUP_OWN,
+	  "write the activations at the hook points named (TransformerLens names, "
+	  "e.g. blocks.3.hook_resid_post; a glob such as blocks.*.attn.hook_pattern; "
+	  "or all) to FILE as float32 safetensors, shaped as TransformerLens without "
+	  "the batch dimension, from the pass before any mitigation" },
 	{ "final-mask", 'f', NULL, CLI_OPT_SHORT, CLI_GROUP_OWN,
 	  "mitigation (a): the last position attends only to itself in the last "
 	  "layer's heads (all, or those of --mask-heads)" },
@@ -127,7 +140,16 @@ run_parse(run_args *a, int argc, char **argv)
 			break;
 		case 'l': a->lens = true; break;
 		case 'P': a->patterns = true; break;
+		case 'C': a->csv = true; break;
 		case 'd': a->dump = optarg; break;
+		case 'D':
+			/* two arguments: the hooks, then the file */
+			if (optind >= argc || argv[optind][0] == '\0')
+				return cli_fail(2, "run: --dump HOOKS FILE needs the file "
+				    "after the hooks");
+			a->dump_hooks = optarg;
+			a->dump_file = argv[optind++];
+			break;
 		case 'f': a->final_mask = true; break;
 		case 'H': a->mask_heads = optarg; a->final_mask = true; break;
 		case 'i': a->intercept = true; break;
@@ -154,6 +176,8 @@ run_parse(run_args *a, int argc, char **argv)
 	if (a->layer >= 0 && a->task == NULL)
 		return cli_fail(2, "run: --layer L needs --task FILE (it is the layer of "
 		    "the decomposition fitted on the task)");
+	if (cli_csv_or_json("run", a->csv, a->json) != 0)
+		return 2;
 	if (a->patterns && !a->json)
 		return cli_fail(2, "run: --patterns needs --json (the patterns are "
 		    "printed only as JSON)");
@@ -296,6 +320,44 @@ json_prob_rank(const float *logits, int V, int id)
 	cJSON_AddNumberToObject(o, "rank", lens_rank_of(logits, V, id));
 	cJSON_AddNumberToObject(o, "logit", logits[id]);
 	return o;
+}
+
+/* --csv: the lens at the last position, a row per layer and stream, with
+ * the JSON lens' fields. */
+static int
+run_print_csv(const run_state *s)
+{
+	const fl_model *m = s->m;
+	int V = m->cfg.n_vocab, L = m->cfg.n_layer;
+
+	fputs("layer,stream,top,top_bytes,answer_prob,answer_rank,subject_prob,"
+	    "subject_rank\n", stdout);
+	for (int l = 0; l < L; l++)
+		for (int k = 0; k < 3; k++) {
+			const float *lg = s->lens + ((size_t)l * 3 + k) * V;
+			cJSON *tok;
+			int t1;
+
+			lens_topk(lg, V, 1, &t1, NULL);
+			tok = report_token(m->tok, t1, NULL, V);
+			printf("%d,%s,", l, stream_names[k]);
+			report_csv_text(stdout, cJSON_GetObjectItem(tok, "token")->valuestring,
+			    false);
+			report_csv_text(stdout, cJSON_GetObjectItem(tok, "bytes")->valuestring,
+			    false);
+			cJSON_Delete(tok);
+			if (s->p.answer >= 0)
+				printf("%.9g,%d,", lens_prob_of(lg, V, s->p.answer),
+				    lens_rank_of(lg, V, s->p.answer));
+			else
+				fputs(",,", stdout);
+			if (s->p.subject >= 0)
+				printf("%.9g,%d\n", lens_prob_of(lg, V, s->p.subject),
+				    lens_rank_of(lg, V, s->p.subject));
+			else
+				fputs(",\n", stdout);
+		}
+	return cli_csv_done("run");
 }
 
 /* --plot: the answer's probability and rank through the layers. */
@@ -686,6 +748,7 @@ cmd_run(int argc, char **argv)
 	char *cause = NULL;
 	int rc, V, L, T, off = -1, len = 0;
 	fl_task *subjects = NULL;
+	fl_dump *dump = NULL;
 
 	if ((rc = run_parse(&a, argc, argv)) != 0)
 		return rc;
@@ -708,6 +771,13 @@ cmd_run(int argc, char **argv)
 	}
 	if (a.layer < 0)
 		a.layer = L - 1;
+	if (a.dump_hooks != NULL &&
+	    (dump = dump_new(s.m, a.dump_hooks, &cause)) == NULL) {
+		cli_fail(2, "run: --dump: %s", cause);
+		free(cause);
+		rc = 2;
+		goto out;
+	}
 	if (a.mask_heads != NULL && cli_parse_heads("--mask-heads", a.mask_heads,
 	    s.m->cfg.n_head, &s.heads) != 0) {
 		rc = 2;
@@ -740,6 +810,8 @@ cmd_run(int argc, char **argv)
 	r = run_new(s.m, T, T);
 	s.c = cache_new(s.m, T, FL_CACHE_PATTERN | (a.dump ? FL_CACHE_LOGITS_ALL : 0));
 	pass.cache = s.c;
+	if (dump != NULL)
+		pass.hooks = dump_hooks(dump, &pass.n_hooks);
 	if (run_forward(r, s.p.ids, &T, 1, &pass, &cause) < 0)
 		goto fail_cause;
 	s.last = a.dump ? s.c->logits + (size_t)(T - 1) * V : s.c->logits;
@@ -756,6 +828,14 @@ cmd_run(int argc, char **argv)
 		goto fail_cause;
 	if (a.dump && write_logits(a.dump, s.c->logits, (size_t)T * V) != 0)
 		goto out;
+	if (dump != NULL) {
+		const char *meta[] = { "model", a.dir, "prompt", a.prompt,
+		    "factlens", PACKAGE_VERSION, "format", "TransformerLens hook names "
+		    "and shapes without the batch dimension, before any mitigation" };
+
+		if (dump_write(dump, a.dump_file, meta, 4, &cause) != 0)
+			goto fail_cause;
+	}
 
 	/* the analyses, on the run as the cache now holds it */
 	s.lens = xmalloc((size_t)3 * L * V * sizeof *s.lens);
@@ -779,6 +859,8 @@ cmd_run(int argc, char **argv)
 
 	if (a.json)
 		rc = run_print_json(&s);
+	else if (a.csv)
+		rc = run_print_csv(&s);
 	else {
 		run_print_text(&s);
 		rc = 0;
@@ -792,6 +874,7 @@ out:
 		task_free(subjects);
 	attrib_clear(&s.at_logit);
 	attrib_clear(&s.at_diff);
+	dump_free(dump);
 	free(s.movers);
 	free(s.lens);
 	free(s.heads);

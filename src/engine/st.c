@@ -12,12 +12,14 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/sha256.h"
 #include "base/util.h"
 
 static const struct {
@@ -746,4 +748,117 @@ st_to_f32(float *dst, const uint8_t *src, st_dtype dt, size_t n)
 		memset(dst, 0, n * 4);
 		break;
 	}
+}
+
+void
+st_sha256(const st_set *set, char hex[65])
+{
+	fl_sha256 c;
+
+	sha256_init(&c);
+	for (int i = 0; i < set->nfiles; i++)
+		sha256_update(&c, set->files[i].map, set->files[i].size);
+	sha256_final_hex(&c, hex);
+}
+
+/* ---- writer ----------------------------------------------------------- */
+
+static int
+st_cmp_out(const void *a, const void *b)
+{
+	return strcmp(((const st_out *const *)a)[0]->name,
+	    ((const st_out *const *)b)[0]->name);
+}
+
+static int64_t
+st_out_numel(const st_out *t)
+{
+	int64_t n = 1;
+
+	for (int d = 0; d < t->ndim; d++)
+		n *= t->shape[d];
+	return n;
+}
+
+int
+st_write_f32(const char *path, const st_out *t, int n,
+    const char *const *meta, int nmeta, char **cause)
+{
+	const st_out **order = xcalloc((size_t)(n > 0 ? n : 1), sizeof *order);
+	cJSON *root = cJSON_CreateObject(), *md;
+	char *json = NULL;
+	uint64_t off = 0, hlen;
+	size_t jlen;
+	FILE *f = NULL;
+	int rc = -1;
+
+	for (int i = 0; i < n; i++) {
+		order[i] = &t[i];
+		if (t[i].ndim < 0 || t[i].ndim > ST_MAX_DIMS) {
+			fl_error(cause, "%s: tensor %s: %d dimensions (at most %d)",
+			    path, t[i].name, t[i].ndim, ST_MAX_DIMS);
+			goto out;
+		}
+	}
+	qsort(order, (size_t)n, sizeof *order, st_cmp_out);
+	for (int i = 1; i < n; i++)
+		if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
+			fl_error(cause, "%s: tensor %s named twice", path, order[i]->name);
+			goto out;
+		}
+	/* "__metadata__" sorts before every lower-case name; the tensors'
+	 * names are the hooks' (lower case), so byte order is kept. */
+	if (nmeta > 0) {
+		md = cJSON_AddObjectToObject(root, "__metadata__");
+		for (int i = 0; i < nmeta; i++)
+			cJSON_AddStringToObject(md, meta[2 * i], meta[2 * i + 1]);
+	}
+	for (int i = 0; i < n; i++) {
+		cJSON *e = cJSON_AddObjectToObject(root, order[i]->name);
+		cJSON *sh = cJSON_AddArrayToObject(e, "shape");
+		cJSON *of = cJSON_AddArrayToObject(e, "data_offsets");
+		uint64_t nb = (uint64_t)st_out_numel(order[i]) * sizeof(float);
+
+		cJSON_AddStringToObject(e, "dtype", "F32");
+		for (int d = 0; d < order[i]->ndim; d++)
+			cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)order[i]->shape[d]));
+		cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
+		cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + nb)));
+		off += nb;
+	}
+	json = cJSON_PrintUnformatted(root);
+	jlen = strlen(json);
+	hlen = (jlen + 7) / 8 * 8;
+	if ((f = fopen(path, "wb")) == NULL) {
+		fl_error(cause, "%s: cannot create: %s", path, strerror(errno));
+		goto out;
+	}
+	{
+		uint8_t le[8];
+
+		for (int i = 0; i < 8; i++)
+			le[i] = (uint8_t)(hlen >> (8 * i));
+		fwrite(le, 1, 8, f);
+	}
+	fwrite(json, 1, jlen, f);
+	for (size_t i = jlen; i < hlen; i++)
+		fputc(' ', f);
+	/* The host is little-endian (x86-64, arm64): floats go out as they are. */
+	for (int i = 0; i < n; i++)
+		fwrite(order[i]->data, sizeof(float), (size_t)st_out_numel(order[i]), f);
+	if (ferror(f) | (fclose(f) != 0)) {
+		f = NULL;
+		fl_error(cause, "%s: write error", path);
+		remove(path);
+		goto out;
+	}
+	f = NULL;
+	rc = 0;
+out:
+	if (f != NULL)
+		fclose(f);
+	cJSON_free(json);
+	cJSON_Delete(root);
+	free(order);
+	return rc;
 }

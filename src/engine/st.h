@@ -16,6 +16,11 @@
  * to its last, no overlap, no gap), as the reference reader requires. Each
  * fault names the file, and the tensor or the offset.
  *
+ * The writer (st_write_f32) emits the same layout: the header's keys in
+ * byte order ("__metadata__" sorts before lower-case names), data in that
+ * order, the header padded with spaces to a multiple of 8 bytes so that
+ * every tensor starts 8-aligned, as the reference writer does.
+ *
  * A sharded checkpoint (model.safetensors.index.json: {"weight_map":
  * {"tensor": "file"}}) opens as one set; each tensor must live in the file
  * the map names.
@@ -120,6 +125,30 @@ void st_advise_hot(st_set *set, const st_tensor *const *t, int n,
  * not be aligned. A clean run of values costs one read at memory speed. */
 void st_count_nonfinite(const void *p, st_dtype dt, size_t n, size_t *nan,
     size_t *inf);
+
+/* The SHA-256 of the set's files, as 64 hex digits: of the one file's bytes
+ * (what sha256sum prints for model.safetensors), or of the shards' bytes
+ * one after another in the order the index's weight_map first names
+ * them. Reads every page
+ * of the mapping (faulting back what st_release dropped). */
+void st_sha256(const st_set *set, char hex[65]);
+
+/* One f32 tensor to write: name, shape, and data (numel floats, which the
+ * writer does not keep). */
+typedef struct {
+	const char	*name;
+	int		 ndim;
+	int64_t		 shape[ST_MAX_DIMS];
+	const float	*data;
+} st_out;
+
+/* Writes n tensors as an F32 safetensors file at path, with the string
+ * pairs meta[0..2*nmeta) (key, value, key, value...) as "__metadata__"
+ * (none when nmeta is 0). Names must be distinct. 0, or -1 with *cause
+ * naming the file (and the tensor when one is at fault); a partial file is
+ * removed. */
+int st_write_f32(const char *path, const st_out *t, int n,
+    const char *const *meta, int nmeta, char **cause);
 
 /* Converts n values of a float dtype (F32, F16, BF16, F64) to f32. */
 void st_to_f32(float *dst, const uint8_t *src, st_dtype dt, size_t n);

@@ -1,4 +1,5 @@
-/* export.c - the session's results as a JSON file (:export). See session.h. */
+/* export.c - the session's results as a JSON or CSV file (:export). See
+ * session.h. */
 #include "autoconfig.h"
 
 #include "session/internal.h"
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "analysis/attrib.h"
 #include "analysis/report.h"
@@ -48,6 +50,59 @@ json_row(const ui_session *s, const ui_lens_row *r, bool component)
 	return o;
 }
 
+/* Whether path names a CSV file (by its extension, any case). */
+static bool
+export_is_csv(const char *path)
+{
+	size_t n = strlen(path);
+
+	return n > 4 && strcasecmp(path + n - 4, ".csv") == 0;
+}
+
+/* :export FILE.csv: the lens rows, then a row per head, under one header
+ * (report.h's CSV, with the JSON's field names). */
+static int
+export_csv(ui_session *s, const char *path, char **cause)
+{
+	int L = s->model->cfg.n_layer, H = s->model->cfg.n_head, rc = 0;
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL)
+		return fl_error(cause, "export: %s: cannot create: %s", path, strerror(errno));
+	fputs("row,layer,stream,head,top,top_bytes,answer_prob,answer_rank,"
+	    "attn_to_subject,direct_to_answer,direct_to_subject,mover_score,"
+	    "path_patching_effect\n", f);
+	for (int l = 0; l <= L; l++) {
+		const ui_lens_row *r = &s->streams[l];
+
+		fprintf(f, "lens,%d,%s,,", l < L ? l : L - 1, l < L ? "resid_pre" :
+		    "resid_post");
+		if (r->n_top > 0) {
+			cJSON *t = json_token(s, r->top_ids[0]);
+
+			report_csv_text(f, cJSON_GetObjectItem(t, "token")->valuestring, false);
+			report_csv_text(f, cJSON_GetObjectItem(t, "bytes")->valuestring, false);
+			cJSON_Delete(t);
+		} else
+			fputs(",,", f);
+		report_csv_number(f, r->prob, false);
+		fprintf(f, "%d,,,,,\n", r->rank);
+	}
+	for (int i = 0; i < L * H; i++) {
+		fprintf(f, "heads,%d,,%d,,,,,", i / H, i % H);
+		report_csv_number(f, s->attn_subj[i], false);
+		report_csv_number(f, s->direct[i], false);
+		report_csv_number(f, s->direct_subj[i], false);
+		report_csv_number(f, s->mover[i], false);
+		report_csv_number(f, s->patch_valid ? s->patch.effect[i] : NAN, true);
+	}
+	if (ferror(f))
+		rc = fl_error(cause, "export: %s: write error", path);
+	if (fclose(f) != 0 && rc == 0)
+		rc = fl_error(cause, "export: %s: write error", path);
+	return rc;
+}
+
 int
 session_export(ui_session *s, const char *path, char **cause)
 {
@@ -58,6 +113,8 @@ session_export(ui_session *s, const char *path, char **cause)
 	if (!session_ready(s))
 		return fl_error(cause, "export: nothing to export yet (no model or prompt)");
 	sess_movers_ensure(s);	/* the grids are exported whichever is shown */
+	if (export_is_csv(path))
+		return export_csv(s, path, cause);
 	L = s->model->cfg.n_layer;
 	H = s->model->cfg.n_head;
 	root = cJSON_CreateObject();

@@ -242,7 +242,8 @@ char *session_token_label(const ui_session *s, int id, const char *g_space,
 /* Writes the session's results as JSON to path: the prompt, the lens, every
  * heads grid (mover scores computed if they were not), the path-patching
  * effect and the cursor layer's decomposition when they are computed, the
- * cursor's views. */
+ * cursor's views. A path ending in .csv gets CSV instead (report.h): a
+ * "lens" row per stream, then a "heads" row per head with every grid. */
 int session_export(ui_session *s, const char *path, char **cause);
 
 #endif

@@ -681,6 +681,16 @@ c_theme(ui_ctx *c, int argc, char **argv, char **cause)
 }
 
 static int
+c_save(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	if (ui_session_save(c, argv[1], cause) != 0)
+		return -1;
+	ctx_message(c, false, "saved to %s (factlens --replay %s rebuilds it)",
+	    argv[1], argv[1]);
+	return UI_REDRAW;
+}
+
+static int
 c_shots(ui_ctx *c, int argc, char **argv, char **cause)
 {
 	long k;
@@ -743,7 +753,7 @@ const ui_cmd ui_cmds[] = {
 	  "evaluate baseline, mask, intercept and both over the loaded task's prompts "
 	  "(as factlens eval) and show the table until a key", c_eval },
 	{ "export", NULL, "FILE", 1, 1, ARG_FILE,
-	  "write the prompt, lens, every heads grid (path patching and the cursor layer's decomposition once computed) and the cursor views as JSON", c_export },
+	  "write the prompt, lens, every heads grid (path patching and the cursor layer's decomposition once computed) and the cursor views as JSON; to FILE.csv, the lens and the heads grids as CSV", c_export },
 	{ "head", NULL, "L.H|N|+N|-N|first|last", 1, 1, ARG_NONE,
 	  "select a head (moves the layer cursor too with L.H)", c_head },
 	{ "help", NULL, "[COMMAND|keys]", 0, 1, ARG_COMMAND,
@@ -774,6 +784,11 @@ const ui_cmd ui_cmds[] = {
 	{ "redraw", NULL, "", 0, 0, ARG_NONE, "repaint the whole terminal", c_redraw },
 	{ "render", NULL, "", 0, 0, ARG_NONE,
 	  "in --script or -c mode, print the screen now", c_render },
+	{ "save", NULL, "FILE", 1, 1, ARG_FILE,
+	  "write the commands that rebuild this state (model, prompt, task, shots, "
+	  "answer, subject, mask, intercept, cursor, metric, theme) with the "
+	  "weights' SHA-256 and factlens' version; factlens --replay FILE runs "
+	  "it, refusing other weights", c_save },
 	{ "shots", NULL, "[K]", 0, 1, ARG_NONE,
 	  "K demonstrations before each of the task's prompts (0: zero-shot, the "
 	  "default), as factlens eval --shots: the decomposition, the intercept, "

@@ -111,6 +111,9 @@ ui_batch_run(const ui_options *o)
 	const char *label;
 	int status = 0, lineno = 0;
 	bool quit = false;
+	char want_buf[65];
+	const char *want;
+	const fl_model *verified = NULL;
 
 	ctx_init(&c, s, o->ascii);
 	c.batch = true;
@@ -149,6 +152,15 @@ ui_batch_run(const ui_options *o)
 		} else if ((text = fl_read_file(o->script_file, &len, 1 << 24, &cause)) == NULL)
 			goto fail;
 	}
+	/* A saved session's weights hash: checked before the first command
+	 * that is not :model (the file's own model line loads the weights it
+	 * names), and again whenever the model changes. */
+	want = ui_saved_hash(text, want_buf);
+	if (o->replay && want == NULL) {
+		cause = xasprintf("%s: no weights-sha256 line: --replay runs only "
+		    "files written by :save (use --script for others)", label);
+		goto fail;
+	}
 	for (p = text; p != NULL && *p != '\0' && !quit; ) {
 		char *nl = strchr(p, '\n'), *line = p;
 		int flags;
@@ -161,6 +173,12 @@ ui_batch_run(const ui_options *o)
 			line++;
 		if (*line == '\0' || *line == '#')
 			continue;
+		if (want != NULL && s->model != NULL && s->model != verified &&
+		    strncmp(line, "model ", 6) != 0) {
+			if (ui_replay_verify(s, label, want, &cause) != 0)
+				goto fail;
+			verified = s->model;
+		}
 		if ((flags = cmd_run_line(&c, line, &cause)) < 0) {
 			char *where = xasprintf("%s:%d: %s", label, lineno, cause);
 
@@ -170,6 +188,9 @@ ui_batch_run(const ui_options *o)
 		}
 		quit = (flags & UI_QUIT) != 0;
 	}
+	if (want != NULL && s->model != NULL && s->model != verified &&
+	    ui_replay_verify(s, label, want, &cause) != 0)
+		goto fail;
 	batch_render(&c, cv);
 	goto out;
 fail:

@@ -97,6 +97,27 @@ void ctx_message(ui_ctx *c, bool error, const char *fmt, ...) FL_PRINTF(3, 4);
  * Returns the runs done (fewer when cancelled). */
 int ctx_time(ui_ctx *c, const fl_progress *p, void (*draw)(void *), void *ud);
 
+/* ---- saved sessions (save.c) ---------------------------------------- */
+
+/* :save: writes to path the commands that rebuild c's state (model,
+ * prompt, task and shots, answer, subject, mask, intercept, cursor,
+ * metric, topk, theme, pane) after comment lines with factlens' version
+ * and the weights' SHA-256. 0, or -1 with *cause (no model; a text with a
+ * line break; the file). */
+int ui_session_save(ui_ctx *c, const char *path, char **cause);
+
+/* The SHA-256 of s's model's weights (st_sha256) into hex. */
+void ui_weights_hash(const ui_session *s, char hex[65]);
+
+/* The weights hash a saved file's text records, copied into hex; NULL
+ * when it records none. */
+const char *ui_saved_hash(const char *text, char hex[65]);
+
+/* 0 when s's model has the weights hash want; else -1 with *cause naming
+ * the file (label), the model and both hashes. */
+int ui_replay_verify(const ui_session *s, const char *label, const char *want,
+    char **cause);
+
 /* ---- commands (commands.c: the table; cmdline.c: parsing, completion) */
 
 typedef enum {
@@ -170,6 +191,8 @@ typedef struct {
 	fl_model_opts	 model_opts;	/* --weights */
 	const char	*theme;		/* NULL: dark */
 	const char	*script_file;	/* --script FILE; "-": standard input */
+	bool		 replay;	/* --replay: script_file must hold a
+					   weights hash (:save's) */
 	const char	*commands;	/* -c */
 	int		 width, height;	/* batch size */
 	int		 depth;		/* forced colour depth, or -1 */
