@@ -83,6 +83,12 @@ void cli_interrupt_catch(void);
 bool cli_interrupted(void);
 int cli_cancelled(cli_progress_state *s, const char *what);
 
+/* After a batched analysis that returned rc: the bar erased; when it was
+ * stopped (FL_STOPPED or Ctrl-C) what was cancelled said and
+ * FL_EXIT_STOPPED returned, else rc (0, or -1 with the analysis' cause for
+ * the caller to report). */
+int cli_work_end(cli_progress_state *s, int rc, const char *what);
+
 
 /* Loads a task or prints "factlens: <cause>" and returns NULL. */
 fl_task *cli_load_task(const char *path);

@@ -53,6 +53,15 @@ cli_interrupted(void)
 }
 
 int
+cli_work_end(cli_progress_state *s, int rc, const char *what)
+{
+	if (rc == FL_STOPPED || cli_interrupted())
+		return cli_cancelled(s, what);
+	cli_progress_end(s);
+	return rc;
+}
+
+int
 cli_cancelled(cli_progress_state *s, const char *what)
 {
 	cli_progress_end(s);

@@ -430,12 +430,10 @@ cmd_decompose(int argc, char **argv)
 	b->progress = cli_progress_of(&prog);
 	b->total = ps.n;
 	cli_interrupt_catch();
-	rc = decomp_collect(&dd, b, ps.p, ps.n, a.layer, !a.no_resid, &cause);
-	if (rc == FL_STOPPED || cli_interrupted()) {
-		rc = cli_cancelled(&prog, "the decomposition fit");
+	rc = cli_work_end(&prog, decomp_collect(&dd, b, ps.p, ps.n, a.layer,
+	    !a.no_resid, &cause), "the decomposition fit");
+	if (rc == FL_EXIT_STOPPED)
 		goto out;
-	}
-	cli_progress_end(&prog);
 	if (rc != 0) {
 		rc = 1;
 		goto fail_cause;

@@ -165,18 +165,17 @@ cmd_eval(int argc, char **argv)
 		snprintf(label, sizeof label, "eval %d-shot", shots);
 		cli_progress_init(&prog, label);
 		pr = cli_progress_of(&prog);
-		r = eval_task(&res[s], m, t, &o, shots, &pr, &cause);
-		if (r == FL_STOPPED || cli_interrupted()) {
-			rc = cli_cancelled(&prog, "eval");
+		r = cli_work_end(&prog, eval_task(&res[s], m, t, &o, shots, &pr, &cause),
+		    "eval");
+		if (r == FL_EXIT_STOPPED) {
+			rc = r;
 			goto out;
 		}
 		if (r != 0) {
-			cli_progress_end(&prog);
 			cli_fail(1, "%s", cause);
 			free(cause);
 			goto out;
 		}
-		cli_progress_end(&prog);
 		n_set++;
 	}
 	total = fl_now() - t0;

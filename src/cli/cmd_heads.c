@@ -174,12 +174,10 @@ cmd_heads(int argc, char **argv)
 	b->total = (long)clean.n + corrupt.n + (long)L * clean.n;
 	o = (fl_patch_opts){ a.receiver, NULL };
 	cli_interrupt_catch();
-	rc = patch_heads(&res, b, clean.p, clean.n, corrupt.p, corrupt.n, &o, &cause);
-	if (rc == FL_STOPPED || cli_interrupted()) {
-		rc = cli_cancelled(&prog, "path patching");
+	rc = cli_work_end(&prog, patch_heads(&res, b, clean.p, clean.n, corrupt.p,
+	    corrupt.n, &o, &cause), "path patching");
+	if (rc == FL_EXIT_STOPPED)
 		goto out;
-	}
-	cli_progress_end(&prog);
 	if (rc != 0) {
 		rc = 1;
 		goto fail_cause;

@@ -371,12 +371,10 @@ trace_task(const trace_args *a, const fl_model *m, const fl_trace_opts *o,
 	for (int i = 0; i < ps.n; i++)
 		b->total += trace_units(m, o, ps.p[i].n);
 	cli_interrupt_catch();
-	rc = trace_average(&res, b, ps.p, ps.n, o, &cause);
-	if (rc == FL_STOPPED || cli_interrupted()) {
-		rc = cli_cancelled(&prog, "causal tracing");
+	rc = cli_work_end(&prog, trace_average(&res, b, ps.p, ps.n, o, &cause),
+	    "causal tracing");
+	if (rc == FL_EXIT_STOPPED)
 		goto out;
-	}
-	cli_progress_end(&prog);
 	if (rc != 0) {
 		rc = 1;
 		goto fail_cause;
@@ -490,12 +488,9 @@ cmd_trace(int argc, char **argv)
 	b->progress = cli_progress_of(&prog);
 	b->total = trace_units(m, &o, p.n);
 	cli_interrupt_catch();
-	rc = trace_run(&res, b, &p, &o, &cause);
-	if (rc == FL_STOPPED || cli_interrupted()) {
-		rc = cli_cancelled(&prog, "causal tracing");
+	rc = cli_work_end(&prog, trace_run(&res, b, &p, &o, &cause), "causal tracing");
+	if (rc == FL_EXIT_STOPPED)
 		goto out;
-	}
-	cli_progress_end(&prog);
 	if (rc != 0) {
 		rc = cli_fail(1, "%s", cause);
 		free(cause);
