@@ -169,10 +169,11 @@ static void
 test_attention(void)
 {
 	enum { DH = 20, LD = 50 };
-	const int Ts[] = { 5, 120 };
+	/* 300 rows: three of BLIS's row blocks, the last one partial */
+	const int Ts[] = { 5, 120, 300 };
 	unsigned s = 11;
 
-	for (int ti = 0; ti < 2; ti++) {
+	for (int ti = 0; ti < 3; ti++) {
 		int T = Ts[ti];
 		float *q = xmalloc((size_t)T * LD * sizeof *q), *k = xmalloc((size_t)T * LD * 4);
 		float *v = xmalloc((size_t)T * LD * 4), *sc = xmalloc((size_t)T * T * 4);
@@ -202,23 +203,41 @@ test_attention(void)
 		snprintf(name, sizeof name, "attention scores = naive (%d tokens)", T);
 		check_close(name, sc, want, (size_t)T * T, 1e-5);
 		check(masked, "future positions are -inf (%d tokens)", T);
-		for (int i = 0; i < T; i++)
-			kern_softmax(want + (size_t)i * T, i + 1);
-		for (int i = 0; i < T; i++)
-			for (int j = 0; j < T; j++)
-				if (j > i)
-					want[i * T + j] = 0.0f;
-		kern_attn_mix(z, want, v, LD, T, DH);
-		for (int i = 0; i < T; i++)
-			for (int e = 0; e < DH; e++) {
-				double d = 0;
+		/* the softmax of the masked rows against exp in double */
+		kern_attn_scores(sc, q, k, LD, T, DH, 0.5f);
+		for (int i = 0; i < T; i++) {
+			double mx = -INFINITY, sum = 0;
 
-				for (int j = 0; j <= i; j++)
-					d += (double)want[i * T + j] * v[j * LD + e];
-				zw[i * LD + e] = (float)d;
-			}
-		snprintf(name, sizeof name, "attention mix = naive (%d tokens)", T);
-		check_close(name, z, zw, (size_t)T * LD, 1e-5);
+			for (int j = 0; j <= i; j++)
+				mx = fmax(mx, want[i * T + j]);
+			for (int j = 0; j <= i; j++)
+				sum += exp((double)want[i * T + j] - mx);
+			for (int j = 0; j < T; j++)
+				want[i * T + j] = j <= i ?
+				    (float)(exp((double)want[i * T + j] - mx) / sum) : 0.0f;
+			kern_softmax(sc + (size_t)i * T, T);
+		}
+		snprintf(name, sizeof name, "softmax of masked rows = exp in double "
+		    "(%d tokens)", T);
+		check_close(name, sc, want, (size_t)T * T, 1e-6);
+		for (int causal = 1; causal >= 0; causal--) {
+			/* not causal: a hook's edit above the diagonal counts */
+			if (!causal)
+				for (int i = 0; i + 1 < T; i++)
+					want[i * T + T - 1] = 0.25f;
+			kern_attn_mix(z, want, v, LD, T, DH, causal);
+			for (int i = 0; i < T; i++)
+				for (int e = 0; e < DH; e++) {
+					double d = 0;
+
+					for (int j = 0; j < T; j++)
+						d += (double)want[i * T + j] * v[j * LD + e];
+					zw[i * LD + e] = (float)d;
+				}
+			snprintf(name, sizeof name, "attention mix = naive (%d tokens, %s)",
+			    T, causal ? "causal" : "pattern edited above the diagonal");
+			check_close(name, z, zw, (size_t)T * LD, 1e-5);
+		}
 		free(q);
 		free(k);
 		free(v);

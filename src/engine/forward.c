@@ -477,55 +477,108 @@ cache_put(float *dst, const float *src, size_t n)
 		memcpy(dst, src, n * sizeof(float));
 }
 
-/* Every head's scores of one sequence whose rows start at off, into sc
- * (H, T, T); the softmax of every row; every head's z from the pattern. */
+/* The steps of a sequence's attention, head by head: the scores, the
+ * softmax of their rows, the mix of the values. */
+enum { HEADS_SCORES = 1, HEADS_SOFTMAX = 2, HEADS_MIX = 4 };
+
+typedef struct {
+	fl_run	*r;
+	float	*sc;		/* (H, T, T) */
+	int	 off, T, steps;
+	bool	 causal;	/* no hook edited the scores or the pattern */
+} heads_job;
+
+/* Heads [h0, h1) of a heads_job. The causal rows' softmax reads only
+ * positions 0..i (the others are -inf, so 0) unless a hook saw the
+ * scores. */
 static void
-heads_scores(fl_run *r, float *sc, int off, int T)
+heads_range(const heads_job *j, int h0, int h1)
 {
-	const fl_config *c = &r->m->cfg;
-	int H = c->n_head, dh = c->d_head, D = c->d_model;
+	const fl_config *c = &j->r->m->cfg;
+	int dh = c->d_head, D = c->d_model, T = j->T;
 	float scale = 1.0f / sqrtf((float)dh);
+	const float *q = j->r->q + (size_t)j->off * D, *k = j->r->k + (size_t)j->off * D;
+	const float *v = j->r->v + (size_t)j->off * D;
+	float *z = j->r->z + (size_t)j->off * D;
 
-	for (int h = 0; h < H; h++)
-		kern_attn_scores(sc + (size_t)h * T * T, r->q + (size_t)off * D +
-		    h * dh, r->k + (size_t)off * D + h * dh, D, T, dh, scale);
+	for (int h = h0; h < h1; h++) {
+		float *sc = j->sc + (size_t)h * T * T;
+
+		if (j->steps & HEADS_SCORES)
+			kern_attn_scores(sc, q + h * dh, k + h * dh, D, T, dh, scale);
+		if (j->steps & HEADS_SOFTMAX)
+			for (int i = 0; i < T; i++) {
+				float *row = sc + (size_t)i * T;
+
+				if (j->causal) {
+					kern_softmax(row, i + 1);
+					memset(row + i + 1, 0, (size_t)(T - i - 1) * sizeof *row);
+				} else
+					kern_softmax(row, T);
+			}
+		if (j->steps & HEADS_MIX)
+			kern_attn_mix(z + h * dh, sc, v + h * dh, D, T, dh, j->causal);
+	}
 }
 
 static void
-heads_softmax(float *sc, int H, int T)
+heads_part(void *ctx, int part, int nparts)
 {
-	for (size_t i = 0; i < (size_t)H * T; i++)
-		kern_softmax(sc + i * T, T);
+	const heads_job *j = ctx;
+	int h0, h1;
+
+	kern_part_range(j->r->m->cfg.n_head, part, nparts, &h0, &h1);
+	heads_range(j, h0, h1);
 }
 
+/* From this many positions on, a sequence's heads are shared among the
+ * threads: below it a head's attention takes about a microsecond, less
+ * than handing it over. */
+#define HEADS_PARALLEL_MIN 24
+
+/* The given steps for every head of one sequence whose rows start at off,
+ * scores in sc (H, T, T); on the threads when `parallel` (not from inside
+ * a kern_for task) and the sequence is long enough. */
 static void
-heads_mix(fl_run *r, const float *sc, int off, int T)
+heads_steps(fl_run *r, float *sc, int off, int T, int steps, bool causal,
+    bool parallel)
 {
-	const fl_config *c = &r->m->cfg;
-	int H = c->n_head, dh = c->d_head, D = c->d_model;
+	heads_job j = { r, sc, off, T, steps, causal };
 
-	for (int h = 0; h < H; h++)
-		kern_attn_mix(r->z + (size_t)off * D + h * dh, sc + (size_t)h * T * T,
-		    r->v + (size_t)off * D + h * dh, D, T, dh);
+	if (parallel && T >= HEADS_PARALLEL_MIN && kern_threads() > 1)
+		kern_for(heads_part, &j, r->m->cfg.n_head);
+	else
+		heads_range(&j, 0, r->m->cfg.n_head);
 }
 
-/* Attention of one sequence whose rows start at `off`. */
+/* Attention of one sequence whose rows start at `off`. The scores are
+ * computed where the pattern is cached, when it is, so that the cache
+ * needs no copy; the steps between two hooks run as one job. */
 static int
 attend(fl_run *r, const fl_pass *p, int l, int s, int off, int T)
 {
 	int H = r->m->cfg.n_head;
 	size_t TT = (size_t)T * T;
 	fl_cache *k = p->cache;
+	bool hs = hook_wanted(p, HOOK_ATTN_SCORES, l), hp = hook_wanted(p, HOOK_PATTERN, l);
+	bool causal = !hs && !hp;
+	float *sc = k != NULL && k->pattern != NULL ? k->pattern + (size_t)l * H * TT :
+	    r->scores;
 
-	heads_scores(r, r->scores, off, T);
-	if (hook_fire(p, HOOK_ATTN_SCORES, l, s, r->scores, 3, H, T, T))
-		return FL_STOPPED;
-	heads_softmax(r->scores, H, T);
-	if (hook_fire(p, HOOK_PATTERN, l, s, r->scores, 3, H, T, T))
-		return FL_STOPPED;
-	if (k != NULL && k->pattern != NULL)
-		cache_put(k->pattern + (size_t)l * H * TT, r->scores, H * TT);
-	heads_mix(r, r->scores, off, T);
+	if (hs) {
+		heads_steps(r, sc, off, T, HEADS_SCORES, causal, true);
+		if (hook_fire(p, HOOK_ATTN_SCORES, l, s, sc, 3, H, T, T))
+			return FL_STOPPED;
+		heads_steps(r, sc, off, T, HEADS_SOFTMAX | (hp ? 0 : HEADS_MIX), causal,
+		    true);
+	} else
+		heads_steps(r, sc, off, T, HEADS_SCORES | HEADS_SOFTMAX |
+		    (hp ? 0 : HEADS_MIX), causal, true);
+	if (hp) {
+		if (hook_fire(p, HOOK_PATTERN, l, s, sc, 3, H, T, T))
+			return FL_STOPPED;
+		heads_steps(r, sc, off, T, HEADS_MIX, causal, true);
+	}
 	return FL_HOOK_CONTINUE;
 }
 
@@ -553,9 +606,8 @@ attend_part(void *ctx, int part, int nparts)
 	for (int s = 0; s < s0; s++)
 		off += j->lens[s];
 	for (int s = s0; s < s1; s++) {
-		heads_scores(j->r, sc, off, j->lens[s]);
-		heads_softmax(sc, j->r->m->cfg.n_head, j->lens[s]);
-		heads_mix(j->r, sc, off, j->lens[s]);
+		heads_steps(j->r, sc, off, j->lens[s], HEADS_SCORES | HEADS_SOFTMAX |
+		    HEADS_MIX, true, false);
 		off += j->lens[s];
 	}
 	free(sc);

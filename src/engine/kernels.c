@@ -77,13 +77,24 @@ dot(const float *a, const float *b, int n)
 	return s;
 }
 
+/* Rows per product of the causal attention with BLIS: row block [i0, i1)
+ * needs keys 0..i1-1 only, so the products skip most of the upper
+ * triangle (44 % of the work at 1,024 tokens) while each stays large
+ * enough for BLIS's kernels. */
+#define ATTN_BLOCK 128
+
 void
 kern_attn_scores(float *sc, const float *q, const float *k, int ld, int T,
     int dh, float scale)
 {
 	if (T >= ATTN_BLAS_MIN)
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale,
-		    q, ld, k, ld, 0.0f, sc, T);
+		for (int i0 = 0; i0 < T; i0 += ATTN_BLOCK) {
+			int i1 = i0 + ATTN_BLOCK < T ? i0 + ATTN_BLOCK : T;
+
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, i1 - i0,
+			    i1, dh, scale, q + (size_t)i0 * ld, ld, k, ld, 0.0f,
+			    sc + (size_t)i0 * T, T);
+		}
 	else
 		for (int i = 0; i < T; i++)
 			for (int j = 0; j <= i; j++)
@@ -95,19 +106,30 @@ kern_attn_scores(float *sc, const float *q, const float *k, int ld, int T,
 }
 
 void
-kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int dh)
+kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int dh,
+    bool causal)
 {
 	if (T >= ATTN_BLAS_MIN) {
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f,
-		    P, T, v, ld, 0.0f, z, ld);
+		if (!causal) {
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh,
+			    T, 1.0f, P, T, v, ld, 0.0f, z, ld);
+			return;
+		}
+		for (int i0 = 0; i0 < T; i0 += ATTN_BLOCK) {
+			int i1 = i0 + ATTN_BLOCK < T ? i0 + ATTN_BLOCK : T;
+
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, i1 - i0,
+			    dh, i1, 1.0f, P + (size_t)i0 * T, T, v, ld, 0.0f,
+			    z + (size_t)i0 * ld, ld);
+		}
 		return;
 	}
 	for (int i = 0; i < T; i++) {
 		float *zi = z + (size_t)i * ld;
+		int n = causal ? i + 1 : T;
 
 		memset(zi, 0, (size_t)dh * sizeof *zi);
-		/* P[i][j] is 0 above the diagonal (or a hook's edit); read all. */
-		for (int j = 0; j < T; j++) {
+		for (int j = 0; j < n; j++) {
 			float p = P[(size_t)i * T + j];
 			const float *vj = v + (size_t)j * ld;
 
@@ -118,7 +140,6 @@ kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int dh)
 		}
 	}
 }
-
 /* exp of sixteen values, relative error about 2e-7: 2^k times a degree-6
  * polynomial on |r| <= ln2 / 2. Inputs are clamped to [-87, 88]. */
 static inline vf
@@ -192,16 +213,18 @@ void
 kern_softmax(float *x, int n)
 {
 	float mx = -INFINITY;
+	vf vmx, acc;
 	double sum = 0;
 	bool nan = false;
+	int i;
 
-	for (int i = 0; i < n; i++) {
+	for (i = 0; i < n; i++) {
 		if (x[i] > mx)
 			mx = x[i];
 		nan |= isnan(x[i]);
 	}
 	if (nan) {
-		for (int i = 0; i < n; i++)
+		for (i = 0; i < n; i++)
 			x[i] = NAN;
 		return;
 	}
@@ -209,12 +232,41 @@ kern_softmax(float *x, int n)
 		memset(x, 0, (size_t)n * sizeof *x);
 		return;
 	}
-	for (int i = 0; i < n; i++) {
-		x[i] = expf(x[i] - mx);
+	/* Sixteen exponentials at a time, summed in float over blocks of 64
+	 * vectors and the blocks in double, as kern_exp_sum does; masked
+	 * entries (-INFINITY) and those below exp(-87) give exactly 0. */
+	vmx = (vf){ 0 } + mx;
+	i = 0;
+	while (i + VW <= n) {
+		int end = i + 64 * VW <= n ? i + 64 * VW : n - (n - i) % VW;
+
+		acc = (vf){ 0 };
+		for (; i < end; i += VW) {
+			vf y = vload(x + i) - vmx, e = vexp(y);
+			vi keep = y >= -87.0f;
+
+			e = (vf)((vi)e & keep);
+			vstore(x + i, e);
+			acc += e;
+		}
+		for (int l = 0; l < VW; l++)
+			sum += acc[l];
+	}
+	for (; i < n; i++) {
+		float y = x[i] - mx;
+
+		x[i] = y >= -87.0f ? expf(y) : 0.0f;
 		sum += x[i];
 	}
-	for (int i = 0; i < n; i++)
-		x[i] = (float)(x[i] / sum);
+	{
+		float inv = (float)(1.0 / sum);
+		vf vinv = (vf){ 0 } + inv;
+
+		for (i = 0; i + VW <= n; i += VW)
+			vstore(x + i, vload(x + i) * vinv);
+		for (; i < n; i++)
+			x[i] *= inv;
+	}
 }
 
 double

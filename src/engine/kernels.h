@@ -9,6 +9,7 @@
 #ifndef FL_KERNELS_H
 #define FL_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -33,8 +34,12 @@ void kern_ln_apply(float *out, const float *x, const float *mean,
 void kern_attn_scores(float *sc, const float *q, const float *k, int ld, int T,
     int dh, float scale);
 
-/* z (T, dh) with row stride ld = P (T, T) . v (T, dh) with row stride ld. */
-void kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int dh);
+/* z (T, dh) with row stride ld = P (T, T) . v (T, dh) with row stride ld.
+ * causal: P is 0 above the diagonal (as the softmax of kern_attn_scores
+ * leaves it), which the products then skip; false reads all of P (a hook
+ * may have edited the pattern). */
+void kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int dh,
+    bool causal);
 
 void kern_activation(float *x, size_t n, fl_act_fn act);
 

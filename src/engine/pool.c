@@ -6,15 +6,50 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "base/util.h"
 
 /* From BLIS; Debian ships its header only in the blis-openmp include dir. */
 extern void bli_thread_set_num_threads(int64_t n);
+extern int bli_arch_query_id(void);
+extern const char *bli_arch_string(int id);
 
 static int kern_nthreads = 1;
+
+/* BLIS's kernels, chosen before its first call. Debian's BLIS 0.9 does not
+ * know Zen 4 and 5 and takes its zen3 (AVX2) or generic kernels there,
+ * 1.8-5x slower than its skx (AVX-512) ones on the same CPU (perf-notes:
+ * 238 and 78 against 425 GFLOP/s for sgemm 2048^3 on 2 threads). So when
+ * the CPU has the AVX-512 subsets the skx kernels use and the user has not
+ * chosen, BLIS gets skx: BLIS_ARCH_TYPE, read once at its first call, 0
+ * being skx in BLIS 0.9's numbering. Elsewhere BLIS chooses itself. */
+static void
+blas_choose_kernels(void)
+{
+	static bool done;
+
+	if (done)
+		return;
+	done = true;
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (getenv("BLIS_ARCH_TYPE") == NULL &&
+	    __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+	    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+	    __builtin_cpu_supports("avx512cd"))
+		setenv("BLIS_ARCH_TYPE", "0", 0);
+#endif
+}
+
+const char *
+kern_blas_kernels(void)
+{
+	blas_choose_kernels();
+	return bli_arch_string(bli_arch_query_id());
+}
 
 void
 kern_set_threads(int n)
@@ -25,7 +60,11 @@ kern_set_threads(int n)
 		n = c > 0 ? (int)c : 1;
 	}
 	kern_nthreads = n;
-	bli_thread_set_num_threads(n);
+	/* One pool of threads: BLIS runs single-threaded inside our workers'
+	 * parts (the attention's heads), so that its OpenMP threads never spin
+	 * beside ours (perf-notes: 20 % of a 256-token pass in libgomp). */
+	blas_choose_kernels();
+	bli_thread_set_num_threads(1);
 }
 
 int
@@ -33,8 +72,6 @@ kern_threads(void)
 {
 	return kern_nthreads;
 }
-
-
 /* ---- a small thread pool ---------------------------------------------
  * The weight products run on our own kernels and workers, not BLIS: BLIS
  * packs the weights even for the few rows of a single prompt, which halves
@@ -43,7 +80,7 @@ kern_threads(void)
  * does not know (Zen 5 here: 5x slower than linear.c's kernels at 280 rows,
  * which also beat its zen3 kernels, forced with BLIS_ARCH_TYPE, by 1.3x on
  * the Conv1D orientation). BLIS keeps the attention products of long
- * prompts. */
+ * prompts, one head per part, single-threaded. */
 
 /* Parts per thread: a product is cut into this many parts per thread,
  * which the threads claim one at a time. A worker that wakes late (a

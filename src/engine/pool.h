@@ -1,15 +1,22 @@
 /*
- * pool.h - the threads the kernels run on: BLIS's (for long prompts'
- * attention) and our own small pool of workers (for the weight products of
- * linear.h and any work between them). The pool is process-wide, grown on
- * demand and never freed; jobs are issued from one thread at a time.
+ * pool.h - the threads the kernels run on: one small pool of workers for
+ * the weight products of linear.h, the attention's heads (BLIS,
+ * single-threaded, inside the parts) and any work between them. The pool
+ * is process-wide, grown on demand and never freed; jobs are issued from
+ * one thread at a time.
  */
 #ifndef FL_POOL_H
 #define FL_POOL_H
 
-/* Threads BLIS (and our own loops) may use; 0 or less means all cores. */
+/* Threads the products and our own loops may use; 0 or less means all
+ * cores. BLIS itself runs single-threaded inside the parts. */
 void kern_set_threads(int n);
 int kern_threads(void);
+
+/* The name of the kernels BLIS uses ("skx", "zen3", "generic"...): skx
+ * when the CPU has AVX-512 and BLIS_ARCH_TYPE is unset, else BLIS's own
+ * choice or the user's. Static storage. */
+const char *kern_blas_kernels(void);
 
 /* One part of a job of nparts parts. */
 typedef void (*kern_task)(void *ctx, int part, int nparts);
