@@ -1,5 +1,5 @@
 """Shared Python helpers for factlens' developer tools (make-fixtures,
-make-bench-model, torch-bench).
+make-bench-model, bench/torch-bench).
 
 Runs under /usr/bin/python3 with python3-torch (1.13) and python3-numpy; it needs
 neither `transformers` nor `safetensors`.

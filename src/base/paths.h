@@ -33,7 +33,7 @@ char *fl_data_path(const char *rel);
 char *fl_theme_dir(void);
 
 /* The source tree the binary runs from, or NULL when it is the installed
- * one (tools such as tools/torch-bench exist only there). */
+ * one. */
 char *fl_source_dir(void);
 
 /* The demo model's directory (FACTLENS_MODEL overrides) and the default

@@ -2,15 +2,11 @@
  * model directory (the README's performance section comes from here). */
 #include "autoconfig.h"
 
-#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,59 +74,6 @@ bench_forward(fl_model *m, fl_run *r, fl_cache *c, const int *ids, int n,
 	return 0;
 }
 
-/* Times the same work in PyTorch with tools/torch-bench, run directly (no
- * shell, so any model path works); -1 when it cannot run. */
-static double
-torch_ms(const char *dir, int tokens, int threads, int reps)
-{
-	char tool[4096], ntok[16], nthr[16], nrep[16], line[4096];
-	char *argv[] = { tool, "--tokens", ntok, "--threads", nthr, "--reps", nrep,
-	    (char *)dir, NULL };
-	posix_spawn_file_actions_t fa;
-	int fd[2], status;
-	double ms = -1;
-	pid_t pid;
-	FILE *f;
-	char *src = fl_source_dir();
-
-	if (src == NULL)
-		return -1;	/* the installed binary has no tools/ */
-	snprintf(tool, sizeof tool, "%s/tools/torch-bench", src);
-	free(src);
-	snprintf(ntok, sizeof ntok, "%d", tokens);
-	snprintf(nthr, sizeof nthr, "%d", threads);
-	snprintf(nrep, sizeof nrep, "%d", reps);
-	if (pipe(fd) != 0)
-		return -1;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, fd[1], STDOUT_FILENO);
-	posix_spawn_file_actions_addclose(&fa, fd[0]);
-	posix_spawn_file_actions_addclose(&fa, fd[1]);
-	posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-	if (posix_spawn(&pid, tool, &fa, NULL, argv, environ) != 0)
-		pid = -1;
-	posix_spawn_file_actions_destroy(&fa);
-	close(fd[1]);
-	f = fdopen(fd[0], "r");
-	if (f == NULL) {
-		close(fd[0]);
-		return -1;
-	}
-	while (pid > 0 && fgets(line, sizeof line, f) != NULL) {
-		cJSON *j = cJSON_Parse(line);
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "median_ms");
-
-		if (cJSON_IsNumber(v))
-			ms = v->valuedouble;
-		cJSON_Delete(j);
-	}
-	fclose(f);
-	if (pid > 0 && (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
-	    WEXITSTATUS(status) != 0))
-		ms = -1;
-	return ms;
-}
-
 const cli_opt cmd_bench_opts[] = {
 	CLI_SHARED_MODEL,
 	{ "tokens", 'n', "N", CLI_OPT_SHORT, CLI_GROUP_OWN,
@@ -140,8 +83,6 @@ const cli_opt cmd_bench_opts[] = {
 	CLI_SHARED_THREADS,
 	{ "idle", 'i', "MS", 0, CLI_GROUP_OWN,
 	  "a pause of MS milliseconds before each timed pass" },
-	{ "torch", 'T', NULL, CLI_OPT_SHORT, CLI_GROUP_OWN,
-	  "time the same work in PyTorch too (tools/torch-bench, from the source tree only), with the BLAS as Debian sets it up: not PyTorch at its best" },
 	CLI_SHARED_JSON,
 	CLI_SHARED_WEIGHTS,
 	CLI_SHARED_STRICT,
@@ -153,9 +94,9 @@ cmd_bench(int argc, char **argv)
 {
 	const char *dir = NULL;
 	int tokens = 16, reps = 20, threads = 2, c, L, V, rss_tokens = 64, idle = 0;
-	bool torch = false, json = false;
+	bool json = false;
 	cli_shared sh = { .dir = &dir, .threads = &threads, .json = &json };
-	double *t_fwd, *t_last, t_load[5], load_ms, fwd_ms, last_ms, rss, tms = -1;
+	double *t_fwd, *t_last, t_load[5], load_ms, fwd_ms, last_ms, rss;
 	fl_model *m;
 	fl_run *r;
 	fl_cache *cache;
@@ -171,7 +112,6 @@ cmd_bench(int argc, char **argv)
 		switch (c) {
 		case 'n': if (cli_int("--tokens", optarg, 1, 1 << 16, &tokens)) return 2; break;
 		case 'r': if (cli_int("--reps", optarg, 1, 100000, &reps)) return 2; break;
-		case 'T': torch = true; break;
 		case 'i': if (cli_int("--idle", optarg, 1, 60000, &idle)) return 2; break;
 		case CLI_GETOPT_BAD: return 2;
 		default:
@@ -258,17 +198,14 @@ cmd_bench(int argc, char **argv)
 	run_free(r);
 	cache_free(cache);
 
-	if (torch)
-		tms = torch_ms(dir, tokens, threads, reps);
-
 	if (json) {
 		printf("{\"model\": \"%s\", \"threads\": %d, \"tokens\": %d, \"reps\": %d, "
 		    "\"weights_mb\": %.1f, \"load_ms\": %.2f, \"forward_lens_ms\": %.2f, "
 		    "\"last_layer_ms\": %.2f, \"last_layer_ratio\": %.3f, "
-		    "\"peak_rss_mb\": %.1f, \"rss_tokens\": %d, \"torch_ms\": %.2f, "
+		    "\"peak_rss_mb\": %.1f, \"rss_tokens\": %d, \"blas_kernels\": \"%s\", "
 		    "\"weights\": \"%s\", \"converted_mb\": %.1f, \"stored_mb\": %.1f}\n",
 		    dir, threads, tokens, reps, m->weight_bytes / 1048576.0, load_ms,
-		    fwd_ms, last_ms, last_ms / fwd_ms, rss, rss_tokens, tms,
+		    fwd_ms, last_ms, last_ms / fwd_ms, rss, rss_tokens, kern_blas_kernels(),
 		    model_weights_name(m->weights_mode),
 		    m->owned_floats * 4 / 1048576.0, m->stored_bytes / 1048576.0);
 	} else {
@@ -283,7 +220,8 @@ cmd_bench(int argc, char **argv)
 			    "%.1f MB of f16/bf16 weights used as stored\n",
 			    model_weights_name(m->weights_mode),
 			    m->owned_floats * 4 / 1048576.0, m->stored_bytes / 1048576.0);
-		printf("threads          %d\n", threads);
+		printf("threads          %d (BLIS kernels: %s, single-threaded "
+		    "inside them)\n", threads, kern_blas_kernels());
 		printf("load             %.2f ms (open, validate, map%s; median of 5)\n",
 		    load_ms, m->weights_mode == FL_WEIGHTS_COPY ? ", copy" : "");
 		printf("forward + lens   %.2f ms (%d tokens, full cache, lens of %d "
@@ -292,9 +230,6 @@ cmd_bench(int argc, char **argv)
 		printf("last layer only  %.2f ms (%.1f%% of the full pass: the mask "
 		    "toggle)\n", last_ms, 100 * last_ms / fwd_ms);
 		printf("peak RSS         %.1f MB (after a %d-token pass)\n", rss, rss_tokens);
-		if (torch)
-			printf("pytorch          %.2f ms (same work, tools/torch-bench): "
-			    "factlens is %.2fx faster\n", tms, tms / fwd_ms);
 	}
 	free(lens);
 	free(ids);
