@@ -47,7 +47,7 @@ static const char *const dtype_names[] = { "f32", "f16", "bf16" };
 static void
 test_linear(void)
 {
-	enum { MAXT = 70, MAXIN = 300, MAXOUT = 100, V = 41 };
+	enum { MAXT = 130, MAXIN = 300, MAXOUT = 260, V = 41 };
 	static float x[MAXT * MAXIN], w[MAXIN * 3 * MAXOUT], b[MAXOUT];
 	static uint16_t wh[MAXIN * 3 * MAXOUT], wb[MAXIN * 3 * MAXOUT];
 	static float y1[MAXT * MAXOUT], y2[MAXT * MAXOUT], U[V * MAXIN];
@@ -55,9 +55,11 @@ test_linear(void)
 	/* Row counts for every tile size, the largest streamed (out, in)
 	 * product (32) and packed ones beyond; inner sizes with a vector tail
 	 * and longer than one cache block; outputs with a partial strip (of one
-	 * or two vectors, or not a whole number of them). */
-	const int Ts[] = { 1, 2, 3, 5, 7, 8, 13, 16, 29, 32, 40, 70 };
-	const int ins[] = { 35, 300 }, outs[] = { 19, 64, 80, 96, 100 };
+	 * or two vectors, or not a whole number of them). From 48 rows f32
+	 * products go to BLIS in blocks of 128 columns: 70 and 130 rows, and
+	 * 260 outputs (two whole blocks and a partial one), test that path. */
+	const int Ts[] = { 1, 2, 3, 5, 7, 8, 13, 16, 29, 32, 40, 70, 130 };
+	const int ins[] = { 35, 300 }, outs[] = { 19, 64, 80, 260 };
 	unsigned s = 7;
 
 	for (size_t i = 0; i < sizeof x / sizeof *x; i++)
@@ -74,26 +76,28 @@ test_linear(void)
 	for (int dt = FL_DTYPE_F32; dt <= FL_DTYPE_BF16; dt++)
 	for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
 		for (int ii = 0; ii < 2; ii++)
-			for (int oi = 0; oi < 3; oi++)
+			for (int oi = 0; oi < 4; oi++)
 				for (int trans = 0; trans < 2; trans++)
-					for (int acc = 0; acc < 2; acc++) {
+					for (int acc = 0; acc < 3; acc++) {
 						int T = Ts[ti], IN = ins[ii], OUT = outs[oi];
 						const void *wd = dt == FL_DTYPE_F16 ? (const void *)(wh + OUT) :
 						    dt == FL_DTYPE_BF16 ? (const void *)(wb + OUT) :
 						    (const void *)(w + OUT);
-						fl_linear lin = { wd, acc ? NULL : b, IN, OUT,
+						/* acc 1: accumulate, no bias; 2: with */
+						fl_linear lin = { wd, acc == 1 ? NULL : b, IN, OUT,
 						    trans ? IN : 3 * OUT, trans, (fl_dtype)dt };
 						char name[160];
 
 						for (int i = 0; i < T * OUT; i++)
 							y1[i] = y2[i] = (float)i * 0.01f;
-						kern_linear(y1, OUT, x, IN, &lin, T, acc);
-						kern_linear_ref(y2, OUT, x, IN, &lin, T, acc);
+						kern_linear(y1, OUT, x, IN, &lin, T, acc != 0);
+						kern_linear_ref(y2, OUT, x, IN, &lin, T, acc != 0);
 						snprintf(name, sizeof name, "kern_linear = naive "
 						    "(%s, %d rows, %d in, %d out, %s weights%s)",
 						    dtype_names[dt], T, IN, OUT, trans ?
-						    "(out, in)" : "(in, out) strided", acc ?
-						    ", accumulate, no bias" : "");
+						    "(out, in)" : "(in, out) strided", acc == 1 ?
+						    ", accumulate, no bias" : acc == 2 ?
+						    ", accumulate with bias" : "");
 						check_close(name, y1, y2, (size_t)T * OUT, 1e-4);
 					}
 	for (int dt = FL_DTYPE_F32; dt <= FL_DTYPE_BF16; dt++)

@@ -140,13 +140,12 @@ kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int dh,
 		}
 	}
 }
-/* exp of sixteen values, relative error about 2e-7: 2^k times a degree-6
+/* exp of VW values, relative error about 2e-7: 2^k times a degree-6
  * polynomial on |r| <= ln2 / 2. Inputs are clamped to [-87, 88]. */
 static inline vf
 vexp(vf y)
 {
-	const vf lo = { -87, -87, -87, -87, -87, -87, -87, -87, -87, -87, -87,
-	    -87, -87, -87, -87, -87 };
+	const vf lo = vsplat(-87);
 	const float round = 12582912.0f;	/* 1.5 x 2^23: adding it rounds */
 	const vf hi = lo + 175;
 	vf t, kf, r, p, two_k;

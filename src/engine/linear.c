@@ -3,6 +3,7 @@
 
 #include "linear.h"
 
+#include <cblas.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +29,10 @@
  * f32 weights. The kernels below take the dtype as a constant (each is
  * instantiated once per dtype), so that the f32 path is unchanged. */
 
-typedef unsigned short vh __attribute__((vector_size(32)));
-typedef unsigned int vu __attribute__((vector_size(64)));
+typedef unsigned short vh __attribute__((vector_size(VW * 2)));
+typedef unsigned int vu __attribute__((vector_size(VW * 4)));
 
-/* Sixteen weights from element i of w: f16 by the hardware conversion
+/* VW weights from element i of w: f16 by the hardware conversion
  * (vcvtph2ps), bf16 by moving each value to the high half of a float. */
 static inline __attribute__((always_inline)) vf
 wload(const void *w, size_t i, const fl_dtype dt)
@@ -43,13 +44,17 @@ wload(const void *w, size_t i, const fl_dtype dt)
 	case FL_DTYPE_F16:
 #if defined(__AVX512F__)
 		v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
-#elif defined(__F16C__)
+#elif defined(__F16C__) && VW == 8
 		{
-			__m256 lo = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
-			__m256 hi = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p + 16)));
+			__m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
 
-			memcpy(&v, &lo, sizeof lo);
-			memcpy((char *)&v + sizeof lo, &hi, sizeof hi);
+			memcpy(&v, &f, sizeof v);
+		}
+#elif defined(__F16C__) && VW == 4
+		{
+			__m128 f = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(const void *)p));
+
+			memcpy(&v, &f, sizeof v);
 		}
 #else
 		for (int l = 0; l < VW; l++)
@@ -133,21 +138,30 @@ typedef struct {
 	int		 M, in, out;
 	bool		 acc;
 	fl_dtype	 dt;
+	bool		 trans;	/* w is (out, in); only blas_part reads it */
 } stream_job;
 
 /* Weights stored (out, in): y[m][o] = x[m] . w[o]. A tile is four weight
- * rows by up to six input rows: 24 accumulators in registers and 10 loads
- * per 24 fused multiply-adds. The empty asm keeps each loaded vector in a
+ * rows by up to TRANS_MT input rows: with 32 registers (AVX-512), six rows,
+ * 24 accumulators and 10 loads per 24 fused multiply-adds; with 16, two
+ * rows, 8 accumulators. The empty asm keeps each loaded vector in a
  * register: otherwise GCC folds the load into every multiply-add that uses
  * it, and the loop becomes bound by loads instead of arithmetic. */
+#if VREGS >= 32
 #define TRANS_MT 6		/* input rows per tile: 24 accumulators */
+#else
+#define TRANS_MT 2
+#endif
+#define TRANS_TILE_MAX 6	/* the largest tile trans_rows_dt's switch names */
 #define TRANS_L1_BYTES 32768	/* weight and input chunks kept in L1 */
 #define TRANS_ROWS 32		/* input rows per pass over the weights */
 
 #if defined(__AVX512F__)
 #define KEEP(v) __asm__("" : "+v"(v))
+#elif defined(__SSE__)
+#define KEEP(v) __asm__("" : "+x"(v))
 #else
-#define KEEP(v) ((void)0)	/* a 64-byte vector spans registers there */
+#define KEEP(v) ((void)0)
 #endif
 
 /* One tile: MB input rows (a constant, so that the accumulators stay in
@@ -161,7 +175,7 @@ static inline __attribute__((always_inline)) void
 trans_tile(vf *ps, const void *const w[4], const float *x, size_t ldx, int i0,
     int i1, const int MB, bool first, size_t pf, const fl_dtype dt)
 {
-	vf a[TRANS_MT][4];
+	vf a[TRANS_TILE_MAX][4];
 
 #pragma GCC unroll 8
 	for (int k = 0; k < MB; k++)
@@ -200,11 +214,12 @@ trans_tile(vf *ps, const void *const w[4], const float *x, size_t ldx, int i0,
 			ps[k * 4 + q] = a[k][q];
 }
 
-/* The four sums of four vectors, in lanes 0, 4, 8 and 12 of the result:
- * three halving steps of shuffles and adds instead of four vsum()s. */
-static inline vf
-vsum4(const vf a[4])
+/* The four sums of four vectors into out[]: with 16 lanes, three halving
+ * steps of shuffles and adds instead of four vsum()s. */
+static inline void
+vsum4(const vf a[4], float out[4])
 {
+#if VW == 16
 	vf b0 = __builtin_shuffle(a[0], a[1], (vi){ 0, 1, 2, 3, 4, 5, 6, 7,
 	    16, 17, 18, 19, 20, 21, 22, 23 }) + __builtin_shuffle(a[0], a[1],
 	    (vi){ 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31 });
@@ -219,7 +234,12 @@ vsum4(const vf a[4])
 	    14, 15, 12, 13 });
 	c += __builtin_shuffle(c, (vi){ 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10,
 	    13, 12, 15, 14 });
-	return c;
+	for (int q = 0; q < 4; q++)
+		out[q] = c[4 * q];
+#else
+	for (int q = 0; q < 4; q++)
+		out[q] = vsum(a[q]);
+#endif
 }
 
 /* Four weight rows at a time: every tile of input rows runs over the same
@@ -272,10 +292,11 @@ trans_rows_dt(const stream_job *j, int m0, int M, int o0, int o1,
 		for (int k = 0; k < M; k++) {
 			const float *xr = xb + (size_t)k * ldx;
 			float *yp = j->y + (size_t)(m0 + k) * j->ldy + o;
-			vf s = vsum4(ps + k * 4);
+			float s[4];
 
+			vsum4(ps + k * 4, s);
 			for (int q = 0; q < ob; q++) {
-				float t = s[4 * q];
+				float t = s[q];
 
 				for (int i = iv; i < in; i++)
 					t += xr[i] * wone(w[q], (size_t)i, dt);
@@ -324,17 +345,23 @@ stream_trans_part(void *ctx, int part, int nparts)
  * up to PLAIN_MT input rows (a constant, so that the accumulators stay in
  * registers) runs over the same block, which stays in L1 after the first
  * tile brings it from memory. Partial sums wait in acc[] between blocks. */
-#define PLAIN_NV 3
+#if VREGS >= 32
+#define PLAIN_NV 3		/* 24 accumulators, 3 weight vectors */
 #define PLAIN_MT 8
+#else
+#define PLAIN_NV 2		/* 12 accumulators, 2 weight vectors */
+#define PLAIN_MT 6
+#endif
+#define PLAIN_TILE_MAX 8	/* the largest tile plain_tiles' switch names */
 #define PLAIN_KC 128
-_Static_assert(PLAIN_MT == 8, "strip_run's switch lists tiles of 1 to 7 rows");
+_Static_assert(PLAIN_MT <= PLAIN_TILE_MAX, "plain_tiles lists tiles of 1 to 7 rows");
 #define PLAIN_SW (PLAIN_NV * VW)
 
 static inline __attribute__((always_inline)) void
 plain_tile(vf *acc, const void *w, size_t ld, const float *x, size_t ldx,
     int kn, const int MB, const int NV, bool first, const fl_dtype dt)
 {
-	vf a[PLAIN_MT][PLAIN_NV];
+	vf a[PLAIN_TILE_MAX][PLAIN_NV];
 
 #pragma GCC unroll 8
 	for (int k = 0; k < MB; k++)
@@ -407,11 +434,14 @@ plain_tiles(vf *a, const void *w, size_t wld, const float *x, size_t ldx,
 	}
 }
 
-/* Transposes 16 vectors in place: v[i][l] becomes the old v[l][i]. Four
- * butterfly stages swap ever smaller blocks between pairs of rows. */
+/* Transposes VW vectors in place: v[i][l] becomes the old v[l][i]. Each
+ * butterfly stage swaps blocks of s lanes between rows s apart, s halving
+ * from VW / 2 to 1: lane l of the low row takes a[l] where l & s is 0 and
+ * b[l - s] where not; the high row a[l + s] and b[l]. */
 static inline void
-transpose16(vf v[16])
+transpose_vw(vf v[VW])
 {
+#if VW == 16
 	static const vi lo[4] = {
 		{ 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23 },
 		{ 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27 },
@@ -424,9 +454,24 @@ transpose16(vf v[16])
 		{ 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31 },
 		{ 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31 },
 	};
+#elif VW == 8
+	static const vi lo[3] = {
+		{ 0, 1, 2, 3, 8, 9, 10, 11 },
+		{ 0, 1, 8, 9, 4, 5, 12, 13 },
+		{ 0, 8, 2, 10, 4, 12, 6, 14 },
+	};
+	static const vi hi[3] = {
+		{ 4, 5, 6, 7, 12, 13, 14, 15 },
+		{ 2, 3, 10, 11, 6, 7, 14, 15 },
+		{ 1, 9, 3, 11, 5, 13, 7, 15 },
+	};
+#else
+	static const vi lo[2] = { { 0, 1, 4, 5 }, { 0, 4, 2, 6 } };
+	static const vi hi[2] = { { 2, 3, 6, 7 }, { 1, 5, 3, 7 } };
+#endif
 
-	for (int st = 0, s = 8; st < 4; st++, s >>= 1)
-		for (int i = 0; i < 16; i++) {
+	for (int st = 0, s = VW / 2; s > 0; st++, s >>= 1)
+		for (int i = 0; i < VW; i++) {
 			if (i & s)
 				continue;
 			vf a = v[i], b = v[i + s];
@@ -437,8 +482,8 @@ transpose16(vf v[16])
 }
 
 /* pack (kn, PLAIN_SW) = the transpose of PLAIN_SW rows of w (row stride
- * ld), kn columns each, widened to f32: 16 x 16 blocks through registers,
- * the columns beyond a multiple of 16 one by one. */
+ * ld), kn columns each, widened to f32: VW x VW blocks through registers,
+ * the columns beyond a multiple of VW one by one. */
 static inline __attribute__((always_inline)) void
 pack_block(float *pack, const void *w, size_t ld, int kn, const fl_dtype dt)
 {
@@ -446,12 +491,12 @@ pack_block(float *pack, const void *w, size_t ld, int kn, const fl_dtype dt)
 
 	for (int q0 = 0; q0 < PLAIN_SW; q0 += VW) {
 		for (int i0 = 0; i0 < kv; i0 += VW) {
-			vf v[16];
+			vf v[VW];
 
-			for (int r = 0; r < 16; r++)
+			for (int r = 0; r < VW; r++)
 				v[r] = wload(w, (size_t)(q0 + r) * ld + (size_t)i0, dt);
-			transpose16(v);
-			for (int r = 0; r < 16; r++)
+			transpose_vw(v);
+			for (int r = 0; r < VW; r++)
 				vstore(pack + (size_t)(i0 + r) * PLAIN_SW + q0, v[r]);
 		}
 		for (int q = q0; q < q0 + VW; q++)
@@ -647,6 +692,61 @@ linear_units(const stream_job *j, kern_task fn)
 	return (j->out + PLAIN_SW - 1) / PLAIN_SW;
 }
 
+/* ---- many rows: BLIS ---------------------------------------------------
+ * From BLAS_MIN_ROWS rows on, a product of f32 weights does enough
+ * arithmetic per weight for BLIS's packed, cache-blocked sgemm (its skx
+ * kernels: pool.c) to beat streaming the weights; below, streaming wins,
+ * being bound by reading them (bench/kern_bench). BLIS runs single-threaded
+ * inside each of our parts: a part is a block of output columns, a
+ * multiple of BLAS_NB wide, so that the pool's threads share the product
+ * as they share the streamed ones. F16 and BF16 weights always stream
+ * (sgemm reads f32 only). */
+#define BLAS_MIN_ROWS 48
+#define BLAS_NB 128		/* output columns per unit of work */
+
+static void
+blas_part(void *ctx, int part, int nparts)
+{
+	const stream_job *j = ctx;
+	int units = (j->out + BLAS_NB - 1) / BLAS_NB, u0, u1;
+	int c0, c1;
+	const float *w;
+
+	kern_part_range(units, part, nparts, &u0, &u1);
+	c0 = u0 * BLAS_NB;
+	c1 = u1 * BLAS_NB < j->out ? u1 * BLAS_NB : j->out;
+	if (c0 >= c1)
+		return;
+	if (j->b != NULL && !j->acc)
+		for (int m = 0; m < j->M; m++)
+			memcpy(j->y + (size_t)m * j->ldy + c0, j->b + c0,
+			    (size_t)(c1 - c0) * sizeof *j->y);
+	w = (const float *)j->w + (j->trans ? (size_t)c0 * j->ld : (size_t)c0);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans,
+	    j->trans ? CblasTrans : CblasNoTrans, j->M, c1 - c0, j->in, 1.0f,
+	    j->x, j->ldx, w, j->ld, j->b != NULL || j->acc ? 1.0f : 0.0f,
+	    j->y + c0, j->ldy);
+	if (j->b != NULL && j->acc)
+		for (int m = 0; m < j->M; m++) {
+			float *y = j->y + (size_t)m * j->ldy;
+
+			for (int o = c0; o < c1; o++)
+				y[o] += j->b[o];
+		}
+}
+
+static bool
+blas_takes(const stream_job *j)
+{
+	return j->dt == FL_DTYPE_F32 && j->M >= BLAS_MIN_ROWS;
+}
+
+static void
+blas_run(stream_job *j)
+{
+	kern_for(blas_part, j, (j->out + BLAS_NB - 1) / BLAS_NB);
+}
+
 /* Below this many multiply-adds a product runs on the calling thread: it
  * takes a few microseconds, less than waking a worker and waiting for it
  * (far less on a busy machine). One head's output, (d_head) x (d_head,
@@ -659,10 +759,12 @@ kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
     int T, bool accumulate)
 {
 	stream_job j = { y, ldy, x, ldx, lin->w, lin->ld, lin->b, T, lin->in,
-	    lin->out, accumulate, lin->dtype };
+	    lin->out, accumulate, lin->dtype, lin->trans };
 	kern_task fn = linear_task(lin->trans, T);
 
-	if ((long)T * lin->in * lin->out < PARALLEL_MIN_MACS)
+	if (blas_takes(&j))
+		blas_run(&j);
+	else if ((long)T * lin->in * lin->out < PARALLEL_MIN_MACS)
 		fn(&j, 0, 1);
 	else
 		kern_for(fn, &j, linear_units(&j, fn));
@@ -693,10 +795,14 @@ void
 kern_unembed(float *logits, const float *x, const fl_table *U, int T)
 {
 	int D = U->cols, V = U->rows;
-	stream_job j = { logits, V, x, D, U->w, D, NULL, T, D, V, false, U->dtype };
+	stream_job j = { logits, V, x, D, U->w, D, NULL, T, D, V, false, U->dtype,
+	    true };
 	kern_task fn = linear_task(true, T);
 
-	kern_for(fn, &j, linear_units(&j, fn));
+	if (blas_takes(&j))
+		blas_run(&j);
+	else
+		kern_for(fn, &j, linear_units(&j, fn));
 }
 
 void
