@@ -44,6 +44,10 @@ static const char *const dtype_names[] = { "f32", "f16", "bf16" };
  * naive ones, in both weight orientations, with strided weights (as
  * c_attn's q, k, v), column tails and accumulation; for weights stored as
  * f32, and as f16 and bf16 (widened in the kernels, FL_WEIGHTS_STORED). */
+/* Which kernels test_linear checks: "" the streaming ones, "BLIS from 48
+ * rows, " the sgemm path (kern_blas_rows_set). */
+static const char *linear_path = "";
+
 static void
 test_linear(void)
 {
@@ -55,9 +59,10 @@ test_linear(void)
 	/* Row counts for every tile size, the largest streamed (out, in)
 	 * product (32) and packed ones beyond; inner sizes with a vector tail
 	 * and longer than one cache block; outputs with a partial strip (of one
-	 * or two vectors, or not a whole number of them). From 48 rows f32
-	 * products go to BLIS in blocks of 128 columns: 70 and 130 rows, and
-	 * 260 outputs (two whole blocks and a partial one), test that path. */
+	 * or two vectors, or not a whole number of them). With BLIS from 48
+	 * rows, f32 products go to it in blocks of 128 columns: 70 and 130
+	 * rows, and 260 outputs (two whole blocks and a partial one), test
+	 * that path. */
 	const int Ts[] = { 1, 2, 3, 5, 7, 8, 13, 16, 29, 32, 40, 70, 130 };
 	const int ins[] = { 35, 300 }, outs[] = { 19, 64, 80, 260 };
 	unsigned s = 7;
@@ -93,8 +98,8 @@ test_linear(void)
 						kern_linear(y1, OUT, x, IN, &lin, T, acc != 0);
 						kern_linear_ref(y2, OUT, x, IN, &lin, T, acc != 0);
 						snprintf(name, sizeof name, "kern_linear = naive "
-						    "(%s, %d rows, %d in, %d out, %s weights%s)",
-						    dtype_names[dt], T, IN, OUT, trans ?
+						    "(%s%s, %d rows, %d in, %d out, %s weights%s)",
+						    linear_path, dtype_names[dt], T, IN, OUT, trans ?
 						    "(out, in)" : "(in, out) strided", acc == 1 ?
 						    ", accumulate, no bias" : acc == 2 ?
 						    ", accumulate with bias" : "");
@@ -110,8 +115,8 @@ test_linear(void)
 
 			kern_unembed(l1, x, &t, Ts[ti]);
 			kern_unembed_ref(l2, x, &t, Ts[ti]);
-			snprintf(name, sizeof name, "kern_unembed = naive (%s, %d rows, "
-			    "width %d)", dtype_names[dt], Ts[ti], ins[ii]);
+			snprintf(name, sizeof name, "kern_unembed = naive (%s%s, %d rows, "
+			    "width %d)", linear_path, dtype_names[dt], Ts[ti], ins[ii]);
 			check_close(name, l1, l2, (size_t)Ts[ti] * V, 1e-4);
 		}
 }
@@ -331,7 +336,12 @@ int
 main(void)
 {
 	kern_set_threads(2);
+	kern_blas_rows_set(0);
 	test_linear();
+	kern_blas_rows_set(48);
+	linear_path = "BLIS from 48 rows, ";
+	test_linear();
+	kern_blas_rows_set(0);
 	test_widen_exact();
 	test_attention();
 	test_gelu();

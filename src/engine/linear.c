@@ -692,17 +692,26 @@ linear_units(const stream_job *j, kern_task fn)
 	return (j->out + PLAIN_SW - 1) / PLAIN_SW;
 }
 
-/* ---- many rows: BLIS ---------------------------------------------------
- * From BLAS_MIN_ROWS rows on, a product of f32 weights does enough
- * arithmetic per weight for BLIS's packed, cache-blocked sgemm (its skx
- * kernels: pool.c) to beat streaming the weights; below, streaming wins,
- * being bound by reading them (bench/kern_bench). BLIS runs single-threaded
- * inside each of our parts: a part is a block of output columns, a
- * multiple of BLAS_NB wide, so that the pool's threads share the product
- * as they share the streamed ones. F16 and BF16 weights always stream
- * (sgemm reads f32 only). */
-#define BLAS_MIN_ROWS 48
+/* ---- many rows: BLIS, when asked -------------------------------------
+ * From FACTLENS_BLAS_ROWS rows on (kern_blas_rows_set), products of f32
+ * weights and the unembedding call BLIS's packed, cache-blocked sgemm
+ * instead, single-threaded inside each of our parts: a part is a block of
+ * BLAS_NB output columns, so that the pool's threads share the product as
+ * they share the streamed ones. Off by default: measured alternating on
+ * GPT-2 small's shape (bench/kern_bench, factlens bench at 64-1024 rows),
+ * the streaming kernels were as fast or faster at every row count, on AVX2
+ * (Zen 3, BLIS's zen3 kernels) and on AVX-512 (Zen 5, skx). F16 and BF16
+ * weights always stream (sgemm reads f32 only). */
 #define BLAS_NB 128		/* output columns per unit of work */
+#define BLAS_NEVER (1 << 30)
+
+static int blas_min_rows = -1;	/* -1: not yet read from the environment */
+
+void
+kern_blas_rows_set(int rows)
+{
+	blas_min_rows = rows <= 0 ? BLAS_NEVER : rows;
+}
 
 static void
 blas_part(void *ctx, int part, int nparts)
@@ -738,7 +747,15 @@ blas_part(void *ctx, int part, int nparts)
 static bool
 blas_takes(const stream_job *j)
 {
-	return j->dt == FL_DTYPE_F32 && j->M >= BLAS_MIN_ROWS;
+	if (blas_min_rows < 0) {
+		const char *e = getenv("FACTLENS_BLAS_ROWS");
+		char *end;
+		long v = e != NULL ? strtol(e, &end, 10) : 0;
+
+		kern_blas_rows_set(e != NULL && *e != '\0' && *end == '\0' &&
+		    v > 0 && v < BLAS_NEVER ? (int)v : 0);
+	}
+	return j->dt == FL_DTYPE_F32 && j->M >= blas_min_rows;
 }
 
 static void

@@ -25,6 +25,12 @@ void kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *li
 void kern_linear_ref(float *y, int ldy, const float *x, int ldx,
     const fl_linear *lin, int T, bool accumulate);
 
+/* From how many rows f32 products go to BLIS's sgemm instead of the
+ * streaming kernels; 0 or less: never (the default, unless the
+ * environment's FACTLENS_BLAS_ROWS, read at the first product, says
+ * otherwise). Call before the products, from the thread that issues them. */
+void kern_blas_rows_set(int rows);
+
 /* logits (T, V) = x (T, D) . U^T with U (V, D) row-major, of any dtype. */
 void kern_unembed(float *logits, const float *x, const fl_table *U, int T);
 void kern_unembed_ref(float *logits, const float *x, const fl_table *U, int T);
