@@ -344,6 +344,110 @@ pane_layers_draw(const ui_ctx *c, const ui_view *v)
 	}
 }
 
+/* A difference of probabilities in percentage points, with two
+ * significant digits down to a hundredth of a point; what rounds to zero
+ * is 0. */
+static const char *
+fmt_points(double d, char *buf, size_t n)
+{
+	double a = fabs(100 * d);
+
+	if (isnan(d))
+		snprintf(buf, n, "-");
+	else if (a < 0.005)
+		snprintf(buf, n, "0");
+	else
+		snprintf(buf, n, a >= 9.95 ? "%+.0f" : a >= 0.995 ? "%+.1f" : "%+.2f",
+		    100 * d);
+	return buf;
+}
+
+static void heat_style(const ui_ctx *c, float val, float scale, bool is_signed,
+    int *role, const char **glyph);
+
+/* Compared (:compare): A's and B's probability and rank of A's answer at
+ * each stream, and B-A in points shaded on the signed ramp. */
+static void
+pane_layers_compare(const ui_ctx *c, const ui_view *v)
+{
+	const ui_session *s = c->s, *b = s->cmp;
+	int L = session_layers(s), n = L + 1, vis, off, x;
+	double mx = 0;
+	char buf[32], desc[200];
+
+	pane_title(v, c, "layers: A vs B, B-A in % points");
+	if (!session_ready(s) || v->r.h < 4 || b == NULL || !session_ready(b))
+		return;
+	if (s->compare == COMPARE_PROMPT) {
+		/* the subject B took (A's, or a guess) before B's prompt, which
+		 * the user typed and a narrow pane cuts */
+		int room, dw;
+
+		if (b->subject_pos >= 0)
+			snprintf(desc, sizeof desc, " subject %s%s", tok_label(c,
+			    b->ids[b->subject_pos]), b->subject_guessed ? " (guessed)" : "");
+		else
+			snprintf(desc, sizeof desc, " (no subject)");
+		dw = ui_text_width(desc);
+		room = v->r.w - 2 - 2 - dw;
+		if (room < 12 && b->subject_guessed && b->subject_pos >= 0) {
+			desc[strlen(desc) - strlen(" (guessed)")] = '\0';
+			snprintf(desc + strlen(desc), sizeof desc - strlen(desc), "?");
+			dw = ui_text_width(desc);
+			room = v->r.w - 2 - 2 - dw;
+		}
+		x = view_put(v, 1, 1, -1, UI_ROLE_DIM, "B ");
+		x += view_put(v, 1 + x, 1, room, UI_ROLE_PROMPT, b->prompt);
+		view_put(v, 1 + x, 1, v->r.w - 2 - x, UI_ROLE_DIM, desc);
+	} else {
+		bool on = s->compare == COMPARE_MASK ? b->mask : b->intercept;
+
+		snprintf(desc, sizeof desc, "B: this prompt, %s %s", s->compare ==
+		    COMPARE_MASK ? "mask" : "intercept", on ? "on" : "off");
+		view_put(v, 1, 1, v->r.w - 2, UI_ROLE_DIM, desc);
+	}
+	/* the headings over the columns below */
+	view_put(v, 2, 2, v->r.w - 2, UI_ROLE_DIM, "  L  P(A)  P(B)   B-A  #A     #B");
+	if (v->r.w >= 56)
+		view_put(v, 38, 2, -1, UI_ROLE_DIM, "top A    top B");
+	for (int l = 0; l <= L; l++)
+		if (fabs(b->streams[l].prob - s->streams[l].prob) > mx)
+			mx = fabs(b->streams[l].prob - s->streams[l].prob);
+	vis = v->r.h - 3;
+	off = scroll_for(s->layer + 1, n, vis);
+	for (int i = off; i < n && i - off < vis; i++) {
+		const ui_lens_row *ra = &s->streams[i], *rb = &b->streams[i];
+		int y = 3 + (i - off), cur = i == s->layer + 1, role, drole;
+		const char *gl;
+		double d = rb->prob - ra->prob;
+
+		role = cur ? UI_ROLE_CURSOR : UI_ROLE_NORMAL;
+		if (cur)
+			view_fill(&(ui_view){ v->c, { v->r.x, v->r.y + y, v->r.w, 1 } }, role);
+		view_put(v, 0, y, 2, role, cur ? c->g->cursor : " ");
+		if (i == 0)
+			view_put(v, 2, y, 4, cur ? role : UI_ROLE_DIM, "emb");
+		else
+			view_printf(v, 2, y, 4, role, "%3d", i - 1);
+		view_printf(v, 6, y, 5, role, "%5s", fmt_prob(ra->prob, buf, sizeof buf));
+		view_printf(v, 12, y, 5, role, "%5s", fmt_prob(rb->prob, buf, sizeof buf));
+		heat_style(c, (float)d, (float)mx, true, &drole, &gl);
+		view_printf(v, 18, y, 5, cur ? role : drole, "%5s", fmt_points(d, buf,
+		    sizeof buf));
+		view_printf(v, 24, y, 6, role, "#%-5d", ra->rank);
+		view_printf(v, 31, y, 6, role, "#%-5d", rb->rank);
+		if (v->r.w >= 56) {
+			if (ra->n_top > 0)
+				view_put(v, 38, y, 8, cur ? role : ra->top_ids[0] == s->answer_id ?
+				    UI_ROLE_ANSWER : UI_ROLE_NORMAL, tok_label(c, ra->top_ids[0]));
+			if (rb->n_top > 0)
+				view_put(v, 47, y, v->r.w - 47, cur ? role : rb->top_ids[0] ==
+				    s->answer_id ? UI_ROLE_ANSWER : UI_ROLE_NORMAL,
+				    tok_label(c, rb->top_ids[0]));
+		}
+	}
+}
+
 /* ---- the lens of the cursor's layer -------------------------------- */
 
 static void
@@ -418,18 +522,18 @@ heat_style(const ui_ctx *c, float val, float scale, bool is_signed, int *role,
 	}
 }
 
+/* The largest |value| of a grid; 1 for attention, whose scale is fixed. */
 static float
-grid_scale(const ui_session *s, bool is_signed)
+grid_scale(const ui_session *s, const float *grid, bool fixed)
 {
 	int n = session_layers(s) * session_heads(s);
 	float mx = 0;
 
-	if (s->metric == METRIC_ATTN_SUBJECT)
+	if (fixed)
 		return 1;
 	for (int i = 0; i < n; i++)
-		if (!isnan(s->grid[i]) && fabsf(s->grid[i]) > mx)
-			mx = fabsf(s->grid[i]);
-	(void)is_signed;
+		if (!isnan(grid[i]) && fabsf(grid[i]) > mx)
+			mx = fabsf(grid[i]);
 	return mx;
 }
 
@@ -438,14 +542,26 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 {
 	const ui_session *s = c->s;
 	int L = session_layers(s), H = session_heads(s), cw, vis, off, lw = 5;
-	bool sg = metric_signed(s->metric);
+	/* compared, the grid is B-A: signed, on its own scale */
+	bool cmp = s->cmp != NULL;
+	bool sg = cmp || metric_signed(s->metric);
+	const float *grid = cmp ? s->cmp_grid : s->grid;
 	float scale;
 	char title[96], buf[32];
 
-	snprintf(title, sizeof title, "heads: %s (Tab)", metric_title(s->metric));
+	snprintf(title, sizeof title, "heads: %s%s (Tab)", cmp ? "B-A " : "",
+	    metric_title(s->metric));
+	if (ui_text_width(title) > v->r.w - 4)
+		title[strlen(title) - strlen(" (Tab)")] = '\0';	/* the key is in the hints */
 	pane_title(v, c, title);
 	if (!session_ready(s) || v->r.h < 4)
 		return;
+	if (cmp && s->metric == METRIC_PATCH) {
+		view_put(v, 1, 2, -1, UI_ROLE_DIM, "path patching is not compared (it "
+		    "patches A's own run);");
+		view_put(v, 1, 3, -1, UI_ROLE_DIM, "Tab shows B-A of the other metrics.");
+		return;
+	}
 	if (s->metric == METRIC_PATCH && !s->patch_valid) {
 		/* session_update computes it (patch.h) when a task is loaded. */
 		view_put(v, 1, 2, -1, s->task != NULL ? UI_ROLE_ERROR : UI_ROLE_DIM,
@@ -453,7 +569,7 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 		view_put(v, 1, 3, -1, UI_ROLE_DIM, "Tab shows the other metrics.");
 		return;
 	}
-	scale = grid_scale(s, sg);
+	scale = grid_scale(s, grid, !cmp && s->metric == METRIC_ATTN_SUBJECT);
 	cw = (v->r.w - lw - 1) / H;
 	if (cw > 6) cw = 6;
 	if (cw < 1) cw = 1;
@@ -476,7 +592,7 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 		view_printf(v, 0, y, lw, l == s->layer ? UI_ROLE_CURSOR : UI_ROLE_DIM, "%s%3d",
 		    l == s->layer ? c->g->cursor : " ", l);
 		for (int h = 0; h < H; h++) {
-			float val = s->grid[l * H + h];
+			float val = grid[l * H + h];
 			int role, x = lw + h * cw;
 			const char *gl;
 			bool cur = l == s->layer && h == s->head;
@@ -529,8 +645,10 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 			x += view_put(v, x, y, 1, role, gl);
 		}
 		x += view_printf(v, x, y, -1, UI_ROLE_DIM, sg ? " %+.2f" : " %.2f", scale);
+		if (cmp)
+			x += view_put(v, x, y, -1, UI_ROLE_DIM, " B-A");
 		x += view_put(v, x + 2, y, -1, UI_ROLE_MOVER, "*");
-		view_put(v, x + 2, y, -1, UI_ROLE_DIM, " mover");
+		view_put(v, x + 2, y, -1, UI_ROLE_DIM, cmp ? " mover in A" : " mover");
 		(void)buf;
 	}
 }
@@ -748,6 +866,13 @@ pane_status_draw(const ui_ctx *c, const ui_view *v)
 			x += view_printf(v, x, 0, -1, UI_ROLE_STATUS, " (%s%s%s)",
 			    s->mask ? "mask" : "", s->mask && s->intercept ? "+" : "",
 			    s->intercept ? "intercept" : "");
+		}
+		if (s->cmp != NULL && session_ready(s->cmp)) {
+			const ui_lens_row *bf = &s->cmp->streams[L];
+
+			x += view_printf(v, x, 0, -1, UI_ROLE_STATUS, " %s B ", c->g->vline);
+			x += view_printf(v, x, 0, -1, bf->prob >= f->prob ? UI_ROLE_POSITIVE :
+			    UI_ROLE_NEGATIVE, "%.2f%% #%d", 100 * bf->prob, bf->rank);
 		}
 		snprintf(right, sizeof right, "layer %d %s head %d.%d %s %s", s->layer,
 		    c->g->vline, s->layer, s->head, c->g->vline, metric_name(s->metric));
@@ -972,7 +1097,8 @@ ui_format(const ui_ctx *c, ui_canvas *cv)
 
 	cv->ascii = c->ascii;
 	canvas_clear(cv, UI_ROLE_NORMAL);
-	layout_compute(cv->w, cv->h, session_layers(c->s), &lo);
+	/* compared, the layers pane has a row more: what B is */
+	layout_compute(cv->w, cv->h, session_layers(c->s) + (c->s->cmp != NULL), &lo);
 	if (lo.too_small) {
 		int y = cv->h / 2 - 1;
 
@@ -1014,7 +1140,11 @@ ui_format(const ui_ctx *c, ui_canvas *cv)
 		for (int y = 0; y < v.r.h; y++)
 			view_put(&v, 0, y, 1, UI_ROLE_BORDER, c->g->vline);
 	}
-	v = view_rect(cv, lo.layers); pane_layers_draw(c, &v);
+	v = view_rect(cv, lo.layers);
+	if (c->s->cmp != NULL)
+		pane_layers_compare(c, &v);
+	else
+		pane_layers_draw(c, &v);
 	v = view_rect(cv, lo.lens); pane_lens_draw(c, &v);
 	v = view_rect(cv, lo.heads); pane_heads_draw(c, &v);
 	v = view_rect(cv, lo.head);
