@@ -33,6 +33,25 @@ fmt_prob(double p, char *buf, size_t n)
 	return buf;
 }
 
+/* A probability as a percentage with at least three significant digits
+ * down to a thousandth of a percent (27.07%, 0.0215%), so that a small
+ * probability never reads 0.00%. */
+static const char *
+fmt_pct(double p, char *buf, size_t n)
+{
+	double x = 100 * p;
+
+	if (isnan(p))
+		snprintf(buf, n, "-");
+	else if (x >= 1 || x == 0)
+		snprintf(buf, n, "%.2f%%", x);
+	else if (x >= 0.001)
+		snprintf(buf, n, "%.*f%%", 2 - (int)floor(log10(x)), x);
+	else
+		snprintf(buf, n, "<0.001%%");
+	return buf;
+}
+
 /* A signed value with the decimals its size needs for two significant
  * digits (+12, +4.4, +0.83, +0.012), so a column of small values never
  * reads +0.0 -0.0. */
@@ -848,7 +867,7 @@ pane_status_draw(const ui_ctx *c, const ui_view *v)
 {
 	const ui_session *s = c->s;
 	int x = 0, L = session_layers(s);
-	char right[160];
+	char right[160], pb[32];
 
 	view_fill(v, UI_ROLE_STATUS);
 	if (session_ready(s)) {
@@ -857,12 +876,12 @@ pane_status_draw(const ui_ctx *c, const ui_view *v)
 
 		x += view_put(v, x, 0, -1, UI_ROLE_STATUS, " P(");
 		x += view_put(v, x, 0, 16, UI_ROLE_ANSWER, tok_label(c, s->answer_id));
-		x += view_printf(v, x, 0, -1, UI_ROLE_STATUS, ") %.2f%% #%d", 100 * b->prob,
-		    b->rank);
+		x += view_printf(v, x, 0, -1, UI_ROLE_STATUS, ") %s #%d", fmt_pct(b->prob,
+		    pb, sizeof pb), b->rank);
 		if (toggled) {
 			x += view_printf(v, x, 0, -1, UI_ROLE_STATUS, " %s ", c->g->arrow);
 			x += view_printf(v, x, 0, -1, f->prob >= b->prob ? UI_ROLE_POSITIVE :
-			    UI_ROLE_NEGATIVE, "%.2f%% #%d", 100 * f->prob, f->rank);
+			    UI_ROLE_NEGATIVE, "%s #%d", fmt_pct(f->prob, pb, sizeof pb), f->rank);
 			x += view_printf(v, x, 0, -1, UI_ROLE_STATUS, " (%s%s%s)",
 			    s->mask ? "mask" : "", s->mask && s->intercept ? "+" : "",
 			    s->intercept ? "intercept" : "");
@@ -872,7 +891,8 @@ pane_status_draw(const ui_ctx *c, const ui_view *v)
 
 			x += view_printf(v, x, 0, -1, UI_ROLE_STATUS, " %s B ", c->g->vline);
 			x += view_printf(v, x, 0, -1, bf->prob >= f->prob ? UI_ROLE_POSITIVE :
-			    UI_ROLE_NEGATIVE, "%.2f%% #%d", 100 * bf->prob, bf->rank);
+			    UI_ROLE_NEGATIVE, "%s #%d", fmt_pct(bf->prob, pb, sizeof pb),
+			    bf->rank);
 		}
 		snprintf(right, sizeof right, "layer %d %s head %d.%d %s %s", s->layer,
 		    c->g->vline, s->layer, s->head, c->g->vline, metric_name(s->metric));
