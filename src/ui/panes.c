@@ -312,7 +312,7 @@ pane_layers_draw(const ui_ctx *c, const ui_view *v)
 	char buf[32];
 
 	pane_title(v, c, "layers: answer at resid_post");
-	if (!session_ready(s) || v->r.h < 3)
+	if (!session_ready(s) || v->r.h < 4)
 		return;
 	x = view_printf(v, 1, 1, -1, UI_ROLE_DIM, "P(");
 	x += view_put(v, 1 + x, 1, 16, UI_ROLE_ANSWER, tok_label(c, s->answer_id));
@@ -332,14 +332,19 @@ pane_layers_draw(const ui_ctx *c, const ui_view *v)
 		}
 		view_printf(v, 2 + x, 1, -1, UI_ROLE_DIM, "max %s", fmt_prob(mx, buf, sizeof buf));
 	}
-	vis = v->r.h - 2;
+	vis = v->r.h - 3;
 	off = scroll_for(s->layer + 1, n, vis);
 	barw = v->r.w / 5;
 	if (barw < 4) barw = 4;
 	if (barw > 20) barw = 20;
+	/* the headings over the columns below */
+	view_put(v, 2, 2, 4, UI_ROLE_DIM, "  L");
+	view_put(v, 6 + barw + 1, 2, 5, UI_ROLE_DIM, "    P");
+	view_put(v, 6 + barw + 7, 2, 7, UI_ROLE_DIM, "rank");
+	view_put(v, 6 + barw + 15, 2, -1, UI_ROLE_DIM, "top");
 	for (int i = off; i < n && i - off < vis; i++) {
 		const ui_lens_row *r = &s->streams[i];
-		int y = 2 + (i - off), cur = i == s->layer + 1, xx = 0;
+		int y = 3 + (i - off), cur = i == s->layer + 1, xx = 0;
 		int role = cur ? UI_ROLE_CURSOR : UI_ROLE_NORMAL;
 
 		if (cur)
@@ -409,7 +414,7 @@ pane_layers_compare(const ui_ctx *c, const ui_view *v)
 			snprintf(desc, sizeof desc, " (no subject)");
 		dw = ui_text_width(desc);
 		room = v->r.w - 2 - 2 - dw;
-		if (room < 12 && b->subject_guessed && b->subject_pos >= 0) {
+		if (room < 6 && b->subject_guessed && b->subject_pos >= 0) {
 			desc[strlen(desc) - strlen(" (guessed)")] = '\0';
 			snprintf(desc + strlen(desc), sizeof desc - strlen(desc), "?");
 			dw = ui_text_width(desc);
@@ -479,8 +484,17 @@ lens_column(const ui_ctx *c, const ui_view *v, int x, int w, const char *name,
 	view_put(v, x, 1, w, UI_ROLE_TITLE, name);
 	if (r == NULL)
 		return;
-	view_printf(v, x, 2, w, UI_ROLE_DIM, "#%d %s", r->rank, fmt_prob(r->prob, buf,
-	    sizeof buf));
+	{
+		/* the answer's rank and probability, named where the column has room */
+		const char *al = tok_label(c, c->s->answer_id);
+		char rp[48];
+		int ax = 0;
+
+		snprintf(rp, sizeof rp, "#%d %s", r->rank, fmt_prob(r->prob, buf, sizeof buf));
+		if (ui_text_width(al) + 1 + ui_text_width(rp) <= w - 1)
+			ax = view_put(v, x, 2, -1, UI_ROLE_ANSWER, al) + 1;
+		view_put(v, x + ax, 2, w - ax, UI_ROLE_DIM, rp);
+	}
 	int want = r->n_top < c->s->topk ? r->n_top : c->s->topk;
 	/* a list cut short says so on its last row */
 	int shown = want > rows ? (rows > 0 ? rows - 1 : 0) : want;
@@ -556,6 +570,54 @@ grid_scale(const ui_session *s, const float *grid, bool fixed)
 	return mx;
 }
 
+/* One line saying what a heads metric is, under its grid. */
+static const char *
+metric_legend(ui_metric m)
+{
+	switch (m) {
+	case METRIC_ATTN_SUBJECT:
+		return "attention last token -> subject, 0 to 1";
+	case METRIC_DIRECT:
+		return "answer logit added, less the mean logit";
+	case METRIC_MOVER:
+		return "attn x how high it ranks the subject";
+	case METRIC_PATCH:
+		return "% change of logit diff, head patched";
+	default:
+		return "";
+	}
+}
+
+/* The decimals of a grid's cells (at most five columns with the sign)
+ * from its scale, for two significant digits at the scale: 0 past 100,
+ * 1 past 10, 2 down to 0.1, 3 (written without the leading zero, +.083)
+ * down to 0.01; below that the cells count in a unit, a power of ten. */
+static void
+cell_precision(double scale, int *dec, double *unit)
+{
+	*unit = 1;
+	if (scale > 0 && scale < 0.00995) {
+		*unit = pow(10, floor(log10(scale)));
+		scale /= *unit;
+	}
+	*dec = scale >= 99.95 ? 0 : scale >= 9.995 ? 1 : scale >= 0.0995 ? 2 : 3;
+}
+
+/* A cell's value with dec decimals in the unit; what rounds to zero is 0. */
+static const char *
+fmt_cell(double v, int dec, double unit, bool sg, char *buf, size_t n)
+{
+	double x = v / unit;
+	char *z;
+
+	if (fabs(x) < 0.5 * pow(10, -dec))
+		return "0";
+	snprintf(buf, n, sg ? "%+.*f" : "%.*f", dec, x);
+	if (dec == 3 && (z = strstr(buf, "0.")) != NULL)
+		memmove(z, z + 1, strlen(z));
+	return buf;
+}
+
 static void
 pane_heads_draw(const ui_ctx *c, const ui_view *v)
 {
@@ -566,6 +628,8 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 	bool sg = cmp || metric_signed(s->metric);
 	const float *grid = cmp ? s->cmp_grid : s->grid;
 	float scale;
+	double unit;
+	int dec;
 	char title[96], buf[32];
 
 	snprintf(title, sizeof title, "heads: %s%s (Tab)", cmp ? "B-A " : "",
@@ -589,6 +653,15 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 		return;
 	}
 	scale = grid_scale(s, grid, !cmp && s->metric == METRIC_ATTN_SUBJECT);
+	cell_precision(scale, &dec, &unit);
+	if (unit != 1) {
+		/* values too small for five columns: the cells count in units */
+		char *p = strstr(title, " (Tab)");
+
+		snprintf(p != NULL ? p : title + strlen(title), sizeof title - (size_t)((p != NULL ?
+		    p : title + strlen(title)) - title), " (cells x%.0e)", unit);
+		pane_title(v, c, title);
+	}
 	cw = (v->r.w - lw - 1) / H;
 	if (cw > 6) cw = 6;
 	if (cw < 1) cw = 1;
@@ -619,23 +692,9 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 
 			heat_style(c, val, scale, sg, &role, &gl);
 			if (cw >= 5 && !isnan(val)) {
-				/* The decimals follow the grid's scale: two below 10,
-				 * so that small values do not read +0.0 / -0.0 (what
-				 * rounds to zero is 0), one for wider grids (patching
-				 * percents), none past 100, so that neighbouring cells
-				 * keep a space. */
-				int dec = scale < 9.995f ? 2 : 1;
+				const char *txt = fmt_cell(val, dec, unit, sg, buf, sizeof buf);
 
-				if (sg && fabsf(val) < (dec == 2 ? 0.005f : 0.05f))
-					view_printf(v, x, y, cw, role, "%*s", cw - 1, "0");
-				else if (sg && fabsf(val) >= 99.95f)
-					view_printf(v, x, y, cw, role, "%+*.0f", cw - 1, val);
-				else if (sg && dec == 1)
-					view_printf(v, x, y, cw, role, "%+*.1f", cw - 1, val);
-				else if (sg)
-					view_printf(v, x, y, cw, role, "%+*.2f", cw - 1, val);
-				else
-					view_printf(v, x, y, cw, role, "%*.2f", cw - 1, val);
+				view_printf(v, x, y, cw, role, "%*s", cw - 1, txt);
 			} else {
 				for (int i = cw > 1 ? 1 : 0; i < cw; i++)
 					view_put(v, x + i, y, 1, role, gl);
@@ -648,11 +707,15 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 				view_restyle(v, x, y, cw, UI_ROLE_CURSOR);
 		}
 	}
+	if (v->r.h - 2 >= 2 + (L - off < vis ? L - off : vis))
+		/* a free row above the legend: what the metric is */
+		view_put(v, 1, v->r.h - 2, v->r.w - 2, UI_ROLE_DIM, metric_legend(s->metric));
 	if (v->r.h - 1 >= 2 + (L - off < vis ? L - off : vis)) {
 		int y = v->r.h - 1, x = 1;
 
 		if (sg)
-			x += view_printf(v, x, y, -1, UI_ROLE_DIM, "%+.2f ", -scale);
+			x += view_printf(v, x, y, -1, UI_ROLE_DIM, "%s ", fmt_signed(-scale, buf,
+			    sizeof buf));
 		else
 			x += view_put(v, x, y, -1, UI_ROLE_DIM, "0 ");
 		for (int i = 0; i < UI_HEAT_LEVELS; i++) {
@@ -663,7 +726,8 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 			heat_style(c, val, scale, sg, &role, &gl);
 			x += view_put(v, x, y, 1, role, gl);
 		}
-		x += view_printf(v, x, y, -1, UI_ROLE_DIM, sg ? " %+.2f" : " %.2f", scale);
+		fmt_signed(scale, buf, sizeof buf);
+		x += view_printf(v, x, y, -1, UI_ROLE_DIM, " %s", sg ? buf : buf + 1);
 		if (cmp)
 			x += view_put(v, x, y, -1, UI_ROLE_DIM, " B-A");
 		x += view_put(v, x + 2, y, -1, UI_ROLE_MOVER, "*");
@@ -1117,8 +1181,9 @@ ui_format(const ui_ctx *c, ui_canvas *cv)
 
 	cv->ascii = c->ascii;
 	canvas_clear(cv, UI_ROLE_NORMAL);
-	/* compared, the layers pane has a row more: what B is */
-	layout_compute(cv->w, cv->h, session_layers(c->s) + (c->s->cmp != NULL), &lo);
+	/* the layers pane has a row more than the title, the sparkline (or
+	 * what B is) and the layers: its column headings */
+	layout_compute(cv->w, cv->h, session_layers(c->s) + 1, &lo);
 	if (lo.too_small) {
 		int y = cv->h / 2 - 1;
 
