@@ -382,6 +382,18 @@ else
 	echo "FAIL - :compare's export or screen: $(grep -c kind "$tmp/cmp.json") $(sed -n 10p "$tmp/cmp.txt")"
 	fail=1
 fi
+# The grid's decimals follow its scale: B-A of mover scores below 0.1
+# print three decimals without the leading zero (+.045), none reads
+# +0.00, and a mover's star stands after its number, not over its sign.
+"$fl" --model "$src/data/models/demo" --size 80x24 -c "prompt The capital of France is; metric mover; compare The capital of France is:" > "$tmp/small.txt"
+grid=$(sed -n 7,12p "$tmp/small.txt" | sed 's/.*│//')
+if grep -Eq ' [+-]\.[0-9]{3}' <<< "$grid" && grep -Eq '[0-9]\*' <<< "$grid" &&
+    ! grep -Eq '[+-]0\.00( |$)|\*[+-.]' <<< "$grid" && grep -q "mover in A" "$tmp/small.txt"; then
+	echo "ok - a grid of small differences keeps two significant digits (+.045), the star after the number"
+else
+	echo "FAIL - the small grid's cells: $(sed -n 7,12p "$tmp/small.txt")"
+	fail=1
+fi
 expect_err "compare before a prompt" "compare: run a prompt first" -- -c "compare mask"
 expect_err "compare intercept before a fit" "compare intercept: the intercept is not fitted" -- \
     -c "prompt hi; compare intercept"

@@ -701,7 +701,11 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 				if (cw > 1 && sg && val < 0)
 					view_put(v, x, y, 1, role, "-");
 			}
-			if (mover && cw > 1)
+			/* the star after a number, in the gap between cells, so
+			 * that it never hides a sign; before a glyph cell */
+			if (mover && cw >= 5 && !isnan(val))
+				view_put(v, x + cw - 1, y, 1, UI_ROLE_MOVER, "*");
+			else if (mover && cw > 1)
 				view_put(v, x, y, 1, UI_ROLE_MOVER, "*");
 			if (cur)
 				view_restyle(v, x, y, cw, UI_ROLE_CURSOR);
