@@ -130,6 +130,11 @@ check a "Tab completes a theme name; :theme light applies it" "│ light"
 keys a : "task country_cur" Tab
 check a "Tab completes a bundled task's name" ":task country_currency"
 keys a C-g
+# Every command name, on as many rows as they need (the last, topk, too).
+keys a : Tab Tab
+check a "Tab twice on an empty line lists every command, wrapped" "  topk"
+check a "the list holds :compare" " compare "
+keys a C-g
 keys a : "layer nine" Enter
 check a "a bad command shows an error and the explorer stays" "layer: expected N"
 keys a : "prompt oops" Escape
