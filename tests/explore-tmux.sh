@@ -119,6 +119,10 @@ check a "m turns the final-layer mask on" "(mask)"
 check a "the header shows the mask on" "mask  on"
 keys a m
 check_not a "m again turns it off" "(mask)"
+keys a c
+check a "c puts B, the mask flipped, beside A" "B: this prompt, mask on"
+keys a c
+check_not a "c again ends the comparison" "A vs B"
 
 # The command line, with Tab completion of commands and arguments.
 keys a : "met" Tab
