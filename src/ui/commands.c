@@ -836,7 +836,11 @@ const ui_cmd ui_cmds[] = {
 	  "itself, in every head or in the heads of LIST (0,3,7); re-runs the "
 	  "last layer", c_mask },
 	{ "metric", NULL, "attn|direct|mover|patch|next|prev", 1, 1, ARG_METRIC,
-	  "what the heads grid shows", c_metric },
+	  "what the heads grid shows: attn, the attention from the last token to "
+	  "the subject (0 to 1); direct, the logit a head adds to the answer less "
+	  "the mean logit; mover, that attention times how high the head's output "
+	  "ranks the subject (0 to 1; * marks 0.25 and over); patch, path patching "
+	  "over the task, the % change of the answer's logit difference", c_metric },
 	{ "model", NULL, "DIR", 1, 1, ARG_FILE,
 	  "load a model directory and re-run the prompt", c_model },
 	{ "pane", NULL, "[head|mlp|toggle]", 0, 1, ARG_NONE,
