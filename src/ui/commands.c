@@ -809,11 +809,9 @@ const ui_cmd ui_cmds[] = {
 	{ "command-prompt", NULL, "[TEXT]", 0, 1, ARG_TEXT,
 	  "open the : command line, optionally with TEXT typed in", c_command_prompt },
 	{ "compare", NULL, "[mask|intercept|PROMPT|off|toggle]", 0, -1, ARG_COMPARE,
-	  "side by side: B beside A, the session as set, in the layers pane "
-	  "(A's answer in each, and B-A) and the heads grid (B-A of its metric); "
-	  "B is this prompt with the mask or the intercept removal flipped, or "
-	  "PROMPT (a corrupted one) with the same toggles; off ends it, toggle "
-	  "brings back the last", c_compare },
+	  "side by side: B beside A in the layers pane and the heads grid (B-A); "
+	  "B is this prompt with the mask or the intercept flipped, or PROMPT with "
+	  "A's toggles; off ends it, toggle brings back the last", c_compare },
 	{ "edit-prompt", "e", "", 0, 0, ARG_NONE,
 	  "edit the prompt with readline (history with Up and Down); Enter runs it",
 	  c_edit_prompt },
@@ -836,11 +834,10 @@ const ui_cmd ui_cmds[] = {
 	  "itself, in every head or in the heads of LIST (0,3,7); re-runs the "
 	  "last layer", c_mask },
 	{ "metric", NULL, "attn|direct|mover|patch|next|prev", 1, 1, ARG_METRIC,
-	  "what the heads grid shows: attn, the attention from the last token to "
-	  "the subject (0 to 1); direct, the logit a head adds to the answer less "
-	  "the mean logit; mover, that attention times how high the head's output "
-	  "ranks the subject (0 to 1; * marks 0.25 and over); patch, path patching "
-	  "over the task, the % change of the answer's logit difference", c_metric },
+	  "what the heads grid shows: attn (attention from the last token to the "
+	  "subject), direct (logit added to the answer, less the mean), mover (attn "
+	  "x how high the head ranks the subject; * from 0.25), patch (path "
+	  "patching over the task: % change of the logit difference)", c_metric },
 	{ "model", NULL, "DIR", 1, 1, ARG_FILE,
 	  "load a model directory and re-run the prompt", c_model },
 	{ "pane", NULL, "[head|mlp|toggle]", 0, 1, ARG_NONE,
