@@ -255,10 +255,11 @@ fi
 # :save FILE writes the commands that rebuild the state with the weights'
 # SHA-256 (sha256sum's) and the version; --replay rebuilds the same screen
 # (the message line aside) and refuses a file whose hash is not the model's.
-"$fl" --model "$fx" --size 80x24 -c "prompt The capital of France is; task $src/tests/tasks/tiny.json; subject France; layer 1; head 2; metric mover; mask heads 1,3; intercept on; topk 5; save $tmp/s.fls" >"$tmp/saved.txt"
+"$fl" --model "$fx" --size 80x24 -c "prompt The capital of France is; task $src/tests/tasks/tiny.json; subject France; layer 1; head 2; metric mover; mask heads 1,3; intercept on; topk 5; compare The capital of Italy is; save $tmp/s.fls" >"$tmp/saved.txt"
 want=$(sha256sum "$fx/model.safetensors" | cut -d' ' -f1)
 if grep -qx "# weights-sha256: $want" "$tmp/s.fls" && grep -q "^# factlens-version: " "$tmp/s.fls" &&
-	grep -qx 'mask heads 1,3' "$tmp/s.fls" && grep -qx 'metric mover' "$tmp/s.fls"; then
+	grep -qx 'mask heads 1,3' "$tmp/s.fls" && grep -qx 'metric mover' "$tmp/s.fls" &&
+	grep -qx 'compare "The capital of Italy is"' "$tmp/s.fls"; then
 	echo "ok - :save writes the state's commands, the weights' SHA-256 and the version"
 else
 	echo "FAIL - :save: $(cat "$tmp/s.fls")"

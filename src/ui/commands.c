@@ -855,7 +855,7 @@ const ui_cmd ui_cmds[] = {
 	  "in --script or -c mode, print the screen now", c_render },
 	{ "save", NULL, "FILE", 1, 1, ARG_FILE,
 	  "write the commands that rebuild this state (model, prompt, task, shots, "
-	  "answer, subject, mask, intercept, cursor, metric, theme) with the "
+	  "answer, subject, mask, intercept, cursor, metric, theme, comparison) with the "
 	  "weights' SHA-256 and factlens' version; factlens --replay FILE runs "
 	  "it, refusing other weights", c_save },
 	{ "shots", NULL, "[K]", 0, 1, ARG_NONE,

@@ -105,7 +105,7 @@ int ctx_time(ui_ctx *c, const fl_progress *p, void (*draw)(void *), void *ud);
 
 /* :save: writes to path the commands that rebuild c's state (model,
  * prompt, task and shots, answer, subject, mask, intercept, cursor,
- * metric, topk, theme, pane) after comment lines with factlens' version
+ * metric, topk, theme, pane, comparison) after comment lines with factlens' version
  * and the weights' SHA-256. 0, or -1 with *cause (no model; a text with a
  * line break; the file). */
 int ui_session_save(ui_ctx *c, const char *path, char **cause);
