@@ -255,10 +255,11 @@ fi
 # :save FILE writes the commands that rebuild the state with the weights'
 # SHA-256 (sha256sum's) and the version; --replay rebuilds the same screen
 # (the message line aside) and refuses a file whose hash is not the model's.
-"$fl" --model "$fx" --size 80x24 -c "prompt The capital of France is; task $src/tests/tasks/tiny.json; subject France; layer 1; head 2; metric mover; mask heads 1,3; intercept on; topk 5; save $tmp/s.fls" >"$tmp/saved.txt"
+"$fl" --model "$fx" --size 80x24 -c "prompt The capital of France is; task $src/tests/tasks/tiny.json; subject France; layer 1; head 2; metric mover; mask heads 1,3; intercept on; topk 5; compare The capital of Italy is; save $tmp/s.fls" >"$tmp/saved.txt"
 want=$(sha256sum "$fx/model.safetensors" | cut -d' ' -f1)
 if grep -qx "# weights-sha256: $want" "$tmp/s.fls" && grep -q "^# factlens-version: " "$tmp/s.fls" &&
-	grep -qx 'mask heads 1,3' "$tmp/s.fls" && grep -qx 'metric mover' "$tmp/s.fls"; then
+	grep -qx 'mask heads 1,3' "$tmp/s.fls" && grep -qx 'metric mover' "$tmp/s.fls" &&
+	grep -qx 'compare "The capital of Italy is"' "$tmp/s.fls"; then
 	echo "ok - :save writes the state's commands, the weights' SHA-256 and the version"
 else
 	echo "FAIL - :save: $(cat "$tmp/s.fls")"
@@ -349,4 +350,52 @@ else
 	fail=1
 fi
 expect_err "mask heads out of range" "'0,9' is not a list of heads in 0..3" -- -c "prompt hi; mask heads 0,9"
+# :compare: :export FILE.csv's B rows (lens_b) hold what factlens run --lens
+# --csv gives for B alone - another prompt, or the mask on - scoring A's
+# answer, and A's rows (lens) what it gives for A. Fields are counted from
+# the end of a row, since a quoted top token may hold a comma.
+cmp_rows() { # EXPORT ROW RUN LABEL
+	awk -F, -v row="$2" -v label="$4" '
+	NR == FNR { if (FNR > 1) { p[$1 "," $2] = $(NF-3); r[$1 "," $2] = $(NF-2) }; next }
+	$1 == row { n++; k = $2 "," $3; d = $(NF-6) - p[k]; if (d < 0) d = -d
+		if (!(k in p) || d > 1e-6 + 1e-4 * p[k] || $(NF-5) != r[k]) {
+			printf "FAIL - %s: %s P %s rank %s, run alone P %s rank %s\n", label, k,
+			    $(NF-6), $(NF-5), p[k], r[k]; bad = 1 } }
+	END { if (n != 3) { printf "FAIL - %s: %d rows, not 3\n", label, n; bad = 1 }
+		if (!bad) printf "ok - %s\n", label; exit bad }' "$3" "$1" || fail=1
+}
+pa="The capital of France is" pb="The capital of Italy is"
+"$fl" --model "$fx" -c "prompt $pa; answer France; compare $pb; export $tmp/cmp.csv" > /dev/null
+"$fl" run --model "$fx" -p "$pa" --answer France --lens --csv > "$tmp/run-a.csv"
+"$fl" run --model "$fx" -p "$pb" --answer France --lens --csv > "$tmp/run-b.csv"
+"$fl" run --model "$fx" -p "$pa" --answer France --final-mask --lens --csv > "$tmp/run-m.csv"
+cmp_rows "$tmp/cmp.csv" lens "$tmp/run-a.csv" ":compare PROMPT: A's lens is run --lens of A"
+cmp_rows "$tmp/cmp.csv" lens_b "$tmp/run-b.csv" ":compare PROMPT: B's lens is run --lens of B with A's answer"
+"$fl" --model "$fx" -c "prompt $pa; answer France; compare mask; export $tmp/cmpm.csv" > /dev/null
+cmp_rows "$tmp/cmpm.csv" lens_b "$tmp/run-m.csv" ":compare mask: B's lens is run --final-mask --lens"
+# The JSON says what B is and holds B-A; the screen's B-A column is the
+# JSON's, in points (the last layer's row).
+"$fl" --model "$fx" --size 80x24 -c "prompt $pa; compare $pb; export $tmp/cmp.json" > "$tmp/cmp.txt"
+if grep -q '"kind":	"prompt"' "$tmp/cmp.json" && grep -q "\"prompt\":	\"$pb\"" "$tmp/cmp.json" &&
+    grep -q '"b_minus_a"' "$tmp/cmp.json" && grep -q '^    1   27%  0.4%   -27 #1     #43 ' "$tmp/cmp.txt"; then
+	echo "ok - :export with :compare on writes B and B-A; the screen shows them"
+else
+	echo "FAIL - :compare's export or screen: $(grep -c kind "$tmp/cmp.json") $(sed -n 10p "$tmp/cmp.txt")"
+	fail=1
+fi
+# The grid's decimals follow its scale: B-A of mover scores below 0.1
+# print three decimals without the leading zero (+.045), none reads
+# +0.00, and a mover's star stands after its number, not over its sign.
+"$fl" --model "$src/data/models/demo" --size 80x24 -c "prompt The capital of France is; metric mover; compare The capital of France is:" > "$tmp/small.txt"
+grid=$(sed -n 7,12p "$tmp/small.txt" | sed 's/.*│//')
+if grep -Eq ' [+-]\.[0-9]{3}' <<< "$grid" && grep -Eq '[0-9]\*' <<< "$grid" &&
+    ! grep -Eq '[+-]0\.00( |$)|\*[+-.]' <<< "$grid" && grep -q "mover in A" "$tmp/small.txt"; then
+	echo "ok - a grid of small differences keeps two significant digits (+.045), the star after the number"
+else
+	echo "FAIL - the small grid's cells: $(sed -n 7,12p "$tmp/small.txt")"
+	fail=1
+fi
+expect_err "compare before a prompt" "compare: run a prompt first" -- -c "compare mask"
+expect_err "compare intercept before a fit" "compare intercept: the intercept is not fitted" -- \
+    -c "prompt hi; compare intercept"
 exit $fail

@@ -119,6 +119,10 @@ check a "m turns the final-layer mask on" "(mask)"
 check a "the header shows the mask on" "mask  on"
 keys a m
 check_not a "m again turns it off" "(mask)"
+keys a c
+check a "c puts B, the mask flipped, beside A" "B: this prompt, mask on"
+keys a c
+check_not a "c again ends the comparison" "A vs B"
 
 # The command line, with Tab completion of commands and arguments.
 keys a : "met" Tab
@@ -129,6 +133,11 @@ keys a : "theme li" Tab Enter
 check a "Tab completes a theme name; :theme light applies it" "│ light"
 keys a : "task country_cur" Tab
 check a "Tab completes a bundled task's name" ":task country_currency"
+keys a C-g
+# Every command name, on as many rows as they need (the last, topk, too).
+keys a : Tab Tab
+check a "Tab twice on an empty line lists every command, wrapped" "  topk"
+check a "the list holds :compare" " compare "
 keys a C-g
 keys a : "layer nine" Enter
 check a "a bad command shows an error and the explorer stays" "layer: expected N"

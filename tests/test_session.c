@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "fx.h"
+#include "base/util.h"
 #include "session/session.h"
 
 /* A progress callback that stops at its first call. */
@@ -130,6 +131,134 @@ view_same(const ui_session *a, const ui_session *b)
 {
 	return row_same(&a->view_mid, &b->view_mid) && row_same(&a->view_mlp, &b->view_mlp) &&
 	    row_same(&a->view_head, &b->view_head);
+}
+
+/* A session on prompt alone, scoring answer (NULL: its top prediction). */
+static ui_session *
+plain(const char *dir, const char *prompt, const char *answer, bool mask,
+    ui_metric metric)
+{
+	ui_session *s = session_new();
+	int flags = session_set_model(s, dir) | session_set_prompt(s, prompt);
+
+	if (answer != NULL)
+		flags |= session_set_answer(s, answer);
+	s->mask = mask;
+	s->metric = metric;
+	update(s, flags, "plain session");
+	return s;
+}
+
+/* s's B-A grid against two sessions run apart. */
+static bool
+grid_diff_same(const ui_session *s, const ui_session *a, const ui_session *b)
+{
+	int n = session_layers(s) * session_heads(s);
+
+	for (int i = 0; i < n; i++) {
+		float want = b->grid[i] - a->grid[i];
+
+		if (!(fabsf(s->cmp_grid[i] - want) <= 1e-5f)) {
+			printf("# head %d.%d: B-A %.7f, apart %.7f - %.7f = %.7f\n",
+			    i / session_heads(s), i % session_heads(s), s->cmp_grid[i],
+			    b->grid[i], a->grid[i], want);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* :compare: B equals a session run apart on B's prompt or condition,
+ * with A's answer; A stays as it was; B follows A's choices and does no
+ * work for A's cursor. */
+static void
+test_compare(const char *dir)
+{
+	const char *pa = "The capital of France is", *pb = "The capital of Italy is";
+	ui_session *s = plain(dir, pa, "France", false, METRIC_DIRECT);
+	ui_session *ra = plain(dir, pa, "France", false, METRIC_DIRECT);
+	ui_session *rb = plain(dir, pb, "France", false, METRIC_DIRECT);
+	ui_session *rm = plain(dir, pa, "France", true, METRIC_DIRECT);
+	char *cause = NULL;
+	int rc;
+	work w;
+
+	if (!session_ready(s) || !session_ready(rb) || !session_ready(rm))
+		goto out;
+	s->subject_text = xstrdup("France");
+	update(s, SESSION_SUBJECT, "subject");
+	rc = session_set_compare(s, COMPARE_PROMPT, pb, &cause);
+	check(rc == SESSION_GRID, "set_compare prompt: SESSION_GRID (%d)", rc);
+	update(s, rc, "compare prompt");
+	check(s->cmp != NULL && streams_same(s->cmp, rb), "compare prompt: B's lens equals "
+	    "a session run apart on B's prompt with A's answer");
+	check(streams_same(s, ra), "compare prompt: A's lens is as without a comparison");
+	check(s->cmp != NULL && grid_diff_same(s, ra, rb), "compare prompt: the heads "
+	    "grid's B-A equals the two runs' difference (direct effect)");
+	check(s->cmp != NULL && s->cmp->subject_guessed, "compare prompt: A's subject "
+	    "France is not in B's prompt: B's is guessed");
+
+	s->layer = 1;
+	s->head = 3;
+	w = work_of(s->cmp);
+	update(s, SESSION_VIEW, "cursor with a comparison");
+	check_work("B, when A's cursor moves", w, s->cmp, 0, 0, 0);
+
+	s->metric = METRIC_ATTN_SUBJECT;
+	ra->metric = rb->metric = METRIC_ATTN_SUBJECT;
+	update(s, SESSION_GRID, "metric with a comparison");
+	update(ra, SESSION_GRID, "metric a");
+	update(rb, SESSION_GRID, "metric b");
+	check(s->cmp != NULL && grid_diff_same(s, ra, rb), "compare prompt: B-A follows "
+	    "the metric (attention to the subject)");
+	s->metric = ra->metric = rb->metric = METRIC_DIRECT;
+	update(s, SESSION_GRID, "metric back");
+	update(ra, SESSION_GRID, "metric a back");
+
+	rc = session_set_compare(s, COMPARE_MASK, NULL, &cause);
+	update(s, rc, "compare mask");
+	check(s->cmp != NULL && s->cmp->mask && streams_same(s->cmp, rm), "compare mask: "
+	    "B's lens equals a session run apart with the mask on");
+	check(s->cmp != NULL && grid_diff_same(s, ra, rm), "compare mask: B-A of the "
+	    "direct effects equals the two runs' difference");
+	s->mask = true;
+	w = work_of(s->cmp);
+	update(s, SESSION_LAST, "A's mask on");
+	check(s->cmp != NULL && !s->cmp->mask && streams_same(s->cmp, ra) &&
+	    grid_diff_same(s, rm, ra), "compare mask with A's mask on: B has it off");
+	check_work("B, when A's mask flips", w, s->cmp, 0, 1, 1);
+	s->mask = false;
+	update(s, SESSION_LAST, "A's mask off");
+
+	rc = session_set_compare(s, COMPARE_INTERCEPT, NULL, &cause);
+	check(rc < 0 && cause != NULL && strstr(cause, "press i") != NULL &&
+	    s->compare == COMPARE_MASK, "compare intercept before a fit: refused (%s)",
+	    cause != NULL ? cause : "no error");
+	free(cause);
+	cause = NULL;
+	{
+		char longp[4096] = "";
+
+		for (int i = 0; i < 200; i++)
+			strcat(longp, "So ");
+		rc = session_update(s, session_set_compare(s, COMPARE_PROMPT, longp, &cause),
+		    NULL, &cause);
+	}
+	check(rc < 0 && cause != NULL && strstr(cause, "compare: B (prompt)") != NULL &&
+	    s->compare == COMPARE_OFF && s->cmp == NULL && session_ready(s),
+	    "a B prompt too long for the model: an error, the comparison off, A kept (%s)",
+	    cause != NULL ? cause : "no error");
+	free(cause);
+	cause = NULL;
+	rc = session_set_compare(s, COMPARE_PROMPT, "", &cause);
+	check(rc < 0 && cause != NULL, "compare with an empty prompt: refused (%s)",
+	    cause != NULL ? cause : "no error");
+	free(cause);
+out:
+	session_free(s);
+	session_free(ra);
+	session_free(rb);
+	session_free(rm);
 }
 
 int
@@ -307,6 +436,7 @@ main(void)
 	    "a new model keeps the intercept on, fitted on it (%d layers)", session_layers(s));
 
 	session_free(s);
+	test_compare(dir);
 	free(dir);
 	free(other);
 	free(task);

@@ -59,23 +59,17 @@ export_is_csv(const char *path)
 	return n > 4 && strcasecmp(path + n - 4, ".csv") == 0;
 }
 
-/* :export FILE.csv: the lens rows, then a row per head, under one header
- * (report.h's CSV, with the JSON's field names). */
-static int
-export_csv(ui_session *s, const char *path, char **cause)
+/* The lens rows, then a row per head, named lens and heads (B's: lens_b
+ * and heads_b). */
+static void
+csv_rows(FILE *f, const ui_session *s, const char *lens, const char *heads)
 {
-	int L = s->model->cfg.n_layer, H = s->model->cfg.n_head, rc = 0;
-	FILE *f = fopen(path, "w");
+	int L = s->model->cfg.n_layer, H = s->model->cfg.n_head;
 
-	if (f == NULL)
-		return fl_error(cause, "export: %s: cannot create: %s", path, strerror(errno));
-	fputs("row,layer,stream,head,top,top_bytes,answer_prob,answer_rank,"
-	    "attn_to_subject,direct_to_answer,direct_to_subject,mover_score,"
-	    "path_patching_effect\n", f);
 	for (int l = 0; l <= L; l++) {
 		const ui_lens_row *r = &s->streams[l];
 
-		fprintf(f, "lens,%d,%s,,", l < L ? l : L - 1, l < L ? "resid_pre" :
+		fprintf(f, "%s,%d,%s,,", lens, l < L ? l : L - 1, l < L ? "resid_pre" :
 		    "resid_post");
 		if (r->n_top > 0) {
 			cJSON *t = json_token(s, r->top_ids[0]);
@@ -89,13 +83,31 @@ export_csv(ui_session *s, const char *path, char **cause)
 		fprintf(f, "%d,,,,,\n", r->rank);
 	}
 	for (int i = 0; i < L * H; i++) {
-		fprintf(f, "heads,%d,,%d,,,,,", i / H, i % H);
+		fprintf(f, "%s,%d,,%d,,,,,", heads, i / H, i % H);
 		report_csv_number(f, s->attn_subj[i], false);
 		report_csv_number(f, s->direct[i], false);
 		report_csv_number(f, s->direct_subj[i], false);
 		report_csv_number(f, s->mover[i], false);
 		report_csv_number(f, s->patch_valid ? s->patch.effect[i] : NAN, true);
 	}
+}
+
+/* :export FILE.csv: the lens rows, then a row per head, under one header
+ * (report.h's CSV, with the JSON's field names). */
+static int
+export_csv(ui_session *s, const char *path, char **cause)
+{
+	int rc = 0;
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL)
+		return fl_error(cause, "export: %s: cannot create: %s", path, strerror(errno));
+	fputs("row,layer,stream,head,top,top_bytes,answer_prob,answer_rank,"
+	    "attn_to_subject,direct_to_answer,direct_to_subject,mover_score,"
+	    "path_patching_effect\n", f);
+	csv_rows(f, s, "lens", "heads");
+	if (s->cmp != NULL)
+		csv_rows(f, s->cmp, "lens_b", "heads_b");
 	if (ferror(f))
 		rc = fl_error(cause, "export: %s: write error", path);
 	if (fclose(f) != 0 && rc == 0)
@@ -103,40 +115,13 @@ export_csv(ui_session *s, const char *path, char **cause)
 	return rc;
 }
 
-int
-session_export(ui_session *s, const char *path, char **cause)
+/* The lens rows and every heads grid of s into o. */
+static void
+json_results(const ui_session *s, cJSON *root)
 {
-	cJSON *root, *arr, *o;
-	FILE *f;
-	int L, H, rc = 0;
+	int L = s->model->cfg.n_layer, H = s->model->cfg.n_head;
+	cJSON *arr, *o;
 
-	if (!session_ready(s))
-		return fl_error(cause, "export: nothing to export yet (no model or prompt)");
-	sess_movers_ensure(s);	/* the grids are exported whichever is shown */
-	if (export_is_csv(path))
-		return export_csv(s, path, cause);
-	L = s->model->cfg.n_layer;
-	H = s->model->cfg.n_head;
-	root = cJSON_CreateObject();
-	cJSON_AddItemToObject(root, "model", report_string(s->model_dir));
-	cJSON_AddItemToObject(root, "prompt", report_string(s->prompt));
-	arr = cJSON_AddArrayToObject(root, "tokens");
-	for (int t = 0; t < s->n_tok; t++)
-		cJSON_AddItemToArray(arr, json_token(s, s->ids[t]));
-	o = json_token(s, s->answer_id);
-	cJSON_AddBoolToObject(o, "top_prediction", s->answer_text == NULL);
-	cJSON_AddNumberToObject(o, "prob", s->streams[L].prob);
-	cJSON_AddNumberToObject(o, "rank", s->streams[L].rank);
-	cJSON_AddNumberToObject(o, "base_prob", s->base_final.prob);
-	cJSON_AddNumberToObject(o, "base_rank", s->base_final.rank);
-	cJSON_AddItemToObject(root, "answer", o);
-	if (s->subject_pos >= 0) {
-		o = json_token(s, s->ids[s->subject_pos]);
-		cJSON_AddNumberToObject(o, "position", s->subject_pos);
-		cJSON_AddItemToObject(root, "subject", o);
-	}
-	cJSON_AddBoolToObject(root, "final_mask", s->mask);
-	cJSON_AddBoolToObject(root, "intercept_removed", s->intercept && s->intercept_vec != NULL);
 	arr = cJSON_AddArrayToObject(root, "lens");
 	for (int l = 0; l <= L; l++) {
 		o = json_row(s, &s->streams[l], false);
@@ -161,6 +146,105 @@ session_export(ui_session *s, const char *path, char **cause)
 	if (s->patch_valid)
 		cJSON_AddItemToObject(o, "path_patching_effect",
 		    report_grid_d(s->patch.effect, L, H));
+}
+
+/* A grid's difference b - a (L x H) as JSON. */
+static cJSON *
+json_grid_diff(const float *a, const float *b, int L, int H)
+{
+	float *d = xmalloc((size_t)L * H * sizeof *d);
+	cJSON *o;
+
+	for (int i = 0; i < L * H; i++)
+		d[i] = b[i] - a[i];
+	o = report_grid_f(d, L, H);
+	free(d);
+	return o;
+}
+
+/* :compare's B (its prompt, toggles, subject, answer, lens and grids) and
+ * B minus A of the answer's probability and rank per stream and of each
+ * grid. */
+static void
+json_compare(ui_session *s, cJSON *root)
+{
+	ui_session *b = s->cmp;
+	int L = s->model->cfg.n_layer, H = s->model->cfg.n_head;
+	cJSON *cj = cJSON_AddObjectToObject(root, "compare"), *bj, *o, *d, *pa, *ra;
+
+	sess_movers_ensure(b);
+	cJSON_AddStringToObject(cj, "kind", compare_name(s->compare));
+	bj = cJSON_AddObjectToObject(cj, "b");
+	cJSON_AddItemToObject(bj, "prompt", report_string(b->prompt));
+	cJSON_AddBoolToObject(bj, "final_mask", b->mask);
+	cJSON_AddBoolToObject(bj, "intercept_removed", b->intercept && b->intercept_vec != NULL);
+	o = json_token(b, b->answer_id);
+	cJSON_AddNumberToObject(o, "prob", b->streams[L].prob);
+	cJSON_AddNumberToObject(o, "rank", b->streams[L].rank);
+	cJSON_AddItemToObject(bj, "answer", o);
+	if (b->subject_pos >= 0) {
+		o = json_token(b, b->ids[b->subject_pos]);
+		cJSON_AddNumberToObject(o, "position", b->subject_pos);
+		cJSON_AddBoolToObject(o, "guessed", b->subject_guessed);
+		cJSON_AddItemToObject(bj, "subject", o);
+	}
+	json_results(b, bj);
+	d = cJSON_AddObjectToObject(cj, "b_minus_a");
+	pa = cJSON_AddArrayToObject(d, "answer_prob");
+	ra = cJSON_AddArrayToObject(d, "answer_rank");
+	for (int l = 0; l <= L; l++) {
+		cJSON_AddItemToArray(pa, report_number(b->streams[l].prob - s->streams[l].prob));
+		cJSON_AddItemToArray(ra, cJSON_CreateNumber(b->streams[l].rank -
+		    s->streams[l].rank));
+	}
+	o = cJSON_AddObjectToObject(d, "heads");
+	cJSON_AddItemToObject(o, "attn_to_subject", json_grid_diff(s->attn_subj,
+	    b->attn_subj, L, H));
+	cJSON_AddItemToObject(o, "direct_to_answer", json_grid_diff(s->direct,
+	    b->direct, L, H));
+	cJSON_AddItemToObject(o, "direct_to_subject", json_grid_diff(s->direct_subj,
+	    b->direct_subj, L, H));
+	cJSON_AddItemToObject(o, "mover_score", json_grid_diff(s->mover, b->mover, L, H));
+}
+
+int
+session_export(ui_session *s, const char *path, char **cause)
+{
+	cJSON *root, *arr, *o;
+	FILE *f;
+	int L, rc = 0;
+
+	if (!session_ready(s))
+		return fl_error(cause, "export: nothing to export yet (no model or prompt)");
+	sess_movers_ensure(s);	/* the grids are exported whichever is shown */
+	if (s->cmp != NULL && session_ready(s->cmp))
+		sess_movers_ensure(s->cmp);
+	if (export_is_csv(path))
+		return export_csv(s, path, cause);
+	L = s->model->cfg.n_layer;
+	root = cJSON_CreateObject();
+	cJSON_AddItemToObject(root, "model", report_string(s->model_dir));
+	cJSON_AddItemToObject(root, "prompt", report_string(s->prompt));
+	arr = cJSON_AddArrayToObject(root, "tokens");
+	for (int t = 0; t < s->n_tok; t++)
+		cJSON_AddItemToArray(arr, json_token(s, s->ids[t]));
+	o = json_token(s, s->answer_id);
+	cJSON_AddBoolToObject(o, "top_prediction", s->answer_text == NULL);
+	cJSON_AddNumberToObject(o, "prob", s->streams[L].prob);
+	cJSON_AddNumberToObject(o, "rank", s->streams[L].rank);
+	cJSON_AddNumberToObject(o, "base_prob", s->base_final.prob);
+	cJSON_AddNumberToObject(o, "base_rank", s->base_final.rank);
+	cJSON_AddItemToObject(root, "answer", o);
+	if (s->subject_pos >= 0) {
+		o = json_token(s, s->ids[s->subject_pos]);
+		cJSON_AddNumberToObject(o, "position", s->subject_pos);
+		cJSON_AddItemToObject(root, "subject", o);
+	}
+	cJSON_AddBoolToObject(root, "final_mask", s->mask);
+	cJSON_AddBoolToObject(root, "intercept_removed", s->intercept && s->intercept_vec != NULL);
+	json_results(s, root);
+	if (s->cmp != NULL && session_ready(s->cmp))
+		json_compare(s, root);
 	if (s->task != NULL)
 		cJSON_AddItemToObject(root, "task", report_string(s->task->name));
 	if (s->task != NULL && s->decomp_valid != NULL && s->decomp_valid[s->layer]) {

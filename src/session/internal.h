@@ -14,6 +14,13 @@
 enum { LENS_STREAMS = 1, LENS_FINAL = 2, LENS_VIEW = 4 };
 enum { STATS_STREAMS = 1, STATS_FINAL = 2, STATS_VIEW = 4, STATS_ALL = 7 };
 
+/* compare.c */
+void sess_compare_drop(ui_session *s);
+/* After A's update: B's choices from A's, B updated, the grid difference.
+ * 0, FL_STOPPED, or -1 with *cause; either way but 0 the comparison is
+ * off. */
+int sess_compare_sync(ui_session *a, const fl_progress *p, char **cause);
+
 /* fits.c */
 int sess_decomp_view(ui_session *s, const fl_progress *p);
 int sess_intercept_prepare(ui_session *s, int pair, const fl_progress *p, fl_decomp *icpt,

@@ -208,7 +208,9 @@ sess_run_prompt(ui_session *s, const fl_progress *p, char **cause)
 		if (!fits)
 			sess_set_str(&s->subject_text, NULL);
 	}
-	if (s->answer_text != NULL) {
+	if (s->answer_pin >= 0)
+		ans = s->answer_pin;	/* B: A's answer */
+	else if (s->answer_text != NULL) {
 		size_t n = strlen(s->note);
 
 		ans = sess_answer_find(s, s->answer_text, s->answer_space, NULL);

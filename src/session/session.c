@@ -64,6 +64,7 @@ session_new(void)
 	s->recon_layer = -1;
 	s->decomp_error_layer = -1;
 	s->kept.answer_space = true;
+	s->answer_pin = -1;
 	return s;
 }
 
@@ -120,6 +121,7 @@ sess_task_fits_clear(ui_session *s)
 void
 sess_model_clear(ui_session *s)
 {
+	sess_compare_drop(s);		/* B runs on this model */
 	sess_task_fits_clear(s);	/* while the model still gives L */
 	sess_results_clear(s);
 	run_free(s->run);
@@ -133,12 +135,14 @@ sess_model_clear(ui_session *s)
 	s->spare_cache = NULL;
 	free(s->lens_logits);
 	s->lens_logits = NULL;
-	model_free(s->model);
+	if (!s->model_borrowed) {
+		model_free(s->model);
+		free(s->unembed_mean);
+	}
 	s->model = NULL;
+	s->unembed_mean = NULL;
 	free(s->mask_heads);	/* of the old model's heads */
 	s->mask_heads = NULL;
-	free(s->unembed_mean);
-	s->unembed_mean = NULL;
 	free(s->decomp);
 	free(s->decomp_valid);
 	s->decomp = NULL;
@@ -157,6 +161,7 @@ session_free(ui_session *s)
 	free(s->prompt);
 	free(s->answer_text);
 	free(s->subject_text);
+	free(s->compare_prompt);
 	choices_clear(&s->kept);
 	free(s);
 }
@@ -269,7 +274,7 @@ int
 session_update(ui_session *s, int flags, const fl_progress *p, char **cause)
 {
 	fl_decomp icpt = { 0 };
-	char *icpt_error = NULL;
+	char *icpt_error = NULL, *cmp_error = NULL;
 	int rc = 0, pair;
 	double t0 = fl_now();
 
@@ -338,7 +343,9 @@ session_update(ui_session *s, int flags, const fl_progress *p, char **cause)
 	if (flags & SESSION_ANSWER) {
 		int a;
 
-		if (s->answer_text != NULL) {
+		if (s->answer_pin >= 0)
+			a = s->answer_pin;	/* B: A's answer */
+		else if (s->answer_text != NULL) {
 			if ((a = sess_answer_find(s, s->answer_text, s->answer_space, cause)) < 0)
 				goto out;
 		} else {
@@ -384,6 +391,11 @@ session_update(ui_session *s, int flags, const fl_progress *p, char **cause)
 	    !(s->decomp_error != NULL && s->decomp_error_layer == s->layer) &&
 	    sess_decomp_view(s, p) == FL_STOPPED)
 		s->cancelled = "MLP decomposition fit";
+	/* B after A: it takes A's answer and is compared with A's grid */
+	if (s->cancelled == NULL && (rc = sess_compare_sync(s, p, &cmp_error)) != 0) {
+		if (rc == FL_STOPPED)
+			s->cancelled = "comparison";
+	}
 done:
 	choices_save(s);
 	s->ms_update = 1000 * (fl_now() - t0);
@@ -393,7 +405,11 @@ out:
 	if (rc >= 0 && icpt_error != NULL) {
 		fl_error(cause, "%s", icpt_error);
 		rc = -1;
+	} else if (rc >= 0 && cmp_error != NULL) {
+		fl_error(cause, "%s", cmp_error);
+		rc = -1;
 	}
 	free(icpt_error);
+	free(cmp_error);
 	return rc;
 }

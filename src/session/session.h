@@ -80,7 +80,20 @@ typedef struct {
 	ui_metric	 metric;
 } ui_choices;
 
-typedef struct {
+/* Side by side (:compare): a second run, B, beside the session's own, A.
+ * B is this prompt with one condition flipped, or another prompt (a
+ * corrupted one) with A's other choices; either way it scores A's answer
+ * token and shows A's heads metric. */
+typedef enum {
+	COMPARE_OFF,
+	COMPARE_PROMPT,		/* B: compare_prompt, the same toggles */
+	COMPARE_MASK,		/* B: this prompt with the final-layer mask flipped */
+	COMPARE_INTERCEPT,	/* B: this prompt with the intercept removal flipped */
+} ui_compare;
+
+const char *compare_name(ui_compare k);	/* "off", "prompt", "mask", "intercept" */
+
+typedef struct ui_session {
 	/* The model. */
 	fl_model	*model;		/* NULL until one is loaded */
 	char		*model_dir;	/* asked for (may not be loaded) */
@@ -175,6 +188,19 @@ typedef struct {
 	char		 note[256];	/* what the last update kept or changed by
 					   itself, for the message line, or "" */
 	const char	*cancelled;	/* what the last update cancelled, or NULL */
+
+	/* Side by side (session_set_compare). B is a session of its own on A's
+	 * model, made and kept up to date by A's session_update: its choices
+	 * follow A's (the prompt, the toggles but the one flipped, the subject
+	 * when B's prompt holds it, the metric), its answer is A's token. */
+	ui_compare	 compare;
+	char		*compare_prompt;	/* COMPARE_PROMPT: B's prompt */
+	struct ui_session *cmp;		/* B, or NULL (compare off) */
+	float		*cmp_grid;	/* (L, H) B's heads metric minus A's, NAN
+					   where either is not computed */
+	/* Only in B: */
+	bool		 model_borrowed;	/* model and unembed_mean are A's */
+	int		 answer_pin;	/* the answer token, or -1: B's own choice */
 } ui_session;
 
 ui_session *session_new(void);
@@ -225,6 +251,13 @@ int session_answer_check(const ui_session *s, const char *text, char **cause);
  *    cancelled (moving to another layer and back fits it again).
  * Nothing half computed is kept. */
 int session_update(ui_session *s, int flags, const fl_progress *p, char **cause);
+
+/* Compares A with B: COMPARE_PROMPT with B's prompt, COMPARE_MASK or
+ * COMPARE_INTERCEPT with none, COMPARE_OFF drops B. The next
+ * session_update runs B (and reports an error B's prompt meets, turning
+ * the comparison off). Returns SESSION_GRID, or -1 with *cause (an empty
+ * prompt; the intercept not fitted yet, which `i` does once). */
+int session_set_compare(ui_session *s, ui_compare k, const char *prompt, char **cause);
 
 /* Convenience for the panes. */
 static inline int session_layers(const ui_session *s)

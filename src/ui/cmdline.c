@@ -226,6 +226,12 @@ cmd_complete(ui_ctx *c, char **words, int index, const char *text)
 		sv_add(&sv, text, "off");
 		sv_add(&sv, text, "toggle");
 		break;
+	case ARG_COMPARE:
+		for (int i = COMPARE_MASK; i <= COMPARE_INTERCEPT; i++)
+			sv_add(&sv, text, compare_name((ui_compare)i));
+		sv_add(&sv, text, "off");
+		sv_add(&sv, text, "toggle");
+		break;
 	case ARG_METRIC:
 		for (int i = 0; i < METRIC_COUNT; i++)
 			sv_add(&sv, text, metric_name((ui_metric)i));

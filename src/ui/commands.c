@@ -28,6 +28,7 @@ ctx_init(ui_ctx *c, ui_session *s, bool ascii)
 	c->s = s;
 	c->ascii = ascii;
 	c->g = ui_glyphs_get(ascii);
+	c->compare_last = COMPARE_MASK;
 	theme_default(&c->theme);
 	keymap_default(&c->keys);
 }
@@ -40,7 +41,9 @@ ctx_clear(ui_ctx *c)
 	free(c->cmd_initial);
 	free(c->overlay);
 	free(c->overlay_title);
+	free(c->compare_last_prompt);
 	c->message = c->cmd_initial = c->overlay = c->overlay_title = NULL;
+	c->compare_last_prompt = NULL;
 }
 
 void
@@ -176,6 +179,65 @@ c_command_prompt(ui_ctx *c, int argc, char **argv, char **cause)
 	free(c->cmd_initial);
 	c->cmd_initial = argc > 1 ? xstrdup(argv[1]) : NULL;
 	return UI_COMMAND_LINE;
+}
+
+/* :compare mask|intercept|PROMPT: B beside A; off ends it; toggle ends
+ * it or brings back the last one (the mask's at first). */
+static int
+c_compare(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	ui_session *s = c->s;
+	const char *a = argc > 1 ? argv[1] : NULL, *prompt = NULL;
+	ui_compare k;
+	int flags;
+
+	if (a == NULL) {
+		if (s->compare == COMPARE_OFF)
+			ctx_message(c, false, "compare: off (:compare mask, intercept or "
+			    "PROMPT shows B beside A)");
+		else if (s->compare == COMPARE_PROMPT)
+			ctx_message(c, false, "compare: A this prompt, B \"%s\"",
+			    s->compare_prompt);
+		else
+			ctx_message(c, false, "compare: A as set, B with the %s flipped",
+			    s->compare == COMPARE_MASK ? "final-layer mask" :
+			    "intercept removal");
+		return UI_REDRAW;
+	}
+	if (strcmp(a, "toggle") == 0) {
+		k = s->compare != COMPARE_OFF ? COMPARE_OFF : c->compare_last;
+		prompt = c->compare_last_prompt;
+	} else if (strcmp(a, "off") == 0)
+		k = COMPARE_OFF;
+	else if (strcmp(a, "mask") == 0)
+		k = COMPARE_MASK;
+	else if (strcmp(a, "intercept") == 0)
+		k = COMPARE_INTERCEPT;
+	else {
+		k = COMPARE_PROMPT;
+		prompt = a;
+	}
+	if (k != COMPARE_OFF && !session_ready(s))
+		return fl_error(cause, "compare: run a prompt first");
+	if ((flags = session_set_compare(s, k, prompt, cause)) < 0)
+		return -1;
+	if (k != COMPARE_OFF) {
+		c->compare_last = k;
+		if (k == COMPARE_PROMPT && prompt != c->compare_last_prompt) {
+			free(c->compare_last_prompt);
+			c->compare_last_prompt = xstrdup(prompt);
+		}
+	}
+	if (k == COMPARE_OFF)
+		ctx_message(c, false, "compare off");
+	else if (k == COMPARE_PROMPT)
+		ctx_message(c, false, "compare: A this prompt, B \"%s\" with A's answer; "
+		    "c ends it", prompt);
+	else
+		ctx_message(c, false, "compare: A as set, B with the %s %s; c ends it",
+		    k == COMPARE_MASK ? "final-layer mask" : "intercept removal",
+		    (k == COMPARE_MASK ? s->mask : s->intercept) ? "off" : "on");
+	return flags | UI_REDRAW;
 }
 
 static int
@@ -746,6 +808,10 @@ const ui_cmd ui_cmds[] = {
 	  "bind a key to a command string", c_bind },
 	{ "command-prompt", NULL, "[TEXT]", 0, 1, ARG_TEXT,
 	  "open the : command line, optionally with TEXT typed in", c_command_prompt },
+	{ "compare", NULL, "[mask|intercept|PROMPT|off|toggle]", 0, -1, ARG_COMPARE,
+	  "side by side: B beside A in the layers pane and the heads grid (B-A); "
+	  "B is this prompt with the mask or the intercept flipped, or PROMPT with "
+	  "A's toggles; off ends it, toggle brings back the last", c_compare },
 	{ "edit-prompt", "e", "", 0, 0, ARG_NONE,
 	  "edit the prompt with readline (history with Up and Down); Enter runs it",
 	  c_edit_prompt },
@@ -768,7 +834,10 @@ const ui_cmd ui_cmds[] = {
 	  "itself, in every head or in the heads of LIST (0,3,7); re-runs the "
 	  "last layer", c_mask },
 	{ "metric", NULL, "attn|direct|mover|patch|next|prev", 1, 1, ARG_METRIC,
-	  "what the heads grid shows", c_metric },
+	  "what the heads grid shows: attn (attention from the last token to the "
+	  "subject), direct (logit added to the answer, less the mean), mover (attn "
+	  "x how high the head ranks the subject; * from 0.25), patch (path "
+	  "patching over the task: % change of the logit difference)", c_metric },
 	{ "model", NULL, "DIR", 1, 1, ARG_FILE,
 	  "load a model directory and re-run the prompt", c_model },
 	{ "pane", NULL, "[head|mlp|toggle]", 0, 1, ARG_NONE,
@@ -786,7 +855,7 @@ const ui_cmd ui_cmds[] = {
 	  "in --script or -c mode, print the screen now", c_render },
 	{ "save", NULL, "FILE", 1, 1, ARG_FILE,
 	  "write the commands that rebuild this state (model, prompt, task, shots, "
-	  "answer, subject, mask, intercept, cursor, metric, theme) with the "
+	  "answer, subject, mask, intercept, cursor, metric, theme, comparison) with the "
 	  "weights' SHA-256 and factlens' version; factlens --replay FILE runs "
 	  "it, refusing other weights", c_save },
 	{ "shots", NULL, "[K]", 0, 1, ARG_NONE,

@@ -35,6 +35,7 @@ static const struct {
 	{ "BTab", "metric prev", "the previous heads metric" },
 	{ "m", "mask toggle", "mask (a) on or off" },
 	{ "i", "intercept toggle", "intercept (b) on or off" },
+	{ "c", "compare toggle", "side by side on or off" },
 	{ "e", "edit-prompt", "edit the prompt" },
 	{ "Enter", "edit-prompt", NULL },
 	{ "a", "command-prompt \"answer \"", "type the answer" },

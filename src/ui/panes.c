@@ -12,6 +12,7 @@
 
 #include "base/util.h"
 #include "ui.h"
+#include "panes.h"
 
 /* ---- small formatting helpers --------------------------------------- */
 
@@ -30,6 +31,25 @@ fmt_prob(double p, char *buf, size_t n)
 		snprintf(buf, n, "<.1%%");
 	else
 		snprintf(buf, n, "0%%");
+	return buf;
+}
+
+/* A probability as a percentage with at least three significant digits
+ * down to a thousandth of a percent (27.07%, 0.0215%), so that a small
+ * probability never reads 0.00%. */
+static const char *
+fmt_pct(double p, char *buf, size_t n)
+{
+	double x = 100 * p;
+
+	if (isnan(p))
+		snprintf(buf, n, "-");
+	else if (x >= 1 || x == 0)
+		snprintf(buf, n, "%.2f%%", x);
+	else if (x >= 0.001)
+		snprintf(buf, n, "%.*f%%", 2 - (int)floor(log10(x)), x);
+	else
+		snprintf(buf, n, "<0.001%%");
 	return buf;
 }
 
@@ -71,7 +91,7 @@ tok_label(const ui_ctx *c, int id)
 	return out;
 }
 
-static void
+void
 pane_title(const ui_view *v, const ui_ctx *c, const char *title)
 {
 	int x;
@@ -293,7 +313,7 @@ pane_layers_draw(const ui_ctx *c, const ui_view *v)
 	char buf[32];
 
 	pane_title(v, c, "layers: answer at resid_post");
-	if (!session_ready(s) || v->r.h < 3)
+	if (!session_ready(s) || v->r.h < 4)
 		return;
 	x = view_printf(v, 1, 1, -1, UI_ROLE_DIM, "P(");
 	x += view_put(v, 1 + x, 1, 16, UI_ROLE_ANSWER, tok_label(c, s->answer_id));
@@ -313,14 +333,19 @@ pane_layers_draw(const ui_ctx *c, const ui_view *v)
 		}
 		view_printf(v, 2 + x, 1, -1, UI_ROLE_DIM, "max %s", fmt_prob(mx, buf, sizeof buf));
 	}
-	vis = v->r.h - 2;
+	vis = v->r.h - 3;
 	off = scroll_for(s->layer + 1, n, vis);
 	barw = v->r.w / 5;
 	if (barw < 4) barw = 4;
 	if (barw > 20) barw = 20;
+	/* the headings over the columns below */
+	view_put(v, 2, 2, 4, UI_ROLE_DIM, "  L");
+	view_put(v, 6 + barw + 1, 2, 5, UI_ROLE_DIM, "    P");
+	view_put(v, 6 + barw + 7, 2, 7, UI_ROLE_DIM, "rank");
+	view_put(v, 6 + barw + 15, 2, -1, UI_ROLE_DIM, "top");
 	for (int i = off; i < n && i - off < vis; i++) {
 		const ui_lens_row *r = &s->streams[i];
-		int y = 2 + (i - off), cur = i == s->layer + 1, xx = 0;
+		int y = 3 + (i - off), cur = i == s->layer + 1, xx = 0;
 		int role = cur ? UI_ROLE_CURSOR : UI_ROLE_NORMAL;
 
 		if (cur)
@@ -344,6 +369,110 @@ pane_layers_draw(const ui_ctx *c, const ui_view *v)
 	}
 }
 
+/* A difference of probabilities in percentage points, with two
+ * significant digits down to a hundredth of a point; what rounds to zero
+ * is 0. */
+static const char *
+fmt_points(double d, char *buf, size_t n)
+{
+	double a = fabs(100 * d);
+
+	if (isnan(d))
+		snprintf(buf, n, "-");
+	else if (a < 0.005)
+		snprintf(buf, n, "0");
+	else
+		snprintf(buf, n, a >= 9.95 ? "%+.0f" : a >= 0.995 ? "%+.1f" : "%+.2f",
+		    100 * d);
+	return buf;
+}
+
+static void heat_style(const ui_ctx *c, float val, float scale, bool is_signed,
+    int *role, const char **glyph);
+
+/* Compared (:compare): A's and B's probability and rank of A's answer at
+ * each stream, and B-A in points shaded on the signed ramp. */
+static void
+pane_layers_compare(const ui_ctx *c, const ui_view *v)
+{
+	const ui_session *s = c->s, *b = s->cmp;
+	int L = session_layers(s), n = L + 1, vis, off, x;
+	double mx = 0;
+	char buf[32], desc[200];
+
+	pane_title(v, c, "layers: A vs B, B-A in % points");
+	if (!session_ready(s) || v->r.h < 4 || b == NULL || !session_ready(b))
+		return;
+	if (s->compare == COMPARE_PROMPT) {
+		/* the subject B took (A's, or a guess) before B's prompt, which
+		 * the user typed and a narrow pane cuts */
+		int room, dw;
+
+		if (b->subject_pos >= 0)
+			snprintf(desc, sizeof desc, " subject %s%s", tok_label(c,
+			    b->ids[b->subject_pos]), b->subject_guessed ? " (guessed)" : "");
+		else
+			snprintf(desc, sizeof desc, " (no subject)");
+		dw = ui_text_width(desc);
+		room = v->r.w - 2 - 2 - dw;
+		if (room < 6 && b->subject_guessed && b->subject_pos >= 0) {
+			desc[strlen(desc) - strlen(" (guessed)")] = '\0';
+			snprintf(desc + strlen(desc), sizeof desc - strlen(desc), "?");
+			dw = ui_text_width(desc);
+			room = v->r.w - 2 - 2 - dw;
+		}
+		x = view_put(v, 1, 1, -1, UI_ROLE_DIM, "B ");
+		x += view_put(v, 1 + x, 1, room, UI_ROLE_PROMPT, b->prompt);
+		view_put(v, 1 + x, 1, v->r.w - 2 - x, UI_ROLE_DIM, desc);
+	} else {
+		bool on = s->compare == COMPARE_MASK ? b->mask : b->intercept;
+
+		snprintf(desc, sizeof desc, "B: this prompt, %s %s", s->compare ==
+		    COMPARE_MASK ? "mask" : "intercept", on ? "on" : "off");
+		view_put(v, 1, 1, v->r.w - 2, UI_ROLE_DIM, desc);
+	}
+	/* the headings over the columns below */
+	view_put(v, 2, 2, v->r.w - 2, UI_ROLE_DIM, "  L  P(A)  P(B)   B-A  #A     #B");
+	if (v->r.w >= 56)
+		view_put(v, 38, 2, -1, UI_ROLE_DIM, "top A    top B");
+	for (int l = 0; l <= L; l++)
+		if (fabs(b->streams[l].prob - s->streams[l].prob) > mx)
+			mx = fabs(b->streams[l].prob - s->streams[l].prob);
+	vis = v->r.h - 3;
+	off = scroll_for(s->layer + 1, n, vis);
+	for (int i = off; i < n && i - off < vis; i++) {
+		const ui_lens_row *ra = &s->streams[i], *rb = &b->streams[i];
+		int y = 3 + (i - off), cur = i == s->layer + 1, role, drole;
+		const char *gl;
+		double d = rb->prob - ra->prob;
+
+		role = cur ? UI_ROLE_CURSOR : UI_ROLE_NORMAL;
+		if (cur)
+			view_fill(&(ui_view){ v->c, { v->r.x, v->r.y + y, v->r.w, 1 } }, role);
+		view_put(v, 0, y, 2, role, cur ? c->g->cursor : " ");
+		if (i == 0)
+			view_put(v, 2, y, 4, cur ? role : UI_ROLE_DIM, "emb");
+		else
+			view_printf(v, 2, y, 4, role, "%3d", i - 1);
+		view_printf(v, 6, y, 5, role, "%5s", fmt_prob(ra->prob, buf, sizeof buf));
+		view_printf(v, 12, y, 5, role, "%5s", fmt_prob(rb->prob, buf, sizeof buf));
+		heat_style(c, (float)d, (float)mx, true, &drole, &gl);
+		view_printf(v, 18, y, 5, cur ? role : drole, "%5s", fmt_points(d, buf,
+		    sizeof buf));
+		view_printf(v, 24, y, 6, role, "#%-5d", ra->rank);
+		view_printf(v, 31, y, 6, role, "#%-5d", rb->rank);
+		if (v->r.w >= 56) {
+			if (ra->n_top > 0)
+				view_put(v, 38, y, 8, cur ? role : ra->top_ids[0] == s->answer_id ?
+				    UI_ROLE_ANSWER : UI_ROLE_NORMAL, tok_label(c, ra->top_ids[0]));
+			if (rb->n_top > 0)
+				view_put(v, 47, y, v->r.w - 47, cur ? role : rb->top_ids[0] ==
+				    s->answer_id ? UI_ROLE_ANSWER : UI_ROLE_NORMAL,
+				    tok_label(c, rb->top_ids[0]));
+		}
+	}
+}
+
 /* ---- the lens of the cursor's layer -------------------------------- */
 
 static void
@@ -356,8 +485,17 @@ lens_column(const ui_ctx *c, const ui_view *v, int x, int w, const char *name,
 	view_put(v, x, 1, w, UI_ROLE_TITLE, name);
 	if (r == NULL)
 		return;
-	view_printf(v, x, 2, w, UI_ROLE_DIM, "#%d %s", r->rank, fmt_prob(r->prob, buf,
-	    sizeof buf));
+	{
+		/* the answer's rank and probability, named where the column has room */
+		const char *al = tok_label(c, c->s->answer_id);
+		char rp[48];
+		int ax = 0;
+
+		snprintf(rp, sizeof rp, "#%d %s", r->rank, fmt_prob(r->prob, buf, sizeof buf));
+		if (ui_text_width(al) + 1 + ui_text_width(rp) <= w - 1)
+			ax = view_put(v, x, 2, -1, UI_ROLE_ANSWER, al) + 1;
+		view_put(v, x + ax, 2, w - ax, UI_ROLE_DIM, rp);
+	}
 	int want = r->n_top < c->s->topk ? r->n_top : c->s->topk;
 	/* a list cut short says so on its last row */
 	int shown = want > rows ? (rows > 0 ? rows - 1 : 0) : want;
@@ -418,19 +556,67 @@ heat_style(const ui_ctx *c, float val, float scale, bool is_signed, int *role,
 	}
 }
 
+/* The largest |value| of a grid; 1 for attention, whose scale is fixed. */
 static float
-grid_scale(const ui_session *s, bool is_signed)
+grid_scale(const ui_session *s, const float *grid, bool fixed)
 {
 	int n = session_layers(s) * session_heads(s);
 	float mx = 0;
 
-	if (s->metric == METRIC_ATTN_SUBJECT)
+	if (fixed)
 		return 1;
 	for (int i = 0; i < n; i++)
-		if (!isnan(s->grid[i]) && fabsf(s->grid[i]) > mx)
-			mx = fabsf(s->grid[i]);
-	(void)is_signed;
+		if (!isnan(grid[i]) && fabsf(grid[i]) > mx)
+			mx = fabsf(grid[i]);
 	return mx;
+}
+
+/* One line saying what a heads metric is, under its grid. */
+static const char *
+metric_legend(ui_metric m)
+{
+	switch (m) {
+	case METRIC_ATTN_SUBJECT:
+		return "attention last token -> subject, 0 to 1";
+	case METRIC_DIRECT:
+		return "answer logit added, less the mean logit";
+	case METRIC_MOVER:
+		return "attn x how high it ranks the subject";
+	case METRIC_PATCH:
+		return "% change of logit diff, head patched";
+	default:
+		return "";
+	}
+}
+
+/* The decimals of a grid's cells (at most five columns with the sign)
+ * from its scale, for two significant digits at the scale: 0 past 100,
+ * 1 past 10, 2 down to 0.1, 3 (written without the leading zero, +.083)
+ * down to 0.01; below that the cells count in a unit, a power of ten. */
+static void
+cell_precision(double scale, int *dec, double *unit)
+{
+	*unit = 1;
+	if (scale > 0 && scale < 0.00995) {
+		*unit = pow(10, floor(log10(scale)));
+		scale /= *unit;
+	}
+	*dec = scale >= 99.95 ? 0 : scale >= 9.995 ? 1 : scale >= 0.0995 ? 2 : 3;
+}
+
+/* A cell's value with dec decimals in the unit; what rounds to zero is 0. */
+static const char *
+fmt_cell(double v, int dec, double unit, bool sg, char *buf, size_t n)
+{
+	double x = v / unit;
+	char *z;
+
+	if (fabs(x) < 0.5 * pow(10, -dec))
+		return "0";
+	snprintf(buf, n, sg ? "%+.*f" : "%.*f", dec, x);
+	if (dec == 3 && (z = strstr(buf, "0.")) != NULL)
+		memmove(z, z + 1, strlen(z));
+	return buf;
 }
 
 static void
@@ -438,14 +624,28 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 {
 	const ui_session *s = c->s;
 	int L = session_layers(s), H = session_heads(s), cw, vis, off, lw = 5;
-	bool sg = metric_signed(s->metric);
+	/* compared, the grid is B-A: signed, on its own scale */
+	bool cmp = s->cmp != NULL;
+	bool sg = cmp || metric_signed(s->metric);
+	const float *grid = cmp ? s->cmp_grid : s->grid;
 	float scale;
+	double unit;
+	int dec;
 	char title[96], buf[32];
 
-	snprintf(title, sizeof title, "heads: %s (Tab)", metric_title(s->metric));
+	snprintf(title, sizeof title, "heads: %s%s (Tab)", cmp ? "B-A " : "",
+	    metric_title(s->metric));
+	if (ui_text_width(title) > v->r.w - 4)
+		title[strlen(title) - strlen(" (Tab)")] = '\0';	/* the key is in the hints */
 	pane_title(v, c, title);
 	if (!session_ready(s) || v->r.h < 4)
 		return;
+	if (cmp && s->metric == METRIC_PATCH) {
+		view_put(v, 1, 2, -1, UI_ROLE_DIM, "path patching is not compared (it "
+		    "patches A's own run);");
+		view_put(v, 1, 3, -1, UI_ROLE_DIM, "Tab shows B-A of the other metrics.");
+		return;
+	}
 	if (s->metric == METRIC_PATCH && !s->patch_valid) {
 		/* session_update computes it (patch.h) when a task is loaded. */
 		view_put(v, 1, 2, -1, s->task != NULL ? UI_ROLE_ERROR : UI_ROLE_DIM,
@@ -453,7 +653,16 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 		view_put(v, 1, 3, -1, UI_ROLE_DIM, "Tab shows the other metrics.");
 		return;
 	}
-	scale = grid_scale(s, sg);
+	scale = grid_scale(s, grid, !cmp && s->metric == METRIC_ATTN_SUBJECT);
+	cell_precision(scale, &dec, &unit);
+	if (unit != 1) {
+		/* values too small for five columns: the cells count in units */
+		char *p = strstr(title, " (Tab)");
+
+		snprintf(p != NULL ? p : title + strlen(title), sizeof title - (size_t)((p != NULL ?
+		    p : title + strlen(title)) - title), " (cells x%.0e)", unit);
+		pane_title(v, c, title);
+	}
 	cw = (v->r.w - lw - 1) / H;
 	if (cw > 6) cw = 6;
 	if (cw < 1) cw = 1;
@@ -476,7 +685,7 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 		view_printf(v, 0, y, lw, l == s->layer ? UI_ROLE_CURSOR : UI_ROLE_DIM, "%s%3d",
 		    l == s->layer ? c->g->cursor : " ", l);
 		for (int h = 0; h < H; h++) {
-			float val = s->grid[l * H + h];
+			float val = grid[l * H + h];
 			int role, x = lw + h * cw;
 			const char *gl;
 			bool cur = l == s->layer && h == s->head;
@@ -484,40 +693,34 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 
 			heat_style(c, val, scale, sg, &role, &gl);
 			if (cw >= 5 && !isnan(val)) {
-				/* The decimals follow the grid's scale: two below 10,
-				 * so that small values do not read +0.0 / -0.0 (what
-				 * rounds to zero is 0), one for wider grids (patching
-				 * percents), none past 100, so that neighbouring cells
-				 * keep a space. */
-				int dec = scale < 9.995f ? 2 : 1;
+				const char *txt = fmt_cell(val, dec, unit, sg, buf, sizeof buf);
 
-				if (sg && fabsf(val) < (dec == 2 ? 0.005f : 0.05f))
-					view_printf(v, x, y, cw, role, "%*s", cw - 1, "0");
-				else if (sg && fabsf(val) >= 99.95f)
-					view_printf(v, x, y, cw, role, "%+*.0f", cw - 1, val);
-				else if (sg && dec == 1)
-					view_printf(v, x, y, cw, role, "%+*.1f", cw - 1, val);
-				else if (sg)
-					view_printf(v, x, y, cw, role, "%+*.2f", cw - 1, val);
-				else
-					view_printf(v, x, y, cw, role, "%*.2f", cw - 1, val);
+				view_printf(v, x, y, cw, role, "%*s", cw - 1, txt);
 			} else {
 				for (int i = cw > 1 ? 1 : 0; i < cw; i++)
 					view_put(v, x + i, y, 1, role, gl);
 				if (cw > 1 && sg && val < 0)
 					view_put(v, x, y, 1, role, "-");
 			}
-			if (mover && cw > 1)
+			/* the star after a number, in the gap between cells, so
+			 * that it never hides a sign; before a glyph cell */
+			if (mover && cw >= 5 && !isnan(val))
+				view_put(v, x + cw - 1, y, 1, UI_ROLE_MOVER, "*");
+			else if (mover && cw > 1)
 				view_put(v, x, y, 1, UI_ROLE_MOVER, "*");
 			if (cur)
 				view_restyle(v, x, y, cw, UI_ROLE_CURSOR);
 		}
 	}
+	if (v->r.h - 2 >= 2 + (L - off < vis ? L - off : vis))
+		/* a free row above the legend: what the metric is */
+		view_put(v, 1, v->r.h - 2, v->r.w - 2, UI_ROLE_DIM, metric_legend(s->metric));
 	if (v->r.h - 1 >= 2 + (L - off < vis ? L - off : vis)) {
 		int y = v->r.h - 1, x = 1;
 
 		if (sg)
-			x += view_printf(v, x, y, -1, UI_ROLE_DIM, "%+.2f ", -scale);
+			x += view_printf(v, x, y, -1, UI_ROLE_DIM, "%s ", fmt_signed(-scale, buf,
+			    sizeof buf));
 		else
 			x += view_put(v, x, y, -1, UI_ROLE_DIM, "0 ");
 		for (int i = 0; i < UI_HEAT_LEVELS; i++) {
@@ -528,9 +731,12 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 			heat_style(c, val, scale, sg, &role, &gl);
 			x += view_put(v, x, y, 1, role, gl);
 		}
-		x += view_printf(v, x, y, -1, UI_ROLE_DIM, sg ? " %+.2f" : " %.2f", scale);
+		fmt_signed(scale, buf, sizeof buf);
+		x += view_printf(v, x, y, -1, UI_ROLE_DIM, " %s", sg ? buf : buf + 1);
+		if (cmp)
+			x += view_put(v, x, y, -1, UI_ROLE_DIM, " B-A");
 		x += view_put(v, x + 2, y, -1, UI_ROLE_MOVER, "*");
-		view_put(v, x + 2, y, -1, UI_ROLE_DIM, " mover");
+		view_put(v, x + 2, y, -1, UI_ROLE_DIM, cmp ? " mover in A" : " mover");
 		(void)buf;
 	}
 }
@@ -730,7 +936,7 @@ pane_status_draw(const ui_ctx *c, const ui_view *v)
 {
 	const ui_session *s = c->s;
 	int x = 0, L = session_layers(s);
-	char right[160];
+	char right[160], pb[32];
 
 	view_fill(v, UI_ROLE_STATUS);
 	if (session_ready(s)) {
@@ -739,15 +945,23 @@ pane_status_draw(const ui_ctx *c, const ui_view *v)
 
 		x += view_put(v, x, 0, -1, UI_ROLE_STATUS, " P(");
 		x += view_put(v, x, 0, 16, UI_ROLE_ANSWER, tok_label(c, s->answer_id));
-		x += view_printf(v, x, 0, -1, UI_ROLE_STATUS, ") %.2f%% #%d", 100 * b->prob,
-		    b->rank);
+		x += view_printf(v, x, 0, -1, UI_ROLE_STATUS, ") %s #%d", fmt_pct(b->prob,
+		    pb, sizeof pb), b->rank);
 		if (toggled) {
 			x += view_printf(v, x, 0, -1, UI_ROLE_STATUS, " %s ", c->g->arrow);
 			x += view_printf(v, x, 0, -1, f->prob >= b->prob ? UI_ROLE_POSITIVE :
-			    UI_ROLE_NEGATIVE, "%.2f%% #%d", 100 * f->prob, f->rank);
+			    UI_ROLE_NEGATIVE, "%s #%d", fmt_pct(f->prob, pb, sizeof pb), f->rank);
 			x += view_printf(v, x, 0, -1, UI_ROLE_STATUS, " (%s%s%s)",
 			    s->mask ? "mask" : "", s->mask && s->intercept ? "+" : "",
 			    s->intercept ? "intercept" : "");
+		}
+		if (s->cmp != NULL && session_ready(s->cmp)) {
+			const ui_lens_row *bf = &s->cmp->streams[L];
+
+			x += view_printf(v, x, 0, -1, UI_ROLE_STATUS, " %s B ", c->g->vline);
+			x += view_printf(v, x, 0, -1, bf->prob >= f->prob ? UI_ROLE_POSITIVE :
+			    UI_ROLE_NEGATIVE, "%s #%d", fmt_pct(bf->prob, pb, sizeof pb),
+			    bf->rank);
 		}
 		snprintf(right, sizeof right, "layer %d %s head %d.%d %s %s", s->layer,
 		    c->g->vline, s->layer, s->head, c->g->vline, metric_name(s->metric));
@@ -782,188 +996,6 @@ pane_message_draw(const ui_ctx *c, const ui_view *v)
 	}
 }
 
-/* The next line of at most w columns of the text at *s, broken at a space
- * (a word wider than w is cut); *s moves past it and the spaces after.
- * Heap string. */
-static char *
-wrap_line(const char **s, int w)
-{
-	const char *start = *s, *p = start, *cut = NULL;
-	char *line;
-	int cw = 0;
-
-	while (*p != '\0') {
-		const char *q = p;
-		int ch = ui_char_width(utf8_next(&q));
-
-		if (*p == ' ')
-			cut = p;
-		if (cw + ch > w)
-			break;
-		cw += ch;
-		p = q;
-	}
-	if (*p != '\0' && cut != NULL && cut > start)
-		p = cut;
-	if (p == start && *p != '\0')
-		utf8_next(&p);	/* at least one character a line */
-	line = xstrndup(start, (size_t)(p - start));
-	while (*p == ' ')
-		p++;
-	*s = p;
-	return line;
-}
-
-/* A command's text output (:eval, :help NAME) over the panes, one row a
- * line. */
-static void
-pane_overlay_draw(const ui_ctx *c, const ui_view *v)
-{
-	const char *p = c->overlay;
-	int y = 1;
-
-	view_fill(v, UI_ROLE_NORMAL);
-	pane_title(v, c, c->overlay_title != NULL ? c->overlay_title : "");
-	while (p != NULL && y < v->r.h) {
-		const char *nl = strchr(p, '\n');
-		char *line = nl != NULL ? xstrndup(p, (size_t)(nl - p)) : xstrdup(p);
-		const char *q = line;
-
-		/* a line wider than the pane wraps, indented under its start */
-		for (bool first = true; first || (*q != '\0' && y < v->r.h); first = false) {
-			char *part = wrap_line(&q, v->r.w - (first ? 2 : 4));
-
-			view_put(v, first ? 1 : 3, y++, -1, UI_ROLE_NORMAL, part);
-			free(part);
-		}
-		free(line);
-		p = nl != NULL ? nl + 1 : NULL;
-	}
-}
-
-static void
-pane_help_draw(const ui_ctx *c, const ui_view *v)
-{
-	const ui_keymap *k = &c->keys;
-	int cols, colw, rows, n = 0;
-	int *first = xcalloc((size_t)k->n + 1, sizeof *first);
-
-	view_fill(v, UI_ROLE_NORMAL);
-	pane_title(v, c, "keys: each runs a command (? or any key closes; :help CMD)");
-	/* One line per command, with every key bound to it. */
-	for (int i = 0; i < k->n; i++) {
-		bool seen = false;
-
-		for (int j = 0; j < i && !seen; j++)
-			seen = strcmp(k->b[j].command, k->b[i].command) == 0;
-		if (!seen)
-			first[n++] = i;
-	}
-	rows = v->r.h - 1;
-	cols = (n + rows - 1) / (rows > 0 ? rows : 1);
-	if (cols < 1) cols = 1;
-	colw = v->r.w / cols;
-	for (int e = 0; e < n; e++) {
-		int i = first[e], x = (e / rows) * colw + 1, y = 1 + e % rows, kx = 0;
-		char kb[32];
-
-		for (int j = i; j < k->n; j++) {
-			if (strcmp(k->b[j].command, k->b[i].command) != 0)
-				continue;
-			if (kx > 0)
-				kx += view_put(v, x + kx, y, -1, UI_ROLE_DIM, " ");
-			kx += view_put(v, x + kx, y, 12 - kx, UI_ROLE_KEY,
-			    ui_key_name(k->b[j].key, kb, sizeof kb));
-		}
-		{
-			const char *what = NULL;
-			int cx = x + 13;
-
-			for (int j = i; j < k->n && what == NULL; j++)
-				if (strcmp(k->b[j].command, k->b[i].command) == 0)
-					what = k->b[j].what;
-			if (what != NULL && colw >= 60) {
-				cx += view_put(v, cx, y, colw - 14 - 22, UI_ROLE_NORMAL, what) + 1;
-				view_put(v, cx, y, colw - (cx - x) - 1, UI_ROLE_DIM, k->b[i].command);
-			} else
-				view_put(v, cx, y, colw - 14, UI_ROLE_NORMAL, what != NULL ?
-				    what : k->b[i].command);
-		}
-	}
-	free(first);
-}
-
-/* :help - every command with its arguments and what it does, the text
- * wrapped, never cut; what does not fit is counted on the last row. */
-static void
-pane_cmds_draw(const ui_ctx *c, const ui_view *v)
-{
-	int w = v->r.w - 2, headw = 0, y = 1, i;
-
-	view_fill(v, UI_ROLE_NORMAL);
-	pane_title(v, c, "commands: type :NAME ARGS (Tab completes); :help NAME for "
-	    "one; ? the keys");
-	for (i = 0; i < ui_n_cmds; i++) {
-		int hw = ui_text_width(ui_cmds[i].name) + 1 + ui_text_width(ui_cmds[i].args);
-
-		if (hw > headw)
-			headw = hw;
-	}
-	if (headw > 30)
-		headw = 30;
-	for (i = 0; i < ui_n_cmds; i++) {
-		const ui_cmd *cmd = &ui_cmds[i];
-		char *head = xasprintf("%s %s", cmd->name, cmd->args);
-		/* the help beside the head when there is room, else under it */
-		bool beside = w - headw - 2 >= 24 && ui_text_width(head) <= headw;
-		int hx = beside ? headw + 3 : 5, tw = w - hx + 1, need = beside ? 0 : 1;
-		const char *p = cmd->help;
-
-		while (*p != '\0') {
-			free(wrap_line(&p, tw));
-			need++;
-		}
-		if (y + need > v->r.h - (i + 1 < ui_n_cmds ? 1 : 0)) {
-			char *more = xasprintf("... %d more: :help NAME shows any command "
-			    "(a taller terminal shows all)", ui_n_cmds - i);
-
-			view_put(v, 1, v->r.h - 1, w, UI_ROLE_DIM, more);
-			free(more);
-			free(head);
-			break;
-		}
-		view_put(v, 1, y, w, UI_ROLE_KEY, head);
-		if (!beside)
-			y++;
-		for (p = cmd->help; *p != '\0'; y++) {
-			char *line = wrap_line(&p, tw);
-
-			view_put(v, hx, y, tw, UI_ROLE_NORMAL, line);
-			free(line);
-		}
-		free(head);
-	}
-}
-
-static void
-pane_empty_draw(const ui_ctx *c, const ui_view *v)
-{
-	const ui_session *s = c->s;
-
-	view_fill(v, UI_ROLE_NORMAL);
-	if (s->model == NULL) {
-		view_put(v, 2, 1, -1, UI_ROLE_TITLE, "No model is loaded.");
-		if (s->model_dir != NULL)
-			view_printf(v, 2, 3, -1, UI_ROLE_DIM, "tried: %s", s->model_dir);
-		view_put(v, 2, 4, -1, UI_ROLE_NORMAL,
-		    "Load one with :model DIR (a Hugging Face GPT-2 or OPT directory),");
-		view_put(v, 2, 5, -1, UI_ROLE_NORMAL, "or start factlens with --model DIR.");
-	} else {
-		view_put(v, 2, 1, -1, UI_ROLE_TITLE, "Type a prompt: press e (or :prompt TEXT).");
-		view_put(v, 2, 3, -1, UI_ROLE_DIM, "For example: The capital of France is");
-	}
-}
-
 void
 ui_format(const ui_ctx *c, ui_canvas *cv)
 {
@@ -972,7 +1004,9 @@ ui_format(const ui_ctx *c, ui_canvas *cv)
 
 	cv->ascii = c->ascii;
 	canvas_clear(cv, UI_ROLE_NORMAL);
-	layout_compute(cv->w, cv->h, session_layers(c->s), &lo);
+	/* the layers pane has a row more than the title, the sparkline (or
+	 * what B is) and the layers: its column headings */
+	layout_compute(cv->w, cv->h, session_layers(c->s) + 1, &lo);
 	if (lo.too_small) {
 		int y = cv->h / 2 - 1;
 
@@ -1014,7 +1048,11 @@ ui_format(const ui_ctx *c, ui_canvas *cv)
 		for (int y = 0; y < v.r.h; y++)
 			view_put(&v, 0, y, 1, UI_ROLE_BORDER, c->g->vline);
 	}
-	v = view_rect(cv, lo.layers); pane_layers_draw(c, &v);
+	v = view_rect(cv, lo.layers);
+	if (c->s->cmp != NULL)
+		pane_layers_compare(c, &v);
+	else
+		pane_layers_draw(c, &v);
 	v = view_rect(cv, lo.lens); pane_lens_draw(c, &v);
 	v = view_rect(cv, lo.heads); pane_heads_draw(c, &v);
 	v = view_rect(cv, lo.head);

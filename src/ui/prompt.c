@@ -97,10 +97,51 @@ prompt_redisplay(void)
 		p = q;
 	}
 	if (P.completions != NULL) {
-		move(row - 1, 0);
-		clrtoeol();
+		/* the candidates on as many rows as they need above the line,
+		 * at most a third of the screen; the last says what is left */
+		int maxr = LINES / 3 > 1 ? LINES / 3 : 1, nr = 0;
+		const char *c = P.completions, *lines[64];
+		int lens[64];
+
+		while (*c != '\0' && nr < maxr && nr < 64) {
+			const char *e = c, *cut = c;
+			int w = 0;
+
+			while (*e != '\0') {
+				const char *q = e;
+				int cw = ui_char_width(utf8_next(&q));
+
+				if (w + cw > COLS)
+					break;
+				w += cw;
+				e = q;
+				if (*e == ' ' && (e[1] == ' ' || e[1] == '\0'))
+					cut = e + 1;	/* after a candidate's trailing space */
+			}
+			if (*e == '\0' || cut == c)
+				cut = e;
+			lines[nr] = c;
+			lens[nr++] = (int)(cut - c);
+			c = cut;
+		}
+		if (*c != '\0' && nr > 0) {
+			/* more than fit: the last row ends saying so */
+			static char more[64];
+			int left = 0;
+
+			/* the candidates of the last row and after */
+			for (const char *q = lines[nr - 1]; *q != '\0'; q++)
+				left += *q != ' ' && (q == lines[nr - 1] || q[-1] == ' ');
+			snprintf(more, sizeof more, " ... %d more: type more of the name", left);
+			lines[nr - 1] = more;
+			lens[nr - 1] = (int)strlen(more);
+		}
 		attrset(A_REVERSE);
-		mvaddnstr(row - 1, 0, P.completions, COLS);
+		for (int i = 0; i < nr; i++) {
+			move(row - nr + i, 0);
+			clrtoeol();
+			mvaddnstr(row - nr + i, 0, lines[i], lens[i]);
+		}
 		attrset(A_NORMAL);
 	}
 	move(row, pw + wpoint - wstart);

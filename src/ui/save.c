@@ -103,6 +103,12 @@ ui_session_save(ui_ctx *c, const char *path, char **cause)
 	fputs("theme ", f);
 	rc |= save_word(f, c->theme.name);
 	fprintf(f, "\npane %s\n", c->show_mlp ? "mlp" : "head");
+	if (s->compare == COMPARE_PROMPT) {
+		fputs("compare ", f);
+		rc |= save_word(f, s->compare_prompt);
+		fputc('\n', f);
+	} else if (s->compare != COMPARE_OFF)
+		fprintf(f, "compare %s\n", compare_name(s->compare));
 	if (rc != 0) {
 		fclose(f);
 		remove(path);

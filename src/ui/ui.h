@@ -82,6 +82,10 @@ typedef struct ui_ctx {
 	double		 ms_last_action, ms_last_draw;
 	const char	*last_action;
 	int		 source_depth;	/* nesting of :source */
+	/* The comparison :compare toggle turns back on (COMPARE_MASK until
+	 * one is chosen), and its prompt. */
+	ui_compare	 compare_last;
+	char		*compare_last_prompt;
 	/* Applies one command's flags before the next command of a line runs
 	 * (recomputes the session); returns the flags left for the caller's
 	 * loop, or -1 with *cause. NULL: the caller applies them all. */
@@ -101,7 +105,7 @@ int ctx_time(ui_ctx *c, const fl_progress *p, void (*draw)(void *), void *ud);
 
 /* :save: writes to path the commands that rebuild c's state (model,
  * prompt, task and shots, answer, subject, mask, intercept, cursor,
- * metric, topk, theme, pane) after comment lines with factlens' version
+ * metric, topk, theme, pane, comparison) after comment lines with factlens' version
  * and the weights' SHA-256. 0, or -1 with *cause (no model; a text with a
  * line break; the file). */
 int ui_session_save(ui_ctx *c, const char *path, char **cause);
@@ -124,6 +128,7 @@ typedef enum {
 	ARG_NONE, ARG_TEXT, ARG_TOGGLE, ARG_THEME, ARG_METRIC, ARG_FILE,
 	ARG_TASK,	/* a bundled task's name, or a file when it has a '/' */
 	ARG_COMMAND, ARG_SUBJECT, ARG_LAYER, ARG_KEY,
+	ARG_COMPARE,	/* mask, intercept, off, toggle (or a prompt) */
 } ui_arg_kind;
 
 typedef struct {

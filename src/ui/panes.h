@@ -1,0 +1,22 @@
+/*
+ * panes.h - what the files drawing the explorer's screen share (panes.c:
+ * the layout and the panes of results; overlays.c: what covers them).
+ * Every function draws into a view of the canvas; none computes results.
+ */
+#ifndef FL_UI_PANES_H
+#define FL_UI_PANES_H
+
+#include "ui.h"
+
+/* A pane's title row: a line with the title set in it. */
+void pane_title(const ui_view *v, const ui_ctx *c, const char *title);
+
+/* The overlays over the main area (overlays.c): a command's text (:eval,
+ * :help NAME), the key map (?), the command list (:help), and what to do
+ * when there is no model or prompt. */
+void pane_overlay_draw(const ui_ctx *c, const ui_view *v);
+void pane_help_draw(const ui_ctx *c, const ui_view *v);
+void pane_cmds_draw(const ui_ctx *c, const ui_view *v);
+void pane_empty_draw(const ui_ctx *c, const ui_view *v);
+
+#endif
