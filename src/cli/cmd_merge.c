@@ -23,6 +23,7 @@ static const struct {
 	int		(*merge)(int, char **, cli_merge *);
 } mergers[] = {
 	{ "eval", cmd_eval_merge },
+	{ "heads", cmd_heads_merge },
 };
 
 int
