@@ -24,6 +24,7 @@ static const struct {
 } mergers[] = {
 	{ "eval", cmd_eval_merge },
 	{ "heads", cmd_heads_merge },
+	{ "decompose", cmd_decompose_merge },
 };
 
 int
