@@ -25,6 +25,7 @@ static const struct {
 	{ "eval", cmd_eval_merge },
 	{ "heads", cmd_heads_merge },
 	{ "decompose", cmd_decompose_merge },
+	{ "trace", cmd_trace_merge },
 };
 
 int
