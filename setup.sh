@@ -15,7 +15,8 @@ top=$(pwd)
 
 pkgs=(build-essential autoconf automake pkg-config libncurses-dev
       libreadline-dev libcjson-dev libblis-dev libpcre2-dev tmux
-      clang libclang-rt-14-dev valgrind libcairo2-dev fonts-dejavu-core)
+      clang libclang-rt-14-dev valgrind libcairo2-dev fonts-dejavu-core
+      parallel slurm-wlm)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -472,12 +472,38 @@ decomp_data_clear(fl_decomp_data *dd)
 	memset(dd, 0, sizeof *dd);
 }
 
+void
+decomp_data_init(fl_decomp_data *dd, const fl_model *m, const fl_prompt *p,
+    int n, int layer, bool with_resid)
+{
+	int D = m->cfg.d_model, J = decomp_regressors(m, with_resid);
+	size_t n1 = (size_t)(n > 0 ? n : 1);
+
+	memset(dd, 0, sizeof *dd);
+	dd->layer = layer;
+	dd->n = n;
+	dd->J = J;
+	dd->H = m->cfg.n_head;
+	dd->D = D;
+	dd->with_resid = with_resid;
+	dd->x = xmalloc(n1 * J * D * sizeof *dd->x);
+	dd->y = xmalloc(n1 * D * sizeof *dd->y);
+	dd->group = xmalloc(n1 * sizeof *dd->group);
+	dd->answer = xmalloc(n1 * sizeof *dd->answer);
+	dd->subject = xmalloc(n1 * sizeof *dd->subject);
+	for (int i = 0; i < n; i++) {
+		dd->group[i] = p[i].subject_pair;
+		dd->answer[i] = p[i].answer;
+		dd->subject[i] = p[i].subject;
+	}
+}
+
 int
 decomp_collect(fl_decomp_data *dd, fl_batch *b, const fl_prompt *p, int n,
     int layer, bool with_resid, char **cause)
 {
 	const fl_model *m = b->m;
-	int D = m->cfg.d_model, J = decomp_regressors(m, with_resid), nh, rc;
+	int nh, rc;
 	fl_decomp_collect c = { 0 };
 	fl_hook hooks[4];
 
@@ -485,33 +511,16 @@ decomp_collect(fl_decomp_data *dd, fl_batch *b, const fl_prompt *p, int n,
 	if (layer < 0 || layer >= m->cfg.n_layer)
 		return fl_error(cause, "layer %d: the model has layers 0 to %d", layer,
 		    m->cfg.n_layer - 1);
+	decomp_data_init(dd, m, p, n, layer, with_resid);
 	c.b = b;
 	c.layer = layer;
 	c.with_resid = with_resid;
-	c.x = xmalloc((size_t)n * J * D * sizeof *c.x);
-	c.y = xmalloc((size_t)n * D * sizeof *c.y);
+	c.x = dd->x;
+	c.y = dd->y;
 	nh = decomp_hooks(&c, true, hooks);
-	rc = batch_run(b, p, n, hooks, nh, NULL, cause);
-	if (rc != 0) {
-		free(c.x);
-		free(c.y);
+	if (n > 0 && (rc = batch_run(b, p, n, hooks, nh, NULL, cause)) != 0) {
+		decomp_data_clear(dd);
 		return rc;
-	}
-	dd->layer = layer;
-	dd->n = n;
-	dd->J = J;
-	dd->H = m->cfg.n_head;
-	dd->D = D;
-	dd->with_resid = with_resid;
-	dd->x = c.x;
-	dd->y = c.y;
-	dd->group = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *dd->group);
-	dd->answer = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *dd->answer);
-	dd->subject = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *dd->subject);
-	for (int i = 0; i < n; i++) {
-		dd->group[i] = p[i].subject_pair;
-		dd->answer[i] = p[i].answer;
-		dd->subject[i] = p[i].subject;
 	}
 	return 0;
 }

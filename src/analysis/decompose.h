@@ -133,6 +133,11 @@ typedef struct {
 	int	*subject;	/* (n) the subject's first token */
 } fl_decomp_data;
 
+/* Allocates *dd for n prompts (x, y uninitialised) and fills group, answer
+ * and subject from p. Free with decomp_data_clear. */
+void decomp_data_init(fl_decomp_data *dd, const fl_model *m, const fl_prompt *p,
+    int n, int layer, bool with_resid);
+
 /* Runs the prompts (batched with b) and collects layer's data into *dd. 0;
  * FL_STOPPED when b's progress callback asked to stop (*dd is empty); or
  * -1 with *cause. Free with decomp_data_clear. */

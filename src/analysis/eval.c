@@ -183,107 +183,181 @@ eval_stats(fl_eval_result *res)
 }
 
 int
-eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
-    const fl_eval_opts *o, int shots, const fl_progress *progress,
+eval_prompts(fl_prompt_set *ps, const fl_model *m, const fl_task *t,
+    const fl_eval_opts *o, int shots, char **cause)
+{
+	fl_prompt_opts po = { o->set, shots, o->seed, false };
+
+	return task_prompts(ps, m, t, &po, cause);
+}
+
+void
+eval_rows_init(fl_eval_rows *r, const fl_model *m, const fl_eval_opts *o, int k)
+{
+	int D = m->cfg.d_model, J = decomp_regressors(m, o->with_resid);
+	size_t k1 = (size_t)(k > 0 ? k : 1);
+
+	memset(r, 0, sizeof *r);
+	r->k = k;
+	r->J = J;
+	r->D = D;
+	r->idx = xcalloc(k1, sizeof *r->idx);
+	r->x = xmalloc(k1 * J * D * sizeof *r->x);
+	for (int c = 0; c < 2; c++) {
+		r->mid[c] = xmalloc(k1 * D * sizeof *r->mid[c]);
+		r->mlp[c] = xmalloc(k1 * D * sizeof *r->mlp[c]);
+	}
+}
+
+void
+eval_rows_clear(fl_eval_rows *r)
+{
+	if (r == NULL)
+		return;
+	free(r->idx);
+	free(r->x);
+	for (int c = 0; c < 2; c++) {
+		free(r->mid[c]);
+		free(r->mlp[c]);
+	}
+	memset(r, 0, sizeof *r);
+}
+
+int
+eval_collect(fl_eval_rows *r, const fl_model *m, const fl_prompt_set *ps,
+    const int *idx, int k, const fl_eval_opts *o, const fl_progress *progress,
     char **cause)
 {
-	int L = m->cfg.n_layer, D = m->cfg.d_model, J, nh, rc = -1, n;
-	fl_prompt_opts po = { o->set, shots, o->seed, false };
-	fl_prompt_set ps;
+	int L = m->cfg.n_layer, D = m->cfg.d_model, nh, rc = -1, max_len = 1;
+	fl_prompt *p;
 	fl_batch *b = NULL;
 	fl_decomp_collect col = { 0 };
 	fl_mitigation_state ms;
 	fl_mitigation mit = { true, o->mask_heads, NULL };
-	float *xmid = NULL, *xmlp = NULL, *icpt[2] = { NULL, NULL }, *xlast = NULL;
+	float *xlast = NULL;
 	size_t *row_of = NULL, rows = 0;
 	fl_grab gmid, gmlp;
 	fl_grab_rows glast;
 	fl_pass plain = { 0 }, resume = { 0 };
 	fl_hook hooks[8];
-	eval_scratch w = { NULL, NULL, NULL };
 	long rows_full;
 	double t0 = fl_now();
 
-	memset(res, 0, sizeof *res);
-	if (task_prompts(&ps, m, t, &po, cause) != 0)
-		return -1;
-	n = ps.n;	/* task_prompts gives every prompt its answer */
-	res->shots = shots;
-	res->n = n;
-	res->multi_token = ps.multi_token;
-	res->prob = xcalloc((size_t)n * EVAL_COND_COUNT, sizeof *res->prob);
-	res->rank = xcalloc((size_t)n * EVAL_COND_COUNT, sizeof *res->rank);
-	res->pair = xcalloc((size_t)n, sizeof *res->pair);
-	res->tmpl = xcalloc((size_t)n, sizeof *res->tmpl);
-	for (int i = 0; i < n; i++) {
-		res->pair[i] = ps.p[i].pair;
-		res->tmpl[i] = ps.p[i].tmpl;
+	if (idx == NULL)
+		k = ps->n;
+	eval_rows_init(r, m, o, k);
+	/* the prompts of the share, in order: batches index them from 0 */
+	p = xmalloc((size_t)(k > 0 ? k : 1) * sizeof *p);
+	for (int j = 0; j < k; j++) {
+		r->idx[j] = idx != NULL ? idx[j] : j;
+		p[j] = ps->p[r->idx[j]];
+		if (p[j].n > max_len)
+			max_len = p[j].n;
 	}
-	J = decomp_regressors(m, o->with_resid);
-	b = batch_new(m, o->batch, ps.max_len);
+	b = batch_new(m, o->batch, max_len);
 	if (progress != NULL)
 		b->progress = *progress;
 	b->what = "evaluating";
-	b->total = 2L * n;
+	b->total = 2L * k;
 	col.b = b;
 	col.layer = L - 1;
 	col.with_resid = o->with_resid;
-	col.x = xmalloc((size_t)n * J * D * sizeof *col.x);
-	col.y = xmalloc((size_t)n * D * sizeof *col.y);
-	xmid = xmalloc((size_t)n * D * sizeof *xmid);
-	xmlp = xmalloc((size_t)n * D * sizeof *xmlp);
-	gmid = (fl_grab){ b, xmid, (size_t)D, 0, D };
-	gmlp = (fl_grab){ b, xmlp, (size_t)D, 0, D };
+	col.x = r->x;
+	col.y = r->mlp[0];
+	gmid = (fl_grab){ b, r->mid[0], (size_t)D, 0, D };
 	/* the last layer's input, every row: the masked pass resumes there */
-	row_of = xmalloc((size_t)n * sizeof *row_of);
-	for (int i = 0; i < n; i++) {
-		row_of[i] = rows;
-		rows += (size_t)ps.p[i].n;
+	row_of = xmalloc((size_t)(k > 0 ? k : 1) * sizeof *row_of);
+	for (int j = 0; j < k; j++) {
+		row_of[j] = rows;
+		rows += (size_t)p[j].n;
 	}
-	xlast = xmalloc(rows * D * sizeof *xlast);
+	xlast = xmalloc((rows > 0 ? rows : 1) * D * sizeof *xlast);
 	glast = (fl_grab_rows){ b, xlast, row_of, D };
 
-	/* the unmasked pass: baseline scores, regression data, the last layer's
-	 * resid_mid and mlp_out */
+	/* the unmasked pass: the regression data (whose target is the last
+	 * layer's mlp_out) and the last layer's resid_mid */
 	nh = decomp_hooks(&col, false, hooks);
 	hooks[nh++] = (fl_hook){ HOOK_RESID_MID, L - 1, batch_grab_last, &gmid };
-	hooks[nh++] = (fl_hook){ HOOK_MLP_OUT, L - 1, batch_grab_last, &gmlp };
 	hooks[nh++] = (fl_hook){ HOOK_RESID_PRE, L - 1, batch_grab_rows, &glast };
 	plain.no_logits = true;
-	if ((rc = batch_run(b, ps.p, n, hooks, nh, &plain, cause)) != 0)
+	if (k > 0 && (rc = batch_run(b, p, k, hooks, nh, &plain, cause)) != 0)
 		goto out;
-	rc = -1;
-	w.sub = xmalloc((size_t)EVAL_LENS_ROWS * D * sizeof *w.sub);
-	w.rows = xmalloc((size_t)EVAL_LENS_ROWS * D * sizeof *w.rows);
-	w.lg = xcalloc_huge((size_t)EVAL_LENS_ROWS * m->cfg.n_vocab, sizeof *w.lg);
-	for (int f = 0; f < 2; f++)
-		if (eval_fit_fold(res, m, ps.p, n, o, col.x, col.y, f, &icpt[f], cause) != 0)
-			goto out;
-	eval_score_rows(res, m, ps.p, n, xmid, xmlp, NULL, o->split, EVAL_BASELINE,
-	    &w);
-	eval_score_rows(res, m, ps.p, n, xmid, xmlp, icpt, o->split, EVAL_INTERCEPT,
-	    &w);
-
 	rows_full = b->rows;
 	/* the masked pass: the mask changes the last layer only */
+	gmid = (fl_grab){ b, r->mid[1], (size_t)D, 0, D };
+	gmlp = (fl_grab){ b, r->mlp[1], (size_t)D, 0, D };
 	nh = mitigate_hooks(m, &mit, &ms, hooks);
 	hooks[nh++] = (fl_hook){ HOOK_RESID_MID, L - 1, batch_grab_last, &gmid };
 	hooks[nh++] = (fl_hook){ HOOK_MLP_OUT, L - 1, batch_grab_last, &gmlp };
 	resume.no_logits = true;
 	resume.start_layer = L - 1;
 	resume.resume = xlast;
-	if ((rc = batch_run(b, ps.p, n, hooks, nh, L > 1 ? &resume : &plain,
+	if (k > 0 && (rc = batch_run(b, p, k, hooks, nh, L > 1 ? &resume : &plain,
 	    cause)) != 0)
 		goto out;
-	eval_score_rows(res, m, ps.p, n, xmid, xmlp, NULL, o->split, EVAL_MASK,
-	    &w);
-	eval_score_rows(res, m, ps.p, n, xmid, xmlp, icpt, o->split, EVAL_BOTH,
-	    &w);
+	r->passes = b->passes;
+	r->rows = b->rows;
+	r->rows_resumed = L > 1 ? b->rows - rows_full : 0;
+	r->seconds = fl_now() - t0;
+	rc = 0;
+out:
+	if (rc != 0)
+		eval_rows_clear(r);
+	free(p);
+	free(xlast);
+	free(row_of);
+	batch_free(b);
+	return rc;
+}
+
+int
+eval_finish(fl_eval_result *res, const fl_model *m, const fl_prompt_set *ps,
+    const fl_eval_rows *r, const fl_eval_opts *o, int shots, char **cause)
+{
+	int D = m->cfg.d_model, n = ps->n, rc = -1;
+	float *icpt[2] = { NULL, NULL };
+	eval_scratch w = { NULL, NULL, NULL };
+	double t0 = fl_now();
+
+	memset(res, 0, sizeof *res);
+	if (r->k != n)
+		return fl_error(cause, "eval: %d prompts collected of the setting's %d",
+		    r->k, n);
+	for (int i = 0; i < n; i++)
+		if (r->idx[i] != i)
+			return fl_error(cause, "eval: collected row %d is prompt %d, "
+			    "not %d", i, r->idx[i], i);
+	res->shots = shots;
+	res->n = n;
+	res->multi_token = ps->multi_token;
+	res->prob = xcalloc((size_t)(n > 0 ? n : 1) * EVAL_COND_COUNT, sizeof *res->prob);
+	res->rank = xcalloc((size_t)(n > 0 ? n : 1) * EVAL_COND_COUNT, sizeof *res->rank);
+	res->pair = xcalloc((size_t)(n > 0 ? n : 1), sizeof *res->pair);
+	res->tmpl = xcalloc((size_t)(n > 0 ? n : 1), sizeof *res->tmpl);
+	for (int i = 0; i < n; i++) {
+		res->pair[i] = ps->p[i].pair;
+		res->tmpl[i] = ps->p[i].tmpl;
+	}
+	w.sub = xmalloc((size_t)EVAL_LENS_ROWS * D * sizeof *w.sub);
+	w.rows = xmalloc((size_t)EVAL_LENS_ROWS * D * sizeof *w.rows);
+	w.lg = xcalloc_huge((size_t)EVAL_LENS_ROWS * m->cfg.n_vocab, sizeof *w.lg);
+	for (int f = 0; f < 2; f++)
+		if (eval_fit_fold(res, m, ps->p, n, o, r->x, r->mlp[0], f, &icpt[f],
+		    cause) != 0)
+			goto out;
+	eval_score_rows(res, m, ps->p, n, r->mid[0], r->mlp[0], NULL, o->split,
+	    EVAL_BASELINE, &w);
+	eval_score_rows(res, m, ps->p, n, r->mid[0], r->mlp[0], icpt, o->split,
+	    EVAL_INTERCEPT, &w);
+	eval_score_rows(res, m, ps->p, n, r->mid[1], r->mlp[1], NULL, o->split,
+	    EVAL_MASK, &w);
+	eval_score_rows(res, m, ps->p, n, r->mid[1], r->mlp[1], icpt, o->split,
+	    EVAL_BOTH, &w);
 	eval_stats(res);
-	res->passes = b->passes;
-	res->rows = b->rows;
-	res->rows_resumed = L > 1 ? b->rows - rows_full : 0;
-	res->seconds = fl_now() - t0;
+	res->passes = r->passes;
+	res->rows = r->rows;
+	res->rows_resumed = r->rows_resumed;
+	res->seconds = r->seconds + (fl_now() - t0);
 	rc = 0;
 out:
 	if (rc != 0)
@@ -293,13 +367,25 @@ out:
 	free(w.lg);
 	free(icpt[0]);
 	free(icpt[1]);
-	free(xmid);
-	free(xmlp);
-	free(xlast);
-	free(row_of);
-	free(col.x);
-	free(col.y);
-	batch_free(b);
+	return rc;
+}
+
+int
+eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
+    const fl_eval_opts *o, int shots, const fl_progress *progress,
+    char **cause)
+{
+	fl_prompt_set ps;
+	fl_eval_rows r;
+	int rc;
+
+	memset(res, 0, sizeof *res);
+	if (eval_prompts(&ps, m, t, o, shots, cause) != 0)
+		return -1;
+	if ((rc = eval_collect(&r, m, &ps, NULL, 0, o, progress, cause)) == 0) {
+		rc = eval_finish(res, m, &ps, &r, o, shots, cause);
+		eval_rows_clear(&r);
+	}
 	prompt_set_clear(&ps);
 	return rc;
 }

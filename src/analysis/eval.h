@@ -77,7 +77,51 @@ const char *eval_split_name(fl_eval_split s);	/* "subject", "template" */
  * on, default ridge, batches of 32. */
 void eval_opts_init(fl_eval_opts *o);
 
-/* The grid for one setting (shots demonstrations; 0: zero-shot). progress
+/* The prompts of one setting (shots demonstrations), as eval_task makes
+ * them. 0, or -1 with *cause. Free with prompt_set_clear. */
+int eval_prompts(fl_prompt_set *ps, const fl_model *m, const fl_task *t,
+    const fl_eval_opts *o, int shots, char **cause);
+
+/* What the two passes leave of a setting's prompts: everything the grid
+ * needs of them (eval_finish fits the intercepts and scores from it alone).
+ * Row j is prompt idx[j] of the setting's prompt set. */
+typedef struct {
+	int	 k;		/* rows */
+	int	 J, D;		/* regressors (decompose.h), width */
+	int	*idx;		/* (k) each row's prompt */
+	float	*x;		/* (k, J, D) the last layer's regressors at the
+				 * last position (unmasked run) */
+	float	*mid[2];	/* (k, D) the last layer's resid_mid at the last
+				 * position: [0] unmasked, [1] masked */
+	float	*mlp[2];	/* (k, D) its mlp_out: [0] unmasked (the
+				 * regression's target), [1] masked */
+	long	 passes, rows, rows_resumed;
+	double	 seconds;
+} fl_eval_rows;
+
+/* Allocates k rows for the model and options (idx zeroed); free with
+ * eval_rows_clear. */
+void eval_rows_init(fl_eval_rows *r, const fl_model *m, const fl_eval_opts *o,
+    int k);
+void eval_rows_clear(fl_eval_rows *r);
+
+/* The two passes (unmasked, masked) over prompts idx[0..k) of ps, in that
+ * order (idx NULL: all of them), into *r (allocated here). Which prompts
+ * share a batch changes no number. progress sees 2 * k prompt-passes. 0;
+ * FL_STOPPED (*r empty); or -1 with *cause. */
+int eval_collect(fl_eval_rows *r, const fl_model *m, const fl_prompt_set *ps,
+    const int *idx, int k, const fl_eval_opts *o, const fl_progress *progress,
+    char **cause);
+
+/* The grid from rows holding every prompt of ps in order (row i prompt i):
+ * the two folds' intercepts fitted, the four conditions scored. Its passes,
+ * rows and seconds are r's (plus the fitting's time). 0, or -1 with *cause.
+ * Free with eval_clear. */
+int eval_finish(fl_eval_result *res, const fl_model *m, const fl_prompt_set *ps,
+    const fl_eval_rows *r, const fl_eval_opts *o, int shots, char **cause);
+
+/* The grid for one setting (shots demonstrations; 0: zero-shot): the
+ * prompts, eval_collect over all of them, eval_finish. progress
  * (may be NULL) sees prompt-passes: 2 * n in all, and may stop the grid
  * after any batch. 0; FL_STOPPED when progress asked to stop (*res is
  * empty); or -1 with *cause. Free with eval_clear. */

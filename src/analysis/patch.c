@@ -26,11 +26,13 @@ patch_clear(fl_patch *res)
 	free(res->pearson);
 	free(res->attn);
 	free(res->proj);
+	free(res->clean_prompt);
+	free(res->patched_prompt);
 	memset(res, 0, sizeof *res);
 }
 
-static void
-patch_alloc(fl_patch *res, const fl_model *m, int n, int R)
+void
+patch_init(fl_patch *res, const fl_model *m, int n, int R)
 {
 	size_t LH = (size_t)m->cfg.n_layer * m->cfg.n_head;
 
@@ -44,10 +46,32 @@ patch_alloc(fl_patch *res, const fl_model *m, int n, int R)
 	res->pearson = xcalloc(LH, sizeof *res->pearson);
 	res->attn = xcalloc((size_t)n * LH, sizeof *res->attn);
 	res->proj = xcalloc((size_t)n * LH, sizeof *res->proj);
+	res->clean_prompt = xcalloc((size_t)(n > 0 ? n : 1), sizeof *res->clean_prompt);
+	res->patched_prompt = xcalloc((size_t)(n > 0 ? n : 1) * LH,
+	    sizeof *res->patched_prompt);
+}
+
+void
+patch_sum_prompts(fl_patch *res)
+{
+	int LH = res->n_layer * res->n_head, n = res->n_prompts;
+
+	res->clean = 0;
+	for (int i = 0; i < n; i++)
+		res->clean += res->clean_prompt[i];
+	res->clean /= n;
+	for (int k = 0; k < LH; k++) {
+		double s = 0;
+
+		for (int i = 0; i < n; i++)
+			s += res->patched_prompt[(size_t)i * LH + k];
+		res->patched[k] = s / n;
+	}
+	patch_finish(res);
 }
 
 /* effect and Pearson's r from patched, clean, attn and proj. */
-static void
+void
 patch_finish(fl_patch *res)
 {
 	int LH = res->n_layer * res->n_head, n = res->n_prompts;
@@ -237,7 +261,6 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 	float *zc, *rin, *aout, *recv, *vals = NULL, *ubar, *res_h, *adir, *sdir;
 	float *x, *ln, *hid, *mean, *scale;
 	bool pre = m->cfg.ln_before;
-	double *sums;
 	fl_grab gz, gm, ga, gr;
 	subj_attn sa;
 	fl_hook hooks[5];
@@ -246,7 +269,7 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 	if ((R = receiver_layer(m, o, cause)) < 0 ||
 	    check_prompts(m, clean, n, cause) != 0)
 		return -1;
-	patch_alloc(res, m, n, R);
+	patch_init(res, m, n, R);
 	zc = xmalloc((size_t)n * LD * sizeof *zc);
 	rin = xmalloc((size_t)n * LD * sizeof *rin);
 	aout = xmalloc((size_t)n * LD * sizeof *aout);
@@ -260,7 +283,6 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 	mean = xmalloc((size_t)PATCH_CHUNK_ROWS * sizeof *mean);
 	scale = xmalloc((size_t)PATCH_CHUNK_ROWS * sizeof *scale);
 	res_h = xmalloc((size_t)D * sizeof *res_h);
-	sums = xcalloc((size_t)H, sizeof *sums);
 	attrib_mean_unembed(m, ubar);
 	token_dirs(m, clean, n, false, ubar, adir);
 	token_dirs(m, clean, n, true, ubar, sdir);
@@ -291,10 +313,9 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 	if ((rc = batch_run(b, clean, n, hooks, nh, &pass, cause)) != 0)
 		goto out;
 	rc = -1;
-	res->clean = 0;
 	for (int i = 0; i < n; i++)
-		res->clean += model_readout_dot(m, recv + (size_t)i * D, adir + (size_t)i * D);
-	res->clean /= n;
+		res->clean_prompt[i] = model_readout_dot(m, recv + (size_t)i * D,
+		    adir + (size_t)i * D);
 
 	/* the scatter's y */
 	for (int i = 0; i < n; i++)
@@ -316,12 +337,13 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 		long total = (long)H * n;
 
 		if (l >= R) {	/* no path to the receiver */
-			for (int h = 0; h < H; h++)
-				res->patched[l * H + h] = res->clean;
+			for (int i = 0; i < n; i++)
+				for (int h = 0; h < H; h++)
+					res->patched_prompt[((size_t)i * L + l) * H + h] =
+					    res->clean_prompt[i];
 			b->done += n;
 			continue;
 		}
-		memset(sums, 0, (size_t)H * sizeof *sums);
 		for (long r0 = 0; r0 < total; r0 += PATCH_CHUNK_ROWS) {
 			int rows = (int)(total - r0 < PATCH_CHUNK_ROWS ? total - r0 :
 			    PATCH_CHUNK_ROWS);
@@ -353,7 +375,8 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 			for (int k = 0; k < rows; k++) {
 				int h = (int)((r0 + k) / n), i = (int)((r0 + k) % n);
 
-				sums[h] += model_readout_dot(m, x + (size_t)k * D,
+				res->patched_prompt[((size_t)i * L + l) * H + h] =
+				    model_readout_dot(m, x + (size_t)k * D,
 				    adir + (size_t)i * D);
 			}
 			if (batch_report(b, b->done + (r0 + rows) / H)) {
@@ -361,11 +384,9 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 				goto out;
 			}
 		}
-		for (int h = 0; h < H; h++)
-			res->patched[l * H + h] = sums[h] / n;
 		b->done += n;
 	}
-	patch_finish(res);
+	patch_sum_prompts(res);
 	rc = 0;
 out:
 	if (rc != 0)
@@ -384,7 +405,6 @@ out:
 	free(mean);
 	free(scale);
 	free(res_h);
-	free(sums);
 	return rc;
 }
 
@@ -482,7 +502,7 @@ patch_heads_ref(fl_patch *res, const fl_model *m, const fl_prompt *clean, int n,
 	float *sdir = xmalloc((size_t)n * D * sizeof *sdir);
 	fl_run *r;
 
-	patch_alloc(res, m, n, 0);
+	patch_init(res, m, n, 0);
 	if ((R = receiver_layer(m, o, cause)) < 0 ||
 	    check_prompts(m, clean, n, cause) != 0)
 		goto fail_early;

@@ -53,7 +53,21 @@ typedef struct {
 	double	*pearson;	/* (L, H) r of the scatter; NAN when undefined */
 	float	*attn;		/* (N, L, H) scatter x */
 	float	*proj;		/* (N, L, H) scatter y */
+	double	*clean_prompt;	/* (N) each prompt's metric, clean (patch_heads) */
+	double	*patched_prompt;/* (N, L, H) and patched */
 } fl_patch;
+
+/* Allocates a result for n prompts, zeroed; free with patch_clear. */
+void patch_init(fl_patch *res, const fl_model *m, int n, int receiver);
+
+/* clean and patched as the means over the prompts of clean_prompt and
+ * patched_prompt, summed in prompt order, then patch_finish: what
+ * patch_heads ends with, and all a merge of prompt shards needs (with
+ * attn and proj). */
+void patch_sum_prompts(fl_patch *res);
+
+/* effect and pearson from clean, patched, attn and proj. */
+void patch_finish(fl_patch *res);
 
 /* The fast path. b batches the clean and corrupted runs (b->progress sees
  * n + n_corrupt + L * n units, and may stop the work after any batch or

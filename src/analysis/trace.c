@@ -440,12 +440,10 @@ avg_add(double *sum, int *cnt, int g, const double *row, int a, int z,
 	cnt[g]++;
 }
 
-int
-trace_average(fl_trace_avg *res, fl_batch *b, const fl_prompt *p, int n,
-    const fl_trace_opts *o, char **cause)
+void
+trace_avg_init(fl_trace_avg *res, const fl_model *m, const fl_trace_opts *o)
 {
-	int L = b->m->cfg.n_layer, G = TRACE_POS_COUNT, rc = 0;
-	int *cnt = xcalloc((size_t)L * G, sizeof *cnt);
+	int L = m->cfg.n_layer, G = TRACE_POS_COUNT;
 
 	memset(res, 0, sizeof *res);
 	res->kind = o->kind;
@@ -453,59 +451,91 @@ trace_average(fl_trace_avg *res, fl_batch *b, const fl_prompt *p, int n,
 	res->window = o->kind == TRACE_RESID ? 1 : o->window;
 	res->samples = o->noise != NULL ? 1 : o->samples;
 	res->aie = xcalloc((size_t)L * G, sizeof *res->aie);
-	for (int i = 0; i < n && rc == 0; i++) {
-		fl_trace one;
-		fl_trace_opts oi = *o;
-		int a, z, T = p[i].n;
+	res->cells = xcalloc((size_t)L * G, sizeof *res->cells);
+}
 
-		oi.seed = o->seed + (uint64_t)i;
-		if ((rc = trace_run(&one, b, &p[i], &oi, cause)) != 0) {
-			if (rc < 0) {
-				char *why = *cause;
+int
+trace_task_prompt(fl_trace *one, fl_batch *b, const fl_prompt *p, int i,
+    const fl_trace_opts *o, char **cause)
+{
+	fl_trace_opts oi = *o;
+	int rc;
 
-				*cause = xasprintf("prompt %d (\"%s\"): %s", i, p[i].text
-				    ? p[i].text : "", why);
-				free(why);
-			}
-			break;
-		}
-		a = one.subj_pos;
-		z = a + one.subj_len;
-		res->p_clean += one.p_clean;
-		res->p_corrupt += one.p_corrupt;
-		for (int l = 0; l < L; l++) {
-			const double *row = one.restore + (size_t)l * T;
-			double *sum = res->aie + (size_t)l * G;
-			int *c = cnt + (size_t)l * G;
-			double pc = one.p_corrupt;
+	oi.seed = o->seed + (uint64_t)i;
+	if ((rc = trace_run(one, b, p, &oi, cause)) < 0) {
+		char *why = *cause;
 
-			avg_add(sum, c, TRACE_POS_BEFORE, row, 0, a, pc);
-			avg_add(sum, c, TRACE_POS_SUBJ_FIRST, row, a, a + 1, pc);
-			avg_add(sum, c, TRACE_POS_SUBJ_MIDDLE, row, a + 1, z - 1, pc);
-			avg_add(sum, c, TRACE_POS_SUBJ_LAST, row, z - 1, z, pc);
-			if (z < T - 1) {
-				avg_add(sum, c, TRACE_POS_AFTER_FIRST, row, z, z + 1, pc);
-				avg_add(sum, c, TRACE_POS_FURTHER, row, z + 1, T - 1, pc);
-			}
-			avg_add(sum, c, TRACE_POS_LAST, row, T - 1, T, pc);
-		}
-		trace_clear(&one);
-		res->n_prompts++;
+		*cause = xasprintf("prompt %d (\"%s\"): %s", i, p->text ? p->text : "",
+		    why);
+		free(why);
 	}
-	if (rc != 0) {
-		free(cnt);
-		trace_avg_clear(res);
-		return rc;
+	return rc;
+}
+
+void
+trace_avg_add(fl_trace_avg *res, const fl_trace *one)
+{
+	int L = res->n_layer, G = TRACE_POS_COUNT, T = one->n_tok;
+	int a = one->subj_pos, z = a + one->subj_len;
+
+	res->p_clean += one->p_clean;
+	res->p_corrupt += one->p_corrupt;
+	for (int l = 0; l < L; l++) {
+		const double *row = one->restore + (size_t)l * T;
+		double *sum = res->aie + (size_t)l * G;
+		int *c = res->cells + (size_t)l * G;
+		double pc = one->p_corrupt;
+
+		avg_add(sum, c, TRACE_POS_BEFORE, row, 0, a, pc);
+		avg_add(sum, c, TRACE_POS_SUBJ_FIRST, row, a, a + 1, pc);
+		avg_add(sum, c, TRACE_POS_SUBJ_MIDDLE, row, a + 1, z - 1, pc);
+		avg_add(sum, c, TRACE_POS_SUBJ_LAST, row, z - 1, z, pc);
+		if (z < T - 1) {
+			avg_add(sum, c, TRACE_POS_AFTER_FIRST, row, z, z + 1, pc);
+			avg_add(sum, c, TRACE_POS_FURTHER, row, z + 1, T - 1, pc);
+		}
+		avg_add(sum, c, TRACE_POS_LAST, row, T - 1, T, pc);
 	}
+	res->n_prompts++;
+}
+
+void
+trace_avg_finish(fl_trace_avg *res)
+{
+	int L = res->n_layer, G = TRACE_POS_COUNT, n = res->n_prompts;
+
 	for (int g = 0; g < G; g++)
-		res->count[g] = cnt[g];
+		res->count[g] = res->cells[g];
 	for (int i = 0; i < L * G; i++)
-		res->aie[i] = cnt[i] > 0 ? res->aie[i] / cnt[i] : NAN;
+		res->aie[i] = res->cells[i] > 0 ? res->aie[i] / res->cells[i] : NAN;
 	if (n > 0) {
 		res->p_clean /= n;
 		res->p_corrupt /= n;
 	}
-	free(cnt);
+	free(res->cells);
+	res->cells = NULL;
+}
+
+int
+trace_average(fl_trace_avg *res, fl_batch *b, const fl_prompt *p, int n,
+    const fl_trace_opts *o, char **cause)
+{
+	int rc = 0;
+
+	trace_avg_init(res, b->m, o);
+	for (int i = 0; i < n && rc == 0; i++) {
+		fl_trace one;
+
+		if ((rc = trace_task_prompt(&one, b, &p[i], i, o, cause)) != 0)
+			break;
+		trace_avg_add(res, &one);
+		trace_clear(&one);
+	}
+	if (rc != 0) {
+		trace_avg_clear(res);
+		return rc;
+	}
+	trace_avg_finish(res);
 	return 0;
 }
 
@@ -513,7 +543,9 @@ void
 trace_avg_clear(fl_trace_avg *res)
 {
 	free(res->aie);
+	free(res->cells);
 	res->aie = NULL;
+	res->cells = NULL;
 }
 
 /* ---- knockout ---- */

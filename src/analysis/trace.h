@@ -110,6 +110,8 @@ typedef struct {
 	double		*aie;		/* (L, TRACE_POS_COUNT); NAN where no
 					   prompt has the group */
 	int		 count[TRACE_POS_COUNT];	/* prompts with each group */
+	int		*cells;		/* (L, TRACE_POS_COUNT) prompts in each
+					   cell while adding; NULL after */
 } fl_trace_avg;
 
 const char *trace_pos_name(fl_trace_pos g);
@@ -121,6 +123,17 @@ const char *trace_pos_name(fl_trace_pos g);
 int trace_average(fl_trace_avg *res, fl_batch *b, const fl_prompt *p, int n,
     const fl_trace_opts *o, char **cause);
 void trace_avg_clear(fl_trace_avg *res);
+
+/* trace_average in steps, for prompts traced elsewhere (shards): init;
+ * trace_task_prompt traces prompt p, the task's prompt i (seed o->seed + i,
+ * an error naming the prompt); trace_avg_add adds each prompt's trace, in
+ * prompt order; trace_avg_finish takes the means. Free with
+ * trace_avg_clear. */
+void trace_avg_init(fl_trace_avg *res, const fl_model *m, const fl_trace_opts *o);
+int trace_task_prompt(fl_trace *one, fl_batch *b, const fl_prompt *p, int i,
+    const fl_trace_opts *o, char **cause);
+void trace_avg_add(fl_trace_avg *res, const fl_trace *one);
+void trace_avg_finish(fl_trace_avg *res);
 
 /* The progress units trace_run adds for a prompt of n_tok tokens. */
 long trace_units(const fl_model *m, const fl_trace_opts *o, int n_tok);

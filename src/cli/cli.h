@@ -27,11 +27,12 @@ int cmd_explore(int argc, char **argv);
 int cmd_atp(int argc, char **argv);
 int cmd_trace(int argc, char **argv);		/* cmd_trace.c */
 int cmd_knockout(int argc, char **argv);	/* cmd_trace.c */
+int cmd_merge(int argc, char **argv);		/* cmd_merge.c, shard.h */
 
 /* Their option tables, in usage order. */
 extern const cli_opt cmd_tokenize_opts[], cmd_run_opts[], cmd_bench_opts[],
     cmd_eval_opts[], cmd_heads_opts[], cmd_decompose_opts[], cmd_explore_opts[],
-    cmd_atp_opts[], cmd_trace_opts[], cmd_knockout_opts[];
+    cmd_atp_opts[], cmd_trace_opts[], cmd_knockout_opts[], cmd_merge_opts[];
 
 
 /* --weights convert|stored|copy and --strict, taken by every command and

@@ -13,6 +13,7 @@
 #include "analysis/lens.h"
 #include "analysis/report.h"
 #include "cli.h"
+#include "shard.h"
 
 
 void
@@ -133,6 +134,9 @@ cli_shared_finish(const cli_shared *sh, const char *cmd, int argc, char **argv)
 		    "data/tasks/country_capital.json)", cmd);
 	if (*sh->dir == NULL)
 		*sh->dir = fl_default_model();
+	if (sh->shard != NULL && sh->shard->out != NULL && sh->shard->count == 0)
+		return cli_fail(2, "%s: --out FILE writes a partial: it needs --shard "
+		    "I/N", cmd);
 	return 0;
 }
 

@@ -19,6 +19,7 @@
 #include "analysis/lens.h"
 #include "analysis/report.h"
 #include "cli.h"
+#include "shard.h"
 #include "engine/pool.h"
 #include "engine/readout.h"
 
@@ -37,6 +38,7 @@ typedef struct {
 	double		 ridge;
 	bool		 json;
 	fl_decomp_form	 form;
+	cli_shard	 shard;		/* --shard I/N, --out FILE */
 } decomp_args;
 
 const cli_opt cmd_decompose_opts[] = {
@@ -63,6 +65,8 @@ const cli_opt cmd_decompose_opts[] = {
 	  "found last in it)" },
 	CLI_SHARED_BATCH(0),
 	CLI_SHARED_JSON,
+	CLI_SHARED_SHARD,
+	CLI_SHARED_OUT,
 	CLI_SHARED_THREADS,
 	CLI_SHARED_WEIGHTS,
 	CLI_SHARED_STRICT,
@@ -74,7 +78,7 @@ decomp_parse(decomp_args *a, int argc, char **argv)
 {
 	cli_shared sh = { .dir = &a->dir, .task = &a->task, .set = &a->set,
 	    .shots = &a->shots, .batch = &a->batch, .threads = &a->threads, .no_resid = &a->no_resid,
-	    .ridge = &a->ridge, .json = &a->json };
+	    .ridge = &a->ridge, .json = &a->json, .shard = &a->shard };
 	int c;
 
 	memset(a, 0, sizeof *a);
@@ -380,8 +384,10 @@ component_logits(const fl_model *m, const fl_decomp_form_fit *f, int layer)
 	return lg;
 }
 
-int
-cmd_decompose(int argc, char **argv)
+/* decompose; with mg, its merge (shard.h): each prompt's regressors and
+ * MLP output are all the fits need of it. */
+static int
+decomp_main(int argc, char **argv, cli_merge *mg)
 {
 	decomp_args a;
 	fl_model *m = NULL;
@@ -407,7 +413,7 @@ cmd_decompose(int argc, char **argv)
 	kern_set_threads(a.threads);
 	if ((t = cli_load_task(a.task)) == NULL)
 		return 1;
-	if ((m = cli_load_model(a.dir)) == NULL) {
+	if ((m = mg != NULL ? cli_merge_model(mg, a.dir) : cli_load_model(a.dir)) == NULL) {
 		task_free(t);
 		return 1;
 	}
@@ -425,18 +431,75 @@ cmd_decompose(int argc, char **argv)
 	po = (fl_prompt_opts){ (fl_template_set)a.set, a.shots, 1, false };
 	if (task_prompts(&ps, m, t, &po, &cause) != 0)
 		goto fail_cause;
-	b = batch_new(m, a.batch, ps.max_len);
-	cli_progress_init(&prog, "decompose");
-	b->progress = cli_progress_of(&prog);
-	b->total = ps.n;
-	cli_interrupt_catch();
-	rc = cli_work_end(&prog, decomp_collect(&dd, b, ps.p, ps.n, a.layer,
-	    !a.no_resid, &cause), "the decomposition fit");
-	if (rc == FL_EXIT_STOPPED)
-		goto out;
-	if (rc != 0) {
-		rc = 1;
-		goto fail_cause;
+	if (mg != NULL) {
+		size_t JD;
+
+		if (mg->prompts != ps.n) {
+			cli_fail(1, "%s: %d prompts in all, but %s makes %d of %s",
+			    mg->parts[0].path, mg->prompts, a.task, ps.n, a.dir);
+			goto out;
+		}
+		decomp_data_init(&dd, m, ps.p, ps.n, a.layer, !a.no_resid);
+		JD = (size_t)dd.J * D;
+		for (int i = 0; i < ps.n; i++) {
+			cJSON *row = cli_merge_row(mg, i);
+			int bad;
+
+			if (row == NULL)
+				goto out;
+			bad = cli_json_get_f32(mg, i, row, "x", dd.x + i * JD, JD) ||
+			    cli_json_get_f32(mg, i, row, "mlp_out", dd.y + (size_t)i * D,
+			    (size_t)D);
+			cJSON_Delete(row);
+			if (bad)
+				goto out;
+		}
+		if (cli_merge_end(mg) != 0)
+			goto out;
+	} else {
+		int *idx, k;
+		fl_prompt *share;
+
+		idx = cli_shard_select(&a.shard, ps.n, &k);
+		share = xmalloc((size_t)(k > 0 ? k : 1) * sizeof *share);
+		for (int j = 0; j < k; j++)
+			share[j] = ps.p[idx[j]];
+		b = batch_new(m, a.batch, ps.max_len);
+		cli_progress_init(&prog, "decompose");
+		b->progress = cli_progress_of(&prog);
+		b->total = k;
+		cli_interrupt_catch();
+		rc = cli_work_end(&prog, decomp_collect(&dd, b, share, k, a.layer,
+		    !a.no_resid, &cause), "the decomposition fit");
+		free(share);
+		if (rc == 0 && a.shard.count > 0) {
+			cli_part_writer w;
+			size_t JD = (size_t)dd.J * D;
+
+			rc = 1;
+			if (cli_part_begin(&w, &a.shard, m, "decompose", argc, argv,
+			    ps.n) == 0) {
+				for (int j = 0; j < k; j++) {
+					cJSON *row = cJSON_CreateObject();
+
+					cJSON_AddNumberToObject(row, "prompt", idx[j]);
+					cli_json_add_f32(row, "x", dd.x + j * JD, JD);
+					cli_json_add_f32(row, "mlp_out", dd.y + (size_t)j * D,
+					    (size_t)D);
+					cli_part_row(&w, row);
+				}
+				rc = cli_part_end(&w, NULL);
+			}
+			free(idx);
+			goto out;
+		}
+		free(idx);
+		if (rc == FL_EXIT_STOPPED)
+			goto out;
+		if (rc != 0) {
+			rc = 1;
+			goto fail_cause;
+		}
 	}
 	rc = 1;
 	if (decomp_form_fit(&ff, m, &dd, a.form, a.ridge, &cause) != 0)
@@ -547,4 +610,16 @@ out:
 	task_free(t);
 	model_free(m);
 	return rc;
+}
+
+int
+cmd_decompose(int argc, char **argv)
+{
+	return decomp_main(argc, argv, NULL);
+}
+
+int
+cmd_decompose_merge(int argc, char **argv, cli_merge *mg)
+{
+	return decomp_main(argc, argv, mg);
 }

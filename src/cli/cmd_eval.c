@@ -14,6 +14,7 @@
 #include "analysis/report.h"
 #include "plot/plot.h"
 #include "cli.h"
+#include "shard.h"
 #include "engine/pool.h"
 
 typedef struct {
@@ -32,6 +33,7 @@ typedef struct {
 	bool		 csv;		/* --csv */
 	bool		 per_prompt;	/* --per-prompt */
 	const char	*plot;		/* --plot FILE */
+	cli_shard	 shard;		/* --shard I/N, --out FILE */
 } eval_args;
 
 const cli_opt cmd_eval_opts[] = {
@@ -59,6 +61,8 @@ const cli_opt cmd_eval_opts[] = {
 	{ "per-prompt", 'R', NULL, 0, CLI_GROUP_OUTPUT,
 	  "with --json, add the per-prompt rows (as --csv prints them)" },
 	CLI_SHARED_PLOT,
+	CLI_SHARED_SHARD,
+	CLI_SHARED_OUT,
 	CLI_SHARED_THREADS,
 	CLI_SHARED_WEIGHTS,
 	CLI_SHARED_STRICT,
@@ -70,7 +74,7 @@ eval_parse(eval_args *a, int argc, char **argv)
 {
 	cli_shared sh = { .plot = &a->plot, .dir = &a->dir, .task = &a->task, .set = &a->set,
 	    .batch = &a->batch, .threads = &a->threads, .no_resid = &a->no_resid,
-	    .ridge = &a->ridge, .json = &a->json };
+	    .ridge = &a->ridge, .json = &a->json, .shard = &a->shard };
 	int c;
 
 	memset(a, 0, sizeof *a);
@@ -118,8 +122,101 @@ static const char *cond_labels[EVAL_COND_COUNT] = {
 	"baseline", "mask (a)", "intercept (b)", "both (a+b)",
 };
 
-int
-cmd_eval(int argc, char **argv)
+/* The rows of prompt i of every setting in a partial's line, and back. */
+static cJSON *
+eval_row_json(const fl_eval_rows *r, int n_set, int j)
+{
+	cJSON *row = cJSON_CreateObject(), *arr;
+	size_t J = (size_t)r[0].J, D = (size_t)r[0].D;
+
+	cJSON_AddNumberToObject(row, "prompt", r[0].idx[j]);
+	arr = cJSON_AddArrayToObject(row, "settings");
+	for (int s = 0; s < n_set; s++) {
+		cJSON *o = cJSON_CreateObject();
+
+		cli_json_add_f32(o, "x", r[s].x + j * J * D, J * D);
+		cli_json_add_f32(o, "resid_mid", r[s].mid[0] + j * D, D);
+		cli_json_add_f32(o, "mlp_out", r[s].mlp[0] + j * D, D);
+		cli_json_add_f32(o, "resid_mid_masked", r[s].mid[1] + j * D, D);
+		cli_json_add_f32(o, "mlp_out_masked", r[s].mlp[1] + j * D, D);
+		cJSON_AddItemToArray(arr, o);
+	}
+	return row;
+}
+
+static int
+eval_row_read(cli_merge *mg, fl_eval_rows *r, int n_set, int i)
+{
+	cJSON *row = cli_merge_row(mg, i), *arr;
+	size_t J = (size_t)r[0].J, D = (size_t)r[0].D;
+	int rc = 1;
+
+	if (row == NULL)
+		return 1;
+	arr = cJSON_GetObjectItemCaseSensitive(row, "settings");
+	if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != n_set) {
+		cli_fail(1, "%s: prompt %d: \"settings\" is not an array of %d",
+		    mg->parts[i % mg->count].path, i, n_set);
+		goto out;
+	}
+	for (int s = 0; s < n_set; s++) {
+		const cJSON *o = cJSON_GetArrayItem(arr, s);
+
+		r[s].idx[i] = i;
+		if (cli_json_get_f32(mg, i, o, "x", r[s].x + i * J * D, J * D) ||
+		    cli_json_get_f32(mg, i, o, "resid_mid", r[s].mid[0] + i * D, D) ||
+		    cli_json_get_f32(mg, i, o, "mlp_out", r[s].mlp[0] + i * D, D) ||
+		    cli_json_get_f32(mg, i, o, "resid_mid_masked", r[s].mid[1] + i * D, D) ||
+		    cli_json_get_f32(mg, i, o, "mlp_out_masked", r[s].mlp[1] + i * D, D))
+			goto out;
+	}
+	rc = 0;
+out:
+	cJSON_Delete(row);
+	return rc;
+}
+
+/* The share's work, in the trailer; summed by the merge. */
+static cJSON *
+eval_work_json(const fl_eval_rows *r, int n_set)
+{
+	cJSON *w = cJSON_CreateObject();
+	char key[32];
+
+	for (int s = 0; s < n_set; s++) {
+		snprintf(key, sizeof key, "seconds_%d", s);
+		cJSON_AddNumberToObject(w, key, r[s].seconds);
+		snprintf(key, sizeof key, "passes_%d", s);
+		cJSON_AddNumberToObject(w, key, (double)r[s].passes);
+		snprintf(key, sizeof key, "rows_%d", s);
+		cJSON_AddNumberToObject(w, key, (double)r[s].rows);
+		snprintf(key, sizeof key, "rows_resumed_%d", s);
+		cJSON_AddNumberToObject(w, key, (double)r[s].rows_resumed);
+	}
+	return w;
+}
+
+static void
+eval_work_read(const cli_merge *mg, fl_eval_rows *r, int n_set)
+{
+	char key[32];
+
+	for (int s = 0; s < n_set; s++) {
+		snprintf(key, sizeof key, "seconds_%d", s);
+		r[s].seconds = cli_merge_work_sum(mg, key);
+		snprintf(key, sizeof key, "passes_%d", s);
+		r[s].passes = (long)cli_merge_work_sum(mg, key);
+		snprintf(key, sizeof key, "rows_%d", s);
+		r[s].rows = (long)cli_merge_work_sum(mg, key);
+		snprintf(key, sizeof key, "rows_resumed_%d", s);
+		r[s].rows_resumed = (long)cli_merge_work_sum(mg, key);
+	}
+}
+
+/* eval; with mg, its merge: the rows read from the partials instead of
+ * collected (shard.h). */
+static int
+eval_main(int argc, char **argv, cli_merge *mg)
 {
 	eval_args a;
 	fl_model *m = NULL;
@@ -133,13 +230,19 @@ cmd_eval(int argc, char **argv)
 	int rc, n_set = 0, H;
 	double t0 = fl_now(), total;
 
+	fl_prompt_set ps[2];
+	fl_eval_rows rows[2];
+	int *idx = NULL, k = 0;
+
 	memset(res, 0, sizeof res);
+	memset(ps, 0, sizeof ps);
+	memset(rows, 0, sizeof rows);
 	if ((rc = eval_parse(&a, argc, argv)) != 0)
 		return rc;
 	kern_set_threads(a.threads);
 	if ((t = cli_load_task(a.task)) == NULL)
 		return 1;
-	if ((m = cli_load_model(a.dir)) == NULL) {
+	if ((m = mg != NULL ? cli_merge_model(mg, a.dir) : cli_load_model(a.dir)) == NULL) {
 		task_free(t);
 		return 1;
 	}
@@ -158,27 +261,70 @@ cmd_eval(int argc, char **argv)
 	o.ridge = a.ridge;
 	o.batch = a.batch;
 	o.mask_heads = heads;
-	cli_interrupt_catch();
-	for (int s = 0; s < (a.shots > 0 ? 2 : 1); s++) {
-		int shots = s == 0 ? 0 : a.shots, r;
-
-		snprintf(label, sizeof label, "eval %d-shot", shots);
-		cli_progress_init(&prog, label);
-		pr = cli_progress_of(&prog);
-		r = cli_work_end(&prog, eval_task(&res[s], m, t, &o, shots, &pr, &cause),
-		    "eval");
-		if (r == FL_EXIT_STOPPED) {
-			rc = r;
-			goto out;
-		}
-		if (r != 0) {
+	n_set = a.shots > 0 ? 2 : 1;
+	for (int s = 0; s < n_set; s++)
+		if (eval_prompts(&ps[s], m, t, &o, s == 0 ? 0 : a.shots, &cause) != 0) {
 			cli_fail(1, "%s", cause);
 			free(cause);
 			goto out;
 		}
-		n_set++;
+	if (mg != NULL) {
+		if (mg->prompts != ps[0].n) {
+			cli_fail(1, "%s: %d prompts in all, but %s makes %d of %s",
+			    mg->parts[0].path, mg->prompts, a.task, ps[0].n, a.dir);
+			goto out;
+		}
+		for (int s = 0; s < n_set; s++)
+			eval_rows_init(&rows[s], m, &o, ps[s].n);
+		for (int i = 0; i < ps[0].n; i++)
+			if (eval_row_read(mg, rows, n_set, i) != 0)
+				goto out;
+		if (cli_merge_end(mg) != 0)
+			goto out;
+		eval_work_read(mg, rows, n_set);
+	} else {
+		idx = cli_shard_select(&a.shard, ps[0].n, &k);
+		cli_interrupt_catch();
+		for (int s = 0; s < n_set; s++) {
+			int r;
+
+			snprintf(label, sizeof label, "eval %d-shot", s == 0 ? 0 : a.shots);
+			cli_progress_init(&prog, label);
+			pr = cli_progress_of(&prog);
+			r = cli_work_end(&prog, eval_collect(&rows[s], m, &ps[s], idx, k,
+			    &o, &pr, &cause), "eval");
+			if (r == FL_EXIT_STOPPED) {
+				rc = r;
+				goto out;
+			}
+			if (r != 0) {
+				cli_fail(1, "%s", cause);
+				free(cause);
+				goto out;
+			}
+		}
 	}
+	if (a.shard.count > 0) {
+		cli_part_writer w;
+
+		if (cli_part_begin(&w, &a.shard, m, "eval", argc, argv, ps[0].n) != 0)
+			goto out;
+		for (int j = 0; j < k; j++)
+			cli_part_row(&w, eval_row_json(rows, n_set, j));
+		rc = cli_part_end(&w, eval_work_json(rows, n_set));
+		goto out;
+	}
+	for (int s = 0; s < n_set; s++)
+		if (eval_finish(&res[s], m, &ps[s], &rows[s], &o, s == 0 ? 0 : a.shots,
+		    &cause) != 0) {
+			cli_fail(1, "%s", cause);
+			free(cause);
+			goto out;
+		}
 	total = fl_now() - t0;
+	if (mg != NULL)	/* the parts' work and the merge's */
+		for (int s = 0; s < n_set; s++)
+			total += rows[s].seconds;
 	if (a.plot != NULL) {
 		int *shots = xcalloc((size_t)n_set + 1, sizeof *shots);
 		double *prob = xcalloc((size_t)n_set * EVAL_COND_COUNT + 1, sizeof *prob);
@@ -235,12 +381,12 @@ cmd_eval(int argc, char **argv)
 		for (int s = 0; s < n_set; s++)
 			cJSON_AddItemToArray(arr, report_eval_setting(&res[s]));
 		if (a.per_prompt) {
-			cJSON *rows = cJSON_AddArrayToObject(root, "prompts"), *x, *e;
+			cJSON *pr_rows = cJSON_AddArrayToObject(root, "prompts"), *x, *e;
 
 			for (int s = 0; s < n_set; s++) {
 				x = report_eval_prompts(&res[s], t);
 				while ((e = cJSON_DetachItemFromArray(x, 0)) != NULL)
-					cJSON_AddItemToArray(rows, e);
+					cJSON_AddItemToArray(pr_rows, e);
 				cJSON_Delete(x);
 			}
 		}
@@ -290,10 +436,26 @@ cmd_eval(int argc, char **argv)
 	    a.batch == 1 ? "" : "s");
 	rc = 0;
 out:
-	for (int s = 0; s < 2; s++)
+	for (int s = 0; s < 2; s++) {
 		eval_clear(&res[s]);
+		eval_rows_clear(&rows[s]);
+		prompt_set_clear(&ps[s]);
+	}
+	free(idx);
 	free(heads);
 	task_free(t);
 	model_free(m);
 	return rc;
+}
+
+int
+cmd_eval(int argc, char **argv)
+{
+	return eval_main(argc, argv, NULL);
+}
+
+int
+cmd_eval_merge(int argc, char **argv, cli_merge *mg)
+{
+	return eval_main(argc, argv, mg);
 }

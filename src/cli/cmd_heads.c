@@ -14,6 +14,7 @@
 #include "analysis/report.h"
 #include "plot/plot.h"
 #include "cli.h"
+#include "shard.h"
 #include "engine/pool.h"
 
 typedef struct {
@@ -29,6 +30,7 @@ typedef struct {
 	bool		 json;
 	bool		 csv;		/* --csv */
 	const char	*plot;		/* --plot FILE */
+	cli_shard	 shard;		/* --shard I/N, --out FILE */
 } heads_args;
 
 const cli_opt cmd_heads_opts[] = {
@@ -49,6 +51,8 @@ const cli_opt cmd_heads_opts[] = {
 	  "print CSV instead: a row per head (layer, head, effect, patched, "
 	  "pearson)" },
 	CLI_SHARED_PLOT,
+	CLI_SHARED_SHARD,
+	CLI_SHARED_OUT,
 	CLI_SHARED_THREADS,
 	CLI_SHARED_WEIGHTS,
 	CLI_SHARED_STRICT,
@@ -60,7 +64,7 @@ heads_parse(heads_args *a, int argc, char **argv)
 {
 	cli_shared sh = { .plot = &a->plot, .dir = &a->dir, .task = &a->task,
 	    .set = &a->set, .shots = &a->shots, .batch = &a->batch,
-	    .threads = &a->threads, .json = &a->json };
+	    .threads = &a->threads, .json = &a->json, .shard = &a->shard };
 	int c;
 
 	memset(a, 0, sizeof *a);
@@ -127,8 +131,44 @@ print_grid(const char *title, const double *v, int L, int H, const char *fmt)
 	}
 }
 
-int
-cmd_heads(int argc, char **argv)
+/* Prompt i's part of the result (row j of a share's) as a partial's line,
+ * and back into row i of the whole. */
+static cJSON *
+heads_row_json(const fl_patch *r, int j, int i)
+{
+	cJSON *row = cJSON_CreateObject();
+	size_t LH = (size_t)r->n_layer * r->n_head;
+
+	cJSON_AddNumberToObject(row, "prompt", i);
+	cli_json_add_f64(row, "clean", r->clean_prompt + j, 1);
+	cli_json_add_f64(row, "patched", r->patched_prompt + j * LH, LH);
+	cli_json_add_f32(row, "attn", r->attn + j * LH, LH);
+	cli_json_add_f32(row, "proj", r->proj + j * LH, LH);
+	return row;
+}
+
+static int
+heads_row_read(cli_merge *mg, fl_patch *r, int i)
+{
+	cJSON *row = cli_merge_row(mg, i);
+	size_t LH = (size_t)r->n_layer * r->n_head;
+	int rc;
+
+	if (row == NULL)
+		return 1;
+	rc = cli_json_get_f64(mg, i, row, "clean", r->clean_prompt + i, 1) ||
+	    cli_json_get_f64(mg, i, row, "patched", r->patched_prompt + i * LH, LH) ||
+	    cli_json_get_f32(mg, i, row, "attn", r->attn + i * LH, LH) ||
+	    cli_json_get_f32(mg, i, row, "proj", r->proj + i * LH, LH);
+	cJSON_Delete(row);
+	return rc;
+}
+
+/* heads; with mg, its merge (shard.h). A share runs every corrupted prompt
+ * (the senders' corrupted means are over all of them) and its own clean
+ * prompts and patched runs. */
+static int
+heads_main(int argc, char **argv, cli_merge *mg)
 {
 	heads_args a;
 	fl_model *m = NULL;
@@ -140,15 +180,16 @@ cmd_heads(int argc, char **argv)
 	fl_batch *b = NULL;
 	cli_progress_state prog;
 	char *cause = NULL;
-	int rc, L, H, *order = NULL;
-	double t0 = fl_now();
+	int rc, L, H, *order = NULL, *idx = NULL, n_share = 0;
+	fl_prompt *share = NULL;
+	double t0 = fl_now(), parts_seconds = 0;
 
 	if ((rc = heads_parse(&a, argc, argv)) != 0)
 		return rc;
 	kern_set_threads(a.threads);
 	if ((t = cli_load_task(a.task)) == NULL)
 		return 1;
-	if ((m = cli_load_model(a.dir)) == NULL) {
+	if ((m = mg != NULL ? cli_merge_model(mg, a.dir) : cli_load_model(a.dir)) == NULL) {
 		task_free(t);
 		return 1;
 	}
@@ -167,21 +208,60 @@ cmd_heads(int argc, char **argv)
 	po.corrupt = true;
 	if (task_prompts(&corrupt, m, t, &po, &cause) != 0)
 		goto fail_cause;
+	if (mg != NULL) {
+		if (mg->prompts != clean.n) {
+			cli_fail(1, "%s: %d prompts in all, but %s makes %d of %s",
+			    mg->parts[0].path, mg->prompts, a.task, clean.n, a.dir);
+			goto out;
+		}
+		patch_init(&res, m, clean.n, a.receiver < 0 ? L : a.receiver);
+		for (int i = 0; i < clean.n; i++)
+			if (heads_row_read(mg, &res, i) != 0)
+				goto out;
+		if (cli_merge_end(mg) != 0)
+			goto out;
+		patch_sum_prompts(&res);
+		parts_seconds = cli_merge_work_sum(mg, "seconds");
+		goto report;
+	}
+	idx = cli_shard_select(&a.shard, clean.n, &n_share);
+	share = xmalloc((size_t)(n_share > 0 ? n_share : 1) * sizeof *share);
+	for (int j = 0; j < n_share; j++)
+		share[j] = clean.p[idx[j]];
 	b = batch_new(m, a.batch, clean.max_len > corrupt.max_len ? clean.max_len :
 	    corrupt.max_len);
 	cli_progress_init(&prog, "heads");
 	b->progress = cli_progress_of(&prog);
-	b->total = (long)clean.n + corrupt.n + (long)L * clean.n;
+	b->total = (long)n_share + corrupt.n + (long)L * n_share;
 	o = (fl_patch_opts){ a.receiver, NULL };
 	cli_interrupt_catch();
-	rc = cli_work_end(&prog, patch_heads(&res, b, clean.p, clean.n, corrupt.p,
-	    corrupt.n, &o, &cause), "path patching");
+	if (n_share == 0)	/* more shards than prompts: an empty share */
+		patch_init(&res, m, 0, a.receiver < 0 ? L : a.receiver);
+	else
+		rc = cli_work_end(&prog, patch_heads(&res, b, share, n_share, corrupt.p,
+		    corrupt.n, &o, &cause), "path patching");
 	if (rc == FL_EXIT_STOPPED)
 		goto out;
-	if (rc != 0) {
+	if (n_share > 0 && rc != 0) {
 		rc = 1;
 		goto fail_cause;
 	}
+	if (a.shard.count > 0) {
+		cli_part_writer w;
+		cJSON *work = cJSON_CreateObject();
+
+		rc = 1;
+		if (cli_part_begin(&w, &a.shard, m, "heads", argc, argv, clean.n) != 0) {
+			cJSON_Delete(work);
+			goto out;
+		}
+		for (int j = 0; j < n_share; j++)
+			cli_part_row(&w, heads_row_json(&res, j, idx[j]));
+		cJSON_AddNumberToObject(work, "seconds", fl_now() - t0);
+		rc = cli_part_end(&w, work);
+		goto out;
+	}
+report:
 	rc = 1;
 	order = xcalloc((size_t)L * H, sizeof *order);
 	for (int i = 0; i < L * H; i++)
@@ -241,7 +321,7 @@ cmd_heads(int argc, char **argv)
 			cJSON_AddItemToObject(e, "pearson", report_number(res.pearson[k]));
 			cJSON_AddItemToArray(arr, e);
 		}
-		cJSON_AddNumberToObject(root, "seconds", fl_now() - t0);
+		cJSON_AddNumberToObject(root, "seconds", parts_seconds + fl_now() - t0);
 		cJSON_AddNumberToObject(root, "threads", kern_threads());
 		rc = cli_json_print(root);
 		goto out;
@@ -266,7 +346,7 @@ cmd_heads(int argc, char **argv)
 		printf("  %2d.%-3d effect %8.2f%%   r %6.2f\n", k / H, k % H, res.effect[k],
 		    res.pearson[k]);
 	}
-	printf("\n%.2f s, %d thread%s\n", fl_now() - t0, kern_threads(),
+	printf("\n%.2f s, %d thread%s\n", parts_seconds + fl_now() - t0, kern_threads(),
 	    kern_threads() == 1 ? "" : "s");
 	rc = 0;
 	goto out;
@@ -275,6 +355,8 @@ fail_cause:
 	free(cause);
 out:
 	free(order);
+	free(idx);
+	free(share);
 	patch_clear(&res);
 	batch_free(b);
 	prompt_set_clear(&clean);
@@ -282,4 +364,16 @@ out:
 	task_free(t);
 	model_free(m);
 	return rc;
+}
+
+int
+cmd_heads(int argc, char **argv)
+{
+	return heads_main(argc, argv, NULL);
+}
+
+int
+cmd_heads_merge(int argc, char **argv, cli_merge *mg)
+{
+	return heads_main(argc, argv, mg);
 }

@@ -18,6 +18,7 @@
 #include "analysis/report.h"
 #include "analysis/trace.h"
 #include "cli.h"
+#include "shard.h"
 #include "engine/pool.h"
 
 typedef struct {
@@ -37,6 +38,7 @@ typedef struct {
 	double		 scale;
 	bool		 json;
 	bool		 samples_set, seed_set;
+	cli_shard	 shard;		/* --shard I/N, --out FILE (with --task) */
 } trace_args;
 
 const cli_opt cmd_trace_opts[] = {
@@ -71,6 +73,8 @@ const cli_opt cmd_trace_opts[] = {
 	CLI_SHARED_TASK(0),
 	CLI_SHARED_TEMPLATES,
 	CLI_SHARED_BATCH(0),
+	CLI_SHARED_SHARD,
+	CLI_SHARED_OUT,
 	CLI_SHARED_THREADS,
 	CLI_SHARED_WEIGHTS,
 	CLI_OPT_END
@@ -109,6 +113,7 @@ trace_parse(trace_args *a, int argc, char **argv, bool knockout)
 		sh.task = &a->task;
 		sh.set = &a->set;
 		sh.batch = &a->batch;
+		sh.shard = &a->shard;
 	}
 	memset(a, 0, sizeof *a);
 	a->window = knockout ? 1 : TRACE_WINDOW;
@@ -170,6 +175,12 @@ trace_parse(trace_args *a, int argc, char **argv, bool knockout)
 	    a->subject != NULL))
 		return cli_fail(2, "%s: --task traces the task's prompts: not with "
 		    "--prompt, --answer or --subject", cmd);
+	if (a->task == NULL && (a->shard.count > 0 || a->shard.out != NULL))
+		return cli_fail(2, "%s: --shard and --out split a --task's prompts: "
+		    "not with one --prompt", cmd);
+	if (a->shard.out != NULL && a->shard.count == 0)
+		return cli_fail(2, "%s: --out FILE writes a partial: it needs --shard "
+		    "I/N", cmd);
 	if (a->task == NULL && a->prompt == NULL)
 		return cli_fail(2, "%s: --prompt TEXT is required%s", cmd, knockout ?
 		    "" : " (or --task FILE)");
@@ -347,10 +358,66 @@ json_trace(const trace_args *a, const fl_model *m, const fl_prompt *p,
 	return root;
 }
 
-/* --task: the average indirect effect over the task's prompts. */
+/* A prompt's trace as a partial's line, and back (checked against the
+ * merge's prompt: its tokens and subject). */
+static cJSON *
+trace_row_json(const fl_trace *one, int i)
+{
+	cJSON *row = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(row, "prompt", i);
+	cJSON_AddNumberToObject(row, "tokens", one->n_tok);
+	cJSON_AddNumberToObject(row, "subject_pos", one->subj_pos);
+	cJSON_AddNumberToObject(row, "subject_len", one->subj_len);
+	cli_json_add_f64(row, "p_clean", &one->p_clean, 1);
+	cli_json_add_f64(row, "p_corrupt", &one->p_corrupt, 1);
+	cli_json_add_f64(row, "restore", one->restore, (size_t)one->n_layer *
+	    one->n_tok);
+	return row;
+}
+
+static int
+trace_row_add(cli_merge *mg, fl_trace_avg *res, const fl_prompt *p, int i)
+{
+	cJSON *row = cli_merge_row(mg, i);
+	fl_trace one = { 0 };
+	int rc = 1;
+
+	if (row == NULL)
+		return 1;
+	if (cli_json_get_int(mg, i, row, "tokens", &one.n_tok) ||
+	    cli_json_get_int(mg, i, row, "subject_pos", &one.subj_pos) ||
+	    cli_json_get_int(mg, i, row, "subject_len", &one.subj_len))
+		goto out;
+	if (one.n_tok != p->n || one.subj_pos != p->subj_pos ||
+	    one.subj_len != p->subj_len) {
+		cli_fail(1, "%s: prompt %d has %d tokens, subject at %d (%d tokens); "
+		    "the task makes it %d, at %d (%d)", mg->parts[i % mg->count].path,
+		    i, one.n_tok, one.subj_pos, one.subj_len, p->n, p->subj_pos,
+		    p->subj_len);
+		goto out;
+	}
+	one.n_layer = res->n_layer;
+	one.restore = xmalloc((size_t)one.n_layer * one.n_tok * sizeof *one.restore);
+	if (cli_json_get_f64(mg, i, row, "p_clean", &one.p_clean, 1) ||
+	    cli_json_get_f64(mg, i, row, "p_corrupt", &one.p_corrupt, 1) ||
+	    cli_json_get_f64(mg, i, row, "restore", one.restore,
+	    (size_t)one.n_layer * one.n_tok))
+		goto out;
+	trace_avg_add(res, &one);
+	rc = 0;
+out:
+	free(one.restore);
+	cJSON_Delete(row);
+	return rc;
+}
+
+/* --task: the average indirect effect over the task's prompts; with
+ * --shard, a partial of the share's traces; with mg, the merge of the
+ * partials (shard.h). */
 static int
 trace_task(const trace_args *a, const fl_model *m, const fl_trace_opts *o,
-    double t0)
+    double t0, int argc, char **argv, cli_merge *mg)
 {
 	fl_task *t = cli_load_task(a->task);
 	fl_prompt_set ps = { 0 };
@@ -359,26 +426,72 @@ trace_task(const trace_args *a, const fl_model *m, const fl_trace_opts *o,
 	fl_batch *b = NULL;
 	cli_progress_state prog;
 	char *cause = NULL;
-	int rc = 1, L = m->cfg.n_layer, G = TRACE_POS_COUNT;
+	int rc = 1, L = m->cfg.n_layer, G = TRACE_POS_COUNT, *idx = NULL, k = 0;
+	cli_part_writer w;
+	double parts_seconds = 0;
 
 	if (t == NULL)
 		return 1;
 	if (task_prompts(&ps, m, t, &po, &cause) != 0)
 		goto fail_cause;
-	b = batch_new(m, a->batch, ps.max_len);
-	cli_progress_init(&prog, "trace");
-	b->progress = cli_progress_of(&prog);
-	for (int i = 0; i < ps.n; i++)
-		b->total += trace_units(m, o, ps.p[i].n);
-	cli_interrupt_catch();
-	rc = cli_work_end(&prog, trace_average(&res, b, ps.p, ps.n, o, &cause),
-	    "causal tracing");
-	if (rc == FL_EXIT_STOPPED)
-		goto out;
-	if (rc != 0) {
-		rc = 1;
-		goto fail_cause;
+	if (mg != NULL) {
+		if (mg->prompts != ps.n) {
+			cli_fail(1, "%s: %d prompts in all, but %s makes %d of %s",
+			    mg->parts[0].path, mg->prompts, a->task, ps.n, a->dir);
+			goto out;
+		}
+		trace_avg_init(&res, m, o);
+		for (int i = 0; i < ps.n; i++)
+			if (trace_row_add(mg, &res, &ps.p[i], i) != 0)
+				goto out;
+		if (cli_merge_end(mg) != 0)
+			goto out;
+		trace_avg_finish(&res);
+		parts_seconds = cli_merge_work_sum(mg, "seconds");
+	} else {
+		idx = cli_shard_select(&a->shard, ps.n, &k);
+		b = batch_new(m, a->batch, ps.max_len);
+		cli_progress_init(&prog, "trace");
+		b->progress = cli_progress_of(&prog);
+		for (int j = 0; j < k; j++)
+			b->total += trace_units(m, o, ps.p[idx[j]].n);
+		if (a->shard.count > 0 && cli_part_begin(&w, &a->shard, m, "trace",
+		    argc, argv, ps.n) != 0)
+			goto out;
+		cli_interrupt_catch();
+		trace_avg_init(&res, m, o);
+		rc = 0;
+		for (int j = 0; j < k && rc == 0; j++) {
+			fl_trace one;
+
+			if ((rc = trace_task_prompt(&one, b, &ps.p[idx[j]], idx[j], o,
+			    &cause)) != 0)
+				break;
+			if (a->shard.count > 0)
+				cli_part_row(&w, trace_row_json(&one, idx[j]));
+			else
+				trace_avg_add(&res, &one);
+			trace_clear(&one);
+		}
+		rc = cli_work_end(&prog, rc, "causal tracing");
+		if (rc == 0 && a->shard.count > 0) {
+			cJSON *work = cJSON_CreateObject();
+
+			cJSON_AddNumberToObject(work, "seconds", fl_now() - t0);
+			rc = cli_part_end(&w, work);
+			goto out;
+		}
+		if (a->shard.count > 0 && rc != 0 && w.f != stdout)
+			fclose(w.f);
+		if (rc == FL_EXIT_STOPPED)
+			goto out;
+		if (rc != 0) {
+			rc = 1;
+			goto fail_cause;
+		}
+		trace_avg_finish(&res);
 	}
+	rc = 1;
 	if (a->json) {
 		cJSON *root = cJSON_CreateObject(), *arr, *obj;
 
@@ -403,7 +516,7 @@ trace_task(const trace_args *a, const fl_model *m, const fl_trace_opts *o,
 			cJSON_AddItemToArray(arr, e);
 		}
 		cJSON_AddItemToObject(root, "aie", report_grid_d(res.aie, L, G));
-		cJSON_AddNumberToObject(root, "seconds", fl_now() - t0);
+		cJSON_AddNumberToObject(root, "seconds", parts_seconds + fl_now() - t0);
 		cJSON_AddNumberToObject(root, "threads", kern_threads());
 		rc = cli_json_print(root);
 		goto out;
@@ -428,7 +541,7 @@ trace_task(const trace_args *a, const fl_model *m, const fl_trace_opts *o,
 		}
 		putchar('\n');
 	}
-	printf("\n%.2f s, %d thread%s\n", fl_now() - t0, kern_threads(),
+	printf("\n%.2f s, %d thread%s\n", parts_seconds + fl_now() - t0, kern_threads(),
 	    kern_threads() == 1 ? "" : "s");
 	rc = 0;
 	goto out;
@@ -436,6 +549,7 @@ fail_cause:
 	cli_fail(1, "%s", cause);
 	free(cause);
 out:
+	free(idx);
 	trace_avg_clear(&res);
 	batch_free(b);
 	prompt_set_clear(&ps);
@@ -443,8 +557,8 @@ out:
 	return rc;
 }
 
-int
-cmd_trace(int argc, char **argv)
+static int
+trace_main(int argc, char **argv, cli_merge *mg)
 {
 	trace_args a;
 	fl_model *m;
@@ -462,12 +576,12 @@ cmd_trace(int argc, char **argv)
 	if ((rc = trace_parse(&a, argc, argv, false)) != 0)
 		return rc;
 	kern_set_threads(a.threads);
-	if ((m = cli_load_model(a.dir)) == NULL)
+	if ((m = mg != NULL ? cli_merge_model(mg, a.dir) : cli_load_model(a.dir)) == NULL)
 		return 1;
 	o = (fl_trace_opts){ (fl_trace_kind)a.kind, a.window, a.samples, a.scale,
 	    (uint64_t)a.seed, NULL };
 	if (a.task != NULL) {
-		rc = trace_task(&a, m, &o, t0);
+		rc = trace_task(&a, m, &o, t0, argc, argv, mg);
 		model_free(m);
 		return rc;
 	}
@@ -509,6 +623,18 @@ out:
 	prompt_clear(&p);
 	model_free(m);
 	return rc;
+}
+
+int
+cmd_trace(int argc, char **argv)
+{
+	return trace_main(argc, argv, NULL);
+}
+
+int
+cmd_trace_merge(int argc, char **argv, cli_merge *mg)
+{
+	return trace_main(argc, argv, mg);
 }
 
 int

@@ -21,6 +21,7 @@ const cli_command cli_commands[] = {
 	{ "decompose", cmd_decompose, cmd_decompose_opts, false },
 	{ "trace", cmd_trace, cmd_trace_opts, false },
 	{ "knockout", cmd_knockout, cmd_knockout_opts, false },
+	{ "merge", cmd_merge, cmd_merge_opts, false },
 	{ "bench", cmd_bench, cmd_bench_opts, false },
 };
 const int cli_n_commands = sizeof cli_commands / sizeof cli_commands[0];

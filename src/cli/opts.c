@@ -10,6 +10,7 @@
 
 #include "plot/plot.h"
 #include "cli.h"
+#include "shard.h"
 #include "ui/ui.h"
 
 #define CLI_MAX_OPTS	40
@@ -18,6 +19,7 @@
 
 static const char *group_title[CLI_GROUP_COUNT] = {
 	NULL, "model options", "task options", "fit options", "output options",
+	"sharding options",
 };
 
 static bool
@@ -125,6 +127,10 @@ shared_opt(const cli_shared *sh, int c, const char *arg)
 		*sh->no_resid = true;
 	else if (c == CLI_VAL_RIDGE && sh->ridge != NULL)
 		return cli_parse_double("--ridge", arg, 0, 1, sh->ridge) ? 2 : 0;
+	else if (c == CLI_VAL_SHARD && sh->shard != NULL)
+		return cli_shard_parse(arg, sh->shard);
+	else if (c == CLI_VAL_OUT && sh->shard != NULL)
+		sh->shard->out = arg;
 	else if (c == CLI_VAL_PLOT && sh->plot != NULL) {
 		char *cause = NULL;
 

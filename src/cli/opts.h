@@ -21,6 +21,7 @@ typedef enum {
 	CLI_GROUP_TASK,		/* --task, --templates, --shots, --batch */
 	CLI_GROUP_FIT,		/* --no-resid, --ridge */
 	CLI_GROUP_OUTPUT,	/* --json */
+	CLI_GROUP_SHARD,	/* --shard, --out */
 	CLI_GROUP_COUNT
 } cli_group;
 
@@ -63,6 +64,8 @@ enum {
 	CLI_VAL_RIDGE,
 	CLI_VAL_PLOT,
 	CLI_VAL_SHOTS,
+	CLI_VAL_SHARD,
+	CLI_VAL_OUT,
 };
 
 #define CLI_SHARED_MODEL { "model", 'm', "DIR", CLI_OPT_SHORT, CLI_GROUP_MODEL, \
@@ -104,6 +107,12 @@ enum {
 	"the intercept)" }
 #define CLI_SHARED_RIDGE { "ridge", CLI_VAL_RIDGE, "X", 0, CLI_GROUP_FIT, \
 	"the ridge of the MLP decomposition's fit, from 0 to 1 (default 1e-6)" }
+#define CLI_SHARED_SHARD { "shard", CLI_VAL_SHARD, "I/N", 0, CLI_GROUP_SHARD, \
+	"run shard I of N (1-based) of the task's prompts, those whose 0-based " \
+	"index i has i mod N = I - 1, and write a partial for factlens merge (see " \
+	"SHARDING) instead of the result" }
+#define CLI_SHARED_OUT { "out", CLI_VAL_OUT, "FILE", 0, CLI_GROUP_SHARD, \
+	"with --shard, write the partial to FILE instead of standard output" }
 #define CLI_SHARED_JSON { "json", 'j', NULL, CLI_OPT_SHORT, CLI_GROUP_OUTPUT, \
 	"print the results as JSON (see JSON)" }
 
@@ -133,6 +142,7 @@ typedef struct {
 	double		 *ridge;	/* --ridge X */
 	bool		 *json;		/* --json */
 	const char	**plot;		/* --plot FILE */
+	struct cli_shard *shard;	/* --shard I/N, --out FILE (shard.h) */
 } cli_shared;
 
 /* What cli_getopt returns after reporting a bad value of a shared option:
