@@ -68,17 +68,35 @@ atp_estimate(fl_atp *res, const fl_model *m, const int *clean, const int *corrup
 		    "to %d", o->neuron_layer, L - 1);
 	if ((g = grad_new(m, T, cause)) == NULL)
 		return -1;
-	dir = xmalloc((size_t)D * sizeof *dir);
-	if (grad_metric_dir(m, o->answer, o->distractor, dir, cause) != 0)
+	if (o->answer < 0 || o->answer >= c->n_vocab) {
+		fl_error(cause, "answer token %d: the vocabulary has ids 0 to %d",
+		    o->answer, c->n_vocab - 1);
 		goto out;
+	}
+	dir = xmalloc((size_t)D * sizeof *dir);
 	res->ids = xmalloc((size_t)T * sizeof *res->ids);
 	memcpy(res->ids, clean, (size_t)T * sizeof *clean);
 	res->run = run_new(m, T, T);
 	res->c_clean = cache_new(m, T, flags);
 	res->c_corrupt = cache_new(m, T, flags);
 	res->logits = xmalloc((size_t)c->n_vocab * sizeof *res->logits);
+	if (o->distractor == ATP_DISTRACTOR_TOP)
+		res->o.distractor = -1;
 	if (atp_pass(res, corrupt, res->c_corrupt, NULL, 0, 0, &res->corrupt,
-	    cause) != 0 ||
+	    cause) != 0)
+		goto out;
+	if (o->distractor == ATP_DISTRACTOR_TOP) {
+		int top = 0;
+
+		for (int v = 1; v < c->n_vocab; v++)
+			if (res->logits[v] > res->logits[top])
+				top = v;
+		if (top != o->answer) {
+			res->o.distractor = top;
+			res->corrupt = atp_metric(&res->o, res->logits, c->n_vocab);
+		}
+	}
+	if (grad_metric_dir(m, o->answer, res->o.distractor, dir, cause) != 0 ||
 	    atp_pass(res, clean, res->c_clean, NULL, 0, 0, &res->clean, cause) != 0 ||
 	    grad_backward(g, m, res->c_clean, dir, cause) != 0)
 		goto out;

@@ -33,9 +33,14 @@
 #include "base/progress.h"
 #include "engine/backward.h"
 
+#define ATP_DISTRACTOR_TOP (-2)
+
 typedef struct {
 	int	 answer;	/* token id */
-	int	 distractor;	/* token id, or < 0: the mean logit */
+	int	 distractor;	/* token id; -1: the mean logit;
+				   ATP_DISTRACTOR_TOP: the corrupted run's top
+				   prediction (the mean logit when that is the
+				   answer), set in the result's o */
 	int	 neuron_layer;	/* the layer whose neurons to estimate, or < 0 */
 	bool	 all_neurons;	/* also every layer's neurons (neurons_all) */
 } fl_atp_opts;

@@ -19,6 +19,7 @@ int sess_decomp_view(ui_session *s, const fl_progress *p);
 int sess_intercept_prepare(ui_session *s, int pair, const fl_progress *p, fl_decomp *icpt,
     char **cause);
 int sess_patch_compute(ui_session *s, const fl_progress *p);
+void sess_atp_compute(ui_session *s);
 int sess_task_pair_of(const ui_session *s);
 int sess_task_update(ui_session *s, int flags, int pair, fl_decomp *icpt);
 
@@ -29,6 +30,7 @@ int sess_rerun_last(ui_session *s, char **cause);
 int sess_run_prompt(ui_session *s, const fl_progress *p, char **cause);
 
 /* session.c */
+void sess_atp_clear(ui_session *s);
 void sess_model_clear(ui_session *s);
 void sess_results_clear(ui_session *s);
 void sess_set_str(char **dst, const char *src);

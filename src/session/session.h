@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 
+#include "analysis/atp.h"
 #include "analysis/decompose.h"
 #include "analysis/patch.h"
 #include "analysis/task.h"
@@ -35,10 +36,11 @@ typedef enum {
 	METRIC_DIRECT,		/* direct contribution to the answer's logit difference */
 	METRIC_MOVER,		/* mover score: attention to subject x its rank (movers.h) */
 	METRIC_PATCH,		/* path-patching effect over the task (patch.h) */
+	METRIC_ATP,		/* attribution patching from a corrupted prompt (atp.h) */
 	METRIC_COUNT
 } ui_metric;
 
-const char *metric_name(ui_metric m);	/* "attn", "direct", "mover", "patch" */
+const char *metric_name(ui_metric m);	/* "attn", "direct", "mover", "patch", "atp" */
 const char *metric_title(ui_metric m);	/* "attention to subject", ... */
 bool metric_signed(ui_metric m);
 int metric_parse(const char *s);	/* -1 when unknown */
@@ -162,6 +164,17 @@ typedef struct {
 	fl_patch	 patch;
 	bool		 patch_valid;
 	char		*patch_error;	/* why it could not be computed, or NULL */
+	/* Attribution patching (METRIC_ATP): this prompt as the clean run, the
+	 * corrupted one given by :corrupt, else made from the loaded task (the
+	 * subject replaced by the next pair's subject of as many tokens);
+	 * computed when first shown; the exact patches one cell at a time (x).
+	 * Dropped with the prompt's results, the answer, subject or task. */
+	char		*corrupt_text;	/* :corrupt TEXT, or NULL: from the task */
+	fl_atp		 atp;
+	bool		 atp_valid;
+	char		*atp_error;	/* why it could not be computed, or NULL */
+	char		*atp_corrupt;	/* the corrupted prompt it used */
+	double		*atp_exact;	/* (L, H) the exact patches, NAN: not run */
 
 	/* Timings of the last update, in milliseconds. */
 	double		 ms_forward, ms_lens, ms_update;
@@ -188,6 +201,15 @@ int session_set_subject(ui_session *s, const char *text);	/* NULL: guess */
 /* Answer text scored as a continuation after a space (space) or glued to
  * the prompt, as task files put [C]. */
 int session_set_answer_space(ui_session *s, const char *text, bool space);
+
+/* The corrupted prompt of the atp metric (NULL: made from the task);
+ * drops the estimates. Returns SESSION_GRID. */
+int session_set_corrupt(ui_session *s, const char *text);
+
+/* The exact patch of the cursor's head beside its AtP estimate
+ * (s->atp_exact). SESSION_GRID, or -1 with *cause (the metric is not
+ * computed). */
+int session_atp_exact(ui_session *s, char **cause);
 
 /* Loads a task: NAME is data/tasks/NAME.json (in the working directory,
  * the installed data, or the source tree), anything with a '/' or ending

@@ -451,12 +451,48 @@ c_metric(ui_ctx *c, int argc, char **argv, char **cause)
 	else if (strcmp(argv[1], "prev") == 0)
 		m = ((int)c->s->metric + METRIC_COUNT - 1) % METRIC_COUNT;
 	else if ((m = metric_parse(argv[1])) < 0)
-		return fl_error(cause, "metric: expected attn, direct, mover, patch, next "
-		    "or prev, not '%s'", argv[1]);
+		return fl_error(cause, "metric: expected attn, direct, mover, patch, atp, "
+		    "next or prev, not '%s'", argv[1]);
 	if (m == METRIC_PATCH && (flags = need_task(c, "path patching", cause)) < 0)
+		return -1;
+	if (m == METRIC_ATP && c->s->corrupt_text == NULL &&
+	    (flags = need_task(c, "attribution patching", cause)) < 0)
 		return -1;
 	c->s->metric = (ui_metric)m;
 	return flags | SESSION_GRID | UI_REDRAW;
+}
+
+static int
+c_corrupt(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	const char *text = argc > 1 ? argv[1] : NULL;
+
+	if (text != NULL && (strcmp(text, "auto") == 0 || text[0] == '\0'))
+		text = NULL;
+	return session_set_corrupt(c->s, text) | UI_REDRAW;
+}
+
+static int
+c_exact(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	ui_session *s = c->s;
+	int flags, i;
+	double est, ex;
+
+	if (need_model(c, "exact", cause) != 0)
+		return -1;
+	if (s->metric != METRIC_ATP)
+		return fl_error(cause, "exact: the exact patch goes beside the atp "
+		    "metric's estimate: Tab to atp (or :metric atp) first");
+	if ((flags = session_atp_exact(s, cause)) < 0)
+		return -1;
+	i = s->layer * session_heads(s) + s->head;
+	est = s->atp.heads[i];
+	ex = s->atp_exact[i];
+	ctx_message(c, atp_disagree(est, ex), "head %d.%d: AtP %+.4f, exact patch "
+	    "%+.4f%s", s->layer, s->head, est, ex, atp_disagree(est, ex) ?
+	    " - more than 2x apart: the first-order estimate misses here" : "");
+	return flags | UI_REDRAW;
 }
 
 static int
@@ -746,12 +782,21 @@ const ui_cmd ui_cmds[] = {
 	  "bind a key to a command string", c_bind },
 	{ "command-prompt", NULL, "[TEXT]", 0, 1, ARG_TEXT,
 	  "open the : command line, optionally with TEXT typed in", c_command_prompt },
+	{ "corrupt", NULL, "[TEXT|auto]", 0, -1, ARG_TEXT,
+	  "the corrupted prompt of the atp metric (as many tokens as the prompt; "
+	  "its top prediction is the distractor); auto or nothing: the prompt with "
+	  "its subject replaced by another of the task's, of as many tokens",
+	  c_corrupt },
 	{ "edit-prompt", "e", "", 0, 0, ARG_NONE,
 	  "edit the prompt with readline (history with Up and Down); Enter runs it",
 	  c_edit_prompt },
 	{ "eval", NULL, "", 0, 0, ARG_NONE,
 	  "evaluate baseline, mask, intercept and both over the loaded task's prompts "
 	  "(as factlens eval) and show the table until a key", c_eval },
+	{ "exact", NULL, "", 0, 0, ARG_NONE,
+	  "with the atp metric: the exact patch of the selected head (one pass "
+	  "from its layer) beside its estimate; cells more than 2x apart are "
+	  "marked !", c_exact },
 	{ "export", NULL, "FILE", 1, 1, ARG_FILE,
 	  "write the prompt, lens, every heads grid (path patching and the cursor layer's decomposition once computed) and the cursor views as JSON; to FILE.csv, the lens and the heads grids as CSV", c_export },
 	{ "head", NULL, "L.H|N|+N|-N|first|last", 1, 1, ARG_NONE,
@@ -767,7 +812,7 @@ const ui_cmd ui_cmds[] = {
 	  "mitigation (a): in the last layer the last position attends only to "
 	  "itself, in every head or in the heads of LIST (0,3,7); re-runs the "
 	  "last layer", c_mask },
-	{ "metric", NULL, "attn|direct|mover|patch|next|prev", 1, 1, ARG_METRIC,
+	{ "metric", NULL, "attn|direct|mover|patch|atp|next|prev", 1, 1, ARG_METRIC,
 	  "what the heads grid shows", c_metric },
 	{ "model", NULL, "DIR", 1, 1, ARG_FILE,
 	  "load a model directory and re-run the prompt", c_model },

@@ -42,6 +42,7 @@ static const struct {
 	{ ":", "command-prompt", "type a command" },
 	{ "t", "theme next", "the next theme" },
 	{ "v", "pane toggle", "head or MLP pane" },
+	{ "x", "exact", "atp: the selected head's exact patch" },
 	{ "?", "help keys", "this key map" }, { "F1", "help keys", NULL },
 	{ "C-l", "redraw", "repaint the terminal" }, { "q", "quit", "quit" },
 };

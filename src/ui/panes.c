@@ -442,7 +442,11 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 	float scale;
 	char title[96], buf[32];
 
-	snprintf(title, sizeof title, "heads: %s (Tab)", metric_title(s->metric));
+	if (s->metric == METRIC_ATP && s->atp_valid)
+		snprintf(title, sizeof title, "heads: AtP from \"%.60s\" (Tab)",
+		    s->atp_corrupt);
+	else
+		snprintf(title, sizeof title, "heads: %s (Tab)", metric_title(s->metric));
 	pane_title(v, c, title);
 	if (!session_ready(s) || v->r.h < 4)
 		return;
@@ -450,6 +454,12 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 		/* session_update computes it (patch.h) when a task is loaded. */
 		view_put(v, 1, 2, -1, s->task != NULL ? UI_ROLE_ERROR : UI_ROLE_DIM,
 		    s->patch_error != NULL ? s->patch_error : "path patching not computed");
+		view_put(v, 1, 3, -1, UI_ROLE_DIM, "Tab shows the other metrics.");
+		return;
+	}
+	if (s->metric == METRIC_ATP && !s->atp_valid) {
+		view_put(v, 1, 2, -1, UI_ROLE_ERROR, s->atp_error != NULL ?
+		    s->atp_error : "attribution patching not computed");
 		view_put(v, 1, 3, -1, UI_ROLE_DIM, "Tab shows the other metrics.");
 		return;
 	}
@@ -509,6 +519,12 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 			}
 			if (mover && cw > 1)
 				view_put(v, x, y, 1, UI_ROLE_MOVER, "*");
+			if (s->metric == METRIC_ATP && s->atp_exact != NULL &&
+			    !isnan(s->atp_exact[l * H + h]))
+				view_put(v, cw >= 6 ? x + cw - 1 : x, y, 1, atp_disagree(val,
+				    s->atp_exact[l * H + h]) ? UI_ROLE_ERROR :
+				    UI_ROLE_DIM, atp_disagree(val,
+				    s->atp_exact[l * H + h]) ? "!" : "=");
 			if (cur)
 				view_restyle(v, x, y, cw, UI_ROLE_CURSOR);
 		}
@@ -529,8 +545,24 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 			x += view_put(v, x, y, 1, role, gl);
 		}
 		x += view_printf(v, x, y, -1, UI_ROLE_DIM, sg ? " %+.2f" : " %.2f", scale);
-		x += view_put(v, x + 2, y, -1, UI_ROLE_MOVER, "*");
-		view_put(v, x + 2, y, -1, UI_ROLE_DIM, " mover");
+		if (s->metric == METRIC_ATP) {
+			/* the selected cell: the estimate, and the exact patch
+			 * once x ran it (= close, ! more than 2x apart) */
+			int i = s->layer * H + s->head;
+			double ex = s->atp_exact != NULL ? s->atp_exact[i] : NAN;
+
+			x += 2 + view_printf(v, x + 2, y, -1, UI_ROLE_NORMAL, "%d.%d %+.3f",
+			    s->layer, s->head, s->atp.heads[i]);
+			if (isnan(ex))
+				view_put(v, x, y, -1, UI_ROLE_DIM, " x: exact");
+			else
+				view_printf(v, x, y, -1, atp_disagree(s->atp.heads[i], ex) ?
+				    UI_ROLE_ERROR : UI_ROLE_DIM, " exact %+.3f%s", ex,
+				    atp_disagree(s->atp.heads[i], ex) ? " !>2x" : "");
+		} else {
+			x += view_put(v, x + 2, y, -1, UI_ROLE_MOVER, "*");
+			view_put(v, x + 2, y, -1, UI_ROLE_DIM, " mover");
+		}
 		(void)buf;
 	}
 }
