@@ -519,12 +519,11 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 			}
 			if (mover && cw > 1)
 				view_put(v, x, y, 1, UI_ROLE_MOVER, "*");
+			/* an estimate more than 2x from its exact patch (x) */
 			if (s->metric == METRIC_ATP && s->atp_exact != NULL &&
-			    !isnan(s->atp_exact[l * H + h]))
-				view_put(v, cw >= 6 ? x + cw - 1 : x, y, 1, atp_disagree(val,
-				    s->atp_exact[l * H + h]) ? UI_ROLE_ERROR :
-				    UI_ROLE_DIM, atp_disagree(val,
-				    s->atp_exact[l * H + h]) ? "!" : "=");
+			    !isnan(s->atp_exact[l * H + h]) &&
+			    atp_disagree(s->atp.heads[l * H + h], s->atp_exact[l * H + h]))
+				view_put(v, cw >= 6 ? x + cw - 1 : x, y, 1, UI_ROLE_ERROR, "!");
 			if (cur)
 				view_restyle(v, x, y, cw, UI_ROLE_CURSOR);
 		}
