@@ -193,7 +193,7 @@ eval_task(fl_eval_result *res, const fl_model *m, const fl_task *t,
 	fl_batch *b = NULL;
 	fl_decomp_collect col = { 0 };
 	fl_mitigation_state ms;
-	fl_mitigation mit = { true, o->mask_heads, NULL };
+	fl_mitigation mit = { true, o->mask_heads, NULL, NULL, 0 };
 	float *xmid = NULL, *xmlp = NULL, *icpt[2] = { NULL, NULL }, *xlast = NULL;
 	size_t *row_of = NULL, rows = 0;
 	fl_grab gmid, gmlp;

@@ -39,8 +39,8 @@ neurons_sum(const fl_model *m, int layer, const float *act, float *out)
 
 /* The direction e (D) whose dot product with a vector written at layer's
  * MLP is its direct effect on token (logit - mean logit). */
-static void
-token_dir(const fl_model *m, const fl_cache *c, int pos, int layer, int token,
+void
+neurons_token_dir(const fl_model *m, const fl_cache *c, int pos, int layer, int token,
     const float *mean_unembed, double *e)
 {
 	int P = m->cfg.d_proj, D = m->cfg.d_model, L2 = 2 * m->cfg.n_layer;
@@ -56,6 +56,26 @@ token_dir(const fl_model *m, const fl_cache *c, int pos, int layer, int token,
 	free(u);
 }
 
+void
+neurons_act(const fl_model *m, const fl_cache *c, int layer, int pos, float *act)
+{
+	const fl_layer *y = &m->layers[layer];
+	int D = m->cfg.d_model;
+	const float *mid = c->resid_mid + ((size_t)layer * c->n_tok + pos) * D;
+	float *x = xmalloc((size_t)D * sizeof *x), *out = xmalloc((size_t)D * sizeof *out);
+	float mean, scale;
+
+	/* The MLP's input row, then its activations (model_mlp's h). */
+	memcpy(x, mid, (size_t)D * sizeof *x);
+	if (m->cfg.ln_before) {
+		model_norm_stats(m, &mean, &scale, mid, 1);
+		kern_ln_apply(x, mid, &mean, &scale, y->ln2_w, y->ln2_b, 1, D);
+	}
+	model_mlp(m, layer, out, x, 1, act, false);
+	free(x);
+	free(out);
+}
+
 int
 neurons_at(fl_neurons *n, const fl_model *m, const fl_cache *c, int layer,
     int pos, int answer, int subject, const float *mean_unembed, char **cause)
@@ -63,8 +83,7 @@ neurons_at(fl_neurons *n, const fl_model *m, const fl_cache *c, int layer,
 	const fl_config *cf = &m->cfg;
 	const fl_layer *y;
 	int D = cf->d_model, F = cf->d_mlp, V = cf->n_vocab;
-	const float *mid;
-	float *x, *out, mean, scale;
+	float *x, *out;
 	double *ea, *es = NULL;
 	const float *b;
 
@@ -88,20 +107,14 @@ neurons_at(fl_neurons *n, const fl_model *m, const fl_cache *c, int layer,
 	x = xmalloc((size_t)D * sizeof *x);
 	out = xmalloc((size_t)D * sizeof *out);
 
-	/* The MLP's input row, then its activations (model_mlp's h). */
-	mid = c->resid_mid + ((size_t)layer * c->n_tok + pos) * D;
-	memcpy(x, mid, (size_t)D * sizeof *x);
-	if (cf->ln_before) {
-		model_norm_stats(m, &mean, &scale, mid, 1);
-		kern_ln_apply(x, mid, &mean, &scale, y->ln2_w, y->ln2_b, 1, D);
-	}
-	model_mlp(m, layer, out, x, 1, n->act, false);
+	n->w_answer = xcalloc((size_t)F, sizeof *n->w_answer);
+	neurons_act(m, c, layer, pos, n->act);
 
 	ea = xmalloc((size_t)D * sizeof *ea);
-	token_dir(m, c, pos, layer, answer, mean_unembed, ea);
+	neurons_token_dir(m, c, pos, layer, answer, mean_unembed, ea);
 	if (subject >= 0) {
 		es = xmalloc((size_t)D * sizeof *es);
-		token_dir(m, c, pos, layer, subject, mean_unembed, es);
+		neurons_token_dir(m, c, pos, layer, subject, mean_unembed, es);
 		n->to_subject = xcalloc((size_t)F, sizeof *n->to_subject);
 	}
 	for (int i = 0; i < F; i++) {
@@ -116,6 +129,7 @@ neurons_at(fl_neurons *n, const fl_model *m, const fl_cache *c, int layer,
 		}
 		n->w_norm[i] = (float)sqrt(nn);
 		n->to_answer[i] = n->act[i] * da;
+		n->w_answer[i] = da;
 		if (es != NULL)
 			n->to_subject[i] = n->act[i] * ds;
 	}
@@ -141,6 +155,7 @@ neurons_clear(fl_neurons *n)
 	free(n->w_norm);
 	free(n->to_answer);
 	free(n->to_subject);
+	free(n->w_answer);
 	memset(n, 0, sizeof *n);
 }
 

@@ -33,6 +33,7 @@ typedef struct {
 	float	*w_norm;	/* (F) |w_i| */
 	double	*to_answer;	/* (F) direct effects on the answer */
 	double	*to_subject;	/* (F) on the subject, or NULL without one */
+	double	*w_answer;	/* (F) w_i . e_answer: to_answer / act */
 	double	 bias_answer;	/* b_out's direct effects */
 	double	 bias_subject;
 } fl_neurons;
@@ -44,6 +45,15 @@ typedef struct {
 int neurons_at(fl_neurons *n, const fl_model *m, const fl_cache *c, int layer,
     int pos, int answer, int subject, const float *mean_unembed, char **cause);
 void neurons_clear(fl_neurons *n);
+
+/* The activations alone (F) of layer at pos, into act. */
+void neurons_act(const fl_model *m, const fl_cache *c, int layer, int pos,
+    float *act);
+
+/* e (D): a vector written at layer's MLP dotted with it gives its direct
+ * effect on token (logit - mean logit), the LNs frozen at pos of c. */
+void neurons_token_dir(const fl_model *m, const fl_cache *c, int pos, int layer,
+    int token, const float *mean_unembed, double *e);
 
 /* w_i, neuron i's value vector (D), into out. */
 void neurons_value(const fl_model *m, int layer, int i, float *out);

@@ -125,8 +125,8 @@ session_task_prompt(ui_session *s, int n, char **cause)
 
 /* The task's main prompts without those of pair `pair`: *use points into
  * ps. 0, or -1 with *cause. */
-static int
-task_fit_prompts(const ui_session *s, int pair, fl_prompt_set *ps, fl_prompt **use,
+int
+sess_task_fit_prompts(const ui_session *s, int pair, fl_prompt_set *ps, fl_prompt **use,
     int *k, bool corrupt, char **cause)
 {
 	fl_prompt_opts po = task_opts(s);
@@ -151,7 +151,7 @@ decomp_fit_task(const ui_session *s, int l, int pair, const fl_progress *p,
 	int k, rc;
 
 	memset(d, 0, sizeof *d);
-	if (task_fit_prompts(s, pair, &ps, &use, &k, false, cause) != 0)
+	if (sess_task_fit_prompts(s, pair, &ps, &use, &k, false, cause) != 0)
 		return -1;
 	b = batch_new(s->model, 32, ps.max_len);
 	if (p != NULL)
@@ -327,7 +327,7 @@ sess_patch_compute(ui_session *s, const fl_progress *p)
 		goto out;
 	clean.answer = s->answer_id;
 	clean.answer_tokens = 1;
-	if (task_fit_prompts(s, s->task_pair, &ps, &use, &k, true, &cause) != 0)
+	if (sess_task_fit_prompts(s, s->task_pair, &ps, &use, &k, true, &cause) != 0)
 		goto out;
 	b = batch_new(m, 32, ps.max_len > clean.n ? ps.max_len : clean.n);
 	if (p != NULL)

@@ -64,6 +64,8 @@ session_new(void)
 	s->intercept_pair = -1;
 	s->recon_layer = -1;
 	s->decomp_error_layer = -1;
+	s->icpt_layer = -1;
+	s->resume_layer = -1;
 	s->kept.answer_space = true;
 	return s;
 }
@@ -118,6 +120,7 @@ void
 sess_results_clear(ui_session *s)
 {
 	sess_atp_clear(s);
+	neurons_clear(&s->neurons);
 	free(s->ids);
 	free(s->tok_end);
 	cache_free(s->cache);
@@ -155,6 +158,9 @@ sess_task_fits_clear(ui_session *s)
 	s->intercept_vec = NULL;
 	s->intercept_pair = -1;
 	s->intercept = false;
+	free(s->icpt_mean_act);
+	s->icpt_mean_act = NULL;
+	s->icpt_layer = -1;
 	if (s->patch_valid)
 		patch_clear(&s->patch);
 	s->patch_valid = false;
@@ -166,6 +172,12 @@ void
 sess_model_clear(ui_session *s)
 {
 	sess_task_fits_clear(s);	/* while the model still gives L */
+	sess_value_top_clear(s);
+	sess_neurons_clear(s);
+	free(s->edits);
+	s->edits = NULL;
+	s->n_edits = 0;
+	s->resume_layer = -1;
 	sess_results_clear(s);
 	run_free(s->run);
 	s->run = NULL;
@@ -436,6 +448,9 @@ session_update(ui_session *s, int flags, const fl_progress *p, char **cause)
 	    !(s->decomp_error != NULL && s->decomp_error_layer == s->layer) &&
 	    sess_decomp_view(s, p) == FL_STOPPED)
 		s->cancelled = "MLP decomposition fit";
+	if (s->neurons_on && s->cancelled == NULL && (flags || s->neurons.act == NULL) &&
+	    sess_neurons_view(s, p) == FL_STOPPED)
+		s->cancelled = "mean neuron activations";
 done:
 	choices_save(s);
 	s->ms_update = 1000 * (fl_now() - t0);
