@@ -952,11 +952,11 @@ const ui_cmd ui_cmds[] = {
 	  "what the heads grid shows", c_metric },
 	{ "model", NULL, "DIR", 1, 1, ARG_FILE,
 	  "load a model directory and re-run the prompt", c_model },
-	{ "neuron", NULL, "L N zero|half|double|reset | reset", 1, 4, ARG_NONE,
+	{ "neuron", NULL, "L N zero|half|double|reset", 1, 4, ARG_NONE,
 	  "edit neuron N of layer L live (its mlp.hook_post activation times 0, "
 	  "0.5 or 2 at every position; reset: as it was; reset alone: every "
 	  "edit): the pass resumes at layer L and the panes redraw", c_neuron },
-	{ "neurons", NULL, "[on|off|toggle|sort answer|subject|act|next|search TOKEN]",
+	{ "neurons", NULL, "[on|off|toggle|sort KEY|search TOKEN]",
 	  0, 2, ARG_NONE,
 	  "the MLP pane at neuron level: the cursor layer's neurons at the last "
 	  "position by their direct effect on the answer (or subject, or by "
