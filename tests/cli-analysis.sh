@@ -277,6 +277,25 @@ for m in opt350-f32 llama-f32; do
 		bad "atp on $m exits 0"
 	fi
 done
+# atp --task: the map averaged over the task's prompts, each with a twin
+# of its length (test_grad checks the numbers against twins rebuilt by hand)
+if "$fl" atp --model "$model" --task "$task" --shots 1 --neurons 1 --top 4 \
+	--json >"$tmp/atp-task.json"; then
+	check "atp --task: a layers x heads map over the prompts with a twin, the rest skipped" \
+		"$tmp/atp-task.json" \
+		'j.heads.length === 2 && j.heads[1].length === 4 && j.prompts > 0 && j.prompts + j.skipped === 20 && j.task.shots === 1 && j.top.length === 4 && j.neurons.estimate.length === 256 && j.heads.flat().some(v => v !== 0)'
+	check "atp --task: the top list is the map's largest by magnitude" "$tmp/atp-task.json" \
+		'j.top.every((e, i) => e.estimate === j.heads[e.layer][e.head] && (i === 0 || Math.abs(j.top[i - 1].estimate) >= Math.abs(e.estimate))) && Math.abs(j.top[0].estimate) === Math.max(...j.heads.flat().map(Math.abs))'
+else
+	bad "atp --task --json exits 0"
+fi
+if "$fl" atp --model "$model" --task "$task" --templates paraphrase >"$tmp/atp-task.txt" &&
+	grep -q "mean AtP estimate of patching each head" "$tmp/atp-task.txt" &&
+	grep -q "strongest heads:" "$tmp/atp-task.txt"; then
+	ok "atp --task --templates paraphrase: the map and the strongest heads as text"
+else
+	bad "atp --task text output: $(head -5 "$tmp/atp-task.txt")"
+fi
 # heads --csv: a row per head, the JSON's grids
 "$fl" heads --model "$model" --task "$task" --csv >"$tmp/heads.csv" && csvjson "$tmp/heads.csv" >"$tmp/headscsv.json" ||
 	bad "heads --csv exits 0 and parses"

@@ -453,6 +453,12 @@ expect "run --answer ''" 2 "--answer is empty" -- run --model "$fx" --prompt hi 
 # atp pairs positions: prompts of other token counts are refused, naming both.
 expect "atp: prompts of different token counts" 2 "--prompt is 3 tokens and --corrupt 5" -- \
 	atp --model "$fx" --prompt "abc" --corrupt "abcde" --answer x
+expect "atp: --task with --prompt" 2 "--task takes its prompts, answers and corrupted twins from the task" -- \
+	atp --model "$fx" --task "$task" --prompt "abc"
+expect "atp: --shots without --task" 2 "--templates and --shots choose a task's prompts" -- \
+	atp --model "$fx" --prompt "abc" --corrupt "abd" --answer x --shots 1
+expect "atp: neither --task nor prompts" 2 "--prompt, --corrupt and --answer are required (or --task FILE)" -- \
+	atp --model "$fx"
 expect "atp: --neurons out of range" 2 "--neurons takes a layer from 0 to 1" -- \
 	atp --model "$fx" --prompt "abc" --corrupt "abd" --answer x --neurons 2
 exit $fail

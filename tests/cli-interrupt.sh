@@ -90,6 +90,7 @@ interrupt decompose "decompose" "the decomposition fit" decompose --task "$task"
 	--threads 1 --batch 8
 interrupt run "fitting" "the decomposition fit" run --task "$task" --threads 1 \
 	--prompt "'The capital of France is'" --intercept --layer 2
+interrupt atp "atp" "attribution patching" atp --task "$task" --threads 1
 interrupt trace "trace" "causal tracing" trace --task "$task" --threads 1 \
 	--samples 2
 exit $fail

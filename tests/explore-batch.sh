@@ -209,11 +209,11 @@ fi
 # :help lists the commands with what they do, wrapped, never cut with an
 # ellipsis; what does not fit is counted. :help NAME shows one command.
 "$fl" --model "$fx" --size 80x24 -c "prompt hi; help; render" > "$tmp/help80.txt"
-"$fl" --model "$fx" --size 150x50 -c "prompt hi; help; render" > "$tmp/help150.txt"
+"$fl" --model "$fx" --size 150x60 -c "prompt hi; help; render" > "$tmp/help150.txt"
 if grep -q "^ answer \[TEXT|top\] " "$tmp/help80.txt" && grep -q "more: :help NAME" "$tmp/help80.txt" &&
     ! grep -q "…" "$tmp/help80.txt" && grep -q "^ topk " "$tmp/help150.txt" &&
     ! grep -q "more: :help NAME" "$tmp/help150.txt"; then
-	echo "ok - :help lists the commands (all of them at 150x50, a count of the rest at 80x24)"
+	echo "ok - :help lists the commands (all of them at 150x60, a count of the rest at 80x24)"
 else
 	echo "FAIL - :help: $(sed -n 5,9p "$tmp/help80.txt")"
 	fail=1

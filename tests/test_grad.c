@@ -18,6 +18,10 @@
  *   every position, at a = 0 (central differences in a); the exact patch is
  *   that path's value at a = 1; a corrupted prompt equal to the clean one
  *   estimates and patches 0 everywhere.
+ * - Over a task (atp_task): each prompt's twin rebuilt here by replacing
+ *   the subject's text in the clean prompt, the first pair from the drawn
+ *   one with the same token count and another answer token, estimated
+ *   alone and averaged: the task's map, prompt and skip counts.
  */
 #include "autoconfig.h"
 
@@ -566,6 +570,103 @@ out_early:
 	model_free(m);
 }
 
+/* The clean prompt's text with its subject (pair c->pair's) replaced by
+ * pair sp's: heap. */
+static char *
+replace_subject(const fl_task *t, const fl_prompt *c, int sp)
+{
+	const char *at = strstr(c->text, t->pairs[c->pair].subject);
+	size_t pre, n = strlen(t->pairs[c->pair].subject);
+
+	/* the subject's last occurrence: demonstrations come before it */
+	for (const char *q = at; q != NULL; q = strstr(q + 1, t->pairs[c->pair].subject))
+		at = q;
+	pre = (size_t)(at - c->text);
+	return xasprintf("%.*s%s%s", (int)pre, c->text, t->pairs[sp].subject,
+	    at + n);
+}
+
+static void
+check_atp_task(const char *fx, int shots)
+{
+	fl_model *m = fx_model(fx);
+	fl_task *t = fx_tiny_task();
+	fl_prompt_set clean = { 0 }, drawn = { 0 };
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, shots, 3, false };
+	fl_atp_task res = { 0 };
+	char *cause = NULL;
+	int L, H, n_est = 0, n_skip = 0, n_redraw = 0;
+	double *sum = NULL, worst = 0, maxv = 0;
+
+	if (m == NULL || t == NULL)
+		goto out;
+	L = m->cfg.n_layer;
+	H = m->cfg.n_head;
+	if (task_prompts(&clean, m, t, &po, &cause) != 0 ||
+	    (po.corrupt = true, task_prompts(&drawn, m, t, &po, &cause) != 0) ||
+	    (po.corrupt = false, atp_task(&res, m, t, &po, &clean, &drawn, -1, NULL,
+	    &cause) != 0)) {
+		check(0, "%s: atp over the task: %s", fx, cause);
+		free(cause);
+		goto out;
+	}
+	sum = xcalloc((size_t)L * H, sizeof *sum);
+	for (int i = 0; i < clean.n; i++) {
+		const fl_prompt *c = &clean.p[i];
+		int np = t->n_pairs, found = 0;
+
+		for (int k = 0; k < np && !found; k++) {
+			int sp = (drawn.p[i].subject_pair + k) % np, *ids = NULL, n;
+			int dis = clean.p[c->tmpl * np + sp].answer;
+			char *text;
+			fl_atp one = { 0 };
+			fl_atp_opts ao = { c->answer, dis, -1, false };
+
+			if (sp == c->pair || dis == c->answer)
+				continue;
+			text = replace_subject(t, c, sp);
+			n = model_encode(m, text, strlen(text), &ids, &cause);
+			free(text);
+			if (n == c->n) {
+				found = 1;
+				n_redraw += k > 0;
+				if (atp_estimate(&one, m, c->ids, ids, n, &ao, &cause) != 0) {
+					check(0, "%s: atp: %s", fx, cause);
+					free(cause);
+					cause = NULL;
+				} else
+					for (int j = 0; j < L * H; j++)
+						sum[j] += one.heads[j];
+				atp_clear(&one);
+			}
+			free(ids);
+		}
+		n_est += found;
+		n_skip += !found;
+	}
+	for (int j = 0; j < L * H && n_est > 0; j++) {
+		double want = sum[j] / n_est;
+
+		worst = fmax(worst, fabs(want - res.heads[j]));
+		maxv = fmax(maxv, fabs(want));
+	}
+	check(res.n_prompts == n_est && res.n_skipped == n_skip &&
+	    res.n_redrawn == n_redraw && n_est > 0, "%s, %d-shot: atp over the "
+	    "task estimates %d prompts, skips %d, redraws %d (rebuilt here: %d, %d, "
+	    "%d)", fx, shots, res.n_prompts, res.n_skipped, res.n_redrawn, n_est,
+	    n_skip, n_redraw);
+	check(maxv > 1e-4 && worst <= 1e-9 * (1 + maxv), "%s, %d-shot: the task's map "
+	    "is the mean of each prompt's with the twin rebuilt here: worst "
+	    "difference %.3g, largest %.3g", fx, shots, worst, maxv);
+out:
+	free(sum);
+	atp_task_clear(&res);
+	prompt_set_clear(&clean);
+	prompt_set_clear(&drawn);
+	task_free(t);
+	model_free(m);
+}
+
 int
 main(void)
 {
@@ -584,5 +685,8 @@ main(void)
 	check_torch("llama-f32");
 	check_atp("gpt2-f32");
 	check_atp("llama-f32");
+	check_atp_task("gpt2-f32", 0);
+	check_atp_task("gpt2-f32", 1);
+	check_atp_task("llama-f32", 0);
 	return check_done();
 }

@@ -3,6 +3,9 @@
  * does what its flags need and no more (the work counters of session.h),
  * what it computes equals a session that made the same choices from the
  * start, and stopped work leaves the results and the choices as they were.
+ * The atp metric: its map and exact patch equal atp.h's on the corrupted
+ * prompt and distractor rebuilt here (the task's next subject of as many
+ * tokens and its answer; a :corrupt prompt and its top prediction).
  * Runs on the gpt2-f32 fixture and the tiny task.
  */
 #include "autoconfig.h"
@@ -13,6 +16,7 @@
 #include "fx.h"
 #include "base/util.h"
 #include "session/session.h"
+#include "engine/forward.h"
 
 /* A progress callback that stops at its first call. */
 static bool
@@ -261,6 +265,129 @@ out:
 	session_free(rm);
 }
 
+/* atp_estimate on (clean ids, the corrupted text), distractor dis, or the
+ * corrupted run's top prediction when dis is -2: the largest difference
+ * from the session's map; the exact patch of head (1, 2) into *exact. */
+static double
+atp_differs(const ui_session *s, const char *corrupt, int dis, double *exact)
+{
+	const fl_model *m = s->model;
+	int *ids = NULL, n = model_encode(m, corrupt, strlen(corrupt), &ids, NULL);
+	fl_atp a = { 0 };
+	fl_atp_opts o = { s->answer_id, dis, -1, false };
+	char *cause = NULL;
+	double worst = 0;
+
+	if (dis == -2) {
+		/* the top prediction, from a pass of our own */
+		fl_run *r = run_new(m, n, n);
+		float *lg = xmalloc((size_t)m->cfg.n_vocab * sizeof *lg);
+		fl_pass p = { 0 };
+
+		p.logits = lg;
+		run_forward(r, ids, &n, 1, &p, &cause);
+		o.distractor = 0;
+		for (int v = 1; v < m->cfg.n_vocab; v++)
+			if (lg[v] > lg[o.distractor])
+				o.distractor = v;
+		if (o.distractor == s->answer_id)
+			o.distractor = -1;
+		free(lg);
+		run_free(r);
+	}
+	check(n == s->n_tok, "atp: the corrupted prompt '%s' is %d tokens, as the "
+	    "prompt (%d)", corrupt, n, s->n_tok);
+	if (n != s->n_tok || atp_estimate(&a, m, s->ids, ids, n, &o, &cause) != 0 ||
+	    atp_exact_head(&a, 1, 2, exact, &cause) != 0) {
+		check(0, "atp: %s", cause != NULL ? cause : "");
+		free(cause);
+		worst = INFINITY;
+	} else {
+		check(s->atp.o.distractor == o.distractor, "atp: the distractor is %d "
+		    "(the session's %d)", o.distractor, s->atp.o.distractor);
+		for (int i = 0; i < session_layers(s) * session_heads(s); i++)
+			worst = fmax(worst, fabs(a.heads[i] - s->atp.heads[i]));
+	}
+	atp_clear(&a);
+	free(ids);
+	return worst;
+}
+
+static void
+check_atp_metric(const char *dir, const char *task)
+{
+	ui_session *s = session_new();
+	char *cause = NULL, *want = NULL;
+	const fl_task *t;
+	double worst, ex;
+	int flags;
+
+	session_set_model(s, dir);
+	session_load_task(s, task, &cause);
+	if (update(s, SESSION_LOAD | SESSION_TASK, "atp: load") != 0 ||
+	    (flags = session_task_prompt(s, 0, &cause)) < 0 ||
+	    update(s, flags, "atp: prompt") != 0)
+		goto out;
+	t = s->task;
+	s->metric = METRIC_ATP;
+	if (update(s, SESSION_GRID, "atp metric") != 0 || !s->atp_valid) {
+		check(0, "atp metric: computed (%s)", s->atp_error ? s->atp_error : "");
+		goto out;
+	}
+	/* The corrupted prompt rebuilt: the next pair's subject that keeps the
+	 * token count and whose answer starts with another token. */
+	for (int k = 1; k < t->n_pairs && want == NULL; k++) {
+		int sp = (s->task_pair + k) % t->n_pairs, *ids = NULL, nt;
+		const char *at = strstr(s->prompt, t->pairs[s->task_pair].subject);
+		char *text = xasprintf("%.*s%s%s", (int)(at - s->prompt), s->prompt,
+		    t->pairs[sp].subject, at + strlen(t->pairs[s->task_pair].subject));
+		int dis = task_answer_token(s->model, t->pairs[sp].answer,
+		    s->answer_space, &nt);
+
+		if (model_encode(s->model, text, strlen(text), &ids, NULL) == s->n_tok &&
+		    dis != s->answer_id) {
+			want = text;
+			worst = atp_differs(s, want, dis, &ex);
+			check(worst <= 1e-9, "atp metric from the task: the map equals "
+			    "atp_estimate's on '%s' (worst %.3g)", want, worst);
+		} else
+			free(text);
+		free(ids);
+	}
+	check(want != NULL && strcmp(want, s->atp_corrupt) == 0, "atp metric: the "
+	    "corrupted prompt is '%s' (the session's '%s')", want ? want : "none",
+	    s->atp_corrupt);
+	s->layer = 1;
+	s->head = 2;
+	if (session_atp_exact(s, &cause) < 0) {
+		check(0, "atp exact: %s", cause);
+		goto out;
+	}
+	check(s->atp_exact[1 * session_heads(s) + 2] == ex && isnan(s->atp_exact[0]),
+	    "x: head 1.2's exact patch %.6f equals atp_exact_head's %.6f, the "
+	    "others not run", s->atp_exact[1 * session_heads(s) + 2], ex);
+
+	/* :corrupt TEXT: its top prediction is the distractor */
+	flags = session_set_corrupt(s, "The capital of Japan is:");
+	if (update(s, flags, "atp :corrupt") != 0 || !s->atp_valid) {
+		check(0, ":corrupt: computed (%s)", s->atp_error ? s->atp_error : "");
+		goto out;
+	}
+	worst = atp_differs(s, "The capital of Japan is:", -2, &ex);
+	check(worst <= 1e-9 && s->atp_exact == NULL, ":corrupt: the map equals "
+	    "atp_estimate's with the corrupted run's top prediction (worst %.3g), "
+	    "no exact patch kept", worst);
+	flags = session_set_corrupt(s, "The capital");
+	update(s, flags, "atp :corrupt, too short");
+	check(!s->atp_valid && s->atp_error != NULL && strstr(s->atp_error,
+	    "tokens and the prompt") != NULL && isnan(s->grid[0]), ":corrupt of "
+	    "another length: the grid says why (%s)", s->atp_error);
+out:
+	free(want);
+	free(cause);
+	session_free(s);
+}
+
 int
 main(void)
 {
@@ -437,6 +564,7 @@ main(void)
 
 	session_free(s);
 	test_compare(dir);
+	check_atp_metric(dir, task);
 	free(dir);
 	free(other);
 	free(task);

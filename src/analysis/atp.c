@@ -50,7 +50,8 @@ atp_estimate(fl_atp *res, const fl_model *m, const int *clean, const int *corrup
 {
 	const fl_config *c = &m->cfg;
 	int L = c->n_layer, H = c->n_head, D = c->d_model, F = c->d_mlp;
-	int dh = c->d_head, flags = o->neuron_layer >= 0 ? FL_CACHE_MLP_POST : 0;
+	int dh = c->d_head, flags = o->neuron_layer >= 0 ||
+	    o->all_neurons ? FL_CACHE_MLP_POST : 0;
 	fl_grad *g = NULL;
 	float *dir = NULL;
 	int rc = -1;
@@ -67,17 +68,35 @@ atp_estimate(fl_atp *res, const fl_model *m, const int *clean, const int *corrup
 		    "to %d", o->neuron_layer, L - 1);
 	if ((g = grad_new(m, T, cause)) == NULL)
 		return -1;
-	dir = xmalloc((size_t)D * sizeof *dir);
-	if (grad_metric_dir(m, o->answer, o->distractor, dir, cause) != 0)
+	if (o->answer < 0 || o->answer >= c->n_vocab) {
+		fl_error(cause, "answer token %d: the vocabulary has ids 0 to %d",
+		    o->answer, c->n_vocab - 1);
 		goto out;
+	}
+	dir = xmalloc((size_t)D * sizeof *dir);
 	res->ids = xmalloc((size_t)T * sizeof *res->ids);
 	memcpy(res->ids, clean, (size_t)T * sizeof *clean);
 	res->run = run_new(m, T, T);
 	res->c_clean = cache_new(m, T, flags);
 	res->c_corrupt = cache_new(m, T, flags);
 	res->logits = xmalloc((size_t)c->n_vocab * sizeof *res->logits);
+	if (o->distractor == ATP_DISTRACTOR_TOP)
+		res->o.distractor = -1;
 	if (atp_pass(res, corrupt, res->c_corrupt, NULL, 0, 0, &res->corrupt,
-	    cause) != 0 ||
+	    cause) != 0)
+		goto out;
+	if (o->distractor == ATP_DISTRACTOR_TOP) {
+		int top = 0;
+
+		for (int v = 1; v < c->n_vocab; v++)
+			if (res->logits[v] > res->logits[top])
+				top = v;
+		if (top != o->answer) {
+			res->o.distractor = top;
+			res->corrupt = atp_metric(&res->o, res->logits, c->n_vocab);
+		}
+	}
+	if (grad_metric_dir(m, o->answer, res->o.distractor, dir, cause) != 0 ||
 	    atp_pass(res, clean, res->c_clean, NULL, 0, 0, &res->clean, cause) != 0 ||
 	    grad_backward(g, m, res->c_clean, dir, cause) != 0)
 		goto out;
@@ -111,6 +130,22 @@ atp_estimate(fl_atp *res, const fl_model *m, const int *clean, const int *corrup
 				size_t k = (size_t)t * F + i;
 
 				res->neurons[i] += ((double)p1[k] - p0[k]) * gp[k];
+			}
+	}
+	if (o->all_neurons) {
+		size_t LF = (size_t)L * F;
+
+		res->neurons_all = xcalloc(LF, sizeof *res->neurons_all);
+		for (int l = 0; l < L; l++)
+			for (int t = 0; t < T; t++) {
+				size_t at = ((size_t)l * T + t) * F;
+				const float *p0 = res->c_clean->mlp_post + at;
+				const float *p1 = res->c_corrupt->mlp_post + at;
+				const float *gp = g->mlp_post + at;
+				double *out = res->neurons_all + (size_t)l * F;
+
+				for (int i = 0; i < F; i++)
+					out[i] += ((double)p1[i] - p0[i]) * gp[i];
 			}
 	}
 	rc = 0;
@@ -193,10 +228,150 @@ atp_clear(fl_atp *res)
 	free(res->heads);
 	free(res->heads_pos);
 	free(res->neurons);
+	free(res->neurons_all);
 	free(res->ids);
 	free(res->logits);
 	run_free(res->run);
 	cache_free(res->c_clean);
 	cache_free(res->c_corrupt);
 	memset(res, 0, sizeof *res);
+}
+
+/* One candidate twin: clean prompt c's pair and template with the subject
+ * of pair sp. 0 when it has c's token count and another answer token; 1
+ * when not (*out empty); -1 with *cause. */
+static int
+twin_try(fl_prompt *out, int *distractor, const fl_model *m, const fl_task *t,
+    const fl_prompt_opts *o, const fl_prompt_set *clean, const fl_prompt *c,
+    int sp, char **cause)
+{
+	int np = t->n_pairs, off;
+	const fl_prompt *other = &clean->p[(size_t)c->tmpl * np + sp];
+	bool space;
+	char *text;
+	int rc;
+
+	if (sp == c->pair || other->answer == c->answer)
+		return 1;
+	if ((text = task_prompt_text(t, o, c->tmpl, c->pair, sp, &off, &space,
+	    cause)) == NULL)
+		return -1;
+	rc = prompt_make(out, m, text, off, (int)strlen(t->pairs[sp].subject),
+	    t->pairs[c->pair].answer, space, cause);
+	free(text);
+	if (rc != 0)
+		return -1;
+	if (out->n != c->n) {
+		prompt_clear(out);
+		return 1;
+	}
+	out->pair = c->pair;
+	out->subject_pair = sp;
+	out->tmpl = c->tmpl;
+	*distractor = other->answer;
+	return 0;
+}
+
+int
+atp_task_twin(fl_prompt *out, int *distractor, const fl_model *m,
+    const fl_task *t, const fl_prompt_opts *o, const fl_prompt_set *clean,
+    const fl_prompt_set *drawn, int i, char **cause)
+{
+	const fl_prompt *c = &clean->p[i];
+	int np = t->n_pairs, sp0 = drawn->p[i].subject_pair;
+	fl_prompt_opts oc = *o;
+
+	memset(out, 0, sizeof *out);
+	oc.corrupt = true;
+	if (clean->n != np * t->n_templates[o->set] || drawn->n != clean->n)
+		return fl_error(cause, "%s: the prompt sets are not the task's "
+		    "pairs x templates", t->path);
+	for (int k = 0; k < np; k++) {
+		int rc = twin_try(out, distractor, m, t, &oc, clean, c,
+		    (sp0 + k) % np, cause);
+
+		if (rc <= 0)
+			return rc;
+	}
+	return 1;
+}
+
+void
+atp_task_clear(fl_atp_task *res)
+{
+	if (res == NULL)
+		return;
+	free(res->heads);
+	free(res->neurons);
+	memset(res, 0, sizeof *res);
+}
+
+int
+atp_task(fl_atp_task *res, const fl_model *m, const fl_task *t,
+    const fl_prompt_opts *o, const fl_prompt_set *clean,
+    const fl_prompt_set *drawn, int neuron_layer, const fl_progress *p,
+    char **cause)
+{
+	int L = m->cfg.n_layer, H = m->cfg.n_head, F = m->cfg.d_mlp;
+
+	memset(res, 0, sizeof *res);
+	res->n_layer = L;
+	res->n_head = H;
+	res->d_mlp = F;
+	res->neuron_layer = neuron_layer;
+	if (neuron_layer >= L)
+		return fl_error(cause, "neurons of layer %d: the model has layers 0 "
+		    "to %d", neuron_layer, L - 1);
+	res->heads = xcalloc((size_t)L * H, sizeof *res->heads);
+	if (neuron_layer >= 0)
+		res->neurons = xcalloc((size_t)F, sizeof *res->neurons);
+	for (int i = 0; i < clean->n; i++) {
+		fl_prompt tw;
+		fl_atp one;
+		fl_atp_opts ao = { clean->p[i].answer, -1, neuron_layer, false };
+		int rc = atp_task_twin(&tw, &ao.distractor, m, t, o, clean, drawn, i,
+		    cause);
+
+		if (rc < 0)
+			goto fail;
+		if (rc == 1) {
+			res->n_skipped++;
+		} else {
+			res->n_redrawn += tw.subject_pair != drawn->p[i].subject_pair;
+			rc = atp_estimate(&one, m, clean->p[i].ids, tw.ids, tw.n, &ao,
+			    cause);
+			prompt_clear(&tw);
+			if (rc != 0) {
+				atp_clear(&one);
+				goto fail;
+			}
+			res->clean += one.clean;
+			res->corrupt += one.corrupt;
+			for (int k = 0; k < L * H; k++)
+				res->heads[k] += one.heads[k];
+			for (int k = 0; res->neurons != NULL && k < F; k++)
+				res->neurons[k] += one.neurons[k];
+			res->n_prompts++;
+			atp_clear(&one);
+		}
+		if (fl_progress_report(p, "attribution patching", i + 1, clean->n)) {
+			atp_task_clear(res);
+			return FL_STOPPED;
+		}
+	}
+	if (res->n_prompts == 0) {
+		fl_error(cause, "%s: no prompt has a corrupted twin of its token "
+		    "count (another pair's subject of as many tokens)", t->path);
+		goto fail;
+	}
+	res->clean /= res->n_prompts;
+	res->corrupt /= res->n_prompts;
+	for (int k = 0; k < L * H; k++)
+		res->heads[k] /= res->n_prompts;
+	for (int k = 0; res->neurons != NULL && k < F; k++)
+		res->neurons[k] /= res->n_prompts;
+	return 0;
+fail:
+	atp_task_clear(res);
+	return -1;
 }

@@ -29,12 +29,20 @@
 
 #include <stdbool.h>
 
+#include "analysis/task.h"
+#include "base/progress.h"
 #include "engine/backward.h"
+
+#define ATP_DISTRACTOR_TOP (-2)
 
 typedef struct {
 	int	 answer;	/* token id */
-	int	 distractor;	/* token id, or < 0: the mean logit */
+	int	 distractor;	/* token id; -1: the mean logit;
+				   ATP_DISTRACTOR_TOP: the corrupted run's top
+				   prediction (the mean logit when that is the
+				   answer), set in the result's o */
 	int	 neuron_layer;	/* the layer whose neurons to estimate, or < 0 */
+	bool	 all_neurons;	/* also every layer's neurons (neurons_all) */
 } fl_atp_opts;
 
 typedef struct {
@@ -45,6 +53,7 @@ typedef struct {
 	double		*heads;		/* (L, H) estimates */
 	double		*heads_pos;	/* (L, H, T) the estimates' terms per position */
 	double		*neurons;	/* (F) estimates for o.neuron_layer, or NULL */
+	double		*neurons_all;	/* (L, F) with o.all_neurons, or NULL */
 	/* What the exact patches run from (owned). */
 	const fl_model	*m;
 	int		*ids;		/* (T) the clean prompt */
@@ -69,5 +78,48 @@ int atp_exact_neuron(fl_atp *res, int neuron, double *delta, char **cause);
 bool atp_disagree(double estimate, double exact);
 
 void atp_clear(fl_atp *res);
+
+/*
+ * Over a task: the estimates of every head (and of one layer's neurons)
+ * averaged over the task's prompts, each prompt paired with a corrupted one
+ * as path patching draws it (task_prompts with corrupt set: the subject
+ * replaced by another pair's, drawn from the seed). The positions are paired,
+ * so when the drawn subject makes the prompt another number of tokens, the
+ * next pairs in task order are tried, and the first whose subject gives the
+ * same count (and whose answer starts with another token) is taken; a prompt
+ * with no such pair is skipped and counted. Each prompt's metric is
+ * logit(answer) - logit(distractor), the distractor the corrupted subject's
+ * answer (its first token, as the task scores it).
+ */
+typedef struct {
+	int	 n_layer, n_head, d_mlp, neuron_layer;
+	int	 n_prompts;	/* prompts estimated */
+	int	 n_skipped;	/* prompts without a corrupted twin of their length */
+	int	 n_redrawn;	/* prompts whose drawn subject was replaced */
+	double	 clean;		/* mean M on the clean prompts */
+	double	 corrupt;	/* mean M on the corrupted prompts */
+	double	*heads;		/* (L, H) mean estimates */
+	double	*neurons;	/* (F) mean estimates for neuron_layer, or NULL */
+} fl_atp_task;
+
+/* The corrupted twin of clean prompt i of clean (pairs x templates, as
+ * task_prompts makes them; drawn, the same index of drawn, made with
+ * o->corrupt set), chosen as above, into *out (free with prompt_clear), its
+ * distractor token in *distractor. 0; 1 when no pair fits (*out empty); -1
+ * with *cause. */
+int atp_task_twin(fl_prompt *out, int *distractor, const fl_model *m,
+    const fl_task *t, const fl_prompt_opts *o, const fl_prompt_set *clean,
+    const fl_prompt_set *drawn, int i, char **cause);
+
+/* Estimates over every prompt of clean, progress p (may be NULL) told after
+ * each prompt (clean->n units, "attribution patching"). neuron_layer < 0:
+ * heads only. 0; FL_STOPPED when p asked to stop (*res empty); -1 with
+ * *cause (no prompt had a twin, a layer out of range). Free with
+ * atp_task_clear. */
+int atp_task(fl_atp_task *res, const fl_model *m, const fl_task *t,
+    const fl_prompt_opts *o, const fl_prompt_set *clean,
+    const fl_prompt_set *drawn, int neuron_layer, const fl_progress *p,
+    char **cause);
+void atp_task_clear(fl_atp_task *res);
 
 #endif

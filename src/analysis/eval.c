@@ -233,7 +233,7 @@ eval_collect(fl_eval_rows *r, const fl_model *m, const fl_prompt_set *ps,
 	fl_batch *b = NULL;
 	fl_decomp_collect col = { 0 };
 	fl_mitigation_state ms;
-	fl_mitigation mit = { true, o->mask_heads, NULL };
+	fl_mitigation mit = { true, o->mask_heads, NULL, NULL, 0 };
 	float *xlast = NULL;
 	size_t *row_of = NULL, rows = 0;
 	fl_grab gmid, gmlp;

@@ -75,15 +75,22 @@ mitigate_rerun(fl_run *r, const fl_model *m, fl_cache *c,
     const fl_mitigation *mit, char **cause)
 {
 	fl_mitigation_state st;
-	fl_hook hooks[2];
+	int nx = mit != NULL && mit->extra != NULL ? mit->n_extra : 0, rc;
+	fl_hook *hooks = xmalloc((size_t)(2 + nx) * sizeof *hooks);
 	fl_pass p = { 0 };
 	int T = c->n_tok;
 
 	p.hooks = hooks;
 	p.n_hooks = mitigate_hooks(m, mit, &st, hooks);
+	if (nx > 0)
+		memcpy(hooks + p.n_hooks, mit->extra, (size_t)nx * sizeof *hooks);
+	p.n_hooks += nx;
 	p.cache = c;
 	p.start_layer = m->cfg.n_layer - 1;
-	/* Both mitigations change only the last position's row. */
+	/* Both mitigations change only the last position's row (the extra
+	 * hooks must be row-wise, as the neuron edits are). */
 	p.last_row_only = true;
-	return run_forward(r, c->ids, &T, 1, &p, cause) < 0 ? -1 : 0;
+	rc = run_forward(r, c->ids, &T, 1, &p, cause) < 0 ? -1 : 0;
+	free(hooks);
+	return rc;
 }

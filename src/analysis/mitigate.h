@@ -33,6 +33,9 @@ typedef struct {
 	bool		 mask;		/* (a) */
 	const bool	*mask_heads;	/* (H): only these heads, or NULL for all */
 	const float	*intercept;	/* (b): (D) vector to subtract, or NULL */
+	const fl_hook	*extra;		/* more hooks mitigate_rerun installs (the
+					   explorer's neuron edits), or NULL */
+	int		 n_extra;
 } fl_mitigation;
 
 /* Subtracts vec (the row's width) from the last row of the activation. */

@@ -1,6 +1,7 @@
 /* cmd_atp.c - factlens atp: attribution patching of every head (and of one
  * layer's neurons) from a corrupted prompt into a clean one, with the exact
- * patch beside the strongest estimates (atp.h). */
+ * patch beside the strongest estimates; or, with --task, the estimates
+ * averaged over a task's prompts (atp.h). */
 #include "autoconfig.h"
 
 #include <cjson/cJSON.h>
@@ -21,6 +22,10 @@ typedef struct {
 	const char	*corrupt;
 	const char	*answer;
 	const char	*distractor;
+	const char	*task;		/* --task FILE */
+	int		 set;
+	int		 shots;
+	int		 seed;
 	int		 neurons;	/* --neurons L, or -1 */
 	int		 top;
 	int		 threads;
@@ -29,13 +34,15 @@ typedef struct {
 
 const cli_opt cmd_atp_opts[] = {
 	CLI_SHARED_MODEL,
-	{ "prompt", 'p', "CLEAN", CLI_OPT_SHORT | CLI_OPT_REQUIRED, CLI_GROUP_OWN,
-	  "the clean prompt, where the metric is read (at its last position)" },
-	{ "corrupt", 'c', "CORRUPT", CLI_OPT_SHORT | CLI_OPT_REQUIRED, CLI_GROUP_OWN,
+	{ "prompt", 'p', "CLEAN", CLI_OPT_SHORT, CLI_GROUP_OWN,
+	  "the clean prompt, where the metric is read (at its last position); "
+	  "required without --task" },
+	{ "corrupt", 'c', "CORRUPT", CLI_OPT_SHORT, CLI_GROUP_OWN,
 	  "the corrupted prompt the activations are patched from; as many tokens "
-	  "as the clean one" },
-	{ "answer", 'a', "A", CLI_OPT_SHORT | CLI_OPT_REQUIRED, CLI_GROUP_OWN,
-	  "the clean prompt's answer, scored on its first token" },
+	  "as the clean one; required without --task" },
+	{ "answer", 'a', "A", CLI_OPT_SHORT, CLI_GROUP_OWN,
+	  "the clean prompt's answer, scored on its first token; required without "
+	  "--task" },
 	{ "distractor", 'd', "D", CLI_OPT_SHORT, CLI_GROUP_OWN,
 	  "metric logit(answer) - logit(D), typically the corrupted prompt's "
 	  "answer (default: logit(answer) - the mean logit)" },
@@ -43,7 +50,14 @@ const cli_opt cmd_atp_opts[] = {
 	  "also estimate every MLP neuron of layer L (mlp.hook_post)" },
 	{ "top", 'k', "K", CLI_OPT_SHORT, CLI_GROUP_OWN,
 	  "how many of the strongest estimates to list, each with its exact patch "
-	  "(one pass each; default 10, 0: estimates only)" },
+	  "(one pass each; default 10, 0: estimates only; with --task, listed "
+	  "without exact patches)" },
+	CLI_SHARED_TASK(0),
+	CLI_SHARED_TEMPLATES,
+	CLI_SHARED_SHOTS(0),
+	{ "seed", 'r', "N", 0, CLI_GROUP_OWN,
+	  "with --task: the seed that draws the corrupted prompts' subjects and "
+	  "the demonstrations, as heads --seed (default 1)" },
 	CLI_SHARED_JSON,
 	CLI_SHARED_THREADS,
 	CLI_SHARED_WEIGHTS,
@@ -54,11 +68,13 @@ const cli_opt cmd_atp_opts[] = {
 static int
 atp_parse(atp_args *a, int argc, char **argv)
 {
-	cli_shared sh = { .dir = &a->dir, .threads = &a->threads, .json = &a->json };
+	cli_shared sh = { .dir = &a->dir, .threads = &a->threads, .json = &a->json,
+	    .task = &a->task, .set = &a->set, .shots = &a->shots };
 	int c;
 
 	memset(a, 0, sizeof *a);
 	a->neurons = -1;
+	a->seed = 1;
 	a->top = 10;
 	optind = 1;
 	while ((c = cli_getopt(argc, argv, cmd_atp_opts, &sh)) != -1) {
@@ -75,6 +91,10 @@ atp_parse(atp_args *a, int argc, char **argv)
 			if (cli_int("--top", optarg, 0, 1 << 20, &a->top))
 				return 2;
 			break;
+		case 'r':
+			if (cli_int("--seed", optarg, 0, 1 << 30, &a->seed))
+				return 2;
+			break;
 		case CLI_GETOPT_BAD:
 			return 2;
 		default:
@@ -84,9 +104,22 @@ atp_parse(atp_args *a, int argc, char **argv)
 	if (optind < argc)
 		return cli_fail(2, "atp: unexpected argument '%s'\n%s", argv[optind],
 		    cli_usage("atp"));
+	if (a->task != NULL && (a->prompt != NULL || a->corrupt != NULL ||
+	    a->answer != NULL || a->distractor != NULL))
+		return cli_fail(2, "atp: --task takes its prompts, answers and "
+		    "corrupted twins from the task: leave out --prompt, --corrupt, "
+		    "--answer and --distractor");
+	if (a->task == NULL && (a->set != 0 || a->shots != 0))
+		return cli_fail(2, "atp: --templates and --shots choose a task's "
+		    "prompts: give --task FILE");
+	if (a->task != NULL) {
+		if (a->dir == NULL)
+			a->dir = fl_default_model();
+		return 0;
+	}
 	if (a->prompt == NULL || a->corrupt == NULL || a->answer == NULL)
-		return cli_fail(2, "atp: --prompt, --corrupt and --answer are required\n%s",
-		    cli_usage("atp"));
+		return cli_fail(2, "atp: --prompt, --corrupt and --answer are required "
+		    "(or --task FILE)\n%s", cli_usage("atp"));
 	if (a->answer[strspn(a->answer, " \t\n")] == '\0')
 		return cli_fail(2, "atp: --answer is empty; give the answer's text");
 	if (a->distractor != NULL && a->distractor[strspn(a->distractor, " \t\n")] == '\0')
@@ -217,6 +250,148 @@ json_row(const double *v, int n)
 	return arr;
 }
 
+/* atp --task: the estimates averaged over the task's prompts. */
+static int
+atp_over_task(const atp_args *a)
+{
+	fl_model *m = NULL;
+	fl_task *t = NULL;
+	fl_prompt_set clean = { 0 }, drawn = { 0 };
+	fl_prompt_opts po;
+	fl_atp_task res = { 0 };
+	cli_progress_state prog;
+	fl_progress pr;
+	char *cause = NULL;
+	int rc, L, H, k, kn = 0, *order = NULL, *norder = NULL;
+	double t0 = fl_now();
+
+	if ((t = cli_load_task(a->task)) == NULL)
+		return 1;
+	if ((m = cli_load_model(a->dir)) == NULL) {
+		task_free(t);
+		return 1;
+	}
+	L = m->cfg.n_layer;
+	H = m->cfg.n_head;
+	rc = 1;
+	if (a->neurons >= L) {
+		rc = cli_fail(2, "atp: --neurons takes a layer from 0 to %d", L - 1);
+		goto out;
+	}
+	po = (fl_prompt_opts){ (fl_template_set)a->set, a->shots,
+	    (unsigned)a->seed, false };
+	if (task_prompts(&clean, m, t, &po, &cause) != 0)
+		goto fail_cause;
+	po.corrupt = true;
+	if (task_prompts(&drawn, m, t, &po, &cause) != 0)
+		goto fail_cause;
+	po.corrupt = false;
+	cli_progress_init(&prog, "atp");
+	pr = cli_progress_of(&prog);
+	cli_interrupt_catch();
+	rc = cli_work_end(&prog, atp_task(&res, m, t, &po, &clean, &drawn,
+	    a->neurons, &pr, &cause), "attribution patching");
+	if (rc == FL_EXIT_STOPPED)
+		goto out;
+	if (rc != 0)
+		goto fail_cause;
+	rc = 1;
+	order = order_by_abs(res.heads, L * H);
+	k = a->top < L * H ? a->top : L * H;
+	if (res.neurons != NULL) {
+		norder = order_by_abs(res.neurons, res.d_mlp);
+		kn = a->top < res.d_mlp ? a->top : res.d_mlp;
+	}
+	if (a->json) {
+		cJSON *root = cJSON_CreateObject(), *o2, *arr;
+
+		cJSON_AddItemToObject(root, "model", report_string(a->dir));
+		o2 = cJSON_AddObjectToObject(root, "task");
+		cJSON_AddStringToObject(o2, "name", t->name);
+		cJSON_AddItemToObject(o2, "file", report_string(a->task));
+		cJSON_AddStringToObject(o2, "templates", task_set_name(po.set));
+		cJSON_AddNumberToObject(o2, "shots", po.shots);
+		cJSON_AddNumberToObject(o2, "seed", a->seed);
+		cJSON_AddNumberToObject(root, "prompts", res.n_prompts);
+		cJSON_AddNumberToObject(root, "skipped", res.n_skipped);
+		cJSON_AddNumberToObject(root, "redrawn", res.n_redrawn);
+		cJSON_AddStringToObject(root, "metric", "mean over the prompts of "
+		    "logit(answer) - logit(corrupted subject's answer), last position");
+		cJSON_AddNumberToObject(root, "clean", res.clean);
+		cJSON_AddNumberToObject(root, "corrupted", res.corrupt);
+		cJSON_AddStringToObject(root, "hook", "blocks.L.attn.hook_z");
+		cJSON_AddItemToObject(root, "heads", report_grid_d(res.heads, L, H));
+		arr = cJSON_AddArrayToObject(root, "top");
+		for (int i = 0; i < k; i++) {
+			cJSON *e = cJSON_CreateObject();
+
+			cJSON_AddNumberToObject(e, "layer", order[i] / H);
+			cJSON_AddNumberToObject(e, "head", order[i] % H);
+			cJSON_AddItemToObject(e, "estimate", report_number(res.heads[order[i]]));
+			cJSON_AddItemToArray(arr, e);
+		}
+		if (res.neurons != NULL) {
+			o2 = cJSON_AddObjectToObject(root, "neurons");
+			cJSON_AddNumberToObject(o2, "layer", a->neurons);
+			cJSON_AddItemToObject(o2, "estimate", json_row(res.neurons,
+			    res.d_mlp));
+		}
+		cJSON_AddNumberToObject(root, "seconds", fl_now() - t0);
+		cJSON_AddNumberToObject(root, "threads", kern_threads());
+		rc = cli_json_print(root);
+		goto out;
+	}
+	printf("model     %s (%s, %d layers x %d heads)\n", a->dir, m->cfg.model_type,
+	    L, H);
+	printf("task      %s: %d of %d %d-shot prompts, each with a corrupted twin "
+	    "of its length (the subject replaced by another pair's; %d redrawn for "
+	    "length, %d without one skipped)\n", t->name, res.n_prompts, clean.n,
+	    po.shots, res.n_redrawn, res.n_skipped);
+	printf("metric    mean logit(answer) - logit(corrupted subject's answer) at "
+	    "the last position: %.4f clean, %.4f corrupted\n\n", res.clean,
+	    res.corrupt);
+	printf("mean AtP estimate of patching each head's z (every position) from "
+	    "the corrupted twin\n%6s", "layer");
+	for (int h = 0; h < H; h++)
+		printf(" %8d", h);
+	putchar('\n');
+	for (int l = 0; l < L; l++) {
+		printf("%6d", l);
+		for (int h = 0; h < H; h++)
+			printf(" %8.3f", res.heads[l * H + h]);
+		putchar('\n');
+	}
+	if (k > 0) {
+		printf("\nstrongest heads:\n");
+		for (int i = 0; i < k; i++)
+			printf("  %2d.%-3d %10.4f\n", order[i] / H, order[i] % H,
+			    res.heads[order[i]]);
+	}
+	if (kn > 0) {
+		printf("\nstrongest neurons of layer %d (mlp.hook_post):\n", a->neurons);
+		for (int i = 0; i < kn; i++)
+			printf("  %d.%-5d %10.4f\n", a->neurons, norder[i],
+			    res.neurons[norder[i]]);
+	}
+	printf("\n%.2f s (2 forward passes and 1 backward per prompt), %d thread%s\n",
+	    fl_now() - t0, kern_threads(), kern_threads() == 1 ? "" : "s");
+	rc = 0;
+	goto out;
+fail_cause:
+	rc = 1;
+	cli_fail(1, "atp: %s", cause);
+	free(cause);
+out:
+	free(order);
+	free(norder);
+	atp_task_clear(&res);
+	prompt_set_clear(&clean);
+	prompt_set_clear(&drawn);
+	task_free(t);
+	model_free(m);
+	return rc;
+}
+
 int
 cmd_atp(int argc, char **argv)
 {
@@ -233,6 +408,8 @@ cmd_atp(int argc, char **argv)
 	if ((rc = atp_parse(&a, argc, argv)) != 0)
 		return rc;
 	kern_set_threads(a.threads);
+	if (a.task != NULL)
+		return atp_over_task(&a);
 	if ((m = cli_load_model(a.dir)) == NULL)
 		return 1;
 	rc = 1;
@@ -255,6 +432,7 @@ cmd_atp(int argc, char **argv)
 	o.distractor = a.distractor != NULL ? task_answer_token(m, a.distractor, true,
 	    &ntok) : -1;
 	o.neuron_layer = a.neurons;
+	o.all_neurons = false;
 	if (o.answer < 0 || (a.distractor != NULL && o.distractor < 0)) {
 		rc = cli_fail(2, "atp: --%s encodes to no token", o.answer < 0 ?
 		    "answer" : "distractor");

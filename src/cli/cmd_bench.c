@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "analysis/atp.h"
 #include "analysis/lens.h"
 #include "cli.h"
 #include "engine/pool.h"
@@ -74,6 +75,60 @@ bench_forward(fl_model *m, fl_run *r, fl_cache *c, const int *ids, int n,
 	return 0;
 }
 
+/* --atp: a bare forward pass (the cache as atp fills it, the logits of the
+ * last position, no lens) and attribution patching of every head and every
+ * layer's neurons (2 forwards, 1 backward), interleaved, reps of each: the
+ * medians into fwd and atp (ms). The corrupted prompt is the clean one with
+ * its middle token changed. 0, or -1 reported. */
+static int
+bench_atp(fl_model *m, const int *ids, int n, int reps, double *fwd, double *atp)
+{
+	int *bad = xmalloc((size_t)n * sizeof *bad);
+	double *tf = xcalloc((size_t)reps, sizeof *tf), *ta = xcalloc((size_t)reps,
+	    sizeof *ta);
+	fl_run *r = run_new(m, n, n);
+	fl_cache *c = cache_new(m, n, FL_CACHE_MLP_POST);
+	float *logits = xmalloc((size_t)m->cfg.n_vocab * sizeof *logits);
+	fl_atp_opts o = { ids[n - 1] == 0 ? 1 : 0, -1, -1, true };
+	char *cause = NULL;
+	int rc = 0;
+
+	memcpy(bad, ids, (size_t)n * sizeof *bad);
+	bad[n / 2] = (bad[n / 2] + 1) % m->cfg.n_vocab;
+	for (int i = -1; i < reps && rc == 0; i++) {
+		fl_pass p = { 0 };
+		fl_atp res;
+		double t0 = fl_now();
+
+		p.cache = c;
+		p.logits = logits;
+		if (run_forward(r, ids, &n, 1, &p, &cause) < 0)
+			rc = -1;
+		if (i >= 0)
+			tf[i] = (fl_now() - t0) * 1e3;
+		t0 = fl_now();
+		if (rc == 0 && atp_estimate(&res, m, ids, bad, n, &o, &cause) != 0)
+			rc = -1;
+		if (i >= 0)
+			ta[i] = (fl_now() - t0) * 1e3;
+		atp_clear(&res);
+	}
+	if (rc != 0) {
+		cli_fail(1, "bench --atp: %s", cause);
+		free(cause);
+	} else {
+		*fwd = median(tf, reps);
+		*atp = median(ta, reps);
+	}
+	free(bad);
+	free(tf);
+	free(ta);
+	free(logits);
+	run_free(r);
+	cache_free(c);
+	return rc;
+}
+
 const cli_opt cmd_bench_opts[] = {
 	CLI_SHARED_MODEL,
 	{ "tokens", 'n', "N", CLI_OPT_SHORT, CLI_GROUP_OWN,
@@ -83,6 +138,9 @@ const cli_opt cmd_bench_opts[] = {
 	CLI_SHARED_THREADS,
 	{ "idle", 'i', "MS", 0, CLI_GROUP_OWN,
 	  "a pause of MS milliseconds before each timed pass" },
+	{ "atp", 'a', NULL, 0, CLI_GROUP_OWN,
+	  "also time attribution patching of every head and every layer's "
+	  "neurons against a bare forward pass (no lens), interleaved" },
 	CLI_SHARED_JSON,
 	CLI_SHARED_WEIGHTS,
 	CLI_SHARED_STRICT,
@@ -94,7 +152,8 @@ cmd_bench(int argc, char **argv)
 {
 	const char *dir = NULL;
 	int tokens = 16, reps = 20, threads = 2, c, L, V, rss_tokens = 64, idle = 0;
-	bool json = false;
+	bool json = false, atp = false;
+	double atp_fwd_ms = 0, atp_ms = 0;
 	cli_shared sh = { .dir = &dir, .threads = &threads, .json = &json };
 	double *t_fwd, *t_last, t_load[5], load_ms, fwd_ms, last_ms, rss;
 	fl_model *m;
@@ -113,6 +172,7 @@ cmd_bench(int argc, char **argv)
 		case 'n': if (cli_int("--tokens", optarg, 1, 1 << 16, &tokens)) return 2; break;
 		case 'r': if (cli_int("--reps", optarg, 1, 100000, &reps)) return 2; break;
 		case 'i': if (cli_int("--idle", optarg, 1, 60000, &idle)) return 2; break;
+		case 'a': atp = true; break;
 		case CLI_GETOPT_BAD: return 2;
 		default:
 			return cli_fail(2, "%s", cli_usage("bench"));
@@ -188,6 +248,8 @@ cmd_bench(int argc, char **argv)
 	last_ms = median(t_last, reps);
 	run_free(r);
 	cache_free(cache);
+	if (atp && bench_atp(m, ids, tokens, reps, &atp_fwd_ms, &atp_ms) != 0)
+		return 1;
 
 	/* Peak memory at rss_tokens with the full cache and the lens. */
 	bench_ids(ids, rss_tokens, V, m->cfg.bos_id);
@@ -203,11 +265,16 @@ cmd_bench(int argc, char **argv)
 		    "\"weights_mb\": %.1f, \"load_ms\": %.2f, \"forward_lens_ms\": %.2f, "
 		    "\"last_layer_ms\": %.2f, \"last_layer_ratio\": %.3f, "
 		    "\"peak_rss_mb\": %.1f, \"rss_tokens\": %d, \"blas_kernels\": \"%s\", "
-		    "\"weights\": \"%s\", \"converted_mb\": %.1f, \"stored_mb\": %.1f}\n",
+		    "\"weights\": \"%s\", \"converted_mb\": %.1f, \"stored_mb\": %.1f",
 		    dir, threads, tokens, reps, m->weight_bytes / 1048576.0, load_ms,
 		    fwd_ms, last_ms, last_ms / fwd_ms, rss, rss_tokens, kern_blas_kernels(),
 		    model_weights_name(m->weights_mode),
 		    m->owned_floats * 4 / 1048576.0, m->stored_bytes / 1048576.0);
+		if (atp)
+			printf(", \"forward_ms\": %.2f, \"atp_ms\": %.2f, "
+			    "\"atp_ratio\": %.3f, \"atp_lens_ratio\": %.3f", atp_fwd_ms,
+			    atp_ms, atp_ms / atp_fwd_ms, atp_ms / fwd_ms);
+		printf("}\n");
 	} else {
 		printf("model            %s (%d layers, d_model %d, vocab %d, %.1f MB "
 		    "of weights)\n", dir, L, m->cfg.d_model, V, m->weight_bytes / 1048576.0);
@@ -229,6 +296,14 @@ cmd_bench(int argc, char **argv)
 		    idle > 0 ? ", each after a pause" : "");
 		printf("last layer only  %.2f ms (%.1f%% of the full pass: the mask "
 		    "toggle)\n", last_ms, 100 * last_ms / fwd_ms);
+		if (atp) {
+			printf("forward alone    %.2f ms (%d tokens, the cache atp keeps, "
+			    "last position's logits, no lens)\n", atp_fwd_ms, tokens);
+			printf("atp              %.2f ms (every head and every layer's "
+			    "neurons: 2 forwards + 1 backward): %.2fx the forward alone, "
+			    "%.2fx forward + lens\n", atp_ms, atp_ms / atp_fwd_ms,
+			    atp_ms / fwd_ms);
+		}
 		printf("peak RSS         %.1f MB (after a %d-token pass)\n", rss, rss_tokens);
 	}
 	free(lens);

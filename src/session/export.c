@@ -146,6 +146,19 @@ json_results(const ui_session *s, cJSON *root)
 	if (s->patch_valid)
 		cJSON_AddItemToObject(o, "path_patching_effect",
 		    report_grid_d(s->patch.effect, L, H));
+	if (s->atp_valid) {
+		cJSON *aj = cJSON_AddObjectToObject(root, "atp");
+
+		cJSON_AddItemToObject(aj, "corrupt", report_string(s->atp_corrupt));
+		cJSON_AddItemToObject(aj, "distractor", s->atp.o.distractor >= 0 ?
+		    json_token(s, s->atp.o.distractor) : cJSON_CreateNull());
+		cJSON_AddNumberToObject(aj, "clean", s->atp.clean);
+		cJSON_AddNumberToObject(aj, "corrupted", s->atp.corrupt);
+		cJSON_AddItemToObject(aj, "heads", report_grid_d(s->atp.heads, L, H));
+		if (s->atp_exact != NULL)
+			cJSON_AddItemToObject(aj, "exact", report_grid_d(s->atp_exact,
+			    L, H));
+	}
 }
 
 /* A grid's difference b - a (L x H) as JSON. */

@@ -125,8 +125,8 @@ session_task_prompt(ui_session *s, int n, char **cause)
 
 /* The task's main prompts without those of pair `pair`: *use points into
  * ps. 0, or -1 with *cause. */
-static int
-task_fit_prompts(const ui_session *s, int pair, fl_prompt_set *ps, fl_prompt **use,
+int
+sess_task_fit_prompts(const ui_session *s, int pair, fl_prompt_set *ps, fl_prompt **use,
     int *k, bool corrupt, char **cause)
 {
 	fl_prompt_opts po = task_opts(s);
@@ -151,7 +151,7 @@ decomp_fit_task(const ui_session *s, int l, int pair, const fl_progress *p,
 	int k, rc;
 
 	memset(d, 0, sizeof *d);
-	if (task_fit_prompts(s, pair, &ps, &use, &k, false, cause) != 0)
+	if (sess_task_fit_prompts(s, pair, &ps, &use, &k, false, cause) != 0)
 		return -1;
 	b = batch_new(s->model, 32, ps.max_len);
 	if (p != NULL)
@@ -327,7 +327,7 @@ sess_patch_compute(ui_session *s, const fl_progress *p)
 		goto out;
 	clean.answer = s->answer_id;
 	clean.answer_tokens = 1;
-	if (task_fit_prompts(s, s->task_pair, &ps, &use, &k, true, &cause) != 0)
+	if (sess_task_fit_prompts(s, s->task_pair, &ps, &use, &k, true, &cause) != 0)
 		goto out;
 	b = batch_new(m, 32, ps.max_len > clean.n ? ps.max_len : clean.n);
 	if (p != NULL)
@@ -381,4 +381,99 @@ sess_task_update(ui_session *s, int flags, int pair, fl_decomp *icpt)
 	if (flags & (SESSION_RUN | SESSION_SUBJECT | SESSION_ANSWER | SESSION_TASK))
 		s->recon_layer = -1;
 	return flags;
+}
+
+/* The atp metric's corrupted prompt made from the task: the subject's text
+ * replaced by the subject of the next pair after this prompt's own (or of
+ * the first) whose prompt has as many tokens and whose answer starts with
+ * another token. Heap text, its ids in *ids and the distractor in *dis; or
+ * NULL with *why. */
+static char *
+atp_task_corrupt(const ui_session *s, int **ids, int *dis, char **why)
+{
+	const fl_model *m = s->model;
+	const fl_task *t = s->task;
+	int np = t->n_pairs, start = s->task_pair >= 0 ? s->task_pair : -1;
+	int off = s->subject_first > 0 ? s->tok_end[s->subject_first - 1] : 0;
+	int end = s->tok_end[s->subject_pos];
+
+	/* the subject's tokens may carry the space before it */
+	while (off < end && isspace((unsigned char)s->prompt[off]))
+		off++;
+	for (int k = 1; k <= np; k++) {
+		int sp = (start + k + np) % np, n, ntok;
+		char *text;
+
+		if (sp == s->task_pair)
+			continue;
+		*dis = task_answer_token(m, t->pairs[sp].answer, s->answer_space, &ntok);
+		if (*dis < 0 || *dis == s->answer_id)
+			continue;
+		text = xasprintf("%.*s%s%s", off, s->prompt, t->pairs[sp].subject,
+		    s->prompt + end);
+		n = model_encode(m, text, strlen(text), ids, NULL);
+		if (n == s->n_tok)
+			return text;
+		free(*ids);
+		*ids = NULL;
+		free(text);
+	}
+	*why = xasprintf("attribution patching: no subject of %s gives a prompt "
+	    "of %d tokens; give one with :corrupt TEXT", t->name, s->n_tok);
+	return NULL;
+}
+
+/* The atp metric: AtP of every head from the corrupted prompt. A failure
+ * is kept for the grid. */
+void
+sess_atp_compute(ui_session *s)
+{
+	const fl_model *m = s->model;
+	fl_atp_opts o = { s->answer_id, ATP_DISTRACTOR_TOP, -1, false };
+	char *text = NULL, *cause = NULL;
+	int *ids = NULL, n;
+
+	sess_atp_clear(s);
+	if (s->corrupt_text != NULL) {
+		text = xstrdup(s->corrupt_text);
+		if ((n = model_encode(m, text, strlen(text), &ids, &cause)) < 0)
+			goto fail;
+		if (n != s->n_tok) {
+			cause = xasprintf("attribution patching: the corrupted prompt is "
+			    "%d tokens and the prompt %d; positions are paired, so they "
+			    "need as many", n, s->n_tok);
+			goto fail;
+		}
+	} else if (s->task == NULL || s->subject_pos < 0) {
+		cause = xstrdup("attribution patching needs a corrupted prompt: "
+		    ":corrupt TEXT, or a task (:task NAME) and a subject");
+		goto fail;
+	} else if ((text = atp_task_corrupt(s, &ids, &o.distractor, &cause)) == NULL)
+		goto fail;
+	if (atp_estimate(&s->atp, m, s->ids, ids, s->n_tok, &o, &cause) != 0) {
+		atp_clear(&s->atp);
+		goto fail;
+	}
+	s->n_passes += 2;
+	s->atp_valid = true;
+	s->atp_corrupt = text;
+	{
+		char *a = session_token_label(s, s->answer_id, " ", "\\n");
+		char *d = s->atp.o.distractor >= 0 ? session_token_label(s,
+		    s->atp.o.distractor, " ", "\\n") : xstrdup("the mean logit");
+		size_t at = strlen(s->note);
+
+		snprintf(s->note + at, sizeof s->note - at, "%satp from \"%s\": "
+		    "logit('%s') - %s%s%s, %.2f clean, %.2f corrupted", at > 0 ? "; " :
+		    "", text, a, s->atp.o.distractor >= 0 ? "logit('" : "", d,
+		    s->atp.o.distractor >= 0 ? "')" : "", s->atp.clean, s->atp.corrupt);
+		free(a);
+		free(d);
+	}
+	free(ids);
+	return;
+fail:
+	s->atp_error = cause != NULL ? cause : xstrdup("attribution patching failed");
+	free(text);
+	free(ids);
 }

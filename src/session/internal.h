@@ -26,8 +26,21 @@ int sess_decomp_view(ui_session *s, const fl_progress *p);
 int sess_intercept_prepare(ui_session *s, int pair, const fl_progress *p, fl_decomp *icpt,
     char **cause);
 int sess_patch_compute(ui_session *s, const fl_progress *p);
+void sess_atp_compute(ui_session *s);
 int sess_task_pair_of(const ui_session *s);
 int sess_task_update(ui_session *s, int flags, int pair, fl_decomp *icpt);
+
+int sess_task_fit_prompts(const ui_session *s, int pair, fl_prompt_set *ps,
+    fl_prompt **use, int *k, bool corrupt, char **cause);
+
+/* neurons.c */
+void sess_neurons_clear(ui_session *s);
+void sess_value_top_clear(ui_session *s);
+/* The edits as hooks into hooks (s->n_edits of them). */
+int sess_edit_hooks(const ui_session *s, fl_hook *hooks);
+/* The pane's neurons for the cursor layer (when neurons_on): 0, or
+ * FL_STOPPED when the intercept split's pass was stopped. */
+int sess_neurons_view(ui_session *s, const fl_progress *p);
 
 /* passes.c */
 void sess_clamp_cursor(ui_session *s);
@@ -36,6 +49,7 @@ int sess_rerun_last(ui_session *s, char **cause);
 int sess_run_prompt(ui_session *s, const fl_progress *p, char **cause);
 
 /* session.c */
+void sess_atp_clear(ui_session *s);
 void sess_model_clear(ui_session *s);
 void sess_results_clear(ui_session *s);
 void sess_set_str(char **dst, const char *src);

@@ -103,8 +103,14 @@ sess_rerun_last(ui_session *s, char **cause)
 	mit.mask = s->mask;
 	mit.mask_heads = s->mask_heads;
 	mit.intercept = s->intercept ? s->intercept_vec : NULL;
-	if (mitigate_rerun(s->run, s->model, s->cache, &mit, cause) != 0)
+	mit.extra = s->n_edits > 0 ? xmalloc((size_t)s->n_edits * sizeof *mit.extra) :
+	    NULL;
+	mit.n_extra = s->n_edits > 0 ? sess_edit_hooks(s, (fl_hook *)mit.extra) : 0;
+	if (mitigate_rerun(s->run, s->model, s->cache, &mit, cause) != 0) {
+		free((fl_hook *)mit.extra);
 		return -1;
+	}
+	free((fl_hook *)mit.extra);
 	s->n_last_runs++;
 	s->ms_forward += 1000 * (fl_now() - t0);
 	return 0;
@@ -117,6 +123,43 @@ carried(const char *kept, const char *now)
 	return kept != NULL && now != NULL && strcmp(kept, now) == 0;
 }
 
+/* A neuron edit on the prompt that ran: the pass resumed at the edit's
+ * layer from the cache, with every edit; the lens and the statistics
+ * again (the answer stays). 0, or -1 with *cause. */
+static int
+sess_resume(ui_session *s, char **cause)
+{
+	const fl_model *m = s->model;
+	int T = s->n_tok, L = m->cfg.n_layer, V = m->cfg.n_vocab;
+	fl_hook *hooks = xmalloc((size_t)(s->n_edits + 1) * sizeof *hooks);
+	fl_pass pass = { 0 };
+	double t0 = fl_now();
+	int rc;
+
+	pass.hooks = hooks;
+	pass.n_hooks = sess_edit_hooks(s, hooks);
+	pass.cache = s->cache;
+	pass.start_layer = s->resume_layer;
+	pass.no_logits = true;
+	s->resume_layer = -1;
+	rc = run_forward(s->run, s->ids, &T, 1, &pass, cause);
+	free(hooks);
+	if (rc != 0)
+		return -1;
+	s->n_resumed++;
+	s->ms_forward += 1000 * (fl_now() - t0);
+	s->view_layer = -1;
+	s->movers_valid = false;
+	for (int l = 0; s->near_head != NULL && l < L; l++)
+		s->near_head[l] = -1;
+	sess_lens_product(s, LENS_STREAMS | LENS_VIEW);
+	sess_stats_all(s);
+	s->base_final = s->streams[L];
+	memcpy(s->base_logits, s->stream_logits + (size_t)L * V,
+	    (size_t)V * sizeof *s->base_logits);
+	return 0;
+}
+
 int
 sess_run_prompt(ui_session *s, const fl_progress *p, char **cause)
 {
@@ -124,10 +167,16 @@ sess_run_prompt(ui_session *s, const fl_progress *p, char **cause)
 	int *ids = NULL, T, L = m->cfg.n_layer, H = m->cfg.n_head, V = m->cfg.n_vocab;
 	fl_cache *cache;
 	progress_hook_ud pu = { p, L, "running the prompt" };
-	fl_hook hook = { HOOK_RESID_POST, -1, progress_hook, &pu };
+	fl_hook *hooks;
 	fl_pass pass = { 0 };
 	int rc, subj = -1, subj_first = -1, ans = -1;
 	double t0 = fl_now();
+
+	if (s->resume_layer >= 0 && s->n_tok > 0 && s->cache != NULL &&
+	    s->kept.prompt != NULL && s->prompt != NULL &&
+	    strcmp(s->kept.prompt, s->prompt) == 0)
+		return sess_resume(s, cause);
+	s->resume_layer = -1;
 
 	if (s->prompt == NULL || s->prompt[0] == '\0')
 		return fl_error(cause, "the prompt is empty: type one with e (or :prompt TEXT)");
@@ -150,11 +199,14 @@ sess_run_prompt(ui_session *s, const fl_progress *p, char **cause)
 	/* the cache before last, reused: its pages are in RAM already */
 	cache = cache_reuse(s->spare_cache, m, T, FL_CACHE_PATTERN);
 	s->spare_cache = NULL;
-	pass.hooks = &hook;
-	pass.n_hooks = 1;
+	hooks = xmalloc((size_t)(s->n_edits + 1) * sizeof *hooks);
+	hooks[0] = (fl_hook){ HOOK_RESID_POST, -1, progress_hook, &pu };
+	pass.hooks = hooks;
+	pass.n_hooks = 1 + sess_edit_hooks(s, hooks + 1);
 	pass.cache = cache;
 	pass.no_logits = true;
 	rc = run_forward(s->run, ids, &T, 1, &pass, cause);
+	free(hooks);
 	if (rc != 0) {
 		s->spare_cache = cache;
 		free(ids);

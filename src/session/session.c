@@ -34,6 +34,7 @@ static const struct {
 	[METRIC_DIRECT] = { "direct", "direct effect on answer", true },
 	[METRIC_MOVER] = { "mover", "mover score", false },
 	[METRIC_PATCH] = { "patch", "path-patching effect", true },
+	[METRIC_ATP] = { "atp", "AtP estimate", true },
 };
 
 const char *metric_name(ui_metric m) { return metrics[m].name; }
@@ -63,6 +64,8 @@ session_new(void)
 	s->intercept_pair = -1;
 	s->recon_layer = -1;
 	s->decomp_error_layer = -1;
+	s->icpt_layer = -1;
+	s->resume_layer = -1;
 	s->kept.answer_space = true;
 	s->answer_pin = -1;
 	return s;
@@ -70,10 +73,55 @@ session_new(void)
 
 static void choices_clear(ui_choices *k);
 
+void
+sess_atp_clear(ui_session *s)
+{
+	if (s->atp_valid)
+		atp_clear(&s->atp);
+	s->atp_valid = false;
+	free(s->atp_error);
+	free(s->atp_corrupt);
+	free(s->atp_exact);
+	s->atp_error = s->atp_corrupt = NULL;
+	s->atp_exact = NULL;
+}
+
+int
+session_set_corrupt(ui_session *s, const char *text)
+{
+	sess_set_str(&s->corrupt_text, text);
+	sess_atp_clear(s);
+	return SESSION_GRID;
+}
+
+int
+session_atp_exact(ui_session *s, char **cause)
+{
+	int H = session_heads(s), i = s->layer * H + s->head;
+
+	if (!s->atp_valid)
+		return fl_error(cause, "the exact patch goes beside the atp metric's "
+		    "estimate: :metric atp first%s%s", s->atp_error != NULL ? " (" : "",
+		    s->atp_error != NULL ? s->atp_error : "");
+	if (s->atp_exact == NULL) {
+		int n = session_layers(s) * H;
+
+		s->atp_exact = xmalloc((size_t)n * sizeof *s->atp_exact);
+		for (int k = 0; k < n; k++)
+			s->atp_exact[k] = NAN;
+	}
+	if (atp_exact_head(&s->atp, s->layer, s->head, &s->atp_exact[i], cause) != 0)
+		return -1;
+	s->n_passes++;
+	return SESSION_GRID;
+}
+
 /* Drops the results of the last run (the choices stay). */
 void
 sess_results_clear(ui_session *s)
 {
+	sess_atp_clear(s);
+	neurons_clear(&s->neurons);
 	free(s->ids);
 	free(s->tok_end);
 	cache_free(s->cache);
@@ -111,6 +159,9 @@ sess_task_fits_clear(ui_session *s)
 	s->intercept_vec = NULL;
 	s->intercept_pair = -1;
 	s->intercept = false;
+	free(s->icpt_mean_act);
+	s->icpt_mean_act = NULL;
+	s->icpt_layer = -1;
 	if (s->patch_valid)
 		patch_clear(&s->patch);
 	s->patch_valid = false;
@@ -123,6 +174,12 @@ sess_model_clear(ui_session *s)
 {
 	sess_compare_drop(s);		/* B runs on this model */
 	sess_task_fits_clear(s);	/* while the model still gives L */
+	sess_value_top_clear(s);
+	sess_neurons_clear(s);
+	free(s->edits);
+	s->edits = NULL;
+	s->n_edits = 0;
+	s->resume_layer = -1;
 	sess_results_clear(s);
 	run_free(s->run);
 	s->run = NULL;
@@ -162,6 +219,7 @@ session_free(ui_session *s)
 	free(s->answer_text);
 	free(s->subject_text);
 	free(s->compare_prompt);
+	free(s->corrupt_text);
 	choices_clear(&s->kept);
 	free(s);
 }
@@ -377,6 +435,12 @@ session_update(ui_session *s, int flags, const fl_progress *p, char **cause)
 		s->movers_valid = false;
 	/* Work on demand for a pane, after the results: stopped, the grid goes
 	 * back to the metric it showed, the MLP pane says so. */
+	if (flags & (SESSION_ANSWER | SESSION_SUBJECT | SESSION_TASK))
+		sess_atp_clear(s);
+	if (s->metric == METRIC_ATP && !s->atp_valid && s->atp_error == NULL) {
+		sess_atp_compute(s);
+		flags |= SESSION_GRID;
+	}
 	if (s->metric == METRIC_PATCH && !s->patch_valid && s->patch_error == NULL) {
 		if (sess_patch_compute(s, p) == FL_STOPPED) {
 			s->metric = s->kept.metric != METRIC_PATCH ? s->kept.metric :
@@ -396,6 +460,9 @@ session_update(ui_session *s, int flags, const fl_progress *p, char **cause)
 		if (rc == FL_STOPPED)
 			s->cancelled = "comparison";
 	}
+	if (s->neurons_on && s->cancelled == NULL && (flags || s->neurons.act == NULL) &&
+	    sess_neurons_view(s, p) == FL_STOPPED)
+		s->cancelled = "mean neuron activations";
 done:
 	choices_save(s);
 	s->ms_update = 1000 * (fl_now() - t0);

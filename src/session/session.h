@@ -23,22 +23,32 @@
 
 #include <stdbool.h>
 
+#include "analysis/atp.h"
 #include "analysis/decompose.h"
+#include "analysis/neurons.h"
 #include "analysis/patch.h"
 #include "analysis/task.h"
 #include "engine/forward.h"
 
 #define UI_TOPK_MAX 20
+#define UI_NEURON_ROWS 16	/* neurons the pane lists */
+#define UI_NEURON_TOP 4		/* value-vector tokens per listed neuron */
+#define UI_NEURON_SEARCH_K 10	/* :neurons search: TOKEN among a value
+				   vector's top 10 */
+
+enum { NEURON_SORT_ANSWER, NEURON_SORT_SUBJECT, NEURON_SORT_ACT,
+    NEURON_SORT_COUNT };
 
 typedef enum {
 	METRIC_ATTN_SUBJECT,	/* attention from the last position to the subject */
 	METRIC_DIRECT,		/* direct contribution to the answer's logit difference */
 	METRIC_MOVER,		/* mover score: attention to subject x its rank (movers.h) */
 	METRIC_PATCH,		/* path-patching effect over the task (patch.h) */
+	METRIC_ATP,		/* attribution patching from a corrupted prompt (atp.h) */
 	METRIC_COUNT
 } ui_metric;
 
-const char *metric_name(ui_metric m);	/* "attn", "direct", "mover", "patch" */
+const char *metric_name(ui_metric m);	/* "attn", "direct", "mover", "patch", "atp" */
 const char *metric_title(ui_metric m);	/* "attention to subject", ... */
 bool metric_signed(ui_metric m);
 int metric_parse(const char *s);	/* -1 when unknown */
@@ -175,6 +185,45 @@ typedef struct ui_session {
 	fl_patch	 patch;
 	bool		 patch_valid;
 	char		*patch_error;	/* why it could not be computed, or NULL */
+	/* Attribution patching (METRIC_ATP): this prompt as the clean run, the
+	 * corrupted one given by :corrupt, else made from the loaded task (the
+	 * subject replaced by the next pair's subject of as many tokens);
+	 * computed when first shown; the exact patches one cell at a time (x).
+	 * Dropped with the prompt's results, the answer, subject or task. */
+	char		*corrupt_text;	/* :corrupt TEXT, or NULL: from the task */
+	fl_atp		 atp;
+	bool		 atp_valid;
+	char		*atp_error;	/* why it could not be computed, or NULL */
+	char		*atp_corrupt;	/* the corrupted prompt it used */
+	double		*atp_exact;	/* (L, H) the exact patches, NAN: not run */
+
+	/* The MLP pane at neuron level (:neurons, n): the cursor layer's
+	 * neurons at the last position (neurons.h), sorted by neuron_sort,
+	 * the first UI_NEURON_ROWS with their value vectors' top tokens;
+	 * with the decomposition fitted there, the intercept split into
+	 * neurons. Recomputed by session_update while neurons_on. */
+	bool		 neurons_on;
+	int		 neuron_sort;	/* NEURON_SORT_* */
+	fl_neurons	 neurons;	/* act NULL: not computed */
+	int		*neuron_order;	/* (F) by the sort, strongest first */
+	int		 neuron_top[UI_NEURON_ROWS][UI_NEURON_TOP];	/* ids */
+	/* The intercept at the cursor layer split into neurons: the mean
+	 * activation over the fit's prompts times w_out, read as a direct
+	 * effect on the answer (icpt_neuron, (F)); with b_out's and the
+	 * regressors' mean part (- sum_j beta_j mean x_j) it sums to the
+	 * intercept's (icpt_total). NULL until computed for icpt_layer. */
+	double		*icpt_neuron;
+	double		 icpt_bias, icpt_regressors, icpt_total;
+	float		*icpt_mean_act;	/* (F) the mean activations of icpt_layer */
+	int		 icpt_layer;
+	/* Neuron edits, live in every pass (hooks on mlp.hook_post); an edit
+	 * resumes the prompt's pass at its layer from the cache. */
+	fl_neuron_edit	*edits;
+	int		 n_edits;
+	int		 resume_layer;	/* -1: a full pass */
+	/* :neurons search: each layer's value-vector top UI_NEURON_SEARCH_K
+	 * (F, K) ids, made once per model. */
+	int		**value_top;	/* (L), NULL until made */
 
 	/* Timings of the last update, in milliseconds. */
 	double		 ms_forward, ms_lens, ms_update;
@@ -183,6 +232,7 @@ typedef struct ui_session {
 	 * Only counted; they let a test check that an update did no more than
 	 * its flags need. */
 	long		 n_passes, n_last_runs, n_lens_products;
+	long		 n_resumed;	/* passes resumed at a neuron edit's layer */
 
 	ui_choices	 kept;		/* as of the last completed update */
 	char		 note[256];	/* what the last update kept or changed by
@@ -214,6 +264,33 @@ int session_set_subject(ui_session *s, const char *text);	/* NULL: guess */
 /* Answer text scored as a continuation after a space (space) or glued to
  * the prompt, as task files put [C]. */
 int session_set_answer_space(ui_session *s, const char *text, bool space);
+
+/* The corrupted prompt of the atp metric (NULL: made from the task);
+ * drops the estimates. Returns SESSION_GRID. */
+int session_set_corrupt(ui_session *s, const char *text);
+
+/* The exact patch of the cursor's head beside its AtP estimate
+ * (s->atp_exact). SESSION_GRID, or -1 with *cause (the metric is not
+ * computed). */
+int session_atp_exact(ui_session *s, char **cause);
+
+/* A neuron edit: factor 0 (zero), 0.5 (half), 2 (double), or factor < 0
+ * to drop the edits of that neuron (layer < 0: every edit). The pass
+ * resumes at the layer. SESSION_RUN, or -1 with *cause (out of range). */
+int session_neuron_edit(ui_session *s, int layer, int neuron, float factor,
+    char **cause);
+
+/* :neurons search: the neurons of every layer whose value vectors hold
+ * token among their top UI_NEURON_SEARCH_K, by its place there, then its
+ * logit: a heap array of *n hits. Each layer's product is made once
+ * (progress p, Ctrl-C: FL_STOPPED, nothing kept for that layer). 0, or -1
+ * with *cause. */
+typedef struct {
+	int	 layer, neuron, rank;	/* rank 1: the top token */
+	float	 act;			/* at the last position of this prompt */
+} ui_neuron_hit;
+int session_neuron_search(ui_session *s, int token, const fl_progress *p,
+    ui_neuron_hit **hits, int *n, char **cause);
 
 /* Loads a task: NAME is data/tasks/NAME.json (in the working directory,
  * the installed data, or the source tree), anything with a '/' or ending

@@ -322,6 +322,8 @@ sess_grid_compute(ui_session *s)
 		case METRIC_MOVER: s->grid[i] = s->mover[i]; break;
 		case METRIC_PATCH: s->grid[i] = s->patch_valid ?
 		    (float)s->patch.effect[i] : NAN; break;
+		case METRIC_ATP: s->grid[i] = s->atp_valid ?
+		    (float)s->atp.heads[i] : NAN; break;
 		default: s->grid[i] = NAN; break;
 		}
 	}

@@ -513,12 +513,184 @@ c_metric(ui_ctx *c, int argc, char **argv, char **cause)
 	else if (strcmp(argv[1], "prev") == 0)
 		m = ((int)c->s->metric + METRIC_COUNT - 1) % METRIC_COUNT;
 	else if ((m = metric_parse(argv[1])) < 0)
-		return fl_error(cause, "metric: expected attn, direct, mover, patch, next "
-		    "or prev, not '%s'", argv[1]);
+		return fl_error(cause, "metric: expected attn, direct, mover, patch, atp, "
+		    "next or prev, not '%s'", argv[1]);
 	if (m == METRIC_PATCH && (flags = need_task(c, "path patching", cause)) < 0)
+		return -1;
+	if (m == METRIC_ATP && c->s->corrupt_text == NULL &&
+	    (flags = need_task(c, "attribution patching", cause)) < 0)
 		return -1;
 	c->s->metric = (ui_metric)m;
 	return flags | SESSION_GRID | UI_REDRAW;
+}
+
+static int
+c_corrupt(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	const char *text = argc > 1 ? argv[1] : NULL;
+
+	if (text != NULL && (strcmp(text, "auto") == 0 || text[0] == '\0'))
+		text = NULL;
+	return session_set_corrupt(c->s, text) | UI_REDRAW;
+}
+
+static int
+c_exact(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	ui_session *s = c->s;
+	int flags, i;
+	double est, ex;
+
+	if (need_model(c, "exact", cause) != 0)
+		return -1;
+	if (s->metric != METRIC_ATP)
+		return fl_error(cause, "exact: the exact patch goes beside the atp "
+		    "metric's estimate: Tab to atp (or :metric atp) first");
+	if ((flags = session_atp_exact(s, cause)) < 0)
+		return -1;
+	i = s->layer * session_heads(s) + s->head;
+	est = s->atp.heads[i];
+	ex = s->atp_exact[i];
+	ctx_message(c, atp_disagree(est, ex), "head %d.%d: AtP %+.4f, exact patch "
+	    "%+.4f%s", s->layer, s->head, est, ex, atp_disagree(est, ex) ?
+	    " - more than 2x apart: the first-order estimate misses here" : "");
+	return flags | UI_REDRAW;
+}
+
+static int
+c_neuron(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	static const struct { const char *name; float factor; } how[] = {
+		{ "zero", 0 }, { "half", 0.5f }, { "double", 2 }, { "reset", -1 },
+	};
+	int layer = -1, neuron = -1, flags, k;
+	char *end;
+
+	if (need_model(c, "neuron", cause) != 0)
+		return -1;
+	if (argc == 2 && strcmp(argv[1], "reset") == 0) {
+		flags = session_neuron_edit(c->s, -1, -1, -1, cause);
+		ctx_message(c, false, "neuron edits reset");
+		return flags < 0 ? -1 : flags | UI_REDRAW;
+	}
+	if (argc != 4)
+		return fl_error(cause, "neuron: expected L N zero|half|double|reset, "
+		    "or reset");
+	layer = (int)strtol(argv[1], &end, 10);
+	if (*argv[1] == '\0' || *end != '\0' || layer < 0)
+		return fl_error(cause, "neuron: '%s' is not a layer", argv[1]);
+	neuron = (int)strtol(argv[2], &end, 10);
+	if (*argv[2] == '\0' || *end != '\0' || neuron < 0)
+		return fl_error(cause, "neuron: '%s' is not a neuron", argv[2]);
+	for (k = 0; k < 4 && strcmp(argv[3], how[k].name) != 0; k++)
+		;
+	if (k == 4)
+		return fl_error(cause, "neuron: expected zero, half, double or reset, "
+		    "not '%s'", argv[3]);
+	if ((flags = session_neuron_edit(c->s, layer, neuron, how[k].factor,
+	    cause)) < 0)
+		return -1;
+	ctx_message(c, false, "neuron %d.%d %s: the pass resumed at layer %d "
+	    "(:neuron reset undoes every edit)", layer, neuron, how[k].name, layer);
+	return flags | UI_REDRAW;
+}
+
+/* :neurons search TOKEN: the hits as an overlay. */
+static int
+neurons_search(ui_ctx *c, const char *word, char **cause)
+{
+	ui_session *s = c->s;
+	ui_neuron_hit *hits = NULL;
+	int n, rc, tok, ntok;
+	char *text = NULL, *lab;
+	size_t len = 0;
+	FILE *f;
+
+	if (need_model(c, "neurons search", cause) != 0)
+		return -1;
+	if ((tok = task_answer_token(s->model, word, true, &ntok)) < 0)
+		return fl_error(cause, "neurons search: '%s' encodes to no token", word);
+	rc = session_neuron_search(s, tok, c->progress, &hits, &n, cause);
+	if (rc == FL_STOPPED) {
+		ctx_message(c, false, "neurons search cancelled");
+		c->cancelled = true;
+		return UI_REDRAW;
+	}
+	if (rc != 0)
+		return -1;
+	lab = session_token_label(s, tok, c->g->space, c->g->newline);
+	if ((f = open_memstream(&text, &len)) == NULL) {
+		free(hits);
+		free(lab);
+		return fl_error(cause, "neurons search: out of memory");
+	}
+	fprintf(f, "%d neuron%s of %d layers rank %s among the top %d of their "
+	    "value vector\n(the row of W_out through the unembedding)\n\n", n,
+	    n == 1 ? "" : "s", session_layers(s), lab, UI_NEURON_SEARCH_K);
+	fprintf(f, "%-10s %5s %11s\n", "neuron", "rank", "act (last)");
+	for (int i = 0; i < n && i < 200; i++)
+		fprintf(f, "%3d.%-6d %5d %+11.3f\n", hits[i].layer, hits[i].neuron,
+		    hits[i].rank, hits[i].act);
+	if (n > 200)
+		fprintf(f, "... and %d more\n", n - 200);
+	fprintf(f, "\n:neuron L N zero|half|double edits one; n shows the cursor "
+	    "layer's neurons");
+	fclose(f);
+	free(c->overlay);
+	free(c->overlay_title);
+	c->overlay = text;
+	c->overlay_title = xasprintf("neurons search %s (any key closes)", lab);
+	ctx_message(c, false, "neurons search %s: %d neuron%s", lab, n,
+	    n == 1 ? "" : "s");
+	free(lab);
+	free(hits);
+	return UI_REDRAW;
+}
+
+static int
+c_neurons(ui_ctx *c, int argc, char **argv, char **cause)
+{
+	static const char *sorts[NEURON_SORT_COUNT] = { "answer", "subject", "act" };
+	ui_session *s = c->s;
+	const char *what = argc > 1 ? argv[1] : "toggle";
+
+	if (strcmp(what, "search") == 0) {
+		if (argc < 3)
+			return fl_error(cause, "neurons search: give a token's text");
+		return neurons_search(c, argv[2], cause);
+	}
+	if (strcmp(what, "sort") == 0) {
+		int k = -1;
+
+		if (argc < 3)
+			return fl_error(cause, "neurons sort: expected answer, subject, act "
+			    "or next");
+		if (strcmp(argv[2], "next") == 0)
+			k = (s->neuron_sort + 1) % NEURON_SORT_COUNT;
+		for (int i = 0; i < NEURON_SORT_COUNT && k < 0; i++)
+			if (strcmp(argv[2], sorts[i]) == 0)
+				k = i;
+		if (k < 0)
+			return fl_error(cause, "neurons sort: expected answer, subject, "
+			    "act or next, not '%s'", argv[2]);
+		s->neuron_sort = k;
+		s->neurons_on = true;
+		c->show_mlp = true;
+		return SESSION_VIEW | UI_REDRAW;
+	}
+	if (strcmp(what, "on") == 0)
+		s->neurons_on = true;
+	else if (strcmp(what, "off") == 0)
+		s->neurons_on = false;
+	else if (strcmp(what, "toggle") == 0)
+		s->neurons_on = !s->neurons_on;
+	else
+		return fl_error(cause, "neurons: expected on, off, toggle, sort KEY or "
+		    "search TOKEN, not '%s'", what);
+	/* where the head and MLP panes share a corner, the MLP's shows */
+	if (s->neurons_on)
+		c->show_mlp = true;
+	return SESSION_VIEW | UI_REDRAW;
 }
 
 static int
@@ -812,12 +984,21 @@ const ui_cmd ui_cmds[] = {
 	  "side by side: B beside A in the layers pane and the heads grid (B-A); "
 	  "B is this prompt with the mask or the intercept flipped, or PROMPT with "
 	  "A's toggles; off ends it, toggle brings back the last", c_compare },
+	{ "corrupt", NULL, "[TEXT|auto]", 0, -1, ARG_TEXT,
+	  "the corrupted prompt of the atp metric (as many tokens as the prompt; "
+	  "its top prediction is the distractor); auto or nothing: the prompt with "
+	  "its subject replaced by another of the task's, of as many tokens",
+	  c_corrupt },
 	{ "edit-prompt", "e", "", 0, 0, ARG_NONE,
 	  "edit the prompt with readline (history with Up and Down); Enter runs it",
 	  c_edit_prompt },
 	{ "eval", NULL, "", 0, 0, ARG_NONE,
 	  "evaluate baseline, mask, intercept and both over the loaded task's prompts "
 	  "(as factlens eval) and show the table until a key", c_eval },
+	{ "exact", NULL, "", 0, 0, ARG_NONE,
+	  "with the atp metric: the exact patch of the selected head (one pass "
+	  "from its layer) beside its estimate; cells more than 2x apart are "
+	  "marked !", c_exact },
 	{ "export", NULL, "FILE", 1, 1, ARG_FILE,
 	  "write the prompt, lens, every heads grid (path patching and the cursor layer's decomposition once computed) and the cursor views as JSON; to FILE.csv, the lens and the heads grids as CSV", c_export },
 	{ "head", NULL, "L.H|N|+N|-N|first|last", 1, 1, ARG_NONE,
@@ -833,13 +1014,21 @@ const ui_cmd ui_cmds[] = {
 	  "mitigation (a): in the last layer the last position attends only to "
 	  "itself, in every head or in the heads of LIST (0,3,7); re-runs the "
 	  "last layer", c_mask },
-	{ "metric", NULL, "attn|direct|mover|patch|next|prev", 1, 1, ARG_METRIC,
-	  "what the heads grid shows: attn (attention from the last token to the "
-	  "subject), direct (logit added to the answer, less the mean), mover (attn "
-	  "x how high the head ranks the subject; * from 0.25), patch (path "
-	  "patching over the task: % change of the logit difference)", c_metric },
+	{ "metric", NULL, "attn|direct|mover|patch|atp|next|prev", 1, 1, ARG_METRIC,
+	  "what the heads grid shows", c_metric },
 	{ "model", NULL, "DIR", 1, 1, ARG_FILE,
 	  "load a model directory and re-run the prompt", c_model },
+	{ "neuron", NULL, "L N zero|half|double|reset", 1, 4, ARG_NONE,
+	  "edit neuron N of layer L live (its mlp.hook_post activation times 0, "
+	  "0.5 or 2 at every position; reset: as it was; reset alone: every "
+	  "edit): the pass resumes at layer L and the panes redraw", c_neuron },
+	{ "neurons", NULL, "[on|off|toggle|sort KEY|search TOKEN]",
+	  0, 2, ARG_NONE,
+	  "the MLP pane at neuron level: the cursor layer's neurons at the last "
+	  "position by their direct effect on the answer (or subject, or by "
+	  "activation), each with |w_out| and its value vector's top tokens; search "
+	  "lists the neurons of every layer whose value vectors rank TOKEN in their "
+	  "top 10", c_neurons },
 	{ "pane", NULL, "[head|mlp|toggle]", 0, 1, ARG_NONE,
 	  "under 32 rows the head and MLP panes share the bottom right: show one "
 	  "(the other's name is on the pane's title row)", c_pane },

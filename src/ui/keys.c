@@ -43,6 +43,9 @@ static const struct {
 	{ ":", "command-prompt", "type a command" },
 	{ "t", "theme next", "the next theme" },
 	{ "v", "pane toggle", "head or MLP pane" },
+	{ "x", "exact", "atp: the selected head's exact patch" },
+	{ "n", "neurons toggle", "the MLP pane at neuron level" },
+	{ "N", "neurons sort next", "sort the neurons by the next effect" },
 	{ "?", "help keys", "this key map" }, { "F1", "help keys", NULL },
 	{ "C-l", "redraw", "repaint the terminal" }, { "q", "quit", "quit" },
 };

@@ -633,8 +633,12 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 	int dec;
 	char title[96], buf[32];
 
-	snprintf(title, sizeof title, "heads: %s%s (Tab)", cmp ? "B-A " : "",
-	    metric_title(s->metric));
+	if (s->metric == METRIC_ATP && s->atp_valid && !cmp)
+		snprintf(title, sizeof title, "heads: AtP from \"%.60s\" (Tab)",
+		    s->atp_corrupt);
+	else
+		snprintf(title, sizeof title, "heads: %s%s (Tab)", cmp ? "B-A " : "",
+		    metric_title(s->metric));
 	if (ui_text_width(title) > v->r.w - 4)
 		title[strlen(title) - strlen(" (Tab)")] = '\0';	/* the key is in the hints */
 	pane_title(v, c, title);
@@ -650,6 +654,12 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 		/* session_update computes it (patch.h) when a task is loaded. */
 		view_put(v, 1, 2, -1, s->task != NULL ? UI_ROLE_ERROR : UI_ROLE_DIM,
 		    s->patch_error != NULL ? s->patch_error : "path patching not computed");
+		view_put(v, 1, 3, -1, UI_ROLE_DIM, "Tab shows the other metrics.");
+		return;
+	}
+	if (s->metric == METRIC_ATP && !s->atp_valid) {
+		view_put(v, 1, 2, -1, UI_ROLE_ERROR, s->atp_error != NULL ?
+		    s->atp_error : "attribution patching not computed");
 		view_put(v, 1, 3, -1, UI_ROLE_DIM, "Tab shows the other metrics.");
 		return;
 	}
@@ -708,6 +718,11 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 				view_put(v, x + cw - 1, y, 1, UI_ROLE_MOVER, "*");
 			else if (mover && cw > 1)
 				view_put(v, x, y, 1, UI_ROLE_MOVER, "*");
+			/* an estimate more than 2x from its exact patch (x) */
+			if (s->metric == METRIC_ATP && s->atp_exact != NULL &&
+			    !isnan(s->atp_exact[l * H + h]) &&
+			    atp_disagree(s->atp.heads[l * H + h], s->atp_exact[l * H + h]))
+				view_put(v, cw >= 6 ? x + cw - 1 : x, y, 1, UI_ROLE_ERROR, "!");
 			if (cur)
 				view_restyle(v, x, y, cw, UI_ROLE_CURSOR);
 		}
@@ -735,8 +750,24 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 		x += view_printf(v, x, y, -1, UI_ROLE_DIM, " %s", sg ? buf : buf + 1);
 		if (cmp)
 			x += view_put(v, x, y, -1, UI_ROLE_DIM, " B-A");
-		x += view_put(v, x + 2, y, -1, UI_ROLE_MOVER, "*");
-		view_put(v, x + 2, y, -1, UI_ROLE_DIM, cmp ? " mover in A" : " mover");
+		if (s->metric == METRIC_ATP) {
+			/* the selected cell: the estimate, and the exact patch
+			 * once x ran it (= close, ! more than 2x apart) */
+			int i = s->layer * H + s->head;
+			double ex = s->atp_exact != NULL ? s->atp_exact[i] : NAN;
+
+			x += 2 + view_printf(v, x + 2, y, -1, UI_ROLE_NORMAL, "%d.%d %+.3f",
+			    s->layer, s->head, s->atp.heads[i]);
+			if (isnan(ex))
+				view_put(v, x, y, -1, UI_ROLE_DIM, " x: exact");
+			else
+				view_printf(v, x, y, -1, atp_disagree(s->atp.heads[i], ex) ?
+				    UI_ROLE_ERROR : UI_ROLE_DIM, " exact %+.3f%s", ex,
+				    atp_disagree(s->atp.heads[i], ex) ? " !>2x" : "");
+		} else {
+			x += view_put(v, x + 2, y, -1, UI_ROLE_MOVER, "*");
+			view_put(v, x + 2, y, -1, UI_ROLE_DIM, cmp ? " mover in A" : " mover");
+		}
 		(void)buf;
 	}
 }
@@ -836,6 +867,84 @@ pane_head_draw(const ui_ctx *c, const ui_view *v)
 
 static void pane_mlp_decomp(const ui_ctx *c, const ui_view *v, int y);
 
+/* The edit on neuron (l, i), as the pane marks it, or NULL. */
+static const char *
+edit_mark(const ui_session *s, int l, int i)
+{
+	for (int k = 0; k < s->n_edits; k++)
+		if (s->edits[k].layer == l && s->edits[k].neuron == i)
+			return s->edits[k].factor == 0 ? "x0" : s->edits[k].factor < 1 ?
+			    "x.5" : "x2";
+	return NULL;
+}
+
+/* The MLP at neuron level (neurons.h): the direct effect split into the
+ * neurons, the intercept's when the decomposition is fitted here, then
+ * the strongest neurons by the chosen effect with their value vectors. */
+static void
+pane_neurons_draw(const ui_ctx *c, const ui_view *v, int y)
+{
+	static const char *by[] = { "answer", "subject", "activation" };
+	const ui_session *s = c->s;
+	const fl_neurons *n = &s->neurons;
+	double sum = 0;
+	int x, F = n->d_mlp;
+	bool icpt = s->icpt_neuron != NULL;
+
+	if (n->act == NULL) {
+		view_put(v, 1, y, -1, UI_ROLE_ERROR, "neurons: not computed");
+		return;
+	}
+	for (int i = 0; i < F; i++)
+		sum += n->to_answer[i];
+	view_printf(v, 1, y++, -1, UI_ROLE_DIM, "= %d neurons %+.3f + b_out %+.3f; "
+	    "by %s (N)", F, sum, n->bias_answer, by[s->neuron_sort]);
+	if (icpt && y < v->r.h) {
+		double t = 0;
+
+		for (int i = 0; i < F; i++)
+			t += s->icpt_neuron[i];
+		view_printf(v, 1, y++, -1, UI_ROLE_DIM, "intercept %+.3f = neurons %+.3f "
+		    "+ b_out %+.3f %+.3f regressors", s->icpt_total, t, s->icpt_bias,
+		    s->icpt_regressors);
+	}
+	if (y >= v->r.h)
+		return;
+	x = 1 + view_printf(v, 1, y, -1, UI_ROLE_DIM, "%-8s %6s %5s %6s %6s", "neuron",
+	    "act", "|w|", "ans", "subj");
+	if (icpt)
+		x += view_printf(v, x, y, -1, UI_ROLE_DIM, " %6s", "icpt");
+	view_put(v, x, y++, -1, UI_ROLE_DIM, "  value vector");
+	for (int r = 0; r < UI_NEURON_ROWS && r < F && y < v->r.h; r++, y++) {
+		int i = s->neuron_order[r];
+		const char *mk = edit_mark(s, s->layer, i);
+		char id[24];
+
+		snprintf(id, sizeof id, "%d.%d%s", s->layer, i, mk != NULL ? mk : "");
+		x = 1 + view_printf(v, 1, y, 8, mk != NULL ? UI_ROLE_ERROR : UI_ROLE_NORMAL,
+		    "%-8s", id);
+		x += view_printf(v, x, y, -1, UI_ROLE_NORMAL, " %+6.2f %5.2f", n->act[i],
+		    n->w_norm[i]);
+		x += view_printf(v, x, y, -1, n->to_answer[i] >= 0 ? UI_ROLE_POSITIVE :
+		    UI_ROLE_NEGATIVE, " %+6.2f", n->to_answer[i]);
+		if (n->to_subject != NULL)
+			x += view_printf(v, x, y, -1, UI_ROLE_NORMAL, " %+6.2f",
+			    n->to_subject[i]);
+		else
+			x += view_printf(v, x, y, -1, UI_ROLE_DIM, " %6s", "-");
+		if (icpt)
+			x += view_printf(v, x, y, -1, UI_ROLE_NORMAL, " %+6.2f",
+			    s->icpt_neuron[i]);
+		x += 1;
+		for (int t = 0; t < UI_NEURON_TOP && x < v->r.w; t++) {
+			int id2 = s->neuron_top[r][t];
+
+			x += 1 + view_put(v, x + 1, y, -1, id2 == s->answer_id ?
+			    UI_ROLE_ANSWER : UI_ROLE_NORMAL, tok_label(c, id2));
+		}
+	}
+}
+
 static void
 pane_mlp_draw(const ui_ctx *c, const ui_view *v)
 {
@@ -844,7 +953,11 @@ pane_mlp_draw(const ui_ctx *c, const ui_view *v)
 	char title[64];
 	int y = 1;
 
-	snprintf(title, sizeof title, "MLP %d", s->layer);
+	if (s->neurons_on)
+		snprintf(title, sizeof title, "MLP %d: neurons at the last position (n)",
+		    s->layer);
+	else
+		snprintf(title, sizeof title, "MLP %d", s->layer);
 	pane_title(v, c, title);
 	if (!session_ready(s) || s->view_layer != s->layer)
 		return;
@@ -855,6 +968,10 @@ pane_mlp_draw(const ui_ctx *c, const ui_view *v)
 		view_printf(v, 1 + x, y, -1, s->mlp_direct >= 0 ? UI_ROLE_POSITIVE :
 		    UI_ROLE_NEGATIVE, " %+.3f", s->mlp_direct);
 		y++;
+	}
+	if (s->neurons_on) {
+		pane_neurons_draw(c, v, y);
+		return;
 	}
 	{
 		int x = view_put(v, 1, y, -1, UI_ROLE_DIM, "writes ");

@@ -98,6 +98,11 @@ ui_session_save(ui_ctx *c, const char *path, char **cause)
 	}
 	fprintf(f, "mask %s\nintercept %s\n", s->mask ? "on" : "off",
 	    s->intercept ? "on" : "off");
+	if (s->corrupt_text != NULL) {
+		fputs("corrupt ", f);
+		rc |= save_word(f, s->corrupt_text);
+		fputc('\n', f);
+	}
 	fprintf(f, "layer %d\nhead %d\nmetric %s\ntopk %d\n", s->layer, s->head,
 	    metric_name(s->metric), s->topk);
 	fputs("theme ", f);
