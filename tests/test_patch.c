@@ -142,7 +142,7 @@ check_fast_vs_ref(const char *fx)
 {
 	fl_model *m = fx_model(fx);
 	fl_task *t = fx_tiny_task();
-	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 3, false };
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 3, false, false, false };
 	fl_prompt_set clean, corrupt;
 	char *cause = NULL;
 	int L, H;
@@ -258,7 +258,7 @@ check_cancel(const char *fx)
 {
 	fl_model *m = fx_model(fx);
 	fl_task *t = fx_tiny_task();
-	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 3, false };
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 3, false, false, false };
 	fl_prompt_set clean, corrupt;
 	char *cause = NULL;
 	int L, n_full, max_len;

@@ -49,7 +49,7 @@ planted_info(const char *fixture)
 static int
 prompts_of(fl_prompt_set *ps, const fl_model *m, const fl_task *t, bool corrupt)
 {
-	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, corrupt };
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, corrupt, false, false };
 	char *cause = NULL;
 	int rc = task_prompts(ps, m, t, &po, &cause);
 

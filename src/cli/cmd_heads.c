@@ -26,6 +26,8 @@ typedef struct {
 	int		 batch;
 	int		 top;
 	int		 threads;
+	bool		 single_token;	/* --single-token */
+	bool		 counterfactual;	/* --counterfactual */
 	bool		 json;
 	bool		 csv;		/* --csv */
 	const char	*plot;		/* --plot FILE */
@@ -36,6 +38,8 @@ const cli_opt cmd_heads_opts[] = {
 	CLI_SHARED_TASK(CLI_OPT_REQUIRED),
 	CLI_SHARED_TEMPLATES,
 	CLI_SHARED_SHOTS(0),
+	CLI_SHARED_SINGLE_TOKEN(0),
+	CLI_SHARED_COUNTERFACTUAL,
 	{ "seed", 'r', "N", 0, CLI_GROUP_OWN,
 	  "the seed that draws the corrupted prompts' subjects and the "
 	  "demonstrations (default 1)" },
@@ -60,7 +64,8 @@ heads_parse(heads_args *a, int argc, char **argv)
 {
 	cli_shared sh = { .plot = &a->plot, .dir = &a->dir, .task = &a->task,
 	    .set = &a->set, .shots = &a->shots, .batch = &a->batch,
-	    .threads = &a->threads, .json = &a->json };
+	    .threads = &a->threads, .json = &a->json,
+	    .single_token = &a->single_token, .counterfactual = &a->counterfactual };
 	int c;
 
 	memset(a, 0, sizeof *a);
@@ -161,9 +166,10 @@ cmd_heads(int argc, char **argv)
 		goto out;
 	}
 	po = (fl_prompt_opts){ (fl_template_set)a.set, a.shots, (unsigned)a.seed,
-	    false };
+	    false, a.single_token, a.counterfactual };
 	if (task_prompts(&clean, m, t, &po, &cause) != 0)
 		goto fail_cause;
+	cli_note_dropped("heads", &po, &clean);
 	po.corrupt = true;
 	if (task_prompts(&corrupt, m, t, &po, &cause) != 0)
 		goto fail_cause;
@@ -220,6 +226,7 @@ cmd_heads(int argc, char **argv)
 		cJSON_AddItemToObject(o2, "file", report_string(a.task));
 		cJSON_AddStringToObject(o2, "templates", task_set_name(po.set));
 		cJSON_AddNumberToObject(o2, "shots", po.shots);
+		cli_json_prompt_filters(o2, &po, clean.dropped);
 		cJSON_AddNumberToObject(root, "prompts", clean.n);
 		cJSON_AddNumberToObject(root, "corrupted_prompts", corrupt.n);
 		cJSON_AddNumberToObject(root, "receiver_layer", res.receiver);

@@ -49,7 +49,8 @@ session_load_task(ui_session *s, const char *name, char **cause)
 static fl_prompt_opts
 task_opts(const ui_session *s)
 {
-	return (fl_prompt_opts){ TASK_TEMPLATES_MAIN, s->shots, 1, false };
+	return (fl_prompt_opts){ TASK_TEMPLATES_MAIN, s->shots, 1, false, false,
+	    false };
 }
 
 /* Whether task t can have k demonstrations: 0, or -1 with *cause. */
