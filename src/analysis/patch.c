@@ -29,6 +29,28 @@ patch_clear(fl_patch *res)
 	memset(res, 0, sizeof *res);
 }
 
+int
+patch_movers(const fl_patch *res, double effect_min, double r_min, bool *out)
+{
+	int n = 0, LH = res->n_layer * res->n_head;
+
+	for (int i = 0; i < LH; i++) {
+		bool copies = res->pearson[i] >= r_min;
+
+		if (isnan(res->pearson[i]) && res->n_prompts > 0) {
+			double a = 0;
+
+			for (int p = 0; p < res->n_prompts; p++)
+				a += res->attn[(size_t)p * LH + i];
+			copies = a / res->n_prompts >= 0.5;
+		}
+		/* NAN compares false: an undefined effect is no mover */
+		out[i] = res->effect[i] <= -effect_min && copies;
+		n += out[i];
+	}
+	return n;
+}
+
 static void
 patch_alloc(fl_patch *res, const fl_model *m, int n, int R)
 {

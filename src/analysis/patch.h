@@ -72,6 +72,19 @@ int patch_heads_ref(fl_patch *res, const fl_model *m, const fl_prompt *clean,
 
 void patch_clear(fl_patch *res);
 
+/* The paper's mover criterion over a task (its figures: the path-patching
+ * map, then the scatter of the heads it singles out): a head carries what
+ * the answer needs (effect <= -effect_min percent) and copies the subject
+ * (Pearson r of its scatter >= r_min). A head whose r is undefined because
+ * its attention to the subject does not vary (a saturated mover, always at
+ * 1) copies when that attention averages at least 0.5 over the prompts.
+ * out is (L, H); returns how many. A reading aid with the defaults below,
+ * not a finding. */
+#define PATCH_MOVER_EFFECT	1.0	/* percent of the clean metric */
+#define PATCH_MOVER_R		0.5
+int patch_movers(const fl_patch *res, double effect_min, double r_min,
+    bool *out);
+
 /* Hooks the reference installs, for anyone patching by hand: copy the clean
  * q, k or v of every layer from a cache (install on HOOK_Q/K/V, layer -1;
  * in rotary models on HOOK_ROT_Q/ROT_K for q and k, which the cache holds

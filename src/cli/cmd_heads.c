@@ -146,6 +146,7 @@ cmd_heads(int argc, char **argv)
 	cli_progress_state prog;
 	char *cause = NULL;
 	int rc, L, H, *order = NULL;
+	bool *movers = NULL;
 	double t0 = fl_now();
 
 	if ((rc = heads_parse(&a, argc, argv)) != 0)
@@ -189,6 +190,8 @@ cmd_heads(int argc, char **argv)
 		goto fail_cause;
 	}
 	rc = 1;
+	movers = xcalloc((size_t)L * H, sizeof *movers);
+	patch_movers(&res, PATCH_MOVER_EFFECT, PATCH_MOVER_R, movers);
 	order = xcalloc((size_t)L * H, sizeof *order);
 	for (int i = 0; i < L * H; i++)
 		order[i] = i;
@@ -246,8 +249,18 @@ cmd_heads(int argc, char **argv)
 			cJSON_AddNumberToObject(e, "head", k % H);
 			cJSON_AddItemToObject(e, "effect", report_number(res.effect[k]));
 			cJSON_AddItemToObject(e, "pearson", report_number(res.pearson[k]));
+			cJSON_AddBoolToObject(e, "mover", movers[k]);
 			cJSON_AddItemToArray(arr, e);
 		}
+		arr = cJSON_AddArrayToObject(root, "movers");
+		for (int k = 0; k < L * H; k++)
+			if (movers[k]) {
+				cJSON *e = cJSON_CreateObject();
+
+				cJSON_AddNumberToObject(e, "layer", k / H);
+				cJSON_AddNumberToObject(e, "head", k % H);
+				cJSON_AddItemToArray(arr, e);
+			}
 		cJSON_AddNumberToObject(root, "seconds", fl_now() - t0);
 		cJSON_AddNumberToObject(root, "threads", kern_threads());
 		rc = cli_json_print(root);
@@ -270,9 +283,12 @@ cmd_heads(int argc, char **argv)
 	for (int i = 0; i < a.top; i++) {
 		int k = order[i];
 
-		printf("  %2d.%-3d effect %8.2f%%   r %6.2f\n", k / H, k % H, res.effect[k],
-		    res.pearson[k]);
+		printf("  %2d.%-3d effect %8.2f%%   r %6.2f%s\n", k / H, k % H, res.effect[k],
+		    res.pearson[k], movers[k] ? "   mover" : "");
 	}
+	printf("\nmover: effect <= -%.0f%% and r >= %.1f (r undefined: mean attention to "
+	    "the subject >= 0.5), as the explorer stars them\n", PATCH_MOVER_EFFECT,
+	    PATCH_MOVER_R);
 	printf("\n%.2f s, %d thread%s\n", fl_now() - t0, kern_threads(),
 	    kern_threads() == 1 ? "" : "s");
 	rc = 0;
@@ -282,6 +298,7 @@ fail_cause:
 	free(cause);
 out:
 	free(order);
+	free(movers);
 	patch_clear(&res);
 	batch_free(b);
 	prompt_set_clear(&clean);

@@ -350,6 +350,55 @@ out:
 	return rc == FL_STOPPED ? FL_STOPPED : 0;
 }
 
+int
+sess_task_patch_compute(ui_session *s, const fl_progress *p)
+{
+	const fl_model *m = s->model;
+	fl_prompt_set clean = { 0 }, corrupt = { 0 };
+	fl_prompt *uc = NULL, *ux = NULL;
+	fl_patch_opts po = { -1, NULL };
+	fl_batch *b = NULL;
+	char *cause = NULL;
+	int nc = 0, nx = 0, rc = -1;
+
+	free(s->task_patch_error);
+	s->task_patch_error = NULL;
+	if (task_fit_prompts(s, -1, &clean, &uc, &nc, false, &cause) != 0 ||
+	    task_fit_prompts(s, -1, &corrupt, &ux, &nx, true, &cause) != 0)
+		goto out;
+	b = batch_new(m, 32, clean.max_len > corrupt.max_len ? clean.max_len :
+	    corrupt.max_len);
+	if (p != NULL)
+		b->progress = *p;
+	b->what = "path patching over the task";
+	b->total = (long)nc + nx + (long)m->cfg.n_layer * nc;
+	rc = patch_heads(&s->task_patch, b, uc, nc, ux, nx, &po, &cause);
+	if (rc == 0) {
+		s->task_patch_valid = true;
+		s->task_mover = xcalloc((size_t)m->cfg.n_layer * m->cfg.n_head,
+		    sizeof *s->task_mover);
+		patch_movers(&s->task_patch, PATCH_MOVER_EFFECT, PATCH_MOVER_R,
+		    s->task_mover);
+	}
+out:
+	if (rc == FL_STOPPED)
+		s->task_patch_error = xstrdup("task movers cancelled (Ctrl-C): :task "
+		    "again to compute them");
+	else if (rc != 0)
+		s->task_patch_error = cause != NULL ? cause :
+		    xstrdup("path patching over the task failed");
+	if (rc == 0 || rc == FL_STOPPED)
+		free(cause);
+	batch_free(b);
+	free(uc);
+	free(ux);
+	if (clean.p != NULL)
+		prompt_set_clear(&clean);
+	if (corrupt.p != NULL)
+		prompt_set_clear(&corrupt);
+	return rc == FL_STOPPED ? FL_STOPPED : 0;
+}
+
 /* What the task's analyses need after an update with these flags, the
  * prompt's left-out pair being `pair`: a new pair drops the fits of the old
  * one; the intercept fitted before the run is installed. */

@@ -162,6 +162,16 @@ typedef struct {
 	fl_patch	 patch;
 	bool		 patch_valid;
 	char		*patch_error;	/* why it could not be computed, or NULL */
+	/* The paper's mover criterion over the whole task (patch_movers): path
+	 * patching of the task's main prompts (with the session's shots)
+	 * against their corrupted twins, computed by the first update after
+	 * the task or the shots change. The heads grid stars its movers
+	 * whatever metric it shows; the head pane draws the selected head's
+	 * scatter (task_patch.attn, .proj). */
+	fl_patch	 task_patch;
+	bool		 task_patch_valid;
+	char		*task_patch_error;	/* why it is not computed, or NULL */
+	bool		*task_mover;	/* (L, H) when task_patch_valid */
 
 	/* Timings of the last update, in milliseconds. */
 	double		 ms_forward, ms_lens, ms_update;

@@ -480,7 +480,10 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 			int role, x = lw + h * cw;
 			const char *gl;
 			bool cur = l == s->layer && h == s->head;
-			bool mover = s->is_mover[l * H + h];
+			/* the task's criterion when it is computed, else this
+			 * prompt's mover score (shown with the mover metric) */
+			bool mover = s->task_patch_valid ? s->task_mover[l * H + h] :
+			    s->is_mover[l * H + h];
 
 			heat_style(c, val, scale, sg, &role, &gl);
 			if (cw >= 5 && !isnan(val)) {
@@ -530,9 +533,67 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 		}
 		x += view_printf(v, x, y, -1, UI_ROLE_DIM, sg ? " %+.2f" : " %.2f", scale);
 		x += view_put(v, x + 2, y, -1, UI_ROLE_MOVER, "*");
-		view_put(v, x + 2, y, -1, UI_ROLE_DIM, " mover");
+		view_put(v, x + 2, y, -1, UI_ROLE_DIM, s->task_patch_valid ?
+		    " mover (task: patch, r)" : " mover");
 		(void)buf;
 	}
+}
+
+/* The selected head's mover scatter over the task's prompts, in rows
+ * [y, y + h): x = attention from the last position to the subject (0 to
+ * 1), y = <result, W_U[subject]>; a cell's glyph grows with its prompts
+ * (. : * #, plain ASCII). */
+static void
+pane_head_scatter(const ui_ctx *c, const ui_view *v, int y, int h)
+{
+	const ui_session *s = c->s;
+	const fl_patch *tp = &s->task_patch;
+	int LH = tp->n_layer * tp->n_head, k = s->layer * tp->n_head + s->head;
+	int lw = 8, w = v->r.w - lw - 2, rows = h - 2, *cnt;
+	float lo = INFINITY, hi = -INFINITY;
+
+	if (w > 48)
+		w = 48;
+	if (w < 8 || rows < 2)
+		return;
+	for (int i = 0; i < tp->n_prompts; i++) {
+		float yv = tp->proj[(size_t)i * LH + k];
+
+		lo = fminf(lo, yv);
+		hi = fmaxf(hi, yv);
+	}
+	if (!(hi > lo))
+		hi = lo + 1;
+	cnt = xcalloc((size_t)w * rows, sizeof *cnt);
+	for (int i = 0; i < tp->n_prompts; i++) {
+		float xv = tp->attn[(size_t)i * LH + k], yv = tp->proj[(size_t)i * LH + k];
+		int cx = (int)(xv * (w - 1) + 0.5f), cy = (int)((hi - yv) / (hi - lo) *
+		    (rows - 1) + 0.5f);
+
+		cx = cx < 0 ? 0 : cx >= w ? w - 1 : cx;
+		cy = cy < 0 ? 0 : cy >= rows ? rows - 1 : cy;
+		cnt[cy * w + cx]++;
+	}
+	view_printf(v, 1, y, -1, UI_ROLE_DIM, isnan(tp->pearson[k]) ? "scatter, %d "
+	    "prompts: attention to subject (x) vs result.W_U[subject] (y), r n/a" :
+	    "scatter, %d prompts: attention to subject (x) vs result.W_U[subject] "
+	    "(y), r %+.2f", tp->n_prompts, tp->pearson[k]);
+	for (int r = 0; r < rows; r++) {
+		int yy = y + 1 + r;
+
+		if (r == 0 || r == rows - 1)
+			view_printf(v, 0, yy, lw, UI_ROLE_DIM, "%7.2f", r == 0 ? hi : lo);
+		view_put(v, lw, yy, 1, UI_ROLE_DIM, "|");
+		for (int x = 0; x < w; x++) {
+			int n = cnt[r * w + x];
+
+			if (n > 0)
+				view_put(v, lw + 1 + x, yy, 1, UI_ROLE_SPARK, n == 1 ? "." :
+				    n < 4 ? ":" : n < 8 ? "*" : "#");
+		}
+	}
+	view_printf(v, lw, y + h - 1, -1, UI_ROLE_DIM, "0%*s", w, "1");
+	free(cnt);
 }
 
 static void
@@ -543,6 +604,7 @@ pane_head_draw(const ui_ctx *c, const ui_view *v)
 	int L, H, T, l, h, y, rows, *order, n, barw;
 	const float *pat;
 	char title[96], buf[32];
+	ui_view top;
 
 	snprintf(title, sizeof title, "head %d.%d", s->layer, s->head);
 	pane_title(v, c, title);
@@ -576,8 +638,28 @@ pane_head_draw(const ui_ctx *c, const ui_view *v)
 		}
 		y++;
 	}
+	if (y < v->r.h && s->task_patch_valid) {
+		int k = l * H + h;
+
+		char rb[24];
+
+		if (isnan(s->task_patch.pearson[k]))
+			snprintf(rb, sizeof rb, "n/a");
+		else
+			snprintf(rb, sizeof rb, "%+.2f", s->task_patch.pearson[k]);
+		view_printf(v, 1, y++, -1, s->task_mover[k] ? UI_ROLE_MOVER : UI_ROLE_DIM,
+		    "task: patch %+.1f%%, scatter r %s: %s", s->task_patch.effect[k], rb,
+		    s->task_mover[k] ? "mover" : "not a mover (needs <= -1%, r >= 0.5)");
+	}
 	if (y >= v->r.h)
 		return;
+	/* the scatter below the attention list, when both fit */
+	if (s->task_patch_valid && v->r.h - y >= 13) {
+		pane_head_scatter(c, v, v->r.h - 7, 7);
+		top = *v;
+		top.r.h -= 7;
+		v = &top;
+	}
 	pat = s->cache->pattern + (((size_t)l * H + h) * T + (T - 1)) * T;
 	rows = v->r.h - y - 1;
 	if (T > rows && rows > 0)
