@@ -83,7 +83,8 @@ check_pytorch(const char *fx)
 	{
 		fl_prompt q = { 0 };
 		fl_patch res;
-		fl_patch_opts o = { -1, NULL };
+		fl_patch_opts o = { -1, NULL, PATCH_RECV_RESID, 0, PATCH_METRIC_ANSWER,
+		    NULL };
 		float *vals = xcalloc((size_t)L * H * D, sizeof *vals);
 		fl_batch *b = batch_new(m, 1, T);
 		double mean = 0, want_metric;
@@ -158,34 +159,64 @@ check_fast_vs_ref(const char *fx)
 		prompt_set_clear(&clean);
 		goto out;
 	}
-	for (int R = L; R >= 1; R -= L - 1) {
+	/* every receiver the paper's code has: the final residual and resid_pre
+	 * of the first layer, each head input of a head of the last layer, and
+	 * the subject metric */
+	struct { int R; fl_patch_recv recv; int head; fl_patch_metric metric; } cf[] = {
+		{ L, PATCH_RECV_RESID, 0, PATCH_METRIC_ANSWER },
+		{ 1, PATCH_RECV_RESID, 0, PATCH_METRIC_ANSWER },
+		{ L, PATCH_RECV_RESID, 0, PATCH_METRIC_SUBJECT },
+		{ L - 1, PATCH_RECV_Q, 1, PATCH_METRIC_ANSWER },
+		{ L - 1, PATCH_RECV_K, 2, PATCH_METRIC_ANSWER },
+		{ L - 1, PATCH_RECV_V, 1, PATCH_METRIC_SUBJECT },
+	};
+	for (size_t ci = 0; ci < sizeof cf / sizeof cf[0]; ci++) {
 		fl_patch fast, ref;
-		fl_patch_opts o = { R, NULL };
-		fl_batch *b = batch_new(m, 4, clean.max_len > corrupt.max_len ?
-		    clean.max_len : corrupt.max_len);
-		int rc1 = patch_heads(&fast, b, clean.p, clean.n, corrupt.p, corrupt.n,
-		    &o, &cause);
-		int rc2 = patch_heads_ref(&ref, m, clean.p, clean.n, corrupt.p, corrupt.n,
-		    &o, &cause);
-		double dp, dr, maxeff = 0;
+		int R = cf[ci].R;
+		fl_patch_opts o = { R, NULL, cf[ci].recv, cf[ci].head % H, cf[ci].metric,
+		    NULL };
+		fl_batch *b;
+		int rc1, rc2;
+		double dp, dm, dr, maxeff = 0;
 		bool zero = true;
+		char what[96];
 
-		check(rc1 == 0 && rc2 == 0, "%s, receiver %d: both paths run (%s)", fx, R,
+		if (R < 1 || (R == 1 && L == 1 && ci == 1))
+			continue;
+		if (cf[ci].recv != PATCH_RECV_RESID)
+			snprintf(what, sizeof what, "receiver head %d.%d's %s, metric %s", R,
+			    o.recv_head, patch_recv_name(cf[ci].recv),
+			    patch_metric_name(cf[ci].metric));
+		else
+			snprintf(what, sizeof what, "receiver resid_pre %d, metric %s", R,
+			    patch_metric_name(cf[ci].metric));
+		b = batch_new(m, 4, clean.max_len > corrupt.max_len ? clean.max_len :
+		    corrupt.max_len);
+		rc1 = patch_heads(&fast, b, clean.p, clean.n, corrupt.p, corrupt.n, &o,
+		    &cause);
+		rc2 = rc1 == 0 ? patch_heads_ref(&ref, m, clean.p, clean.n, corrupt.p,
+		    corrupt.n, &o, &cause) : -1;
+		check(rc1 == 0 && rc2 == 0, "%s, %s: both paths run (%s)", fx, what,
 		    cause ? cause : "ok");
 		if (rc1 != 0 || rc2 != 0) {
+			if (rc1 == 0)
+				patch_clear(&fast);
 			free(cause);
 			cause = NULL;
 			batch_free(b);
 			continue;
 		}
 		dp = max_abs_diff(fast.patched, ref.patched, L * H, false);
+		dm = max_abs_diff(fast.mlp_patched, ref.mlp_patched, L, false);
 		dr = max_abs_diff(fast.pearson, ref.pearson, L * H, true);
-		check(fabs(fast.clean - ref.clean) < 1e-4 && dp < 1e-4,
-		    "%s, receiver %d: fast = reference: M_clean %.6f vs %.6f, M_patched "
-		    "max diff %.2e over %d heads", fx, R, fast.clean, ref.clean, dp, L * H);
-		check(dr < 1e-3, "%s, receiver %d: the mover scatter's r agrees (max diff "
-		    "%.2e)", fx, R, dr);
-		for (int l = 0; l < L; l++)
+		check(fabs(fast.clean - ref.clean) < 1e-4 && dp < 1e-4 && dm < 1e-4,
+		    "%s, %s: fast = reference: M_clean %.6f vs %.6f, M_patched max diff "
+		    "%.2e over %d heads, %.2e over %d MLPs", fx, what, fast.clean,
+		    ref.clean, dp, L * H, dm, L);
+		if (ci == 0)
+			check(dr < 1e-3, "%s: the mover scatter's r agrees (max diff "
+			    "%.2e)", fx, dr);
+		for (int l = 0; l < L; l++) {
 			for (int h = 0; h < H; h++) {
 				double e = fast.effect[l * H + h];
 
@@ -194,18 +225,22 @@ check_fast_vs_ref(const char *fx)
 				if (l < R)
 					maxeff = fmax(maxeff, fabs(e));
 			}
+			if (l >= R && (fast.mlp_effect[l] != 0 ||
+			    fabs(ref.mlp_effect[l]) > 1e-9))
+				zero = false;
+			if (l < R)
+				maxeff = fmax(maxeff, fabs(fast.mlp_effect[l]));
+		}
 		if (R < L)
-			check(zero && maxeff > 0.1, "%s: receiver at resid_pre %d: heads of "
-			    "layers >= %d have effect exactly 0 in both paths; earlier "
-			    "heads up to %.2f%%", fx, R, R, maxeff);
+			check(zero && maxeff > 0.1, "%s, %s: senders of layers >= %d have "
+			    "effect 0 in both paths; earlier heads and MLPs up to %.2f%%",
+			    fx, what, R, maxeff);
 		else
-			check(maxeff > 0.1, "%s: heads move the final metric (up to %.2f%%)",
-			    fx, maxeff);
+			check(maxeff > 0.1, "%s, %s: heads and MLPs move the metric (up to "
+			    "%.2f%%)", fx, what, maxeff);
 		patch_clear(&fast);
 		patch_clear(&ref);
 		batch_free(b);
-		if (L == 1)
-			break;
 	}
 
 	/* corrupted = clean, one prompt: the mean is the clean value */
@@ -230,7 +265,8 @@ check_fast_vs_ref(const char *fx)
 	{
 		fl_patch res;
 		fl_batch *b = batch_new(m, 2, clean.max_len);
-		fl_patch_opts o = { L + 1, NULL };
+		fl_patch_opts o = { L + 1, NULL, PATCH_RECV_RESID, 0,
+		    PATCH_METRIC_ANSWER, NULL };
 		int rc = patch_heads(&res, b, clean.p, clean.n, corrupt.p, corrupt.n, &o,
 		    &cause);
 
@@ -337,5 +373,6 @@ main(void)
 	check_fast_vs_ref("gpt2-prefixed");
 	check_fast_vs_ref("opt-f32");
 	check_fast_vs_ref("opt350-f32");
+	check_fast_vs_ref("llama-f32");
 	return check_done();
 }

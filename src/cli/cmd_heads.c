@@ -23,6 +23,9 @@ typedef struct {
 	int		 shots;
 	int		 seed;
 	int		 receiver;
+	int		 recv;		/* --receiver-input: fl_patch_recv */
+	int		 recv_head;	/* --receiver-head */
+	int		 metric;	/* --metric: fl_patch_metric */
 	int		 batch;
 	int		 top;
 	int		 threads;
@@ -44,7 +47,18 @@ const cli_opt cmd_heads_opts[] = {
 	  "the seed that draws the corrupted prompts' subjects and the "
 	  "demonstrations (default 1)" },
 	{ "receiver", 'R', "LAYER", 0, CLI_GROUP_OWN,
-	  "read the residual before this layer instead of the final one" },
+	  "read the residual before this layer instead of the final one (with "
+	  "--receiver-input q, k or v: the receiving head's layer)" },
+	{ "receiver-input", 'I', "resid|q|k|v", 0, CLI_GROUP_OWN,
+	  "the receiver: the residual stream (the default), or the query, key or "
+	  "value input of head --receiver-head of layer --receiver, whose patched "
+	  "value alone is put into a clean run read at the logits" },
+	{ "receiver-head", 'E', "H", 0, CLI_GROUP_OWN,
+	  "the receiving head of a q, k or v receiver" },
+	{ "metric", 'T', "answer|subject", 0, CLI_GROUP_OWN,
+	  "what the patched runs are scored on: logit(answer) - mean logit (the "
+	  "default) or logit(subject) - mean logit (the heads and MLPs that write "
+	  "the subject, \"France\")" },
 	CLI_SHARED_BATCH(0),
 	{ "top", 'k', "K", 0, CLI_GROUP_OWN,
 	  "how many of the strongest heads to list (default 10)" },
@@ -71,6 +85,7 @@ heads_parse(heads_args *a, int argc, char **argv)
 	memset(a, 0, sizeof *a);
 	a->seed = 1;
 	a->receiver = -1;
+	a->recv_head = -1;
 	a->batch = 32;
 	a->top = 10;
 	optind = 1;
@@ -88,6 +103,20 @@ heads_parse(heads_args *a, int argc, char **argv)
 			if (cli_int("--top", optarg, 1, 10000, &a->top))
 				return 2;
 			break;
+		case 'I':
+			if ((a->recv = patch_recv_parse(optarg)) < 0)
+				return cli_fail(2, "--receiver-input takes resid, q, k or v, "
+				    "not '%s'", optarg);
+			break;
+		case 'E':
+			if (cli_int("--receiver-head", optarg, 0, 4096, &a->recv_head))
+				return 2;
+			break;
+		case 'T':
+			if ((a->metric = patch_metric_parse(optarg)) < 0)
+				return cli_fail(2, "--metric takes answer or subject, not "
+				    "'%s'", optarg);
+			break;
 		case 'C': a->csv = true; break;
 		case CLI_GETOPT_BAD:
 			return 2;
@@ -97,6 +126,13 @@ heads_parse(heads_args *a, int argc, char **argv)
 	}
 	if (cli_csv_or_json("heads", a->csv, a->json) != 0)
 		return 2;
+	if (a->recv != PATCH_RECV_RESID && (a->recv_head < 0 || a->receiver < 0))
+		return cli_fail(2, "heads: --receiver-input %s needs --receiver LAYER and "
+		    "--receiver-head H (the receiving head)", patch_recv_name(
+		    (fl_patch_recv)a->recv));
+	if (a->recv == PATCH_RECV_RESID && a->recv_head >= 0)
+		return cli_fail(2, "heads: --receiver-head needs --receiver-input q, k "
+		    "or v");
 	return cli_shared_finish(&sh, "heads", argc, argv);
 }
 
@@ -127,6 +163,28 @@ print_grid(const char *title, const double *v, int L, int H, const char *fmt)
 				printf(" %7s", "-");
 			else
 				printf(fmt, v[l * H + h]);
+		}
+		putchar('\n');
+	}
+}
+
+/* The effect grid with the MLP column. */
+static void
+print_grid_mlp(const char *title, const double *v, const double *mlp, int L, int H)
+{
+	printf("%s\n%6s", title, "layer");
+	for (int h = 0; h < H; h++)
+		printf(" %7d", h);
+	printf(" %7s\n", "mlp");
+	for (int l = 0; l < L; l++) {
+		printf("%6d", l);
+		for (int h = 0; h <= H; h++) {
+			double x = h < H ? v[l * H + h] : mlp[l];
+
+			if (isnan(x))
+				printf(" %7s", "-");
+			else
+				printf(" %7.1f", x);
 		}
 		putchar('\n');
 	}
@@ -166,6 +224,12 @@ cmd_heads(int argc, char **argv)
 		    "residual)", L, L);
 		goto out;
 	}
+	if (a.recv != PATCH_RECV_RESID && (a.receiver >= L || a.recv_head >= H)) {
+		rc = cli_fail(2, "a %s receiver is a head of layers 1 to %d, heads 0 to "
+		    "%d (not %d.%d)", patch_recv_name((fl_patch_recv)a.recv), L - 1,
+		    H - 1, a.receiver, a.recv_head);
+		goto out;
+	}
 	po = (fl_prompt_opts){ (fl_template_set)a.set, a.shots, (unsigned)a.seed,
 	    false, a.single_token, a.counterfactual };
 	if (task_prompts(&clean, m, t, &po, &cause) != 0)
@@ -178,8 +242,9 @@ cmd_heads(int argc, char **argv)
 	    corrupt.max_len);
 	cli_progress_init(&prog, "heads");
 	b->progress = cli_progress_of(&prog);
-	b->total = (long)clean.n + corrupt.n + (long)L * clean.n;
-	o = (fl_patch_opts){ a.receiver, NULL };
+	b->total = patch_units(L, clean.n, corrupt.n);
+	o = (fl_patch_opts){ a.receiver, NULL, (fl_patch_recv)a.recv, a.recv_head,
+	    (fl_patch_metric)a.metric, NULL };
 	cli_interrupt_catch();
 	rc = cli_work_end(&prog, patch_heads(&res, b, clean.p, clean.n, corrupt.p,
 	    corrupt.n, &o, &cause), "path patching");
@@ -233,13 +298,21 @@ cmd_heads(int argc, char **argv)
 		cJSON_AddNumberToObject(root, "prompts", clean.n);
 		cJSON_AddNumberToObject(root, "corrupted_prompts", corrupt.n);
 		cJSON_AddNumberToObject(root, "receiver_layer", res.receiver);
-		cJSON_AddStringToObject(root, "receiver", res.receiver == L ?
+		cJSON_AddStringToObject(root, "receiver", res.recv != PATCH_RECV_RESID ?
+		    "a head's input, last position" : res.receiver == L ?
 		    "final residual, last position" : "resid_pre, last position");
-		cJSON_AddStringToObject(root, "metric", "mean logit(answer) - mean logit");
+		cJSON_AddStringToObject(root, "receiver_input", patch_recv_name(res.recv));
+		if (res.recv != PATCH_RECV_RESID)
+			cJSON_AddNumberToObject(root, "receiver_head", res.recv_head);
+		cJSON_AddStringToObject(root, "metric", res.metric == PATCH_METRIC_SUBJECT ?
+		    "mean logit(subject) - mean logit" : "mean logit(answer) - mean logit");
 		cJSON_AddNumberToObject(root, "clean", res.clean);
 		cJSON_AddItemToObject(root, "effect", report_grid_d(res.effect, L, H));
 		cJSON_AddItemToObject(root, "patched", report_grid_d(res.patched, L, H));
 		cJSON_AddItemToObject(root, "pearson", report_grid_d(res.pearson, L, H));
+		cJSON_AddItemToObject(root, "mlp_effect", report_grid_d(res.mlp_effect, L, 1));
+		cJSON_AddItemToObject(root, "mlp_patched", report_grid_d(res.mlp_patched, L,
+		    1));
 		arr = cJSON_AddArrayToObject(root, "top");
 		for (int i = 0; i < a.top; i++) {
 			cJSON *e = cJSON_CreateObject();
@@ -269,13 +342,19 @@ cmd_heads(int argc, char **argv)
 	printf("model     %s (%s, %d layers x %d heads)\n", a.dir, m->cfg.model_type, L, H);
 	printf("task      %s: %d %d-shot prompts, each with a corrupted twin (the "
 	    "subject replaced by another pair's)\n", t->name, clean.n, po.shots);
-	printf("receiver  %s at the last position; metric: mean logit(answer) - mean "
-	    "logit = %.4f clean\n\n", res.receiver == L ? "the final residual" :
-	    "resid_pre of a layer", res.clean);
-	if (res.receiver < L)
+	if (res.recv != PATCH_RECV_RESID)
+		printf("receiver  head %d.%d's %s input at the last position, read at the "
+		    "logits", res.receiver, res.recv_head, patch_recv_name(res.recv));
+	else
+		printf("receiver  %s at the last position", res.receiver == L ?
+		    "the final residual" : "resid_pre of a layer");
+	printf("; metric: mean logit(%s) - mean logit = %.4f clean\n\n",
+	    patch_metric_name(res.metric), res.clean);
+	if (res.recv == PATCH_RECV_RESID && res.receiver < L)
 		printf("          (resid_pre of layer %d)\n\n", res.receiver);
-	print_grid("path-patching effect, % change of the metric (negative: the head "
-	    "carries what the answer needs)", res.effect, L, H, " %7.1f");
+	print_grid_mlp("path-patching effect, % change of the metric (negative: the "
+	    "sender carries what the metric needs); mlp: the layer's MLP as the sender",
+	    res.effect, res.mlp_effect, L, H);
 	putchar('\n');
 	print_grid("mover scatter: Pearson r of attention to the subject vs the head's "
 	    "output . W_U[subject]", res.pearson, L, H, " %7.2f");

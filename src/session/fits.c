@@ -303,7 +303,8 @@ sess_patch_compute(ui_session *s, const fl_progress *p)
 	fl_prompt clean = { 0 };
 	fl_prompt_set ps = { 0 };
 	fl_prompt *use = NULL;
-	fl_patch_opts po = { -1, NULL };
+	fl_patch_opts po = { -1, NULL, PATCH_RECV_RESID, 0, PATCH_METRIC_ANSWER,
+	    NULL };
 	fl_batch *b = NULL;
 	char *cause = NULL;
 	int k = 0, subj_off, rc = -1;
@@ -356,7 +357,8 @@ sess_task_patch_compute(ui_session *s, const fl_progress *p)
 	const fl_model *m = s->model;
 	fl_prompt_set clean = { 0 }, corrupt = { 0 };
 	fl_prompt *uc = NULL, *ux = NULL;
-	fl_patch_opts po = { -1, NULL };
+	fl_patch_opts po = { -1, NULL, PATCH_RECV_RESID, 0, PATCH_METRIC_ANSWER,
+	    NULL };
 	fl_batch *b = NULL;
 	char *cause = NULL;
 	int nc = 0, nx = 0, rc = -1;
