@@ -6,6 +6,9 @@
  *   same patched run (logits_path_patch.f32, written by tools/make-fixtures).
  * - The fast path (MLPs only, over rows) equals the hook-based reference
  *   for every head, receiver and fixture.
+ * - The other patchings of the paper's code (an MLP sender; q, k, v
+ *   receivers; the subject metric) give PyTorch's numbers (patch-*.f32,
+ *   written by tools/make-patch-fixture) in both paths.
  * - No path, no effect: with the receiver at resid_pre of the last layer,
  *   every head of the last layer has exactly zero effect in both paths (the
  *   reference really patches them; the receiver is read before them), while
@@ -20,6 +23,15 @@
 #include "analysis/attrib.h"
 #include "analysis/patch.h"
 #include "engine/pool.h"
+
+/* Replaces the last row of a (T, D) point. */
+static int
+hook_patch_row_for_tests(void *ud, fl_act *a)
+{
+	memcpy(a->data + (size_t)(a->shape[0] - 1) * a->shape[1], ud,
+	    (size_t)a->shape[1] * sizeof(float));
+	return FL_HOOK_CONTINUE;
+}
 
 /* The patched run of the fixture's own prompt, by hand, with the hooks. */
 static void
@@ -121,6 +133,111 @@ check_pytorch(const char *fx)
 	run_free(r);
 out_early:
 	free(want);
+	free(ids);
+	model_free(m);
+}
+
+/* The paper's code's other patchings against PyTorch (patch-*.f32, written
+ * by tools/make-patch-fixture): an MLP sender by hand with the hooks and by
+ * both paths, and q, k, v receivers by both paths, each metric. */
+static void
+check_pytorch_paper(const char *fx)
+{
+	fl_model *m = fx_model(fx);
+	int T, V, D, L, H;
+	int *ids = fx_ref_ids(fx, &T);
+	static const char *files[] = { "patch-mlp.f32", "patch-q.f32", "patch-k.f32",
+	    "patch-v.f32" };
+	float *want[4] = { NULL }, *got = NULL, *zero = NULL, *zeros_h = NULL;
+	size_t n = 0;
+
+	if (m == NULL || ids == NULL)
+		goto out;
+	V = m->cfg.n_vocab;
+	D = m->cfg.d_model;
+	L = m->cfg.n_layer;
+	H = m->cfg.n_head;
+	for (int f = 0; f < 4; f++)
+		if ((want[f] = fx_read_f32(fx, files[f], &n)) == NULL || n != (size_t)V) {
+			check(0, "%s: %s has %d floats", fx, files[f], V);
+			goto out;
+		}
+	zero = xcalloc((size_t)L * D, sizeof *zero);
+	zeros_h = xcalloc((size_t)L * H * D, sizeof *zeros_h);
+	got = xmalloc((size_t)V * sizeof *got);
+	{	/* MLP 0 zeroed at the last position, q/k/v frozen: the hooks */
+		fl_run *r = run_new(m, T, T);
+		fl_cache *c = fx_cache(m, r, ids, T);
+		fl_hook hooks[4];
+		fl_pass p = { 0 };
+		char label[128];
+
+		patch_freeze_hooks(m, c, hooks);
+		hooks[3] = (fl_hook){ HOOK_MLP_OUT, 0, hook_patch_row_for_tests, zero };
+		p.hooks = hooks;
+		p.n_hooks = 4;
+		p.logits = got;
+		run_forward(r, ids, &T, 1, &p, NULL);
+		snprintf(label, sizeof label, "%s: MLP 0 zeroed at the last position, "
+		    "q/k/v frozen = PyTorch", fx);
+		check_close(label, got, want[0], (size_t)V, 1e-4);
+		cache_free(c);
+		run_free(r);
+	}
+	/* both paths' metrics: MLP 0 into the final residual, sender (0, 1) into
+	 * head (L-1, 1)'s q, k, v; the answer metric, and the subject's */
+	for (int f = 0; f < 4; f++)
+		for (int met = 0; met < 2; met++) {
+			fl_prompt q = { 0 };
+			fl_patch res, ref;
+			fl_patch_opts o = { f == 0 ? -1 : L - 1, zeros_h,
+			    f == 0 ? PATCH_RECV_RESID : (fl_patch_recv)f, 1,
+			    (fl_patch_metric)met, zero };
+			fl_batch *b = batch_new(m, 1, T);
+			double mean = 0, w, g1 = NAN, g2 = NAN;
+			char *cause = NULL;
+			int rc1, rc2;
+
+			if (f > 0 && L < 2) {
+				batch_free(b);
+				continue;
+			}
+			q.ids = ids;
+			q.n = T;
+			q.answer = 5;
+			q.subject = 6;
+			q.subj_pos = 1;
+			q.subj_len = 1;
+			for (int v = 0; v < V; v++)
+				mean += want[f][v];
+			w = want[f][met ? q.subject : q.answer] - mean / V;
+			rc1 = patch_heads(&res, b, &q, 1, NULL, 0, &o, &cause);
+			rc2 = rc1 == 0 ? patch_heads_ref(&ref, m, &q, 1, NULL, 0, &o, &cause) :
+			    -1;
+			if (rc1 == 0 && rc2 == 0) {
+				g1 = f == 0 ? res.mlp_patched[0] : res.patched[1];
+				g2 = f == 0 ? ref.mlp_patched[0] : ref.patched[1];
+			}
+			check(rc1 == 0 && rc2 == 0 && fabs(g1 - w) < 1e-4 && fabs(g2 - w) < 1e-4,
+			    "%s: %s, metric %s: fast %.6f, reference %.6f = PyTorch's %.6f "
+			    "(%s)", fx, f == 0 ? "MLP 0 zeroed into the final residual" :
+			    f == 1 ? "head (0, 1) zeroed into head L-1.1's q" : f == 2 ?
+			    "head (0, 1) zeroed into head L-1.1's k" :
+			    "head (0, 1) zeroed into head L-1.1's v", patch_metric_name(
+			    (fl_patch_metric)met), g1, g2, w, cause ? cause : "ok");
+			free(cause);
+			if (rc1 == 0)
+				patch_clear(&res);
+			if (rc2 == 0)
+				patch_clear(&ref);
+			batch_free(b);
+		}
+out:
+	for (int f = 0; f < 4; f++)
+		free(want[f]);
+	free(got);
+	free(zero);
+	free(zeros_h);
 	free(ids);
 	model_free(m);
 }
@@ -369,6 +486,10 @@ main(void)
 	check_cancel("gpt2-f32");
 	for (int i = 0; i < FX_COUNT; i++)
 		check_pytorch(fx_names[i]);
+	check_pytorch_paper("gpt2-f32");
+	check_pytorch_paper("opt-f32");
+	check_pytorch_paper("opt350-f32");
+	check_pytorch_paper("llama-f32");
 	check_fast_vs_ref("gpt2-f32");
 	check_fast_vs_ref("gpt2-prefixed");
 	check_fast_vs_ref("opt-f32");
