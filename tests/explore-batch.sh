@@ -124,7 +124,7 @@ out=$("$fl" --model "$fx" --size 5x5 -c "quit" 2>&1) && echo "ok - a 5x5 render 
 # here, as for factlens run) and says so in the status line.
 out=$(FACTLENS_TASK=$src/tests/tasks/tiny.json "$fl" --model "$fx" --size 100x30 \
     -c "prompt The capital of France is:; intercept toggle" 2>&1)
-if [[ "$out" == *"intercept removal on (loaded the default task tiny_capital"* ]] &&
+if [[ "$out" == *"intercept on (loaded the default task): fitted on 16 zero-shot prompts of tiny_capital"* ]] &&
     [[ "$out" == *"(intercept)"* ]]; then
 	echo "ok - i without a task loads the default task and fits the intercept"
 else

@@ -94,6 +94,16 @@ session_task_prompts(const ui_session *s)
 }
 
 int
+session_fit_prompts(const ui_session *s, int *pair)
+{
+	*pair = sess_task_pair_of(s);
+	if (s->task == NULL)
+		return 0;
+	return session_task_prompts(s) - (*pair >= 0 ?
+	    s->task->n_templates[TASK_TEMPLATES_MAIN] : 0);
+}
+
+int
 session_task_prompt(ui_session *s, int n, char **cause)
 {
 	const fl_task *t = s->task;

@@ -217,6 +217,9 @@ int session_set_shots(ui_session *s, int shots, char **cause);
 int session_task_prompt(ui_session *s, int n, char **cause);
 /* Number of main prompts of the loaded task (0 without one). */
 int session_task_prompts(const ui_session *s);
+/* How many of them the fits (decomposition, intercept) use: all but those
+ * of *pair, the subject's pair they leave out (-1: none). */
+int session_fit_prompts(const ui_session *s, int *pair);
 
 /* Checks that a subject (a word of the prompt, or #POS) or an answer can be
  * used, before a command changes the choice. 0, or -1 with *cause. */
