@@ -375,6 +375,12 @@ sess_task_patch_compute(ui_session *s, const fl_progress *p)
 
 	free(s->task_patch_error);
 	s->task_patch_error = NULL;
+	if (session_task_prompts(s) > SESSION_TASK_MOVERS_MAX) {
+		s->task_patch_error = xasprintf("task movers: %d prompts, more than %d "
+		    "(factlens heads patches them all)", session_task_prompts(s),
+		    SESSION_TASK_MOVERS_MAX);
+		return 0;
+	}
 	if (task_fit_prompts(s, -1, &clean, &uc, &nc, false, &cause) != 0 ||
 	    task_fit_prompts(s, -1, &corrupt, &ux, &nx, true, &cause) != 0)
 		goto out;

@@ -29,6 +29,7 @@
 #include "engine/forward.h"
 
 #define UI_TOPK_MAX 20
+#define SESSION_TASK_MOVERS_MAX 600	/* prompts; the paper's task has 225 */
 
 typedef enum {
 	METRIC_ATTN_SUBJECT,	/* attention from the last position to the subject */
@@ -167,7 +168,8 @@ typedef struct {
 	 * against their corrupted twins, computed by the first update after
 	 * the task or the shots change. The heads grid stars its movers
 	 * whatever metric it shows; the head pane draws the selected head's
-	 * scatter (task_patch.attn, .proj). */
+	 * scatter (task_patch.attn, .proj). Not for tasks of more than
+	 * SESSION_TASK_MOVERS_MAX prompts (task_patch_error says so). */
 	fl_patch	 task_patch;
 	bool		 task_patch_valid;
 	char		*task_patch_error;	/* why it is not computed, or NULL */
