@@ -243,6 +243,41 @@ check "heads: effect = 100 (patched - clean) / clean" "$tmp/heads.json" \
 "$fl" heads --model "$model" --task "$task" --receiver 1 --json >"$tmp/heads1.json"
 check "heads: no path from layer 1 to resid_pre 1: effect 0" "$tmp/heads1.json" \
 	'j.effect[1].every(e => e === 0) && j.effect[0].some(e => e !== 0)'
+"$fl" heads --model "$post" --task "$task" --receiver 1 --receiver-input q \
+	--receiver-head 2 --metric subject --json >"$tmp/heads-q.json" ||
+	bad "heads --receiver-input q --receiver-head 2 --metric subject exits 0"
+check "heads: a q receiver, the subject metric, the MLP column" "$tmp/heads-q.json" \
+	'j.receiver_input === "q" && j.receiver_head === 2 && j.metric.includes("subject") && j.mlp_effect.length === 2 && j.mlp_effect[1][0] === 0 && j.effect[1].every(e => e === 0) && j.effect[0].some(e => e !== 0) && Array.isArray(j.movers)'
+expect "heads: --receiver-input q needs --receiver-head" 2 "--receiver-head" -- \
+	heads --model "$model" --task "$task" --receiver 1 --receiver-input q
+expect "heads: --receiver-input takes resid, q, k or v" 2 "--receiver-input" -- \
+	heads --model "$model" --task "$task" --receiver-input z
+expect "heads: a q receiver in the last layer at most" 2 "head of layers 1 to 1" -- \
+	heads --model "$model" --task "$task" --receiver 2 --receiver-input q --receiver-head 0
+expect "heads: --metric takes answer or subject" 2 "--metric" -- \
+	heads --model "$model" --task "$task" --metric logit
+
+# ---- task filters -----------------------------------------------------
+"$fl" eval --model "$model" --task "$task" --single-token --split template --json \
+	>"$tmp/eval-st.json" 2>"$tmp/eval-st.err" || bad "eval --single-token exits 0"
+check "eval --single-token: kept + dropped = 20, no multi-token answer kept" \
+	"$tmp/eval-st.json" 'j.settings[0].prompts + j.settings[0].dropped === 20 && j.settings[0].dropped > 0 && j.settings[0].multi_token_answers === 0 && j.task.single_token'
+if grep -q "single-token kept .* of 20 prompts, dropped" "$tmp/eval-st.err"; then
+	ok "eval --single-token says how many it dropped"
+else
+	bad "eval --single-token on stderr: $(cat "$tmp/eval-st.err")"
+fi
+"$fl" eval --model "$opt" --task "$task" --counterfactual --json --per-prompt \
+	>"$tmp/eval-cf.json" || bad "eval --counterfactual exits 0"
+check "eval --counterfactual: P of the memorised and the in-context answer" \
+	"$tmp/eval-cf.json" 'j.settings[0].counterfactual && typeof j.settings[0].conditions.baseline.context_mean_prob === "number" && j.prompts.every(p => typeof p.p_context === "number" && typeof p.context_answer === "string")'
+expect "eval: --counterfactual has no CSV" 2 "--counterfactual has no CSV" -- \
+	eval --model "$model" --task "$task" --counterfactual --csv
+printf '{"pairs": [{"subject": "a", "answer": "b"}, {"subject": "c", "answer": "d"}], "templates": ["[N] is [C]"]}' >"$tmp/nocf.json"
+expect "heads: --counterfactual needs counterfactual_format" 1 "counterfactual_format" -- \
+	heads --model "$model" --task "$tmp/nocf.json" --counterfactual
+expect "run: --single-token needs --task" 2 "--single-token needs --task" -- \
+	run --model "$model" --prompt "The capital of France is" --single-token
 
 # ---- atp --------------------------------------------------------------
 if "$fl" atp --model "$model" --prompt "The capital of France is" \

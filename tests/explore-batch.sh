@@ -124,7 +124,7 @@ out=$("$fl" --model "$fx" --size 5x5 -c "quit" 2>&1) && echo "ok - a 5x5 render 
 # here, as for factlens run) and says so in the status line.
 out=$(FACTLENS_TASK=$src/tests/tasks/tiny.json "$fl" --model "$fx" --size 100x30 \
     -c "prompt The capital of France is:; intercept toggle" 2>&1)
-if [[ "$out" == *"intercept removal on (loaded the default task tiny_capital"* ]] &&
+if [[ "$out" == *"intercept on (loaded the default task): fitted on 16 zero-shot prompts of tiny_capital"* ]] &&
     [[ "$out" == *"(intercept)"* ]]; then
 	echo "ok - i without a task loads the default task and fits the intercept"
 else
@@ -209,11 +209,11 @@ fi
 # :help lists the commands with what they do, wrapped, never cut with an
 # ellipsis; what does not fit is counted. :help NAME shows one command.
 "$fl" --model "$fx" --size 80x24 -c "prompt hi; help; render" > "$tmp/help80.txt"
-"$fl" --model "$fx" --size 150x60 -c "prompt hi; help; render" > "$tmp/help150.txt"
+"$fl" --model "$fx" --size 150x62 -c "prompt hi; help; render" > "$tmp/help150.txt"
 if grep -q "^ answer \[TEXT|top\] " "$tmp/help80.txt" && grep -q "more: :help NAME" "$tmp/help80.txt" &&
     ! grep -q "…" "$tmp/help80.txt" && grep -q "^ topk " "$tmp/help150.txt" &&
     ! grep -q "more: :help NAME" "$tmp/help150.txt"; then
-	echo "ok - :help lists the commands (all of them at 150x60, a count of the rest at 80x24)"
+	echo "ok - :help lists the commands (all of them at 150x62, a count of the rest at 80x24)"
 else
 	echo "FAIL - :help: $(sed -n 5,9p "$tmp/help80.txt")"
 	fail=1

@@ -66,6 +66,15 @@ same decompose-logit decompose --task "$big" --form logit --shots 1
 same decompose-prompt decompose --task "$big" --no-resid --prompt "The capital of France is"
 same trace-json trace --task "$tiny" --kind mlp --samples 2 --json
 same trace-text trace --task "$tiny" --samples 1
+# the task options and path patching's receivers, senders and metric go
+# through the partials too (the parts' recorded options rebuild the prompts)
+same eval-cf eval --task "$big" --counterfactual --shots 1 --json --per-prompt
+same eval-single eval --task "$big" --single-token
+same heads-qsubj heads --task "$tiny" --receiver 3 --receiver-input q --receiver-head 1 --metric subject --json
+same heads-k-cf heads --task "$tiny" --receiver 4 --receiver-input k --receiver-head 0 --counterfactual
+same heads-resid heads --task "$tiny" --receiver 3 --single-token
+same decompose-cf decompose --task "$big" --layer 4 --counterfactual --json
+same trace-single trace --task "$tiny" --samples 1 --single-token
 
 # A merged result is the unsharded one exactly, not approximately: eval's
 # per-prompt rows compared as numbers to the last digit.
@@ -95,6 +104,8 @@ p=$tmp/heads-json.part
 refuse "a shard twice" "shard 2 of 3 again" "${p}1" "${p}2" "${p}2"
 refuse "a missing shard" "missing: shard 3" "${p}1" "${p}2"
 refuse "parts of other options" "parts of different runs" "${p}1" "${p}2" "$tmp/heads-text.part3"
+refuse "parts of another receiver input" "parts of different runs" "$tmp/heads-qsubj.part1" "$tmp/heads-qsubj.part2" "$tmp/heads-k-cf.part3"
+refuse "parts without --counterfactual" "parts of different runs" "$tmp/eval-cf.part1" "$tmp/eval-cf.part2" "$tmp/eval-json.part3"
 refuse "parts of another command" "a partial of eval" "${p}1" "${p}2" "$tmp/eval-csv.part3"
 sed '1s/"weights_sha256":"[0-9a-f]*"/"weights_sha256":"'"$(printf '0%.0s' {1..64})"'"/' "${p}3" > "$tmp/other-model"
 refuse "parts of another model" "parts of different models" "${p}1" "${p}2" "$tmp/other-model"

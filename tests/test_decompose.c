@@ -112,7 +112,7 @@ check_fixture(const char *fx)
 {
 	fl_model *m = fx_model(fx);
 	fl_task *t = fx_tiny_task();
-	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false };
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false, false, false };
 	fl_prompt_set ps;
 	char *cause = NULL;
 
@@ -241,7 +241,7 @@ check_forms_numpy(const char *dir)
 	fl_model *m = NULL;
 	fl_task *t = NULL;
 	fl_prompt_set ps = { 0 };
-	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false };
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false, false, false };
 	fl_decomp_data dd = { 0 }, got = { 0 };
 	fl_batch *b = NULL;
 	size_t nx = 0, ny = 0;
@@ -384,7 +384,7 @@ check_cancel(const char *fx)
 {
 	fl_model *m = fx_model(fx);
 	fl_task *t = fx_tiny_task();
-	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false };
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false, false, false };
 	fl_prompt_set ps;
 	char *cause = NULL;
 

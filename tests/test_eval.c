@@ -27,7 +27,7 @@ check_fixture(const char *fx, fl_eval_split split)
 	fl_eval_opts o;
 	fl_eval_result r1, r3, r64;
 	fl_prompt_set ps;
-	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false };
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false, false, false };
 	char *cause = NULL;
 	int V, n, C = EVAL_COND_COUNT;
 	const char *sp = eval_split_name(split);
@@ -252,6 +252,94 @@ check_intervals(void)
 	check(isnan(lo) && isnan(hi), "no interval from one value");
 }
 
+/* Counterfactual prompts: each prompt's P and rank of the in-context answer
+ * equal the single-prompt run's under the baseline and the mask; the
+ * single-token filter drops the multi-token answers. */
+static void
+check_counterfactual(const char *fx)
+{
+	fl_model *m = fx_model(fx);
+	fl_task *t = fx_tiny_task();
+	fl_eval_opts o;
+	fl_eval_result r = { 0 }, rs = { 0 };
+	fl_prompt_set ps = { 0 };
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false, false, true };
+	char *cause = NULL;
+	int V, C = EVAL_COND_COUNT, rank_bad = 0, ctx_is_answer = 0;
+	double dmax = 0, mean = 0;
+
+	if (m == NULL || t == NULL)
+		goto out;
+	V = m->cfg.n_vocab;
+	eval_opts_init(&o);
+	o.counterfactual = true;
+	o.batch = 7;
+	if (eval_task(&r, m, t, &o, 0, NULL, &cause) != 0 ||
+	    task_prompts(&ps, m, t, &po, &cause) != 0)
+		goto out;
+	{
+		fl_run *run = run_new(m, ps.max_len, ps.max_len);
+
+		for (int i = 0; i < ps.n && i < r.n; i++) {
+			fl_cache *c = fx_cache(m, run, ps.p[i].ids, ps.p[i].n);
+			fl_mitigation mask = { true, NULL, NULL };
+			fl_eval_cond conds[2] = { EVAL_BASELINE, EVAL_MASK };
+
+			ctx_is_answer += ps.p[i].ctx_answer == ps.p[i].answer ||
+			    r.ctx_pair[i] != ps.p[i].ctx_pair;
+			for (int k = 0; k < 2; k++) {
+				size_t at = (size_t)i * C + conds[k];
+
+				if (k == 1)
+					mitigate_rerun(run, m, c, &mask, NULL);
+				dmax = fmax(dmax, fabs(lens_prob_of(c->logits, V,
+				    ps.p[i].ctx_answer) - r.ctx_prob[at]));
+				rank_bad += lens_rank_of(c->logits, V, ps.p[i].ctx_answer) !=
+				    r.ctx_rank[at];
+			}
+			mean += r.ctx_prob[(size_t)i * C + EVAL_BASELINE];
+			cache_free(c);
+		}
+		run_free(run);
+	}
+	check(r.counterfactual && r.n == 20 && ps.n == 20 && dmax < 1e-5 &&
+	    rank_bad == 0 && ctx_is_answer == 0 &&
+	    fabs(mean / r.n - r.cond[EVAL_BASELINE].ctx_mean_prob) < 1e-9,
+	    "%s: counterfactual: P and rank of the in-context answer = the "
+	    "single-prompt run's, baseline and mask (max P diff %.2e, %d ranks "
+	    "differ, %d prompts whose stated answer is the memorised one)", fx, dmax,
+	    rank_bad, ctx_is_answer);
+	o.counterfactual = false;
+	o.single_token = true;
+	o.split = EVAL_SPLIT_TEMPLATE;	/* the kept answers may all be of one fold */
+	prompt_set_clear(&ps);
+	po.counterfactual = false;
+	if (task_prompts(&ps, m, t, &po, &cause) != 0)
+		goto out;
+	if (ps.multi_token == ps.n) {
+		int rc = eval_task(&rs, m, t, &o, 0, NULL, &cause);
+
+		check(rc == -1 && cause != NULL && strstr(cause, "dropped every one"),
+		    "%s: every answer is several tokens: the single-token filter "
+		    "leaves nothing and says so (%s)", fx, cause ? cause : "no error");
+		free(cause);
+		cause = NULL;
+	} else if (eval_task(&rs, m, t, &o, 0, NULL, &cause) == 0)
+		check(rs.n + rs.dropped == 20 && rs.dropped == ps.multi_token &&
+		    rs.multi_token == 0 && rs.ctx_prob == NULL, "%s: --single-token "
+		    "scores %d prompts and drops %d, the multi-token answers (%d)", fx,
+		    rs.n, rs.dropped, ps.multi_token);
+out:
+	if (cause != NULL)
+		check(0, "%s: %s", fx, cause);
+	free(cause);
+	eval_clear(&r);
+	eval_clear(&rs);
+	prompt_set_clear(&ps);
+	task_free(t);
+	model_free(m);
+}
+
 int
 main(void)
 {
@@ -263,6 +351,9 @@ main(void)
 	check_fixture("opt-f32", EVAL_SPLIT_SUBJECT);
 	check_fixture("opt350-f32", EVAL_SPLIT_SUBJECT);
 	check_shots();
+	check_counterfactual("gpt2-f32");
+	check_counterfactual("opt350-f32");
+	check_counterfactual("llama-f32");
 	(void)check_close;
 	return check_done();
 }

@@ -6,6 +6,9 @@
  *   same patched run (logits_path_patch.f32, written by tools/make-fixtures).
  * - The fast path (MLPs only, over rows) equals the hook-based reference
  *   for every head, receiver and fixture.
+ * - The other patchings of the paper's code (an MLP sender; q, k, v
+ *   receivers; the subject metric) give PyTorch's numbers (patch-*.f32,
+ *   written by tools/make-patch-fixture) in both paths.
  * - No path, no effect: with the receiver at resid_pre of the last layer,
  *   every head of the last layer has exactly zero effect in both paths (the
  *   reference really patches them; the receiver is read before them), while
@@ -20,6 +23,15 @@
 #include "analysis/attrib.h"
 #include "analysis/patch.h"
 #include "engine/pool.h"
+
+/* Replaces the last row of a (T, D) point. */
+static int
+hook_patch_row_for_tests(void *ud, fl_act *a)
+{
+	memcpy(a->data + (size_t)(a->shape[0] - 1) * a->shape[1], ud,
+	    (size_t)a->shape[1] * sizeof(float));
+	return FL_HOOK_CONTINUE;
+}
 
 /* The patched run of the fixture's own prompt, by hand, with the hooks. */
 static void
@@ -83,7 +95,8 @@ check_pytorch(const char *fx)
 	{
 		fl_prompt q = { 0 };
 		fl_patch res;
-		fl_patch_opts o = { -1, NULL };
+		fl_patch_opts o = { -1, NULL, PATCH_RECV_RESID, 0, PATCH_METRIC_ANSWER,
+		    NULL };
 		float *vals = xcalloc((size_t)L * H * D, sizeof *vals);
 		fl_batch *b = batch_new(m, 1, T);
 		double mean = 0, want_metric;
@@ -124,6 +137,111 @@ out_early:
 	model_free(m);
 }
 
+/* The paper's code's other patchings against PyTorch (patch-*.f32, written
+ * by tools/make-patch-fixture): an MLP sender by hand with the hooks and by
+ * both paths, and q, k, v receivers by both paths, each metric. */
+static void
+check_pytorch_paper(const char *fx)
+{
+	fl_model *m = fx_model(fx);
+	int T, V, D, L, H;
+	int *ids = fx_ref_ids(fx, &T);
+	static const char *files[] = { "patch-mlp.f32", "patch-q.f32", "patch-k.f32",
+	    "patch-v.f32" };
+	float *want[4] = { NULL }, *got = NULL, *zero = NULL, *zeros_h = NULL;
+	size_t n = 0;
+
+	if (m == NULL || ids == NULL)
+		goto out;
+	V = m->cfg.n_vocab;
+	D = m->cfg.d_model;
+	L = m->cfg.n_layer;
+	H = m->cfg.n_head;
+	for (int f = 0; f < 4; f++)
+		if ((want[f] = fx_read_f32(fx, files[f], &n)) == NULL || n != (size_t)V) {
+			check(0, "%s: %s has %d floats", fx, files[f], V);
+			goto out;
+		}
+	zero = xcalloc((size_t)L * D, sizeof *zero);
+	zeros_h = xcalloc((size_t)L * H * D, sizeof *zeros_h);
+	got = xmalloc((size_t)V * sizeof *got);
+	{	/* MLP 0 zeroed at the last position, q/k/v frozen: the hooks */
+		fl_run *r = run_new(m, T, T);
+		fl_cache *c = fx_cache(m, r, ids, T);
+		fl_hook hooks[4];
+		fl_pass p = { 0 };
+		char label[128];
+
+		patch_freeze_hooks(m, c, hooks);
+		hooks[3] = (fl_hook){ HOOK_MLP_OUT, 0, hook_patch_row_for_tests, zero };
+		p.hooks = hooks;
+		p.n_hooks = 4;
+		p.logits = got;
+		run_forward(r, ids, &T, 1, &p, NULL);
+		snprintf(label, sizeof label, "%s: MLP 0 zeroed at the last position, "
+		    "q/k/v frozen = PyTorch", fx);
+		check_close(label, got, want[0], (size_t)V, 1e-4);
+		cache_free(c);
+		run_free(r);
+	}
+	/* both paths' metrics: MLP 0 into the final residual, sender (0, 1) into
+	 * head (L-1, 1)'s q, k, v; the answer metric, and the subject's */
+	for (int f = 0; f < 4; f++)
+		for (int met = 0; met < 2; met++) {
+			fl_prompt q = { 0 };
+			fl_patch res, ref;
+			fl_patch_opts o = { f == 0 ? -1 : L - 1, zeros_h,
+			    f == 0 ? PATCH_RECV_RESID : (fl_patch_recv)f, 1,
+			    (fl_patch_metric)met, zero };
+			fl_batch *b = batch_new(m, 1, T);
+			double mean = 0, w, g1 = NAN, g2 = NAN;
+			char *cause = NULL;
+			int rc1, rc2;
+
+			if (f > 0 && L < 2) {
+				batch_free(b);
+				continue;
+			}
+			q.ids = ids;
+			q.n = T;
+			q.answer = 5;
+			q.subject = 6;
+			q.subj_pos = 1;
+			q.subj_len = 1;
+			for (int v = 0; v < V; v++)
+				mean += want[f][v];
+			w = want[f][met ? q.subject : q.answer] - mean / V;
+			rc1 = patch_heads(&res, b, &q, 1, NULL, 0, &o, &cause);
+			rc2 = rc1 == 0 ? patch_heads_ref(&ref, m, &q, 1, NULL, 0, &o, &cause) :
+			    -1;
+			if (rc1 == 0 && rc2 == 0) {
+				g1 = f == 0 ? res.mlp_patched[0] : res.patched[1];
+				g2 = f == 0 ? ref.mlp_patched[0] : ref.patched[1];
+			}
+			check(rc1 == 0 && rc2 == 0 && fabs(g1 - w) < 1e-4 && fabs(g2 - w) < 1e-4,
+			    "%s: %s, metric %s: fast %.6f, reference %.6f = PyTorch's %.6f "
+			    "(%s)", fx, f == 0 ? "MLP 0 zeroed into the final residual" :
+			    f == 1 ? "head (0, 1) zeroed into head L-1.1's q" : f == 2 ?
+			    "head (0, 1) zeroed into head L-1.1's k" :
+			    "head (0, 1) zeroed into head L-1.1's v", patch_metric_name(
+			    (fl_patch_metric)met), g1, g2, w, cause ? cause : "ok");
+			free(cause);
+			if (rc1 == 0)
+				patch_clear(&res);
+			if (rc2 == 0)
+				patch_clear(&ref);
+			batch_free(b);
+		}
+out:
+	for (int f = 0; f < 4; f++)
+		free(want[f]);
+	free(got);
+	free(zero);
+	free(zeros_h);
+	free(ids);
+	model_free(m);
+}
+
 static double
 max_abs_diff(const double *a, const double *b, int n, bool skip_nan)
 {
@@ -142,7 +260,7 @@ check_fast_vs_ref(const char *fx)
 {
 	fl_model *m = fx_model(fx);
 	fl_task *t = fx_tiny_task();
-	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 3, false };
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 3, false, false, false };
 	fl_prompt_set clean, corrupt;
 	char *cause = NULL;
 	int L, H;
@@ -158,34 +276,64 @@ check_fast_vs_ref(const char *fx)
 		prompt_set_clear(&clean);
 		goto out;
 	}
-	for (int R = L; R >= 1; R -= L - 1) {
+	/* every receiver the paper's code has: the final residual and resid_pre
+	 * of the first layer, each head input of a head of the last layer, and
+	 * the subject metric */
+	struct { int R; fl_patch_recv recv; int head; fl_patch_metric metric; } cf[] = {
+		{ L, PATCH_RECV_RESID, 0, PATCH_METRIC_ANSWER },
+		{ 1, PATCH_RECV_RESID, 0, PATCH_METRIC_ANSWER },
+		{ L, PATCH_RECV_RESID, 0, PATCH_METRIC_SUBJECT },
+		{ L - 1, PATCH_RECV_Q, 1, PATCH_METRIC_ANSWER },
+		{ L - 1, PATCH_RECV_K, 2, PATCH_METRIC_ANSWER },
+		{ L - 1, PATCH_RECV_V, 1, PATCH_METRIC_SUBJECT },
+	};
+	for (size_t ci = 0; ci < sizeof cf / sizeof cf[0]; ci++) {
 		fl_patch fast, ref;
-		fl_patch_opts o = { R, NULL };
-		fl_batch *b = batch_new(m, 4, clean.max_len > corrupt.max_len ?
-		    clean.max_len : corrupt.max_len);
-		int rc1 = patch_heads(&fast, b, clean.p, clean.n, corrupt.p, corrupt.n,
-		    &o, &cause);
-		int rc2 = patch_heads_ref(&ref, m, clean.p, clean.n, corrupt.p, corrupt.n,
-		    &o, &cause);
-		double dp, dr, maxeff = 0;
+		int R = cf[ci].R;
+		fl_patch_opts o = { R, NULL, cf[ci].recv, cf[ci].head % H, cf[ci].metric,
+		    NULL };
+		fl_batch *b;
+		int rc1, rc2;
+		double dp, dm, dr, maxeff = 0;
 		bool zero = true;
+		char what[96];
 
-		check(rc1 == 0 && rc2 == 0, "%s, receiver %d: both paths run (%s)", fx, R,
+		if (R < 1 || (R == 1 && L == 1 && ci == 1))
+			continue;
+		if (cf[ci].recv != PATCH_RECV_RESID)
+			snprintf(what, sizeof what, "receiver head %d.%d's %s, metric %s", R,
+			    o.recv_head, patch_recv_name(cf[ci].recv),
+			    patch_metric_name(cf[ci].metric));
+		else
+			snprintf(what, sizeof what, "receiver resid_pre %d, metric %s", R,
+			    patch_metric_name(cf[ci].metric));
+		b = batch_new(m, 4, clean.max_len > corrupt.max_len ? clean.max_len :
+		    corrupt.max_len);
+		rc1 = patch_heads(&fast, b, clean.p, clean.n, corrupt.p, corrupt.n, &o,
+		    &cause);
+		rc2 = rc1 == 0 ? patch_heads_ref(&ref, m, clean.p, clean.n, corrupt.p,
+		    corrupt.n, &o, &cause) : -1;
+		check(rc1 == 0 && rc2 == 0, "%s, %s: both paths run (%s)", fx, what,
 		    cause ? cause : "ok");
 		if (rc1 != 0 || rc2 != 0) {
+			if (rc1 == 0)
+				patch_clear(&fast);
 			free(cause);
 			cause = NULL;
 			batch_free(b);
 			continue;
 		}
 		dp = max_abs_diff(fast.patched, ref.patched, L * H, false);
+		dm = max_abs_diff(fast.mlp_patched, ref.mlp_patched, L, false);
 		dr = max_abs_diff(fast.pearson, ref.pearson, L * H, true);
-		check(fabs(fast.clean - ref.clean) < 1e-4 && dp < 1e-4,
-		    "%s, receiver %d: fast = reference: M_clean %.6f vs %.6f, M_patched "
-		    "max diff %.2e over %d heads", fx, R, fast.clean, ref.clean, dp, L * H);
-		check(dr < 1e-3, "%s, receiver %d: the mover scatter's r agrees (max diff "
-		    "%.2e)", fx, R, dr);
-		for (int l = 0; l < L; l++)
+		check(fabs(fast.clean - ref.clean) < 1e-4 && dp < 1e-4 && dm < 1e-4,
+		    "%s, %s: fast = reference: M_clean %.6f vs %.6f, M_patched max diff "
+		    "%.2e over %d heads, %.2e over %d MLPs", fx, what, fast.clean,
+		    ref.clean, dp, L * H, dm, L);
+		if (ci == 0)
+			check(dr < 1e-3, "%s: the mover scatter's r agrees (max diff "
+			    "%.2e)", fx, dr);
+		for (int l = 0; l < L; l++) {
 			for (int h = 0; h < H; h++) {
 				double e = fast.effect[l * H + h];
 
@@ -194,18 +342,22 @@ check_fast_vs_ref(const char *fx)
 				if (l < R)
 					maxeff = fmax(maxeff, fabs(e));
 			}
+			if (l >= R && (fast.mlp_effect[l] != 0 ||
+			    fabs(ref.mlp_effect[l]) > 1e-9))
+				zero = false;
+			if (l < R)
+				maxeff = fmax(maxeff, fabs(fast.mlp_effect[l]));
+		}
 		if (R < L)
-			check(zero && maxeff > 0.1, "%s: receiver at resid_pre %d: heads of "
-			    "layers >= %d have effect exactly 0 in both paths; earlier "
-			    "heads up to %.2f%%", fx, R, R, maxeff);
+			check(zero && maxeff > 0.1, "%s, %s: senders of layers >= %d have "
+			    "effect 0 in both paths; earlier heads and MLPs up to %.2f%%",
+			    fx, what, R, maxeff);
 		else
-			check(maxeff > 0.1, "%s: heads move the final metric (up to %.2f%%)",
-			    fx, maxeff);
+			check(maxeff > 0.1, "%s, %s: heads and MLPs move the metric (up to "
+			    "%.2f%%)", fx, what, maxeff);
 		patch_clear(&fast);
 		patch_clear(&ref);
 		batch_free(b);
-		if (L == 1)
-			break;
 	}
 
 	/* corrupted = clean, one prompt: the mean is the clean value */
@@ -230,7 +382,8 @@ check_fast_vs_ref(const char *fx)
 	{
 		fl_patch res;
 		fl_batch *b = batch_new(m, 2, clean.max_len);
-		fl_patch_opts o = { L + 1, NULL };
+		fl_patch_opts o = { L + 1, NULL, PATCH_RECV_RESID, 0,
+		    PATCH_METRIC_ANSWER, NULL };
 		int rc = patch_heads(&res, b, clean.p, clean.n, corrupt.p, corrupt.n, &o,
 		    &cause);
 
@@ -258,7 +411,7 @@ check_cancel(const char *fx)
 {
 	fl_model *m = fx_model(fx);
 	fl_task *t = fx_tiny_task();
-	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 3, false };
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 3, false, false, false };
 	fl_prompt_set clean, corrupt;
 	char *cause = NULL;
 	int L, n_full, max_len;
@@ -333,9 +486,14 @@ main(void)
 	check_cancel("gpt2-f32");
 	for (int i = 0; i < FX_COUNT; i++)
 		check_pytorch(fx_names[i]);
+	check_pytorch_paper("gpt2-f32");
+	check_pytorch_paper("opt-f32");
+	check_pytorch_paper("opt350-f32");
+	check_pytorch_paper("llama-f32");
 	check_fast_vs_ref("gpt2-f32");
 	check_fast_vs_ref("gpt2-prefixed");
 	check_fast_vs_ref("opt-f32");
 	check_fast_vs_ref("opt350-f32");
+	check_fast_vs_ref("llama-f32");
 	return check_done();
 }

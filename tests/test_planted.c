@@ -49,7 +49,7 @@ planted_info(const char *fixture)
 static int
 prompts_of(fl_prompt_set *ps, const fl_model *m, const fl_task *t, bool corrupt)
 {
-	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, corrupt };
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, corrupt, false, false };
 	char *cause = NULL;
 	int rc = task_prompts(ps, m, t, &po, &cause);
 
@@ -218,6 +218,19 @@ check_mover(const char *fx, const char *truth_fx, const fl_task *t)
 			    "%d.%d first (most negative effect: head %d.%d, %.1f%%; next "
 			    "%.1f%%)", fx, want_l, want_h, best / H, best % H,
 			    res.effect[best], second);
+			{
+				bool *mov = xcalloc((size_t)L * H, sizeof *mov);
+				int n_mov = patch_movers(&res, PATCH_MOVER_EFFECT,
+				    PATCH_MOVER_R, mov);
+				int k = want_l * H + want_h;
+
+				check(mov[k] && n_mov >= 1 && n_mov <= 2, "%s: the paper's "
+				    "criterion (effect <= -%.0f%%, r >= %.1f) stars the planted "
+				    "head (effect %.1f%%, r %.2f) and %d other", fx,
+				    PATCH_MOVER_EFFECT, PATCH_MOVER_R, res.effect[k],
+				    res.pearson[k], n_mov - mov[k]);
+				free(mov);
+			}
 			patch_clear(&res);
 		}
 		batch_free(b);

@@ -421,6 +421,39 @@ main(void)
 	check(session_ready(s) && s->subject_pos >= 0, "the prompt ran, its subject found "
 	    "(%d tokens, subject at %d)", s->n_tok, s->subject_pos);
 
+	/* ---- the task's movers: path patching over the task, computed once ---- */
+	{
+		fl_prompt_set c = { 0 }, x = { 0 };
+		fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false, false, false };
+		fl_patch ref = { 0 };
+		fl_batch *b;
+		int L = session_layers(s), H = session_heads(s), bad = 0, nm = 0;
+		double d = 0;
+		bool *mv = xcalloc((size_t)L * H, sizeof *mv);
+
+		task_prompts(&c, s->model, s->task, &po, NULL);
+		po.corrupt = true;
+		task_prompts(&x, s->model, s->task, &po, NULL);
+		b = batch_new(s->model, 5, 32);
+		if (s->task_patch_valid && patch_heads(&ref, b, c.p, c.n, x.p, x.n, NULL,
+		    NULL) == 0) {
+			nm = patch_movers(&ref, PATCH_MOVER_EFFECT, PATCH_MOVER_R, mv);
+			for (int k = 0; k < L * H; k++) {
+				d = fmax(d, fabs(ref.effect[k] - s->task_patch.effect[k]));
+				bad += mv[k] != s->task_mover[k];
+			}
+			patch_clear(&ref);
+		}
+		check(s->task_patch_valid && s->task_patch.n_prompts == c.n && d < 1e-9 &&
+		    bad == 0, "task movers: patching over the task's %d prompts, as "
+		    "factlens heads does (max effect diff %.2e; %d of %d stars differ, "
+		    "%d starred)", c.n, d, bad, L * H, nm);
+		batch_free(b);
+		free(mv);
+		prompt_set_clear(&c);
+		prompt_set_clear(&x);
+	}
+
 	/* ---- :shots: checked against the task, the fits dropped ---- */
 	rc = session_set_shots(s, 5, &cause);
 	check(rc == -1 && cause != NULL && strstr(cause, "at most 4") != NULL &&
@@ -431,7 +464,8 @@ main(void)
 	check(session_set_shots(s, 0, &cause) == 0, "set_shots to the same number: "
 	    "nothing to redo");
 	check(session_set_shots(s, 2, &cause) == (SESSION_TASK | SESSION_LAST) &&
-	    s->shots == 2, "set_shots 2: SESSION_TASK | SESSION_LAST");
+	    s->shots == 2 && !s->task_patch_valid, "set_shots 2: SESSION_TASK | "
+	    "SESSION_LAST, the task's movers dropped");
 	check(session_set_shots(s, 0, &cause) == (SESSION_TASK | SESSION_LAST) &&
 	    s->shots == 0, "set_shots back to 0");
 

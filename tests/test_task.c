@@ -70,13 +70,78 @@ check_errors(void)
 	    "\"answer\": \"b\"}, {\"subject\": \"c\", \"answer\": \"d\"}], "
 	    "\"templates\": [\"[N] is [C]\"], \"paraphrase_templates\": 3}",
 	    "paraphrase_templates");
+	expect_error("bad counterfactual_format", "{\"pairs\": [{\"subject\": \"a\", "
+	    "\"answer\": \"b\"}, {\"subject\": \"c\", \"answer\": \"d\"}], "
+	    "\"templates\": [\"[N] is [C]\"], \"counterfactual_format\": \"[C] [N]\"}",
+	    "counterfactual_format");
+	expect_error("counterfactual_format not a string", "{\"pairs\": [{\"subject\": "
+	    "\"a\", \"answer\": \"b\"}, {\"subject\": \"c\", \"answer\": \"d\"}], "
+	    "\"templates\": [\"[N] is [C]\"], \"counterfactual_format\": 1}",
+	    "'counterfactual_format' must be a string");
+}
+
+/* Counterfactual text: the context states another pair's answer, first;
+ * the subject is the template's; the drawn pair depends on the seed. */
+static void
+check_counterfactual_text(void)
+{
+	fl_task *t = fx_task("../../data/tasks/country_capital.json");
+	fl_prompt_opts o = { TASK_TEMPLATES_MAIN, 0, 1, false, false, true };
+	char *s, *want, *cause = NULL;
+	int off, cp, differ = 0, same = 0;
+	bool space;
+
+	if (t == NULL)
+		return;
+	cp = task_context_pair(t, &o, 0, 4);
+	s = task_prompt_text(t, &o, 0, 4, 4, &off, &space, &cause);
+	want = cp >= 0 ? xasprintf("In this story, the capital of France is %s. "
+	    "It's crucial to know that the capital of France is",
+	    t->pairs[cp].answer) : NULL;
+	check(s && want && cp != 4 && strcmp(s, want) == 0 &&
+	    strcmp(s + off, "France is") == 0 && space,
+	    "counterfactual text: the context states pair %d's answer, then the "
+	    "template (\"%s\", subject at %d)", cp, s ? s : cause, off);
+	free(s);
+	free(want);
+	o.shots = 2;
+	s = task_prompt_text(t, &o, 0, 4, 4, &off, &space, NULL);
+	check(s && strncmp(s, "In this story, ", 15) == 0 &&
+	    strstr(s, ". The capital of ") != NULL && strstr(s, "France") != s + off &&
+	    strcmp(s + off, "France is") == 0,
+	    "2-shot counterfactual text: the context, the demonstrations, the prompt "
+	    "(\"%s\")", s ? s : "");
+	free(s);
+	o.shots = 0;
+	for (int k = 0; k < t->n_templates[0]; k++)
+		for (int i = 0; i < t->n_pairs; i++) {
+			int a = task_context_pair(t, &o, k, i), b;
+
+			o.seed = 2;
+			b = task_context_pair(t, &o, k, i);
+			o.seed = 1;
+			differ += a != b;
+			same += a < 0 || a == i || strcmp(t->pairs[a].answer,
+			    t->pairs[i].answer) == 0;
+		}
+	check(same == 0 && differ > 0, "every drawn context answer is another pair's "
+	    "and another answer (%d bad); another seed draws others (%d of %d)",
+	    same, differ, t->n_pairs * t->n_templates[0]);
+	free(t->counterfactual);
+	t->counterfactual = NULL;
+	s = task_prompt_text(t, &o, 0, 4, 4, &off, &space, &cause);
+	check(s == NULL && cause && strstr(cause, "counterfactual_format"),
+	    "counterfactual prompts without counterfactual_format are refused (%s)",
+	    cause ? cause : "");
+	free(cause);
+	task_free(t);
 }
 
 static void
 check_text(void)
 {
 	fl_task *t = fx_task("../../data/tasks/country_capital.json");
-	fl_prompt_opts o = { TASK_TEMPLATES_MAIN, 0, 1, false };
+	fl_prompt_opts o = { TASK_TEMPLATES_MAIN, 0, 1, false, false, false };
 	char *s, *s2, *cause = NULL;
 	int off;
 	bool space;
@@ -146,7 +211,7 @@ check_gpt2_tokens(void)
 	fl_model m;
 	fl_task *t;
 	fl_prompt_set ps;
-	fl_prompt_opts o = { TASK_TEMPLATES_MAIN, 0, 1, false };
+	fl_prompt_opts o = { TASK_TEMPLATES_MAIN, 0, 1, false, false, false };
 	fl_prompt p;
 	char *cause = NULL;
 	int ok = 1, at = -1, rc;
@@ -194,9 +259,24 @@ check_gpt2_tokens(void)
 		prompt_set_clear(&ps);
 	}
 	task_free(t);
-	t = fx_task("../../data/tasks/country_continent.json");
+	t = fx_task("../../data/tasks/product_company.json");
 	o.set = TASK_TEMPLATES_MAIN;
 	o.shots = 0;
+	if (t != NULL && task_prompts(&ps, &m, t, &o, &cause) == 0) {
+		int multi = ps.multi_token, n = ps.n;
+
+		prompt_set_clear(&ps);
+		o.single_token = true;
+		check(task_prompts(&ps, &m, t, &o, &cause) == 0 && n == 480 &&
+		    multi == 60 && ps.dropped == 60 && ps.n == 420 && ps.multi_token == 0,
+		    "GPT-2: product_company, 4 of 32 answers two tokens: --single-token "
+		    "keeps 420 of 480 prompts (%d of %d multi-token; kept %d, dropped %d)",
+		    multi, n, ps.n, ps.dropped);
+		prompt_set_clear(&ps);
+		o.single_token = false;
+	}
+	task_free(t);
+	t = fx_task("../../data/tasks/country_continent.json");
 	if (t != NULL && task_prompts(&ps, &m, t, &o, &cause) == 0) {
 		check(ps.multi_token > 0 && ps.multi_token < ps.n,
 		    "GPT-2: country_continent counts its multi-token answers (%d of %d)",
@@ -215,7 +295,7 @@ check_fixture_tokens(void)
 	fl_prompt p, q;
 	fl_task *t = fx_tiny_task();
 	fl_prompt_set ps;
-	fl_prompt_opts o = { TASK_TEMPLATES_MAIN, 1, 7, false };
+	fl_prompt_opts o = { TASK_TEMPLATES_MAIN, 1, 7, false, false, false };
 	char *cause = NULL;
 	int rc;
 
@@ -268,6 +348,41 @@ check_fixture_tokens(void)
 		prompt_set_clear(&ps);
 	}
 	o.corrupt = false;
+	{	/* the single-token filter drops exactly the multi-token answers */
+		int multi = -1, bad = 0, ctx_bad = 0;
+
+		if (task_prompts(&ps, m, t, &o, &cause) == 0) {
+			multi = ps.multi_token;
+			prompt_set_clear(&ps);
+		}
+		o.single_token = true;
+		if (task_prompts(&ps, m, t, &o, &cause) == 0) {
+			for (int i = 0; i < ps.n; i++)
+				bad += ps.p[i].answer_tokens != 1;
+			check(multi > 0 && ps.dropped == multi && ps.n == 20 - multi &&
+			    ps.multi_token == 0 && bad == 0, "single-token: %d kept, %d "
+			    "dropped, as many as the multi-token answers (%d); %d kept with "
+			    "several", ps.n, ps.dropped, multi, bad);
+			prompt_set_clear(&ps);
+		}
+		o.single_token = false;
+		o.counterfactual = true;
+		if (task_prompts(&ps, opt, t, &o, &cause) == 0) {
+			for (int i = 0; i < ps.n; i++) {
+				int nt, id = task_answer_token(opt,
+				    t->pairs[ps.p[i].ctx_pair].answer, false, &nt);
+
+				ctx_bad += ps.p[i].ctx_pair == ps.p[i].pair ||
+				    ps.p[i].ctx_answer != id || id == ps.p[i].answer ||
+				    strncmp(ps.p[i].text, "Say ", 4) != 0;
+			}
+			check(ps.counterfactual && ps.n == 20 && ctx_bad == 0,
+			    "OPT: counterfactual prompts open with the context and carry the "
+			    "stated answer's first token (%d bad)", ctx_bad);
+			prompt_set_clear(&ps);
+		}
+		o.counterfactual = false;
+	}
 	o.set = TASK_TEMPLATES_HELDOUT;
 	rc = task_prompts(&ps, m, t, &o, &cause);
 	check(rc == -1 && cause != NULL && strstr(cause, "heldout_templates"),
@@ -287,6 +402,7 @@ main(void)
 		return 1;
 	check_errors();
 	check_text();
+	check_counterfactual_text();
 	check_gpt2_tokens();
 	check_fixture_tokens();
 	rmdir(tmpdir);

@@ -656,7 +656,8 @@ class Model:
     # -- the forward pass ------------------------------------------------
 
     def forward(self, ids, final_mask=False, result_layers=None, cache=None,
-                freeze=None, patch=None, edit=None, attn_block=None):
+                freeze=None, patch=None, edit=None, attn_block=None,
+                freeze_below=None, patch_mlp=None, qkv_set=None):
         """Runs the model on one unpadded sequence of token ids.
 
         Returns a dict of activations under TransformerLens names:
@@ -676,7 +677,14 @@ class Model:
           blocks.L.hook_resid_pre, hook_attn_out and hook_mlp_out; the pass
           continues from what it returns (causal tracing).
         attn_block: (GPT-2 only) {layer: bool [T, T]}: (query, key) entries
-          whose scores are -inf before the softmax (attention knockout)."""
+          whose scores are -inf before the softmax (attention knockout).
+        freeze_below: with freeze, freeze only the layers below this one (a
+          q, k or v receiver's layer computes them from the patched stream).
+        patch_mlp: (layer, value [D]): that MLP's output at the last position
+          replaced by value (an MLP sender).
+        qkv_set: (layer, head, "q"|"k"|"v", value [T, dh]): that head's q, k
+          or v (before the rotation in Llama) replaced by value - a receiver's
+          input put into a clean run."""
         if cache is None:
             cache = {}
         if result_layers is None:
@@ -684,6 +692,8 @@ class Model:
         ids = torch.as_tensor(ids, dtype=torch.long)
         T = ids.shape[0]
         self._freeze, self._patch = freeze, patch
+        self._freeze_below, self._patch_mlp, self._qkv_set = (
+            freeze_below, patch_mlp, qkv_set)
         self._edit = edit if edit is not None else (lambda name, x: x)
         self._block = attn_block or {}
         if (edit is not None or attn_block) and self.arch != "gpt2":
@@ -703,9 +713,25 @@ class Model:
         c["blocks.%d.attn.hook_k" % l] = k
         c["blocks.%d.attn.hook_v" % l] = v
         f = self._freeze
-        if f is None:
-            return q, k, v
-        return tuple(f["blocks.%d.attn.hook_%s" % (l, n)] for n in "qkv")
+        if f is not None and (self._freeze_below is None or l < self._freeze_below):
+            q, k, v = (f["blocks.%d.attn.hook_%s" % (l, n)] for n in "qkv")
+        s = self._qkv_set
+        if s is not None and s[0] == l:
+            out = {"q": q, "k": k, "v": v}
+            t = out[s[2]].clone()
+            t[:, s[1]] = s[3]
+            out[s[2]] = t
+            q, k, v = out["q"], out["k"], out["v"]
+        return q, k, v
+
+    def _patched_mlp_out(self, l, mlp_out):
+        """mlp_out, with its last row replaced when this layer's MLP is the
+        patched sender."""
+        if self._patch_mlp is None or self._patch_mlp[0] != l:
+            return mlp_out
+        mlp_out = mlp_out.clone()
+        mlp_out[-1] = self._patch_mlp[1]
+        return mlp_out
 
     def _patched_attn_out(self, l, z, W_O_heads, bias, attn_out):
         """attn_out, or, when this layer holds the patched head, the sum of
@@ -759,6 +785,7 @@ class Model:
             c["blocks.%d.mlp.hook_pre" % l], c["blocks.%d.mlp.hook_post" % l] = pre, h
             mlp_out = h @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
             mlp_out = ed("blocks.%d.hook_mlp_out" % l, mlp_out.clone())
+            mlp_out = self._patched_mlp_out(l, mlp_out)
             c["blocks.%d.hook_mlp_out" % l] = mlp_out
             x = x + mlp_out
             c["blocks.%d.hook_resid_post" % l] = x
@@ -817,6 +844,7 @@ class Model:
             c[b + "mlp.hook_pre"] = lin(h, w[p + "fc1.weight"], w[p + "fc1.bias"])
             h = c[b + "mlp.hook_post"] = torch.relu(c[b + "mlp.hook_pre"])
             mlp_out = lin(h, w[p + "fc2.weight"], w[p + "fc2.bias"])
+            mlp_out = self._patched_mlp_out(l, mlp_out)
             c[b + "hook_mlp_out"] = mlp_out
             x = x + mlp_out
             if not pre:
@@ -878,6 +906,7 @@ class Model:
             c[b + "mlp.hook_pre"], c[b + "mlp.hook_pre_linear"] = gate, up
             c[b + "mlp.hook_post"] = post
             mlp_out = lin(post, w[p + "mlp.down_proj.weight"])
+            mlp_out = self._patched_mlp_out(l, mlp_out)
             c[b + "hook_mlp_out"] = mlp_out
             x = x + mlp_out
             c[b + "hook_resid_post"] = x

@@ -55,6 +55,9 @@ eval_clear(fl_eval_result *res)
 		return;
 	free(res->prob);
 	free(res->rank);
+	free(res->ctx_prob);
+	free(res->ctx_rank);
+	free(res->ctx_pair);
 	free(res->pair);
 	free(res->tmpl);
 	memset(res, 0, sizeof *res);
@@ -62,10 +65,16 @@ eval_clear(fl_eval_result *res)
 
 static void
 eval_score(fl_eval_result *res, int i, fl_eval_cond cond, const float *logits,
-    int V, int answer)
+    int V, const fl_prompt *p)
 {
-	res->prob[(size_t)i * EVAL_COND_COUNT + cond] = lens_prob_of(logits, V, answer);
-	res->rank[(size_t)i * EVAL_COND_COUNT + cond] = lens_rank_of(logits, V, answer);
+	size_t k = (size_t)i * EVAL_COND_COUNT + cond;
+
+	res->prob[k] = lens_prob_of(logits, V, p->answer);
+	res->rank[k] = lens_rank_of(logits, V, p->answer);
+	if (res->counterfactual) {
+		res->ctx_prob[k] = lens_prob_of(logits, V, p->ctx_answer);
+		res->ctx_rank[k] = lens_rank_of(logits, V, p->ctx_answer);
+	}
 }
 
 /* Rows of logits scored on the threads: each row's softmax normaliser and
@@ -87,7 +96,7 @@ score_part(void *ctx, int part, int nparts)
 	kern_part_range(j->k, part, nparts, &a, &b);
 	for (int r = a; r < b; r++)
 		eval_score(j->res, j->i0 + r, j->cond, j->lg + (size_t)r * j->V, j->V,
-		    j->p[j->i0 + r].answer);
+		    &j->p[j->i0 + r]);
 }
 
 /* The scoring's buffers, allocated once for the four conditions: a new
@@ -179,6 +188,19 @@ eval_stats(fl_eval_result *res)
 		res->cond[c].mean_prob = p / res->n;
 		res->cond[c].top1 = top / res->n;
 		res->cond[c].mean_rank = rank / res->n;
+		if (!res->counterfactual)
+			continue;
+		p = top = rank = 0;
+		for (int i = 0; i < res->n; i++) {
+			size_t k = (size_t)i * EVAL_COND_COUNT + c;
+
+			p += res->ctx_prob[k];
+			top += res->ctx_rank[k] == 1;
+			rank += res->ctx_rank[k];
+		}
+		res->cond[c].ctx_mean_prob = p / res->n;
+		res->cond[c].ctx_top1 = top / res->n;
+		res->cond[c].ctx_mean_rank = rank / res->n;
 	}
 }
 
@@ -186,7 +208,8 @@ int
 eval_prompts(fl_prompt_set *ps, const fl_model *m, const fl_task *t,
     const fl_eval_opts *o, int shots, char **cause)
 {
-	fl_prompt_opts po = { o->set, shots, o->seed, false };
+	fl_prompt_opts po = { o->set, shots, o->seed, false, o->single_token,
+	    o->counterfactual };
 
 	return task_prompts(ps, m, t, &po, cause);
 }
@@ -330,13 +353,24 @@ eval_finish(fl_eval_result *res, const fl_model *m, const fl_prompt_set *ps,
 	res->shots = shots;
 	res->n = n;
 	res->multi_token = ps->multi_token;
+	res->dropped = ps->dropped;
+	res->counterfactual = ps->counterfactual;
 	res->prob = xcalloc((size_t)(n > 0 ? n : 1) * EVAL_COND_COUNT, sizeof *res->prob);
 	res->rank = xcalloc((size_t)(n > 0 ? n : 1) * EVAL_COND_COUNT, sizeof *res->rank);
 	res->pair = xcalloc((size_t)(n > 0 ? n : 1), sizeof *res->pair);
 	res->tmpl = xcalloc((size_t)(n > 0 ? n : 1), sizeof *res->tmpl);
+	if (res->counterfactual) {
+		res->ctx_prob = xcalloc((size_t)(n > 0 ? n : 1) * EVAL_COND_COUNT,
+		    sizeof *res->ctx_prob);
+		res->ctx_rank = xcalloc((size_t)(n > 0 ? n : 1) * EVAL_COND_COUNT,
+		    sizeof *res->ctx_rank);
+		res->ctx_pair = xcalloc((size_t)(n > 0 ? n : 1), sizeof *res->ctx_pair);
+	}
 	for (int i = 0; i < n; i++) {
 		res->pair[i] = ps->p[i].pair;
 		res->tmpl[i] = ps->p[i].tmpl;
+		if (res->counterfactual)
+			res->ctx_pair[i] = ps->p[i].ctx_pair;
 	}
 	w.sub = xmalloc((size_t)EVAL_LENS_ROWS * D * sizeof *w.sub);
 	w.rows = xmalloc((size_t)EVAL_LENS_ROWS * D * sizeof *w.rows);

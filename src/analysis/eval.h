@@ -46,23 +46,34 @@ typedef struct {
 	double		 ridge;		/* < 0: DECOMP_RIDGE */
 	int		 batch;		/* prompts per pass */
 	const bool	*mask_heads;	/* (H) or NULL: mask every head */
+	bool		 single_token;	/* task.h: drop multi-token answers */
+	bool		 counterfactual;	/* task.h: the context states another
+					   answer; scored on both */
 } fl_eval_opts;
 
 typedef struct {
 	double	mean_prob;
 	double	top1;		/* fraction of prompts with the answer ranked first */
 	double	mean_rank;
+	/* counterfactual prompts: the same for the answer the context states */
+	double	ctx_mean_prob, ctx_top1, ctx_mean_rank;
 } fl_eval_stats;
 
 typedef struct {
 	int		 shots;
 	int		 n;		/* prompts scored */
 	int		 multi_token;	/* of which the answer has several tokens */
+	int		 dropped;	/* by single_token */
+	bool		 counterfactual;	/* ctx_prob and ctx_rank are set */
 	fl_eval_stats	 cond[EVAL_COND_COUNT];
 	double		 calib_r2[2];	/* the intercept fit of each fold */
 	int		 calib_n[2];	/* its calibration prompts */
 	double		*prob;		/* (n, EVAL_COND_COUNT) per prompt */
 	int		*rank;		/* (n, EVAL_COND_COUNT) */
+	double		*ctx_prob;	/* (n, EVAL_COND_COUNT) the in-context answer's */
+	int		*ctx_rank;	/* (n, EVAL_COND_COUNT); both NULL unless
+					   counterfactual */
+	int		*ctx_pair;	/* (n) whose answer the context states */
 	int		*pair;		/* (n) each prompt's pair in the task */
 	int		*tmpl;		/* (n) its template's index in the set */
 	double		 seconds;

@@ -29,6 +29,23 @@
  * model through each block's two LayerNorms as well). It runs those
  * MLPs on (heads x prompts) rows at once. The tests hold the two to 1e-4.
  *
+ * As the paper's code does it, three more choices:
+ *  - MLP senders: the MLP of layer l as the sender, its output at the last
+ *    position replaced by its corrupted mean, q, k, v frozen as for a head
+ *    (the layers x 1 column: mlp_patched, mlp_effect);
+ *  - q, k or v receivers (recv, recv_head): the receiver is one head's
+ *    query, key or value input at layer R (1..L-1). Step 3 runs up to R as
+ *    above and takes that head's q, k or v (after the rotation in rotary
+ *    models) from the patched residual; step 4 runs the clean prompt with
+ *    only that input replaced, everything else free, to the logits;
+ *  - the metric: logit(answer) - mean logit (PATCH_METRIC_ANSWER, the
+ *    default) or logit(subject's first token) - mean logit
+ *    (PATCH_METRIC_SUBJECT: which heads write "France").
+ * The fast path carries the last position for q/k/v receivers too, then
+ * runs layers R..L-1 with the engine (two passes resumed at R per prompt and
+ * sender); the reference does steps 3 and 4 literally, with the freezing
+ * hooks below R.
+ *
  * Also the mover scatter per head over the prompts: x = attention from the
  * last position to the subject (summed over its tokens), y = <head output at
  * the last position, W_U[:, subject's first token]> (through project_out^T
@@ -39,22 +56,53 @@
 
 #include "analysis/batch.h"
 
+typedef enum {
+	PATCH_RECV_RESID,	/* blocks.R.hook_resid_pre (R = L: the final residual) */
+	PATCH_RECV_Q,		/* head recv_head's query input at layer R */
+	PATCH_RECV_K,
+	PATCH_RECV_V,
+} fl_patch_recv;
+
+typedef enum {
+	PATCH_METRIC_ANSWER,	/* logit(answer) - mean logit */
+	PATCH_METRIC_SUBJECT,	/* logit(subject) - mean logit */
+} fl_patch_metric;
+
+const char *patch_recv_name(fl_patch_recv r);		/* "resid", "q", ... */
+int patch_recv_parse(const char *s);			/* -1 when unknown */
+const char *patch_metric_name(fl_patch_metric m);	/* "answer", "subject" */
+int patch_metric_parse(const char *s);
+
 typedef struct {
 	int		 receiver;	/* layer R (see above); < 0: n_layer */
 	const float	*sender_values;	/* (L, H, D): replacements instead of the
 					   corrupted means (tests), or NULL */
+	fl_patch_recv	 recv;
+	int		 recv_head;	/* with q, k, v: the receiving head */
+	fl_patch_metric	 metric;
+	const float	*mlp_values;	/* (L, D): the MLP senders' replacements
+					   (tests), or NULL: the corrupted means
+					   (NAN effects with sender_values and no
+					   corrupted prompts) */
 } fl_patch_opts;
 
 typedef struct {
 	int	 n_layer, n_head, n_prompts, receiver;
+	fl_patch_recv	recv;
+	int		recv_head;
+	fl_patch_metric	metric;
 	double	 clean;		/* M_clean */
 	double	*patched;	/* (L, H) M_patched */
 	double	*effect;	/* (L, H) percent; NAN when M_clean is 0 */
+	double	*mlp_patched;	/* (L) M_patched with MLP l as the sender */
+	double	*mlp_effect;	/* (L) percent */
 	double	*pearson;	/* (L, H) r of the scatter; NAN when undefined */
 	float	*attn;		/* (N, L, H) scatter x */
 	float	*proj;		/* (N, L, H) scatter y */
 	double	*clean_prompt;	/* (N) each prompt's metric, clean (patch_heads) */
 	double	*patched_prompt;/* (N, L, H) and patched */
+	double	*mlp_patched_prompt;	/* (N, L) with MLP l as the sender;
+					   NAN without MLP senders */
 } fl_patch;
 
 /* Allocates a result for n prompts, zeroed; free with patch_clear. */
@@ -70,7 +118,7 @@ void patch_sum_prompts(fl_patch *res);
 void patch_finish(fl_patch *res);
 
 /* The fast path. b batches the clean and corrupted runs (b->progress sees
- * n + n_corrupt + L * n units, and may stop the work after any batch or
+ * n + n_corrupt + L * n units (patch_units), and may stop the work after any batch or
  * chunk of patched rows). Every clean prompt needs its answer and its
  * subject (task_prompts gives both). corrupt may be NULL when
  * o->sender_values is set. 0; FL_STOPPED when b->progress asked to stop
@@ -79,12 +127,30 @@ int patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
     const fl_prompt *corrupt, int n_corrupt, const fl_patch_opts *o,
     char **cause);
 
+/* What b->total should be for patch_heads over n clean and n_corrupt
+ * prompts of a model of L layers. */
+static inline long patch_units(int L, int n, int n_corrupt)
+{ return (long)n + n_corrupt + (long)L * n; }
+
 /* The reference: the procedure above with hooks, one prompt at a time. */
 int patch_heads_ref(fl_patch *res, const fl_model *m, const fl_prompt *clean,
     int n, const fl_prompt *corrupt, int n_corrupt, const fl_patch_opts *o,
     char **cause);
 
 void patch_clear(fl_patch *res);
+
+/* The paper's mover criterion over a task (its figures: the path-patching
+ * map, then the scatter of the heads it singles out): a head carries what
+ * the answer needs (effect <= -effect_min percent) and copies the subject
+ * (Pearson r of its scatter >= r_min). A head whose r is undefined because
+ * its attention to the subject does not vary (a saturated mover, always at
+ * 1) copies when that attention averages at least 0.5 over the prompts.
+ * out is (L, H); returns how many. A reading aid with the defaults below,
+ * not a finding. */
+#define PATCH_MOVER_EFFECT	1.0	/* percent of the clean metric */
+#define PATCH_MOVER_R		0.5
+int patch_movers(const fl_patch *res, double effect_min, double r_min,
+    bool *out);
 
 /* Hooks the reference installs, for anyone patching by hand: copy the clean
  * q, k or v of every layer from a cache (install on HOOK_Q/K/V, layer -1;

@@ -181,6 +181,13 @@ report_eval_prompts(const fl_eval_result *r, const fl_task *t)
 			cJSON_AddItemToObject(o, "p_answer", report_number(r->prob[k]));
 			cJSON_AddNumberToObject(o, "rank", r->rank[k]);
 			cJSON_AddNumberToObject(o, "top1", r->rank[k] == 1);
+			if (r->counterfactual) {
+				cJSON_AddItemToObject(o, "context_answer",
+				    report_string(t->pairs[r->ctx_pair[i]].answer));
+				cJSON_AddItemToObject(o, "p_context",
+				    report_number(r->ctx_prob[k]));
+				cJSON_AddNumberToObject(o, "context_rank", r->ctx_rank[k]);
+			}
 			cJSON_AddItemToArray(arr, o);
 		}
 	return arr;
@@ -279,6 +286,8 @@ report_eval_setting(const fl_eval_result *r)
 	cJSON_AddNumberToObject(o, "shots", r->shots);
 	cJSON_AddNumberToObject(o, "prompts", r->n);
 	cJSON_AddNumberToObject(o, "multi_token_answers", r->multi_token);
+	cJSON_AddNumberToObject(o, "dropped", r->dropped);
+	cJSON_AddBoolToObject(o, "counterfactual", r->counterfactual);
 	conds = cJSON_AddObjectToObject(o, "conditions");
 	for (int c = 0; c < EVAL_COND_COUNT; c++) {
 		cJSON *x = cJSON_AddObjectToObject(conds, eval_cond_name((fl_eval_cond)c));
@@ -291,6 +300,14 @@ report_eval_setting(const fl_eval_result *r)
 		cJSON_AddItemToObject(x, "mean_prob_hi", report_number(hi[0]));
 		cJSON_AddItemToObject(x, "top1_lo", report_number(lo[1]));
 		cJSON_AddItemToObject(x, "top1_hi", report_number(hi[1]));
+		if (r->counterfactual) {
+			cJSON_AddItemToObject(x, "context_mean_prob",
+			    report_number(r->cond[c].ctx_mean_prob));
+			cJSON_AddItemToObject(x, "context_top1",
+			    report_number(r->cond[c].ctx_top1));
+			cJSON_AddItemToObject(x, "context_mean_rank",
+			    report_number(r->cond[c].ctx_mean_rank));
+		}
 	}
 	arr = cJSON_AddArrayToObject(o, "calibration_r2");
 	for (int f = 0; f < 2; f++)

@@ -55,6 +55,7 @@ task_free(fl_task *t)
 		free(t->templates[s]);
 	}
 	free(t->fewshot);
+	free(t->counterfactual);
 	free(t->name);
 	free(t->path);
 	free(t);
@@ -154,7 +155,7 @@ task_load(const char *path, char **cause)
 	cJSON_ArrayForEach(e, root) {
 		static const char *known[] = { "name", "relation", "source", "scoring",
 		    "pairs", "templates", "paraphrase_templates", "heldout_templates",
-		    "fewshot_format" };
+		    "fewshot_format", "counterfactual_format" };
 		bool ok = e->string == NULL || e->string[0] == '_';
 
 		for (size_t k = 0; !ok && k < sizeof known / sizeof known[0]; k++)
@@ -162,8 +163,8 @@ task_load(const char *path, char **cause)
 		if (!ok) {
 			fl_error(cause, "%s: unknown field '%s' (a task has name, relation, "
 			    "source, scoring, pairs, templates, paraphrase_templates, "
-			    "heldout_templates and fewshot_format; a field starting with "
-			    "'_' is a comment)", path, e->string);
+			    "heldout_templates, fewshot_format and counterfactual_format; a "
+			    "field starting with '_' is a comment)", path, e->string);
 			cJSON_Delete(root);
 			return NULL;
 		}
@@ -211,6 +212,18 @@ task_load(const char *path, char **cause)
 		if (template_check(path, "fewshot_format", -1, e->valuestring, cause) != 0)
 			goto fail;
 		t->fewshot = xstrdup(e->valuestring);
+	}
+	e = cJSON_GetObjectItemCaseSensitive(root, "counterfactual_format");
+	if (e != NULL) {
+		if (!cJSON_IsString(e)) {
+			fl_error(cause, "%s: field 'counterfactual_format' must be a "
+			    "string", path);
+			goto fail;
+		}
+		if (template_check(path, "counterfactual_format", -1, e->valuestring,
+		    cause) != 0)
+			goto fail;
+		t->counterfactual = xstrdup(e->valuestring);
 	}
 	cJSON_Delete(root);
 	return t;
@@ -290,9 +303,58 @@ fill_format(char **b, size_t *len, size_t *cap, const char *fmt,
 	buf_add(b, len, cap, c + 3, strlen(c + 3));
 }
 
+/* Whether two answers start with the same word ("San Jose", "San Marino"). */
+static bool
+same_first_word(const char *a, const char *b)
+{
+	size_t na = strcspn(a, " "), nb = strcspn(b, " ");
+
+	return na == nb && strncmp(a, b, na) == 0;
+}
+
+/* The nth pair, from a random start, whose answer has another first word. */
+static int
+context_pair_nth(const fl_task *t, const fl_prompt_opts *o, int tmpl, int pair,
+    int nth)
+{
+	uint64_t rng = prompt_rng(o->seed, pair, tmpl, 3);
+	int n = t->n_pairs, start;
+
+	if (pair < 0 || pair >= n)
+		return -1;
+	start = (int)(mix64(&rng) % (uint64_t)n);
+	for (int k = 0; k < n; k++) {
+		int j = (start + k) % n;
+
+		if (j != pair && !same_first_word(t->pairs[j].answer,
+		    t->pairs[pair].answer) && nth-- == 0)
+			return j;
+	}
+	return -1;
+}
+
+int
+task_context_pair(const fl_task *t, const fl_prompt_opts *o, int tmpl, int pair)
+{
+	return context_pair_nth(t, o, tmpl, pair, 0);
+}
+
+static char *prompt_text(const fl_task *t, const fl_prompt_opts *o, int tmpl,
+    int pair, int subject_pair, int ctx_pair, int *subj_off, bool *space,
+    char **cause);
+
 char *
 task_prompt_text(const fl_task *t, const fl_prompt_opts *o, int tmpl, int pair,
     int subject_pair, int *subj_off, bool *space, char **cause)
+{
+	return prompt_text(t, o, tmpl, pair, subject_pair, o->counterfactual ?
+	    task_context_pair(t, o, tmpl, pair) : -1, subj_off, space, cause);
+}
+
+/* task_prompt_text with the counterfactual context's pair given. */
+static char *
+prompt_text(const fl_task *t, const fl_prompt_opts *o, int tmpl, int pair,
+    int subject_pair, int cp, int *subj_off, bool *space, char **cause)
 {
 	fl_template_set set = o->set;
 	char *b = NULL;
@@ -322,7 +384,22 @@ task_prompt_text(const fl_task *t, const fl_prompt_opts *o, int tmpl, int pair,
 		    o->shots, t->n_pairs);
 		return NULL;
 	}
+	if (o->counterfactual && t->counterfactual == NULL) {
+		fl_error(cause, "%s: counterfactual prompts need the field "
+		    "'counterfactual_format'", t->path);
+		return NULL;
+	}
 	buf_add(&b, &len, &cap, "", 0);
+	if (o->counterfactual) {
+		if (cp < 0) {
+			fl_error(cause, "%s: no pair has an answer other than %s's for a "
+			    "counterfactual context", t->path, t->pairs[pair].subject);
+			free(b);
+			return NULL;
+		}
+		fill_format(&b, &len, &cap, t->counterfactual,
+		    t->pairs[subject_pair].subject, t->pairs[cp].answer, NULL, NULL);
+	}
 	/* Demonstrations: a partial Fisher-Yates draw from the other pairs. */
 	pool = xcalloc((size_t)t->n_pairs, sizeof *pool);
 	for (int i = 0; i < t->n_pairs; i++)
@@ -425,6 +502,7 @@ prompt_make(fl_prompt *p, const fl_model *m, const char *text, int subj_off,
 {
 	memset(p, 0, sizeof *p);
 	p->pair = p->subject_pair = p->tmpl = -1;
+	p->ctx_pair = p->ctx_answer = -1;
 	p->n = model_encode(m, text, strlen(text), &p->ids, cause);
 	if (p->n < 0)
 		return -1;
@@ -487,7 +565,7 @@ task_prompts(fl_prompt_set *ps, const fl_model *m, const fl_task *t,
 	for (int k = 0; k < nt; k++)
 		for (int i = 0; i < np; i++) {
 			fl_prompt *p = &ps->p[ps->n];
-			int sp = i, off;
+			int sp = i, off, cp = -1, ctx_tokens = 0;
 			bool space;
 			char *text, *why = NULL;
 
@@ -496,9 +574,39 @@ task_prompts(fl_prompt_set *ps, const fl_model *m, const fl_task *t,
 
 				sp = (i + 1 + (int)(mix64(&rng) % (uint64_t)(np - 1))) % np;
 			}
+
 			text = task_prompt_text(t, o, k, i, sp, &off, &space, cause);
 			if (text == NULL)
 				goto fail;
+			/* the stated answer must start with another token than the
+			 * memorised one, or the two cannot be told apart */
+			for (int nth = 0; o->counterfactual; nth++) {
+				int c = context_pair_nth(t, o, k, i, nth), id, n1, n2;
+
+				if (c < 0)
+					break;
+				id = task_answer_token(m, t->pairs[c].answer, space, &n1);
+				if (id >= 0 && id != task_answer_token(m, t->pairs[i].answer,
+				    space, &n2)) {
+					cp = c;
+					ctx_tokens = n1;
+					break;
+				}
+			}
+			if (o->counterfactual && cp != task_context_pair(t, o, k, i)) {
+				free(text);
+				if (cp < 0) {
+					fl_error(cause, "%s: %s[%d], pair %d (%s): no other "
+					    "pair's answer starts with another token than \"%s\" "
+					    "for a counterfactual context", t->path,
+					    set_keys[o->set], k, i, t->pairs[i].subject,
+					    t->pairs[i].answer);
+					goto fail;
+				}
+				text = prompt_text(t, o, k, i, sp, cp, &off, &space, cause);
+				if (text == NULL)
+					goto fail;
+			}
 			if (prompt_make(p, m, text, off, (int)strlen(t->pairs[sp].subject),
 			    t->pairs[i].answer, space, &why) != 0) {
 				fl_error(cause, "%s: %s[%d], pair %d (%s): %s", t->path,
@@ -511,6 +619,16 @@ task_prompts(fl_prompt_set *ps, const fl_model *m, const fl_task *t,
 			p->pair = i;
 			p->subject_pair = sp;
 			p->tmpl = k;
+			if (o->counterfactual) {
+				p->ctx_pair = cp;
+				p->ctx_answer = task_answer_token(m, t->pairs[cp].answer,
+				    space, &ctx_tokens);
+			}
+			if (o->single_token && (p->answer_tokens > 1 || ctx_tokens > 1)) {
+				prompt_clear(p);
+				ps->dropped++;
+				continue;
+			}
 			if (p->answer_tokens > 1)
 				ps->multi_token++;
 			if (p->n > ps->max_len)
@@ -518,6 +636,13 @@ task_prompts(fl_prompt_set *ps, const fl_model *m, const fl_task *t,
 			ps->total_tokens += p->n;
 			ps->n++;
 		}
+	ps->counterfactual = o->counterfactual;
+	if (ps->n == 0) {
+		fl_error(cause, "%s: the single-token filter dropped every one of the %d prompts "
+		    "(each answer is several tokens for this model)", t->path,
+		    ps->dropped);
+		goto fail;
+	}
 	return 0;
 fail:
 	prompt_set_clear(ps);

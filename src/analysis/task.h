@@ -7,6 +7,8 @@
  *   "templates": ["... the capital of [N] is [C]", ...],   zero-shot, required
  *   "paraphrase_templates": [...], "heldout_templates": [...]  optional sets
  *   "fewshot_format": "The capital of [N] is [C]. "         for k-shot prompts
+ *   "counterfactual_format": "In this story, the capital of [N] is [C]. "
+ *                                                 for counterfactual prompts
  * [N] stands for the subject, [C] for the answer. A prompt is the template up
  * to [C] (without the space before it), so the model's next token is scored
  * against the answer's first token: the first token of " " + answer when the
@@ -18,6 +20,20 @@
  * its own trailing space). The demonstrations are drawn from a seed, the pair
  * and the template, so a run is reproducible and a corrupted prompt (the
  * subject replaced by another pair's) keeps its clean prompt's demonstrations.
+ *
+ * A counterfactual prompt (fl_prompt_opts.counterfactual) opens with
+ * counterfactual_format filled with the prompt's subject and another pair's
+ * answer, drawn from the seed, the pair and the template among the pairs
+ * whose answer has another first word: "In this story, the capital of France
+ * is Rome. The capital of France is". The demonstrations, if any, follow it.
+ * task_prompts goes on to the next such pair (in the draw's order) while the
+ * stated answer's first token is the memorised answer's for the model.
+ * Such a prompt is scored on both answers: the memorised one (answer) and the
+ * one the context states (ctx_answer), which separates recall from copying.
+ *
+ * With fl_prompt_opts.single_token a prompt set keeps only the prompts whose
+ * answer (and in-context answer) is one token for the model: the paper's
+ * code assumes single-token answers. The set counts what it dropped.
  *
  * Token positions: the subject's tokens are found by walking the byte spans
  * of the prompt's tokens, so they are right for any BPE split, and OPT's BOS
@@ -50,6 +66,7 @@ typedef struct {
 	char	**templates[TASK_TEMPLATES_COUNT];	/* NULL when absent */
 	int	 n_templates[TASK_TEMPLATES_COUNT];
 	char	*fewshot;		/* NULL when absent */
+	char	*counterfactual;	/* counterfactual_format; NULL when absent */
 } fl_task;
 
 /* One prompt, tokenized for one model. */
@@ -65,6 +82,8 @@ typedef struct {
 	int	 subj_pos;	/* the subject's tokens are [subj_pos, subj_pos + subj_len) */
 	int	 subj_len;
 	int	 subject;	/* id of the subject's first token */
+	int	 ctx_pair;	/* counterfactual sets: whose answer the context states */
+	int	 ctx_answer;	/* counterfactual sets: its first token (else -1) */
 } fl_prompt;
 
 typedef struct {
@@ -73,6 +92,8 @@ typedef struct {
 	int		 multi_token;	/* prompts whose answer is more than one token */
 	int		 max_len;	/* tokens of the longest prompt */
 	int		 total_tokens;
+	int		 dropped;	/* by single_token: answers of several tokens */
+	bool		 counterfactual;	/* every prompt has a ctx_answer */
 } fl_prompt_set;
 
 typedef struct {
@@ -80,6 +101,8 @@ typedef struct {
 	int		 shots;		/* demonstrations before each prompt */
 	unsigned	 seed;		/* demonstrations and corrupted subjects */
 	bool		 corrupt;	/* each subject replaced by another pair's */
+	bool		 single_token;	/* drop prompts whose answer is several tokens */
+	bool		 counterfactual;	/* the context states another answer */
 } fl_prompt_opts;
 
 /* Reads and checks a task file. NULL and *cause naming the file and the
@@ -110,9 +133,17 @@ int task_find_subject(const fl_task *t, const char *prompt, int *off, int *len);
 char *task_prompt_text(const fl_task *t, const fl_prompt_opts *o, int tmpl,
     int pair, int subject_pair, int *subj_off, bool *space, char **cause);
 
-/* Every prompt of a set: pairs x templates, template-major. 0, or -1 with
- * *cause (a template missing from the task, too many shots, a prompt longer
- * than the model's context). Free with prompt_set_clear. */
+/* The pair whose answer a counterfactual prompt of pair `pair` in template
+ * `tmpl` states in task_prompt_text, drawn as described above (before
+ * task_prompts' token check); -1 when every other pair's answer has the
+ * same first word. */
+int task_context_pair(const fl_task *t, const fl_prompt_opts *o, int tmpl,
+    int pair);
+
+/* Every prompt of a set: pairs x templates, template-major, less those
+ * o->single_token drops. 0, or -1 with *cause (a template missing from the
+ * task, too many shots, a prompt longer than the model's context, no
+ * counterfactual_format, every prompt dropped). Free with prompt_set_clear. */
 int task_prompts(fl_prompt_set *ps, const fl_model *m, const fl_task *t,
     const fl_prompt_opts *o, char **cause);
 

@@ -91,6 +91,16 @@ int cli_cancelled(cli_progress_state *s, const char *what);
 int cli_work_end(cli_progress_state *s, int rc, const char *what);
 
 
+/* After task_prompts with o->single_token: "factlens CMD: --single-token
+ * kept N of M prompts, dropped K (answers of several tokens for this
+ * model)" on stderr; nothing without the filter. */
+void cli_note_dropped(const char *cmd, const fl_prompt_opts *o,
+    const fl_prompt_set *ps);
+
+/* The prompt filters in a JSON task object: "single_token", "dropped"
+ * (prompts the filter dropped) and "counterfactual". */
+void cli_json_prompt_filters(cJSON *task, const fl_prompt_opts *o, int dropped);
+
 /* Loads a task or prints "factlens: <cause>" and returns NULL. */
 fl_task *cli_load_task(const char *path);
 

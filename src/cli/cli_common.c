@@ -254,3 +254,21 @@ cli_find_subject(const fl_task *t, const char *prompt, const char *subject,
 	*pair = task_find_subject(t, prompt, off, len);
 	return 0;
 }
+
+void
+cli_note_dropped(const char *cmd, const fl_prompt_opts *o, const fl_prompt_set *ps)
+{
+	if (!o->single_token)
+		return;
+	fprintf(stderr, "factlens %s: --single-token kept %d of %d prompts, dropped "
+	    "%d (answers of several tokens for this model)\n", cmd, ps->n,
+	    ps->n + ps->dropped, ps->dropped);
+}
+
+void
+cli_json_prompt_filters(cJSON *task, const fl_prompt_opts *o, int dropped)
+{
+	cJSON_AddBoolToObject(task, "single_token", o->single_token);
+	cJSON_AddNumberToObject(task, "dropped", dropped);
+	cJSON_AddBoolToObject(task, "counterfactual", o->counterfactual);
+}

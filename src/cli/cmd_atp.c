@@ -279,7 +279,7 @@ atp_over_task(const atp_args *a)
 		goto out;
 	}
 	po = (fl_prompt_opts){ (fl_template_set)a->set, a->shots,
-	    (unsigned)a->seed, false };
+	    (unsigned)a->seed, false, false, false };
 	if (task_prompts(&clean, m, t, &po, &cause) != 0)
 		goto fail_cause;
 	po.corrupt = true;

@@ -35,6 +35,8 @@ typedef struct {
 	int		 batch;
 	int		 threads;
 	bool		 no_resid;
+	bool		 single_token;	/* --single-token */
+	bool		 counterfactual;	/* --counterfactual */
 	double		 ridge;
 	bool		 json;
 	fl_decomp_form	 form;
@@ -54,6 +56,8 @@ const cli_opt cmd_decompose_opts[] = {
 	  "Decomposition forms" },
 	CLI_SHARED_TEMPLATES,
 	CLI_SHARED_SHOTS(0),
+	CLI_SHARED_SINGLE_TOKEN(0),
+	CLI_SHARED_COUNTERFACTUAL,
 	CLI_SHARED_NO_RESID,
 	CLI_SHARED_RIDGE,
 	{ "top", 'k', "K", 0, CLI_GROUP_OWN,
@@ -78,7 +82,8 @@ decomp_parse(decomp_args *a, int argc, char **argv)
 {
 	cli_shared sh = { .dir = &a->dir, .task = &a->task, .set = &a->set,
 	    .shots = &a->shots, .batch = &a->batch, .threads = &a->threads, .no_resid = &a->no_resid,
-	    .ridge = &a->ridge, .json = &a->json, .shard = &a->shard };
+	    .ridge = &a->ridge, .json = &a->json, .shard = &a->shard,
+	    .single_token = &a->single_token, .counterfactual = &a->counterfactual };
 	int c;
 
 	memset(a, 0, sizeof *a);
@@ -428,9 +433,11 @@ decomp_main(int argc, char **argv, cli_merge *mg)
 		rc = cli_fail(2, "--layer takes a layer from 0 to %d", L - 1);
 		goto out;
 	}
-	po = (fl_prompt_opts){ (fl_template_set)a.set, a.shots, 1, false };
+	po = (fl_prompt_opts){ (fl_template_set)a.set, a.shots, 1, false,
+	    a.single_token, a.counterfactual };
 	if (task_prompts(&ps, m, t, &po, &cause) != 0)
 		goto fail_cause;
+	cli_note_dropped("decompose", &po, &ps);
 	if (mg != NULL) {
 		size_t JD;
 
@@ -545,6 +552,7 @@ decomp_main(int argc, char **argv, cli_merge *mg)
 		cJSON_AddItemToObject(o2, "file", report_string(a.task));
 		cJSON_AddStringToObject(o2, "templates", task_set_name(po.set));
 		cJSON_AddNumberToObject(o2, "shots", po.shots);
+		cli_json_prompt_filters(o2, &po, ps.dropped);
 		cJSON_AddNumberToObject(root, "layer", a.layer);
 		cJSON_AddNumberToObject(root, "prompts", ps.n);
 		cJSON_AddNumberToObject(root, "ridge", a.ridge < 0 ? DECOMP_RIDGE : a.ridge);

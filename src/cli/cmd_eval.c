@@ -28,6 +28,8 @@ typedef struct {
 	int		 set;
 	int		 split;
 	bool		 no_resid;
+	bool		 single_token;	/* --single-token */
+	bool		 counterfactual;	/* --counterfactual */
 	double		 ridge;
 	bool		 json;
 	bool		 csv;		/* --csv */
@@ -43,6 +45,8 @@ const cli_opt cmd_eval_opts[] = {
 	  "also K-shot: K demonstrations (other subjects of the task) before each "
 	  "prompt (default 0: zero-shot only)" },
 	CLI_SHARED_TEMPLATES,
+	CLI_SHARED_SINGLE_TOKEN(0),
+	CLI_SHARED_COUNTERFACTUAL,
 	{ "split", 's', "subject|template", 0, CLI_GROUP_OWN,
 	  "how the intercept's fit is kept apart from the prompts it scores: by "
 	  "subject (the default) or by template" },
@@ -74,7 +78,8 @@ eval_parse(eval_args *a, int argc, char **argv)
 {
 	cli_shared sh = { .plot = &a->plot, .dir = &a->dir, .task = &a->task, .set = &a->set,
 	    .batch = &a->batch, .threads = &a->threads, .no_resid = &a->no_resid,
-	    .ridge = &a->ridge, .json = &a->json, .shard = &a->shard };
+	    .ridge = &a->ridge, .json = &a->json, .shard = &a->shard,
+	    .single_token = &a->single_token, .counterfactual = &a->counterfactual };
 	int c;
 
 	memset(a, 0, sizeof *a);
@@ -112,6 +117,9 @@ eval_parse(eval_args *a, int argc, char **argv)
 	}
 	if (cli_csv_or_json("eval", a->csv, a->json) != 0)
 		return 2;
+	if (a->csv && a->counterfactual)
+		return cli_fail(2, "eval: --counterfactual has no CSV form (the "
+		    "in-context answer's columns); use --json --per-prompt");
 	if (a->per_prompt && !a->json)
 		return cli_fail(2, "eval: --per-prompt needs --json (--csv always has "
 		    "the per-prompt rows)");
@@ -261,13 +269,21 @@ eval_main(int argc, char **argv, cli_merge *mg)
 	o.ridge = a.ridge;
 	o.batch = a.batch;
 	o.mask_heads = heads;
+	o.single_token = a.single_token;
+	o.counterfactual = a.counterfactual;
 	n_set = a.shots > 0 ? 2 : 1;
-	for (int s = 0; s < n_set; s++)
+	for (int s = 0; s < n_set; s++) {
 		if (eval_prompts(&ps[s], m, t, &o, s == 0 ? 0 : a.shots, &cause) != 0) {
 			cli_fail(1, "%s", cause);
 			free(cause);
 			goto out;
 		}
+		if (a.single_token)
+			fprintf(stderr, "factlens eval: %d-shot: --single-token kept %d of "
+			    "%d prompts, dropped %d (answers of several tokens for this "
+			    "model)\n", s == 0 ? 0 : a.shots, ps[s].n,
+			    ps[s].n + ps[s].dropped, ps[s].dropped);
+	}
 	if (mg != NULL) {
 		if (mg->prompts != ps[0].n) {
 			cli_fail(1, "%s: %d prompts in all, but %s makes %d of %s",
@@ -363,6 +379,8 @@ eval_main(int argc, char **argv, cli_merge *mg)
 		cJSON_AddStringToObject(o2, "templates", task_set_name(o.set));
 		cJSON_AddNumberToObject(o2, "pairs", t->n_pairs);
 		cJSON_AddNumberToObject(o2, "template_count", t->n_templates[o.set]);
+		cJSON_AddBoolToObject(o2, "single_token", o.single_token);
+		cJSON_AddBoolToObject(o2, "counterfactual", o.counterfactual);
 		o2 = cJSON_AddObjectToObject(root, "calibration");
 		cJSON_AddStringToObject(o2, "split", eval_split_name(o.split));
 		cJSON_AddNumberToObject(o2, "folds", 2);
@@ -403,10 +421,20 @@ eval_main(int argc, char **argv, cli_merge *mg)
 	}
 	printf("model      %s (%s, %d layers x %d heads)\n", a.dir, m->cfg.model_type,
 	    m->cfg.n_layer, H);
-	printf("task       %s (%s): %d pairs x %d %s templates = %d prompts; %d with an "
-	    "answer of several tokens (scored on its first)\n", t->name, a.task,
-	    t->n_pairs, t->n_templates[o.set], task_set_name(o.set), res[0].n,
-	    res[0].multi_token);
+	if (o.single_token)
+		printf("task       %s (%s): %d pairs x %d %s templates, %d prompts kept "
+		    "by --single-token, %d dropped\n", t->name, a.task, t->n_pairs,
+		    t->n_templates[o.set], task_set_name(o.set), res[0].n,
+		    res[0].dropped);
+	else
+		printf("task       %s (%s): %d pairs x %d %s templates = %d prompts; %d "
+		    "with an answer of several tokens (scored on its first)\n",
+		    t->name, a.task, t->n_pairs, t->n_templates[o.set],
+		    task_set_name(o.set), res[0].n, res[0].multi_token);
+	if (o.counterfactual)
+		printf("context    each prompt opens with \"%s\" stating another "
+		    "pair's answer: P(memorised) is the true answer's, P(in-context) "
+		    "the stated one's\n", t->counterfactual);
 	printf("intercept  the last layer's MLP intercept, fitted on the other fold "
 	    "(2 folds by %s); regressors: %d heads%s\n", eval_split_name(o.split), H,
 	    o.with_resid ? " + resid_pre" : "");
@@ -417,13 +445,22 @@ eval_main(int argc, char **argv, cli_merge *mg)
 				printf(" %d", h);
 		printf(" of the last layer\n");
 	}
-	printf("\n%-6s %-14s %14s %8s %12s\n", "shots", "condition", "mean P(ans)",
-	    "top-1", "mean rank");
+	if (o.counterfactual)
+		printf("\n%-6s %-14s %14s %8s %12s %15s %8s\n", "shots", "condition",
+		    "P(memorised)", "top-1", "mean rank", "P(in-context)", "top-1");
+	else
+		printf("\n%-6s %-14s %14s %8s %12s\n", "shots", "condition",
+		    "mean P(ans)", "top-1", "mean rank");
 	for (int s = 0; s < n_set; s++) {
-		for (int c = 0; c < EVAL_COND_COUNT; c++)
-			printf("%-6d %-14s %13.2f%% %7.1f%% %12.1f\n", res[s].shots,
+		for (int c = 0; c < EVAL_COND_COUNT; c++) {
+			printf("%-6d %-14s %13.2f%% %7.1f%% %12.1f", res[s].shots,
 			    cond_labels[c], 100 * res[s].cond[c].mean_prob,
 			    100 * res[s].cond[c].top1, res[s].cond[c].mean_rank);
+			if (o.counterfactual)
+				printf(" %14.2f%% %7.1f%%", 100 * res[s].cond[c].ctx_mean_prob,
+				    100 * res[s].cond[c].ctx_top1);
+			putchar('\n');
+		}
 		printf("%-6s intercept fits: R^2 %.3f / %.3f on %d / %d calibration "
 		    "prompts\n", "", res[s].calib_r2[0], res[s].calib_r2[1],
 		    res[s].calib_n[0], res[s].calib_n[1]);

@@ -24,9 +24,14 @@ typedef struct {
 	int		 shots;
 	int		 seed;
 	int		 receiver;
+	int		 recv;		/* --receiver-input: fl_patch_recv */
+	int		 recv_head;	/* --receiver-head */
+	int		 metric;	/* --metric: fl_patch_metric */
 	int		 batch;
 	int		 top;
 	int		 threads;
+	bool		 single_token;	/* --single-token */
+	bool		 counterfactual;	/* --counterfactual */
 	bool		 json;
 	bool		 csv;		/* --csv */
 	const char	*plot;		/* --plot FILE */
@@ -38,11 +43,24 @@ const cli_opt cmd_heads_opts[] = {
 	CLI_SHARED_TASK(CLI_OPT_REQUIRED),
 	CLI_SHARED_TEMPLATES,
 	CLI_SHARED_SHOTS(0),
+	CLI_SHARED_SINGLE_TOKEN(0),
+	CLI_SHARED_COUNTERFACTUAL,
 	{ "seed", 'r', "N", 0, CLI_GROUP_OWN,
 	  "the seed that draws the corrupted prompts' subjects and the "
 	  "demonstrations (default 1)" },
 	{ "receiver", 'R', "LAYER", 0, CLI_GROUP_OWN,
-	  "read the residual before this layer instead of the final one" },
+	  "read the residual before this layer instead of the final one (with "
+	  "--receiver-input q, k or v: the receiving head's layer)" },
+	{ "receiver-input", 'I', "resid|q|k|v", 0, CLI_GROUP_OWN,
+	  "the receiver: the residual stream (the default), or the query, key or "
+	  "value input of head --receiver-head of layer --receiver, whose patched "
+	  "value alone is put into a clean run read at the logits" },
+	{ "receiver-head", 'E', "H", 0, CLI_GROUP_OWN,
+	  "the receiving head of a q, k or v receiver" },
+	{ "metric", 'T', "answer|subject", 0, CLI_GROUP_OWN,
+	  "what the patched runs are scored on: logit(answer) - mean logit (the "
+	  "default) or logit(subject) - mean logit (the heads and MLPs that write "
+	  "the subject, \"France\")" },
 	CLI_SHARED_BATCH(0),
 	{ "top", 'k', "K", 0, CLI_GROUP_OWN,
 	  "how many of the strongest heads to list (default 10)" },
@@ -64,12 +82,14 @@ heads_parse(heads_args *a, int argc, char **argv)
 {
 	cli_shared sh = { .plot = &a->plot, .dir = &a->dir, .task = &a->task,
 	    .set = &a->set, .shots = &a->shots, .batch = &a->batch,
-	    .threads = &a->threads, .json = &a->json, .shard = &a->shard };
+	    .threads = &a->threads, .json = &a->json, .shard = &a->shard,
+	    .single_token = &a->single_token, .counterfactual = &a->counterfactual };
 	int c;
 
 	memset(a, 0, sizeof *a);
 	a->seed = 1;
 	a->receiver = -1;
+	a->recv_head = -1;
 	a->batch = 32;
 	a->top = 10;
 	optind = 1;
@@ -87,6 +107,20 @@ heads_parse(heads_args *a, int argc, char **argv)
 			if (cli_int("--top", optarg, 1, 10000, &a->top))
 				return 2;
 			break;
+		case 'I':
+			if ((a->recv = patch_recv_parse(optarg)) < 0)
+				return cli_fail(2, "--receiver-input takes resid, q, k or v, "
+				    "not '%s'", optarg);
+			break;
+		case 'E':
+			if (cli_int("--receiver-head", optarg, 0, 4096, &a->recv_head))
+				return 2;
+			break;
+		case 'T':
+			if ((a->metric = patch_metric_parse(optarg)) < 0)
+				return cli_fail(2, "--metric takes answer or subject, not "
+				    "'%s'", optarg);
+			break;
 		case 'C': a->csv = true; break;
 		case CLI_GETOPT_BAD:
 			return 2;
@@ -96,6 +130,13 @@ heads_parse(heads_args *a, int argc, char **argv)
 	}
 	if (cli_csv_or_json("heads", a->csv, a->json) != 0)
 		return 2;
+	if (a->recv != PATCH_RECV_RESID && (a->recv_head < 0 || a->receiver < 0))
+		return cli_fail(2, "heads: --receiver-input %s needs --receiver LAYER and "
+		    "--receiver-head H (the receiving head)", patch_recv_name(
+		    (fl_patch_recv)a->recv));
+	if (a->recv == PATCH_RECV_RESID && a->recv_head >= 0)
+		return cli_fail(2, "heads: --receiver-head needs --receiver-input q, k "
+		    "or v");
 	return cli_shared_finish(&sh, "heads", argc, argv);
 }
 
@@ -131,6 +172,28 @@ print_grid(const char *title, const double *v, int L, int H, const char *fmt)
 	}
 }
 
+/* The effect grid with the MLP column. */
+static void
+print_grid_mlp(const char *title, const double *v, const double *mlp, int L, int H)
+{
+	printf("%s\n%6s", title, "layer");
+	for (int h = 0; h < H; h++)
+		printf(" %7d", h);
+	printf(" %7s\n", "mlp");
+	for (int l = 0; l < L; l++) {
+		printf("%6d", l);
+		for (int h = 0; h <= H; h++) {
+			double x = h < H ? v[l * H + h] : mlp[l];
+
+			if (isnan(x))
+				printf(" %7s", "-");
+			else
+				printf(" %7.1f", x);
+		}
+		putchar('\n');
+	}
+}
+
 /* Prompt i's part of the result (row j of a share's) as a partial's line,
  * and back into row i of the whole. */
 static cJSON *
@@ -142,6 +205,8 @@ heads_row_json(const fl_patch *r, int j, int i)
 	cJSON_AddNumberToObject(row, "prompt", i);
 	cli_json_add_f64(row, "clean", r->clean_prompt + j, 1);
 	cli_json_add_f64(row, "patched", r->patched_prompt + j * LH, LH);
+	cli_json_add_f64(row, "mlp", r->mlp_patched_prompt + (size_t)j * r->n_layer,
+	    (size_t)r->n_layer);
 	cli_json_add_f32(row, "attn", r->attn + j * LH, LH);
 	cli_json_add_f32(row, "proj", r->proj + j * LH, LH);
 	return row;
@@ -158,6 +223,8 @@ heads_row_read(cli_merge *mg, fl_patch *r, int i)
 		return 1;
 	rc = cli_json_get_f64(mg, i, row, "clean", r->clean_prompt + i, 1) ||
 	    cli_json_get_f64(mg, i, row, "patched", r->patched_prompt + i * LH, LH) ||
+	    cli_json_get_f64(mg, i, row, "mlp", r->mlp_patched_prompt +
+	    (size_t)i * r->n_layer, (size_t)r->n_layer) ||
 	    cli_json_get_f32(mg, i, row, "attn", r->attn + i * LH, LH) ||
 	    cli_json_get_f32(mg, i, row, "proj", r->proj + i * LH, LH);
 	cJSON_Delete(row);
@@ -182,6 +249,7 @@ heads_main(int argc, char **argv, cli_merge *mg)
 	char *cause = NULL;
 	int rc, L, H, *order = NULL, *idx = NULL, n_share = 0;
 	fl_prompt *share = NULL;
+	bool *movers = NULL;
 	double t0 = fl_now(), parts_seconds = 0;
 
 	if ((rc = heads_parse(&a, argc, argv)) != 0)
@@ -201,10 +269,17 @@ heads_main(int argc, char **argv, cli_merge *mg)
 		    "residual)", L, L);
 		goto out;
 	}
+	if (a.recv != PATCH_RECV_RESID && (a.receiver >= L || a.recv_head >= H)) {
+		rc = cli_fail(2, "a %s receiver is a head of layers 1 to %d, heads 0 to "
+		    "%d (not %d.%d)", patch_recv_name((fl_patch_recv)a.recv), L - 1,
+		    H - 1, a.receiver, a.recv_head);
+		goto out;
+	}
 	po = (fl_prompt_opts){ (fl_template_set)a.set, a.shots, (unsigned)a.seed,
-	    false };
+	    false, a.single_token, a.counterfactual };
 	if (task_prompts(&clean, m, t, &po, &cause) != 0)
 		goto fail_cause;
+	cli_note_dropped("heads", &po, &clean);
 	po.corrupt = true;
 	if (task_prompts(&corrupt, m, t, &po, &cause) != 0)
 		goto fail_cause;
@@ -215,6 +290,9 @@ heads_main(int argc, char **argv, cli_merge *mg)
 			goto out;
 		}
 		patch_init(&res, m, clean.n, a.receiver < 0 ? L : a.receiver);
+		res.recv = (fl_patch_recv)a.recv;
+		res.recv_head = a.recv != PATCH_RECV_RESID ? a.recv_head : -1;
+		res.metric = (fl_patch_metric)a.metric;
 		for (int i = 0; i < clean.n; i++)
 			if (heads_row_read(mg, &res, i) != 0)
 				goto out;
@@ -232,8 +310,9 @@ heads_main(int argc, char **argv, cli_merge *mg)
 	    corrupt.max_len);
 	cli_progress_init(&prog, "heads");
 	b->progress = cli_progress_of(&prog);
-	b->total = (long)n_share + corrupt.n + (long)L * n_share;
-	o = (fl_patch_opts){ a.receiver, NULL };
+	b->total = patch_units(L, n_share, corrupt.n);
+	o = (fl_patch_opts){ a.receiver, NULL, (fl_patch_recv)a.recv, a.recv_head,
+	    (fl_patch_metric)a.metric, NULL };
 	cli_interrupt_catch();
 	if (n_share == 0)	/* more shards than prompts: an empty share */
 		patch_init(&res, m, 0, a.receiver < 0 ? L : a.receiver);
@@ -263,6 +342,8 @@ heads_main(int argc, char **argv, cli_merge *mg)
 	}
 report:
 	rc = 1;
+	movers = xcalloc((size_t)L * H, sizeof *movers);
+	patch_movers(&res, PATCH_MOVER_EFFECT, PATCH_MOVER_R, movers);
 	order = xcalloc((size_t)L * H, sizeof *order);
 	for (int i = 0; i < L * H; i++)
 		order[i] = i;
@@ -300,16 +381,25 @@ report:
 		cJSON_AddItemToObject(o2, "file", report_string(a.task));
 		cJSON_AddStringToObject(o2, "templates", task_set_name(po.set));
 		cJSON_AddNumberToObject(o2, "shots", po.shots);
+		cli_json_prompt_filters(o2, &po, clean.dropped);
 		cJSON_AddNumberToObject(root, "prompts", clean.n);
 		cJSON_AddNumberToObject(root, "corrupted_prompts", corrupt.n);
 		cJSON_AddNumberToObject(root, "receiver_layer", res.receiver);
-		cJSON_AddStringToObject(root, "receiver", res.receiver == L ?
+		cJSON_AddStringToObject(root, "receiver", res.recv != PATCH_RECV_RESID ?
+		    "a head's input, last position" : res.receiver == L ?
 		    "final residual, last position" : "resid_pre, last position");
-		cJSON_AddStringToObject(root, "metric", "mean logit(answer) - mean logit");
+		cJSON_AddStringToObject(root, "receiver_input", patch_recv_name(res.recv));
+		if (res.recv != PATCH_RECV_RESID)
+			cJSON_AddNumberToObject(root, "receiver_head", res.recv_head);
+		cJSON_AddStringToObject(root, "metric", res.metric == PATCH_METRIC_SUBJECT ?
+		    "mean logit(subject) - mean logit" : "mean logit(answer) - mean logit");
 		cJSON_AddNumberToObject(root, "clean", res.clean);
 		cJSON_AddItemToObject(root, "effect", report_grid_d(res.effect, L, H));
 		cJSON_AddItemToObject(root, "patched", report_grid_d(res.patched, L, H));
 		cJSON_AddItemToObject(root, "pearson", report_grid_d(res.pearson, L, H));
+		cJSON_AddItemToObject(root, "mlp_effect", report_grid_d(res.mlp_effect, L, 1));
+		cJSON_AddItemToObject(root, "mlp_patched", report_grid_d(res.mlp_patched, L,
+		    1));
 		arr = cJSON_AddArrayToObject(root, "top");
 		for (int i = 0; i < a.top; i++) {
 			cJSON *e = cJSON_CreateObject();
@@ -319,8 +409,18 @@ report:
 			cJSON_AddNumberToObject(e, "head", k % H);
 			cJSON_AddItemToObject(e, "effect", report_number(res.effect[k]));
 			cJSON_AddItemToObject(e, "pearson", report_number(res.pearson[k]));
+			cJSON_AddBoolToObject(e, "mover", movers[k]);
 			cJSON_AddItemToArray(arr, e);
 		}
+		arr = cJSON_AddArrayToObject(root, "movers");
+		for (int k = 0; k < L * H; k++)
+			if (movers[k]) {
+				cJSON *e = cJSON_CreateObject();
+
+				cJSON_AddNumberToObject(e, "layer", k / H);
+				cJSON_AddNumberToObject(e, "head", k % H);
+				cJSON_AddItemToArray(arr, e);
+			}
 		cJSON_AddNumberToObject(root, "seconds", parts_seconds + fl_now() - t0);
 		cJSON_AddNumberToObject(root, "threads", kern_threads());
 		rc = cli_json_print(root);
@@ -329,13 +429,19 @@ report:
 	printf("model     %s (%s, %d layers x %d heads)\n", a.dir, m->cfg.model_type, L, H);
 	printf("task      %s: %d %d-shot prompts, each with a corrupted twin (the "
 	    "subject replaced by another pair's)\n", t->name, clean.n, po.shots);
-	printf("receiver  %s at the last position; metric: mean logit(answer) - mean "
-	    "logit = %.4f clean\n\n", res.receiver == L ? "the final residual" :
-	    "resid_pre of a layer", res.clean);
-	if (res.receiver < L)
+	if (res.recv != PATCH_RECV_RESID)
+		printf("receiver  head %d.%d's %s input at the last position, read at the "
+		    "logits", res.receiver, res.recv_head, patch_recv_name(res.recv));
+	else
+		printf("receiver  %s at the last position", res.receiver == L ?
+		    "the final residual" : "resid_pre of a layer");
+	printf("; metric: mean logit(%s) - mean logit = %.4f clean\n\n",
+	    patch_metric_name(res.metric), res.clean);
+	if (res.recv == PATCH_RECV_RESID && res.receiver < L)
 		printf("          (resid_pre of layer %d)\n\n", res.receiver);
-	print_grid("path-patching effect, % change of the metric (negative: the head "
-	    "carries what the answer needs)", res.effect, L, H, " %7.1f");
+	print_grid_mlp("path-patching effect, % change of the metric (negative: the "
+	    "sender carries what the metric needs); mlp: the layer's MLP as the sender",
+	    res.effect, res.mlp_effect, L, H);
 	putchar('\n');
 	print_grid("mover scatter: Pearson r of attention to the subject vs the head's "
 	    "output . W_U[subject]", res.pearson, L, H, " %7.2f");
@@ -343,9 +449,12 @@ report:
 	for (int i = 0; i < a.top; i++) {
 		int k = order[i];
 
-		printf("  %2d.%-3d effect %8.2f%%   r %6.2f\n", k / H, k % H, res.effect[k],
-		    res.pearson[k]);
+		printf("  %2d.%-3d effect %8.2f%%   r %6.2f%s\n", k / H, k % H, res.effect[k],
+		    res.pearson[k], movers[k] ? "   mover" : "");
 	}
+	printf("\nmover: effect <= -%.0f%% and r >= %.1f (r undefined: mean attention to "
+	    "the subject >= 0.5), as the explorer stars them\n", PATCH_MOVER_EFFECT,
+	    PATCH_MOVER_R);
 	printf("\n%.2f s, %d thread%s\n", parts_seconds + fl_now() - t0, kern_threads(),
 	    kern_threads() == 1 ? "" : "s");
 	rc = 0;
@@ -357,6 +466,7 @@ out:
 	free(order);
 	free(idx);
 	free(share);
+	free(movers);
 	patch_clear(&res);
 	batch_free(b);
 	prompt_set_clear(&clean);

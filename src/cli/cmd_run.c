@@ -41,6 +41,7 @@ typedef struct {
 	int		 shots;
 	int		 batch;
 	int		 threads;
+	bool		 single_token;	/* --single-token, of the --task fit */
 	double		 threshold;
 	bool		 json;
 	bool		 csv;		/* --csv: the lens as CSV */
@@ -66,6 +67,7 @@ const cli_opt cmd_run_opts[] = {
 	  "the layer whose MLP decomposition is fitted on the task (default: the "
 	  "last)" },
 	CLI_SHARED_SHOTS(CLI_OPT_NESTED),
+	CLI_SHARED_SINGLE_TOKEN(CLI_OPT_NESTED),
 	CLI_SHARED_BATCH(CLI_OPT_NESTED),
 	{ "top", 'k', "K", CLI_OPT_SHORT, CLI_GROUP_OWN,
 	  "how many top next tokens to print (default 10)" },
@@ -111,7 +113,7 @@ run_parse(run_args *a, int argc, char **argv)
 {
 	cli_shared sh = { .plot = &a->plot, .dir = &a->dir, .task = &a->task,
 	    .shots = &a->shots, .batch = &a->batch, .threads = &a->threads,
-	    .json = &a->json };
+	    .json = &a->json, .single_token = &a->single_token };
 	int c;
 
 	memset(a, 0, sizeof *a);
@@ -176,6 +178,9 @@ run_parse(run_args *a, int argc, char **argv)
 	if (a->layer >= 0 && a->task == NULL)
 		return cli_fail(2, "run: --layer L needs --task FILE (it is the layer of "
 		    "the decomposition fitted on the task)");
+	if (a->single_token && a->task == NULL)
+		return cli_fail(2, "run: --single-token needs --task FILE (it filters "
+		    "the prompts of the fit on the task)");
 	if (cli_csv_or_json("run", a->csv, a->json) != 0)
 		return 2;
 	if (a->patterns && !a->json)
@@ -237,7 +242,8 @@ run_fit(run_state *s, char **cause)
 	run_args *a = s->a;
 	const fl_model *m = s->m;
 	int L = m->cfg.n_layer, rc = -1, k = 0;
-	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, a->shots, 1, false };
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, a->shots, 1, false,
+	    a->single_token, false };
 	fl_prompt_set ps;
 	fl_prompt *use;
 	fl_batch *b;
@@ -245,6 +251,7 @@ run_fit(run_state *s, char **cause)
 
 	if (task_prompts(&ps, m, s->task, &po, cause) != 0)
 		return -1;
+	cli_note_dropped("run", &po, &ps);
 	use = task_prompts_except(&ps, s->pair, &k);
 	s->fit_prompts = k;
 	b = batch_new(m, a->batch, ps.max_len);

@@ -37,6 +37,7 @@ typedef struct {
 	int		 threads;
 	double		 scale;
 	bool		 json;
+	bool		 single_token;	/* --single-token */
 	bool		 samples_set, seed_set;
 	cli_shard	 shard;		/* --shard I/N, --out FILE (with --task) */
 } trace_args;
@@ -72,6 +73,7 @@ const cli_opt cmd_trace_opts[] = {
 	CLI_SHARED_JSON,
 	CLI_SHARED_TASK(0),
 	CLI_SHARED_TEMPLATES,
+	CLI_SHARED_SINGLE_TOKEN(0),
 	CLI_SHARED_BATCH(0),
 	CLI_SHARED_SHARD,
 	CLI_SHARED_OUT,
@@ -114,6 +116,7 @@ trace_parse(trace_args *a, int argc, char **argv, bool knockout)
 		sh.set = &a->set;
 		sh.batch = &a->batch;
 		sh.shard = &a->shard;
+		sh.single_token = &a->single_token;
 	}
 	memset(a, 0, sizeof *a);
 	a->window = knockout ? 1 : TRACE_WINDOW;
@@ -421,7 +424,8 @@ trace_task(const trace_args *a, const fl_model *m, const fl_trace_opts *o,
 {
 	fl_task *t = cli_load_task(a->task);
 	fl_prompt_set ps = { 0 };
-	fl_prompt_opts po = { (fl_template_set)a->set, 0, 1, false };
+	fl_prompt_opts po = { (fl_template_set)a->set, 0, 1, false,
+	    a->single_token, false };
 	fl_trace_avg res = { 0 };
 	fl_batch *b = NULL;
 	cli_progress_state prog;
@@ -434,6 +438,7 @@ trace_task(const trace_args *a, const fl_model *m, const fl_trace_opts *o,
 		return 1;
 	if (task_prompts(&ps, m, t, &po, &cause) != 0)
 		goto fail_cause;
+	cli_note_dropped("trace", &po, &ps);
 	if (mg != NULL) {
 		if (mg->prompts != ps.n) {
 			cli_fail(1, "%s: %d prompts in all, but %s makes %d of %s",
@@ -500,6 +505,7 @@ trace_task(const trace_args *a, const fl_model *m, const fl_trace_opts *o,
 		cJSON_AddStringToObject(obj, "name", t->name);
 		cJSON_AddItemToObject(obj, "file", report_string(a->task));
 		cJSON_AddStringToObject(obj, "templates", task_set_name(po.set));
+		cli_json_prompt_filters(obj, &po, ps.dropped);
 		cJSON_AddNumberToObject(root, "prompts", res.n_prompts);
 		cJSON_AddStringToObject(root, "kind", trace_kind_name(res.kind));
 		cJSON_AddNumberToObject(root, "window", res.window);

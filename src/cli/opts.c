@@ -117,6 +117,10 @@ shared_opt(const cli_shared *sh, int c, const char *arg)
 			    "heldout, not '%s'", arg);
 	} else if (c == CLI_VAL_SHOTS && sh->shots != NULL)
 		return cli_int("--shots", arg, 0, 64, sh->shots) ? 2 : 0;
+	else if (c == CLI_VAL_SINGLE_TOKEN && sh->single_token != NULL)
+		*sh->single_token = true;
+	else if (c == CLI_VAL_COUNTERFACTUAL && sh->counterfactual != NULL)
+		*sh->counterfactual = true;
 	else if (c == CLI_VAL_BATCH && sh->batch != NULL)
 		return cli_int("--batch", arg, 1, 4096, sh->batch) ? 2 : 0;
 	else if (c == 'j' && sh->json != NULL)

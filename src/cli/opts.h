@@ -66,6 +66,8 @@ enum {
 	CLI_VAL_SHOTS,
 	CLI_VAL_SHARD,
 	CLI_VAL_OUT,
+	CLI_VAL_SINGLE_TOKEN,
+	CLI_VAL_COUNTERFACTUAL,
 };
 
 #define CLI_SHARED_MODEL { "model", 'm', "DIR", CLI_OPT_SHORT, CLI_GROUP_MODEL, \
@@ -97,6 +99,16 @@ enum {
 	"(default 0), drawn as eval --shots draws them (fewshot_format filled with " \
 	"other pairs of the task); in run, the prompts of the --task fit, not " \
 	"--prompt" }
+/* flags: CLI_OPT_NESTED in run, where it filters the --task fit's prompts */
+#define CLI_SHARED_SINGLE_TOKEN(flags) { "single-token", CLI_VAL_SINGLE_TOKEN, \
+	NULL, (flags), CLI_GROUP_TASK, "keep only the prompts whose answer is one " \
+	"token for the model's tokenizer (as the paper's code assumes); how many " \
+	"were dropped is said on standard error and in the JSON" }
+#define CLI_SHARED_COUNTERFACTUAL { "counterfactual", CLI_VAL_COUNTERFACTUAL, \
+	NULL, 0, CLI_GROUP_TASK, "open each prompt with the task's " \
+	"counterfactual_format stating another pair's answer (\"In this story, the " \
+	"capital of France is Rome. \"); eval scores the memorised and the " \
+	"in-context answer, heads and decompose the memorised one" }
 /* flags: CLI_OPT_NESTED in run, where it sizes the --task fit's passes */
 #define CLI_SHARED_BATCH(flags) { "batch", CLI_VAL_BATCH, "N", (flags), \
 	CLI_GROUP_TASK, "prompts per pass over the task (default 32): the weights " \
@@ -136,6 +148,8 @@ typedef struct {
 	const char	**task;		/* --task FILE */
 	int		 *set;		/* --templates main|paraphrase|heldout */
 	int		 *shots;	/* --shots K */
+	bool		 *single_token;	/* --single-token */
+	bool		 *counterfactual;	/* --counterfactual */
 	int		 *batch;	/* --batch N */
 	int		 *threads;	/* --threads N */
 	bool		 *no_resid;	/* --no-resid */

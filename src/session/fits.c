@@ -49,7 +49,8 @@ session_load_task(ui_session *s, const char *name, char **cause)
 static fl_prompt_opts
 task_opts(const ui_session *s)
 {
-	return (fl_prompt_opts){ TASK_TEMPLATES_MAIN, s->shots, 1, false };
+	return (fl_prompt_opts){ TASK_TEMPLATES_MAIN, s->shots, 1, false, false,
+	    false };
 }
 
 /* Whether task t can have k demonstrations: 0, or -1 with *cause. */
@@ -90,6 +91,16 @@ session_task_prompts(const ui_session *s)
 	if (s->task == NULL)
 		return 0;
 	return s->task->n_pairs * s->task->n_templates[TASK_TEMPLATES_MAIN];
+}
+
+int
+session_fit_prompts(const ui_session *s, int *pair)
+{
+	*pair = sess_task_pair_of(s);
+	if (s->task == NULL)
+		return 0;
+	return session_task_prompts(s) - (*pair >= 0 ?
+	    s->task->n_templates[TASK_TEMPLATES_MAIN] : 0);
 }
 
 int
@@ -302,7 +313,8 @@ sess_patch_compute(ui_session *s, const fl_progress *p)
 	fl_prompt clean = { 0 };
 	fl_prompt_set ps = { 0 };
 	fl_prompt *use = NULL;
-	fl_patch_opts po = { -1, NULL };
+	fl_patch_opts po = { -1, NULL, PATCH_RECV_RESID, 0, PATCH_METRIC_ANSWER,
+	    NULL };
 	fl_batch *b = NULL;
 	char *cause = NULL;
 	int k = 0, subj_off, rc = -1;
@@ -346,6 +358,62 @@ out:
 	if (ps.p != NULL)
 		prompt_set_clear(&ps);
 	prompt_clear(&clean);
+	return rc == FL_STOPPED ? FL_STOPPED : 0;
+}
+
+int
+sess_task_patch_compute(ui_session *s, const fl_progress *p)
+{
+	const fl_model *m = s->model;
+	fl_prompt_set clean = { 0 }, corrupt = { 0 };
+	fl_prompt *uc = NULL, *ux = NULL;
+	fl_patch_opts po = { -1, NULL, PATCH_RECV_RESID, 0, PATCH_METRIC_ANSWER,
+	    NULL };
+	fl_batch *b = NULL;
+	char *cause = NULL;
+	int nc = 0, nx = 0, rc = -1;
+
+	free(s->task_patch_error);
+	s->task_patch_error = NULL;
+	if (session_task_prompts(s) > SESSION_TASK_MOVERS_MAX) {
+		s->task_patch_error = xasprintf("task movers: %d prompts, more than %d "
+		    "(factlens heads patches them all)", session_task_prompts(s),
+		    SESSION_TASK_MOVERS_MAX);
+		return 0;
+	}
+	if (sess_task_fit_prompts(s, -1, &clean, &uc, &nc, false, &cause) != 0 ||
+	    sess_task_fit_prompts(s, -1, &corrupt, &ux, &nx, true, &cause) != 0)
+		goto out;
+	b = batch_new(m, 32, clean.max_len > corrupt.max_len ? clean.max_len :
+	    corrupt.max_len);
+	if (p != NULL)
+		b->progress = *p;
+	b->what = "path patching over the task";
+	b->total = (long)nc + nx + (long)m->cfg.n_layer * nc;
+	rc = patch_heads(&s->task_patch, b, uc, nc, ux, nx, &po, &cause);
+	if (rc == 0) {
+		s->task_patch_valid = true;
+		s->task_mover = xcalloc((size_t)m->cfg.n_layer * m->cfg.n_head,
+		    sizeof *s->task_mover);
+		patch_movers(&s->task_patch, PATCH_MOVER_EFFECT, PATCH_MOVER_R,
+		    s->task_mover);
+	}
+out:
+	if (rc == FL_STOPPED)
+		s->task_patch_error = xstrdup("task movers cancelled (Ctrl-C): :task "
+		    "again to compute them");
+	else if (rc != 0)
+		s->task_patch_error = cause != NULL ? cause :
+		    xstrdup("path patching over the task failed");
+	if (rc == 0 || rc == FL_STOPPED)
+		free(cause);
+	batch_free(b);
+	free(uc);
+	free(ux);
+	if (clean.p != NULL)
+		prompt_set_clear(&clean);
+	if (corrupt.p != NULL)
+		prompt_set_clear(&corrupt);
 	return rc == FL_STOPPED ? FL_STOPPED : 0;
 }
 

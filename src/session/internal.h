@@ -27,6 +27,9 @@ int sess_intercept_prepare(ui_session *s, int pair, const fl_progress *p, fl_dec
     char **cause);
 int sess_patch_compute(ui_session *s, const fl_progress *p);
 void sess_atp_compute(ui_session *s);
+/* The task-level path patching and its movers (session.h, task_patch): 0,
+ * or FL_STOPPED when stopped (task_patch_error then says how to retry). */
+int sess_task_patch_compute(ui_session *s, const fl_progress *p);
 int sess_task_pair_of(const ui_session *s);
 int sess_task_update(ui_session *s, int flags, int pair, fl_decomp *icpt);
 

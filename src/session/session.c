@@ -167,6 +167,13 @@ sess_task_fits_clear(ui_session *s)
 	s->patch_valid = false;
 	free(s->patch_error);
 	s->patch_error = NULL;
+	if (s->task_patch_valid)
+		patch_clear(&s->task_patch);
+	s->task_patch_valid = false;
+	free(s->task_patch_error);
+	s->task_patch_error = NULL;
+	free(s->task_mover);
+	s->task_mover = NULL;
 }
 
 void
@@ -447,6 +454,12 @@ session_update(ui_session *s, int flags, const fl_progress *p, char **cause)
 			    METRIC_ATTN_SUBJECT;
 			s->cancelled = "path patching";
 		}
+		flags |= SESSION_GRID;
+	}
+	if (s->task != NULL && !s->task_patch_valid && s->task_patch_error == NULL &&
+	    s->cancelled == NULL) {
+		if (sess_task_patch_compute(s, p) == FL_STOPPED)
+			s->cancelled = "path patching over the task";
 		flags |= SESSION_GRID;
 	}
 	if (flags & (SESSION_GRID | SESSION_LAST | SESSION_SUBJECT | SESSION_TASK))

@@ -38,6 +38,7 @@
 
 enum { NEURON_SORT_ANSWER, NEURON_SORT_SUBJECT, NEURON_SORT_ACT,
     NEURON_SORT_COUNT };
+#define SESSION_TASK_MOVERS_MAX 600	/* prompts; the paper's task has 225 */
 
 typedef enum {
 	METRIC_ATTN_SUBJECT,	/* attention from the last position to the subject */
@@ -224,6 +225,17 @@ typedef struct ui_session {
 	/* :neurons search: each layer's value-vector top UI_NEURON_SEARCH_K
 	 * (F, K) ids, made once per model. */
 	int		**value_top;	/* (L), NULL until made */
+	/* The paper's mover criterion over the whole task (patch_movers): path
+	 * patching of the task's main prompts (with the session's shots)
+	 * against their corrupted twins, computed by the first update after
+	 * the task or the shots change. The heads grid stars its movers
+	 * whatever metric it shows; the head pane draws the selected head's
+	 * scatter (task_patch.attn, .proj). Not for tasks of more than
+	 * SESSION_TASK_MOVERS_MAX prompts (task_patch_error says so). */
+	fl_patch	 task_patch;
+	bool		 task_patch_valid;
+	char		*task_patch_error;	/* why it is not computed, or NULL */
+	bool		*task_mover;	/* (L, H) when task_patch_valid */
 
 	/* Timings of the last update, in milliseconds. */
 	double		 ms_forward, ms_lens, ms_update;
@@ -310,6 +322,9 @@ int session_set_shots(ui_session *s, int shots, char **cause);
 int session_task_prompt(ui_session *s, int n, char **cause);
 /* Number of main prompts of the loaded task (0 without one). */
 int session_task_prompts(const ui_session *s);
+/* How many of them the fits (decomposition, intercept) use: all but those
+ * of *pair, the subject's pair they leave out (-1: none). */
+int session_fit_prompts(const ui_session *s, int *pair);
 
 /* Checks that a subject (a word of the prompt, or #POS) or an answer can be
  * used, before a command changes the choice. 0, or -1 with *cause. */

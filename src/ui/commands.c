@@ -246,8 +246,10 @@ c_edit_prompt(ui_ctx *c, int argc, char **argv, char **cause)
 	return UI_EDIT_PROMPT;
 }
 
-/* The grid of factlens eval (zero-shot, default options) for the loaded
- * task, shown over the panes. */
+/* The grid of factlens eval for the loaded task, shown over the panes:
+ * :eval [K] [main|paraphrase|heldout] [single-token] [counterfactual], in
+ * any order; K defaults to :shots, the templates to main; the mask is the
+ * session's (every head, or :mask heads LIST). */
 static int
 c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 {
@@ -257,12 +259,33 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 	char *text = NULL, *t;
 	size_t len = 0;
 	FILE *f;
-	int rc, loaded;
+	int rc, loaded, shots = s->shots;
 
+	eval_opts_init(&o);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		char *end;
+		long k = strtol(a, &end, 10);
+		int set;
+
+		if (a[0] != '\0' && *end == '\0') {
+			if (k < 0 || k > 64)
+				return fl_error(cause, "eval: shots from 0 to 64, not %s", a);
+			shots = (int)k;
+		} else if ((set = task_set_parse(a)) >= 0)
+			o.set = (fl_template_set)set;
+		else if (strcmp(a, "single-token") == 0)
+			o.single_token = true;
+		else if (strcmp(a, "counterfactual") == 0)
+			o.counterfactual = true;
+		else
+			return fl_error(cause, "eval: '%s' is none of K (shots), main, "
+			    "paraphrase, heldout, single-token, counterfactual", a);
+	}
 	if (need_model(c, "eval", cause) != 0 || (loaded = need_task(c, "eval", cause)) < 0)
 		return -1;
-	eval_opts_init(&o);
-	rc = eval_task(&r, s->model, s->task, &o, s->shots, c->progress, cause);
+	o.mask_heads = s->mask_heads;
+	rc = eval_task(&r, s->model, s->task, &o, shots, c->progress, cause);
 	if (rc == FL_STOPPED) {
 		ctx_message(c, false, "eval cancelled");
 		c->cancelled = true;
@@ -274,25 +297,37 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 		eval_clear(&r);
 		return fl_error(cause, "eval: out of memory");
 	}
-	if (s->shots > 0)
-		fprintf(f, "%d prompts (%s templates, %d-shot), %d with an answer of "
-		    "several tokens (scored on its first)\n", r.n, task_set_name(o.set),
-		    s->shots, r.multi_token);
+	fprintf(f, "%d prompts (%s templates, ", r.n, task_set_name(o.set));
+	if (shots > 0)
+		fprintf(f, "%d-shot", shots);
 	else
-		fprintf(f, "%d prompts (%s templates, zero-shot), %d with an answer of "
-		    "several tokens (scored on its first)\n", r.n, task_set_name(o.set),
-		    r.multi_token);
+		fprintf(f, "zero-shot");
+	if (o.single_token)
+		fprintf(f, "), %d dropped by single-token\n", r.dropped);
+	else
+		fprintf(f, "), %d with an answer of several tokens (scored on its "
+		    "first)\n", r.multi_token);
+	if (o.counterfactual)
+		fprintf(f, "each opens with \"%s\" stating another answer\n",
+		    s->task->counterfactual);
 	fprintf(f, "intercept cross-fitted by %s: R^2 %.3f and %.3f (%d and %d "
 	    "calibration prompts)\n\n", eval_split_name(o.split), r.calib_r2[0],
 	    r.calib_r2[1], r.calib_n[0], r.calib_n[1]);
-	fprintf(f, "%-12s %10s %8s %10s\n", "condition", "P(answer)", "top-1",
-	    "mean rank");
-	for (int k = 0; k < EVAL_COND_COUNT; k++)
-		fprintf(f, "%-12s %9.2f%% %7.1f%% %10.1f\n", eval_cond_name((fl_eval_cond)k),
+	fprintf(f, "%-12s %10s %8s %10s", "condition", o.counterfactual ?
+	    "P(memor.)" : "P(answer)", "top-1", "mean rank");
+	fprintf(f, o.counterfactual ? " %12s %8s\n" : "\n", "P(in-ctx)", "top-1");
+	for (int k = 0; k < EVAL_COND_COUNT; k++) {
+		fprintf(f, "%-12s %9.2f%% %7.1f%% %10.1f", eval_cond_name((fl_eval_cond)k),
 		    100 * r.cond[k].mean_prob, 100 * r.cond[k].top1, r.cond[k].mean_rank);
+		if (o.counterfactual)
+			fprintf(f, " %11.2f%% %7.1f%%", 100 * r.cond[k].ctx_mean_prob,
+			    100 * r.cond[k].ctx_top1);
+		fputc('\n', f);
+	}
 	fprintf(f, "\nmask: the last position attends only to itself in the last "
-	    "layer; intercept: the\nlast MLP's intercept subtracted (factlens eval "
-	    "gives the same grid)\n");
+	    "layer (%s); intercept:\nthe last MLP's intercept subtracted (factlens "
+	    "eval gives the same grid)\n", s->mask_heads != NULL ? "the heads of "
+	    ":mask heads" : "every head");
 	fclose(f);
 	eval_clear(&r);
 	/* No trailing newline: the overlay splits at each. */
@@ -412,13 +447,18 @@ c_intercept(ui_ctx *c, int argc, char **argv, char **cause)
 		loaded = path;
 	}
 	c->s->intercept = on;
-	if (loaded != NULL)
-		ctx_message(c, false, "intercept removal on (loaded the default task %s "
-		    "to fit it)", c->s->task->name);
-	else if (on)
-		ctx_message(c, false, "intercept removal on (fitted on task %s)",
-		    c->s->task->name);
-	else
+	if (on) {
+		int pair = -1, n = session_fit_prompts(c->s, &pair);
+		const fl_task *t = c->s->task;
+		char shots[24];
+
+		snprintf(shots, sizeof shots, c->s->shots > 0 ? "%d-shot" : "zero-shot",
+		    c->s->shots);
+		ctx_message(c, false, "intercept on%s: fitted on %d %s prompts of %s%s%s%s",
+		    loaded != NULL ? " (loaded the default task)" : "", n, shots, t->name,
+		    pair >= 0 ? " without " : "", pair >= 0 ? t->pairs[pair].subject : "",
+		    pair >= 0 ? "'s" : "");
+	} else
 		ctx_message(c, false, "intercept removal off");
 	return (loaded != NULL ? SESSION_TASK : 0) | SESSION_LAST | UI_REDRAW;
 }
@@ -992,9 +1032,13 @@ const ui_cmd ui_cmds[] = {
 	{ "edit-prompt", "e", "", 0, 0, ARG_NONE,
 	  "edit the prompt with readline (history with Up and Down); Enter runs it",
 	  c_edit_prompt },
-	{ "eval", NULL, "", 0, 0, ARG_NONE,
+	{ "eval", NULL, "[K] [main|paraphrase|heldout] [single-token] [counterfactual]",
+	  0, 4, ARG_NONE,
 	  "evaluate baseline, mask, intercept and both over the loaded task's prompts "
-	  "(as factlens eval) and show the table until a key", c_eval },
+	  "(as factlens eval) and show the table until a key: K-shot (default: "
+	  ":shots), the task's templates of that set (default main), only "
+	  "single-token answers, or counterfactual prompts (P of the memorised and "
+	  "the in-context answer); the mask is :mask's heads", c_eval },
 	{ "exact", NULL, "", 0, 0, ARG_NONE,
 	  "with the atp metric: the exact patch of the selected head (one pass "
 	  "from its layer) beside its estimate; cells more than 2x apart are "

@@ -56,7 +56,7 @@ fmt_pct(double p, char *buf, size_t n)
 /* A signed value with the decimals its size needs for two significant
  * digits (+12, +4.4, +0.83, +0.012), so a column of small values never
  * reads +0.0 -0.0. */
-static const char *
+const char *
 fmt_signed(double v, char *buf, size_t n)
 {
 	double a = fabs(v);
@@ -78,7 +78,7 @@ fmt_signed(double v, char *buf, size_t n)
 
 /* A token's display text from a small ring of buffers (valid for the next
  * seven calls). */
-static const char *
+const char *
 tok_label(const ui_ctx *c, int id)
 {
 	static char ring[8][160];
@@ -699,7 +699,10 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 			int role, x = lw + h * cw;
 			const char *gl;
 			bool cur = l == s->layer && h == s->head;
-			bool mover = s->is_mover[l * H + h];
+			/* the task's criterion when it is computed, else this
+			 * prompt's mover score (shown with the mover metric) */
+			bool mover = s->task_patch_valid ? s->task_mover[l * H + h] :
+			    s->is_mover[l * H + h];
 
 			heat_style(c, val, scale, sg, &role, &gl);
 			if (cw >= 5 && !isnan(val)) {
@@ -766,10 +769,68 @@ pane_heads_draw(const ui_ctx *c, const ui_view *v)
 				    atp_disagree(s->atp.heads[i], ex) ? " !>2x" : "");
 		} else {
 			x += view_put(v, x + 2, y, -1, UI_ROLE_MOVER, "*");
-			view_put(v, x + 2, y, -1, UI_ROLE_DIM, cmp ? " mover in A" : " mover");
+			view_put(v, x + 2, y, -1, UI_ROLE_DIM, cmp ? " mover in A" :
+			    s->task_patch_valid ? " mover (task: patch, r)" : " mover");
 		}
 		(void)buf;
 	}
+}
+
+/* The selected head's mover scatter over the task's prompts, in rows
+ * [y, y + h): x = attention from the last position to the subject (0 to
+ * 1), y = <result, W_U[subject]>; a cell's glyph grows with its prompts
+ * (. : * #, plain ASCII). */
+static void
+pane_head_scatter(const ui_ctx *c, const ui_view *v, int y, int h)
+{
+	const ui_session *s = c->s;
+	const fl_patch *tp = &s->task_patch;
+	int LH = tp->n_layer * tp->n_head, k = s->layer * tp->n_head + s->head;
+	int lw = 8, w = v->r.w - lw - 2, rows = h - 2, *cnt;
+	float lo = INFINITY, hi = -INFINITY;
+
+	if (w > 48)
+		w = 48;
+	if (w < 8 || rows < 2)
+		return;
+	for (int i = 0; i < tp->n_prompts; i++) {
+		float yv = tp->proj[(size_t)i * LH + k];
+
+		lo = fminf(lo, yv);
+		hi = fmaxf(hi, yv);
+	}
+	if (!(hi > lo))
+		hi = lo + 1;
+	cnt = xcalloc((size_t)w * rows, sizeof *cnt);
+	for (int i = 0; i < tp->n_prompts; i++) {
+		float xv = tp->attn[(size_t)i * LH + k], yv = tp->proj[(size_t)i * LH + k];
+		int cx = (int)(xv * (w - 1) + 0.5f), cy = (int)((hi - yv) / (hi - lo) *
+		    (rows - 1) + 0.5f);
+
+		cx = cx < 0 ? 0 : cx >= w ? w - 1 : cx;
+		cy = cy < 0 ? 0 : cy >= rows ? rows - 1 : cy;
+		cnt[cy * w + cx]++;
+	}
+	view_printf(v, 1, y, -1, UI_ROLE_DIM, isnan(tp->pearson[k]) ? "scatter, %d "
+	    "prompts: attention to subject (x) vs result.W_U[subject] (y), r n/a" :
+	    "scatter, %d prompts: attention to subject (x) vs result.W_U[subject] "
+	    "(y), r %+.2f", tp->n_prompts, tp->pearson[k]);
+	for (int r = 0; r < rows; r++) {
+		int yy = y + 1 + r;
+
+		if (r == 0 || r == rows - 1)
+			view_printf(v, 0, yy, lw, UI_ROLE_DIM, "%7.2f", r == 0 ? hi : lo);
+		view_put(v, lw, yy, 1, UI_ROLE_DIM, "|");
+		for (int x = 0; x < w; x++) {
+			int n = cnt[r * w + x];
+
+			if (n > 0)
+				view_put(v, lw + 1 + x, yy, 1, UI_ROLE_SPARK, n == 1 ? "." :
+				    n < 4 ? ":" : n < 8 ? "*" : "#");
+		}
+	}
+	view_printf(v, lw, y + h - 1, -1, UI_ROLE_DIM, "0%*s", w, "1");
+	free(cnt);
 }
 
 static void
@@ -780,6 +841,7 @@ pane_head_draw(const ui_ctx *c, const ui_view *v)
 	int L, H, T, l, h, y, rows, *order, n, barw;
 	const float *pat;
 	char title[96], buf[32];
+	ui_view top;
 
 	snprintf(title, sizeof title, "head %d.%d", s->layer, s->head);
 	pane_title(v, c, title);
@@ -813,8 +875,28 @@ pane_head_draw(const ui_ctx *c, const ui_view *v)
 		}
 		y++;
 	}
+	if (y < v->r.h && s->task_patch_valid) {
+		int k = l * H + h;
+
+		char rb[24];
+
+		if (isnan(s->task_patch.pearson[k]))
+			snprintf(rb, sizeof rb, "n/a");
+		else
+			snprintf(rb, sizeof rb, "%+.2f", s->task_patch.pearson[k]);
+		view_printf(v, 1, y++, -1, s->task_mover[k] ? UI_ROLE_MOVER : UI_ROLE_DIM,
+		    "task: patch %+.1f%%, scatter r %s: %s", s->task_patch.effect[k], rb,
+		    s->task_mover[k] ? "mover" : "not a mover (needs <= -1%, r >= 0.5)");
+	}
 	if (y >= v->r.h)
 		return;
+	/* the scatter below the attention list, when both fit */
+	if (s->task_patch_valid && v->r.h - y >= 13) {
+		pane_head_scatter(c, v, v->r.h - 7, 7);
+		top = *v;
+		top.r.h -= 7;
+		v = &top;
+	}
 	pat = s->cache->pattern + (((size_t)l * H + h) * T + (T - 1)) * T;
 	rows = v->r.h - y - 1;
 	if (T > rows && rows > 0)
@@ -863,187 +945,6 @@ pane_head_draw(const ui_ctx *c, const ui_view *v)
 	}
 	(void)buf;
 	free(order);
-}
-
-static void pane_mlp_decomp(const ui_ctx *c, const ui_view *v, int y);
-
-/* The edit on neuron (l, i), as the pane marks it, or NULL. */
-static const char *
-edit_mark(const ui_session *s, int l, int i)
-{
-	for (int k = 0; k < s->n_edits; k++)
-		if (s->edits[k].layer == l && s->edits[k].neuron == i)
-			return s->edits[k].factor == 0 ? "x0" : s->edits[k].factor < 1 ?
-			    "x.5" : "x2";
-	return NULL;
-}
-
-/* The MLP at neuron level (neurons.h): the direct effect split into the
- * neurons, the intercept's when the decomposition is fitted here, then
- * the strongest neurons by the chosen effect with their value vectors. */
-static void
-pane_neurons_draw(const ui_ctx *c, const ui_view *v, int y)
-{
-	static const char *by[] = { "answer", "subject", "activation" };
-	const ui_session *s = c->s;
-	const fl_neurons *n = &s->neurons;
-	double sum = 0;
-	int x, F = n->d_mlp;
-	bool icpt = s->icpt_neuron != NULL;
-
-	if (n->act == NULL) {
-		view_put(v, 1, y, -1, UI_ROLE_ERROR, "neurons: not computed");
-		return;
-	}
-	for (int i = 0; i < F; i++)
-		sum += n->to_answer[i];
-	view_printf(v, 1, y++, -1, UI_ROLE_DIM, "= %d neurons %+.3f + b_out %+.3f; "
-	    "by %s (N)", F, sum, n->bias_answer, by[s->neuron_sort]);
-	if (icpt && y < v->r.h) {
-		double t = 0;
-
-		for (int i = 0; i < F; i++)
-			t += s->icpt_neuron[i];
-		view_printf(v, 1, y++, -1, UI_ROLE_DIM, "intercept %+.3f = neurons %+.3f "
-		    "+ b_out %+.3f %+.3f regressors", s->icpt_total, t, s->icpt_bias,
-		    s->icpt_regressors);
-	}
-	if (y >= v->r.h)
-		return;
-	x = 1 + view_printf(v, 1, y, -1, UI_ROLE_DIM, "%-8s %6s %5s %6s %6s", "neuron",
-	    "act", "|w|", "ans", "subj");
-	if (icpt)
-		x += view_printf(v, x, y, -1, UI_ROLE_DIM, " %6s", "icpt");
-	view_put(v, x, y++, -1, UI_ROLE_DIM, "  value vector");
-	for (int r = 0; r < UI_NEURON_ROWS && r < F && y < v->r.h; r++, y++) {
-		int i = s->neuron_order[r];
-		const char *mk = edit_mark(s, s->layer, i);
-		char id[24];
-
-		snprintf(id, sizeof id, "%d.%d%s", s->layer, i, mk != NULL ? mk : "");
-		x = 1 + view_printf(v, 1, y, 8, mk != NULL ? UI_ROLE_ERROR : UI_ROLE_NORMAL,
-		    "%-8s", id);
-		x += view_printf(v, x, y, -1, UI_ROLE_NORMAL, " %+6.2f %5.2f", n->act[i],
-		    n->w_norm[i]);
-		x += view_printf(v, x, y, -1, n->to_answer[i] >= 0 ? UI_ROLE_POSITIVE :
-		    UI_ROLE_NEGATIVE, " %+6.2f", n->to_answer[i]);
-		if (n->to_subject != NULL)
-			x += view_printf(v, x, y, -1, UI_ROLE_NORMAL, " %+6.2f",
-			    n->to_subject[i]);
-		else
-			x += view_printf(v, x, y, -1, UI_ROLE_DIM, " %6s", "-");
-		if (icpt)
-			x += view_printf(v, x, y, -1, UI_ROLE_NORMAL, " %+6.2f",
-			    s->icpt_neuron[i]);
-		x += 1;
-		for (int t = 0; t < UI_NEURON_TOP && x < v->r.w; t++) {
-			int id2 = s->neuron_top[r][t];
-
-			x += 1 + view_put(v, x + 1, y, -1, id2 == s->answer_id ?
-			    UI_ROLE_ANSWER : UI_ROLE_NORMAL, tok_label(c, id2));
-		}
-	}
-}
-
-static void
-pane_mlp_draw(const ui_ctx *c, const ui_view *v)
-{
-	const ui_session *s = c->s;
-	char fb[24];
-	char title[64];
-	int y = 1;
-
-	if (s->neurons_on)
-		snprintf(title, sizeof title, "MLP %d: neurons at the last position (n)",
-		    s->layer);
-	else
-		snprintf(title, sizeof title, "MLP %d", s->layer);
-	pane_title(v, c, title);
-	if (!session_ready(s) || s->view_layer != s->layer)
-		return;
-	{
-		int x = view_put(v, 1, y, -1, UI_ROLE_DIM, "direct effect on ");
-
-		x += view_put(v, 1 + x, y, 16, UI_ROLE_ANSWER, tok_label(c, s->answer_id));
-		view_printf(v, 1 + x, y, -1, s->mlp_direct >= 0 ? UI_ROLE_POSITIVE :
-		    UI_ROLE_NEGATIVE, " %+.3f", s->mlp_direct);
-		y++;
-	}
-	if (s->neurons_on) {
-		pane_neurons_draw(c, v, y);
-		return;
-	}
-	{
-		int x = view_put(v, 1, y, -1, UI_ROLE_DIM, "writes ");
-
-		for (int i = 0; i < s->view_mlp.n_top && i < s->topk && 1 + x < v->r.w; i++) {
-			int id = s->view_mlp.top_ids[i];
-
-			x += view_put(v, 1 + x, y, -1, id == s->answer_id ? UI_ROLE_ANSWER :
-			    UI_ROLE_NORMAL, tok_label(c, id));
-			x += view_printf(v, 1 + x, y, -1, UI_ROLE_DIM, " %s  ",
-			    fmt_signed(s->view_mlp.top_val[i], fb, sizeof fb));
-		}
-		y++;
-	}
-	if (s->task == NULL) {
-		view_put(v, 1, y, -1, UI_ROLE_DIM, "decomposition: load a task (:task NAME) "
-		    "to fit it");
-		return;
-	}
-	if (s->recon_layer != s->layer) {
-		view_printf(v, 1, y, -1, UI_ROLE_ERROR, "decomposition: %s",
-		    s->decomp_error != NULL ? s->decomp_error : "not fitted");
-		return;
-	}
-	pane_mlp_decomp(c, v, y);
-}
-
-/* The decomposition of the cursor layer's MLP over the task (decompose.h):
- * the pooled form's R^2 in-sample and held out (leave-one-subject-out),
- * this prompt's cosine, one coefficient per head (beta ~ -1: the
- * MLP erases the head, beta > 0: amplifies it), the intercept's top tokens. */
-static void
-pane_mlp_decomp(const ui_ctx *c, const ui_view *v, int y)
-{
-	const ui_session *s = c->s;
-	char fb[24];
-	const fl_regress *f = &s->decomp[s->layer].fit;
-	const fl_heldout *ho = &s->decomp[s->layer].heldout;
-	int H = session_heads(s), x;
-
-	/* the figures first: a narrow pane cuts the names */
-	view_printf(v, 1, y++, -1, UI_ROLE_DIM, "pooled R^2 %.3f, held out %.3f, this "
-	    "prompt cos %.3f (%s, %d prompts)", f->r2, ho->r2, s->recon.cos,
-	    s->task->name, f->n);
-	x = 1 + view_put(v, 1, y, -1, UI_ROLE_DIM, "coef ");
-	for (int j = 0; j < f->J && x < v->r.w; j++) {
-		double b = f->beta[j];
-		bool erase = b <= -0.5, amp = b >= 0.5;
-		char name[16];
-
-		if (j < H)
-			snprintf(name, sizeof name, "%d", j);
-		else
-			snprintf(name, sizeof name, "res");
-		x += view_printf(v, x, y, -1, j == s->head ? UI_ROLE_CURSOR : UI_ROLE_DIM,
-		    "%s", name);
-		x += view_printf(v, x, y, -1, erase ? UI_ROLE_NEGATIVE : amp ?
-		    UI_ROLE_POSITIVE : UI_ROLE_NORMAL, ":%+.2f%s ", b,
-		    erase ? "x" : amp ? "^" : "");
-	}
-	y++;
-	x = 1 + view_put(v, 1, y, -1, UI_ROLE_DIM, "intercept writes ");
-	for (int i = 0; i < s->decomp_icpt.n_top && i < s->topk && x < v->r.w; i++) {
-		int id = s->decomp_icpt.top_ids[i];
-
-		x += view_put(v, x, y, -1, id == s->answer_id ? UI_ROLE_ANSWER :
-		    UI_ROLE_NORMAL, tok_label(c, id));
-		x += view_printf(v, x, y, -1, UI_ROLE_DIM, " %s  ",
-		    fmt_signed(s->decomp_icpt.top_val[i], fb, sizeof fb));
-	}
-	view_put(v, 1, y + 1, -1, UI_ROLE_DIM, "coef x: the MLP erases the head, "
-	    "^: amplifies it");
 }
 
 /* ---- bottom rows and overlays ------------------------------------- */

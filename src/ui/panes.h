@@ -1,6 +1,7 @@
 /*
  * panes.h - what the files drawing the explorer's screen share (panes.c:
- * the layout and the panes of results; overlays.c: what covers them).
+ * the layout and the panes of results; pane_mlp.c: the MLP pane;
+ * overlays.c: what covers them).
  * Every function draws into a view of the canvas; none computes results.
  */
 #ifndef FL_UI_PANES_H
@@ -10,6 +11,16 @@
 
 /* A pane's title row: a line with the title set in it. */
 void pane_title(const ui_view *v, const ui_ctx *c, const char *title);
+
+/* Helpers panes.c shares: a signed value with two significant digits
+ * (+12, +4.4, +0.83), and a token's display text from a small ring of
+ * buffers (valid for the next seven calls). */
+const char *fmt_signed(double v, char *buf, size_t n);
+const char *tok_label(const ui_ctx *c, int id);
+
+/* The MLP pane (pane_mlp.c): the cursor layer's MLP, its decomposition,
+ * or its neurons (n). */
+void pane_mlp_draw(const ui_ctx *c, const ui_view *v);
 
 /* The overlays over the main area (overlays.c): a command's text (:eval,
  * :help NAME), the key map (?), the command list (:help), and what to do
