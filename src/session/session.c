@@ -123,6 +123,7 @@ sess_model_clear(ui_session *s)
 {
 	sess_compare_drop(s);		/* B runs on this model */
 	sess_task_fits_clear(s);	/* while the model still gives L */
+	sess_eval_drop(s);
 	sess_results_clear(s);
 	run_free(s->run);
 	s->run = NULL;

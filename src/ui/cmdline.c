@@ -136,6 +136,9 @@ cmd_run_one(ui_ctx *c, const char *text, char **cause)
 		free(c->overlay_title);
 		c->overlay = c->overlay_title = NULL;
 	}
+	if (strcmp(cmd->name, "plot") != 0 && strcmp(cmd->name, "export") != 0 &&
+	    strcmp(cmd->name, "render") != 0 && strcmp(cmd->name, "redraw") != 0)
+		c->eval_view = false;
 	r = cmd->fn(c, argc, argv, cause);
 	cmd_free_words(argv);
 	return r;

@@ -252,8 +252,8 @@ static int
 c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 {
 	ui_session *s = c->s;
-	fl_eval_opts o;
-	fl_eval_result r;
+	const fl_eval_opts *o = &s->eval_opts;
+	const fl_eval_result *rp = &s->eval;
 	char *text = NULL, *t;
 	size_t len = 0;
 	FILE *f;
@@ -261,8 +261,7 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 
 	if (need_model(c, "eval", cause) != 0 || (loaded = need_task(c, "eval", cause)) < 0)
 		return -1;
-	eval_opts_init(&o);
-	rc = eval_task(&r, s->model, s->task, &o, s->shots, c->progress, cause);
+	rc = session_eval(s, c->progress, cause);
 	if (rc == FL_STOPPED) {
 		ctx_message(c, false, "eval cancelled");
 		c->cancelled = true;
@@ -270,31 +269,28 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 	}
 	if (rc != 0)
 		return -1;
-	if ((f = open_memstream(&text, &len)) == NULL) {
-		eval_clear(&r);
+	if ((f = open_memstream(&text, &len)) == NULL)
 		return fl_error(cause, "eval: out of memory");
-	}
 	if (s->shots > 0)
 		fprintf(f, "%d prompts (%s templates, %d-shot), %d with an answer of "
-		    "several tokens (scored on its first)\n", r.n, task_set_name(o.set),
-		    s->shots, r.multi_token);
+		    "several tokens (scored on its first)\n", rp->n, task_set_name(o->set),
+		    s->shots, rp->multi_token);
 	else
 		fprintf(f, "%d prompts (%s templates, zero-shot), %d with an answer of "
-		    "several tokens (scored on its first)\n", r.n, task_set_name(o.set),
-		    r.multi_token);
+		    "several tokens (scored on its first)\n", rp->n, task_set_name(o->set),
+		    rp->multi_token);
 	fprintf(f, "intercept cross-fitted by %s: R^2 %.3f and %.3f (%d and %d "
-	    "calibration prompts)\n\n", eval_split_name(o.split), r.calib_r2[0],
-	    r.calib_r2[1], r.calib_n[0], r.calib_n[1]);
+	    "calibration prompts)\n\n", eval_split_name(o->split), rp->calib_r2[0],
+	    rp->calib_r2[1], rp->calib_n[0], rp->calib_n[1]);
 	fprintf(f, "%-12s %10s %8s %10s\n", "condition", "P(answer)", "top-1",
 	    "mean rank");
 	for (int k = 0; k < EVAL_COND_COUNT; k++)
 		fprintf(f, "%-12s %9.2f%% %7.1f%% %10.1f\n", eval_cond_name((fl_eval_cond)k),
-		    100 * r.cond[k].mean_prob, 100 * r.cond[k].top1, r.cond[k].mean_rank);
+		    100 * rp->cond[k].mean_prob, 100 * rp->cond[k].top1, rp->cond[k].mean_rank);
 	fprintf(f, "\nmask: the last position attends only to itself in the last "
 	    "layer; intercept: the\nlast MLP's intercept subtracted (factlens eval "
 	    "gives the same grid)\n");
 	fclose(f);
-	eval_clear(&r);
 	/* No trailing newline: the overlay splits at each. */
 	if (len > 0 && text[len - 1] == '\n')
 		text[len - 1] = '\0';
@@ -303,6 +299,7 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 	c->overlay = text;
 	t = xasprintf("eval: %s (any key closes)", s->task->name);
 	c->overlay_title = t;
+	c->eval_view = true;
 	ctx_message(c, false, "eval of %s done%s", s->task->name, loaded != 0 ?
 	    " (the default task: :task NAME for another)" : "");
 	return loaded | UI_REDRAW;
@@ -543,18 +540,51 @@ c_pane(ui_ctx *c, int argc, char **argv, char **cause)
 	return UI_REDRAW;
 }
 
-/* :plot FILE - the lens of the prompt on screen; :plot heads FILE - the
- * heads grid on screen (its metric, movers framed). */
+/* :plot eval FILE: the kept :eval grid, as factlens eval --plot draws it. */
+static int
+plot_eval_grid(ui_ctx *c, const char *path, char **cause)
+{
+	ui_session *s = c->s;
+	static const char *labels[EVAL_COND_COUNT] = {
+		"baseline", "mask (a)", "intercept (b)", "both (a+b)",
+	};
+	double prob[EVAL_COND_COUNT];
+	char *title;
+	int rc;
+
+	if (!s->eval_valid)
+		return fl_error(cause, "plot eval: no eval grid yet (:eval computes it)");
+	if (plot_check(path, cause) != 0)
+		return -1;
+	for (int k = 0; k < EVAL_COND_COUNT; k++)
+		prob[k] = s->eval.cond[k].mean_prob;
+	title = xasprintf("%s on %s, %d prompts", s->task->name, s->model_name, s->eval.n);
+	rc = plot_eval(path, title, 1, &s->eval.shots, EVAL_COND_COUNT, labels, prob,
+	    cause);
+	free(title);
+	if (rc != 0)
+		return -1;
+	ctx_message(c, false, "plot: wrote %s (the eval grid)", path);
+	return UI_REDRAW;
+}
+
+/* :plot FILE - the view on screen: the eval grid while :eval's table is
+ * shown, else the lens of the prompt; :plot heads FILE - the heads grid on
+ * screen (its metric, movers framed); :plot lens|eval FILE - that one. */
 static int
 c_plot(ui_ctx *c, int argc, char **argv, char **cause)
 {
 	ui_session *s = c->s;
-	bool heads = argc > 2 && strcmp(argv[1], "heads") == 0;
+	const char *kind = argc > 2 ? argv[1] : c->eval_view ? "eval" : "lens";
+	bool heads = strcmp(kind, "heads") == 0;
 	const char *path = argv[argc - 1];
 	int L, H, V, rc;
 
-	if (argc > 2 && !heads)
-		return fl_error(cause, "usage: plot [heads] FILE");
+	if (!heads && strcmp(kind, "lens") != 0 && strcmp(kind, "eval") != 0)
+		return fl_error(cause, "plot: expected heads, lens or eval before the "
+		    "file, not '%s' (usage: plot [heads|lens|eval] FILE)", kind);
+	if (strcmp(kind, "eval") == 0)
+		return plot_eval_grid(c, path, cause);
 	if (!session_ready(s))
 		return fl_error(cause, "plot: nothing to plot yet (no model or prompt)");
 	if (plot_check(path, cause) != 0)
@@ -819,7 +849,7 @@ const ui_cmd ui_cmds[] = {
 	  "evaluate baseline, mask, intercept and both over the loaded task's prompts "
 	  "(as factlens eval) and show the table until a key", c_eval },
 	{ "export", NULL, "FILE", 1, 1, ARG_FILE,
-	  "write the prompt, lens, every heads grid (path patching and the cursor layer's decomposition once computed) and the cursor views as JSON; to FILE.csv, the lens and the heads grids as CSV", c_export },
+	  "write the prompt, lens, every heads grid (path patching, the cursor layer's decomposition and the last :eval grid once computed) and the cursor views as JSON; to FILE.csv, the lens, the heads grids and the eval's rows as CSV", c_export },
 	{ "head", NULL, "L.H|N|+N|-N|first|last", 1, 1, ARG_NONE,
 	  "select a head (moves the layer cursor too with L.H)", c_head },
 	{ "help", NULL, "[COMMAND|keys]", 0, 1, ARG_COMMAND,
@@ -843,9 +873,10 @@ const ui_cmd ui_cmds[] = {
 	{ "pane", NULL, "[head|mlp|toggle]", 0, 1, ARG_NONE,
 	  "under 32 rows the head and MLP panes share the bottom right: show one "
 	  "(the other's name is on the pane's title row)", c_pane },
-	{ "plot", NULL, "[heads] FILE", 1, 2, ARG_FILE,
+	{ "plot", NULL, "[heads|lens|eval] FILE", 1, 2, ARG_FILE,
 	  "write a figure of the view: the answer through the layers (the lens), "
-	  "or with heads the heads grid and its metric; FILE.png, .svg or .pdf",
+	  "the eval grid while :eval's table is shown, or with heads the heads "
+	  "grid and its metric (lens or eval: that one); FILE.png, .svg or .pdf",
 	  c_plot },
 	{ "prompt", "p", "TEXT", 1, -1, ARG_TEXT,
 	  "set the prompt and run it", c_prompt },
