@@ -255,9 +255,9 @@ fi
 # :eval's grid is kept for :export (JSON: factlens eval --json --per-prompt's
 # object, but for the run's timing; CSV: eval --csv's rows, prefixed eval_,
 # after the other rows' columns) and :plot (the eval grid while its table
-# is the view, the lens after any other command; :plot eval says when there
-# is no grid).
-"$fl" --model "$fx" -c "prompt The capital of France is:; task $src/tests/tasks/tiny.json; eval; export $tmp/ev.json; export $tmp/ev.csv; plot $tmp/ev.pdf; layer 1; plot $tmp/lens.pdf; plot eval $tmp/ev2.pdf" > /dev/null
+# is the view, the lens once another command has closed it; :plot eval
+# says when there is no grid).
+"$fl" --model "$fx" -c "prompt The capital of France is:; task $src/tests/tasks/tiny.json; eval; plot $tmp/ev.pdf; export $tmp/ev.json; export $tmp/ev.csv; plot $tmp/lens.pdf; plot eval $tmp/ev2.pdf" > /dev/null
 "$fl" eval --model "$fx" --task "$src/tests/tasks/tiny.json" --json --per-prompt > "$tmp/evcli.json"
 "$fl" eval --model "$fx" --task "$src/tests/tasks/tiny.json" --csv > "$tmp/evcli.csv"
 if node -e '

@@ -385,14 +385,14 @@ plot_token(const fl_model *m, int id)
 
 /* What a trace restores, for a figure's subtitle. Heap. */
 static char *
-plot_restored(fl_trace_kind kind, int window, int L)
+plot_restored(fl_trace_kind kind, int window)
 {
 	if (kind == TRACE_RESID)
 		return xstrdup("resid_pre of the cell's layer restored at the cell's token");
 	return xasprintf("the %s output (hook_%s_out) restored at the cell's token in "
-	    "a window of %d layer%s around the cell's layer", kind == TRACE_MLP ? "MLP" :
-	    "attention", kind == TRACE_MLP ? "mlp" : "attn", window < L ? window : L,
-	    window == 1 ? "" : "s");
+	    "a window of %d layer%s around the cell's layer%s", kind == TRACE_MLP ?
+	    "MLP" : "attention", kind == TRACE_MLP ? "mlp" : "attn", window,
+	    window == 1 ? "" : "s", window > 1 ? ", clipped to the model" : "");
 }
 
 /* trace --plot: the map of P(answer) with each cell restored. 0, or 1
@@ -412,7 +412,7 @@ trace_plot(const trace_args *a, const fl_model *m, const fl_prompt *p,
 		mark[t] = t >= res->subj_pos && t < res->subj_pos + res->subj_len;
 	}
 	title = xasprintf("causal trace: \"%s\" -> \"%s\"", a->prompt, ans);
-	what = plot_restored(res->kind, res->window, res->n_layer);
+	what = plot_restored(res->kind, res->window);
 	sub = xasprintf("%s; P(clean) %.4f, P(corrupt) %.4f (noise on the subject's "
 	    "%d token%s, %d sample%s)", what, res->p_clean, res->p_corrupt,
 	    res->subj_len, res->subj_len == 1 ? "" : "s", res->samples,
@@ -456,7 +456,7 @@ trace_task_plot(const trace_args *a, const fl_task *t, const fl_trace_avg *res)
 		    g == TRACE_POS_SUBJ_LAST;
 	}
 	title = xasprintf("causal trace over %s: %d prompts", t->name, res->n_prompts);
-	what = plot_restored(res->kind, res->window, res->n_layer);
+	what = plot_restored(res->kind, res->window);
 	sub = xasprintf("%s; mean P(clean) %.4f, P(corrupt) %.4f (%d sample%s a prompt)",
 	    what, res->p_clean, res->p_corrupt, res->samples, res->samples == 1 ? "" : "s");
 	pm = (plot_map){ title, sub, "colour: the average indirect effect, P "
