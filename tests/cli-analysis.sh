@@ -515,6 +515,77 @@ plot_ok() { # NAME FILE FORMAT
 	plot_ok "eval --plot" "$tmp/eval.pdf" pdf
 "$fl" --model "$model" -c "prompt The capital of France is:; plot $tmp/x.pdf; metric mover; plot heads $tmp/y.png" \
 	> /dev/null && plot_ok ":plot" "$tmp/x.pdf" pdf && plot_ok ":plot heads" "$tmp/y.png" png
+# trace's and knockout's figures: the text drawn in the PDF (read back
+# through the fonts' maps) holds every token of the prompt as its row label,
+# the subject's marked, every layer, and the JSON's P(clean) and P(corrupt);
+# a prompt two tokens longer draws a PNG two rows (2 x 18 points) taller.
+pdftext=${top_srcdir:-$fx/../..}/tests/pdf-text.js
+# pdf_check NAME PDF JSON EXPR: EXPR over the PDF's text runs `runs` and the
+# JSON `j`.
+pdf_check() {
+	local got
+	if got=$(node -e '
+		const fs = require("fs"), cp = require("child_process");
+		const runs = JSON.parse(cp.execFileSync("node", [process.argv[1], process.argv[2]]));
+		const j = JSON.parse(fs.readFileSync(process.argv[3], "utf8"));
+		const ok = eval(process.argv[4]);
+		console.log(ok === true ? "true" : "false; text: " + JSON.stringify(runs));
+	' "$pdftext" "$2" "$3" "$4" 2>&1) && [ "$got" = true ]; then
+		ok "$1"
+	else
+		bad "$1: $4 gave $got"
+	fi
+}
+png_size() { # FILE: width height, from the IHDR chunk
+	od -An -tu1 -j16 -N8 "$1" | awk '{ print $1*16777216+$2*65536+$3*256+$4, $5*16777216+$6*65536+$7*256+$8 }'
+}
+tprompt="The capital of France is:"
+"$fl" trace --model "$model" --prompt "$tprompt" --subject France --samples 2 \
+	--json > "$tmp/tp.json"
+"$fl" trace --model "$model" --prompt "$tprompt" --subject France --samples 2 \
+	--plot "$tmp/trace.pdf" > /dev/null && plot_ok "trace --plot" "$tmp/trace.pdf" pdf
+# the labels as the figure draws them: spaces alone as open boxes, the
+# subject's rows with " *"
+labels='j.tokens.map((t, i) => (/^ +$/.test(t.token) ? t.token.replace(/ /g, "\u2423") : t.token) + (i >= j.subject.position && i < j.subject.position + j.subject.tokens ? " *" : ""))'
+pdf_check "trace --plot: every token labels its row, in order, the subject marked" \
+	"$tmp/trace.pdf" "$tmp/tp.json" \
+	"(() => { const want = $labels; let k = 0; for (const r of runs) if (r === want[k]) k++; return k === want.length && want.length === j.tokens.length && want.some((w) => w.endsWith(' *')); })()"
+pdf_check "trace --plot: every layer on the axis, and the layer count" \
+	"$tmp/trace.pdf" "$tmp/tp.json" \
+	"(() => { const L = j.restore.length, i = runs.indexOf('layer (' + L + ')'); return i >= L && runs.slice(i - L, i).join() === [...Array(L).keys()].join(); })()"
+pdf_check "trace --plot: the title says the kind, P(clean) and P(corrupt) of the run" \
+	"$tmp/trace.pdf" "$tmp/tp.json" \
+	"(() => { const t = runs.slice(0, 4).join(' '); return t.includes('resid_pre') && t.includes('P(clean) ' + j.p_clean.toFixed(4)) && t.includes('P(corrupt) ' + j.p_corrupt.toFixed(4)); })()"
+"$fl" trace --model "$model" --prompt "$tprompt" --subject France --samples 2 \
+	--plot "$tmp/trace.png" > /dev/null
+"$fl" trace --model "$model" --prompt "The capital of France is the city" --subject France \
+	--samples 2 --plot "$tmp/trace2.png" > /dev/null
+"$fl" tokenize --model "$model" --json "The capital of France is the city" > "$tmp/tok2.json"
+n1=$(jsq "$tmp/tp.json" 'j.tokens.length')
+n2=$(jsq "$tmp/tok2.json" '(j.tokens || j.ids || j).length')
+read -r w1 h1 <<< "$(png_size "$tmp/trace.png")"
+read -r w2 h2 <<< "$(png_size "$tmp/trace2.png")"
+if [ "$(magic "$tmp/trace.png")" = png ] && [ $((h2 - h1)) -eq $((36 * (n2 - n1))) ] &&
+    [ "$w1" -ge 960 ] && [ "$n2" -gt "$n1" ]; then
+	ok "trace --plot: a row per token (PNG ${w1}x$h1 for $n1 tokens, ${w2}x$h2 for $n2)"
+else
+	bad "trace --plot: PNG ${w1}x$h1 for $n1 tokens, ${w2}x$h2 for $n2 (want $((36 * (n2 - n1))) pixels taller)"
+fi
+"$fl" trace --model "$model" --prompt "$tprompt" --subject France --samples 1 --kind mlp \
+	--window 1 --plot "$tmp/trace.svg" > /dev/null && plot_ok "trace --kind mlp --plot" "$tmp/trace.svg" svg
+"$fl" trace --model "$model" --task "$task" --samples 1 --json > "$tmp/tt.json"
+"$fl" trace --model "$model" --task "$task" --samples 1 --plot "$tmp/tt.pdf" > /dev/null
+pdf_check "trace --task --plot: every position group with its prompt count, every layer" \
+	"$tmp/tt.pdf" "$tmp/tt.json" \
+	"(() => { let k = 0; const want = j.positions.map((p) => p.name + ' (' + p.prompts + ')' + (/subject token/.test(p.name) ? ' *' : '')); for (const r of runs) if (r === want[k]) k++; return k === 7 && runs.includes('layer (' + j.aie.length + ')') && runs.join(' ').includes('mean P(clean) ' + j.p_clean.toFixed(4)); })()"
+"$fl" knockout --model "$model" --prompt "$tprompt" --subject France --json > "$tmp/ko.json"
+"$fl" knockout --model "$model" --prompt "$tprompt" --subject France --plot "$tmp/ko.pdf" \
+	> /dev/null && plot_ok "knockout --plot" "$tmp/ko.pdf" pdf
+pdf_check "knockout --plot: each start layer, the clean line and P(clean)" \
+	"$tmp/ko.pdf" "$tmp/ko.json" \
+	"(() => { const L = j.knockout.length, i = runs.indexOf('first layer of the blocked window'); return i >= L && runs.slice(i - L, i).join() === [...Array(L).keys()].join() && runs.includes('clean') && runs.join(' ').includes('P(clean) ' + j.p_clean.toFixed(4)); })()"
+expect "trace --plot with an unknown extension" 2 "a figure is .png, .svg or .pdf" -- \
+	trace --model "$model" --prompt "$tprompt" --plot "$tmp/fig.jpg"
 expect "--plot with an unknown extension" 2 "a figure is .png, .svg or .pdf" -- \
 	eval --model "$model" --task "$task" --plot "$tmp/fig.txt"
 [ ! -e "$tmp/fig.txt" ] && ok "nothing is written for an unknown extension" ||

@@ -252,6 +252,51 @@ else
 	echo "FAIL - :export misses views: $(head -c 300 "$tmp/all.json")"
 	fail=1
 fi
+# :eval's grid is kept for :export (JSON: factlens eval --json --per-prompt's
+# object, but for the run's timing; CSV: eval --csv's rows, prefixed eval_,
+# after the other rows' columns) and :plot (the eval grid while its table
+# is the view, the lens once another command has closed it; :plot eval
+# says when there is no grid).
+"$fl" --model "$fx" -c "prompt The capital of France is:; task $src/tests/tasks/tiny.json; eval; plot $tmp/ev.pdf; export $tmp/ev.json; export $tmp/ev.csv; plot $tmp/lens.pdf; plot eval $tmp/ev2.pdf" > /dev/null
+"$fl" eval --model "$fx" --task "$src/tests/tasks/tiny.json" --json --per-prompt > "$tmp/evcli.json"
+"$fl" eval --model "$fx" --task "$src/tests/tasks/tiny.json" --csv > "$tmp/evcli.csv"
+if node -e '
+	const fs = require("fs"), rd = (f) => JSON.parse(fs.readFileSync(f, "utf8"));
+	const e = rd(process.argv[1]).eval, c = rd(process.argv[2]);
+	for (const x of [e, c, ...e.settings, ...c.settings]) { delete x.seconds; delete x.threads; }
+	const canon = (v) => JSON.stringify(v, (k, x) => x && typeof x === "object" && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort()) : x);
+	process.exit(canon(e) === canon(c) && c.prompts.length > 0 ? 0 : 1);' "$tmp/ev.json" "$tmp/evcli.json"; then
+	echo "ok - :export after :eval holds eval --json --per-prompt's object"
+else
+	echo "FAIL - :export's eval differs from eval --json: $(node -e 'console.log(JSON.stringify(JSON.parse(require("fs").readFileSync(process.argv[1])).eval).slice(0, 300))' "$tmp/ev.json")"
+	fail=1
+fi
+ncol=$(head -1 "$tmp/ev.csv" | tr ',' '\n' | wc -l)
+if diff <(grep '^eval_' "$tmp/ev.csv" | sed 's/^eval_//; s/^\([a-z]*\),,,,,,,,,,,,,/\1,/') <(tail -n +2 "$tmp/evcli.csv") > /dev/null &&
+    [ "$(grep -c '^eval_' "$tmp/ev.csv")" -eq "$(($(wc -l < "$tmp/evcli.csv") - 1))" ] &&
+    [ "$(awk -F, '{ print NF }' "$tmp/ev.csv" | sort -u)" = "$ncol" ] &&
+    head -1 "$tmp/ev.csv" | grep -q ',path_patching_effect,shots,condition,prompt,'; then
+	echo "ok - :export FILE.csv after :eval holds eval --csv's rows, every row $ncol fields"
+else
+	echo "FAIL - :export FILE.csv's eval rows: $(diff <(grep '^eval_' "$tmp/ev.csv" | sed 's/^eval_//; s/^\([a-z]*\),,,,,,,,,,,,,/\1,/') <(tail -n +2 "$tmp/evcli.csv") | head -4)"
+	fail=1
+fi
+pdftext() { node "$src/tests/pdf-text.js" "$1" 2>&1; }
+if pdftext "$tmp/ev.pdf" | grep -q '"zero-shot"' && pdftext "$tmp/ev.pdf" | grep -q '"both (a+b)"' &&
+    pdftext "$tmp/ev2.pdf" | grep -q '"tiny_capital on gpt2-f32, 20 prompts"' &&
+    pdftext "$tmp/lens.pdf" | grep -q 'logit lens' && ! pdftext "$tmp/lens.pdf" | grep -q 'zero-shot'; then
+	echo "ok - :plot draws the eval grid while :eval's table is the view, the lens after; :plot eval"
+else
+	echo "FAIL - :plot after :eval: $(pdftext "$tmp/ev.pdf" | head -c 200) / $(pdftext "$tmp/lens.pdf" | head -c 200)"
+	fail=1
+fi
+out=$("$fl" --model "$fx" -c "prompt The capital of France is:; plot eval $tmp/none.pdf" 2>&1 >/dev/null)
+if [[ "$out" == *"no eval grid yet (:eval computes it)"* ]] && [ ! -e "$tmp/none.pdf" ]; then
+	echo "ok - :plot eval before :eval says so"
+else
+	echo "FAIL - :plot eval before :eval: $out"
+	fail=1
+fi
 # :save FILE writes the commands that rebuild the state with the weights'
 # SHA-256 (sha256sum's) and the version; --replay rebuilds the same screen
 # (the message line aside) and refuses a file whose hash is not the model's.

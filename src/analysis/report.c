@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analysis/decompose.h"
 #include "analysis/lens.h"
 #include "analysis/mitigate.h"
 #include "analysis/report.h"
@@ -243,16 +244,25 @@ report_grid_csv(FILE *f, const char *row, int L, int H, int ncol,
 void
 report_eval_csv(FILE *f, const fl_eval_result *r, int n_set, const fl_task *t)
 {
-	fputs("row,shots,condition,prompt,pair,subject,template,p_answer,rank,top1,"
-	    "prompts,mean_prob,mean_prob_lo,mean_prob_hi,top1_lo,top1_hi,"
-	    "mean_rank\n", f);
+	fputs("row," REPORT_EVAL_CSV_COLUMNS "\n", f);
+	report_eval_csv_rows(f, r, n_set, t, "", 0);
+}
+
+void
+report_eval_csv_rows(FILE *f, const fl_eval_result *r, int n_set,
+    const fl_task *t, const char *prefix, int skip)
+{
+	static const char commas[] = ",,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,";
+
+	if (skip > (int)sizeof commas - 1)
+		skip = (int)sizeof commas - 1;
 	for (int s = 0; s < n_set; s++)
 		for (int i = 0; i < r[s].n; i++)
 			for (int c = 0; c < EVAL_COND_COUNT; c++) {
 				size_t k = (size_t)i * EVAL_COND_COUNT + c;
 
-				fprintf(f, "prompt,%d,%s,%d,%d,", r[s].shots,
-				    eval_cond_name((fl_eval_cond)c), i, r[s].pair[i]);
+				fprintf(f, "%sprompt,%.*s%d,%s,%d,%d,", prefix, skip, commas,
+				    r[s].shots, eval_cond_name((fl_eval_cond)c), i, r[s].pair[i]);
 				report_csv_text(f, t->pairs[r[s].pair[i]].subject, false);
 				fprintf(f, "%d,", r[s].tmpl[i]);
 				report_csv_number(f, r[s].prob[k], false);
@@ -264,7 +274,7 @@ report_eval_csv(FILE *f, const fl_eval_result *r, int n_set, const fl_task *t)
 			double plo, phi, tlo, thi;
 
 			report_eval_ci(&r[s], c, &plo, &phi, &tlo, &thi);
-			fprintf(f, "grid,%d,%s,,,,,,,", r[s].shots,
+			fprintf(f, "%sgrid,%.*s%d,%s,,,,,,,", prefix, skip, commas, r[s].shots,
 			    eval_cond_name((fl_eval_cond)c));
 			report_csv_number(f, st->top1, false);
 			fprintf(f, "%d,", r[s].n);
@@ -335,4 +345,50 @@ report_write(cJSON *root, FILE *f, char **cause)
 		rc = fl_error(cause, "write error");
 	free(text);
 	return rc;
+}
+
+cJSON *
+report_eval_json(const char *model_dir, const fl_model *m, const fl_task *t,
+    const fl_eval_opts *o, const fl_eval_result *r, int n_set, bool per_prompt)
+{
+	cJSON *root = cJSON_CreateObject(), *o2, *arr;
+	char hook[64];
+
+	cJSON_AddItemToObject(root, "model", report_string(model_dir));
+	o2 = cJSON_AddObjectToObject(root, "task");
+	cJSON_AddStringToObject(o2, "name", t->name);
+	cJSON_AddItemToObject(o2, "file", report_string(t->path));
+	cJSON_AddStringToObject(o2, "templates", task_set_name(o->set));
+	cJSON_AddNumberToObject(o2, "pairs", t->n_pairs);
+	cJSON_AddNumberToObject(o2, "template_count", t->n_templates[o->set]);
+	cJSON_AddBoolToObject(o2, "single_token", o->single_token);
+	cJSON_AddBoolToObject(o2, "counterfactual", o->counterfactual);
+	o2 = cJSON_AddObjectToObject(root, "calibration");
+	cJSON_AddStringToObject(o2, "split", eval_split_name(o->split));
+	cJSON_AddNumberToObject(o2, "folds", 2);
+	cJSON_AddStringToObject(o2, "regressors", o->with_resid ? "heads+resid_pre" :
+	    "heads");
+	cJSON_AddNumberToObject(o2, "ridge", o->ridge < 0 ? DECOMP_RIDGE : o->ridge);
+	cJSON_AddStringToObject(o2, "hook", report_intercept_hook(m, hook, sizeof hook));
+	cJSON_AddStringToObject(o2, "position", "last");
+	if (o->mask_heads != NULL) {
+		arr = cJSON_AddArrayToObject(root, "mask_heads");
+		for (int h = 0; h < m->cfg.n_head; h++)
+			if (o->mask_heads[h])
+				cJSON_AddItemToArray(arr, cJSON_CreateNumber(h));
+	}
+	arr = cJSON_AddArrayToObject(root, "settings");
+	for (int s = 0; s < n_set; s++)
+		cJSON_AddItemToArray(arr, report_eval_setting(&r[s]));
+	if (per_prompt) {
+		cJSON *rows = cJSON_AddArrayToObject(root, "prompts"), *x, *e;
+
+		for (int s = 0; s < n_set; s++) {
+			x = report_eval_prompts(&r[s], t);
+			while ((e = cJSON_DetachItemFromArray(x, 0)) != NULL)
+				cJSON_AddItemToArray(rows, e);
+			cJSON_Delete(x);
+		}
+	}
+	return root;
 }

@@ -65,6 +65,14 @@ const char *report_intercept_hook(const fl_model *m, char *buf, size_t n);
  * work. */
 cJSON *report_eval_setting(const fl_eval_result *r);
 
+/* factlens eval --json's object for n_set settings of task t on model m
+ * (read from model_dir): the model, the task, the calibration o used, the
+ * masked heads (o->mask_heads), the settings and, with per_prompt, the
+ * prompts' rows. The caller adds what only it knows (batch, threads,
+ * seconds). */
+cJSON *report_eval_json(const char *model_dir, const fl_model *m, const fl_task *t,
+    const fl_eval_opts *o, const fl_eval_result *r, int n_set, bool per_prompt);
+
 /* The eval grid's rows as JSON: one per prompt and condition, {"shots",
  * "prompt" (its index), "pair", "subject", "template" (its index in the
  * set), "condition", "p_answer", "rank", "top1" (0 or 1)}. */
@@ -92,6 +100,17 @@ void report_grid_csv(FILE *f, const char *row, int L, int H, int ncol,
  * then the grid's ("row" grid, with the intervals). */
 void report_eval_csv(FILE *f, const fl_eval_result *r, int n_set,
     const fl_task *t);
+
+/* The header's columns after "row" (no newline), and the rows alone, for a
+ * file that holds other rows too: each row named prefix + "prompt" or
+ * prefix + "grid", then skip empty fields (the other rows' columns), then
+ * the eval's. */
+#define REPORT_EVAL_CSV_COLUMNS "shots,condition,prompt,pair,subject,template," \
+	"p_answer,rank,top1,prompts,mean_prob,mean_prob_lo,mean_prob_hi,top1_lo," \
+	"top1_hi,mean_rank"
+#define REPORT_EVAL_CSV_NCOL 16
+void report_eval_csv_rows(FILE *f, const fl_eval_result *r, int n_set,
+    const fl_task *t, const char *prefix, int skip);
 
 /* Writes root (freed) to f, pretty-printed, with a newline. 0, or -1 with
  * *cause (out of memory, a write error). */

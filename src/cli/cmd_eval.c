@@ -369,45 +369,8 @@ eval_main(int argc, char **argv, cli_merge *mg)
 	}
 
 	if (a.json) {
-		cJSON *root = cJSON_CreateObject(), *o2, *arr;
-		char hook[64];
+		cJSON *root = report_eval_json(a.dir, m, t, &o, res, n_set, a.per_prompt);
 
-		cJSON_AddItemToObject(root, "model", report_string(a.dir));
-		o2 = cJSON_AddObjectToObject(root, "task");
-		cJSON_AddStringToObject(o2, "name", t->name);
-		cJSON_AddItemToObject(o2, "file", report_string(a.task));
-		cJSON_AddStringToObject(o2, "templates", task_set_name(o.set));
-		cJSON_AddNumberToObject(o2, "pairs", t->n_pairs);
-		cJSON_AddNumberToObject(o2, "template_count", t->n_templates[o.set]);
-		cJSON_AddBoolToObject(o2, "single_token", o.single_token);
-		cJSON_AddBoolToObject(o2, "counterfactual", o.counterfactual);
-		o2 = cJSON_AddObjectToObject(root, "calibration");
-		cJSON_AddStringToObject(o2, "split", eval_split_name(o.split));
-		cJSON_AddNumberToObject(o2, "folds", 2);
-		cJSON_AddStringToObject(o2, "regressors", o.with_resid ?
-		    "heads+resid_pre" : "heads");
-		cJSON_AddNumberToObject(o2, "ridge", o.ridge < 0 ? DECOMP_RIDGE : o.ridge);
-		cJSON_AddStringToObject(o2, "hook", report_intercept_hook(m, hook, sizeof hook));
-		cJSON_AddStringToObject(o2, "position", "last");
-		if (heads != NULL) {
-			arr = cJSON_AddArrayToObject(root, "mask_heads");
-			for (int h = 0; h < H; h++)
-				if (heads[h])
-					cJSON_AddItemToArray(arr, cJSON_CreateNumber(h));
-		}
-		arr = cJSON_AddArrayToObject(root, "settings");
-		for (int s = 0; s < n_set; s++)
-			cJSON_AddItemToArray(arr, report_eval_setting(&res[s]));
-		if (a.per_prompt) {
-			cJSON *pr_rows = cJSON_AddArrayToObject(root, "prompts"), *x, *e;
-
-			for (int s = 0; s < n_set; s++) {
-				x = report_eval_prompts(&res[s], t);
-				while ((e = cJSON_DetachItemFromArray(x, 0)) != NULL)
-					cJSON_AddItemToArray(pr_rows, e);
-				cJSON_Delete(x);
-			}
-		}
 		cJSON_AddNumberToObject(root, "batch", a.batch);
 		cJSON_AddNumberToObject(root, "threads", kern_threads());
 		cJSON_AddNumberToObject(root, "seconds", total);

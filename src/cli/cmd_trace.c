@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "shard.h"
 #include "engine/pool.h"
+#include "plot/plot.h"
 
 typedef struct {
 	const char	*dir;
@@ -28,6 +29,7 @@ typedef struct {
 	const char	*subject;
 	const char	*task;
 	const char	*noise;
+	const char	*plot;		/* --plot FILE */
 	int		 set;
 	int		 kind;		/* trace: fl_trace_kind; knockout: fl_knock_block */
 	int		 window;
@@ -71,6 +73,7 @@ const cli_opt cmd_trace_opts[] = {
 	{ "seed", 'r', "K", CLI_OPT_NESTED, CLI_GROUP_OWN,
 	  "the seed of the noise samples (default 1; prompt i of a task uses K + i)" },
 	CLI_SHARED_JSON,
+	CLI_SHARED_PLOT,
 	CLI_SHARED_TASK(0),
 	CLI_SHARED_TEMPLATES,
 	CLI_SHARED_SINGLE_TOKEN(0),
@@ -99,6 +102,7 @@ const cli_opt cmd_knockout_opts[] = {
 	{ "window", 'w', "W", 0, CLI_GROUP_OWN,
 	  "the layers blocked together, from each start layer on (default 1)" },
 	CLI_SHARED_JSON,
+	CLI_SHARED_PLOT,
 	CLI_SHARED_THREADS,
 	CLI_SHARED_WEIGHTS,
 	CLI_OPT_END
@@ -108,7 +112,8 @@ static int
 trace_parse(trace_args *a, int argc, char **argv, bool knockout)
 {
 	const char *cmd = knockout ? "knockout" : "trace";
-	cli_shared sh = { .dir = &a->dir, .threads = &a->threads, .json = &a->json };
+	cli_shared sh = { .dir = &a->dir, .threads = &a->threads, .json = &a->json,
+	    .plot = &a->plot };
 	int c;
 
 	if (!knockout) {
@@ -418,6 +423,132 @@ out:
 /* --task: the average indirect effect over the task's prompts; with
  * --shard, a partial of the share's traces; with mg, the merge of the
  * partials (shard.h). */
+/* A token as a figure labels it: its text (U+FFFD for a split character),
+ * a newline as \n. Heap. */
+static char *
+plot_token(const fl_model *m, int id)
+{
+	size_t n, o = 0;
+	const char *b = tok_token_bytes(m->tok, id, &n);
+	char *esc, *u;
+
+	if (b == NULL)
+		return xasprintf("<%d>", id);
+	if (n > 0 && strspn(b, " ") >= n) {
+		/* spaces alone would be an empty label: an open box for each */
+		u = xcalloc(3 * n + 1, 1);
+		for (size_t i = 0; i < n; i++)
+			memcpy(u + 3 * i, "\xe2\x90\xa3", 3);
+		return u;
+	}
+	esc = xmalloc(2 * n + 1);
+	for (size_t i = 0; i < n; i++) {
+		if (b[i] == '\n') {
+			esc[o++] = '\\';
+			esc[o++] = 'n';
+		} else
+			esc[o++] = b[i];
+	}
+	u = fl_utf8_text(esc, o);
+	free(esc);
+	return u;
+}
+
+/* What a trace restores, for a figure's subtitle. Heap. */
+static char *
+plot_restored(fl_trace_kind kind, int window)
+{
+	if (kind == TRACE_RESID)
+		return xstrdup("resid_pre of the cell's layer restored at the cell's token");
+	return xasprintf("the %s output (hook_%s_out) restored at the cell's token in "
+	    "a window of %d layer%s around the cell's layer%s", kind == TRACE_MLP ?
+	    "MLP" : "attention", kind == TRACE_MLP ? "mlp" : "attn", window,
+	    window == 1 ? "" : "s", window > 1 ? ", clipped to the model" : "");
+}
+
+/* trace --plot: the map of P(answer) with each cell restored. 0, or 1
+ * after saying why. */
+static int
+trace_plot(const trace_args *a, const fl_model *m, const fl_prompt *p,
+    const fl_trace *res)
+{
+	int T = res->n_tok, rc;
+	char **rows = xcalloc((size_t)T, sizeof *rows), *cause = NULL;
+	bool *mark = xcalloc((size_t)T, sizeof *mark);
+	char *ans = plot_token(m, p->answer), *title, *what, *sub;
+	plot_map pm = { 0 };
+
+	for (int t = 0; t < T; t++) {
+		rows[t] = plot_token(m, p->ids[t]);
+		mark[t] = t >= res->subj_pos && t < res->subj_pos + res->subj_len;
+	}
+	title = xasprintf("causal trace: \"%s\" -> \"%s\"", a->prompt, ans);
+	what = plot_restored(res->kind, res->window);
+	sub = xasprintf("%s; P(clean) %.4f, P(corrupt) %.4f (noise on the subject's "
+	    "%d token%s, %d sample%s)", what, res->p_clean, res->p_corrupt,
+	    res->subj_len, res->subj_len == 1 ? "" : "s", res->samples,
+	    res->samples == 1 ? "" : "s");
+	pm = (plot_map){ title, sub, "colour: P(answer) at the last position with "
+	    "the cell restored in the corrupted run, from 0 to the largest; rows "
+	    "marked * and framed: the subject's tokens, which the noise corrupts",
+	    "token", res->n_layer, T, (const char *const *)rows, mark, res->restore,
+	    false };
+	rc = plot_trace(a->plot, &pm, &cause);
+	for (int t = 0; t < T; t++)
+		free(rows[t]);
+	free(rows);
+	free(mark);
+	free(ans);
+	free(title);
+	free(what);
+	free(sub);
+	if (rc != 0) {
+		cli_fail(1, "%s", cause);
+		free(cause);
+		return 1;
+	}
+	return 0;
+}
+
+/* trace --task --plot: the average indirect effect by position group. */
+static int
+trace_task_plot(const trace_args *a, const fl_task *t, const fl_trace_avg *res)
+{
+	const int G = TRACE_POS_COUNT;
+	char *rows[TRACE_POS_COUNT], *cause = NULL, *title, *what, *sub;
+	bool mark[TRACE_POS_COUNT];
+	plot_map pm;
+	int rc;
+
+	for (int g = 0; g < G; g++) {
+		rows[g] = xasprintf("%s (%d)", trace_pos_name((fl_trace_pos)g),
+		    res->count[g]);
+		mark[g] = g == TRACE_POS_SUBJ_FIRST || g == TRACE_POS_SUBJ_MIDDLE ||
+		    g == TRACE_POS_SUBJ_LAST;
+	}
+	title = xasprintf("causal trace over %s: %d prompts", t->name, res->n_prompts);
+	what = plot_restored(res->kind, res->window);
+	sub = xasprintf("%s; mean P(clean) %.4f, P(corrupt) %.4f (%d sample%s a prompt)",
+	    what, res->p_clean, res->p_corrupt, res->samples, res->samples == 1 ? "" : "s");
+	pm = (plot_map){ title, sub, "colour: the average indirect effect, P "
+	    "restored - P corrupted, over the prompts that have the position (their "
+	    "count in brackets); hatched: no prompt has it; rows marked * and "
+	    "framed: the subject's tokens", "position", res->n_layer, G,
+	    (const char *const *)rows, mark, res->aie, true };
+	rc = plot_trace(a->plot, &pm, &cause);
+	for (int g = 0; g < G; g++)
+		free(rows[g]);
+	free(title);
+	free(what);
+	free(sub);
+	if (rc != 0) {
+		cli_fail(1, "%s", cause);
+		free(cause);
+		return 1;
+	}
+	return 0;
+}
+
 static int
 trace_task(const trace_args *a, const fl_model *m, const fl_trace_opts *o,
     double t0, int argc, char **argv, cli_merge *mg)
@@ -495,6 +626,10 @@ trace_task(const trace_args *a, const fl_model *m, const fl_trace_opts *o,
 			goto fail_cause;
 		}
 		trace_avg_finish(&res);
+	}
+	if (a->plot != NULL && trace_task_plot(a, t, &res) != 0) {
+		rc = 1;
+		goto out;
 	}
 	rc = 1;
 	if (a->json) {
@@ -616,6 +751,8 @@ trace_main(int argc, char **argv, cli_merge *mg)
 		free(cause);
 		goto out;
 	}
+	if (a.plot != NULL && trace_plot(&a, m, &p, &res) != 0)
+		goto out;
 	if (a.json)
 		rc = cli_json_print(json_trace(&a, m, &p, &res, top, fl_now() - t0));
 	else {
@@ -678,6 +815,35 @@ cmd_knockout(int argc, char **argv)
 		cli_fail(1, "%s", cause);
 		free(cause);
 		goto out;
+	}
+	if (a.plot != NULL) {
+		char *ans = plot_token(m, p.answer), *blocked = xstrdup(""), *title, *sub;
+		int prc;
+
+		for (int t = 0; t < p.n; t++)
+			if (keys[t]) {
+				char *tok = plot_token(m, p.ids[t]), *nb;
+
+				nb = xasprintf("%s%s\"%s\"", blocked, *blocked ? " " : "", tok);
+				free(blocked);
+				free(tok);
+				blocked = nb;
+			}
+		title = xasprintf("attention knockout: \"%s\" -> \"%s\"", a.prompt, ans);
+		sub = xasprintf("P(answer) when the last position may not attend to the "
+		    "%s (%s), every head, in %d layer%s from each start layer; P(clean) "
+		    "%.4f", knock_block_name((fl_knock_block)a.kind), blocked, a.window,
+		    a.window == 1 ? "" : "s", p_clean);
+		prc = plot_knockout(a.plot, title, sub, L, out, p_clean, &cause);
+		free(ans);
+		free(blocked);
+		free(title);
+		free(sub);
+		if (prc != 0) {
+			cli_fail(1, "%s", cause);
+			free(cause);
+			goto out;
+		}
 	}
 	if (a.json) {
 		cJSON *root = cJSON_CreateObject(), *arr, *o;

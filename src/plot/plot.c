@@ -205,6 +205,66 @@ axis_line(cairo_t *cr, double x0, double y0, double x1, double y1)
 	cairo_stroke(cr);
 }
 
+/* The colour bar of a map at (x, y), w x h: the top is scale, the bottom
+ * -scale (is_signed) or 0. */
+static void
+colour_bar(cairo_t *cr, double x, double y, double w, double h, bool is_signed,
+    double scale)
+{
+	char buf[32];
+
+	for (int i = 0; i < 100; i++) {
+		ramp(cr, is_signed ? div_map : seq_map, 5, 1 - i / 99.0);
+		cairo_rectangle(cr, x, y + h * i / 100, w, h / 100 + 0.5);
+		cairo_fill(cr);
+	}
+	rgb(cr, 0x000000);
+	cairo_set_line_width(cr, 0.6);
+	cairo_rectangle(cr, x, y, w, h);
+	cairo_stroke(cr);
+	snprintf(buf, sizeof buf, is_signed ? "%+.3g" : "%.3g", scale);
+	text(cr, x + w + 4, y + 8, 0, 8.5, false, buf);
+	snprintf(buf, sizeof buf, is_signed ? "%+.3g" : "0", -scale);
+	text(cr, x + w + 4, y + h, 0, 8.5, false, buf);
+}
+
+/* The height a wrapped text takes from baseline y, measured off the page. */
+static double
+text_wrapped_end(double x, double y, double w, double size, const char *s)
+{
+	cairo_surface_t *probe = cairo_image_surface_create(CAIRO_FORMAT_A8, 1, 1);
+	cairo_t *pc = cairo_create(probe);
+	double end = text_wrapped(pc, x, y, w, size, s);
+
+	cairo_destroy(pc);
+	cairo_surface_destroy(probe);
+	return end;
+}
+
+/* The widest of n labels at size, measured off the page. */
+static double
+text_widest(const char *const *label, int n, double size, bool bold)
+{
+	cairo_surface_t *probe = cairo_image_surface_create(CAIRO_FORMAT_A8, 1, 1);
+	cairo_t *pc = cairo_create(probe);
+	double w = 0;
+
+	cairo_select_font_face(pc, FONT, CAIRO_FONT_SLANT_NORMAL, bold ?
+	    CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+	cairo_set_font_size(pc, size);
+	for (int i = 0; i < n; i++) {
+		char *u = fl_utf8_text(label[i], strlen(label[i]));
+		cairo_text_extents_t e;
+
+		cairo_text_extents(pc, u, &e);
+		w = fmax(w, e.x_advance);
+		free(u);
+	}
+	cairo_destroy(pc);
+	cairo_surface_destroy(probe);
+	return w;
+}
+
 /* ---- the lens ------------------------------------------------------- */
 
 int
@@ -341,7 +401,6 @@ plot_heads(const char *path, const char *title, const char *metric,
 	char buf[64];
 	fig f;
 	cairo_t *cr;
-	cairo_surface_t *probe;
 
 	if (W < 460)
 		W = 460;
@@ -355,14 +414,7 @@ plot_heads(const char *path, const char *title, const char *metric,
 	if (scale <= 0)
 		scale = 1;
 	/* the subtitle's height, measured before the page is made */
-	probe = cairo_image_surface_create(CAIRO_FORMAT_A8, 1, 1);
-	{
-		cairo_t *pc = cairo_create(probe);
-
-		sub_end = text_wrapped(pc, left, 40, W - left - 16, 10, metric);
-		cairo_destroy(pc);
-	}
-	cairo_surface_destroy(probe);
+	sub_end = text_wrapped_end(left, 40, W - left - 16, 10, metric);
 	top = sub_end + 44;
 	Hh = top + cell * L + 48;
 	if (fig_open(&f, path, W, Hh, cause) != 0)
@@ -412,24 +464,8 @@ plot_heads(const char *path, const char *title, const char *metric,
 			}
 		}
 	}
-	/* the colour bar */
-	{
-		double bx = left + cell * H + 24, by = top, bh = fmin(cell * L, 240);
-
-		for (int i = 0; i < 100; i++) {
-			ramp(cr, is_signed ? div_map : seq_map, 5, 1 - i / 99.0);
-			cairo_rectangle(cr, bx, by + bh * i / 100, bar, bh / 100 + 0.5);
-			cairo_fill(cr);
-		}
-		rgb(cr, 0x000000);
-		cairo_set_line_width(cr, 0.6);
-		cairo_rectangle(cr, bx, by, bar, bh);
-		cairo_stroke(cr);
-		snprintf(buf, sizeof buf, is_signed ? "%+.3g" : "%.3g", scale);
-		text(cr, bx + bar + 4, by + 8, 0, 8.5, false, buf);
-		snprintf(buf, sizeof buf, is_signed ? "%+.3g" : "0", -scale);
-		text(cr, bx + bar + 4, by + bh, 0, 8.5, false, buf);
-	}
+	colour_bar(cr, left + cell * H + 24, top, bar, fmin(cell * L, 240), is_signed,
+	    scale);
 	if (mark != NULL) {
 		rgb(cr, 0x000000);
 		text(cr, left, top + cell * L + 22, 0, 9, false,
@@ -503,5 +539,208 @@ plot_eval(const char *path, const char *title, int n, const int *shots,
 		cairo_stroke(cr);
 		text(cr, lx + 16, ly + 9.5, 0, 9.5, false, cond[c]);
 	}
+	return fig_close(&f, cause);
+}
+
+/* ---- a layer x position map ----------------------------------------- */
+
+int
+plot_trace(const char *path, const plot_map *m, char **cause)
+{
+	const int L = m->n_layer, R = m->n_row;
+	const double cellw = L <= 16 ? 34 : L <= 32 ? 16 : 11, cellh = 18, bar = 14;
+	const double label_size = 9, tick_size = fmin(8.5, cellw * 0.7);
+	double lo = 0, hi = 0, scale, left, top, W, Hh, mapw = cellw * L, maph = cellh * R;
+	double barh = fmax(maph, 90), y_end;
+	bool values = cellw >= 28;
+	int digits;
+	char buf[64], **label = xcalloc((size_t)R + 1, sizeof *label);
+	fig f;
+	cairo_t *cr;
+
+	for (int i = 0; i < L * R; i++) {
+		if (isnan(m->v[i]))
+			continue;
+		lo = m->v[i] < lo ? m->v[i] : lo;
+		hi = m->v[i] > hi ? m->v[i] : hi;
+	}
+	scale = m->is_signed ? fmax(fabs(lo), fabs(hi)) : hi;
+	if (scale <= 0)
+		scale = 1;
+	/* the decimals that show the scale's first two digits, 2 to 4 */
+	digits = 1 - (int)floor(log10(scale));
+	digits = digits < 2 ? 2 : digits > 4 ? 4 : digits;
+	for (int r = 0; r < R; r++)
+		label[r] = xasprintf("%s%s", m->rows[r], m->mark != NULL && m->mark[r] ?
+		    " *" : "");
+	left = 28 + text_widest((const char *const *)label, R, label_size, true) + 8;
+	W = fmax(left + mapw + 24 + bar + 56, 480);
+	top = text_wrapped_end(24, 40, W - 40, 10, m->subtitle) + 30;
+	y_end = text_wrapped_end(24, top + fmax(maph, barh) + 48, W - 40, 9, m->legend);
+	Hh = y_end + 16;
+	if (fig_open(&f, path, W, Hh, cause) != 0)
+		goto fail;
+	cr = f.cr;
+	rgb(cr, 0x000000);
+	text(cr, 24, 22, 0, 13, true, m->title);
+	text_wrapped(cr, 24, 40, W - 40, 10, m->subtitle);
+	text(cr, left - 8, top - 8, 1, 9.5, false, m->rows_name);
+	for (int r = 0; r < R; r++) {
+		bool mk = m->mark != NULL && m->mark[r];
+
+		rgb(cr, 0x000000);
+		text(cr, left - 8, top + cellh * (r + 0.5) + 3.2, 1, label_size, mk, label[r]);
+		for (int l = 0; l < L; l++) {
+			double x = left + cellw * l, y = top + cellh * r;
+			double val = m->v[(size_t)l * R + r];
+			double t = m->is_signed ? 0.5 + 0.5 * val / scale : val / scale;
+
+			if (isnan(val)) {
+				/* no value: a light hatch, unlike any colour of the map */
+				cairo_set_source_rgb(cr, 1, 1, 1);
+				cairo_rectangle(cr, x, y, cellw, cellh);
+				cairo_fill(cr);
+				cairo_set_source_rgb(cr, 0.75, 0.75, 0.75);
+				cairo_set_line_width(cr, 0.5);
+				cairo_move_to(cr, x, y + cellh);
+				cairo_line_to(cr, x + cellw, y);
+				cairo_stroke(cr);
+				continue;
+			}
+			ramp(cr, m->is_signed ? div_map : seq_map, 5, t);
+			cairo_rectangle(cr, x, y, cellw, cellh);
+			cairo_fill(cr);
+			if (values) {
+				bool dark = m->is_signed ? fabs(val) / scale > 0.6 : t > 0.45;
+
+				cairo_set_source_rgb(cr, dark, dark, dark);
+				snprintf(buf, sizeof buf, m->is_signed ? "%+.*f" : "%.*f", digits,
+				    val);
+				text(cr, x + cellw / 2, y + cellh / 2 + 3, 0.5, digits > 3 ? 6.5 :
+				    7.5, false, buf);
+			}
+		}
+		if (mk) {
+			/* the subject's rows framed, so the mark survives any colour */
+			rgb(cr, 0x000000);
+			cairo_set_line_width(cr, 1.2);
+			cairo_rectangle(cr, left, top + cellh * r, mapw, cellh);
+			cairo_stroke(cr);
+		}
+	}
+	axis_line(cr, left, top + maph, left + mapw, top + maph);
+	for (int l = 0; l < L; l++) {
+		double x = left + cellw * (l + 0.5);
+
+		snprintf(buf, sizeof buf, "%d", l);
+		axis_line(cr, x, top + maph, x, top + maph + 3);
+		text(cr, x, top + maph + 13, 0.5, tick_size, false, buf);
+	}
+	snprintf(buf, sizeof buf, "layer (%d)", L);
+	text(cr, left + mapw / 2, top + maph + 28, 0.5, 9.5, false, buf);
+	colour_bar(cr, left + mapw + 24, top, bar, barh, m->is_signed, scale);
+	rgb(cr, 0x000000);
+	text_wrapped(cr, 24, top + fmax(maph, barh) + 48, W - 40, 9, m->legend);
+	for (int r = 0; r < R; r++)
+		free(label[r]);
+	free(label);
+	return fig_close(&f, cause);
+fail:
+	for (int r = 0; r < R; r++)
+		free(label[r]);
+	free(label);
+	return -1;
+}
+
+/* ---- the knockout curve --------------------------------------------- */
+
+int
+plot_knockout(const char *path, const char *title, const char *subtitle, int L,
+    const double *p, double p_clean, char **cause)
+{
+	const double W = 560, left = 64, right = 24, ph = 220;
+	double pw = W - left - right, top, Hh, ymax = p_clean, step;
+	char buf[64];
+	fig f;
+	cairo_t *cr;
+
+	for (int l = 0; l < L; l++)
+		if (!isnan(p[l]) && p[l] > ymax)
+			ymax = p[l];
+	/* a round top: 1, 2 or 5 times a power of ten, in four ticks */
+	step = ymax > 0 ? pow(10, floor(log10(ymax / 4))) : 0.25;
+	step = ymax / 4 <= step ? step : ymax / 4 <= 2 * step ? 2 * step :
+	    ymax / 4 <= 5 * step ? 5 * step : 10 * step;
+	ymax = 4 * step;
+	top = text_wrapped_end(left, 40, W - left - right, 10, subtitle) + 24;
+	Hh = top + ph + 56;
+	if (fig_open(&f, path, W, Hh, cause) != 0)
+		return -1;
+	cr = f.cr;
+	rgb(cr, 0x000000);
+	text(cr, left, 22, 0, 13, true, title);
+	text_wrapped(cr, left, 40, W - left - right, 10, subtitle);
+	for (int t = 0; t <= 4; t++) {
+		double y = top + ph - ph * t / 4;
+
+		cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);
+		cairo_set_line_width(cr, 0.5);
+		cairo_move_to(cr, left, y);
+		cairo_line_to(cr, left + pw, y);
+		cairo_stroke(cr);
+		rgb(cr, 0x000000);
+		snprintf(buf, sizeof buf, "%.3g", step * t);
+		text(cr, left - 6, y + 3.5, 1, 9, false, buf);
+	}
+	axis_line(cr, left, top, left, top + ph);
+	axis_line(cr, left, top + ph, left + pw, top + ph);
+	cairo_save(cr);
+	cairo_translate(cr, 16, top + ph / 2);
+	cairo_rotate(cr, -M_PI / 2);
+	text(cr, 0, 0, 0.5, 10, false, "P(answer)");
+	cairo_restore(cr);
+	/* the clean run: a dashed line across, named at its end */
+	{
+		double y = top + ph - ph * p_clean / ymax, dash[] = { 4, 3 };
+
+		rgb(cr, 0x525252);
+		cairo_set_line_width(cr, 1);
+		cairo_set_dash(cr, dash, 2, 0);
+		cairo_move_to(cr, left, y);
+		cairo_line_to(cr, left + pw, y);
+		cairo_stroke(cr);
+		cairo_set_dash(cr, NULL, 0, 0);
+		text(cr, left + pw, y - 4, 1, 8.5, false, "clean");
+	}
+	rgb(cr, 0x1f4e9a);
+	cairo_set_line_width(cr, 1.6);
+	for (int l = 0, first = 1; l < L; l++) {
+		double x = left + pw * (l + 0.5) / L, y = top + ph - ph * p[l] / ymax;
+
+		if (isnan(p[l]))
+			continue;
+		if (first)
+			cairo_move_to(cr, x, y);
+		else
+			cairo_line_to(cr, x, y);
+		first = 0;
+	}
+	cairo_stroke(cr);
+	for (int l = 0; l < L; l++) {
+		double x = left + pw * (l + 0.5) / L, y = top + ph - ph * p[l] / ymax;
+
+		rgb(cr, 0x1f4e9a);
+		if (!isnan(p[l])) {
+			cairo_arc(cr, x, y, 3, 0, 2 * M_PI);
+			cairo_fill(cr);
+		}
+		rgb(cr, 0x000000);
+		snprintf(buf, sizeof buf, "%d", l);
+		axis_line(cr, x, top + ph, x, top + ph + 3);
+		if (L <= 24 || l % 2 == 0)
+			text(cr, x, top + ph + 14, 0.5, 9, false, buf);
+	}
+	text(cr, left + pw / 2, top + ph + 30, 0.5, 9.5, false,
+	    "first layer of the blocked window");
 	return fig_close(&f, cause);
 }

@@ -1,7 +1,8 @@
 /*
  * plot.h - figures a paper can use, drawn with cairo: the answer's
- * probability and rank by layer (the logit lens), a layer x head map, and
- * the mitigation grid. The file's extension picks the format: .png, .svg
+ * probability and rank by layer (the logit lens), a layer x head map, the
+ * mitigation grid, causal tracing's layer x position map and the knockout
+ * curve. The file's extension picks the format: .png, .svg
  * or .pdf.
  *
  * The figures take plain arrays, so this module knows nothing of models or
@@ -42,5 +43,29 @@ int plot_heads(const char *path, const char *title, const char *metric,
  * in 0..1. */
 int plot_eval(const char *path, const char *title, int n, const int *shots,
     int n_cond, const char *const *cond, const double *prob, char **cause);
+
+/* A layer x position map, causal tracing's: v (n_layer, n_row), NAN where
+ * a cell has no value (drawn hatched). Rows run down in the prompt's order,
+ * layers across; mark (n_row) or NULL: rows drawn bold with a '*' and
+ * framed (the subject's tokens). is_signed: the diverging map around zero
+ * (indirect effects), else the sequential one from zero (probabilities). */
+typedef struct {
+	const char		*title;		/* the prompt or the task */
+	const char		*subtitle;	/* kind, window, P(clean), P(corrupt) */
+	const char		*legend;	/* what a cell's colour is */
+	const char		*rows_name;	/* "token", "position" */
+	int			 n_layer, n_row;
+	const char *const	*rows;		/* (n_row) labels */
+	const bool		*mark;
+	const double		*v;
+	bool			 is_signed;
+} plot_map;
+
+int plot_trace(const char *path, const plot_map *m, char **cause);
+
+/* The knockout curve: p (L) P(answer) with the window blocked from each
+ * start layer, NAN where there is none, against p_clean (a dashed line). */
+int plot_knockout(const char *path, const char *title, const char *subtitle, int L,
+    const double *p, double p_clean, char **cause);
 
 #endif

@@ -61,8 +61,15 @@ export_is_csv(const char *path)
 
 /* The lens rows, then a row per head, named lens and heads (B's: lens_b
  * and heads_b). */
+/* The export's columns before the eval's, "row" included; and the empty
+ * eval fields that end its other rows when an eval is kept. */
+#define CSV_COLUMNS 13
+#define EVAL_TAIL ",,,,,,,,,,,,,,,,"
+_Static_assert(sizeof EVAL_TAIL - 1 == REPORT_EVAL_CSV_NCOL, "an empty field per eval column");
+
 static void
-csv_rows(FILE *f, const ui_session *s, const char *lens, const char *heads)
+csv_rows(FILE *f, const ui_session *s, const char *lens, const char *heads,
+    const char *tail)
 {
 	int L = s->model->cfg.n_layer, H = s->model->cfg.n_head;
 
@@ -80,7 +87,7 @@ csv_rows(FILE *f, const ui_session *s, const char *lens, const char *heads)
 		} else
 			fputs(",,", f);
 		report_csv_number(f, r->prob, false);
-		fprintf(f, "%d,,,,,\n", r->rank);
+		fprintf(f, "%d,,,,,%s\n", r->rank, tail);
 	}
 	for (int i = 0; i < L * H; i++) {
 		fprintf(f, "%s,%d,,%d,,,,,", heads, i / H, i % H);
@@ -88,7 +95,10 @@ csv_rows(FILE *f, const ui_session *s, const char *lens, const char *heads)
 		report_csv_number(f, s->direct[i], false);
 		report_csv_number(f, s->direct_subj[i], false);
 		report_csv_number(f, s->mover[i], false);
-		report_csv_number(f, s->patch_valid ? s->patch.effect[i] : NAN, true);
+		report_csv_number(f, s->patch_valid ? s->patch.effect[i] : NAN,
+		    *tail == '\0');
+		if (*tail != '\0')	/* the field's comma is the tail's first */
+			fprintf(f, "%s\n", tail + 1);
 	}
 }
 
@@ -102,12 +112,18 @@ export_csv(ui_session *s, const char *path, char **cause)
 
 	if (f == NULL)
 		return fl_error(cause, "export: %s: cannot create: %s", path, strerror(errno));
+	/* With an eval, its columns follow (report.h), its rows last. */
+	const char *tail = s->eval_valid ? EVAL_TAIL : "";
+
 	fputs("row,layer,stream,head,top,top_bytes,answer_prob,answer_rank,"
 	    "attn_to_subject,direct_to_answer,direct_to_subject,mover_score,"
-	    "path_patching_effect\n", f);
-	csv_rows(f, s, "lens", "heads");
+	    "path_patching_effect", f);
+	fputs(s->eval_valid ? "," REPORT_EVAL_CSV_COLUMNS "\n" : "\n", f);
+	csv_rows(f, s, "lens", "heads", tail);
 	if (s->cmp != NULL)
-		csv_rows(f, s->cmp, "lens_b", "heads_b");
+		csv_rows(f, s->cmp, "lens_b", "heads_b", tail);
+	if (s->eval_valid)
+		report_eval_csv_rows(f, &s->eval, 1, s->task, "eval_", CSV_COLUMNS - 1);
 	if (ferror(f))
 		rc = fl_error(cause, "export: %s: write error", path);
 	if (fclose(f) != 0 && rc == 0)
@@ -278,6 +294,15 @@ session_export(ui_session *s, const char *path, char **cause)
 			cJSON_AddItemToArray(b, report_number(d->fit.beta[j]));
 		if (s->recon_layer == s->layer)
 			cJSON_AddItemToObject(dj, "intercept", json_row(s, &s->decomp_icpt, true));
+	}
+	if (s->eval_valid) {
+		cJSON *ej = report_eval_json(s->model_dir, s->model, s->task,
+		    &s->eval_opts, &s->eval, 1, true);
+
+		cJSON_AddNumberToObject(ej, "batch", s->eval_opts.batch);
+		cJSON_AddNumberToObject(ej, "threads", kern_threads());
+		cJSON_AddNumberToObject(ej, "seconds", s->eval.seconds);
+		cJSON_AddItemToObject(root, "eval", ej);
 	}
 	o = cJSON_AddObjectToObject(root, "cursor");
 	cJSON_AddNumberToObject(o, "layer", s->layer);

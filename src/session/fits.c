@@ -38,11 +38,39 @@ session_load_task(ui_session *s, const char *name, char **cause)
 	if (t == NULL)
 		return -1;
 	sess_task_fits_clear(s);
+	sess_eval_drop(s);
 	task_free(s->task);
 	s->task = t;
 	s->task_pair = -1;
 	/* The intercept went with the old task: re-run the last layer without. */
 	return SESSION_TASK | SESSION_LAST;
+}
+
+void
+sess_eval_drop(ui_session *s)
+{
+	if (s->eval_valid)
+		eval_clear(&s->eval);
+	s->eval_valid = false;
+}
+
+int
+session_eval(ui_session *s, const fl_eval_opts *opts, int shots,
+    const fl_progress *progress, char **cause)
+{
+	fl_eval_result r;
+	int rc;
+
+	if (s->model == NULL || s->task == NULL)
+		return fl_error(cause, "eval: needs a model and a task");
+	sess_eval_drop(s);
+	s->eval_opts = *opts;
+	rc = eval_task(&r, s->model, s->task, &s->eval_opts, shots, progress, cause);
+	if (rc != 0)
+		return rc;
+	s->eval = r;
+	s->eval_valid = true;
+	return 0;
 }
 
 /* The task's prompts as the session fits and loads them. */
@@ -78,6 +106,7 @@ session_set_shots(ui_session *s, int shots, char **cause)
 	if (shots == s->shots)
 		return 0;
 	s->shots = shots;
+	sess_eval_drop(s);
 	if (s->task == NULL)
 		return 0;
 	sess_task_fits_clear(s);

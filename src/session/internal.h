@@ -57,6 +57,8 @@ void sess_model_clear(ui_session *s);
 void sess_results_clear(ui_session *s);
 void sess_set_str(char **dst, const char *src);
 void sess_task_fits_clear(ui_session *s);
+/* Drops the kept :eval grid (the model, the task or the shots changed). */
+void sess_eval_drop(ui_session *s);
 
 /* tokens.c */
 int sess_answer_find(const ui_session *s, const char *text, bool space, char **cause);

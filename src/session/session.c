@@ -187,6 +187,7 @@ sess_model_clear(ui_session *s)
 	s->edits = NULL;
 	s->n_edits = 0;
 	s->resume_layer = -1;
+	sess_eval_drop(s);
 	sess_results_clear(s);
 	run_free(s->run);
 	s->run = NULL;

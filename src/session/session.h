@@ -26,6 +26,7 @@
 #include "analysis/atp.h"
 #include "analysis/decompose.h"
 #include "analysis/neurons.h"
+#include "analysis/eval.h"
 #include "analysis/patch.h"
 #include "analysis/task.h"
 #include "engine/forward.h"
@@ -237,6 +238,13 @@ typedef struct ui_session {
 	char		*task_patch_error;	/* why it is not computed, or NULL */
 	bool		*task_mover;	/* (L, H) when task_patch_valid */
 
+	/* The last :eval (session_eval): the loaded task's grid with eval's
+	 * defaults at these shots; kept until the model, the task or the
+	 * shots change, for :export and :plot. */
+	fl_eval_result	 eval;
+	fl_eval_opts	 eval_opts;
+	bool		 eval_valid;
+
 	/* Timings of the last update, in milliseconds. */
 	double		 ms_forward, ms_lens, ms_update;
 	/* Work done since the session began: full passes of a prompt, re-runs
@@ -364,11 +372,20 @@ static inline bool session_ready(const ui_session *s)
 char *session_token_label(const ui_session *s, int id, const char *g_space,
     const char *g_newline);
 
+/* The grid of factlens eval with opts and shots demonstrations for the
+ * loaded task, kept in s->eval (opts in s->eval_opts). 0; FL_STOPPED when
+ * progress asked to stop (the old grid dropped); -1 with *cause (no task). */
+int session_eval(ui_session *s, const fl_eval_opts *opts, int shots,
+    const fl_progress *progress, char **cause);
+
 /* Writes the session's results as JSON to path: the prompt, the lens, every
  * heads grid (mover scores computed if they were not), the path-patching
  * effect and the cursor layer's decomposition when they are computed, the
- * cursor's views. A path ending in .csv gets CSV instead (report.h): a
- * "lens" row per stream, then a "heads" row per head with every grid. */
+ * cursor's views, and the last :eval's grid ("eval", as factlens eval
+ * --json --per-prompt writes it). A path ending in .csv gets CSV instead
+ * (report.h): a "lens" row per stream, then a "heads" row per head with
+ * every grid, then the eval's "eval_prompt" and "eval_grid" rows (its
+ * columns after the others). */
 int session_export(ui_session *s, const char *path, char **cause);
 
 #endif

@@ -136,7 +136,14 @@ cmd_run_one(ui_ctx *c, const char *text, char **cause)
 		free(c->overlay_title);
 		c->overlay = c->overlay_title = NULL;
 	}
+	/* What :plot draws: :eval's table stays the view through the ':' that
+	 * opens the command line (and render), up to the next command. */
+	if (strcmp(cmd->name, "plot") != 0 && strcmp(cmd->name, "render") != 0 &&
+	    strcmp(cmd->name, "redraw") != 0 && strcmp(cmd->name, "command-prompt") != 0)
+		c->eval_view = false;
 	r = cmd->fn(c, argc, argv, cause);
+	if (strcmp(cmd->name, "plot") == 0)
+		c->eval_view = false;
 	cmd_free_words(argv);
 	return r;
 }

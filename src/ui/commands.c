@@ -255,7 +255,7 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 {
 	ui_session *s = c->s;
 	fl_eval_opts o;
-	fl_eval_result r;
+	const fl_eval_result *rp = &s->eval;
 	char *text = NULL, *t;
 	size_t len = 0;
 	FILE *f;
@@ -285,7 +285,7 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 	if (need_model(c, "eval", cause) != 0 || (loaded = need_task(c, "eval", cause)) < 0)
 		return -1;
 	o.mask_heads = s->mask_heads;
-	rc = eval_task(&r, s->model, s->task, &o, shots, c->progress, cause);
+	rc = session_eval(s, &o, shots, c->progress, cause);
 	if (rc == FL_STOPPED) {
 		ctx_message(c, false, "eval cancelled");
 		c->cancelled = true;
@@ -293,35 +293,33 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 	}
 	if (rc != 0)
 		return -1;
-	if ((f = open_memstream(&text, &len)) == NULL) {
-		eval_clear(&r);
+	if ((f = open_memstream(&text, &len)) == NULL)
 		return fl_error(cause, "eval: out of memory");
-	}
-	fprintf(f, "%d prompts (%s templates, ", r.n, task_set_name(o.set));
-	if (shots > 0)
-		fprintf(f, "%d-shot", shots);
+	fprintf(f, "%d prompts (%s templates, ", rp->n, task_set_name(o.set));
+	if (rp->shots > 0)
+		fprintf(f, "%d-shot", rp->shots);
 	else
 		fprintf(f, "zero-shot");
 	if (o.single_token)
-		fprintf(f, "), %d dropped by single-token\n", r.dropped);
+		fprintf(f, "), %d dropped by single-token\n", rp->dropped);
 	else
 		fprintf(f, "), %d with an answer of several tokens (scored on its "
-		    "first)\n", r.multi_token);
+		    "first)\n", rp->multi_token);
 	if (o.counterfactual)
 		fprintf(f, "each opens with \"%s\" stating another answer\n",
 		    s->task->counterfactual);
 	fprintf(f, "intercept cross-fitted by %s: R^2 %.3f and %.3f (%d and %d "
-	    "calibration prompts)\n\n", eval_split_name(o.split), r.calib_r2[0],
-	    r.calib_r2[1], r.calib_n[0], r.calib_n[1]);
+	    "calibration prompts)\n\n", eval_split_name(o.split), rp->calib_r2[0],
+	    rp->calib_r2[1], rp->calib_n[0], rp->calib_n[1]);
 	fprintf(f, "%-12s %10s %8s %10s", "condition", o.counterfactual ?
 	    "P(memor.)" : "P(answer)", "top-1", "mean rank");
 	fprintf(f, o.counterfactual ? " %12s %8s\n" : "\n", "P(in-ctx)", "top-1");
 	for (int k = 0; k < EVAL_COND_COUNT; k++) {
 		fprintf(f, "%-12s %9.2f%% %7.1f%% %10.1f", eval_cond_name((fl_eval_cond)k),
-		    100 * r.cond[k].mean_prob, 100 * r.cond[k].top1, r.cond[k].mean_rank);
+		    100 * rp->cond[k].mean_prob, 100 * rp->cond[k].top1, rp->cond[k].mean_rank);
 		if (o.counterfactual)
-			fprintf(f, " %11.2f%% %7.1f%%", 100 * r.cond[k].ctx_mean_prob,
-			    100 * r.cond[k].ctx_top1);
+			fprintf(f, " %11.2f%% %7.1f%%", 100 * rp->cond[k].ctx_mean_prob,
+			    100 * rp->cond[k].ctx_top1);
 		fputc('\n', f);
 	}
 	fprintf(f, "\nmask: the last position attends only to itself in the last "
@@ -329,7 +327,6 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 	    "eval gives the same grid)\n", s->mask_heads != NULL ? "the heads of "
 	    ":mask heads" : "every head");
 	fclose(f);
-	eval_clear(&r);
 	/* No trailing newline: the overlay splits at each. */
 	if (len > 0 && text[len - 1] == '\n')
 		text[len - 1] = '\0';
@@ -338,6 +335,7 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 	c->overlay = text;
 	t = xasprintf("eval: %s (any key closes)", s->task->name);
 	c->overlay_title = t;
+	c->eval_view = true;
 	ctx_message(c, false, "eval of %s done%s", s->task->name, loaded != 0 ?
 	    " (the default task: :task NAME for another)" : "");
 	return loaded | UI_REDRAW;
@@ -755,18 +753,51 @@ c_pane(ui_ctx *c, int argc, char **argv, char **cause)
 	return UI_REDRAW;
 }
 
-/* :plot FILE - the lens of the prompt on screen; :plot heads FILE - the
- * heads grid on screen (its metric, movers framed). */
+/* :plot eval FILE: the kept :eval grid, as factlens eval --plot draws it. */
+static int
+plot_eval_grid(ui_ctx *c, const char *path, char **cause)
+{
+	ui_session *s = c->s;
+	static const char *labels[EVAL_COND_COUNT] = {
+		"baseline", "mask (a)", "intercept (b)", "both (a+b)",
+	};
+	double prob[EVAL_COND_COUNT];
+	char *title;
+	int rc;
+
+	if (!s->eval_valid)
+		return fl_error(cause, "plot eval: no eval grid yet (:eval computes it)");
+	if (plot_check(path, cause) != 0)
+		return -1;
+	for (int k = 0; k < EVAL_COND_COUNT; k++)
+		prob[k] = s->eval.cond[k].mean_prob;
+	title = xasprintf("%s on %s, %d prompts", s->task->name, s->model_name, s->eval.n);
+	rc = plot_eval(path, title, 1, &s->eval.shots, EVAL_COND_COUNT, labels, prob,
+	    cause);
+	free(title);
+	if (rc != 0)
+		return -1;
+	ctx_message(c, false, "plot: wrote %s (the eval grid)", path);
+	return UI_REDRAW;
+}
+
+/* :plot FILE - the view on screen: the eval grid while :eval's table is
+ * shown, else the lens of the prompt; :plot heads FILE - the heads grid on
+ * screen (its metric, movers framed); :plot lens|eval FILE - that one. */
 static int
 c_plot(ui_ctx *c, int argc, char **argv, char **cause)
 {
 	ui_session *s = c->s;
-	bool heads = argc > 2 && strcmp(argv[1], "heads") == 0;
+	const char *kind = argc > 2 ? argv[1] : c->eval_view ? "eval" : "lens";
+	bool heads = strcmp(kind, "heads") == 0;
 	const char *path = argv[argc - 1];
 	int L, H, V, rc;
 
-	if (argc > 2 && !heads)
-		return fl_error(cause, "usage: plot [heads] FILE");
+	if (!heads && strcmp(kind, "lens") != 0 && strcmp(kind, "eval") != 0)
+		return fl_error(cause, "plot: expected heads, lens or eval before the "
+		    "file, not '%s' (usage: plot [heads|lens|eval] FILE)", kind);
+	if (strcmp(kind, "eval") == 0)
+		return plot_eval_grid(c, path, cause);
 	if (!session_ready(s))
 		return fl_error(cause, "plot: nothing to plot yet (no model or prompt)");
 	if (plot_check(path, cause) != 0)
@@ -1044,7 +1075,7 @@ const ui_cmd ui_cmds[] = {
 	  "from its layer) beside its estimate; cells more than 2x apart are "
 	  "marked !", c_exact },
 	{ "export", NULL, "FILE", 1, 1, ARG_FILE,
-	  "write the prompt, lens, every heads grid (path patching and the cursor layer's decomposition once computed) and the cursor views as JSON; to FILE.csv, the lens and the heads grids as CSV", c_export },
+	  "write the prompt, lens, every heads grid (path patching, the cursor layer's decomposition and the last :eval grid once computed) and the cursor views as JSON; to FILE.csv, the lens, the heads grids and the eval's rows as CSV", c_export },
 	{ "head", NULL, "L.H|N|+N|-N|first|last", 1, 1, ARG_NONE,
 	  "select a head (moves the layer cursor too with L.H)", c_head },
 	{ "help", NULL, "[COMMAND|keys]", 0, 1, ARG_COMMAND,
@@ -1076,9 +1107,10 @@ const ui_cmd ui_cmds[] = {
 	{ "pane", NULL, "[head|mlp|toggle]", 0, 1, ARG_NONE,
 	  "under 32 rows the head and MLP panes share the bottom right: show one "
 	  "(the other's name is on the pane's title row)", c_pane },
-	{ "plot", NULL, "[heads] FILE", 1, 2, ARG_FILE,
+	{ "plot", NULL, "[heads|lens|eval] FILE", 1, 2, ARG_FILE,
 	  "write a figure of the view: the answer through the layers (the lens), "
-	  "or with heads the heads grid and its metric; FILE.png, .svg or .pdf",
+	  "the eval grid while :eval's table is shown, or with heads the heads "
+	  "grid and its metric (lens or eval: that one); FILE.png, .svg or .pdf",
 	  c_plot },
 	{ "prompt", "p", "TEXT", 1, -1, ARG_TEXT,
 	  "set the prompt and run it", c_prompt },

@@ -266,8 +266,10 @@ key_main(uint32_t key)
 		free(c->overlay);
 		free(c->overlay_title);
 		c->overlay = c->overlay_title = NULL;
-		if (key == UI_KEY_ESC || key == 'q' || key == UI_KEY_ENTER)
+		if (key == UI_KEY_ESC || key == 'q' || key == UI_KEY_ENTER) {
+			c->eval_view = false;
 			return UI_REDRAW;
+		}
 	}
 	if (c->help_cmds) {
 		c->help_cmds = false;

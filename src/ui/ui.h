@@ -70,6 +70,9 @@ typedef struct ui_ctx {
 					   bottom right (under 32 rows), the MLP's */
 	char		*overlay;	/* text over the panes until a key (:eval), or NULL */
 	char		*overlay_title;
+	bool		 eval_view;	/* :eval's table is the view on screen, or was
+					   until the ':' that began this command:
+					   what :plot FILE draws */
 	const fl_progress *progress;	/* for long commands (:eval), or NULL */
 	bool		 cancelled;	/* Ctrl-C stopped a command's work: the
 					   rest of the line does not run */
