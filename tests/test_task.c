@@ -367,6 +367,7 @@ check_fixture_tokens(void)
 		}
 		o.single_token = false;
 		o.counterfactual = true;
+		o.shots = 0;	/* one shot and the context overflow OPT's 32 tokens */
 		if (task_prompts(&ps, opt, t, &o, &cause) == 0) {
 			for (int i = 0; i < ps.n; i++) {
 				int nt, id = task_answer_token(opt,
@@ -380,8 +381,14 @@ check_fixture_tokens(void)
 			    "OPT: counterfactual prompts open with the context and carry the "
 			    "stated answer's first token (%d bad)", ctx_bad);
 			prompt_set_clear(&ps);
+		} else {
+			check(0, "OPT: counterfactual prompts of the tiny task: %s",
+			    cause != NULL ? cause : "failed");
+			free(cause);
+			cause = NULL;
 		}
 		o.counterfactual = false;
+		o.shots = 1;
 	}
 	o.set = TASK_TEMPLATES_HELDOUT;
 	rc = task_prompts(&ps, m, t, &o, &cause);
