@@ -209,11 +209,11 @@ fi
 # :help lists the commands with what they do, wrapped, never cut with an
 # ellipsis; what does not fit is counted. :help NAME shows one command.
 "$fl" --model "$fx" --size 80x24 -c "prompt hi; help; render" > "$tmp/help80.txt"
-"$fl" --model "$fx" --size 150x62 -c "prompt hi; help; render" > "$tmp/help150.txt"
+"$fl" --model "$fx" --size 150x64 -c "prompt hi; help; render" > "$tmp/help150.txt"
 if grep -q "^ answer \[TEXT|top\] " "$tmp/help80.txt" && grep -q "more: :help NAME" "$tmp/help80.txt" &&
     ! grep -q "…" "$tmp/help80.txt" && grep -q "^ topk " "$tmp/help150.txt" &&
     ! grep -q "more: :help NAME" "$tmp/help150.txt"; then
-	echo "ok - :help lists the commands (all of them at 150x62, a count of the rest at 80x24)"
+	echo "ok - :help lists the commands (all of them at 150x64, a count of the rest at 80x24)"
 else
 	echo "FAIL - :help: $(sed -n 5,9p "$tmp/help80.txt")"
 	fail=1
@@ -234,6 +234,18 @@ if grep -q "eval of country_capital done (the default task" "$tmp/ev.txt" &&
 	echo "ok - :eval without :task loads the default task and shows its grid"
 else
 	echo "FAIL - :eval without :task: $(head -8 "$tmp/ev.txt")"
+	fail=1
+fi
+# :intercepts fits the intercept on each country task and shows their
+# cosines, labelled by task, whatever task is loaded (none here).
+"$fl" --model "$src/data/models/demo" --size 100x30 -c "intercepts last; render" > "$tmp/icpt.txt" 2>&1
+if grep -q "intercepts of 4 tasks at layer 5 done" "$tmp/icpt.txt" &&
+    grep -q "^ *capital  *language  *currency  *continent" "$tmp/icpt.txt" &&
+    grep -Eq "^ *country_capital +1\.000 +0\.[0-9]{3} " "$tmp/icpt.txt" &&
+    grep -Eq "^ *country_currency +[0-9]+ +[0-9.]+ " "$tmp/icpt.txt"; then
+	echo "ok - :intercepts shows the cosines of the country tasks' intercepts"
+else
+	echo "FAIL - :intercepts: $(sed -n 4,20p "$tmp/icpt.txt")"
 	fail=1
 fi
 # :export holds every heads grid whichever is on screen (mover scores and

@@ -419,10 +419,94 @@ check_cancel(const char *fx)
 	model_free(m);
 }
 
+/* decomp_intercept_cosines on the demo model's last-layer intercepts of two
+ * tasks against a cosine summed here in double, one pair at a time. */
+static void
+check_intercept_cosines(void)
+{
+	static const char *const names[2] = {
+		"../../data/tasks/country_capital.json",
+		"../../data/tasks/country_currency.json",
+	};
+	char *demo = fx_demo_dir(), *cause = NULL;
+	fl_model *m;
+	float *v;
+	double cos[4], norm[2];
+	int D, l;
+
+	if (demo == NULL) {
+		check(0, "intercept cosines: the demo model is not trained");
+		return;
+	}
+	m = fx_model(demo);
+	free(demo);
+	if (m == NULL)
+		return;
+	D = m->cfg.d_model;
+	l = m->cfg.n_layer - 1;
+	v = xcalloc((size_t)2 * D, sizeof *v);
+	for (int i = 0; i < 2; i++) {
+		fl_task *t = fx_task(names[i]);
+		fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false, false, false };
+		fl_prompt_set ps;
+		fl_decomp d;
+		fl_batch *b;
+
+		if (t == NULL || task_prompts(&ps, m, t, &po, &cause) != 0) {
+			check(0, "intercept cosines: %s: %s", names[i], cause ? cause : "no task");
+			free(cause);
+			task_free(t);
+			goto out;
+		}
+		memset(&d, 0, sizeof d);
+		b = batch_new(m, 32, ps.max_len);
+		if (decomp_fit(&d, b, ps.p, ps.n, l, true, -1, &cause) != 0) {
+			check(0, "intercept cosines: fit %s: %s", names[i], cause ? cause : "");
+			free(cause);
+		} else
+			memcpy(v + (size_t)i * D, d.fit.intercept, (size_t)D * sizeof *v);
+		decomp_clear(&d);
+		batch_free(b);
+		prompt_set_clear(&ps);
+		task_free(t);
+	}
+	decomp_intercept_cosines(v, 2, D, cos, norm);
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 2; j++) {
+			double dot = 0, ni = 0, nj = 0, want;
+
+			for (int k = 0; k < D; k++) {
+				double a = v[(size_t)i * D + k], c = v[(size_t)j * D + k];
+
+				dot += a * c;
+				ni += a * a;
+				nj += c * c;
+			}
+			want = dot / sqrt(ni * nj);
+			check(fabs(cos[i * 2 + j] - want) < 1e-12, "intercept cos[%d][%d] "
+			    "%.15f, summed here %.15f", i, j, cos[i * 2 + j], want);
+			if (i == j)
+				check(fabs(norm[i] - sqrt(ni)) < 1e-9 * sqrt(ni), "intercept "
+				    "norm[%d] %.9f, summed here %.9f", i, norm[i], sqrt(ni));
+		}
+	check(fabs(cos[0] - 1) < 1e-12 && fabs(cos[3] - 1) < 1e-12,
+	    "intercept cosine diagonal %.15f %.15f, not 1", cos[0], cos[3]);
+	check(cos[1] == cos[2], "intercept cosines not symmetric: %.15f %.15f",
+	    cos[1], cos[2]);
+	check(cos[1] < 0.999, "capital and currency intercepts at layer %d have "
+	    "cosine %.6f: the same vector", l, cos[1]);
+	printf("# demo layer %d intercept cosine capital/currency %.4f, norms %.3f %.3f\n",
+	    l, cos[1], norm[0], norm[1]);
+out:
+	free(v);
+	model_free(m);
+}
+
 int
 main(void)
 {
 	kern_set_threads(2);
+	check_intercept_cosines();
 	check_cancel("gpt2-f32");
 	check_planted();
 	check_forms_numpy("decomp-gpt2-f32");

@@ -460,6 +460,30 @@ decomp_clear(fl_decomp *d)
 }
 
 void
+decomp_intercept_cosines(const float *v, int n, int D, double *cos, double *norm)
+{
+	double *nn = xcalloc((size_t)(n > 0 ? n : 1), sizeof *nn);
+
+	for (int i = 0; i < n; i++) {
+		for (int k = 0; k < D; k++)
+			nn[i] += (double)v[(size_t)i * D + k] * v[(size_t)i * D + k];
+		nn[i] = sqrt(nn[i]);
+		if (norm != NULL)
+			norm[i] = nn[i];
+	}
+	for (int i = 0; i < n; i++)
+		for (int j = i; j < n; j++) {
+			double dot = 0, c;
+
+			for (int k = 0; k < D; k++)
+				dot += (double)v[(size_t)i * D + k] * v[(size_t)j * D + k];
+			c = nn[i] > 0 && nn[j] > 0 ? dot / (nn[i] * nn[j]) : NAN;
+			cos[(size_t)i * n + j] = cos[(size_t)j * n + i] = c;
+		}
+	free(nn);
+}
+
+void
 decomp_data_clear(fl_decomp_data *dd)
 {
 	if (dd == NULL)

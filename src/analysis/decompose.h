@@ -156,6 +156,14 @@ int decomp_fit(fl_decomp *d, fl_batch *b, const fl_prompt *p, int n, int layer,
     bool with_resid, double ridge, char **cause);
 void decomp_clear(fl_decomp *d);
 
+/* How alike intercepts fitted on different tasks are (the paper's
+ * "task-aware" intercept: capital, language and currency ones should
+ * differ): cos (n, n) gets the cosine of each two of the n vectors v (n, D)
+ * and norm (n; may be NULL) each one's norm, summed in double. A zero
+ * vector's cosines are NAN. */
+void decomp_intercept_cosines(const float *v, int n, int D, double *cos,
+    double *norm);
+
 /* The 1-based rank of answers[i] in the lens of vectors u (n, D) written at
  * layer's MLP (attrib_vocab at unit scale, which changes no rank), into
  * ranks (n). The unembedding is read in chunks of rows. */

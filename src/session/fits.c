@@ -205,6 +205,66 @@ decomp_fit_task(const ui_session *s, int l, int pair, const fl_progress *p,
 	return rc == FL_STOPPED ? FL_STOPPED : rc;
 }
 
+int
+session_task_intercept(ui_session *s, const char *path, int l, const fl_progress *p,
+    float *icpt, int *top, int *n_prompts, char **cause)
+{
+	const fl_model *m = s->model;
+	fl_prompt_opts po = { TASK_TEMPLATES_MAIN, 0, 1, false, false, false };
+	fl_prompt_set ps;
+	fl_decomp d;
+	fl_batch *b;
+	fl_task *t;
+	float *lg;
+	char *what;
+	int rc, V;
+
+	if (m == NULL)
+		return fl_error(cause, "intercepts: no model loaded");
+	if (l < 0 || l >= m->cfg.n_layer)
+		return fl_error(cause, "intercepts: layers are 0 to %d, not %d",
+		    m->cfg.n_layer - 1, l);
+	if ((t = task_load(path, cause)) == NULL)
+		return -1;
+	if (task_prompts(&ps, m, t, &po, cause) != 0) {
+		task_free(t);
+		return -1;
+	}
+	b = batch_new(m, 32, ps.max_len);
+	if (p != NULL)
+		b->progress = *p;
+	what = xasprintf("fitting the intercept of %s", t->name);
+	b->what = what;
+	b->total = ps.n;
+	memset(&d, 0, sizeof d);
+	rc = decomp_fit(&d, b, ps.p, ps.n, l, true, -1, cause);
+	batch_free(b);
+	free(what);
+	*n_prompts = ps.n;
+	prompt_set_clear(&ps);
+	task_free(t);
+	if (rc != 0)
+		return rc == FL_STOPPED ? FL_STOPPED : -1;
+	memcpy(icpt, d.fit.intercept, (size_t)m->cfg.d_model * sizeof *icpt);
+	decomp_clear(&d);
+	V = m->cfg.n_vocab;
+	lg = xmalloc((size_t)V * sizeof *lg);
+	attrib_vocab(m, NULL, 0, ATTRIB_SITE_MLP(l), icpt, 1, lg);
+	for (int k = 0; k < 3; k++) {
+		top[k] = -1;
+		for (int v = 0; v < V; v++) {
+			bool taken = false;
+
+			for (int j = 0; j < k; j++)
+				taken |= top[j] == v;
+			if (!taken && (top[k] < 0 || lg[v] > lg[top[k]]))
+				top[k] = v;
+		}
+	}
+	free(lg);
+	return 0;
+}
+
 /* Layer l's decomposition for the cursor's pane, fitted once per task and
  * left-out pair. 0, FL_STOPPED or -1 with *cause. */
 static int

@@ -378,6 +378,14 @@ char *session_token_label(const ui_session *s, int id, const char *g_space,
 int session_eval(ui_session *s, const fl_eval_opts *opts, int shots,
     const fl_progress *progress, char **cause);
 
+/* Layer l's MLP intercept as the pane fits it (resid_pre a regressor, the
+ * default ridge) on every zero-shot main prompt of the task file at path,
+ * whatever task is loaded: into icpt (d_model), its top 3 tokens through
+ * the unembedding into top, the prompts used into *n_prompts. For
+ * :intercepts. 0; FL_STOPPED when progress asked to stop; -1 with *cause. */
+int session_task_intercept(ui_session *s, const char *path, int l,
+    const fl_progress *p, float *icpt, int *top, int *n_prompts, char **cause);
+
 /* Writes the session's results as JSON to path: the prompt, the lens, every
  * heads grid (mover scores computed if they were not), the path-patching
  * effect and the cursor layer's decomposition when they are computed, the

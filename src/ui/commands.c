@@ -93,8 +93,8 @@ parse_int(const char *s, long *v)
 /* Moves a cursor over 0..n-1: N absolute (an error outside the range),
  * +N/-N relative and +page/-page (stopping at the ends), first/last. 0, or
  * -1 with *cause naming the command. */
-static int
-cursor_arg(const char *what, const char *arg, int cur, int n, int page, int *out,
+int
+ui_cursor_arg(const char *what, const char *arg, int cur, int n, int page, int *out,
     char **cause)
 {
 	long v, to;
@@ -372,7 +372,7 @@ c_head(ui_ctx *c, int argc, char **argv, char **cause)
 			    L - 1, H - 1, argv[1]);
 		l = (int)lv;
 		h = (int)hv;
-	} else if (cursor_arg("head", argv[1], s->head, H, 1, &h, cause) != 0)
+	} else if (ui_cursor_arg("head", argv[1], s->head, H, 1, &h, cause) != 0)
 		return -1;
 	s->layer = l;
 	s->head = h;
@@ -470,7 +470,7 @@ c_layer(ui_ctx *c, int argc, char **argv, char **cause)
 		return -1;
 	L = session_layers(c->s);
 	page = L / 4 > 1 ? L / 4 : 1;
-	if (cursor_arg("layer", argv[1], c->s->layer, L, page, &c->s->layer, cause) != 0)
+	if (ui_cursor_arg("layer", argv[1], c->s->layer, L, page, &c->s->layer, cause) != 0)
 		return -1;
 	return SESSION_VIEW | UI_REDRAW;
 }
@@ -1083,6 +1083,10 @@ const ui_cmd ui_cmds[] = {
 	{ "intercept", NULL, "[on|off|toggle]", 0, 1, ARG_TOGGLE,
 	  "mitigation (b): subtract the final MLP's intercept (re-runs the last layer)",
 	  c_intercept },
+	{ "intercepts", NULL, "[LAYER]", 0, 1, ARG_LAYER,
+	  "fit LAYER's (default: the cursor's) MLP intercept on each country task "
+	  "(zero-shot, main templates) and show their cosines, norms and top "
+	  "tokens until a key: task-aware intercepts differ", ui_cmd_intercepts },
 	{ "layer", NULL, "N|+N|-N|first|last|+page|-page", 1, 1, ARG_LAYER,
 	  "move the layer cursor (a page is a quarter of the layers)", c_layer },
 	{ "mask", NULL, "[on|off|toggle|heads LIST|all]", 0, 2, ARG_TOGGLE,

@@ -212,4 +212,11 @@ int ui_batch_run(const ui_options *o);		/* headless.c */
 int ui_explore_run(const ui_options *o);	/* explore.c */
 
 
+/* A cursor argument (commands.c): N, +N/-N, +page/-page, first/last. 0, or
+ * -1 with *cause naming the command. */
+int ui_cursor_arg(const char *what, const char *arg, int cur, int n, int page,
+    int *out, char **cause);
+/* :intercepts [LAYER] (cmd_intercepts.c). */
+int ui_cmd_intercepts(ui_ctx *c, int argc, char **argv, char **cause);
+
 #endif
