@@ -194,6 +194,22 @@ json_top(const fl_atp *r, const int *order, int k, const double *est,
 	return arr;
 }
 
+/* The rest of a "layer" header line, the head numbers, then the grid g
+ * (L x H), a row per layer. */
+static void
+print_heads_grid(const double *g, int L, int H)
+{
+	for (int h = 0; h < H; h++)
+		printf(" %8d", h);
+	putchar('\n');
+	for (int l = 0; l < L; l++) {
+		printf("%6d", l);
+		for (int h = 0; h < H; h++)
+			printf(" %8.3f", g[l * H + h]);
+		putchar('\n');
+	}
+}
+
 static void
 print_top(const fl_atp *r, const int *order, int k, const double *est,
     const double *exact, bool neurons)
@@ -352,15 +368,7 @@ atp_over_task(const atp_args *a)
 	    res.corrupt);
 	printf("mean AtP estimate of patching each head's z (every position) from "
 	    "the corrupted twin\n%6s", "layer");
-	for (int h = 0; h < H; h++)
-		printf(" %8d", h);
-	putchar('\n');
-	for (int l = 0; l < L; l++) {
-		printf("%6d", l);
-		for (int h = 0; h < H; h++)
-			printf(" %8.3f", res.heads[l * H + h]);
-		putchar('\n');
-	}
+	print_heads_grid(res.heads, L, H);
 	if (k > 0) {
 		printf("\nstrongest heads:\n");
 		for (int i = 0; i < k; i++)
@@ -516,15 +524,7 @@ cmd_atp(int argc, char **argv)
 		    "clean, %.4f corrupted\n\n", ans, res.clean, res.corrupt);
 	printf("AtP estimate of patching each head's z (every position) from the "
 	    "corrupted run\n%6s", "layer");
-	for (int h = 0; h < H; h++)
-		printf(" %8d", h);
-	putchar('\n');
-	for (int l = 0; l < L; l++) {
-		printf("%6d", l);
-		for (int h = 0; h < H; h++)
-			printf(" %8.3f", res.heads[l * H + h]);
-		putchar('\n');
-	}
+	print_heads_grid(res.heads, L, H);
 	if (k > 0) {
 		printf("\nstrongest heads, with the exact patch (one patched pass each):\n");
 		print_top(&res, order, k, res.heads, exact, false);

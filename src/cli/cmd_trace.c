@@ -466,6 +466,20 @@ plot_restored(fl_trace_kind kind, int window)
 	    window == 1 ? "" : "s", window > 1 ? ", clipped to the model" : "");
 }
 
+/* Writes a trace map to path: 0, or 1 after saying why. */
+static int
+trace_plot_write(const char *path, const plot_map *pm)
+{
+	char *cause = NULL;
+
+	if (plot_trace(path, pm, &cause) != 0) {
+		cli_fail(1, "%s", cause);
+		free(cause);
+		return 1;
+	}
+	return 0;
+}
+
 /* trace --plot: the map of P(answer) with each cell restored. 0, or 1
  * after saying why. */
 static int
@@ -473,7 +487,7 @@ trace_plot(const trace_args *a, const fl_model *m, const fl_prompt *p,
     const fl_trace *res)
 {
 	int T = res->n_tok, rc;
-	char **rows = xcalloc((size_t)T, sizeof *rows), *cause = NULL;
+	char **rows = xcalloc((size_t)T, sizeof *rows);
 	bool *mark = xcalloc((size_t)T, sizeof *mark);
 	char *ans = plot_token(m, p->answer), *title, *what, *sub;
 	plot_map pm = { 0 };
@@ -493,7 +507,7 @@ trace_plot(const trace_args *a, const fl_model *m, const fl_prompt *p,
 	    "marked * and framed: the subject's tokens, which the noise corrupts",
 	    "token", res->n_layer, T, (const char *const *)rows, mark, res->restore,
 	    false };
-	rc = plot_trace(a->plot, &pm, &cause);
+	rc = trace_plot_write(a->plot, &pm);
 	for (int t = 0; t < T; t++)
 		free(rows[t]);
 	free(rows);
@@ -502,12 +516,7 @@ trace_plot(const trace_args *a, const fl_model *m, const fl_prompt *p,
 	free(title);
 	free(what);
 	free(sub);
-	if (rc != 0) {
-		cli_fail(1, "%s", cause);
-		free(cause);
-		return 1;
-	}
-	return 0;
+	return rc;
 }
 
 /* trace --task --plot: the average indirect effect by position group. */
@@ -515,7 +524,7 @@ static int
 trace_task_plot(const trace_args *a, const fl_task *t, const fl_trace_avg *res)
 {
 	const int G = TRACE_POS_COUNT;
-	char *rows[TRACE_POS_COUNT], *cause = NULL, *title, *what, *sub;
+	char *rows[TRACE_POS_COUNT], *title, *what, *sub;
 	bool mark[TRACE_POS_COUNT];
 	plot_map pm;
 	int rc;
@@ -535,18 +544,13 @@ trace_task_plot(const trace_args *a, const fl_task *t, const fl_trace_avg *res)
 	    "count in brackets); hatched: no prompt has it; rows marked * and "
 	    "framed: the subject's tokens", "position", res->n_layer, G,
 	    (const char *const *)rows, mark, res->aie, true };
-	rc = plot_trace(a->plot, &pm, &cause);
+	rc = trace_plot_write(a->plot, &pm);
 	for (int g = 0; g < G; g++)
 		free(rows[g]);
 	free(title);
 	free(what);
 	free(sub);
-	if (rc != 0) {
-		cli_fail(1, "%s", cause);
-		free(cause);
-		return 1;
-	}
-	return 0;
+	return rc;
 }
 
 static int

@@ -167,6 +167,19 @@ rgb(cairo_t *cr, unsigned c)
 	    (c & 255) / 255.0);
 }
 
+/* A light grey horizontal grid line from x0 to x1 at y; leaves the source
+ * black for the tick label after it. */
+static void
+grid_line(cairo_t *cr, double x0, double x1, double y)
+{
+	cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);
+	cairo_set_line_width(cr, 0.5);
+	cairo_move_to(cr, x0, y);
+	cairo_line_to(cr, x1, y);
+	cairo_stroke(cr);
+	rgb(cr, 0x000000);
+}
+
 /* A colour between anchors spread evenly over t in 0..1. */
 static void
 ramp(cairo_t *cr, const unsigned *anchor, int n, double t)
@@ -317,12 +330,7 @@ plot_lens(const char *path, const char *title, const char *answer, int L,
 		for (int t = 0; t <= 4; t++) {
 			double y = y1 - ph * t / 4;
 
-			cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);
-			cairo_set_line_width(cr, 0.5);
-			cairo_move_to(cr, left, y);
-			cairo_line_to(cr, left + pw, y);
-			cairo_stroke(cr);
-			rgb(cr, 0x000000);
+			grid_line(cr, left, left + pw, y);
 			if (panel == 0)
 				snprintf(buf, sizeof buf, "%.0f%%", 25.0 * t);
 			else
@@ -498,12 +506,7 @@ plot_eval(const char *path, const char *title, int n, const int *shots,
 	for (int t = 0; t <= 4; t++) {
 		double y = top + ph - ph * t / 4;
 
-		cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);
-		cairo_set_line_width(cr, 0.5);
-		cairo_move_to(cr, left, y);
-		cairo_line_to(cr, left + groupw * n, y);
-		cairo_stroke(cr);
-		rgb(cr, 0x000000);
+		grid_line(cr, left, left + groupw * n, y);
 		snprintf(buf, sizeof buf, "%.0f%%", 25.0 * t);
 		text(cr, left - 6, y + 3.5, 1, 9, false, buf);
 	}
@@ -683,12 +686,7 @@ plot_knockout(const char *path, const char *title, const char *subtitle, int L,
 	for (int t = 0; t <= 4; t++) {
 		double y = top + ph - ph * t / 4;
 
-		cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);
-		cairo_set_line_width(cr, 0.5);
-		cairo_move_to(cr, left, y);
-		cairo_line_to(cr, left + pw, y);
-		cairo_stroke(cr);
-		rgb(cr, 0x000000);
+		grid_line(cr, left, left + pw, y);
 		snprintf(buf, sizeof buf, "%.3g", step * t);
 		text(cr, left - 6, y + 3.5, 1, 9, false, buf);
 	}

@@ -98,7 +98,6 @@ void
 pane_mlp_draw(const ui_ctx *c, const ui_view *v)
 {
 	const ui_session *s = c->s;
-	char fb[24];
 	char title[64];
 	int y = 1;
 
@@ -122,19 +121,7 @@ pane_mlp_draw(const ui_ctx *c, const ui_view *v)
 		pane_neurons_draw(c, v, y);
 		return;
 	}
-	{
-		int x = view_put(v, 1, y, -1, UI_ROLE_DIM, "writes ");
-
-		for (int i = 0; i < s->view_mlp.n_top && i < s->topk && 1 + x < v->r.w; i++) {
-			int id = s->view_mlp.top_ids[i];
-
-			x += view_put(v, 1 + x, y, -1, id == s->answer_id ? UI_ROLE_ANSWER :
-			    UI_ROLE_NORMAL, tok_label(c, id));
-			x += view_printf(v, 1 + x, y, -1, UI_ROLE_DIM, " %s  ",
-			    fmt_signed(s->view_mlp.top_val[i], fb, sizeof fb));
-		}
-		y++;
-	}
+	pane_writes_row(c, v, y++, &s->view_mlp);
 	if (s->task == NULL) {
 		view_put(v, 1, y, -1, UI_ROLE_DIM, "decomposition: load a task (:task NAME) "
 		    "to fit it");

@@ -76,6 +76,23 @@ fmt_signed(double v, char *buf, size_t n)
 	return buf;
 }
 
+void
+pane_writes_row(const ui_ctx *c, const ui_view *v, int y, const ui_lens_row *r)
+{
+	const ui_session *s = c->s;
+	int x = view_put(v, 1, y, -1, UI_ROLE_DIM, "writes ");
+	char fb[32];
+
+	for (int i = 0; i < r->n_top && i < s->topk && 1 + x < v->r.w; i++) {
+		int id = r->top_ids[i];
+
+		x += view_put(v, 1 + x, y, -1, id == s->answer_id ? UI_ROLE_ANSWER :
+		    UI_ROLE_NORMAL, tok_label(c, id));
+		x += view_printf(v, 1 + x, y, -1, UI_ROLE_DIM, " %s  ",
+		    fmt_signed(r->top_val[i], fb, sizeof fb));
+	}
+}
+
 /* A token's display text from a small ring of buffers (valid for the next
  * seven calls). */
 const char *
@@ -837,7 +854,6 @@ static void
 pane_head_draw(const ui_ctx *c, const ui_view *v)
 {
 	const ui_session *s = c->s;
-	char fb[24];
 	int L, H, T, l, h, y, rows, *order, n, barw;
 	const float *pat;
 	char title[96], buf[32];
@@ -862,19 +878,8 @@ pane_head_draw(const ui_ctx *c, const ui_view *v)
 		    UI_ROLE_NEGATIVE, " %+.3f", s->head_direct);
 		y++;
 	}
-	if (y < v->r.h) {
-		int x = view_put(v, 1, y, -1, UI_ROLE_DIM, "writes ");
-
-		for (int i = 0; i < s->view_head.n_top && i < s->topk && 1 + x < v->r.w; i++) {
-			int id = s->view_head.top_ids[i];
-
-			x += view_put(v, 1 + x, y, -1, id == s->answer_id ? UI_ROLE_ANSWER :
-			    UI_ROLE_NORMAL, tok_label(c, id));
-			x += view_printf(v, 1 + x, y, -1, UI_ROLE_DIM, " %s  ",
-			    fmt_signed(s->view_head.top_val[i], fb, sizeof fb));
-		}
-		y++;
-	}
+	if (y < v->r.h)
+		pane_writes_row(c, v, y++, &s->view_head);
 	if (y < v->r.h && s->task_patch_valid) {
 		int k = l * H + h;
 

@@ -18,6 +18,10 @@ void pane_title(const ui_view *v, const ui_ctx *c, const char *title);
 const char *fmt_signed(double v, char *buf, size_t n);
 const char *tok_label(const ui_ctx *c, int id);
 
+/* Row y: "writes" and the top tokens of what a component adds, each with
+ * its signed value (the answer highlighted). */
+void pane_writes_row(const ui_ctx *c, const ui_view *v, int y, const ui_lens_row *r);
+
 /* The MLP pane (pane_mlp.c): the cursor layer's MLP, its decomposition,
  * or its neurons (n). */
 void pane_mlp_draw(const ui_ctx *c, const ui_view *v);
