@@ -4,7 +4,8 @@
  * `bench/kern_bench [THREADS] [ROWS] [f32|f16|bf16|layers]` (the dtype of the
  * linears' weights; the unembedding rows are always f32). Prints, per
  * shape, the median time, GFLOP/s and the weight bytes streamed per
- * second. */
+ * second. (in, out) weights are laid out as the model loads them
+ * (kern_linear_pack); FACTLENS_LAYOUT=stored times them as stored. */
 #include "autoconfig.h"
 
 #include <stdio.h>
@@ -53,6 +54,14 @@ random_halves(size_t n, unsigned *s, fl_dtype dt)
 	return p;
 }
 
+static bool
+stored_layout(void)
+{
+	const char *e = getenv("FACTLENS_LAYOUT");
+
+	return e != NULL && strcmp(e, "stored") == 0;
+}
+
 static void
 bench_one(const char *name, int T, int in, int out, bool trans, int reps,
     fl_dtype dt)
@@ -64,8 +73,17 @@ bench_one(const char *name, int T, int in, int out, bool trans, int reps,
 	float *x = random_floats((size_t)T * in, &s);
 	float *y = xmalloc(((size_t)T * out) * sizeof *y);
 	double *t = xmalloc(((size_t)reps) * sizeof *t);
-	fl_linear lin = { w, trans ? NULL : b, in, out, trans ? in : out, trans, dt };
+	fl_linear lin = { w, trans ? NULL : b, in, out, trans ? in : out, trans, dt,
+	    NULL };
+	void *laid = NULL;
 	double med;
+
+	/* (in, out) weights in the kernels' layout, as the model loads them,
+	 * unless FACTLENS_LAYOUT=stored */
+	if (!trans && kern_linear_pack_bytes(&lin) > 0 && !stored_layout()) {
+		laid = xaligned_alloc(64, kern_linear_pack_bytes(&lin));
+		kern_linear_pack(&lin, laid);
+	}
 
 	for (int r = 0; r < reps; r++) {
 		double t0 = fl_now();
@@ -80,6 +98,7 @@ bench_one(const char *name, int T, int in, int out, bool trans, int reps,
 	    2.0 * T * in * out / med * 1e-9,
 	    (double)fl_dtype_size(dt) * in * out / med * 1e-9);
 	free(w);
+	free(laid);
 	free(b);
 	free(x);
 	free(y);
@@ -118,7 +137,10 @@ bench_layers(int T, int n_layer, bool cold, int reps)
 			lin[l * 6 + p] = (fl_linear){ p < 3 ? attn + p * 768 :
 			    random_floats((size_t)in * out + 16, &s) + misalign,
 			    random_floats((size_t)out, &s), in, out, shape[p][2],
-			    false, FL_DTYPE_F32 };
+			    false, FL_DTYPE_F32, NULL };
+			if (!stored_layout())
+				kern_linear_pack(&lin[l * 6 + p], xaligned_alloc(64,
+				    kern_linear_pack_bytes(&lin[l * 6 + p])));
 		}
 	}
 	for (int p = 0; p < 6; p++)
@@ -140,6 +162,7 @@ bench_layers(int T, int n_layer, bool cold, int reps)
 	    n_layer, cold ? "cold" : "hot ", misalign ? "16 bytes off" :
 	    "aligned     ", T, med * 1e3, flop / med * 1e-9);
 	for (int i = 0; i < nw * 6; i++) {
+		free((void *)lin[i].pk);
 		if (i % 6 == 0 || i % 6 > 2)
 			free((float *)lin[i].w - misalign);
 		free((void *)lin[i].b);

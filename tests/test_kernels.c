@@ -56,6 +56,7 @@ test_linear(void)
 	static uint16_t wh[MAXIN * 3 * MAXOUT], wb[MAXIN * 3 * MAXOUT];
 	static float y1[MAXT * MAXOUT], y2[MAXT * MAXOUT], U[V * MAXIN];
 	static float l1[MAXT * V], l2[MAXT * V];
+	static float laid[MAXIN * MAXOUT] __attribute__((aligned(64)));
 	/* Row counts for every tile size, the largest streamed (out, in)
 	 * product (32) and packed ones beyond; inner sizes with a vector tail
 	 * and longer than one cache block; outputs with a partial strip (of one
@@ -82,7 +83,8 @@ test_linear(void)
 	for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
 		for (int ii = 0; ii < 2; ii++)
 			for (int oi = 0; oi < 4; oi++)
-				for (int trans = 0; trans < 2; trans++)
+				/* trans 2: (in, out) in the kernels' layout */
+				for (int trans = 0; trans < 3; trans++)
 					for (int acc = 0; acc < 3; acc++) {
 						int T = Ts[ti], IN = ins[ii], OUT = outs[oi];
 						const void *wd = dt == FL_DTYPE_F16 ? (const void *)(wh + OUT) :
@@ -90,17 +92,20 @@ test_linear(void)
 						    (const void *)(w + OUT);
 						/* acc 1: accumulate, no bias; 2: with */
 						fl_linear lin = { wd, acc == 1 ? NULL : b, IN, OUT,
-						    trans ? IN : 3 * OUT, trans, (fl_dtype)dt };
+						    trans == 1 ? IN : 3 * OUT, trans == 1, (fl_dtype)dt, NULL };
 						char name[160];
 
+						if (trans == 2)
+							kern_linear_pack(&lin, laid);
 						for (int i = 0; i < T * OUT; i++)
 							y1[i] = y2[i] = (float)i * 0.01f;
 						kern_linear(y1, OUT, x, IN, &lin, T, acc != 0);
 						kern_linear_ref(y2, OUT, x, IN, &lin, T, acc != 0);
 						snprintf(name, sizeof name, "kern_linear = naive "
 						    "(%s%s, %d rows, %d in, %d out, %s weights%s)",
-						    linear_path, dtype_names[dt], T, IN, OUT, trans ?
-						    "(out, in)" : "(in, out) strided", acc == 1 ?
+						    linear_path, dtype_names[dt], T, IN, OUT, trans == 1 ?
+						    "(out, in)" : trans == 2 ? "(in, out) strided, laid out" :
+						    "(in, out) strided", acc == 1 ?
 						    ", accumulate, no bias" : acc == 2 ?
 						    ", accumulate with bias" : "");
 						check_close(name, y1, y2, (size_t)T * OUT, 1e-4);
@@ -148,7 +153,7 @@ test_widen_exact(void)
 			/* (out, in): row o holds values o*IN .. o*IN+15; (in, out):
 			 * the transpose, so that y[i][o] is the same value */
 			fl_linear lin = { trans ? (const void *)wt : (const void *)wp, NULL,
-			    IN, N, trans ? IN : N, trans, (fl_dtype)dt };
+			    IN, N, trans ? IN : N, trans, (fl_dtype)dt, NULL };
 			int bad = 0;
 
 			for (int o = 0; o < N; o++)

@@ -169,6 +169,7 @@ linear_t(const fl_linear *lin)
 	t.out = lin->in;
 	t.trans = !lin->trans;
 	t.b = NULL;
+	t.pk = NULL;
 	return t;
 }
 

@@ -139,19 +139,23 @@ typedef struct {
 	bool		 acc;
 	fl_dtype	 dt;
 	bool		 trans;	/* w is (out, in); only blas_part reads it */
+	const void	*pk;	/* full strips, contiguous (kern_linear_pack) */
 } stream_job;
 
-/* Weights stored (out, in): y[m][o] = x[m] . w[o]. A tile is four weight
- * rows by up to TRANS_MT input rows: with 32 registers (AVX-512), six rows,
- * 24 accumulators and 10 loads per 24 fused multiply-adds; with 16, two
- * rows, 8 accumulators. The empty asm keeps each loaded vector in a
- * register: otherwise GCC folds the load into every multiply-add that uses
- * it, and the loop becomes bound by loads instead of arithmetic. */
+/* Weights stored (out, in): y[m][o] = x[m] . w[o]. A tile is TRANS_WR
+ * weight rows by up to TRANS_MT input rows: with 32 registers (AVX-512),
+ * four by six, 24 accumulators and 10 loads per 24 fused multiply-adds;
+ * with 16 (AVX2), two by six, 12 accumulators and 8 loads per 12 (four
+ * by two had 6 per 8 and ran the 13-row lens at 40 GFLOP/s a thread). The
+ * empty asm keeps each loaded vector in a register: otherwise GCC folds
+ * the load into every multiply-add that uses it, and the loop becomes
+ * bound by loads instead of arithmetic. */
 #if VREGS >= 32
-#define TRANS_MT 6		/* input rows per tile: 24 accumulators */
+#define TRANS_WR 4		/* weight rows per tile */
 #else
-#define TRANS_MT 2
+#define TRANS_WR 2
 #endif
+#define TRANS_MT 6		/* input rows per tile */
 #define TRANS_TILE_MAX 6	/* the largest tile trans_rows_dt's switch names */
 #define TRANS_L1_BYTES 32768	/* weight and input chunks kept in L1 */
 #define TRANS_ROWS 32		/* input rows per pass over the weights */
@@ -165,61 +169,59 @@ typedef struct {
 #endif
 
 /* One tile: MB input rows (a constant, so that the accumulators stay in
- * registers) by the four weight rows w[], over inner columns [i0, i1).
- * The partial sums live in ps (MB x 4 vectors) between chunks. With pf,
- * the tile also prefetches the weight rows pf floats further on (the next
- * four rows), so that memory streams while the other tiles compute from L1
+ * registers) by the TRANS_WR weight rows w[], over inner columns [i0, i1).
+ * The partial sums live in ps (MB x TRANS_WR vectors) between chunks. With
+ * pf, the tile also prefetches the weight rows pf elements further on (the
+ * next rows), so that memory streams while the other tiles compute from L1
  * (single-threaded, the 13-row lens unembedding went from 16.5 to 12.8 ms
  * with it). */
 static inline __attribute__((always_inline)) void
-trans_tile(vf *ps, const void *const w[4], const float *x, size_t ldx, int i0,
-    int i1, const int MB, bool first, size_t pf, const fl_dtype dt)
+trans_tile(vf *ps, const void *const w[TRANS_WR], const float *x, size_t ldx,
+    int i0, int i1, const int MB, bool first, size_t pf, const fl_dtype dt)
 {
-	vf a[TRANS_TILE_MAX][4];
+	vf a[TRANS_TILE_MAX][TRANS_WR];
 
 #pragma GCC unroll 8
 	for (int k = 0; k < MB; k++)
 #pragma GCC unroll 4
-		for (int q = 0; q < 4; q++)
-			a[k][q] = first ? (vf){ 0 } : ps[k * 4 + q];
+		for (int q = 0; q < TRANS_WR; q++)
+			a[k][q] = first ? (vf){ 0 } : ps[k * TRANS_WR + q];
 	for (int i = i0; i < i1; i += VW) {
-		vf w0 = wload(w[0], (size_t)i, dt), w1 = wload(w[1], (size_t)i, dt);
-		vf w2 = wload(w[2], (size_t)i, dt), w3 = wload(w[3], (size_t)i, dt);
+		vf wv[TRANS_WR];
 
-		KEEP(w0);
-		KEEP(w1);
-		KEEP(w2);
-		KEEP(w3);
-		if (pf != 0) {
-			__builtin_prefetch(wskip(w[0], pf + (size_t)i, dt));
-			__builtin_prefetch(wskip(w[1], pf + (size_t)i, dt));
-			__builtin_prefetch(wskip(w[2], pf + (size_t)i, dt));
-			__builtin_prefetch(wskip(w[3], pf + (size_t)i, dt));
+#pragma GCC unroll 4
+		for (int q = 0; q < TRANS_WR; q++) {
+			wv[q] = wload(w[q], (size_t)i, dt);
+			KEEP(wv[q]);
 		}
+		if (pf != 0)
+#pragma GCC unroll 4
+			for (int q = 0; q < TRANS_WR; q++)
+				__builtin_prefetch(wskip(w[q], pf + (size_t)i, dt));
 #pragma GCC unroll 8
 		for (int k = 0; k < MB; k++) {
 			vf xv = vload(x + (size_t)k * ldx + i);
 
 			KEEP(xv);
-			a[k][0] += xv * w0;
-			a[k][1] += xv * w1;
-			a[k][2] += xv * w2;
-			a[k][3] += xv * w3;
+#pragma GCC unroll 4
+			for (int q = 0; q < TRANS_WR; q++)
+				a[k][q] += xv * wv[q];
 		}
 	}
 #pragma GCC unroll 8
 	for (int k = 0; k < MB; k++)
 #pragma GCC unroll 4
-		for (int q = 0; q < 4; q++)
-			ps[k * 4 + q] = a[k][q];
+		for (int q = 0; q < TRANS_WR; q++)
+			ps[k * TRANS_WR + q] = a[k][q];
 }
 
-/* The four sums of four vectors into out[]: with 16 lanes, three halving
- * steps of shuffles and adds instead of four vsum()s. */
+/* The TRANS_WR sums of TRANS_WR vectors into out[]: with four of sixteen
+ * lanes, three halving steps of shuffles and adds instead of four
+ * vsum()s. */
 static inline void
-vsum4(const vf a[4], float out[4])
+vsum_rows(const vf a[TRANS_WR], float out[TRANS_WR])
 {
-#if VW == 16
+#if VW == 16 && TRANS_WR == 4
 	vf b0 = __builtin_shuffle(a[0], a[1], (vi){ 0, 1, 2, 3, 4, 5, 6, 7,
 	    16, 17, 18, 19, 20, 21, 22, 23 }) + __builtin_shuffle(a[0], a[1],
 	    (vi){ 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31 });
@@ -237,34 +239,34 @@ vsum4(const vf a[4], float out[4])
 	for (int q = 0; q < 4; q++)
 		out[q] = c[4 * q];
 #else
-	for (int q = 0; q < 4; q++)
+	for (int q = 0; q < TRANS_WR; q++)
 		out[q] = vsum(a[q]);
 #endif
 }
 
-/* Four weight rows at a time: every tile of input rows runs over the same
- * chunk of them, which stays in L1 after the first tile brings it from
- * memory; a chunk is short enough that it and the input rows' chunks fit
- * in L1 together. Rows are split into tiles of nearly equal size. */
+/* TRANS_WR weight rows at a time: every tile of input rows runs over the
+ * same chunk of them, which stays in L1 after the first tile brings it
+ * from memory; a chunk is short enough that it and the input rows' chunks
+ * fit in L1 together. Rows are split into tiles of nearly equal size. */
 /* Rows m0 .. m0 + M - 1 against weight rows [o0, o1). */
 static inline __attribute__((always_inline)) void
 trans_rows_dt(const stream_job *j, int m0, int M, int o0, int o1,
     const fl_dtype dt)
 {
 	int in = j->in, iv = in - in % VW;
-	int chunk = TRANS_L1_BYTES / ((M + 4) * (int)sizeof(float)) / VW * VW;
+	int chunk = TRANS_L1_BYTES / ((M + TRANS_WR) * (int)sizeof(float)) / VW * VW;
 	int ntile = (M + TRANS_MT - 1) / TRANS_MT;
 	size_t ldx = (size_t)j->ldx;
 	const float *xb = j->x + (size_t)m0 * ldx;
-	vf ps[TRANS_ROWS * 4];
+	vf ps[TRANS_ROWS * TRANS_WR];
 
 	if (chunk < 4 * VW)
 		chunk = 4 * VW;
-	for (int o = o0; o < o1; o += 4) {
-		int ob = o1 - o < 4 ? o1 - o : 4;
-		const void *w[4];
+	for (int o = o0; o < o1; o += TRANS_WR) {
+		int ob = o1 - o < TRANS_WR ? o1 - o : TRANS_WR;
+		const void *w[TRANS_WR];
 
-		for (int q = 0; q < 4; q++)
+		for (int q = 0; q < TRANS_WR; q++)
 			w[q] = wskip(j->w, (size_t)(o + (q < ob ? q : 0)) * j->ld, dt);
 		for (int i0 = 0; i0 < iv || i0 == 0; i0 += chunk) {
 			int i1 = i0 + chunk < iv ? i0 + chunk : iv;
@@ -273,8 +275,9 @@ trans_rows_dt(const stream_job *j, int m0, int M, int o0, int o1,
 			for (int t = 0, r = 0; t < ntile; t++) {
 				int mb = (M - r) / (ntile - t);
 				const float *x = xb + (size_t)r * ldx;
-				vf *p = ps + r * 4;
-				size_t pf = t == 0 && o + 4 < o1 ? (size_t)4 * j->ld : 0;
+				vf *p = ps + r * TRANS_WR;
+				size_t pf = t == 0 && o + TRANS_WR < o1 ?
+				    (size_t)TRANS_WR * j->ld : 0;
 
 				switch (mb) {
 				case 1: trans_tile(p, w, x, ldx, i0, i1, 1, first, pf, dt); break;
@@ -292,9 +295,9 @@ trans_rows_dt(const stream_job *j, int m0, int M, int o0, int o1,
 		for (int k = 0; k < M; k++) {
 			const float *xr = xb + (size_t)k * ldx;
 			float *yp = j->y + (size_t)(m0 + k) * j->ldy + o;
-			float s[4];
+			float s[TRANS_WR];
 
-			vsum4(ps + k * 4, s);
+			vsum_rows(ps + k * TRANS_WR, s);
 			for (int q = 0; q < ob; q++) {
 				float t = s[q];
 
@@ -516,6 +519,21 @@ prefetch_rows(const void *w, size_t ld, int kn, const fl_dtype dt)
 			__builtin_prefetch(wskip(w, (size_t)q * ld + (size_t)i, dt));
 }
 
+/* pack (kn, PLAIN_SW) = kn rows of PLAIN_SW weights each, ld apart,
+ * widened to f32. A block of a plain strip is kn short pieces a whole
+ * weight row apart: with GPT-2's row strides (3 KB, 9 KB, 12 KB) they fall
+ * in a few of L1's sets and evict one another before the next tile of
+ * input rows reads them again (the tiles stalled on those loads). Copied
+ * together they stay in L1 for every tile. */
+static inline __attribute__((always_inline)) void
+copy_block(float *pack, const void *w, size_t ld, int kn, const fl_dtype dt)
+{
+	for (int i = 0; i < kn; i++)
+		for (int v = 0; v < PLAIN_NV; v++)
+			vstore(pack + (size_t)i * PLAIN_SW + (size_t)v * VW,
+			    wload(w, (size_t)i * ld + (size_t)v * VW, dt));
+}
+
 /* All rows against the full strip of PLAIN_SW output columns starting at
  * c, accumulating in acc (M x PLAIN_NV vectors). With packed, the weights
  * are stored (out, in) and each block is first transposed into pack[] (as
@@ -527,12 +545,22 @@ strip_run_dt(const stream_job *j, int c, vf *acc, bool packed, float *pack,
 {
 	int ntile = (j->M + PLAIN_MT - 1) / PLAIN_MT;
 	size_t ld = (size_t)j->ld, ldx = (size_t)j->ldx;
+	bool laid = !packed && j->pk != NULL && NV == PLAIN_NV;
+	/* the strip's weights: in the kernels' layout (rows PLAIN_SW apart)
+	 * or as stored */
+	const void *ws = laid ? wskip(j->pk, (size_t)(c / PLAIN_SW) * j->in *
+	    PLAIN_SW, dt) : wskip(j->w, (size_t)c, dt);
+	size_t wld = laid ? PLAIN_SW : ld;
 
 	for (int k0 = 0; k0 < j->in; k0 += PLAIN_KC) {
 		int kn = j->in - k0 < PLAIN_KC ? j->in - k0 : PLAIN_KC;
-		const void *w = wskip(j->w, (size_t)k0 * ld + (size_t)c, dt);
+		const void *w = wskip(ws, (size_t)k0 * wld, dt);
 		bool first = k0 == 0;
+		bool copied = !packed && !laid && pack != NULL && ntile > 1 &&
+		    NV == PLAIN_NV;
 
+		if (copied)
+			copy_block(pack, w, ld, kn, dt);
 		if (packed) {
 			pack_block(pack, wskip(j->w, (size_t)c * ld + (size_t)k0, dt), ld,
 			    kn, dt);
@@ -552,11 +580,11 @@ strip_run_dt(const stream_job *j, int c, vf *acc, bool packed, float *pack,
 			const float *x = j->x + (size_t)r * ldx + k0;
 			vf *a = acc + r * NV;
 
-			if (packed)
+			if (packed || copied)
 				plain_tiles(a, pack, PLAIN_SW, x, ldx, kn, mb, PLAIN_NV,
 				    first, FL_DTYPE_F32);
 			else
-				plain_tiles(a, w, ld, x, ldx, kn, mb, NV, first, dt);
+				plain_tiles(a, w, wld, x, ldx, kn, mb, NV, first, dt);
 			r += mb;
 		}
 	}
@@ -642,7 +670,7 @@ strips_part(const stream_job *j, int part, int nparts, bool packed)
 		return;
 	if (j->M > STRIP_STACK_ROWS)
 		acc = xaligned_alloc(64, (size_t)j->M * PLAIN_NV * sizeof *acc);
-	if (packed)
+	if (packed || j->M > PLAIN_MT)
 		pack = xaligned_alloc(64, PLAIN_KC * PLAIN_SW * sizeof *pack);
 	for (int c = c0; c < c1; c += PLAIN_SW) {
 		if (c1 - c >= PLAIN_SW)
@@ -776,7 +804,7 @@ kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
     int T, bool accumulate)
 {
 	stream_job j = { y, ldy, x, ldx, lin->w, lin->ld, lin->b, T, lin->in,
-	    lin->out, accumulate, lin->dtype, lin->trans };
+	    lin->out, accumulate, lin->dtype, lin->trans, lin->pk };
 	kern_task fn = linear_task(lin->trans, T);
 
 	if (blas_takes(&j))
@@ -785,6 +813,65 @@ kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
 		fn(&j, 0, 1);
 	else
 		kern_for(fn, &j, linear_units(&j, fn));
+}
+
+size_t
+kern_linear_pack_bytes(const fl_linear *lin)
+{
+	size_t strips = lin->trans ? 0 : (size_t)lin->out / PLAIN_SW;
+
+	return strips * (size_t)lin->in * PLAIN_SW * fl_dtype_size(lin->dtype);
+}
+
+typedef struct {
+	const fl_linear	*lin;
+	unsigned char	*dst;
+} pack_job;
+
+#define PACK_ROWS 32	/* weight rows read together: they stay in L2 while
+			   every strip takes its piece of them */
+
+static inline __attribute__((always_inline)) void
+pack_rows(const pack_job *pj, int s0, int s1, int i0, int i1, const size_t es)
+{
+	const fl_linear *lin = pj->lin;
+	size_t row = PLAIN_SW * es, strip = (size_t)lin->in * row;
+
+	for (int s = s0; s < s1; s++)
+		for (int i = i0; i < i1; i++)
+			memcpy(pj->dst + (size_t)s * strip + (size_t)i * row,
+			    (const unsigned char *)lin->w + ((size_t)i * lin->ld +
+			    (size_t)s * PLAIN_SW) * es, PLAIN_SW * es);
+}
+
+/* Each part copies a share of the strips, PACK_ROWS weight rows at a time,
+ * so that the reads stream and each strip's writes are contiguous. */
+static void
+pack_part(void *ctx, int part, int nparts)
+{
+	const pack_job *pj = ctx;
+	int s0, s1, in = pj->lin->in;
+
+	kern_part_range(pj->lin->out / PLAIN_SW, part, nparts, &s0, &s1);
+	for (int i0 = 0; i0 < in; i0 += PACK_ROWS) {
+		int i1 = in - i0 < PACK_ROWS ? in : i0 + PACK_ROWS;
+
+		if (fl_dtype_size(pj->lin->dtype) == 4)
+			pack_rows(pj, s0, s1, i0, i1, 4);
+		else
+			pack_rows(pj, s0, s1, i0, i1, 2);
+	}
+}
+
+void
+kern_linear_pack(fl_linear *lin, void *dst)
+{
+	pack_job pj = { lin, dst };
+
+	if (kern_linear_pack_bytes(lin) == 0)
+		return;
+	kern_for(pack_part, &pj, lin->out / PLAIN_SW);
+	lin->pk = dst;
 }
 
 void
@@ -813,7 +900,7 @@ kern_unembed(float *logits, const float *x, const fl_table *U, int T)
 {
 	int D = U->cols, V = U->rows;
 	stream_job j = { logits, V, x, D, U->w, D, NULL, T, D, V, false, U->dtype,
-	    true };
+	    true, NULL };
 	kern_task fn = linear_task(true, T);
 
 	if (blas_takes(&j))

@@ -25,6 +25,18 @@ void kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *li
 void kern_linear_ref(float *y, int ldy, const float *x, int ldx,
     const fl_linear *lin, int T, bool accumulate);
 
+/* The kernels' own layout of a (in, out) linear's weights (trans false):
+ * its full strips of output columns, each strip's in rows contiguous, so
+ * that a product reads the weights in the order they lie (the rows of the
+ * original are a whole output width apart, a page or more for GPT-2, where
+ * the hardware prefetchers stop). kern_linear_pack_bytes is the size of
+ * the copy (0: nothing to gain, (out, in) weights or narrower than a
+ * strip); kern_linear_pack writes it to dst (64-byte aligned), in the
+ * weights' dtype, and sets lin->pk. The columns past the last full strip
+ * are still read from lin->w. */
+size_t kern_linear_pack_bytes(const fl_linear *lin);
+void kern_linear_pack(fl_linear *lin, void *dst);
+
 /* From how many rows f32 products go to BLIS's sgemm instead of the
  * streaming kernels; 0 or less: never (the default, unless the
  * environment's FACTLENS_BLAS_ROWS, read at the first product, says

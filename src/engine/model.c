@@ -266,6 +266,74 @@ model_bind(fl_model *m, want_list *l, fl_weights_mode mode, char **cause)
 	return 0;
 }
 
+/* ---- the kernels' layout ---------------------------------------------- */
+
+/* Whether p points into one of the model's mapped files (not into the
+ * owned buffer of converted weights). */
+static bool
+in_mapping(const fl_model *m, const void *p)
+{
+	for (int f = 0; f < m->weights->nfiles; f++) {
+		const char *a = m->weights->files[f].map;
+
+		if ((const char *)p >= a && (const char *)p < a + m->weights->files[f].size)
+			return true;
+	}
+	return false;
+}
+
+/* The linears of layer l, in a fixed order. */
+static fl_linear *
+layer_linear(fl_layer *y, int i)
+{
+	fl_linear *v[] = { &y->q, &y->k, &y->v, &y->o, &y->fc, &y->up, &y->proj };
+
+	return i < (int)(sizeof v / sizeof *v) ? v[i] : NULL;
+}
+
+/* Copies the (in, out) layer weights into the layout the product kernels
+ * read in order (GPT-2's Conv1D weights; OPT's and Llama's (out, in) ones
+ * are read in order as stored), then lets go of the mapping's pages of
+ * those tensors: the copy is what every pass reads, and a rare reader of
+ * single weights (lin->w) faults them back in from the page cache.
+ * FACTLENS_LAYOUT=stored keeps the weights as stored (for comparison). */
+static void
+model_lay_out(fl_model *m)
+{
+	const char *e = getenv("FACTLENS_LAYOUT");
+	size_t bytes = 0, off = 0;
+	fl_linear *lin;
+
+	if (e != NULL && strcmp(e, "stored") == 0)
+		return;
+	for (int i = 0; i < m->cfg.n_layer; i++)
+		for (int k = 0; (lin = layer_linear(&m->layers[i], k)) != NULL; k++)
+			if (lin->w != NULL)
+				bytes += (kern_linear_pack_bytes(lin) + 63) / 64 * 64;
+	if (bytes == 0)
+		return;
+	m->laid = owned_alloc(bytes);
+	m->laid_bytes = bytes;
+	/* layer by layer, each layer's mapped pages let go once all its
+	 * linears (q, k and v share one tensor) are copied: the two copies
+	 * of every weight are never all in memory at once */
+	for (int i = 0; i < m->cfg.n_layer; i++) {
+		for (int k = 0; (lin = layer_linear(&m->layers[i], k)) != NULL; k++) {
+			size_t n = lin->w != NULL ? kern_linear_pack_bytes(lin) : 0;
+
+			if (n == 0)
+				continue;
+			kern_linear_pack(lin, (char *)m->laid + off);
+			off += (n + 63) / 64 * 64;
+		}
+		for (int k = 0; (lin = layer_linear(&m->layers[i], k)) != NULL; k++)
+			if (lin->pk != NULL && in_mapping(m, lin->w))
+				st_release_range(lin->w, ((size_t)(lin->in - 1) *
+				    (size_t)lin->ld + (size_t)lin->out) *
+				    fl_dtype_size(lin->dtype));
+	}
+}
+
 /* ---- non-finite weights ---------------------------------------------- */
 
 /* The values the kernels read for one wanted tensor, cut into pieces of at
@@ -638,6 +706,7 @@ model_load(const char *dir, const fl_model_opts *opts, char **cause)
 		opt_finish(m);
 	if (m->cfg.tie_embed)
 		m->unembed = m->wte;
+	model_lay_out(m);
 	free(qkv);
 	free(qkv_b);
 	free(wants.v);
@@ -699,6 +768,7 @@ model_free(fl_model *m)
 	st_close(m->weights);
 	free(m->layers);
 	free(m->owned);
+	free(m->laid);
 	free(m->dir);
 	free(m->nonfinite);
 	free(m);

@@ -83,6 +83,9 @@ typedef struct fl_model {
 
 	float		*owned;		/* converted F16/BF16 tensors */
 	size_t		 owned_floats;
+	void		*laid;		/* the layer linears' weights in the
+					   kernels' layout (kern_linear_pack) */
+	size_t		 laid_bytes;
 	size_t		 weight_bytes;	/* bytes of the parameters, as stored */
 	size_t		 stored_bytes;	/* of which used as F16/BF16 (from the
 					   mapping, or copied with COPY) */

@@ -436,8 +436,14 @@ st_open_file(const char *path, char **cause)
 void
 st_release(const st_tensor *t)
 {
+	st_release_range(t->data, t->nbytes);
+}
+
+void
+st_release_range(const void *p, size_t n)
+{
 	long page = sysconf(_SC_PAGESIZE);
-	uintptr_t a = (uintptr_t)t->data, b = a + t->nbytes;
+	uintptr_t a = (uintptr_t)p, b = a + n;
 
 	/* Only whole pages inside the tensor: neighbours may still be in use. */
 	a = (a + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);

@@ -102,6 +102,8 @@ void st_close(st_set *set);
  * been converted to another dtype); reading it again faults them back in
  * from the file. */
 void st_release(const st_tensor *t);
+/* The same for any n bytes of a mapping from p. */
+void st_release_range(const void *p, size_t n);
 
 /* One IEEE half-precision value (its bits) as f32, exactly. */
 float st_f16_to_f32(uint16_t h);

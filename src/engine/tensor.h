@@ -40,6 +40,9 @@ typedef struct {
 	int		 ld;	/* in elements */
 	bool		 trans;
 	fl_dtype	 dtype;
+	/* The same weights again, laid out for the product kernels
+	 * (kern_linear_pack), or NULL: only the kernels read it. */
+	const void	*pk;
 } fl_linear;
 
 /* A (rows, cols) row-major table of dtype: the token embedding and the
@@ -93,6 +96,7 @@ linear_in_rows(const fl_linear *lin, int i0, int n)
 	s.w = (const char *)lin->w + at * fl_dtype_size(lin->dtype);
 	s.b = NULL;
 	s.in = n;
+	s.pk = NULL;
 	return s;
 }
 
