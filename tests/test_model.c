@@ -612,6 +612,92 @@ check_default_mode(const char *root)
 	free(dir);
 }
 
+/* All logits of a forward pass over ids (T), in a new buffer. */
+static float *
+all_logits(fl_model *m, const int *ids, int T)
+{
+	fl_run *r = run_new(m, T, T);
+	fl_pass p = { 0 };
+	float *logits = xmalloc((size_t)T * m->cfg.n_vocab * sizeof *logits);
+	char *cause = NULL;
+
+	p.logits_all = true;
+	p.logits = logits;
+	if (run_forward(r, ids, &T, 1, &p, &cause) != 0) {
+		check(0, "forward runs (%s)", cause);
+		free(cause);
+	}
+	run_free(r);
+	return logits;
+}
+
+/* GPT-2's Conv1D weights are copied at load into the kernels' layout
+ * (kern_linear_pack): the same logits to the bit as with the weights as
+ * stored (FACTLENS_LAYOUT=stored), at every position, for prompts of one
+ * tile of rows and of several; every full-width linear has
+ * its copy, none has one when the layout is off, and the weights as stored
+ * still read as they did (the mapping's pages were let go and come back). */
+static void
+check_layout(const char *root, const char *name)
+{
+	char *dir = fl_path_join(root, name), *cause = NULL;
+	fl_model *laid, *stored;
+	const int Ts[] = { 1, 5, 16, 40 };
+
+	unsetenv("FACTLENS_LAYOUT");
+	laid = model_load(dir, NULL, &cause);
+	setenv("FACTLENS_LAYOUT", "stored", 1);
+	stored = laid != NULL ? model_load(dir, NULL, &cause) : NULL;
+	unsetenv("FACTLENS_LAYOUT");
+	check(laid != NULL && stored != NULL, "%s: loads with and without the "
+	    "kernels' layout (%s)", name, cause ? cause : "ok");
+	free(cause);
+	if (laid != NULL && stored != NULL) {
+		int with = 0, without = 0, n = 0, same = 0, checked = 0;
+
+		for (int l = 0; l < laid->cfg.n_layer; l++) {
+			const fl_linear *a[] = { &laid->layers[l].q, &laid->layers[l].fc,
+			    &laid->layers[l].proj }, *b[] = { &stored->layers[l].q,
+			    &stored->layers[l].fc, &stored->layers[l].proj };
+
+			for (int k = 0; k < 3; k++) {
+				n++;
+				with += a[k]->pk != NULL;
+				without += b[k]->pk != NULL;
+				for (int i = 0; i < a[k]->in; i += 7)
+					for (int o = 0; o < a[k]->out; o += 5, checked++)
+						same += linear_weight(a[k], i, o) ==
+						    linear_weight(b[k], i, o);
+			}
+		}
+		check(with == n && without == 0 && same == checked, "%s: %d of %d "
+		    "linears laid out (%d without the layout); %d of %d weights read "
+		    "back as stored", name, with, n, without, same, checked);
+		for (size_t t = 0; t < sizeof Ts / sizeof *Ts; t++) {
+			int T = Ts[t] < laid->cfg.n_ctx ? Ts[t] : laid->cfg.n_ctx, *ids;
+			float *x, *y;
+			size_t diff = 0, N = (size_t)T * laid->cfg.n_vocab;
+
+			ids = xcalloc((size_t)T, sizeof *ids);
+			for (int i = 0; i < T; i++)
+				ids[i] = (i * 7919 + 13) % laid->cfg.n_vocab;
+			x = all_logits(laid, ids, T);
+			y = all_logits(stored, ids, T);
+			for (size_t i = 0; i < N; i++)
+				diff += memcmp(&x[i], &y[i], sizeof *x) != 0;
+			check(diff == 0, "%s: %d tokens, every logit the same to the bit "
+			    "with the kernels' layout as with the weights as stored (%zu of "
+			    "%zu differ)", name, T, diff, N);
+			free(x);
+			free(y);
+			free(ids);
+		}
+	}
+	model_free(laid);
+	model_free(stored);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -641,6 +727,8 @@ main(void)
 	if (dp != NULL)
 		closedir(dp);
 	check_default_mode(root);
+	check_layout(root, "gpt2-f32");
+	check_layout(root, "gpt2-f16");
 	check(n >= 10, "found %d reference fixtures (expected at least 10)", n);
 	return check_done();
 }
