@@ -1,8 +1,9 @@
 /* kern_bench.c - times the engine's product kernels on GPT-2 small's
  * shapes at a few row counts, so that a kernel change can be measured on
  * its own before the whole pass: `make bench/kern_bench`, then
- * `bench/kern_bench [THREADS] [ROWS] [f32|f16|bf16|layers]` (the dtype of the
- * linears' weights; the unembedding rows are always f32). Prints, per
+ * `bench/kern_bench [THREADS] [ROWS] [f32|f16|bf16|layers] [NAME]` (the dtype
+ * of the linears' weights, the unembedding rows are always f32; NAME: only
+ * the shapes whose name holds it). Prints, per
  * shape, the median time, GFLOP/s and the weight bytes streamed per
  * second. (in, out) weights are laid out as the model loads them
  * (kern_linear_pack); FACTLENS_LAYOUT=stored times them as stored. */
@@ -62,11 +63,16 @@ stored_layout(void)
 	return e != NULL && strcmp(e, "stored") == 0;
 }
 
+static const char *only;	/* a piece of the names to time, or NULL: all */
+
 static void
 bench_one(const char *name, int T, int in, int out, bool trans, int reps,
     fl_dtype dt)
 {
 	unsigned s = 7;
+
+	if (only != NULL && strstr(name, only) == NULL)
+		return;
 	void *w = dt == FL_DTYPE_F32 ? (void *)random_floats((size_t)in * out, &s) :
 	    random_halves((size_t)in * out, &s, dt);
 	float *b = random_floats((size_t)out, &s);
@@ -182,6 +188,7 @@ main(int argc, char **argv)
 	fl_dtype dt = strcmp(dn, "f16") == 0 ? FL_DTYPE_F16 :
 	    strcmp(dn, "bf16") == 0 ? FL_DTYPE_BF16 : FL_DTYPE_F32;
 
+	only = argc > 4 ? argv[4] : NULL;
 	kern_set_threads(threads);
 	if (strcmp(dn, "layers") == 0) {
 		printf("threads %d, rows %d\n", threads, T);

@@ -177,7 +177,8 @@ typedef struct {
  * with it). */
 static inline __attribute__((always_inline)) void
 trans_tile(vf *ps, const void *const w[TRANS_WR], const float *x, size_t ldx,
-    int i0, int i1, const int MB, bool first, size_t pf, const fl_dtype dt)
+    int i0, int i1, const int MB, bool first, size_t pf, const bool PF,
+    const fl_dtype dt)
 {
 	vf a[TRANS_TILE_MAX][TRANS_WR];
 
@@ -194,7 +195,7 @@ trans_tile(vf *ps, const void *const w[TRANS_WR], const float *x, size_t ldx,
 			wv[q] = wload(w[q], (size_t)i, dt);
 			KEEP(wv[q]);
 		}
-		if (pf != 0)
+		if (PF)
 #pragma GCC unroll 4
 			for (int q = 0; q < TRANS_WR; q++)
 				__builtin_prefetch(wskip(w[q], pf + (size_t)i, dt));
@@ -279,13 +280,25 @@ trans_rows_dt(const stream_job *j, int m0, int M, int o0, int o1,
 				size_t pf = t == 0 && o + TRANS_WR < o1 ?
 				    (size_t)TRANS_WR * j->ld : 0;
 
-				switch (mb) {
-				case 1: trans_tile(p, w, x, ldx, i0, i1, 1, first, pf, dt); break;
-				case 2: trans_tile(p, w, x, ldx, i0, i1, 2, first, pf, dt); break;
-				case 3: trans_tile(p, w, x, ldx, i0, i1, 3, first, pf, dt); break;
-				case 4: trans_tile(p, w, x, ldx, i0, i1, 4, first, pf, dt); break;
-				case 5: trans_tile(p, w, x, ldx, i0, i1, 5, first, pf, dt); break;
-				default: trans_tile(p, w, x, ldx, i0, i1, TRANS_MT, first, pf, dt); break;
+				/* the prefetching tile (the first) and the others
+				 * made apart, so that no tile tests pf in its loop */
+				switch (mb * 2 + (pf != 0)) {
+				case 2: trans_tile(p, w, x, ldx, i0, i1, 1, first, pf, false, dt); break;
+				case 3: trans_tile(p, w, x, ldx, i0, i1, 1, first, pf, true, dt); break;
+				case 4: trans_tile(p, w, x, ldx, i0, i1, 2, first, pf, false, dt); break;
+				case 5: trans_tile(p, w, x, ldx, i0, i1, 2, first, pf, true, dt); break;
+				case 6: trans_tile(p, w, x, ldx, i0, i1, 3, first, pf, false, dt); break;
+				case 7: trans_tile(p, w, x, ldx, i0, i1, 3, first, pf, true, dt); break;
+				case 8: trans_tile(p, w, x, ldx, i0, i1, 4, first, pf, false, dt); break;
+				case 9: trans_tile(p, w, x, ldx, i0, i1, 4, first, pf, true, dt); break;
+				case 10: trans_tile(p, w, x, ldx, i0, i1, 5, first, pf, false, dt); break;
+				case 11: trans_tile(p, w, x, ldx, i0, i1, 5, first, pf, true, dt); break;
+				case TRANS_MT * 2 + 1:
+					trans_tile(p, w, x, ldx, i0, i1, TRANS_MT, first, pf, true, dt);
+					break;
+				default:
+					trans_tile(p, w, x, ldx, i0, i1, TRANS_MT, first, pf, false, dt);
+					break;
 				}
 				r += mb;
 			}
