@@ -198,7 +198,7 @@ print_grid(const patch_state *s, const double *v, const char *what)
 	int L = r->n_layer, T = r->n_tok, H = r->n_head;
 
 	if (r->o.hook != ACTPATCH_Z) {
-		printf("%s (rows: positions, * where the prompts differ; columns: "
+		printf("%s\n(rows: positions, * where the prompts differ; columns: "
 		    "layers)\n%-19s", what, "");
 		for (int l = 0; l < L; l++)
 			printf(" %7d", l);
@@ -212,7 +212,7 @@ print_grid(const patch_state *s, const double *v, const char *what)
 		return;
 	}
 	if (!r->o.by_pos) {
-		printf("%s (rows: layers; columns: heads)\n%5s", what, "layer");
+		printf("%s\n(rows: layers; columns: heads)\n%5s", what, "layer");
 		for (int h = 0; h < H; h++)
 			printf(" %7d", h);
 		putchar('\n');
@@ -224,7 +224,7 @@ print_grid(const patch_state *s, const double *v, const char *what)
 		}
 		return;
 	}
-	printf("%s (for each layer, rows: positions, * where the prompts differ; "
+	printf("%s\n(for each layer, rows: positions, * where the prompts differ; "
 	    "columns: heads)\n", what);
 	for (int l = 0; l < L; l++) {
 		printf("layer %-13d", l);
@@ -263,13 +263,17 @@ patch_print(const patch_state *s, double secs)
 	printf("%s\n", nd == 0 ? " no position (the prompts are the same)" : "");
 	printf("metric    %s at the last position: %.4f clean, %.4f corrupted\n", mt,
 	    r->clean, r->corrupt);
-	printf("patched   %s%s, clean into the corrupted run; %d cells, %d run (the "
-	    "others hold the same values in both runs)\n\n", hook_long_name(r->o.hook),
-	    r->o.hook != ACTPATCH_Z ? " at each layer and position" : r->o.by_pos ?
+	printf("patched   %s%s, clean into the corrupted run\n          %d cells, "
+	    "%d run", hook_long_name(r->o.hook), r->o.hook != ACTPATCH_Z ?
+	    " at each layer and position" : r->o.by_pos ?
 	    " of each head at each position" : " of each head at every position",
 	    r->n_cells, r->n_run);
+	if (r->n_run < r->n_cells)
+		printf(" (the other %d hold the same values in both runs: the "
+		    "corrupted metric)", r->n_cells - r->n_run);
+	printf("\n\n");
 	print_grid(s, r->norm, "normalised: (patched - corrupted) / (clean - "
-	    "corrupted); 1 restores the clean metric, 0 changes nothing");
+	    "corrupted): 1 restores the clean\nmetric, 0 changes nothing");
 	putchar('\n');
 	print_grid(s, r->patched, "the metric with the cell patched");
 	printf("\n%.2f s, %d thread%s\n", secs, kern_threads(),
@@ -357,11 +361,10 @@ patch_plot(const patch_state *s)
 	char *title, *sub, *legend, **rows = NULL, *cause = NULL;
 	bool *mark = NULL;
 
-	title = xasprintf("activation patching: \"%s\" -> \"%s\", corrupted \"%s\"",
-	    a->prompt, ans, a->corrupt);
-	sub = xasprintf("%s%s patched from the clean run into the corrupted one; "
-	    "%s at the last position: %.4f clean, %.4f corrupted",
-	    hook_long_name(r->o.hook), r->o.hook != ACTPATCH_Z ? " at the cell's "
+	title = xasprintf("activation patching: \"%s\" -> \"%s\"", a->prompt, ans);
+	sub = xasprintf("corrupted \"%s\"; %s%s patched from the clean run into "
+	    "the corrupted one; %s at the last position: %.4f clean, %.4f corrupted",
+	    a->corrupt, hook_long_name(r->o.hook), r->o.hook != ACTPATCH_Z ? " at the cell's "
 	    "position" : by_pos ? " of the head at the cell's position" :
 	    " of the head at every position", mt, r->clean, r->corrupt);
 	legend = xstrdup("colour: (patched - corrupted) / (clean - corrupted), 1 "
@@ -382,8 +385,12 @@ patch_plot(const patch_state *s)
 		if (s->differ[t]) {
 			char *alt = cli_plot_token(s->m, s->corrupt[t]);
 
-			rows[i] = by_pos ? xasprintf("%s/%s h%d", tok, alt, i % H) :
-			    xasprintf("%s/%s", tok, alt);
+			/* right-aligned, the clean token's leading space never shows:
+			 * nor does the corrupted one's */
+			const char *a2 = alt + strspn(alt, " ");
+
+			rows[i] = by_pos ? xasprintf("%s/%s h%d", tok, a2, i % H) :
+			    xasprintf("%s/%s", tok, a2);
 			free(alt);
 		} else
 			rows[i] = by_pos ? xasprintf("%s h%d", tok, i % H) : xstrdup(tok);
