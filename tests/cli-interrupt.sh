@@ -93,8 +93,9 @@ interrupt run "fitting" "the decomposition fit" run --task "$task" --threads 1 \
 interrupt atp "atp" "attribution patching" atp --task "$task" --threads 1
 interrupt trace "trace" "causal tracing" trace --task "$task" --threads 1 \
 	--samples 2
-# patch of one long pair: every head at every position, one run a pass
-long=$(for _ in $(seq 40); do printf 'The capital of France is Paris. '; done)
+# patch of one long pair (103 tokens, within the demo's 128): every head at
+# every position, one run a pass
+long=$(for _ in $(seq 14); do printf 'The capital of France is Paris. '; done)
 interrupt patch "patch" "activation patching" patch --threads 1 --batch 1 \
 	--hook z --by-pos --answer Paris --prompt "'${long}The capital of France is'" \
 	--corrupt "'The capital of Japan is Paris. ${long#The capital of France is Paris. }The capital of France is'"
