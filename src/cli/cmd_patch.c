@@ -190,6 +190,16 @@ print_pos(const patch_state *s, int t)
 	cli_print_token(s->m, s->clean[t], 14);
 }
 
+/* A cell: "-" where it is undefined. */
+static void
+print_cell(double v)
+{
+	if (isnan(v))
+		printf(" %7s", "-");
+	else
+		printf(" %7.3f", v);
+}
+
 /* One grid of values v as a table. */
 static void
 print_grid(const patch_state *s, const double *v, const char *what)
@@ -206,7 +216,7 @@ print_grid(const patch_state *s, const double *v, const char *what)
 		for (int t = 0; t < T; t++) {
 			print_pos(s, t);
 			for (int l = 0; l < L; l++)
-				printf(" %7.3f", v[(size_t)l * T + t]);
+				print_cell(v[(size_t)l * T + t]);
 			putchar('\n');
 		}
 		return;
@@ -219,7 +229,7 @@ print_grid(const patch_state *s, const double *v, const char *what)
 		for (int l = 0; l < L; l++) {
 			printf("%5d", l);
 			for (int h = 0; h < H; h++)
-				printf(" %7.3f", v[(size_t)l * H + h]);
+				print_cell(v[(size_t)l * H + h]);
 			putchar('\n');
 		}
 		return;
@@ -234,7 +244,7 @@ print_grid(const patch_state *s, const double *v, const char *what)
 		for (int t = 0; t < T; t++) {
 			print_pos(s, t);
 			for (int h = 0; h < H; h++)
-				printf(" %7.3f", v[((size_t)l * T + t) * H + h]);
+				print_cell(v[((size_t)l * T + t) * H + h]);
 			putchar('\n');
 		}
 	}
@@ -252,17 +262,18 @@ patch_print(const patch_state *s, double secs)
 	    r->n_layer, r->n_head);
 	printf("prompts   %d tokens each; clean \"%s\", corrupted \"%s\"\n", T,
 	    a->prompt, a->corrupt);
-	printf("differ    at");
+	printf("differ    ");
 	for (int t = 0; t < T; t++)
 		if (s->differ[t]) {
-			printf("%s %d: ", nd++ ? "," : "", t);
+			printf("%s%d: ", nd++ ? ", " : "at ", t);
 			cli_print_token(s->m, s->clean[t], 0);
 			printf(" / ");
 			cli_print_token(s->m, s->corrupt[t], 0);
 		}
-	printf("%s\n", nd == 0 ? " no position (the prompts are the same)" : "");
-	printf("metric    %s at the last position: %.4f clean, %.4f corrupted\n", mt,
-	    r->clean, r->corrupt);
+	printf("%s\n", nd == 0 ? "nowhere: the prompts are the same" : "");
+	printf("metric    %s at the last position: %.4f clean, %.4f corrupted%s\n",
+	    mt, r->clean, r->corrupt, r->clean == r->corrupt ? " (equal: the "
+	    "normalised cells are undefined, -)" : "");
 	printf("patched   %s%s, clean into the corrupted run\n          %d cells, "
 	    "%d run", hook_long_name(r->o.hook), r->o.hook != ACTPATCH_Z ?
 	    " at each layer and position" : r->o.by_pos ?
