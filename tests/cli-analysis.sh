@@ -592,4 +592,89 @@ expect "--plot with an unknown extension" 2 "a figure is .png, .svg or .pdf" -- 
 	bad "a file was written for an unknown extension"
 expect "run --plot without an answer to draw" 2 "--plot draws the answer" -- \
 	run --model "$model" --prompt "hi" --plot "$tmp/none.png"
+# ---- patch: activation patching grids; run --lens-position -----------
+# (in the fixture's tiny vocabulary " Paris" and " Tokyo" both start with
+# the space: " capital" and " of" are tokens of their own)
+pc="The capital of France is"
+pk="The capital of Japan is"
+if "$fl" patch --model "$model" --prompt "$pc" --corrupt "$pk" --answer capital \
+	--distractor of --json > "$tmp/pt.json"; then
+	ok "patch --json (resid_pre)"
+else
+	bad "patch --json exits 0"
+fi
+check "patch: resid_pre is layers x positions; every cell before the first differing position is 0, normalised" \
+	"$tmp/pt.json" 'j.dims.join() === "layer,position" && j.patched.length === 2 && j.patched[0].length === j.tokens.length && j.differ.length > 0 && j.normalized.every(r => r.slice(0, j.differ[0]).every(v => v === 0)) && j.hook === "blocks.L.hook_resid_pre" && j.runs < j.cells'
+check "patch: resid_pre of layer 0 at a differing position moves the metric; normalised = (patched - corrupted) / (clean - corrupted)" \
+	"$tmp/pt.json" 'j.normalized.every((r, l) => r.every((v, t) => Math.abs(v - (j.patched[l][t] - j.corrupted) / (j.clean - j.corrupted)) < 1e-9)) && j.patched[0][j.differ[0]] !== j.corrupted'
+"$fl" patch --model "$model" --clean "$pc" --corrupt "$pk" --answer capital \
+	--distractor of --hook resid_mid --json > "$tmp/ptm.json"
+check "patch --hook resid_mid (--clean): the last layer at the last position restores the clean metric" \
+	"$tmp/ptm.json" 'Math.abs(j.normalized[1][j.tokens.length - 1] - 1) < 1e-5 && j.hook === "blocks.L.hook_resid_mid"'
+"$fl" patch --model "$model" --prompt "$pc" --corrupt "$pk" --answer capital \
+	--hook z --json > "$tmp/ptz.json"
+"$fl" patch --model "$model" --prompt "$pc" --corrupt "$pk" --answer capital \
+	--hook z --by-pos --json > "$tmp/ptzp.json"
+check "patch --hook z: layers x heads, no distractor: the mean logit" "$tmp/ptz.json" \
+	'j.dims.join() === "layer,head" && j.patched.length === 2 && j.patched[0].length === 4 && j.distractor === null && j.metric === "logit-diff" && j.metric_text.includes("mean logit")'
+check "patch --hook z --by-pos: layers x positions x heads" "$tmp/ptzp.json" \
+	'j.dims.join() === "layer,position,head" && j.patched.length === 2 && j.patched[1].length === j.tokens.length && j.patched[1][0].length === 4 && j.by_pos === true'
+"$fl" patch --model "$model" --prompt "$pc" --corrupt "$pk" --answer capital \
+	--metric prob --hook mlp_out --json > "$tmp/ptp.json"
+"$fl" run --model "$model" --prompt "$pc" --answer capital --json > "$tmp/ptr.json"
+check "patch --metric prob: the clean run's P(answer) is run's" "$tmp/ptp.json" \
+	"Math.abs(j.clean - $(jsq "$tmp/ptr.json" 'j.answer.prob')) < 1e-6 && j.metric === 'prob' && j.metric_text.startsWith('P(')"
+if "$fl" patch --model "$model" --prompt "$pc" --corrupt "$pk" --answer capital \
+	--distractor of > "$tmp/pt.txt" && grep -q "normalised: (patched - corrupted)" "$tmp/pt.txt" &&
+	grep -q "the metric with the cell patched" "$tmp/pt.txt" && grep -q '^ *[0-9]*\* "' "$tmp/pt.txt"; then
+	ok "patch: the text output has both tables, the differing positions starred"
+else
+	bad "patch text output: $(head -12 "$tmp/pt.txt")"
+fi
+for m in opt-f32 opt350-f32 llama-f32; do
+	if "$fl" patch --model "$fx/$m" --prompt "abc" --corrupt "abd" --answer x \
+		--hook z --by-pos --json > "$tmp/pt-$m.json"; then
+		check "patch on $m: a grid of numbers" "$tmp/pt-$m.json" \
+			'j.patched.flat(2).every(v => typeof v === "number") && j.patched.length === 2'
+	else
+		bad "patch on $m exits 0"
+	fi
+done
+"$fl" patch --model "$model" --prompt "$pc" --corrupt "$pk" --answer capital \
+	--distractor of --plot "$tmp/pt.pdf" > /dev/null && plot_ok "patch --plot" "$tmp/pt.pdf" pdf
+plabels='j.tokens.map((t, i) => { const f = (x) => /^ +$/.test(x.token) ? x.token.replace(/ /g, "\u2423") : x.token; return f(t) + (j.differ.includes(i) ? "/" + f(j.corrupt_tokens[i]).replace(/^ +/, "") + " *" : ""); })'
+pdf_check "patch --plot: every token labels its row, the differing ones clean/corrupted and marked" \
+	"$tmp/pt.pdf" "$tmp/pt.json" \
+	"(() => { const want = $plabels; let k = 0; for (const r of runs) if (r === want[k]) k++; return k === want.length && want.some((w) => w.endsWith(' *')); })()"
+"$fl" patch --model "$model" --prompt "$pc" --corrupt "$pk" --answer capital \
+	--hook z --plot "$tmp/ptz.svg" > /dev/null && plot_ok "patch --hook z --plot" "$tmp/ptz.svg" svg
+"$fl" patch --model "$model" --prompt "$pc" --corrupt "$pk" --answer capital \
+	--hook z --by-pos --plot "$tmp/ptzp.png" > /dev/null && plot_ok "patch --hook z --by-pos --plot" "$tmp/ptzp.png" png
+# the lens at a position: gpt2-f32's ref.json prompt at the position of
+# actpatch-ref.json's lens, every stream's answer logit against PyTorch's
+lpos=$(jsq "$model/actpatch-ref.json" 'j.lens.position')
+ltext=$(jsq "$model/ref.json" 'j.text')
+lT=$(jsq "$model/ref.json" 'j.ids.length')
+"$fl" run --model "$model" --prompt "$ltext" --answer Paris --lens-position "$lpos" \
+	--json > "$tmp/lp.json"
+check "run --lens-position: every stream's answer logit at that position = PyTorch (1e-5)" "$tmp/lp.json" \
+	"(() => { const b = require('fs').readFileSync('$model/actpatch-lens.f32'); const f = new Float32Array(new Uint8Array(b).buffer); const V = f.length / j.lens.length; return j.lens_position === $lpos && j.lens.length === 6 && j.lens.every((e, r) => Math.abs(e.answer.logit - f[r * V + j.answer.id]) < 1e-5); })()"
+"$fl" run --model "$model" --prompt "$ltext" --answer Paris --lens-position "$((lpos - lT))" \
+	--json > "$tmp/lpn.json"
+"$fl" run --model "$model" --prompt "$ltext" --answer Paris --json > "$tmp/lpd.json"
+"$fl" run --model "$model" --prompt "$ltext" --answer Paris --lens-position -1 \
+	--json > "$tmp/lpl.json"
+check "run --lens-position: a negative position counts from the end; -1 is the default" "$tmp/lpn.json" \
+	"JSON.stringify(j.lens) === JSON.stringify($(jsq "$tmp/lp.json" 'j.lens')) && JSON.stringify($(jsq "$tmp/lpl.json" 'j.lens')) === JSON.stringify($(jsq "$tmp/lpd.json" 'j.lens')) && $(jsq "$tmp/lpd.json" 'j.lens_position') === $((lT - 1)) && $(jsq "$tmp/lpd.json" 'j.lens[0].answer.prob') !== j.lens[0].answer.prob"
+"$fl" run --model "$model" --prompt "$ltext" --answer Paris --lens-position "$lpos" \
+	--csv > "$tmp/lp.csv"
+csvp=$(sed -n 2p "$tmp/lp.csv" | cut -d, -f5)
+check "run --lens-position --csv: the lens at that position" "$tmp/lp.json" \
+	"Math.abs(j.lens[0].answer.prob - ${csvp:-NaN}) < 1e-6"
+if "$fl" run --model "$model" --prompt "$ltext" --answer Paris --lens-position "$lpos" --lens |
+	grep -q "logit lens at position $lpos"; then
+	ok "run --lens-position --lens: the text names the position"
+else
+	bad "run --lens-position --lens: the text names the position"
+fi
 exit $fail

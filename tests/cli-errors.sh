@@ -461,4 +461,34 @@ expect "atp: neither --task nor prompts" 2 "--prompt, --corrupt and --answer are
 	atp --model "$fx"
 expect "atp: --neurons out of range" 2 "--neurons takes a layer from 0 to 1" -- \
 	atp --model "$fx" --prompt "abc" --corrupt "abd" --answer x --neurons 2
+# patch pairs positions too; its hook, metric and options are checked by name.
+expect "patch: prompts of different token counts" 2 "--prompt is 3 tokens and --corrupt 5" -- \
+	patch --model "$fx" --prompt "abc" --corrupt "abcde" --answer x
+expect "patch: --clean is --prompt, and counts too" 2 "--prompt is 5 tokens and --corrupt 3" -- \
+	patch --model "$fx" --clean "abcde" --corrupt "abc" --answer x
+expect "patch: an unknown hook" 2 "--hook takes resid_pre, resid_mid, attn_out, mlp_out or z, not 'resid'" -- \
+	patch --model "$fx" --prompt "abc" --corrupt "abd" --answer x --hook resid
+expect "patch: an unknown metric" 2 "--metric takes logit-diff or prob, not 'kl'" -- \
+	patch --model "$fx" --prompt "abc" --corrupt "abd" --answer x --metric kl
+expect "patch: --by-pos without z" 2 "--by-pos splits --hook z's heads by position" -- \
+	patch --model "$fx" --prompt "abc" --corrupt "abd" --answer x --hook mlp_out --by-pos
+expect "patch: --distractor with --metric prob" 2 "--metric prob reads P(answer) alone" -- \
+	patch --model "$fx" --prompt "abc" --corrupt "abd" --answer x --distractor y --metric prob
+expect "patch: the distractor is the answer" 2 "start with the same token" -- \
+	patch --model "$fx" --prompt "abc" --corrupt "abd" --answer x --distractor x
+expect "patch: no --corrupt" 2 "--prompt (or --clean), --corrupt and --answer are required" -- \
+	patch --model "$fx" --prompt "abc" --answer x
+expect "patch: the clean prompt twice" 2 "--prompt and --clean name the same clean prompt" -- \
+	patch --model "$fx" --prompt "abc" --clean "abd" --corrupt "abe" --answer x
+expect "patch: --plot with an unknown extension" 2 "a figure is .png, .svg or .pdf" -- \
+	patch --model "$fx" --prompt "abc" --corrupt "abd" --answer x --plot "$tmp/fig.jpg"
+expect "patch: --batch 0" 2 "--batch takes an integer from 1" -- \
+	patch --model "$fx" --prompt "abc" --corrupt "abd" --answer x --batch 0
+# run --lens-position: inside the prompt, from either end.
+expect "run --lens-position past the end" 2 "--lens-position 3 is outside the prompt's 3 tokens: 0 to 2, or -3 to -1" -- \
+	run --model "$fx" --prompt "abc" --lens-position 3
+expect "run --lens-position before the start" 2 "--lens-position -4 is outside the prompt's 3 tokens" -- \
+	run --model "$fx" --prompt "abc" --lens-position -4
+expect "run --lens-position not a number" 2 "--lens-position takes an integer from" -- \
+	run --model "$fx" --prompt "abc" --lens-position last
 exit $fail

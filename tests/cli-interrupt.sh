@@ -1,6 +1,6 @@
 #!/bin/bash
 # Ctrl-C in the long analysis commands (eval, heads, decompose, run --task,
-# trace --task):
+# atp --task, trace --task, patch):
 # each runs in a tmux pane (a real terminal, so the progress bar shows and
 # Ctrl-C is the terminal's), gets Ctrl-C once its progress bar is up, and
 # must stop within a few seconds with "... cancelled (Ctrl-C)", status 130
@@ -93,4 +93,10 @@ interrupt run "fitting" "the decomposition fit" run --task "$task" --threads 1 \
 interrupt atp "atp" "attribution patching" atp --task "$task" --threads 1
 interrupt trace "trace" "causal tracing" trace --task "$task" --threads 1 \
 	--samples 2
+# patch of one long pair (103 tokens, within the demo's 128): every head at
+# every position, one run a pass
+long=$(for _ in $(seq 14); do printf 'The capital of France is Paris. '; done)
+interrupt patch "patch" "activation patching" patch --threads 1 --batch 1 \
+	--hook z --by-pos --answer Paris --prompt "'${long}The capital of France is'" \
+	--corrupt "'The capital of Japan is Paris. ${long#The capital of France is Paris. }The capital of France is'"
 exit $fail

@@ -672,10 +672,11 @@ class Model:
           are taken from it (its blocks.L.attn.hook_q/k/v) instead of computed.
         patch: (layer, head, value [D]): that head's result (no bias) at the
           last position replaced by value - with freeze, one path-patched run.
-        edit: (GPT-2 only) a function (hook name, tensor) -> tensor called at
-          hook_embed (the token embedding, before the positions),
-          blocks.L.hook_resid_pre, hook_attn_out and hook_mlp_out; the pass
-          continues from what it returns (causal tracing).
+        edit: a function (hook name, tensor) -> tensor called at hook_embed
+          (the token embedding, before the positions; GPT-2 only),
+          blocks.L.hook_resid_pre, attn.hook_z, hook_attn_out,
+          hook_resid_mid and hook_mlp_out; the pass continues from what it
+          returns (causal tracing, activation patching).
         attn_block: (GPT-2 only) {layer: bool [T, T]}: (query, key) entries
           whose scores are -inf before the softmax (attention knockout).
         freeze_below: with freeze, freeze only the layers below this one (a
@@ -696,8 +697,8 @@ class Model:
             freeze_below, patch_mlp, qkv_set)
         self._edit = edit if edit is not None else (lambda name, x: x)
         self._block = attn_block or {}
-        if (edit is not None or attn_block) and self.arch != "gpt2":
-            raise NotImplementedError("edit and attn_block are GPT-2 only")
+        if attn_block and self.arch != "gpt2":
+            raise NotImplementedError("attn_block is GPT-2 only")
         if self.arch == "gpt2":
             self._gpt2(ids, T, final_mask, set(result_layers), cache)
         elif self.arch == "llama":
@@ -764,6 +765,7 @@ class Model:
             fm = T - 1 if (final_mask and l == self.n_layer - 1) else None
             pattern, z = causal_attention(q / math.sqrt(dh), k, v, fm,
                                           self._block.get(l))
+            z = ed("blocks.%d.attn.hook_z" % l, z.clone())
             W_O = w[p + "attn.c_proj.weight"]                    # [H*dh, D]
             attn_out = z.reshape(T, D) @ W_O + w[p + "attn.c_proj.bias"]
             attn_out = self._patched_attn_out(
@@ -776,7 +778,7 @@ class Model:
                 c["blocks.%d.attn.hook_result" % l] = torch.einsum(
                     "thd,hde->the", z, W_O.reshape(self.n_head, dh, D))
             c["blocks.%d.hook_attn_out" % l] = attn_out
-            x = x + attn_out
+            x = ed("blocks.%d.hook_resid_mid" % l, (x + attn_out).clone())
             c["blocks.%d.hook_resid_mid" % l] = x
             h = layer_norm(x, w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)
             c["blocks.%d.ln2.hook_normalized" % l] = h
@@ -813,9 +815,11 @@ class Model:
         c["hook_embed"] = emb
         # OPTLearnedPositionalEmbedding: positions = cumsum(mask) - 1 + offset 2
         x = emb + w["embed_positions.weight"][2:2 + T]
+        ed = self._edit
         for l in range(self.n_layer):
             p = "layers.%d." % l
             b = "blocks.%d." % l
+            x = ed(b + "hook_resid_pre", x.clone())
             c[b + "hook_resid_pre"] = x
             h = ln(p + "self_attn_layer_norm", x, b + "ln1") if pre else x
             a = p + "self_attn."
@@ -825,11 +829,13 @@ class Model:
             fm = T - 1 if (final_mask and l == self.n_layer - 1) else None
             qh, kh, vh = self._qkv(c, l, self._heads(q), self._heads(k), self._heads(v))
             pattern, z = causal_attention(qh, kh, vh, fm)
+            z = ed(b + "attn.hook_z", z.clone())
             W_out = w[a + "out_proj.weight"]                     # [D, H*dh]
             attn_out = lin(z.reshape(T, D), W_out, w[a + "out_proj.bias"])
             attn_out = self._patched_attn_out(
                 l, z, W_out.t().reshape(self.n_head, dh, D), w[a + "out_proj.bias"],
                 attn_out)
+            attn_out = ed(b + "hook_attn_out", attn_out.clone())
             c[b + "attn.hook_pattern"] = pattern
             c[b + "attn.hook_z"] = z
             if l in result_layers:
@@ -839,11 +845,13 @@ class Model:
             x = x + attn_out
             if not pre:     # post-LN: the LN's output is the stream
                 x = ln(p + "self_attn_layer_norm", x, b + "ln1")
+            x = ed(b + "hook_resid_mid", x.clone())
             c[b + "hook_resid_mid"] = x
             h = ln(p + "final_layer_norm", x, b + "ln2") if pre else x
             c[b + "mlp.hook_pre"] = lin(h, w[p + "fc1.weight"], w[p + "fc1.bias"])
             h = c[b + "mlp.hook_post"] = torch.relu(c[b + "mlp.hook_pre"])
             mlp_out = lin(h, w[p + "fc2.weight"], w[p + "fc2.bias"])
+            mlp_out = ed(b + "hook_mlp_out", mlp_out.clone())
             mlp_out = self._patched_mlp_out(l, mlp_out)
             c[b + "hook_mlp_out"] = mlp_out
             x = x + mlp_out
@@ -865,9 +873,11 @@ class Model:
         lin = torch.nn.functional.linear
         x = w["model.embed_tokens.weight"][ids]
         c["hook_embed"] = x
+        ed = self._edit
         for l in range(self.n_layer):
             p = "model.layers.%d." % l
             b = "blocks.%d." % l
+            x = ed(b + "hook_resid_pre", x.clone())
             c[b + "hook_resid_pre"] = x
             h, c[b + "ln1.hook_scale"] = rms_norm(x, w[p + "input_layernorm.weight"], eps)
             c[b + "ln1.hook_normalized"] = h
@@ -884,18 +894,20 @@ class Model:
             c[b + "attn.hook_rot_k"] = k
             fm = T - 1 if (final_mask and l == self.n_layer - 1) else None
             pattern, z = causal_attention(q / math.sqrt(dh), k, v, fm)
+            z = ed(b + "attn.hook_z", z.clone())
             W_O = w[a + "o_proj.weight"]                         # [D, H*dh]
             attn_out = lin(z.reshape(T, D), W_O)
             attn_out = self._patched_attn_out(
                 l, z, W_O.t().reshape(H, dh, D), torch.zeros(D, dtype=x.dtype),
                 attn_out)
+            attn_out = ed(b + "hook_attn_out", attn_out.clone())
             c[b + "attn.hook_pattern"] = pattern
             c[b + "attn.hook_z"] = z
             if l in result_layers:
                 c[b + "attn.hook_result"] = torch.einsum(
                     "thd,ehd->the", z, W_O.reshape(D, H, dh))
             c[b + "hook_attn_out"] = attn_out
-            x = x + attn_out
+            x = ed(b + "hook_resid_mid", (x + attn_out).clone())
             c[b + "hook_resid_mid"] = x
             h, c[b + "ln2.hook_scale"] = rms_norm(
                 x, w[p + "post_attention_layernorm.weight"], eps)
@@ -906,6 +918,7 @@ class Model:
             c[b + "mlp.hook_pre"], c[b + "mlp.hook_pre_linear"] = gate, up
             c[b + "mlp.hook_post"] = post
             mlp_out = lin(post, w[p + "mlp.down_proj.weight"])
+            mlp_out = ed(b + "hook_mlp_out", mlp_out.clone())
             mlp_out = self._patched_mlp_out(l, mlp_out)
             c[b + "hook_mlp_out"] = mlp_out
             x = x + mlp_out

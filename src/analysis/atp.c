@@ -7,19 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analysis/lens.h"
 #include "base/util.h"
 
 /* M of a logits row (V). */
 static double
 atp_metric(const fl_atp_opts *o, const float *logits, int V)
 {
-	double mean = 0;
-
-	if (o->distractor >= 0)
-		return (double)logits[o->answer] - logits[o->distractor];
-	for (int v = 0; v < V; v++)
-		mean += logits[v];
-	return logits[o->answer] - mean / V;
+	return lens_logit_diff(logits, V, o->answer, o->distractor);
 }
 
 static int

@@ -81,6 +81,40 @@ batch_run(fl_batch *b, const fl_prompt *p, int n, const fl_hook *hooks,
 	return 0;
 }
 
+int
+batch_run_resumed(fl_batch *b, const fl_prompt *p, int n, fl_resume_fn start,
+    void *ud, const fl_hook *hooks, int n_hooks, int *first, char **cause)
+{
+	size_t TD = (size_t)p->n * b->m->cfg.d_model;
+	int chunk = b->per_batch, rc = 0;
+	fl_prompt *copies = xcalloc((size_t)chunk, sizeof *copies);
+	float *resume = xmalloc((size_t)chunk * TD * sizeof *resume);
+
+	for (int i = 0; i < chunk; i++)
+		copies[i] = *p;
+	for (int i = 0; i < n && rc == 0; ) {
+		const float *rows = NULL;
+		int lo = start(ud, i, &rows), k = 0;
+		fl_pass base = { 0 };
+
+		while (i + k < n && k < chunk) {
+			if (k > 0 && start(ud, i + k, &rows) != lo)
+				break;
+			if (lo > 0)
+				memcpy(resume + (size_t)k * TD, rows, TD * sizeof(float));
+			k++;
+		}
+		*first = i;
+		base.start_layer = lo;
+		base.resume = lo > 0 ? resume : NULL;
+		rc = batch_run(b, copies, k, hooks, n_hooks, &base, cause);
+		i += k;
+	}
+	free(resume);
+	free(copies);
+	return rc;
+}
+
 bool
 batch_report(const fl_batch *b, long done)
 {

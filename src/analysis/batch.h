@@ -46,6 +46,18 @@ void batch_free(fl_batch *b);
 int batch_run(fl_batch *b, const fl_prompt *p, int n, const fl_hook *hooks,
     int n_hooks, const fl_pass *base, char **cause);
 
+/* Runs n passes of one prompt p that each resume at a layer of their own:
+ * start(ud, i, &rows) gives pass i's start layer and, when it is above 0,
+ * rows (p->n, D), the resid_pre of that layer to resume from. The passes
+ * come sorted by start layer; up to b->per_batch of one start layer are
+ * packed into each engine pass. Before each, *first is set to the index of
+ * its first pass, so a hook finds its pass as *first + act->seq. What
+ * causal tracing and activation patching run their cells with. 0;
+ * FL_STOPPED (as batch_run); or -1 with *cause. */
+typedef int (*fl_resume_fn)(void *ud, int i, const float **rows);
+int batch_run_resumed(fl_batch *b, const fl_prompt *p, int n, fl_resume_fn start,
+    void *ud, const fl_hook *hooks, int n_hooks, int *first, char **cause);
+
 /* Tells the progress callback (if any) that done of b->total units are done;
  * true when it asks to stop. For analyses with work between passes. */
 bool batch_report(const fl_batch *b, long done);

@@ -63,6 +63,18 @@ lens_softmax_sum(const float *logits, int V, float max)
 }
 
 double
+lens_logit_diff(const float *logits, int V, int answer, int distractor)
+{
+	double mean = 0;
+
+	if (distractor >= 0)
+		return (double)logits[answer] - logits[distractor];
+	for (int v = 0; v < V; v++)
+		mean += logits[v];
+	return logits[answer] - mean / V;
+}
+
+double
 lens_prob_of(const float *logits, int V, int id)
 {
 	float mx = -INFINITY;

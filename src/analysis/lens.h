@@ -24,6 +24,11 @@ int lens_layer_streams(const fl_model *m, const fl_cache *c, int pos, float *out
 /* The same for any (n, D) vectors: out (n, V). */
 void lens_vectors(const fl_model *m, const float *x, int n, float *out);
 
+/* logit(answer) - logit(distractor), or with distractor < 0 logit(answer)
+ * - the mean logit: the logit difference attribution and activation
+ * patching score with. */
+double lens_logit_diff(const float *logits, int V, int answer, int distractor);
+
 /* Softmax probability of id, in double for small values. */
 double lens_prob_of(const float *logits, int V, int id);
 

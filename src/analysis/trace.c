@@ -165,7 +165,9 @@ typedef struct {
 	const fl_prompt		*p;
 	const fl_cache		*clean;
 	const float		*noise;		/* (S, subj_len, D) */
-	const trace_cell	*cells;		/* of the current chunk */
+	const trace_cell	*cells;		/* sorted by lo */
+	int			 first;		/* the current pass's first cell */
+	const float		*corrupt;	/* (S, L + 1, T, D) resid_pre */
 	fl_hook_point		 point;
 	int			 D;
 	double			*restore;	/* (L, T) sums */
@@ -175,7 +177,7 @@ typedef struct {
 static const trace_cell *
 ctx_cell(const trace_ctx *x, const fl_act *a)
 {
-	return &x->cells[x->b->first + a->seq];
+	return &x->cells[x->first + x->b->first + a->seq];
 }
 
 /* HOOK_EMBED: the cell's noise at the subject's rows. */
@@ -232,47 +234,34 @@ trace_units(const fl_model *m, const fl_trace_opts *o, int n_tok)
 	return 1 + S + S * m->cfg.n_layer * (long)n_tok;
 }
 
-/* Runs the cells (sorted by lo) in chunks of b->per_batch, each chunk's
- * passes resuming at its lo from the sample's corrupted resid_pre. */
+/* Pass i of the current cells: it resumes at its lo from its sample's
+ * corrupted resid_pre. */
+static int
+cell_start(void *ud, int i, const float **rows)
+{
+	const trace_ctx *x = ud;
+	const trace_cell *c = &x->cells[i];
+	size_t TD = (size_t)x->p->n * x->D;
+
+	*rows = x->corrupt + ((size_t)c->s * (x->clean->n_layer + 1) + c->lo) * TD;
+	return c->lo;
+}
+
+/* Runs the cells (sorted by lo), packed by their start layer. */
 static int
 trace_cells(trace_ctx *x, fl_batch *b, const trace_cell *cells, int n,
     const float *corrupt, char **cause)
 {
-	const fl_prompt *p = x->p;
-	const fl_model *m = b->m;
-	int T = p->n, L = m->cfg.n_layer, rc = 0;
-	size_t D = (size_t)m->cfg.d_model, TD = (size_t)T * D;
-	int chunk = b->per_batch;
-	fl_prompt *copies = xcalloc((size_t)chunk, sizeof *copies);
-	float *resume = xmalloc((size_t)chunk * TD * sizeof *resume);
 	fl_hook hooks[3] = {
 		{ HOOK_EMBED, -1, hook_noise, x },
 		{ x->point, -1, hook_restore, x },
 		{ HOOK_LOGITS, -1, hook_prob, x },
 	};
 
-	for (int i = 0; i < chunk; i++)
-		copies[i] = *p;
-	for (int i = 0; i < n && rc == 0; ) {
-		int lo = cells[i].lo, k = 0;
-		fl_pass base = { 0 };
-
-		while (i + k < n && k < chunk && cells[i + k].lo == lo) {
-			if (lo > 0)
-				memcpy(resume + (size_t)k * TD, corrupt +
-				    ((size_t)cells[i + k].s * (L + 1) + lo) * TD,
-				    TD * sizeof(float));
-			k++;
-		}
-		x->cells = cells + i;
-		base.start_layer = lo;
-		base.resume = lo > 0 ? resume : NULL;
-		rc = batch_run(b, copies, k, hooks, 3, &base, cause);
-		i += k;
-	}
-	free(resume);
-	free(copies);
-	return rc;
+	x->cells = cells;
+	x->corrupt = corrupt;
+	return batch_run_resumed(b, x->p, n, cell_start, x, hooks, 3, &x->first,
+	    cause);
 }
 
 static int

@@ -26,13 +26,15 @@ int cmd_decompose(int argc, char **argv);
 int cmd_explore(int argc, char **argv);
 int cmd_atp(int argc, char **argv);
 int cmd_trace(int argc, char **argv);		/* cmd_trace.c */
+int cmd_patch(int argc, char **argv);		/* cmd_patch.c */
 int cmd_knockout(int argc, char **argv);	/* cmd_trace.c */
 int cmd_merge(int argc, char **argv);		/* cmd_merge.c, shard.h */
 
 /* Their option tables, in usage order. */
 extern const cli_opt cmd_tokenize_opts[], cmd_run_opts[], cmd_bench_opts[],
     cmd_eval_opts[], cmd_heads_opts[], cmd_decompose_opts[], cmd_explore_opts[],
-    cmd_atp_opts[], cmd_trace_opts[], cmd_knockout_opts[], cmd_merge_opts[];
+    cmd_atp_opts[], cmd_trace_opts[], cmd_knockout_opts[], cmd_patch_opts[],
+    cmd_merge_opts[];
 
 
 /* --weights convert|stored|copy and --strict, taken by every command and
@@ -123,6 +125,14 @@ int cli_parse_heads(const char *opt, const char *arg, int H, bool **out);
 /* A number option in [lo, hi], or a usage error naming the option. */
 int cli_parse_double(const char *opt, const char *arg, double lo, double hi,
     double *out);
+
+/* A token quoted as cli_token_repr quotes it, on stdout, cut or padded to
+ * width columns (0: as it is). */
+void cli_print_token(const fl_model *m, int id, int width);
+
+/* A token as a figure labels it: its text (U+FFFD for a split character),
+ * a newline as \n, spaces alone as open boxes. Heap. */
+char *cli_plot_token(const fl_model *m, int id);
 
 /* A token's raw bytes as a heap string. */
 char *cli_token_text(const fl_model *m, int id);

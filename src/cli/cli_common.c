@@ -272,3 +272,44 @@ cli_json_prompt_filters(cJSON *task, const fl_prompt_opts *o, int dropped)
 	cJSON_AddNumberToObject(task, "dropped", dropped);
 	cJSON_AddBoolToObject(task, "counterfactual", o->counterfactual);
 }
+
+void
+cli_print_token(const fl_model *m, int id, int width)
+{
+	char *s = cli_token_repr(m->tok, id);
+
+	if (width > 0)
+		printf("%-*.*s", width, width, s);
+	else
+		fputs(s, stdout);
+	free(s);
+}
+
+char *
+cli_plot_token(const fl_model *m, int id)
+{
+	size_t n, o = 0;
+	const char *b = tok_token_bytes(m->tok, id, &n);
+	char *esc, *u;
+
+	if (b == NULL)
+		return xasprintf("<%d>", id);
+	if (n > 0 && strspn(b, " ") >= n) {
+		/* spaces alone would be an empty label: an open box for each */
+		u = xcalloc(3 * n + 1, 1);
+		for (size_t i = 0; i < n; i++)
+			memcpy(u + 3 * i, "\xe2\x90\xa3", 3);
+		return u;
+	}
+	esc = xmalloc(2 * n + 1);
+	for (size_t i = 0; i < n; i++) {
+		if (b[i] == '\n') {
+			esc[o++] = '\\';
+			esc[o++] = 'n';
+		} else
+			esc[o++] = b[i];
+	}
+	u = fl_utf8_text(esc, o);
+	free(esc);
+	return u;
+}

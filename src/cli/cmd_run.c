@@ -37,6 +37,7 @@ typedef struct {
 	const char	*mask_heads;
 	int		 top;
 	int		 lens_top;
+	int		 lens_pos;	/* --lens-position, < 0 from the end */
 	int		 layer;
 	int		 shots;
 	int		 batch;
@@ -75,9 +76,14 @@ const cli_opt cmd_run_opts[] = {
 	  "print the logit lens of every residual stream" },
 	{ "lens-top", 'K', "K", 0, CLI_GROUP_OWN,
 	  "the top tokens of each stream in the JSON lens (default 5)" },
+	{ "lens-position", 'T', "T", 0, CLI_GROUP_OWN,
+	  "the position the lens reads, in the text, JSON, CSV and --plot: 0 is "
+	  "the first token (the BOS where the model prepends one), a negative T "
+	  "counts from the end (default -1, the last)" },
 	CLI_SHARED_JSON,
 	{ "csv", 'C', NULL, 0, CLI_GROUP_OUTPUT,
-	  "print the logit lens at the last position as CSV instead: a row per "
+	  "print the logit lens at the last position (or --lens-position) as CSV "
+	  "instead: a row per "
 	  "layer and stream (top token, the answer's and the subject's probability "
 	  "and rank)" },
 	CLI_SHARED_PLOT,
@@ -119,6 +125,7 @@ run_parse(run_args *a, int argc, char **argv)
 	memset(a, 0, sizeof *a);
 	a->top = 10;
 	a->lens_top = 5;
+	a->lens_pos = -1;
 	a->layer = -1;
 	a->batch = 32;
 	a->threshold = MOVERS_THRESHOLD;
@@ -141,6 +148,11 @@ run_parse(run_args *a, int argc, char **argv)
 				return 2;
 			break;
 		case 'l': a->lens = true; break;
+		case 'T':
+			if (cli_int("--lens-position", optarg, -(1 << 20), 1 << 20,
+			    &a->lens_pos))
+				return 2;
+			break;
 		case 'P': a->patterns = true; break;
 		case 'C': a->csv = true; break;
 		case 'd': a->dump = optarg; break;
@@ -228,6 +240,7 @@ typedef struct {
 	fl_recon	 rec;
 	/* analyses */
 	float		*lens;		/* (3L, V): pre, mid, post of each layer */
+	int		 lens_pos;	/* the position it reads */
 	fl_attrib	 at_logit, at_diff;
 	bool		 have_attrib;
 	fl_mover	*movers;	/* (L * H) or NULL */
@@ -375,7 +388,7 @@ run_plot(run_state *s)
 	int L = m->cfg.n_layer, V = m->cfg.n_vocab, rc;
 	double *prob = xcalloc((size_t)3 * L, sizeof *prob);
 	int *rank = xcalloc((size_t)3 * L, sizeof *rank);
-	char *answer, *cause = NULL;
+	char *answer, *title, *cause = NULL;
 
 	if (s->p.answer < 0) {
 		free(prob);
@@ -390,7 +403,10 @@ run_plot(run_state *s)
 		rank[i] = lens_rank_of(lg, V, s->p.answer);
 	}
 	answer = cli_token_repr(m->tok, s->p.answer);
-	rc = plot_lens(s->a->plot, s->a->prompt, answer, L, prob, rank, &cause);
+	title = s->lens_pos == s->p.n - 1 ? xstrdup(s->a->prompt) :
+	    xasprintf("%s (the lens at position %d)", s->a->prompt, s->lens_pos);
+	rc = plot_lens(s->a->plot, title, answer, L, prob, rank, &cause);
+	free(title);
 	if (rc != 0) {
 		cli_fail(1, "%s", cause);
 		free(cause);
@@ -476,6 +492,7 @@ run_print_json(run_state *s)
 			cJSON_AddItemToObject(mit, "after", json_prob_rank(s->last, V, p->answer));
 		}
 	}
+	cJSON_AddNumberToObject(root, "lens_position", s->lens_pos);
 	arr = cJSON_AddArrayToObject(root, "lens");
 	for (int l = 0; l < L; l++)
 		for (int k = 0; k < 3; k++) {
@@ -659,7 +676,10 @@ run_print_text(run_state *s)
 		free(str);
 	}
 	if (a->lens) {
-		printf("\nlogit lens at the last position:\n");
+		str = cli_token_repr(m->tok, p->ids[s->lens_pos]);
+		printf("\nlogit lens at %s %d (%s):\n", s->lens_pos == T - 1 ?
+		    "the last position," : "position", s->lens_pos, str);
+		free(str);
 		printf("  %-16s %-20s %-18s %s\n", "stream", "top token",
 		    p->answer >= 0 ? "answer p / rank" : "",
 		    p->subject >= 0 ? "subject p / rank" : "");
@@ -805,6 +825,11 @@ cmd_run(int argc, char **argv)
 	if (prompt_make(&s.p, s.m, a.prompt, off, len, a.answer, true, &cause) != 0)
 		goto fail_cause;
 	T = s.p.n;
+	if (a.lens_pos >= T || a.lens_pos < -T) {
+		rc = cli_fail(2, "run: --lens-position %d is outside the prompt's %d "
+		    "tokens: 0 to %d, or -%d to -1 from the end", a.lens_pos, T, T - 1, T);
+		goto out;
+	}
 
 	if (s.task != NULL && (rc = run_fit(&s, &cause)) != 0) {
 		if (rc == FL_EXIT_STOPPED)
@@ -846,7 +871,8 @@ cmd_run(int argc, char **argv)
 
 	/* the analyses, on the run as the cache now holds it */
 	s.lens = xmalloc((size_t)3 * L * V * sizeof *s.lens);
-	lens_layer_streams(s.m, s.c, T - 1, s.lens);
+	s.lens_pos = a.lens_pos < 0 ? T + a.lens_pos : a.lens_pos;
+	lens_layer_streams(s.m, s.c, s.lens_pos, s.lens);
 	if (s.p.answer >= 0) {
 		if (attrib_direct(&s.at_logit, &s.at_diff, s.m, s.c, T - 1, s.p.answer,
 		    NULL, &cause) != 0)

@@ -275,18 +275,6 @@ wrong_size:
 }
 
 static void
-print_token(const fl_model *m, int id, int width)
-{
-	char *s = cli_token_repr(m->tok, id);
-
-	if (width > 0)
-		printf("%-*.*s", width, width, s);
-	else
-		fputs(s, stdout);
-	free(s);
-}
-
-static void
 print_trace(const trace_args *a, const fl_model *m, const fl_prompt *p,
     const fl_trace *res, bool top, double secs)
 {
@@ -315,7 +303,7 @@ print_trace(const trace_args *a, const fl_model *m, const fl_prompt *p,
 		bool subj = t >= res->subj_pos && t < res->subj_pos + res->subj_len;
 
 		printf("%2d%c ", t, subj ? '*' : ' ');
-		print_token(m, p->ids[t], 14);
+		cli_print_token(m, p->ids[t], 14);
 		for (int l = 0; l < L; l++)
 			printf(" %6.3f", res->restore[(size_t)l * T + t]);
 		putchar('\n');
@@ -423,37 +411,6 @@ out:
 /* --task: the average indirect effect over the task's prompts; with
  * --shard, a partial of the share's traces; with mg, the merge of the
  * partials (shard.h). */
-/* A token as a figure labels it: its text (U+FFFD for a split character),
- * a newline as \n. Heap. */
-static char *
-plot_token(const fl_model *m, int id)
-{
-	size_t n, o = 0;
-	const char *b = tok_token_bytes(m->tok, id, &n);
-	char *esc, *u;
-
-	if (b == NULL)
-		return xasprintf("<%d>", id);
-	if (n > 0 && strspn(b, " ") >= n) {
-		/* spaces alone would be an empty label: an open box for each */
-		u = xcalloc(3 * n + 1, 1);
-		for (size_t i = 0; i < n; i++)
-			memcpy(u + 3 * i, "\xe2\x90\xa3", 3);
-		return u;
-	}
-	esc = xmalloc(2 * n + 1);
-	for (size_t i = 0; i < n; i++) {
-		if (b[i] == '\n') {
-			esc[o++] = '\\';
-			esc[o++] = 'n';
-		} else
-			esc[o++] = b[i];
-	}
-	u = fl_utf8_text(esc, o);
-	free(esc);
-	return u;
-}
-
 /* What a trace restores, for a figure's subtitle. Heap. */
 static char *
 plot_restored(fl_trace_kind kind, int window)
@@ -489,11 +446,11 @@ trace_plot(const trace_args *a, const fl_model *m, const fl_prompt *p,
 	int T = res->n_tok, rc;
 	char **rows = xcalloc((size_t)T, sizeof *rows);
 	bool *mark = xcalloc((size_t)T, sizeof *mark);
-	char *ans = plot_token(m, p->answer), *title, *what, *sub;
+	char *ans = cli_plot_token(m, p->answer), *title, *what, *sub;
 	plot_map pm = { 0 };
 
 	for (int t = 0; t < T; t++) {
-		rows[t] = plot_token(m, p->ids[t]);
+		rows[t] = cli_plot_token(m, p->ids[t]);
 		mark[t] = t >= res->subj_pos && t < res->subj_pos + res->subj_len;
 	}
 	title = xasprintf("causal trace: \"%s\" -> \"%s\"", a->prompt, ans);
@@ -821,12 +778,12 @@ cmd_knockout(int argc, char **argv)
 		goto out;
 	}
 	if (a.plot != NULL) {
-		char *ans = plot_token(m, p.answer), *blocked = xstrdup(""), *title, *sub;
+		char *ans = cli_plot_token(m, p.answer), *blocked = xstrdup(""), *title, *sub;
 		int prc;
 
 		for (int t = 0; t < p.n; t++)
 			if (keys[t]) {
-				char *tok = plot_token(m, p.ids[t]), *nb;
+				char *tok = cli_plot_token(m, p.ids[t]), *nb;
 
 				nb = xasprintf("%s%s\"%s\"", blocked, *blocked ? " " : "", tok);
 				free(blocked);
@@ -884,7 +841,7 @@ cmd_knockout(int argc, char **argv)
 		for (int t = 0, first = 1; t < p.n; t++)
 			if (keys[t]) {
 				printf("%s", first ? "" : " ");
-				print_token(m, p.ids[t], 0);
+				cli_print_token(m, p.ids[t], 0);
 				first = 0;
 			}
 		printf("), every head, in %d layer%s from each start layer\n",

@@ -21,6 +21,7 @@ const cli_command cli_commands[] = {
 	{ "decompose", cmd_decompose, cmd_decompose_opts, false },
 	{ "trace", cmd_trace, cmd_trace_opts, false },
 	{ "knockout", cmd_knockout, cmd_knockout_opts, false },
+	{ "patch", cmd_patch, cmd_patch_opts, false },
 	{ "merge", cmd_merge, cmd_merge_opts, false },
 	{ "bench", cmd_bench, cmd_bench_opts, false },
 };

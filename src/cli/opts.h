@@ -113,7 +113,8 @@ enum {
 #define CLI_SHARED_BATCH(flags) { "batch", CLI_VAL_BATCH, "N", (flags), \
 	CLI_GROUP_TASK, "prompts per pass over the task (default 32): the weights " \
 	"are read once per pass, and 1 runs the prompts one at a time; in run, the " \
-	"passes of the --task fit; in trace, the restored runs per pass" }
+	"passes of the --task fit; in trace and patch, the restored or patched " \
+	"runs per pass" }
 #define CLI_SHARED_NO_RESID { "no-resid", CLI_VAL_NO_RESID, NULL, 0, CLI_GROUP_FIT, \
 	"leave resid_pre out of the regressors of the MLP decomposition (and so of " \
 	"the intercept)" }

@@ -1,0 +1,119 @@
+/*
+ * actpatch.h - activation patching between a clean and a corrupted prompt
+ * of the same token count, TransformerLens' patching grids
+ * (transformer_lens.patching: get_act_patch_resid_pre, _resid_mid,
+ * _attn_out, _mlp_out, _attn_head_out_all_pos and _by_pos).
+ *
+ * As TransformerLens does it, clean INTO corrupted: the corrupted prompt is
+ * run with one activation replaced by its value in the clean run, and the
+ * metric M is read at the last position:
+ *     M = logit(answer) - logit(distractor)   (ACTPATCH_LOGIT_DIFF; without
+ *         a distractor, logit(answer) - the mean logit, as factlens atp)
+ *     M = P(answer)                            (ACTPATCH_PROB)
+ * Each cell's M_patched, and normalised:
+ *     (M_patched - M_corrupt) / (M_clean - M_corrupt)
+ * 1 where the patch restores the clean metric, 0 where it changes nothing.
+ *
+ * The cells:
+ *   resid_pre, resid_mid, attn_out, mlp_out  (L, T): blocks.l.hook_X at
+ *                                            position t;
+ *   z                                        (L, H): head h's
+ *                                            blocks.l.attn.hook_z at every
+ *                                            position at once;
+ *   z by position                            (L, T, H): head h at t.
+ * Grids are row-major in that order (layer first).
+ *
+ * Each patched run resumes from the corrupted run's cached resid_pre at the
+ * cell's layer (nothing before it differs), and the runs of one layer are
+ * packed into batches (batch_run_resumed, as causal tracing's). A cell
+ * whose clean and corrupted values are equal bit for bit (a position
+ * before the first token where the prompts differ; resid_pre of layer 0
+ * where their tokens agree) is the corrupted run exactly, and is not run.
+ */
+#ifndef FL_ACTPATCH_H
+#define FL_ACTPATCH_H
+
+#include <stdbool.h>
+
+#include "analysis/batch.h"
+
+typedef enum {
+	ACTPATCH_RESID_PRE,	/* blocks.l.hook_resid_pre */
+	ACTPATCH_RESID_MID,	/* blocks.l.hook_resid_mid */
+	ACTPATCH_ATTN_OUT,	/* blocks.l.hook_attn_out */
+	ACTPATCH_MLP_OUT,	/* blocks.l.hook_mlp_out */
+	ACTPATCH_Z,		/* blocks.l.attn.hook_z, per head */
+	ACTPATCH_HOOK_COUNT
+} fl_actpatch_hook;
+
+typedef enum {
+	ACTPATCH_LOGIT_DIFF,	/* logit(answer) - logit(distractor) */
+	ACTPATCH_PROB,		/* P(answer) */
+	ACTPATCH_METRIC_COUNT
+} fl_actpatch_metric;
+
+/* "resid_pre", "resid_mid", "attn_out", "mlp_out", "z" and back; -1 for
+ * an unknown name. */
+const char *actpatch_hook_name(fl_actpatch_hook h);
+int actpatch_hook_parse(const char *s);
+/* The engine's hook point of a grid. */
+fl_hook_point actpatch_point(fl_actpatch_hook h);
+
+/* "logit-diff", "prob" and back; -1 when unknown. */
+const char *actpatch_metric_name(fl_actpatch_metric m);
+int actpatch_metric_parse(const char *s);
+
+typedef struct {
+	fl_actpatch_hook	 hook;
+	bool			 by_pos;	/* z: a cell per position and head */
+	fl_actpatch_metric	 metric;
+	int			 answer;	/* token id */
+	int			 distractor;	/* token id; -1: the mean logit */
+} fl_actpatch_opts;
+
+typedef struct {
+	fl_actpatch_opts o;
+	int		 n_layer, n_tok, n_head;
+	int		 n_cells;	/* L T, L H or L T H */
+	int		 n_run;		/* cells that needed a pass */
+	double		 clean, corrupt;	/* M of the two runs */
+	double		*patched;	/* (n_cells) M with the cell patched */
+	double		*norm;		/* (n_cells) normalised; NAN when M_clean
+					   = M_corrupt */
+	/* What actpatch_one runs from (owned). */
+	const fl_model	*m;
+	int		*ids;		/* (T) the corrupted prompt */
+	fl_cache	*c_clean, *c_corrupt;
+} fl_actpatch;
+
+/* The cells of a grid for a model and T tokens. */
+int actpatch_cells(const fl_model *m, const fl_actpatch_opts *o, int T);
+
+/* What b->total should be for actpatch_run: the two cached runs and every
+ * cell (the ones not run are counted at once). */
+long actpatch_units(const fl_model *m, const fl_actpatch_opts *o, int T);
+
+/* The grid of o->hook with b's model (b must hold clean->n tokens per
+ * prompt; clean's and corrupt's other fields are not read). b->progress
+ * sees actpatch_units added to b->done. 0; FL_STOPPED when the progress
+ * asked to stop (*res empty); -1 with *cause (prompts of different token
+ * counts, naming both; a token out of range; by_pos without z). Free with
+ * actpatch_clear, on failure too. */
+int actpatch_run(fl_actpatch *res, fl_batch *b, const fl_prompt *clean,
+    const fl_prompt *corrupt, const fl_actpatch_opts *o, char **cause);
+
+/* One patched run of any set of cells of one layer at once, alone in its
+ * pass, from a result's caches: the corrupted prompt with hook's
+ * activation at layer replaced by the clean run's at the positions with
+ * pos[t] set (NULL: every position) and, for z, the heads with heads[h]
+ * set (NULL: every head). M into *metric. r must hold T rows. 0, or -1
+ * with *cause. */
+int actpatch_one(const fl_actpatch *res, fl_run *r, fl_actpatch_hook hook,
+    int layer, const bool *pos, const bool *heads, double *metric, char **cause);
+
+/* M of a logits row (V) under o. */
+double actpatch_metric(const fl_actpatch_opts *o, const float *logits, int V);
+
+void actpatch_clear(fl_actpatch *res);
+
+#endif
