@@ -107,6 +107,11 @@ refuse "parts of other options" "parts of different runs" "${p}1" "${p}2" "$tmp/
 refuse "parts of another receiver input" "parts of different runs" "$tmp/heads-qsubj.part1" "$tmp/heads-qsubj.part2" "$tmp/heads-k-cf.part3"
 refuse "parts without --counterfactual" "parts of different runs" "$tmp/eval-cf.part1" "$tmp/eval-cf.part2" "$tmp/eval-json.part3"
 refuse "parts of another command" "a partial of eval" "${p}1" "${p}2" "$tmp/eval-csv.part3"
+# the header's hash is the checkpoint file's own (what sha256sum prints)
+got=$(sed -n '1s/.*"weights_sha256":"\([0-9a-f]*\)".*/\1/p' "${p}1")
+want=$(sha256sum "$model/model.safetensors" | cut -d' ' -f1)
+if [ "$got" = "$want" ]; then ok "partial header: weights_sha256 is the file's SHA-256"
+else bad "partial header: weights_sha256 '$got', sha256sum says '$want'"; fi
 sed '1s/"weights_sha256":"[0-9a-f]*"/"weights_sha256":"'"$(printf '0%.0s' {1..64})"'"/' "${p}3" > "$tmp/other-model"
 refuse "parts of another model" "parts of different models" "${p}1" "${p}2" "$tmp/other-model"
 sed '$d' "${p}3" > "$tmp/cut"

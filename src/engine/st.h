@@ -131,8 +131,8 @@ void st_count_nonfinite(const void *p, st_dtype dt, size_t n, size_t *nan,
 /* The SHA-256 of the set's files, as 64 hex digits: of the one file's bytes
  * (what sha256sum prints for model.safetensors), or of the shards' bytes
  * one after another in the order the index's weight_map first names
- * them. Reads every page
- * of the mapping (faulting back what st_release dropped). */
+ * them. Reads the files again (through the page cache, not the mapping,
+ * so that the process does not take them all in). */
 void st_sha256(const st_set *set, char hex[65]);
 
 /* One f32 tensor to write: name, shape, and data (numel floats, which the
