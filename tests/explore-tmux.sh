@@ -164,7 +164,7 @@ check a "Right moves the cell a layer on" ", layer 1: P("
 keys a Up
 check a "Up moves the cell a position up" "pos token"
 keys a Tab
-check a "Tab switches the kind to mlp" "flow: causal trace, mlp output restored over 10 layers"
+check a "Tab switches the kind to mlp" "flow: causal trace, mlp output restored, window 10"
 keys a Enter
 check a "Enter shows the cell's restored run" "restored run: cell #"
 check a "with the lens of its streams" "lens at the last position"

@@ -208,7 +208,7 @@ const cli_opt cmd_bench_opts[] = {
 	{ "atp", 'a', NULL, 0, CLI_GROUP_OWN,
 	  "also time attribution patching of every head and every layer's "
 	  "neurons against a bare forward pass (no lens), interleaved" },
-	{ "trace", 't', NULL, 0, CLI_GROUP_OWN,
+	{ "trace", 'X', NULL, 0, CLI_GROUP_OWN,
 	  "also time causal tracing's full resid map (one noise sample), its "
 	  "restored runs packed 32 to a pass against the same runs one at a "
 	  "time, alternating (3 of each unless --reps)" },
@@ -247,7 +247,7 @@ cmd_bench(int argc, char **argv)
 				return 2;
 			reps_set = true;
 			break;
-		case 't': trace = true; break;
+		case 'X': trace = true; break;
 		case 'i': if (cli_int("--idle", optarg, 1, 60000, &idle)) return 2; break;
 		case 'a': atp = true; break;
 		case CLI_GETOPT_BAD: return 2;

@@ -141,8 +141,8 @@ flow_run(ui_ctx *c, char **cause)
 		free(rows);
 		return fl_error(cause, "flow run: out of memory");
 	}
-	fprintf(f, "the corrupted run with %s restored at #%d ", s->flow_o.kind ==
-	    TRACE_RESID ? "resid_pre" : trace_kind_name(s->flow_o.kind), t);
+	fprintf(f, "%s restored at #%d ", s->flow_o.kind == TRACE_RESID ? "resid_pre" :
+	    s->flow_o.kind == TRACE_MLP ? "mlp_out" : "attn_out", t);
 	put_padded(f, c, s->ids[t], 0);
 	if (s->flow_o.kind == TRACE_RESID)
 		fprintf(f, " in layer %d", l);
@@ -152,7 +152,7 @@ flow_run(ui_ctx *c, char **cause)
 		trace_window(s->flow_o.kind, s->flow_o.window, L, l, &lo, &hi);
 		fprintf(f, " in layers %d..%d", lo, hi - 1);
 	}
-	fprintf(f, "; %d sample%s: mean P\n", tr->samples, tr->samples == 1 ? "" : "s");
+	fprintf(f, " (%d sample%s: mean P)\n", tr->samples, tr->samples == 1 ? "" : "s");
 	lbl = session_token_label(s, s->answer_id, c->g->space, c->g->newline);
 	fprintf(f, "P(%s): this run %s (the map's cell: ", lbl, fmt_prob(rows[L].prob,
 	    pb, sizeof pb));

@@ -251,9 +251,15 @@ flow_knock_draw(const ui_ctx *c, const ui_view *v)
 		double p = s->knock[(size_t)s->knock_block * L + s->layer];
 		char pc[32];
 
-		view_printf(v, 1, y + 1, -1, UI_ROLE_DIM, "in layers %d..%d: %s blocked, "
-		    "P %s (%s of clean)", s->layer, s->layer + s->knock_window > L ? L - 1 :
-		    s->layer + s->knock_window - 1, knock_block_name(
+		int hi = s->layer + s->knock_window > L ? L - 1 : s->layer + s->knock_window - 1;
+		char ls[32];
+
+		if (hi > s->layer)
+			snprintf(ls, sizeof ls, "layers %d..%d", s->layer, hi);
+		else
+			snprintf(ls, sizeof ls, "layer %d", s->layer);
+		view_printf(v, 1, y + 1, -1, UI_ROLE_DIM, "in %s: %s blocked, "
+		    "P %s (%s of clean)", ls, knock_block_name(
 		    (fl_knock_block)s->knock_block), flow_pct(p, pb, sizeof pb),
 		    isnan(p) || s->knock_clean <= 0 ? "-" : (snprintf(pc, sizeof pc,
 		    "%+.0f%%", 100 * (p / s->knock_clean - 1)), pc));
@@ -276,8 +282,8 @@ pane_flow_draw(const ui_ctx *c, const ui_view *v)
 		    "%d sample%s, seed %llu", o->samples, o->samples == 1 ? "" : "s",
 		    (unsigned long long)o->seed);
 	else
-		snprintf(title, sizeof title, "flow: causal trace, %s output restored over "
-		    "%d layers, %d sample%s, seed %llu", trace_kind_name(o->kind), o->window,
+		snprintf(title, sizeof title, "flow: causal trace, %s output restored, "
+		    "window %d, %d sample%s, seed %llu", trace_kind_name(o->kind), o->window,
 		    o->samples, o->samples == 1 ? "" : "s", (unsigned long long)o->seed);
 	pane_title(v, c, title);
 	if (s->flow_error != NULL) {
