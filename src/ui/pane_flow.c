@@ -34,11 +34,12 @@ flow_pct(double p, char *buf, size_t n)
 	return buf;
 }
 
-/* The heat role and glyph of p on the ramp from 0 to scale. */
+/* The heat role and glyph of p on the ramp from lo to hi. */
 static void
-flow_style(const ui_ctx *c, double p, double scale, int *role, const char **glyph)
+flow_style(const ui_ctx *c, double p, double lo, double hi, int *role,
+    const char **glyph)
 {
-	int lv = scale > 0 ? (int)lround(p / scale * 8) : 0;
+	int lv = hi > lo ? (int)lround((p - lo) / (hi - lo) * 8) : 8;
 
 	lv = lv < 0 ? 0 : lv > 8 ? 8 : lv;
 	*role = UI_ROLE_HEAT0 + lv;
@@ -56,22 +57,22 @@ flow_scroll(int cursor, int n, int vis)
 	return off < 0 ? 0 : off;
 }
 
-/* The ramp from 0 to scale, glyph by glyph, from x on row y. */
+/* The ramp from lo to hi, glyph by glyph, from x on row y. */
 static int
-flow_ramp(const ui_ctx *c, const ui_view *v, int x, int y, double scale)
+flow_ramp(const ui_ctx *c, const ui_view *v, int x, int y, double lo, double hi)
 {
 	char buf[32];
 	int x0 = x;
 
-	x += view_put(v, x, y, -1, UI_ROLE_DIM, "0 ");
+	x += view_printf(v, x, y, -1, UI_ROLE_DIM, "%s ", fmt_prob(lo, buf, sizeof buf));
 	for (int i = 0; i < UI_HEAT_LEVELS; i++) {
 		int role;
 		const char *gl;
 
-		flow_style(c, scale * i / 8, scale, &role, &gl);
+		flow_style(c, lo + (hi - lo) * i / 8, lo, hi, &role, &gl);
 		x += view_put(v, x, y, 1, role, gl);
 	}
-	x += view_printf(v, x, y, -1, UI_ROLE_DIM, " %s", fmt_prob(scale, buf, sizeof buf));
+	x += view_printf(v, x, y, -1, UI_ROLE_DIM, " %s", fmt_prob(hi, buf, sizeof buf));
 	return x - x0;
 }
 
@@ -113,11 +114,14 @@ flow_trace_draw(const ui_ctx *c, const ui_view *v)
 	const fl_trace *tr = s->flow_map;
 	int L = tr->n_layer, T = tr->n_tok, lw = 0, cw, vis, off, pos, x, y;
 	int a = tr->subj_pos, z = tr->subj_pos + tr->subj_len, step;
-	double scale = tr->p_clean, cur;
+	double hi = tr->p_clean, lo = tr->p_corrupt, cur;
 	char buf[96], pb[32], pc[32];
 
-	for (int i = 0; i < L * T; i++)
-		scale = fmax(scale, tr->restore[i]);
+	/* the ramp spans the map and both ends: P(corrupt) to P(clean) at least */
+	for (int i = 0; i < L * T; i++) {
+		hi = fmax(hi, tr->restore[i]);
+		lo = fmin(lo, tr->restore[i]);
+	}
 	for (int t = 0; t < T; t++) {
 		int w = ui_text_width(tok_label(c, s->ids[t])) + 7;
 
@@ -163,7 +167,7 @@ flow_trace_draw(const ui_ctx *c, const ui_view *v)
 			int cr, lx = lw + l * cw;
 			const char *gl;
 
-			flow_style(c, tr->restore[(size_t)l * T + t], scale, &cr, &gl);
+			flow_style(c, tr->restore[(size_t)l * T + t], lo, hi, &cr, &gl);
 			for (int i = 0; i < (cw >= 3 ? cw - 1 : cw); i++)
 				view_put(v, lx + i, y, 1, cr, gl);
 			if (here && l == s->layer)
@@ -177,7 +181,7 @@ flow_trace_draw(const ui_ctx *c, const ui_view *v)
 	y = v->r.h - FLOW_LEGEND_ROWS;
 	x = 1 + view_printf(v, 1, y, -1, UI_ROLE_NORMAL, "P(clean) %s  P(corrupt) %s  ",
 	    flow_pct(tr->p_clean, pb, sizeof pb), flow_pct(tr->p_corrupt, pc, sizeof pc));
-	x += flow_ramp(c, v, x, y, scale);
+	x += flow_ramp(c, v, x, y, lo, hi);
 	view_put(v, x + 2, y, -1, UI_ROLE_SUBJECT, "* subject");
 	cur = tr->restore[(size_t)s->layer * T + pos];
 	x = 1 + view_put(v, 1, y + 1, -1, UI_ROLE_DIM, "cell ");
