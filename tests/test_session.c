@@ -36,6 +36,16 @@ stop_now(void *ud, const char *what, long done, long total)
 	return true;
 }
 
+/* One that stops causal tracing only. */
+static bool
+stop_tracing(void *ud, const char *what, long done, long total)
+{
+	(void)ud;
+	(void)done;
+	(void)total;
+	return what != NULL && strcmp(what, "causal tracing") == 0;
+}
+
 typedef struct {
 	long	passes, last_runs, lens;
 } work;
@@ -417,6 +427,7 @@ test_flow(const char *dir)
 	double maxd = 0, d;
 	char *cause = NULL;
 	fl_progress stopper = { stop_now, &calls };
+	fl_progress tracing_stopper = { stop_tracing, NULL };
 	ui_lens_row *rows = NULL;
 
 	session_set_model(s, dir);
@@ -504,6 +515,24 @@ test_flow(const char *dir)
 	    s->flow_o.kind == TRACE_RESID && s->flow_map != NULL &&
 	    s->flow_map->kind == TRACE_RESID, "flow: a stopped trace leaves the map "
 	    "shown before (rc %d, kind %s)", flags, trace_kind_name(s->flow_o.kind));
+	/* a new prompt's map stopped: no map, a message, and the next
+	 * update does not start it again; :trace does */
+	session_set_prompt(s, "The capital of France is not");
+	flags = session_update(s, SESSION_RUN, &tracing_stopper, &cause);
+	{
+		long before = s->n_traces;
+
+		update(s, SESSION_VIEW, "flow: a key after the stop");
+		check(flags == FL_STOPPED && s->flow_map == NULL && s->flow_error != NULL &&
+		    s->n_traces == before, "flow: a stopped map of a new prompt is not "
+		    "started again by the next key (rc %d, %s)", flags, s->flow_error ?
+		    s->flow_error : "no message");
+		update(s, session_set_flow(s, FLOW_TRACE, &fo, &cause), "flow: :trace again");
+		check(s->flow_map != NULL && s->n_traces == before + 1, "flow: :trace "
+		    "runs it again (%ld maps)", s->n_traces);
+	}
+	session_set_prompt(s, text);
+	update(s, SESSION_RUN, "flow: the prompt back");
 	/* knockout: knock_run's curves */
 	update(s, session_set_knockout(s, KNOCK_SUBJECT, 2, &cause), "flow: knockout");
 	if (s->knock_valid) {

@@ -211,6 +211,11 @@ sess_flow_update(ui_session *s, int flags, const fl_progress *prog)
 				s->flow_o = s->flow_shown_o;
 				e = s->flow == FLOW_TRACE ? flow_lookup(s, &p, &s->flow_o) : NULL;
 				s->flow_map = e != NULL ? &e->tr : NULL;
+				/* a new prompt's map stopped: not started again by
+				 * the next key */
+				if (s->flow == FLOW_TRACE && e == NULL)
+					flow_error_set(s, xstrdup("causal tracing was cancelled "
+					    "(:trace runs it again)"));
 				return FL_STOPPED;
 			} else if (rc != 0)
 				flow_error_set(s, cause);
@@ -239,8 +244,8 @@ session_set_flow(ui_session *s, ui_flow_view v, const ui_flow_opts *o, char **ca
 		if (o->samples < 1 || o->samples > 1000)
 			return fl_error(cause, "trace: 1 to 1000 noise samples, not %d",
 			    o->samples);
-		if (!opts_same(o, &s->flow_o))
-			flow_error_set(s, NULL);
+		/* asked for again (:trace): a cancelled or failed map is retried */
+		flow_error_set(s, NULL);
 		s->flow_o = *o;
 	}
 	if (v != s->flow)
