@@ -402,14 +402,16 @@ c_help(ui_ctx *c, int argc, char **argv, char **cause)
 		/* One command, over the panes: usage, what it does, its keys. */
 		char *keys = xstrdup(""), *t, kb[32];
 
-		for (int i = 0; i < c->keys.n; i++) {
+		/* the flow pane's keys after the others */
+		for (int i = 0; i < c->keys.n + c->flow_keys.n; i++) {
+			const ui_binding *b = i < c->keys.n ? &c->keys.b[i] :
+			    &c->flow_keys.b[i - c->keys.n];
 			char **w;
-			int n = cmd_split_words(c->keys.b[i].command, &w, NULL);
+			int n = cmd_split_words(b->command, &w, NULL);
 
 			if (n > 0 && cmd_find(w[0]) == cmd) {
 				t = xasprintf("%s%s%s (%s)", keys, keys[0] != '\0' ? ", " : "",
-				    ui_key_name(c->keys.b[i].key, kb, sizeof kb),
-				    c->keys.b[i].command);
+				    ui_key_name(b->key, kb, sizeof kb), b->command);
 				free(keys);
 				keys = t;
 			}

@@ -132,9 +132,8 @@ flow_trace_draw(const ui_ctx *c, const ui_view *v)
 	cw = cw > 3 ? 3 : cw;
 	vis = v->r.h - 2 - FLOW_LEGEND_ROWS;
 	if (cw < 1 || vis < 1) {
-		snprintf(buf, sizeof buf, "the map needs %dx%d for %d layers and %d "
-		    "tokens: the pane is %dx%d", lw + 1 + L, 2 + FLOW_LEGEND_ROWS + 1,
-		    L, T, v->r.w, v->r.h);
+		snprintf(buf, sizeof buf, "the map needs %dx%d (%d layers), the pane is "
+		    "%dx%d", lw + 1 + L, 2 + FLOW_LEGEND_ROWS + 1, L, v->r.w, v->r.h);
 		flow_notice(v, UI_ROLE_ERROR, buf, "enlarge the terminal, or Esc "
 		    "closes the pane");
 		return;
