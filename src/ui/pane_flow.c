@@ -246,9 +246,8 @@ flow_knock_draw(const ui_ctx *c, const ui_view *v)
 		int x = 1 + view_put(v, 1, y, -1, UI_ROLE_DIM, "P(");
 
 		x += view_put(v, x, y, 16, UI_ROLE_ANSWER, tok_label(c, s->answer_id));
-		view_printf(v, x, y, -1, UI_ROLE_NORMAL, ") clean %s; a bar: with the last "
-		    "position's attention to the block cut", flow_pct(s->knock_clean, pb,
-		    sizeof pb));
+		view_printf(v, x, y, -1, UI_ROLE_NORMAL, ") clean %s; a bar: P, attention "
+		    "last -> block cut", flow_pct(s->knock_clean, pb, sizeof pb));
 	}
 	{
 		double p = s->knock[(size_t)s->knock_block * L + s->layer];
