@@ -209,11 +209,11 @@ fi
 # :help lists the commands with what they do, wrapped, never cut with an
 # ellipsis; what does not fit is counted. :help NAME shows one command.
 "$fl" --model "$fx" --size 80x24 -c "prompt hi; help; render" > "$tmp/help80.txt"
-"$fl" --model "$fx" --size 150x64 -c "prompt hi; help; render" > "$tmp/help150.txt"
+"$fl" --model "$fx" --size 150x80 -c "prompt hi; help; render" > "$tmp/help150.txt"
 if grep -q "^ answer \[TEXT|top\] " "$tmp/help80.txt" && grep -q "more: :help NAME" "$tmp/help80.txt" &&
-    ! grep -q "…" "$tmp/help80.txt" && grep -q "^ topk " "$tmp/help150.txt" &&
+    ! grep -q "…" "$tmp/help80.txt" && grep -q "^ trace " "$tmp/help150.txt" &&
     ! grep -q "more: :help NAME" "$tmp/help150.txt"; then
-	echo "ok - :help lists the commands (all of them at 150x64, a count of the rest at 80x24)"
+	echo "ok - :help lists the commands (all of them at 150x80, a count of the rest at 80x24)"
 else
 	echo "FAIL - :help: $(sed -n 5,9p "$tmp/help80.txt")"
 	fail=1
@@ -291,6 +291,31 @@ if diff <(grep '^eval_' "$tmp/ev.csv" | sed 's/^eval_//; s/^\([a-z]*\),,,,,,,,,,
 	echo "ok - :export FILE.csv after :eval holds eval --csv's rows, every row $ncol fields"
 else
 	echo "FAIL - :export FILE.csv's eval rows: $(diff <(grep '^eval_' "$tmp/ev.csv" | sed 's/^eval_//; s/^\([a-z]*\),,,,,,,,,,,,,/\1,/') <(tail -n +2 "$tmp/evcli.csv") | head -4)"
+	fail=1
+fi
+# The flow pane's map, as :export writes it (JSON "trace", CSV "trace"
+# rows), is factlens trace --json's for the same prompt, subject and
+# options; :save writes the :trace line that brings it back.
+"$fl" --model "$fx" -c "prompt The capital of France is; subject France; trace resid samples 3 seed 4; export $tmp/tr.json; export $tmp/tr.csv; save $tmp/tr.save" > /dev/null
+"$fl" trace --model "$fx" --prompt "The capital of France is" --subject France --samples 3 --seed 4 --json > "$tmp/trcli.json"
+if node -e '
+	const fs = require("fs"), rd = (f) => JSON.parse(fs.readFileSync(f, "utf8"));
+	const e = rd(process.argv[1]).trace, c = rd(process.argv[2]);
+	let worst = 0;
+	c.restore.forEach((row, l) => row.forEach((v, t) => { worst = Math.max(worst, Math.abs(v - e.restore[l][t])); }));
+	process.exit(e.kind === c.kind && e.noise.samples === 3 && e.subject.position === c.subject.position &&
+	    Math.abs(e.p_clean - c.p_clean) < 1e-9 && Math.abs(e.p_corrupt - c.p_corrupt) < 1e-9 &&
+	    worst < 1e-9 ? 0 : 1);' "$tmp/tr.json" "$tmp/trcli.json" &&
+    [ "$(grep -c '^trace,' "$tmp/tr.csv")" -eq 12 ] && grep -qx "trace resid 10 samples 3 seed 4" "$tmp/tr.save"; then
+	echo "ok - :export holds the flow pane's map, equal to factlens trace --json's; :save its :trace line"
+else
+	echo "FAIL - :export/:save of the flow pane: $(node -e 'console.log(JSON.stringify(JSON.parse(require("fs").readFileSync(process.argv[1])).trace).slice(0, 300))' "$tmp/tr.json"); $(grep -c '^trace,' "$tmp/tr.csv") CSV rows; $(grep '^trace' "$tmp/tr.save")"
+	fail=1
+fi
+if "$fl" --model "$fx" --size 80x24 --replay "$tmp/tr.save" | grep -q "flow: causal trace, resid_pre restored, 3 samples, seed 4"; then
+	echo "ok - a saved session with the flow pane replays to it"
+else
+	echo "FAIL - the saved flow pane does not replay"
 	fail=1
 fi
 pdftext() { node "$src/tests/pdf-text.js" "$1" 2>&1; }

@@ -12,7 +12,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
 
-for what in synopsis options keys commands roles; do
+for what in synopsis options keys flowkeys commands roles; do
 	"$fl" --man-fragment "$what" > "$tmp/want" || { echo "FAIL - --man-fragment $what"; fail=1; continue; }
 	if [ -n "${FL_UPDATE_EXPECTED:-}" ]; then
 		awk -v w="$what" -v f="$tmp/want" '

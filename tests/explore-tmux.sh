@@ -150,6 +150,40 @@ check a "? shows the key map" "keys: each runs a command"
 keys a x
 check a "any key closes it" "layers: answer at resid_post"
 
+# The flow pane: f opens the causal trace, the arrows move the cell (a
+# row is a position), Tab the kind, Enter the cell's restored run (Esc
+# closes it), o the knockout view, Esc the pane; Tab completes :trace's
+# words.
+keys a : "trace sam" Tab
+check a "Tab completes :trace's words" ":trace samples"
+keys a " 2" Enter
+check a ":trace samples 2 opens the flow pane's map" "flow: causal trace, resid_pre restored, 2 samples"
+check a "its legend gives P(clean) and P(corrupt)" "P(corrupt) "
+keys a Right
+check a "Right moves the cell a layer on" ", layer 1: P("
+keys a Up
+check a "Up moves the cell a position up" "pos token"
+keys a Tab
+check a "Tab switches the kind to mlp" "flow: causal trace, mlp output restored, window 10"
+keys a Enter
+check a "Enter shows the cell's restored run" "restored run: cell #"
+check a "with the lens of its streams" "lens at the last position"
+keys a Escape
+check a "Esc closes it, back to the map" "P(corrupt) "
+keys a o
+check a "o switches to the knockout curves" "flow: attention knockout from the last position, window 1"
+keys a W
+check a "W widens the window" "window 2"
+keys a "?"
+check a "? lists the flow pane's keys while it is shown" "keys of the flow pane"
+keys a x
+keys a Escape
+check a "Esc closes the flow pane" "layers: answer at resid_post"
+keys a "["
+check a "[ moves the lens to the position before the last" "lens at #"
+keys a : "position last" Enter
+check a ":position last brings back the last position" "lens, last position"
+
 # Resize below the minimum, and back.
 tm resize-window -t a -x 50 -y 12
 check a "below the minimum size a clear message" "needs at least 60x16"
@@ -261,6 +295,10 @@ keys d : "metric patch" Enter
 long_work d "path patching"
 check d "Ctrl-C cancels path patching" "path patching cancelled"
 check d "the heads grid goes back to the metric it showed" "heads: attention to subject"
+keys d : "trace samples 1000" Enter
+long_work d "causal tracing"
+check d "Ctrl-C cancels causal tracing" "causal tracing cancelled"
+check d "the flow pane goes back to what it showed (closed)" "layers: answer at resid_post"
 keys d i
 long_work d "fitting the intercept"
 check d "Ctrl-C cancels the intercept fit" "intercept fit cancelled"

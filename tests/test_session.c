@@ -12,8 +12,13 @@
 
 #include <string.h>
 
+#include <math.h>
+
 #include "check.h"
 #include "fx.h"
+#include "analysis/batch.h"
+#include "analysis/lens.h"
+#include "analysis/trace.h"
 #include "base/util.h"
 #include "session/session.h"
 #include "engine/forward.h"
@@ -29,6 +34,16 @@ stop_now(void *ud, const char *what, long done, long total)
 	(void)total;
 	(*calls)++;
 	return true;
+}
+
+/* One that stops causal tracing only. */
+static bool
+stop_tracing(void *ud, const char *what, long done, long total)
+{
+	(void)ud;
+	(void)done;
+	(void)total;
+	return what != NULL && strcmp(what, "causal tracing") == 0;
 }
 
 typedef struct {
@@ -388,6 +403,191 @@ out:
 	session_free(s);
 }
 
+/* The flow pane: the session's causal trace equals trace_run's on the
+ * prompt rebuilt here (the subject's tokens found by encoding the prompt's
+ * words, the answer the clean run's top token), for the same options; a
+ * map is computed once per prompt and options; a cell's restored run ends
+ * in the map's P; stopped, the pane goes back to the map it showed; the
+ * knockout curves equal knock_run's; the lens at a position equals
+ * lens_streams' rows there. */
+static void
+test_flow(const char *dir)
+{
+	const char *text = "The capital of France is";
+	ui_session *s = session_new();
+	fl_model *m;
+	fl_prompt p = { 0 };
+	fl_trace want = { 0 };
+	fl_trace_opts to = { TRACE_RESID, 10, 3, 0, 7, NULL };
+	ui_flow_opts fo = { TRACE_RESID, 10, 3, 7 };
+	fl_batch *b = NULL;
+	fl_run *r = NULL;
+	float *logits = NULL;
+	int L, T, V, calls = 0, flags, subj_t;
+	double maxd = 0, d;
+	char *cause = NULL;
+	fl_progress stopper = { stop_now, &calls };
+	fl_progress tracing_stopper = { stop_tracing, NULL };
+	ui_lens_row *rows = NULL;
+
+	session_set_model(s, dir);
+	session_set_prompt(s, text);
+	session_set_subject(s, "France");
+	if (update(s, SESSION_LOAD | SESSION_RUN | SESSION_SUBJECT, "flow: load") != 0)
+		goto out;
+	m = s->model;
+	L = m->cfg.n_layer;
+	V = m->cfg.n_vocab;
+	/* the prompt as factlens trace --subject France makes it (its byte
+	 * span), without the session */
+	if (prompt_make(&p, m, text, 15, 6, NULL, true, &cause) != 0) {
+		check(0, "flow: prompt_make (%s)", cause);
+		goto out;
+	}
+	T = p.n;
+	r = run_new(m, T, T);
+	logits = xmalloc((size_t)V * sizeof *logits);
+	{
+		fl_pass pass = { 0 };
+
+		pass.logits = logits;
+		run_forward(r, p.ids, &T, 1, &pass, &cause);
+		lens_topk(logits, V, 1, &p.answer, NULL);
+	}
+	b = batch_new(m, 5, T);
+	if (trace_run(&want, b, &p, &to, &cause) != 0) {
+		check(0, "flow: trace_run (%s)", cause);
+		goto out;
+	}
+	flags = session_set_flow(s, FLOW_TRACE, &fo, &cause);
+	check(flags == SESSION_VIEW, "flow: set_flow returns SESSION_VIEW (%#x)", flags);
+	if (update(s, flags, "flow: trace") != 0)
+		goto out;
+	check(s->flow_map != NULL && s->n_traces == 1, "flow: one map computed (%ld)",
+	    s->n_traces);
+	if (s->flow_map == NULL)
+		goto out;
+	check(s->flow_map->n_tok == T && s->flow_map->subj_pos == p.subj_pos &&
+	    s->flow_map->subj_len == p.subj_len && s->answer_id == p.answer,
+	    "flow: the map's prompt is trace_run's (%d tokens, subject %d+%d, answer %d; "
+	    "want %d, %d+%d, %d)", s->flow_map->n_tok, s->flow_map->subj_pos,
+	    s->flow_map->subj_len, s->answer_id, T, p.subj_pos, p.subj_len, p.answer);
+	for (int i = 0; i < L * T; i++)
+		maxd = fmax(maxd, fabs(s->flow_map->restore[i] - want.restore[i]));
+	d = fmax(fabs(s->flow_map->p_clean - want.p_clean), fabs(s->flow_map->p_corrupt -
+	    want.p_corrupt));
+	check(maxd < 1e-6 && d < 1e-9, "flow: the pane's map equals trace_run's "
+	    "(max |diff| %.3g over %d cells, P(clean)/P(corrupt) %.3g)", maxd, L * T, d);
+	/* the cursor moves: no new map */
+	flags = session_set_lens_pos(s, p.subj_pos, &cause);
+	s->layer = 1;
+	update(s, flags, "flow: cursor");
+	check(s->n_traces == 1 && s->flow_map != NULL, "flow: moving the cell "
+	    "computes nothing (%ld maps)", s->n_traces);
+	/* the cell's restored run ends in the map's P */
+	rows = xcalloc((size_t)L + 1, sizeof *rows);
+	subj_t = p.subj_pos + p.subj_len - 1;
+	for (int k = 0; k < 2; k++) {
+		int t = k == 0 ? subj_t : 0, l = k == 0 ? 1 : 0;
+
+		if (session_flow_cell(s, l, t, NULL, rows, &cause) != 0) {
+			check(0, "flow: the cell's run (%s)", cause);
+			break;
+		}
+		d = fabs(rows[L].prob - want.restore[(size_t)l * T + t]);
+		check(d < 2e-5, "flow: cell (%d, %d)'s restored run gives the map's P "
+		    "(%.6f vs %.6f)", l, t, rows[L].prob, want.restore[(size_t)l * T + t]);
+	}
+	/* another kind is a second map; back to resid is the first again */
+	fo.kind = TRACE_MLP;
+	update(s, session_set_flow(s, FLOW_TRACE, &fo, &cause), "flow: mlp");
+	fo.kind = TRACE_RESID;
+	update(s, session_set_flow(s, FLOW_TRACE, &fo, &cause), "flow: resid again");
+	check(s->n_traces == 2 && s->flow_map != NULL && s->flow_map->kind == TRACE_RESID &&
+	    s->flow_map->restore[(size_t)1 * T + subj_t] == want.restore[(size_t)1 * T +
+	    subj_t], "flow: maps are kept per options (%ld computed for 3 shown)",
+	    s->n_traces);
+	/* stopped, the pane goes back to the map it showed */
+	fo.kind = TRACE_ATTN;
+	flags = session_set_flow(s, FLOW_TRACE, &fo, &cause);
+	flags = session_update(s, flags, &stopper, &cause);
+	check(flags == FL_STOPPED && calls > 0 && s->n_traces == 2 &&
+	    s->flow_o.kind == TRACE_RESID && s->flow_map != NULL &&
+	    s->flow_map->kind == TRACE_RESID, "flow: a stopped trace leaves the map "
+	    "shown before (rc %d, kind %s)", flags, trace_kind_name(s->flow_o.kind));
+	/* a new prompt's map stopped: no map, a message, and the next
+	 * update does not start it again; :trace does */
+	session_set_prompt(s, "The capital of France is not");
+	flags = session_update(s, SESSION_RUN, &tracing_stopper, &cause);
+	{
+		long before = s->n_traces;
+
+		update(s, SESSION_VIEW, "flow: a key after the stop");
+		check(flags == FL_STOPPED && s->flow_map == NULL && s->flow_error != NULL &&
+		    s->n_traces == before, "flow: a stopped map of a new prompt is not "
+		    "started again by the next key (rc %d, %s)", flags, s->flow_error ?
+		    s->flow_error : "no message");
+		update(s, session_set_flow(s, FLOW_TRACE, &fo, &cause), "flow: :trace again");
+		check(s->flow_map != NULL && s->n_traces == before + 1, "flow: :trace "
+		    "runs it again (%ld maps)", s->n_traces);
+	}
+	session_set_prompt(s, text);
+	update(s, SESSION_RUN, "flow: the prompt back");
+	/* knockout: knock_run's curves */
+	update(s, session_set_knockout(s, KNOCK_SUBJECT, 2, &cause), "flow: knockout");
+	if (s->knock_valid) {
+		bool *keys = xcalloc((size_t)T, sizeof *keys);
+		double *kw = xcalloc((size_t)L, sizeof *kw), pc = 0;
+
+		maxd = 0;
+		for (int k = 0; k < KNOCK_BLOCK_COUNT; k++) {
+			if (knock_keys(&p, (fl_knock_block)k, keys) != 0)
+				continue;
+			knock_run(kw, &pc, r, m, &p, keys, 2, &cause);
+			for (int l = 0; l < L; l++)
+				maxd = fmax(maxd, fabs(kw[l] - s->knock[(size_t)k * L + l]));
+		}
+		check(maxd < 1e-9 && fabs(pc - s->knock_clean) < 1e-9, "flow: the knockout "
+		    "curves equal knock_run's (max |diff| %.3g)", maxd);
+		free(keys);
+		free(kw);
+	} else
+		check(0, "flow: knockout computed (%s)", s->flow_error ? s->flow_error : "");
+	/* the lens at a position: lens_streams' rows at it */
+	{
+		float *lg = xmalloc((size_t)(L + 1) * V * sizeof *lg);
+		int l = s->layer, top;
+		double pa;
+
+		lens_streams(m, s->cache, p.subj_pos, lg);
+		for (int k = 0; k < 2; k++) {
+			const float *row = lg + (size_t)(l + k) * V;
+			const ui_lens_row *got = &s->pos_rows[k == 0 ? 0 : 2];
+
+			lens_topk(row, V, 1, &top, NULL);
+			pa = lens_prob_of(row, V, s->answer_id);
+			check(s->pos_at == p.subj_pos && got->top_ids[0] == top &&
+			    fabs(got->prob - pa) < 1e-6, "flow: the lens at position %d, "
+			    "layer %d's %s: top %d P %.6f (want %d, %.6f)", p.subj_pos, l,
+			    k == 0 ? "resid_pre" : "resid_post", got->top_ids[0], got->prob,
+			    top, pa);
+		}
+		free(lg);
+	}
+	flags = session_set_lens_pos(s, T, &cause);
+	check(flags < 0 && cause != NULL, "flow: a position past the prompt is "
+	    "refused (%s)", cause != NULL ? cause : "");
+out:
+	free(cause);
+	free(rows);
+	trace_clear(&want);
+	batch_free(b);
+	run_free(r);
+	free(logits);
+	prompt_clear(&p);
+	session_free(s);
+}
+
 int
 main(void)
 {
@@ -599,6 +799,7 @@ main(void)
 	session_free(s);
 	test_compare(dir);
 	check_atp_metric(dir, task);
+	test_flow(dir);
 	free(dir);
 	free(other);
 	free(task);

@@ -273,6 +273,50 @@ cmp_cell(const void *a, const void *b)
 	    x->l != y->l ? x->l - y->l : x->t - y->t;
 }
 
+/* What trace_run and trace_cell_lens refuse: 0, or -1 with *cause. */
+static int
+trace_check(const fl_prompt *p, const fl_trace_opts *o, char **cause)
+{
+	if (p->answer < 0)
+		return fl_error(cause, "causal tracing needs an answer");
+	if (p->subj_pos < 0 || p->subj_len < 1)
+		return fl_error(cause, "causal tracing needs a subject in the prompt "
+		    "(the tokens the noise corrupts)");
+	if (o->kind < 0 || o->kind >= TRACE_KIND_COUNT)
+		return fl_error(cause, "unknown trace kind %d", (int)o->kind);
+	if (o->kind != TRACE_RESID && o->window < 1)
+		return fl_error(cause, "the window must be at least one layer, not %d",
+		    o->window);
+	if (o->noise == NULL && o->samples < 1)
+		return fl_error(cause, "at least one noise sample is needed, not %d",
+		    o->samples);
+	return 0;
+}
+
+/* The noise of every sample, (S, subj_len, D): o->noise as given, else
+ * drawn from o->seed with the std written to *scale (0 with given noise).
+ * Heap array. */
+static float *
+trace_noise(const fl_model *m, const fl_prompt *p, const fl_trace_opts *o,
+    double *scale)
+{
+	size_t nz = (size_t)p->subj_len * m->cfg.d_model;
+	int S = o->noise != NULL ? 1 : o->samples;
+	float *noise = xmalloc((size_t)S * nz * sizeof *noise);
+
+	*scale = 0;
+	if (o->noise != NULL)
+		memcpy(noise, o->noise, nz * sizeof *noise);
+	else {
+		trace_rng rng;
+
+		*scale = o->scale > 0 ? o->scale : TRACE_SCALE_STDS * trace_embed_std(m);
+		rng_seed(&rng, o->seed);
+		rng_gauss(&rng, noise, (size_t)S * nz, *scale);
+	}
+	return noise;
+}
+
 int
 trace_run(fl_trace *res, fl_batch *b, const fl_prompt *p, const fl_trace_opts *o,
     char **cause)
@@ -290,19 +334,8 @@ trace_run(fl_trace *res, fl_batch *b, const fl_prompt *p, const fl_trace_opts *o
 	fl_cache *clean = NULL;
 
 	memset(res, 0, sizeof *res);
-	if (p->answer < 0)
-		return fl_error(cause, "causal tracing needs an answer");
-	if (p->subj_pos < 0 || p->subj_len < 1)
-		return fl_error(cause, "causal tracing needs a subject in the prompt "
-		    "(the tokens the noise corrupts)");
-	if (o->kind < 0 || o->kind >= TRACE_KIND_COUNT)
-		return fl_error(cause, "unknown trace kind %d", (int)o->kind);
-	if (o->kind != TRACE_RESID && o->window < 1)
-		return fl_error(cause, "the window must be at least one layer, not %d",
-		    o->window);
-	if (o->noise == NULL && o->samples < 1)
-		return fl_error(cause, "at least one noise sample is needed, not %d",
-		    o->samples);
+	if (trace_check(p, o, cause) != 0)
+		return -1;
 	if (T > b->max_len)
 		return fl_error(cause, "the prompt has %d tokens; the batch was sized "
 		    "for %d", T, b->max_len);
@@ -316,16 +349,7 @@ trace_run(fl_trace *res, fl_batch *b, const fl_prompt *p, const fl_trace_opts *o
 	res->subj_len = p->subj_len;
 
 	nz = (size_t)p->subj_len * D;
-	noise = xmalloc((size_t)S * nz * sizeof *noise);
-	if (o->noise != NULL)
-		memcpy(noise, o->noise, nz * sizeof *noise);
-	else {
-		trace_rng rng;
-
-		res->scale = o->scale > 0 ? o->scale : TRACE_SCALE_STDS * trace_embed_std(m);
-		rng_seed(&rng, o->seed);
-		rng_gauss(&rng, noise, (size_t)S * nz, res->scale);
-	}
+	noise = trace_noise(m, p, o, &res->scale);
 	memset(&x, 0, sizeof x);
 	x.b = b;
 	x.p = p;
@@ -411,6 +435,85 @@ trace_clear(fl_trace *res)
 {
 	free(res->restore);
 	res->restore = NULL;
+}
+
+
+int
+trace_cell_lens(float *probs, fl_run *r, const fl_model *m, const fl_prompt *p,
+    const fl_trace_opts *o, int l, int t, const fl_progress *progress,
+    char **cause)
+{
+	int L = m->cfg.n_layer, T = p->n, V = m->cfg.n_vocab, S, rc = -1;
+	double scale;
+	float *noise = NULL, *logits = NULL;
+	fl_cache *clean = NULL, *c = NULL;
+	fl_batch fb;
+	trace_cell cell;
+	trace_ctx x;
+	fl_hook hooks[2];
+	fl_pass pass = { 0 };
+
+	if (trace_check(p, o, cause) != 0)
+		return -1;
+	if (l < 0 || l >= L || t < 0 || t >= T)
+		return fl_error(cause, "cell (layer %d, position %d) is outside the "
+		    "map of %d layers and %d positions", l, t, L, T);
+	S = o->noise != NULL ? 1 : o->samples;
+	noise = trace_noise(m, p, o, &scale);
+	memset(&fb, 0, sizeof fb);
+	memset(&x, 0, sizeof x);
+	x.b = &fb;		/* one sequence: the cell is cells[0] */
+	x.p = p;
+	x.noise = noise;
+	x.D = m->cfg.d_model;
+	x.point = o->kind == TRACE_RESID ? HOOK_RESID_PRE : o->kind == TRACE_MLP ?
+	    HOOK_MLP_OUT : HOOK_ATTN_OUT;
+	x.cells = &cell;
+	cell.l = l;
+	cell.t = t;
+	trace_window(o->kind, o->window, L, l, &cell.lo, &cell.hi);
+	clean = cache_new(m, T, 0);
+	pass.cache = clean;
+	if (run_forward(r, p->ids, &T, 1, &pass, cause) < 0)
+		goto out;
+	x.clean = clean;
+	c = cache_new(m, T, 0);
+	logits = xmalloc((size_t)(L + 1) * V * sizeof *logits);
+	memset(probs, 0, (size_t)(L + 1) * V * sizeof *probs);
+	hooks[0] = (fl_hook){ HOOK_EMBED, -1, hook_noise, &x };
+	hooks[1] = (fl_hook){ x.point, -1, hook_restore, &x };
+	pass.cache = c;
+	pass.hooks = hooks;
+	pass.n_hooks = 2;
+	pass.no_logits = true;
+	for (int s = 0; s < S; s++) {
+		if (fl_progress_report(progress, "the restored run", s, S)) {
+			rc = FL_STOPPED;
+			goto out;
+		}
+		cell.s = s;
+		if (run_forward(r, p->ids, &T, 1, &pass, cause) < 0)
+			goto out;
+		lens_streams(m, c, T - 1, logits);
+		for (int k = 0; k <= L; k++) {
+			const float *lg = logits + (size_t)k * V;
+			float *pr = probs + (size_t)k * V, mx = lg[0];
+			double sum;
+
+			for (int v = 1; v < V; v++)
+				mx = lg[v] > mx ? lg[v] : mx;
+			sum = lens_softmax_sum(lg, V, mx);
+			for (int v = 0; v < V; v++)
+				pr[v] += (float)(exp((double)lg[v] - mx) / sum / S);
+		}
+	}
+	rc = 0;
+out:
+	free(logits);
+	free(noise);
+	cache_free(c);
+	cache_free(clean);
+	return rc;
 }
 
 /* ---- averages over prompts ---- */

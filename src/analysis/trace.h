@@ -89,6 +89,19 @@ int trace_run(fl_trace *res, fl_batch *b, const fl_prompt *p,
     const fl_trace_opts *o, char **cause);
 void trace_clear(fl_trace *res);
 
+/* One restored run of trace_run's, looked into: cell (l, t) restored in
+ * the run(s) trace_run makes with the same options (the same noise), each
+ * stream's logit lens at the last position (resid_pre of every layer, then
+ * the final resid_post) through the final readout: probs (L + 1, V), the
+ * mean over the samples of each stream's softmax. Row L's answer entry is
+ * trace_run's restore[l T + t] (up to float rounding: trace_run packs its
+ * runs). r holds p->n rows. 0; FL_STOPPED when progress asked to stop
+ * (between samples); -1 with *cause (what trace_run refuses; a cell
+ * outside the map). */
+int trace_cell_lens(float *probs, fl_run *r, const fl_model *m,
+    const fl_prompt *p, const fl_trace_opts *o, int l, int t,
+    const fl_progress *progress, char **cause);
+
 /* The average indirect effect over many prompts, positions grouped as
  * ROME groups them (a prompt adds to each group it has; the groups of a
  * one-token subject overlap). */

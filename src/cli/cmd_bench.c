@@ -3,6 +3,7 @@
 #include "autoconfig.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,9 @@
 #include <unistd.h>
 
 #include "analysis/atp.h"
+#include "analysis/batch.h"
 #include "analysis/lens.h"
+#include "analysis/trace.h"
 #include "cli.h"
 #include "engine/pool.h"
 #include "base/util.h"
@@ -129,6 +132,70 @@ bench_atp(fl_model *m, const int *ids, int n, int reps, double *fwd, double *atp
 	return rc;
 }
 
+/* --trace: the full resid map of one prompt (trace_run, one noise sample:
+ * L x T restored runs less those before the subject), its runs packed 32
+ * to a pass (factlens trace's default --batch) and one at a time
+ * (--batch 1), alternating, reps of each: the medians into packed and
+ * single (ms). The subject is the prompt's second and third tokens (a
+ * subject early in the prompt, as in "The Eiffel Tower is in": nearly every
+ * cell runs), the answer token 0. 0, or -1 reported. */
+static int
+bench_trace(fl_model *m, const int *ids, int n, int reps, double *packed,
+    double *single, int *cells)
+{
+	double *tp = xcalloc((size_t)reps, sizeof *tp), *ts = xcalloc((size_t)reps,
+	    sizeof *ts);
+	fl_batch *bp = batch_new(m, 32, n), *bs = batch_new(m, 1, n);
+	fl_trace_opts o = { TRACE_RESID, 1, 1, 0, 1, NULL };
+	fl_prompt p = { 0 };
+	char *cause = NULL;
+	int rc = 0;
+
+	p.ids = (int *)ids;
+	p.n = n;
+	p.answer = 0;
+	p.subj_pos = n > 1 ? 1 : 0;
+	p.subj_len = p.subj_pos + 2 <= n ? 2 : 1;
+	*cells = m->cfg.n_layer * (n - p.subj_pos);
+	for (int i = 0; i < reps && rc == 0; i++) {
+		fl_trace a, b;
+		double t0 = fl_now();
+
+		if (trace_run(&a, bp, &p, &o, &cause) != 0)
+			rc = -1;
+		tp[i] = (fl_now() - t0) * 1e3;
+		t0 = fl_now();
+		if (rc == 0 && trace_run(&b, bs, &p, &o, &cause) != 0)
+			rc = -1;
+		ts[i] = (fl_now() - t0) * 1e3;
+		if (rc == 0)
+			for (int k = 0; k < m->cfg.n_layer * n; k++)
+				if (fabs(a.restore[k] - b.restore[k]) > 1e-4) {
+					cause = xasprintf("the packed and the single runs "
+					    "differ at cell %d: %g against %g", k,
+					    a.restore[k], b.restore[k]);
+					rc = -1;
+					break;
+				}
+		if (rc == 0) {
+			trace_clear(&a);
+			trace_clear(&b);
+		}
+	}
+	if (rc != 0) {
+		cli_fail(1, "bench --trace: %s", cause);
+		free(cause);
+	} else {
+		*packed = median(tp, reps);
+		*single = median(ts, reps);
+	}
+	batch_free(bp);
+	batch_free(bs);
+	free(tp);
+	free(ts);
+	return rc;
+}
+
 const cli_opt cmd_bench_opts[] = {
 	CLI_SHARED_MODEL,
 	{ "tokens", 'n', "N", CLI_OPT_SHORT, CLI_GROUP_OWN,
@@ -141,6 +208,10 @@ const cli_opt cmd_bench_opts[] = {
 	{ "atp", 'a', NULL, 0, CLI_GROUP_OWN,
 	  "also time attribution patching of every head and every layer's "
 	  "neurons against a bare forward pass (no lens), interleaved" },
+	{ "trace", 'X', NULL, 0, CLI_GROUP_OWN,
+	  "also time causal tracing's full resid map (one noise sample), its "
+	  "restored runs packed 32 to a pass against the same runs one at a "
+	  "time, alternating (3 of each unless --reps)" },
 	CLI_SHARED_JSON,
 	CLI_SHARED_WEIGHTS,
 	CLI_SHARED_STRICT,
@@ -152,8 +223,9 @@ cmd_bench(int argc, char **argv)
 {
 	const char *dir = NULL;
 	int tokens = 16, reps = 20, threads = 2, c, L, V, rss_tokens = 64, idle = 0;
-	bool json = false, atp = false;
-	double atp_fwd_ms = 0, atp_ms = 0;
+	bool json = false, atp = false, trace = false, reps_set = false;
+	double atp_fwd_ms = 0, atp_ms = 0, tr_packed = 0, tr_single = 0;
+	int tr_cells = 0;
 	cli_shared sh = { .dir = &dir, .threads = &threads, .json = &json };
 	double *t_fwd, *t_last, t_load[5], load_ms, fwd_ms, last_ms, rss;
 	fl_model *m;
@@ -170,7 +242,12 @@ cmd_bench(int argc, char **argv)
 	while ((c = cli_getopt(argc, argv, cmd_bench_opts, &sh)) != -1) {
 		switch (c) {
 		case 'n': if (cli_int("--tokens", optarg, 1, 1 << 16, &tokens)) return 2; break;
-		case 'r': if (cli_int("--reps", optarg, 1, 100000, &reps)) return 2; break;
+		case 'r':
+			if (cli_int("--reps", optarg, 1, 100000, &reps))
+				return 2;
+			reps_set = true;
+			break;
+		case 'X': trace = true; break;
 		case 'i': if (cli_int("--idle", optarg, 1, 60000, &idle)) return 2; break;
 		case 'a': atp = true; break;
 		case CLI_GETOPT_BAD: return 2;
@@ -250,6 +327,9 @@ cmd_bench(int argc, char **argv)
 	cache_free(cache);
 	if (atp && bench_atp(m, ids, tokens, reps, &atp_fwd_ms, &atp_ms) != 0)
 		return 1;
+	if (trace && bench_trace(m, ids, tokens, reps_set ? reps : 3, &tr_packed,
+	    &tr_single, &tr_cells) != 0)
+		return 1;
 
 	/* Peak memory at rss_tokens with the full cache and the lens. */
 	bench_ids(ids, rss_tokens, V, m->cfg.bos_id);
@@ -274,6 +354,10 @@ cmd_bench(int argc, char **argv)
 			printf(", \"forward_ms\": %.2f, \"atp_ms\": %.2f, "
 			    "\"atp_ratio\": %.3f, \"atp_lens_ratio\": %.3f", atp_fwd_ms,
 			    atp_ms, atp_ms / atp_fwd_ms, atp_ms / fwd_ms);
+		if (trace)
+			printf(", \"trace_cells\": %d, \"trace_packed_ms\": %.1f, "
+			    "\"trace_single_ms\": %.1f, \"trace_ratio\": %.3f", tr_cells,
+			    tr_packed, tr_single, tr_single / tr_packed);
 		printf("}\n");
 	} else {
 		printf("model            %s (%d layers, d_model %d, vocab %d, %.1f MB "
@@ -303,6 +387,13 @@ cmd_bench(int argc, char **argv)
 			    "neurons: 2 forwards + 1 backward): %.2fx the forward alone, "
 			    "%.2fx forward + lens\n", atp_ms, atp_ms / atp_fwd_ms,
 			    atp_ms / fwd_ms);
+		}
+		if (trace) {
+			printf("trace, packed    %.1f ms (the full resid map: %d layers x "
+			    "%d positions, %d restored runs, 32 to a pass; median of "
+			    "%d)\n", tr_packed, L, tokens, tr_cells, reps_set ? reps : 3);
+			printf("trace, single    %.1f ms (the same runs one at a time): "
+			    "%.2fx the packed map\n", tr_single, tr_single / tr_packed);
 		}
 		printf("peak RSS         %.1f MB (after a %d-token pass)\n", rss, rss_tokens);
 	}

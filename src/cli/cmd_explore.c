@@ -59,7 +59,7 @@ const cli_opt cmd_explore_opts[] = {
 	{ "batch", 'b', "FILE", CLI_OPT_NO_USAGE, CLI_GROUP_OWN,
 	  "the old name of --script, deprecated (the other commands' --batch N is "
 	  "a number of prompts)" },
-	{ "man-fragment", 'M', "synopsis|options|keys|commands|roles",
+	{ "man-fragment", 'M', "synopsis|options|keys|flowkeys|commands|roles",
 	  CLI_OPT_NO_USAGE, CLI_GROUP_OWN,
 	  "print a generated part of factlens(1) (for maintainers)" },
 	CLI_OPT_END
@@ -102,7 +102,7 @@ cmd_explore(int argc, char **argv)
 		case 'M':
 			if (cli_man_fragment(optarg, stdout) != 0)
 				return cli_fail(2, "--man-fragment takes synopsis, options, "
-				    "keys, commands or roles, not '%s'", optarg);
+				    "keys, flowkeys, commands or roles, not '%s'", optarg);
 			return 0;
 		case CLI_GETOPT_BAD:
 			return 2;

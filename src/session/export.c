@@ -102,6 +102,8 @@ csv_rows(FILE *f, const ui_session *s, const char *lens, const char *heads,
 	}
 }
 
+static void csv_flow(FILE *f, const ui_session *s, const char *tail);
+
 /* :export FILE.csv: the lens rows, then a row per head, under one header
  * (report.h's CSV, with the JSON's field names). */
 static int
@@ -122,6 +124,7 @@ export_csv(ui_session *s, const char *path, char **cause)
 	csv_rows(f, s, "lens", "heads", tail);
 	if (s->cmp != NULL)
 		csv_rows(f, s->cmp, "lens_b", "heads_b", tail);
+	csv_flow(f, s, tail);
 	if (s->eval_valid)
 		report_eval_csv_rows(f, &s->eval, 1, s->task, "eval_", CSV_COLUMNS - 1);
 	if (ferror(f))
@@ -236,6 +239,78 @@ json_compare(ui_session *s, cJSON *root)
 	cJSON_AddItemToObject(o, "mover_score", json_grid_diff(s->mover, b->mover, L, H));
 }
 
+/* The flow pane's map or curves while it shows them: "trace" with
+ * factlens trace --json's fields, or "knockout" (each block's P per start
+ * layer, null for a block the prompt has not). */
+static void
+json_flow(const ui_session *s, cJSON *root)
+{
+	int L = s->model->cfg.n_layer;
+	cJSON *o, *n;
+
+	if (s->flow == FLOW_TRACE && s->flow_map != NULL) {
+		const fl_trace *tr = s->flow_map;
+
+		o = cJSON_AddObjectToObject(root, "trace");
+		cJSON_AddStringToObject(o, "kind", trace_kind_name(tr->kind));
+		cJSON_AddNumberToObject(o, "window", tr->window);
+		n = cJSON_AddObjectToObject(o, "noise");
+		cJSON_AddNumberToObject(n, "scale", tr->scale);
+		cJSON_AddNumberToObject(n, "seed", (double)s->flow_o.seed);
+		cJSON_AddNumberToObject(n, "samples", tr->samples);
+		n = cJSON_AddObjectToObject(o, "subject");
+		cJSON_AddNumberToObject(n, "position", tr->subj_pos);
+		cJSON_AddNumberToObject(n, "tokens", tr->subj_len);
+		cJSON_AddItemToObject(o, "p_clean", report_number(tr->p_clean));
+		cJSON_AddItemToObject(o, "p_corrupt", report_number(tr->p_corrupt));
+		cJSON_AddItemToObject(o, "restore", report_grid_d(tr->restore, L,
+		    tr->n_tok));
+	} else if (s->flow == FLOW_KNOCKOUT && s->knock_valid) {
+		o = cJSON_AddObjectToObject(root, "knockout");
+		cJSON_AddNumberToObject(o, "window", s->knock_window);
+		cJSON_AddItemToObject(o, "p_clean", report_number(s->knock_clean));
+		for (int k = 0; k < KNOCK_BLOCK_COUNT; k++)
+			cJSON_AddItemToObject(o, knock_block_name((fl_knock_block)k),
+			    report_grid_d(s->knock + (size_t)k * L, 1, L));
+	}
+}
+
+/* The same as CSV rows: "trace" (the layer, the restored point in stream,
+ * the position in head, its token in top, the restored run's P in
+ * answer_prob), or "knockout" (the start layer, the block in stream, P). */
+static void
+csv_flow(FILE *f, const ui_session *s, const char *tail)
+{
+	int L = s->model->cfg.n_layer;
+
+	if (s->flow == FLOW_TRACE && s->flow_map != NULL) {
+		const fl_trace *tr = s->flow_map;
+		const char *pt = tr->kind == TRACE_RESID ? "resid_pre" : tr->kind ==
+		    TRACE_MLP ? "mlp_out" : "attn_out";
+
+		for (int l = 0; l < L; l++)
+			for (int t = 0; t < tr->n_tok; t++) {
+				cJSON *tj = json_token(s, s->ids[t]);
+
+				fprintf(f, "trace,%d,%s,%d,", l, pt, t);
+				report_csv_text(f, cJSON_GetObjectItem(tj, "token")->valuestring,
+				    false);
+				report_csv_text(f, cJSON_GetObjectItem(tj, "bytes")->valuestring,
+				    false);
+				cJSON_Delete(tj);
+				report_csv_number(f, tr->restore[(size_t)l * tr->n_tok + t], false);
+				fprintf(f, ",,,,,%s\n", tail);
+			}
+	} else if (s->flow == FLOW_KNOCKOUT && s->knock_valid)
+		for (int k = 0; k < KNOCK_BLOCK_COUNT; k++)
+			for (int l = 0; l < L; l++) {
+				fprintf(f, "knockout,%d,%s,,,,", l, knock_block_name(
+				    (fl_knock_block)k));
+				report_csv_number(f, s->knock[(size_t)k * L + l], false);
+				fprintf(f, ",,,,,%s\n", tail);
+			}
+}
+
 int
 session_export(ui_session *s, const char *path, char **cause)
 {
@@ -304,6 +379,7 @@ session_export(ui_session *s, const char *path, char **cause)
 		cJSON_AddNumberToObject(ej, "seconds", s->eval.seconds);
 		cJSON_AddItemToObject(root, "eval", ej);
 	}
+	json_flow(s, root);
 	o = cJSON_AddObjectToObject(root, "cursor");
 	cJSON_AddNumberToObject(o, "layer", s->layer);
 	cJSON_AddNumberToObject(o, "head", s->head);

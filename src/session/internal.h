@@ -36,6 +36,12 @@ int sess_task_update(ui_session *s, int flags, int pair, fl_decomp *icpt);
 int sess_task_fit_prompts(const ui_session *s, int pair, fl_prompt_set *ps,
     fl_prompt **use, int *k, bool corrupt, char **cause);
 
+/* flow.c */
+void sess_flow_clear(ui_session *s);
+/* After the other results: the lens rows at lens_pos, and what the flow
+ * pane shows. 0, or FL_STOPPED (the pane goes back to what it showed). */
+int sess_flow_update(ui_session *s, int flags, const fl_progress *p);
+
 /* neurons.c */
 void sess_neurons_clear(ui_session *s);
 void sess_value_top_clear(ui_session *s);
@@ -72,6 +78,8 @@ void sess_grid_compute(ui_session *s);
  * subject before the last token and they are not computed yet. */
 void sess_movers_ensure(ui_session *s);
 void sess_lens_product(ui_session *s, int what);
+/* The cursor layer's three streams at position pos into s->pos_rows. */
+void sess_pos_rows(ui_session *s, int pos);
 void sess_row_stats(const ui_session *s, const float *lg, bool component, ui_lens_row *r);
 void sess_stats_all(ui_session *s);
 void sess_stats_rows(ui_session *s, int what);

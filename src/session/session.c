@@ -68,6 +68,11 @@ session_new(void)
 	s->resume_layer = -1;
 	s->kept.answer_space = true;
 	s->answer_pin = -1;
+	s->flow_o = (ui_flow_opts){ TRACE_RESID, TRACE_WINDOW, TRACE_SAMPLES, 1 };
+	s->flow_shown_o = s->flow_o;
+	s->knock_window = 1;
+	s->lens_pos = -1;
+	s->pos_at = -1;
 	return s;
 }
 
@@ -188,6 +193,7 @@ sess_model_clear(ui_session *s)
 	s->n_edits = 0;
 	s->resume_layer = -1;
 	sess_eval_drop(s);
+	sess_flow_clear(s);
 	sess_results_clear(s);
 	run_free(s->run);
 	s->run = NULL;
@@ -477,6 +483,8 @@ session_update(ui_session *s, int flags, const fl_progress *p, char **cause)
 	if (s->neurons_on && s->cancelled == NULL && (flags || s->neurons.act == NULL) &&
 	    sess_neurons_view(s, p) == FL_STOPPED)
 		s->cancelled = "mean neuron activations";
+	if (s->cancelled == NULL && sess_flow_update(s, flags, p) == FL_STOPPED)
+		s->cancelled = "causal tracing";
 done:
 	choices_save(s);
 	s->ms_update = 1000 * (fl_now() - t0);

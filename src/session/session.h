@@ -29,6 +29,7 @@
 #include "analysis/eval.h"
 #include "analysis/patch.h"
 #include "analysis/task.h"
+#include "analysis/trace.h"
 #include "engine/forward.h"
 
 #define UI_TOPK_MAX 20
@@ -104,6 +105,38 @@ typedef enum {
 } ui_compare;
 
 const char *compare_name(ui_compare k);	/* "off", "prompt", "mask", "intercept" */
+
+/* The flow pane (flow.c): where the fact lives, as causal tracing's map
+ * (trace.h: P(answer) with one state of the corrupted run restored, per
+ * layer and position) or attention knockout's curves (P(answer) with the
+ * last position's attention to the subject, the relation or itself
+ * blocked from each start layer on). Both run the model as it is: no
+ * mask, intercept or neuron edit. */
+typedef enum {
+	FLOW_OFF,
+	FLOW_TRACE,
+	FLOW_KNOCKOUT,
+} ui_flow_view;
+
+const char *flow_view_name(ui_flow_view v);	/* "off", "trace", "knockout" */
+
+typedef struct {
+	fl_trace_kind	 kind;
+	int		 window;	/* mlp and attn; resid ignores it */
+	int		 samples;
+	uint64_t	 seed;
+} ui_flow_opts;
+
+/* One computed map, kept for its prompt, answer, subject and options. */
+typedef struct {
+	int		*ids;		/* (n) */
+	int		 n, answer, subj_pos, subj_len;
+	ui_flow_opts	 o;
+	fl_trace	 tr;
+	long		 used;		/* when last shown: the oldest goes first */
+} ui_flow_entry;
+
+#define SESSION_FLOW_CACHE 8	/* maps kept */
 
 typedef struct ui_session {
 	/* The model. */
@@ -245,6 +278,36 @@ typedef struct ui_session {
 	fl_eval_opts	 eval_opts;
 	bool		 eval_valid;
 
+	/* The flow pane (flow.c). Its cell cursor is (lens_pos, layer): a
+	 * row is a position, a column a layer (in the knockout view a row is
+	 * a start layer, the layer cursor, and a column a block). */
+	ui_flow_view	 flow;
+	ui_flow_opts	 flow_o;	/* the map asked for */
+	ui_flow_view	 flow_shown;	/* what the pane showed after the last
+					   completed update: a stopped trace
+					   goes back to it */
+	ui_flow_opts	 flow_shown_o;
+	ui_flow_view	 flow_last;	/* the view before the pane closed, for f */
+	int		 knock_block;	/* fl_knock_block: the knockout cursor */
+	int		 knock_window;
+	ui_flow_entry	 flow_cache[SESSION_FLOW_CACHE];
+	int		 flow_n;
+	long		 flow_clock;
+	const fl_trace	*flow_map;	/* the map shown (in flow_cache), or NULL */
+	double		*knock;		/* (KNOCK_BLOCK_COUNT, L) P(answer); NAN
+					   for a block the prompt has not */
+	double		 knock_clean;
+	bool		 knock_valid;
+	char		*flow_error;	/* why the pane has no map, or NULL */
+	long		 n_traces, n_knockouts;	/* computed, for the tests */
+	/* The lens at any position: lens_pos -1 is the last (the default);
+	 * else the lens pane shows the cursor layer's streams at that
+	 * position (pos_rows: resid_pre, resid_mid, resid_post), made for
+	 * (pos_layer, pos_at). */
+	int		 lens_pos;
+	ui_lens_row	 pos_rows[3];
+	int		 pos_layer, pos_at;	/* pos_at -1: not made */
+
 	/* Timings of the last update, in milliseconds. */
 	double		 ms_forward, ms_lens, ms_update;
 	/* Work done since the session began: full passes of a prompt, re-runs
@@ -358,6 +421,27 @@ int session_update(ui_session *s, int flags, const fl_progress *p, char **cause)
  * the comparison off). Returns SESSION_GRID, or -1 with *cause (an empty
  * prompt; the intercept not fitted yet, which `i` does once). */
 int session_set_compare(ui_session *s, ui_compare k, const char *prompt, char **cause);
+
+/* The flow pane: v with o (NULL: as they are); FLOW_OFF closes it. The
+ * next session_update computes what it shows (a map already computed for
+ * this prompt, answer, subject and options is taken from the cache).
+ * SESSION_VIEW, or -1 with *cause (a window or sample count out of range,
+ * no prompt). */
+int session_set_flow(ui_session *s, ui_flow_view v, const ui_flow_opts *o,
+    char **cause);
+/* The knockout view with block (fl_knock_block) and window (>= 1). */
+int session_set_knockout(ui_session *s, int block, int window, char **cause);
+/* The lens position: -1 the last, else 0..T-1. SESSION_VIEW, or -1. */
+int session_set_lens_pos(ui_session *s, int pos, char **cause);
+static inline int session_lens_pos(const ui_session *s)
+{ return s->lens_pos >= 0 && s->lens_pos < s->n_tok ? s->lens_pos : s->n_tok - 1; }
+
+/* The restored run of the shown map's cell (layer l, position t), looked
+ * into (trace_cell_lens): rows (L + 1) get each stream's lens at the last
+ * position, mean P over the samples (row L: the run's output; top_val
+ * holds probabilities). 0; FL_STOPPED; -1 with *cause (no map shown). */
+int session_flow_cell(ui_session *s, int l, int t, const fl_progress *p,
+    ui_lens_row *rows, char **cause);
 
 /* Convenience for the panes. */
 static inline int session_layers(const ui_session *s)

@@ -329,3 +329,30 @@ sess_grid_compute(ui_session *s)
 	}
 	attrib_clear(&diff);
 }
+
+void
+sess_pos_rows(ui_session *s, int pos)
+{
+	const fl_model *m = s->model;
+	int T = s->n_tok, D = m->cfg.d_model, V = m->cfg.n_vocab, l = s->layer;
+	float *x = xmalloc(3 * (size_t)D * sizeof *x);
+	float *lg = xmalloc(3 * (size_t)V * sizeof *lg);
+	const float *src[3] = {
+		s->cache->resid_pre + ((size_t)l * T + pos) * D,
+		s->cache->resid_mid + ((size_t)l * T + pos) * D,
+		s->cache->resid_pre + ((size_t)(l + 1) * T + pos) * D,
+	};
+	double t0 = fl_now();
+
+	for (int k = 0; k < 3; k++)
+		stream_prep(s, src[k], x + (size_t)k * D);
+	model_unembed(m, x, 3, lg, NULL);
+	s->n_lens_products++;
+	for (int k = 0; k < 3; k++)
+		sess_row_stats(s, lg + (size_t)k * V, false, &s->pos_rows[k]);
+	s->pos_layer = l;
+	s->pos_at = pos;
+	free(x);
+	free(lg);
+	s->ms_lens += 1000 * (fl_now() - t0);
+}

@@ -299,6 +299,28 @@ cmd_complete(ui_ctx *c, char **words, int index, const char *text)
 			}
 		}
 		break;
+	case ARG_TRACE:
+		for (int i = 0; i < TRACE_KIND_COUNT; i++)
+			sv_add(&sv, text, trace_kind_name((fl_trace_kind)i));
+		sv_add(&sv, text, "samples");
+		sv_add(&sv, text, "seed");
+		break;
+	case ARG_BLOCK:
+		for (int i = 0; i < KNOCK_BLOCK_COUNT; i++)
+			sv_add(&sv, text, knock_block_name((fl_knock_block)i));
+		break;
+	case ARG_FLOW: {
+		static const char *flow_words[] = { "off", "toggle", "view", "row", "col",
+		    "kind", "window", "run" };
+
+		for (size_t i = 0; i < sizeof flow_words / sizeof flow_words[0]; i++)
+			sv_add(&sv, text, flow_words[i]);
+		break;
+	}
+	case ARG_POSITION:
+		sv_add(&sv, text, "first");
+		sv_add(&sv, text, "last");
+		break;
 	case ARG_TEXT:
 		if (strcmp(cmd->name, "answer") == 0)
 			sv_add(&sv, text, "top");

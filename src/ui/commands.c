@@ -31,12 +31,14 @@ ctx_init(ui_ctx *c, ui_session *s, bool ascii)
 	c->compare_last = COMPARE_MASK;
 	theme_default(&c->theme);
 	keymap_default(&c->keys);
+	keymap_default_flow(&c->flow_keys);
 }
 
 void
 ctx_clear(ui_ctx *c)
 {
 	keymap_clear(&c->keys);
+	keymap_clear(&c->flow_keys);
 	free(c->message);
 	free(c->cmd_initial);
 	free(c->overlay);
@@ -400,14 +402,16 @@ c_help(ui_ctx *c, int argc, char **argv, char **cause)
 		/* One command, over the panes: usage, what it does, its keys. */
 		char *keys = xstrdup(""), *t, kb[32];
 
-		for (int i = 0; i < c->keys.n; i++) {
+		/* the flow pane's keys after the others */
+		for (int i = 0; i < c->keys.n + c->flow_keys.n; i++) {
+			const ui_binding *b = i < c->keys.n ? &c->keys.b[i] :
+			    &c->flow_keys.b[i - c->keys.n];
 			char **w;
-			int n = cmd_split_words(c->keys.b[i].command, &w, NULL);
+			int n = cmd_split_words(b->command, &w, NULL);
 
 			if (n > 0 && cmd_find(w[0]) == cmd) {
 				t = xasprintf("%s%s%s (%s)", keys, keys[0] != '\0' ? ", " : "",
-				    ui_key_name(c->keys.b[i].key, kb, sizeof kb),
-				    c->keys.b[i].command);
+				    ui_key_name(b->key, kb, sizeof kb), b->command);
 				free(keys);
 				keys = t;
 			}
@@ -1076,6 +1080,14 @@ const ui_cmd ui_cmds[] = {
 	  "marked !", c_exact },
 	{ "export", NULL, "FILE", 1, 1, ARG_FILE,
 	  "write the prompt, lens, every heads grid (path patching, the cursor layer's decomposition and the last :eval grid once computed) and the cursor views as JSON; to FILE.csv, the lens, the heads grids and the eval's rows as CSV", c_export },
+	{ "flow", NULL, "[off|toggle|view|row ARG|col ARG|kind next|prev|window ARG|run]",
+	  0, 2, ARG_FLOW,
+	  "the flow pane (where the fact lives) over the panes: toggle it, switch "
+	  "causal trace and knockout (view), move its cell (row: a position, or a "
+	  "knockout start layer; col: a layer, or a block; ARG as :layer's), the "
+	  "trace's kind or knockout's block, the window (ARG N, +N or -N), or show "
+	  "the cell's restored run (its next tokens and lens; any key closes)",
+	  ui_cmd_flow },
 	{ "head", NULL, "L.H|N|+N|-N|first|last", 1, 1, ARG_NONE,
 	  "select a head (moves the layer cursor too with L.H)", c_head },
 	{ "help", NULL, "[COMMAND|keys]", 0, 1, ARG_COMMAND,
@@ -1087,6 +1099,11 @@ const ui_cmd ui_cmds[] = {
 	  "fit LAYER's (default: the cursor's) MLP intercept on each country task "
 	  "(zero-shot, main templates) and show their cosines, norms and top "
 	  "tokens until a key: task-aware intercepts differ", ui_cmd_intercepts },
+	{ "knockout", NULL, "[subject|relation|other] [W]", 0, 2, ARG_BLOCK,
+	  "the flow pane's knockout curves (as factlens knockout): P(answer) with "
+	  "the last position's attention to the subject, the relation or itself "
+	  "cut in W layers (default 1) from each start layer on; the block named "
+	  "is the cursor's", ui_cmd_knockout },
 	{ "layer", NULL, "N|+N|-N|first|last|+page|-page", 1, 1, ARG_LAYER,
 	  "move the layer cursor (a page is a quarter of the layers)", c_layer },
 	{ "mask", NULL, "[on|off|toggle|heads LIST|all]", 0, 2, ARG_TOGGLE,
@@ -1116,6 +1133,9 @@ const ui_cmd ui_cmds[] = {
 	  "the eval grid while :eval's table is shown, or with heads the heads "
 	  "grid and its metric (lens or eval: that one); FILE.png, .svg or .pdf",
 	  c_plot },
+	{ "position", NULL, "[T|+N|-N|first|last]", 0, 1, ARG_POSITION,
+	  "the position whose streams the lens pane shows (default: the last); "
+	  "no T says the current one", ui_cmd_position },
 	{ "prompt", "p", "TEXT", 1, -1, ARG_TEXT,
 	  "set the prompt and run it", c_prompt },
 	{ "quit", "q", "", 0, 0, ARG_NONE, "leave the explorer", c_quit },
@@ -1148,6 +1168,12 @@ const ui_cmd ui_cmds[] = {
 	  "Ctrl-C stops", c_time },
 	{ "topk", NULL, "K", 1, 1, ARG_NONE,
 	  "the most top tokens each list shows (the panes show fewer when short)", c_topk },
+	{ "trace", NULL, "[resid|mlp|attn] [W] [samples N] [seed K]", 0, 7, ARG_TRACE,
+	  "the flow pane's causal trace (as factlens trace): the subject's "
+	  "embeddings corrupted by noise, P(answer) with one state restored per "
+	  "position and layer: resid_pre, or the MLP's or attention's output over "
+	  "W layers (default 10); N noise samples (default 10) drawn from seed K "
+	  "(default 1); maps are kept per prompt and options", ui_cmd_trace },
 };
 const int ui_n_cmds = sizeof ui_cmds / sizeof ui_cmds[0];
 

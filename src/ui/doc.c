@@ -26,11 +26,14 @@ ui_roff(FILE *f, const char *s)
 }
 
 static void
-fragment_keys(FILE *f)
+fragment_keys(FILE *f, bool flow)
 {
 	ui_keymap k;
 
-	keymap_default(&k);
+	if (flow)
+		keymap_default_flow(&k);
+	else
+		keymap_default(&k);
 	for (int i = 0; i < k.n; i++) {
 		bool seen = false;
 		char kb[32];
@@ -107,7 +110,9 @@ int
 ui_man_fragment(const char *what, FILE *f)
 {
 	if (strcmp(what, "keys") == 0)
-		fragment_keys(f);
+		fragment_keys(f, false);
+	else if (strcmp(what, "flowkeys") == 0)
+		fragment_keys(f, true);
 	else if (strcmp(what, "commands") == 0)
 		fragment_commands(f);
 	else if (strcmp(what, "roles") == 0)

@@ -281,7 +281,9 @@ key_main(uint32_t key)
 		if (key == UI_KEY_ESC || key == 'q' || key == UI_KEY_ENTER)
 			return UI_REDRAW;
 	}
-	if ((cmd = keymap_lookup(&c->keys, key)) == NULL) {
+	if ((c->s->flow == FLOW_OFF || !session_ready(c->s) ||
+	    (cmd = keymap_lookup(&c->flow_keys, key)) == NULL) &&
+	    (cmd = keymap_lookup(&c->keys, key)) == NULL) {
 		ctx_message(c, true, "%s is not bound to a command (? shows the keys)",
 		    ui_key_name(key, kb, sizeof kb));
 		return UI_REDRAW;

@@ -46,8 +46,32 @@ static const struct {
 	{ "x", "exact", "atp: the selected head's exact patch" },
 	{ "n", "neurons toggle", "the MLP pane at neuron level" },
 	{ "N", "neurons sort next", "sort the neurons by the next effect" },
+	{ "f", "flow toggle", "the flow pane: causal trace, knockout" },
+	{ "[", "position -1", "the lens at the position before" },
+	{ "]", "position +1", "the lens at the position after" },
 	{ "?", "help keys", "this key map" }, { "F1", "help keys", NULL },
 	{ "C-l", "redraw", "repaint the terminal" }, { "q", "quit", "quit" },
+};
+
+/* While the flow pane is shown these come first (the others still work). */
+static const struct {
+	const char	*key, *command, *what;
+} flow_defaults[] = {
+	{ "Up", "flow row -1", "the cell above" }, { "k", "flow row -1", NULL },
+	{ "Down", "flow row +1", "the cell below" }, { "j", "flow row +1", NULL },
+	{ "Left", "flow col -1", "the cell to the left" }, { "h", "flow col -1", NULL },
+	{ "Right", "flow col +1", "the cell to the right" }, { "l", "flow col +1", NULL },
+	{ "PgUp", "flow row -page", "a page of rows up" },
+	{ "PgDn", "flow row +page", "a page of rows down" },
+	{ "Home", "flow row first", "the first row" }, { "g", "flow row first", NULL },
+	{ "End", "flow row last", "the last row" }, { "G", "flow row last", NULL },
+	{ "Tab", "flow kind next", "the next kind (resid, mlp, attn) or block" },
+	{ "BTab", "flow kind prev", "the previous kind or block" },
+	{ "W", "flow window +1", "a layer more in the window" },
+	{ "w", "flow window -1", "a layer less in the window" },
+	{ "o", "flow view", "causal trace or knockout" },
+	{ "Enter", "flow run", "the cell's restored run: next tokens, lens" },
+	{ "Escape", "flow off", "close the flow pane" },
 };
 
 const char *
@@ -159,6 +183,18 @@ keymap_default(ui_keymap *k)
 		if (keymap_bind(k, defaults[i].key, defaults[i].command, NULL) != 0)
 			fl_fatal("bad default binding %s", defaults[i].key);
 		k->b[k->n - 1].what = defaults[i].what;
+	}
+}
+
+void
+keymap_default_flow(ui_keymap *k)
+{
+	k->b = NULL;
+	k->n = 0;
+	for (size_t i = 0; i < sizeof flow_defaults / sizeof flow_defaults[0]; i++) {
+		if (keymap_bind(k, flow_defaults[i].key, flow_defaults[i].command, NULL) != 0)
+			fl_fatal("bad default flow binding %s", flow_defaults[i].key);
+		k->b[k->n - 1].what = flow_defaults[i].what;
 	}
 }
 

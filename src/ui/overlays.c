@@ -74,12 +74,15 @@ pane_overlay_draw(const ui_ctx *c, const ui_view *v)
 void
 pane_help_draw(const ui_ctx *c, const ui_view *v)
 {
-	const ui_keymap *k = &c->keys;
+	/* the flow pane's keys while it is shown: they come first */
+	bool flow = c->s->flow != FLOW_OFF && session_ready(c->s);
+	const ui_keymap *k = flow ? &c->flow_keys : &c->keys;
 	int cols, colw, rows, n = 0;
 	int *first = xcalloc((size_t)k->n + 1, sizeof *first);
 
 	view_fill(v, UI_ROLE_NORMAL);
-	pane_title(v, c, "keys: each runs a command (? or any key closes; :help CMD)");
+	pane_title(v, c, flow ? "keys of the flow pane, then the others (? or any "
+	    "key closes)" : "keys: each runs a command (? or any key closes; :help CMD)");
 	/* One line per command, with every key bound to it. */
 	for (int i = 0; i < k->n; i++) {
 		bool seen = false;

@@ -308,6 +308,9 @@ pane_tokens_draw(const ui_ctx *c, const ui_view *v)
 		if (t == s->subject_pos || t == T - 1)
 			for (int i = 0; i < w[t]; i++)
 				view_put(v, x + i, 1, 1, role, c->g->mark);
+		if (t == s->lens_pos && t < T - 1)
+			/* the lens position ([ and ]) */
+			view_restyle(v, x, 0, w[t], UI_ROLE_CURSOR);
 		x += w[t] + 1;
 	}
 	if (s->subject_pos >= 0)
@@ -537,6 +540,19 @@ pane_lens_draw(const ui_ctx *c, const ui_view *v)
 	char title[64];
 	int cw;
 
+	if (s->lens_pos >= 0 && s->lens_pos < s->n_tok - 1 && session_ready(s)) {
+		/* another position ([ and ] move it) */
+		snprintf(title, sizeof title, "layer %d: lens at #%d %s", s->layer,
+		    s->lens_pos, tok_label(c, s->ids[s->lens_pos]));
+		pane_title(v, c, title);
+		if (v->r.h < 4 || s->pos_at != s->lens_pos || s->pos_layer != s->layer)
+			return;
+		cw = (v->r.w - 1) / 3;
+		lens_column(c, v, 1, cw, "resid_pre", &s->pos_rows[0]);
+		lens_column(c, v, 1 + cw, cw, "resid_mid", &s->pos_rows[1]);
+		lens_column(c, v, 1 + 2 * cw, cw, "resid_post", &s->pos_rows[2]);
+		return;
+	}
 	snprintf(title, sizeof title, "layer %d: lens, last position", s->layer);
 	pane_title(v, c, title);
 	if (!session_ready(s) || v->r.h < 4)
@@ -1064,6 +1080,11 @@ ui_format(const ui_ctx *c, ui_canvas *cv)
 	if (!session_ready(c->s)) {
 		v = view_rect(cv, lo.main);
 		pane_empty_draw(c, &v);
+		return;
+	}
+	if (c->s->flow != FLOW_OFF) {
+		v = view_rect(cv, lo.main);
+		pane_flow_draw(c, &v);
 		return;
 	}
 	for (int i = 0; i < lo.n_sep; i++) {

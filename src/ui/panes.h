@@ -26,6 +26,10 @@ void pane_writes_row(const ui_ctx *c, const ui_view *v, int y, const ui_lens_row
  * or its neurons (n). */
 void pane_mlp_draw(const ui_ctx *c, const ui_view *v);
 
+/* The flow pane over the main area (pane_flow.c): causal tracing's map
+ * or attention knockout's curves. */
+void pane_flow_draw(const ui_ctx *c, const ui_view *v);
+
 /* The overlays over the main area (overlays.c): a command's text (:eval,
  * :help NAME), the key map (?), the command list (:help), and what to do
  * when there is no model or prompt. */

@@ -114,6 +114,15 @@ ui_session_save(ui_ctx *c, const char *path, char **cause)
 		fputc('\n', f);
 	} else if (s->compare != COMPARE_OFF)
 		fprintf(f, "compare %s\n", compare_name(s->compare));
+	if (s->lens_pos >= 0)
+		fprintf(f, "position %d\n", s->lens_pos);
+	if (s->flow == FLOW_TRACE)
+		fprintf(f, "trace %s %d samples %d seed %llu\n", trace_kind_name(
+		    s->flow_o.kind), s->flow_o.window, s->flow_o.samples,
+		    (unsigned long long)s->flow_o.seed);
+	else if (s->flow == FLOW_KNOCKOUT)
+		fprintf(f, "knockout %s %d\n", knock_block_name((fl_knock_block)
+		    s->knock_block), s->knock_window);
 	if (rc != 0) {
 		fclose(f);
 		remove(path);

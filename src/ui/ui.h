@@ -61,6 +61,7 @@ typedef struct ui_ctx {
 	ui_session	*s;
 	ui_theme	 theme;
 	ui_keymap	 keys;
+	ui_keymap	 flow_keys;	/* while the flow pane is shown, before keys */
 	const ui_glyphs	*g;
 	bool		 ascii;
 	bool		 batch;		/* headless: no timings on screen */
@@ -132,6 +133,10 @@ typedef enum {
 	ARG_TASK,	/* a bundled task's name, or a file when it has a '/' */
 	ARG_COMMAND, ARG_SUBJECT, ARG_LAYER, ARG_KEY,
 	ARG_COMPARE,	/* mask, intercept, off, toggle (or a prompt) */
+	ARG_TRACE,	/* resid, mlp, attn, samples, seed */
+	ARG_BLOCK,	/* subject, relation, other */
+	ARG_FLOW,	/* :flow's words */
+	ARG_POSITION,	/* first, last */
 } ui_arg_kind;
 
 typedef struct {
@@ -168,6 +173,8 @@ char **cmd_complete(ui_ctx *c, char **words, int index, const char *text);
 /* ---- keys (keys.c) ------------------------------------------------- */
 
 void keymap_default(ui_keymap *k);
+/* The flow pane's bindings, looked up first while it is shown. */
+void keymap_default_flow(ui_keymap *k);
 void keymap_clear(ui_keymap *k);
 int keymap_bind(ui_keymap *k, const char *key, const char *command, char **cause);
 const char *keymap_lookup(const ui_keymap *k, uint32_t key);
@@ -216,6 +223,12 @@ int ui_explore_run(const ui_options *o);	/* explore.c */
  * -1 with *cause naming the command. */
 int ui_cursor_arg(const char *what, const char *arg, int cur, int n, int page,
     int *out, char **cause);
+/* The flow pane's commands (cmd_flow.c): :trace, :knockout, :flow,
+ * :position. */
+int ui_cmd_trace(ui_ctx *c, int argc, char **argv, char **cause);
+int ui_cmd_knockout(ui_ctx *c, int argc, char **argv, char **cause);
+int ui_cmd_flow(ui_ctx *c, int argc, char **argv, char **cause);
+int ui_cmd_position(ui_ctx *c, int argc, char **argv, char **cause);
 /* :intercepts [LAYER] (cmd_intercepts.c). */
 int ui_cmd_intercepts(ui_ctx *c, int argc, char **argv, char **cause);
 
