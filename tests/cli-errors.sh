@@ -461,4 +461,8 @@ expect "atp: neither --task nor prompts" 2 "--prompt, --corrupt and --answer are
 	atp --model "$fx"
 expect "atp: --neurons out of range" 2 "--neurons takes a layer from 0 to 1" -- \
 	atp --model "$fx" --prompt "abc" --corrupt "abd" --answer x --neurons 2
+expect "atp: --compare-exact without --task" 2 "--compare-exact compares over a task" -- \
+	atp --model "$fx" --prompt "abc" --corrupt "abd" --answer x --compare-exact
+expect "atp: --out without --shard" 2 "--out FILE writes a partial: it needs --shard" -- \
+	atp --model "$fx" --task "$task" --out /dev/null
 exit $fail
