@@ -34,7 +34,7 @@ norm() {
 # same NAME ARGS...: the command unsharded, then 3 shards through GNU
 # parallel and merged (the parts given out of order); the two must match.
 same() {
-	local name=$1
+	local name=$1 model=${same_model:-$model}
 	shift
 	"$fl" "$@" --model "$model" --threads 1 > "$tmp/$name.whole" 2> "$tmp/$name.err" ||
 		{ bad "$name: unsharded run failed: $(head -3 "$tmp/$name.err")"; return; }
@@ -80,6 +80,15 @@ same trace-single trace --task "$tiny" --samples 1 --single-token
 same atp-json atp --task "$big" --neurons 1 --json
 same atp-text atp --task "$big" --shots 1 --top 5
 same atp-compare atp --task "$tiny" --compare-exact
+# the demo model makes every subject one token: on the gpt2-f32 fixture the
+# tiny task's prompts are skipped (8) and redrawn (4), and that merges too
+same_model=${FL_FIXTURES:-$src/tests/fixtures}/gpt2-f32 same atp-skips atp --task "$tiny" --json
+if grep -q '"skipped":[[:space:]]*[1-9]' "$tmp/atp-skips.whole" &&
+    grep -q '"redrawn":[[:space:]]*[1-9]' "$tmp/atp-skips.whole"; then
+	ok "atp-skips: the run has skipped and redrawn prompts"
+else
+	bad "atp-skips: no skipped or redrawn prompt: $(grep -o '"s[a-z]*":[^,]*' "$tmp/atp-skips.whole" | head -3)"
+fi
 
 # A merged result is the unsharded one exactly, not approximately: eval's
 # per-prompt rows compared as numbers to the last digit.
