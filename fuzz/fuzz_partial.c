@@ -45,10 +45,13 @@ cli_fail(int status, const char *fmt, ...)
 static const char *
 work_dir(void)
 {
-	static char dir[64];
+	static char dir[4096];
 
 	if (dir[0] == '\0') {
-		snprintf(dir, sizeof dir, "/tmp/fuzz_partial.XXXXXX");
+		const char *tmp = getenv("TMPDIR");
+
+		snprintf(dir, sizeof dir, "%s/fuzz_partial.XXXXXX", tmp != NULL &&
+		    tmp[0] != '\0' ? tmp : "/tmp");
 		if (mkdtemp(dir) == NULL)
 			abort();
 	}
