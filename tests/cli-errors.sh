@@ -491,4 +491,8 @@ expect "run --lens-position before the start" 2 "--lens-position -4 is outside t
 	run --model "$fx" --prompt "abc" --lens-position -4
 expect "run --lens-position not a number" 2 "--lens-position takes an integer from" -- \
 	run --model "$fx" --prompt "abc" --lens-position last
+expect "atp: --compare-exact without --task" 2 "--compare-exact compares over a task" -- \
+	atp --model "$fx" --prompt "abc" --corrupt "abd" --answer x --compare-exact
+expect "atp: --out without --shard" 2 "--out FILE writes a partial: it needs --shard" -- \
+	atp --model "$fx" --task "$task" --out /dev/null
 exit $fail

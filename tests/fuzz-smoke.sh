@@ -1,6 +1,7 @@
 #!/bin/bash
 # Runs each libFuzzer target (safetensors header, config.json, GPT-2
-# tokenizer, SentencePiece tokenizer.model) briefly from its seed corpus: a
+# tokenizer, SentencePiece tokenizer.model, the sharded partials merge
+# reads) briefly from its seed corpus: a
 # crash, a sanitizer report or a failed invariant fails the test.
 #
 # make check builds the targets when configure had --enable-fuzzing (with

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Sharding (factlens(1), SHARDING): eval, heads, decompose and trace --task
+# Sharding (factlens(1), SHARDING): eval, heads, decompose, trace and atp --task
 # on the demo model, each split into 3 shards run by GNU parallel, then
 # factlens merge: its output must equal the unsharded command's byte for
 # byte, but for the times and the pass counts (the shards batch their own
@@ -34,7 +34,7 @@ norm() {
 # same NAME ARGS...: the command unsharded, then 3 shards through GNU
 # parallel and merged (the parts given out of order); the two must match.
 same() {
-	local name=$1
+	local name=$1 model=${same_model:-$model}
 	shift
 	"$fl" "$@" --model "$model" --threads 1 > "$tmp/$name.whole" 2> "$tmp/$name.err" ||
 		{ bad "$name: unsharded run failed: $(head -3 "$tmp/$name.err")"; return; }
@@ -75,6 +75,20 @@ same heads-k-cf heads --task "$tiny" --receiver 4 --receiver-input k --receiver-
 same heads-resid heads --task "$tiny" --receiver 3 --single-token
 same decompose-cf decompose --task "$big" --layer 4 --counterfactual --json
 same trace-single trace --task "$tiny" --samples 1 --single-token
+# attribution patching: every prompt's estimates, its skip and redraw, the
+# neuron layer's; the exact heads map and rho are the merge's own work
+same atp-json atp --task "$big" --neurons 1 --json
+same atp-text atp --task "$big" --shots 1 --top 5
+same atp-compare atp --task "$tiny" --compare-exact
+# the demo model makes every subject one token: on the gpt2-f32 fixture the
+# tiny task's prompts are skipped (8) and redrawn (4), and that merges too
+same_model=${FL_FIXTURES:-$src/tests/fixtures}/gpt2-f32 same atp-skips atp --task "$tiny" --json
+if grep -q '"skipped":[[:space:]]*[1-9]' "$tmp/atp-skips.whole" &&
+    grep -q '"redrawn":[[:space:]]*[1-9]' "$tmp/atp-skips.whole"; then
+	ok "atp-skips: the run has skipped and redrawn prompts"
+else
+	bad "atp-skips: no skipped or redrawn prompt: $(grep -o '"s[a-z]*":[^,]*' "$tmp/atp-skips.whole" | head -3)"
+fi
 
 # A merged result is the unsharded one exactly, not approximately: eval's
 # per-prompt rows compared as numbers to the last digit.
@@ -145,6 +159,7 @@ usage "--shard 1-3" "takes I/N" decompose --task "$tiny" --shard 1-3
 usage "--out without --shard" "needs --shard" eval --task "$tiny" --out "$tmp/x"
 usage "trace --shard without --task" "split a --task" trace --prompt "The capital of France is" --shard 1/2
 usage "merge without parts" "no partials" merge
+usage "atp --shard without --task" "split a --task" atp --prompt "The capital of France is" --corrupt "The capital of Japan is" --answer Paris --shard 1/2
 
 # More shards than prompts: the empty shards still merge.
 n=0

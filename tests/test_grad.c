@@ -274,8 +274,11 @@ out_early:
 }
 
 /* Every hook of grad.json against torch.autograd's gradient. */
+/* With kept set, the pass's cache keeps the MLPs' pre-activations
+ * (FL_CACHE_MLP_PRE) and the backward reads them instead of recomputing
+ * them: both ways must match torch. */
 static void
-check_torch(const char *fx)
+check_torch(const char *fx, bool kept)
 {
 	fl_model *m = fx_model(fx);
 	int T, *ids = fx_ref_ids(fx, &T);
@@ -299,7 +302,17 @@ check_torch(const char *fx)
 	}
 	all = fx_read_f32(fx, "grad.f32", &n_all);
 	r = run_new(m, T, T);
-	c = fx_cache(m, r, ids, T);
+	if (kept) {
+		fl_pass p = { 0 };
+
+		c = cache_new(m, T, FL_CACHE_MLP_PRE);
+		p.cache = c;
+		run_forward(r, ids, &T, 1, &p, NULL);
+		check(c->mlp_pre != NULL && (c->mlp_pre_linear != NULL) ==
+		    m->cfg.gated_mlp, "%s: FL_CACHE_MLP_PRE keeps mlp.hook_pre%s", fx,
+		    m->cfg.gated_mlp ? " and hook_pre_linear" : "");
+	} else
+		c = fx_cache(m, r, ids, T);
 	dir = xmalloc((size_t)m->cfg.d_model * sizeof *dir);
 	g = grad_new(m, T, &cause);
 	if (all == NULL || g == NULL || grad_metric_dir(m,
@@ -354,9 +367,10 @@ check_torch(const char *fx)
 			check(0, "%s: %s vs torch.autograd: maxdiff %.3g of the largest "
 			    "gradient %.3g", fx, e->string, maxd, maxw);
 	}
-	check(n_hooks > 0 && worst <= GRAD_TORCH_TOL, "%s: %d hooks' gradients match "
+	check(n_hooks > 0 && worst <= GRAD_TORCH_TOL, "%s%s: %d hooks' gradients match "
 	    "torch.autograd's: worst maxdiff %.2g of the hook's largest (%s; "
-	    "tolerance %.0e)", fx, n_hooks, worst, worst_name, GRAD_TORCH_TOL);
+	    "tolerance %.0e)", fx, kept ? " (pre-activations kept)" : "", n_hooks,
+	    worst, worst_name, GRAD_TORCH_TOL);
 out:
 	grad_free(g);
 	free(dir);
@@ -667,6 +681,57 @@ out:
 	model_free(m);
 }
 
+/* atp_spearman: without ties, 1 - 6 sum d^2 / (n (n^2 - 1)) of the ranks
+ * d apart (permutations drawn here); with ties, a case worked by hand;
+ * NANs left out; a constant side gives NAN. */
+static void
+check_spearman(void)
+{
+	double x[40], y[40], worst = 0;
+	unsigned s = 12345;
+	int n = 40;
+
+	for (int trial = 0; trial < 20; trial++) {
+		int rx[40], ry[40];
+		double d2 = 0, want, got;
+
+		for (int i = 0; i < n; i++)
+			rx[i] = ry[i] = i;
+		for (int i = n - 1; i > 0; i--) {
+			int j, t;
+
+			s = s * 1664525u + 1013904223u;
+			j = (int)((s >> 8) % (unsigned)(i + 1));
+			t = ry[i];
+			ry[i] = ry[j];
+			ry[j] = t;
+		}
+		/* values with those ranks, of unlike scales */
+		for (int i = 0; i < n; i++) {
+			x[i] = rx[i] * 0.5 - 3;
+			y[i] = exp(ry[i] * 0.1) - (trial % 2 ? 5 : 0);
+			d2 += (double)(rx[i] - ry[i]) * (rx[i] - ry[i]);
+		}
+		want = 1 - 6 * d2 / ((double)n * ((double)n * n - 1));
+		got = atp_spearman(x, y, n);
+		worst = fmax(worst, fabs(got - want));
+	}
+	check(worst <= 1e-12, "spearman: 1 - 6 sum d^2 / n(n^2 - 1) on 20 "
+	    "permutations of 40 (worst %.3g)", worst);
+	{
+		/* x ranks 1 2 3 4 5, y ranks 1 2.5 2.5 4 5: Pearson of those =
+		 * 9.5 / sqrt(10 * 9.5) */
+		double a[] = { 1, 2, 3, 4, 5, NAN }, b[] = { -1, 0, 0, 7, 8, 3 };
+		double want = 9.5 / sqrt(10 * 9.5), got = atp_spearman(a, b, 6);
+		double c[] = { 2, 2, 2 };
+
+		check(fabs(got - want) <= 1e-12, "spearman with ties and a NAN: %.15f "
+		    "(want %.15f)", got, want);
+		check(isnan(atp_spearman(a, c, 3)) && isnan(atp_spearman(a, b, 1)),
+		    "spearman of a constant side, or of one pair: NAN");
+	}
+}
+
 int
 main(void)
 {
@@ -679,10 +744,13 @@ main(void)
 		if (i == 0)
 			check_fd(fxs[i], 0);
 	}
-	check_torch("gpt2-f32");
-	check_torch("opt-f32");
-	check_torch("opt350-f32");
-	check_torch("llama-f32");
+	for (int kept = 0; kept <= 1; kept++) {
+		check_torch("gpt2-f32", kept);
+		check_torch("opt-f32", kept);
+		check_torch("opt350-f32", kept);
+		check_torch("llama-f32", kept);
+	}
+	check_spearman();
 	check_atp("gpt2-f32");
 	check_atp("llama-f32");
 	check_atp_task("gpt2-f32", 0);

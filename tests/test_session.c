@@ -22,6 +22,7 @@
 #include "base/util.h"
 #include "session/session.h"
 #include "engine/forward.h"
+#include "engine/readout.h"
 
 /* A progress callback that stops at its first call. */
 static bool
@@ -588,6 +589,304 @@ out:
 	session_free(s);
 }
 
+/* ---- neuron edits and :neurons search --------------------------------- */
+
+/* Neuron `neuron` of mlp.hook_post scaled by factor in every row, written
+ * here (not analysis' hook_neuron_edit), and the (T, F) rows copied out
+ * before the scaling when grab is set. */
+typedef struct {
+	int	 neuron;
+	float	 factor;
+	float	*grab;
+} my_edit;
+
+static int
+my_edit_hook(void *ud, fl_act *a)
+{
+	my_edit *e = ud;
+	int T = a->shape[0], F = a->shape[1];
+
+	if (e->grab != NULL)
+		memcpy(e->grab, a->data, (size_t)T * F * sizeof(float));
+	for (int t = 0; t < T; t++)
+		a->data[(size_t)t * F + e->neuron] *= e->factor;
+	return FL_HOOK_CONTINUE;
+}
+
+/* A pass of the session's prompt with neuron (layer, neuron) scaled by
+ * factor: the last position's logits (V) and, with c, the cache; the
+ * layer's activations before the edit into act (T, F) when not NULL. */
+static void
+edited_pass(const ui_session *s, int layer, int neuron, float factor,
+    float *logits, fl_cache *c, float *act)
+{
+	int T = s->n_tok;
+	fl_run *r = run_new(s->model, T, T);
+	my_edit e = { neuron, factor, act };
+	fl_hook h = { HOOK_MLP_POST, layer, my_edit_hook, &e };
+	fl_pass p = { 0 };
+	char *cause = NULL;
+
+	p.hooks = &h;
+	p.n_hooks = 1;
+	p.cache = c;
+	p.logits = logits;
+	if (run_forward(r, s->ids, &T, 1, &p, &cause) != 0) {
+		check(0, "edited pass: %s", cause);
+		free(cause);
+	}
+	run_free(r);
+}
+
+static double
+max_diff(const float *a, const float *b, size_t n, double *scale)
+{
+	double worst = 0, mx = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		worst = fmax(worst, fabs((double)a[i] - b[i]));
+		mx = fmax(mx, fabs(b[i]));
+	}
+	if (scale != NULL)
+		*scale = mx;
+	return worst;
+}
+
+/* :neuron L N zero|half|double|reset: the session's logits after an edit
+ * equal a pass of our own with the neuron scaled by a hook written here;
+ * half and double change the layer's MLP output by (f - 1) a w at every
+ * position (a the activation, w the value vector); reset gives back the
+ * unedited logits and MLP outputs bit for bit; each edit is one pass
+ * resumed at the edit's layer. */
+static void
+test_neuron_edits(const char *dir)
+{
+	ui_session *s = plain(dir, "The capital of France is", NULL, false,
+	    METRIC_DIRECT);
+	const fl_model *m;
+	int L, V, T, D, F, l = 1, n = 5, rc;
+	float *orig = NULL, *orig_mlp = NULL, *ref = NULL, *act = NULL, *w = NULL;
+	fl_cache *rc_cache = NULL;
+	char *cause = NULL;
+	static const struct { const char *name; float f; } kinds[] = {
+		{ "zero", 0.0f }, { "half", 0.5f }, { "double", 2.0f } };
+
+	if (!session_ready(s))
+		goto out;
+	m = s->model;
+	L = m->cfg.n_layer;
+	V = m->cfg.n_vocab;
+	T = s->n_tok;
+	D = m->cfg.d_model;
+	F = m->cfg.d_mlp;
+	orig = xmalloc((size_t)V * sizeof *orig);
+	memcpy(orig, s->stream_logits + (size_t)L * V, (size_t)V * sizeof *orig);
+	orig_mlp = xmalloc((size_t)L * T * D * sizeof *orig_mlp);
+	memcpy(orig_mlp, s->cache->mlp_out, (size_t)L * T * D * sizeof *orig_mlp);
+	ref = xmalloc((size_t)V * sizeof *ref);
+	act = xmalloc((size_t)T * F * sizeof *act);
+	w = xmalloc((size_t)D * sizeof *w);
+	neurons_value(m, l, n, w);
+	rc_cache = cache_new(m, T, 0);
+
+	for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+		float f = kinds[k].f;
+		long resumed = s->n_resumed, passes = s->n_passes;
+		double worst, scale, worst_mlp = 0, mx = 0;
+
+		rc = session_neuron_edit(s, l, n, f, &cause);
+		check(rc == SESSION_RUN, "neuron %d.%d %s: SESSION_RUN (%d)", l, n,
+		    kinds[k].name, rc);
+		if (update(s, rc, kinds[k].name) != 0)
+			goto out;
+		check(s->n_resumed == resumed + 1 && s->n_passes == passes,
+		    "neuron %s: one pass resumed at layer %d, no full pass (%ld "
+		    "resumed, %ld full)", kinds[k].name, l, s->n_resumed - resumed,
+		    s->n_passes - passes);
+		edited_pass(s, l, n, f, ref, rc_cache, act);
+		worst = max_diff(s->stream_logits + (size_t)L * V, ref, (size_t)V,
+		    &scale);
+		check(worst <= 1e-6 * (scale > 1 ? scale : 1), "neuron %d.%d %s: the "
+		    "session's logits equal a pass with the neuron scaled by %g by a "
+		    "hook (worst %.3g, logits up to %.3g)", l, n, kinds[k].name, f,
+		    worst, scale);
+		worst = max_diff(s->base_logits, ref, (size_t)V, &scale);
+		check(worst <= 1e-6 * (scale > 1 ? scale : 1), "neuron %s: and so do "
+		    "its base logits (worst %.3g)", kinds[k].name, worst);
+		/* the layer's MLP output moved by (f - 1) a_t w at every t */
+		for (int t = 0; t < T; t++)
+			for (int o = 0; o < D; o++) {
+				size_t i = ((size_t)l * T + t) * D + o;
+				double want = orig_mlp[i] + (f - 1.0) *
+				    act[(size_t)t * F + n] * w[o];
+
+				worst_mlp = fmax(worst_mlp, fabs(s->cache->mlp_out[i] - want));
+				mx = fmax(mx, fabs(orig_mlp[i]));
+			}
+		check(worst_mlp <= 1e-5 * (mx > 1 ? mx : 1), "neuron %d.%d %s: "
+		    "hook_mlp_out of layer %d is the unedited one plus (%g - 1) a w "
+		    "at every position (worst %.3g of %.3g)", l, n, kinds[k].name, l,
+		    f, worst_mlp, mx);
+	}
+
+	rc = session_neuron_edit(s, l, n, -1, &cause);
+	check(rc == SESSION_RUN, "neuron reset: SESSION_RUN (%d)", rc);
+	if (update(s, rc, "reset") != 0)
+		goto out;
+	check(s->n_edits == 0 && memcmp(s->stream_logits + (size_t)L * V, orig,
+	    (size_t)V * sizeof *orig) == 0 && memcmp(s->cache->mlp_out, orig_mlp,
+	    (size_t)L * T * D * sizeof *orig_mlp) == 0, "neuron reset: the logits "
+	    "and every MLP output are the unedited ones bit for bit (worst logit "
+	    "%.3g)", max_diff(s->stream_logits + (size_t)L * V, orig, (size_t)V,
+	    NULL));
+
+	/* two edits, then reset them all */
+	rc = session_neuron_edit(s, 0, 3, 0, &cause) | session_neuron_edit(s, 1, n,
+	    2, &cause);
+	update(s, rc, "two edits");
+	rc = session_neuron_edit(s, -1, 0, -1, &cause);
+	check(rc == SESSION_RUN, "neuron reset of every edit: SESSION_RUN (%d)", rc);
+	update(s, rc, "reset all");
+	check(s->n_edits == 0 && memcmp(s->stream_logits + (size_t)L * V, orig,
+	    (size_t)V * sizeof *orig) == 0, "neuron reset of every edit: the "
+	    "unedited logits bit for bit (worst %.3g)", max_diff(s->stream_logits +
+	    (size_t)L * V, orig, (size_t)V, NULL));
+	rc = session_neuron_edit(s, l, F, 0, &cause);
+	check(rc < 0 && cause != NULL && strstr(cause, "neurons 0 to") != NULL,
+	    "neuron %d.%d (out of range): refused (%s)", l, F, cause != NULL ?
+	    cause : "no error");
+	free(cause);
+out:
+	cache_free(rc_cache);
+	free(orig);
+	free(orig_mlp);
+	free(ref);
+	free(act);
+	free(w);
+	session_free(s);
+}
+
+/* :neurons search TOKEN: the hits are exactly the (layer, neuron) whose
+ * value vector ranks TOKEN in its top UI_NEURON_SEARCH_K, with that rank,
+ * by an independent product here: W_out's row centred, times the final
+ * LayerNorm's gain (the unit-scale LN after a pre-LN block's MLP), dotted
+ * with every row of W_U in double; each hit's activation is the pass's
+ * mlp.hook_post at the last position. */
+static void
+test_neuron_search(const char *dir)
+{
+	ui_session *s = plain(dir, "The capital of France is", NULL, false,
+	    METRIC_DIRECT);
+	const fl_model *m;
+	int L, V, D, F, K = UI_NEURON_SEARCH_K, T, token, n = 0, n_want = 0;
+	ui_neuron_hit *hits = NULL, *want = NULL;
+	double *lg = NULL, *x = NULL;
+	float *u = NULL, *w = NULL, *act = NULL, *lgf = NULL;
+	char *cause = NULL;
+	int rc, bad = 0;
+
+	if (!session_ready(s))
+		goto out;
+	m = s->model;
+	L = m->cfg.n_layer;
+	V = m->cfg.n_vocab;
+	D = m->cfg.d_model;
+	F = m->cfg.d_mlp;
+	T = s->n_tok;
+	if (!m->cfg.ln_before || !m->cfg.final_ln || m->cfg.d_proj != D) {
+		check(0, "neuron search: the fixture is a pre-LN GPT-2 with a final LN");
+		goto out;
+	}
+	lg = xmalloc((size_t)L * F * V * sizeof *lg);
+	x = xmalloc((size_t)D * sizeof *x);
+	u = xmalloc((size_t)D * sizeof *u);
+	w = xmalloc((size_t)D * sizeof *w);
+	for (int l = 0; l < L; l++)
+		for (int i = 0; i < F; i++) {
+			double mean = 0;
+
+			neurons_value(m, l, i, w);
+			for (int o = 0; o < D; o++)
+				mean += w[o];
+			mean /= D;
+			for (int o = 0; o < D; o++)
+				x[o] = (w[o] - mean) * m->lnf_w[o];
+			for (int v = 0; v < V; v++) {
+				double d = 0;
+
+				table_row(&m->unembed, v, u);
+				for (int o = 0; o < D; o++)
+					d += x[o] * u[o];
+				lg[((size_t)l * F + i) * V + v] = d;
+			}
+		}
+	/* the token: layer 0 neuron 0's top one */
+	token = 0;
+	for (int v = 1; v < V; v++)
+		if (lg[v] > lg[token])
+			token = v;
+	act = xmalloc((size_t)T * F * sizeof *act);
+	want = xmalloc((size_t)L * F * sizeof *want);
+	lgf = xmalloc((size_t)V * sizeof *lgf);
+	for (int l = 0; l < L; l++) {
+		edited_pass(s, l, 0, 1.0f, lgf, NULL, act);
+		for (int i = 0; i < F; i++) {
+			const double *row = lg + ((size_t)l * F + i) * V;
+			int rank = 1;
+
+			for (int v = 0; v < V; v++)
+				rank += row[v] > row[token];
+			if (rank <= K)
+				want[n_want++] = (ui_neuron_hit){ l, i, rank,
+				    act[(size_t)(T - 1) * F + i] };
+		}
+	}
+	/* in the session's order: by rank, then layer, then neuron */
+	for (int a = 1; a < n_want; a++)
+		for (int b = a; b > 0 && (want[b].rank < want[b - 1].rank ||
+		    (want[b].rank == want[b - 1].rank && (want[b].layer <
+		    want[b - 1].layer || (want[b].layer == want[b - 1].layer &&
+		    want[b].neuron < want[b - 1].neuron)))); b--) {
+			ui_neuron_hit t = want[b];
+
+			want[b] = want[b - 1];
+			want[b - 1] = t;
+		}
+	rc = session_neuron_search(s, token, NULL, &hits, &n, &cause);
+	check(rc == 0, "neuron search: runs (%s)", cause != NULL ? cause : "");
+	for (int k = 0; rc == 0 && k < n && k < n_want; k++)
+		if (hits[k].layer != want[k].layer || hits[k].neuron != want[k].neuron ||
+		    hits[k].rank != want[k].rank || fabsf(hits[k].act - want[k].act) >
+		    1e-5f * (1 + fabsf(want[k].act))) {
+			if (bad++ < 3)
+				printf("# hit %d: %d.%d rank %d act %.6f; want %d.%d rank %d "
+				    "act %.6f\n", k, hits[k].layer, hits[k].neuron,
+				    hits[k].rank, hits[k].act, want[k].layer, want[k].neuron,
+				    want[k].rank, want[k].act);
+		}
+	check(rc == 0 && n == n_want && n > 0 && bad == 0, "neuron search for token "
+	    "%d: %d hits, an independent W_out W_U product ranks %d (%d differ)",
+	    token, n, n_want, bad);
+	free(cause);
+	cause = NULL;
+	free(hits);
+	hits = NULL;
+	rc = session_neuron_search(s, V, NULL, &hits, &n, &cause);
+	check(rc < 0 && cause != NULL, "neuron search for token %d (outside the "
+	    "vocabulary): refused (%s)", V, cause != NULL ? cause : "no error");
+	free(cause);
+out:
+	free(hits);
+	free(want);
+	free(lg);
+	free(x);
+	free(u);
+	free(w);
+	free(act);
+	free(lgf);
+	session_free(s);
+}
+
 int
 main(void)
 {
@@ -800,6 +1099,8 @@ main(void)
 	test_compare(dir);
 	check_atp_metric(dir, task);
 	test_flow(dir);
+	test_neuron_edits(dir);
+	test_neuron_search(dir);
 	free(dir);
 	free(other);
 	free(task);

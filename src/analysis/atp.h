@@ -60,6 +60,8 @@ typedef struct {
 	fl_run		*run;
 	fl_cache	*c_clean, *c_corrupt;
 	float		*logits;	/* (V) */
+	float		*dir;		/* (D) M = lnf[T - 1] . dir (grad_metric_dir) */
+	float		*last;		/* (D) a patched pass's lnf[T - 1] */
 } fl_atp;
 
 /* The estimates for two prompts of T tokens each. 0, or -1 with *cause (a
@@ -121,5 +123,38 @@ int atp_task(fl_atp_task *res, const fl_model *m, const fl_task *t,
     const fl_prompt_set *drawn, int neuron_layer, const fl_progress *p,
     char **cause);
 void atp_task_clear(fl_atp_task *res);
+
+/*
+ * atp_task in its steps, for a task split into shards (each estimates its
+ * own prompts; the merge adds them up in prompt order, as atp_task does,
+ * so the result is the same to the bit).
+ */
+typedef struct {
+	bool	 skipped;	/* no corrupted twin of its length */
+	bool	 redrawn;	/* the drawn subject was replaced */
+	double	 clean, corrupt;	/* M on the clean and the corrupted prompt */
+	double	*heads;		/* (L, H) estimates, NULL when skipped */
+	double	*neurons;	/* (F) of the neuron layer, or NULL */
+} fl_atp_prompt;
+
+/* Prompt i of clean, paired as atp_task pairs it, estimated into *out
+ * (skipped set when it has no twin). 0, or -1 with *cause. Free with
+ * atp_prompt_clear, on failure too. */
+int atp_task_prompt(fl_atp_prompt *out, const fl_model *m, const fl_task *t,
+    const fl_prompt_opts *o, const fl_prompt_set *clean,
+    const fl_prompt_set *drawn, int i, int neuron_layer, char **cause);
+void atp_prompt_clear(fl_atp_prompt *p);
+
+/* An empty sum for m (neuron_layer < 0: heads only; must be a layer of
+ * m's), one prompt's result added, and the means: finish returns 0, or -1
+ * with *cause naming task_path when no prompt was estimated. */
+void atp_task_init(fl_atp_task *res, const fl_model *m, int neuron_layer);
+void atp_task_add(fl_atp_task *res, const fl_atp_prompt *p);
+int atp_task_finish(fl_atp_task *res, const char *task_path, char **cause);
+
+/* Spearman's rank correlation of x and y (n values each; pairs with a NAN
+ * left out; tied values take their mean rank): NAN when fewer than two
+ * pairs are left or either side is constant. */
+double atp_spearman(const double *x, const double *y, int n);
 
 #endif

@@ -12,8 +12,10 @@
 #include <string.h>
 
 #include "analysis/atp.h"
+#include "analysis/patch.h"
 #include "analysis/report.h"
 #include "cli.h"
+#include "shard.h"
 #include "engine/pool.h"
 
 typedef struct {
@@ -30,6 +32,8 @@ typedef struct {
 	int		 top;
 	int		 threads;
 	bool		 json;
+	bool		 compare;	/* --compare-exact */
+	cli_shard	 shard;		/* --shard I/N, --out FILE */
 } atp_args;
 
 const cli_opt cmd_atp_opts[] = {
@@ -58,6 +62,12 @@ const cli_opt cmd_atp_opts[] = {
 	{ "seed", 'r', "N", 0, CLI_GROUP_OWN,
 	  "with --task: the seed that draws the corrupted prompts' subjects and "
 	  "the demonstrations, as heads --seed (default 1)" },
+	{ "compare-exact", 'X', NULL, 0, CLI_GROUP_OWN,
+	  "with --task: also the exact heads map of path patching (heads --task "
+	  "with the same prompts) and Spearman's rank correlation between it and "
+	  "the AtP map" },
+	CLI_SHARED_SHARD,
+	CLI_SHARED_OUT,
 	CLI_SHARED_JSON,
 	CLI_SHARED_THREADS,
 	CLI_SHARED_WEIGHTS,
@@ -69,7 +79,8 @@ static int
 atp_parse(atp_args *a, int argc, char **argv)
 {
 	cli_shared sh = { .dir = &a->dir, .threads = &a->threads, .json = &a->json,
-	    .task = &a->task, .set = &a->set, .shots = &a->shots };
+	    .task = &a->task, .set = &a->set, .shots = &a->shots,
+	    .shard = &a->shard };
 	int c;
 
 	memset(a, 0, sizeof *a);
@@ -95,6 +106,7 @@ atp_parse(atp_args *a, int argc, char **argv)
 			if (cli_int("--seed", optarg, 0, 1 << 30, &a->seed))
 				return 2;
 			break;
+		case 'X': a->compare = true; break;
 		case CLI_GETOPT_BAD:
 			return 2;
 		default:
@@ -112,6 +124,15 @@ atp_parse(atp_args *a, int argc, char **argv)
 	if (a->task == NULL && (a->set != 0 || a->shots != 0))
 		return cli_fail(2, "atp: --templates and --shots choose a task's "
 		    "prompts: give --task FILE");
+	if (a->task == NULL && (a->shard.count > 0 || a->shard.out != NULL))
+		return cli_fail(2, "atp: --shard and --out split a --task's prompts: "
+		    "not with one --prompt");
+	if (a->task == NULL && a->compare)
+		return cli_fail(2, "atp: --compare-exact compares over a task: give "
+		    "--task FILE (one prompt pair lists its exact patches with --top)");
+	if (a->shard.out != NULL && a->shard.count == 0)
+		return cli_fail(2, "atp: --out FILE writes a partial: it needs --shard "
+		    "I/N");
 	if (a->task != NULL) {
 		if (a->dir == NULL)
 			a->dir = fl_default_model();
@@ -266,24 +287,130 @@ json_row(const double *v, int n)
 	return arr;
 }
 
-/* atp --task: the estimates averaged over the task's prompts. */
+/* Prompt i's estimates as a partial's line, and back. */
+static cJSON *
+atp_row_json(const fl_atp_prompt *p, int i, int LH, int F)
+{
+	cJSON *row = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(row, "prompt", i);
+	cJSON_AddBoolToObject(row, "skipped", p->skipped);
+	if (p->skipped)
+		return row;
+	cJSON_AddBoolToObject(row, "redrawn", p->redrawn);
+	cli_json_add_f64(row, "clean", &p->clean, 1);
+	cli_json_add_f64(row, "corrupt", &p->corrupt, 1);
+	cli_json_add_f64(row, "heads", p->heads, (size_t)LH);
+	if (p->neurons != NULL)
+		cli_json_add_f64(row, "neurons", p->neurons, (size_t)F);
+	return row;
+}
+
 static int
-atp_over_task(const atp_args *a)
+atp_row_read(cli_merge *mg, fl_atp_prompt *p, int i, int LH, int F)
+{
+	cJSON *row = cli_merge_row(mg, i);
+	const cJSON *sk, *rd;
+	int rc = 1;
+
+	memset(p, 0, sizeof *p);
+	if (row == NULL)
+		return 1;
+	sk = cJSON_GetObjectItemCaseSensitive(row, "skipped");
+	rd = cJSON_GetObjectItemCaseSensitive(row, "redrawn");
+	if (!cJSON_IsBool(sk) || (!cJSON_IsTrue(sk) && !cJSON_IsBool(rd))) {
+		cli_fail(1, "%s: prompt %d: no true/false fields \"skipped\" and "
+		    "\"redrawn\"", mg->parts[i % mg->count].path, i);
+		goto out;
+	}
+	p->skipped = cJSON_IsTrue(sk);
+	if (p->skipped) {
+		rc = 0;
+		goto out;
+	}
+	p->redrawn = cJSON_IsTrue(rd);
+	p->heads = xmalloc((size_t)LH * sizeof *p->heads);
+	if (F > 0)
+		p->neurons = xmalloc((size_t)F * sizeof *p->neurons);
+	rc = cli_json_get_f64(mg, i, row, "clean", &p->clean, 1) ||
+	    cli_json_get_f64(mg, i, row, "corrupt", &p->corrupt, 1) ||
+	    cli_json_get_f64(mg, i, row, "heads", p->heads, (size_t)LH) ||
+	    (F > 0 && cli_json_get_f64(mg, i, row, "neurons", p->neurons,
+	    (size_t)F));
+out:
+	cJSON_Delete(row);
+	return rc;
+}
+
+/* A partial left without its trailer, so that a merge takes it as cut
+ * short. */
+static void
+part_abandon(cli_part_writer *w)
+{
+	if (w->f != NULL && w->f != stdout)
+		fclose(w->f);
+	else if (w->f != NULL)
+		fflush(w->f);
+	w->f = NULL;
+}
+
+/* With --compare-exact: heads --task's path-patching map of the same
+ * prompts into *pt, and Spearman's rho between it and the AtP map into
+ * *rho. 0, FL_EXIT_STOPPED, or 1 after reporting. */
+static int
+atp_compare_exact(const fl_model *m, const fl_prompt_set *clean,
+    const fl_prompt_set *drawn, const fl_atp_task *res, fl_patch *pt,
+    double *rho)
+{
+	int L = m->cfg.n_layer;
+	fl_batch *b = batch_new(m, 32, clean->max_len > drawn->max_len ?
+	    clean->max_len : drawn->max_len);
+	fl_patch_opts o = { -1, NULL, PATCH_RECV_RESID, -1, PATCH_METRIC_ANSWER,
+	    NULL };
+	cli_progress_state prog;
+	char *cause = NULL;
+	int rc;
+
+	cli_progress_init(&prog, "atp --compare-exact");
+	b->progress = cli_progress_of(&prog);
+	b->total = patch_units(L, clean->n, drawn->n);
+	rc = cli_work_end(&prog, patch_heads(pt, b, clean->p, clean->n, drawn->p,
+	    drawn->n, &o, &cause), "path patching");
+	batch_free(b);
+	if (rc == FL_EXIT_STOPPED)
+		return rc;
+	if (rc != 0) {
+		cli_fail(1, "atp --compare-exact: %s", cause);
+		free(cause);
+		return 1;
+	}
+	*rho = atp_spearman(res->heads, pt->effect, L * m->cfg.n_head);
+	return 0;
+}
+
+/* atp --task: the estimates averaged over the task's prompts; with
+ * --shard, a partial of the share's; with mg, the merge of the partials
+ * (shard.h). */
+static int
+atp_over_task(const atp_args *a, int argc, char **argv, cli_merge *mg)
 {
 	fl_model *m = NULL;
 	fl_task *t = NULL;
 	fl_prompt_set clean = { 0 }, drawn = { 0 };
 	fl_prompt_opts po;
 	fl_atp_task res = { 0 };
+	fl_patch pt = { 0 };
 	cli_progress_state prog;
 	fl_progress pr;
 	char *cause = NULL;
-	int rc, L, H, k, kn = 0, *order = NULL, *norder = NULL;
-	double t0 = fl_now();
+	int rc, L, H, F, k, kn = 0, *order = NULL, *norder = NULL, *idx = NULL;
+	int n_share = 0;
+	double t0 = fl_now(), parts_seconds = 0, rho = NAN;
 
 	if ((t = cli_load_task(a->task)) == NULL)
 		return 1;
-	if ((m = cli_load_model(a->dir)) == NULL) {
+	if ((m = mg != NULL ? cli_merge_model(mg, a->dir) :
+	    cli_load_model(a->dir)) == NULL) {
 		task_free(t);
 		return 1;
 	}
@@ -294,6 +421,7 @@ atp_over_task(const atp_args *a)
 		rc = cli_fail(2, "atp: --neurons takes a layer from 0 to %d", L - 1);
 		goto out;
 	}
+	F = a->neurons >= 0 ? m->cfg.d_mlp : 0;
 	po = (fl_prompt_opts){ (fl_template_set)a->set, a->shots,
 	    (unsigned)a->seed, false, false, false };
 	if (task_prompts(&clean, m, t, &po, &cause) != 0)
@@ -302,15 +430,76 @@ atp_over_task(const atp_args *a)
 	if (task_prompts(&drawn, m, t, &po, &cause) != 0)
 		goto fail_cause;
 	po.corrupt = false;
-	cli_progress_init(&prog, "atp");
-	pr = cli_progress_of(&prog);
-	cli_interrupt_catch();
-	rc = cli_work_end(&prog, atp_task(&res, m, t, &po, &clean, &drawn,
-	    a->neurons, &pr, &cause), "attribution patching");
-	if (rc == FL_EXIT_STOPPED)
-		goto out;
-	if (rc != 0)
+	atp_task_init(&res, m, a->neurons);
+	if (mg != NULL) {
+		if (mg->prompts != clean.n) {
+			cli_fail(1, "%s: %d prompts in all, but %s makes %d of %s",
+			    mg->parts[0].path, mg->prompts, a->task, clean.n, a->dir);
+			goto out;
+		}
+		for (int i = 0; i < clean.n; i++) {
+			fl_atp_prompt one;
+
+			if (atp_row_read(mg, &one, i, L * H, F) != 0) {
+				atp_prompt_clear(&one);
+				goto out;
+			}
+			atp_task_add(&res, &one);
+			atp_prompt_clear(&one);
+		}
+		if (cli_merge_end(mg) != 0)
+			goto out;
+		parts_seconds = cli_merge_work_sum(mg, "seconds");
+	} else {
+		cli_part_writer w;
+		bool sharded = a->shard.count > 0;
+
+		idx = cli_shard_select(&a->shard, clean.n, &n_share);
+		if (sharded && cli_part_begin(&w, &a->shard, m, "atp", argc, argv,
+		    clean.n) != 0)
+			goto out;
+		cli_progress_init(&prog, "atp");
+		pr = cli_progress_of(&prog);
+		cli_interrupt_catch();
+		for (int j = 0; j < n_share; j++) {
+			fl_atp_prompt one;
+
+			if (atp_task_prompt(&one, m, t, &po, &clean, &drawn, idx[j],
+			    a->neurons, &cause) != 0) {
+				atp_prompt_clear(&one);
+				cli_progress_end(&prog);
+				if (sharded)
+					part_abandon(&w);
+				goto fail_cause;
+			}
+			if (sharded)
+				cli_part_row(&w, atp_row_json(&one, idx[j], L * H, F));
+			else
+				atp_task_add(&res, &one);
+			atp_prompt_clear(&one);
+			if (fl_progress_report(&pr, "attribution patching", j + 1,
+			    n_share)) {
+				rc = cli_work_end(&prog, FL_STOPPED,
+				    "attribution patching");
+				if (sharded)
+					part_abandon(&w);
+				goto out;
+			}
+		}
+		cli_progress_end(&prog);
+		if (sharded) {
+			cJSON *work = cJSON_CreateObject();
+
+			cJSON_AddNumberToObject(work, "seconds", fl_now() - t0);
+			rc = cli_part_end(&w, work);
+			goto out;
+		}
+	}
+	if (atp_task_finish(&res, t->path, &cause) != 0)
 		goto fail_cause;
+	if (a->compare && (rc = atp_compare_exact(m, &clean, &drawn, &res, &pt,
+	    &rho)) != 0)
+		goto out;
 	rc = 1;
 	order = order_by_abs(res.heads, L * H);
 	k = a->top < L * H ? a->top : L * H;
@@ -352,7 +541,15 @@ atp_over_task(const atp_args *a)
 			cJSON_AddItemToObject(o2, "estimate", json_row(res.neurons,
 			    res.d_mlp));
 		}
-		cJSON_AddNumberToObject(root, "seconds", fl_now() - t0);
+		if (a->compare) {
+			o2 = cJSON_AddObjectToObject(root, "compare_exact");
+			cJSON_AddStringToObject(o2, "exact", "heads --task: path-patching "
+			    "effect (%) of each head's output at the last position on "
+			    "mean logit(answer) - mean logit");
+			cJSON_AddItemToObject(o2, "effect", report_grid_d(pt.effect, L, H));
+			cJSON_AddItemToObject(o2, "spearman", report_number(rho));
+		}
+		cJSON_AddNumberToObject(root, "seconds", parts_seconds + fl_now() - t0);
 		cJSON_AddNumberToObject(root, "threads", kern_threads());
 		rc = cli_json_print(root);
 		goto out;
@@ -381,8 +578,16 @@ atp_over_task(const atp_args *a)
 			printf("  %d.%-5d %10.4f\n", a->neurons, norder[i],
 			    res.neurons[norder[i]]);
 	}
-	printf("\n%.2f s (2 forward passes and 1 backward per prompt), %d thread%s\n",
-	    fl_now() - t0, kern_threads(), kern_threads() == 1 ? "" : "s");
+	if (a->compare) {
+		printf("\nexact heads map (heads --task: path-patching effect, %% of mean "
+		    "logit(answer) - mean logit)\n%6s", "layer");
+		print_heads_grid(pt.effect, L, H);
+		printf("\nSpearman's rho, AtP map vs exact heads map over the %d heads: "
+		    "%.3f\n", L * H, rho);
+	}
+	printf("\n%.2f s, 2 forward passes and 1 backward per prompt, %d thread%s\n",
+	    parts_seconds + fl_now() - t0, kern_threads(),
+	    kern_threads() == 1 ? "" : "s");
 	rc = 0;
 	goto out;
 fail_cause:
@@ -392,7 +597,9 @@ fail_cause:
 out:
 	free(order);
 	free(norder);
+	free(idx);
 	atp_task_clear(&res);
+	patch_clear(&pt);
 	prompt_set_clear(&clean);
 	prompt_set_clear(&drawn);
 	task_free(t);
@@ -417,7 +624,7 @@ cmd_atp(int argc, char **argv)
 		return rc;
 	kern_set_threads(a.threads);
 	if (a.task != NULL)
-		return atp_over_task(&a);
+		return atp_over_task(&a, argc, argv, NULL);
 	if ((m = cli_load_model(a.dir)) == NULL)
 		return 1;
 	rc = 1;
@@ -555,4 +762,19 @@ out:
 	atp_clear(&res);
 	model_free(m);
 	return rc;
+}
+
+int
+cmd_atp_merge(int argc, char **argv, cli_merge *mg)
+{
+	atp_args a;
+	int rc;
+
+	if ((rc = atp_parse(&a, argc, argv)) != 0)
+		return rc;
+	kern_set_threads(a.threads);
+	if (a.task == NULL)
+		return cli_fail(1, "%s: a partial of atp without --task",
+		    mg->parts[0].path);
+	return atp_over_task(&a, argc, argv, mg);
 }

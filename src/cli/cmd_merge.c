@@ -1,5 +1,5 @@
 /* cmd_merge.c - factlens merge: the partials of a sharded eval, heads,
- * decompose or trace --task, checked to be of one run and read in prompt
+ * decompose, trace or atp --task, checked to be of one run and read in prompt
  * order, give what the command prints unsharded (shard.h). */
 #include "autoconfig.h"
 
@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "shard.h"
+#include "engine/st.h"
 
 const cli_opt cmd_merge_opts[] = {
 	{ NULL, 0, "PART...", CLI_OPT_OPERAND | CLI_OPT_REQUIRED, CLI_GROUP_OWN,
@@ -17,6 +18,26 @@ const cli_opt cmd_merge_opts[] = {
 	  "any order" },
 	CLI_OPT_END
 };
+
+/* Here, not in shard.c, so that the partials' reader links without the
+ * model loader (fuzz/fuzz_partial.c). */
+fl_model *
+cli_merge_model(const cli_merge *mg, const char *dir)
+{
+	fl_model *m = cli_load_model(dir);
+	char hex[65];
+
+	if (m == NULL)
+		return NULL;
+	st_sha256(m->weights, hex);
+	if (strcmp(hex, mg->weights) != 0) {
+		cli_fail(1, "%s: weights SHA-256 %s, but the partials (%s, ...) were "
+		    "run with %s", dir, hex, mg->parts[0].path, mg->weights);
+		model_free(m);
+		return NULL;
+	}
+	return m;
+}
 
 static const struct {
 	const char	*command;
@@ -26,6 +47,7 @@ static const struct {
 	{ "heads", cmd_heads_merge },
 	{ "decompose", cmd_decompose_merge },
 	{ "trace", cmd_trace_merge },
+	{ "atp", cmd_atp_merge },
 };
 
 int
@@ -47,7 +69,7 @@ cmd_merge(int argc, char **argv)
 			rc = mergers[i].merge(mg.argc, mg.argv, &mg);
 	if (rc == -1)
 		rc = cli_fail(1, "%s: a partial of '%s', which factlens merge does not "
-		    "know (eval, heads, decompose, trace)", mg.parts[0].path, mg.command);
+		    "know (eval, heads, decompose, trace, atp)", mg.parts[0].path, mg.command);
 	cli_merge_clear(&mg);
 	return rc;
 }

@@ -419,8 +419,8 @@ part_header(cli_part *p, cJSON **first, cli_merge *mg)
 		return eof ? cli_fail(1, "%s: empty: not a factlens partial", p->path) : 1;
 	if (int_field(h, "factlens_partial", &fmt) != 0) {
 		cli_fail(1, "%s: line 1 has no \"factlens_partial\": not a factlens "
-		    "partial (one is written by eval, heads, decompose or trace "
-		    "--task with --shard I/N)", p->path);
+		    "partial (one is written by eval, heads, decompose, trace or "
+		    "atp --task with --shard I/N)", p->path);
 		goto out;
 	}
 	if (fmt != CLI_PARTIAL_FORMAT) {
@@ -638,22 +638,4 @@ cli_merge_work_sum(const cli_merge *mg, const char *key)
 			s += f->valuedouble;
 	}
 	return s;
-}
-
-fl_model *
-cli_merge_model(const cli_merge *mg, const char *dir)
-{
-	fl_model *m = cli_load_model(dir);
-	char hex[65];
-
-	if (m == NULL)
-		return NULL;
-	st_sha256(m->weights, hex);
-	if (strcmp(hex, mg->weights) != 0) {
-		cli_fail(1, "%s: weights SHA-256 %s, but the partials (%s, ...) were "
-		    "run with %s", dir, hex, mg->parts[0].path, mg->weights);
-		model_free(m);
-		return NULL;
-	}
-	return m;
 }

@@ -126,5 +126,6 @@ int cmd_eval_merge(int argc, char **argv, cli_merge *mg);
 int cmd_heads_merge(int argc, char **argv, cli_merge *mg);
 int cmd_decompose_merge(int argc, char **argv, cli_merge *mg);
 int cmd_trace_merge(int argc, char **argv, cli_merge *mg);
+int cmd_atp_merge(int argc, char **argv, cli_merge *mg);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "kernels.h"
 #include "linear.h"
+#include "pool.h"
 #include "readout.h"
 #include "base/util.h"
 
@@ -18,9 +19,9 @@ struct fl_grad_scratch {
 	float	*mean, *scale;	/* (T) */
 	float	*pre;		/* (T, F) the MLP's pre-activation */
 	float	*up;		/* (T, F) gated MLPs: up(x) */
+	float	*act, *dact;	/* (T, F) the activation and its derivative */
 	float	*kv;		/* (T, D) the narrow k or v gradient (GQA) */
 	float	*tmp;		/* (T, D) a post-LN block's input gradients */
-	float	*pat;		/* (T, T) one head's pattern, recomputed */
 	float	*rope_cos;	/* (T, dh / 2) rotary only */
 	float	*rope_sin;
 	double	*acc;		/* (D) */
@@ -85,17 +86,18 @@ grad_new(const fl_model *m, int T, char **cause)
 	grad_layout(g, m, T);
 
 	s = g->scratch = xcalloc(1, sizeof *s);
-	n = 3 * T * D + (size_t)T * T + 2 * (size_t)T + 2 * T * F + (c->rotary ? 2 * T * half : 0);
+	n = 3 * T * D + 2 * (size_t)T + 4 * T * F + (c->rotary ? 2 * T * half : 0);
 	s->block = xcalloc_huge(n, sizeof(float));
 #define SLICE(field, size) do { s->field = s->block + off; off += (size); } while (0)
 	SLICE(in, T * D);
 	SLICE(kv, T * D);
 	SLICE(tmp, T * D);
-	SLICE(pat, (size_t)T * T);
 	SLICE(mean, (size_t)T);
 	SLICE(scale, (size_t)T);
 	SLICE(pre, T * F);
 	SLICE(up, T * F);
+	SLICE(act, T * F);
+	SLICE(dact, T * F);
 	if (c->rotary) {
 		SLICE(rope_cos, T * half);
 		SLICE(rope_sin, T * half);
@@ -209,37 +211,6 @@ norm_backward(const fl_model *m, fl_grad_scratch *s, float *dx, float *dscale,
 	}
 }
 
-/* The activation and its derivative at v. */
-static void
-act_eval(fl_act_fn act, double v, double *y, double *dy)
-{
-	double t, u, sg;
-
-	switch (act) {
-	case FL_ACT_GELU_TANH:
-		u = 0.7978845608028654 * (v + 0.044715 * v * v * v);
-		t = tanh(u);
-		*y = 0.5 * v * (1 + t);
-		*dy = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * 0.7978845608028654 *
-		    (1 + 3 * 0.044715 * v * v);
-		break;
-	case FL_ACT_GELU:
-		*y = 0.5 * v * (1 + erf(v * 0.7071067811865476));
-		*dy = 0.5 * (1 + erf(v * 0.7071067811865476)) +
-		    v * exp(-0.5 * v * v) * 0.3989422804014327;
-		break;
-	case FL_ACT_RELU:
-		*y = v > 0 ? v : 0;
-		*dy = v > 0 ? 1 : 0;
-		break;
-	case FL_ACT_SILU:
-		sg = 1 / (1 + exp(-v));
-		*y = v * sg;
-		*dy = sg * (1 + v * (1 - sg));
-		break;
-	}
-}
-
 /* Layer l's MLP from g->mlp_out[l] to the gradient at its input, d_in
  * (T, D): ln2's output in a pre-LN block, resid_mid in a post-LN one. */
 static void
@@ -254,29 +225,36 @@ mlp_backward(fl_grad *g, const fl_model *m, const fl_cache *c, int l, float *d_i
 	float *dpost = g->mlp_post + atf, *dpre = g->mlp_pre + atf;
 	fl_linear tp = linear_t(&y->proj), tf = linear_t(&y->fc);
 
-	const float *in = mid;
+	const float *in = mid, *pre = s->pre, *up = s->up;
 
-	/* The MLP's input and pre-activations, recomputed. */
-	if (cf->ln_before) {
-		model_norm_stats(m, s->mean, s->scale, mid, T);
-		kern_ln_apply(s->in, mid, s->mean, s->scale, y->ln2_w, y->ln2_b, T, D);
-		in = s->in;
+	if (c->mlp_pre != NULL && (!cf->gated_mlp || c->mlp_pre_linear != NULL)) {
+		/* kept by the forward (FL_CACHE_MLP_PRE) */
+		pre = c->mlp_pre + atf;
+		up = cf->gated_mlp ? c->mlp_pre_linear + atf : NULL;
+	} else {
+		/* The MLP's input and pre-activations, recomputed: the
+		 * products of the forward's fc (and up) again. */
+		if (cf->ln_before) {
+			model_norm_stats(m, s->mean, s->scale, mid, T);
+			kern_ln_apply(s->in, mid, s->mean, s->scale, y->ln2_w, y->ln2_b,
+			    T, D);
+			in = s->in;
+		}
+		kern_linear(s->pre, F, in, D, &y->fc, T, false);
+		if (cf->gated_mlp)
+			kern_linear(s->up, F, in, D, &y->up, T, false);
 	}
-	kern_linear(s->pre, F, in, D, &y->fc, T, false);
-	if (cf->gated_mlp)
-		kern_linear(s->up, F, in, D, &y->up, T, false);
 
 	kern_linear(dpost, F, g->mlp_out + at, D, &tp, T, false);
-	for (size_t i = 0; i < TF; i++) {
-		double a = 0, da = 0;
-
-		act_eval(cf->act, s->pre[i], &a, &da);
-		if (cf->gated_mlp) {
-			g->mlp_pre_linear[atf + i] = (float)(dpost[i] * a);
-			dpre[i] = (float)(dpost[i] * s->up[i] * da);
-		} else
-			dpre[i] = (float)(dpost[i] * da);
-	}
+	kern_activation_grad(s->act, s->dact, pre, TF, cf->act);
+	if (cf->gated_mlp)
+		for (size_t i = 0; i < TF; i++) {
+			g->mlp_pre_linear[atf + i] = dpost[i] * s->act[i];
+			dpre[i] = dpost[i] * up[i] * s->dact[i];
+		}
+	else
+		for (size_t i = 0; i < TF; i++)
+			dpre[i] = dpost[i] * s->dact[i];
 	kern_linear(d_in, D, dpre, F, &tf, T, false);
 	if (cf->gated_mlp) {
 		fl_linear tu = linear_t(&y->up);
@@ -310,17 +288,20 @@ rope_backward(const fl_model *m, fl_grad_scratch *s, float *d, int T)
 }
 
 /* Head h of layer l: from dz to dq, dk, dv (of what attention reads: the
- * rotated q and k) and the pattern's and scores' gradients. */
+ * rotated q and k) and the pattern's and scores' gradients. P (T, T) and
+ * acc (2 dh) are scratch. The sums run over the contiguous head dimension
+ * into acc, so that they vectorise. */
 static void
 head_backward(fl_grad *g, const fl_model *m, const fl_cache *c, int l, int h,
-    float *dq, float *dk)
+    float *dq, float *dk, float *P, double *acc)
 {
 	int T = g->n_tok, D = g->d_model, H = g->n_head, dh = m->cfg.d_head;
 	size_t at = (size_t)l * T * D + (size_t)h * dh, TT = (size_t)T * T;
 	const float *q = c->q + at, *k = c->k + at, *v = c->v + at, *dz = g->z + at;
-	float *P = g->scratch->pat, *dP = g->pattern + ((size_t)l * H + h) * TT;
+	float *dP = g->pattern + ((size_t)l * H + h) * TT;
 	float *dS = g->scores + ((size_t)l * H + h) * TT, *dv = g->v + at;
 	float scale = 1.0f / sqrtf((float)dh);
+	double *sv = acc, *sk = acc + dh;
 
 	/* The pattern, recomputed as the forward computes it. */
 	kern_attn_scores(P, q, k, D, T, dh, scale);
@@ -345,25 +326,65 @@ head_backward(fl_grad *g, const fl_model *m, const fl_cache *c, int l, int h,
 			dS[(size_t)i * T + j] = (float)(P[(size_t)i * T + j] *
 			    (dP[(size_t)i * T + j] - dot));
 	}
-	for (int j = 0; j < T; j++)
-		for (int d = 0; d < dh; d++) {
-			double sv = 0, sk = 0;
+	for (int j = 0; j < T; j++) {
+		for (int d = 0; d < dh; d++)
+			sv[d] = sk[d] = 0;
+		for (int i = 0; i < T; i++) {
+			double p = P[(size_t)i * T + j], ds = dS[(size_t)i * T + j];
+			const float *dzi = dz + (size_t)i * D, *qi = q + (size_t)i * D;
 
-			for (int i = 0; i < T; i++) {
-				sv += (double)P[(size_t)i * T + j] * dz[(size_t)i * D + d];
-				sk += (double)dS[(size_t)i * T + j] * q[(size_t)i * D + d];
+			for (int d = 0; d < dh; d++) {
+				sv[d] += p * dzi[d];
+				sk[d] += ds * qi[d];
 			}
-			dv[(size_t)j * D + d] = (float)sv;
-			dk[(size_t)j * D + (size_t)h * dh + d] = (float)(scale * sk);
 		}
-	for (int i = 0; i < T; i++)
 		for (int d = 0; d < dh; d++) {
-			double sq = 0;
-
-			for (int j = 0; j <= i; j++)
-				sq += (double)dS[(size_t)i * T + j] * k[(size_t)j * D + d];
-			dq[(size_t)i * D + (size_t)h * dh + d] = (float)(scale * sq);
+			dv[(size_t)j * D + d] = (float)sv[d];
+			dk[(size_t)j * D + (size_t)h * dh + d] = (float)(scale * sk[d]);
 		}
+	}
+	for (int i = 0; i < T; i++) {
+		for (int d = 0; d < dh; d++)
+			sv[d] = 0;
+		for (int j = 0; j <= i; j++) {
+			double ds = dS[(size_t)i * T + j];
+			const float *kj = k + (size_t)j * D;
+
+			for (int d = 0; d < dh; d++)
+				sv[d] += ds * kj[d];
+		}
+		for (int d = 0; d < dh; d++)
+			dq[(size_t)i * D + (size_t)h * dh + d] = (float)(scale * sv[d]);
+	}
+}
+
+/* Layer l's heads shared among the threads (each writes its own columns
+ * and slices). */
+typedef struct {
+	fl_grad		*g;
+	const fl_model	*m;
+	const fl_cache	*c;
+	int		 l;
+	float		*dq, *dk;
+} heads_job;
+
+static void
+heads_part(void *ctx, int part, int nparts)
+{
+	const heads_job *j = ctx;
+	int T = j->g->n_tok, dh = j->m->cfg.d_head, h0, h1;
+	float *P;
+	double *acc;
+
+	kern_part_range(j->g->n_head, part, nparts, &h0, &h1);
+	if (h0 >= h1)
+		return;
+	P = xmalloc((size_t)T * T * sizeof *P);
+	acc = xmalloc(2 * (size_t)dh * sizeof *acc);
+	for (int h = h0; h < h1; h++)
+		head_backward(j->g, j->m, j->c, j->l, h, j->dq, j->dk, P, acc);
+	free(P);
+	free(acc);
 }
 
 /* The gradient of a k or v projection's narrow output (T, KV dh) from the
@@ -401,8 +422,16 @@ attn_backward(fl_grad *g, const fl_model *m, const fl_cache *c, int l, float *d_
 	float *dk = cf->rotary ? g->rot_k + at : g->k + at;
 
 	kern_linear(g->z + at, D, g->attn_out + at, D, &to, T, false);
-	for (int h = 0; h < cf->n_head; h++)
-		head_backward(g, m, c, l, h, dq, dk);
+	{
+		heads_job j = { g, m, c, l, dq, dk };
+
+		/* the scores of long prompts are a product of BLIS's own threads,
+		 * which kern_for's parts must not start */
+		if (T < KERN_ATTN_BLAS_MIN)
+			kern_for(heads_part, &j, cf->n_head);
+		else
+			heads_part(&j, 0, 1);
+	}
 	if (cf->rotary) {
 		memcpy(g->q + at, dq, TD * sizeof(float));
 		memcpy(g->k + at, dk, TD * sizeof(float));

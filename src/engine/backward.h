@@ -12,10 +12,12 @@
  * positions and grouped-query heads), to the embeddings.
  *
  * It reads only what a filled fl_cache keeps (resid_pre, resid_mid, the
- * rotated q and k, v); the norms' outputs, the MLP's pre-activations and
- * the attention patterns are recomputed from those, as cheap as one
- * forward pass over them. No hook edits are seen: the gradient is that of
- * the pass whose cache this is, without hooks.
+ * rotated q and k, v); the norms' outputs and the attention patterns are
+ * recomputed from those, and so are the MLP's pre-activations unless the
+ * cache kept them (FL_CACHE_MLP_PRE: then the fc product, a third of a
+ * block's multiply-adds, is not done again). No hook edits are seen: the
+ * gradient is that of the pass whose cache this is, without hooks (a cache
+ * filled by a pass with hooks has their edits in what it kept).
  *
  * Supported: pre-LN and post-LN blocks (opt-350m: the norms' inputs, the
  * sums resid_pre + attn_out and resid_mid + mlp_out, recomputed from the

@@ -93,6 +93,7 @@ cache_layout(fl_cache *k, const fl_model *m, int T, int flags)
 	size_t sz_resid = (L + 1) * T * D, sz_l = L * T * D, sz_scale = L * T;
 	size_t sz_pat = (flags & FL_CACHE_PATTERN) ? L * H * T * T : 0;
 	size_t sz_post = (flags & FL_CACHE_MLP_POST) ? L * T * (size_t)c->d_mlp : 0;
+	size_t sz_pre = (flags & FL_CACHE_MLP_PRE) ? L * T * (size_t)c->d_mlp : 0;
 	size_t sz_logits = ((flags & FL_CACHE_LOGITS_ALL) ? (size_t)T : 1) *
 	    (size_t)c->n_vocab;
 
@@ -119,6 +120,8 @@ cache_layout(fl_cache *k, const fl_model *m, int T, int flags)
 	SLICE(lnf_scale, (size_t)T);
 	SLICE(pattern, sz_pat);
 	SLICE(mlp_post, sz_post);
+	SLICE(mlp_pre, sz_pre);
+	SLICE(mlp_pre_linear, c->gated_mlp ? sz_pre : 0);
 	SLICE(lnf, (size_t)T * D);
 	SLICE(logits, sz_logits);
 #undef SLICE
@@ -851,10 +854,14 @@ block_mlp(fl_run *r, const fl_pass *p, int l, const float *in, const int *lens,
 
 	kern_linear(r->mlp_h, (int)F, in, (int)D, &y->fc, N, false);
 	FIRE(hook_rows(p, HOOK_MLP_PRE, l, r->mlp_h, (int)F, lens, n_seq));
+	if (k != NULL && k->mlp_pre != NULL)
+		cache_put(k->mlp_pre + at * F, r->mlp_h, T * F);
 	if (c->gated_mlp) {
 		kern_linear(r->mlp_up, (int)F, in, (int)D, &y->up, N, false);
 		FIRE(hook_rows(p, HOOK_MLP_PRE_LINEAR, l, r->mlp_up, (int)F, lens,
 		    n_seq));
+		if (k != NULL && k->mlp_pre_linear != NULL)
+			cache_put(k->mlp_pre_linear + at * F, r->mlp_up, T * F);
 	}
 	kern_activation(r->mlp_h, T * F, c->act);
 	if (c->gated_mlp)

@@ -138,6 +138,9 @@ enum {
 	FL_CACHE_PATTERN = 1 << 0,	/* keep attention patterns */
 	FL_CACHE_MLP_POST = 1 << 1,	/* keep MLP activations (L, T, F) */
 	FL_CACHE_LOGITS_ALL = 1 << 2,	/* logits of every position */
+	FL_CACHE_MLP_PRE = 1 << 3,	/* keep the MLP's pre-activations (L, T, F),
+					   and gated MLPs' up(x): what a backward
+					   pass (backward.h) would recompute */
 };
 
 /* Activations of one sequence, sized up front from (layers, tokens, width).
@@ -158,6 +161,10 @@ typedef struct {
 				   q, k rotated in rotary models */
 	float	*pattern;	/* (L, H, T, T) or NULL */
 	float	*mlp_post;	/* (L, T, F) or NULL */
+	float	*mlp_pre;	/* (L, T, F) mlp.hook_pre as the activation
+				   read it, or NULL */
+	float	*mlp_pre_linear; /* (L, T, F) gated MLPs' up(x)
+				   (mlp.hook_pre_linear), or NULL */
 	float	*lnf;		/* (T, D) what the unembedding reads: the final
 				   LN's output, or without one the last
 				   resid_post */

@@ -165,6 +165,80 @@ vexp(vf y)
 	return p * two_k;
 }
 
+/* The activation and its derivative of one value, in double: the
+ * reference of kern_activation_grad (and its tail). */
+static void
+act_grad_one(fl_act_fn act, double v, float *y, float *dy)
+{
+	double t, u, sg;
+
+	switch (act) {
+	case FL_ACT_GELU_TANH:
+		u = 0.7978845608028654 * (v + 0.044715 * v * v * v);
+		t = tanh(u);
+		*y = (float)(0.5 * v * (1 + t));
+		*dy = (float)(0.5 * (1 + t) + 0.5 * v * (1 - t * t) *
+		    0.7978845608028654 * (1 + 3 * 0.044715 * v * v));
+		break;
+	case FL_ACT_GELU:
+		*y = (float)(0.5 * v * (1 + erf(v * 0.7071067811865476)));
+		*dy = (float)(0.5 * (1 + erf(v * 0.7071067811865476)) +
+		    v * exp(-0.5 * v * v) * 0.3989422804014327);
+		break;
+	case FL_ACT_RELU:
+		*y = (float)(v > 0 ? v : 0);
+		*dy = v > 0 ? 1.0f : 0.0f;
+		break;
+	case FL_ACT_SILU:
+		sg = 1 / (1 + exp(-v));
+		*y = (float)(v * sg);
+		*dy = (float)(sg * (1 + v * (1 - sg)));
+		break;
+	}
+}
+
+void
+kern_activation_grad_ref(float *y, float *dy, const float *x, size_t n,
+    fl_act_fn act)
+{
+	for (size_t i = 0; i < n; i++)
+		act_grad_one(act, x[i], &y[i], &dy[i]);
+}
+
+void
+kern_activation_grad(float *y, float *dy, const float *x, size_t n,
+    fl_act_fn act)
+{
+	size_t i = 0;
+
+	switch (act) {
+	case FL_ACT_GELU_TANH:
+		/* With s = 1 / (1 + exp(-2u)): 1 + tanh u = 2s and 1 - tanh^2 u
+		 * = 4s(1 - s), so y = v s and dy = s + 2 v s (1 - s) u'(v). */
+		for (; i + VW <= n; i += VW) {
+			vf v = vload(x + i), v2 = v * v;
+			vf u = 0.7978845608028654f * (v + 0.044715f * v2 * v);
+			vf sg = 1.0f / (1.0f + vexp(-2.0f * u));
+
+			vstore(y + i, v * sg);
+			vstore(dy + i, sg + 2.0f * v * sg * (1.0f - sg) *
+			    (0.7978845608028654f * (1.0f + 3 * 0.044715f * v2)));
+		}
+		break;
+	case FL_ACT_SILU:
+		for (; i + VW <= n; i += VW) {
+			vf v = vload(x + i), sg = 1.0f / (1.0f + vexp(-v));
+
+			vstore(y + i, v * sg);
+			vstore(dy + i, sg * (1.0f + v * (1.0f - sg)));
+		}
+		break;
+	default:
+		break;
+	}
+	kern_activation_grad_ref(y + i, dy + i, x + i, n - i, act);
+}
+
 void
 kern_activation(float *x, size_t n, fl_act_fn act)
 {

@@ -43,6 +43,14 @@ void kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int 
 
 void kern_activation(float *x, size_t n, fl_act_fn act);
 
+/* The activation y (n) of x and its derivative dy (n) there, for the
+ * backward pass; _ref in double, one value at a time (the reference, and
+ * the slow activations' path). */
+void kern_activation_grad(float *y, float *dy, const float *x, size_t n,
+    fl_act_fn act);
+void kern_activation_grad_ref(float *y, float *dy, const float *x, size_t n,
+    fl_act_fn act);
+
 /* In-place softmax of n values; -INFINITY entries get 0, and a row of
  * -INFINITY alone (every key masked) all 0. A NaN anywhere in the row makes
  * every value NaN, as torch.softmax does: a NaN weight must not turn into a
