@@ -143,16 +143,10 @@ grad_metric_dir(const fl_model *m, int answer, int distractor, float *dir,
 		for (int i = 0; i < P; i++)
 			u[i] -= row[i];
 	} else {
-		double *mean = xcalloc((size_t)P, sizeof *mean);
+		const double *mean = model_unembed_mean(m);
 
-		for (int v = 0; v < V; v++) {
-			table_row(&m->unembed, v, row);
-			for (int i = 0; i < P; i++)
-				mean[i] += row[i];
-		}
 		for (int i = 0; i < P; i++)
-			u[i] -= (float)(mean[i] / V);
-		free(mean);
+			u[i] -= (float)mean[i];
 	}
 	model_unembed_dir(m, u, dir);
 	free(u);

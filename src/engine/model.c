@@ -3,6 +3,7 @@
 
 #include "model.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -769,6 +770,7 @@ model_free(fl_model *m)
 	free(m->layers);
 	free(m->owned);
 	free(m->laid);
+	free(atomic_load(&m->unembed_mean));
 	free(m->dir);
 	free(m->nonfinite);
 	free(m);

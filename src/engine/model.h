@@ -35,6 +35,7 @@
 #ifndef FL_MODEL_H
 #define FL_MODEL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -83,6 +84,9 @@ typedef struct fl_model {
 
 	float		*owned;		/* converted F16/BF16 tensors */
 	size_t		 owned_floats;
+	_Atomic(double *) unembed_mean;	/* (P) the unembedding's mean row,
+					   made at its first use
+					   (model_unembed_mean) */
 	void		*laid;		/* the layer linears' weights in the
 					   kernels' layout (kern_linear_pack) */
 	size_t		 laid_bytes;

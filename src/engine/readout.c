@@ -4,6 +4,7 @@
 #include "readout.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,4 +138,32 @@ model_head_result(const fl_model *m, int layer, int head, const float *z_row,
 	fl_linear s = linear_in_rows(&m->layers[layer].o, head * dh, dh);
 
 	kern_linear(out, m->cfg.d_model, z_row + (size_t)head * dh, dh, &s, 1, false);
+}
+
+const double *
+model_unembed_mean(const fl_model *m)
+{
+	fl_model *mm = (fl_model *)m;	/* the cached row only */
+	double *mean = atomic_load(&mm->unembed_mean), *none = NULL;
+	int V = m->cfg.n_vocab, P = m->cfg.d_proj;
+	float *row;
+
+	if (mean != NULL)
+		return mean;
+	mean = xcalloc((size_t)P, sizeof *mean);
+	row = xmalloc((size_t)P * sizeof *row);
+	for (int v = 0; v < V; v++) {
+		table_row(&m->unembed, v, row);
+		for (int i = 0; i < P; i++)
+			mean[i] += row[i];
+	}
+	for (int i = 0; i < P; i++)
+		mean[i] /= V;
+	free(row);
+	/* another thread may have made it meanwhile: keep the first */
+	if (!atomic_compare_exchange_strong(&mm->unembed_mean, &none, mean)) {
+		free(mean);
+		mean = none;
+	}
+	return mean;
 }

@@ -35,6 +35,11 @@ void model_unembed(const fl_model *m, const float *x, int n, float *logits,
  * logit (u . logits row). */
 void model_unembed_dir(const fl_model *m, const float *u, float *dir);
 
+/* The mean of the unembedding's rows (P), summed in double: computed at
+ * the first call (a pass over W_U), then kept with the model; safe to call
+ * from several threads. */
+const double *model_unembed_mean(const fl_model *m);
+
 /* One direction of the readout, in double: the final LN of x (D) when the
  * model has one, dotted with dir from model_unembed_dir. */
 double model_readout_dot(const fl_model *m, const float *x, const float *dir);
