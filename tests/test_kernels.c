@@ -51,7 +51,7 @@ static const char *linear_path = "";
 static void
 test_linear(void)
 {
-	enum { MAXT = 130, MAXIN = 300, MAXOUT = 260, V = 41 };
+	enum { MAXT = 130, MAXIN = 300, MAXOUT = 268, V = 41 };
 	static float x[MAXT * MAXIN], w[MAXIN * 3 * MAXOUT], b[MAXOUT];
 	static uint16_t wh[MAXIN * 3 * MAXOUT], wb[MAXIN * 3 * MAXOUT];
 	static float y1[MAXT * MAXOUT], y2[MAXT * MAXOUT], U[V * MAXIN];
@@ -60,12 +60,14 @@ test_linear(void)
 	/* Row counts for every tile size, the largest streamed (out, in)
 	 * product (32) and packed ones beyond; inner sizes with a vector tail
 	 * and longer than one cache block; outputs with a partial strip (of one
-	 * or two vectors, or not a whole number of them). With BLIS from 48
+	 * or two vectors, or not a whole number of them: whole vectors for
+	 * AVX-512's 48-column strips at 64 and 80, AVX2's 16 at 264, SSE's 8
+	 * at 268, which the kernels' layout holds too). With BLIS from 48
 	 * rows, f32 products go to it in blocks of 128 columns: 70 and 130
-	 * rows, and 260 outputs (two whole blocks and a partial one), test
-	 * that path. */
+	 * rows, and 264 and 268 outputs (two whole blocks and a partial one),
+	 * test that path. */
 	const int Ts[] = { 1, 2, 3, 5, 7, 8, 13, 16, 29, 32, 40, 70, 130 };
-	const int ins[] = { 35, 300 }, outs[] = { 19, 64, 80, 260 };
+	const int ins[] = { 35, 300 }, outs[] = { 19, 64, 80, 264, 268 };
 	unsigned s = 7;
 
 	for (size_t i = 0; i < sizeof x / sizeof *x; i++)
@@ -82,7 +84,7 @@ test_linear(void)
 	for (int dt = FL_DTYPE_F32; dt <= FL_DTYPE_BF16; dt++)
 	for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
 		for (int ii = 0; ii < 2; ii++)
-			for (int oi = 0; oi < 4; oi++)
+			for (int oi = 0; oi < 5; oi++)
 				/* trans 2: (in, out) in the kernels' layout */
 				for (int trans = 0; trans < 3; trans++)
 					for (int acc = 0; acc < 3; acc++) {

@@ -558,12 +558,14 @@ strip_run_dt(const stream_job *j, int c, vf *acc, bool packed, float *pack,
 {
 	int ntile = (j->M + PLAIN_MT - 1) / PLAIN_MT;
 	size_t ld = (size_t)j->ld, ldx = (size_t)j->ldx;
-	bool laid = !packed && j->pk != NULL && NV == PLAIN_NV;
-	/* the strip's weights: in the kernels' layout (rows PLAIN_SW apart)
-	 * or as stored */
+	/* the strip's weights: in the kernels' layout (rows as wide as the
+	 * strip: PLAIN_SW, or the narrower last strip's NV vectors) or as
+	 * stored */
+	bool laid = !packed && j->pk != NULL && (NV == PLAIN_NV ||
+	    c + NV * VW == j->out);
 	const void *ws = laid ? wskip(j->pk, (size_t)(c / PLAIN_SW) * j->in *
 	    PLAIN_SW, dt) : wskip(j->w, (size_t)c, dt);
-	size_t wld = laid ? PLAIN_SW : ld;
+	size_t wld = laid ? (size_t)NV * VW : ld;
 
 	for (int k0 = 0; k0 < j->in; k0 += PLAIN_KC) {
 		int kn = j->in - k0 < PLAIN_KC ? j->in - k0 : PLAIN_KC;
@@ -855,12 +857,24 @@ kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
 		kern_for(fn, &j, linear_units(&j, fn));
 }
 
+/* The strips of the kernels' layout: the full ones, and the narrower
+ * last one when it is a whole number of vectors (strip_run_narrow reads
+ * it); columns past those (plain_edge's) stay in lin->w. */
+static int
+pack_tail(const fl_linear *lin)
+{
+	int tail = lin->out % PLAIN_SW;
+
+	return tail % VW == 0 ? tail : 0;
+}
+
 size_t
 kern_linear_pack_bytes(const fl_linear *lin)
 {
-	size_t strips = lin->trans ? 0 : (size_t)lin->out / PLAIN_SW;
+	size_t cols = lin->trans ? 0 : (size_t)(lin->out / PLAIN_SW * PLAIN_SW +
+	    pack_tail(lin));
 
-	return strips * (size_t)lin->in * PLAIN_SW * fl_dtype_size(lin->dtype);
+	return cols * (size_t)lin->in * fl_dtype_size(lin->dtype);
 }
 
 typedef struct {
@@ -871,17 +885,29 @@ typedef struct {
 #define PACK_ROWS 32	/* weight rows read together: they stay in L2 while
 			   every strip takes its piece of them */
 
+/* Strip s (the last may be the narrower tail) of rows [i0, i1): strip s
+ * starts at s full strips in, its rows as wide as the strip. */
 static inline __attribute__((always_inline)) void
 pack_rows(const pack_job *pj, int s0, int s1, int i0, int i1, const size_t es)
 {
 	const fl_linear *lin = pj->lin;
-	size_t row = PLAIN_SW * es, strip = (size_t)lin->in * row;
+	int full = lin->out / PLAIN_SW;
+	size_t strip = (size_t)lin->in * PLAIN_SW * es;
 
-	for (int s = s0; s < s1; s++)
+	for (int s = s0; s < s1; s++) {
+		size_t width = s < full ? PLAIN_SW : (size_t)pack_tail(lin);
+
 		for (int i = i0; i < i1; i++)
-			memcpy(pj->dst + (size_t)s * strip + (size_t)i * row,
+			memcpy(pj->dst + (size_t)s * strip + (size_t)i * width * es,
 			    (const unsigned char *)lin->w + ((size_t)i * lin->ld +
-			    (size_t)s * PLAIN_SW) * es, PLAIN_SW * es);
+			    (size_t)s * PLAIN_SW) * es, width * es);
+	}
+}
+
+static int
+pack_strips(const fl_linear *lin)
+{
+	return lin->out / PLAIN_SW + (pack_tail(lin) > 0);
 }
 
 /* Each part copies a share of the strips, PACK_ROWS weight rows at a time,
@@ -892,7 +918,7 @@ pack_part(void *ctx, int part, int nparts)
 	const pack_job *pj = ctx;
 	int s0, s1, in = pj->lin->in;
 
-	kern_part_range(pj->lin->out / PLAIN_SW, part, nparts, &s0, &s1);
+	kern_part_range(pack_strips(pj->lin), part, nparts, &s0, &s1);
 	for (int i0 = 0; i0 < in; i0 += PACK_ROWS) {
 		int i1 = in - i0 < PACK_ROWS ? in : i0 + PACK_ROWS;
 
@@ -910,7 +936,7 @@ kern_linear_pack(fl_linear *lin, void *dst)
 
 	if (kern_linear_pack_bytes(lin) == 0)
 		return;
-	kern_for(pack_part, &pj, lin->out / PLAIN_SW);
+	kern_for(pack_part, &pj, pack_strips(lin));
 	lin->pk = dst;
 }
 

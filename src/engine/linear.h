@@ -32,8 +32,9 @@ void kern_linear_ref(float *y, int ldy, const float *x, int ldx,
  * the hardware prefetchers stop). kern_linear_pack_bytes is the size of
  * the copy (0: nothing to gain, (out, in) weights or narrower than a
  * strip); kern_linear_pack writes it to dst (64-byte aligned), in the
- * weights' dtype, and sets lin->pk. The columns past the last full strip
- * are still read from lin->w. */
+ * weights' dtype, and sets lin->pk. The narrower last strip is laid out
+ * too when it is a whole number of vectors; columns past that (an output
+ * width that is not a multiple of the vector) are still read from lin->w. */
 size_t kern_linear_pack_bytes(const fl_linear *lin);
 void kern_linear_pack(fl_linear *lin, void *dst);
 
