@@ -4,6 +4,7 @@
 #include "shard.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,7 +219,9 @@ cli_json_get_int(const cli_merge *mg, int i, const cJSON *o, const char *name,
 {
 	const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
 
-	if (!cJSON_IsNumber(f) || f->valuedouble != (double)(int)f->valuedouble)
+	if (!cJSON_IsNumber(f) || !(f->valuedouble >= INT_MIN &&
+	    f->valuedouble <= INT_MAX) ||
+	    f->valuedouble != (double)(int)f->valuedouble)
 		return cli_fail(1, "%s: prompt %d: no integer field \"%s\"",
 		    part_of(mg, i), i, name);
 	*out = (int)f->valuedouble;
@@ -373,7 +376,11 @@ int_field(const cJSON *o, const char *name, int *out)
 {
 	const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
 
-	if (!cJSON_IsNumber(f) || f->valuedouble != (double)(int)f->valuedouble)
+	/* in range before the cast (a cast of an out-of-range double is
+	 * undefined: fuzz_partial found 1e86), then whole */
+	if (!cJSON_IsNumber(f) || !(f->valuedouble >= INT_MIN &&
+	    f->valuedouble <= INT_MAX) ||
+	    f->valuedouble != (double)(int)f->valuedouble)
 		return -1;
 	*out = (int)f->valuedouble;
 	return 0;
