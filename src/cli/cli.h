@@ -53,6 +53,17 @@ fl_model *cli_load_model(const char *dir);
 /* Prints "factlens: <msg>" to stderr; returns status. */
 int cli_fail(int status, const char *fmt, ...) FL_PRINTF(2, 3);
 
+/* A clean and a corrupted prompt whose activations pair position by
+ * position (atp, patch): both encoded into *clean and *corrupt (which the
+ * caller frees, also on failure), of the same token count, and the answer
+ * and the distractor (NULL: none, -1) as one token each. Returns the token
+ * count, or -1 after printing the error named for cmd, its exit status in
+ * *status. */
+int cli_prompt_pair(const fl_model *m, const char *cmd, const char *prompt,
+    const char *corrupt_text, const char *answer, const char *distractor,
+    int **clean, int **corrupt, int *answer_id, int *distractor_id,
+    int *status);
+
 /* Parses a positive integer option value into *out, or reports a usage
  * error naming the option. */
 int cli_int(const char *opt, const char *arg, int lo, int hi, int *out);

@@ -313,3 +313,50 @@ cli_plot_token(const fl_model *m, int id)
 	free(esc);
 	return u;
 }
+
+/* One prompt of cli_prompt_pair: its token count, or -1 after the error. */
+static int
+pair_encode(const fl_model *m, const char *cmd, const char *opt,
+    const char *text, int **ids, int *status)
+{
+	char *cause = NULL;
+	int n = model_encode(m, text, strlen(text), ids, &cause);
+
+	if (n < 0) {
+		*status = cli_fail(1, "%s: %s: %s", cmd, opt, cause);
+		free(cause);
+	} else if (n == 0) {
+		*status = cli_fail(2, "%s: %s encodes to no token", cmd, opt);
+		return -1;
+	}
+	return n;
+}
+
+int
+cli_prompt_pair(const fl_model *m, const char *cmd, const char *prompt,
+    const char *corrupt_text, const char *answer, const char *distractor,
+    int **clean, int **corrupt, int *answer_id, int *distractor_id,
+    int *status)
+{
+	int T, Tc, ntok;
+
+	if ((T = pair_encode(m, cmd, "--prompt", prompt, clean, status)) < 0 ||
+	    (Tc = pair_encode(m, cmd, "--corrupt", corrupt_text, corrupt,
+	    status)) < 0)
+		return -1;
+	if (T != Tc) {
+		*status = cli_fail(2, "%s: --prompt is %d tokens and --corrupt %d: "
+		    "the patches pair positions, so the two must have the same "
+		    "count", cmd, T, Tc);
+		return -1;
+	}
+	*answer_id = task_answer_token(m, answer, true, &ntok);
+	*distractor_id = distractor != NULL ? task_answer_token(m, distractor,
+	    true, &ntok) : -1;
+	if (*answer_id < 0 || (distractor != NULL && *distractor_id < 0)) {
+		*status = cli_fail(2, "%s: --%s encodes to no token", cmd,
+		    *answer_id < 0 ? "answer" : "distractor");
+		return -1;
+	}
+	return T;
+}

@@ -257,25 +257,6 @@ print_top(const fl_atp *r, const int *order, int k, const double *est,
 		    flagged, flagged == 1 ? " is" : "s are");
 }
 
-/* Encodes a prompt: its token count, or -1 after printing the error with
- * its exit status in *status. */
-static int
-encode(const fl_model *m, const char *opt, const char *text, int **ids,
-    int *status)
-{
-	char *cause = NULL;
-	int n = model_encode(m, text, strlen(text), ids, &cause);
-
-	if (n < 0) {
-		*status = cli_fail(1, "atp: %s: %s", opt, cause);
-		free(cause);
-	} else if (n == 0) {
-		*status = cli_fail(2, "atp: %s encodes to no token", opt);
-		return -1;
-	}
-	return n;
-}
-
 /* n values as a JSON array, NAN as null. */
 static cJSON *
 json_row(const double *v, int n)
@@ -617,7 +598,7 @@ cmd_atp(int argc, char **argv)
 	int *clean = NULL, *corrupt = NULL, *order = NULL, *norder = NULL;
 	double *exact = NULL, *nexact = NULL;
 	char *cause = NULL, *ans = NULL, *dis = NULL;
-	int rc, T, Tc, L, H, ntok, k, kn = 0;
+	int rc, T, L, H, k, kn = 0;
 	double t0, t_est, t_exact;
 
 	if ((rc = atp_parse(&a, argc, argv)) != 0)
@@ -634,25 +615,11 @@ cmd_atp(int argc, char **argv)
 		rc = cli_fail(2, "atp: --neurons takes a layer from 0 to %d", L - 1);
 		goto out;
 	}
-	if ((T = encode(m, "--prompt", a.prompt, &clean, &rc)) < 0 ||
-	    (Tc = encode(m, "--corrupt", a.corrupt, &corrupt, &rc)) < 0)
+	if ((T = cli_prompt_pair(m, "atp", a.prompt, a.corrupt, a.answer,
+	    a.distractor, &clean, &corrupt, &o.answer, &o.distractor, &rc)) < 0)
 		goto out;
-	if (T != Tc) {
-		rc = cli_fail(2, "atp: --prompt is %d tokens and --corrupt %d: the "
-		    "patches pair positions, so the two must have the same count", T,
-		    Tc);
-		goto out;
-	}
-	o.answer = task_answer_token(m, a.answer, true, &ntok);
-	o.distractor = a.distractor != NULL ? task_answer_token(m, a.distractor, true,
-	    &ntok) : -1;
 	o.neuron_layer = a.neurons;
 	o.all_neurons = false;
-	if (o.answer < 0 || (a.distractor != NULL && o.distractor < 0)) {
-		rc = cli_fail(2, "atp: --%s encodes to no token", o.answer < 0 ?
-		    "answer" : "distractor");
-		goto out;
-	}
 	t0 = fl_now();
 	if (atp_estimate(&res, m, clean, corrupt, T, &o, &cause) != 0)
 		goto fail_cause;

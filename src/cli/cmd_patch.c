@@ -130,25 +130,6 @@ patch_parse(patch_args *a, int argc, char **argv)
 	return 0;
 }
 
-/* Encodes a prompt: its token count, or -1 after printing the error with
- * its exit status in *status. */
-static int
-encode(const fl_model *m, const char *opt, const char *text, int **ids,
-    int *status)
-{
-	char *cause = NULL;
-	int n = model_encode(m, text, strlen(text), ids, &cause);
-
-	if (n < 0) {
-		*status = cli_fail(1, "patch: %s: %s", opt, cause);
-		free(cause);
-	} else if (n == 0) {
-		*status = cli_fail(2, "patch: %s encodes to no token", opt);
-		return -1;
-	}
-	return n;
-}
-
 /* What one run of the command has. */
 typedef struct {
 	const patch_args	*a;
@@ -444,7 +425,7 @@ cmd_patch(int argc, char **argv)
 	cli_progress_state prog;
 	int *clean = NULL, *corrupt = NULL;
 	char *cause = NULL;
-	int rc, T, Tc, ntok;
+	int rc, T;
 	double t0;
 
 	if ((rc = patch_parse(&a, argc, argv)) != 0)
@@ -458,26 +439,12 @@ cmd_patch(int argc, char **argv)
 	if ((m = cli_load_model(a.dir)) == NULL)
 		return 1;
 	rc = 1;
-	if ((T = encode(m, "--prompt", a.prompt, &clean, &rc)) < 0 ||
-	    (Tc = encode(m, "--corrupt", a.corrupt, &corrupt, &rc)) < 0)
+	if ((T = cli_prompt_pair(m, "patch", a.prompt, a.corrupt, a.answer,
+	    a.distractor, &clean, &corrupt, &o.answer, &o.distractor, &rc)) < 0)
 		goto out;
-	if (T != Tc) {
-		rc = cli_fail(2, "patch: --prompt is %d tokens and --corrupt %d: the "
-		    "patches pair positions, so the two must have the same count", T,
-		    Tc);
-		goto out;
-	}
 	o.hook = (fl_actpatch_hook)a.hook;
 	o.by_pos = a.by_pos;
 	o.metric = (fl_actpatch_metric)a.metric;
-	o.answer = task_answer_token(m, a.answer, true, &ntok);
-	o.distractor = a.distractor != NULL ? task_answer_token(m, a.distractor, true,
-	    &ntok) : -1;
-	if (o.answer < 0 || (a.distractor != NULL && o.distractor < 0)) {
-		rc = cli_fail(2, "patch: --%s encodes to no token", o.answer < 0 ?
-		    "answer" : "distractor");
-		goto out;
-	}
 	if (o.distractor == o.answer) {
 		rc = cli_fail(2, "patch: --answer and --distractor start with the same "
 		    "token: their logit difference is 0 in every run");
