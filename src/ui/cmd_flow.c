@@ -192,11 +192,8 @@ flow_run(ui_ctx *c, char **cause)
 	    "resid_post)");
 	fclose(f);
 	free(rows);
-	free(c->overlay);
-	free(c->overlay_title);
-	c->overlay = text;
-	c->overlay_title = xasprintf("restored run: cell #%d, layer %d (any key "
-	    "closes)", t, l);
+	ctx_overlay(c, text, xasprintf("restored run: cell #%d, layer %d (any "
+	    "key closes)", t, l));
 	return UI_REDRAW;
 }
 

@@ -98,10 +98,8 @@ ui_cmd_intercepts(ui_ctx *c, int argc, char **argv, char **cause)
 	    "vector");
 	fclose(f);
 	free(v);
-	free(c->overlay);
-	free(c->overlay_title);
-	c->overlay = text;
-	c->overlay_title = xasprintf("intercepts at layer %d (any key closes)", l);
+	ctx_overlay(c, text, xasprintf("intercepts at layer %d (any key closes)",
+	    l));
 	c->eval_view = false;
 	ctx_message(c, false, "intercepts of %d tasks at layer %d done", n, l);
 	return UI_REDRAW;

@@ -258,7 +258,7 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 	ui_session *s = c->s;
 	fl_eval_opts o;
 	const fl_eval_result *rp = &s->eval;
-	char *text = NULL, *t;
+	char *text = NULL;
 	size_t len = 0;
 	FILE *f;
 	int rc, loaded, shots = s->shots;
@@ -332,11 +332,7 @@ c_eval(ui_ctx *c, int argc, char **argv, char **cause)
 	/* No trailing newline: the overlay splits at each. */
 	if (len > 0 && text[len - 1] == '\n')
 		text[len - 1] = '\0';
-	free(c->overlay);
-	free(c->overlay_title);
-	c->overlay = text;
-	t = xasprintf("eval: %s (any key closes)", s->task->name);
-	c->overlay_title = t;
+	ctx_overlay(c, text, xasprintf("eval: %s (any key closes)", s->task->name));
 	c->eval_view = true;
 	ctx_message(c, false, "eval of %s done%s", s->task->name, loaded != 0 ?
 	    " (the default task: :task NAME for another)" : "");
@@ -418,14 +414,12 @@ c_help(ui_ctx *c, int argc, char **argv, char **cause)
 			if (n >= 0)
 				cmd_free_words(w);
 		}
-		free(c->overlay);
-		free(c->overlay_title);
 		t = cmd->alias != NULL ? xasprintf("\nalias:  :%s", cmd->alias) : xstrdup("");
-		c->overlay = xasprintf("usage:  :%s%s%s%s\n\n%s\n\nkeys:   %s",
+		ctx_overlay(c, xasprintf("usage:  :%s%s%s%s\n\n%s\n\nkeys:   %s",
 		    cmd->name, cmd->args[0] != '\0' ? " " : "", cmd->args, t, cmd->help,
-		    keys[0] != '\0' ? keys : "none bound (:bind KEY COMMAND binds one)");
+		    keys[0] != '\0' ? keys : "none bound (:bind KEY COMMAND binds one)"),
+		    xasprintf(":help %s (any key closes)", cmd->name));
 		free(t);
-		c->overlay_title = xasprintf(":help %s (any key closes)", cmd->name);
 		free(keys);
 	}
 	return UI_REDRAW;

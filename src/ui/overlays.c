@@ -197,3 +197,12 @@ pane_empty_draw(const ui_ctx *c, const ui_view *v)
 	}
 }
 
+
+void
+ctx_overlay(ui_ctx *c, char *text, char *title)
+{
+	free(c->overlay);
+	free(c->overlay_title);
+	c->overlay = text;
+	c->overlay_title = title;
+}

@@ -17,23 +17,6 @@
 #define FLOW_LEGEND_ROWS 3
 #define FLOW_LABEL_MAX 18	/* columns of a row's label at most */
 
-/* A probability in the legend: 27.07%, 0.0215%. */
-static const char *
-flow_pct(double p, char *buf, size_t n)
-{
-	double x = 100 * p;
-
-	if (isnan(p))
-		snprintf(buf, n, "-");
-	else if (x >= 1 || x == 0)
-		snprintf(buf, n, "%.2f%%", x);
-	else if (x >= 0.001)
-		snprintf(buf, n, "%.*f%%", 2 - (int)floor(log10(x)), x);
-	else
-		snprintf(buf, n, "<0.001%%");
-	return buf;
-}
-
 /* The heat role and glyph of p on the ramp from lo to hi. */
 static void
 flow_style(const ui_ctx *c, double p, double lo, double hi, int *role,
@@ -179,7 +162,7 @@ flow_trace_draw(const ui_ctx *c, const ui_view *v)
 	/* the legend: the two ends, the ramp, the cursor's cell, the keys */
 	y = v->r.h - FLOW_LEGEND_ROWS;
 	x = 1 + view_printf(v, 1, y, -1, UI_ROLE_NORMAL, "P(clean) %s  P(corrupt) %s  ",
-	    flow_pct(tr->p_clean, pb, sizeof pb), flow_pct(tr->p_corrupt, pc, sizeof pc));
+	    fmt_pct(tr->p_clean, pb, sizeof pb), fmt_pct(tr->p_corrupt, pc, sizeof pc));
 	x += flow_ramp(c, v, x, y, lo, hi);
 	view_put(v, x + 2, y, -1, UI_ROLE_SUBJECT, "* subject");
 	cur = tr->restore[(size_t)s->layer * T + pos];
@@ -189,7 +172,7 @@ flow_trace_draw(const ui_ctx *c, const ui_view *v)
 	x += view_printf(v, x, y + 1, -1, UI_ROLE_DIM, " #%d, layer %d: P(", pos,
 	    s->layer);
 	x += view_put(v, x, y + 1, 16, UI_ROLE_ANSWER, tok_label(c, s->answer_id));
-	x += view_printf(v, x, y + 1, -1, UI_ROLE_NORMAL, ") %s", flow_pct(cur, pb,
+	x += view_printf(v, x, y + 1, -1, UI_ROLE_NORMAL, ") %s", fmt_pct(cur, pb,
 	    sizeof pb));
 	view_printf(v, x, y + 1, -1, UI_ROLE_DIM, ", %+.1f points over corrupt",
 	    100 * (cur - tr->p_corrupt));
@@ -247,7 +230,7 @@ flow_knock_draw(const ui_ctx *c, const ui_view *v)
 
 		x += view_put(v, x, y, 16, UI_ROLE_ANSWER, tok_label(c, s->answer_id));
 		view_printf(v, x, y, -1, UI_ROLE_NORMAL, ") clean %s; a bar: P, attention "
-		    "last -> block cut", flow_pct(s->knock_clean, pb, sizeof pb));
+		    "last -> block cut", fmt_pct(s->knock_clean, pb, sizeof pb));
 	}
 	{
 		double p = s->knock[(size_t)s->knock_block * L + s->layer];
@@ -262,7 +245,7 @@ flow_knock_draw(const ui_ctx *c, const ui_view *v)
 			snprintf(ls, sizeof ls, "layer %d", s->layer);
 		view_printf(v, 1, y + 1, -1, UI_ROLE_DIM, "in %s: %s blocked, "
 		    "P %s (%s of clean)", ls, knock_block_name(
-		    (fl_knock_block)s->knock_block), flow_pct(p, pb, sizeof pb),
+		    (fl_knock_block)s->knock_block), fmt_pct(p, pb, sizeof pb),
 		    isnan(p) || s->knock_clean <= 0 ? "-" : (snprintf(pc, sizeof pc,
 		    "%+.0f%%", 100 * (p / s->knock_clean - 1)), pc));
 	}

@@ -34,10 +34,8 @@ fmt_prob(double p, char *buf, size_t n)
 	return buf;
 }
 
-/* A probability as a percentage with at least three significant digits
- * down to a thousandth of a percent (27.07%, 0.0215%), so that a small
- * probability never reads 0.00%. */
-static const char *
+/* So that a small probability never reads 0.00% (panes.h). */
+const char *
 fmt_pct(double p, char *buf, size_t n)
 {
 	double x = 100 * p;

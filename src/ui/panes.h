@@ -16,6 +16,9 @@ void pane_title(const ui_view *v, const ui_ctx *c, const char *title);
  * (+12, +4.4, +0.83), and a token's display text from a small ring of
  * buffers (valid for the next seven calls). */
 const char *fmt_signed(double v, char *buf, size_t n);
+/* A probability as a percentage with at least three significant digits
+ * down to a thousandth of a percent (27.07%, 0.0215%; NaN: "-"). */
+const char *fmt_pct(double p, char *buf, size_t n);
 const char *tok_label(const ui_ctx *c, int id);
 
 /* Row y: "writes" and the top tokens of what a component adds, each with

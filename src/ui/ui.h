@@ -99,6 +99,9 @@ typedef struct ui_ctx {
 void ctx_init(ui_ctx *c, ui_session *s, bool ascii);
 void ctx_clear(ui_ctx *c);
 void ctx_message(ui_ctx *c, bool error, const char *fmt, ...) FL_PRINTF(3, 4);
+/* Shows text over the panes until a key, with its title (both taken,
+ * heap strings), in place of any overlay shown (overlays.c). */
+void ctx_overlay(ui_ctx *c, char *text, char *title);
 
 /* Re-runs the prompt ctx->time_reps times and puts the median times in the
  * message line; draw (may be NULL) paints the screen after each run.
