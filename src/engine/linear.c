@@ -685,7 +685,9 @@ strips_part(const stream_job *j, int part, int nparts, bool packed)
 		return;
 	if (j->M > STRIP_STACK_ROWS)
 		acc = xaligned_alloc(64, (size_t)j->M * PLAIN_NV * sizeof *acc);
-	if (packed || j->M > PLAIN_MT)
+	/* the transposed blocks of packed, or copy_block's for weights as
+	 * stored with more than one tile of rows; laid-out weights need none */
+	if (packed || (j->pk == NULL && j->M > PLAIN_MT))
 		pack = xaligned_alloc(64, PLAIN_KC * PLAIN_SW * sizeof *pack);
 	for (int c = c0; c < c1; c += PLAIN_SW) {
 		if (c1 - c >= PLAIN_SW)
