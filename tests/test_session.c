@@ -419,7 +419,7 @@ test_flow(const char *dir)
 	fl_model *m;
 	fl_prompt p = { 0 };
 	fl_trace want = { 0 };
-	fl_trace_opts to = { TRACE_RESID, 10, 3, 0, 7, NULL };
+	fl_trace_opts to = { TRACE_RESID, 10, 3, 0, 7, NULL, false };
 	ui_flow_opts fo = { TRACE_RESID, 10, 3, 7 };
 	fl_batch *b = NULL;
 	fl_run *r = NULL;

@@ -146,7 +146,7 @@ check_pytorch(void)
 	b = batch_new(m, 4, p.n);
 	grids = cJSON_GetObjectItem(ref, "restore");
 	for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
-		fl_trace_opts o = { runs[i].kind, runs[i].window, 1, 0, 0, noise };
+		fl_trace_opts o = { runs[i].kind, runs[i].window, 1, 0, 0, noise, false };
 		fl_trace res;
 		char label[96];
 
@@ -204,7 +204,7 @@ check_invariants(const char *fx)
 	fl_prompt p = { 0 };
 	fl_batch *b1 = NULL, *b4 = NULL;
 	fl_trace one = { 0 }, four = { 0 }, again = { 0 }, other = { 0 };
-	fl_trace_opts o = { TRACE_RESID, 1, 2, 0, 7, NULL };
+	fl_trace_opts o = { TRACE_RESID, 1, 2, 0, 7, NULL, false };
 	char *cause = NULL;
 	int L, T, V;
 
@@ -239,6 +239,45 @@ check_invariants(const char *fx)
 		check(fabs(one.p_corrupt - one.p_clean) > 1e-4, "%s: the noise moves "
 		    "P (%.5f -> %.5f)", fx, one.p_clean, one.p_corrupt);
 	}
+	/* The packed cells run the positions from the restored one on alone,
+	 * over the corrupted run's keys and values of the earlier ones; each
+	 * cell run whole (trace_cell_lens: a full restored pass from the
+	 * embeddings, the noise added again) must agree. */
+	for (int kind = 0; kind < 2; kind++) {
+		fl_trace_opts ok = o;
+		fl_trace g = { 0 };
+		float *probs = xmalloc((size_t)(L + 1) * V * sizeof *probs);
+		double d = 0;
+		int bad = 0;
+
+		ok.kind = kind == 0 ? TRACE_RESID : TRACE_MLP;
+		ok.window = 3;
+		if (trace_run(&g, b4, &p, &ok, &cause) != 0) {
+			check(0, "%s: trace: %s", fx, cause);
+			free(cause);
+			cause = NULL;
+			free(probs);
+			continue;
+		}
+		for (int l = 0; l < L; l++)
+			for (int t = p.subj_pos; t < T; t++) {
+				if (trace_cell_lens(probs, b4->run, m, &p, &ok, l, t, NULL,
+				    &cause) != 0) {
+					free(cause);
+					cause = NULL;
+					bad++;
+					continue;
+				}
+				d = fmax(d, fabs(probs[(size_t)L * V + p.answer] -
+				    g.restore[l * T + t]));
+			}
+		check(bad == 0 && d < 1e-5, "%s: %s cells packed from their positions "
+		    "on = each run whole (max %.2g over %d layers x %d positions)", fx,
+		    trace_kind_name(ok.kind), d, L, T - p.subj_pos);
+		trace_clear(&g);
+		free(probs);
+	}
+
 	if (trace_run(&again, b4, &p, &o, &cause) == 0) {
 		o.seed = 8;
 		trace_run(&other, b4, &p, &o, &cause);
@@ -302,7 +341,7 @@ check_stop(void)
 	fl_batch *b;
 	fl_trace res;
 	fx_stopper st = { 3, 0, 0, 0, false };
-	fl_trace_opts o = { TRACE_MLP, 3, 2, 0, 1, NULL };
+	fl_trace_opts o = { TRACE_MLP, 3, 2, 0, 1, NULL, false };
 	int rc;
 
 	if (m == NULL || fx_prompt("gpt2-f32", m, &p) != 0)

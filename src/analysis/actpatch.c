@@ -211,15 +211,15 @@ hook_metric(void *ud, fl_act *a)
 	return FL_HOOK_CONTINUE;
 }
 
-static int
-cell_start(void *ud, int i, const float **rows)
+static void
+cell_start(void *ud, int i, fl_resume *at)
 {
 	const actpatch_ctx *x = ud;
 	const fl_cache *c = x->res->c_corrupt;
 	int l = x->cells[i].s.l;
 
-	*rows = c->resid_pre + (size_t)l * c->n_tok * c->d_model;
-	return l;
+	at->layer = l;
+	at->rows = c->resid_pre + (size_t)l * c->n_tok * c->d_model;
 }
 
 /* A cached run of ids and its metric. */

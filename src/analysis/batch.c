@@ -81,6 +81,50 @@ batch_run(fl_batch *b, const fl_prompt *p, int n, const fl_hook *hooks,
 	return 0;
 }
 
+/* One engine pass of k suffix passes of p (at[0..k)), packed. */
+static int
+run_suffixes(fl_batch *b, const fl_prompt *p, const fl_resume *at, int k,
+    float *resume, fl_prefix *pre, const fl_hook *hooks, int n_hooks,
+    char **cause)
+{
+	size_t D = (size_t)b->m->cfg.d_model;
+	fl_pass pass = { 0 };
+	int rows = 0, *join = xmalloc((size_t)k * sizeof *join), rc;
+
+	for (int j = 0; j < k; j++) {
+		int skip = at[j].prefix.rows, len = p->n - skip;
+
+		if (skip < 0 || len < 1) {
+			free(join);
+			return fl_error(cause, "pass %d: a prefix of %d of the prompt's %d "
+			    "tokens leaves nothing to run", j, skip, p->n);
+		}
+		memcpy(b->ids + rows, p->ids + skip, (size_t)len * sizeof *p->ids);
+		memcpy(resume + (size_t)rows * D, at[j].rows + (size_t)skip * D,
+		    (size_t)len * D * sizeof *resume);
+		b->lens[j] = len;
+		pre[j] = at[j].prefix;
+		join[j] = at[j].layer;
+		rows += len;
+	}
+	pass.hooks = hooks;
+	pass.n_hooks = n_hooks;
+	pass.start_layer = at[0].layer;
+	pass.resume = resume;
+	pass.prefix = pre;
+	pass.seq_start = join;
+	b->first = 0;
+	b->count = k;
+	rc = run_forward(b->run, b->ids, b->lens, k, &pass, cause);
+	free(join);
+	if (rc < 0)
+		return -1;
+	b->passes++;
+	b->rows += rows;
+	b->done += k;
+	return batch_report(b, b->done) ? FL_STOPPED : 0;
+}
+
 int
 batch_run_resumed(fl_batch *b, const fl_prompt *p, int n, fl_resume_fn start,
     void *ud, const fl_hook *hooks, int n_hooks, int *first, char **cause)
@@ -89,27 +133,42 @@ batch_run_resumed(fl_batch *b, const fl_prompt *p, int n, fl_resume_fn start,
 	int chunk = b->per_batch, rc = 0;
 	fl_prompt *copies = xcalloc((size_t)chunk, sizeof *copies);
 	float *resume = xmalloc((size_t)chunk * TD * sizeof *resume);
+	fl_resume *at = xcalloc((size_t)chunk, sizeof *at);
+	fl_prefix *pre = xcalloc((size_t)chunk, sizeof *pre);
 
+	if (p->n > b->max_len)
+		rc = fl_error(cause, "the prompt has %d tokens; the batch was sized "
+		    "for %d", p->n, b->max_len);
 	for (int i = 0; i < chunk; i++)
 		copies[i] = *p;
 	for (int i = 0; i < n && rc == 0; ) {
-		const float *rows = NULL;
-		int lo = start(ud, i, &rows), k = 0;
+		int k = 0;
 		fl_pass base = { 0 };
 
 		while (i + k < n && k < chunk) {
-			if (k > 0 && start(ud, i + k, &rows) != lo)
+			memset(&at[k], 0, sizeof at[k]);
+			start(ud, i + k, &at[k]);
+			/* suffix passes of later start layers join the pass there */
+			if (k > 0 && (at[k].suffix != at[0].suffix ||
+			    (!at[0].suffix && at[k].layer != at[0].layer) ||
+			    at[k].layer < at[k - 1].layer))
 				break;
-			if (lo > 0)
-				memcpy(resume + (size_t)k * TD, rows, TD * sizeof(float));
+			if (!at[k].suffix && at[k].layer > 0)
+				memcpy(resume + (size_t)k * TD, at[k].rows, TD * sizeof(float));
 			k++;
 		}
 		*first = i;
-		base.start_layer = lo;
-		base.resume = lo > 0 ? resume : NULL;
-		rc = batch_run(b, copies, k, hooks, n_hooks, &base, cause);
+		if (at[0].suffix)
+			rc = run_suffixes(b, p, at, k, resume, pre, hooks, n_hooks, cause);
+		else {
+			base.start_layer = at[0].layer;
+			base.resume = at[0].layer > 0 ? resume : NULL;
+			rc = batch_run(b, copies, k, hooks, n_hooks, &base, cause);
+		}
 		i += k;
 	}
+	free(pre);
+	free(at);
 	free(resume);
 	free(copies);
 	return rc;

@@ -47,14 +47,24 @@ int batch_run(fl_batch *b, const fl_prompt *p, int n, const fl_hook *hooks,
     int n_hooks, const fl_pass *base, char **cause);
 
 /* Runs n passes of one prompt p that each resume at a layer of their own:
- * start(ud, i, &rows) gives pass i's start layer and, when it is above 0,
- * rows (p->n, D), the resid_pre of that layer to resume from. The passes
- * come sorted by start layer; up to b->per_batch of one start layer are
- * packed into each engine pass. Before each, *first is set to the index of
- * its first pass, so a hook finds its pass as *first + act->seq. What
- * causal tracing and activation patching run their cells with. 0;
- * FL_STOPPED (as batch_run); or -1 with *cause. */
-typedef int (*fl_resume_fn)(void *ud, int i, const float **rows);
+ * start(ud, i, &at) gives pass i's start layer (at.layer) and, when it is
+ * above 0, at.rows (p->n, D), the resid_pre of that layer to resume from.
+ * With at.suffix the pass runs positions at.prefix.rows .. p->n - 1 alone,
+ * from at.rows' rows of those positions (at any start layer, 0 included),
+ * attention reading the earlier positions' keys and values from
+ * at.prefix (forward.h's fl_prefix): hooks see those rows only. The passes
+ * come sorted by start layer; up to b->per_batch of one start layer (and
+ * one kind) are packed into each engine pass. Before each, *first is set to
+ * the index of its first pass, so a hook finds its pass as *first +
+ * act->seq. What causal tracing and activation patching run their cells
+ * with. 0; FL_STOPPED (as batch_run); or -1 with *cause. */
+typedef struct {
+	int		 layer;
+	const float	*rows;		/* (p->n, D) */
+	bool		 suffix;
+	fl_prefix	 prefix;	/* with suffix */
+} fl_resume;
+typedef void (*fl_resume_fn)(void *ud, int i, fl_resume *at);
 int batch_run_resumed(fl_batch *b, const fl_prompt *p, int n, fl_resume_fn start,
     void *ud, const fl_hook *hooks, int n_hooks, int *first, char **cause);
 

@@ -168,6 +168,7 @@ typedef struct {
 	const trace_cell	*cells;		/* sorted by lo */
 	int			 first;		/* the current pass's first cell */
 	const float		*corrupt;	/* (S, L + 1, T, D) resid_pre */
+	const float		*ck, *cv;	/* (S, L, T, D) its keys, values */
 	fl_hook_point		 point;
 	int			 D;
 	double			*restore;	/* (L, T) sums */
@@ -204,13 +205,14 @@ hook_restore(void *ud, fl_act *a)
 	const trace_cell *c = ctx_cell(x, a);
 	const fl_cache *k = x->clean;
 	size_t D = (size_t)x->D, T = (size_t)k->n_tok;
+	size_t skip = T - (size_t)a->shape[0];	/* rows a suffix pass did not run */
 	const float *src;
 
 	if (a->layer < c->lo || a->layer >= c->hi)
 		return FL_HOOK_CONTINUE;
 	src = x->point == HOOK_RESID_PRE ? k->resid_pre : x->point == HOOK_MLP_OUT ?
 	    k->mlp_out : k->attn_out;
-	memcpy(a->data + (size_t)c->t * D, src + ((size_t)a->layer * T + c->t) * D,
+	memcpy(a->data + (c->t - skip) * D, src + ((size_t)a->layer * T + c->t) * D,
 	    D * sizeof(float));
 	return FL_HOOK_CONTINUE;
 }
@@ -235,33 +237,66 @@ trace_units(const fl_model *m, const fl_trace_opts *o, int n_tok)
 }
 
 /* Pass i of the current cells: it resumes at its lo from its sample's
- * corrupted resid_pre. */
-static int
-cell_start(void *ud, int i, const float **rows)
+ * corrupted run, positions t on alone. Nothing before t differs from that
+ * run (attention is causal), so their keys and values are its. */
+static void
+cell_start(void *ud, int i, fl_resume *at)
 {
 	const trace_ctx *x = ud;
 	const trace_cell *c = &x->cells[i];
-	size_t TD = (size_t)x->p->n * x->D;
+	size_t TD = (size_t)x->p->n * x->D, L = (size_t)x->clean->n_layer;
 
-	*rows = x->corrupt + ((size_t)c->s * (x->clean->n_layer + 1) + c->lo) * TD;
-	return c->lo;
+	at->layer = c->lo;
+	at->rows = x->corrupt + ((size_t)c->s * (L + 1) + c->lo) * TD;
+	at->suffix = true;
+	at->prefix.rows = c->t;
+	at->prefix.ld = x->p->n;
+	at->prefix.k = x->ck + (size_t)c->s * L * TD;
+	at->prefix.v = x->cv + (size_t)c->s * L * TD;
 }
 
-/* Runs the cells (sorted by lo), packed by their start layer. */
+/* Runs the cells (sorted by lo), packed by their start layer: from the
+ * corrupted runs' rows, so no noise is added again. */
 static int
-trace_cells(trace_ctx *x, fl_batch *b, const trace_cell *cells, int n,
-    const float *corrupt, char **cause)
+trace_cells(trace_ctx *x, fl_batch *b, const trace_cell *cells, int n, char **cause)
+{
+	fl_hook hooks[2] = {
+		{ x->point, -1, hook_restore, x },
+		{ HOOK_LOGITS, -1, hook_prob, x },
+	};
+
+	x->cells = cells;
+	return batch_run_resumed(b, x->p, n, cell_start, x, hooks, 2, &x->first,
+	    cause);
+}
+
+/* The baseline: each cell a whole pass of the prompt from the embeddings,
+ * the noise added again, one at a time. */
+static int
+trace_whole(trace_ctx *x, fl_batch *b, const trace_cell *cells, int n, char **cause)
 {
 	fl_hook hooks[3] = {
 		{ HOOK_EMBED, -1, hook_noise, x },
 		{ x->point, -1, hook_restore, x },
 		{ HOOK_LOGITS, -1, hook_prob, x },
 	};
+	fl_pass pass = { 0 };
+	int T = x->p->n;
 
+	pass.hooks = hooks;
+	pass.n_hooks = 3;
 	x->cells = cells;
-	x->corrupt = corrupt;
-	return batch_run_resumed(b, x->p, n, cell_start, x, hooks, 3, &x->first,
-	    cause);
+	b->first = 0;
+	for (int i = 0; i < n; i++) {
+		x->first = i;
+		if (run_forward(b->run, x->p->ids, &T, 1, &pass, cause) < 0)
+			return -1;
+		b->passes++;
+		b->rows += T;
+		if (batch_report(b, ++b->done))
+			return FL_STOPPED;
+	}
+	return 0;
 }
 
 static int
@@ -325,7 +360,7 @@ trace_run(fl_trace *res, fl_batch *b, const fl_prompt *p, const fl_trace_opts *o
 	int L = m->cfg.n_layer, T = p->n, D = m->cfg.d_model, rc = -1, S, n_cells = 0;
 	size_t TD = (size_t)T * D, nz;
 	fl_cache *c = NULL;
-	float *noise = NULL, *corrupt = NULL;
+	float *noise = NULL, *corrupt = NULL, *ck = NULL, *cv = NULL;
 	double *p_corrupt = NULL;	/* (S) */
 	trace_cell *cells = NULL;
 	trace_ctx x;
@@ -371,6 +406,8 @@ trace_run(fl_trace *res, fl_batch *b, const fl_prompt *p, const fl_trace_opts *o
 	}
 	c = cache_new(m, T, 0);
 	corrupt = xmalloc((size_t)S * (L + 1) * TD * sizeof *corrupt);
+	ck = xmalloc((size_t)S * L * TD * sizeof *ck);
+	cv = xmalloc((size_t)S * L * TD * sizeof *cv);
 	p_corrupt = xcalloc((size_t)S, sizeof *p_corrupt);
 	for (int s = 0; s < S; s++) {
 		x.noise = noise + (size_t)s * nz;
@@ -381,6 +418,8 @@ trace_run(fl_trace *res, fl_batch *b, const fl_prompt *p, const fl_trace_opts *o
 			goto out;
 		memcpy(corrupt + (size_t)s * (L + 1) * TD, c->resid_pre,
 		    (size_t)(L + 1) * TD * sizeof *corrupt);
+		memcpy(ck + (size_t)s * L * TD, c->k, (size_t)L * TD * sizeof *ck);
+		memcpy(cv + (size_t)s * L * TD, c->v, (size_t)L * TD * sizeof *cv);
 		p_corrupt[s] = lens_prob_of(c->logits, m->cfg.n_vocab, p->answer);
 		res->p_corrupt += p_corrupt[s] / S;
 		if (batch_report(b, ++b->done)) {
@@ -414,7 +453,11 @@ trace_run(fl_trace *res, fl_batch *b, const fl_prompt *p, const fl_trace_opts *o
 	qsort(cells, (size_t)n_cells, sizeof *cells, cmp_cell);
 	x.restore = res->restore;
 	b->done += (long)S * L * T - n_cells;
-	rc = trace_cells(&x, b, cells, n_cells, corrupt, cause);
+	x.corrupt = corrupt;
+	x.ck = ck;
+	x.cv = cv;
+	rc = o->whole ? trace_whole(&x, b, cells, n_cells, cause) :
+	    trace_cells(&x, b, cells, n_cells, cause);
 	if (rc == 0)
 		for (int i = 0; i < L * T; i++)
 			res->restore[i] /= S;
@@ -423,6 +466,8 @@ out:
 		trace_clear(res);
 	free(cells);
 	free(corrupt);
+	free(ck);
+	free(cv);
 	free(p_corrupt);
 	free(noise);
 	cache_free(c);

@@ -19,10 +19,13 @@
  * The indirect effect of a cell is restore - p_corrupt.
  *
  * Each restored run resumes from the corrupted run's resid_pre at the first
- * layer it changes (nothing before differs), and the runs of one start
- * layer are packed into batches (fl_batch). A cell at a position before
- * the subject restores what the noise never reached (attention is causal):
- * it is the corrupted run, and is not run.
+ * layer it changes (nothing before differs), and runs its positions from
+ * the restored one on alone: the earlier positions are the corrupted
+ * run's (attention is causal), their keys and values read from its cache
+ * (fl_prefix). The runs are packed into batches (fl_batch), sorted by
+ * start layer, each joining its batch's pass at its own layer. A cell at a
+ * position before the subject restores what the noise never reached: it
+ * is the corrupted run, and is not run.
  *
  * Knockout of one prompt: the clean run with the attention from the last
  * position to a set of key positions blocked (their pre-softmax scores
@@ -56,6 +59,10 @@ typedef struct {
 	uint64_t	 seed;		/* of the noise samples */
 	const float	*noise;		/* (subject tokens, D): the one sample, added
 					   as it is (no scale); NULL to draw */
+	bool		 whole;		/* every restored run a whole pass from
+					   the embeddings, one at a time: the
+					   baseline the benchmark and the tests
+					   hold the packed runs against */
 } fl_trace_opts;
 
 typedef struct {

@@ -133,24 +133,26 @@ bench_atp(fl_model *m, const int *ids, int n, int reps, double *fwd, double *atp
 }
 
 /* --trace: the full resid map of one prompt (trace_run, one noise sample:
- * L x T restored runs less those before the subject), its runs packed 32
- * to a pass (factlens trace's default --batch) and one at a time
- * (--batch 1), alternating, reps of each: the medians into packed and
- * single (ms). The subject is the prompt's second and third tokens (a
- * subject early in the prompt, as in "The Eiffel Tower is in": nearly every
- * cell runs), the answer token 0. 0, or -1 reported. */
+ * L x T restored runs less those before the subject) three ways,
+ * alternating, reps of each, medians into ms[]: [0] packed 32 to a pass
+ * (factlens trace's default --batch), [1] the same resumed runs one at a
+ * time (--batch 1), [2] each run a whole pass from the embeddings, one at
+ * a time (as ROME's trace_with_patch runs a cell). The subject is the
+ * prompt's second and third tokens (a subject early in the prompt, as in
+ * "The Eiffel Tower is in": nearly every cell runs), the answer token 0.
+ * The three maps must agree. 0, or -1 reported. */
 static int
-bench_trace(fl_model *m, const int *ids, int n, int reps, double *packed,
-    double *single, int *cells)
+bench_trace(fl_model *m, const int *ids, int n, int reps, double ms[3], int *cells)
 {
-	double *tp = xcalloc((size_t)reps, sizeof *tp), *ts = xcalloc((size_t)reps,
-	    sizeof *ts);
+	double *t[3];
 	fl_batch *bp = batch_new(m, 32, n), *bs = batch_new(m, 1, n);
-	fl_trace_opts o = { TRACE_RESID, 1, 1, 0, 1, NULL };
+	fl_trace_opts o = { TRACE_RESID, 1, 1, 0, 1, NULL, false };
 	fl_prompt p = { 0 };
 	char *cause = NULL;
 	int rc = 0;
 
+	for (int k = 0; k < 3; k++)
+		t[k] = xcalloc((size_t)reps, sizeof *t[k]);
 	p.ids = (int *)ids;
 	p.n = n;
 	p.answer = 0;
@@ -158,41 +160,39 @@ bench_trace(fl_model *m, const int *ids, int n, int reps, double *packed,
 	p.subj_len = p.subj_pos + 2 <= n ? 2 : 1;
 	*cells = m->cfg.n_layer * (n - p.subj_pos);
 	for (int i = 0; i < reps && rc == 0; i++) {
-		fl_trace a, b;
-		double t0 = fl_now();
+		fl_trace map[3];
 
-		if (trace_run(&a, bp, &p, &o, &cause) != 0)
-			rc = -1;
-		tp[i] = (fl_now() - t0) * 1e3;
-		t0 = fl_now();
-		if (rc == 0 && trace_run(&b, bs, &p, &o, &cause) != 0)
-			rc = -1;
-		ts[i] = (fl_now() - t0) * 1e3;
-		if (rc == 0)
-			for (int k = 0; k < m->cfg.n_layer * n; k++)
-				if (fabs(a.restore[k] - b.restore[k]) > 1e-4) {
-					cause = xasprintf("the packed and the single runs "
-					    "differ at cell %d: %g against %g", k,
-					    a.restore[k], b.restore[k]);
+		memset(map, 0, sizeof map);
+		for (int k = 0; k < 3 && rc == 0; k++) {
+			double t0 = fl_now();
+
+			o.whole = k == 2;
+			if (trace_run(&map[k], k == 0 ? bp : bs, &p, &o, &cause) != 0)
+				rc = -1;
+			t[k][i] = (fl_now() - t0) * 1e3;
+		}
+		for (int k = 1; k < 3 && rc == 0; k++)
+			for (int c = 0; c < m->cfg.n_layer * n; c++)
+				if (fabs(map[0].restore[c] - map[k].restore[c]) > 1e-4) {
+					cause = xasprintf("the packed and the %s runs differ "
+					    "at cell %d: %g against %g", k == 1 ? "single" :
+					    "whole", c, map[0].restore[c], map[k].restore[c]);
 					rc = -1;
 					break;
 				}
-		if (rc == 0) {
-			trace_clear(&a);
-			trace_clear(&b);
-		}
+		for (int k = 0; k < 3; k++)
+			trace_clear(&map[k]);
 	}
 	if (rc != 0) {
 		cli_fail(1, "bench --trace: %s", cause);
 		free(cause);
-	} else {
-		*packed = median(tp, reps);
-		*single = median(ts, reps);
-	}
+	} else
+		for (int k = 0; k < 3; k++)
+			ms[k] = median(t[k], reps);
 	batch_free(bp);
 	batch_free(bs);
-	free(tp);
-	free(ts);
+	for (int k = 0; k < 3; k++)
+		free(t[k]);
 	return rc;
 }
 
@@ -211,7 +211,8 @@ const cli_opt cmd_bench_opts[] = {
 	{ "trace", 'X', NULL, 0, CLI_GROUP_OWN,
 	  "also time causal tracing's full resid map (one noise sample), its "
 	  "restored runs packed 32 to a pass against the same runs one at a "
-	  "time, alternating (3 of each unless --reps)" },
+	  "time and against each run a whole pass one at a time, alternating "
+	  "(3 of each unless --reps)" },
 	CLI_SHARED_JSON,
 	CLI_SHARED_WEIGHTS,
 	CLI_SHARED_STRICT,
@@ -224,7 +225,7 @@ cmd_bench(int argc, char **argv)
 	const char *dir = NULL;
 	int tokens = 16, reps = 20, threads = 2, c, L, V, rss_tokens = 64, idle = 0;
 	bool json = false, atp = false, trace = false, reps_set = false;
-	double atp_fwd_ms = 0, atp_ms = 0, tr_packed = 0, tr_single = 0;
+	double atp_fwd_ms = 0, atp_ms = 0, tr[3] = { 0, 0, 0 };
 	int tr_cells = 0;
 	cli_shared sh = { .dir = &dir, .threads = &threads, .json = &json };
 	double *t_fwd, *t_last, t_load[5], load_ms, fwd_ms, last_ms, rss;
@@ -327,8 +328,8 @@ cmd_bench(int argc, char **argv)
 	cache_free(cache);
 	if (atp && bench_atp(m, ids, tokens, reps, &atp_fwd_ms, &atp_ms) != 0)
 		return 1;
-	if (trace && bench_trace(m, ids, tokens, reps_set ? reps : 3, &tr_packed,
-	    &tr_single, &tr_cells) != 0)
+	if (trace && bench_trace(m, ids, tokens, reps_set ? reps : 3, tr,
+	    &tr_cells) != 0)
 		return 1;
 
 	/* Peak memory at rss_tokens with the full cache and the lens. */
@@ -356,8 +357,9 @@ cmd_bench(int argc, char **argv)
 			    atp_ms, atp_ms / atp_fwd_ms, atp_ms / fwd_ms);
 		if (trace)
 			printf(", \"trace_cells\": %d, \"trace_packed_ms\": %.1f, "
-			    "\"trace_single_ms\": %.1f, \"trace_ratio\": %.3f", tr_cells,
-			    tr_packed, tr_single, tr_single / tr_packed);
+			    "\"trace_single_ms\": %.1f, \"trace_ratio\": %.3f, "
+			    "\"trace_whole_ms\": %.1f, \"trace_whole_ratio\": %.3f",
+			    tr_cells, tr[0], tr[1], tr[1] / tr[0], tr[2], tr[2] / tr[0]);
 		printf("}\n");
 	} else {
 		printf("model            %s (%d layers, d_model %d, vocab %d, %.1f MB "
@@ -391,9 +393,12 @@ cmd_bench(int argc, char **argv)
 		if (trace) {
 			printf("trace, packed    %.1f ms (the full resid map: %d layers x "
 			    "%d positions, %d restored runs, 32 to a pass; median of "
-			    "%d)\n", tr_packed, L, tokens, tr_cells, reps_set ? reps : 3);
-			printf("trace, single    %.1f ms (the same runs one at a time): "
-			    "%.2fx the packed map\n", tr_single, tr_single / tr_packed);
+			    "%d)\n", tr[0], L, tokens, tr_cells, reps_set ? reps : 3);
+			printf("trace, single    %.1f ms (the same resumed runs one at a "
+			    "time): %.2fx the packed map\n", tr[1], tr[1] / tr[0]);
+			printf("trace, whole     %.1f ms (each run a whole pass from the "
+			    "embeddings, one at a time): %.2fx the packed map\n", tr[2],
+			    tr[2] / tr[0]);
 		}
 		printf("peak RSS         %.1f MB (after a %d-token pass)\n", rss, rss_tokens);
 	}

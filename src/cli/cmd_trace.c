@@ -681,7 +681,7 @@ trace_main(int argc, char **argv, cli_merge *mg)
 	if ((m = mg != NULL ? cli_merge_model(mg, a.dir) : cli_load_model(a.dir)) == NULL)
 		return 1;
 	o = (fl_trace_opts){ (fl_trace_kind)a.kind, a.window, a.samples, a.scale,
-	    (uint64_t)a.seed, NULL };
+	    (uint64_t)a.seed, NULL, false };
 	if (a.task != NULL) {
 		rc = trace_task(&a, m, &o, t0, argc, argv, mg);
 		model_free(m);

@@ -193,6 +193,9 @@ struct fl_run {
 	/* The rows this pass computes, within the cached sequence: all of
 	 * them (row0 0, tc = rows), or only the last (row0 = tc - 1). */
 	int		 row0, tc;
+	const fl_prefix	*prefix;	/* the pass's, or NULL */
+	float		*kv;		/* (2, S, D) a prefixed sequence's keys and
+					   values, on demand */
 };
 
 fl_run *
@@ -247,6 +250,7 @@ run_free(fl_run *r)
 	free(r->block);
 	free(r->result);
 	free(r->logits);
+	free(r->kv);
 	free(r);
 }
 
@@ -373,9 +377,36 @@ check_input(fl_run *r, const int *ids, const int *lens, int n_seq,
 
 	if (n_seq < 1)
 		return fl_error(cause, "no sequence to run");
+	if (p->prefix != NULL && (p->cache != NULL || p->last_row_only ||
+	    p->resume == NULL || p->start_layer < 0 || p->start_layer > c->n_layer))
+		return fl_error(cause, "a pass with prefixes needs the rows to resume "
+		    "from, and no cache or last_row_only");
+	if (p->seq_start != NULL) {
+		if (p->prefix == NULL)
+			return fl_error(cause, "sequences that join at later layers need "
+			    "prefixes");
+		for (int s = 0; s < n_seq; s++)
+			if (p->seq_start[s] < (s > 0 ? p->seq_start[s - 1] : p->start_layer) ||
+			    p->seq_start[s] > c->n_layer)
+				return fl_error(cause, "sequence %d joins at layer %d: the "
+				    "layers must not decrease from %d nor pass %d", s,
+				    p->seq_start[s], p->start_layer, c->n_layer);
+	}
 	for (int s = 0; s < n_seq; s++) {
+		int pre = p->prefix != NULL ? p->prefix[s].rows : 0;
+
 		if (lens[s] < 1)
 			return fl_error(cause, "sequence %d is empty", s);
+		if (pre < 0 || (pre > 0 && (p->prefix[s].ld < pre ||
+		    p->prefix[s].k == NULL || p->prefix[s].v == NULL)))
+			return fl_error(cause, "sequence %d: a prefix of %d rows without "
+			    "their keys and values", s, pre);
+		if (lens[s] + pre > c->n_ctx)
+			return fl_error(cause, "the prompt is %d tokens, longer than the "
+			    "model's context of %d tokens", lens[s] + pre, c->n_ctx);
+		if (lens[s] + pre > r->max_seq)
+			return fl_error(cause, "sequence %d has %d tokens; the run was "
+			    "sized for %d", s, lens[s] + pre, r->max_seq);
 		if (lens[s] > c->n_ctx)
 			return fl_error(cause, "the prompt is %d tokens, longer than the "
 			    "model's context of %d tokens", lens[s], c->n_ctx);
@@ -421,7 +452,9 @@ check_input(fl_run *r, const int *ids, const int *lens, int n_seq,
 			return fl_error(cause, "the cache holds %d tokens; the pass has "
 			    "%d sequence(s) of %d", p->cache->n_tok, n_seq, lens[0]);
 	}
-	if (p->start_layer > 0 && p->resume != NULL) {
+	if (p->prefix != NULL)
+		;	/* checked above */
+	else if (p->start_layer > 0 && p->resume != NULL) {
 		if (p->cache != NULL || p->last_row_only ||
 		    p->start_layer > c->n_layer)
 			return fl_error(cause, "cannot resume at layer %d from given "
@@ -485,42 +518,44 @@ cache_put(float *dst, const float *src, size_t n)
 enum { HEADS_SCORES = 1, HEADS_SOFTMAX = 2, HEADS_MIX = 4 };
 
 typedef struct {
-	fl_run	*r;
-	float	*sc;		/* (H, T, T) */
-	int	 off, T, steps;
-	bool	 causal;	/* no hook edited the scores or the pattern */
+	fl_run		*r;
+	float		*sc;		/* (H, n, T) */
+	const float	*q, *k, *v;	/* n query rows; T key, value rows (stride D) */
+	float		*z;		/* n rows */
+	int		 n, T, steps;
+	bool		 causal;	/* no hook edited the scores or the pattern */
 } heads_job;
 
-/* Heads [h0, h1) of a heads_job. The causal rows' softmax reads only
- * positions 0..i (the others are -inf, so 0) unless a hook saw the
- * scores. */
+/* Heads [h0, h1) of a heads_job: queries at positions T - n .. T - 1. The
+ * causal rows' softmax reads only the positions up to the query's (the
+ * others are -inf, so 0) unless a hook saw the scores. */
 static void
 heads_range(const heads_job *j, int h0, int h1)
 {
 	const fl_config *c = &j->r->m->cfg;
-	int dh = c->d_head, D = c->d_model, T = j->T;
+	int dh = c->d_head, D = c->d_model, n = j->n, T = j->T;
 	float scale = 1.0f / sqrtf((float)dh);
-	const float *q = j->r->q + (size_t)j->off * D, *k = j->r->k + (size_t)j->off * D;
-	const float *v = j->r->v + (size_t)j->off * D;
-	float *z = j->r->z + (size_t)j->off * D;
 
 	for (int h = h0; h < h1; h++) {
-		float *sc = j->sc + (size_t)h * T * T;
+		float *sc = j->sc + (size_t)h * n * T;
 
 		if (j->steps & HEADS_SCORES)
-			kern_attn_scores(sc, q + h * dh, k + h * dh, D, T, dh, scale);
+			kern_attn_scores_at(sc, j->q + h * dh, j->k + h * dh, D, n, T, dh,
+			    scale);
 		if (j->steps & HEADS_SOFTMAX)
-			for (int i = 0; i < T; i++) {
+			for (int i = 0; i < n; i++) {
 				float *row = sc + (size_t)i * T;
+				int upto = T - n + i + 1;
 
 				if (j->causal) {
-					kern_softmax(row, i + 1);
-					memset(row + i + 1, 0, (size_t)(T - i - 1) * sizeof *row);
+					kern_softmax(row, upto);
+					memset(row + upto, 0, (size_t)(T - upto) * sizeof *row);
 				} else
 					kern_softmax(row, T);
 			}
 		if (j->steps & HEADS_MIX)
-			kern_attn_mix(z + h * dh, sc, v + h * dh, D, T, dh, j->causal);
+			kern_attn_mix_at(j->z + h * dh, sc, j->v + h * dh, D, n, T, dh,
+			    j->causal);
 	}
 }
 
@@ -534,53 +569,86 @@ heads_part(void *ctx, int part, int nparts)
 	heads_range(j, h0, h1);
 }
 
+/* The job of sequence s, whose n rows start at off: its keys and values
+ * are the pass's rows, or with a prefix the prefix's of layer l and then
+ * the pass's, gathered in kv (2, S, D). */
+static void
+heads_setup(heads_job *j, fl_run *r, int l, int s, int off, int n, float *sc,
+    float *kv)
+{
+	size_t D = (size_t)r->m->cfg.d_model;
+	const fl_prefix *x = r->prefix != NULL ? &r->prefix[s] : NULL;
+	int pre = x != NULL ? x->rows : 0;
+
+	memset(j, 0, sizeof *j);
+	j->r = r;
+	j->sc = sc;
+	j->q = r->q + off * D;
+	j->z = r->z + off * D;
+	j->n = n;
+	j->T = n + pre;
+	j->k = r->k + off * D;
+	j->v = r->v + off * D;
+	if (pre > 0) {
+		float *K = kv, *V = kv + (size_t)r->max_seq * D;
+		size_t at = (size_t)l * x->ld * D;
+
+		memcpy(K, x->k + at, (size_t)pre * D * sizeof *K);
+		memcpy(V, x->v + at, (size_t)pre * D * sizeof *V);
+		memcpy(K + pre * D, j->k, (size_t)n * D * sizeof *K);
+		memcpy(V + pre * D, j->v, (size_t)n * D * sizeof *V);
+		j->k = K;
+		j->v = V;
+	}
+}
+
 /* From this many positions on, a sequence's heads are shared among the
  * threads: below it a head's attention takes about a microsecond, less
  * than handing it over. */
 #define HEADS_PARALLEL_MIN 24
 
-/* The given steps for every head of one sequence whose rows start at off,
- * scores in sc (H, T, T); on the threads when `parallel` (not from inside
- * a kern_for task) and the sequence is long enough. */
+/* The given steps of a job for every head; on the threads when `parallel`
+ * (not from inside a kern_for task) and the sequence is long enough. */
 static void
-heads_steps(fl_run *r, float *sc, int off, int T, int steps, bool causal,
-    bool parallel)
+heads_steps(heads_job *j, int steps, bool causal, bool parallel)
 {
-	heads_job j = { r, sc, off, T, steps, causal };
-
-	if (parallel && T >= HEADS_PARALLEL_MIN && kern_threads() > 1)
-		kern_for(heads_part, &j, r->m->cfg.n_head);
+	j->steps = steps;
+	j->causal = causal;
+	if (parallel && j->n >= HEADS_PARALLEL_MIN && kern_threads() > 1)
+		kern_for(heads_part, j, j->r->m->cfg.n_head);
 	else
-		heads_range(&j, 0, r->m->cfg.n_head);
+		heads_range(j, 0, j->r->m->cfg.n_head);
 }
 
-/* Attention of one sequence whose rows start at `off`. The scores are
+/* Attention of one sequence whose n rows start at `off`. The scores are
  * computed where the pattern is cached, when it is, so that the cache
  * needs no copy; the steps between two hooks run as one job. */
 static int
-attend(fl_run *r, const fl_pass *p, int l, int s, int off, int T)
+attend(fl_run *r, const fl_pass *p, int l, int s, int off, int n)
 {
 	int H = r->m->cfg.n_head;
-	size_t TT = (size_t)T * T;
 	fl_cache *k = p->cache;
 	bool hs = hook_wanted(p, HOOK_ATTN_SCORES, l), hp = hook_wanted(p, HOOK_PATTERN, l);
 	bool causal = !hs && !hp;
-	float *sc = k != NULL && k->pattern != NULL ? k->pattern + (size_t)l * H * TT :
+	float *sc = k != NULL && k->pattern != NULL ? k->pattern + (size_t)l * H * n * n :
 	    r->scores;
+	heads_job j;
 
+	if (r->prefix != NULL && r->kv == NULL)
+		r->kv = xmalloc(2 * (size_t)r->max_seq * r->m->cfg.d_model * sizeof(float));
+	heads_setup(&j, r, l, s, off, n, sc, r->kv);
 	if (hs) {
-		heads_steps(r, sc, off, T, HEADS_SCORES, causal, true);
-		if (hook_fire(p, HOOK_ATTN_SCORES, l, s, sc, 3, H, T, T))
+		heads_steps(&j, HEADS_SCORES, causal, true);
+		if (hook_fire(p, HOOK_ATTN_SCORES, l, s, sc, 3, H, n, j.T))
 			return FL_STOPPED;
-		heads_steps(r, sc, off, T, HEADS_SOFTMAX | (hp ? 0 : HEADS_MIX), causal,
-		    true);
+		heads_steps(&j, HEADS_SOFTMAX | (hp ? 0 : HEADS_MIX), causal, true);
 	} else
-		heads_steps(r, sc, off, T, HEADS_SCORES | HEADS_SOFTMAX |
-		    (hp ? 0 : HEADS_MIX), causal, true);
+		heads_steps(&j, HEADS_SCORES | HEADS_SOFTMAX | (hp ? 0 : HEADS_MIX),
+		    causal, true);
 	if (hp) {
-		if (hook_fire(p, HOOK_PATTERN, l, s, sc, 3, H, T, T))
+		if (hook_fire(p, HOOK_PATTERN, l, s, sc, 3, H, n, j.T))
 			return FL_STOPPED;
-		heads_steps(r, sc, off, T, HEADS_MIX, causal, true);
+		heads_steps(&j, HEADS_MIX, causal, true);
 	}
 	return FL_HOOK_CONTINUE;
 }
@@ -591,7 +659,8 @@ attend(fl_run *r, const fl_pass *p, int l, int s, int off, int T)
 typedef struct {
 	fl_run		*r;
 	const int	*lens;
-	int		 n_seq, max_len;
+	int		 n_seq, max_len;	/* max_len: keys, prefixes included */
+	int		 l;
 } attend_job;
 
 static void
@@ -599,20 +668,25 @@ attend_part(void *ctx, int part, int nparts)
 {
 	const attend_job *j = ctx;
 	int s0, s1, off = 0;
-	float *sc;
+	float *sc, *kv;
 
 	kern_part_range(j->n_seq, part, nparts, &s0, &s1);
 	if (s0 >= s1)
 		return;
 	sc = xmalloc((size_t)j->r->m->cfg.n_head * j->max_len * j->max_len *
 	    sizeof *sc);
+	kv = j->r->prefix != NULL ? xmalloc(2 * (size_t)j->r->max_seq *
+	    j->r->m->cfg.d_model * sizeof *kv) : NULL;
 	for (int s = 0; s < s0; s++)
 		off += j->lens[s];
 	for (int s = s0; s < s1; s++) {
-		heads_steps(j->r, sc, off, j->lens[s], HEADS_SCORES | HEADS_SOFTMAX |
-		    HEADS_MIX, true, false);
+		heads_job hj;
+
+		heads_setup(&hj, j->r, j->l, s, off, j->lens[s], sc, kv);
+		heads_steps(&hj, HEADS_SCORES | HEADS_SOFTMAX | HEADS_MIX, true, false);
 		off += j->lens[s];
 	}
+	free(kv);
 	free(sc);
 }
 
@@ -629,10 +703,12 @@ attend_parallel(const fl_pass *p, int l, const int *lens, int n_seq,
 	    (p->cache != NULL && p->cache->pattern != NULL))
 		return false;
 	for (int s = 0; s < n_seq; s++) {
+		int T = lens[s] + (p->prefix != NULL ? p->prefix[s].rows : 0);
+
 		if (lens[s] >= KERN_ATTN_BLAS_MIN)
 			return false;
-		if (lens[s] > *max_len)
-			*max_len = lens[s];
+		if (T > *max_len)
+			*max_len = T;
 	}
 	return true;
 }
@@ -768,7 +844,7 @@ rope_apply(fl_run *r, float *x, const int *lens, int n_seq)
 
 	for (int s = 0; s < n_seq; s++)
 		for (int t = 0; t < lens[s]; t++, row++) {
-			int pos = r->row0 + t;
+			int pos = r->row0 + t + (r->prefix != NULL ? r->prefix[s].rows : 0);
 			const float *cs = r->rope_cos + (size_t)pos * half;
 			const float *sn = r->rope_sin + (size_t)pos * half;
 
@@ -814,7 +890,7 @@ block_attn(fl_run *r, const fl_pass *p, int l, const float *in, const int *lens,
 	if (r->row0 > 0)
 		FIRE(attend_last(r, p, l));
 	else if (attend_parallel(p, l, lens, n_seq, &max_len)) {
-		attend_job j = { r, lens, n_seq, max_len };
+		attend_job j = { r, lens, n_seq, max_len, l };
 
 		kern_for(attend_part, &j, n_seq);
 	} else
@@ -986,6 +1062,21 @@ unembed(fl_run *r, const fl_pass *p, const float *src_all, const int *lens,
 	return FL_HOOK_CONTINUE;
 }
 
+/* The sequences that join at layer l (seq_start) appended to the active
+ * ones: their rows of resume after the active rows. */
+static void
+join(fl_run *r, const fl_pass *p, int l, const int *lens, int n_all, int *n_seq,
+    int *N)
+{
+	size_t D = (size_t)r->m->cfg.d_model, at = (size_t)*N;
+
+	while (*n_seq < n_all && p->seq_start[*n_seq] <= l)
+		*N += lens[(*n_seq)++];
+	if ((size_t)*N > at)
+		memcpy(r->x + at * D, p->resume + at * D, ((size_t)*N - at) * D *
+		    sizeof(float));
+}
+
 int
 run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
     const fl_pass *p, char **cause)
@@ -993,19 +1084,25 @@ run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
 	const fl_config *c = &r->m->cfg;
 	size_t D = (size_t)c->d_model;
 	fl_cache *k = p->cache;
-	int N = 0, l0 = p->start_layer, one = 1;
+	int N = 0, l0 = p->start_layer, one = 1, n_all = 0, N_all = 0;
 	const float *fin;
 
 	if (check_input(r, ids, lens, n_seq, p, &N, cause) != 0)
 		return -1;
 	r->row0 = 0;
 	r->tc = N;
+	r->prefix = p->prefix;
 	if (p->last_row_only) {
 		r->row0 = N - 1;
 		N = 1;
 		lens = &one;
 	}
-	if (l0 > 0 || p->last_row_only)
+	if (p->seq_start != NULL) {
+		/* the sequences join layer by layer: see below */
+		n_all = n_seq;
+		N_all = N;
+		n_seq = N = 0;
+	} else if (l0 > 0 || p->last_row_only || p->prefix != NULL)
 		memcpy(r->x, p->resume != NULL ? p->resume : k->resid_pre +
 		    ((size_t)l0 * r->tc + r->row0) * D, (size_t)N * D * sizeof(float));
 	else {
@@ -1019,8 +1116,16 @@ run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
 			k->valid = 0;
 		}
 	}
-	for (int l = l0; l < c->n_layer; l++)
-		FIRE(block(r, p, l, lens, n_seq, N));
+	for (int l = l0; l < c->n_layer; l++) {
+		if (p->seq_start != NULL)
+			join(r, p, l, lens, n_all, &n_seq, &N);
+		if (n_seq > 0)
+			FIRE(block(r, p, l, lens, n_seq, N));
+	}
+	if (p->seq_start != NULL) {
+		join(r, p, c->n_layer, lens, n_all, &n_seq, &N);
+		(void)N_all;
+	}
 
 	if (c->final_ln) {
 		model_norm_stats(r->m, r->mean, r->scale, r->x, N);

@@ -187,6 +187,20 @@ typedef struct fl_run fl_run;
 fl_run *run_new(const fl_model *m, int max_rows, int max_seq);
 void run_free(fl_run *r);
 
+/* Sequence s of a pass whose first positions are known not to change
+ * (in a causal model, every row before the first one an intervention
+ * edits): the pass runs lens[s] rows, positions rows .. rows + lens[s] - 1,
+ * and their attention reads the earlier positions' keys and values at each
+ * layer from k and v (a cache's, say). Hooks see the rows run (attention
+ * as (H, lens[s], rows + lens[s])). */
+typedef struct {
+	int		 rows;		/* positions before the first row run */
+	int		 ld;		/* positions per layer in k and v */
+	const float	*k, *v;		/* (L, ld, D): keys and values of positions
+					   [0, rows) at every layer; rotated in
+					   rotary models (as a cache holds them) */
+} fl_prefix;
+
 typedef struct {
 	const fl_hook	*hooks;
 	int		 n_hooks;
@@ -203,6 +217,15 @@ typedef struct {
 					   included) on (valid when the hooks
 					   change nothing else); hooks then see
 					   one row, attention as (H, 1, T) */
+	const fl_prefix	*prefix;	/* (n_seq) or NULL: sequences run from a
+					   position on (see fl_prefix); needs
+					   resume (start_layer 0 included: the
+					   rows of resid_pre 0) and no cache */
+	const int	*seq_start;	/* (n_seq) or NULL: with prefix, sequence s
+					   joins the pass at layer seq_start[s]
+					   (non-decreasing from start_layer), from
+					   its rows of resume; hooks of a layer see
+					   the sequences that have joined */
 	float		*logits;	/* out (R, V), may be NULL; R = rows or n_seq */
 } fl_pass;
 

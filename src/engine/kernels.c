@@ -84,53 +84,64 @@ dot(const float *a, const float *b, int n)
 #define ATTN_BLOCK 128
 
 void
-kern_attn_scores(float *sc, const float *q, const float *k, int ld, int T,
-    int dh, float scale)
+kern_attn_scores_at(float *sc, const float *q, const float *k, int ld, int n,
+    int T, int dh, float scale)
 {
-	if (T >= ATTN_BLAS_MIN)
-		for (int i0 = 0; i0 < T; i0 += ATTN_BLOCK) {
-			int i1 = i0 + ATTN_BLOCK < T ? i0 + ATTN_BLOCK : T;
+	int P = T - n;		/* query i is position P + i */
+
+	if (n >= ATTN_BLAS_MIN)
+		for (int i0 = 0; i0 < n; i0 += ATTN_BLOCK) {
+			int i1 = i0 + ATTN_BLOCK < n ? i0 + ATTN_BLOCK : n;
 
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, i1 - i0,
-			    i1, dh, scale, q + (size_t)i0 * ld, ld, k, ld, 0.0f,
+			    P + i1, dh, scale, q + (size_t)i0 * ld, ld, k, ld, 0.0f,
 			    sc + (size_t)i0 * T, T);
 		}
 	else
-		for (int i = 0; i < T; i++)
-			for (int j = 0; j <= i; j++)
+		for (int i = 0; i < n; i++)
+			for (int j = 0; j <= P + i; j++)
 				sc[(size_t)i * T + j] = scale *
 				    dot(q + (size_t)i * ld, k + (size_t)j * ld, dh);
-	for (int i = 0; i < T; i++)
-		for (int j = i + 1; j < T; j++)
+	for (int i = 0; i < n; i++)
+		for (int j = P + i + 1; j < T; j++)
 			sc[(size_t)i * T + j] = -INFINITY;
 }
 
 void
-kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int dh,
-    bool causal)
+kern_attn_scores(float *sc, const float *q, const float *k, int ld, int T,
+    int dh, float scale)
 {
-	if (T >= ATTN_BLAS_MIN) {
+	kern_attn_scores_at(sc, q, k, ld, T, T, dh, scale);
+}
+
+void
+kern_attn_mix_at(float *z, const float *Pm, const float *v, int ld, int n, int T,
+    int dh, bool causal)
+{
+	int P = T - n;
+
+	if (n >= ATTN_BLAS_MIN) {
 		if (!causal) {
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh,
-			    T, 1.0f, P, T, v, ld, 0.0f, z, ld);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, dh,
+			    T, 1.0f, Pm, T, v, ld, 0.0f, z, ld);
 			return;
 		}
-		for (int i0 = 0; i0 < T; i0 += ATTN_BLOCK) {
-			int i1 = i0 + ATTN_BLOCK < T ? i0 + ATTN_BLOCK : T;
+		for (int i0 = 0; i0 < n; i0 += ATTN_BLOCK) {
+			int i1 = i0 + ATTN_BLOCK < n ? i0 + ATTN_BLOCK : n;
 
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, i1 - i0,
-			    dh, i1, 1.0f, P + (size_t)i0 * T, T, v, ld, 0.0f,
+			    dh, P + i1, 1.0f, Pm + (size_t)i0 * T, T, v, ld, 0.0f,
 			    z + (size_t)i0 * ld, ld);
 		}
 		return;
 	}
-	for (int i = 0; i < T; i++) {
+	for (int i = 0; i < n; i++) {
 		float *zi = z + (size_t)i * ld;
-		int n = causal ? i + 1 : T;
+		int m = causal ? P + i + 1 : T;
 
 		memset(zi, 0, (size_t)dh * sizeof *zi);
-		for (int j = 0; j < n; j++) {
-			float p = P[(size_t)i * T + j];
+		for (int j = 0; j < m; j++) {
+			float p = Pm[(size_t)i * T + j];
 			const float *vj = v + (size_t)j * ld;
 
 			if (p == 0.0f)
@@ -139,6 +150,13 @@ kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int dh,
 				zi[d] += p * vj[d];
 		}
 	}
+}
+
+void
+kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int dh,
+    bool causal)
+{
+	kern_attn_mix_at(z, P, v, ld, T, T, dh, causal);
 }
 /* exp of VW values, relative error about 2e-7: 2^k times a degree-6
  * polynomial on |r| <= ln2 / 2. Inputs are clamped to [-87, 88]. */

@@ -41,6 +41,14 @@ void kern_attn_scores(float *sc, const float *q, const float *k, int ld, int T,
 void kern_attn_mix(float *z, const float *P, const float *v, int ld, int T, int dh,
     bool causal);
 
+/* The same for the last n of T positions alone (queries at positions
+ * T - n .. T - 1, keys and values of all T): sc and P are (n, T), q and z
+ * n rows, k and v T rows. n = T is the functions above. */
+void kern_attn_scores_at(float *sc, const float *q, const float *k, int ld, int n,
+    int T, int dh, float scale);
+void kern_attn_mix_at(float *z, const float *P, const float *v, int ld, int n,
+    int T, int dh, bool causal);
+
 void kern_activation(float *x, size_t n, fl_act_fn act);
 
 /* The activation y (n) of x and its derivative dy (n) there, for the

@@ -71,7 +71,7 @@ flow_prompt(const ui_session *s, fl_prompt *p)
 static fl_trace_opts
 trace_opts_of(const ui_flow_opts *o)
 {
-	fl_trace_opts t = { o->kind, o->window, o->samples, 0, o->seed, NULL };
+	fl_trace_opts t = { o->kind, o->window, o->samples, 0, o->seed, NULL, false };
 
 	return t;
 }
