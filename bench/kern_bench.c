@@ -5,8 +5,9 @@
  * of the linears' weights, the unembedding rows are always f32; NAME: only
  * the shapes whose name holds it). Prints, per
  * shape, the median time, GFLOP/s and the weight bytes streamed per
- * second. (in, out) weights are laid out as the model loads them
- * (kern_linear_pack); FACTLENS_LAYOUT=stored times them as stored. */
+ * second. (in, out) weights and the unembedding's rows are laid out as
+ * the model loads them (kern_linear_pack, kern_unembed_pack);
+ * FACTLENS_LAYOUT=stored times them as stored. */
 #include "autoconfig.h"
 
 #include <stdio.h>
@@ -91,10 +92,21 @@ bench_one(const char *name, int T, int in, int out, bool trans, int reps,
 		kern_linear_pack(&lin, laid);
 	}
 
+	/* (out, in) shapes are the unembedding's: kern_unembed, its rows laid
+	 * out as the model loads them (kern_unembed_pack) unless stored */
+	fl_table U = { w, out, in, dt, NULL };
+
+	if (trans && !stored_layout()) {
+		laid = xaligned_alloc(64, kern_unembed_pack_bytes(&U));
+		kern_unembed_pack(&U, laid);
+	}
 	for (int r = 0; r < reps; r++) {
 		double t0 = fl_now();
 
-		kern_linear(y, out, x, in, &lin, T, false);
+		if (trans)
+			kern_unembed(y, x, &U, T);
+		else
+			kern_linear(y, out, x, in, &lin, T, false);
 		t[r] = fl_now() - t0;
 	}
 	qsort(t, (size_t)reps, sizeof *t, cmp_double);
@@ -211,5 +223,6 @@ main(int argc, char **argv)
 	bench_one("unembed (eval's rows)", 128, 768, 50257, true, 5, FL_DTYPE_F32);
 	bench_one("unembed (225 rows)", 225, 768, 50257, true, 5, FL_DTYPE_F32);
 	bench_one("unembed (64 rows)", 64, 768, 50257, true, 5, FL_DTYPE_F32);
+	bench_one("unembed (32 rows, a packed pass)", 32, 768, 50257, true, 5, FL_DTYPE_F32);
 	return 0;
 }

@@ -112,19 +112,34 @@ test_linear(void)
 						    ", accumulate with bias" : "");
 						check_close(name, y1, y2, (size_t)T * OUT, 1e-4);
 					}
+	/* the unembedding as stored and laid out (kern_unembed_pack): V
+	 * tokens leave a strip and a vector and a column (AVX2) or two
+	 * vectors and nine columns (AVX-512); 32, whole strips or vectors */
 	for (int dt = FL_DTYPE_F32; dt <= FL_DTYPE_BF16; dt++)
 	for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
-		for (int ii = 0; ii < 2; ii++) {
+		for (int ii = 0; ii < 2; ii++)
+			for (int lay = 0; lay < 2; lay++)
+				for (int nv = V; nv >= 32; nv -= V - 32) {
 			const void *ud = dt == FL_DTYPE_F16 ? (const void *)wh :
 			    dt == FL_DTYPE_BF16 ? (const void *)wb : (const void *)U;
-			fl_table t = { ud, V, ins[ii], (fl_dtype)dt };
-			char name[80];
+			fl_table t = { ud, nv, ins[ii], (fl_dtype)dt, NULL };
+			char name[100];
 
+			if (lay) {
+				if (kern_unembed_pack_bytes(&t) > sizeof laid) {
+					check(false, "the test's laid buffer holds the unembedding");
+					return;
+				}
+				kern_unembed_pack(&t, laid);
+				check(t.pk == laid || kern_unembed_pack_bytes(&t) == 0,
+				    "kern_unembed_pack sets U->pk");
+			}
 			kern_unembed(l1, x, &t, Ts[ti]);
 			kern_unembed_ref(l2, x, &t, Ts[ti]);
 			snprintf(name, sizeof name, "kern_unembed = naive (%s%s, %d rows, "
-			    "width %d)", linear_path, dtype_names[dt], Ts[ti], ins[ii]);
-			check_close(name, l1, l2, (size_t)Ts[ti] * V, 1e-4);
+			    "width %d, %d tokens%s)", linear_path, dtype_names[dt], Ts[ti],
+			    ins[ii], nv, lay ? ", laid out" : "");
+			check_close(name, l1, l2, (size_t)Ts[ti] * nv, 1e-4);
 		}
 }
 

@@ -827,36 +827,46 @@ plain_chunk_rows(int in)
  * head. */
 #define PARALLEL_MIN_MACS (1L << 17)
 
+/* A product on the streaming kernels: on the calling thread when small,
+ * else shared among the pool's threads. */
+static void
+stream_run(stream_job *j, kern_task fn)
+{
+	int T = j->M;
+
+	if ((long)T * j->in * j->out < PARALLEL_MIN_MACS)
+		fn(j, 0, 1);
+	else if (fn == stream_plain_part && T > plain_chunk_rows(j->in)) {
+		/* many rows: a chunk at a time, whose input rows stay in L2
+		 * while every strip of weights passes over them (each strip
+		 * reads all of them; from L3 the tiles waited for them: GPT-2's
+		 * (3072, 768) projection at 256 rows ran at half the rate of
+		 * the (768, 768) ones) */
+		int step = plain_chunk_rows(j->in);
+
+		for (int m0 = 0; m0 < T; m0 += step) {
+			stream_job c = *j;
+
+			c.M = T - m0 < step ? T - m0 : step;
+			c.x = j->x + (size_t)m0 * j->ldx;
+			c.y = j->y + (size_t)m0 * j->ldy;
+			kern_for(fn, &c, linear_units(&c, fn));
+		}
+	} else
+		kern_for(fn, j, linear_units(j, fn));
+}
+
 void
 kern_linear(float *y, int ldy, const float *x, int ldx, const fl_linear *lin,
     int T, bool accumulate)
 {
 	stream_job j = { y, ldy, x, ldx, lin->w, lin->ld, lin->b, T, lin->in,
 	    lin->out, accumulate, lin->dtype, lin->trans, lin->pk };
-	kern_task fn = linear_task(lin->trans, T);
 
 	if (blas_takes(&j))
 		blas_run(&j);
-	else if ((long)T * lin->in * lin->out < PARALLEL_MIN_MACS)
-		fn(&j, 0, 1);
-	else if (fn == stream_plain_part && T > plain_chunk_rows(lin->in)) {
-		/* many rows: a chunk at a time, whose input rows stay in L2
-		 * while every strip of weights passes over them (each strip
-		 * reads all of them; from L3 the tiles waited for them: GPT-2's
-		 * (3072, 768) projection at 256 rows ran at half the rate of
-		 * the (768, 768) ones) */
-		int step = plain_chunk_rows(lin->in);
-
-		for (int m0 = 0; m0 < T; m0 += step) {
-			stream_job c = j;
-
-			c.M = T - m0 < step ? T - m0 : step;
-			c.x = x + (size_t)m0 * ldx;
-			c.y = y + (size_t)m0 * ldy;
-			kern_for(fn, &c, linear_units(&c, fn));
-		}
-	} else
-		kern_for(fn, &j, linear_units(&j, fn));
+	else
+		stream_run(&j, linear_task(lin->trans, T));
 }
 
 /* The strips of the kernels' layout: the full ones, and the narrower
@@ -963,18 +973,110 @@ kern_linear_ref(float *y, int ldy, const float *x, int ldx, const fl_linear *lin
 		}
 }
 
+/* ---- the unembedding ---------------------------------------------------
+ * U is stored a row per token, (out, in). Read so, few rows take dot
+ * products (trans_rows: 64-72 GFLOP/s on 2 Zen 3 threads at the 13 rows of
+ * a lens) and many transpose each block first. Laid out once as the
+ * columns of an (in, out) linear (kern_unembed_pack), every row count runs
+ * the strip kernels, at the layers' rate; the columns past the last whole
+ * vector (GPT-2's 50257th token) are still dot products of U's rows. */
+
+/* The columns of U's layout: its full strips and the whole vectors after. */
+static int
+unembed_laid_cols(const fl_table *U)
+{
+	return U->rows / PLAIN_SW * PLAIN_SW + U->rows % PLAIN_SW / VW * VW;
+}
+
+size_t
+kern_unembed_pack_bytes(const fl_table *U)
+{
+	return (size_t)unembed_laid_cols(U) * (size_t)U->cols *
+	    fl_dtype_size(U->dtype);
+}
+
+typedef struct {
+	const fl_table	*U;
+	unsigned char	*dst;
+} unembed_pack_job;
+
+/* Strips [s0, s1): strip s holds, input by input, the weights of tokens
+ * s PLAIN_SW .. + its width (PLAIN_SW, or the narrower last one's). Each
+ * strip's rows (PLAIN_SW of them, 48 KB for GPT-2) stay in L2 while they
+ * are read along and written across. */
+static inline __attribute__((always_inline)) void
+unembed_pack_strips(const unembed_pack_job *pj, int s0, int s1, const size_t es)
+{
+	const fl_table *U = pj->U;
+	size_t D = (size_t)U->cols, vl = (size_t)unembed_laid_cols(U);
+
+	for (int s = s0; s < s1; s++) {
+		size_t c0 = (size_t)s * PLAIN_SW;
+		size_t width = vl - c0 < PLAIN_SW ? vl - c0 : PLAIN_SW;
+		unsigned char *d = pj->dst + c0 * D * es;
+
+		for (size_t c = 0; c < width; c++) {
+			const unsigned char *row = (const unsigned char *)U->w +
+			    (c0 + c) * D * es;
+
+			for (size_t i = 0; i < D; i++)
+				memcpy(d + (i * width + c) * es, row + i * es, es);
+		}
+	}
+}
+
+static void
+unembed_pack_part(void *ctx, int part, int nparts)
+{
+	const unembed_pack_job *pj = ctx;
+	int strips = (unembed_laid_cols(pj->U) + PLAIN_SW - 1) / PLAIN_SW, s0, s1;
+
+	kern_part_range(strips, part, nparts, &s0, &s1);
+	if (fl_dtype_size(pj->U->dtype) == 4)
+		unembed_pack_strips(pj, s0, s1, 4);
+	else
+		unembed_pack_strips(pj, s0, s1, 2);
+}
+
+void
+kern_unembed_pack(fl_table *U, void *dst)
+{
+	unembed_pack_job pj = { U, dst };
+
+	if (kern_unembed_pack_bytes(U) == 0)
+		return;
+	kern_for(unembed_pack_part, &pj, (unembed_laid_cols(U) + PLAIN_SW - 1) /
+	    PLAIN_SW);
+	U->pk = dst;
+}
+
 void
 kern_unembed(float *logits, const float *x, const fl_table *U, int T)
 {
-	int D = U->cols, V = U->rows;
+	int D = U->cols, V = U->rows, vl;
 	stream_job j = { logits, V, x, D, U->w, D, NULL, T, D, V, false, U->dtype,
 	    true, NULL };
-	kern_task fn = linear_task(true, T);
 
-	if (blas_takes(&j))
+	if (blas_takes(&j)) {
 		blas_run(&j);
-	else
-		kern_for(fn, &j, linear_units(&j, fn));
+		return;
+	}
+	if (U->pk == NULL) {
+		stream_run(&j, linear_task(true, T));
+		return;
+	}
+	vl = unembed_laid_cols(U);
+	j.w = NULL;
+	j.out = vl;
+	j.trans = false;
+	j.pk = U->pk;
+	stream_run(&j, stream_plain_part);
+	if (vl < V) {
+		stream_job t = { logits + vl, V, x, D, wskip(U->w, (size_t)vl * D,
+		    U->dtype), D, NULL, T, D, V - vl, false, U->dtype, true, NULL };
+
+		trans_all_rows(&t, 0, V - vl);
+	}
 }
 
 void

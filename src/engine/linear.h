@@ -46,6 +46,14 @@ void kern_blas_rows_set(int rows);
 
 /* logits (T, V) = x (T, D) . U^T with U (V, D) row-major, of any dtype. */
 void kern_unembed(float *logits, const float *x, const fl_table *U, int T);
+/* The unembedding's rows laid out as the columns of an (in, out) linear
+ * in the kernels' layout (kern_linear_pack's), so that every row count
+ * runs the strip kernels instead of dot products of the rows as stored:
+ * kern_unembed_pack_bytes is the size of the copy (the columns up to the
+ * last whole vector; the rest are read from U->w), kern_unembed_pack
+ * writes it to dst (64-byte aligned), in U's dtype, and sets U->pk. */
+size_t kern_unembed_pack_bytes(const fl_table *U);
+void kern_unembed_pack(fl_table *U, void *dst);
 void kern_unembed_ref(float *logits, const float *x, const fl_table *U, int T);
 
 #endif

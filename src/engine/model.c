@@ -292,6 +292,25 @@ layer_linear(fl_layer *y, int i)
 	return i < (int)(sizeof v / sizeof *v) ? v[i] : NULL;
 }
 
+/* The unembedding's copy in the kernels' layout: each logit then costs
+ * what a layer's output column does. The mapped rows are let go after (a
+ * tied model's embedding faults the prompt's rows back in). */
+static void
+unembed_lay_out(fl_model *m)
+{
+	fl_table *U = &m->unembed;
+	size_t bytes = kern_unembed_pack_bytes(U);
+
+	if (bytes == 0 || U->w == NULL)
+		return;
+	m->unembed_laid = owned_alloc(bytes);
+	kern_unembed_pack(U, m->unembed_laid);
+	m->laid_bytes += bytes;
+	if (in_mapping(m, U->w))
+		st_release_range(U->w, (size_t)U->rows * (size_t)U->cols *
+		    fl_dtype_size(U->dtype));
+}
+
 /* Copies the (in, out) layer weights into the layout the product kernels
  * read in order (GPT-2's Conv1D weights; OPT's and Llama's (out, in) ones
  * are read in order as stored), then lets go of the mapping's pages of
@@ -307,6 +326,7 @@ model_lay_out(fl_model *m)
 
 	if (e != NULL && strcmp(e, "stored") == 0)
 		return;
+	unembed_lay_out(m);
 	for (int i = 0; i < m->cfg.n_layer; i++)
 		for (int k = 0; (lin = layer_linear(&m->layers[i], k)) != NULL; k++)
 			if (lin->w != NULL)
@@ -314,7 +334,7 @@ model_lay_out(fl_model *m)
 	if (bytes == 0)
 		return;
 	m->laid = owned_alloc(bytes);
-	m->laid_bytes = bytes;
+	m->laid_bytes += bytes;
 	/* layer by layer, each layer's mapped pages let go once all its
 	 * linears (q, k and v share one tensor) are copied: the two copies
 	 * of every weight are never all in memory at once */
@@ -770,6 +790,7 @@ model_free(fl_model *m)
 	free(m->layers);
 	free(m->owned);
 	free(m->laid);
+	free(m->unembed_laid);
 	free(atomic_load(&m->unembed_mean));
 	free(m->dir);
 	free(m->nonfinite);

@@ -90,6 +90,8 @@ typedef struct fl_model {
 	void		*laid;		/* the layer linears' weights in the
 					   kernels' layout (kern_linear_pack) */
 	size_t		 laid_bytes;
+	void		*unembed_laid;	/* the unembedding's rows in the
+					   kernels' layout (kern_unembed_pack) */
 	size_t		 weight_bytes;	/* bytes of the parameters, as stored */
 	size_t		 stored_bytes;	/* of which used as F16/BF16 (from the
 					   mapping, or copied with COPY) */

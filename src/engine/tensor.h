@@ -51,6 +51,9 @@ typedef struct {
 	const void	*w;
 	int		 rows, cols;
 	fl_dtype	 dtype;
+	/* The same rows again, laid out for the product kernels
+	 * (kern_unembed_pack), or NULL: only kern_unembed reads it. */
+	const void	*pk;
 } fl_table;
 
 /* Bytes of one element of dtype. */
