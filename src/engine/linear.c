@@ -12,7 +12,7 @@
 #include "vec.h"
 #include "base/util.h"
 
-#if defined(__F16C__) || defined(__AVX512F__)
+#if defined(__F16C__) || defined(__AVX512F__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
 
@@ -373,6 +373,28 @@ stream_trans_part(void *ctx, int part, int nparts)
 _Static_assert(PLAIN_MT <= PLAIN_TILE_MAX, "plain_tiles lists tiles of 1 to 7 rows");
 #define PLAIN_SW (PLAIN_NV * VW)
 
+/* a + x w, one rounding where the hardware fuses: explicit, so that every
+ * instantiation of a kernel (each dtype, each tile size) rounds the same
+ * way. Left to -ffp-contract=fast, GCC fused the one-row, one-vector f32
+ * tile and not the f16 one, so f16 weights stopped giving the numbers of
+ * their f32 conversion in a narrow last strip. */
+static inline __attribute__((always_inline)) vf
+vfmadd(vf a, float x, vf w)
+{
+#if defined(__AVX512F__) && VW == 16
+	return (vf)_mm512_fmadd_ps(_mm512_set1_ps(x), (__m512)w, (__m512)a);
+#elif defined(__FMA__) && VW == 8
+	return (vf)_mm256_fmadd_ps(_mm256_set1_ps(x), (__m256)w, (__m256)a);
+#elif defined(__FMA__) && VW == 4
+	return (vf)_mm_fmadd_ps(_mm_set1_ps(x), (__m128)w, (__m128)a);
+#else
+	vf p = x * w;
+
+	KEEP(p);	/* no fusing without the instruction */
+	return a + p;
+#endif
+}
+
 static inline __attribute__((always_inline)) void
 plain_tile(vf *acc, const void *w, size_t ld, const float *x, size_t ldx,
     int kn, const int MB, const int NV, bool first, const fl_dtype dt)
@@ -398,7 +420,7 @@ plain_tile(vf *acc, const void *w, size_t ld, const float *x, size_t ldx,
 
 #pragma GCC unroll 8
 			for (int v = 0; v < NV; v++)
-				a[k][v] += xs * wv[v];
+				a[k][v] = vfmadd(a[k][v], xs, wv[v]);
 		}
 	}
 #pragma GCC unroll 8
