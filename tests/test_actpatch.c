@@ -9,7 +9,7 @@
  *   pattern by layer and head, and by layer, position and head; Llama's k
  *   and v by key/value head, its q and k patched before the rotation in
  *   the reference) on the three metrics (logit(answer) -
- *   logit(distractor), logit(answer) - mean logit, P(answer)), within 1e-5;
+ *   logit(distractor), logit(answer) - mean logit, P(answer)), within 1e-5
  *   (raw: 1e-5 of the metric's scale, max(1, |clean|, |corrupted|));
  *   the normalised grid within 1e-5 of the reference's; the lens of every
  *   stream at a middle position (actpatch-lens.f32).
