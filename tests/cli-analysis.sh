@@ -620,6 +620,30 @@ check "patch --hook z: layers x heads, no distractor: the mean logit" "$tmp/ptz.
 check "patch --hook z --by-pos: layers x positions x heads" "$tmp/ptzp.json" \
 	'j.dims.join() === "layer,position,head" && j.patched.length === 2 && j.patched[1].length === j.tokens.length && j.patched[1][0].length === 4 && j.by_pos === true'
 "$fl" patch --model "$model" --prompt "$pc" --corrupt "$pk" --answer capital \
+	--distractor of --hook q --json > "$tmp/ptq.json"
+check "patch --hook q: layers x heads of attn.hook_q; normalised = (patched - corrupted) / (clean - corrupted)" \
+	"$tmp/ptq.json" 'j.dims.join() === "layer,head" && j.hook === "blocks.L.attn.hook_q" && j.heads === 4 && j.patched.length === 2 && j.patched[0].length === 4 && j.patched.flat().some(v => v !== j.corrupted) && j.normalized.every((r, l) => r.every((v, h) => Math.abs(v - (j.patched[l][h] - j.corrupted) / (j.clean - j.corrupted)) < 1e-9))'
+"$fl" patch --model "$model" --prompt "$pc" --corrupt "$pk" --answer capital \
+	--distractor of --hook z --json > "$tmp/ptzd.json"
+"$fl" patch --model "$model" --prompt "$pc" --corrupt "$pk" --answer capital \
+	--distractor of --hook every --json > "$tmp/pte.json"
+check "patch --hook every: the grids z, q, k, v, pattern; its z and q are --hook z's and q's" "$tmp/pte.json" \
+	"j.hook === 'every' && Object.keys(j.grids).join() === 'z,q,k,v,pattern' && JSON.stringify(j.grids.z.patched) === JSON.stringify($(jsq "$tmp/ptzd.json" 'j.patched')) && JSON.stringify(j.grids.q.patched) === JSON.stringify($(jsq "$tmp/ptq.json" 'j.patched')) && j.grids.pattern.hook === 'blocks.L.attn.hook_pattern' && j.clean === $(jsq "$tmp/ptq.json" 'j.clean')"
+if "$fl" patch --model "$fx/llama-f32" --prompt "abc" --corrupt "abd" --answer x \
+	--hook every --by-pos --json > "$tmp/pte-llama.json"; then
+	check "patch --hook every --by-pos on Llama: q and pattern by query head, k and v by key/value head" \
+		"$tmp/pte-llama.json" '(() => { const g = j.grids; return g.q.heads === 4 && g.pattern.heads === 4 && g.k.heads === 2 && g.v.heads === 2 && g.k.patched[1][0].length === 2 && g.q.patched[1][0].length === 4 && g.v.dims.join() === "layer,position,head" && g.v.patched.length === 2 && g.v.patched[0].length === j.tokens.length; })()'
+else
+	bad "patch --hook every --by-pos on llama-f32 exits 0"
+fi
+if "$fl" patch --model "$model" --prompt "$pc" --corrupt "$pk" --answer capital \
+	--distractor of --hook every > "$tmp/pte.txt" && [ "$(grep -c '^==== ' "$tmp/pte.txt")" = 5 ] &&
+	grep -q "blocks.L.attn.hook_pattern of each head, its whole pattern" "$tmp/pte.txt"; then
+	ok "patch --hook every: the text has the five grids"
+else
+	bad "patch --hook every text: $(head -20 "$tmp/pte.txt")"
+fi
+"$fl" patch --model "$model" --prompt "$pc" --corrupt "$pk" --answer capital \
 	--metric prob --hook mlp_out --json > "$tmp/ptp.json"
 "$fl" run --model "$model" --prompt "$pc" --answer capital --json > "$tmp/ptr.json"
 check "patch --metric prob: the clean run's P(answer) is run's" "$tmp/ptp.json" \

@@ -466,12 +466,14 @@ expect "patch: prompts of different token counts" 2 "--prompt is 3 tokens and --
 	patch --model "$fx" --prompt "abc" --corrupt "abcde" --answer x
 expect "patch: --clean is --prompt, and counts too" 2 "--prompt is 5 tokens and --corrupt 3" -- \
 	patch --model "$fx" --clean "abcde" --corrupt "abc" --answer x
-expect "patch: an unknown hook" 2 "--hook takes resid_pre, resid_mid, attn_out, mlp_out or z, not 'resid'" -- \
+expect "patch: an unknown hook" 2 "--hook takes resid_pre, resid_mid, attn_out, mlp_out, z, q, k, v, pattern or every, not 'resid'" -- \
 	patch --model "$fx" --prompt "abc" --corrupt "abd" --answer x --hook resid
 expect "patch: an unknown metric" 2 "--metric takes logit-diff or prob, not 'kl'" -- \
 	patch --model "$fx" --prompt "abc" --corrupt "abd" --answer x --metric kl
-expect "patch: --by-pos without z" 2 "--by-pos splits --hook z's heads by position" -- \
+expect "patch: --by-pos without a head grid" 2 "--by-pos splits a head grid (--hook z, q, k, v, pattern or every) by position; the mlp_out grid" -- \
 	patch --model "$fx" --prompt "abc" --corrupt "abd" --answer x --hook mlp_out --by-pos
+expect "patch: --plot with --hook every" 2 "--plot draws one grid and --hook every has five" -- \
+	patch --model "$fx" --prompt "abc" --corrupt "abd" --answer x --hook every --plot "$tmp/e.png"
 expect "patch: --distractor with --metric prob" 2 "--metric prob reads P(answer) alone" -- \
 	patch --model "$fx" --prompt "abc" --corrupt "abd" --answer x --distractor y --metric prob
 expect "patch: the distractor is the answer" 2 "start with the same token" -- \

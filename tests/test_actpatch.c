@@ -5,9 +5,12 @@
  * - Against PyTorch (tests/fixtures/F/actpatch-ref.json, tools/
  *   make-trace-fixture, float64) on gpt2-f32, opt-f32, opt350-f32 (post-LN)
  *   and llama-f32: the clean and corrupted metrics and every grid (resid_pre,
- *   resid_mid, attn_out, mlp_out by layer and position; z by layer and head,
- *   and by layer, position and head) on the three metrics (logit(answer) -
- *   logit(distractor), logit(answer) - mean logit, P(answer)), within 1e-5;
+ *   resid_mid, attn_out, mlp_out by layer and position; z, q, k, v and
+ *   pattern by layer and head, and by layer, position and head; Llama's k
+ *   and v by key/value head, its q and k patched before the rotation in
+ *   the reference) on the three metrics (logit(answer) -
+ *   logit(distractor), logit(answer) - mean logit, P(answer)), within 1e-5
+ *   (raw: 1e-5 of the metric's scale, max(1, |clean|, |corrupted|));
  *   the normalised grid within 1e-5 of the reference's; the lens of every
  *   stream at a middle position (actpatch-lens.f32).
  * - Invariants: resid_pre of layer 0 patched at every position at once is the
@@ -17,6 +20,15 @@
  *   resid_mid of the last layer at the last position restores the clean
  *   metric (normalised 1); z of every head at (layer, position) is
  *   attn_out's cell there.
+ * - Heads: q, k and v of every head of a layer patched together at every
+ *   position give z of every head patched there, and so do the pattern and
+ *   v (1e-5); per head too where every query head has its own key/value
+ *   head (z's grid cell); q, k and v patched before the first differing
+ *   position change nothing, exactly; q and k patched before the rotation
+ *   (a hook of the test's own at hook_q and hook_k, the clean run's values
+ *   there) give the q and k grids (1e-5); the _every grids are z, q, k, v
+ *   and pattern in that order, the same as those grids run alone; a
+ *   pattern patch from a result without patterns is refused.
  * - Packing: one patched run per pass and four per pass give the same grid
  *   (within 1e-5: a pass of other rows may round the products otherwise).
  * - Errors and stopping: prompts of different token counts are refused,
@@ -142,20 +154,26 @@ check_ref_grid(const fx_pair *f, fl_batch *b, fl_actpatch_hook hook, bool by_pos
     int metric)
 {
 	const char *key = metric_keys[metric];
-	const char *gname = hook == ACTPATCH_Z && by_pos ? "z_by_pos" :
-	    actpatch_hook_name(hook);
+	char gname[32];
 	fl_actpatch_opts o = opts_of(f, hook, by_pos, metric);
 	fl_actpatch res;
-	const cJSON *g = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(
-	    f->ref, "grids"), gname), key);
+	const cJSON *g;
 	double want_clean = cJSON_GetObjectItem(cJSON_GetObjectItem(f->ref, "clean"),
 	    key)->valuedouble;
 	double want_corrupt = cJSON_GetObjectItem(cJSON_GetObjectItem(f->ref,
 	    "corrupt"), key)->valuedouble;
-	double *want = NULL, *wnorm, d, dn;
+	double *want = NULL, *wnorm, d, dn, tol;
 	size_t n = 0, cap = 0, at, atn;
 	char *cause = NULL;
 
+	snprintf(gname, sizeof gname, "%s%s", actpatch_hook_name(hook), by_pos ?
+	    "_by_pos" : "");
+	g = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(f->ref,
+	    "grids"), gname), key);
+	if (g == NULL) {
+		check(0, "%s: actpatch-ref.json has grids.%s.%s", f->fx, gname, key);
+		return;
+	}
 	if (actpatch_run(&res, b, &f->pc, &f->pk, &o, &cause) != 0) {
 		check(0, "%s: %s on %s runs: %s", f->fx, gname, key, cause);
 		free(cause);
@@ -172,13 +190,16 @@ check_ref_grid(const fx_pair *f, fl_batch *b, fl_actpatch_hook hook, bool by_pos
 		wnorm[i] = (want[i] - want_corrupt) / (want_clean - want_corrupt);
 	d = maxdiff(res.patched, want, n, &at);
 	dn = maxdiff(res.norm, wnorm, n, &atn);
+	/* the raw metric within 1e-5 of its scale (Llama's v cells of a logit
+	 * difference of 3.4 differ by 1.1e-5 in float32); normalised 1e-5 */
+	tol = 1e-5 * fmax(1, fmax(fabs(want_clean), fabs(want_corrupt)));
 	check(fabs(res.clean - want_clean) <= 1e-5 && fabs(res.corrupt -
-	    want_corrupt) <= 1e-5 && d <= 1e-5 && dn <= 1e-5,
+	    want_corrupt) <= 1e-5 && d <= tol && dn <= 1e-5,
 	    "%s: %s grid on %s = PyTorch: clean %.6f (want %.6f), corrupted %.6f "
-	    "(%.6f); patched maxdiff %.2g (cell %zu: %.6f, want %.6f), normalised "
-	    "%.2g (tolerance 1e-5; %d of %d cells run)", f->fx, gname, key,
-	    res.clean, want_clean, res.corrupt, want_corrupt, d, at, res.patched[at],
-	    want[at], dn, res.n_run, res.n_cells);
+	    "(%.6f); patched maxdiff %.2g (cell %zu: %.6f, want %.6f; tolerance "
+	    "%.2g), normalised %.2g (tolerance 1e-5; %d of %d cells run)", f->fx,
+	    gname, key, res.clean, want_clean, res.corrupt, want_corrupt, d, at,
+	    res.patched[at], want[at], tol, dn, res.n_run, res.n_cells);
 	free(wnorm);
 out:
 	free(want);
@@ -191,9 +212,11 @@ check_pytorch(const fx_pair *f)
 	fl_batch *b = batch_new(f->m, 4, f->T);
 
 	for (int metric = 0; metric < 3; metric++) {
-		for (int h = 0; h < ACTPATCH_HOOK_COUNT; h++)
+		for (int h = 0; h < ACTPATCH_HOOK_COUNT; h++) {
 			check_ref_grid(f, b, (fl_actpatch_hook)h, false, metric);
-		check_ref_grid(f, b, ACTPATCH_Z, true, metric);
+			if (actpatch_per_head((fl_actpatch_hook)h))
+				check_ref_grid(f, b, (fl_actpatch_hook)h, true, metric);
+		}
 	}
 	batch_free(b);
 }
@@ -353,6 +376,240 @@ out:
 	batch_free(b);
 }
 
+/* The test's own patch before the rotation: the clean run's hook_q or
+ * hook_k (grabbed by a pass of its own) in the columns [a, a + n) of every
+ * row, and the metric of the run. */
+typedef struct {
+	fl_hook_point		 point;
+	int			 layer;
+	float			*clean;		/* (L, T, D) at point */
+	size_t			 a, n;
+	bool			 grab;		/* the clean run: copy, not patch */
+	const fl_actpatch_opts	*o;
+	double			 metric;
+} prerot;
+
+static int
+prerot_hook(void *ud, fl_act *act)
+{
+	prerot *p = ud;
+	size_t T = (size_t)act->shape[0], D = (size_t)act->shape[1] * act->shape[2];
+	float *at = p->clean + (size_t)act->layer * T * D;
+
+	if (p->grab)
+		memcpy(at, act->data, T * D * sizeof *at);
+	else if (act->layer == p->layer)
+		for (size_t t = 0; t < T; t++)
+			memcpy(act->data + t * D + p->a, at + t * D + p->a,
+			    p->n * sizeof *at);
+	return FL_HOOK_CONTINUE;
+}
+
+static int
+prerot_metric(void *ud, fl_act *act)
+{
+	prerot *p = ud;
+
+	p->metric = actpatch_metric(p->o, act->data, act->shape[1]);
+	return FL_HOOK_CONTINUE;
+}
+
+/* q and k of each head patched at hook_q and hook_k (before the rotation
+ * in Llama) give the q and k grids, which patch the cache's rotated
+ * values. */
+static void
+check_prerotation(const fx_pair *f, fl_run *r, const fl_actpatch *g)
+{
+	const fl_model *m = f->m;
+	int T = f->T, L = m->cfg.n_layer, D = m->cfg.d_model;
+	int H = g->n_head, group = m->cfg.n_head / H, dh = m->cfg.d_head;
+	fl_hook_point pt = g->o.hook == ACTPATCH_Q ? HOOK_Q : HOOK_K;
+	prerot p = { pt, -1, xmalloc((size_t)L * T * D * sizeof(float)), 0, 0,
+	    true, &g->o, 0 };
+	fl_hook hk[2] = { { pt, -1, prerot_hook, &p },
+	    { HOOK_LOGITS, -1, prerot_metric, &p } };
+	fl_pass pass = { 0 };
+	char *cause = NULL;
+	double worst = 0;
+	int n = T, ok = 1;
+
+	pass.hooks = hk;
+	pass.n_hooks = 1;
+	ok = run_forward(r, f->clean, &n, 1, &pass, &cause) == 0;
+	p.grab = false;
+	pass.n_hooks = 2;
+	for (int l = 0; l < L && ok; l++)
+		for (int h = 0; h < H && ok; h++) {
+			hk[0].layer = p.layer = l;
+			p.a = (size_t)h * group * dh;
+			p.n = (size_t)group * dh;
+			pass.start_layer = l;
+			pass.resume = l > 0 ? g->c_corrupt->resid_pre + (size_t)l * T * D :
+			    NULL;
+			n = T;
+			ok = run_forward(r, f->corrupt, &n, 1, &pass, &cause) == 0;
+			worst = fmax(worst, fabs(p.metric - g->patched[l * H + h]));
+		}
+	check(ok && worst <= 1e-5, "%s: %s of each %shead patched at %s (the "
+	    "test's own hook, before any rotation) = the %s grid: maxdiff %.2g "
+	    "(tolerance 1e-5)%s%s", f->fx, actpatch_hook_name(g->o.hook), H <
+	    m->cfg.n_head ? "key/value " : "", pt == HOOK_Q ? "hook_q" : "hook_k",
+	    actpatch_hook_name(g->o.hook), worst, ok ? "" : "; ", ok ? "" : cause);
+	free(cause);
+	free(p.clean);
+}
+
+/* max |a - b| over patches of each layer, one hook mask against another
+ * (heads: one head, or -1 for all). */
+static double
+many_vs(const fl_actpatch *res, fl_run *r, unsigned a, unsigned b, int head,
+    const bool *pos, bool *ok)
+{
+	int L = res->n_layer, H = res->m->cfg.n_head;
+	bool *heads = xcalloc((size_t)H, sizeof *heads);
+	double worst = 0, va, vb;
+	char *cause = NULL;
+
+	if (head >= 0)
+		heads[head] = true;
+	for (int l = 0; l < L && *ok; l++) {
+		*ok = actpatch_many(res, r, a, l, pos, head >= 0 ? heads : NULL, &va,
+		    &cause) == 0 && actpatch_many(res, r, b, l, pos, head >= 0 ? heads :
+		    NULL, &vb, &cause) == 0;
+		worst = fmax(worst, fabs(va - vb));
+	}
+	if (!*ok) {
+		check(0, "actpatch_many: %s", cause);
+		free(cause);
+	}
+	free(heads);
+	return worst;
+}
+
+#define BIT(h) (1u << (h))
+
+static void
+check_heads(const fx_pair *f)
+{
+	const fl_model *m = f->m;
+	int T = f->T, L = m->cfg.n_layer, H = m->cfg.n_head, first = T;
+	fl_batch *b = batch_new(f->m, 4, T);
+	fl_run *r = run_new(f->m, T, T);
+	fl_actpatch pat, z, q, k, every[ACTPATCH_EVERY_COUNT];
+	fl_actpatch_opts o = opts_of(f, ACTPATCH_PATTERN, false, 0);
+	unsigned qkv = BIT(ACTPATCH_Q) | BIT(ACTPATCH_K) | BIT(ACTPATCH_V);
+	unsigned pv = BIT(ACTPATCH_PATTERN) | BIT(ACTPATCH_V), zb = BIT(ACTPATCH_Z);
+	bool *pos = xcalloc((size_t)T, sizeof *pos), ok = true;
+	char *cause = NULL;
+	double w1, w2, w3 = 0, w4 = 0, v;
+	int bad = 0, order = 1;
+
+	for (int t = T - 1; t >= 0; t--)
+		if (f->clean[t] != f->corrupt[t])
+			first = t;
+	memset(every, 0, sizeof every);
+	memset(&q, 0, sizeof q);
+	memset(&k, 0, sizeof k);
+	if (actpatch_run(&pat, b, &f->pc, &f->pk, &o, &cause) != 0) {
+		check(0, "%s: pattern grid: %s", f->fx, cause);
+		free(cause);
+		goto out;
+	}
+	o.hook = ACTPATCH_Z;
+	if (actpatch_run(&z, b, &f->pc, &f->pk, &o, &cause) != 0) {
+		check(0, "%s: z grid: %s", f->fx, cause);
+		free(cause);
+		actpatch_clear(&pat);
+		goto out;
+	}
+	w1 = many_vs(&pat, r, qkv, zb, -1, NULL, &ok);
+	w2 = many_vs(&pat, r, pv, zb, -1, NULL, &ok);
+	check(ok && w1 <= 1e-5 && w2 <= 1e-5, "%s: q, k and v of every head of a "
+	    "layer patched together are z of every head there: maxdiff %.2g; the "
+	    "pattern and v: %.2g (tolerance 1e-5)", f->fx, w1, w2);
+	if (m->cfg.n_kv_head == H && H <= 64) {
+		for (int l = 0; l < L && ok; l++)
+			for (int h = 0; h < H && ok; h++) {
+				bool one[64] = { false };
+
+				one[h] = true;
+				ok = actpatch_many(&pat, r, qkv, l, NULL, one, &v, &cause) == 0;
+				w3 = fmax(w3, fabs(v - z.patched[l * H + h]));
+				ok = ok && actpatch_many(&pat, r, pv, l, NULL, one, &v,
+				    &cause) == 0;
+				w4 = fmax(w4, fabs(v - z.patched[l * H + h]));
+			}
+		check(ok && w3 <= 1e-5 && w4 <= 1e-5, "%s: q, k and v of head h "
+		    "patched together give z's grid cell of h: maxdiff %.2g; the "
+		    "pattern and v: %.2g (tolerance 1e-5)%s%s", f->fx, w3, w4,
+		    ok ? "" : "; ", ok ? "" : cause);
+	}
+	for (int t = 0; t < first; t++)
+		pos[t] = true;
+	for (int l = 0; l < L && ok; l++) {
+		ok = actpatch_many(&pat, r, qkv, l, pos, NULL, &v, &cause) == 0;
+		bad += v != pat.corrupt;
+	}
+	check(ok && first > 0 && bad == 0, "%s: q, k and v of every head patched "
+	    "at the positions before the first differing one (%d) change nothing, "
+	    "exactly, in a real pass (%d layers differ)", f->fx, first, bad);
+	free(cause);
+	cause = NULL;
+
+	o.hook = ACTPATCH_Q;
+	if (actpatch_run(&q, b, &f->pc, &f->pk, &o, &cause) == 0) {
+		check_prerotation(f, r, &q);
+		o.hook = ACTPATCH_K;
+		if (actpatch_run(&k, b, &f->pc, &f->pk, &o, &cause) == 0) {
+			check(k.n_head == m->cfg.n_kv_head && k.n_cells == L *
+			    m->cfg.n_kv_head, "%s: the k grid has the key/value heads "
+			    "(%d of %d cells)", f->fx, m->cfg.n_kv_head, k.n_cells);
+			check_prerotation(f, r, &k);
+			actpatch_clear(&k);
+		}
+	}
+	if (cause != NULL) {
+		check(0, "%s: q or k grid: %s", f->fx, cause);
+		free(cause);
+		cause = NULL;
+	}
+	if (actpatch_run_every(every, b, &f->pc, &f->pk, &o, &cause) != 0) {
+		check(0, "%s: the _every grids: %s", f->fx, cause);
+		free(cause);
+		cause = NULL;
+	} else {
+		static const fl_actpatch_hook want[] = { ACTPATCH_Z, ACTPATCH_Q,
+		    ACTPATCH_K, ACTPATCH_V, ACTPATCH_PATTERN };
+
+		for (int i = 0; i < ACTPATCH_EVERY_COUNT; i++)
+			order &= every[i].o.hook == want[i];
+		check(order && q.patched != NULL && memcmp(every[0].patched, z.patched, (size_t)z.n_cells *
+		    sizeof(double)) == 0 && memcmp(every[1].patched, q.patched,
+		    (size_t)q.n_cells * sizeof(double)) == 0 && memcmp(every[4].patched,
+		    pat.patched, (size_t)pat.n_cells * sizeof(double)) == 0,
+		    "%s: the _every grids are z, q, k, v and pattern, as run alone",
+		    f->fx);
+	}
+	/* a pattern patch needs a result whose caches hold the patterns */
+	{
+		int rc = actpatch_one(&z, r, ACTPATCH_PATTERN, 0, NULL, NULL, &v, &cause);
+
+		check(rc == -1 && cause != NULL && strstr(cause, "pattern grid"),
+		    "%s: a pattern patch from a z grid's result is refused: %s", f->fx,
+		    cause ? cause : "(no message)");
+		free(cause);
+	}
+	for (int i = 0; i < ACTPATCH_EVERY_COUNT; i++)
+		actpatch_clear(&every[i]);
+	actpatch_clear(&q);
+	actpatch_clear(&z);
+	actpatch_clear(&pat);
+out:
+	free(pos);
+	run_free(r);
+	batch_free(b);
+}
+
 static void
 check_errors(const fx_pair *f)
 {
@@ -400,6 +657,7 @@ main(void)
 			check_pytorch(&f);
 			check_lens(&f);
 			check_invariants(&f);
+			check_heads(&f);
 			check_errors(&f);
 		}
 		pair_free(&f);

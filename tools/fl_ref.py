@@ -574,10 +574,11 @@ def rope(x, theta):
     return x * cos + rotate_half(x) * sin
 
 
-def causal_attention(q, k, v, final_mask_query=None, block=None):
+def causal_attention(q, k, v, final_mask_query=None, block=None, edit_pattern=None):
     """q, k, v: [T, H, dh], q already scaled.  Returns (pattern [H, T, T], z [T, H, dh]).
     final_mask_query: index of a query row that may attend only to itself.
-    block: bool [T, T], (query, key) entries blocked as well."""
+    block: bool [T, T], (query, key) entries blocked as well.
+    edit_pattern: a function pattern -> pattern applied before the mix."""
     T = q.shape[0]
     scores = torch.einsum("qhd,khd->hqk", q, k)
     mask = torch.ones(T, T, dtype=torch.bool).tril()
@@ -588,6 +589,8 @@ def causal_attention(q, k, v, final_mask_query=None, block=None):
         mask = mask & ~block
     scores = scores.masked_fill(~mask, float("-inf"))
     pattern = torch.softmax(scores, dim=-1)
+    if edit_pattern is not None:
+        pattern = edit_pattern(pattern.clone())
     z = torch.einsum("hqk,khd->qhd", pattern, v)
     return pattern, z
 
@@ -674,9 +677,13 @@ class Model:
           last position replaced by value - with freeze, one path-patched run.
         edit: a function (hook name, tensor) -> tensor called at hook_embed
           (the token embedding, before the positions; GPT-2 only),
-          blocks.L.hook_resid_pre, attn.hook_z, hook_attn_out,
-          hook_resid_mid and hook_mlp_out; the pass continues from what it
-          returns (causal tracing, activation patching).
+          blocks.L.hook_resid_pre, attn.hook_q, attn.hook_k, attn.hook_v
+          [T, H, dh] (before the rotation in Llama; its k and v before
+          repeat_kv, [T, KV, dh], under attn.hook_k_kv and attn.hook_v_kv,
+          recorded by those names), attn.hook_pattern [H, T, T] (before the
+          mix), attn.hook_z, hook_attn_out, hook_resid_mid and hook_mlp_out;
+          the pass continues from what it returns (causal tracing,
+          activation patching).
         attn_block: (GPT-2 only) {layer: bool [T, T]}: (query, key) entries
           whose scores are -inf before the softmax (attention knockout).
         freeze_below: with freeze, freeze only the layers below this one (a
@@ -725,6 +732,16 @@ class Model:
             q, k, v = out["q"], out["k"], out["v"]
         return q, k, v
 
+    def _edit_qkv(self, l, q, k, v):
+        """q, k, v [T, H, dh] through the edit function."""
+        ed = self._edit
+        return tuple(ed("blocks.%d.attn.hook_%s" % (l, n), t.clone())
+                     for n, t in zip("qkv", (q, k, v)))
+
+    def _edit_pattern(self, l):
+        """The pattern's edit function of layer l for causal_attention."""
+        return lambda p: self._edit("blocks.%d.attn.hook_pattern" % l, p)
+
     def _patched_mlp_out(self, l, mlp_out):
         """mlp_out, with its last row replaced when this layer's MLP is the
         patched sender."""
@@ -761,10 +778,11 @@ class Model:
             c["blocks.%d.ln1.hook_normalized" % l] = h
             qkv = h @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]
             q, k, v = (self._heads(t) for t in qkv.split(D, dim=-1))
+            q, k, v = self._edit_qkv(l, q, k, v)
             q, k, v = self._qkv(c, l, q, k, v)
             fm = T - 1 if (final_mask and l == self.n_layer - 1) else None
             pattern, z = causal_attention(q / math.sqrt(dh), k, v, fm,
-                                          self._block.get(l))
+                                          self._block.get(l), self._edit_pattern(l))
             z = ed("blocks.%d.attn.hook_z" % l, z.clone())
             W_O = w[p + "attn.c_proj.weight"]                    # [H*dh, D]
             attn_out = z.reshape(T, D) @ W_O + w[p + "attn.c_proj.bias"]
@@ -827,8 +845,9 @@ class Model:
             k = lin(h, w[a + "k_proj.weight"], w[a + "k_proj.bias"])
             v = lin(h, w[a + "v_proj.weight"], w[a + "v_proj.bias"])
             fm = T - 1 if (final_mask and l == self.n_layer - 1) else None
-            qh, kh, vh = self._qkv(c, l, self._heads(q), self._heads(k), self._heads(v))
-            pattern, z = causal_attention(qh, kh, vh, fm)
+            qh, kh, vh = self._edit_qkv(l, self._heads(q), self._heads(k), self._heads(v))
+            qh, kh, vh = self._qkv(c, l, qh, kh, vh)
+            pattern, z = causal_attention(qh, kh, vh, fm, None, self._edit_pattern(l))
             z = ed(b + "attn.hook_z", z.clone())
             W_out = w[a + "out_proj.weight"]                     # [D, H*dh]
             attn_out = lin(z.reshape(T, D), W_out, w[a + "out_proj.bias"])
@@ -885,6 +904,9 @@ class Model:
             q = lin(h, w[a + "q_proj.weight"]).reshape(T, H, dh)
             k = lin(h, w[a + "k_proj.weight"]).reshape(T, KV, dh)
             v = lin(h, w[a + "v_proj.weight"]).reshape(T, KV, dh)
+            q = ed(b + "attn.hook_q", q.clone())
+            k = c[b + "attn.hook_k_kv"] = ed(b + "attn.hook_k_kv", k.clone())
+            v = c[b + "attn.hook_v_kv"] = ed(b + "attn.hook_v_kv", v.clone())
             # repeat_kv: kv head g serves q heads g*H/KV .. (g+1)*H/KV - 1
             k = k.repeat_interleave(H // KV, dim=1)
             v = v.repeat_interleave(H // KV, dim=1)
@@ -893,7 +915,8 @@ class Model:
             c[b + "attn.hook_rot_q"] = q
             c[b + "attn.hook_rot_k"] = k
             fm = T - 1 if (final_mask and l == self.n_layer - 1) else None
-            pattern, z = causal_attention(q / math.sqrt(dh), k, v, fm)
+            pattern, z = causal_attention(q / math.sqrt(dh), k, v, fm, None,
+                                          self._edit_pattern(l))
             z = ed(b + "attn.hook_z", z.clone())
             W_O = w[a + "o_proj.weight"]                         # [D, H*dh]
             attn_out = lin(z.reshape(T, D), W_O)

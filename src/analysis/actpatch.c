@@ -11,9 +11,13 @@
 #include "base/util.h"
 
 static const char *hook_names[ACTPATCH_HOOK_COUNT] = {
-	"resid_pre", "resid_mid", "attn_out", "mlp_out", "z",
+	"resid_pre", "resid_mid", "attn_out", "mlp_out", "z", "q", "k", "v", "pattern",
 };
 static const char *metric_names[ACTPATCH_METRIC_COUNT] = { "logit-diff", "prob" };
+
+const fl_actpatch_hook actpatch_every[ACTPATCH_EVERY_COUNT] = {
+	ACTPATCH_Z, ACTPATCH_Q, ACTPATCH_K, ACTPATCH_V, ACTPATCH_PATTERN,
+};
 
 const char *
 actpatch_hook_name(fl_actpatch_hook h)
@@ -31,15 +35,51 @@ actpatch_hook_parse(const char *s)
 }
 
 fl_hook_point
-actpatch_point(fl_actpatch_hook h)
+actpatch_point(const fl_model *m, fl_actpatch_hook h)
 {
 	switch (h) {
 	case ACTPATCH_RESID_MID: return HOOK_RESID_MID;
 	case ACTPATCH_ATTN_OUT: return HOOK_ATTN_OUT;
 	case ACTPATCH_MLP_OUT: return HOOK_MLP_OUT;
 	case ACTPATCH_Z: return HOOK_Z;
+	/* the cache's q and k are rotated in a rotary model (actpatch.h) */
+	case ACTPATCH_Q: return m->cfg.rotary ? HOOK_ROT_Q : HOOK_Q;
+	case ACTPATCH_K: return m->cfg.rotary ? HOOK_ROT_K : HOOK_K;
+	case ACTPATCH_V: return HOOK_V;
+	case ACTPATCH_PATTERN: return HOOK_PATTERN;
 	default: return HOOK_RESID_PRE;
 	}
+}
+
+/* The grid hook whose point p is (every point of actpatch_point maps back
+ * to one). */
+static fl_actpatch_hook
+hook_of_point(fl_hook_point p)
+{
+	switch (p) {
+	case HOOK_RESID_MID: return ACTPATCH_RESID_MID;
+	case HOOK_ATTN_OUT: return ACTPATCH_ATTN_OUT;
+	case HOOK_MLP_OUT: return ACTPATCH_MLP_OUT;
+	case HOOK_Z: return ACTPATCH_Z;
+	case HOOK_Q: case HOOK_ROT_Q: return ACTPATCH_Q;
+	case HOOK_K: case HOOK_ROT_K: return ACTPATCH_K;
+	case HOOK_V: return ACTPATCH_V;
+	case HOOK_PATTERN: return ACTPATCH_PATTERN;
+	default: return ACTPATCH_RESID_PRE;
+	}
+}
+
+bool
+actpatch_per_head(fl_actpatch_hook h)
+{
+	return h == ACTPATCH_Z || h == ACTPATCH_Q || h == ACTPATCH_K ||
+	    h == ACTPATCH_V || h == ACTPATCH_PATTERN;
+}
+
+int
+actpatch_heads(const fl_model *m, fl_actpatch_hook h)
+{
+	return h == ACTPATCH_K || h == ACTPATCH_V ? m->cfg.n_kv_head : m->cfg.n_head;
 }
 
 const char *
@@ -68,9 +108,9 @@ actpatch_metric(const fl_actpatch_opts *o, const float *logits, int V)
 int
 actpatch_cells(const fl_model *m, const fl_actpatch_opts *o, int T)
 {
-	int L = m->cfg.n_layer, H = m->cfg.n_head;
+	int L = m->cfg.n_layer, H = actpatch_heads(m, o->hook);
 
-	if (o->hook != ACTPATCH_Z)
+	if (!actpatch_per_head(o->hook))
 		return L * T;
 	return o->by_pos ? L * T * H : L * H;
 }
@@ -81,20 +121,61 @@ actpatch_units(const fl_model *m, const fl_actpatch_opts *o, int T)
 	return 2 + (long)actpatch_cells(m, o, T);
 }
 
-/* Row t of layer l at a grid's hook in a cache: (D) floats (z: every
- * head's, head h in columns [h dh, (h+1) dh)). */
-static const float *
-cache_row(const fl_cache *c, fl_actpatch_hook hook, int l, int t)
+long
+actpatch_every_units(const fl_model *m, const fl_actpatch_opts *o, int T)
 {
-	size_t at = ((size_t)l * c->n_tok + t) * c->d_model;
+	fl_actpatch_opts e = *o;
+	long n = 0;
 
-	switch (hook) {
-	case ACTPATCH_RESID_MID: return c->resid_mid + at;
-	case ACTPATCH_ATTN_OUT: return c->attn_out + at;
-	case ACTPATCH_MLP_OUT: return c->mlp_out + at;
-	case ACTPATCH_Z: return c->z + at;
-	default: return c->resid_pre + at;
+	for (int i = 0; i < ACTPATCH_EVERY_COUNT; i++) {
+		e.hook = actpatch_every[i];
+		n += actpatch_units(m, &e, T);
 	}
+	return n;
+}
+
+/* A unit of a patch is (position t, head h) of a layer: for the (T, D)
+ * hooks row t (h 0); for q, k, v and z head h's columns of row t (k, v:
+ * key/value head h's, the columns of its copies for the query heads of its
+ * group, adjacent in the row); for the pattern head h's row of destination
+ * t. unit_span gives its offset in the cache's array of the hook
+ * (cache_of), its offset in the activation a hook sees at that layer, and
+ * its length, in floats. */
+static const float *
+cache_of(const fl_cache *c, fl_actpatch_hook hook)
+{
+	switch (hook) {
+	case ACTPATCH_RESID_MID: return c->resid_mid;
+	case ACTPATCH_ATTN_OUT: return c->attn_out;
+	case ACTPATCH_MLP_OUT: return c->mlp_out;
+	case ACTPATCH_Z: return c->z;
+	case ACTPATCH_Q: return c->q;
+	case ACTPATCH_K: return c->k;
+	case ACTPATCH_V: return c->v;
+	case ACTPATCH_PATTERN: return c->pattern;
+	default: return c->resid_pre;
+	}
+}
+
+static size_t
+unit_span(const fl_cache *c, const fl_model *m, fl_actpatch_hook hook, int l,
+    int t, int h, size_t *data_at, size_t *n)
+{
+	size_t T = (size_t)c->n_tok, D = (size_t)c->d_model, H = (size_t)c->n_head;
+	size_t dh = D / H, group = H / (size_t)actpatch_heads(m, hook);
+
+	if (hook == ACTPATCH_PATTERN) {
+		*data_at = ((size_t)h * T + (size_t)t) * T;
+		*n = T;
+		return (size_t)l * H * T * T + *data_at;
+	}
+	*data_at = (size_t)t * D;
+	*n = D;
+	if (actpatch_per_head(hook)) {
+		*data_at += (size_t)h * group * dh;
+		*n = group * dh;
+	}
+	return (size_t)l * T * D + *data_at;
 }
 
 /* Which positions and heads a patch covers: one (t, h >= 0) or the set of
@@ -110,55 +191,43 @@ set_has(int one, const bool *mask, int i)
 	return one >= 0 ? i == one : mask == NULL || mask[i];
 }
 
-/* The span of row t a set covers at a hook: [*a, *a + *n) floats, for
- * head h (z) or the whole row. */
-static void
-set_span(const fl_cache *c, fl_actpatch_hook hook, int h, size_t *a, size_t *n)
-{
-	size_t dh = (size_t)c->d_model / c->n_head;
-
-	*a = hook == ACTPATCH_Z ? (size_t)h * dh : 0;
-	*n = hook == ACTPATCH_Z ? dh : (size_t)c->d_model;
-}
-
-/* The statement after it for every (t, h) a set covers (h 0 outside z). */
-#define SET_FOREACH(c, hook, s, t, h)					\
+/* The statement after it for every unit (t, h) a set covers at a hook (h
+ * 0 outside the head grids). */
+#define SET_FOREACH(m, c, hook, s, t, h)				\
 	for (int t = 0; t < (c)->n_tok; t++)				\
 		if (set_has((s)->t, (s)->pos, t))			\
-			for (int h = 0; h < ((hook) == ACTPATCH_Z ?	\
-			    (c)->n_head : 1); h++)			\
-				if ((hook) != ACTPATCH_Z ||		\
+			for (int h = 0; h < (actpatch_per_head(hook) ?	\
+			    actpatch_heads(m, hook) : 1); h++)		\
+				if (!actpatch_per_head(hook) ||		\
 				    set_has((s)->h, (s)->heads, h))
 
-/* The clean values of a set into data, the activation (T, D) of one
- * sequence at the set's layer. */
+/* The clean values of a set into data, the activation of one sequence at
+ * the set's layer ((T, D), (T, H, dh) or the pattern's (H, T, T)). */
 static void
-set_patch(const fl_cache *clean, fl_actpatch_hook hook, const patch_set *s,
-    float *data)
+set_patch(const fl_model *m, const fl_cache *clean, fl_actpatch_hook hook,
+    const patch_set *s, float *data)
 {
-	size_t D = (size_t)clean->d_model;
+	const float *src = cache_of(clean, hook);
 
-	SET_FOREACH(clean, hook, s, t, h) {
-		size_t a, n;
+	SET_FOREACH(m, clean, hook, s, t, h) {
+		size_t at, n, from = unit_span(clean, m, hook, s->l, t, h, &at, &n);
 
-		set_span(clean, hook, h, &a, &n);
-		memcpy(data + (size_t)t * D + a, cache_row(clean, hook, s->l, t) + a,
-		    n * sizeof(float));
+		memcpy(data + at, src + from, n * sizeof(float));
 	}
 }
 
 /* Whether a set holds the same bits in the two runs (its patch is then the
  * corrupted run itself). */
 static bool
-set_same(const fl_cache *clean, const fl_cache *corrupt, fl_actpatch_hook hook,
-    const patch_set *s)
+set_same(const fl_model *m, const fl_cache *clean, const fl_cache *corrupt,
+    fl_actpatch_hook hook, const patch_set *s)
 {
-	SET_FOREACH(clean, hook, s, t, h) {
-		size_t a, n;
+	const float *a = cache_of(clean, hook), *b = cache_of(corrupt, hook);
 
-		set_span(clean, hook, h, &a, &n);
-		if (memcmp(cache_row(clean, hook, s->l, t) + a,
-		    cache_row(corrupt, hook, s->l, t) + a, n * sizeof(float)) != 0)
+	SET_FOREACH(m, clean, hook, s, t, h) {
+		size_t at, n, from = unit_span(clean, m, hook, s->l, t, h, &at, &n);
+
+		if (memcmp(a + from, b + from, n * sizeof(float)) != 0)
 			return false;
 	}
 	return true;
@@ -173,7 +242,7 @@ typedef struct {
 
 typedef struct {
 	const fl_batch		*b;
-	fl_actpatch		*res;
+	const fl_actpatch	*res;	/* its patched[] written */
 	const actpatch_cell	*cells;	/* sorted by layer */
 	int			 first;	/* the current pass's first cell */
 	/* actpatch_one: its one set and metric */
@@ -193,8 +262,10 @@ hook_patch(void *ud, fl_act *a)
 	actpatch_ctx *x = ud;
 	const patch_set *s = x->one != NULL ? x->one : &ctx_cell(x, a)->s;
 
+	/* the point says which hook (actpatch_many installs several) */
 	if (a->layer == s->l)
-		set_patch(x->res->c_clean, x->res->o.hook, s, a->data);
+		set_patch(x->res->m, x->res->c_clean, hook_of_point(a->point), s,
+		    a->data);
 	return FL_HOOK_CONTINUE;
 }
 
@@ -242,7 +313,7 @@ actpatch_run(fl_actpatch *res, fl_batch *b, const fl_prompt *clean,
     const fl_prompt *corrupt, const fl_actpatch_opts *o, char **cause)
 {
 	const fl_model *m = b->m;
-	int L = m->cfg.n_layer, H = m->cfg.n_head, V = m->cfg.n_vocab, T = clean->n;
+	int L = m->cfg.n_layer, V = m->cfg.n_vocab, T = clean->n, H, flags;
 	int rc = -1, n = 0, skipped = 0;
 	actpatch_cell *cells = NULL;
 	actpatch_ctx x;
@@ -257,9 +328,10 @@ actpatch_run(fl_actpatch *res, fl_batch *b, const fl_prompt *clean,
 		return fl_error(cause, "unknown patching hook %d", (int)o->hook);
 	if (o->metric < 0 || o->metric >= ACTPATCH_METRIC_COUNT)
 		return fl_error(cause, "unknown patching metric %d", (int)o->metric);
-	if (o->by_pos && o->hook != ACTPATCH_Z)
-		return fl_error(cause, "by position splits z's heads by position; the "
-		    "%s grid is by position already", actpatch_hook_name(o->hook));
+	if (o->by_pos && !actpatch_per_head(o->hook))
+		return fl_error(cause, "by position splits a head grid (z, q, k, v, "
+		    "pattern) by position; the %s grid is by position already",
+		    actpatch_hook_name(o->hook));
 	if (o->answer < 0 || o->answer >= V || o->distractor >= V)
 		return fl_error(cause, "the answer (%d) and the distractor (%d) must be "
 		    "tokens of the vocabulary (0 to %d)", o->answer, o->distractor,
@@ -267,6 +339,7 @@ actpatch_run(fl_actpatch *res, fl_batch *b, const fl_prompt *clean,
 	if (T > b->max_len)
 		return fl_error(cause, "the prompts have %d tokens; the batch was sized "
 		    "for %d", T, b->max_len);
+	H = actpatch_heads(m, o->hook);
 	res->o = *o;
 	res->m = m;
 	res->n_layer = L;
@@ -275,8 +348,9 @@ actpatch_run(fl_actpatch *res, fl_batch *b, const fl_prompt *clean,
 	res->n_cells = actpatch_cells(m, o, T);
 	res->ids = xmalloc((size_t)T * sizeof *res->ids);
 	memcpy(res->ids, corrupt->ids, (size_t)T * sizeof *res->ids);
-	res->c_clean = cache_new(m, T, 0);
-	res->c_corrupt = cache_new(m, T, 0);
+	flags = o->hook == ACTPATCH_PATTERN ? FL_CACHE_PATTERN : 0;
+	res->c_clean = cache_new(m, T, flags);
+	res->c_corrupt = cache_new(m, T, flags);
 	if (cached_run(res, b->run, clean->ids, res->c_clean, &res->clean, cause) != 0)
 		goto out;
 	if ((rc = batch_report(b, ++b->done) ? FL_STOPPED : 0) != 0)
@@ -297,7 +371,7 @@ actpatch_run(fl_actpatch *res, fl_batch *b, const fl_prompt *clean,
 		memset(c, 0, sizeof *c);
 		c->idx = i;
 		c->s.h = -1;
-		if (o->hook != ACTPATCH_Z) {
+		if (!actpatch_per_head(o->hook)) {
 			c->s.l = i / T;
 			c->s.t = i % T;
 		} else if (o->by_pos) {
@@ -309,7 +383,7 @@ actpatch_run(fl_actpatch *res, fl_batch *b, const fl_prompt *clean,
 			c->s.t = -1;
 			c->s.h = i % H;
 		}
-		if (set_same(res->c_clean, res->c_corrupt, o->hook, &c->s)) {
+		if (set_same(m, res->c_clean, res->c_corrupt, o->hook, &c->s)) {
 			res->patched[i] = res->corrupt;
 			skipped++;
 		} else
@@ -321,7 +395,7 @@ actpatch_run(fl_actpatch *res, fl_batch *b, const fl_prompt *clean,
 	x.b = b;
 	x.res = res;
 	x.cells = cells;
-	hooks[0] = (fl_hook){ actpatch_point(o->hook), -1, hook_patch, &x };
+	hooks[0] = (fl_hook){ actpatch_point(m, o->hook), -1, hook_patch, &x };
 	hooks[1] = (fl_hook){ HOOK_LOGITS, -1, hook_metric, &x };
 	rc = batch_run_resumed(b, corrupt, n, cell_start, &x, hooks, 2, &x.first, cause);
 	if (rc == 0) {
@@ -338,27 +412,62 @@ out:
 }
 
 int
+actpatch_run_every(fl_actpatch res[ACTPATCH_EVERY_COUNT], fl_batch *b,
+    const fl_prompt *clean, const fl_prompt *corrupt, const fl_actpatch_opts *o,
+    char **cause)
+{
+	fl_actpatch_opts e = *o;
+	int rc = 0;
+
+	memset(res, 0, ACTPATCH_EVERY_COUNT * sizeof *res);
+	for (int i = 0; i < ACTPATCH_EVERY_COUNT && rc == 0; i++) {
+		e.hook = actpatch_every[i];
+		rc = actpatch_run(&res[i], b, clean, corrupt, &e, cause);
+	}
+	if (rc != 0)
+		for (int i = 0; i < ACTPATCH_EVERY_COUNT; i++)
+			actpatch_clear(&res[i]);
+	return rc;
+}
+
+int
 actpatch_one(const fl_actpatch *res, fl_run *r, fl_actpatch_hook hook, int layer,
     const bool *pos, const bool *heads, double *metric, char **cause)
 {
-	fl_actpatch view = *res;
+	if (hook < 0 || hook >= ACTPATCH_HOOK_COUNT)
+		return fl_error(cause, "unknown patching hook %d", (int)hook);
+	return actpatch_many(res, r, 1u << hook, layer, pos, heads, metric, cause);
+}
+
+int
+actpatch_many(const fl_actpatch *res, fl_run *r, unsigned hooks, int layer,
+    const bool *pos, const bool *heads, double *metric, char **cause)
+{
 	patch_set s = { layer, -1, -1, pos, heads };
 	actpatch_ctx x;
-	fl_hook hooks[2];
+	fl_hook hk[ACTPATCH_HOOK_COUNT + 1];
 	fl_pass pass = { 0 };
-	int T = res->n_tok;
+	int T = res->n_tok, n = 0;
 
 	if (layer < 0 || layer >= res->n_layer)
 		return fl_error(cause, "layer %d is outside the model (0 to %d)", layer,
 		    res->n_layer - 1);
-	view.o.hook = hook;
+	if (hooks == 0 || hooks >> ACTPATCH_HOOK_COUNT != 0)
+		return fl_error(cause, "the hooks to patch are a mask of 1 << hook for "
+		    "hooks 0 to %d, not %#x", ACTPATCH_HOOK_COUNT - 1, hooks);
+	if ((hooks & 1u << ACTPATCH_PATTERN) && res->c_clean->pattern == NULL)
+		return fl_error(cause, "the pattern is patched from the clean run's "
+		    "cache, which holds it only in a pattern grid's result");
 	memset(&x, 0, sizeof x);
-	x.res = &view;
+	x.res = res;
 	x.one = &s;
-	hooks[0] = (fl_hook){ actpatch_point(hook), layer, hook_patch, &x };
-	hooks[1] = (fl_hook){ HOOK_LOGITS, -1, hook_metric, &x };
-	pass.hooks = hooks;
-	pass.n_hooks = 2;
+	for (int h = 0; h < ACTPATCH_HOOK_COUNT; h++)
+		if (hooks & 1u << h)
+			hk[n++] = (fl_hook){ actpatch_point(res->m, (fl_actpatch_hook)h),
+			    layer, hook_patch, &x };
+	hk[n++] = (fl_hook){ HOOK_LOGITS, -1, hook_metric, &x };
+	pass.hooks = hk;
+	pass.n_hooks = n;
 	pass.start_layer = layer;
 	pass.resume = layer > 0 ? res->c_corrupt->resid_pre + (size_t)layer * T *
 	    res->c_corrupt->d_model : NULL;

@@ -1,7 +1,8 @@
 /* cmd_patch.c - factlens patch: activation patching from a clean prompt
  * into a corrupted one of the same token count, TransformerLens' patching
  * grids: resid_pre, resid_mid, attn_out or mlp_out at each (layer,
- * position), or each head's z at every position or at each (actpatch.h). */
+ * position), or each head's z, q, k, v or pattern at every position or at
+ * each, or those five one after the other (--hook every; actpatch.h). */
 #include "autoconfig.h"
 
 #include <cjson/cJSON.h>
@@ -29,6 +30,7 @@ typedef struct {
 	int		 batch;
 	int		 threads;
 	bool		 by_pos;
+	bool		 every;		/* --hook every: z, q, k, v, pattern */
 	bool		 json;
 } patch_args;
 
@@ -47,14 +49,18 @@ const cli_opt cmd_patch_opts[] = {
 	{ "distractor", 'd', "D", CLI_OPT_SHORT, CLI_GROUP_OWN,
 	  "metric logit(answer) - logit(D), typically the corrupted prompt's "
 	  "answer (default: logit(answer) - the mean logit)" },
-	{ "hook", 'H', "resid_pre|resid_mid|attn_out|mlp_out|z", 0, CLI_GROUP_OWN,
+	{ "hook", 'H', "resid_pre|resid_mid|attn_out|mlp_out|z|q|k|v|pattern|every",
+	  0, CLI_GROUP_OWN,
 	  "what a cell patches: blocks.L.hook_resid_pre (the default), "
 	  "hook_resid_mid, hook_attn_out or hook_mlp_out at one layer and "
-	  "position (layers x positions), or one head's attn.hook_z at every "
-	  "position (layers x heads)" },
+	  "position (layers x positions), or one head's attn.hook_z, hook_q, "
+	  "hook_k, hook_v (key/value heads) or its whole attn.hook_pattern at "
+	  "every position (layers x heads); every: the grids of z, q, k, v and "
+	  "pattern one after the other" },
 	{ "by-pos", 'B', NULL, CLI_OPT_NESTED, CLI_GROUP_OWN,
-	  "with --hook z, a cell per head and position (layers x positions x "
-	  "heads)" },
+	  "with a head --hook (z, q, k, v, pattern, every), a cell per head and "
+	  "position (layers x positions x heads); a pattern's cell is the head's "
+	  "row for that destination (query) position" },
 	{ "metric", 'M', "logit-diff|prob", 0, CLI_GROUP_OWN,
 	  "what is read at the last position: the logit difference of --answer "
 	  "and --distractor (the default) or P(answer)" },
@@ -92,9 +98,13 @@ patch_parse(patch_args *a, int argc, char **argv)
 		case 'a': a->answer = optarg; break;
 		case 'd': a->distractor = optarg; break;
 		case 'H':
-			if ((a->hook = actpatch_hook_parse(optarg)) < 0)
+			a->every = strcmp(optarg, "every") == 0;
+			if (a->every)
+				a->hook = ACTPATCH_Z;
+			else if ((a->hook = actpatch_hook_parse(optarg)) < 0)
 				return cli_fail(2, "--hook takes resid_pre, resid_mid, "
-				    "attn_out, mlp_out or z, not '%s'", optarg);
+				    "attn_out, mlp_out, z, q, k, v, pattern or every, not "
+				    "'%s'", optarg);
 			break;
 		case 'B': a->by_pos = true; break;
 		case 'M':
@@ -122,9 +132,13 @@ patch_parse(patch_args *a, int argc, char **argv)
 	if (a->distractor != NULL && a->metric == ACTPATCH_PROB)
 		return cli_fail(2, "patch: --distractor is the logit difference's; "
 		    "--metric prob reads P(answer) alone");
-	if (a->by_pos && a->hook != ACTPATCH_Z)
-		return cli_fail(2, "patch: --by-pos splits --hook z's heads by position; "
-		    "the %s grid is by position already", actpatch_hook_name(a->hook));
+	if (a->by_pos && !actpatch_per_head(a->hook))
+		return cli_fail(2, "patch: --by-pos splits a head grid (--hook z, q, k, "
+		    "v, pattern or every) by position; the %s grid is by position "
+		    "already", actpatch_hook_name(a->hook));
+	if (a->every && a->plot != NULL)
+		return cli_fail(2, "patch: --plot draws one grid and --hook every has "
+		    "five: give --hook z, q, k, v or pattern");
 	if (a->dir == NULL)
 		a->dir = fl_default_model();
 	return 0;
@@ -134,7 +148,8 @@ patch_parse(patch_args *a, int argc, char **argv)
 typedef struct {
 	const patch_args	*a;
 	const fl_model		*m;
-	const fl_actpatch	*res;
+	const fl_actpatch	*res;		/* the grid (with --hook every,
+						   each in turn) */
 	const int		*clean, *corrupt;	/* (T) ids */
 	bool			*differ;		/* (T) */
 	char			*ans, *dis;		/* quoted tokens; dis NULL */
@@ -146,10 +161,35 @@ hook_long_name(fl_actpatch_hook h)
 	static const char *names[ACTPATCH_HOOK_COUNT] = {
 		"blocks.L.hook_resid_pre", "blocks.L.hook_resid_mid",
 		"blocks.L.hook_attn_out", "blocks.L.hook_mlp_out",
-		"blocks.L.attn.hook_z",
+		"blocks.L.attn.hook_z", "blocks.L.attn.hook_q",
+		"blocks.L.attn.hook_k", "blocks.L.attn.hook_v",
+		"blocks.L.attn.hook_pattern",
 	};
 
 	return h >= 0 && h < ACTPATCH_HOOK_COUNT ? names[h] : "?";
+}
+
+/* What a cell of a grid is, after the hook's name. */
+static const char *
+cell_text(const fl_actpatch *r)
+{
+	if (!actpatch_per_head(r->o.hook))
+		return " at each layer and position";
+	if (r->o.hook == ACTPATCH_PATTERN)
+		return r->o.by_pos ? " of each head, its row for each destination "
+		    "position" : " of each head, its whole pattern";
+	if (r->o.hook == ACTPATCH_K || r->o.hook == ACTPATCH_V)
+		return r->o.by_pos ? " of each key/value head at each position" :
+		    " of each key/value head at every position";
+	return r->o.by_pos ? " of each head at each position" :
+	    " of each head at every position";
+}
+
+/* "heads", or "key/value heads" for k and v where the model has fewer. */
+static const char *
+heads_word(const patch_state *s, const fl_actpatch *r)
+{
+	return r->n_head != s->m->cfg.n_head ? "key/value heads" : "heads";
 }
 
 /* The metric in words: "logit(" Paris") - logit(" Rome")". Heap. */
@@ -188,7 +228,7 @@ print_grid(const patch_state *s, const double *v, const char *what)
 	const fl_actpatch *r = s->res;
 	int L = r->n_layer, T = r->n_tok, H = r->n_head;
 
-	if (r->o.hook != ACTPATCH_Z) {
+	if (!actpatch_per_head(r->o.hook)) {
 		printf("%s\n(rows: positions, * where the prompts differ; columns: "
 		    "layers)\n%-19s", what, "");
 		for (int l = 0; l < L; l++)
@@ -203,7 +243,8 @@ print_grid(const patch_state *s, const double *v, const char *what)
 		return;
 	}
 	if (!r->o.by_pos) {
-		printf("%s\n(rows: layers; columns: heads)\n%5s", what, "layer");
+		printf("%s\n(rows: layers; columns: %s)\n%5s", what,
+		    heads_word(s, r), "layer");
 		for (int h = 0; h < H; h++)
 			printf(" %7d", h);
 		putchar('\n');
@@ -215,8 +256,9 @@ print_grid(const patch_state *s, const double *v, const char *what)
 		}
 		return;
 	}
-	printf("%s\n(for each layer, rows: positions, * where the prompts differ; "
-	    "columns: heads)\n", what);
+	printf("%s\n(for each layer, rows: %spositions, * where the prompts "
+	    "differ; columns: %s)\n", what, r->o.hook == ACTPATCH_PATTERN ?
+	    "destination " : "", heads_word(s, r));
 	for (int l = 0; l < L; l++) {
 		printf("layer %-13d", l);
 		for (int h = 0; h < H; h++)
@@ -231,16 +273,20 @@ print_grid(const patch_state *s, const double *v, const char *what)
 	}
 }
 
+/* The grids res[0 .. n) (n 5 with --hook every), after one header. */
 static void
-patch_print(const patch_state *s, double secs)
+patch_print(patch_state *s, const fl_actpatch *res, int n, double secs)
 {
-	const fl_actpatch *r = s->res;
+	const fl_actpatch *r = &res[0];
 	const patch_args *a = s->a;
 	char *mt = metric_text(s);
 	int T = r->n_tok, nd = 0;
 
-	printf("model     %s (%s, %d layers x %d heads)\n", a->dir, s->m->cfg.model_type,
-	    r->n_layer, r->n_head);
+	printf("model     %s (%s, %d layers x %d heads", a->dir, s->m->cfg.model_type,
+	    r->n_layer, s->m->cfg.n_head);
+	if (s->m->cfg.n_kv_head != s->m->cfg.n_head)
+		printf(", %d key/value heads", s->m->cfg.n_kv_head);
+	printf(")\n");
 	printf("prompts   %d tokens each; clean \"%s\", corrupted \"%s\"\n", T,
 	    a->prompt, a->corrupt);
 	printf("differ    ");
@@ -255,21 +301,26 @@ patch_print(const patch_state *s, double secs)
 	printf("metric    %s at the last position: %.4f clean, %.4f corrupted%s\n",
 	    mt, r->clean, r->corrupt, r->clean == r->corrupt ? " (equal: the "
 	    "normalised cells are undefined, -)" : "");
-	printf("patched   %s%s, clean into the corrupted run\n          %d cells, "
-	    "%d run", hook_long_name(r->o.hook), r->o.hook != ACTPATCH_Z ?
-	    " at each layer and position" : r->o.by_pos ?
-	    " of each head at each position" : " of each head at every position",
-	    r->n_cells, r->n_run);
-	if (r->n_run < r->n_cells)
-		printf(" (the other %d hold the same values in both runs: the "
-		    "corrupted metric)", r->n_cells - r->n_run);
-	printf("\n\n");
-	print_grid(s, r->norm, "normalised: (patched - corrupted) / (clean - "
-	    "corrupted): 1 restores the clean\nmetric, 0 changes nothing");
-	putchar('\n');
-	print_grid(s, r->patched, "the metric with the cell patched");
+	for (int i = 0; i < n; i++) {
+		r = &res[i];
+		s->res = r;
+		if (n > 1)
+			printf("%s==== %s\n", i > 0 ? "\n" : "", actpatch_hook_name(r->o.hook));
+		printf("patched   %s%s, clean into the corrupted run\n          %d "
+		    "cells, %d run", hook_long_name(r->o.hook), cell_text(r),
+		    r->n_cells, r->n_run);
+		if (r->n_run < r->n_cells)
+			printf(" (the other %d hold the same values in both runs: the "
+			    "corrupted metric)", r->n_cells - r->n_run);
+		printf("\n\n");
+		print_grid(s, r->norm, "normalised: (patched - corrupted) / (clean - "
+		    "corrupted): 1 restores the clean\nmetric, 0 changes nothing");
+		putchar('\n');
+		print_grid(s, r->patched, "the metric with the cell patched");
+	}
 	printf("\n%.2f s, %d thread%s\n", secs, kern_threads(),
 	    kern_threads() == 1 ? "" : "s");
+	s->res = &res[0];
 	free(mt);
 }
 
@@ -280,7 +331,7 @@ json_grid(const fl_actpatch *r, const double *v)
 {
 	int L = r->n_layer, T = r->n_tok, H = r->n_head;
 
-	if (r->o.hook != ACTPATCH_Z)
+	if (!actpatch_per_head(r->o.hook))
 		return report_grid_d(v, L, T);
 	if (!r->o.by_pos)
 		return report_grid_d(v, L, H);
@@ -293,10 +344,35 @@ json_grid(const fl_actpatch *r, const double *v)
 	}
 }
 
-static cJSON *
-patch_json(const patch_state *s, double secs)
+/* One grid's fields into obj: hook, by_pos, dims, heads, patched,
+ * normalized, cells, runs. */
+static void
+json_grid_fields(cJSON *obj, const fl_actpatch *r)
 {
-	const fl_actpatch *r = s->res;
+	cJSON *arr;
+
+	cJSON_AddStringToObject(obj, "hook", hook_long_name(r->o.hook));
+	cJSON_AddBoolToObject(obj, "by_pos", r->o.by_pos);
+	arr = cJSON_AddArrayToObject(obj, "dims");
+	cJSON_AddItemToArray(arr, cJSON_CreateString("layer"));
+	if (!actpatch_per_head(r->o.hook) || r->o.by_pos)
+		cJSON_AddItemToArray(arr, cJSON_CreateString("position"));
+	if (actpatch_per_head(r->o.hook)) {
+		cJSON_AddItemToArray(arr, cJSON_CreateString("head"));
+		cJSON_AddNumberToObject(obj, "heads", r->n_head);
+	}
+	cJSON_AddItemToObject(obj, "patched", json_grid(r, r->patched));
+	cJSON_AddItemToObject(obj, "normalized", json_grid(r, r->norm));
+	cJSON_AddNumberToObject(obj, "cells", r->n_cells);
+	cJSON_AddNumberToObject(obj, "runs", r->n_run);
+}
+
+/* The grids res[0 .. n): one grid's fields at the top; with --hook every
+ * hook "every" and grids {z: fields, q: ..., pattern: ...}. */
+static cJSON *
+patch_json(const patch_state *s, const fl_actpatch *res, int n, double secs)
+{
+	const fl_actpatch *r = &res[0];
 	const patch_args *a = s->a;
 	const fl_model *m = s->m;
 	cJSON *root = cJSON_CreateObject(), *arr;
@@ -323,18 +399,21 @@ patch_json(const patch_state *s, double secs)
 	cJSON_AddItemToObject(root, "metric_text", report_string(mt));
 	cJSON_AddItemToObject(root, "clean", report_number(r->clean));
 	cJSON_AddItemToObject(root, "corrupted", report_number(r->corrupt));
-	cJSON_AddStringToObject(root, "hook", hook_long_name(r->o.hook));
-	cJSON_AddBoolToObject(root, "by_pos", r->o.by_pos);
-	arr = cJSON_AddArrayToObject(root, "dims");
-	cJSON_AddItemToArray(arr, cJSON_CreateString("layer"));
-	if (r->o.hook != ACTPATCH_Z || r->o.by_pos)
-		cJSON_AddItemToArray(arr, cJSON_CreateString("position"));
-	if (r->o.hook == ACTPATCH_Z)
-		cJSON_AddItemToArray(arr, cJSON_CreateString("head"));
-	cJSON_AddItemToObject(root, "patched", json_grid(r, r->patched));
-	cJSON_AddItemToObject(root, "normalized", json_grid(r, r->norm));
-	cJSON_AddNumberToObject(root, "cells", r->n_cells);
-	cJSON_AddNumberToObject(root, "runs", r->n_run);
+	if (n == 1)
+		json_grid_fields(root, r);
+	else {
+		cJSON *grids;
+
+		cJSON_AddStringToObject(root, "hook", "every");
+		cJSON_AddBoolToObject(root, "by_pos", r->o.by_pos);
+		grids = cJSON_AddObjectToObject(root, "grids");
+		for (int i = 0; i < n; i++) {
+			cJSON *g = cJSON_CreateObject();
+
+			json_grid_fields(g, &res[i]);
+			cJSON_AddItemToObject(grids, actpatch_hook_name(res[i].o.hook), g);
+		}
+	}
 	cJSON_AddNumberToObject(root, "seconds", secs);
 	cJSON_AddNumberToObject(root, "threads", kern_threads());
 	free(mt);
@@ -348,7 +427,7 @@ patch_plot(const patch_state *s)
 	const fl_actpatch *r = s->res;
 	const patch_args *a = s->a;
 	int L = r->n_layer, T = r->n_tok, H = r->n_head, rc, R;
-	bool by_pos = r->o.hook == ACTPATCH_Z && r->o.by_pos;
+	bool heads = actpatch_per_head(r->o.hook), by_pos = heads && r->o.by_pos;
 	char *ans = cli_plot_token(s->m, r->o.answer), *mt = metric_text(s);
 	char *title, *sub, *legend, **rows = NULL, *cause = NULL;
 	bool *mark = NULL;
@@ -356,13 +435,15 @@ patch_plot(const patch_state *s)
 	title = xasprintf("activation patching: \"%s\" -> \"%s\"", a->prompt, ans);
 	sub = xasprintf("corrupted \"%s\"; %s%s patched from the clean run into "
 	    "the corrupted one; %s at the last position: %.4f clean, %.4f corrupted",
-	    a->corrupt, hook_long_name(r->o.hook), r->o.hook != ACTPATCH_Z ? " at the cell's "
-	    "position" : by_pos ? " of the head at the cell's position" :
+	    a->corrupt, hook_long_name(r->o.hook), !heads ? " at the cell's "
+	    "position" : r->o.hook == ACTPATCH_PATTERN ? (by_pos ? " of the head, "
+	    "its row for the cell's destination position" : " of the head, its "
+	    "whole pattern") : by_pos ? " of the head at the cell's position" :
 	    " of the head at every position", mt, r->clean, r->corrupt);
 	legend = xstrdup("colour: (patched - corrupted) / (clean - corrupted), 1 "
 	    "where the patch restores the clean metric, 0 where it changes nothing; "
 	    "rows marked * and framed: positions where the prompts differ");
-	if (r->o.hook == ACTPATCH_Z && !by_pos) {
+	if (heads && !by_pos) {
 		rc = plot_heads(a->plot, title, "(patched - corrupted) / (clean - "
 		    "corrupted)", r->norm, L, H, true, NULL, &cause);
 		goto done;
@@ -417,7 +498,7 @@ cmd_patch(int argc, char **argv)
 {
 	patch_args a;
 	fl_model *m = NULL;
-	fl_actpatch res = { 0 };
+	fl_actpatch res[ACTPATCH_EVERY_COUNT];
 	fl_actpatch_opts o;
 	fl_prompt pc = { 0 }, pk = { 0 };
 	fl_batch *b = NULL;
@@ -425,9 +506,10 @@ cmd_patch(int argc, char **argv)
 	cli_progress_state prog;
 	int *clean = NULL, *corrupt = NULL;
 	char *cause = NULL;
-	int rc, T;
+	int rc, T, n;
 	double t0;
 
+	memset(res, 0, sizeof res);
 	if ((rc = patch_parse(&a, argc, argv)) != 0)
 		return rc;
 	if (a.plot != NULL && plot_check(a.plot, &cause) != 0) {
@@ -458,9 +540,11 @@ cmd_patch(int argc, char **argv)
 	b = batch_new(m, a.batch, T);
 	cli_progress_init(&prog, "patch");
 	b->progress = cli_progress_of(&prog);
-	b->total = actpatch_units(m, &o, T);
+	b->total = a.every ? actpatch_every_units(m, &o, T) : actpatch_units(m, &o, T);
+	n = a.every ? ACTPATCH_EVERY_COUNT : 1;
 	cli_interrupt_catch();
-	rc = cli_work_end(&prog, actpatch_run(&res, b, &pc, &pk, &o, &cause),
+	rc = cli_work_end(&prog, a.every ? actpatch_run_every(res, b, &pc, &pk, &o,
+	    &cause) : actpatch_run(&res[0], b, &pc, &pk, &o, &cause),
 	    "activation patching");
 	if (rc == FL_EXIT_STOPPED)
 		goto out;
@@ -471,7 +555,7 @@ cmd_patch(int argc, char **argv)
 	}
 	s.a = &a;
 	s.m = m;
-	s.res = &res;
+	s.res = &res[0];
 	s.clean = clean;
 	s.corrupt = corrupt;
 	s.differ = xcalloc((size_t)T, sizeof *s.differ);
@@ -483,16 +567,17 @@ cmd_patch(int argc, char **argv)
 	if (a.plot != NULL && patch_plot(&s) != 0)
 		goto out;
 	if (a.json)
-		rc = cli_json_print(patch_json(&s, fl_now() - t0));
+		rc = cli_json_print(patch_json(&s, res, n, fl_now() - t0));
 	else {
-		patch_print(&s, fl_now() - t0);
+		patch_print(&s, res, n, fl_now() - t0);
 		rc = 0;
 	}
 out:
 	free(s.differ);
 	free(s.ans);
 	free(s.dis);
-	actpatch_clear(&res);
+	for (int i = 0; i < ACTPATCH_EVERY_COUNT; i++)
+		actpatch_clear(&res[i]);
 	batch_free(b);
 	free(clean);
 	free(corrupt);
