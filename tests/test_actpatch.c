@@ -495,7 +495,7 @@ check_heads(const fx_pair *f)
 	int T = f->T, L = m->cfg.n_layer, H = m->cfg.n_head, first = T;
 	fl_batch *b = batch_new(f->m, 4, T);
 	fl_run *r = run_new(f->m, T, T);
-	fl_actpatch pat, z, q, k, every[ACTPATCH_EVERY_COUNT];
+	fl_actpatch pat, z, q, k, v1, every[ACTPATCH_EVERY_COUNT];
 	fl_actpatch_opts o = opts_of(f, ACTPATCH_PATTERN, false, 0);
 	unsigned qkv = BIT(ACTPATCH_Q) | BIT(ACTPATCH_K) | BIT(ACTPATCH_V);
 	unsigned pv = BIT(ACTPATCH_PATTERN) | BIT(ACTPATCH_V), zb = BIT(ACTPATCH_Z);
@@ -503,6 +503,7 @@ check_heads(const fx_pair *f)
 	char *cause = NULL;
 	double w1, w2, w3 = 0, w4 = 0, v;
 	int bad = 0, order = 1;
+	long done0;
 
 	for (int t = T - 1; t >= 0; t--)
 		if (f->clean[t] != f->corrupt[t])
@@ -510,6 +511,7 @@ check_heads(const fx_pair *f)
 	memset(every, 0, sizeof every);
 	memset(&q, 0, sizeof q);
 	memset(&k, 0, sizeof k);
+	memset(&v1, 0, sizeof v1);
 	if (actpatch_run(&pat, b, &f->pc, &f->pk, &o, &cause) != 0) {
 		check(0, "%s: pattern grid: %s", f->fx, cause);
 		free(cause);
@@ -565,14 +567,16 @@ check_heads(const fx_pair *f)
 			    m->cfg.n_kv_head, "%s: the k grid has the key/value heads "
 			    "(%d of %d cells)", f->fx, m->cfg.n_kv_head, k.n_cells);
 			check_prerotation(f, r, &k);
-			actpatch_clear(&k);
+			o.hook = ACTPATCH_V;
+			(void)actpatch_run(&v1, b, &f->pc, &f->pk, &o, &cause);
 		}
 	}
 	if (cause != NULL) {
-		check(0, "%s: q or k grid: %s", f->fx, cause);
+		check(0, "%s: q, k or v grid: %s", f->fx, cause);
 		free(cause);
 		cause = NULL;
 	}
+	done0 = b->done;
 	if (actpatch_run_every(every, b, &f->pc, &f->pk, &o, &cause) != 0) {
 		check(0, "%s: the _every grids: %s", f->fx, cause);
 		free(cause);
@@ -581,14 +585,21 @@ check_heads(const fx_pair *f)
 		static const fl_actpatch_hook want[] = { ACTPATCH_Z, ACTPATCH_Q,
 		    ACTPATCH_K, ACTPATCH_V, ACTPATCH_PATTERN };
 
-		for (int i = 0; i < ACTPATCH_EVERY_COUNT; i++)
+		const fl_actpatch *alone[] = { &z, &q, &k, &v1, &pat };
+		bool same = true;
+
+		for (int i = 0; i < ACTPATCH_EVERY_COUNT; i++) {
 			order &= every[i].o.hook == want[i];
-		check(order && q.patched != NULL && memcmp(every[0].patched, z.patched, (size_t)z.n_cells *
-		    sizeof(double)) == 0 && memcmp(every[1].patched, q.patched,
-		    (size_t)q.n_cells * sizeof(double)) == 0 && memcmp(every[4].patched,
-		    pat.patched, (size_t)pat.n_cells * sizeof(double)) == 0,
-		    "%s: the _every grids are z, q, k, v and pattern, as run alone",
-		    f->fx);
+			same = same && alone[i]->patched != NULL &&
+			    every[i].n_cells == alone[i]->n_cells &&
+			    memcmp(every[i].patched, alone[i]->patched,
+			    (size_t)alone[i]->n_cells * sizeof(double)) == 0;
+		}
+		check(order && same, "%s: the _every grids are z, q, k, v and pattern, "
+		    "bit for bit as run alone", f->fx);
+		check(b->done - done0 == actpatch_every_units(m, &o, T), "%s: the _every "
+		    "grids count %ld units of progress, as actpatch_every_units says "
+		    "(%ld)", f->fx, b->done - done0, actpatch_every_units(m, &o, T));
 	}
 	/* a pattern patch needs a result whose caches hold the patterns */
 	{
@@ -601,6 +612,8 @@ check_heads(const fx_pair *f)
 	}
 	for (int i = 0; i < ACTPATCH_EVERY_COUNT; i++)
 		actpatch_clear(&every[i]);
+	actpatch_clear(&v1);
+	actpatch_clear(&k);
 	actpatch_clear(&q);
 	actpatch_clear(&z);
 	actpatch_clear(&pat);

@@ -125,11 +125,11 @@ long
 actpatch_every_units(const fl_model *m, const fl_actpatch_opts *o, int T)
 {
 	fl_actpatch_opts e = *o;
-	long n = 0;
+	long n = 2;	/* one pair of cached runs for all five */
 
 	for (int i = 0; i < ACTPATCH_EVERY_COUNT; i++) {
 		e.hook = actpatch_every[i];
-		n += actpatch_units(m, &e, T);
+		n += actpatch_cells(m, &e, T);
 	}
 	return n;
 }
@@ -308,18 +308,13 @@ cached_run(fl_actpatch *res, fl_run *r, const int *ids, fl_cache *c,
 	return 0;
 }
 
-int
-actpatch_run(fl_actpatch *res, fl_batch *b, const fl_prompt *clean,
-    const fl_prompt *corrupt, const fl_actpatch_opts *o, char **cause)
+/* What makes a grid of o impossible with these prompts and b, or 0. */
+static int
+check_grid(const fl_batch *b, const fl_prompt *clean, const fl_prompt *corrupt,
+    const fl_actpatch_opts *o, char **cause)
 {
-	const fl_model *m = b->m;
-	int L = m->cfg.n_layer, V = m->cfg.n_vocab, T = clean->n, H, flags;
-	int rc = -1, n = 0, skipped = 0;
-	actpatch_cell *cells = NULL;
-	actpatch_ctx x;
-	fl_hook hooks[2];
+	int V = b->m->cfg.n_vocab;
 
-	memset(res, 0, sizeof *res);
 	if (clean->n != corrupt->n)
 		return fl_error(cause, "the clean prompt has %d tokens and the corrupted "
 		    "one %d: patching pairs their positions, so the two need the same "
@@ -336,32 +331,53 @@ actpatch_run(fl_actpatch *res, fl_batch *b, const fl_prompt *clean,
 		return fl_error(cause, "the answer (%d) and the distractor (%d) must be "
 		    "tokens of the vocabulary (0 to %d)", o->answer, o->distractor,
 		    V - 1);
-	if (T > b->max_len)
+	if (clean->n > b->max_len)
 		return fl_error(cause, "the prompts have %d tokens; the batch was sized "
-		    "for %d", T, b->max_len);
-	H = actpatch_heads(m, o->hook);
-	res->o = *o;
+		    "for %d", clean->n, b->max_len);
+	return 0;
+}
+
+/* The two cached runs into res (res->o's metric; its caches with flags),
+ * each counted in b->done. 0, FL_STOPPED or -1. */
+static int
+make_caches(fl_actpatch *res, fl_batch *b, const fl_prompt *clean,
+    const fl_prompt *corrupt, int flags, char **cause)
+{
+	const fl_model *m = b->m;
+	int T = clean->n;
+
 	res->m = m;
-	res->n_layer = L;
+	res->n_layer = m->cfg.n_layer;
 	res->n_tok = T;
-	res->n_head = H;
-	res->n_cells = actpatch_cells(m, o, T);
 	res->ids = xmalloc((size_t)T * sizeof *res->ids);
 	memcpy(res->ids, corrupt->ids, (size_t)T * sizeof *res->ids);
-	flags = o->hook == ACTPATCH_PATTERN ? FL_CACHE_PATTERN : 0;
 	res->c_clean = cache_new(m, T, flags);
 	res->c_corrupt = cache_new(m, T, flags);
 	if (cached_run(res, b->run, clean->ids, res->c_clean, &res->clean, cause) != 0)
-		goto out;
-	if ((rc = batch_report(b, ++b->done) ? FL_STOPPED : 0) != 0)
-		goto out;
-	rc = -1;
+		return -1;
+	if (batch_report(b, ++b->done))
+		return FL_STOPPED;
 	if (cached_run(res, b->run, corrupt->ids, res->c_corrupt, &res->corrupt,
 	    cause) != 0)
-		goto out;
-	if ((rc = batch_report(b, ++b->done) ? FL_STOPPED : 0) != 0)
-		goto out;
+		return -1;
+	return batch_report(b, ++b->done) ? FL_STOPPED : 0;
+}
 
+/* The grid of res->o->hook from res's caches: every cell whose clean and
+ * corrupted values differ, in passes resumed at its layer. */
+static int
+run_grid(fl_actpatch *res, fl_batch *b, const fl_prompt *corrupt, char **cause)
+{
+	const fl_model *m = b->m;
+	const fl_actpatch_opts *o = &res->o;
+	int T = res->n_tok, H = actpatch_heads(m, o->hook);
+	int rc, n = 0, skipped = 0;
+	actpatch_cell *cells;
+	actpatch_ctx x;
+	fl_hook hooks[2];
+
+	res->n_head = H;
+	res->n_cells = actpatch_cells(m, o, T);
 	res->patched = xmalloc((size_t)res->n_cells * sizeof *res->patched);
 	res->norm = xmalloc((size_t)res->n_cells * sizeof *res->norm);
 	cells = xmalloc((size_t)res->n_cells * sizeof *cells);
@@ -404,8 +420,24 @@ actpatch_run(fl_actpatch *res, fl_batch *b, const fl_prompt *clean,
 		for (int i = 0; i < res->n_cells; i++)
 			res->norm[i] = d != 0 ? (res->patched[i] - res->corrupt) / d : NAN;
 	}
-out:
 	free(cells);
+	return rc;
+}
+
+int
+actpatch_run(fl_actpatch *res, fl_batch *b, const fl_prompt *clean,
+    const fl_prompt *corrupt, const fl_actpatch_opts *o, char **cause)
+{
+	int rc;
+
+	memset(res, 0, sizeof *res);
+	if (check_grid(b, clean, corrupt, o, cause) != 0)
+		return -1;
+	res->o = *o;
+	rc = make_caches(res, b, clean, corrupt,
+	    o->hook == ACTPATCH_PATTERN ? FL_CACHE_PATTERN : 0, cause);
+	if (rc == 0)
+		rc = run_grid(res, b, corrupt, cause);
 	if (rc != 0)
 		actpatch_clear(res);
 	return rc < 0 ? -1 : rc;
@@ -416,18 +448,37 @@ actpatch_run_every(fl_actpatch res[ACTPATCH_EVERY_COUNT], fl_batch *b,
     const fl_prompt *clean, const fl_prompt *corrupt, const fl_actpatch_opts *o,
     char **cause)
 {
-	fl_actpatch_opts e = *o;
 	int rc = 0;
 
 	memset(res, 0, ACTPATCH_EVERY_COUNT * sizeof *res);
-	for (int i = 0; i < ACTPATCH_EVERY_COUNT && rc == 0; i++) {
-		e.hook = actpatch_every[i];
-		rc = actpatch_run(&res[i], b, clean, corrupt, &e, cause);
+	for (int i = 0; i < ACTPATCH_EVERY_COUNT; i++) {
+		res[i].o = *o;
+		res[i].o.hook = actpatch_every[i];
+		if (check_grid(b, clean, corrupt, &res[i].o, cause) != 0)
+			return -1;
 	}
+	/* one pair of cached runs, with the patterns, for the five grids */
+	rc = make_caches(&res[0], b, clean, corrupt, FL_CACHE_PATTERN, cause);
+	for (int i = 1; i < ACTPATCH_EVERY_COUNT && rc == 0; i++) {
+		fl_actpatch *r = &res[i];
+
+		r->m = res[0].m;
+		r->n_layer = res[0].n_layer;
+		r->n_tok = res[0].n_tok;
+		r->clean = res[0].clean;
+		r->corrupt = res[0].corrupt;
+		r->ids = xmalloc((size_t)r->n_tok * sizeof *r->ids);
+		memcpy(r->ids, res[0].ids, (size_t)r->n_tok * sizeof *r->ids);
+		r->c_clean = res[0].c_clean;
+		r->c_corrupt = res[0].c_corrupt;
+		r->borrowed = true;
+	}
+	for (int i = 0; i < ACTPATCH_EVERY_COUNT && rc == 0; i++)
+		rc = run_grid(&res[i], b, corrupt, cause);
 	if (rc != 0)
 		for (int i = 0; i < ACTPATCH_EVERY_COUNT; i++)
 			actpatch_clear(&res[i]);
-	return rc;
+	return rc < 0 ? -1 : rc;
 }
 
 int
@@ -483,8 +534,10 @@ actpatch_clear(fl_actpatch *res)
 	free(res->patched);
 	free(res->norm);
 	free(res->ids);
-	cache_free(res->c_clean);
-	cache_free(res->c_corrupt);
+	if (!res->borrowed) {
+		cache_free(res->c_clean);
+		cache_free(res->c_corrupt);
+	}
 	res->patched = res->norm = NULL;
 	res->ids = NULL;
 	res->c_clean = res->c_corrupt = NULL;

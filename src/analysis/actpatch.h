@@ -121,6 +121,8 @@ typedef struct {
 	int		*ids;		/* (T) the corrupted prompt */
 	fl_cache	*c_clean, *c_corrupt;	/* with patterns for a
 						   pattern grid */
+	bool		 borrowed;	/* the caches are another result's
+					   (actpatch_run_every) */
 } fl_actpatch;
 
 /* The cells of a grid for a model and T tokens. */
@@ -142,8 +144,11 @@ int actpatch_run(fl_actpatch *res, fl_batch *b, const fl_prompt *clean,
     const fl_prompt *corrupt, const fl_actpatch_opts *o, char **cause);
 
 /* The five grids of actpatch_every into res[0 .. 4] (o->hook not read;
- * o->by_pos: each by position), one actpatch_run each. Returns as
- * actpatch_run; free each with actpatch_clear, on failure too. */
+ * o->by_pos: each by position), the same as one actpatch_run each, from
+ * one pair of cached runs (with the patterns): res[0] owns the caches and
+ * res[1 .. 4] borrow them, so res[0] is the last to go when a result is
+ * patched from after some are cleared. Returns as actpatch_run; free each
+ * with actpatch_clear, on failure too. */
 int actpatch_run_every(fl_actpatch res[ACTPATCH_EVERY_COUNT], fl_batch *b,
     const fl_prompt *clean, const fl_prompt *corrupt, const fl_actpatch_opts *o,
     char **cause);
