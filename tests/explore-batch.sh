@@ -241,7 +241,7 @@ fi
 "$fl" --model "$src/data/models/demo" --size 100x30 -c "intercepts last; render" > "$tmp/icpt.txt" 2>&1
 if grep -Eq "intercepts of 4 tasks at layer [0-9]+ done" "$tmp/icpt.txt" &&
     grep -q "^ *capital  *language  *currency  *continent" "$tmp/icpt.txt" &&
-    grep -Eq "^ *country_capital +1\.000 +0\.[0-9]{3} " "$tmp/icpt.txt" &&
+    grep -Eq "^ *country_capital +1\.000 +-?0\.[0-9]{3} " "$tmp/icpt.txt" &&
     grep -Eq "^ *country_currency +[0-9]+ +[0-9.]+ " "$tmp/icpt.txt"; then
 	echo "ok - :intercepts shows the cosines of the country tasks' intercepts"
 else
