@@ -377,7 +377,9 @@ _Static_assert(PLAIN_MT <= PLAIN_TILE_MAX, "plain_tiles lists tiles of 1 to 7 ro
  * instantiation of a kernel (each dtype, each tile size) rounds the same
  * way. Left to -ffp-contract=fast, GCC fused the one-row, one-vector f32
  * tile and not the f16 one, so f16 weights stopped giving the numbers of
- * their f32 conversion in a narrow last strip. */
+ * their f32 conversion in a narrow last strip. The broadcast is set1, not
+ * vsplat (whose 0 + x is not a bare broadcast to GCC): with vsplat,
+ * kern_bench 2 16 f32 ran 1.28x slower. */
 static inline __attribute__((always_inline)) vf
 vfmadd(vf a, float x, vf w)
 {
