@@ -363,6 +363,24 @@ make_caches(fl_actpatch *res, fl_batch *b, const fl_prompt *clean,
 	return batch_report(b, ++b->done) ? FL_STOPPED : 0;
 }
 
+/* dst reads src's cached runs (both from make_caches): the model, the
+ * shapes, the two metrics, a copy of the ids and the caches, borrowed
+ * (actpatch_clear of dst leaves them to src). */
+static void
+share_caches(fl_actpatch *dst, const fl_actpatch *src)
+{
+	dst->m = src->m;
+	dst->n_layer = src->n_layer;
+	dst->n_tok = src->n_tok;
+	dst->clean = src->clean;
+	dst->corrupt = src->corrupt;
+	dst->ids = xmalloc((size_t)src->n_tok * sizeof *dst->ids);
+	memcpy(dst->ids, src->ids, (size_t)src->n_tok * sizeof *dst->ids);
+	dst->c_clean = src->c_clean;
+	dst->c_corrupt = src->c_corrupt;
+	dst->borrowed = true;
+}
+
 /* The grid of res->o->hook from res's caches: every cell whose clean and
  * corrupted values differ, in passes resumed at its layer. */
 static int
@@ -459,20 +477,8 @@ actpatch_run_every(fl_actpatch res[ACTPATCH_EVERY_COUNT], fl_batch *b,
 	}
 	/* one pair of cached runs, with the patterns, for the five grids */
 	rc = make_caches(&res[0], b, clean, corrupt, FL_CACHE_PATTERN, cause);
-	for (int i = 1; i < ACTPATCH_EVERY_COUNT && rc == 0; i++) {
-		fl_actpatch *r = &res[i];
-
-		r->m = res[0].m;
-		r->n_layer = res[0].n_layer;
-		r->n_tok = res[0].n_tok;
-		r->clean = res[0].clean;
-		r->corrupt = res[0].corrupt;
-		r->ids = xmalloc((size_t)r->n_tok * sizeof *r->ids);
-		memcpy(r->ids, res[0].ids, (size_t)r->n_tok * sizeof *r->ids);
-		r->c_clean = res[0].c_clean;
-		r->c_corrupt = res[0].c_corrupt;
-		r->borrowed = true;
-	}
+	for (int i = 1; i < ACTPATCH_EVERY_COUNT && rc == 0; i++)
+		share_caches(&res[i], &res[0]);
 	for (int i = 0; i < ACTPATCH_EVERY_COUNT && rc == 0; i++)
 		rc = run_grid(&res[i], b, corrupt, cause);
 	if (rc != 0)
