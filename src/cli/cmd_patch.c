@@ -148,8 +148,8 @@ patch_parse(patch_args *a, int argc, char **argv)
 typedef struct {
 	const patch_args	*a;
 	const fl_model		*m;
-	const fl_actpatch	*res;		/* the grid (with --hook every,
-						   each in turn) */
+	const fl_actpatch	*res;		/* the grid --plot draws (the
+						   first with --hook every) */
 	const int		*clean, *corrupt;	/* (T) ids */
 	bool			*differ;		/* (T) */
 	char			*ans, *dis;		/* quoted tokens; dis NULL */
@@ -221,11 +221,11 @@ print_cell(double v)
 		printf(" %7.3f", v);
 }
 
-/* One grid of values v as a table. */
+/* One grid of r's values v as a table. */
 static void
-print_grid(const patch_state *s, const double *v, const char *what)
+print_grid(const patch_state *s, const fl_actpatch *r, const double *v,
+    const char *what)
 {
-	const fl_actpatch *r = s->res;
 	int L = r->n_layer, T = r->n_tok, H = r->n_head;
 
 	if (!actpatch_per_head(r->o.hook)) {
@@ -275,7 +275,7 @@ print_grid(const patch_state *s, const double *v, const char *what)
 
 /* The grids res[0 .. n) (n 5 with --hook every), after one header. */
 static void
-patch_print(patch_state *s, const fl_actpatch *res, int n, double secs)
+patch_print(const patch_state *s, const fl_actpatch *res, int n, double secs)
 {
 	const fl_actpatch *r = &res[0];
 	const patch_args *a = s->a;
@@ -303,7 +303,6 @@ patch_print(patch_state *s, const fl_actpatch *res, int n, double secs)
 	    "normalised cells are undefined, -)" : "");
 	for (int i = 0; i < n; i++) {
 		r = &res[i];
-		s->res = r;
 		if (n > 1)
 			printf("%s==== %s\n", i > 0 ? "\n" : "", actpatch_hook_name(r->o.hook));
 		printf("patched   %s%s, clean into the corrupted run\n          %d "
@@ -313,14 +312,13 @@ patch_print(patch_state *s, const fl_actpatch *res, int n, double secs)
 			printf(" (the other %d hold the same values in both runs: the "
 			    "corrupted metric)", r->n_cells - r->n_run);
 		printf("\n\n");
-		print_grid(s, r->norm, "normalised: (patched - corrupted) / (clean - "
+		print_grid(s, r, r->norm, "normalised: (patched - corrupted) / (clean - "
 		    "corrupted): 1 restores the clean\nmetric, 0 changes nothing");
 		putchar('\n');
-		print_grid(s, r->patched, "the metric with the cell patched");
+		print_grid(s, r, r->patched, "the metric with the cell patched");
 	}
 	printf("\n%.2f s, %d thread%s\n", secs, kern_threads(),
 	    kern_threads() == 1 ? "" : "s");
-	s->res = &res[0];
 	free(mt);
 }
 
