@@ -148,8 +148,6 @@ patch_parse(patch_args *a, int argc, char **argv)
 typedef struct {
 	const patch_args	*a;
 	const fl_model		*m;
-	const fl_actpatch	*res;		/* the grid --plot draws (the
-						   first with --hook every) */
 	const int		*clean, *corrupt;	/* (T) ids */
 	bool			*differ;		/* (T) */
 	char			*ans, *dis;		/* quoted tokens; dis NULL */
@@ -420,9 +418,8 @@ patch_json(const patch_state *s, const fl_actpatch *res, int n, double secs)
 
 /* --plot: the normalised grid. 0, or 1 after saying why. */
 static int
-patch_plot(const patch_state *s)
+patch_plot(const patch_state *s, const fl_actpatch *r)
 {
-	const fl_actpatch *r = s->res;
 	const patch_args *a = s->a;
 	int L = r->n_layer, T = r->n_tok, H = r->n_head, rc, R;
 	bool heads = actpatch_per_head(r->o.hook), by_pos = heads && r->o.by_pos;
@@ -553,7 +550,6 @@ cmd_patch(int argc, char **argv)
 	}
 	s.a = &a;
 	s.m = m;
-	s.res = &res[0];
 	s.clean = clean;
 	s.corrupt = corrupt;
 	s.differ = xcalloc((size_t)T, sizeof *s.differ);
@@ -562,7 +558,7 @@ cmd_patch(int argc, char **argv)
 	s.ans = cli_token_repr(m->tok, o.answer);
 	s.dis = o.distractor >= 0 ? cli_token_repr(m->tok, o.distractor) : NULL;
 	rc = 1;
-	if (a.plot != NULL && patch_plot(&s) != 0)
+	if (a.plot != NULL && patch_plot(&s, &res[0]) != 0)
 		goto out;
 	if (a.json)
 		rc = cli_json_print(patch_json(&s, res, n, fl_now() - t0));
