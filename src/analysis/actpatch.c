@@ -51,24 +51,6 @@ actpatch_point(const fl_model *m, fl_actpatch_hook h)
 	}
 }
 
-/* The grid hook whose point p is (every point of actpatch_point maps back
- * to one). */
-static fl_actpatch_hook
-hook_of_point(fl_hook_point p)
-{
-	switch (p) {
-	case HOOK_RESID_MID: return ACTPATCH_RESID_MID;
-	case HOOK_ATTN_OUT: return ACTPATCH_ATTN_OUT;
-	case HOOK_MLP_OUT: return ACTPATCH_MLP_OUT;
-	case HOOK_Z: return ACTPATCH_Z;
-	case HOOK_Q: case HOOK_ROT_Q: return ACTPATCH_Q;
-	case HOOK_K: case HOOK_ROT_K: return ACTPATCH_K;
-	case HOOK_V: return ACTPATCH_V;
-	case HOOK_PATTERN: return ACTPATCH_PATTERN;
-	default: return ACTPATCH_RESID_PRE;
-	}
-}
-
 bool
 actpatch_per_head(fl_actpatch_hook h)
 {
@@ -256,16 +238,22 @@ ctx_cell(const actpatch_ctx *x, const fl_act *a)
 	return &x->cells[x->first + x->b->first + a->seq];
 }
 
+/* What one installed patching hook reads: the pass's context and the
+ * grid hook it patches (actpatch_many installs several on one context). */
+typedef struct {
+	const actpatch_ctx	*x;
+	fl_actpatch_hook	 hook;
+} patch_ud;
+
 static int
 hook_patch(void *ud, fl_act *a)
 {
-	actpatch_ctx *x = ud;
+	const patch_ud *u = ud;
+	const actpatch_ctx *x = u->x;
 	const patch_set *s = x->one != NULL ? x->one : &ctx_cell(x, a)->s;
 
-	/* the point says which hook (actpatch_many installs several) */
 	if (a->layer == s->l)
-		set_patch(x->res->m, x->res->c_clean, hook_of_point(a->point), s,
-		    a->data);
+		set_patch(x->res->m, x->res->c_clean, u->hook, s, a->data);
 	return FL_HOOK_CONTINUE;
 }
 
@@ -392,6 +380,7 @@ run_grid(fl_actpatch *res, fl_batch *b, const fl_prompt *corrupt, char **cause)
 	int rc, n = 0, skipped = 0;
 	actpatch_cell *cells;
 	actpatch_ctx x;
+	patch_ud pu = { &x, o->hook };
 	fl_hook hooks[2];
 
 	res->n_head = H;
@@ -429,7 +418,7 @@ run_grid(fl_actpatch *res, fl_batch *b, const fl_prompt *corrupt, char **cause)
 	x.b = b;
 	x.res = res;
 	x.cells = cells;
-	hooks[0] = (fl_hook){ actpatch_point(m, o->hook), -1, hook_patch, &x };
+	hooks[0] = (fl_hook){ actpatch_point(m, o->hook), -1, hook_patch, &pu };
 	hooks[1] = (fl_hook){ HOOK_LOGITS, -1, hook_metric, &x };
 	rc = batch_run_resumed(b, corrupt, n, cell_start, &x, hooks, 2, &x.first, cause);
 	if (rc == 0) {
@@ -503,6 +492,7 @@ actpatch_many(const fl_actpatch *res, fl_run *r, unsigned hooks, int layer,
 	patch_set s = { layer, -1, -1, pos, heads };
 	actpatch_ctx x;
 	fl_hook hk[ACTPATCH_HOOK_COUNT + 1];
+	patch_ud pu[ACTPATCH_HOOK_COUNT];
 	fl_pass pass = { 0 };
 	int T = res->n_tok, n = 0;
 
@@ -519,9 +509,12 @@ actpatch_many(const fl_actpatch *res, fl_run *r, unsigned hooks, int layer,
 	x.res = res;
 	x.one = &s;
 	for (int h = 0; h < ACTPATCH_HOOK_COUNT; h++)
-		if (hooks & 1u << h)
-			hk[n++] = (fl_hook){ actpatch_point(res->m, (fl_actpatch_hook)h),
-			    layer, hook_patch, &x };
+		if (hooks & 1u << h) {
+			pu[n] = (patch_ud){ &x, (fl_actpatch_hook)h };
+			hk[n] = (fl_hook){ actpatch_point(res->m, pu[n].hook), layer,
+			    hook_patch, &pu[n] };
+			n++;
+		}
 	hk[n++] = (fl_hook){ HOOK_LOGITS, -1, hook_metric, &x };
 	pass.hooks = hk;
 	pass.n_hooks = n;
