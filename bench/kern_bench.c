@@ -5,17 +5,24 @@
  * of the linears' weights, the unembedding rows are always f32; NAME: only
  * the shapes whose name holds it). Prints, per
  * shape, the median time, GFLOP/s and the weight bytes streamed per
- * second. (in, out) weights and the unembedding's rows are laid out as
+ * second. `bench/kern_bench THREADS 0 peak` instead times independent
+ * fused multiply-adds on THREADS threads: the arithmetic ceiling of the
+ * machine, which no product reaches (BLIS's sgemm runs below it). (in, out) weights and the unembedding's rows are laid out as
  * the model loads them (kern_linear_pack, kern_unembed_pack);
  * FACTLENS_LAYOUT=stored times them as stored. */
 #include "autoconfig.h"
 
+#include <pthread.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/linear.h"
 #include "engine/pool.h"
+#include "engine/vec.h"
 #include "base/util.h"
 
 static int
@@ -191,6 +198,74 @@ bench_layers(int T, int n_layer, bool cold, int reps)
 	free(t);
 }
 
+
+/* The arithmetic ceiling: PEAK_ACC independent chains of fused
+ * multiply-adds per thread (enough to cover the FMA units' latency), no
+ * memory traffic. */
+#define PEAK_ACC 12
+#define PEAK_ITERS 50000000L
+
+static void *
+peak_thread(void *arg)
+{
+	float *out = arg;
+	vf a[PEAK_ACC], m = vsplat(0.9999999f), c = vsplat(1e-7f);
+
+	for (int j = 0; j < PEAK_ACC; j++)
+		a[j] = vsplat((float)j);
+	for (long i = 0; i < PEAK_ITERS; i++)
+#pragma GCC unroll 12
+		for (int j = 0; j < PEAK_ACC; j++) {
+#if defined(__AVX512F__) && VW == 16
+			a[j] = (vf)_mm512_fmadd_ps((__m512)a[j], (__m512)m, (__m512)c);
+#elif defined(__FMA__) && VW == 8
+			a[j] = (vf)_mm256_fmadd_ps((__m256)a[j], (__m256)m, (__m256)c);
+#elif defined(__FMA__) && VW == 4
+			a[j] = (vf)_mm_fmadd_ps((__m128)a[j], (__m128)m, (__m128)c);
+#else
+			a[j] = a[j] * m + c;
+#endif
+		}
+	*out = 0;
+	for (int j = 0; j < PEAK_ACC; j++)
+		*out += vsum(a[j]);
+	return NULL;
+}
+
+static void
+bench_peak(int threads, int reps)
+{
+	pthread_t th[64];
+	float sink[64];
+	double best = 0;
+	int fused = 0;
+
+#if defined(__FMA__) || defined(__AVX512F__)
+	fused = 1;
+#endif
+	if (threads > 64)
+		threads = 64;
+	for (int r = 0; r < reps; r++) {
+		double t0 = fl_now(), dt, g;
+
+		for (int i = 0; i < threads; i++)
+			if (pthread_create(&th[i], NULL, peak_thread, &sink[i]) != 0) {
+				perror("pthread_create");
+				exit(1);
+			}
+		for (int i = 0; i < threads; i++)
+			pthread_join(th[i], NULL);
+		dt = fl_now() - t0;
+		g = 2.0 * PEAK_ITERS * PEAK_ACC * VW * threads / dt * 1e-9;
+		printf("peak  %d threads  %d-float %s  %8.1f ms  %6.1f GFLOP/s\n",
+		    threads, VW, fused ? "FMA" : "multiply-add", dt * 1e3, g);
+		if (g > best)
+			best = g;
+	}
+	printf("peak  best of %d: %.1f GFLOP/s (%.1f per thread)\n", reps, best,
+	    best / threads);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -201,6 +276,10 @@ main(int argc, char **argv)
 	    strcmp(dn, "bf16") == 0 ? FL_DTYPE_BF16 : FL_DTYPE_F32;
 
 	only = argc > 4 ? argv[4] : NULL;
+	if (strcmp(dn, "peak") == 0) {
+		bench_peak(threads, 5);
+		return 0;
+	}
 	kern_set_threads(threads);
 	if (strcmp(dn, "layers") == 0) {
 		printf("threads %d, rows %d\n", threads, T);
