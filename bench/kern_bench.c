@@ -5,11 +5,12 @@
  * of the linears' weights, the unembedding rows are always f32; NAME: only
  * the shapes whose name holds it). Prints, per
  * shape, the median time, GFLOP/s and the weight bytes streamed per
- * second. `bench/kern_bench THREADS 0 peak` instead times independent
- * fused multiply-adds on THREADS threads: the arithmetic ceiling of the
- * machine, which no product reaches (BLIS's sgemm runs below it). (in, out) weights and the unembedding's rows are laid out as
+ * second. (in, out) weights and the unembedding's rows are laid out as
  * the model loads them (kern_linear_pack, kern_unembed_pack);
- * FACTLENS_LAYOUT=stored times them as stored. */
+ * FACTLENS_LAYOUT=stored times them as stored. `bench/kern_bench THREADS 0
+ * peak` instead times independent fused multiply-adds on THREADS threads:
+ * the machine's arithmetic ceiling, which no product reaches (BLIS's
+ * sgemm runs below it). */
 #include "autoconfig.h"
 
 #include <pthread.h>
@@ -197,7 +198,6 @@ bench_layers(int T, int n_layer, bool cold, int reps)
 	free(y);
 	free(t);
 }
-
 
 /* The arithmetic ceiling: PEAK_ACC independent chains of fused
  * multiply-adds per thread (enough to cover the FMA units' latency), no
