@@ -243,8 +243,11 @@ bench_peak(int threads, int reps)
 #if defined(__FMA__) || defined(__AVX512F__)
 	fused = 1;
 #endif
-	if (threads > 64)
-		threads = 64;
+	if (threads < 1 || threads > 64) {
+		fprintf(stderr, "kern_bench: peak runs on 1 to 64 threads, not %d\n",
+		    threads);
+		exit(2);
+	}
 	for (int r = 0; r < reps; r++) {
 		double t0 = fl_now(), dt, g;
 
