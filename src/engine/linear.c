@@ -12,10 +12,6 @@
 #include "vec.h"
 #include "base/util.h"
 
-#if defined(__F16C__) || defined(__AVX512F__) || defined(__FMA__)
-#include <immintrin.h>
-#endif
-
 /* ---- product kernels -------------------------------------------------
  * For the few rows of a prompt, each reads the weights once, in the order
  * they lie in memory, and keeps the input rows in L1; batches of many rows
@@ -159,14 +155,6 @@ typedef struct {
 #define TRANS_TILE_MAX 6	/* the largest tile trans_rows_dt's switch names */
 #define TRANS_L1_BYTES 32768	/* weight and input chunks kept in L1 */
 #define TRANS_ROWS 32		/* input rows per pass over the weights */
-
-#if defined(__AVX512F__)
-#define KEEP(v) __asm__("" : "+v"(v))
-#elif defined(__SSE__)
-#define KEEP(v) __asm__("" : "+x"(v))
-#else
-#define KEEP(v) ((void)0)
-#endif
 
 /* One tile: MB input rows (a constant, so that the accumulators stay in
  * registers) by the TRANS_WR weight rows w[], over inner columns [i0, i1).
@@ -372,30 +360,6 @@ stream_trans_part(void *ctx, int part, int nparts)
 #define PLAIN_KC 128
 _Static_assert(PLAIN_MT <= PLAIN_TILE_MAX, "plain_tiles lists tiles of 1 to 7 rows");
 #define PLAIN_SW (PLAIN_NV * VW)
-
-/* a + x w, one rounding where the hardware fuses: explicit, so that every
- * instantiation of a kernel (each dtype, each tile size) rounds the same
- * way. Left to -ffp-contract=fast, GCC fused the one-row, one-vector f32
- * tile and not the f16 one, so f16 weights stopped giving the numbers of
- * their f32 conversion in a narrow last strip. The broadcast is set1, not
- * vsplat (whose 0 + x is not a bare broadcast to GCC): with vsplat,
- * kern_bench 2 16 f32 ran 1.28x slower. */
-static inline __attribute__((always_inline)) vf
-vfmadd(vf a, float x, vf w)
-{
-#if defined(__AVX512F__) && VW == 16
-	return (vf)_mm512_fmadd_ps(_mm512_set1_ps(x), (__m512)w, (__m512)a);
-#elif defined(__FMA__) && VW == 8
-	return (vf)_mm256_fmadd_ps(_mm256_set1_ps(x), (__m256)w, (__m256)a);
-#elif defined(__FMA__) && VW == 4
-	return (vf)_mm_fmadd_ps(_mm_set1_ps(x), (__m128)w, (__m128)a);
-#else
-	vf p = x * w;
-
-	KEEP(p);	/* no fusing without the instruction */
-	return a + p;
-#endif
-}
 
 static inline __attribute__((always_inline)) void
 plain_tile(vf *acc, const void *w, size_t ld, const float *x, size_t ldx,
