@@ -136,9 +136,10 @@ kern_attn_mix_at(float *z, const float *Pm, const float *v, int ld, int n, int T
 		return;
 	}
 	/* Each output row in registers, four vectors of it at a time, over
-	 * the keys in order: the sums of the scalar loop (one fused
-	 * multiply-add a key), which GCC left unvectorised (z and v may
-	 * alias), at 10 GFLOP/s. */
+	 * the keys in order: the sums of the scalar loop, fused where
+	 * vfmadd fuses (the tail as -ffp-contract=fast leaves it: fmaf
+	 * would call libm where there is no FMA), which GCC left
+	 * unvectorised (z and v may alias), at 10 GFLOP/s. */
 	for (int i = 0; i < n; i++) {
 		float *zi = z + (size_t)i * ld;
 		const float *pi = Pm + (size_t)i * T;
@@ -175,7 +176,7 @@ kern_attn_mix_at(float *z, const float *Pm, const float *v, int ld, int n, int T
 
 			for (int j = 0; j < m; j++)
 				if (pi[j] != 0.0f)
-					a = fmaf(pi[j], v[(size_t)j * ld + d], a);
+					a += pi[j] * v[(size_t)j * ld + d];
 			zi[d] = a;
 		}
 	}
