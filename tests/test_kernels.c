@@ -2,7 +2,7 @@
  * test_kernels.c - the numeric kernels against their naive twins or plain
  * double-precision sums: the weight products (linear.h) for every dtype,
  * orientation and tile size, the exact widening of f16 and bf16, attention,
- * GELU and the sum of exponentials (kernels.h), on two threads (pool.h).
+ * the norms' statistics, GELU and the sum of exponentials (kernels.h), on two threads (pool.h).
  */
 #include "autoconfig.h"
 
@@ -279,6 +279,50 @@ test_attention(void)
 	}
 }
 
+/* LayerNorm's and RMSNorm's statistics of 19 rows (two blocks of the rows
+ * summed together, three alone) against the formulas in double, and each
+ * row's bits equal to the row's statistics computed alone. */
+static void
+test_norm_stats(void)
+{
+	enum { T = 19, D = 37 };
+	static float x[T * D], mean[T], scale[T], m1, s1;
+	unsigned seed = 7;
+	double worst = 0;
+	int same = 0;
+
+	for (int i = 0; i < T * D; i++)
+		x[i] = frand(&seed) * (float)(1 + i / D) + 0.25f * (float)(i / D);
+	for (int rms = 0; rms < 2; rms++) {
+		if (rms)
+			kern_rms_stats(mean, scale, x, T, D, 1e-5f);
+		else
+			kern_ln_stats(mean, scale, x, T, D, 1e-5f);
+		for (int t = 0; t < T; t++) {
+			const float *xr = x + (size_t)t * D;
+			double mu = 0, var = 0;
+
+			for (int i = 0; i < D; i++)
+				mu += rms ? 0 : xr[i];
+			mu /= D;
+			for (int i = 0; i < D; i++)
+				var += (xr[i] - mu) * (xr[i] - mu);
+			var = sqrt(var / D + 1e-5);
+			worst = fmax(worst, fabs(mean[t] - mu) / (fabs(mu) + 1) +
+			    fabs(scale[t] - var) / var);
+			if (rms)
+				kern_rms_stats(&m1, &s1, xr, 1, D, 1e-5f);
+			else
+				kern_ln_stats(&m1, &s1, xr, 1, D, 1e-5f);
+			same += memcmp(&m1, &mean[t], sizeof m1) == 0 &&
+			    memcmp(&s1, &scale[t], sizeof s1) == 0;
+		}
+	}
+	check(worst < 1e-6, "norm stats = the formulas in double (worst %.3g)", worst);
+	check(same == 2 * T, "norm stats: each row's bits as computed alone (%d of %d)",
+	    same, 2 * T);
+}
+
 /* The vectorised GELU against the formula in double precision, from
  * -30 to 30 (the exponential is clamped past +-87). */
 static void
@@ -427,6 +471,7 @@ main(void)
 	kern_blas_rows_set(0);
 	test_widen_exact();
 	test_attention();
+	test_norm_stats();
 	test_gelu();
 	test_activation_grad();
 	test_exp_sum();

@@ -754,6 +754,44 @@ check_layout(const char *root, const char *name)
 	free(dir);
 }
 
+/* From 64 rows on, the forward shares its LayerNorms and activations
+ * among the threads (forward.c); every row is computed as alone, so a
+ * pass of the demo model (n_ctx 128) over 100 tokens gives the same
+ * logits, and what the unembedding reads, to the bit on one thread and
+ * on two. */
+static void
+check_threads(const char *root)
+{
+	char *dir = fl_path_join(root, "../../data/models/demo"), *cause = NULL;
+	fl_model *m = model_load(dir, NULL, &cause);
+	enum { T = 100 };
+	int ids[T];
+
+	check(m != NULL, "demo model loads for the thread check (%s)", m ? "ok" : cause);
+	free(cause);
+	if (m != NULL) {
+		size_t N = (size_t)T * m->cfg.n_vocab, H = (size_t)T * m->cfg.d_model;
+		float *h1 = xmalloc(H * sizeof *h1), *h2 = xmalloc(H * sizeof *h2);
+		float *x1, *x2;
+
+		for (int i = 0; i < T; i++)
+			ids[i] = (i * 7919 + 13) % m->cfg.n_vocab;
+		kern_set_threads(1);
+		x1 = all_logits(m, ids, T, h1);
+		kern_set_threads(2);
+		x2 = all_logits(m, ids, T, h2);
+		check(memcmp(h1, h2, H * sizeof *h1) == 0 && memcmp(x1, x2, N *
+		    sizeof *x1) == 0, "demo, %d tokens: ln_final's output and every "
+		    "logit the same to the bit on one thread and on two", T);
+		free(x1);
+		free(x2);
+		free(h1);
+		free(h2);
+	}
+	model_free(m);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -785,6 +823,7 @@ main(void)
 	check_default_mode(root);
 	check_layout(root, "gpt2-f32");
 	check_layout(root, "gpt2-f16");
+	check_threads(root);
 	check(n >= 10, "found %d reference fixtures (expected at least 10)", n);
 	return check_done();
 }

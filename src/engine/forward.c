@@ -13,6 +13,7 @@
 #include "linear.h"
 #include "pool.h"
 #include "readout.h"
+#include "vec.h"
 #include "base/util.h"
 
 static const struct {
@@ -498,10 +499,17 @@ embed(fl_run *r, const int *ids, const int *lens, int n_seq, int N)
 		kern_linear(r->ln, (int)D, r->proj, (int)P, &m->project_in, N, false);
 }
 
+/* x += y, VW values at a time (GCC leaves the plain loop scalar at -O2:
+ * x and y may alias; at 256 tokens the two residual adds were 2 % of a
+ * pass, on one thread). */
 static void
 add_rows(float *x, const float *y, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	size_t i = 0;
+
+	for (; i + VW <= n; i += VW)
+		vstore(x + i, vload(x + i) + vload(y + i));
+	for (; i < n; i++)
 		x[i] += y[i];
 }
 
@@ -786,6 +794,122 @@ attend_last(fl_run *r, const fl_pass *p, int l)
 
 #define FIRE(x) do { if ((x) != FL_HOOK_CONTINUE) return FL_STOPPED; } while (0)
 
+/* ---- the work between the products, on the threads -------------------
+ * From ROWS_PARALLEL_MIN rows on, the LayerNorms' two steps and the MLP's
+ * activation are shared among the pool's threads (below it, handing them
+ * over costs about what it saves). Each row's statistics and each value
+ * are computed as in one call, so the bits are the same at any thread
+ * count: the activation's parts are cut at multiples of ACT_GRAIN values,
+ * so that every value takes the same path (vector or tail) as in one
+ * call. */
+#define ROWS_PARALLEL_MIN 64
+#define ACT_GRAIN 64
+
+typedef struct {
+	const fl_model	*m;
+	float		*mean, *scale;
+	const float	*x;
+	float		*out;		/* apply: the normalized rows */
+	const float	*w, *b;
+	int		 N;
+	float		*h;		/* activation: the values, in place */
+	const float	*up;		/* the gated MLP's up projection, or NULL */
+	size_t		 n;
+} rows_job;
+
+static bool
+rows_parallel(int N)
+{
+	return N >= ROWS_PARALLEL_MIN && kern_threads() > 1;
+}
+
+static void
+stats_part(void *ctx, int part, int nparts)
+{
+	const rows_job *j = ctx;
+	size_t D = (size_t)j->m->cfg.d_model;
+	int a, b;
+
+	kern_part_range(j->N, part, nparts, &a, &b);
+	if (a < b)
+		model_norm_stats(j->m, j->mean + a, j->scale + a, j->x + a * D, b - a);
+}
+
+static void
+apply_part(void *ctx, int part, int nparts)
+{
+	const rows_job *j = ctx;
+	size_t D = (size_t)j->m->cfg.d_model;
+	int a, b;
+
+	kern_part_range(j->N, part, nparts, &a, &b);
+	if (a < b)
+		kern_ln_apply(j->out + a * D, j->x + a * D, j->mean + a, j->scale + a,
+		    j->w, j->b, b - a, (int)D);
+}
+
+/* Each row's mean and scale (model_norm_stats) of the N rows of x. */
+static void
+norm_stats(fl_run *r, float *mean, float *scale, const float *x, int N)
+{
+	rows_job j = { .m = r->m, .mean = mean, .scale = scale, .x = x, .N = N };
+
+	if (rows_parallel(N))
+		kern_for(stats_part, &j, N);
+	else
+		model_norm_stats(r->m, mean, scale, x, N);
+}
+
+/* out = the N rows of x normalized by mean and scale, times w, plus b. */
+static void
+norm_apply(fl_run *r, float *out, const float *x, const float *mean,
+    const float *scale, const float *w, const float *b, int N)
+{
+	rows_job j = { .m = r->m, .mean = (float *)mean, .scale = (float *)scale,
+	    .x = x, .out = out, .w = w, .b = b, .N = N };
+
+	if (rows_parallel(N))
+		kern_for(apply_part, &j, N);
+	else
+		kern_ln_apply(out, x, mean, scale, w, b, N, r->m->cfg.d_model);
+}
+
+static void
+act_range(const rows_job *j, size_t a, size_t b)
+{
+	kern_activation(j->h + a, b - a, j->m->cfg.act);
+	if (j->up != NULL)
+		for (size_t i = a; i < b; i++)
+			j->h[i] *= j->up[i];
+}
+
+static void
+act_part(void *ctx, int part, int nparts)
+{
+	const rows_job *j = ctx;
+	int a, b;
+
+	kern_part_range((int)((j->n + ACT_GRAIN - 1) / ACT_GRAIN), part, nparts,
+	    &a, &b);
+	if (a < b)
+		act_range(j, (size_t)a * ACT_GRAIN, (size_t)b * ACT_GRAIN < j->n ?
+		    (size_t)b * ACT_GRAIN : j->n);
+}
+
+/* The MLP's activation of the N rows of h (N, F) in place, times up
+ * (N, F) when not NULL (a gated MLP). */
+static void
+activation(fl_run *r, float *h, const float *up, int N)
+{
+	rows_job j = { .m = r->m, .h = h, .up = up,
+	    .n = (size_t)N * (size_t)r->m->cfg.d_mlp };
+
+	if (rows_parallel(N))
+		kern_for(act_part, &j, (int)((j.n + ACT_GRAIN - 1) / ACT_GRAIN));
+	else
+		act_range(&j, 0, j.n);
+}
+
 /* One of the block's LayerNorms (ln 1 or 2) of the rows of x into out (out
  * may be x), with its scale and normalized hooks; the scale (as the hooks
  * left it) goes to cache_scale when not NULL. */
@@ -797,11 +921,11 @@ block_ln(fl_run *r, const fl_pass *p, int l, int ln, float *out, const float *x,
 	const fl_layer *y = &r->m->layers[l];
 	int D = c->d_model;
 
-	model_norm_stats(r->m, r->mean, r->scale, x, N);
+	norm_stats(r, r->mean, r->scale, x, N);
 	FIRE(hook_scale(p, ln == 1 ? HOOK_LN1_SCALE : HOOK_LN2_SCALE, l, r->scale,
 	    lens, n_seq));
-	kern_ln_apply(out, x, r->mean, r->scale, ln == 1 ? y->ln1_w : y->ln2_w,
-	    ln == 1 ? y->ln1_b : y->ln2_b, N, D);
+	norm_apply(r, out, x, r->mean, r->scale, ln == 1 ? y->ln1_w : y->ln2_w,
+	    ln == 1 ? y->ln1_b : y->ln2_b, N);
 	FIRE(hook_rows(p, ln == 1 ? HOOK_LN1_NORMALIZED : HOOK_LN2_NORMALIZED, l, out,
 	    D, lens, n_seq));
 	cache_put(cache_scale, r->scale, (size_t)N);
@@ -939,10 +1063,7 @@ block_mlp(fl_run *r, const fl_pass *p, int l, const float *in, const int *lens,
 		if (k != NULL && k->mlp_pre_linear != NULL)
 			cache_put(k->mlp_pre_linear + at * F, r->mlp_up, T * F);
 	}
-	kern_activation(r->mlp_h, T * F, c->act);
-	if (c->gated_mlp)
-		for (size_t i = 0; i < T * F; i++)
-			r->mlp_h[i] *= r->mlp_up[i];
+	activation(r, r->mlp_h, c->gated_mlp ? r->mlp_up : NULL, N);
 	FIRE(hook_rows(p, HOOK_MLP_POST, l, r->mlp_h, (int)F, lens, n_seq));
 	if (k != NULL && k->mlp_post != NULL)
 		cache_put(k->mlp_post + at * F, r->mlp_h, T * F);
@@ -1128,10 +1249,10 @@ run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
 	}
 
 	if (c->final_ln) {
-		model_norm_stats(r->m, r->mean, r->scale, r->x, N);
+		norm_stats(r, r->mean, r->scale, r->x, N);
 		FIRE(hook_scale(p, HOOK_LNF_SCALE, -1, r->scale, lens, n_seq));
-		kern_ln_apply(r->ln, r->x, r->mean, r->scale, r->m->lnf_w, r->m->lnf_b,
-		    N, (int)D);
+		norm_apply(r, r->ln, r->x, r->mean, r->scale, r->m->lnf_w,
+		    r->m->lnf_b, N);
 		FIRE(hook_rows(p, HOOK_LNF_NORMALIZED, -1, r->ln, (int)D, lens, n_seq));
 	} else
 		for (int i = 0; i < N; i++)

@@ -9,25 +9,46 @@
 
 #include "vec.h"
 
+/* The statistics sum in double, each row's values in order: a chain of
+ * dependent adds, as long as the row. LN_ROWS rows go through the loops
+ * together, each with its own sums in the same order as alone (the same
+ * bits), so that the chains overlap instead of waiting on one another. */
+#define LN_ROWS 8
+
+static inline __attribute__((always_inline)) void
+ln_stats_rows(float *mean, float *scale, const float *x, int R, int D,
+    float eps)
+{
+	double mu[LN_ROWS], var[LN_ROWS];
+
+	for (int r = 0; r < R; r++)
+		mu[r] = var[r] = 0;
+	for (int i = 0; i < D; i++)
+		for (int r = 0; r < R; r++)
+			mu[r] += x[(size_t)r * D + i];
+	for (int r = 0; r < R; r++)
+		mu[r] /= D;
+	for (int i = 0; i < D; i++)
+		for (int r = 0; r < R; r++) {
+			double d = x[(size_t)r * D + i] - mu[r];
+
+			var[r] += d * d;
+		}
+	for (int r = 0; r < R; r++) {
+		mean[r] = (float)mu[r];
+		scale[r] = (float)sqrt(var[r] / D + eps);
+	}
+}
+
 void
 kern_ln_stats(float *mean, float *scale, const float *x, int T, int D, float eps)
 {
-	for (int t = 0; t < T; t++) {
-		const float *xr = x + (size_t)t * D;
-		double mu = 0, var = 0;
+	int t = 0;
 
-		for (int i = 0; i < D; i++)
-			mu += xr[i];
-		mu /= D;
-		for (int i = 0; i < D; i++) {
-			double d = xr[i] - mu;
-
-			var += d * d;
-		}
-		var /= D;
-		mean[t] = (float)mu;
-		scale[t] = (float)sqrt(var + eps);
-	}
+	for (; t + LN_ROWS <= T; t += LN_ROWS)
+		ln_stats_rows(mean + t, scale + t, x + (size_t)t * D, LN_ROWS, D, eps);
+	for (; t < T; t++)
+		ln_stats_rows(mean + t, scale + t, x + (size_t)t * D, 1, D, eps);
 }
 
 void
@@ -44,18 +65,32 @@ kern_ln_apply(float *out, const float *x, const float *mean,
 	}
 }
 
+static inline __attribute__((always_inline)) void
+rms_stats_rows(float *mean, float *scale, const float *x, int R, int D,
+    float eps)
+{
+	double ss[LN_ROWS];
+
+	for (int r = 0; r < R; r++)
+		ss[r] = 0;
+	for (int i = 0; i < D; i++)
+		for (int r = 0; r < R; r++)
+			ss[r] += (double)x[(size_t)r * D + i] * x[(size_t)r * D + i];
+	for (int r = 0; r < R; r++) {
+		mean[r] = 0.0f;
+		scale[r] = (float)sqrt(ss[r] / D + eps);
+	}
+}
+
 void
 kern_rms_stats(float *mean, float *scale, const float *x, int T, int D, float eps)
 {
-	for (int t = 0; t < T; t++) {
-		const float *xr = x + (size_t)t * D;
-		double ss = 0;
+	int t = 0;
 
-		for (int i = 0; i < D; i++)
-			ss += (double)xr[i] * xr[i];
-		mean[t] = 0.0f;
-		scale[t] = (float)sqrt(ss / D + eps);
-	}
+	for (; t + LN_ROWS <= T; t += LN_ROWS)
+		rms_stats_rows(mean + t, scale + t, x + (size_t)t * D, LN_ROWS, D, eps);
+	for (; t < T; t++)
+		rms_stats_rows(mean + t, scale + t, x + (size_t)t * D, 1, D, eps);
 }
 
 /* Below this many tokens the per-head products are plain loops: BLIS's
