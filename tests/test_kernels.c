@@ -457,6 +457,53 @@ test_softmax_nan(void)
 	check(nan == 7, "softmax: a NaN makes its row NaN, as torch.softmax "
 	    "(%d of 7 NaN)", nan);
 	check(zero == 3, "softmax: a row of -inf alone stays zeros (%d of 3)", zero);
+
+	/* rows of 37, past the vectors (the maximum and the NaN test go VW at
+	 * a time, then one by one): a NaN among the vectors or in the tail,
+	 * a masked row, and the formula in double with the maximum among the
+	 * vectors and in the tail */
+	{
+		enum { N = 37 };
+		float a[N], b[N], c[N], d[N];
+		unsigned seed = 11;
+		double worst = 0;
+		int nn = 0, zz = 0;
+
+		for (int i = 0; i < N; i++) {
+			a[i] = b[i] = 0.5f * (float)i;
+			c[i] = -INFINITY;
+		}
+		a[3] = NAN;
+		b[N - 2] = NAN;
+		kern_softmax(a, N);
+		kern_softmax(b, N);
+		kern_softmax(c, N);
+		for (int i = 0; i < N; i++) {
+			nn += isnan(a[i]) + isnan(b[i]);
+			zz += c[i] == 0.0f;
+		}
+		check(nn == 2 * N && zz == N, "softmax, %d values: a NaN among the "
+		    "vectors or in the tail makes the row NaN (%d of %d), a masked "
+		    "row stays zeros (%d of %d)", N, nn, 2 * N, zz, N);
+		for (int at = 0; at < 2; at++) {
+			double mx = -INFINITY, sum = 0;
+
+			for (int i = 0; i < N; i++)
+				d[i] = 4.0f * frand(&seed);
+			d[at == 0 ? 5 : N - 1] = 9.0f;
+			for (int i = 0; i < N; i++)
+				mx = fmax(mx, d[i]);
+			for (int i = 0; i < N; i++)
+				sum += exp(d[i] - mx);
+			memcpy(a, d, sizeof a);
+			kern_softmax(a, N);
+			for (int i = 0; i < N; i++)
+				worst = fmax(worst, fabs(a[i] - exp(d[i] - mx) / sum));
+		}
+		check(worst < 1e-6, "softmax, %d values, the maximum among the "
+		    "vectors and in the tail: the formula in double within %.3g",
+		    N, worst);
+	}
 }
 
 int

@@ -374,7 +374,27 @@ kern_softmax(float *x, int n)
 	bool nan = false;
 	int i;
 
-	for (i = 0; i < n; i++) {
+	/* the maximum and whether any value is NaN, VW at a time (the
+	 * same maximum as one by one: max does not depend on the order) */
+	i = 0;
+	if (n >= VW) {
+		vf vm = (vf){ 0 } - INFINITY;
+		vi vn = { 0 };
+
+		for (; i + VW <= n; i += VW) {
+			vf v = vload(x + i);
+			vi gt = v > vm;
+
+			vm = (vf)(((vi)v & gt) | ((vi)vm & ~gt));
+			vn |= v != v;
+		}
+		for (int l = 0; l < VW; l++) {
+			if (vm[l] > mx)
+				mx = vm[l];
+			nan |= vn[l] != 0;
+		}
+	}
+	for (; i < n; i++) {
 		if (x[i] > mx)
 			mx = x[i];
 		nan |= isnan(x[i]);
