@@ -247,18 +247,17 @@ block_rest(const fl_model *m, int l, float *x, int n, float *ln, float *h,
     float *mean, float *scale)
 {
 	const fl_layer *y = &m->layers[l];
-	int D = m->cfg.d_model;
 
 	if (m->cfg.ln_before) {
-		model_norm_stats(m, mean, scale, x, n);
-		kern_ln_apply(ln, x, mean, scale, y->ln2_w, y->ln2_b, n, D);
+		model_norm_stats_mt(m, mean, scale, x, n);
+		model_ln_apply_mt(m, ln, x, mean, scale, y->ln2_w, y->ln2_b, n);
 		model_mlp(m, l, x, ln, n, h, true);
 	} else {
-		model_norm_stats(m, mean, scale, x, n);
-		kern_ln_apply(x, x, mean, scale, y->ln1_w, y->ln1_b, n, D);
+		model_norm_stats_mt(m, mean, scale, x, n);
+		model_ln_apply_mt(m, x, x, mean, scale, y->ln1_w, y->ln1_b, n);
 		model_mlp(m, l, x, x, n, h, true);
-		model_norm_stats(m, mean, scale, x, n);
-		kern_ln_apply(x, x, mean, scale, y->ln2_w, y->ln2_b, n, D);
+		model_norm_stats_mt(m, mean, scale, x, n);
+		model_ln_apply_mt(m, x, x, mean, scale, y->ln2_w, y->ln2_b, n);
 	}
 }
 
@@ -609,9 +608,9 @@ patch_heads(fl_patch *res, fl_batch *b, const fl_prompt *clean, int n,
 				const fl_layer *y = &m->layers[l];
 				float *xm = x + (size_t)rows_h * D;
 
-				model_norm_stats(m, mean, scale, xm, rows - rows_h);
-				kern_ln_apply(xm, xm, mean, scale, y->ln2_w, y->ln2_b,
-				    rows - rows_h, D);
+				model_norm_stats_mt(m, mean, scale, xm, rows - rows_h);
+				model_ln_apply_mt(m, xm, xm, mean, scale, y->ln2_w,
+				    y->ln2_b, rows - rows_h);
 			}
 			for (int k2 = l; k2 < R; k2++) {
 				/* the head rows finish block l; the MLP rows start at

@@ -827,120 +827,25 @@ attend_last(fl_run *r, const fl_pass *p, int l)
 
 #define FIRE(x) do { if ((x) != FL_HOOK_CONTINUE) return FL_STOPPED; } while (0)
 
-/* ---- the work between the products, on the threads -------------------
- * From ROWS_PARALLEL_MIN rows on, the LayerNorms' two steps and the MLP's
- * activation are shared among the pool's threads (below it, handing them
- * over costs about what it saves). Each row's statistics and each value
- * are computed as in one call, so the bits are the same at any thread
- * count: the activation's parts are cut at multiples of ACT_GRAIN values,
- * so that every value takes the same path (vector or tail) as in one
- * call. */
-#define ROWS_PARALLEL_MIN 64
-#define ACT_GRAIN 64
-
-typedef struct {
-	const fl_model	*m;
-	float		*mean, *scale;
-	const float	*x;
-	float		*out;		/* apply: the normalized rows */
-	const float	*w, *b;
-	int		 N;
-	float		*h;		/* activation: the values, in place */
-	const float	*up;		/* the gated MLP's up projection, or NULL */
-	size_t		 n;
-} rows_job;
-
-static bool
-rows_parallel(int N)
-{
-	return N >= ROWS_PARALLEL_MIN && kern_threads() > 1;
-}
-
-static void
-stats_part(void *ctx, int part, int nparts)
-{
-	const rows_job *j = ctx;
-	size_t D = (size_t)j->m->cfg.d_model;
-	int a, b;
-
-	kern_part_range(j->N, part, nparts, &a, &b);
-	if (a < b)
-		model_norm_stats(j->m, j->mean + a, j->scale + a, j->x + a * D, b - a);
-}
-
-static void
-apply_part(void *ctx, int part, int nparts)
-{
-	const rows_job *j = ctx;
-	size_t D = (size_t)j->m->cfg.d_model;
-	int a, b;
-
-	kern_part_range(j->N, part, nparts, &a, &b);
-	if (a < b)
-		kern_ln_apply(j->out + a * D, j->x + a * D, j->mean + a, j->scale + a,
-		    j->w, j->b, b - a, (int)D);
-}
-
-/* Each row's mean and scale (model_norm_stats) of the N rows of x. */
+/* The norms and the activation between the products, on the pool's
+ * threads from 64 rows on (readout.h). */
 static void
 norm_stats(fl_run *r, float *mean, float *scale, const float *x, int N)
 {
-	rows_job j = { .m = r->m, .mean = mean, .scale = scale, .x = x, .N = N };
-
-	if (rows_parallel(N))
-		kern_for(stats_part, &j, N);
-	else
-		model_norm_stats(r->m, mean, scale, x, N);
+	model_norm_stats_mt(r->m, mean, scale, x, N);
 }
 
-/* out = the N rows of x normalized by mean and scale, times w, plus b. */
 static void
 norm_apply(fl_run *r, float *out, const float *x, const float *mean,
     const float *scale, const float *w, const float *b, int N)
 {
-	rows_job j = { .m = r->m, .mean = (float *)mean, .scale = (float *)scale,
-	    .x = x, .out = out, .w = w, .b = b, .N = N };
-
-	if (rows_parallel(N))
-		kern_for(apply_part, &j, N);
-	else
-		kern_ln_apply(out, x, mean, scale, w, b, N, r->m->cfg.d_model);
+	model_ln_apply_mt(r->m, out, x, mean, scale, w, b, N);
 }
 
-static void
-act_range(const rows_job *j, size_t a, size_t b)
-{
-	kern_activation(j->h + a, b - a, j->m->cfg.act);
-	if (j->up != NULL)
-		for (size_t i = a; i < b; i++)
-			j->h[i] *= j->up[i];
-}
-
-static void
-act_part(void *ctx, int part, int nparts)
-{
-	const rows_job *j = ctx;
-	int a, b;
-
-	kern_part_range((int)((j->n + ACT_GRAIN - 1) / ACT_GRAIN), part, nparts,
-	    &a, &b);
-	if (a < b)
-		act_range(j, (size_t)a * ACT_GRAIN, (size_t)b * ACT_GRAIN < j->n ?
-		    (size_t)b * ACT_GRAIN : j->n);
-}
-
-/* The MLP's activation of the N rows of h (N, F) in place, times up
- * (N, F) when not NULL (a gated MLP). */
 static void
 activation(fl_run *r, float *h, const float *up, int N)
 {
-	rows_job j = { .m = r->m, .h = h, .up = up,
-	    .n = (size_t)N * (size_t)r->m->cfg.d_mlp };
-
-	if (rows_parallel(N))
-		kern_for(act_part, &j, (int)((j.n + ACT_GRAIN - 1) / ACT_GRAIN));
-	else
-		act_range(&j, 0, j.n);
+	model_activation_mt(r->m, h, up, N);
 }
 
 /* One of the block's LayerNorms (ln 1 or 2) of the rows of x into out (out

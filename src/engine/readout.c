@@ -10,6 +10,7 @@
 
 #include "kernels.h"
 #include "linear.h"
+#include "pool.h"
 #include "base/util.h"
 
 /* ---- the final readout ------------------------------------------------ */
@@ -109,6 +110,119 @@ model_norm_stats(const fl_model *m, float *mean, float *scale, const float *x, i
 		kern_ln_stats(mean, scale, x, n, m->cfg.d_model, m->cfg.ln_eps);
 }
 
+/* ---- the work between the products, on the threads -------------------
+ * From ROWS_PARALLEL_MIN rows on, the LayerNorms' two steps and the MLP's
+ * activation are shared among the pool's threads (below it, handing them
+ * over costs about what it saves). Each row's statistics and each value
+ * are computed as in one call, so the bits are the same at any thread
+ * count: the activation's parts are cut at multiples of ACT_GRAIN values,
+ * so that every value takes the same path (vector or tail) as in one
+ * call. */
+#define ROWS_PARALLEL_MIN 64
+#define ACT_GRAIN 64
+
+typedef struct {
+	const fl_model	*m;
+	float		*mean, *scale;
+	const float	*x;
+	float		*out;		/* apply: the normalized rows */
+	const float	*w, *b;
+	int		 N;
+	float		*h;		/* activation: the values, in place */
+	const float	*up;		/* the gated MLP's up projection, or NULL */
+	size_t		 n;
+} rows_job;
+
+static bool
+rows_parallel(int N)
+{
+	return N >= ROWS_PARALLEL_MIN && kern_threads() > 1;
+}
+
+static void
+stats_part(void *ctx, int part, int nparts)
+{
+	const rows_job *j = ctx;
+	size_t D = (size_t)j->m->cfg.d_model;
+	int a, b;
+
+	kern_part_range(j->N, part, nparts, &a, &b);
+	if (a < b)
+		model_norm_stats(j->m, j->mean + a, j->scale + a, j->x + a * D, b - a);
+}
+
+static void
+apply_part(void *ctx, int part, int nparts)
+{
+	const rows_job *j = ctx;
+	size_t D = (size_t)j->m->cfg.d_model;
+	int a, b;
+
+	kern_part_range(j->N, part, nparts, &a, &b);
+	if (a < b)
+		kern_ln_apply(j->out + a * D, j->x + a * D, j->mean + a, j->scale + a,
+		    j->w, j->b, b - a, (int)D);
+}
+
+void
+model_norm_stats_mt(const fl_model *m, float *mean, float *scale, const float *x,
+    int N)
+{
+	rows_job j = { .m = m, .mean = mean, .scale = scale, .x = x, .N = N };
+
+	if (rows_parallel(N))
+		kern_for(stats_part, &j, N);
+	else
+		model_norm_stats(m, mean, scale, x, N);
+}
+
+void
+model_ln_apply_mt(const fl_model *m, float *out, const float *x, const float *mean,
+    const float *scale, const float *w, const float *b, int N)
+{
+	rows_job j = { .m = m, .mean = (float *)mean, .scale = (float *)scale,
+	    .x = x, .out = out, .w = w, .b = b, .N = N };
+
+	if (rows_parallel(N))
+		kern_for(apply_part, &j, N);
+	else
+		kern_ln_apply(out, x, mean, scale, w, b, N, m->cfg.d_model);
+}
+
+static void
+act_range(const rows_job *j, size_t a, size_t b)
+{
+	kern_activation(j->h + a, b - a, j->m->cfg.act);
+	if (j->up != NULL)
+		for (size_t i = a; i < b; i++)
+			j->h[i] *= j->up[i];
+}
+
+static void
+act_part(void *ctx, int part, int nparts)
+{
+	const rows_job *j = ctx;
+	int a, b;
+
+	kern_part_range((int)((j->n + ACT_GRAIN - 1) / ACT_GRAIN), part, nparts,
+	    &a, &b);
+	if (a < b)
+		act_range(j, (size_t)a * ACT_GRAIN, (size_t)b * ACT_GRAIN < j->n ?
+		    (size_t)b * ACT_GRAIN : j->n);
+}
+
+void
+model_activation_mt(const fl_model *m, float *h, const float *up, int N)
+{
+	rows_job j = { .m = m, .h = h, .up = up,
+	    .n = (size_t)N * (size_t)m->cfg.d_mlp };
+
+	if (rows_parallel(N))
+		kern_for(act_part, &j, (int)((j.n + ACT_GRAIN - 1) / ACT_GRAIN));
+	else
+		act_range(&j, 0, j.n);
+}
+
 void
 model_mlp(const fl_model *m, int l, float *y, const float *x, int n, float *h,
     bool accumulate)
@@ -118,15 +232,14 @@ model_mlp(const fl_model *m, int l, float *y, const float *x, int n, float *h,
 	size_t nf = (size_t)n * F;
 
 	kern_linear(h, F, x, D, &ly->fc, n, false);
-	kern_activation(h, nf, m->cfg.act);
 	if (m->cfg.gated_mlp) {
 		float *up = xmalloc(nf * sizeof *up);
 
 		kern_linear(up, F, x, D, &ly->up, n, false);
-		for (size_t i = 0; i < nf; i++)
-			h[i] *= up[i];
+		model_activation_mt(m, h, up, n);
 		free(up);
-	}
+	} else
+		model_activation_mt(m, h, NULL, n);
 	kern_linear(y, D, h, F, &ly->proj, n, accumulate);
 }
 

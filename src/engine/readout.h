@@ -50,6 +50,16 @@ double model_readout_dot(const fl_model *m, const float *x, const float *dir);
 void model_norm_stats(const fl_model *m, float *mean, float *scale, const float *x,
     int n);
 
+/* model_norm_stats, kern_ln_apply with the model's d_model and
+ * kern_activation of N rows (N, F) in place (times up (N, F) when not
+ * NULL: a gated MLP) on the pool's threads from 64 rows on, with the same
+ * bits as on one. Not from inside a kern_for task (as kern_linear). */
+void model_norm_stats_mt(const fl_model *m, float *mean, float *scale,
+    const float *x, int N);
+void model_ln_apply_mt(const fl_model *m, float *out, const float *x,
+    const float *mean, const float *scale, const float *w, const float *b, int N);
+void model_activation_mt(const fl_model *m, float *h, const float *up, int N);
+
 /* The MLP of layer l on n rows x (n, D) that are past ln2: y (n, D) =
  * proj(act(fc(x))), gated models proj(act(fc(x)) * up(x)); with
  * accumulate, y += instead. h is (n, F) scratch. */
