@@ -827,27 +827,6 @@ attend_last(fl_run *r, const fl_pass *p, int l)
 
 #define FIRE(x) do { if ((x) != FL_HOOK_CONTINUE) return FL_STOPPED; } while (0)
 
-/* The norms and the activation between the products, on the pool's
- * threads from 64 rows on (readout.h). */
-static void
-norm_stats(fl_run *r, float *mean, float *scale, const float *x, int N)
-{
-	model_norm_stats_mt(r->m, mean, scale, x, N);
-}
-
-static void
-norm_apply(fl_run *r, float *out, const float *x, const float *mean,
-    const float *scale, const float *w, const float *b, int N)
-{
-	model_ln_apply_mt(r->m, out, x, mean, scale, w, b, N);
-}
-
-static void
-activation(fl_run *r, float *h, const float *up, int N)
-{
-	model_activation_mt(r->m, h, up, N);
-}
-
 /* One of the block's LayerNorms (ln 1 or 2) of the rows of x into out (out
  * may be x), with its scale and normalized hooks; the scale (as the hooks
  * left it) goes to cache_scale when not NULL. */
@@ -859,11 +838,11 @@ block_ln(fl_run *r, const fl_pass *p, int l, int ln, float *out, const float *x,
 	const fl_layer *y = &r->m->layers[l];
 	int D = c->d_model;
 
-	norm_stats(r, r->mean, r->scale, x, N);
+	model_norm_stats_mt(r->m, r->mean, r->scale, x, N);
 	FIRE(hook_scale(p, ln == 1 ? HOOK_LN1_SCALE : HOOK_LN2_SCALE, l, r->scale,
 	    lens, n_seq));
-	norm_apply(r, out, x, r->mean, r->scale, ln == 1 ? y->ln1_w : y->ln2_w,
-	    ln == 1 ? y->ln1_b : y->ln2_b, N);
+	model_ln_apply_mt(r->m, out, x, r->mean, r->scale, ln == 1 ? y->ln1_w :
+	    y->ln2_w, ln == 1 ? y->ln1_b : y->ln2_b, N);
 	FIRE(hook_rows(p, ln == 1 ? HOOK_LN1_NORMALIZED : HOOK_LN2_NORMALIZED, l, out,
 	    D, lens, n_seq));
 	cache_put(cache_scale, r->scale, (size_t)N);
@@ -1001,7 +980,7 @@ block_mlp(fl_run *r, const fl_pass *p, int l, const float *in, const int *lens,
 		if (k != NULL && k->mlp_pre_linear != NULL)
 			cache_put(k->mlp_pre_linear + at * F, r->mlp_up, T * F);
 	}
-	activation(r, r->mlp_h, c->gated_mlp ? r->mlp_up : NULL, N);
+	model_activation_mt(r->m, r->mlp_h, c->gated_mlp ? r->mlp_up : NULL, N);
 	FIRE(hook_rows(p, HOOK_MLP_POST, l, r->mlp_h, (int)F, lens, n_seq));
 	if (k != NULL && k->mlp_post != NULL)
 		cache_put(k->mlp_post + at * F, r->mlp_h, T * F);
@@ -1187,9 +1166,9 @@ run_forward(fl_run *r, const int *ids, const int *lens, int n_seq,
 	}
 
 	if (c->final_ln) {
-		norm_stats(r, r->mean, r->scale, r->x, N);
+		model_norm_stats_mt(r->m, r->mean, r->scale, r->x, N);
 		FIRE(hook_scale(p, HOOK_LNF_SCALE, -1, r->scale, lens, n_seq));
-		norm_apply(r, r->ln, r->x, r->mean, r->scale, r->m->lnf_w,
+		model_ln_apply_mt(r->m, r->ln, r->x, r->mean, r->scale, r->m->lnf_w,
 		    r->m->lnf_b, N);
 		FIRE(hook_rows(p, HOOK_LNF_NORMALIZED, -1, r->ln, (int)D, lens, n_seq));
 	} else
