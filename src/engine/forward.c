@@ -513,10 +513,10 @@ add_rows(float *x, const float *y, size_t n)
 		x[i] += y[i];
 }
 
-/* From this many values on, a copy into the cache is shared among the
- * threads, in pieces of COPY_GRAIN values (at 256 tokens the copies were
- * 1.2 % of a pass, on one thread while the other waited). */
-#define COPY_PARALLEL_MIN (64 * 768)
+/* From this many values (256 KB) on, a copy into the cache is shared
+ * among the threads, in pieces of COPY_GRAIN values (at 256 tokens the
+ * copies were 1.2 % of a pass, on one thread while the other waited). */
+#define COPY_PARALLEL_MIN ((size_t)1 << 16)
 #define COPY_GRAIN 4096
 
 typedef struct {
@@ -529,13 +529,9 @@ static void
 copy_part(void *ctx, int part, int nparts)
 {
 	const copy_job *j = ctx;
-	int a, b;
 	size_t lo, hi;
 
-	kern_part_range((int)((j->n + COPY_GRAIN - 1) / COPY_GRAIN), part, nparts,
-	    &a, &b);
-	lo = (size_t)a * COPY_GRAIN;
-	hi = (size_t)b * COPY_GRAIN < j->n ? (size_t)b * COPY_GRAIN : j->n;
+	kern_part_span(j->n, COPY_GRAIN, part, nparts, &lo, &hi);
 	if (lo < hi)
 		memcpy(j->dst + lo, j->src + lo, (hi - lo) * sizeof *j->dst);
 }
@@ -549,7 +545,7 @@ cache_put(float *dst, const float *src, size_t n)
 	if (dst == NULL)
 		return;
 	if (n >= COPY_PARALLEL_MIN && kern_threads() > 1)
-		kern_for(copy_part, &j, (int)((n + COPY_GRAIN - 1) / COPY_GRAIN));
+		kern_for(copy_part, &j, kern_grains(n, COPY_GRAIN));
 	else
 		memcpy(dst, src, n * sizeof(float));
 }

@@ -370,29 +370,26 @@ kern_softmax(float *x, int n)
 {
 	float mx = -INFINITY;
 	vf vmx, acc;
+	vi vnan;
 	double sum = 0;
 	bool nan = false;
 	int i;
 
 	/* the maximum and whether any value is NaN, VW at a time (the
 	 * same maximum as one by one: max does not depend on the order) */
-	i = 0;
-	if (n >= VW) {
-		vf vm = (vf){ 0 } - INFINITY;
-		vi vn = { 0 };
+	vmx = (vf){ 0 } - INFINITY;
+	vnan = (vi){ 0 };
+	for (i = 0; i + VW <= n; i += VW) {
+		vf v = vload(x + i);
+		vi gt = v > vmx;
 
-		for (; i + VW <= n; i += VW) {
-			vf v = vload(x + i);
-			vi gt = v > vm;
-
-			vm = (vf)(((vi)v & gt) | ((vi)vm & ~gt));
-			vn |= v != v;
-		}
-		for (int l = 0; l < VW; l++) {
-			if (vm[l] > mx)
-				mx = vm[l];
-			nan |= vn[l] != 0;
-		}
+		vmx = (vf)(((vi)v & gt) | ((vi)vmx & ~gt));
+		vnan |= v != v;
+	}
+	for (int l = 0; l < VW; l++) {
+		if (vmx[l] > mx)
+			mx = vmx[l];
+		nan |= vnan[l] != 0;
 	}
 	for (; i < n; i++) {
 		if (x[i] > mx)

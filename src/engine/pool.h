@@ -8,6 +8,8 @@
 #ifndef FL_POOL_H
 #define FL_POOL_H
 
+#include <stddef.h>
+
 /* Threads the products and our own loops may use; 0 or less means all
  * cores. BLIS itself runs single-threaded inside the parts. */
 void kern_set_threads(int n);
@@ -39,6 +41,25 @@ kern_part_range(int n, int part, int nparts, int *a, int *b)
 
 	*a = part * per < n ? part * per : n;
 	*b = *a + per < n ? *a + per : n;
+}
+
+/* The same for n values cut at multiples of grain (kern_grains(n, grain)
+ * units): part `part` takes values [*lo, *hi). */
+static inline int
+kern_grains(size_t n, size_t grain)
+{
+	return (int)((n + grain - 1) / grain);
+}
+
+static inline void
+kern_part_span(size_t n, size_t grain, int part, int nparts, size_t *lo,
+    size_t *hi)
+{
+	int a, b;
+
+	kern_part_range(kern_grains(n, grain), part, nparts, &a, &b);
+	*lo = (size_t)a * grain;
+	*hi = (size_t)b * grain < n ? (size_t)b * grain : n;
 }
 
 #endif

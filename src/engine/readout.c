@@ -125,7 +125,7 @@ typedef struct {
 	const fl_model	*m;
 	float		*mean, *scale;
 	const float	*x;
-	float		*out;		/* apply: the normalized rows */
+	float		*out;		/* apply: the normalized rows (NULL: stats) */
 	const float	*w, *b;
 	int		 N;
 	float		*h;		/* activation: the values, in place */
@@ -139,27 +139,20 @@ rows_parallel(int N)
 	return N >= ROWS_PARALLEL_MIN && kern_threads() > 1;
 }
 
+/* Rows [a, b) of a norm's step: the statistics, or with out the apply. */
 static void
-stats_part(void *ctx, int part, int nparts)
+norm_part(void *ctx, int part, int nparts)
 {
 	const rows_job *j = ctx;
 	size_t D = (size_t)j->m->cfg.d_model;
 	int a, b;
 
 	kern_part_range(j->N, part, nparts, &a, &b);
-	if (a < b)
+	if (a >= b)
+		return;
+	if (j->out == NULL)
 		model_norm_stats(j->m, j->mean + a, j->scale + a, j->x + a * D, b - a);
-}
-
-static void
-apply_part(void *ctx, int part, int nparts)
-{
-	const rows_job *j = ctx;
-	size_t D = (size_t)j->m->cfg.d_model;
-	int a, b;
-
-	kern_part_range(j->N, part, nparts, &a, &b);
-	if (a < b)
+	else
 		kern_ln_apply(j->out + a * D, j->x + a * D, j->mean + a, j->scale + a,
 		    j->w, j->b, b - a, (int)D);
 }
@@ -171,7 +164,7 @@ model_norm_stats_mt(const fl_model *m, float *mean, float *scale, const float *x
 	rows_job j = { .m = m, .mean = mean, .scale = scale, .x = x, .N = N };
 
 	if (rows_parallel(N))
-		kern_for(stats_part, &j, N);
+		kern_for(norm_part, &j, N);
 	else
 		model_norm_stats(m, mean, scale, x, N);
 }
@@ -184,7 +177,7 @@ model_ln_apply_mt(const fl_model *m, float *out, const float *x, const float *me
 	    .x = x, .out = out, .w = w, .b = b, .N = N };
 
 	if (rows_parallel(N))
-		kern_for(apply_part, &j, N);
+		kern_for(norm_part, &j, N);
 	else
 		kern_ln_apply(out, x, mean, scale, w, b, N, m->cfg.d_model);
 }
@@ -202,13 +195,11 @@ static void
 act_part(void *ctx, int part, int nparts)
 {
 	const rows_job *j = ctx;
-	int a, b;
+	size_t lo, hi;
 
-	kern_part_range((int)((j->n + ACT_GRAIN - 1) / ACT_GRAIN), part, nparts,
-	    &a, &b);
-	if (a < b)
-		act_range(j, (size_t)a * ACT_GRAIN, (size_t)b * ACT_GRAIN < j->n ?
-		    (size_t)b * ACT_GRAIN : j->n);
+	kern_part_span(j->n, ACT_GRAIN, part, nparts, &lo, &hi);
+	if (lo < hi)
+		act_range(j, lo, hi);
 }
 
 void
@@ -218,7 +209,7 @@ model_activation_mt(const fl_model *m, float *h, const float *up, int N)
 	    .n = (size_t)N * (size_t)m->cfg.d_mlp };
 
 	if (rows_parallel(N))
-		kern_for(act_part, &j, (int)((j.n + ACT_GRAIN - 1) / ACT_GRAIN));
+		kern_for(act_part, &j, kern_grains(j.n, ACT_GRAIN));
 	else
 		act_range(&j, 0, j.n);
 }
